@@ -1,0 +1,35 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install run test test-python test-js system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG))
+
+# What the tests need from the system: ffmpeg (the real one, plus mkvinfo as
+# an independent WebM parser), Chromium for the browser tests, Prometheus for
+# the dashboard queries, node for the client's unit tests. Installed when missing.
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	node --test tests/js/
+
+bench: $(STAMP)
+	$(BIN)/ztream bench transcode
+
+clean:
+	rm -rf $(VENV) .pytest_cache

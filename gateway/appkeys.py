@@ -1,0 +1,25 @@
+"""Typed keys for the services hung on the aiohttp application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .config import Config
+from .metrics import Metrics
+from .sources.fetch import SafeFetcher
+from .sources.local import LocalSource
+from .store import ChunkStore
+from .tracks import TrackRegistry
+from .transcoder import Transcoder
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+STORE = web.AppKey("store", ChunkStore)
+REGISTRY = web.AppKey("registry", TrackRegistry)
+TRANSCODER = web.AppKey("transcoder", Transcoder)
+FETCHER = web.AppKey("fetcher", SafeFetcher)
+LOCAL_SOURCE = web.AppKey("local_source", LocalSource)
+# Sources that register tracks from a URL, asked in order (`accepts(url)`).
+FETCH_SOURCES = web.AppKey("fetch_sources", list[Any])

@@ -1,0 +1,69 @@
+"""The ``ztream`` command: serve, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .config import ConfigError, load_config
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ztream: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    from .app import create_app
+
+    app = create_app(config)
+    url = config.public_url
+    print(f"ztream: serving on http://{config.server.host}:{config.server.port} -> open {url}/", flush=True)
+    web.run_app(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+        shutdown_timeout=5.0,
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "transcode":
+        from bench.transcode import main as bench_main
+    else:  # pragma: no cover - argparse restricts choices
+        raise SystemExit(2)
+    return int(bench_main(args.rest) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ztream", description="P2P-assisted audio CDN gateway")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="TOML file (default: built-in defaults and a demo library)")
+    serve.set_defaults(func=_serve)
+    bench = sub.add_parser("bench", help="benchmarks that print figures against a same-run baseline")
+    bench.add_argument("what", choices=["transcode"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

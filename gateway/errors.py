@@ -1,0 +1,91 @@
+"""The project's exception tree, mapped once to the public error contract.
+
+Every failure that can reach a client is one of these. Foreign exceptions
+(httpx, ffmpeg, diskcache) are translated at their own boundary, so the HTTP
+layer only ever turns a ``ZtreamError`` into ``{"error", "detail"}``::
+
+    ZtreamError (500 internal)
+    ├── BadRequest (400 bad_request, bad_url, ...)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 upstream_forbidden, forbidden)
+    ├── NotFound (404 not_found, track_not_found, chunk_not_found)
+    ├── TooLarge (413 upstream_too_large)
+    ├── NotAudio (415 upstream_not_audio)
+    ├── Overloaded (503 overloaded)
+    └── UpstreamError (502 upstream_failed)
+        └── UpstreamTimeout (504 upstream_timeout)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ZtreamError",
+    "BadRequest",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "TooLarge",
+    "NotAudio",
+    "Overloaded",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
+
+
+class ZtreamError(Exception):
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class BadRequest(ZtreamError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ZtreamError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ZtreamError):
+    status = 403
+    code = "upstream_forbidden"
+
+
+class NotFound(ZtreamError):
+    status = 404
+    code = "not_found"
+
+
+class TooLarge(ZtreamError):
+    status = 413
+    code = "upstream_too_large"
+
+
+class NotAudio(ZtreamError):
+    status = 415
+    code = "upstream_not_audio"
+
+
+class Overloaded(ZtreamError):
+    status = 503
+    code = "overloaded"
+
+
+class UpstreamError(ZtreamError):
+    status = 502
+    code = "upstream_failed"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"

@@ -1,0 +1,252 @@
+"""HTTP handlers: translate between the public contract and the core.
+
+Nothing here decides anything about transcoding or storage; handlers look up
+the track, ask the ``Transcoder``, and write the answer with the contract's
+headers. Audio bytes are counted in ``ztream_server_bytes_total`` as each
+piece is handed to the socket, so a client that leaves halfway counts only
+what was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .appkeys import CONFIG, FETCH_SOURCES, LOCAL_SOURCE, METRICS, REGISTRY, TRANSCODER
+from .errors import BadRequest, NotFound, ZtreamError
+from .tracks import Track
+
+__all__ = ["routes", "error_middleware", "cors_middleware", "add_cors_headers", "json_error"]
+
+log = logging.getLogger("ztream.http")
+
+WRITE_PIECE = 64 * 1024
+MAX_JSON_BODY = 16 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+LIVE = "no-cache"
+WEBM = "audio/webm"
+
+routes = web.RouteTableDef()
+
+
+def json_error(exc: ZtreamError) -> web.Response:
+    return web.json_response(exc.to_json(), status=exc.status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ZtreamError as exc:
+        return json_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
+        return web.json_response({"error": code, "detail": exc.reason}, status=exc.status,
+                                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+    except (ConnectionResetError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal", "detail": "internal server error"}, status=500)
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    allowed = request.app[CONFIG].server.embed_origins
+    if "*" in allowed:
+        return "*"
+    return origin if origin in allowed else None
+
+
+def _wants_cors(request: web.Request) -> bool:
+    return request.path.startswith("/v1/") and request.path != "/v1/ws"
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Answers CORS preflights for the API; ``add_cors_headers`` does the rest."""
+    if (
+        request.method == "OPTIONS"
+        and _wants_cors(request)
+        and "Access-Control-Request-Method" in request.headers
+    ):
+        origin = _allowed_origin(request)
+        if origin is None:
+            return web.json_response({"error": "origin_forbidden", "detail": "origin not allowed"}, status=403)
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type, If-None-Match, Range",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        })
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: runs for streamed answers too, before headers go out."""
+    if not _wants_cors(request) or "Access-Control-Allow-Origin" in response.headers:
+        return
+    response.headers["Vary"] = "Origin"
+    origin = _allowed_origin(request)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Length, X-Ztream-Complete"
+
+
+def _track(request: web.Request) -> Track:
+    track_id = request.match_info["id"]
+    track = request.app[REGISTRY].get(track_id)
+    if track is None:
+        raise NotFound(f"no track {track_id!r}", code="track_not_found")
+    return track
+
+
+async def _send_audio(request: web.Request, data: bytes, *, etag: str, complete: bool, kind: str) -> web.StreamResponse:
+    headers = {
+        "Content-Type": WEBM,
+        "ETag": f'"{etag}"',
+        "Cache-Control": IMMUTABLE if complete else LIVE,
+        "X-Ztream-Complete": "1" if complete else "0",
+    }
+    if request.headers.get("If-None-Match") == headers["ETag"]:
+        return web.Response(status=304, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(data)
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    counter = request.app[METRICS].server_bytes.labels(kind)
+    view = memoryview(data)
+    for offset in range(0, len(data), WRITE_PIECE):
+        piece = view[offset : offset + WRITE_PIECE]
+        await response.write(piece)
+        counter.inc(len(piece))
+    await response.write_eof()
+    return response
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@routes.get("/v1/tracks")
+async def list_tracks(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    library = request.app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in request.app else []
+    tracks = []
+    for found in library:
+        registry.add(found)
+        tracks.append((registry.get(found.id) or found).public())
+    tracks.extend(t.public() for t in registry.recent() if t.source != "local")
+    return web.json_response({"tracks": tracks})
+
+
+@routes.post("/v1/tracks")
+async def add_track(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise BadRequest("the body is too large", code="body_too_large")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise BadRequest("the body is too large", code="body_too_large")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not JSON", code="bad_json") from None
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str) or not body["url"].strip():
+        raise BadRequest('expected {"url": "<http(s) URL>"}', code="bad_request")
+    url = body["url"].strip()
+    if len(url) > 4096:
+        raise BadRequest("the URL is too long", code="bad_url")
+    source = None
+    for candidate in request.app[FETCH_SOURCES]:
+        if candidate.accepts(url):
+            source = candidate
+            break
+    if source is None:
+        raise BadRequest("no configured source takes this URL", code="bad_url")
+    track = await source.register(url)
+    track, created = request.app[REGISTRY].add(track)
+    return web.json_response(track.public(), status=201 if created else 200)
+
+
+@routes.get("/v1/tracks/{id}")
+async def get_track(request: web.Request) -> web.Response:
+    return web.json_response(_track(request).public())
+
+
+@routes.get("/v1/tracks/{id}/manifest")
+async def get_manifest(request: web.Request) -> web.Response:
+    manifest = await request.app[TRANSCODER].manifest(_track(request))
+    cache = "public, max-age=300" if manifest["complete"] else LIVE
+    return web.json_response(manifest, headers={"Cache-Control": cache})
+
+
+@routes.get("/v1/tracks/{id}/init")
+async def get_init(request: web.Request) -> web.StreamResponse:
+    data, sha, complete = await request.app[TRANSCODER].init(_track(request))
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="init")
+
+
+@routes.get("/v1/tracks/{id}/chunks/{n}")
+async def get_chunk(request: web.Request) -> web.StreamResponse:
+    raw = request.match_info["n"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest(f"chunk index {raw!r} is not a non-negative integer", code="bad_chunk_index")
+    data, sha, complete = await request.app[TRANSCODER].chunk(_track(request), int(raw))
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
+
+
+@routes.get("/v1/tracks/{id}/stream")
+async def get_stream(request: web.Request) -> web.StreamResponse:
+    track = _track(request)
+    transcoder = request.app[TRANSCODER]
+    pieces = transcoder.stream(track)
+    # The first piece is awaited before the status goes out, so upstream
+    # errors still get their JSON answer.
+    kind, first = await anext(pieces)
+    response = web.StreamResponse(headers={"Content-Type": WEBM, "Cache-Control": "no-cache"})
+    cached = transcoder.cached_manifest(track)
+    if cached is not None:
+        response.content_length = cached["init"]["size"] + sum(c["size"] for c in cached["chunks"])
+    await response.prepare(request)
+    if request.method == "HEAD":
+        await pieces.aclose()
+        return response
+    counter = request.app[METRICS].server_bytes.labels("stream")
+    try:
+        # response.write waits for the socket to drain past the high-water
+        # mark: a slow reader slows this loop instead of growing a buffer.
+        await response.write(first)
+        counter.inc(len(first))
+        async for _kind, data in pieces:
+            view = memoryview(data)
+            for offset in range(0, len(data), WRITE_PIECE):
+                piece = view[offset : offset + WRITE_PIECE]
+                await response.write(piece)
+                counter.inc(len(piece))
+    except ZtreamError as exc:
+        # Too late for a status: end the body short, so the client sees a
+        # truncated stream rather than a silently complete one.
+        log.warning("stream of %s ended early: %s", track.id, exc.detail)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    finally:
+        await pieces.aclose()
+    await response.write_eof()
+    return response

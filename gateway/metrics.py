@@ -1,0 +1,76 @@
+"""Prometheus metrics, one registry per app (so tests can run several apps).
+
+Names and meanings are the public contract in DESIGN.md; label values are a
+fixed, small set (never track or peer ids), so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+__all__ = ["Metrics"]
+
+SERVER_KINDS = ("init", "chunk", "stream")
+UPSTREAM_SOURCES = ("url", "soundcloud", "local")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.server_bytes = Counter(
+            "ztream_server_bytes", "Audio bytes the gateway sent to listeners", ["kind"], registry=r
+        )
+        self.peer_bytes = Counter(
+            "ztream_peer_bytes", "Audio bytes listeners report they received from peers", registry=r
+        )
+        self.upstream_bytes = Counter(
+            "ztream_upstream_bytes", "Bytes fetched from upstreams", ["source"], registry=r
+        )
+        self.cache_hits = Counter("ztream_cache_hits", "Chunk store look-ups that hit", registry=r)
+        self.cache_misses = Counter("ztream_cache_misses", "Chunk store look-ups that missed", registry=r)
+        self.cache_bytes = Gauge("ztream_cache_bytes", "Bytes held in the chunk store", registry=r)
+        self.transcodes = Counter("ztream_transcodes", "Transcodes ended", ["result"], registry=r)
+        self.transcodes_running = Gauge("ztream_transcodes_running", "Transcodes now running", registry=r)
+        self.transcode_seconds = Histogram(
+            "ztream_transcode_seconds",
+            "Wall time of a whole transcode",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
+        self.peers_connected = Gauge("ztream_peers_connected", "Open control WebSockets", registry=r)
+        self.verify_failures = Counter(
+            "ztream_chunk_verify_failures", "Bad chunks from peers, as reported", registry=r
+        )
+        self.stalls = Counter("ztream_playback_stalls", "Stalls reported by players", registry=r)
+        self.startup_seconds = Histogram(
+            "ztream_startup_seconds",
+            "Time from play to sound, as reported by players",
+            buckets=(0.05, 0.1, 0.175, 0.25, 0.35, 0.5, 0.75, 1, 1.5, 2.5, 5, 10),
+            registry=r,
+        )
+        # Touch every fixed label value so the series exist from the start and
+        # rate() has a zero to start from.
+        for kind in SERVER_KINDS:
+            self.server_bytes.labels(kind)
+        for source in UPSTREAM_SOURCES:
+            self.upstream_bytes.labels(source)
+        for result in ("ok", "error"):
+            self.transcodes.labels(result)
+
+    def track_cache_bytes(self, volume: Callable[[], int]) -> None:
+        self.cache_bytes.set_function(volume)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

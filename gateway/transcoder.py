@@ -1,0 +1,310 @@
+"""Single-flight transcodes and the readers that follow them.
+
+Theory of operation: for each (track, rendition) there is at most one
+``Flight``: one upstream fetch and one ffmpeg process. Requests never own the
+transcode; they follow it. Each cluster the splitter yields is stored, then
+announced to every waiter, so any number of requests see chunk n as soon as it
+exists. A finished transcode writes its manifest last; from then on requests
+are answered from the store alone. A failed one leaves no manifest and is
+remembered briefly, so N listeners of a broken upstream cause one fetch, not N.
+
+When every follower has gone the transcode still runs to its end: finishing
+(at ~100x real time) is cheaper than fetching the upstream again later. It is
+bounded by ``transcode.timeout_seconds`` and cancelled on shutdown, which kills
+ffmpeg's process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from transcode.ebml import InitSegment
+from transcode.ffmpeg import Rendition
+from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
+
+from .errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
+from .metrics import Metrics
+from .sources.base import Source
+from .store import ChunkStore
+from .tracks import Track, TrackRegistry
+
+__all__ = ["Transcoder", "Flight"]
+
+log = logging.getLogger("ztream.transcoder")
+
+# A failed transcode's error is answered again for this long before retrying.
+ERROR_TTL = 20.0
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Flight:
+    track: Track
+    rendition: Rendition
+    init: dict[str, Any] | None = None
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    error: ZtreamError | None = None
+    task: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self.complete or self.error is not None
+
+    def notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``ready()`` or the flight ends; ``Overloaded``-free, bounded."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not ready() and not self.done:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UpstreamTimeout("the transcode did not produce this in time", code="chunk_timeout")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+def manifest_of(track_id: str, rendition: Rendition, flight_or_none: Flight | None, *,
+                init: dict[str, Any] | None, chunks: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+    duration = None
+    if complete and chunks:
+        last = chunks[-1]
+        duration = round(last["start"] + last["duration"], 3)
+    return {
+        "id": track_id,
+        "rendition": rendition.id,
+        "mime": rendition.mime,
+        "bitrate": rendition.bitrate,
+        "complete": complete,
+        "duration": duration,
+        "init": init,
+        "chunks": list(chunks),
+    }
+
+
+class Transcoder:
+    def __init__(
+        self,
+        *,
+        store: ChunkStore,
+        registry: TrackRegistry,
+        sources: Mapping[str, Source],
+        rendition: Rendition,
+        metrics: Metrics,
+        timeout: float,
+        max_duration: float,
+        max_concurrent: int,
+        wait_seconds: float,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.sources = sources
+        self.rendition = rendition
+        self.metrics = metrics
+        self.timeout = timeout
+        self.max_duration = max_duration
+        self.wait_seconds = wait_seconds
+        self.max_concurrent = max_concurrent
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._flights: dict[str, Flight] = {}
+        self._errors: dict[str, tuple[float, ZtreamError]] = {}
+        self.spawned = 0  # ffmpeg processes started, for tests and the admin page
+
+    # -- starting and following -------------------------------------------
+
+    def flight(self, track: Track) -> Flight | None:
+        return self._flights.get(track.id)
+
+    def _start(self, track: Track) -> Flight:
+        flight = self._flights.get(track.id)
+        if flight is not None:
+            return flight
+        failed = self._errors.get(track.id)
+        if failed is not None:
+            if time.monotonic() - failed[0] < ERROR_TTL:
+                raise failed[1]
+            del self._errors[track.id]
+        # Waiting for a slot is fine; a queue this long means we are overloaded.
+        if len(self._flights) >= self.max_concurrent * 8:
+            raise Overloaded("too many transcodes are queued; try again shortly")
+        flight = Flight(track=track, rendition=self.rendition)
+        self._flights[track.id] = flight
+        flight.task = asyncio.create_task(self._run(flight), name=f"transcode {track.id}")
+        return flight
+
+    async def _run(self, flight: Flight) -> None:
+        track, rid = flight.track, self.rendition.id
+        started = time.monotonic()
+        try:
+            async with self._slots:
+                self.metrics.transcodes_running.inc()
+                try:
+                    await self._pump(flight)
+                finally:
+                    self.metrics.transcodes_running.dec()
+            manifest = manifest_of(track.id, self.rendition, flight, init=flight.init,
+                                   chunks=flight.chunks, complete=True)
+            # Written last: its presence is what makes the track complete.
+            self.store.put_manifest(track.id, rid, manifest)
+            self.registry.set_duration(track.id, manifest["duration"])
+            flight.complete = True
+            self.metrics.transcodes.labels("ok").inc()
+            self.metrics.transcode_seconds.observe(time.monotonic() - started)
+        except asyncio.CancelledError:
+            flight.error = ZtreamError("the gateway is shutting down", code="shutting_down")
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure ends the flight
+            flight.error = self._as_error(exc, flight)
+            self._errors[track.id] = (time.monotonic(), flight.error)
+            self.metrics.transcodes.labels("error").inc()
+            level = logging.WARNING if isinstance(exc, ZtreamError | TranscodeFailed) else logging.ERROR
+            log.log(level, "transcode %s failed: %s", track.id, flight.error.detail,
+                    exc_info=level == logging.ERROR)
+        finally:
+            self._flights.pop(track.id, None)
+            flight.notify()
+
+    async def _pump(self, flight: Flight) -> None:
+        track, rid = flight.track, self.rendition.id
+        source = self.sources.get(track.source)
+        if source is None:
+            raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
+        self.spawned += 1
+        async for event in transcode(self.rendition, source.open(track), timeout=self.timeout):
+            if isinstance(event, InitSegment):
+                self.store.put_init(track.id, rid, event.data)
+                flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
+            else:
+                if event.start >= self.max_duration:
+                    raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
+                self.store.put_chunk(track.id, rid, event.index, event.data)
+                flight.chunks.append(
+                    {
+                        "index": event.index,
+                        "start": round(event.start, 3),
+                        "duration": round(event.duration, 3),
+                        "size": len(event.data),
+                        "sha256": _sha256(event.data),
+                    }
+                )
+            flight.notify()
+        if flight.init is None or not flight.chunks:
+            raise NotAudio("the upstream holds no audio ffmpeg could decode")
+
+    @staticmethod
+    def _as_error(exc: BaseException, flight: Flight) -> ZtreamError:
+        if isinstance(exc, ZtreamError):
+            return exc
+        if isinstance(exc, TranscodeTimeout):
+            return UpstreamTimeout(str(exc), code="transcode_timeout")
+        if isinstance(exc, TranscodeFailed):
+            reason = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
+            if not flight.chunks:
+                return NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
+            return UpstreamError(f"the transcode failed midway: {reason}", code="transcode_failed")
+        return ZtreamError("internal error while transcoding")
+
+    # -- what handlers call --------------------------------------------------
+
+    def cached_manifest(self, track: Track) -> dict[str, Any] | None:
+        return self.store.get_manifest(track.id, self.rendition.id)
+
+    async def manifest(self, track: Track) -> dict[str, Any]:
+        """The complete manifest, or the live one once the first chunk exists."""
+        cached = self.cached_manifest(track)
+        if cached is not None:
+            return cached
+        flight = self._start(track)
+        await flight.wait(lambda: bool(flight.chunks), self.wait_seconds)
+        if flight.error is not None:
+            raise flight.error
+        cached = self.cached_manifest(track)
+        if cached is not None:
+            return cached
+        return manifest_of(track.id, self.rendition, flight, init=flight.init,
+                           chunks=flight.chunks, complete=flight.complete)
+
+    async def init(self, track: Track) -> tuple[bytes, str, bool]:
+        """(init segment, sha256, complete)."""
+        rid = self.rendition.id
+        manifest = self.cached_manifest(track)
+        if manifest is not None:
+            data = self.store.get_init(track.id, rid)
+            if data is not None:
+                self.metrics.cache_hits.inc()
+                return data, manifest["init"]["sha256"], True
+        self.metrics.cache_misses.inc()
+        flight = self._start(track)
+        await flight.wait(lambda: flight.init is not None, self.wait_seconds)
+        if flight.init is None:
+            raise flight.error or NotAudio("the transcode produced no init segment")
+        data = self.store.get_init(track.id, rid)
+        if data is None:
+            raise ZtreamError("the init segment was evicted while transcoding", code="evicted")
+        return data, flight.init["sha256"], flight.complete
+
+    async def chunk(self, track: Track, index: int) -> tuple[bytes, str, bool]:
+        """(chunk bytes, sha256, complete); waits, bounded, for a live chunk."""
+        rid = self.rendition.id
+        manifest = self.cached_manifest(track)
+        if manifest is not None:
+            if not 0 <= index < len(manifest["chunks"]):
+                raise NotFound(f"chunk {index} is past the end", code="chunk_not_found")
+            data = self.store.get_chunk(track.id, rid, index)
+            if data is not None:
+                self.metrics.cache_hits.inc()
+                return data, manifest["chunks"][index]["sha256"], True
+        self.metrics.cache_misses.inc()
+        flight = self._start(track)
+        await flight.wait(lambda: len(flight.chunks) > index, self.wait_seconds)
+        if len(flight.chunks) <= index:
+            if flight.error is not None:
+                raise flight.error
+            raise NotFound(f"chunk {index} is past the end", code="chunk_not_found")
+        data = self.store.get_chunk(track.id, rid, index)
+        if data is None:
+            raise ZtreamError("the chunk was evicted while transcoding", code="evicted")
+        return data, flight.chunks[index]["sha256"], flight.complete
+
+    async def stream(self, track: Track) -> AsyncIterator[tuple[str, bytes]]:
+        """("init" | "chunk", bytes) from the start, following a live transcode."""
+        data, _, _ = await self.init(track)
+        yield "init", data
+        index = 0
+        while True:
+            try:
+                data, _, _ = await self.chunk(track, index)
+            except NotFound:
+                return
+            yield "chunk", data
+            index += 1
+
+    def purge(self, track_id: str) -> None:
+        self._errors.pop(track_id, None)
+        self.store.purge(track_id)
+
+    async def close(self) -> None:
+        """Cancel every running transcode (which kills its ffmpeg group)."""
+        tasks = [f.task for f in self._flights.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - shutting down
+                pass

@@ -1,0 +1,77 @@
+"""A loopback upstream for tests: good audio, and every way an upstream breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from pathlib import Path
+
+from aiohttp import web
+
+
+class Upstream:
+    """Serves ``/audio/<name>`` from a directory plus broken variants; counts requests."""
+
+    def __init__(self, audio: dict[str, Path]) -> None:
+        self.audio = {name: path.read_bytes() for name, path in audio.items()}
+        self.hits: Counter[str] = Counter()
+        self.gate: asyncio.Event | None = None  # when set, audio waits for it
+        self.app = web.Application()
+        self.app.router.add_get("/audio/{name}", self.serve_audio)
+        self.app.router.add_get("/html", self.html)
+        self.app.router.add_get("/random", self.random)
+        self.app.router.add_get("/short/{name}", self.short)
+        self.app.router.add_get("/missing", self.missing)
+        self.app.router.add_get("/redirect", self.redirect)
+        self.app.router.add_get("/chunked/{name}", self.chunked)
+
+    async def serve_audio(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.hits[name] += 1
+        if name not in self.audio:
+            raise web.HTTPNotFound()
+        if self.gate is not None:
+            await self.gate.wait()
+        return web.Response(body=self.audio[name], content_type="audio/mpeg")
+
+    async def chunked(self, request: web.Request) -> web.StreamResponse:
+        """No Content-Length: only the streaming byte limit can stop it."""
+        name = request.match_info["name"]
+        self.hits["chunked/" + name] += 1
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        data = self.audio[name]
+        for i in range(0, len(data), 32768):
+            await response.write(data[i : i + 32768])
+        await response.write_eof()
+        return response
+
+    async def html(self, request: web.Request) -> web.Response:
+        self.hits["html"] += 1
+        return web.Response(text="<html><body>not audio</body></html>" * 50, content_type="text/html")
+
+    async def random(self, request: web.Request) -> web.Response:
+        self.hits["random"] += 1
+        return web.Response(body=os.urandom(200_000), content_type="application/octet-stream")
+
+    async def short(self, request: web.Request) -> web.StreamResponse:
+        """Promises the whole file, sends a third, then hangs up."""
+        data = self.audio[request.match_info["name"]]
+        self.hits["short"] += 1
+        response = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 3])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def missing(self, request: web.Request) -> web.Response:
+        self.hits["missing"] += 1
+        raise web.HTTPNotFound()
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        self.hits["redirect"] += 1
+        raise web.HTTPFound(request.query["to"])
