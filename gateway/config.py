@@ -177,9 +177,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("transcode.bitrate: libopus takes 6000..510000 bit/s")
     if not 0.5 <= config.transcode.chunk_seconds <= 10:
         raise ConfigError("transcode.chunk_seconds: must be within 0.5..10")
-    for host in config.url.allow_hosts:
-        if not host or "/" in host or "@" in host or " " in host:
-            raise ConfigError(f"sources.url.allow_hosts: {host!r} is not 'host' or 'host:port'")
+    from .sources.netpolicy import HostPolicy
+
+    try:
+        HostPolicy(config.url.allow_hosts)
+    except ValueError as exc:
+        raise ConfigError(f"sources.url.allow_hosts: {exc}") from None
     if config.p2p.upload_slots < 1:
         raise ConfigError("p2p.upload_slots: must be at least 1")
 

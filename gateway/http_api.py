@@ -9,9 +9,10 @@ what was written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,7 +20,7 @@ from .appkeys import CONFIG, FETCH_SOURCES, LOCAL_SOURCE, METRICS, REGISTRY, TRA
 from .errors import BadRequest, NotFound, ZtreamError
 from .tracks import Track
 
-__all__ = ["routes", "error_middleware", "cors_middleware", "add_cors_headers", "json_error"]
+__all__ = ["routes", "endpoint", "cors_headers", "json_error", "not_found"]
 
 log = logging.getLogger("ztream.http")
 
@@ -31,74 +32,71 @@ WEBM = "audio/webm"
 
 routes = web.RouteTableDef()
 
-
-def json_error(exc: ZtreamError) -> web.Response:
-    return web.json_response(exc.to_json(), status=exc.status)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ZtreamError as exc:
-        return json_error(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
-        return web.json_response({"error": code, "detail": exc.reason}, status=exc.status,
-                                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
-    except (ConnectionResetError, ConnectionError):
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"error": "internal", "detail": "internal server error"}, status=500)
+# The chunk route is the hot path: no middleware and no response signal run
+# on it. Each handler is wrapped by ``endpoint`` (errors to JSON) and adds its
+# own CORS headers; a catch-all route gives unknown paths a JSON 404.
 
 
-def _allowed_origin(request: web.Request) -> str | None:
+def cors_headers(request: web.Request) -> dict[str, str]:
+    """CORS headers for an API answer: the embedding origins may read it."""
     origin = request.headers.get("Origin")
     if origin is None:
-        return None
+        return {"Vary": "Origin"}
     allowed = request.app[CONFIG].server.embed_origins
     if "*" in allowed:
-        return "*"
-    return origin if origin in allowed else None
+        allow = "*"
+    elif origin in allowed:
+        allow = origin
+    else:
+        return {"Vary": "Origin"}
+    return {
+        "Vary": "Origin",
+        "Access-Control-Allow-Origin": allow,
+        "Access-Control-Expose-Headers": "ETag, Content-Length, X-Ztream-Complete",
+    }
 
 
-def _wants_cors(request: web.Request) -> bool:
-    return request.path.startswith("/v1/") and request.path != "/v1/ws"
+def json_error(request: web.Request, exc: ZtreamError) -> web.Response:
+    return web.json_response(exc.to_json(), status=exc.status, headers=cors_headers(request))
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Answers CORS preflights for the API; ``add_cors_headers`` does the rest."""
-    if (
-        request.method == "OPTIONS"
-        and _wants_cors(request)
-        and "Access-Control-Request-Method" in request.headers
-    ):
-        origin = _allowed_origin(request)
-        if origin is None:
-            return web.json_response({"error": "origin_forbidden", "detail": "origin not allowed"}, status=403)
-        return web.Response(status=204, headers={
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
-            "Access-Control-Allow-Headers": "Content-Type, If-None-Match, Range",
-            "Access-Control-Max-Age": "600",
-            "Vary": "Origin",
-        })
-    return await handler(request)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: runs for streamed answers too, before headers go out."""
-    if not _wants_cors(request) or "Access-Control-Allow-Origin" in response.headers:
-        return
-    response.headers["Vary"] = "Origin"
-    origin = _allowed_origin(request)
-    if origin is not None:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Length, X-Ztream-Complete"
+def endpoint(handler: Handler) -> Handler:
+    """Turn the project's errors, and any surprise, into the JSON contract."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ZtreamError as exc:
+            return json_error(request, exc)
+        except (ConnectionError, web.HTTPException):
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return json_error(request, ZtreamError("internal server error"))
+
+    return wrapped
+
+
+@routes.route("OPTIONS", "/v1/{tail:.*}")
+async def preflight(request: web.Request) -> web.Response:
+    headers = cors_headers(request)
+    if "Access-Control-Allow-Origin" not in headers:
+        return web.json_response({"error": "origin_forbidden", "detail": "origin not allowed"}, status=403)
+    headers.update({
+        "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type, If-None-Match, Range",
+        "Access-Control-Max-Age": "600",
+    })
+    return web.Response(status=204, headers=headers)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Registered last by ``create_app``: any other path is a JSON 404."""
+    return json_error(request, NotFound(f"no route {request.path!r}", code="not_found"))
 
 
 def _track(request: web.Request) -> Track:
@@ -115,36 +113,36 @@ async def _send_audio(request: web.Request, data: bytes, *, etag: str, complete:
         "ETag": f'"{etag}"',
         "Cache-Control": IMMUTABLE if complete else LIVE,
         "X-Ztream-Complete": "1" if complete else "0",
+        **cors_headers(request),
     }
     if request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)
-    response = web.StreamResponse(headers=headers)
-    response.content_length = len(data)
+    # One Response, prepared and finished here rather than returned: headers
+    # and body leave in one socket write, and the bytes are counted once
+    # they have been handed to the socket, not when the handler returns.
+    response = web.Response(body=data, headers=headers)
     await response.prepare(request)
-    if request.method == "HEAD":
-        return response
-    counter = request.app[METRICS].server_bytes.labels(kind)
-    view = memoryview(data)
-    for offset in range(0, len(data), WRITE_PIECE):
-        piece = view[offset : offset + WRITE_PIECE]
-        await response.write(piece)
-        counter.inc(len(piece))
     await response.write_eof()
+    if request.method != "HEAD":
+        request.app[METRICS].server_bytes.labels(kind).inc(len(data))
     return response
 
 
 @routes.get("/healthz")
+@endpoint
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/metrics")
+@endpoint
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 @routes.get("/v1/tracks")
+@endpoint
 async def list_tracks(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     library = request.app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in request.app else []
@@ -153,10 +151,11 @@ async def list_tracks(request: web.Request) -> web.Response:
         registry.add(found)
         tracks.append((registry.get(found.id) or found).public())
     tracks.extend(t.public() for t in registry.recent() if t.source != "local")
-    return web.json_response({"tracks": tracks})
+    return web.json_response({"tracks": tracks}, headers=cors_headers(request))
 
 
 @routes.post("/v1/tracks")
+@endpoint
 async def add_track(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise BadRequest("the body is too large", code="body_too_large")
@@ -181,28 +180,32 @@ async def add_track(request: web.Request) -> web.Response:
         raise BadRequest("no configured source takes this URL", code="bad_url")
     track = await source.register(url)
     track, created = request.app[REGISTRY].add(track)
-    return web.json_response(track.public(), status=201 if created else 200)
+    return web.json_response(track.public(), status=201 if created else 200, headers=cors_headers(request))
 
 
 @routes.get("/v1/tracks/{id}")
+@endpoint
 async def get_track(request: web.Request) -> web.Response:
-    return web.json_response(_track(request).public())
+    return web.json_response(_track(request).public(), headers=cors_headers(request))
 
 
 @routes.get("/v1/tracks/{id}/manifest")
+@endpoint
 async def get_manifest(request: web.Request) -> web.Response:
     manifest = await request.app[TRANSCODER].manifest(_track(request))
     cache = "public, max-age=300" if manifest["complete"] else LIVE
-    return web.json_response(manifest, headers={"Cache-Control": cache})
+    return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
 
 @routes.get("/v1/tracks/{id}/init")
+@endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
     data, sha, complete = await request.app[TRANSCODER].init(_track(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="init")
 
 
 @routes.get("/v1/tracks/{id}/chunks/{n}")
+@endpoint
 async def get_chunk(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["n"]
     if not raw.isdigit() or len(raw) > 9:
@@ -212,6 +215,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/v1/tracks/{id}/stream")
+@endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
     transcoder = request.app[TRANSCODER]
@@ -219,7 +223,9 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     # The first piece is awaited before the status goes out, so upstream
     # errors still get their JSON answer.
     kind, first = await anext(pieces)
-    response = web.StreamResponse(headers={"Content-Type": WEBM, "Cache-Control": "no-cache"})
+    response = web.StreamResponse(
+        headers={"Content-Type": WEBM, "Cache-Control": "no-cache", **cors_headers(request)}
+    )
     cached = transcoder.cached_manifest(track)
     if cached is not None:
         response.content_length = cached["init"]["size"] + sum(c["size"] for c in cached["chunks"])

@@ -19,6 +19,8 @@ import diskcache
 
 __all__ = ["ChunkStore"]
 
+MANIFESTS_IN_MEMORY = 256
+
 
 class _MemoryLRU:
     def __init__(self, max_bytes: int) -> None:
@@ -64,6 +66,9 @@ class ChunkStore:
             tag_index=True,
         )
         self._memory = _MemoryLRU(min(memory_bytes, max(max_bytes // 4, 1)))
+        # Complete manifests never change, so a parsed copy saves a SQLite
+        # read and a JSON parse on every chunk request.
+        self._manifests: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     @staticmethod
     def _key(kind: str, track: str, rendition: str, index: int | None = None) -> str:
@@ -97,7 +102,23 @@ class ChunkStore:
         self._put_bytes(self._key("chunk", track, rendition, index), track, data)
 
     def get_manifest(self, track: str, rendition: str) -> dict[str, Any] | None:
-        raw = self._cache.get(self._key("manifest", track, rendition))
+        key = self._key("manifest", track, rendition)
+        manifest = self._manifests.get(key)
+        if manifest is not None:
+            self._manifests.move_to_end(key)
+            return manifest
+        manifest = self._load_manifest(key)
+        if manifest is not None:
+            self._remember_manifest(key, manifest)
+        return manifest
+
+    def _remember_manifest(self, key: str, manifest: dict[str, Any]) -> None:
+        self._manifests[key] = manifest
+        while len(self._manifests) > MANIFESTS_IN_MEMORY:
+            self._manifests.popitem(last=False)
+
+    def _load_manifest(self, key: str) -> dict[str, Any] | None:
+        raw = self._cache.get(key)
         if not isinstance(raw, str):
             return None
         try:
@@ -107,12 +128,16 @@ class ChunkStore:
         return manifest if isinstance(manifest, dict) and manifest.get("complete") else None
 
     def put_manifest(self, track: str, rendition: str, manifest: dict[str, Any]) -> None:
-        self._cache.set(self._key("manifest", track, rendition), json.dumps(manifest), tag=track)
+        key = self._key("manifest", track, rendition)
+        self._cache.set(key, json.dumps(manifest), tag=track)
+        self._remember_manifest(key, manifest)
 
     def purge(self, track: str) -> int:
         """Remove everything stored for ``track``; returns how many items went."""
         self._memory.drop_prefix(f"init/{track}/")
         self._memory.drop_prefix(f"chunk/{track}/")
+        for key in [k for k in self._manifests if k.startswith(f"manifest/{track}/")]:
+            del self._manifests[key]
         return int(self._cache.evict(track))
 
     def volume(self) -> int:

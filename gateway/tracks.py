@@ -52,10 +52,18 @@ class TrackRegistry:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40)
+        # Every request looks its track up; records are tiny, keep them all.
+        self._memory: dict[str, Track] = {}
 
     def get(self, track_id: str) -> Track | None:
+        track = self._memory.get(track_id)
+        if track is not None:
+            return track
         raw = self._db.get(("track", track_id))
-        return Track(**raw) if isinstance(raw, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        track = self._memory[track_id] = Track(**raw)
+        return track
 
     def add(self, track: Track) -> tuple[Track, bool]:
         """Register ``track`` unless its id is known; returns (track, created)."""
@@ -64,11 +72,12 @@ class TrackRegistry:
             return existing, False
         if not track.created:
             track = replace(track, created=time.time())
-        self._db.set(("track", track.id), asdict(track))
+        self.put(track)
         return track, True
 
     def put(self, track: Track) -> None:
         self._db.set(("track", track.id), asdict(track))
+        self._memory[track.id] = track
 
     def set_duration(self, track_id: str, duration: float) -> None:
         track = self.get(track_id)
@@ -86,6 +95,7 @@ class TrackRegistry:
         return tracks[:limit]
 
     def remove(self, track_id: str) -> bool:
+        self._memory.pop(track_id, None)
         return bool(self._db.delete(("track", track_id)))
 
     def close(self) -> None:
