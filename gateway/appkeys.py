@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -11,8 +11,12 @@ from .metrics import Metrics
 from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
 from .store import ChunkStore
+from .tracker import Tracker
 from .tracks import TrackRegistry
 from .transcoder import Transcoder
+
+if TYPE_CHECKING:  # control imports these keys: no import cycle at run time
+    from .control import ControlHub
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
@@ -23,3 +27,6 @@ FETCHER = web.AppKey("fetcher", SafeFetcher)
 LOCAL_SOURCE = web.AppKey("local_source", LocalSource)
 # Sources that register tracks from a URL, asked in order (`accepts(url)`).
 FETCH_SOURCES = web.AppKey("fetch_sources", list[Any])
+TRACKER = web.AppKey("tracker", Tracker)
+# The control WebSocket's open connections (gateway.control.ControlHub).
+CONTROL: web.AppKey[ControlHub] = web.AppKey("control")

@@ -1,0 +1,452 @@
+"""The tracker: who holds which chunks, and whom to introduce to whom.
+
+Theory of operation
+-------------------
+
+The tracker is a plain object with no I/O, no asyncio and no clock: every
+method that cares about time takes ``now`` (seconds, any monotonic origin),
+so its tests are synchronous and exact. The control WebSocket
+(``gateway.control``) is the thin shell that feeds it.
+
+State:
+
+- **peers**: an id (assigned by the server, never chosen by the peer), the
+  time it was last seen (any message refreshes it, see ``touch``), and the
+  number of its upload slots in use, as it last reported. Every peer has
+  ``upload_slots`` slots (configuration ``p2p.upload_slots``); a peer with
+  ``in_use >= upload_slots`` has no free slot and is never offered.
+- **holdings**: per peer and per ``(track, rendition)`` a ``ChunkSet`` of the
+  chunk indices it holds, plus a ``complete`` flag ("holds them all", for a
+  peer that has the whole track and does not want to count). Partial holdings
+  count: a listener seeds what it has while it is still downloading. A
+  ``(track, rendition)`` pair is a *swarm*; chunks of different renditions are
+  never mixed.
+- **introductions**: unordered pairs of peers that the tracker put in touch by
+  answering a ``want``. Signaling (SDP/ICE relay) is allowed only between an
+  introduced pair, in both directions, so a peer cannot spray offers at
+  strangers whose ids it learned some other way.
+
+``want(asker, track, rendition, needed, now)`` answers up to ``limit`` (5)
+candidates: holders of that swarm, never the asker, with a free upload slot,
+that hold at least one of the ``needed`` chunks (any chunk at all when
+``needed`` is empty), ordered most recently seen first, then by how many of
+the needed chunks they hold, then by id (so the answer is deterministic). Each
+candidate returned is introduced to the asker.
+
+Bounds, so that no peer can make the tracker grow without limit: at most
+``max_tracks`` swarms per peer, chunk indices in ``0 .. max_chunks - 1``, at
+most ``max_ranges`` runs in one holding, at most ``max_holders`` holders per
+swarm (the least recently seen holder makes room for a new one), at most
+``max_introductions`` introductions per peer (the oldest is forgotten), at
+most ``max_want`` indices per ``want``.
+
+Errors are ``TrackerError`` subclasses carrying the wire error ``code`` that
+the control socket sends back::
+
+    TrackerError (ValueError)
+    ├── UnknownPeer        "unknown_peer"
+    ├── TooManyTracks      "too_many_tracks"
+    └── BadChunks          "bad_field"
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ChunkSet",
+    "Candidate",
+    "Tracker",
+    "TrackerError",
+    "UnknownPeer",
+    "TooManyTracks",
+    "BadChunks",
+    "MAX_CHUNKS",
+    "MAX_RANGES",
+    "MAX_TRACKS",
+    "MAX_HOLDERS",
+    "MAX_INTRODUCTIONS",
+    "MAX_WANT",
+    "MAX_CANDIDATES",
+]
+
+# 100 000 chunks of 2 s is 55 hours of audio: far past the longest upstream
+# allowed (sources.url.max_duration_seconds), and it bounds every index.
+MAX_CHUNKS = 100_000
+# Runs ("ranges") in one holding. An LRU cache with holes fragments a holding;
+# 256 runs still cover any realistic pattern and bound memory per holding.
+MAX_RANGES = 256
+MAX_TRACKS = 16
+MAX_HOLDERS = 1000
+MAX_INTRODUCTIONS = 256
+MAX_WANT = 256
+MAX_CANDIDATES = 5
+
+
+class TrackerError(ValueError):
+    """A request the tracker refuses; ``code`` is the wire error code."""
+
+    code = "tracker_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnknownPeer(TrackerError):
+    code = "unknown_peer"
+
+
+class TooManyTracks(TrackerError):
+    code = "too_many_tracks"
+
+
+class BadChunks(TrackerError):
+    code = "bad_field"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSet:
+    """An immutable set of chunk indices, kept as sorted, disjoint, non-adjacent
+    inclusive runs ``(first, last)``.
+
+    ``ChunkSet.of([0, 1, 2, 7])`` has the runs ``((0, 2), (7, 7))``; on the wire
+    that is ``"ranges": [[0, 2], [7, 7]]``.
+    """
+
+    runs: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, indices: Iterable[int], *, max_chunks: int = MAX_CHUNKS, max_ranges: int = MAX_RANGES) -> ChunkSet:
+        """From chunk indices (any order, duplicates allowed); raises ``BadChunks``."""
+        return cls.from_ranges(((i, i) for i in indices), max_chunks=max_chunks, max_ranges=max_ranges)
+
+    @classmethod
+    def from_ranges(
+        cls, ranges: Iterable[tuple[int, int]], *, max_chunks: int = MAX_CHUNKS, max_ranges: int = MAX_RANGES
+    ) -> ChunkSet:
+        """From inclusive runs ``(first, last)`` (any order, overlaps allowed); raises ``BadChunks``."""
+        pairs = []
+        for first, last in ranges:
+            if not 0 <= first <= last < max_chunks:
+                raise BadChunks(f"chunk range [{first}, {last}] is not within 0..{max_chunks - 1}")
+            pairs.append((first, last))
+        return cls(_merge(pairs, max_ranges))
+
+    def union(self, other: ChunkSet, *, max_ranges: int = MAX_RANGES) -> ChunkSet:
+        """Both sets together; raises ``BadChunks`` past ``max_ranges`` runs."""
+        if not other.runs:
+            return self
+        if not self.runs:
+            return other
+        return ChunkSet(_merge([*self.runs, *other.runs], max_ranges))
+
+    def __contains__(self, index: object) -> bool:
+        if not isinstance(index, int):
+            return False
+        at = bisect.bisect_right(self.runs, index, key=_first) - 1
+        return at >= 0 and self.runs[at][0] <= index <= self.runs[at][1]
+
+    def __len__(self) -> int:
+        return sum(last - first + 1 for first, last in self.runs)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+    def among(self, indices: Iterable[int]) -> tuple[int, ...]:
+        """Those of ``indices`` in this set, in the order given."""
+        return tuple(i for i in indices if i in self)
+
+    def ranges(self) -> list[list[int]]:
+        """The wire form: ``[[first, last], ...]``, inclusive."""
+        return [[first, last] for first, last in self.runs]
+
+
+def _first(run: tuple[int, int]) -> int:
+    return run[0]
+
+
+def _merge(pairs: list[tuple[int, int]], max_ranges: int) -> tuple[tuple[int, int], ...]:
+    pairs.sort()
+    merged: list[tuple[int, int]] = []
+    for first, last in pairs:
+        # Adjacent runs merge too ([0, 2] and [3, 5] are [0, 5]): one canonical form.
+        if merged and first <= merged[-1][1] + 1:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+            if len(merged) > max_ranges:
+                raise BadChunks(f"more than {max_ranges} separate chunk ranges in one holding")
+    return tuple(merged)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A holder offered to an asker: its id, which of the asked chunks it holds
+    (in the order asked), and whether it holds the whole track."""
+
+    peer_id: str
+    chunks: tuple[int, ...]
+    complete: bool = False
+
+
+@dataclass(slots=True)
+class _Holding:
+    chunks: ChunkSet = field(default_factory=ChunkSet)
+    complete: bool = False
+
+
+@dataclass(slots=True)
+class _Peer:
+    id: str
+    last_seen: float
+    in_use: int = 0
+    # swarm key -> holding; insertion order is announce order.
+    holdings: dict[tuple[str, str], _Holding] = field(default_factory=dict)
+    # Introduced peers, as an ordered set (dict keys): oldest first.
+    introduced: dict[str, None] = field(default_factory=dict)
+
+
+class Tracker:
+    """Holders per ``(track, rendition)`` and the introductions made among them.
+
+    All methods raise ``UnknownPeer`` for a peer that has not ``join``-ed
+    (or was removed), unless said otherwise.
+    """
+
+    def __init__(
+        self,
+        *,
+        upload_slots: int = 4,
+        max_tracks: int = MAX_TRACKS,
+        max_chunks: int = MAX_CHUNKS,
+        max_ranges: int = MAX_RANGES,
+        max_holders: int = MAX_HOLDERS,
+        max_introductions: int = MAX_INTRODUCTIONS,
+        max_want: int = MAX_WANT,
+    ) -> None:
+        if upload_slots < 1:
+            raise ValueError("upload_slots must be at least 1")
+        self.upload_slots = upload_slots
+        self.max_tracks = max_tracks
+        self.max_chunks = max_chunks
+        self.max_ranges = max_ranges
+        self.max_holders = max_holders
+        self.max_introductions = max_introductions
+        self.max_want = max_want
+        self._peers: dict[str, _Peer] = {}
+        # swarm key -> ids of its holders (an ordered set: dict keys).
+        self._swarms: dict[tuple[str, str], dict[str, None]] = {}
+
+    # -- peers ---------------------------------------------------------------
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._peers
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def join(self, peer: str, now: float) -> None:
+        """Register a new peer with no holdings and no slot in use."""
+        if peer in self._peers:
+            raise ValueError(f"peer {peer!r} already joined")
+        self._peers[peer] = _Peer(peer, now)
+
+    def touch(self, peer: str, now: float) -> None:
+        """The peer was seen (it sent a message): it counts as recent again."""
+        self._get(peer).last_seen = now
+
+    def last_seen(self, peer: str) -> float:
+        return self._get(peer).last_seen
+
+    def remove(self, peer: str) -> None:
+        """Forget a peer entirely: holdings and introductions. No error if unknown."""
+        p = self._peers.pop(peer, None)
+        if p is None:
+            return
+        for key in p.holdings:
+            self._unhold(key, peer)
+        for other in p.introduced:
+            q = self._peers.get(other)
+            if q is not None:
+                q.introduced.pop(peer, None)
+
+    def expire(self, now: float, ttl: float) -> list[str]:
+        """Remove every peer not seen for more than ``ttl`` seconds; returns their ids."""
+        stale = [p.id for p in self._peers.values() if now - p.last_seen > ttl]
+        for peer in stale:
+            self.remove(peer)
+        return stale
+
+    # -- slots ---------------------------------------------------------------
+
+    def set_slots(self, peer: str, in_use: int) -> None:
+        """The number of upload slots the peer now uses (0 ..)."""
+        if in_use < 0:
+            raise ValueError("in_use must not be negative")
+        self._get(peer).in_use = in_use
+
+    def free_slots(self, peer: str) -> int:
+        return max(0, self.upload_slots - self._get(peer).in_use)
+
+    # -- holdings ------------------------------------------------------------
+
+    def announce(
+        self,
+        peer: str,
+        track: str,
+        rendition: str,
+        chunks: ChunkSet | Iterable[int],
+        now: float,
+        *,
+        complete: bool = False,
+        replace: bool = False,
+    ) -> None:
+        """The peer holds ``chunks`` of ``(track, rendition)``, in addition to
+        what it announced before (or instead of it, with ``replace``).
+
+        ``complete=True`` says it holds every chunk of the track. Raises
+        ``TooManyTracks`` for a new swarm past ``max_tracks``, ``BadChunks``
+        for an index out of range or a holding too fragmented; on any error
+        nothing changes.
+        """
+        p = self._get(peer)
+        if not isinstance(chunks, ChunkSet):
+            chunks = ChunkSet.of(chunks, max_chunks=self.max_chunks, max_ranges=self.max_ranges)
+        elif chunks.runs and chunks.runs[-1][1] >= self.max_chunks:
+            raise BadChunks(f"chunk index {chunks.runs[-1][1]} is not within 0..{self.max_chunks - 1}")
+        key = (track, rendition)
+        holding = p.holdings.get(key)
+        if holding is None or replace:
+            new_chunks, new_complete = chunks, complete
+        else:
+            new_chunks = holding.chunks.union(chunks, max_ranges=self.max_ranges)
+            new_complete = complete or holding.complete
+        if len(new_chunks.runs) > self.max_ranges:
+            raise BadChunks(f"more than {self.max_ranges} separate chunk ranges in one holding")
+        if holding is None and (new_chunks or new_complete) and len(p.holdings) >= self.max_tracks:
+            raise TooManyTracks(f"a peer may announce at most {self.max_tracks} tracks at once")
+        p.last_seen = now
+        if not new_chunks and not new_complete:
+            # An empty holding is no holding: it must not count against the cap.
+            if holding is not None:
+                del p.holdings[key]
+                self._unhold(key, peer)
+            return
+        if holding is None:
+            holding = p.holdings[key] = _Holding()
+            self._hold(key, peer)
+        holding.chunks = new_chunks
+        holding.complete = new_complete
+
+    def leave(self, peer: str, track: str, rendition: str | None = None) -> None:
+        """Drop the peer's holdings of ``track`` (one rendition, or all of them)."""
+        p = self._get(peer)
+        for key in [k for k in p.holdings if k[0] == track and (rendition is None or k[1] == rendition)]:
+            del p.holdings[key]
+            self._unhold(key, peer)
+
+    def holding(self, peer: str, track: str, rendition: str) -> ChunkSet | None:
+        """What the peer announced for ``(track, rendition)``, or ``None``."""
+        h = self._get(peer).holdings.get((track, rendition))
+        return h.chunks if h is not None else None
+
+    def tracks(self, peer: str) -> list[tuple[str, str]]:
+        """The ``(track, rendition)`` pairs the peer holds, oldest announce first."""
+        return list(self._get(peer).holdings)
+
+    def holders(self, track: str, rendition: str) -> list[str]:
+        return list(self._swarms.get((track, rendition), ()))
+
+    # -- want and introductions ----------------------------------------------
+
+    def want(
+        self,
+        peer: str,
+        track: str,
+        rendition: str,
+        needed: Sequence[int],
+        now: float,
+        limit: int = MAX_CANDIDATES,
+    ) -> list[Candidate]:
+        """Up to ``limit`` holders to fetch ``needed`` from; each one is introduced
+        to ``peer``. See the module docstring for the choice.
+
+        Raises ``BadChunks`` for more than ``max_want`` indices or one out of range.
+        """
+        asker = self._get(peer)
+        if len(needed) > self.max_want:
+            raise BadChunks(f"at most {self.max_want} chunks per want")
+        for i in needed:
+            if not 0 <= i < self.max_chunks:
+                raise BadChunks(f"chunk index {i} is not within 0..{self.max_chunks - 1}")
+        asker.last_seen = now
+        key = (track, rendition)
+        found: list[tuple[float, Candidate]] = []
+        for holder_id in self._swarms.get(key, ()):
+            if holder_id == peer:
+                continue
+            holder = self._peers[holder_id]
+            if holder.in_use >= self.upload_slots:
+                continue
+            holding = holder.holdings[key]
+            held = tuple(needed) if holding.complete else holding.chunks.among(needed)
+            if needed and not held:
+                continue
+            found.append((holder.last_seen, Candidate(holder_id, held, holding.complete)))
+        # Ties in recency go to whoever holds more of what is needed, then to
+        # the smaller id, so that the answer never depends on dict order.
+        found.sort(key=lambda f: (-f[0], -len(f[1].chunks), f[1].peer_id))
+        chosen = [c for _seen, c in found[:limit]]
+        for candidate in chosen:
+            self._introduce(asker, self._peers[candidate.peer_id])
+        return chosen
+
+    def introduced(self, a: str, b: str) -> bool:
+        """Whether signals may pass between ``a`` and ``b`` (either direction)."""
+        p = self._peers.get(a)
+        return p is not None and b in p.introduced and b in self._peers
+
+    def introductions(self, peer: str) -> list[str]:
+        return list(self._get(peer).introduced)
+
+    # -- internals -----------------------------------------------------------
+
+    def _get(self, peer: str) -> _Peer:
+        p = self._peers.get(peer)
+        if p is None:
+            raise UnknownPeer(f"no peer {peer!r}")
+        return p
+
+    def _hold(self, key: tuple[str, str], peer: str) -> None:
+        swarm = self._swarms.setdefault(key, {})
+        if len(swarm) >= self.max_holders:
+            # Make room: the least recently seen holder loses this holding
+            # (not its connection); a busy swarm stays made of live peers.
+            stalest = min(swarm, key=lambda q: self._peers[q].last_seen)
+            del self._peers[stalest].holdings[key]
+            del swarm[stalest]
+        swarm[peer] = None
+
+    def _unhold(self, key: tuple[str, str], peer: str) -> None:
+        swarm = self._swarms.get(key)
+        if swarm is None:
+            return
+        swarm.pop(peer, None)
+        if not swarm:
+            del self._swarms[key]
+
+    def _introduce(self, a: _Peer, b: _Peer) -> None:
+        for x, y in ((a, b), (b, a)):
+            # Re-introducing refreshes the pair (moves it to the young end).
+            x.introduced.pop(y.id, None)
+            x.introduced[y.id] = None
+            while len(x.introduced) > self.max_introductions:
+                oldest = next(iter(x.introduced))
+                del x.introduced[oldest]
+                other = self._peers.get(oldest)
+                if other is not None:
+                    other.introduced.pop(x.id, None)
