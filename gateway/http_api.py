@@ -57,7 +57,12 @@ def cors_headers(request: web.Request) -> dict[str, str]:
 
 
 def json_error(request: web.Request, exc: ZtreamError) -> web.Response:
-    return web.json_response(exc.to_json(), status=exc.status, headers=cors_headers(request))
+    headers = cors_headers(request)
+    # Errors that know when to come back (an upstream's 429) say so (RFC 9110 10.2.3).
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int) and retry_after > 0:
+        headers["Retry-After"] = str(retry_after)
+    return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -32,6 +32,10 @@ class Track:
     duration: float | None = None
     artist: str | None = None
     created: float = 0.0
+    # Optional, set by sources that know them (SoundCloud); old records lack them.
+    artwork: str | None = None
+    permalink: str | None = None
+    preview: bool = False  # a short preview (e.g. SoundCloud's 30 s snippet), not the full track
 
     def public(self) -> dict[str, Any]:
         """The ``{track}`` object of the HTTP contract."""
@@ -43,6 +47,12 @@ class Track:
         }
         if self.artist:
             out["artist"] = self.artist
+        if self.artwork:
+            out["artwork"] = self.artwork
+        if self.permalink:
+            out["permalink"] = self.permalink
+        if self.preview:
+            out["preview"] = True
         if self.source != "local":
             out["url"] = self.locator
         return out

@@ -1,0 +1,310 @@
+"""HLS playlists (RFC 8216), parsed without any I/O.
+
+Theory of operation
+-------------------
+The gateway never hands ffmpeg a URL: a source that meets HLS fetches the
+media playlist and its segments itself, through the SSRF-safe fetcher, and
+writes the bytes to ffmpeg's stdin in playlist order. This module is the
+pure half of that: :func:`parse_playlist` takes the playlist's text and the
+URL it was finally fetched from (after redirects: relative URIs resolve
+against it, RFC 8216 section 4.1) and returns either
+
+* a :class:`MediaPlaylist`: the segments in order, each with its absolute
+  URI, its ``#EXTINF`` duration, its optional ``#EXT-X-BYTERANGE`` and the
+  ``#EXT-X-MAP`` Media Initialization Section that applies to it (fMP4 needs
+  the init section, ``ftyp`` + ``moov``, written before the first fragment);
+* or a :class:`MasterPlaylist`: its variant streams, for the caller to pick
+  one and fetch that playlist in turn.
+
+:meth:`MediaPlaylist.requests` turns a media playlist into the exact list of
+byte ranges to fetch and write, init sections first where they change, so the
+I/O shell only walks a list and can resume from any segment index.
+
+What is refused, with a :class:`PlaylistError` the caller maps to its own
+errors: a text that is not an M3U8 playlist, a segment with no ``#EXTINF``,
+a byte range that cannot be placed, and encryption (``#EXT-X-KEY`` with a
+``METHOD`` other than ``NONE``: :class:`EncryptedPlaylist`), since decrypting
+DRM-protected media is not the gateway's business.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+__all__ = [
+    "ByteRange",
+    "EncryptedPlaylist",
+    "InitSection",
+    "MasterPlaylist",
+    "MediaPlaylist",
+    "MediaRequest",
+    "PlaylistError",
+    "Segment",
+    "Variant",
+    "parse_attributes",
+    "parse_byterange",
+    "parse_playlist",
+]
+
+
+class PlaylistError(ValueError):
+    """The text is not a playlist this parser can follow."""
+
+
+class EncryptedPlaylist(PlaylistError):
+    """The media is encrypted (``#EXT-X-KEY`` with a METHOD other than NONE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """``length`` bytes starting at ``offset`` (RFC 8216 section 4.3.2.2)."""
+
+    length: int
+    offset: int
+
+    @property
+    def end(self) -> int:
+        """The offset just past the range."""
+        return self.offset + self.length
+
+    def header(self) -> str:
+        """The HTTP ``Range`` header value for this range (RFC 9110 section 14.2)."""
+        return f"bytes={self.offset}-{self.end - 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class InitSection:
+    """An ``#EXT-X-MAP``: the Media Initialization Section (fMP4: ftyp + moov)."""
+
+    uri: str
+    byterange: ByteRange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    uri: str
+    duration: float
+    byterange: ByteRange | None = None
+    init: InitSection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRequest:
+    """One fetch of the I/O shell: a URI, maybe a byte range, and what it is."""
+
+    uri: str
+    byterange: ByteRange | None
+    kind: str  # "init" | "segment"
+    segment: int  # index of the segment this request belongs to
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPlaylist:
+    segments: tuple[Segment, ...]
+    target_duration: float | None = None
+    media_sequence: int = 0
+    endlist: bool = False
+    playlist_type: str | None = None  # "VOD" | "EVENT" | None
+
+    @property
+    def duration(self) -> float:
+        """The sum of the segments' ``#EXTINF`` durations, in seconds."""
+        return sum(s.duration for s in self.segments)
+
+    @property
+    def complete(self) -> bool:
+        """True when no segment will ever be added (ENDLIST, or a VOD playlist)."""
+        return self.endlist or self.playlist_type == "VOD"
+
+    def requests(self, start: int = 0, *, holding: int | None = None) -> list[MediaRequest]:
+        """The fetches that play segments ``start..`` in order.
+
+        An init section is requested before the first segment that uses it
+        and again only where it changes. ``holding`` is, when resuming, the
+        index of the segment whose init section the consumer wrote last: it
+        is compared in *this* playlist, so a playlist re-signed since (every
+        URI changed) still resumes without a second init section.
+        """
+        out: list[MediaRequest] = []
+        current = None
+        if holding is not None and 0 <= holding < len(self.segments):
+            current = self.segments[holding].init
+        for index in range(start, len(self.segments)):
+            segment = self.segments[index]
+            if segment.init is not None and segment.init != current:
+                out.append(MediaRequest(segment.init.uri, segment.init.byterange, "init", index))
+                current = segment.init
+            out.append(MediaRequest(segment.uri, segment.byterange, "segment", index))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    uri: str
+    bandwidth: int | None = None
+    codecs: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MasterPlaylist:
+    variants: tuple[Variant, ...]
+
+
+# An attribute list (RFC 8216 section 4.2): NAME=value pairs separated by
+# commas, where a quoted-string value may itself contain commas.
+_ATTRIBUTE = re.compile(r'\s*([A-Z0-9-]+)=("[^"\r\n]*"|[^,]*)\s*(?:,|$)')
+_BYTERANGE = re.compile(r"^(\d+)(?:@(\d+))?$")
+
+
+def parse_attributes(text: str) -> dict[str, str]:
+    """Parse an attribute list; quoted values come back without their quotes.
+
+    Raises ``PlaylistError`` if the text is not an attribute list.
+    """
+    out: dict[str, str] = {}
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        match = _ATTRIBUTE.match(text, pos)
+        if match is None or match.end() == pos:
+            raise PlaylistError(f"malformed attribute list: {text!r}")
+        name, value = match.group(1), match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        out[name] = value
+        pos = match.end()
+    return out
+
+
+def parse_byterange(text: str, *, previous_end: int | None) -> ByteRange:
+    """Parse ``<n>[@<o>]``; without ``@o`` the range follows ``previous_end``.
+
+    Raises ``PlaylistError`` if malformed, or if the offset is missing and
+    there is no previous sub-range of the same resource to follow.
+    """
+    match = _BYTERANGE.match(text.strip())
+    if match is None:
+        raise PlaylistError(f"malformed byte range {text!r}")
+    length = int(match.group(1))
+    if match.group(2) is not None:
+        offset = int(match.group(2))
+    elif previous_end is not None:
+        offset = previous_end
+    else:
+        raise PlaylistError(f"byte range {text!r} has no offset and follows no range of the same URI")
+    return ByteRange(length=length, offset=offset)
+
+
+def _number(tag: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise PlaylistError(f"{tag}: {value!r} is not a number") from None
+    if number < 0 or number != number or number == float("inf"):
+        raise PlaylistError(f"{tag}: {value!r} is out of range")
+    return number
+
+
+def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
+    """Parse an M3U8 playlist fetched from ``base_url``.
+
+    Takes the playlist text (a leading BOM and CRLF line ends are fine) and
+    the URL it came from, against which every relative URI is resolved.
+    Returns a ``MediaPlaylist`` or, if the text lists variant streams
+    (``#EXT-X-STREAM-INF``), a ``MasterPlaylist``.
+
+    Raises:
+        EncryptedPlaylist: ``#EXT-X-KEY`` with a METHOD other than NONE.
+        PlaylistError: not an M3U8 playlist, a segment with no ``#EXTINF``,
+            a malformed tag the parser needs, or a byte range with no place.
+    """
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or lines[0] != "#EXTM3U":
+        raise PlaylistError("not an M3U8 playlist (no #EXTM3U header)")
+
+    segments: list[Segment] = []
+    variants: list[Variant] = []
+    target_duration: float | None = None
+    media_sequence = 0
+    endlist = False
+    playlist_type: str | None = None
+    init: InitSection | None = None
+    duration: float | None = None
+    byterange_text: str | None = None
+    stream_inf: dict[str, str] | None = None
+    # Where the previous sub-range of each URI ended: EXT-X-BYTERANGE
+    # without an offset continues from there (RFC 8216 section 4.3.2.2).
+    range_ends: dict[str, int] = {}
+
+    for line in lines[1:]:
+        if line.startswith("#"):
+            tag, _, value = line.partition(":")
+            if tag == "#EXTINF":
+                duration = _number(tag, value.split(",", 1)[0])
+            elif tag == "#EXT-X-BYTERANGE":
+                byterange_text = value
+            elif tag == "#EXT-X-TARGETDURATION":
+                target_duration = _number(tag, value)
+            elif tag == "#EXT-X-MEDIA-SEQUENCE":
+                media_sequence = int(_number(tag, value))
+            elif tag == "#EXT-X-ENDLIST":
+                endlist = True
+            elif tag == "#EXT-X-PLAYLIST-TYPE":
+                playlist_type = value.strip().upper() or None
+            elif tag == "#EXT-X-KEY":
+                method = parse_attributes(value).get("METHOD", "")
+                if method != "NONE":
+                    raise EncryptedPlaylist(f"the media is encrypted (EXT-X-KEY METHOD={method or '?'})")
+            elif tag == "#EXT-X-MAP":
+                attrs = parse_attributes(value)
+                if "URI" not in attrs:
+                    raise PlaylistError("EXT-X-MAP without URI")
+                uri = urljoin(base_url, attrs["URI"])
+                map_range = None
+                if "BYTERANGE" in attrs:
+                    # An init section's range with no offset starts at 0.
+                    map_range = parse_byterange(attrs["BYTERANGE"], previous_end=0)
+                init = InitSection(uri=uri, byterange=map_range)
+            elif tag == "#EXT-X-STREAM-INF":
+                stream_inf = parse_attributes(value)
+            # Every other tag (VERSION, DISCONTINUITY, PROGRAM-DATE-TIME,
+            # INDEPENDENT-SEGMENTS, I-FRAME-STREAM-INF, comments...) changes
+            # nothing about which bytes to fetch, in which order.
+            continue
+
+        uri = urljoin(base_url, line)
+        if stream_inf is not None:
+            bandwidth = stream_inf.get("BANDWIDTH")
+            variants.append(
+                Variant(
+                    uri=uri,
+                    bandwidth=int(bandwidth) if bandwidth and bandwidth.isdigit() else None,
+                    codecs=stream_inf.get("CODECS"),
+                )
+            )
+            stream_inf = None
+            continue
+        if duration is None:
+            raise PlaylistError(f"segment {line!r} has no #EXTINF")
+        byterange = None
+        if byterange_text is not None:
+            byterange = parse_byterange(byterange_text, previous_end=range_ends.get(uri))
+            range_ends[uri] = byterange.end
+        segments.append(Segment(uri=uri, duration=duration, byterange=byterange, init=init))
+        duration = None
+        byterange_text = None
+
+    if variants:
+        if segments:
+            raise PlaylistError("the playlist mixes variant streams and media segments")
+        return MasterPlaylist(variants=tuple(variants))
+    return MediaPlaylist(
+        segments=tuple(segments),
+        target_duration=target_duration,
+        media_sequence=media_sequence,
+        endlist=endlist,
+        playlist_type=playlist_type,
+    )
