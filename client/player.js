@@ -1,0 +1,616 @@
+// Player core: the Media Source I/O shell around the pure scheduler.
+//
+// Theory of operation
+// -------------------
+// `load(trackUrl)` reads the track and its manifest (from the persistent
+// cache when it holds a complete one, else from the gateway, falling back to
+// the cache when the gateway cannot be reached), opens a MediaSource with one
+// SourceBuffer for `audio/webm; codecs="opus"`, appends the init segment and
+// then, on every tick or event, asks the scheduler which chunks to fetch and
+// from where, fetches them, appends them in arrival order (WebM clusters carry
+// their own timecodes) and tells the scheduler what is buffered.
+//
+// - mediaSource.duration comes from the manifest (WebM from ffmpeg's live mode
+//   has no Duration), growing with a live transcode.
+// - A seek maps the time to a chunk through the manifest's `start`s (the
+//   scheduler's window begins with the chunk holding the playhead).
+// - QuotaExceededError: played ranges (and, failing that, far-ahead ranges)
+//   are removed and the append is tried again.
+// - A live transcode (`complete: false`) is followed by re-reading the
+//   manifest every second and by asking the server for the live edge.
+// - When every chunk up to the end is buffered, endOfStream() leads the
+//   element to `ended`.
+// - Where MSE cannot play WebM/Opus, the element gets `<audio src=.../stream>`.
+// - Start-up time: from the first `play` to the first `playing` after a
+//   load, in seconds (`startupSeconds`, and a `startup` event).
+//
+// Peers plug in through `player.peers`: an object with
+// `fetch(peerId, index, {signal}) -> Promise<ArrayBuffer>`; the scheduler is
+// told about peers with `player.scheduler.setPeer(...)`. Chunks from peers are
+// checked against the manifest's SHA-256 before they are appended or cached.
+
+import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
+
+export const MIME = 'audio/webm; codecs="opus"';
+
+export function mseSupported(mime = MIME) {
+  return typeof MediaSource !== "undefined" && typeof MediaSource.isTypeSupported === "function" && MediaSource.isTypeSupported(mime);
+}
+
+const now = () => performance.now() / 1000;
+
+class HttpError extends Error {
+  constructor(status, code, detail) {
+    super(detail || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || `http_${status}`;
+  }
+}
+
+async function fetchJson(fetchImpl, url, signal) {
+  const response = await fetchImpl(url, { signal, cache: "no-cache" });
+  if (!response.ok) {
+    let code, detail;
+    try {
+      ({ error: code, detail } = await response.json());
+    } catch {
+      /* not JSON */
+    }
+    throw new HttpError(response.status, code, detail);
+  }
+  return response.json();
+}
+
+async function fetchBytes(fetchImpl, url, signal) {
+  const response = await fetchImpl(url, { signal });
+  if (!response.ok) throw new HttpError(response.status);
+  return response.arrayBuffer();
+}
+
+function hex(buffer) {
+  return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function sha256(data) {
+  return hex(await crypto.subtle.digest("SHA-256", data));
+}
+
+function once(target, name) {
+  return new Promise((resolve) => target.addEventListener(name, resolve, { once: true }));
+}
+
+export class PlayerCore extends EventTarget {
+  /**
+   * @param {HTMLMediaElement} audio the element to play into
+   * @param {object} options
+   *   cache: a ChunkCache (or a promise of one, or null)
+   *   settings: scheduler settings (bufferAhead, emergencyAhead, ...)
+   *   tickSeconds, pollSeconds: how often to schedule and to re-read a live manifest
+   */
+  constructor(audio, { cache = null, settings = {}, fetchImpl = null, tickSeconds = 0.25, pollSeconds = 1 } = {}) {
+    super();
+    this.audio = audio;
+    this.cachePromise = Promise.resolve(cache);
+    this.cache = null;
+    this.settings = settings;
+    this.fetchImpl = fetchImpl ?? ((...args) => fetch(...args));
+    this.tickSeconds = tickSeconds;
+    this.pollSeconds = pollSeconds;
+    this.peers = null;
+    this.session = null;
+    this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, stalls: 0 };
+    this.startupSeconds = null;
+    this.playStartedAt = null;
+    this.onAudio = this.onAudio.bind(this);
+    for (const name of ["play", "playing", "waiting", "seeking", "timeupdate", "pause", "ended"]) {
+      audio.addEventListener(name, this.onAudio);
+    }
+  }
+
+  // ---- public ------------------------------------------------------------
+
+  get track() {
+    return this.session?.track ?? null;
+  }
+
+  get manifest() {
+    return this.session?.manifest ?? null;
+  }
+
+  get mode() {
+    return this.session?.mode ?? null;
+  }
+
+  get scheduler() {
+    return this.session?.scheduler ?? null;
+  }
+
+  /** Best known duration in seconds (NaN while unknown). */
+  get duration() {
+    const s = this.session;
+    if (!s) return NaN;
+    const m = s.manifest;
+    if (m?.complete && Number.isFinite(m.duration)) return m.duration;
+    const known = s.scheduler ? s.scheduler.knownEnd() : 0;
+    const declared = s.track?.duration ?? m?.duration;
+    if (Number.isFinite(declared) && declared > 0) return Math.max(declared, known);
+    if (known > 0) return known;
+    const d = this.audio.duration;
+    return Number.isFinite(d) ? d : NaN;
+  }
+
+  /** True while the manifest is not complete (the transcode still runs). */
+  get live() {
+    return Boolean(this.session?.manifest && !this.session.manifest.complete);
+  }
+
+  /** Buffered time ranges as [[start, end], ...]. */
+  get bufferedRanges() {
+    try {
+      return rangesToArray(this.audio.buffered);
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Load a track by its URL (`{public_url}/v1/tracks/{id}`). Resolves with
+   * `{track, manifest}` once playable; rejects (and dispatches `error`) when
+   * neither the gateway nor the cache can provide the track.
+   */
+  async load(trackUrl) {
+    this.unload();
+    trackUrl = String(trackUrl).replace(/\/+$/, "");
+    const session = {
+      trackUrl,
+      trackId: decodeURIComponent(trackUrl.split("/").pop()),
+      abort: new AbortController(),
+      track: null,
+      manifest: null,
+      scheduler: null,
+      mode: null,
+      mediaSource: null,
+      sourceBuffer: null,
+      objectUrl: null,
+      queue: [],
+      controllers: new Map(),
+      prefetch: new Map(),
+      timer: null,
+      pollTimer: null,
+      polling: false,
+      ended: false,
+      closed: false,
+    };
+    this.session = session;
+    this.startupSeconds = null;
+    this.playStartedAt = null;
+    try {
+      await this.open(session);
+      return { track: session.track, manifest: session.manifest };
+    } catch (err) {
+      if (session.closed) throw err;
+      this.fail(err);
+      throw err;
+    }
+  }
+
+  play() {
+    this.markPlayRequested();
+    return this.audio.play();
+  }
+
+  /** Start the start-up clock now (a play asked for before the track is loaded). */
+  markPlayRequested() {
+    if (this.startupSeconds === null && this.playStartedAt === null) this.playStartedAt = now();
+  }
+
+  pause() {
+    this.audio.pause();
+  }
+
+  /** Seek to `seconds`, clamped to the track. */
+  seek(seconds) {
+    const d = this.duration;
+    let t = Math.max(0, Number(seconds) || 0);
+    if (Number.isFinite(d)) t = Math.min(t, Math.max(0, d - 0.05));
+    this.audio.currentTime = t;
+  }
+
+  /** Stop everything for the current track and release the element. */
+  unload() {
+    const s = this.session;
+    if (!s) return;
+    s.closed = true;
+    s.abort.abort();
+    for (const c of s.controllers.values()) c.abort();
+    clearInterval(s.timer);
+    clearTimeout(s.pollTimer);
+    if (s.objectUrl) URL.revokeObjectURL(s.objectUrl);
+    this.session = null;
+    this.audio.removeAttribute("src");
+    try {
+      this.audio.load();
+    } catch {
+      /* nothing loaded */
+    }
+  }
+
+  destroy() {
+    this.unload();
+    for (const name of ["play", "playing", "waiting", "seeking", "timeupdate", "pause", "ended"]) {
+      this.audio.removeEventListener(name, this.onAudio);
+    }
+  }
+
+  // ---- loading -----------------------------------------------------------
+
+  async open(s) {
+    this.cache = await this.cachePromise;
+    const signal = s.abort.signal;
+    const useMse = mseSupported();
+    const cached = this.cache ? await this.cache.getManifest(s.trackId) : null;
+    let early = null;
+    if (this.wholeTrackCached(s.trackId, cached?.manifest)) {
+      // Every byte of a complete manifest is here: play from the cache at
+      // once (the gateway may even be down), and refresh the track's metadata
+      // in the background. A partly cached track takes the network path, so
+      // that chunks of two renditions are never mixed if the gateway's
+      // rendition changed meanwhile.
+      s.track = cached.track;
+      s.manifest = cached.manifest;
+      fetchJson(this.fetchImpl, s.trackUrl, signal)
+        .then((track) => {
+          if (!s.closed) s.track = track;
+        })
+        .catch(() => {});
+    } else {
+      // Ask for the init segment and the first chunk together with the
+      // manifest: a cold start then costs one round trip, not three.
+      if (useMse && !cached) {
+        early = {
+          init: fetchBytes(this.fetchImpl, `${s.trackUrl}/init`, signal),
+          first: fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/0`, signal),
+        };
+        early.init.catch(() => {});
+        early.first.catch(() => {});
+      }
+      try {
+        [s.track, s.manifest] = await Promise.all([
+          fetchJson(this.fetchImpl, s.trackUrl, signal),
+          fetchJson(this.fetchImpl, `${s.trackUrl}/manifest`, signal),
+        ]);
+      } catch (err) {
+        if (s.closed) throw err;
+        if (!cached) throw err instanceof HttpError ? err : new HttpError(0, "network_error", String(err?.message || err));
+        // gateway unreachable: an incomplete cached manifest is still worth a try
+        s.track = cached.track;
+        s.manifest = cached.manifest;
+        early = null;
+      }
+      if (s.manifest.complete) this.cache?.putManifest(s.trackId, { track: s.track, manifest: s.manifest });
+    }
+    if (s.closed) return;
+    this.emit("loaded", { track: s.track, manifest: s.manifest });
+
+    if (!useMse) {
+      s.mode = "stream";
+      this.audio.src = `${s.trackUrl}/stream`;
+      this.emit("durationchange", { duration: this.duration });
+      return;
+    }
+    s.mode = "mse";
+    s.scheduler = new Scheduler(this.settings);
+    s.scheduler.setManifest(s.manifest);
+    if (this.cache) s.scheduler.setCached(this.cache.indices(s.trackId, s.manifest.rendition));
+    s.scheduler.seek(this.audio.currentTime || 0);
+    if (early) s.prefetch.set(0, early.first);
+
+    s.mediaSource = new MediaSource();
+    s.objectUrl = URL.createObjectURL(s.mediaSource);
+    const opened = once(s.mediaSource, "sourceopen");
+    this.audio.src = s.objectUrl;
+    await opened;
+    if (s.closed) return;
+    s.sourceBuffer = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
+    s.sourceBuffer.addEventListener("updateend", () => this.onUpdateEnd(s));
+    s.sourceBuffer.addEventListener("error", () => this.fail(new HttpError(0, "append_failed", "the browser could not append a chunk")));
+    this.updateDuration(s);
+
+    const init = await this.loadInit(s, early?.init);
+    if (s.closed) return;
+    s.queue.unshift({ index: "init", data: init });
+    this.pump(s);
+    s.timer = setInterval(() => this.tick(s), this.tickSeconds * 1000);
+    if (!s.manifest.complete) this.schedulePoll(s, 0);
+    this.tick(s);
+  }
+
+  wholeTrackCached(trackId, manifest) {
+    if (!this.cache || !manifest?.complete) return false;
+    const r = manifest.rendition;
+    return this.cache.has(trackId, r, "init") && manifest.chunks.every((c) => this.cache.has(trackId, r, c.index));
+  }
+
+  async loadInit(s, earlyInit) {
+    const rendition = s.manifest.rendition;
+    if (this.cache) {
+      const data = await this.cache.get(s.trackId, rendition, "init");
+      if (data) return data;
+    }
+    const data = await (earlyInit ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/init`, s.abort.signal));
+    this.stats.httpBytes += data.byteLength;
+    this.cache?.put(s.trackId, rendition, "init", data.slice(0));
+    return data;
+  }
+
+  // ---- scheduling --------------------------------------------------------
+
+  tick(s) {
+    if (s.closed || !s.scheduler) return;
+    const t = now();
+    const playhead = this.audio.currentTime;
+    for (const req of s.scheduler.expired({ now: t, playhead })) s.controllers.get(req.index)?.abort();
+    for (const req of s.scheduler.next({ now: t, playhead })) this.startRequest(s, req);
+    this.maybeEnd(s);
+  }
+
+  startRequest(s, req) {
+    const controller = new AbortController();
+    s.controllers.set(req.index, controller);
+    const signal = AbortSignal.any ? AbortSignal.any([controller.signal, s.abort.signal]) : controller.signal;
+    this.fetchChunk(s, req, signal).then(
+      (data) => {
+        if (s.controllers.get(req.index) === controller) s.controllers.delete(req.index);
+        if (s.closed || s.scheduler.inflight.get(req.index) !== req) return;
+        s.scheduler.received(req.index);
+        s.queue.push({ index: req.index, data });
+        this.pump(s);
+        if (req.live) this.schedulePoll(s, 0);
+      },
+      (err) => {
+        if (s.controllers.get(req.index) === controller) s.controllers.delete(req.index);
+        if (s.closed) return;
+        if (s.scheduler.inflight.get(req.index) === req) s.scheduler.failed(req.index, { now: now() });
+        if (req.live || err?.status === 404) this.schedulePoll(s, 0);
+        if (err?.name !== "AbortError") this.emit("chunkerror", { index: req.index, source: req.source, error: String(err?.message || err) });
+        setTimeout(() => this.tick(s), 50);
+      },
+    );
+  }
+
+  async fetchChunk(s, req, signal) {
+    const rendition = s.manifest.rendition;
+    if (req.source === CACHE) {
+      const data = await this.cache?.get(s.trackId, rendition, req.index);
+      if (!data) throw new HttpError(404, "cache_miss", "not in the cache");
+      this.stats.cacheBytes += data.byteLength;
+      return data;
+    }
+    let data;
+    if (req.source === SERVER) {
+      const early = s.prefetch.get(req.index);
+      s.prefetch.delete(req.index);
+      data = await (early ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/${req.index}`, signal));
+      this.stats.httpBytes += data.byteLength;
+    } else {
+      if (!this.peers) throw new HttpError(0, "no_peers", "no peer transport");
+      data = await this.peers.fetch(req.source, req.index, { signal });
+      const expected = s.manifest.chunks.find((c) => c.index === req.index)?.sha256;
+      if (!expected || (await sha256(data)) !== expected) {
+        this.emit("badchunk", { index: req.index, peer: req.source });
+        throw new HttpError(0, "bad_chunk", "hash mismatch");
+      }
+      this.stats.peerBytes += data.byteLength;
+    }
+    if (this.cache) {
+      this.cache.put(s.trackId, rendition, req.index, data.slice(0)).then((ok) => {
+        if (ok && !s.closed) s.scheduler.addCached(req.index);
+      });
+    }
+    return data;
+  }
+
+  // ---- appending ---------------------------------------------------------
+
+  pump(s) {
+    const sb = s.sourceBuffer;
+    if (s.closed || !sb || sb.updating || s.queue.length === 0) return;
+    if (s.mediaSource.readyState === "closed") return;
+    const item = s.queue[0];
+    try {
+      sb.appendBuffer(item.data);
+      s.appending = item;
+      s.queue.shift();
+    } catch (err) {
+      if (err?.name === "QuotaExceededError") {
+        this.makeRoom(s);
+      } else {
+        s.queue.shift();
+        if (item.index !== "init") s.scheduler.evicted(item.index);
+        this.emit("chunkerror", { index: item.index, source: "append", error: String(err?.message || err) });
+      }
+    }
+  }
+
+  /** Remove played audio (then far-ahead audio) so that appends fit again. */
+  makeRoom(s) {
+    const sb = s.sourceBuffer;
+    const t = this.audio.currentTime;
+    const ranges = rangesToArray(sb.buffered);
+    const behind = t - 5;
+    if (ranges.length && ranges[0][0] < behind) {
+      sb.remove(0, behind);
+      return;
+    }
+    const ahead = t + Math.max(8, (s.scheduler.settings.bufferAhead || 30) / 2);
+    if (ranges.length && ranges[ranges.length - 1][1] > ahead) {
+      sb.remove(ahead, Infinity);
+      return;
+    }
+    setTimeout(() => this.pump(s), 500); // nothing to remove: wait for playback
+  }
+
+  onUpdateEnd(s) {
+    if (s.closed) return;
+    s.appending = null;
+    this.reconcile(s);
+    this.updateDuration(s);
+    this.emit("progress", { buffered: this.bufferedRanges });
+    if (s.queue.length) this.pump(s);
+    else this.tick(s);
+  }
+
+  /** Make the scheduler's buffered set agree with SourceBuffer.buffered. */
+  reconcile(s) {
+    const sched = s.scheduler;
+    const inRanges = chunksInRanges(sched.chunks, rangesToArray(s.sourceBuffer.buffered));
+    for (const item of s.queue) if (item.index !== "init") inRanges.add(item.index);
+    // chunks past the manifest (the live edge) are kept until the manifest lists them
+    for (const i of sched.buffered) if (!sched.byIndex.has(i)) inRanges.add(i);
+    sched.setBuffered(inRanges);
+  }
+
+  updateDuration(s) {
+    const ms = s.mediaSource;
+    if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating) return;
+    let target = this.duration;
+    if (!Number.isFinite(target) || target <= 0) return;
+    const ranges = rangesToArray(s.sourceBuffer.buffered);
+    if (ranges.length) target = Math.max(target, ranges[ranges.length - 1][1]);
+    if (Math.abs(ms.duration - target) > 1e-3 || Number.isNaN(ms.duration)) {
+      try {
+        ms.duration = target;
+        this.emit("durationchange", { duration: this.duration });
+      } catch {
+        /* a buffered frame lies past it; the next updateend tries again */
+      }
+    }
+  }
+
+  maybeEnd(s) {
+    const ms = s.mediaSource;
+    if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating || s.queue.length) return;
+    if (!s.scheduler.bufferedToEnd(this.audio.currentTime)) return;
+    try {
+      ms.endOfStream();
+    } catch {
+      /* raced with an append */
+    }
+  }
+
+  // ---- live manifest -----------------------------------------------------
+
+  schedulePoll(s, delaySeconds = this.pollSeconds) {
+    if (s.closed || s.manifest.complete || s.polling) return;
+    clearTimeout(s.pollTimer);
+    s.pollTimer = setTimeout(() => this.poll(s), delaySeconds * 1000);
+  }
+
+  async poll(s) {
+    if (s.closed || s.manifest.complete || s.polling) return;
+    s.polling = true;
+    try {
+      const manifest = await fetchJson(this.fetchImpl, `${s.trackUrl}/manifest`, s.abort.signal);
+      if (s.closed) return;
+      if (manifest.rendition !== s.manifest.rendition) return; // another encoding: ignore
+      s.manifest = manifest;
+      s.scheduler.setManifest(manifest);
+      this.reconcile(s);
+      this.updateDuration(s);
+      if (manifest.complete) {
+        this.cache?.putManifest(s.trackId, { track: s.track, manifest });
+        fetchJson(this.fetchImpl, s.trackUrl, s.abort.signal)
+          .then((track) => {
+            if (!s.closed) s.track = track;
+          })
+          .catch(() => {});
+      }
+      this.emit("manifest", { manifest });
+      this.tick(s);
+    } catch {
+      /* gateway away for a moment: try again */
+    } finally {
+      s.polling = false;
+      if (!s.closed && !s.manifest.complete) this.schedulePoll(s);
+    }
+  }
+
+  // ---- element events ----------------------------------------------------
+
+  onAudio(event) {
+    const s = this.session;
+    switch (event.type) {
+      case "play":
+        if (this.startupSeconds === null && this.playStartedAt === null) this.playStartedAt = now();
+        break;
+      case "playing":
+        if (this.startupSeconds === null && this.playStartedAt !== null) {
+          this.startupSeconds = now() - this.playStartedAt;
+          this.emit("startup", { seconds: this.startupSeconds });
+        }
+        break;
+      case "waiting":
+        if (this.startupSeconds !== null && !this.audio.seeking) this.stats.stalls += 1;
+        if (s) this.tick(s);
+        break;
+      case "seeking":
+        if (s?.scheduler) {
+          for (const req of s.scheduler.seek(this.audio.currentTime)) s.controllers.get(req.index)?.abort();
+          this.tick(s);
+        }
+        break;
+      case "timeupdate":
+        break;
+      default:
+        break;
+    }
+  }
+
+  fail(err) {
+    this.emit("error", { error: err?.code || "error", detail: String(err?.message || err), status: err?.status ?? 0 });
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/**
+ * Fetch the start of a track ahead of time (a playlist's next track): its
+ * manifest, init segment and the chunks of its first `seconds`, into the
+ * persistent cache (or, without one, into the browser's HTTP cache, since
+ * complete chunks are immutable). Errors are swallowed: this is a hint.
+ */
+export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetchImpl = null, signal = undefined } = {}) {
+  const get = fetchImpl ?? ((...args) => fetch(...args));
+  trackUrl = String(trackUrl).replace(/\/+$/, "");
+  const trackId = decodeURIComponent(trackUrl.split("/").pop());
+  try {
+    if (cache) {
+      const known = await cache.getManifest(trackId);
+      if (known?.manifest?.complete) {
+        const want = prefetchIndices(known.manifest, seconds);
+        const r = known.manifest.rendition;
+        if (cache.has(trackId, r, "init") && want.every((i) => cache.has(trackId, r, i))) return true;
+      }
+    }
+    const [track, manifest] = await Promise.all([
+      fetchJson(get, trackUrl, signal),
+      fetchJson(get, `${trackUrl}/manifest`, signal),
+    ]);
+    if (cache) await cache.putManifest(trackId, { track, manifest });
+    let indices = prefetchIndices(manifest, seconds);
+    if (indices.length === 0) indices = [0]; // live transcode: the server waits for chunk 0
+    const parts = [["init", `${trackUrl}/init`], ...indices.map((i) => [i, `${trackUrl}/chunks/${i}`])];
+    await Promise.all(
+      parts.map(async ([index, url]) => {
+        if (cache?.has(trackId, manifest.rendition, index)) return;
+        const data = await fetchBytes(get, url, signal);
+        if (cache) await cache.put(trackId, manifest.rendition, index, data);
+      }),
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,435 @@
+// The player's download scheduler: pure logic, no DOM, no fetch, no timers.
+//
+// Theory of operation
+// -------------------
+// The scheduler knows the manifest (chunk index -> start, duration), which
+// chunks are already buffered in the SourceBuffer, which ones the local
+// persistent cache holds, which ones each peer holds, and which requests are
+// in flight. The I/O shell (player.js) feeds it events and asks, as often as
+// it likes, `next({now, playhead})`: the scheduler answers with the requests
+// to start now, each `{index, source, deadline}` where `source` is "cache",
+// "server" or a peer id. The shell performs them and reports back with
+// `received(index)` or `failed(index)`; it also calls `expired({now,
+// playhead})` regularly and aborts what it returns.
+//
+// Time is always an argument (`now`, in seconds, any monotonic clock), so the
+// rules below are exact and testable without a browser.
+//
+// Rules, in the order they are applied to every chunk of the window (the
+// chunks that overlap [playhead, playhead + bufferAhead), nearest first):
+//   1. A chunk that the persistent cache holds is read from the cache.
+//   2. The chunks of the first `serverLead` seconds after a start or a seek
+//      (the "anchor") come from the server, so that playback starts at once
+//      while the player looks for peers.
+//   3. Emergency mode: when less than `emergencyAhead` seconds are buffered
+//      contiguously ahead of the playhead, everything comes from the server,
+//      and in-flight peer requests for chunks inside that zone are expired.
+//      The mode ends once `recoverAhead` seconds are buffered (hysteresis).
+//   4. Otherwise a peer that holds the chunk, has a free upload slot and has
+//      not failed this chunk before gets the request, with a deadline: the
+//      moment the playhead (at 1x) would come within `emergencyAhead` of the
+//      chunk's start, capped at `maxPeerWait` from now. A request that would
+//      leave a peer less than `minPeerWindow` seconds goes to the server.
+//      While some holder is only busy, the scheduler waits for its slot
+//      rather than spend server bytes, as long as the deadline allows.
+//   5. Everything else comes from the server, at most `serverParallel` at a
+//      time; a failed server request is retried after `retryDelay`.
+//   6. While the manifest is not complete (a live transcode) and less than
+//      `liveEdgeAhead` seconds are buffered ahead, the chunk after the last
+//      listed one (the "live edge") is asked from the server, which answers
+//      as soon as the transcoder has produced it (or 404 past the end).
+//      With more buffered, re-reading the manifest is enough and costs no
+//      404 at the end of the track.
+
+/** Default settings; every one can be overridden in the constructor. */
+export const DEFAULT_SETTINGS = Object.freeze({
+  bufferAhead: 30, // seconds of audio to hold ahead of the playhead
+  emergencyAhead: 4, // below this many seconds buffered ahead: server only
+  recoverAhead: 8, // leave emergency mode once this much is buffered
+  serverLead: 10, // seconds after a start or a seek that come from the server
+  serverParallel: 2, // concurrent server requests
+  cacheParallel: 4, // concurrent reads from the persistent cache
+  peerSlots: 2, // concurrent requests per peer unless the peer says otherwise
+  minPeerWindow: 1.5, // a peer must get at least this many seconds
+  maxPeerWait: 8, // a peer request never waits longer than this
+  retryDelay: 1, // pause before asking the server again for a failed chunk
+  maxInflight: 8, // all sources together
+  liveEdgeAhead: 4, // ask for the live edge only with less than this buffered ahead
+});
+
+export const SERVER = "server";
+export const CACHE = "cache";
+
+const EPSILON = 1e-3;
+
+/**
+ * Index of the chunk that holds time `t` (seconds), by the manifest's
+ * `start` fields; -1 when `t` lies past the known chunks or before the
+ * first. `chunks` is sorted by start.
+ */
+export function chunkIndexAt(chunks, t) {
+  let lo = 0;
+  let hi = chunks.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (chunks[mid].start <= t + EPSILON) {
+      found = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  if (found < 0) return chunks.length > 0 && t < chunks[0].start ? chunks[0].index : -1;
+  const c = chunks[found];
+  return t < c.start + c.duration ? c.index : -1;
+}
+
+/**
+ * Which chunks lie wholly inside a set of time ranges (as from
+ * `SourceBuffer.buffered`, given as [[start, end], ...]). A tolerance of
+ * `slack` seconds absorbs codec pre-roll and rounding at the edges.
+ */
+export function chunksInRanges(chunks, ranges, slack = 0.05) {
+  const out = new Set();
+  for (const c of chunks) {
+    // never more than a quarter of the chunk: the last chunk can be a few ms
+    const edge = Math.min(slack, c.duration / 4);
+    const a = c.start + edge;
+    const b = c.start + c.duration - edge;
+    for (const [s, e] of ranges) {
+      if (s <= a && e >= b) {
+        out.add(c.index);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Convert a TimeRanges object to [[start, end], ...]. */
+export function rangesToArray(timeRanges) {
+  const out = [];
+  for (let i = 0; i < timeRanges.length; i++) out.push([timeRanges.start(i), timeRanges.end(i)]);
+  return out;
+}
+
+/**
+ * The first chunks of a track that cover `seconds` of audio: what a playlist
+ * prefetches of the next track near the end of the current one.
+ */
+export function prefetchIndices(manifest, seconds = 4) {
+  const out = [];
+  for (const c of manifest?.chunks ?? []) {
+    if (c.start >= seconds) break;
+    out.push(c.index);
+  }
+  return out;
+}
+
+/** Whether the playlist should prefetch the next track now. */
+export function shouldPrefetchNext({ position, duration, lead = 10 }) {
+  return Number.isFinite(duration) && duration > 0 && duration - position <= lead;
+}
+
+/**
+ * A decision: fetch chunk `index` from `source` ("cache", "server" or a peer
+ * id). `deadline` (seconds, same clock as `now`) is set for peer requests
+ * only: past it, `expired()` gives the request up. `live` marks a request
+ * for the chunk after the last one listed in a live manifest.
+ */
+export class Request {
+  constructor(index, source, deadline = null, live = false) {
+    this.index = index;
+    this.source = source;
+    this.deadline = deadline;
+    this.live = live;
+    Object.freeze(this);
+  }
+}
+
+export class Scheduler {
+  /** @param {Partial<typeof DEFAULT_SETTINGS>} settings */
+  constructor(settings = {}) {
+    for (const key of Object.keys(settings)) {
+      if (!(key in DEFAULT_SETTINGS)) throw new TypeError(`unknown scheduler setting: ${key}`);
+    }
+    this.settings = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
+    this.chunks = []; // sorted by index, {index, start, duration}
+    this.byIndex = new Map();
+    this.complete = false;
+    this.anchor = 0;
+    this.emergency = true; // nothing buffered yet
+    this.buffered = new Set();
+    this.cached = new Set();
+    this.inflight = new Map(); // index -> Request
+    this.peers = new Map(); // id -> {id, have: Set, slots, failures}
+    this.peerFailed = new Map(); // index -> Set(peer id)
+    this.retryAt = new Map(); // index -> time before which the server is not asked again
+  }
+
+  // ---- events in ---------------------------------------------------------
+
+  /** A (new version of the) manifest: `{chunks: [{index, start, duration}], complete}`. */
+  setManifest(manifest) {
+    this.chunks = [...manifest.chunks]
+      .map(({ index, start, duration }) => ({ index, start, duration }))
+      .sort((a, b) => a.index - b.index);
+    this.byIndex = new Map(this.chunks.map((c) => [c.index, c]));
+    this.complete = Boolean(manifest.complete);
+  }
+
+  /**
+   * Playback starts or jumps to `position`: the next `serverLead` seconds come
+   * from the server. Returns the in-flight requests that no longer fall in
+   * the window, now forgotten, for the shell to abort.
+   */
+  seek(position) {
+    this.anchor = position;
+    this.emergency = this.bufferedAhead(position) < this.settings.emergencyAhead;
+    const keep = new Set(this.window(position).map((c) => c.index));
+    const stale = [];
+    for (const [index, req] of this.inflight) {
+      if (!keep.has(index) && !req.live) {
+        this.inflight.delete(index);
+        stale.push(req);
+      }
+    }
+    return stale;
+  }
+
+  /** Chunk `index` arrived (and is being appended): no need to fetch it again. */
+  received(index) {
+    this.inflight.delete(index);
+    this.retryAt.delete(index);
+    this.buffered.add(index);
+  }
+
+  /**
+   * A request for chunk `index` failed (network error, bad hash, cache miss,
+   * 404 at the live edge). A peer is not asked for that chunk again; the
+   * server is asked again after `retryDelay`; a cache miss clears the entry.
+   */
+  failed(index, { now = 0 } = {}) {
+    const req = this.inflight.get(index);
+    this.inflight.delete(index);
+    if (!req) return;
+    if (req.source === CACHE) {
+      this.cached.delete(index);
+    } else if (req.source === SERVER) {
+      this.retryAt.set(index, now + this.settings.retryDelay);
+    } else {
+      this.notePeerFailure(req.source, index);
+    }
+  }
+
+  /** The SourceBuffer dropped chunk `index` (eviction, failed append). */
+  evicted(index) {
+    this.buffered.delete(index);
+  }
+
+  /** Replace the buffered set (after reconciling with `SourceBuffer.buffered`). */
+  setBuffered(indices) {
+    this.buffered = new Set(indices);
+  }
+
+  /** The persistent cache holds these chunks of this rendition. */
+  setCached(indices) {
+    this.cached = new Set(indices);
+  }
+
+  /** The persistent cache now holds chunk `index`. */
+  addCached(index) {
+    this.cached.add(index);
+  }
+
+  /** A peer (or a new view of one): `{have: iterable of indices, slots}`. */
+  setPeer(id, { have = [], slots = this.settings.peerSlots } = {}) {
+    const old = this.peers.get(id);
+    this.peers.set(id, { id, have: new Set(have), slots, failures: old ? old.failures : 0 });
+  }
+
+  /** A peer announces that it holds more chunks. */
+  peerHave(id, indices) {
+    const peer = this.peers.get(id);
+    if (!peer) return;
+    for (const i of indices) peer.have.add(i);
+  }
+
+  /**
+   * A peer is gone (closed, banned). Returns its in-flight requests, which
+   * are forgotten so that `next()` assigns them again.
+   */
+  removePeer(id) {
+    this.peers.delete(id);
+    const lost = [];
+    for (const [index, req] of this.inflight) {
+      if (req.source === id) {
+        this.inflight.delete(index);
+        lost.push(req);
+      }
+    }
+    return lost;
+  }
+
+  // ---- questions ---------------------------------------------------------
+
+  /** Seconds buffered contiguously from `playhead` on. */
+  bufferedAhead(playhead) {
+    let end = playhead;
+    let i = chunkIndexAt(this.chunks, playhead);
+    if (i < 0) return 0;
+    for (;;) {
+      const c = this.byIndex.get(i);
+      if (!c || !this.buffered.has(i)) break;
+      end = c.start + c.duration;
+      i += 1;
+    }
+    return Math.max(0, end - playhead);
+  }
+
+  /** True once every chunk from the playhead to the end of a complete track is buffered. */
+  bufferedToEnd(playhead) {
+    if (!this.complete) return false;
+    for (const c of this.chunks) {
+      if (c.start + c.duration <= playhead + EPSILON) continue;
+      if (!this.buffered.has(c.index)) return false;
+    }
+    return true;
+  }
+
+  /** Known end of the track (seconds): last chunk's end. */
+  knownEnd() {
+    const last = this.chunks[this.chunks.length - 1];
+    return last ? last.start + last.duration : 0;
+  }
+
+  /** The chunks that overlap [playhead, playhead + bufferAhead). */
+  window(playhead) {
+    const limit = playhead + this.settings.bufferAhead;
+    return this.chunks.filter((c) => c.start < limit && c.start + c.duration > playhead + EPSILON);
+  }
+
+  /** Number of in-flight requests to a source. */
+  load(source) {
+    let n = 0;
+    for (const req of this.inflight.values()) if (req.source === source) n += 1;
+    return n;
+  }
+
+  // ---- decisions out -----------------------------------------------------
+
+  /**
+   * The requests to start now. They count as in flight from here on, until
+   * `received`, `failed`, `expired`, `seek` or `removePeer` says otherwise.
+   */
+  next({ now, playhead }) {
+    const s = this.settings;
+    this.updateEmergency(playhead);
+    const out = [];
+    const serverFree = () => this.load(SERVER) < s.serverParallel;
+    const room = () => this.inflight.size < s.maxInflight;
+
+    for (const c of this.window(playhead)) {
+      if (!room()) break;
+      const i = c.index;
+      if (this.buffered.has(i) || this.inflight.has(i)) continue;
+
+      // 1. persistent cache
+      if (this.cached.has(i)) {
+        if (this.load(CACHE) < s.cacheParallel) out.push(this.start(new Request(i, CACHE)));
+        continue;
+      }
+      const retryOk = (this.retryAt.get(i) ?? -Infinity) <= now;
+
+      // 2./3. start-up window and emergency: server
+      const inLead = c.start < this.anchor + s.serverLead && c.start + c.duration > this.anchor;
+      if (this.emergency || inLead) {
+        if (retryOk && serverFree()) out.push(this.start(new Request(i, SERVER)));
+        continue;
+      }
+
+      // 4. peers, with a deadline derived from the playhead
+      const slack = c.start - playhead - s.emergencyAhead;
+      if (slack >= s.minPeerWindow) {
+        const deadline = now + Math.min(slack, s.maxPeerWait);
+        const holders = this.holders(i);
+        const free = holders.filter((p) => this.load(p.id) < p.slots);
+        if (free.length > 0) {
+          out.push(this.start(new Request(i, free[0].id, deadline)));
+          continue;
+        }
+        if (holders.length > 0) continue; // wait for a slot: there is time
+      }
+
+      // 5. server
+      if (retryOk && serverFree()) out.push(this.start(new Request(i, SERVER)));
+    }
+
+    // 6. live edge
+    if (!this.complete && room()) {
+      const edge = this.chunks.length > 0 ? this.chunks[this.chunks.length - 1].index + 1 : 0;
+      const edgeStart = this.knownEnd();
+      const wanted = edgeStart < playhead + s.bufferAhead && this.bufferedAhead(playhead) < s.liveEdgeAhead;
+      const retryOk = (this.retryAt.get(edge) ?? -Infinity) <= now;
+      if (wanted && retryOk && !this.inflight.has(edge) && !this.buffered.has(edge) && serverFree()) {
+        out.push(this.start(new Request(edge, SERVER, null, true)));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Peer requests to give up: past their deadline, or (in emergency mode)
+   * for chunks inside the emergency zone. They are forgotten, the peer is
+   * not asked for that chunk again, and the next `next()` asks the server.
+   */
+  expired({ now, playhead }) {
+    this.updateEmergency(playhead);
+    const out = [];
+    for (const [index, req] of this.inflight) {
+      if (req.source === SERVER || req.source === CACHE) continue;
+      const c = this.byIndex.get(index);
+      const urgent = this.emergency && c && c.start < playhead + this.settings.emergencyAhead;
+      if (now >= req.deadline || urgent) {
+        this.inflight.delete(index);
+        this.notePeerFailure(req.source, index);
+        out.push(req);
+      }
+    }
+    return out;
+  }
+
+  // ---- internals ---------------------------------------------------------
+
+  start(req) {
+    this.inflight.set(req.index, req);
+    return req;
+  }
+
+  holders(index) {
+    const failed = this.peerFailed.get(index);
+    const out = [];
+    for (const p of this.peers.values()) {
+      if (p.have.has(index) && !(failed && failed.has(p.id))) out.push(p);
+    }
+    // least loaded first, then fewest failures; Array.sort is stable, so
+    // insertion order breaks the remaining ties deterministically
+    return out.sort((a, b) => this.load(a.id) - this.load(b.id) || a.failures - b.failures);
+  }
+
+  notePeerFailure(peerId, index) {
+    if (!this.peerFailed.has(index)) this.peerFailed.set(index, new Set());
+    this.peerFailed.get(index).add(peerId);
+    const peer = this.peers.get(peerId);
+    if (peer) peer.failures += 1;
+  }
+
+  updateEmergency(playhead) {
+    const ahead = this.bufferedAhead(playhead);
+    const toEnd = this.bufferedToEnd(playhead);
+    if (toEnd) this.emergency = false;
+    else if (ahead < this.settings.emergencyAhead) this.emergency = true;
+    else if (ahead >= this.settings.recoverAhead) this.emergency = false;
+  }
+}

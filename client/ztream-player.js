@@ -1,0 +1,841 @@
+// <ztream-player>: the embeddable audio player, a custom element.
+//
+//   <script type="module" src="{public_url}/client/ztream-player.js"></script>
+//   <ztream-player src="{public_url}/v1/tracks/{id}"></ztream-player>
+//
+//   <ztream-player>                       (a playlist)
+//     <ztream-track src="{public_url}/v1/tracks/{a}"></ztream-track>
+//     <ztream-track src="{public_url}/v1/tracks/{b}"></ztream-track>
+//   </ztream-player>
+//
+// Attributes: src, autoplay, preload ("auto" | "none"), title-override
+// ("title" would show the browser's tooltip), buffer-ahead and
+// emergency-ahead (seconds; the scheduler's 30 s target and 4 s threshold). Properties and methods: play(),
+// pause(), toggle(), seek(seconds), next(), previous(), select(index),
+// currentTime, duration, paused, volume (0..1), muted, buffering, track,
+// tracks, index, startupSeconds, stats. Events (bubbling, composed): ready,
+// play, pause, playing, waiting, timeupdate, seeking, seeked, ended (each
+// track), finish (the last track), trackchange, startup ({seconds}),
+// progress, volumechange, durationchange, error ({error, detail}).
+//
+// Theming: CSS custom properties on the element or any ancestor:
+//   --ztream-accent, --ztream-accent-fg, --ztream-bg, --ztream-fg,
+//   --ztream-muted, --ztream-rail, --ztream-buffered, --ztream-radius,
+//   --ztream-font, --ztream-border
+// and ::part(root | play-button | title | seek | time | volume | playlist).
+
+import { sharedCache } from "./cache.js";
+import { formatTime, rangeFractions, seekKey, spokenTime } from "./format.js";
+import { PlayerCore, prefetchTrack } from "./player.js";
+import { shouldPrefetchNext } from "./scheduler.js";
+
+const STYLE = `
+:host {
+  --_accent: var(--ztream-accent, #ff5a1f);
+  --_accent-fg: var(--ztream-accent-fg, #ffffff);
+  --_bg: var(--ztream-bg, #ffffff);
+  --_fg: var(--ztream-fg, #1d1d1f);
+  --_muted: var(--ztream-muted, #6e6e73);
+  --_rail: var(--ztream-rail, rgba(127, 127, 127, 0.22));
+  --_buffered: var(--ztream-buffered, rgba(127, 127, 127, 0.42));
+  --_radius: var(--ztream-radius, 10px);
+  --_border: var(--ztream-border, 1px solid rgba(127, 127, 127, 0.25));
+  display: block;
+  box-sizing: border-box;
+  min-width: 220px;
+  font: 14px/1.35 var(--ztream-font, system-ui, -apple-system, "Segoe UI", Roboto, sans-serif);
+  color: var(--_fg);
+  contain: content;
+}
+:host([hidden]) { display: none; }
+* { box-sizing: border-box; }
+.root {
+  display: grid;
+  grid-template-columns: auto 1fr;
+  gap: 6px 14px;
+  align-items: center;
+  padding: 14px 16px;
+  background: var(--_bg);
+  border: var(--_border);
+  border-radius: var(--_radius);
+  height: 100%;
+  container-type: inline-size;
+}
+button {
+  font: inherit;
+  color: inherit;
+  background: none;
+  border: 0;
+  padding: 0;
+  cursor: pointer;
+}
+button:focus-visible, .seek:focus-visible, input:focus-visible, .playlist button:focus-visible {
+  outline: 2px solid var(--_accent);
+  outline-offset: 2px;
+}
+.play {
+  grid-row: span 2;
+  position: relative;
+  width: 52px;
+  height: 52px;
+  border-radius: 50%;
+  background: var(--_accent);
+  color: var(--_accent-fg);
+  display: grid;
+  place-items: center;
+  transition: transform 0.12s ease, filter 0.12s ease;
+}
+.play:hover { filter: brightness(1.08); }
+.play:active { transform: scale(0.95); }
+.play svg { width: 24px; height: 24px; fill: currentColor; }
+.play .icon-pause, :host([playing]) .play .icon-play { display: none; }
+:host([playing]) .play .icon-pause { display: block; }
+.spinner {
+  position: absolute;
+  inset: -4px;
+  border-radius: 50%;
+  border: 3px solid transparent;
+  border-top-color: var(--_accent);
+  opacity: 0;
+  transition: opacity 0.2s;
+  pointer-events: none;
+}
+:host([buffering]) .spinner { opacity: 1; animation: spin 0.9s linear infinite; }
+@keyframes spin { to { transform: rotate(360deg); } }
+@media (prefers-reduced-motion: reduce) { :host([buffering]) .spinner { animation-duration: 3s; } }
+.head {
+  display: flex;
+  align-items: baseline;
+  gap: 8px;
+  min-width: 0;
+}
+.titles { min-width: 0; flex: 1; }
+.artist {
+  display: block;
+  color: var(--_muted);
+  font-size: 12px;
+  white-space: nowrap;
+  overflow: hidden;
+  text-overflow: ellipsis;
+}
+.artist:empty { display: none; }
+.title {
+  display: block;
+  font-weight: 600;
+  font-size: 15px;
+  white-space: nowrap;
+  overflow: hidden;
+  text-overflow: ellipsis;
+}
+.badge {
+  font-size: 10px;
+  font-weight: 700;
+  letter-spacing: 0.06em;
+  text-transform: uppercase;
+  color: var(--_accent);
+  border: 1px solid currentColor;
+  border-radius: 4px;
+  padding: 0 4px;
+}
+.badge[hidden] { display: none; }
+.status {
+  color: var(--_muted);
+  font-size: 12px;
+  white-space: nowrap;
+}
+.status.error { color: #d70022; }
+.controls {
+  display: flex;
+  align-items: center;
+  gap: 10px;
+  min-width: 0;
+}
+.time {
+  font-variant-numeric: tabular-nums;
+  font-size: 12px;
+  color: var(--_muted);
+  min-width: 3.2em;
+}
+.time.total { text-align: right; }
+.seek {
+  position: relative;
+  flex: 1;
+  height: 22px;
+  cursor: pointer;
+  touch-action: none;
+  border-radius: 4px;
+}
+.rail, .buffered, .progress {
+  position: absolute;
+  top: 50%;
+  height: 4px;
+  margin-top: -2px;
+  border-radius: 2px;
+}
+.rail { left: 0; right: 0; background: var(--_rail); }
+.buffered { background: var(--_buffered); }
+.progress { left: 0; background: var(--_accent); width: 0; }
+.thumb {
+  position: absolute;
+  top: 50%;
+  width: 12px;
+  height: 12px;
+  margin: -6px 0 0 -6px;
+  border-radius: 50%;
+  background: var(--_accent);
+  box-shadow: 0 0 0 3px var(--_bg);
+  transform: scale(0);
+  transition: transform 0.12s ease;
+}
+.seek:hover .thumb, .seek:focus-visible .thumb, .seek.dragging .thumb { transform: scale(1); }
+.volume-box { display: flex; align-items: center; gap: 6px; }
+.mute { width: 24px; height: 24px; display: grid; place-items: center; color: var(--_muted); }
+.mute:hover { color: var(--_fg); }
+.mute svg { width: 20px; height: 20px; fill: currentColor; }
+.mute .icon-muted, :host([muted]) .mute .icon-sound { display: none; }
+:host([muted]) .mute .icon-muted { display: block; }
+.volume {
+  width: 72px;
+  accent-color: var(--_accent);
+  cursor: pointer;
+}
+@container (max-width: 380px) { .volume { display: none; } }
+.playlist {
+  grid-column: 1 / -1;
+  list-style: none;
+  margin: 8px 0 0;
+  padding: 6px 0 0;
+  border-top: var(--_border);
+  max-height: 220px;
+  overflow: auto;
+}
+.playlist[hidden] { display: none; }
+.playlist button {
+  display: flex;
+  width: 100%;
+  gap: 10px;
+  padding: 6px 8px;
+  border-radius: 6px;
+  text-align: left;
+}
+.playlist button:hover { background: var(--_rail); }
+.playlist .n { color: var(--_muted); font-variant-numeric: tabular-nums; min-width: 1.5em; }
+.playlist .t { flex: 1; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.playlist .d { color: var(--_muted); font-variant-numeric: tabular-nums; }
+.playlist [aria-current="true"] { color: var(--_accent); font-weight: 600; }
+.sr-only {
+  position: absolute;
+  width: 1px;
+  height: 1px;
+  overflow: hidden;
+  clip: rect(0 0 0 0);
+  white-space: nowrap;
+}
+`;
+
+const ICONS = {
+  play: '<svg class="icon-play" viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5.14v13.72a1 1 0 0 0 1.5.86l11-6.86a1 1 0 0 0 0-1.72l-11-6.86A1 1 0 0 0 8 5.14z"/></svg>',
+  pause: '<svg class="icon-pause" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="5" width="4" height="14" rx="1"/><rect x="14" y="5" width="4" height="14" rx="1"/></svg>',
+  sound: '<svg class="icon-sound" viewBox="0 0 24 24" aria-hidden="true"><path d="M4 9v6h4l5 4V5L8 9H4zm12.5 3a4.5 4.5 0 0 0-2.5-4v8a4.5 4.5 0 0 0 2.5-4zM14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6z"/></svg>',
+  muted: '<svg class="icon-muted" viewBox="0 0 24 24" aria-hidden="true"><path d="M4 9v6h4l5 4V5L8 9H4zm15.6 3 2.1-2.1-1.4-1.4-2.1 2.1-2.1-2.1-1.4 1.4 2.1 2.1-2.1 2.1 1.4 1.4 2.1-2.1 2.1 2.1 1.4-1.4z"/></svg>',
+};
+
+const TEMPLATE = `
+<div class="root" part="root">
+  <button class="play" part="play-button" type="button" aria-label="Play">
+    ${ICONS.play}${ICONS.pause}<span class="spinner" aria-hidden="true"></span>
+  </button>
+  <div class="head">
+    <div class="titles">
+      <span class="artist" part="artist"></span>
+      <span class="title" part="title">Loading…</span>
+    </div>
+    <span class="badge" hidden>live</span>
+    <span class="status" role="status" aria-live="polite"></span>
+  </div>
+  <div class="controls">
+    <span class="time elapsed" part="time" aria-hidden="true">0:00</span>
+    <div class="seek" part="seek" role="slider" tabindex="0" aria-label="Seek"
+         aria-valuemin="0" aria-valuemax="0" aria-valuenow="0" aria-valuetext="0 seconds">
+      <div class="rail"></div>
+      <div class="buffered-layer"></div>
+      <div class="progress"></div>
+      <div class="thumb"></div>
+    </div>
+    <span class="time total" part="time" aria-hidden="true">--:--</span>
+    <div class="volume-box">
+      <button class="mute" type="button" aria-label="Mute" aria-pressed="false">${ICONS.sound}${ICONS.muted}</button>
+      <input class="volume" part="volume" type="range" min="0" max="100" step="1" value="100" aria-label="Volume">
+    </div>
+  </div>
+  <ol class="playlist" part="playlist" aria-label="Playlist" hidden></ol>
+  <audio preload="auto"></audio>
+</div>
+`;
+
+const VOLUME_KEY = "ztream-volume";
+
+function readStoredVolume() {
+  try {
+    const v = Number(localStorage.getItem(VOLUME_KEY));
+    return localStorage.getItem(VOLUME_KEY) !== null && Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : null;
+  } catch {
+    return null;
+  }
+}
+
+function storeVolume(v) {
+  try {
+    localStorage.setItem(VOLUME_KEY, String(v));
+  } catch {
+    /* storage refused */
+  }
+}
+
+/** One entry of a playlist: <ztream-track src="..." title-override="..."> */
+export class ZtreamTrack extends HTMLElement {
+  static get observedAttributes() {
+    return ["src"];
+  }
+  connectedCallback() {
+    this.hidden = true;
+  }
+  attributeChangedCallback() {
+    this.closest("ztream-player")?.refreshTracks?.();
+  }
+}
+
+export class ZtreamPlayer extends HTMLElement {
+  static get observedAttributes() {
+    return ["src"];
+  }
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: "open" });
+    root.innerHTML = `<style>${STYLE}</style>${TEMPLATE}`;
+    const $ = (sel) => root.querySelector(sel);
+    this.ui = {
+      root: $(".root"),
+      play: $(".play"),
+      title: $(".title"),
+      artist: $(".artist"),
+      badge: $(".badge"),
+      status: $(".status"),
+      elapsed: $(".elapsed"),
+      total: $(".total"),
+      seek: $(".seek"),
+      bufferedLayer: $(".buffered-layer"),
+      progress: $(".progress"),
+      thumb: $(".thumb"),
+      mute: $(".mute"),
+      volume: $(".volume"),
+      playlist: $(".playlist"),
+    };
+    this.audio = $("audio");
+    this.core = new PlayerCore(this.audio, { cache: sharedCache() });
+    this.tracks = [];
+    this.index = 0;
+    this.loading = null;
+    this.wantPlay = false;
+    this.dragging = null;
+    this.prefetched = new Set();
+    this.raf = 0;
+    this.ready = false;
+    this.errorState = null;
+    this.wire();
+  }
+
+  // ---- lifecycle -----------------------------------------------------------
+
+  connectedCallback() {
+    if (this.connectedOnce) return;
+    this.connectedOnce = true;
+    const stored = readStoredVolume();
+    if (stored !== null) this.audio.volume = stored;
+    this.syncVolume();
+    this.refreshTracks();
+    this.childObserver = new MutationObserver(() => this.refreshTracks());
+    this.childObserver.observe(this, { childList: true });
+  }
+
+  disconnectedCallback() {
+    // moved elsewhere in the document: keep playing; removed for good: stop
+    queueMicrotask(() => {
+      if (!this.isConnected) {
+        this.core.unload();
+        this.loading = null;
+        this.tracks = [];
+        this.childObserver?.disconnect();
+        cancelAnimationFrame(this.raf);
+        this.raf = 0;
+        this.connectedOnce = false;
+      }
+    });
+  }
+
+  attributeChangedCallback(name, oldValue, newValue) {
+    if (name === "src" && this.connectedOnce && oldValue !== newValue) this.refreshTracks(true);
+  }
+
+  /** Re-read the track list from `src` and <ztream-track> children. */
+  refreshTracks(force = false) {
+    const children = [...this.querySelectorAll(":scope > ztream-track")];
+    const list = children.length
+      ? children.map((el) => ({ src: el.getAttribute("src"), title: el.getAttribute("title-override") || el.getAttribute("data-title") || "" }))
+      : this.getAttribute("src")
+        ? [{ src: this.getAttribute("src"), title: this.getAttribute("title-override") || "" }]
+        : [];
+    const valid = list.filter((t) => t.src);
+    const same = valid.length === this.tracks.length && valid.every((t, i) => t.src === this.tracks[i].src);
+    if (same && !force) return;
+    const current = this.tracks[this.index]?.src;
+    this.tracks = valid.map((t) => ({ ...t, meta: null }));
+    this.renderPlaylist();
+    if (valid.length === 0) return;
+    const keep = valid.findIndex((t) => t.src === current);
+    if (keep >= 0 && !force) {
+      this.index = keep;
+      return;
+    }
+    this.select(0, { play: this.hasAttribute("autoplay") || this.wantPlay, preload: this.getAttribute("preload") !== "none" });
+    if (this.tracks.length > 1) this.loadPlaylistMeta();
+  }
+
+  // ---- public API ------------------------------------------------------------
+
+  get src() {
+    return this.getAttribute("src") ?? "";
+  }
+  set src(value) {
+    this.setAttribute("src", value);
+  }
+  get paused() {
+    return this.audio.paused;
+  }
+  get currentTime() {
+    return this.audio.currentTime;
+  }
+  set currentTime(t) {
+    this.seek(t);
+  }
+  get duration() {
+    return this.core.duration;
+  }
+  get volume() {
+    return this.audio.volume;
+  }
+  set volume(v) {
+    this.audio.volume = Math.min(1, Math.max(0, Number(v) || 0));
+    if (this.audio.volume > 0) this.audio.muted = false;
+  }
+  get muted() {
+    return this.audio.muted;
+  }
+  set muted(m) {
+    this.audio.muted = Boolean(m);
+  }
+  get buffering() {
+    return this.hasAttribute("buffering");
+  }
+  get track() {
+    return this.core.track;
+  }
+  get manifest() {
+    return this.core.manifest;
+  }
+  get startupSeconds() {
+    return this.core.startupSeconds;
+  }
+  get stats() {
+    return { ...this.core.stats };
+  }
+  get live() {
+    return this.core.live;
+  }
+  get bufferedRanges() {
+    return this.core.bufferedRanges;
+  }
+  /** "mse" or "stream" (the <audio src=.../stream> fallback). */
+  get mode() {
+    return this.core.mode;
+  }
+
+  async play() {
+    this.wantPlay = true;
+    this.core.markPlayRequested();
+    this.setBuffering();
+    if (!this.loading) this.select(this.index, { play: true });
+    try {
+      await this.loading;
+      if (!this.wantPlay) return;
+      await this.audio.play();
+    } catch (err) {
+      this.wantPlay = false;
+      this.setBuffering();
+      if (err?.name === "NotAllowedError") {
+        this.setStatus("Press play to listen");
+        return;
+      }
+      if (err?.name === "AbortError") return;
+      throw err;
+    }
+  }
+
+  pause() {
+    this.wantPlay = false;
+    this.audio.pause();
+    this.setBuffering();
+  }
+
+  toggle() {
+    if (this.audio.paused && !this.wantPlay) return this.play();
+    this.pause();
+    return Promise.resolve();
+  }
+
+  seek(seconds) {
+    if (!this.ready) return;
+    this.core.seek(seconds);
+    this.renderTime();
+  }
+
+  next() {
+    if (this.index + 1 < this.tracks.length) this.select(this.index + 1, { play: true });
+  }
+
+  previous() {
+    if (this.audio.currentTime > 3 || this.index === 0) this.seek(0);
+    else this.select(this.index - 1, { play: true });
+  }
+
+  /** Load track `index` of the playlist (and play it if asked). */
+  select(index, { play = false, preload = true } = {}) {
+    if (index < 0 || index >= this.tracks.length) return;
+    const changed = index !== this.index || !this.loading;
+    this.index = index;
+    this.ready = false;
+    this.errorState = null;
+    this.wantPlay = play;
+    const entry = this.tracks[index];
+    this.ui.title.textContent = entry.meta?.title || entry.title || "Loading…";
+    this.ui.artist.textContent = entry.meta?.artist || "";
+    this.setStatus("");
+    this.renderPlaylist();
+    if (!preload && !play) {
+      this.loading = null;
+      this.core.unload();
+      return;
+    }
+    if (play) this.core.markPlayRequested();
+    this.core.settings = this.schedulerSettings();
+    const loading = this.core.load(entry.src).then(
+      ({ track }) => {
+        if (this.loading !== loading) return;
+        entry.meta = track;
+        this.ready = true;
+        this.ui.title.textContent = entry.title || track.title || "Untitled";
+        this.ui.artist.textContent = track.artist || "";
+        this.renderPlaylist();
+        this.renderTime();
+        this.fire("ready", { track, duration: this.duration, index });
+        if (this.wantPlay) {
+          this.audio.play().catch((err) => {
+            this.wantPlay = false;
+            this.setBuffering();
+            if (err?.name === "NotAllowedError") this.setStatus("Press play to listen");
+          });
+        }
+      },
+      (err) => {
+        if (this.loading !== loading) return;
+        this.wantPlay = false;
+        this.setBuffering();
+      },
+    );
+    this.loading = loading;
+    if (changed) this.fire("trackchange", { index, src: entry.src });
+    this.setBuffering();
+  }
+
+  /** Scheduler settings from attributes: buffer-ahead="30" emergency-ahead="4" (seconds). */
+  schedulerSettings() {
+    const out = {};
+    for (const [attr, key] of [["buffer-ahead", "bufferAhead"], ["emergency-ahead", "emergencyAhead"]]) {
+      const v = Number(this.getAttribute(attr));
+      if (this.hasAttribute(attr) && Number.isFinite(v) && v > 0) out[key] = v;
+    }
+    if (out.emergencyAhead !== undefined) out.recoverAhead = Math.max(out.emergencyAhead * 2, out.emergencyAhead + 1);
+    return out;
+  }
+
+  // ---- wiring ----------------------------------------------------------------
+
+  wire() {
+    const { ui, audio, core } = this;
+    ui.play.addEventListener("click", () => this.toggle());
+    ui.mute.addEventListener("click", () => {
+      audio.muted = !audio.muted;
+      if (!audio.muted && audio.volume === 0) audio.volume = 0.5;
+    });
+    ui.volume.addEventListener("input", () => {
+      this.volume = Number(ui.volume.value) / 100;
+    });
+
+    // seek slider: pointer
+    ui.seek.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0 || !this.ready) return;
+      ui.seek.setPointerCapture(e.pointerId);
+      ui.seek.classList.add("dragging");
+      this.dragging = this.positionFromPointer(e);
+      this.renderTime();
+      e.preventDefault();
+    });
+    ui.seek.addEventListener("pointermove", (e) => {
+      if (this.dragging === null) return;
+      this.dragging = this.positionFromPointer(e);
+      this.renderTime();
+    });
+    const endDrag = (e, commit) => {
+      if (this.dragging === null) return;
+      const t = this.positionFromPointer(e);
+      this.dragging = null;
+      ui.seek.classList.remove("dragging");
+      if (commit) this.seek(t);
+      this.renderTime();
+    };
+    ui.seek.addEventListener("pointerup", (e) => endDrag(e, true));
+    ui.seek.addEventListener("pointercancel", (e) => endDrag(e, false));
+
+    // seek slider: keyboard (WAI-ARIA slider pattern)
+    ui.seek.addEventListener("keydown", (e) => {
+      if (!this.ready) return;
+      const t = seekKey(e.key, { position: audio.currentTime, duration: this.duration });
+      if (t === null) return;
+      e.preventDefault();
+      this.seek(t);
+    });
+
+    // player-wide shortcuts: k / space (outside buttons) toggle, m mutes
+    this.shadowRoot.addEventListener("keydown", (e) => {
+      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      const target = e.composedPath()[0];
+      const onControl = target instanceof HTMLButtonElement || target instanceof HTMLInputElement;
+      if (e.key === "k" || (e.key === " " && !onControl)) {
+        e.preventDefault();
+        this.toggle();
+      } else if (e.key === "m") {
+        e.preventDefault();
+        audio.muted = !audio.muted;
+      }
+    });
+
+    // element -> state, interface and events
+    const forward = ["play", "pause", "playing", "waiting", "seeking", "seeked", "volumechange"];
+    for (const name of forward) {
+      audio.addEventListener(name, () => {
+        this.onAudioState(name);
+        this.fire(name, { currentTime: audio.currentTime, duration: this.duration });
+      });
+    }
+    audio.addEventListener("timeupdate", () => {
+      this.renderTime();
+      this.maybePrefetchNext();
+      this.fire("timeupdate", { currentTime: audio.currentTime, duration: this.duration });
+    });
+    audio.addEventListener("canplay", () => this.setBuffering());
+    audio.addEventListener("ended", () => this.onEnded());
+    audio.addEventListener("error", () => {
+      if (!this.core.session) return;
+      this.showError("media_error", audio.error?.message || "the browser could not play this track");
+    });
+    core.addEventListener("startup", (e) => this.fire("startup", e.detail));
+    core.addEventListener("progress", () => this.renderBuffered());
+    core.addEventListener("durationchange", () => {
+      this.renderTime();
+      const entry = this.tracks[this.index];
+      const d = this.duration;
+      if (entry?.meta && !core.live && Number.isFinite(d) && entry.meta.duration !== d) {
+        entry.meta = { ...entry.meta, duration: d };
+        this.renderPlaylist();
+      }
+      this.fire("durationchange", { duration: this.duration });
+    });
+    core.addEventListener("manifest", () => {
+      this.ui.badge.hidden = !core.live;
+      this.renderTime();
+    });
+    core.addEventListener("loaded", () => {
+      this.ui.badge.hidden = !core.live;
+    });
+    core.addEventListener("error", (e) => this.showError(e.detail.error, e.detail.detail));
+  }
+
+  onAudioState(name) {
+    const { audio } = this;
+    if (name === "play" || name === "playing") this.errorState = null;
+    this.toggleAttribute("playing", !audio.paused);
+    this.ui.play.setAttribute("aria-label", audio.paused ? "Play" : "Pause");
+    if (name === "volumechange") this.syncVolume();
+    if (name === "playing" || name === "pause") this.setStatus(this.errorState ? this.ui.status.textContent : "");
+    this.setBuffering(name === "waiting" || (name === "seeking" && !audio.paused));
+    if (!audio.paused) this.startFrames();
+  }
+
+  onEnded() {
+    this.toggleAttribute("playing", false);
+    this.ui.play.setAttribute("aria-label", "Play");
+    this.renderTime();
+    const index = this.index;
+    this.fire("ended", { index });
+    if (index + 1 < this.tracks.length) {
+      this.select(index + 1, { play: true });
+    } else {
+      this.wantPlay = false;
+      this.setBuffering();
+      this.fire("finish", { index });
+    }
+  }
+
+  showError(code, detail) {
+    this.errorState = { code, detail };
+    this.wantPlay = false;
+    this.setBuffering();
+    const message = code === "track_not_found" ? "Track not found" : code === "network_error" ? "Offline: this track is not cached" : "Cannot play this track";
+    this.setStatus(message, true);
+    if (!this.ready) this.ui.title.textContent = this.tracks[this.index]?.title || "Unavailable";
+    this.fire("error", { error: code, detail });
+  }
+
+  // ---- rendering ---------------------------------------------------------------
+
+  setStatus(text, isError = false) {
+    this.ui.status.textContent = text;
+    this.ui.status.classList.toggle("error", isError);
+    this.ui.status.setAttribute("role", isError ? "alert" : "status");
+  }
+
+  setBuffering(force = false) {
+    const { audio } = this;
+    const waitingForData = this.wantPlay && (!this.ready || audio.readyState < 3);
+    const on = !this.errorState && (force || waitingForData) && (this.wantPlay || !audio.paused);
+    this.toggleAttribute("buffering", on);
+    this.ui.play.setAttribute("aria-busy", on ? "true" : "false");
+    if (on && !this.ui.status.textContent) this.setStatus("Buffering…");
+    if (!on && this.ui.status.textContent === "Buffering…") this.setStatus("");
+  }
+
+  syncVolume() {
+    const { audio, ui } = this;
+    const pct = Math.round((audio.muted ? 0 : audio.volume) * 100);
+    ui.volume.value = String(pct);
+    ui.volume.setAttribute("aria-valuetext", `${pct}%`);
+    ui.mute.setAttribute("aria-pressed", audio.muted ? "true" : "false");
+    ui.mute.setAttribute("aria-label", audio.muted ? "Unmute" : "Mute");
+    this.toggleAttribute("muted", audio.muted || audio.volume === 0);
+    if (!audio.muted) storeVolume(audio.volume);
+  }
+
+  positionFromPointer(e) {
+    const rect = this.ui.seek.getBoundingClientRect();
+    const f = rect.width > 0 ? Math.min(1, Math.max(0, (e.clientX - rect.left) / rect.width)) : 0;
+    const d = this.duration;
+    return Number.isFinite(d) ? f * d : 0;
+  }
+
+  renderTime() {
+    const { ui, audio } = this;
+    const d = this.duration;
+    const t = this.dragging ?? audio.currentTime;
+    const f = Number.isFinite(d) && d > 0 ? Math.min(1, t / d) : 0;
+    ui.progress.style.width = `${f * 100}%`;
+    ui.thumb.style.left = `${f * 100}%`;
+    ui.elapsed.textContent = formatTime(t);
+    ui.total.textContent = formatTime(d);
+    ui.seek.setAttribute("aria-valuemax", String(Number.isFinite(d) ? Math.round(d) : 0));
+    ui.seek.setAttribute("aria-valuenow", String(Math.round(t)));
+    ui.seek.setAttribute("aria-valuetext", `${spokenTime(t)} of ${spokenTime(d)}`);
+  }
+
+  renderBuffered() {
+    const layer = this.ui.bufferedLayer;
+    const parts = rangeFractions(this.core.bufferedRanges, this.duration);
+    while (layer.children.length > parts.length) layer.lastChild.remove();
+    while (layer.children.length < parts.length) {
+      const el = document.createElement("div");
+      el.className = "buffered";
+      layer.append(el);
+    }
+    parts.forEach((p, i) => {
+      layer.children[i].style.left = `${p.left * 100}%`;
+      layer.children[i].style.width = `${p.width * 100}%`;
+    });
+  }
+
+  startFrames() {
+    if (this.raf) return;
+    const frame = () => {
+      this.raf = 0;
+      if (this.audio.paused || !this.isConnected) return;
+      this.renderTime();
+      this.raf = requestAnimationFrame(frame);
+    };
+    this.raf = requestAnimationFrame(frame);
+  }
+
+  renderPlaylist() {
+    const list = this.ui.playlist;
+    list.hidden = this.tracks.length < 2;
+    if (list.hidden) return;
+    list.replaceChildren(
+      ...this.tracks.map((t, i) => {
+        const li = document.createElement("li");
+        const b = document.createElement("button");
+        b.type = "button";
+        const title = t.meta?.title || t.title || `Track ${i + 1}`;
+        b.innerHTML = '<span class="n"></span><span class="t"></span><span class="d"></span>';
+        b.querySelector(".n").textContent = String(i + 1);
+        b.querySelector(".t").textContent = title;
+        b.querySelector(".d").textContent = Number.isFinite(t.meta?.duration) ? formatTime(t.meta.duration) : "";
+        b.setAttribute("aria-label", `Play ${title}`);
+        if (i === this.index) b.setAttribute("aria-current", "true");
+        b.addEventListener("click", () => this.select(i, { play: true }));
+        li.append(b);
+        return li;
+      }),
+    );
+  }
+
+  async loadPlaylistMeta() {
+    await Promise.all(
+      this.tracks.map(async (t) => {
+        if (t.meta) return;
+        try {
+          const r = await fetch(t.src);
+          if (r.ok) t.meta = await r.json();
+        } catch {
+          /* shown without metadata */
+        }
+      }),
+    );
+    this.renderPlaylist();
+  }
+
+  /** Near the end of a track, fetch the start of the next one. */
+  maybePrefetchNext() {
+    const next = this.tracks[this.index + 1];
+    if (!next || this.prefetched.has(next.src)) return;
+    if (!shouldPrefetchNext({ position: this.audio.currentTime, duration: this.duration, lead: 10 })) return;
+    this.prefetched.add(next.src);
+    sharedCache().then((cache) =>
+      prefetchTrack(next.src, { cache }).then((ok) => this.fire("prefetch", { src: next.src, ok })),
+    );
+  }
+
+  fire(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+}
+
+if (!customElements.get("ztream-track")) customElements.define("ztream-track", ZtreamTrack);
+if (!customElements.get("ztream-player")) customElements.define("ztream-player", ZtreamPlayer);
