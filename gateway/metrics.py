@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import prometheus_client
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,6 +20,9 @@ from prometheus_client import (
 )
 
 __all__ = ["Metrics"]
+
+# `_created` series double the output and no query here uses them.
+prometheus_client.disable_created_metrics()
 
 SERVER_KINDS = ("init", "chunk", "stream")
 UPSTREAM_SOURCES = ("url", "soundcloud", "local")
