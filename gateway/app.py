@@ -28,15 +28,18 @@ from .appkeys import (
     TRANSCODER,
 )
 from .config import Config
+from .control import setup_control
 from .demo import ensure_demo_library
 from .http_api import not_found, routes
 from .metrics import Metrics
 from .sources.base import Source
 from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
+from .sources.soundcloud import SoundCloudSource
 from .sources.url import UrlSource
 from .store import ChunkStore
 from .tracks import TrackRegistry
+from .web import setup_web
 from .transcoder import Transcoder
 
 __all__ = ["create_app"]
@@ -75,6 +78,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     for track in local_source.scan():
         registry.add(track)
     sources: dict[str, Source] = {"url": url_source, "local": local_source}
+    fetch_sources: list[Any] = [url_source]
+    if config.soundcloud.client_id:
+        soundcloud = SoundCloudSource(
+            fetcher, config.soundcloud, max_bytes=config.url.max_bytes, count=counter("soundcloud")
+        )
+        sources["soundcloud"] = soundcloud
+        fetch_sources.insert(0, soundcloud)  # before the catch-all url source
     transcoder = Transcoder(
         store=store,
         registry=registry,
@@ -90,7 +100,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     app[FETCHER] = fetcher
     app[LOCAL_SOURCE] = local_source
-    app[FETCH_SOURCES] = [url_source]
+    app[FETCH_SOURCES] = fetch_sources
     app[TRANSCODER] = transcoder
     log.info("ffmpeg %s (%s), rendition %s", binary, rendition.version, rendition.id)
     # Everything built so far lives as long as the app: keep it out of the
@@ -111,15 +121,12 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_services)
     app.add_routes(routes)
-    try:
-        from .web import setup_web
-    except ImportError:  # the browser pages arrive with the player
-        pass
-    else:
-        async def get_track(track_id: str) -> dict[str, Any] | None:
-            track = app[REGISTRY].get(track_id)
-            return track.public() if track is not None else None
+    setup_control(app, config, app[METRICS])
 
-        setup_web(app, public_url=config.public_url, embed_origins=config.server.embed_origins, get_track=get_track)
+    async def get_track(track_id: str) -> dict[str, Any] | None:
+        track = app[REGISTRY].get(track_id)
+        return track.public() if track is not None else None
+
+    setup_web(app, public_url=config.public_url, embed_origins=config.server.embed_origins, get_track=get_track)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
