@@ -1,0 +1,171 @@
+// The P2P wire format over a WebRTC DataChannel, version 1. Pure: no I/O.
+//
+// One binary DataChannel per neighbour and track, labelled
+// "ztream/1/<track>/<rendition>". Each frame: u8 version, u8 type, then
+// big-endian unsigned fields. Chunks travel as PIECEs of at most 16 KiB, a
+// size every browser's SCTP stack accepts (RFC 8831). peer/wire.py is the
+// same format; tests/vectors/wire/vectors.json is shared by both sides.
+//
+//   HAVE    t=1  u32 n, n x (u32 first, u32 last)   inclusive ranges; replaces the last HAVE
+//   REQUEST t=2  u32 index
+//   PIECE   t=3  u32 index, u32 offset, u32 total, payload (<= 16384 bytes)
+//   CANCEL  t=4  u32 index
+//   CHOKE   t=5  u32 index                          "will not send this"
+
+export const VERSION = 1;
+export const PIECE_SIZE = 16 * 1024;
+export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
+export const MAX_RANGES = 4096;
+const MAX_INDEX = 0xffffffff;
+const TYPES = { have: 1, request: 2, piece: 3, cancel: 4, choke: 5 };
+const NAMES = Object.fromEntries(Object.entries(TYPES).map(([k, v]) => [v, k]));
+
+export class WireError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "WireError";
+  }
+}
+
+function checkIndex(i) {
+  if (!Number.isInteger(i) || i < 0 || i > MAX_INDEX) throw new WireError(`index ${i} out of range`);
+  return i;
+}
+
+/** Encode a message object ({type, ...}) into a Uint8Array frame. */
+export function encode(msg) {
+  const kind = TYPES[msg.type];
+  if (!kind) throw new WireError(`cannot encode type ${msg.type}`);
+  if (msg.type === "have") {
+    const ranges = msg.ranges;
+    if (ranges.length > MAX_RANGES) throw new WireError("too many ranges");
+    const out = new Uint8Array(6 + 8 * ranges.length);
+    const view = new DataView(out.buffer);
+    out[0] = VERSION; out[1] = kind;
+    view.setUint32(2, ranges.length);
+    ranges.forEach(([first, last], i) => {
+      if (!(checkIndex(first) <= checkIndex(last))) throw new WireError(`bad range ${first}..${last}`);
+      view.setUint32(6 + 8 * i, first);
+      view.setUint32(10 + 8 * i, last);
+    });
+    return out;
+  }
+  if (msg.type === "piece") {
+    const data = msg.data;
+    if (data.length === 0 || data.length > PIECE_SIZE) throw new WireError("piece payload empty or over 16 KiB");
+    if (!(msg.total > 0 && msg.total <= MAX_CHUNK_SIZE) || msg.offset + data.length > msg.total) {
+      throw new WireError("piece outside its chunk");
+    }
+    const out = new Uint8Array(14 + data.length);
+    const view = new DataView(out.buffer);
+    out[0] = VERSION; out[1] = kind;
+    view.setUint32(2, checkIndex(msg.index));
+    view.setUint32(6, msg.offset);
+    view.setUint32(10, msg.total);
+    out.set(data, 14);
+    return out;
+  }
+  const out = new Uint8Array(6);
+  out[0] = VERSION; out[1] = kind;
+  new DataView(out.buffer).setUint32(2, checkIndex(msg.index));
+  return out;
+}
+
+/** Decode one frame (ArrayBuffer or Uint8Array); throws WireError when malformed. */
+export function decode(frame) {
+  const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+  if (bytes.length < 2) throw new WireError("frame shorter than its header");
+  if (bytes[0] !== VERSION) throw new WireError(`unsupported version ${bytes[0]}`);
+  const type = NAMES[bytes[1]];
+  if (!type) throw new WireError(`unknown message type ${bytes[1]}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const body = bytes.length - 2;
+  if (type === "have") {
+    if (body < 4) throw new WireError("HAVE without a count");
+    const n = view.getUint32(2);
+    if (n > MAX_RANGES || body !== 4 + 8 * n) throw new WireError("HAVE length does not match its count");
+    const ranges = [];
+    for (let i = 0; i < n; i++) {
+      const first = view.getUint32(6 + 8 * i);
+      const last = view.getUint32(10 + 8 * i);
+      if (first > last) throw new WireError(`bad range ${first}..${last}`);
+      ranges.push([first, last]);
+    }
+    return { type, ranges };
+  }
+  if (type === "piece") {
+    if (body < 12) throw new WireError("PIECE header truncated");
+    const index = view.getUint32(2), offset = view.getUint32(6), total = view.getUint32(10);
+    const data = bytes.slice(14);
+    if (data.length === 0 || data.length > PIECE_SIZE) throw new WireError("PIECE payload empty or over 16 KiB");
+    if (!(total > 0 && total <= MAX_CHUNK_SIZE) || offset + data.length > total) {
+      throw new WireError("PIECE outside its chunk");
+    }
+    return { type, index, offset, total, data };
+  }
+  if (body !== 4) throw new WireError("wrong length");
+  return { type, index: view.getUint32(2) };
+}
+
+/** A chunk (Uint8Array) as the PIECE messages that carry it. */
+export function splitChunk(index, data) {
+  if (data.length === 0 || data.length > MAX_CHUNK_SIZE) throw new WireError("chunk size out of range");
+  const pieces = [];
+  for (let offset = 0; offset < data.length; offset += PIECE_SIZE) {
+    pieces.push({ type: "piece", index, offset, total: data.length, data: data.subarray(offset, offset + PIECE_SIZE) });
+  }
+  return pieces;
+}
+
+export function channelLabel(track, rendition) {
+  return `ztream/${VERSION}/${track}/${rendition}`;
+}
+
+export function parseLabel(label) {
+  const parts = String(label).split("/");
+  if (parts.length !== 4 || parts[0] !== "ztream" || parts[1] !== String(VERSION) || !parts[2] || !parts[3]) {
+    throw new WireError(`not a ztream channel: ${label}`);
+  }
+  return { track: parts[2], rendition: parts[3] };
+}
+
+/** Indices -> sorted inclusive ranges, for HAVE. */
+export function toRanges(indices) {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b);
+  const ranges = [];
+  for (const i of sorted) {
+    const last = ranges[ranges.length - 1];
+    if (last && i === last[1] + 1) last[1] = i;
+    else ranges.push([i, i]);
+  }
+  return ranges;
+}
+
+/** Collects in-order PIECEs of requested chunks; returns a chunk once whole. */
+export class Reassembler {
+  constructor() {
+    this.parts = new Map();
+  }
+  expect(index) {
+    this.parts.set(index, { chunks: [], received: 0, total: null });
+  }
+  forget(index) {
+    this.parts.delete(index);
+  }
+  feed(piece) {
+    const part = this.parts.get(piece.index);
+    if (!part) throw new WireError(`unrequested piece of chunk ${piece.index}`);
+    if (part.total === null) part.total = piece.total;
+    if (piece.total !== part.total || piece.offset !== part.received) {
+      throw new WireError(`piece of chunk ${piece.index} out of order`);
+    }
+    part.chunks.push(piece.data);
+    part.received += piece.data.length;
+    if (part.received < part.total) return null;
+    this.parts.delete(piece.index);
+    const out = new Uint8Array(part.total);
+    let at = 0;
+    for (const c of part.chunks) { out.set(c, at); at += c.length; }
+    return out;
+  }
+}

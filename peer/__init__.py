@@ -1,0 +1,1 @@
+"""The headless peer: the browser's P2P protocol spoken with aiortc."""
