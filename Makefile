@@ -26,7 +26,7 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
-	node --test tests/js/
+	node --test --test-reporter=dot tests/js/
 
 bench: $(STAMP)
 	$(BIN)/ztream bench transcode

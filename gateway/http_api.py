@@ -86,6 +86,18 @@ def endpoint(handler: Handler) -> Handler:
     return wrapped
 
 
+# Registered first: aiohttp tries dynamic routes in order, and this is the
+# route nearly every request takes.
+@routes.get("/v1/tracks/{id}/chunks/{n}")
+@endpoint
+async def get_chunk(request: web.Request) -> web.StreamResponse:
+    raw = request.match_info["n"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest(f"chunk index {raw!r} is not a non-negative integer", code="bad_chunk_index")
+    data, sha, complete = await request.app[TRANSCODER].chunk(_track(request), int(raw))
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
+
+
 @routes.route("OPTIONS", "/v1/{tail:.*}")
 async def preflight(request: web.Request) -> web.Response:
     headers = cors_headers(request)
@@ -129,7 +141,7 @@ async def _send_audio(request: web.Request, data: bytes, *, etag: str, complete:
     await response.prepare(request)
     await response.write_eof()
     if request.method != "HEAD":
-        request.app[METRICS].server_bytes.labels(kind).inc(len(data))
+        request.app[METRICS].server_bytes_by_kind[kind].inc(len(data))
     return response
 
 
@@ -209,16 +221,6 @@ async def get_init(request: web.Request) -> web.StreamResponse:
     return await _send_audio(request, data, etag=sha, complete=complete, kind="init")
 
 
-@routes.get("/v1/tracks/{id}/chunks/{n}")
-@endpoint
-async def get_chunk(request: web.Request) -> web.StreamResponse:
-    raw = request.match_info["n"]
-    if not raw.isdigit() or len(raw) > 9:
-        raise BadRequest(f"chunk index {raw!r} is not a non-negative integer", code="bad_chunk_index")
-    data, sha, complete = await request.app[TRANSCODER].chunk(_track(request), int(raw))
-    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
-
-
 @routes.get("/v1/tracks/{id}/stream")
 @endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
@@ -238,7 +240,7 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         await pieces.aclose()
         return response
-    counter = request.app[METRICS].server_bytes.labels("stream")
+    counter = request.app[METRICS].server_bytes_by_kind["stream"]
     try:
         # response.write waits for the socket to drain past the high-water
         # mark: a slow reader slows this loop instead of growing a buffer.

@@ -66,8 +66,9 @@ class Metrics:
         )
         # Touch every fixed label value so the series exist from the start and
         # rate() has a zero to start from.
-        for kind in SERVER_KINDS:
-            self.server_bytes.labels(kind)
+        # Labelled children looked up once: .labels() costs a lock and a dict
+        # walk on every chunk answer.
+        self.server_bytes_by_kind = {kind: self.server_bytes.labels(kind) for kind in SERVER_KINDS}
         for source in UPSTREAM_SOURCES:
             self.upstream_bytes.labels(source)
         for result in ("ok", "error"):
