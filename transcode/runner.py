@@ -151,9 +151,16 @@ async def transcode(
     finally:
         _kill_group(proc)
         feeder.cancel()
-        stderr_task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(proc.wait(), 5.0)
+        # asyncio closes a subprocess transport only once every pipe has
+        # closed: drain stdout and stderr to EOF (the process is dead, so
+        # this is quick), or the transport leaks as a ResourceWarning.
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(proc.stdout.read(), 5.0)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(stderr_task, 5.0)
+        stderr_task.cancel()
         for task in (feeder, stderr_task):
             with contextlib.suppress(BaseException):
                 await task
