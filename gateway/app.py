@@ -11,16 +11,19 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 
+from .admin import setup_admin
 from .appkeys import (
     CONFIG,
     FETCH_SOURCES,
     FETCHER,
+    LIVE_CONFIG,
     LOCAL_SOURCE,
     METRICS,
     REGISTRY,
@@ -32,11 +35,7 @@ from .control import setup_control
 from .demo import ensure_demo_library
 from .http_api import not_found, routes
 from .metrics import Metrics
-from .sources.base import Source
-from .sources.fetch import SafeFetcher
-from .sources.local import LocalSource
-from .sources.soundcloud import SoundCloudSource
-from .sources.url import UrlSource
+from .reload import LiveConfig, build_sources
 from .store import ChunkStore
 from .tracks import TrackRegistry
 from .web import setup_web
@@ -61,34 +60,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     registry = TrackRegistry(cache_dir / "tracks")
     metrics.track_cache_bytes(store.volume)
 
-    def counter(source: str) -> Any:
-        return metrics.upstream_bytes.labels(source).inc
-
-    fetcher = SafeFetcher(
-        allow_hosts=config.url.allow_hosts,
-        connect_timeout=config.url.connect_timeout,
-        read_timeout=config.url.read_timeout,
-    )
-    url_source = UrlSource(fetcher, max_bytes=config.url.max_bytes, count=counter("url"))
-    dirs = list(config.local.dirs)
-    if config.local.demo and not dirs:
-        demo = await loop.run_in_executor(None, ensure_demo_library, cache_dir / "demo", binary)
-        dirs.append(str(demo))
-    local_source = LocalSource(dirs, max_bytes=config.url.max_bytes, count=counter("local"))
-    for track in local_source.scan():
+    # Sources are built by gateway.reload, which rebuilds them on a live change.
+    demo_dir = None
+    if config.local.demo and not config.local.dirs:
+        demo_dir = await loop.run_in_executor(None, ensure_demo_library, cache_dir / "demo", binary)
+    sources = build_sources(config, metrics, demo_dir=demo_dir)
+    for track in sources.local.scan():
         registry.add(track)
-    sources: dict[str, Source] = {"url": url_source, "local": local_source}
-    fetch_sources: list[Any] = [url_source]
-    if config.soundcloud.client_id:
-        soundcloud = SoundCloudSource(
-            fetcher, config.soundcloud, max_bytes=config.url.max_bytes, count=counter("soundcloud")
-        )
-        sources["soundcloud"] = soundcloud
-        fetch_sources.insert(0, soundcloud)  # before the catch-all url source
+    fetch_sources: list[Any] = sources.fetch_order()
     transcoder = Transcoder(
         store=store,
         registry=registry,
-        sources=sources,
+        sources=sources.mapping(),
         rendition=rendition,
         metrics=metrics,
         timeout=config.transcode.timeout_seconds,
@@ -98,10 +81,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[STORE] = store
     app[REGISTRY] = registry
-    app[FETCHER] = fetcher
-    app[LOCAL_SOURCE] = local_source
+    app[FETCHER] = sources.fetcher
+    app[LOCAL_SOURCE] = sources.local
     app[FETCH_SOURCES] = fetch_sources
     app[TRANSCODER] = transcoder
+    app[LIVE_CONFIG].attach(
+        sources, metrics=metrics, transcoder=transcoder, registry=registry,
+        fetch_sources=fetch_sources, demo_dir=demo_dir,
+    )
     log.info("ffmpeg %s (%s), rendition %s", binary, rendition.version, rendition.id)
     # Everything built so far lives as long as the app: keep it out of the
     # garbage collector's full passes, which otherwise tax every request.
@@ -110,14 +97,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await transcoder.close()
-        await fetcher.aclose()
+        await app[LIVE_CONFIG].aclose()  # the current fetcher and any retired one
         registry.close()
         store.close()
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, *, config_path: str | Path | None = None) -> web.Application:
+    """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it)."""
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = config
+    app[LIVE_CONFIG] = LiveConfig(config, config_path)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_services)
     app.add_routes(routes)
@@ -128,5 +117,6 @@ def create_app(config: Config) -> web.Application:
         return track.public() if track is not None else None
 
     setup_web(app, public_url=config.public_url, embed_origins=config.server.embed_origins, get_track=get_track)
+    setup_admin(app)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .config import Config
 from .metrics import Metrics
+from .reload import LiveConfig
 from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
 from .store import ChunkStore
@@ -18,7 +19,10 @@ from .transcoder import Transcoder
 if TYPE_CHECKING:  # control imports these keys: no import cycle at run time
     from .control import ControlHub
 
+# The configuration the app started with; what is current now (sources and
+# admin change at run time) is LIVE_CONFIG.current.
 CONFIG = web.AppKey("config", Config)
+LIVE_CONFIG = web.AppKey("live_config", LiveConfig)
 METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", ChunkStore)
 REGISTRY = web.AppKey("registry", TrackRegistry)

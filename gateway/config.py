@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "Config",
@@ -25,8 +26,13 @@ __all__ = [
     "SoundCloudConfig",
     "P2PConfig",
     "AdminConfig",
+    "SECRET_KEYS",
     "load_config",
     "config_from_dict",
+    "config_to_dict",
+    "merge_tables",
+    "overlay_path",
+    "read_overlay",
 ]
 
 
@@ -119,6 +125,9 @@ class Config:
         return Path(self.cache.dir).expanduser()
 
 
+# Keys whose values are never shown: not in errors, logs or admin answers.
+SECRET_KEYS = frozenset({"sources.soundcloud.client_secret", "admin.token"})
+
 # TOML table -> (Config attribute, section class)
 _SECTIONS: dict[str, tuple[str, type]] = {
     "server": ("server", ServerConfig),
@@ -185,6 +194,13 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"sources.url.allow_hosts: {exc}") from None
     if config.p2p.upload_slots < 1:
         raise ConfigError("p2p.upload_slots: must be at least 1")
+    if config.soundcloud.client_id == "auto" and config.soundcloud.client_secret:
+        raise ConfigError('sources.soundcloud.client_id: "auto" works with api-v2 only (no client_secret)')
+    for key in ("api_base", "auth_base"):
+        value = getattr(config.soundcloud, key)
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ConfigError(f"sources.soundcloud.{key}: {value!r} is not an http(s) URL")
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -208,23 +224,93 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         for key, value in table.items():
             if key not in known:
                 raise ConfigError(f"{name}.{key}: unknown key")
-            values[key] = _coerce(f"{name}.{key}", value, getattr(defaults, key))
+            try:
+                values[key] = _coerce(f"{name}.{key}", value, getattr(defaults, key))
+            except ConfigError as exc:
+                if f"{name}.{key}" in SECRET_KEYS:  # never echo a secret, even a mistyped one
+                    raise ConfigError(str(exc).split(", got ", 1)[0]) from None
+                raise
         sections[attr] = cls(**values)
     config = Config(**sections)
     _validate(config)
     return config
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a TOML file; ``None`` gives the defaults with the demo library."""
-    if path is None:
-        return Config(local=LocalSourceConfig(demo=True))
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return config_from_dict(data)
+
+
+def overlay_path(config_path: str | Path | None, cache_dir: Path) -> Path:
+    """Where the admin API writes its changes: ``<config stem>.admin.toml`` beside
+    the config file, or ``admin.toml`` in the cache directory with no file."""
+    if config_path is None:
+        return cache_dir / "admin.toml"
+    return Path(config_path).with_suffix(".admin.toml")
+
+
+def read_overlay(path: Path) -> dict[str, Any]:
+    """The overlay's tables, ``{}`` when there is none; raises ``ConfigError``."""
+    if not path.exists():
+        return {}
+    data = _read_toml(path)
+    try:
+        config_from_dict(data)  # its own keys and types, named with the file
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return data
+
+
+def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, table by table (values, lists included, replace)."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The TOML tables of ``config`` (every key), such that ``config_from_dict`` gives it back."""
+    out: dict[str, Any] = {}
+    for name, (attr, _cls) in _SECTIONS.items():
+        values = {}
+        for f in dataclasses.fields(getattr(config, attr)):
+            value = getattr(getattr(config, attr), f.name)
+            values[f.name] = [dict(v) if isinstance(v, dict) else v for v in value] if isinstance(value, tuple) else value
+        node = out
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = values
+    return out
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML file and its admin overlay (``overlay_path``), if any.
+
+    ``None`` gives the defaults with the demo library. The overlay's values
+    replace the file's key by key; an error in the overlay names that file.
+    """
+    if path is None:
+        data = config_to_dict(Config(local=LocalSourceConfig(demo=True)))
+        overlay = overlay_path(None, Path(CacheConfig().dir).expanduser())
+    else:
+        data = _read_toml(Path(path))
+        config = config_from_dict(data)
+        overlay = overlay_path(path, config.cache_dir)
+    over = read_overlay(overlay)
+    if not over:
+        return config_from_dict(data)
+    try:
+        return config_from_dict(merge_tables(data, over))
+    except ConfigError as exc:
+        raise ConfigError(f"{overlay}: {exc}") from None

@@ -1,0 +1,385 @@
+// The admin page: sign in with the admin token, see live figures with a small
+// self-updating chart, edit the sources, reload the config file, purge a track.
+// Same-origin only: every request goes to this page's own gateway.
+
+const TOKEN_KEY = "ztream-admin-token";
+const POLL_MS = 2000;
+const SAMPLES = 90; // three minutes of 2 s samples
+const CHART = { width: 600, top: 10, bottom: 150 };
+
+const $ = (sel) => document.querySelector(sel);
+
+// -- pure helpers -----------------------------------------------------------------
+
+/** 1536 → "1.5 KiB". */
+export function formatBytes(n) {
+  if (!Number.isFinite(n) || n < 0) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** 0.8123 → "81.2 %"; null → "–". */
+export function formatShare(x) {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : "–";
+}
+
+/**
+ * The peers' share of the bytes between two stats answers; with no bytes
+ * moved, the previous share (or the all-time one) carries on.
+ */
+export function intervalShare(prev, next, carried) {
+  if (prev) {
+    const dPeer = next.peer_bytes - prev.peer_bytes;
+    const dServer = next.server_bytes - prev.server_bytes;
+    if (dPeer >= 0 && dServer >= 0 && dPeer + dServer > 0) return dPeer / (dPeer + dServer);
+  }
+  return Number.isFinite(carried) ? carried : Number.isFinite(next.offload) ? next.offload : 0;
+}
+
+/** SVG polyline points for values in [0, max], newest at the right edge. */
+export function chartPoints(values, max, { width, top, bottom } = CHART, capacity = SAMPLES) {
+  const step = width / Math.max(capacity - 1, 1);
+  const x0 = width - (values.length - 1) * step;
+  return values
+    .map((v, i) => {
+      const y = bottom - (Math.min(Math.max(v, 0), max) / max) * (bottom - top);
+      return `${(x0 + i * step).toFixed(1)},${y.toFixed(1)}`;
+    })
+    .join(" ");
+}
+
+// -- talking to the gateway --------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(detail);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+let token = sessionStorage.getItem(TOKEN_KEY) || "";
+
+async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+    credentials: "omit",
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    /* not JSON */
+  }
+  if (!response.ok) throw new ApiError(response.status, data?.error, data?.detail || `HTTP ${response.status}`);
+  return data;
+}
+
+function setStatus(el, text, kind = "") {
+  el.textContent = text;
+  el.classList.toggle("error", kind === "error");
+  el.classList.toggle("ok", kind === "ok");
+}
+
+// -- signing in and out -------------------------------------------------------------
+
+let pollTimer = null;
+
+function showDashboard(on) {
+  $("#signin").hidden = on;
+  $("#dashboard").hidden = !on;
+  $("#signout").hidden = !on;
+  if (on && pollTimer === null) {
+    pollStats();
+    pollTimer = setInterval(pollStats, POLL_MS);
+  } else if (!on && pollTimer !== null) {
+    clearInterval(pollTimer);
+    pollTimer = null;
+  }
+}
+
+function signOut(message = "", kind = "") {
+  token = "";
+  sessionStorage.removeItem(TOKEN_KEY);
+  showDashboard(false);
+  setStatus($("#signin-status"), message, kind);
+  $("#token").focus();
+}
+
+function handleAuthError(err) {
+  if (err instanceof ApiError && [401, 403, 404, 429].includes(err.status)) {
+    signOut(err.status === 403 ? "Wrong token." : err.message, "error");
+    return true;
+  }
+  return false;
+}
+
+async function signIn(candidate) {
+  token = candidate;
+  const sources = await api("/v1/admin/sources");
+  sessionStorage.setItem(TOKEN_KEY, token);
+  renderSources(sources);
+  setStatus($("#signin-status"), "");
+  showDashboard(true);
+}
+
+$("#signin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const value = $("#token").value.trim();
+  if (!value) return;
+  const button = $("#signin-button");
+  button.disabled = true;
+  setStatus($("#signin-status"), "Signing in…");
+  try {
+    await signIn(value);
+    $("#token").value = "";
+  } catch (err) {
+    if (!handleAuthError(err)) signOut(err.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("#signout").addEventListener("click", () => signOut("Signed out."));
+
+// -- live figures and the chart -----------------------------------------------------
+
+const samples = { offload: [], peers: [] };
+let lastStats = null;
+
+function push(list, value) {
+  list.push(value);
+  if (list.length > SAMPLES) list.shift();
+}
+
+function drawChart() {
+  const peersMax = Math.max(1, ...samples.peers);
+  $("#peers-max").textContent = String(peersMax);
+  $("#line-offload").setAttribute("points", chartPoints(samples.offload, 1));
+  $("#line-peers").setAttribute("points", chartPoints(samples.peers, peersMax));
+}
+
+function renderStats(stats) {
+  $("#fig-offload").textContent = formatShare(stats.offload);
+  $("#fig-peers").textContent = String(stats.peers_connected);
+  $("#fig-cache").textContent = formatBytes(stats.cache_bytes);
+  $("#fig-transcodes").textContent = `${stats.transcodes_running} / ${stats.transcodes_total}`;
+  $("#fig-tracks").textContent = String(stats.tracks);
+  $("#fig-bytes").textContent = `${formatBytes(stats.server_bytes)} / ${formatBytes(stats.peer_bytes)}`;
+  const carried = samples.offload.at(-1);
+  push(samples.offload, intervalShare(lastStats, stats, carried));
+  push(samples.peers, stats.peers_connected);
+  lastStats = stats;
+  drawChart();
+  $("#stats-status").textContent = `at ${new Date(stats.time * 1000).toLocaleTimeString()}`;
+}
+
+let polling = false;
+
+async function pollStats() {
+  if (polling || !token) return;
+  polling = true;
+  try {
+    renderStats(await api("/v1/admin/stats"));
+  } catch (err) {
+    if (!handleAuthError(err)) $("#stats-status").textContent = `stats unavailable: ${err.message}`;
+  } finally {
+    polling = false;
+  }
+}
+
+// -- sources ------------------------------------------------------------------------
+
+let hosts = [];
+let secretSet = false;
+
+function renderHosts() {
+  const list = $("#hosts");
+  if (hosts.length === 0) {
+    const li = document.createElement("li");
+    li.className = "none";
+    li.textContent = "any public host";
+    list.replaceChildren(li);
+    return;
+  }
+  list.replaceChildren(
+    ...hosts.map((host, i) => {
+      const li = document.createElement("li");
+      li.dataset.host = host;
+      const name = document.createElement("span");
+      name.textContent = host;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", `Remove ${host}`);
+      remove.addEventListener("click", () => {
+        hosts.splice(i, 1);
+        renderHosts();
+      });
+      li.append(name, remove);
+      return li;
+    }),
+  );
+}
+
+function renderSources(s) {
+  hosts = [...s.url.allow_hosts];
+  renderHosts();
+  $("#url-max-bytes").value = s.url.max_bytes;
+  $("#url-max-duration").value = s.url.max_duration_seconds;
+  $("#url-connect-timeout").value = s.url.connect_timeout;
+  $("#url-read-timeout").value = s.url.read_timeout;
+  $("#local-dirs").value = s.local.dirs.join("\n");
+  $("#sc-client-id").value = s.soundcloud.client_id;
+  secretSet = Boolean(s.soundcloud.client_secret?.set);
+  const secret = $("#sc-client-secret");
+  secret.value = "";
+  secret.placeholder = secretSet ? "set (hidden)" : "not set";
+  $("#sc-clear-secret").checked = false;
+  $("#sc-clear-secret").disabled = !secretSet;
+  $("#sc-api-base").value = s.soundcloud.api_base;
+  $("#sc-auth-base").value = s.soundcloud.auth_base;
+  $("#saved-to").textContent = s.saved_to;
+}
+
+function addHost() {
+  const input = $("#host-new");
+  const host = input.value.trim();
+  if (!host) return;
+  if (!hosts.includes(host)) hosts.push(host);
+  input.value = "";
+  renderHosts();
+}
+
+$("#host-add").addEventListener("click", addHost);
+$("#host-new").addEventListener("keydown", (e) => {
+  if (e.key === "Enter") {
+    e.preventDefault();
+    addHost();
+  }
+});
+
+function numberField(sel) {
+  const raw = $(sel).value.trim();
+  return raw === "" ? undefined : Number(raw);
+}
+
+function sourcesBody() {
+  const url = { allow_hosts: hosts };
+  for (const [key, sel] of [
+    ["max_bytes", "#url-max-bytes"],
+    ["max_duration_seconds", "#url-max-duration"],
+    ["connect_timeout", "#url-connect-timeout"],
+    ["read_timeout", "#url-read-timeout"],
+  ]) {
+    const value = numberField(sel);
+    if (value !== undefined) url[key] = value;
+  }
+  const dirs = $("#local-dirs").value.split("\n").map((d) => d.trim()).filter(Boolean);
+  const soundcloud = {
+    client_id: $("#sc-client-id").value.trim(),
+    api_base: $("#sc-api-base").value.trim(),
+    auth_base: $("#sc-auth-base").value.trim(),
+  };
+  const secret = $("#sc-client-secret").value;
+  if (secret) soundcloud.client_secret = secret;
+  else if ($("#sc-clear-secret").checked) soundcloud.client_secret = "";
+  return { url, local: { dirs }, soundcloud };
+}
+
+$("#sources-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if ($("#host-new").value.trim()) addHost();
+  const status = $("#sources-status");
+  const button = $("#save");
+  button.disabled = true;
+  setStatus(status, "Saving…");
+  try {
+    const answer = await api("/v1/admin/sources", { method: "PUT", body: sourcesBody() });
+    renderSources(answer);
+    const changed = answer.changed?.length ? `changed ${answer.changed.join(", ")}` : "nothing changed";
+    setStatus(status, `Saved and applied: ${changed}.`, "ok");
+  } catch (err) {
+    if (!handleAuthError(err)) setStatus(status, err.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("#try-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const url = $("#try-url").value.trim();
+  const status = $("#try-status");
+  if (!/^https?:\/\//i.test(url)) {
+    setStatus(status, "Enter an http(s) URL.", "error");
+    return;
+  }
+  setStatus(status, "Trying…");
+  try {
+    const response = await fetch("/v1/tracks", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ url }),
+      credentials: "omit",
+    });
+    const body = await response.json().catch(() => null);
+    if (response.ok) {
+      setStatus(status, `Accepted: track ${body.id} (“${body.title}”).`, "ok");
+      $("#try-status").dataset.trackId = body.id;
+    } else {
+      setStatus(status, `Refused (${response.status} ${body?.error || ""}): ${body?.detail || ""}`, "error");
+    }
+  } catch (err) {
+    setStatus(status, err.message, "error");
+  }
+});
+
+// -- maintenance ---------------------------------------------------------------------
+
+$("#reload").addEventListener("click", async () => {
+  const status = $("#reload-status");
+  setStatus(status, "Reloading…");
+  try {
+    const answer = await api("/v1/admin/reload", { method: "POST" });
+    const parts = [answer.changed.length ? `changed ${answer.changed.join(", ")}` : "no live change"];
+    if (answer.restart_required.length) parts.push(`restart required for ${answer.restart_required.join(", ")}`);
+    setStatus(status, `Reloaded: ${parts.join("; ")}.`, "ok");
+    renderSources(await api("/v1/admin/sources"));
+  } catch (err) {
+    if (!handleAuthError(err)) setStatus(status, err.message, "error");
+  }
+});
+
+$("#purge-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = $("#purge-id").value.trim();
+  const status = $("#purge-status");
+  if (!id) return;
+  try {
+    await api(`/v1/admin/tracks/${encodeURIComponent(id)}`, { method: "DELETE" });
+    setStatus(status, `Purged ${id}.`, "ok");
+    $("#purge-id").value = "";
+  } catch (err) {
+    if (!handleAuthError(err)) setStatus(status, err.message, "error");
+  }
+});
+
+// -- start ------------------------------------------------------------------------------
+
+if (token) {
+  signIn(token).catch((err) => {
+    if (!handleAuthError(err)) signOut(err.message, "error");
+  });
+} else {
+  $("#token").focus();
+}

@@ -1,0 +1,495 @@
+"""The administration API (``/v1/admin/*``), the admin page (``/admin``) and SIGHUP.
+
+Everything here is off, answering a JSON 404, while ``admin.token`` is empty.
+The token is read from the live configuration on every request, so a reload
+can turn the API on, off, or change the token.
+
+- Authentication: ``Authorization: Bearer <token>``, compared in constant time
+  (``hmac.compare_digest``). No or malformed header: 401 ``unauthorized``; a
+  wrong token: 403 ``forbidden``. After ``MAX_FAILURES`` wrong tokens within
+  ``FAILURE_WINDOW`` seconds from one address, that address gets 429 with
+  ``Retry-After`` until the window has passed, right token or not.
+- Admin answers carry no CORS headers and the preflight of ``/v1/*`` does not
+  allow ``Authorization``: the API is for the same-origin admin page and for
+  tools like curl, never for a third-party page.
+- Secrets (``SECRET_KEYS``) are write-only: answers show ``{"set": bool}`` in
+  their place, and logs name changed keys, never values.
+- ``PUT /v1/admin/sources`` validates the running configuration with the
+  change through ``config_from_dict`` (errors name the key, 400, nothing
+  changes), writes the change to the overlay file atomically (temporary file,
+  fsync, ``os.replace``; mode 0600 since it may hold a secret), then applies
+  it live (``gateway.reload``).
+
+Routes: ``GET /admin``; ``GET|PUT /v1/admin/sources``; ``POST /v1/admin/reload``;
+``DELETE /v1/admin/tracks/{id}``; ``GET /v1/admin/stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import signal
+import tempfile
+import time
+import tomllib
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .appkeys import CONTROL, LIVE_CONFIG, METRICS, REGISTRY, STORE, TRANSCODER
+from .config import SECRET_KEYS, Config, ConfigError, config_to_dict, merge_tables, read_overlay
+from .errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
+from .metrics import SERVER_KINDS
+from .web import CLIENT_DIR
+
+__all__ = [
+    "setup_admin",
+    "handle_sighup",
+    "Attempts",
+    "sources_view",
+    "dump_toml",
+    "write_atomic",
+    "MAX_FAILURES",
+    "FAILURE_WINDOW",
+]
+
+log = logging.getLogger("ztream.admin")
+
+MAX_BODY = 16 * 1024
+MAX_FAILURES = 10
+FAILURE_WINDOW = 60.0
+SOURCE_SECTIONS = ("url", "local", "soundcloud")
+
+_TRACK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+# The admin page: no inline script or style, nothing from elsewhere, never framed.
+PAGE_CSP = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class TooManyAttempts(ZtreamError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class Conflict(ZtreamError):
+    status = 409
+    code = "conflict"
+
+
+class Attempts:
+    """Failed sign-ins by client address: a sliding window, bounded in size.
+
+    Pure: the caller passes ``now``; no timers.
+    """
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW, max_clients: int = 4096) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def blocked_for(self, client: str, now: float) -> float:
+        """Seconds ``client`` must still wait (0: may try)."""
+        times = self._recent(client, now)
+        if times is None or len(times) < self.limit:
+            return 0.0
+        return times[-self.limit] + self.window - now
+
+    def fail(self, client: str, now: float) -> None:
+        times = self._recent(client, now)
+        if times is None:
+            times = self._failures[client] = deque(maxlen=self.limit)
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)
+        self._failures.move_to_end(client)
+        times.append(now)
+
+
+ATTEMPTS = web.AppKey("admin_attempts", Attempts)
+
+
+# -- TOML out ------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_string(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError("a string holds a lone surrogate")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("NaN is not a setting")
+        return repr(value)  # "inf", "1e+20" and "0.5" are all TOML
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dump_toml(tables: dict[str, Any], header: str = "") -> str:
+    """TOML text for nested tables of scalars, lists and inline tables.
+
+    Raises ``ValueError`` for what TOML cannot hold (top-level scalars, NaN,
+    lone surrogates); the text is read back and compared before it is returned.
+    """
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+
+    def emit(prefix: str, table: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if scalars:
+            if not prefix:
+                raise ValueError("top-level keys are not settings")
+            lines.append(f"\n[{prefix}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
+        for key, value in table.items():
+            if isinstance(value, dict):
+                emit(f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), value)
+
+    emit("", tables)
+    text = "\n".join(lines).lstrip("\n") + "\n"
+    if tomllib.loads(text) != json.loads(json.dumps(tables)):
+        raise ValueError("the TOML written does not read back the same")
+    return text
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # mkstemp made it 0600, which suits a file with secrets
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# -- views -----------------------------------------------------------------------
+
+
+def sources_view(config: Config) -> dict[str, Any]:
+    """``[sources.*]`` as JSON, every secret replaced by ``{"set": bool}``."""
+    tables: dict[str, Any] = config_to_dict(config)["sources"]
+    for section, values in tables.items():
+        for key in values:
+            if f"sources.{section}.{key}" in SECRET_KEYS:
+                values[key] = {"set": bool(values[key])}
+    return tables
+
+
+def _stats(app: web.Application) -> dict[str, Any]:
+    registry = app[METRICS].registry
+
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return float(registry.get_sample_value(name, labels or {}) or 0.0)
+
+    server = sum(sample("ztream_server_bytes_total", {"kind": k}) for k in SERVER_KINDS)
+    peer = sample("ztream_peer_bytes_total")
+    live = app[LIVE_CONFIG]
+    control = app[CONTROL] if CONTROL in app else None
+    return {
+        "time": time.time(),
+        "peers_connected": len(control.connections) if control is not None else 0,
+        "transcodes_running": int(sample("ztream_transcodes_running")),
+        "transcodes_total": int(sum(sample("ztream_transcodes_total", {"result": r}) for r in ("ok", "error"))),
+        "transcodes_failed": int(sample("ztream_transcodes_total", {"result": "error"})),
+        "cache_bytes": app[STORE].volume(),
+        "server_bytes": int(server),
+        "peer_bytes": int(peer),
+        "offload": round(peer / (peer + server), 4) if peer + server > 0 else None,
+        "tracks": len(app[REGISTRY].recent(limit=1_000_000)),
+        "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
+    }
+
+
+# -- the request pipeline -----------------------------------------------------------
+
+
+def _error_response(exc: ZtreamError) -> web.Response:
+    headers = dict(NO_STORE)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int) and retry_after > 0:
+        headers["Retry-After"] = str(retry_after)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="ztream-admin"'
+    return web.json_response(exc.to_json(), status=exc.status, headers=headers)
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _check_token(request: web.Request) -> None:
+    """Raise unless the request carries the current admin token (see the module docstring)."""
+    token = request.app[LIVE_CONFIG].current.admin.token
+    if not token:
+        raise NotFound("the admin API is off (admin.token is empty)", code="not_found")
+    attempts = request.app[ATTEMPTS]
+    client = _client(request)
+    now = time.monotonic()
+    wait = attempts.blocked_for(client, now)
+    if wait > 0:
+        raise TooManyAttempts("too many wrong admin tokens; wait and try again", retry_after=math.ceil(wait))
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("sign in with the admin token: Authorization: Bearer <token>", code="unauthorized")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        attempts.fail(client, now)
+        log.warning("admin: wrong token from %s on %s %s", client, request.method, request.path)
+        raise Forbidden("the admin token is wrong", code="forbidden")
+
+
+AdminHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def admin_endpoint(handler: AdminHandler) -> AdminHandler:
+    """Check the token, then run ``handler``; errors become the contract's JSON."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            _check_token(request)
+            response = await handler(request)
+        except ZtreamError as exc:
+            return _error_response(exc)
+        except (ConnectionError, web.HTTPException):
+            raise
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _error_response(ZtreamError("internal server error"))
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return wrapped
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise BadRequest("the body is too large", code="body_too_large")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not JSON", code="bad_json") from None
+
+
+def _sources_answer(request: web.Request, **extra: Any) -> web.Response:
+    live = request.app[LIVE_CONFIG]
+    body = {
+        **sources_view(live.current),
+        "saved_to": str(live.overlay),
+        "config_file": str(live.path) if live.path is not None else None,
+        **extra,
+    }
+    return web.json_response(body)
+
+
+# -- handlers ----------------------------------------------------------------------------
+
+
+@admin_endpoint
+async def get_sources(request: web.Request) -> web.Response:
+    return _sources_answer(request)
+
+
+@admin_endpoint
+async def put_sources(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not body:
+        raise BadRequest('expected {"url": {...}, "local": {...}, "soundcloud": {...}} (any of them)',
+                         code="bad_request")
+    for section, values in body.items():
+        if section not in SOURCE_SECTIONS:
+            raise BadRequest(f"sources.{section}: unknown section", code="invalid_config")
+        if not isinstance(values, dict):
+            raise BadRequest(f"sources.{section}: expected an object", code="invalid_config")
+    live = request.app[LIVE_CONFIG]
+    try:
+        candidate = live.with_sources(body)
+        existing = read_overlay(live.overlay)
+        text = dump_toml(
+            merge_tables(existing, {"sources": body}),
+            header="Written by the Ztream admin API (PUT /v1/admin/sources).\n"
+                   "Merged over the main config file, key by key; delete a key to use the file's value again.",
+        )
+    except ConfigError as exc:
+        raise BadRequest(str(exc), code="invalid_config") from None
+    except ValueError as exc:
+        raise BadRequest(f"sources: {exc}", code="invalid_config") from None
+    keys = sorted(f"sources.{s}.{k}" for s, values in body.items() for k in values)
+
+    def save() -> None:
+        try:
+            write_atomic(live.overlay, text)
+        except OSError as exc:
+            raise ZtreamError(f"could not write {live.overlay}: {exc.strerror}", code="write_failed") from None
+
+    reason = f"admin: PUT /v1/admin/sources from {_client(request)} ({', '.join(keys)}), saved to {live.overlay}"
+    try:
+        result = await live.apply(candidate, reason=reason, before_swap=save)
+    except ConfigError as exc:
+        raise BadRequest(str(exc), code="invalid_config") from None
+    return _sources_answer(request, changed=list(result.changed))
+
+
+@admin_endpoint
+async def post_reload(request: web.Request) -> web.Response:
+    try:
+        result = await request.app[LIVE_CONFIG].reload(f"admin: POST /v1/admin/reload from {_client(request)}")
+    except ConfigError as exc:
+        raise BadRequest(f"{exc} (the running configuration stays)", code="invalid_config") from None
+    return web.json_response({"status": "reloaded", **result.to_json()})
+
+
+@admin_endpoint
+async def delete_track(request: web.Request) -> web.Response:
+    track_id = request.match_info["id"]
+    registry = request.app[REGISTRY]
+    track = registry.get(track_id) if _TRACK_ID.match(track_id) else None
+    if track is None:
+        raise NotFound(f"no track {track_id!r}", code="track_not_found")
+    transcoder = request.app[TRANSCODER]
+    if transcoder.flight(track) is not None:
+        raise Conflict("the track is being transcoded; purge it once that ends", code="transcode_running")
+    transcoder.purge(track_id)
+    registry.remove(track_id)
+    log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))
+    return web.json_response({"id": track_id, "purged": True})
+
+
+@admin_endpoint
+async def get_stats(request: web.Request) -> web.Response:
+    return web.json_response(_stats(request.app))
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    if not request.app[LIVE_CONFIG].current.admin.token:
+        return _error_response(NotFound("the admin API is off (admin.token is empty)", code="not_found"))
+    return web.FileResponse(
+        CLIENT_DIR / "admin.html",
+        headers={
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": PAGE_CSP,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def setup_admin(app: web.Application) -> None:
+    """Add the admin routes (before the catch-all 404) and the failed-attempt counter."""
+    app[ATTEMPTS] = Attempts()
+    app.router.add_get("/admin", admin_page)
+    app.router.add_get("/v1/admin/sources", get_sources, allow_head=False)
+    app.router.add_put("/v1/admin/sources", put_sources)
+    app.router.add_post("/v1/admin/reload", post_reload)
+    app.router.add_delete("/v1/admin/tracks/{id}", delete_track)
+    app.router.add_get("/v1/admin/stats", get_stats, allow_head=False)
+
+
+def handle_sighup(app: web.Application) -> None:
+    """Reload the configuration on SIGHUP while ``app`` runs (for ``ztream serve``).
+
+    A failed reload is logged with the key it names, and the running
+    configuration stays.
+    """
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def reload() -> None:
+        try:
+            await app[LIVE_CONFIG].reload("SIGHUP")
+        except ConfigError:
+            pass  # logged by LiveConfig.reload
+        except Exception:
+            log.exception("reload on SIGHUP failed")
+
+    def on_signal() -> None:
+        task = asyncio.ensure_future(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def install(app: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_signal)
+
+    async def remove(app: web.Application) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+    app.on_startup.append(install)
+    app.on_cleanup.append(remove)
