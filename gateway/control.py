@@ -111,6 +111,7 @@ import contextlib
 import json
 import logging
 import math
+import random
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -705,7 +706,10 @@ async def control_socket(request: web.Request) -> web.StreamResponse:
         # aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
         # MAX_MESSAGE_BYTES itself the largest frame read, as advertised.
         max_msg_size=MAX_MESSAGE_BYTES + 1,
-        heartbeat=HEARTBEAT,
+        # Jittered: aiohttp rounds long timers to whole seconds, so sockets
+        # opened in the same second would all be pinged in the same loop
+        # iteration (thousands at once under load), stalling signal relay.
+        heartbeat=HEARTBEAT + random.random() * HEARTBEAT / 2,
         # No permessage-deflate: the size cap stays a cap on what we must hold,
         # and small JSON gains little from it.
         compress=False,
