@@ -27,7 +27,12 @@
 // Peers plug in through `player.peers`: an object with
 // `fetch(peerId, index, {signal}) -> Promise<ArrayBuffer>`; the scheduler is
 // told about peers with `player.scheduler.setPeer(...)`. Chunks from peers are
-// checked against the manifest's SHA-256 before they are appended or cached.
+// checked against the manifest's SHA-256 before they are appended or cached
+// (a mismatch dispatches `badchunk` {index, peer}). For the P2P side
+// (transport.js) the player also dispatches `session` {trackId, manifest}
+// once the scheduler of a load exists (before its first request), `chunk`
+// {index, source, peer, bytes, data} for every chunk obtained (server, cache
+// or verified peer), and `unload`; `kick()` makes it schedule at once.
 
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
@@ -216,11 +221,18 @@ export class PlayerCore extends EventTarget {
     this.audio.currentTime = t;
   }
 
+  /** Schedule now (peers appeared or went, a wait ended) rather than at the next tick. */
+  kick() {
+    const s = this.session;
+    if (s && !s.closed && s.timer !== null) this.tick(s); // once open() has set everything up
+  }
+
   /** Stop everything for the current track and release the element. */
   unload() {
     const s = this.session;
     if (!s) return;
     s.closed = true;
+    this.emit("unload", { trackId: s.trackId });
     s.abort.abort();
     for (const c of s.controllers.values()) c.abort();
     clearInterval(s.timer);
@@ -304,6 +316,7 @@ export class PlayerCore extends EventTarget {
     if (this.cache) s.scheduler.setCached(this.cache.indices(s.trackId, s.manifest.rendition));
     s.scheduler.seek(this.audio.currentTime || 0);
     if (early) s.prefetch.set(0, early.first);
+    this.emit("session", { trackId: s.trackId, manifest: s.manifest });
 
     s.mediaSource = new MediaSource();
     s.objectUrl = URL.createObjectURL(s.mediaSource);
@@ -363,6 +376,9 @@ export class PlayerCore extends EventTarget {
         if (s.controllers.get(req.index) === controller) s.controllers.delete(req.index);
         if (s.closed || s.scheduler.inflight.get(req.index) !== req) return;
         s.scheduler.received(req.index);
+        const source = req.source === SERVER || req.source === CACHE ? req.source : "peer";
+        const peer = source === "peer" ? req.source : null;
+        this.emit("chunk", { index: req.index, source, peer, bytes: data.byteLength, data });
         s.queue.push({ index: req.index, data });
         this.pump(s);
         if (req.live) this.schedulePoll(s, 0);
@@ -452,7 +468,9 @@ export class PlayerCore extends EventTarget {
 
   onUpdateEnd(s) {
     if (s.closed) return;
-    s.appending = null;
+    // `updating` turns false before `updateend` is dispatched: a chunk that
+    // arrived in between may already be appending, and is still `appending`
+    if (!s.sourceBuffer.updating) s.appending = null;
     this.reconcile(s);
     this.updateDuration(s);
     this.emit("progress", { buffered: this.bufferedRanges });
@@ -465,6 +483,7 @@ export class PlayerCore extends EventTarget {
     const sched = s.scheduler;
     const inRanges = chunksInRanges(sched.chunks, rangesToArray(s.sourceBuffer.buffered));
     for (const item of s.queue) if (item.index !== "init") inRanges.add(item.index);
+    if (s.appending && s.appending.index !== "init" && s.sourceBuffer.updating) inRanges.add(s.appending.index);
     // chunks past the manifest (the live edge) are kept until the manifest lists them
     for (const i of sched.buffered) if (!sched.byIndex.has(i)) inRanges.add(i);
     sched.setBuffered(inRanges);

@@ -31,7 +31,10 @@
 //      chunk's start, capped at `maxPeerWait` from now. A request that would
 //      leave a peer less than `minPeerWindow` seconds goes to the server.
 //      While some holder is only busy, the scheduler waits for its slot
-//      rather than spend server bytes, as long as the deadline allows.
+//      rather than spend server bytes, as long as the deadline allows; and
+//      while the P2P side is still looking for peers (`setPeerWait(until)`:
+//      the tracker has not answered yet, connections are opening), a chunk
+//      with such a window waits until `until` rather than go to the server.
 //   5. Everything else comes from the server, at most `serverParallel` at a
 //      time; a failed server request is retried after `retryDelay`.
 //   6. While the manifest is not complete (a live transcode) and less than
@@ -166,6 +169,7 @@ export class Scheduler {
     this.peers = new Map(); // id -> {id, have: Set, slots, failures}
     this.peerFailed = new Map(); // index -> Set(peer id)
     this.retryAt = new Map(); // index -> time before which the server is not asked again
+    this.peerWaitUntil = -Infinity; // peers are being looked for until then
   }
 
   // ---- events in ---------------------------------------------------------
@@ -254,6 +258,15 @@ export class Scheduler {
     const peer = this.peers.get(id);
     if (!peer) return;
     for (const i of indices) peer.have.add(i);
+  }
+
+  /**
+   * Peers may come until `until` (seconds, the clock of `now`): until then a
+   * chunk that a peer would have time to send waits instead of going to the
+   * server. -Infinity: stop waiting.
+   */
+  setPeerWait(until) {
+    this.peerWaitUntil = Number.isFinite(until) || until === -Infinity ? until : -Infinity;
   }
 
   /**
@@ -360,6 +373,7 @@ export class Scheduler {
           continue;
         }
         if (holders.length > 0) continue; // wait for a slot: there is time
+        if (now < this.peerWaitUntil) continue; // peers are being looked for: there is time
       }
 
       // 5. server

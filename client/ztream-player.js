@@ -10,13 +10,22 @@
 //
 // Attributes: src, autoplay, preload ("auto" | "none"), title-override
 // ("title" would show the browser's tooltip), buffer-ahead and
-// emergency-ahead (seconds; the scheduler's 30 s target and 4 s threshold). Properties and methods: play(),
+// emergency-ahead (seconds; the scheduler's 30 s target and 4 s threshold),
+// p2p ("off": no peer-to-peer; on by default where WebRTC, WebSocket and
+// WebCrypto are available), peer-stats (show a small "from peers: N%"
+// readout; off by default, and so in embeds), data-test-corrupt (TEST ONLY:
+// this player seeds corrupted chunks; so does `window.__ztreamTest = {corrupt:
+// true}`). Properties and methods: play(),
 // pause(), toggle(), seek(seconds), next(), previous(), select(index),
 // currentTime, duration, paused, volume (0..1), muted, buffering, track,
-// tracks, index, startupSeconds, stats. Events (bubbling, composed): ready,
+// tracks, index, startupSeconds, stats, p2p (a summary of the P2P side, or
+// null), peerShare (0..1 of the network bytes that came from peers). Events
+// (bubbling, composed): ready,
 // play, pause, playing, waiting, timeupdate, seeking, seeked, ended (each
 // track), finish (the last track), trackchange, startup ({seconds}),
-// progress, volumechange, durationchange, error ({error, detail}).
+// progress, volumechange, durationchange, error ({error, detail}), chunk
+// ({index, source: "server" | "cache" | "peer", peer, bytes}), badchunk
+// ({index, peer}: a chunk from a peer failed its SHA-256 check).
 //
 // Theming: CSS custom properties on the element or any ancestor:
 //   --ztream-accent, --ztream-accent-fg, --ztream-bg, --ztream-fg,
@@ -26,8 +35,10 @@
 
 import { sharedCache } from "./cache.js";
 import { formatTime, rangeFractions, seekKey, spokenTime } from "./format.js";
+import { controlUrl } from "./p2p.js";
 import { PlayerCore, prefetchTrack } from "./player.js";
 import { shouldPrefetchNext } from "./scheduler.js";
+import { P2PAgent, p2pSupported } from "./transport.js";
 
 const STYLE = `
 :host {
@@ -144,6 +155,13 @@ button:focus-visible, .seek:focus-visible, input:focus-visible, .playlist button
   white-space: nowrap;
 }
 .status.error { color: #d70022; }
+.peers {
+  color: var(--_muted);
+  font-size: 11px;
+  font-variant-numeric: tabular-nums;
+  white-space: nowrap;
+}
+.peers[hidden] { display: none; }
 .controls {
   display: flex;
   align-items: center;
@@ -252,6 +270,7 @@ const TEMPLATE = `
     </div>
     <span class="badge" hidden>live</span>
     <span class="status" role="status" aria-live="polite"></span>
+    <span class="peers" part="peers" hidden></span>
   </div>
   <div class="controls">
     <span class="time elapsed" part="time" aria-hidden="true">0:00</span>
@@ -307,7 +326,7 @@ export class ZtreamTrack extends HTMLElement {
 
 export class ZtreamPlayer extends HTMLElement {
   static get observedAttributes() {
-    return ["src"];
+    return ["src", "peer-stats"];
   }
 
   constructor() {
@@ -322,6 +341,7 @@ export class ZtreamPlayer extends HTMLElement {
       artist: $(".artist"),
       badge: $(".badge"),
       status: $(".status"),
+      peers: $(".peers"),
       elapsed: $(".elapsed"),
       total: $(".total"),
       seek: $(".seek"),
@@ -343,6 +363,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.raf = 0;
     this.ready = false;
     this.errorState = null;
+    this.agent = null;
     this.wire();
   }
 
@@ -367,6 +388,8 @@ export class ZtreamPlayer extends HTMLElement {
         this.loading = null;
         this.tracks = [];
         this.childObserver?.disconnect();
+        this.agent?.destroy();
+        this.agent = null;
         cancelAnimationFrame(this.raf);
         this.raf = 0;
         this.connectedOnce = false;
@@ -376,6 +399,7 @@ export class ZtreamPlayer extends HTMLElement {
 
   attributeChangedCallback(name, oldValue, newValue) {
     if (name === "src" && this.connectedOnce && oldValue !== newValue) this.refreshTracks(true);
+    if (name === "peer-stats") this.renderPeers();
   }
 
   /** Re-read the track list from `src` and <ztream-track> children. */
@@ -453,6 +477,15 @@ export class ZtreamPlayer extends HTMLElement {
   get live() {
     return this.core.live;
   }
+  /** The P2P side: {peerId, neighbours, held, banned, upBytes, verifyFailures, ...}, or null when off. */
+  get p2p() {
+    return this.agent ? this.agent.info() : null;
+  }
+  /** Share (0..1) of the audio bytes fetched over the network that came from peers. */
+  get peerShare() {
+    const { peerBytes, httpBytes } = this.core.stats;
+    return peerBytes + httpBytes > 0 ? peerBytes / (peerBytes + httpBytes) : 0;
+  }
   get bufferedRanges() {
     return this.core.bufferedRanges;
   }
@@ -529,6 +562,7 @@ export class ZtreamPlayer extends HTMLElement {
     }
     if (play) this.core.markPlayRequested();
     this.core.settings = this.schedulerSettings();
+    this.setupP2P(entry.src);
     const loading = this.core.load(entry.src).then(
       ({ track }) => {
         if (this.loading !== loading) return;
@@ -556,6 +590,24 @@ export class ZtreamPlayer extends HTMLElement {
     this.loading = loading;
     if (changed) this.fire("trackchange", { index, src: entry.src });
     this.setBuffering();
+  }
+
+  /** Start (or keep, or stop) the P2P agent for the gateway that serves `src`. */
+  setupP2P(src) {
+    let url = null;
+    if (this.getAttribute("p2p") !== "off" && p2pSupported()) {
+      try {
+        url = controlUrl(src, document.baseURI);
+      } catch {
+        url = null;
+      }
+    }
+    if (this.agent && this.agent.url === url) return;
+    this.agent?.destroy();
+    this.agent = null;
+    if (!url) return;
+    const corrupt = this.hasAttribute("data-test-corrupt") || globalThis.__ztreamTest?.corrupt === true;
+    this.agent = new P2PAgent(this.core, { url, settings: corrupt ? { corrupt: true } : {} });
   }
 
   /** Scheduler settings from attributes: buffer-ahead="30" emergency-ahead="4" (seconds). */
@@ -650,6 +702,12 @@ export class ZtreamPlayer extends HTMLElement {
       this.showError("media_error", audio.error?.message || "the browser could not play this track");
     });
     core.addEventListener("startup", (e) => this.fire("startup", e.detail));
+    core.addEventListener("chunk", (e) => {
+      const { index, source, peer, bytes } = e.detail;
+      this.fire("chunk", { index, source, peer, bytes });
+      this.renderPeers();
+    });
+    core.addEventListener("badchunk", (e) => this.fire("badchunk", { index: e.detail.index, peer: e.detail.peer }));
     core.addEventListener("progress", () => this.renderBuffered());
     core.addEventListener("durationchange", () => {
       this.renderTime();
@@ -755,6 +813,17 @@ export class ZtreamPlayer extends HTMLElement {
     ui.seek.setAttribute("aria-valuemax", String(Number.isFinite(d) ? Math.round(d) : 0));
     ui.seek.setAttribute("aria-valuenow", String(Math.round(t)));
     ui.seek.setAttribute("aria-valuetext", `${spokenTime(t)} of ${spokenTime(d)}`);
+  }
+
+  /** The "from peers: N%" readout (attribute peer-stats). */
+  renderPeers() {
+    const el = this.ui.peers;
+    const on = this.hasAttribute("peer-stats");
+    el.hidden = !on;
+    if (!on) return;
+    const { peerBytes, httpBytes } = this.core.stats;
+    const text = peerBytes + httpBytes > 0 ? `from peers: ${Math.round(this.peerShare * 100)}%` : "from peers: –";
+    if (el.textContent !== text) el.textContent = text;
   }
 
   renderBuffered() {

@@ -1,0 +1,743 @@
+// Peer-to-peer logic of the browser client: a pure state machine, no I/O.
+//
+// Theory of operation
+// -------------------
+// `P2PCore` is fed events (a control-socket message, a DataChannel frame, a
+// channel that opened or closed, a chunk the player obtained, a request the
+// player's scheduler made, the passing of time) and answers each with a list
+// of *effects*, plain objects that the I/O shell (transport.js) carries out:
+//
+//   {kind: "control", msg}                 send a JSON message on the control socket
+//   {kind: "open", peer, role}             create an RTCPeerConnection; role
+//                                          "offerer" (we dial: create the
+//                                          DataChannel and the SDP offer) or
+//                                          "answerer" (we were dialled)
+//   {kind: "rtc", peer, data}              apply signaling data ({sdp} or {candidate})
+//   {kind: "close", peer}                  close that connection
+//   {kind: "send", peer, frame}            send one wire frame (Uint8Array) on its channel
+//   {kind: "serve", peer, index}           read chunk `index` (memory or IndexedDB) and
+//                                          call `served(peer, index, bytes | null)`
+//   {kind: "deliver", peer, index, data}   a requested chunk arrived whole (not yet verified)
+//   {kind: "reject", peer, index, reason}  a requested chunk will not come from that peer
+//   {kind: "peerHave", peer, have}         tell the scheduler what a neighbour holds
+//   {kind: "peerGone", peer}               tell the scheduler a neighbour is gone
+//
+// Time is always an argument (`now`, seconds, the player's clock), so the
+// rules are exact and testable without a browser or timers.
+//
+// Rules
+// -----
+// - Tracker: on `welcome` and at the start of a track's session the whole
+//   holding is announced (`have`, replace); chunks obtained later are added in
+//   batches on `tick` (so a listener seeds while it downloads). While chunks
+//   are missing and there are fewer than `maxNeighbours` neighbours, `want`
+//   asks for holders of the missing chunks, at first at once, then every
+//   `wantInterval` seconds, backing off (doubling) while answers bring nobody new.
+// - Neighbours: at most `maxNeighbours` (dialled and dialling together). We dial
+//   the candidates of a `peers` answer; we answer offers while there is room and
+//   reply `{"reject": "full"}` otherwise. Glare (both sides dialled each other):
+//   the side with the smaller peer id keeps its own offer and ignores the
+//   other's; the larger one drops its offer and answers. A second offer from a
+//   known peer replaces the old connection (the other side gave it up). A
+//   connection not open, with the neighbour's HAVE received, within
+//   `connectTimeout` is closed, and that peer is not dialled again for
+//   `retryCooldown` seconds. Banned peers are never dialled nor answered.
+// - Wire (protocol.js): on open each side sends HAVE (its whole holding) and
+//   again whenever the holding grew (batched on `tick`). A REQUEST is served
+//   from the holding, chunk after chunk per neighbour, in 16 KiB PIECEs; at
+//   most `uploadSlots` neighbours (the welcome's `limits.upload_slots`) are
+//   served at once, and a request from one more is answered with CHOKE, as is
+//   a request for a chunk not held. The number of neighbours being served is
+//   reported to the tracker (`slots`) when it changes.
+// - Requests: the player's scheduler asks `request(peer, index)`; the chunk
+//   comes back as `deliver` once whole, or `reject` (CHOKE, closed channel).
+//   The player checks its SHA-256 before appending or caching it; a mismatch
+//   comes back here as `verifyFailed(peer)`: that peer is dropped and banned
+//   for the session, and the failure is counted in the next `stats`.
+//   A malformed or unrequested frame bans the sender too.
+// - Peer wait: `waitUntil(now)` tells the scheduler how long it may hold back
+//   server requests because peers are being looked for (tracker not answered
+//   yet, connections still opening). It is only ever a bound in time: the
+//   scheduler's own deadlines and emergency mode still go to the server.
+// - Stats: every `statsInterval` seconds (sooner after a verify failure or the
+//   start-up time became known, at most once a second) the counts since the
+//   last report; a report the server refused (`rate_limited`) is added back.
+
+import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./protocol.js";
+
+export const DEFAULT_P2P_SETTINGS = Object.freeze({
+  maxNeighbours: 5, // connections to other peers, both directions
+  uploadSlots: 4, // neighbours served at once; the welcome's limits.upload_slots wins
+  requestSlots: 2, // concurrent requests the scheduler may send one neighbour
+  maxQueued: 16, // requests of one neighbour queued here; more are choked
+  connectTimeout: 5, // seconds for a connection to open and bring the neighbour's HAVE
+  startWait: 2, // seconds a new session waits for the tracker's first answer
+  wantGrace: 1.5, // seconds the scheduler waits for an outstanding `want`
+  wantTimeout: 10, // an unanswered `want` is given up after this
+  wantInterval: 4, // seconds between wants while neighbours are missing
+  maxWantInterval: 30,
+  retryCooldown: 30, // seconds before a peer that failed to connect is dialled again
+  statsInterval: 5, // the welcome's limits.stats_interval wins
+  urgentStatsGap: 1, // earliest report after a verify failure or a start-up time
+  slotsGap: 1, // seconds between `slots` reports
+  keepalive: 60, // ping when nothing else was sent for this long
+  maxWant: 256, // the tracker's limits.max_want
+  maxTrackerRanges: 256, // the tracker's limits.max_ranges
+  maxWireRanges: 4096, // protocol.MAX_RANGES
+  liveSlack: 64, // chunk indices past the manifest a neighbour may announce
+  corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
+});
+
+const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
+
+/**
+ * The control socket's URL for a track URL (`{public_url}/v1/tracks/{id}`):
+ * `ws(s)://{public_url host and path}/v1/ws`.
+ */
+export function controlUrl(trackUrl, base = undefined) {
+  const u = base === undefined ? new URL(trackUrl) : new URL(trackUrl, base);
+  const prefix = u.pathname.replace(/\/v1\/tracks\/[^/]*\/*$/, "").replace(/\/+$/, "");
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  u.pathname = `${prefix}/v1/ws`;
+  u.search = "";
+  u.hash = "";
+  return u.href;
+}
+
+function maxOf(values) {
+  let m = -1;
+  for (const v of values) if (v > m) m = v;
+  return m;
+}
+
+/**
+ * Every index of inclusive ranges, bounded to [0, limit), ascending and once
+ * each: overlapping ranges (a hostile HAVE) cost no more than `limit`.
+ */
+export function expandRanges(ranges, limit) {
+  const sorted = ranges.filter(([first]) => first < limit).sort((a, b) => a[0] - b[0]);
+  const out = [];
+  let next = 0; // first index not yet listed
+  for (const [first, last] of sorted) {
+    const end = Math.min(last, limit - 1);
+    for (let i = Math.max(first, next); i <= end; i++) out.push(i);
+    next = Math.max(next, end + 1);
+  }
+  return out;
+}
+
+/**
+ * Toggle one byte in the middle of a copy of `data` (Uint8Array). TEST ONLY:
+ * what a corrupting seeder sends.
+ */
+export function corruptCopy(data) {
+  const out = new Uint8Array(data);
+  out[out.length >> 1] ^= 0xff;
+  return out;
+}
+
+export class P2PCore {
+  /** @param {Partial<typeof DEFAULT_P2P_SETTINGS>} settings */
+  constructor(settings = {}) {
+    for (const key of Object.keys(settings)) {
+      if (!(key in DEFAULT_P2P_SETTINGS)) throw new TypeError(`unknown p2p setting: ${key}`);
+    }
+    this.settings = Object.freeze({ ...DEFAULT_P2P_SETTINGS, ...settings });
+    this.peerId = null;
+    this.iceServers = [];
+    this.uploadSlots = this.settings.uploadSlots;
+    this.statsInterval = this.settings.statsInterval;
+    this.connected = false; // welcomed on the current control socket
+    this.session = null;
+    this.neighbours = new Map(); // peer id -> Neighbour
+    this.banned = new Set();
+    this.cooldown = new Map(); // peer id -> time before which it is not dialled
+    this.want = { outstanding: false, sentAt: -Infinity, nextAt: -Infinity, interval: this.settings.wantInterval };
+    this.lastSentAt = -Infinity;
+    this.slots = { reported: 0, at: -Infinity };
+    // cumulative counters of this side; the player's are passed to tick()
+    this.upBytes = 0;
+    this.verifyFailures = 0;
+    this.reported = { down: 0, up: 0, http: 0, stalls: 0, failures: 0 };
+    this.lastReport = null;
+    this.pendingStartup = null;
+    this.urgentStats = false;
+    this.stats = { at: -Infinity };
+  }
+
+  // ---- control socket ------------------------------------------------------
+
+  /** The control socket closed: a new one brings a new welcome and peer id. */
+  controlClosed() {
+    this.connected = false;
+    this.want.outstanding = false;
+    return [];
+  }
+
+  /** One message (already parsed JSON) from the control socket. */
+  onControl(msg, now) {
+    const out = [];
+    if (!msg || typeof msg !== "object") return out;
+    switch (msg.type) {
+      case "welcome": {
+        this.peerId = String(msg.peer_id);
+        this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+        const limits = msg.limits && typeof msg.limits === "object" ? msg.limits : {};
+        if (Number.isInteger(limits.upload_slots) && limits.upload_slots > 0) this.uploadSlots = limits.upload_slots;
+        if (Number.isFinite(limits.stats_interval) && limits.stats_interval > 0) this.statsInterval = limits.stats_interval;
+        this.connected = true;
+        this.slots.reported = 0; // a new connection starts at 0 in use
+        this.lastSentAt = now;
+        if (this.session) {
+          this.session.fullHave = true;
+          this.want.outstanding = false;
+          this.want.nextAt = now;
+          this.want.interval = this.settings.wantInterval;
+          this.flushTracker(out, now);
+          this.maybeWant(out, now);
+        }
+        break;
+      }
+      case "peers":
+        this.onPeers(msg, now, out);
+        break;
+      case "signal":
+        if (typeof msg.from === "string" && msg.data && typeof msg.data === "object") this.onSignal(msg.from, msg.data, now, out);
+        break;
+      case "error":
+        if (msg.for === "stats" && this.lastReport) {
+          // refused whole (rate limited): those counts go out with the next report
+          const r = this.lastReport;
+          this.reported.down -= r.down;
+          this.reported.up -= r.up;
+          this.reported.http -= r.http;
+          this.reported.stalls -= r.stalls;
+          this.reported.failures -= r.failures;
+          if (r.startup !== null && this.pendingStartup === null) this.pendingStartup = r.startup;
+          this.lastReport = null;
+        } else if (msg.for === "want") {
+          this.want.outstanding = false;
+        }
+        break;
+      default:
+        break;
+    }
+    return out;
+  }
+
+  // ---- session (one track's rendition) -------------------------------------
+
+  /**
+   * The player opened a track: `{track, rendition, chunks: [indices], complete,
+   * held: [indices we can serve]}`. Ends the previous session.
+   */
+  startSession({ track, rendition, chunks, complete = false, held = [] }, now) {
+    const out = this.stopSession(now);
+    this.session = {
+      track,
+      rendition,
+      chunks: new Set(chunks),
+      maxIndex: maxOf(chunks),
+      complete: Boolean(complete),
+      held: new Set(held),
+      added: new Set(), // held since the last tracker announcement
+      fullHave: true, // announce the whole holding (replace) next
+      wireDirty: false, // neighbours need a new HAVE
+      announcedComplete: false,
+      startedAt: now,
+      answered: false, // the tracker answered a want of this session
+    };
+    this.want = { outstanding: false, sentAt: -Infinity, nextAt: now, interval: this.settings.wantInterval };
+    if (this.connected) {
+      this.flushTracker(out, now);
+      this.maybeWant(out, now);
+    }
+    return out;
+  }
+
+  /** A newer manifest of the same rendition (a live transcode grew or ended). */
+  updateManifest({ chunks, complete = false }, now) {
+    const out = [];
+    const s = this.session;
+    if (!s) return out;
+    const top = maxOf(chunks);
+    const grew = top > s.maxIndex;
+    s.chunks = new Set(chunks);
+    s.maxIndex = Math.max(s.maxIndex, top);
+    s.complete = Boolean(complete);
+    if (grew) {
+      // neighbours' announcements are clamped to what the manifest lists: re-read them
+      for (const nb of this.neighbours.values()) if (nb.ranges) out.push(this.peerHaveEffect(nb));
+    }
+    if (this.holdsAll()) this.flushTracker(out, now);
+    return out;
+  }
+
+  /** The player leaves this track: tell the tracker, close every neighbour. */
+  stopSession(now) {
+    const out = [];
+    const s = this.session;
+    if (!s) return out;
+    for (const id of [...this.neighbours.keys()]) this.closeNeighbour(id, out, now, { cool: false });
+    if (this.connected) this.sendControl(out, { type: "leave", track: s.track, rendition: s.rendition }, now);
+    this.session = null;
+    return out;
+  }
+
+  /** We now hold chunk `index` (from the server, the cache or a verified peer). */
+  chunkAdded(index, now) {
+    const s = this.session;
+    if (!s || !Number.isInteger(index) || index < 0 || s.held.has(index)) return [];
+    s.held.add(index);
+    s.added.add(index);
+    s.wireDirty = true;
+    return [];
+  }
+
+  /** We can no longer serve chunk `index` (evicted, missing from the cache). */
+  chunkDropped(index) {
+    const s = this.session;
+    if (!s || !s.held.delete(index)) return [];
+    s.added.delete(index);
+    s.fullHave = true;
+    s.wireDirty = true;
+    s.announcedComplete = false;
+    return [];
+  }
+
+  holdsAll() {
+    const s = this.session;
+    if (!s || !s.complete) return false;
+    for (const i of s.chunks) if (!s.held.has(i)) return false;
+    return true;
+  }
+
+  /** Chunks of the manifest not held, ascending. */
+  missing() {
+    const s = this.session;
+    if (!s) return [];
+    return [...s.chunks].filter((i) => !s.held.has(i)).sort((a, b) => a - b);
+  }
+
+  // ---- requests (the player's scheduler) -----------------------------------
+
+  /**
+   * Ask neighbour `peer` for chunk `index`. Returns the effects, or null when
+   * that cannot be done now (not an open neighbour, already asked, or just
+   * cancelled with pieces possibly still on their way).
+   */
+  request(peer, index, now) {
+    const nb = this.neighbours.get(peer);
+    if (!nb || nb.state !== "open" || nb.pending.has(index) || nb.cancelled.has(index)) return null;
+    nb.pending.add(index);
+    nb.reassembler.expect(index);
+    return [{ kind: "send", peer, frame: encode({ type: "request", index }) }];
+  }
+
+  /** The player gave up chunk `index` from `peer` (deadline, seek, emergency). */
+  cancel(peer, index) {
+    const nb = this.neighbours.get(peer);
+    if (!nb || !nb.pending.delete(index)) return [];
+    nb.reassembler.forget(index);
+    nb.cancelled.add(index);
+    return [{ kind: "send", peer, frame: encode({ type: "cancel", index }) }];
+  }
+
+  /** A chunk from `peer` failed its SHA-256 check: drop and ban that peer, count it. */
+  verifyFailed(peer, now) {
+    const out = [];
+    this.verifyFailures += 1;
+    this.urgentStats = true;
+    this.banned.add(peer);
+    if (this.neighbours.has(peer)) this.closeNeighbour(peer, out, now, { cool: false });
+    return out;
+  }
+
+  /** The start-up time of this load is known: report it once. */
+  noteStartup(seconds) {
+    if (Number.isFinite(seconds) && seconds >= 0) {
+      this.pendingStartup = seconds;
+      this.urgentStats = true;
+    }
+    return [];
+  }
+
+  // ---- neighbours (the transport's events) ---------------------------------
+
+  /** The DataChannel to `peer` is open: greet it with our holding. */
+  channelOpen(peer, now) {
+    const out = [];
+    const nb = this.neighbours.get(peer);
+    if (!nb || nb.state !== "connecting") return out;
+    nb.state = "open";
+    nb.openedAt = now;
+    out.push({ kind: "send", peer, frame: this.haveFrame() });
+    return out;
+  }
+
+  /** The connection to `peer` closed or failed. */
+  channelClosed(peer, now) {
+    const out = [];
+    const nb = this.neighbours.get(peer);
+    if (nb) this.closeNeighbour(peer, out, now, { cool: nb.state !== "open" });
+    return out;
+  }
+
+  /** One binary frame from `peer`'s DataChannel. */
+  onFrame(peer, bytes, now) {
+    const out = [];
+    const nb = this.neighbours.get(peer);
+    if (!nb || nb.state !== "open") return out;
+    let msg;
+    try {
+      msg = decode(bytes);
+    } catch (err) {
+      if (err instanceof WireError) return this.misbehaved(peer, now);
+      throw err;
+    }
+    switch (msg.type) {
+      case "have":
+        nb.ranges = msg.ranges;
+        out.push(this.peerHaveEffect(nb));
+        break;
+      case "request":
+        this.onRequest(nb, msg.index, out, now);
+        break;
+      case "piece": {
+        if (nb.cancelled.has(msg.index)) {
+          if (msg.offset + msg.data.length >= msg.total) nb.cancelled.delete(msg.index);
+          break; // the tail of a transfer we cancelled
+        }
+        if (!nb.pending.has(msg.index)) return this.misbehaved(peer, now);
+        let chunk;
+        try {
+          chunk = nb.reassembler.feed(msg);
+        } catch (err) {
+          if (err instanceof WireError) return this.misbehaved(peer, now);
+          throw err;
+        }
+        if (chunk) {
+          nb.pending.delete(msg.index);
+          out.push({ kind: "deliver", peer, index: msg.index, data: chunk });
+        }
+        break;
+      }
+      case "cancel": {
+        const at = nb.uploads.indexOf(msg.index);
+        if (at >= 0) nb.uploads.splice(at, 1);
+        if (nb.serving === msg.index) nb.servingCancelled = true;
+        break;
+      }
+      case "choke":
+        if (nb.pending.delete(msg.index)) {
+          nb.reassembler.forget(msg.index);
+          out.push({ kind: "reject", peer, index: msg.index, reason: "choked" });
+        }
+        break;
+      default:
+        break;
+    }
+    return out;
+  }
+
+  /** The shell read chunk `index` for `peer` (`data`: Uint8Array, or null when it could not). */
+  served(peer, index, data, now) {
+    const out = [];
+    const nb = this.neighbours.get(peer);
+    if (!nb || nb.serving !== index) return out;
+    const cancelled = nb.servingCancelled;
+    nb.serving = null;
+    nb.servingCancelled = false;
+    if (!cancelled) {
+      if (!data || data.length === 0) {
+        out.push({ kind: "send", peer, frame: encode({ type: "choke", index }) });
+        this.chunkDropped(index);
+      } else {
+        const bytes = this.settings.corrupt ? corruptCopy(data) : data;
+        for (const piece of splitChunk(index, bytes)) out.push({ kind: "send", peer, frame: encode(piece) });
+        this.upBytes += bytes.length;
+      }
+    }
+    this.pump(nb, out);
+    return out;
+  }
+
+  /** Number of neighbours being served now (upload slots in use). */
+  slotsInUse() {
+    let n = 0;
+    for (const nb of this.neighbours.values()) if (nb.serving !== null || nb.uploads.length > 0) n += 1;
+    return n;
+  }
+
+  // ---- time ------------------------------------------------------------------
+
+  /**
+   * Periodic work: tracker and neighbour announcements, wants, connection
+   * timeouts, slot and stats reports, keepalive. `totals` are the player's
+   * cumulative counters: {httpBytes, peerBytes, stalls}.
+   */
+  tick(now, totals = {}) {
+    const out = [];
+    const st = this.settings;
+    for (const [id, nb] of [...this.neighbours]) {
+      if (!nb.ranges && now - nb.since > st.connectTimeout) this.closeNeighbour(id, out, now, { cool: true });
+    }
+    if (this.want.outstanding && now - this.want.sentAt > st.wantTimeout) this.want.outstanding = false;
+    const s = this.session;
+    if (s && s.wireDirty) {
+      s.wireDirty = false;
+      const frame = this.haveFrame();
+      for (const nb of this.neighbours.values()) if (nb.state === "open") out.push({ kind: "send", peer: nb.id, frame });
+    }
+    if (this.connected) {
+      this.flushTracker(out, now);
+      this.maybeWant(out, now);
+      const inUse = this.slotsInUse();
+      if (inUse !== this.slots.reported && (now - this.slots.at >= st.slotsGap || inUse >= this.uploadSlots)) {
+        this.slots.reported = inUse;
+        this.slots.at = now;
+        this.sendControl(out, { type: "slots", in_use: inUse }, now);
+      }
+      this.maybeStats(out, now, totals);
+      if (now - this.lastSentAt >= st.keepalive) this.sendControl(out, { type: "ping" }, now);
+    }
+    return out;
+  }
+
+  /**
+   * Until when (same clock) the scheduler may hold back server requests for
+   * chunks it could get from peers: -Infinity when nothing is pending.
+   */
+  waitUntil(now) {
+    const s = this.session;
+    if (!s || this.missing().length === 0) return -Infinity;
+    const st = this.settings;
+    let until = -Infinity;
+    if (!s.answered) until = s.startedAt + st.startWait;
+    if (this.want.outstanding) until = Math.max(until, this.want.sentAt + st.wantGrace);
+    for (const nb of this.neighbours.values()) {
+      if (!nb.ranges) until = Math.max(until, nb.since + st.connectTimeout);
+    }
+    return until > now ? until : -Infinity;
+  }
+
+  /** A summary for the interface and for tests. */
+  info() {
+    return {
+      peerId: this.peerId,
+      connected: this.connected,
+      track: this.session?.track ?? null,
+      held: this.session ? this.session.held.size : 0,
+      neighbours: [...this.neighbours.values()].map((nb) => ({
+        id: nb.id,
+        role: nb.role,
+        state: nb.state,
+        have: nb.ranges ? nb.ranges.reduce((n, [a, b]) => n + b - a + 1, 0) : null,
+      })),
+      banned: [...this.banned],
+      upBytes: this.upBytes,
+      verifyFailures: this.verifyFailures,
+      slotsInUse: this.slotsInUse(),
+      uploadSlots: this.uploadSlots,
+    };
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  sendControl(out, msg, now) {
+    out.push({ kind: "control", msg });
+    this.lastSentAt = now;
+  }
+
+  newNeighbour(id, role, now) {
+    const nb = {
+      id,
+      role,
+      state: "connecting",
+      since: now,
+      openedAt: null,
+      ranges: null, // its last HAVE
+      pending: new Set(), // chunks we asked of it
+      cancelled: new Set(), // chunks we gave up whose pieces may still come
+      reassembler: new Reassembler(),
+      uploads: [], // chunks it asked of us, queued
+      serving: null, // the chunk being read for it
+      servingCancelled: false,
+    };
+    this.neighbours.set(id, nb);
+    return nb;
+  }
+
+  closeNeighbour(id, out, now, { cool }) {
+    const nb = this.neighbours.get(id);
+    if (!nb) return;
+    this.neighbours.delete(id);
+    if (nb.ranges) out.push({ kind: "peerGone", peer: id });
+    for (const index of nb.pending) out.push({ kind: "reject", peer: id, index, reason: "closed" });
+    out.push({ kind: "close", peer: id });
+    if (cool) this.cooldown.set(id, now + this.settings.retryCooldown);
+    // a place came free: look for another neighbour soon
+    this.want.nextAt = Math.min(this.want.nextAt, now + 1);
+  }
+
+  misbehaved(peer, now) {
+    const out = [];
+    this.banned.add(peer);
+    this.closeNeighbour(peer, out, now, { cool: false });
+    return out;
+  }
+
+  peerHaveEffect(nb) {
+    const limit = (this.session ? this.session.maxIndex + 1 : 0) + this.settings.liveSlack;
+    return { kind: "peerHave", peer: nb.id, have: expandRanges(nb.ranges, limit) };
+  }
+
+  haveFrame() {
+    const held = this.session ? [...this.session.held] : [];
+    return encode({ type: "have", ranges: toRanges(held).slice(0, this.settings.maxWireRanges) });
+  }
+
+  flushTracker(out, now) {
+    const s = this.session;
+    if (!s || !this.connected) return;
+    const complete = this.holdsAll();
+    const base = { type: "have", track: s.track, rendition: s.rendition };
+    if (s.fullHave) {
+      s.fullHave = false;
+      s.added.clear();
+      s.announcedComplete = complete;
+      // an empty holding is worth announcing only to replace an older one
+      this.sendControl(out, { ...base, ranges: toRanges([...s.held]).slice(0, this.settings.maxTrackerRanges), complete, replace: true }, now);
+    } else if (s.added.size > 0 || (complete && !s.announcedComplete)) {
+      const ranges = toRanges([...s.added]).slice(0, this.settings.maxTrackerRanges);
+      s.added.clear();
+      s.announcedComplete = complete;
+      this.sendControl(out, { ...base, ranges, complete }, now);
+    }
+  }
+
+  maybeWant(out, now) {
+    const s = this.session;
+    if (!s || !this.connected || this.want.outstanding || now < this.want.nextAt) return;
+    if (this.neighbours.size >= this.settings.maxNeighbours) return;
+    const missing = this.missing();
+    if (missing.length === 0) return;
+    this.want.outstanding = true;
+    this.want.sentAt = now;
+    this.want.nextAt = now + this.want.interval;
+    this.sendControl(out, { type: "want", track: s.track, rendition: s.rendition, chunks: missing.slice(0, this.settings.maxWant) }, now);
+  }
+
+  onPeers(msg, now, out) {
+    const s = this.session;
+    if (!s || msg.track !== s.track || msg.rendition !== s.rendition) return;
+    this.want.outstanding = false;
+    s.answered = true;
+    let dialled = 0;
+    for (const c of Array.isArray(msg.peers) ? msg.peers : []) {
+      const id = c && typeof c.peer_id === "string" ? c.peer_id : null;
+      if (!id || id === this.peerId || this.neighbours.has(id) || this.banned.has(id)) continue;
+      if ((this.cooldown.get(id) ?? -Infinity) > now) continue;
+      if (this.neighbours.size >= this.settings.maxNeighbours) break;
+      this.newNeighbour(id, "offerer", now);
+      out.push({ kind: "open", peer: id, role: "offerer" });
+      dialled += 1;
+    }
+    const st = this.settings;
+    this.want.interval = dialled > 0 ? st.wantInterval : Math.min(this.want.interval * 2, st.maxWantInterval);
+    this.want.nextAt = now + this.want.interval;
+  }
+
+  onSignal(from, data, now, out) {
+    const reject = () => this.sendControl(out, { type: "signal", to: from, data: { reject: "full" } }, now);
+    const nb = this.neighbours.get(from);
+    if (data.reject) {
+      if (nb && nb.role === "offerer" && nb.state === "connecting") this.closeNeighbour(from, out, now, { cool: true });
+      return;
+    }
+    const isOffer = data.sdp && typeof data.sdp === "object" && data.sdp.type === "offer";
+    if (!isOffer) {
+      if (nb) out.push({ kind: "rtc", peer: from, data });
+      return;
+    }
+    if (!this.session || this.banned.has(from)) {
+      if (!nb) reject();
+      return;
+    }
+    if (nb) {
+      if (nb.role === "offerer" && nb.state === "connecting" && this.peerId !== null && this.peerId < from) {
+        return; // glare: our offer stands, the other side answers it
+      }
+      this.closeNeighbour(from, out, now, { cool: false }); // glare lost, or a restart
+    } else if (this.neighbours.size >= this.settings.maxNeighbours) {
+      reject();
+      return;
+    }
+    this.newNeighbour(from, "answerer", now);
+    out.push({ kind: "open", peer: from, role: "answerer" });
+    out.push({ kind: "rtc", peer: from, data });
+  }
+
+  onRequest(nb, index, out, now) {
+    const s = this.session;
+    const choke = () => out.push({ kind: "send", peer: nb.id, frame: encode({ type: "choke", index }) });
+    if (!s || !s.held.has(index)) return choke();
+    if (nb.serving === index || nb.uploads.includes(index)) return; // asked twice: once is enough
+    const served = nb.serving !== null || nb.uploads.length > 0;
+    if (!served && this.slotsInUse() >= this.uploadSlots) return choke();
+    if (nb.uploads.length >= this.settings.maxQueued) return choke();
+    nb.uploads.push(index);
+    this.pump(nb, out);
+  }
+
+  pump(nb, out) {
+    if (nb.serving !== null || nb.uploads.length === 0) return;
+    nb.serving = nb.uploads.shift();
+    nb.servingCancelled = false;
+    out.push({ kind: "serve", peer: nb.id, index: nb.serving });
+  }
+
+  /** Report the counts not yet reported now, whatever the interval (the page goes away). */
+  flushStats(now, totals = {}) {
+    const out = [];
+    if (this.connected) this.maybeStats(out, now, totals, true);
+    return out;
+  }
+
+  maybeStats(out, now, totals, force = false) {
+    const due = now - this.stats.at >= this.statsInterval;
+    const urgent = this.urgentStats && now - this.stats.at >= this.settings.urgentStatsGap;
+    if (!due && !urgent && !force) return;
+    const clamp = (n) => Math.max(0, Math.min(MAX_REPORT, Math.floor(n)));
+    const cur = {
+      down: totals.peerBytes ?? 0,
+      up: this.upBytes,
+      http: totals.httpBytes ?? 0,
+      stalls: totals.stalls ?? 0,
+      failures: this.verifyFailures,
+    };
+    const delta = {};
+    for (const k of Object.keys(cur)) delta[k] = clamp(cur[k] - this.reported[k]);
+    const startup = this.pendingStartup;
+    const empty = Object.values(delta).every((v) => v === 0) && startup === null;
+    this.urgentStats = false;
+    if (empty) return; // nothing to say; the keepalive ping covers silence
+    this.stats.at = now;
+    for (const k of Object.keys(cur)) this.reported[k] += delta[k];
+    this.pendingStartup = null;
+    this.lastReport = { ...delta, startup };
+    this.sendControl(
+      out,
+      {
+        type: "stats",
+        p2p_down_bytes: delta.down,
+        p2p_up_bytes: delta.up,
+        http_down_bytes: delta.http,
+        stalls: delta.stalls,
+        startup_seconds: startup,
+        verify_failures: delta.failures,
+      },
+      now,
+    );
+  }
+}

@@ -1,0 +1,620 @@
+// The P2P I/O shell: the control WebSocket, one RTCPeerConnection and binary
+// DataChannel per neighbour, and the glue between the pure P2PCore (p2p.js)
+// and the player (player.js). No policy lives here: every decision is the
+// core's; this module only turns its effects into socket calls and socket
+// events back into core events.
+//
+//   const agent = new P2PAgent(playerCore, { url: controlUrl(trackUrl) });
+//
+// The agent sets itself as `playerCore.peers` (the player's peer interface:
+// `fetch(peerId, index, {signal}) -> Promise<ArrayBuffer>`), listens to the
+// player's events (session, chunk, manifest, badchunk, startup, unload), tells
+// the player's scheduler about neighbours (`setPeer`, `removePeer`) and how
+// long peers are worth waiting for (`setPeerWait`), and serves chunks from
+// memory or from the player's IndexedDB cache.
+
+import { P2PCore } from "./p2p.js";
+import { channelLabel } from "./protocol.js";
+
+const clock = () => performance.now() / 1000;
+
+// DataChannel flow control: stop queueing into the SCTP buffer above HIGH,
+// resume when the browser says it fell under LOW.
+const BUFFER_HIGH = 1024 * 1024;
+const BUFFER_LOW = 256 * 1024;
+
+/** Whether this browser and page can take part: WebRTC, WebSocket and WebCrypto (secure context). */
+export function p2pSupported() {
+  return (
+    typeof RTCPeerConnection === "function" &&
+    typeof WebSocket === "function" &&
+    Boolean(globalThis.crypto?.subtle) &&
+    globalThis.isSecureContext !== false
+  );
+}
+
+function abortError() {
+  return new DOMException("the request was aborted", "AbortError");
+}
+
+/** The control WebSocket, reconnecting with exponential back-off (1 s .. 30 s, jittered). */
+export class ControlSocket {
+  constructor(url, { onOpen = () => {}, onMessage = () => {}, onClose = () => {}, WebSocketImpl = null, minDelay = 1, maxDelay = 30 } = {}) {
+    this.url = url;
+    this.onOpen = onOpen;
+    this.onMessage = onMessage;
+    this.onClose = onClose;
+    this.WS = WebSocketImpl ?? globalThis.WebSocket;
+    this.minDelay = minDelay;
+    this.maxDelay = maxDelay;
+    this.delay = minDelay;
+    this.ws = null;
+    this.timer = null;
+    this.stopped = true;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  connect() {
+    if (this.stopped) return;
+    let ws;
+    try {
+      ws = new this.WS(this.url);
+    } catch {
+      this.retry();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      this.delay = this.minDelay;
+      this.onOpen();
+    };
+    ws.onmessage = (e) => {
+      if (this.ws !== ws || typeof e.data !== "string") return;
+      let msg;
+      try {
+        msg = JSON.parse(e.data);
+      } catch {
+        return;
+      }
+      this.onMessage(msg);
+    };
+    ws.onerror = () => {}; // a close event follows
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.onClose();
+      this.retry();
+    };
+  }
+
+  retry() {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    const wait = this.delay * (0.75 + Math.random() * 0.5);
+    this.delay = Math.min(this.delay * 2, this.maxDelay);
+    this.timer = setTimeout(() => this.connect(), wait * 1000);
+  }
+
+  get open() {
+    return this.ws?.readyState === 1;
+  }
+
+  /** Send one message (an object, as JSON); false when the socket is not open. */
+  send(msg) {
+    if (!this.open) return false;
+    try {
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      try {
+        ws.close(1000);
+      } catch {
+        /* already closing */
+      }
+    }
+  }
+}
+
+/**
+ * One neighbour: an RTCPeerConnection with one ordered binary DataChannel.
+ * The offerer creates the channel and the offer; the answerer takes the
+ * channel the offer brings, if its label is the expected one.
+ */
+export class PeerLink {
+  constructor({ role, iceServers = [], label, onSignal, onOpen, onFrame, onClose, RTCPeerConnectionImpl = null }) {
+    this.label = label;
+    this.onSignal = onSignal;
+    this.onOpen = onOpen;
+    this.onFrame = onFrame;
+    this.onClose = onClose;
+    this.closed = false;
+    this.dc = null;
+    this.queue = [];
+    this.remoteSet = false;
+    this.candidates = [];
+    this.chain = Promise.resolve(); // signaling steps, in order
+    const RTC = RTCPeerConnectionImpl ?? globalThis.RTCPeerConnection;
+    const pc = new RTC({ iceServers });
+    this.pc = pc;
+    pc.onicecandidate = (e) => {
+      if (e.candidate && !this.closed) this.onSignal({ candidate: e.candidate.toJSON() });
+    };
+    pc.onconnectionstatechange = () => {
+      // "disconnected": ICE consent checks went unanswered for seconds (a page
+      // killed without closing its connections). It may recover, but a
+      // neighbour that went quiet is not worth waiting for: the scheduler
+      // gets its chunks elsewhere, and the tracker can find another one.
+      const state = pc.connectionState;
+      if (state === "failed" || state === "closed" || state === "disconnected") this.fail();
+    };
+    if (role === "offerer") {
+      this.attach(pc.createDataChannel(label, { ordered: true }));
+      this.step(async () => {
+        await pc.setLocalDescription(await pc.createOffer());
+        this.onSignal({ sdp: pc.localDescription.toJSON() });
+      }, true);
+    } else {
+      pc.ondatachannel = (e) => {
+        if (this.dc || e.channel.label !== this.label) {
+          e.channel.close();
+          if (!this.dc) this.fail();
+          return;
+        }
+        this.attach(e.channel);
+      };
+    }
+  }
+
+  attach(dc) {
+    this.dc = dc;
+    dc.binaryType = "arraybuffer";
+    dc.bufferedAmountLowThreshold = BUFFER_LOW;
+    dc.onopen = () => {
+      if (!this.closed) this.onOpen();
+      this.flush();
+    };
+    dc.onmessage = (e) => {
+      if (this.closed) return;
+      // text frames are not part of the protocol: an empty frame fails decoding
+      this.onFrame(e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : new Uint8Array(0));
+    };
+    dc.onbufferedamountlow = () => this.flush();
+    dc.onclose = () => this.fail();
+  }
+
+  /** Run a signaling step after the previous ones; a failure of a vital step closes the link. */
+  step(fn, vital = false) {
+    this.chain = this.chain.then(async () => {
+      if (this.closed) return;
+      try {
+        await fn();
+      } catch {
+        if (vital) this.fail();
+      }
+    });
+    return this.chain;
+  }
+
+  /** Apply signaling data from the other side: `{sdp}` or `{candidate}`. */
+  signal(data) {
+    const pc = this.pc;
+    if (data.sdp && typeof data.sdp === "object" && typeof data.sdp.type === "string") {
+      const offer = data.sdp.type === "offer";
+      return this.step(async () => {
+        await pc.setRemoteDescription({ type: data.sdp.type, sdp: String(data.sdp.sdp ?? "") });
+        this.remoteSet = true;
+        for (const c of this.candidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+        if (offer) {
+          await pc.setLocalDescription(await pc.createAnswer());
+          this.onSignal({ sdp: pc.localDescription.toJSON() });
+        }
+      }, offer);
+    }
+    if (data.candidate && typeof data.candidate === "object") {
+      return this.step(async () => {
+        if (this.remoteSet) await pc.addIceCandidate(data.candidate);
+        else if (this.candidates.length < 64) this.candidates.push(data.candidate);
+      });
+    }
+    return this.chain;
+  }
+
+  /** Queue one frame; frames leave in order, as fast as the channel drains. */
+  send(frame) {
+    if (this.closed) return;
+    this.queue.push(frame);
+    this.flush();
+  }
+
+  flush() {
+    const dc = this.dc;
+    if (this.closed || !dc || dc.readyState !== "open") return;
+    try {
+      while (this.queue.length > 0 && dc.bufferedAmount < BUFFER_HIGH) dc.send(this.queue.shift());
+    } catch {
+      this.fail();
+    }
+  }
+
+  fail() {
+    if (this.closed) return;
+    this.close();
+    this.onClose();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    try {
+      this.dc?.close();
+    } catch {
+      /* already closed */
+    }
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
+/** Chunks of the current session kept in memory for seeding, oldest dropped first. */
+class ChunkStore {
+  constructor(maxBytes) {
+    this.maxBytes = maxBytes;
+    this.map = new Map();
+    this.bytes = 0;
+  }
+  get(index) {
+    return this.map.get(index) ?? null;
+  }
+  has(index) {
+    return this.map.has(index);
+  }
+  /** Keep `data`; returns the indices dropped to make room. */
+  put(index, data) {
+    if (this.map.has(index)) return [];
+    this.map.set(index, data);
+    this.bytes += data.byteLength;
+    const dropped = [];
+    for (const [i, d] of this.map) {
+      if (this.bytes <= this.maxBytes) break;
+      this.map.delete(i);
+      this.bytes -= d.byteLength;
+      dropped.push(i);
+    }
+    return dropped;
+  }
+  clear() {
+    this.map.clear();
+    this.bytes = 0;
+  }
+}
+
+const PLAYER_EVENTS = ["session", "chunk", "manifest", "badchunk", "startup", "unload"];
+
+/** The P2P side of one player: control socket, neighbours, seeding, stats. */
+export class P2PAgent {
+  /**
+   * @param {import("./player.js").PlayerCore} player
+   * @param {object} options
+   *   url: the control socket's URL (ws(s)://gateway/v1/ws; see controlUrl in p2p.js)
+   *   settings: P2PCore settings (corrupt: TEST ONLY, a bad seeder)
+   *   tickSeconds: how often the core's periodic work runs
+   *   maxStoreBytes: chunk bytes kept in memory for seeding (beyond: the IndexedDB cache)
+   */
+  constructor(player, { url, settings = {}, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, WebSocketImpl = null, RTCPeerConnectionImpl = null } = {}) {
+    this.player = player;
+    this.url = url;
+    this.core = new P2PCore(settings);
+    this.RTC = RTCPeerConnectionImpl;
+    this.links = new Map(); // peer id -> PeerLink
+    this.waiters = new Map(); // "peer/index" -> {resolve, reject}
+    this.store = new ChunkStore(maxStoreBytes);
+    this.session = null; // {trackId, rendition, label}
+    this.lastWait = -Infinity;
+    this.destroyed = false;
+    this.socket = new ControlSocket(url, {
+      WebSocketImpl,
+      onMessage: (msg) => {
+        this.apply(this.core.onControl(msg, clock()));
+        this.updateWait();
+      },
+      onClose: () => this.apply(this.core.controlClosed()),
+    });
+    this.handlers = {};
+    for (const name of PLAYER_EVENTS) {
+      this.handlers[name] = (e) => this.onPlayer(name, e.detail ?? {});
+      player.addEventListener(name, this.handlers[name]);
+    }
+    this.onPageHide = () => this.leave();
+    globalThis.addEventListener?.("pagehide", this.onPageHide);
+    player.peers = this;
+    this.timer = setInterval(() => this.tick(), tickSeconds * 1000);
+    // The control socket opens with the first session: a page whose track
+    // cannot be loaded (a refused origin, a wrong URL) never knocks on it.
+    this.socketStarted = false;
+    if (player.scheduler && player.manifest) {
+      this.onPlayer("session", { trackId: player.session?.trackId, manifest: player.manifest });
+    }
+  }
+
+  // ---- the player's peer interface ----------------------------------------------
+
+  /** Chunk `index` from neighbour `peerId`, unverified (the player checks its SHA-256). */
+  fetch(peerId, index, { signal } = {}) {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortError());
+        return;
+      }
+      const effects = this.core.request(peerId, index, clock());
+      if (!effects) {
+        reject(new Error(`peer ${peerId} cannot take a request for chunk ${index} now`));
+        return;
+      }
+      const key = `${peerId}/${index}`;
+      const onAbort = () => {
+        if (this.waiters.get(key) !== waiter) return;
+        this.waiters.delete(key);
+        this.apply(this.core.cancel(peerId, index));
+        reject(abortError());
+      };
+      const waiter = {
+        resolve: (data) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(data);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      this.waiters.set(key, waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.apply(effects);
+    });
+  }
+
+  /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */
+  info() {
+    return { ...this.core.info(), stored: this.store.map.size };
+  }
+
+  destroy() {
+    if (this.destroyed) return;
+    this.apply(this.core.stopSession(clock()));
+    this.flushStats();
+    this.destroyed = true;
+    clearInterval(this.timer);
+    this.socket.close();
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    for (const w of this.waiters.values()) w.reject(new Error("p2p stopped"));
+    this.waiters.clear();
+    for (const name of PLAYER_EVENTS) this.player.removeEventListener(name, this.handlers[name]);
+    globalThis.removeEventListener?.("pagehide", this.onPageHide);
+    if (this.player.peers === this) this.player.peers = null;
+    this.player.scheduler?.setPeerWait?.(-Infinity);
+  }
+
+  // ---- player events --------------------------------------------------------------
+
+  onPlayer(name, detail) {
+    if (this.destroyed) return;
+    const now = clock();
+    const cache = this.player.cache;
+    switch (name) {
+      case "session": {
+        const manifest = detail.manifest;
+        const trackId = detail.trackId;
+        if (!manifest || !trackId) return;
+        const rendition = manifest.rendition;
+        if (this.session?.trackId !== trackId || this.session?.rendition !== rendition) this.store.clear();
+        this.session = { trackId, rendition, label: channelLabel(trackId, rendition) };
+        const held = new Set(cache ? cache.indices(trackId, rendition) : []);
+        for (const i of this.store.map.keys()) held.add(i);
+        if (!this.socketStarted) {
+          this.socketStarted = true;
+          this.socket.start();
+        }
+        this.apply(
+          this.core.startSession(
+            { track: trackId, rendition, chunks: manifest.chunks.map((c) => c.index), complete: manifest.complete, held: [...held] },
+            now,
+          ),
+        );
+        this.updateWait();
+        break;
+      }
+      case "chunk": {
+        if (!this.session || !Number.isInteger(detail.index)) return;
+        if (detail.data) {
+          for (const i of this.store.put(detail.index, detail.data)) {
+            if (!cache?.has(this.session.trackId, this.session.rendition, i)) this.apply(this.core.chunkDropped(i));
+          }
+        }
+        this.apply(this.core.chunkAdded(detail.index, now));
+        break;
+      }
+      case "manifest":
+        if (detail.manifest && this.session && detail.manifest.rendition === this.session.rendition) {
+          this.apply(this.core.updateManifest({ chunks: detail.manifest.chunks.map((c) => c.index), complete: detail.manifest.complete }, now));
+        }
+        break;
+      case "badchunk":
+        if (typeof detail.peer === "string") this.apply(this.core.verifyFailed(detail.peer, now));
+        break;
+      case "startup":
+        this.core.noteStartup(detail.seconds);
+        break;
+      case "unload":
+        this.apply(this.core.stopSession(now));
+        this.session = null;
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ---- effects --------------------------------------------------------------------
+
+  apply(effects) {
+    if (this.destroyed || !effects) return;
+    for (const e of effects) {
+      switch (e.kind) {
+        case "control":
+          this.socket.send(e.msg);
+          break;
+        case "open":
+          this.openLink(e.peer, e.role);
+          break;
+        case "rtc":
+          this.links.get(e.peer)?.signal(e.data);
+          break;
+        case "send":
+          this.links.get(e.peer)?.send(e.frame);
+          break;
+        case "close": {
+          const link = this.links.get(e.peer);
+          this.links.delete(e.peer);
+          link?.close();
+          break;
+        }
+        case "serve":
+          this.serve(e.peer, e.index);
+          break;
+        case "deliver":
+          this.settle(e.peer, e.index, (w) => w.resolve(e.data.buffer));
+          break;
+        case "reject":
+          this.settle(e.peer, e.index, (w) => w.reject(new Error(`peer ${e.peer}: ${e.reason}`)));
+          break;
+        case "peerHave":
+          this.player.scheduler?.setPeer(e.peer, { have: e.have, slots: this.core.settings.requestSlots });
+          this.player.kick?.();
+          break;
+        case "peerGone":
+          this.player.scheduler?.removePeer(e.peer);
+          this.player.kick?.();
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  settle(peer, index, fn) {
+    const key = `${peer}/${index}`;
+    const w = this.waiters.get(key);
+    if (!w) return;
+    this.waiters.delete(key);
+    fn(w);
+  }
+
+  openLink(peer, role) {
+    const label = this.session?.label;
+    if (!label) return;
+    this.links.get(peer)?.close();
+    let link;
+    try {
+      link = new PeerLink({
+        role,
+        label,
+        iceServers: this.core.iceServers,
+        RTCPeerConnectionImpl: this.RTC,
+        onSignal: (data) => {
+          if (this.links.get(peer) === link) this.socket.send({ type: "signal", to: peer, data });
+        },
+        onOpen: () => {
+          if (this.links.get(peer) === link) this.apply(this.core.channelOpen(peer, clock()));
+        },
+        onFrame: (bytes) => {
+          if (this.links.get(peer) === link) this.apply(this.core.onFrame(peer, bytes, clock()));
+        },
+        onClose: () => {
+          if (this.links.get(peer) !== link) return;
+          this.links.delete(peer);
+          this.apply(this.core.channelClosed(peer, clock()));
+        },
+      });
+    } catch {
+      this.apply(this.core.channelClosed(peer, clock()));
+      return;
+    }
+    this.links.set(peer, link);
+  }
+
+  async serve(peer, index) {
+    const s = this.session;
+    let data = this.store.get(index);
+    if (!data && s && this.player.cache) {
+      try {
+        data = await this.player.cache.get(s.trackId, s.rendition, index);
+      } catch {
+        data = null;
+      }
+    }
+    if (this.destroyed) return;
+    this.apply(this.core.served(peer, index, data ? new Uint8Array(data) : null, clock()));
+  }
+
+  // ---- time -----------------------------------------------------------------------
+
+  totals() {
+    const st = this.player.stats ?? {};
+    return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0 };
+  }
+
+  tick() {
+    if (this.destroyed) return;
+    this.apply(this.core.tick(clock(), this.totals()));
+    this.updateWait();
+  }
+
+  /** Tell the scheduler how long to wait for peers; wake the player when that ends. */
+  updateWait() {
+    const now = clock();
+    const until = this.core.waitUntil(now);
+    this.player.scheduler?.setPeerWait?.(until);
+    if (this.lastWait > now && until <= now) this.player.kick?.();
+    this.lastWait = until;
+  }
+
+  /**
+   * The page is going away: report what is not reported yet and close every
+   * connection now, so that neighbours see their channels close at once
+   * rather than after ICE consent checks time out.
+   */
+  leave() {
+    if (this.destroyed) return;
+    this.flushStats();
+    for (const [peer, link] of [...this.links]) {
+      this.links.delete(peer);
+      link.close();
+      this.apply(this.core.channelClosed(peer, clock()));
+    }
+  }
+
+  /** Report the counts not yet reported, now (the page is going away). */
+  flushStats() {
+    if (this.destroyed) return;
+    this.apply(this.core.flushStats(clock(), this.totals()));
+  }
+}

@@ -1,0 +1,282 @@
+// The P2P I/O shell (client/transport.js) over fake WebSocket and
+// RTCPeerConnection objects: the effects of the core reach the right sockets,
+// and socket events reach the core and the player. node --test tests/js/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { decode, encode, splitChunk, channelLabel } from "../../client/protocol.js";
+import { Scheduler } from "../../client/scheduler.js";
+import { ControlSocket, P2PAgent } from "../../client/transport.js";
+
+const flush = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+class FakeWS {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    FakeWS.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  // test side
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  receive(msg) {
+    this.onmessage?.({ data: JSON.stringify(msg) });
+  }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.({ code: 1006 });
+  }
+  take(type) {
+    const out = this.sent.filter((m) => !type || m.type === type);
+    this.sent = this.sent.filter((m) => type && m.type !== type);
+    return out;
+  }
+}
+
+class FakeDC {
+  constructor(label) {
+    this.label = label;
+    this.readyState = "connecting";
+    this.bufferedAmount = 0;
+    this.sent = [];
+  }
+  send(frame) {
+    this.sent.push(decode(frame));
+  }
+  close() {
+    this.readyState = "closed";
+  }
+  open() {
+    this.readyState = "open";
+    this.onopen?.();
+  }
+  receive(msg) {
+    const bytes = encode(msg);
+    this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  }
+}
+
+class FakeRTC {
+  static all = [];
+  constructor(config) {
+    this.config = config;
+    this.connectionState = "new";
+    this.localDescription = null;
+    this.remote = null;
+    this.candidates = [];
+    FakeRTC.all.push(this);
+  }
+  createDataChannel(label) {
+    this.dc = new FakeDC(label);
+    return this.dc;
+  }
+  async createOffer() {
+    return { type: "offer", sdp: "offer-sdp" };
+  }
+  async createAnswer() {
+    return { type: "answer", sdp: "answer-sdp" };
+  }
+  async setLocalDescription(d) {
+    this.localDescription = { ...d, toJSON: () => ({ type: d.type, sdp: d.sdp }) };
+  }
+  async setRemoteDescription(d) {
+    this.remote = d;
+  }
+  async addIceCandidate(c) {
+    this.candidates.push(c);
+  }
+  close() {
+    this.connectionState = "closed";
+  }
+}
+
+class FakePlayer extends EventTarget {
+  constructor() {
+    super();
+    this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, stalls: 0 };
+    this.scheduler = null;
+    this.manifest = null;
+    this.cache = null;
+    this.peers = null;
+    this.kicks = 0;
+  }
+  kick() {
+    this.kicks += 1;
+  }
+  start(n = 10) {
+    const chunks = [...Array(n).keys()].map((index) => ({ index, start: index * 2, duration: 2, sha256: "x" }));
+    this.manifest = { id: "trk", rendition: "r1", complete: true, chunks };
+    this.scheduler = new Scheduler();
+    this.scheduler.setManifest(this.manifest);
+    this.dispatchEvent(new CustomEvent("session", { detail: { trackId: "trk", manifest: this.manifest } }));
+  }
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+function agentWithSeeder() {
+  FakeWS.all = [];
+  FakeRTC.all = [];
+  const player = new FakePlayer();
+  const agent = new P2PAgent(player, { url: "ws://gw/v1/ws", tickSeconds: 3600, WebSocketImpl: FakeWS, RTCPeerConnectionImpl: FakeRTC });
+  return { player, agent };
+}
+
+test("the agent plugs into the player, opens the socket with the first session, announces and asks", async () => {
+  const { player, agent } = agentWithSeeder();
+  assert.equal(player.peers, agent);
+  assert.equal(FakeWS.all.length, 0, "no socket before a track is loaded");
+  player.start(4);
+  assert.equal(FakeWS.all.length, 1);
+  const ws = FakeWS.all[0];
+  assert.equal(ws.url, "ws://gw/v1/ws");
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [{ urls: "stun:x" }], limits: { upload_slots: 4 } });
+  assert.deepEqual(ws.take().map((m) => m.type), ["have", "want"]);
+  // the scheduler was told to wait for the answer
+  assert.ok(player.scheduler.peerWaitUntil > performance.now() / 1000);
+  ws.receive({ type: "peers", track: "trk", rendition: "r1", peers: [] });
+  assert.equal(player.scheduler.peerWaitUntil, -Infinity);
+  assert.ok(player.kicks >= 1, "the player is woken when the wait ends");
+  agent.destroy();
+  assert.equal(player.peers, null);
+});
+
+test("dial, signal, open, fetch a chunk, cancel one, ban on a bad chunk", async () => {
+  const { player, agent } = agentWithSeeder();
+  player.start(10);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [{ urls: "stun:x" }], limits: {} });
+  ws.take();
+  ws.receive({ type: "peers", track: "trk", rendition: "r1", peers: [{ peer_id: "s", chunks: [5], complete: true }] });
+  assert.equal(FakeRTC.all.length, 1);
+  const pc = FakeRTC.all[0];
+  assert.deepEqual(pc.config, { iceServers: [{ urls: "stun:x" }] });
+  assert.equal(pc.dc.label, channelLabel("trk", "r1"));
+  await flush();
+  assert.deepEqual(ws.take("signal"), [{ type: "signal", to: "s", data: { sdp: { type: "offer", sdp: "offer-sdp" } } }]);
+  // a candidate before the answer waits for it
+  ws.receive({ type: "signal", from: "s", data: { candidate: { candidate: "c1", sdpMid: "0" } } });
+  ws.receive({ type: "signal", from: "s", data: { sdp: { type: "answer", sdp: "answer-sdp" } } });
+  await flush();
+  assert.deepEqual(pc.remote, { type: "answer", sdp: "answer-sdp" });
+  assert.deepEqual(pc.candidates, [{ candidate: "c1", sdpMid: "0" }]);
+  // the channel opens: HAVE both ways; the scheduler learns the seeder's chunks
+  pc.dc.open();
+  assert.deepEqual(pc.dc.sent, [{ type: "have", ranges: [] }]);
+  pc.dc.receive({ type: "have", ranges: [[0, 9]] });
+  assert.deepEqual([...player.scheduler.peers.get("s").have].length, 10);
+
+  // fetch: REQUEST out, PIECEs in, the chunk's bytes back as an ArrayBuffer
+  pc.dc.sent = [];
+  const chunk = new Uint8Array(20000).map((_, i) => i & 0xff);
+  const got = agent.fetch("s", 5);
+  assert.deepEqual(pc.dc.sent, [{ type: "request", index: 5 }]);
+  for (const piece of splitChunk(5, chunk)) pc.dc.receive(piece);
+  const data = await got;
+  assert.ok(data instanceof ArrayBuffer);
+  assert.deepEqual(new Uint8Array(data), chunk);
+
+  // abort: CANCEL out, AbortError back
+  const controller = new AbortController();
+  const aborted = agent.fetch("s", 6, { signal: controller.signal });
+  controller.abort();
+  await assert.rejects(aborted, { name: "AbortError" });
+  assert.deepEqual(pc.dc.sent.at(-1), { type: "cancel", index: 6 });
+
+  // a chunk that failed its hash: the peer is closed, forgotten by the scheduler, banned
+  const pending = agent.fetch("s", 7);
+  player.emit("badchunk", { index: 5, peer: "s" });
+  await assert.rejects(pending, /closed/);
+  assert.equal(pc.connectionState, "closed");
+  assert.equal(player.scheduler.peers.has("s"), false);
+  assert.deepEqual(agent.info().banned, ["s"]);
+  await assert.rejects(agent.fetch("s", 8), /cannot take a request/);
+  agent.destroy();
+});
+
+test("answer an offer; the channel with another label is refused", async () => {
+  const { player, agent } = agentWithSeeder();
+  player.start(4);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  ws.take();
+  ws.receive({ type: "signal", from: "l", data: { sdp: { type: "offer", sdp: "o" } } });
+  await flush();
+  const pc = FakeRTC.all[0];
+  assert.deepEqual(pc.remote, { type: "offer", sdp: "o" });
+  assert.deepEqual(ws.take("signal"), [{ type: "signal", to: "l", data: { sdp: { type: "answer", sdp: "answer-sdp" } } }]);
+  const wrong = new FakeDC("ztream/1/other/r1");
+  pc.ondatachannel({ channel: wrong });
+  assert.equal(wrong.readyState, "closed");
+  assert.equal(pc.connectionState, "closed");
+  assert.equal(agent.info().neighbours.length, 0);
+  agent.destroy();
+});
+
+test("serving: a request is answered from the chunks the player obtained", async () => {
+  const { player, agent } = agentWithSeeder();
+  player.start(4);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  ws.take();
+  const bytes = new Uint8Array(3000).fill(9);
+  player.emit("chunk", { index: 2, source: "server", peer: null, bytes: 3000, data: bytes.buffer });
+  agent.tick();
+  assert.deepEqual(ws.take("have"), [{ type: "have", track: "trk", rendition: "r1", ranges: [[2, 2]], complete: false }]);
+  ws.receive({ type: "signal", from: "l", data: { sdp: { type: "offer", sdp: "o" } } });
+  await flush();
+  const pc = FakeRTC.all[0];
+  const dc = new FakeDC(channelLabel("trk", "r1"));
+  pc.ondatachannel({ channel: dc });
+  dc.open();
+  assert.deepEqual(dc.sent, [{ type: "have", ranges: [[2, 2]] }]);
+  dc.receive({ type: "have", ranges: [] });
+  dc.receive({ type: "request", index: 2 });
+  await flush();
+  const pieces = dc.sent.filter((f) => f.type === "piece");
+  assert.equal(pieces.length, 1);
+  assert.deepEqual(pieces[0].data, bytes);
+  dc.receive({ type: "request", index: 3 });
+  await flush();
+  assert.deepEqual(dc.sent.at(-1), { type: "choke", index: 3 });
+  // stats carry the bytes sent
+  player.stats.httpBytes = 3000;
+  agent.tick();
+  const [stats] = ws.take("stats");
+  assert.equal(stats.p2p_up_bytes, 3000);
+  assert.equal(stats.http_down_bytes, 3000);
+  agent.destroy();
+});
+
+test("ControlSocket reconnects with back-off after a drop", async () => {
+  FakeWS.all = [];
+  let opened = 0;
+  const socket = new ControlSocket("ws://gw/v1/ws", { WebSocketImpl: FakeWS, minDelay: 0.001, maxDelay: 0.004, onOpen: () => (opened += 1) });
+  socket.start();
+  FakeWS.all[0].open();
+  assert.equal(opened, 1);
+  assert.equal(socket.send({ type: "ping" }), true);
+  FakeWS.all[0].drop();
+  assert.equal(socket.send({ type: "ping" }), false);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(FakeWS.all.length, 2);
+  socket.close();
+  FakeWS.all[1].drop();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(FakeWS.all.length, 2, "no reconnect once closed");
+});
