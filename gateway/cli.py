@@ -1,4 +1,4 @@
-"""The ``ztream`` command: serve, bench."""
+"""The ``ztream`` command: serve, peer, bench."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"ztream: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    from .admin import handle_sighup
     from .app import create_app
 
-    app = create_app(config)
+    app = create_app(config, config_path=args.config)
+    handle_sighup(app)  # SIGHUP re-reads the config file (and its admin overlay)
     url = config.public_url
     print(f"ztream: serving on http://{config.server.host}:{config.server.port} -> open {url}/", flush=True)
     web.run_app(
@@ -41,9 +43,19 @@ def _serve(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "transcode":
         from bench.transcode import main as bench_main
+    elif args.what == "swarm":
+        from bench.swarm import main as bench_main
+    elif args.what == "ws":
+        from bench.ws import main as bench_main
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(2)
     return int(bench_main(args.rest) or 0)
+
+
+def _peer(args: argparse.Namespace) -> int:
+    from peer.cli import run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", help="TOML file (default: built-in defaults and a demo library)")
     serve.set_defaults(func=_serve)
+    from peer.cli import add_arguments as peer_arguments
+
+    peer = sub.add_parser("peer", help="a headless peer (aiortc) that plays a track and seeds it")
+    peer_arguments(peer)
+    peer.set_defaults(func=_peer)
     bench = sub.add_parser("bench", help="benchmarks that print figures against a same-run baseline")
-    bench.add_argument("what", choices=["transcode"])
+    bench.add_argument("what", choices=["transcode", "swarm", "ws"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)
