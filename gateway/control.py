@@ -90,8 +90,8 @@ Policing
   such as ``/embed/{id}``). Anything else: 403 ``origin_forbidden``, no
   upgrade. (Browsers cannot forge ``Origin``; other clients can, which is why
   nothing here trusts a peer beyond its own connection.)
-- Heartbeats: aiohttp pings every ``HEARTBEAT`` seconds and closes a peer that
-  does not answer.
+- Heartbeats: aiohttp pings every ``HEARTBEAT`` to 1.5 x ``HEARTBEAT`` seconds
+  (jittered per socket) and closes a peer that does not answer.
 
 Stats accepted add ``p2p_down_bytes`` to ``ztream_peer_bytes_total``,
 ``stalls`` to ``ztream_playback_stalls_total``, ``verify_failures`` to
