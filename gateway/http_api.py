@@ -52,7 +52,7 @@ def cors_headers(request: web.Request) -> dict[str, str]:
     return {
         "Vary": "Origin",
         "Access-Control-Allow-Origin": allow,
-        "Access-Control-Expose-Headers": "ETag, Content-Length, X-Ztream-Complete",
+        "Access-Control-Expose-Headers": "ETag, Content-Length, X-Ztream-Complete, Retry-After",
     }
 
 

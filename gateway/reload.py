@@ -53,7 +53,7 @@ from .metrics import Metrics
 from .sources.base import Source
 from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
-from .sources.soundcloud import SoundCloudSource
+from .sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from .sources.url import UrlSource
 from .tracks import TrackRegistry
 from .transcoder import Transcoder
@@ -116,7 +116,8 @@ class SourceSet:
 
     def fetch_order(self) -> list[Any]:
         """For ``app[FETCH_SOURCES]``: SoundCloud before the catch-all URL source."""
-        return [self.soundcloud, self.url] if self.soundcloud is not None else [self.url]
+        first = self.soundcloud if self.soundcloud is not None else SoundCloudDisabled()
+        return [first, self.url]
 
 
 def local_dirs(config: Config, demo_dir: Path | None) -> list[str]:

@@ -27,7 +27,8 @@ from gateway.admin import Attempts, dump_toml, sources_view
 from gateway.app import create_app
 from gateway.appkeys import FETCH_SOURCES, LIVE_CONFIG, LOCAL_SOURCE, STORE, TRANSCODER
 from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
-from gateway.sources.soundcloud import SoundCloudSource
+from gateway.sources.soundcloud import SoundCloudDisabled, SoundCloudSource
+from gateway.sources.url import UrlSource
 from gateway.tracks import track_id_for
 
 from .conftest import ROOT, ZTREAM, base_config, make_audio, to_toml
@@ -332,7 +333,8 @@ async def test_local_dirs_and_soundcloud_apply_live(make_gateway: Any, tmp_path:
     assert isinstance(gw.app[TRANSCODER].sources["soundcloud"], SoundCloudSource)
     status, _ = await gw.admin("PUT", "/v1/admin/sources", {"soundcloud": {"client_id": ""}})
     assert status == 200 and "soundcloud" not in gw.app[TRANSCODER].sources
-    assert len(gw.app[FETCH_SOURCES]) == 1
+    # Back to the stand-in that refuses SoundCloud URLs instead of fetching pages.
+    assert [type(s) for s in gw.app[FETCH_SOURCES]] == [SoundCloudDisabled, UrlSource]
 
 
 # -- reloads -------------------------------------------------------------------------------

@@ -184,6 +184,16 @@ async def test_post_bad_bodies(make_gateway: Any, body: bytes) -> None:
     assert (await r.json())["error"] in {"bad_json", "bad_request", "bad_url"}
 
 
+@pytest.mark.parametrize(
+    "url", ["https://soundcloud.com/artist/track", "https://on.soundcloud.com/abc", "soundcloud:tracks:123"]
+)
+async def test_soundcloud_urls_need_soundcloud_configured(make_gateway: Any, url: str) -> None:
+    """Without credentials a SoundCloud URL is refused, never fetched as a web page."""
+    client = await make_gateway()
+    r = await post_url(client, url)
+    assert r.status == 403 and (await r.json())["error"] == "soundcloud_disabled"
+
+
 async def test_cors_follows_embed_origins(make_gateway: Any, audio_dir: Path) -> None:
     client = await make_gateway(server={"embed_origins": ["http://allowed.test"]})
     tid = track_id_for("local", str((audio_dir / "short.flac").resolve()))

@@ -597,6 +597,23 @@ class _TtlCache:
         self.entries[key] = _Entry(now + self.ttl, value)
 
 
+class SoundCloudDisabled:
+    """Stands in for the SoundCloud source when no credentials are configured.
+
+    It takes SoundCloud URLs so that none falls through to the URL source:
+    the gateway never fetches SoundCloud's web pages.
+    """
+
+    def accepts(self, url: str) -> bool:
+        return is_soundcloud_url(url)
+
+    async def register(self, url: str) -> Track:
+        raise Forbidden(
+            "SoundCloud is not configured on this gateway ([sources.soundcloud] client_id)",
+            code="soundcloud_disabled",
+        )
+
+
 class SoundCloudSource:
     name = "soundcloud"
 
