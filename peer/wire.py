@@ -91,8 +91,12 @@ Message = Have | Request | Piece | Cancel | Choke
 _HEAD = struct.Struct(">BB")
 _U32 = struct.Struct(">I")
 _PIECE = struct.Struct(">III")
-_SIMPLE = {Request: T_REQUEST, Cancel: T_CANCEL, Choke: T_CHOKE}
-_SIMPLE_BY_TYPE = {T_REQUEST: Request, T_CANCEL: Cancel, T_CHOKE: Choke}
+_SIMPLE: dict[type, int] = {Request: T_REQUEST, Cancel: T_CANCEL, Choke: T_CHOKE}
+_SIMPLE_BY_TYPE: dict[int, type[Request] | type[Cancel] | type[Choke]] = {
+    T_REQUEST: Request,
+    T_CANCEL: Cancel,
+    T_CHOKE: Choke,
+}
 
 
 def _check_index(value: int) -> int:
@@ -122,7 +126,7 @@ def encode(message: Message) -> bytes:
     kind = _SIMPLE.get(type(message))
     if kind is None:
         raise WireError(f"cannot encode {message!r}")
-    return _HEAD.pack(VERSION, kind) + _U32.pack(_check_index(message.index))  # type: ignore[union-attr]
+    return _HEAD.pack(VERSION, kind) + _U32.pack(_check_index(message.index))
 
 
 def decode(frame: bytes) -> Message:
