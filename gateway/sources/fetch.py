@@ -337,6 +337,35 @@ class SafeFetcher:
         finally:
             await self._close(response, parsed)
 
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        body: bytes | None = None,
+        follow_redirects: bool = True,
+    ) -> AsyncIterator[UpstreamResponse]:
+        """Like :meth:`stream`, for callers that read statuses themselves.
+
+        Every HTTP status is handed back in ``response.status`` (nothing is
+        raised for it, and Content-Length is not checked up front). A request
+        other than a bodiless GET, or ``follow_redirects=False``, is sent as
+        a single hop: a redirect answer is returned, not followed. Every hop
+        is checked exactly as :meth:`stream` checks it.
+
+        Raises (before yielding): BadRequest, Forbidden, UpstreamError,
+        UpstreamTimeout.
+        """
+        follow = follow_redirects and method == "GET" and body is None
+        response, parsed = await self._open(url, headers, method=method, body=body, follow=follow)
+        try:
+            yield UpstreamResponse(response, parsed, max_bytes)
+        finally:
+            await self._close(response, parsed)
+
     async def get_bytes(
         self, url: str, *, max_bytes: int, headers: Mapping[str, str] | None = None
     ) -> tuple[UpstreamResponse, bytes]:
@@ -373,15 +402,20 @@ class SafeFetcher:
                 raise UpstreamError(f"cannot resolve upstream host {parsed.host!r}") from None
         return self._policy.check(parsed.host, parsed.port, addresses)
 
-    def _build_request(self, parsed: ParsedURL, address: str, headers: Mapping[str, str]) -> httpx.Request:
-        """A GET for ``parsed`` aimed at ``address``, keeping the name for Host and SNI."""
+    def _build_request(
+        self, parsed: ParsedURL, address: str, headers: Mapping[str, str], method: str = "GET",
+        body: bytes | None = None,
+    ) -> httpx.Request:
+        """A request for ``parsed`` aimed at ``address``, keeping the name for Host and SNI."""
         target = httpx.URL(parsed.url).copy_with(host=address)
         request_headers = {k: v for k, v in headers.items() if k.lower() != "host"}
         request_headers["Host"] = parsed.netloc
         extensions: dict[str, object] = {}
         if parsed.scheme == "https":
             extensions["sni_hostname"] = parsed.host
-        return self._client.build_request("GET", target, headers=request_headers, extensions=extensions)
+        return self._client.build_request(
+            method, target, headers=request_headers, content=body, extensions=extensions
+        )
 
     async def _send(self, request: httpx.Request, parsed: ParsedURL) -> httpx.Response:
         try:
@@ -406,16 +440,19 @@ class SafeFetcher:
         except BadRequest as exc:
             raise BadRequest(f"upstream host {current.host!r} redirected to a refused URL: {exc.detail}", code="bad_url") from None
 
-    async def _open(self, url: str, headers: Mapping[str, str] | None) -> tuple[httpx.Response, ParsedURL]:
-        """Follow redirects by hand, checking every hop; return the final response."""
+    async def _open(
+        self, url: str, headers: Mapping[str, str] | None, *, method: str = "GET", body: bytes | None = None,
+        follow: bool = True,
+    ) -> tuple[httpx.Response, ParsedURL]:
+        """Follow redirects by hand (unless ``follow`` is off), checking every hop."""
         parsed = parse_url(url)
         hop_headers = dict(headers or {})
         redirects = 0
         while True:
             address = await self._resolve_and_check(parsed)
-            request = self._build_request(parsed, address, hop_headers)
+            request = self._build_request(parsed, address, hop_headers, method, body)
             response = await self._send(request, parsed)
-            if response.status_code not in _REDIRECT_STATUSES:
+            if not follow or response.status_code not in _REDIRECT_STATUSES:
                 return response, parsed
             location = response.headers.get("location")
             await self._close(response, parsed)

@@ -90,7 +90,7 @@ from ..tracks import Track, track_id_for
 from . import hls
 from .base import CountBytes
 from .fetch import SafeFetcher, UpstreamResponse
-from .netpolicy import ParsedURL, parse_url
+from .netpolicy import parse_url
 
 __all__ = [
     "RateLimited",
@@ -470,26 +470,13 @@ class _Opened:
 class _Http:
     """GET with redirects, a single hop (POST, or a redirect left unfollowed), statuses kept.
 
-    Every hop goes through SafeFetcher's ``_resolve_and_check`` (one lookup,
-    every address checked, the connection pinned to it), exactly as
-    ``SafeFetcher.stream`` does; only the policy on top differs. Every body
-    byte read is counted.
+    Every hop goes through ``SafeFetcher.open`` (one lookup, every address
+    checked, the connection pinned to it). Every body byte read is counted.
     """
 
     def __init__(self, fetcher: SafeFetcher, count: CountBytes | None) -> None:
         self._fetcher = fetcher
         self._count = count
-
-    async def _hop(self, method: str, url: str, headers: Mapping[str, str],
-                   body: bytes | None) -> tuple[httpx.Response, ParsedURL]:
-        fetcher = self._fetcher
-        parsed = parse_url(url)
-        address = await fetcher._resolve_and_check(parsed)
-        request = fetcher._build_request(parsed, address, headers)
-        if method != "GET" or body is not None:
-            request = httpx.Request(method, request.url, headers=request.headers, content=body,
-                                    extensions=request.extensions)
-        return await fetcher._send(request, parsed), parsed
 
     @contextlib.asynccontextmanager
     async def open(self, url: str, *, max_bytes: int, headers: Mapping[str, str] | None = None,
@@ -499,15 +486,9 @@ class _Http:
         Raises BadRequest, Forbidden, UpstreamError, UpstreamTimeout as
         ``SafeFetcher.stream`` does, but never for an HTTP status.
         """
-        if follow and method == "GET" and body is None:
-            response, parsed = await self._fetcher._open(url, headers)
-        else:
-            response, parsed = await self._hop(method, url, dict(headers or {}), body)
-        try:
-            yield _Opened(response.status_code, parsed.url, response.headers,
-                          UpstreamResponse(response, parsed, max_bytes))
-        finally:
-            await self._fetcher._close(response, parsed)
+        async with self._fetcher.open(url, max_bytes=max_bytes, headers=headers, method=method, body=body,
+                                      follow_redirects=follow) as response:
+            yield _Opened(response.status, response.url, response.headers, response)
 
     async def pieces(self, opened: _Opened) -> AsyncIterator[bytes]:
         async for piece in opened.body.aiter_bytes():
