@@ -800,3 +800,26 @@ async def test_connection_refused(make_fetcher: FetcherFactory) -> None:
     with pytest.raises(UpstreamError) as info:
         await fetcher.get_bytes(f"http://127.0.0.1:{port}/", max_bytes=1000)
     assert type(info.value) is UpstreamError
+
+
+# -- open(): statuses kept, single hops ---------------------------------------------
+
+
+async def test_open_hands_back_statuses_and_single_hops(
+    upstream: Upstream, canary: RawServer, make_fetcher: FetcherFactory
+) -> None:
+    fetcher = make_fetcher(allow_hosts=[upstream.entry])
+    async with fetcher.open(upstream.url("/status/404"), max_bytes=1000) as response:
+        assert response.status == 404  # no NotFound raised: the caller reads it
+    # A redirect left unfollowed is returned as it is, even one to the canary.
+    location = _q(f"http://127.0.0.1:{canary.port}/")
+    async with fetcher.open(upstream.url(f"/to?location={location}"), max_bytes=1000,
+                            follow_redirects=False) as response:
+        assert response.status == 302 and response.headers["location"].endswith(f":{canary.port}/")
+    async with fetcher.open(upstream.url("/chain/2"), max_bytes=1000) as response:
+        assert response.status == 200  # followed like stream()
+    # Anything but a bodiless GET is one hop, checked like the others.
+    with pytest.raises(Forbidden):
+        async with fetcher.open(f"http://127.0.0.1:{canary.port}/", max_bytes=1000, method="POST", body=b"x"):
+            pass
+    assert canary.connections == 0
