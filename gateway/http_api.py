@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -134,15 +135,24 @@ async def _send_audio(request: web.Request, data: bytes, *, etag: str, complete:
     }
     if request.headers.get("If-None-Match") == headers["ETag"]:
         return web.Response(status=304, headers=headers)
-    # One Response, prepared and finished here rather than returned: headers
-    # and body leave in one socket write, and the bytes are counted once
-    # they have been handed to the socket, not when the handler returns.
-    response = web.Response(body=data, headers=headers)
-    await response.prepare(request)
-    await response.write_eof()
-    if request.method != "HEAD":
-        request.app[METRICS].server_bytes_by_kind[kind].inc(len(data))
-    return response
+    counter = request.app[METRICS].server_bytes_by_kind[kind] if request.method != "HEAD" else None
+    return _CountedResponse(counter, body=data, headers=headers)
+
+
+class _CountedResponse(web.Response):
+    """A body counted in ``ztream_server_bytes_total`` once aiohttp has handed
+    it to the socket (``write_eof`` sends headers and body in one write),
+    not when the handler returns."""
+
+    def __init__(self, counter: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._counter = counter
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        if self._counter is not None and isinstance(self.body, bytes):
+            self._counter.inc(len(self.body))
+            self._counter = None
 
 
 @routes.get("/healthz")
