@@ -22,14 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -37,13 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import Proc, free_port, wait_http  # noqa: E402
 from tests.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_library(directory: Path, count: int, seconds: float) -> None:
@@ -79,34 +70,19 @@ class Gateway:
             "[sources.local]\n"
             f'dirs = ["{library}"]\n'
         )
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Proc | None = None
 
     def start(self) -> None:
-        log = (self.workdir / "gateway.log").open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        self.proc = subprocess.Popen(
+        self.proc = Proc(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            self.workdir / "gateway.log",
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit("the gateway exited: " + (self.workdir / "gateway.log").read_text()[-2000:])
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("the gateway did not start")
+        wait_http(f"{self.url}/healthz")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
 
 
 def get_json(url: str) -> Any:

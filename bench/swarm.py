@@ -47,14 +47,6 @@ from peer.node import PeerNode, PeerOptions, PeerReport
 
 __all__ = ["main", "run_swarm", "SwarmResult", "metrics_snapshot"]
 
-UPSTREAM_SERVER = r"""
-import sys
-from aiohttp import web
-app = web.Application()
-app.router.add_static("/files/", sys.argv[1])
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log=None)
-"""
-
 
 def metrics_snapshot(gateway: str) -> dict[str, float]:
     """The gateway's P2P counters: server bytes (all kinds), peer bytes, verify failures, stalls."""
@@ -276,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     logging.getLogger("ztream.peer").setLevel(logging.WARNING)
 
-    from bench.transcode import Proc, free_port, get, start_gateway, wait_http
+    from bench.harness import UPSTREAM_SERVER, Proc, free_port, get, start_gateway, wait_http
 
     work = Path(tempfile.mkdtemp(prefix="ztream-swarm-"))
     procs: list[Proc] = []

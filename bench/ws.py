@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print one JSON line, last")
     args = parser.parse_args(argv)
 
-    from bench.transcode import Proc, free_port, wait_http
+    from bench.harness import Proc, free_port, wait_http
 
     limit = raise_nofile()
     relay_conns = 2 * args.pairs

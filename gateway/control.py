@@ -121,14 +121,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .appkeys import CONFIG, CONTROL, METRICS, TRACKER
+from .appkeys import CONFIG, CONTROL, TRACKER
 from .config import Config
 from .metrics import Metrics
 from .tracker import (
     MAX_CANDIDATES,
     MAX_CHUNKS,
     MAX_RANGES,
-    MAX_TRACKS,
     MAX_WANT,
     BadChunks,
     ChunkSet,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from .conftest import make_audio
 from .test_api import ffmpeg_counter, fetch_all, make_gateway, post_url, upstream, upstream_files  # noqa: F401

@@ -1,0 +1,77 @@
+"""What the benchmarks share: ports, subprocesses, a gateway started on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+__all__ = ["UPSTREAM_SERVER", "Proc", "free_port", "get", "start_gateway", "wait_http"]
+
+UPSTREAM_SERVER = r"""
+import sys
+from aiohttp import web
+app = web.Application()
+app.router.add_static("/files/", sys.argv[1])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def get(url: str, data: bytes | None = None) -> bytes:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.read()
+
+
+class Proc:
+    """A subprocess in its own group, proxies unset, output to ``log``."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        with log.open("ab") as out:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+
+
+def start_gateway(work: Path, upstream_port: int, name: str) -> tuple[Proc, str]:
+    port = free_port()
+    cfg = work / f"{name}.toml"
+    cfg.write_text(
+        f'[server]\nport = {port}\n[cache]\ndir = "{work / name}"\n'
+        f'[sources.url]\nallow_hosts = ["127.0.0.1:{upstream_port}"]\nmax_bytes = 500000000\n'
+    )
+    proc = Proc([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)], work / f"{name}.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz")
+    return proc, url
+
+
