@@ -22,7 +22,7 @@ How the pieces meet:
   namespace (it is per thread for network namespaces), opens the connection
   there, and ends.
 
-Requires root (CAP_SYS_ADMIN) and iproute2; ``require_netns()`` skips otherwise.
+Requires root (CAP_SYS_ADMIN) and iproute2; ``require_netns()`` fails otherwise.
 Every byte stays on a loopback inside a namespace the test made itself.
 """
 
@@ -62,9 +62,9 @@ T = TypeVar("T")
 
 
 def require_netns() -> None:
-    """Skip unless this process may create network namespaces (root, iproute2)."""
+    """Fail (never skip) unless this process may create network namespaces."""
     if os.geteuid() != 0 or not os.path.exists(IP):
-        pytest.skip("network namespaces need root and iproute2")
+        pytest.fail("network namespaces need root and iproute2 (`make test` installs iproute2)")
     require_chromium()
 
 

@@ -23,7 +23,7 @@ from .upstream import Upstream
 
 pytestmark = [pytest.mark.timeout(60)]
 
-async_playwright = pytest.importorskip("playwright.async_api").async_playwright
+from playwright.async_api import async_playwright
 
 TOKEN = "page-token-3k9J"
 

@@ -31,7 +31,7 @@ from tests.netns import WEBRTC_ARGS, NamespacedGateway, NetNamespace, require_ne
 
 pytestmark = [pytest.mark.timeout(90)]
 
-async_playwright = pytest.importorskip("playwright.async_api").async_playwright
+from playwright.async_api import async_playwright
 
 SERVER_LEAD = 10.0  # seconds from the server after a start (scheduler.serverLead)
 PAGE_PATH = "/__test/listener.html"

@@ -22,7 +22,7 @@ from tests.browser import ROOT, ErrorLog, HostSite, launch, require_chromium, un
 
 pytestmark = [pytest.mark.timeout(60)]
 
-async_playwright = pytest.importorskip("playwright.async_api").async_playwright
+from playwright.async_api import async_playwright
 
 WAIT = 30_000  # ms, for one awaited state on a loaded machine
 

@@ -21,7 +21,7 @@ from tests.browser import ErrorLog, HostSite, launch, require_chromium, until
 
 pytestmark = [pytest.mark.timeout(60)]
 
-async_playwright = pytest.importorskip("playwright.async_api").async_playwright
+from playwright.async_api import async_playwright
 
 WAIT = 30_000
 

@@ -283,7 +283,6 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
     from .netns import NamespacedGateway, NetNamespace, require_netns
 
     require_netns()
-    pytest.importorskip("playwright.async_api")
     from playwright.async_api import async_playwright
 
     from .test_browser_p2p import Browser, check_audio, manifest, p2p, play, server_bytes, tone_track
