@@ -113,8 +113,12 @@ def make_config(tmp_path: Path):  # type: ignore[no-untyped-def]
 class GatewayProcess:
     """A real ``ztream serve`` subprocess on a free loopback port."""
 
-    def __init__(self, tmp_path: Path, library: Path | None, overrides: dict[str, dict[str, Any]]) -> None:
-        self.port = free_port()
+    # How the process is launched and probed; tests/netns.py runs it in a namespace.
+    command_prefix: list[str] = []
+
+    def __init__(self, tmp_path: Path, library: Path | None, overrides: dict[str, dict[str, Any]],
+                 port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = base_config(tmp_path)
         config["server"]["port"] = self.port
@@ -132,24 +136,28 @@ class GatewayProcess:
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def healthy(self) -> bool:
+        """Whether ``/healthz`` answers; raises OSError while nothing listens."""
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+
     def start(self, timeout: float = 30.0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         with self.log_path.open("ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
-                [*ZTREAM, "serve", "--config", str(self.config_path)],
+                [*self.command_prefix, *ZTREAM, "serve", "--config", str(self.config_path)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"gateway exited: {self.log()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
+                if self.healthy():
+                    return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start: {self.log_path.read_text()[-2000:]}")
+        raise RuntimeError(f"gateway did not start: {self.log()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is None:
@@ -164,7 +172,7 @@ class GatewayProcess:
         self.proc = None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture

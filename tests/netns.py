@@ -32,11 +32,8 @@ import ctypes
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +41,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import ROOT, base_config, to_toml
+from tests.conftest import GatewayProcess
 from tests.browser import require_chromium
 
 __all__ = ["NetNamespace", "NamespacedGateway", "require_netns", "WEBRTC_ARGS"]
@@ -134,42 +131,22 @@ class NetNamespace:
             self._wrapper.unlink(missing_ok=True)
 
 
-class NamespacedGateway:
-    """A real ``ztream serve`` subprocess inside a namespace, on its 127.0.0.1."""
+class NamespacedGateway(GatewayProcess):
+    """A real ``ztream serve`` subprocess inside a namespace, on its 127.0.0.1.
+
+    ``ip netns exec`` execs the command, so the pid is the gateway's own and
+    ``stop()`` works unchanged.
+    """
 
     def __init__(self, ns: NetNamespace, tmp_path: Path, library: Path | None, port: int = 8000,
                  **overrides: dict[str, Any]) -> None:
         self.ns = ns
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        config = base_config(tmp_path)
-        config["server"]["port"] = port
-        if library is not None:
-            config["sources.local"]["dirs"] = [str(library)]
-        for name, values in overrides.items():
-            config.setdefault(name.replace("__", "."), {}).update(values)
-        self.config_path = tmp_path / "ztream-netns.toml"
-        self.config_path.write_text(to_toml(config))
-        self.log_path = tmp_path / "ztream-netns.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.command_prefix = list(ns.exec_prefix)
+        super().__init__(tmp_path, library, {k.replace("__", "."): v for k, v in overrides.items()}, port=port)
 
-    def start(self, timeout: float = 30.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.ns.exec_prefix, sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log()[-2000:]}")
-            try:
-                self.ns.http_get(f"{self.url}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start: {self.log()[-2000:]}")
+    def healthy(self) -> bool:
+        self.ns.http_get(f"{self.url}/healthz", timeout=1)
+        return True
 
     def get(self, path: str) -> bytes:
         return self.ns.http_get(self.url + path)
@@ -186,19 +163,3 @@ class NamespacedGateway:
             except ValueError:
                 continue
         return out
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            # ``ip netns exec`` execs the command: this pid is the gateway itself
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
