@@ -7,11 +7,13 @@ over ``create_app``) or real ``ztream serve`` subprocesses (``gateway``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -21,10 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.app import create_app
 from gateway.config import config_from_dict
 from gateway.tracks import track_id_for
 from transcode.ffmpeg import find_ffmpeg
+
+from .upstream import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 ZTREAM = [sys.executable, "-m", "gateway.cli"]
@@ -201,3 +207,89 @@ def gateway(gateway_factory: Any) -> GatewayProcess:
 
 def have(binary: str) -> bool:
     return shutil.which(binary) is not None
+
+
+# -- in-process gateways over loopback upstreams ---------------------------------------
+
+
+def decoded_seconds(webm: bytes) -> float:
+    """Decode with ffmpeg to raw PCM and measure: independent of our parser."""
+    out = subprocess.run(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1",
+         "-ar", "48000", "pipe:1"],
+        input=webm, capture_output=True, check=True, timeout=60,
+    ).stdout
+    return len(out) / 2 / 48000
+
+
+@pytest.fixture(scope="module")
+def upstream_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("upstream")
+    return {
+        "song.mp3": make_audio(d / "song.mp3", 12, freq=440, fmt="mp3"),
+        "other.mp3": make_audio(d / "other.mp3", 6, freq=660, fmt="mp3"),
+        "big.wav": make_audio(d / "big.wav", 30, freq=220, fmt="wav"),
+    }
+
+
+@pytest.fixture
+async def upstream(upstream_files: dict[str, Path]) -> Any:
+    up = Upstream(upstream_files)
+    server = TestServer(up.app, host="127.0.0.1")
+    await server.start_server()
+    up.base = f"http://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    up.port = server.port  # type: ignore[attr-defined]
+    up.server = server  # type: ignore[attr-defined]
+    yield up
+    await server.close()
+
+
+@pytest.fixture
+def ffmpeg_counter(tmp_path: Path) -> tuple[str, Path]:
+    """A wrapper that logs each transcode ffmpeg runs, then execs the real one."""
+    log = tmp_path / "spawns.log"
+    wrapper = tmp_path / "ffmpeg-wrapper"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *pipe:0*) echo $$ >> "{log}";; esac\n'
+        f'exec "{ffmpeg_bin()}" "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return str(wrapper), log
+
+
+@pytest.fixture
+async def make_gateway(make_config: Any, audio_dir: Path):  # type: ignore[no-untyped-def]
+    clients: list[TestClient] = []
+
+    async def make(**sections: dict[str, Any]) -> TestClient:
+        sections.setdefault("sources.local", {"dirs": [str(audio_dir)]})
+        config = make_config(**sections)
+        client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def fetch_all(client: TestClient, track_id: str) -> tuple[dict[str, Any], bytes, list[bytes]]:
+    r = await client.get(f"/v1/tracks/{track_id}/manifest")
+    assert r.status == 200, await r.text()
+    manifest = await r.json()
+    while not manifest["complete"]:
+        await asyncio.sleep(0.1)
+        manifest = await (await client.get(f"/v1/tracks/{track_id}/manifest")).json()
+    init = await (await client.get(f"/v1/tracks/{track_id}/init")).read()
+    chunks = []
+    for c in manifest["chunks"]:
+        r = await client.get(f"/v1/tracks/{track_id}/chunks/{c['index']}")
+        assert r.status == 200
+        chunks.append(await r.read())
+    return manifest, init, chunks
+
+
+async def post_url(client: TestClient, url: str) -> Any:
+    return await client.post("/v1/tracks", json={"url": url})

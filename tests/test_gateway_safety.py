@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import make_audio
-from .test_api import ffmpeg_counter, fetch_all, make_gateway, post_url, upstream, upstream_files  # noqa: F401
+from .conftest import fetch_all, make_audio, post_url
 from .test_runner import wait_dead
 
 

@@ -19,8 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from .conftest import ROOT, free_port
-from .test_api import fetch_all, make_gateway  # noqa: F401
+from .conftest import ROOT, fetch_all, free_port
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "ztream.json"
 PROM_DIR = ROOT / "grafana" / "prometheus"

@@ -39,7 +39,7 @@ from .fake_soundcloud import (
     FakeSoundCloud,
     build_media,
 )
-from .test_api import decoded_seconds, fetch_all
+from .conftest import decoded_seconds, fetch_all
 
 TOLERANCE = 0.3
 
