@@ -66,7 +66,7 @@ class Flight:
         changed.set()
 
     async def wait(self, ready: Callable[[], bool], timeout: float) -> None:
-        """Wait until ``ready()`` or the flight ends; ``Overloaded``-free, bounded."""
+        """Wait until ``ready()`` or the flight ends; ``UpstreamTimeout`` after ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not ready() and not self.done:
@@ -78,23 +78,22 @@ class Flight:
             except TimeoutError:
                 pass
 
-
-def manifest_of(track_id: str, rendition: Rendition, flight_or_none: Flight | None, *,
-                init: dict[str, Any] | None, chunks: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
-    duration = None
-    if complete and chunks:
-        last = chunks[-1]
-        duration = round(last["start"] + last["duration"], 3)
-    return {
-        "id": track_id,
-        "rendition": rendition.id,
-        "mime": rendition.mime,
-        "bitrate": rendition.bitrate,
-        "complete": complete,
-        "duration": duration,
-        "init": init,
-        "chunks": list(chunks),
-    }
+    def manifest(self, *, complete: bool) -> dict[str, Any]:
+        """The manifest of what this flight has produced so far."""
+        duration = None
+        if complete and self.chunks:
+            last = self.chunks[-1]
+            duration = round(last["start"] + last["duration"], 3)
+        return {
+            "id": self.track.id,
+            "rendition": self.rendition.id,
+            "mime": self.rendition.mime,
+            "bitrate": self.rendition.bitrate,
+            "complete": complete,
+            "duration": duration,
+            "init": self.init,
+            "chunks": list(self.chunks),
+        }
 
 
 class Transcoder:
@@ -123,7 +122,6 @@ class Transcoder:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._flights: dict[str, Flight] = {}
         self._errors: dict[str, tuple[float, ZtreamError]] = {}
-        self.spawned = 0  # ffmpeg processes started, for tests and the admin page
 
     # -- starting and following -------------------------------------------
 
@@ -157,8 +155,7 @@ class Transcoder:
                     await self._pump(flight)
                 finally:
                     self.metrics.transcodes_running.dec()
-            manifest = manifest_of(track.id, self.rendition, flight, init=flight.init,
-                                   chunks=flight.chunks, complete=True)
+            manifest = flight.manifest(complete=True)
             # Written last: its presence is what makes the track complete.
             self.store.put_manifest(track.id, rid, manifest)
             self.registry.set_duration(track.id, manifest["duration"])
@@ -184,7 +181,6 @@ class Transcoder:
         source = self.sources.get(track.source)
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
-        self.spawned += 1
         async for event in transcode(self.rendition, source.open(track), timeout=self.timeout):
             if isinstance(event, InitSegment):
                 self.store.put_init(track.id, rid, event.data)
@@ -236,8 +232,7 @@ class Transcoder:
         cached = self.cached_manifest(track)
         if cached is not None:
             return cached
-        return manifest_of(track.id, self.rendition, flight, init=flight.init,
-                           chunks=flight.chunks, complete=flight.complete)
+        return flight.manifest(complete=flight.complete)
 
     async def init(self, track: Track) -> tuple[bytes, str, bool]:
         """(init segment, sha256, complete)."""
