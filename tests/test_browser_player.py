@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.browser import ROOT, ErrorLog, HostSite, launch, require_chromium, until
+from tests.browser import ROOT, ErrorLog, HostSite, launch, require_chromium, serve_on_loopback, until
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -189,11 +189,7 @@ class SlowUpstream:
     async def __aenter__(self) -> SlowUpstream:
         app = web.Application()
         app.router.add_get("/{name}", self.serve)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = int(self.runner.addresses[0][1])
+        self.runner, self.port = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
