@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite needs, only those missing.
+# Installs the system packages the test suite and benchmarks need, only those
+# missing: ffmpeg (plus mkvinfo as an independent WebM parser), Chromium and
+# Firefox ESR (with PulseAudio for a null audio sink) for the browser tests,
+# Prometheus for the dashboard queries, node for the client's unit tests,
+# iproute2/iptables for the network-namespace topologies, and the servers the
+# cluster, NAT and load tests start themselves (redis, nginx, coturn, wrk).
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v mkvinfo >/dev/null || need+=(mkvtoolnix)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
+command -v pulseaudio >/dev/null || need+=(pulseaudio)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v turnserver >/dev/null || need+=(coturn)
+command -v wrk >/dev/null || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""
