@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run test test-python test-js system-deps bench clean
+.PHONY: install run test test-fast test-python test-js system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	node --test --test-reporter=dot tests/js/
+
+# A quick subset while working: no browsers, namespaces or clusters.
+test-fast: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 	node --test --test-reporter=dot tests/js/
 
 bench: $(STAMP)

@@ -293,3 +293,24 @@ async def fetch_all(client: TestClient, track_id: str) -> tuple[dict[str, Any], 
 
 async def post_url(client: TestClient, url: str) -> Any:
     return await client.post("/v1/tracks", json={"url": url})
+
+
+# Browsers, network namespaces and real server clusters make a test slow: they
+# are marked `slow` by what their module drives, so that `make test-fast`
+# (pytest -m "not slow") gives a quick subset while working. `make test` and
+# CI run everything.
+_SLOW_MARKS = ("async_playwright", "NetNamespace", "puppeteer", "redis-server", "turnserver")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    sources: dict[str, bool] = {}
+    for item in items:
+        path = str(item.path)
+        if path not in sources:
+            try:
+                text = item.path.read_text(encoding="utf-8")
+            except OSError:
+                text = ""
+            sources[path] = any(mark in text for mark in _SLOW_MARKS)
+        if sources[path]:
+            item.add_marker(pytest.mark.slow)
