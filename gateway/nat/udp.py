@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -36,11 +37,17 @@ class StunProtocol(asyncio.DatagramProtocol):
 
 
 async def start_stun(
-    host: str, port: int, count: Callable[[StunResult], None], responder: StunResponder | None = None
+    host: str,
+    port: int,
+    count: Callable[[StunResult], None],
+    *,
+    responder: StunResponder | None = None,
+    sock: socket.socket | None = None,
 ) -> asyncio.DatagramTransport:
-    """Bind the responder on UDP ``host:port``; the caller closes the transport."""
+    """Answer on UDP ``host:port`` (or on ``sock``, already bound); the caller closes the transport."""
     loop = asyncio.get_running_loop()
+    local = None if sock is not None else (host, port)
     transport, _protocol = await loop.create_datagram_endpoint(
-        lambda: StunProtocol(responder or StunResponder(), count), local_addr=(host, port)
+        lambda: StunProtocol(responder or StunResponder(), count), local_addr=local, sock=sock
     )
     return transport
