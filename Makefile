@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install run test test-fast test-python test-js system-deps bench clean
@@ -15,6 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# npm's puppeteer-core drives Debian's Firefox ESR in the tests; it must not
+# download a browser of its own.
+$(NODE_STAMP): package.json package-lock.json
+	PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --quiet
+	touch $(NODE_STAMP)
+
 run: $(STAMP)
 	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG))
 
@@ -24,12 +31,12 @@ run: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	node --test --test-reporter=dot tests/js/
 
 # A quick subset while working: no browsers, namespaces or clusters.
-test-fast: $(STAMP) system-deps
+test-fast: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 	node --test --test-reporter=dot tests/js/
 

@@ -107,9 +107,11 @@ export class PlayerCore extends EventTarget {
     this.startupSeconds = null;
     this.playStartedAt = null;
     this.onAudio = this.onAudio.bind(this);
+    this.onMediaError = this.onMediaError.bind(this);
     for (const name of ["play", "playing", "waiting", "seeking", "timeupdate", "pause", "ended"]) {
       audio.addEventListener(name, this.onAudio);
     }
+    audio.addEventListener("error", this.onMediaError);
   }
 
   // ---- public ------------------------------------------------------------
@@ -142,6 +144,11 @@ export class PlayerCore extends EventTarget {
     if (known > 0) return known;
     const d = this.audio.duration;
     return Number.isFinite(d) ? d : NaN;
+  }
+
+  /** True once the element failed to play the current track (a media error). */
+  get failed() {
+    return Boolean(this.session?.failed);
   }
 
   /** True while the manifest is not complete (the transcode still runs). */
@@ -185,6 +192,7 @@ export class PlayerCore extends EventTarget {
       polling: false,
       ended: false,
       closed: false,
+      failed: false,
     };
     this.session = session;
     this.startupSeconds = null;
@@ -252,6 +260,7 @@ export class PlayerCore extends EventTarget {
     for (const name of ["play", "playing", "waiting", "seeking", "timeupdate", "pause", "ended"]) {
       this.audio.removeEventListener(name, this.onAudio);
     }
+    this.audio.removeEventListener("error", this.onMediaError);
   }
 
   // ---- loading -----------------------------------------------------------
@@ -326,7 +335,7 @@ export class PlayerCore extends EventTarget {
     if (s.closed) return;
     s.sourceBuffer = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
     s.sourceBuffer.addEventListener("updateend", () => this.onUpdateEnd(s));
-    s.sourceBuffer.addEventListener("error", () => this.fail(new HttpError(0, "append_failed", "the browser could not append a chunk")));
+    s.sourceBuffer.addEventListener("error", () => this.failMedia(s));
     this.updateDuration(s);
 
     const init = await this.loadInit(s, early?.init);
@@ -352,6 +361,10 @@ export class PlayerCore extends EventTarget {
     }
     const data = await (earlyInit ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/init`, s.abort.signal));
     this.stats.httpBytes += data.byteLength;
+    const expected = s.manifest.init?.sha256;
+    if (expected && (await sha256(data)) !== expected) {
+      throw new HttpError(0, "bad_init", "the server's init segment does not match the manifest");
+    }
     this.cache?.put(s.trackId, rendition, "init", data.slice(0));
     return data;
   }
@@ -359,7 +372,7 @@ export class PlayerCore extends EventTarget {
   // ---- scheduling --------------------------------------------------------
 
   tick(s) {
-    if (s.closed || !s.scheduler) return;
+    if (s.closed || s.failed || !s.scheduler) return;
     const t = now();
     const playhead = this.audio.currentTime;
     for (const req of s.scheduler.expired({ now: t, playhead })) s.controllers.get(req.index)?.abort();
@@ -408,6 +421,14 @@ export class PlayerCore extends EventTarget {
       s.prefetch.delete(req.index);
       data = await (early ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/${req.index}`, signal));
       this.stats.httpBytes += data.byteLength;
+      // The server's bytes are checked too when the manifest has their hash
+      // (a chunk past a live manifest's end has none yet): a bad byte from a
+      // broken store or a meddling proxy never reaches the cache or peers.
+      const expected = s.manifest.chunks.find((c) => c.index === req.index)?.sha256;
+      if (expected && (await sha256(data)) !== expected) {
+        this.emit("badchunk", { index: req.index, peer: null });
+        throw new HttpError(0, "bad_chunk", "the server's chunk does not match the manifest");
+      }
     } else {
       if (!this.peers) throw new HttpError(0, "no_peers", "no peer transport");
       data = await this.peers.fetch(req.source, req.index, { signal });
@@ -430,7 +451,7 @@ export class PlayerCore extends EventTarget {
 
   pump(s) {
     const sb = s.sourceBuffer;
-    if (s.closed || !sb || sb.updating || s.queue.length === 0) return;
+    if (s.closed || s.failed || !sb || sb.updating || s.queue.length === 0) return;
     if (s.mediaSource.readyState === "closed") return;
     const item = s.queue[0];
     try {
@@ -440,6 +461,10 @@ export class PlayerCore extends EventTarget {
     } catch (err) {
       if (err?.name === "QuotaExceededError") {
         this.makeRoom(s);
+      } else if (this.audio.error || s.mediaSource.readyState !== "open") {
+        // After a media error every append throws InvalidStateError: retrying
+        // the chunk (from the cache, again and again) only spins. Stop.
+        this.failMedia(s);
       } else {
         s.queue.shift();
         if (item.index !== "init") s.scheduler.evicted(item.index);
@@ -569,7 +594,9 @@ export class PlayerCore extends EventTarget {
         }
         break;
       case "waiting":
-        if (this.startupSeconds !== null && !this.audio.seeking) this.stats.stalls += 1;
+        // Firefox fires `waiting` just before `ended`: at the end of a stream
+        // that was ended, running dry is the end, not a stall.
+        if (this.startupSeconds !== null && !this.audio.seeking && !this.atEnd(s)) this.stats.stalls += 1;
         if (s) this.tick(s);
         break;
       case "seeking":
@@ -583,6 +610,36 @@ export class PlayerCore extends EventTarget {
       default:
         break;
     }
+  }
+
+  atEnd(s) {
+    if (!s) return false;
+    if (s.mediaSource?.readyState === "ended") return true;
+    const d = this.duration;
+    return Boolean(s.manifest?.complete) && Number.isFinite(d) && this.audio.currentTime >= d - 0.25;
+  }
+
+  onMediaError() {
+    const s = this.session;
+    if (s && !s.closed && !s.failed) this.failMedia(s);
+  }
+
+  /** The element cannot play this session any more: stop everything, once, and say so. */
+  failMedia(s) {
+    if (s.failed) return;
+    s.failed = true;
+    clearInterval(s.timer);
+    clearTimeout(s.pollTimer);
+    s.queue.length = 0;
+    for (const c of s.controllers.values()) c.abort();
+    s.controllers.clear();
+    try {
+      this.audio.pause();
+    } catch {
+      /* already stopped */
+    }
+    const detail = this.audio.error?.message || "the browser could not play this track";
+    this.fail(new HttpError(0, "media_error", detail));
   }
 
   fail(err) {

@@ -498,7 +498,8 @@ export class ZtreamPlayer extends HTMLElement {
     this.wantPlay = true;
     this.core.markPlayRequested();
     this.setBuffering();
-    if (!this.loading) this.select(this.index, { play: true });
+    // After a media error the session is dead: play means try again, afresh.
+    if (!this.loading || this.core.failed) this.select(this.index, { play: true });
     try {
       await this.loading;
       if (!this.wantPlay) return;
@@ -697,10 +698,7 @@ export class ZtreamPlayer extends HTMLElement {
     });
     audio.addEventListener("canplay", () => this.setBuffering());
     audio.addEventListener("ended", () => this.onEnded());
-    audio.addEventListener("error", () => {
-      if (!this.core.session) return;
-      this.showError("media_error", audio.error?.message || "the browser could not play this track");
-    });
+    // The element's own errors reach us as the core's `error` (PlayerCore.failMedia).
     core.addEventListener("startup", (e) => this.fire("startup", e.detail));
     core.addEventListener("chunk", (e) => {
       const { index, source, peer, bytes } = e.detail;
@@ -735,7 +733,8 @@ export class ZtreamPlayer extends HTMLElement {
     this.toggleAttribute("playing", !audio.paused);
     this.ui.play.setAttribute("aria-label", audio.paused ? "Play" : "Pause");
     if (name === "volumechange") this.syncVolume();
-    if (name === "playing" || name === "pause") this.setStatus(this.errorState ? this.ui.status.textContent : "");
+    // An error stays shown (as an alert) until the listener plays again.
+    if ((name === "playing" || name === "pause") && !this.errorState) this.setStatus("");
     this.setBuffering(name === "waiting" || (name === "seeking" && !audio.paused));
     if (!audio.paused) this.startFrames();
   }
