@@ -179,11 +179,11 @@ def test_every_route_is_documented(app: web.Application) -> None:
     for cells in table_rows(DOCS / "http.md"):
         if len(cells) < 3 or not re.fullmatch(r"(`[A-Z*]+`\s*)+", cells[0]):
             continue
-        path = _CODE_CELL.match(cells[1])
-        if path is None or not path.group(1).startswith("/"):
+        cell = _CODE_CELL.match(cells[1])
+        if cell is None or not cell.group(1).startswith("/"):
             continue
         methods = set(re.findall(r"`([A-Z*]+)`", cells[0]))
-        documented.setdefault(path.group(1), set()).update(methods)
+        documented.setdefault(cell.group(1), set()).update(methods)
     assert len(registered) > 10
     missing = sorted(set(registered) - set(documented))
     stale = sorted(set(documented) - set(registered))
