@@ -31,7 +31,6 @@ Everything here runs on the event loop, serialised by ``LiveConfig.lock``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -257,7 +256,8 @@ class LiveConfig:
         changed = changed_keys(old, new)
         live = tuple(k for k in changed if _live(k))
         restart = tuple(k for k in changed if not _live(k))
-        merged = dataclasses.replace(old, url=new.url, local=new.local, soundcloud=new.soundcloud, admin=new.admin)
+        merged = old.model_copy(update={"url": new.url, "local": new.local, "soundcloud": new.soundcloud,
+                                        "admin": new.admin})
         sources_changed = any(k.startswith("sources.") for k in live)
         built = None
         if sources_changed and self.sources is not None:
