@@ -18,13 +18,9 @@ from aiohttp import web
 
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 
-from .admin import setup_admin
+from .admin import LIVE_CONFIG, LiveConfig, setup_admin
 from .appkeys import (
     CONFIG,
-    FETCH_SOURCES,
-    FETCHER,
-    LIVE_CONFIG,
-    LOCAL_SOURCE,
     METRICS,
     REGISTRY,
     STORE,
@@ -35,7 +31,7 @@ from .control import setup_control
 from .demo import ensure_demo_library
 from .http_api import not_found, routes
 from .metrics import Metrics
-from .reload import LiveConfig, build_sources
+from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .store import ChunkStore
 from .tracks import TrackRegistry
 from .web import setup_web
@@ -60,7 +56,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     registry = TrackRegistry(cache_dir / "tracks")
     metrics.track_cache_bytes(store.volume)
 
-    # Sources are built by gateway.reload, which rebuilds them on a live change.
+    # Sources are built by gateway.sources; gateway.admin.live rebuilds them on a live change.
     demo_dir = None
     if config.local.demo and not config.local.dirs:
         demo_dir = await loop.run_in_executor(None, ensure_demo_library, cache_dir / "demo", binary)

@@ -1,19 +1,28 @@
-"""Configuration: one TOML file, validated into frozen dataclasses.
+"""Configuration: one TOML file, validated on a typed model (pydantic v2).
 
 Unknown keys and wrong types are errors that name the key (``server.port:
-expected an integer``), so a typo never silently falls back to a default.
-With no file at all the defaults below apply and the gateway serves a small
-demo library.
+expected an integer, got 'eighty'``), so a typo never silently falls back to a
+default. With no file at all the defaults below apply and the gateway serves
+a small demo library. Every key is listed in docs/config.md and, with its
+default, in config.example.toml.
+
+The TOML document has the shape of ``_Document`` (``[sources.url]`` is
+``sources.url``); ``Config`` is what the rest of the gateway reads, with the
+source sections one level up (``config.url``, ``config.local``,
+``config.soundcloud``). Both are frozen: a live change makes a new ``Config``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 __all__ = [
     "Config",
@@ -40,76 +49,120 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key."""
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    public_url: str = ""  # empty: http://{host}:{port}
-    embed_origins: tuple[str, ...] = ("*",)
+# -- value types ----------------------------------------------------------------
+# TOML gives ints, floats, bools, strings, lists and tables; the strict types
+# refuse the others (a float for an int, a bool for a number). Lists arrive as
+# Python lists and are kept as tuples, so a Config stays immutable.
+
+
+def _origin(value: str) -> str:
+    if value != "*" and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not '*' or an http(s) origin")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _ice_server(value: dict[str, Any]) -> dict[str, Any]:
+    if "urls" not in value:
+        raise ValueError("expected a table with 'urls'")
+    return value
+
+
+Count = Annotated[StrictInt, Field(ge=0)]
+Seconds = Annotated[float, Field(strict=True, gt=0)]
+Strings = tuple[StrictStr, ...]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: StrictStr = "127.0.0.1"
+    port: Annotated[StrictInt, Field(ge=0, le=65535)] = 8000
+    public_url: StrictStr = ""  # empty: http://{host}:{port}
+    embed_origins: tuple[Annotated[StrictStr, AfterValidator(_origin)], ...] = ("*",)
     # Requests that wait for a chunk of a running transcode give up after this.
-    chunk_wait_seconds: float = 30.0
+    chunk_wait_seconds: Seconds = 30.0
 
 
-@dataclass(frozen=True)
-class CacheConfig:
-    dir: str = "~/.cache/ztream"
-    max_bytes: int = 2_000_000_000
+class CacheConfig(_Section):
+    dir: StrictStr = "~/.cache/ztream"
+    max_bytes: Count = 2_000_000_000
 
 
-@dataclass(frozen=True)
-class TranscodeConfig:
-    ffmpeg: str = ""
-    bitrate: int = 96000
-    chunk_seconds: float = 2.0
-    timeout_seconds: float = 600.0
-    max_concurrent: int = 4
+class TranscodeConfig(_Section):
+    ffmpeg: StrictStr = ""
+    bitrate: Annotated[StrictInt, Field(ge=6000, le=510000)] = 96000  # what libopus takes, bit/s
+    chunk_seconds: Annotated[float, Field(strict=True, ge=0.5, le=10)] = 2.0
+    timeout_seconds: Seconds = 600.0
+    max_concurrent: Count = 4
 
 
-@dataclass(frozen=True)
-class UrlSourceConfig:
-    allow_hosts: tuple[str, ...] = ()
-    max_bytes: int = 200_000_000
-    max_duration_seconds: float = 3600.0
-    connect_timeout: float = 5.0
-    read_timeout: float = 15.0
+class UrlSourceConfig(_Section):
+    allow_hosts: Strings = ()
+    max_bytes: Count = 200_000_000
+    max_duration_seconds: Seconds = 3600.0
+    connect_timeout: Seconds = 5.0
+    read_timeout: Seconds = 15.0
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_policy(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # The fetcher's own parser is the judge of an entry. Imported here:
+        # gateway.sources imports this module.
+        from .sources.netpolicy import HostPolicy
+
+        try:
+            HostPolicy(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
-@dataclass(frozen=True)
-class LocalSourceConfig:
-    dirs: tuple[str, ...] = ()
+class LocalSourceConfig(_Section):
+    dirs: Strings = ()
     # With no dirs and no config file, generate a few demo tracks on first start.
-    demo: bool = False
+    demo: StrictBool = False
 
 
-@dataclass(frozen=True)
-class SoundCloudConfig:
-    client_id: str = ""
-    client_secret: str = ""
-    api_base: str = "https://api-v2.soundcloud.com"
-    auth_base: str = "https://secure.soundcloud.com"
+class SoundCloudConfig(_Section):
+    client_id: StrictStr = ""
+    client_secret: Annotated[StrictStr, Field(repr=False)] = ""  # a secret: kept out of reprs too
+    api_base: Annotated[StrictStr, AfterValidator(_http_url)] = "https://api-v2.soundcloud.com"
+    auth_base: Annotated[StrictStr, AfterValidator(_http_url)] = "https://secure.soundcloud.com"
+
+    @model_validator(mode="after")
+    def _auto_is_api_v2(self) -> SoundCloudConfig:
+        if self.client_id == "auto" and self.client_secret:
+            raise ValueError('client_id "auto" works with api-v2 only (no client_secret)')
+        return self
 
 
-@dataclass(frozen=True)
-class P2PConfig:
-    ice_servers: tuple[dict[str, Any], ...] = ()
-    upload_slots: int = 4
+class P2PConfig(_Section):
+    ice_servers: tuple[Annotated[dict[str, Any], AfterValidator(_ice_server)], ...] = ()
+    upload_slots: Annotated[StrictInt, Field(ge=1)] = 4
 
 
-@dataclass(frozen=True)
-class AdminConfig:
-    token: str = ""
+class AdminConfig(_Section):
+    token: Annotated[StrictStr, Field(repr=False)] = ""
 
 
-@dataclass(frozen=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    transcode: TranscodeConfig = field(default_factory=TranscodeConfig)
-    url: UrlSourceConfig = field(default_factory=UrlSourceConfig)
-    local: LocalSourceConfig = field(default_factory=LocalSourceConfig)
-    soundcloud: SoundCloudConfig = field(default_factory=SoundCloudConfig)
-    p2p: P2PConfig = field(default_factory=P2PConfig)
-    admin: AdminConfig = field(default_factory=AdminConfig)
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    cache: CacheConfig = CacheConfig()
+    transcode: TranscodeConfig = TranscodeConfig()
+    url: UrlSourceConfig = UrlSourceConfig()
+    local: LocalSourceConfig = LocalSourceConfig()
+    soundcloud: SoundCloudConfig = SoundCloudConfig()
+    p2p: P2PConfig = P2PConfig()
+    admin: AdminConfig = AdminConfig()
 
     @property
     def public_url(self) -> str:
@@ -125,115 +178,111 @@ class Config:
         return Path(self.cache.dir).expanduser()
 
 
+class _Sources(_Section):
+    url: UrlSourceConfig = UrlSourceConfig()
+    local: LocalSourceConfig = LocalSourceConfig()
+    soundcloud: SoundCloudConfig = SoundCloudConfig()
+
+
+class _Document(_Section):
+    """The TOML file's shape; its error locations are the file's dotted keys."""
+
+    server: ServerConfig = ServerConfig()
+    cache: CacheConfig = CacheConfig()
+    transcode: TranscodeConfig = TranscodeConfig()
+    sources: _Sources = _Sources()
+    p2p: P2PConfig = P2PConfig()
+    admin: AdminConfig = AdminConfig()
+
+
 # Keys whose values are never shown: not in errors, logs or admin answers.
 SECRET_KEYS = frozenset({"sources.soundcloud.client_secret", "admin.token"})
 
-# TOML table -> (Config attribute, section class)
-_SECTIONS: dict[str, tuple[str, type]] = {
-    "server": ("server", ServerConfig),
-    "cache": ("cache", CacheConfig),
-    "transcode": ("transcode", TranscodeConfig),
-    "sources.url": ("url", UrlSourceConfig),
-    "sources.local": ("local", LocalSourceConfig),
-    "sources.soundcloud": ("soundcloud", SoundCloudConfig),
-    "p2p": ("p2p", P2PConfig),
-    "admin": ("admin", AdminConfig),
+# Config attribute -> TOML table.
+_TABLES = {
+    "server": "server",
+    "cache": "cache",
+    "transcode": "transcode",
+    "url": "sources.url",
+    "local": "sources.local",
+    "soundcloud": "sources.soundcloud",
+    "p2p": "p2p",
+    "admin": "admin",
 }
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the type of the field's default."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        if key == "p2p.ice_servers":
-            if not all(isinstance(v, dict) and "urls" in v for v in value):
-                raise ConfigError(f"{key}: expected a list of tables with 'urls'")
-        elif not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings")
-        return tuple(value)
-    raise ConfigError(f"{key}: unsupported value {value!r}")  # pragma: no cover
+# -- errors that name the key ---------------------------------------------------------
+
+# pydantic error type -> our wording; the offending value follows (", got 'x'").
+_TYPE_ERRORS = {
+    "bool_type": "expected true or false",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "string_type": "expected a string",
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+}
 
 
-def _validate(config: Config) -> None:
-    s = config.server
-    if not 0 <= s.port <= 65535:
-        raise ConfigError(f"server.port: {s.port} is not a TCP port")
-    for origin in s.embed_origins:
-        if origin != "*" and not origin.startswith(("http://", "https://")):
-            raise ConfigError(f"server.embed_origins: {origin!r} is not '*' or an http(s) origin")
-    if not 6000 <= config.transcode.bitrate <= 510000:
-        raise ConfigError("transcode.bitrate: libopus takes 6000..510000 bit/s")
-    if not 0.5 <= config.transcode.chunk_seconds <= 10:
-        raise ConfigError("transcode.chunk_seconds: must be within 0.5..10")
-    from .sources.netpolicy import HostPolicy
+def _key(loc: Sequence[int | str]) -> str:
+    """``("sources", "url", "allow_hosts", 0)`` -> ``sources.url.allow_hosts[0]``."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else part)
+    return key
 
+
+def _message(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    key = _key(loc)
+    if kind == "extra_forbidden":
+        section = len(loc) == 1 or (len(loc) == 2 and loc[0] == "sources")
+        return f"{key}: unknown {'section' if section else 'key'}"
+    if kind in _TYPE_ERRORS:
+        text = _TYPE_ERRORS[kind]
+        # Never echo a secret, even a mistyped one.
+        if not any(key.startswith(secret) for secret in SECRET_KEYS):
+            text += f", got {error['input']!r}"
+        return f"{key}: {text}"
+    if kind == "value_error":
+        return f"{key}: {ctx.get('error', error['msg'])}"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = ctx.get("ge", ctx.get("gt"))
+        if bound == 0:
+            return f"{key}: {'must not be negative' if kind == 'greater_than_equal' else 'must be positive'}"
+        return f"{key}: must be at least {bound}" if kind == "greater_than_equal" else f"{key}: must exceed {bound}"
+    if kind == "less_than_equal":
+        return f"{key}: must be at most {ctx['le']}"
+    return f"{key}: {error['msg']}"  # pragma: no cover - a check added without a wording above
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    return ConfigError("; ".join(_message(error) for error in exc.errors(include_url=False)))
+
+
+# -- reading and writing ------------------------------------------------------------------
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build a validated ``Config`` from parsed TOML; raises ``ConfigError`` naming every bad key."""
     try:
-        HostPolicy(config.url.allow_hosts)
-    except ValueError as exc:
-        raise ConfigError(f"sources.url.allow_hosts: {exc}") from None
-    if config.p2p.upload_slots < 1:
-        raise ConfigError("p2p.upload_slots: must be at least 1")
-    if config.soundcloud.client_id == "auto" and config.soundcloud.client_secret:
-        raise ConfigError('sources.soundcloud.client_id: "auto" works with api-v2 only (no client_secret)')
-    for key in ("api_base", "auth_base"):
-        value = getattr(config.soundcloud, key)
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-            raise ConfigError(f"sources.soundcloud.{key}: {value!r} is not an http(s) URL")
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Build a validated ``Config`` from parsed TOML; raises ``ConfigError``."""
-    sections: dict[str, Any] = {}
-    tables = dict(data)
-    sources = tables.pop("sources", {})
-    if not isinstance(sources, dict):
-        raise ConfigError("sources: expected a table")
-    for name, value in sources.items():
-        tables[f"sources.{name}"] = value
-    for name, table in tables.items():
-        if name not in _SECTIONS:
-            raise ConfigError(f"{name}: unknown section")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{name}: expected a table")
-        attr, cls = _SECTIONS[name]
-        defaults = cls()
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {}
-        for key, value in table.items():
-            if key not in known:
-                raise ConfigError(f"{name}.{key}: unknown key")
-            try:
-                values[key] = _coerce(f"{name}.{key}", value, getattr(defaults, key))
-            except ConfigError as exc:
-                if f"{name}.{key}" in SECRET_KEYS:  # never echo a secret, even a mistyped one
-                    raise ConfigError(str(exc).split(", got ", 1)[0]) from None
-                raise
-        sections[attr] = cls(**values)
-    config = Config(**sections)
-    _validate(config)
-    return config
+        doc = _Document.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    return Config(
+        server=doc.server,
+        cache=doc.cache,
+        transcode=doc.transcode,
+        url=doc.sources.url,
+        local=doc.sources.local,
+        soundcloud=doc.sources.soundcloud,
+        p2p=doc.p2p,
+        admin=doc.admin,
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -278,16 +327,23 @@ def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _plain(value: Any) -> Any:
+    """A TOML value of the model: tuples back to lists, tables copied."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def config_to_dict(config: Config) -> dict[str, Any]:
     """The TOML tables of ``config`` (every key), such that ``config_from_dict`` gives it back."""
     out: dict[str, Any] = {}
-    for name, (attr, _cls) in _SECTIONS.items():
-        values = {}
-        for f in dataclasses.fields(getattr(config, attr)):
-            value = getattr(getattr(config, attr), f.name)
-            values[f.name] = [dict(v) if isinstance(v, dict) else v for v in value] if isinstance(value, tuple) else value
+    for attr, table in _TABLES.items():
+        section: BaseModel = getattr(config, attr)
+        values = {name: _plain(getattr(section, name)) for name in type(section).model_fields}
         node = out
-        *parents, leaf = name.split(".")
+        *parents, leaf = table.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = values

@@ -128,6 +128,10 @@ class Transcoder:
     def flight(self, track: Track) -> Flight | None:
         return self._flights.get(track.id)
 
+    def running_tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks of the transcodes running now (a live config change waits for them to retire a fetcher)."""
+        return [f.task for f in self._flights.values() if f.task is not None]
+
     def _start(self, track: Track) -> Flight:
         flight = self._flights.get(track.id)
         if flight is not None:

@@ -23,10 +23,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.admin import Attempts, dump_toml, sources_view
+from gateway.admin import LIVE_CONFIG
+from gateway.admin.api import Attempts, sources_view
+from gateway.admin.overlay import dump_toml, edit_toml
 from gateway.app import create_app
-from gateway.appkeys import FETCH_SOURCES, LIVE_CONFIG, LOCAL_SOURCE, STORE, TRANSCODER
+from gateway.appkeys import STORE, TRANSCODER
 from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
+from gateway.sources import FETCH_SOURCES, LOCAL_SOURCE
 from gateway.sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from gateway.sources.url import UrlSource
 from gateway.tracks import track_id_for
@@ -477,6 +480,62 @@ def test_dump_toml_round_trips() -> None:
     for bad in ({"x": 1}, {"s": {"k": float("nan")}}, {"s": {"k": "\ud800"}}):
         with pytest.raises(ValueError):
             dump_toml(bad)
+
+
+OPERATOR_OVERLAY = """\
+# Hand-edited by the operator: these notes must survive the admin API.
+
+[sources.url]
+# hosts of our own CDN, private addresses
+allow_hosts = ["cdn.internal.example"]   # ticket OPS-12
+max_bytes    = 10_000_000                # aligned by hand
+
+[sources.local]
+dirs = []   # nothing local on this box
+"""
+
+
+def test_edit_toml_keeps_comments_and_layout() -> None:
+    import tomllib
+
+    out = edit_toml(OPERATOR_OVERLAY, {"sources": {"url": {"allow_hosts": ["a.example", "b.example"]},
+                                                   "soundcloud": {"client_id": "cid"}}})
+    # Every line but the changed value is byte for byte where it was (its comment too); new tables follow.
+    before = OPERATOR_OVERLAY.splitlines()
+    assert out.splitlines()[: len(before)] == [
+        'allow_hosts = ["a.example", "b.example"]   # ticket OPS-12' if line.startswith("allow_hosts") else line
+        for line in before
+    ]
+    assert tomllib.loads(out) == {"sources": {"url": {"allow_hosts": ["a.example", "b.example"], "max_bytes": 10_000_000},
+                                              "local": {"dirs": []}, "soundcloud": {"client_id": "cid"}}}
+    assert "[sources.soundcloud]" in out and "[sources]" not in out
+    # A new file starts with the header; what is written is what is read.
+    fresh = edit_toml("", {"sources": {"url": {"max_bytes": 5}}}, header="one\ntwo")
+    assert fresh.startswith("# one\n# two\n") and tomllib.loads(fresh) == {"sources": {"url": {"max_bytes": 5}}}
+    with pytest.raises(ValueError):
+        edit_toml("[sources\n", {"sources": {"url": {"max_bytes": 5}}})
+
+
+async def test_put_keeps_the_operators_comments_in_the_overlay(make_gateway: Any, upstream: Any) -> None:
+    gw = await make_gateway()
+    gw.overlay.write_text(OPERATOR_OVERLAY)
+    assert (await gw.admin("POST", "/v1/admin/reload"))[0] == 200
+    status, answer = await gw.admin("PUT", "/v1/admin/sources", {"url": {"allow_hosts": [upstream.host]}})
+    assert status == 200, answer
+    assert answer["changed"] == ["sources.url.allow_hosts"]
+    text = gw.overlay.read_text()
+    for kept in ("# Hand-edited by the operator: these notes must survive the admin API.",
+                 "# hosts of our own CDN, private addresses", "# ticket OPS-12",
+                 "max_bytes    = 10_000_000                # aligned by hand", "dirs = []   # nothing local on this box"):
+        assert kept in text, text
+    assert "cdn.internal.example" not in text and f'allow_hosts = ["{upstream.host}"]' in text
+    assert "Written by the Ztream admin API" not in text  # the operator's file, not a new one
+    assert stat.S_IMODE(gw.overlay.stat().st_mode) == 0o600
+    # What was written is what a restart reads.
+    config = load_config(gw.path)
+    assert config.url.allow_hosts == (upstream.host,) and config.url.max_bytes == 10_000_000
+    assert config.local.dirs == ()
+    assert (await post_url(gw, upstream.song))[0] == 201
 
 
 def test_load_config_merges_the_overlay(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import ConfigError, config_from_dict, load_config
+from gateway.config import ConfigError, config_from_dict, config_to_dict, load_config
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 
 from .conftest import ROOT, free_port
@@ -51,6 +51,38 @@ def test_bad_values_name_their_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)
     assert str(info.value).startswith(key)
+
+
+def test_every_bad_key_is_named_and_list_items_by_index() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"server": {"port": True}, "sources": {"local": {"dirs": ["/a", 7]}},
+                          "p2p": {"ice_servers": [{"urls": "stun:x"}, {"url": "y"}], "upload_slots": 0}})
+    assert str(info.value).split("; ") == [
+        "server.port: expected an integer, got True",
+        "sources.local.dirs[1]: expected a string, got 7",
+        "p2p.ice_servers[1]: expected a table with 'urls'",
+        "p2p.upload_slots: must be at least 1",
+    ]
+
+
+@pytest.mark.parametrize("data", [
+    {"admin": {"token": ["tok-Secret-91"]}},
+    {"sources": {"soundcloud": {"client_secret": {"v": "tok-Secret-91"}}}},
+])
+def test_a_mistyped_secret_is_not_echoed(data: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert "expected a string" in str(info.value) and "tok-Secret-91" not in str(info.value)
+    assert "tok-Secret-91" not in repr(config_from_dict({"admin": {"token": "tok-Secret-91"}}))
+
+
+def test_config_is_typed_and_frozen() -> None:
+    config = config_from_dict({"sources": {"url": {"max_duration_seconds": 60, "allow_hosts": ["a.example"]}}})
+    assert config.url.max_duration_seconds == 60.0 and isinstance(config.url.max_duration_seconds, float)
+    assert config.url.allow_hosts == ("a.example",)
+    with pytest.raises(ValueError):
+        config.url.max_bytes = 1  # type: ignore[misc]
+    assert config_from_dict(config_to_dict(config)) == config
 
 
 def test_serve_refuses_a_bad_file_with_the_key(tmp_path: Path) -> None:

@@ -31,15 +31,16 @@ Everything here runs on the event loop, serialised by ``LiveConfig.lock``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .config import (
+from aiohttp import web
+
+from ..config import (
     Config,
     ConfigError,
     config_from_dict,
@@ -49,18 +50,17 @@ from .config import (
     overlay_path,
     read_overlay,
 )
-from .metrics import Metrics
-from .sources.base import Source
-from .sources.fetch import SafeFetcher
-from .sources.local import LocalSource
-from .sources.soundcloud import SoundCloudDisabled, SoundCloudSource
-from .sources.url import UrlSource
-from .tracks import TrackRegistry
-from .transcoder import Transcoder
+from ..metrics import Metrics
+from ..sources import SourceSet, build_sources
+from ..sources.fetch import SafeFetcher
+from ..tracks import TrackRegistry
+from ..transcoder import Transcoder
 
-__all__ = ["LiveConfig", "ReloadResult", "SourceSet", "build_sources", "changed_keys", "flatten", "LIVE_PREFIXES"]
+__all__ = ["LIVE_CONFIG", "LiveConfig", "ReloadResult", "changed_keys", "flatten", "LIVE_PREFIXES"]
 
 log = logging.getLogger("ztream.config")
+
+_T = TypeVar("_T")
 
 # Keys under these prefixes apply without a restart.
 LIVE_PREFIXES = ("sources.", "admin.")
@@ -96,71 +96,6 @@ class ReloadResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"changed": list(self.changed), "restart_required": list(self.restart_required)}
-
-
-@dataclass
-class SourceSet:
-    """One generation of sources and the fetcher they share."""
-
-    fetcher: SafeFetcher
-    url: UrlSource
-    local: LocalSource
-    soundcloud: SoundCloudSource | None
-
-    def mapping(self) -> dict[str, Source]:
-        """For ``Transcoder.sources``: by ``Track.source``."""
-        sources: dict[str, Source] = {"url": self.url, "local": self.local}
-        if self.soundcloud is not None:
-            sources["soundcloud"] = self.soundcloud
-        return sources
-
-    def fetch_order(self) -> list[Any]:
-        """For ``app[FETCH_SOURCES]``: SoundCloud before the catch-all URL source."""
-        first = self.soundcloud if self.soundcloud is not None else SoundCloudDisabled()
-        return [first, self.url]
-
-
-def local_dirs(config: Config, demo_dir: Path | None) -> list[str]:
-    dirs = list(config.local.dirs)
-    if config.local.demo and not dirs and demo_dir is not None:
-        dirs.append(str(demo_dir))
-    return dirs
-
-
-def build_sources(config: Config, metrics: Metrics, *, demo_dir: Path | None = None) -> SourceSet:
-    """A new fetcher and the sources of ``config`` around it.
-
-    ``demo_dir`` is the demo library, used when ``local.demo`` is on and no
-    directory is configured.
-
-    Raises:
-        ConfigError: settings no source accepts (e.g. SoundCloud's "auto"
-            client id with a client secret); nothing is left open then.
-    """
-
-    def counter(source: str) -> Any:
-        return metrics.upstream_bytes.labels(source).inc
-
-    fetcher = SafeFetcher(
-        allow_hosts=config.url.allow_hosts,
-        connect_timeout=config.url.connect_timeout,
-        read_timeout=config.url.read_timeout,
-    )
-    soundcloud = None
-    if config.soundcloud.client_id:
-        try:
-            soundcloud = SoundCloudSource(
-                fetcher, config.soundcloud, max_bytes=config.url.max_bytes, count=counter("soundcloud")
-            )
-        except ValueError as exc:
-            # The fetcher has made no connection yet; dropping it leaks nothing.
-            message = str(exc)
-            if not message.startswith("sources.soundcloud."):
-                message = f"sources.soundcloud: {message}"
-            raise ConfigError(message) from None
-    url = UrlSource(fetcher, max_bytes=config.url.max_bytes, count=counter("url"))
-    local = LocalSource(local_dirs(config, demo_dir), max_bytes=config.url.max_bytes, count=counter("local"))
-    return SourceSet(fetcher=fetcher, url=url, local=local, soundcloud=soundcloud)
 
 
 class LiveConfig:
@@ -257,7 +192,8 @@ class LiveConfig:
         changed = changed_keys(old, new)
         live = tuple(k for k in changed if _live(k))
         restart = tuple(k for k in changed if not _live(k))
-        merged = dataclasses.replace(old, url=new.url, local=new.local, soundcloud=new.soundcloud, admin=new.admin)
+        merged = old.model_copy(update={"url": new.url, "local": new.local, "soundcloud": new.soundcloud,
+                                        "admin": new.admin})
         sources_changed = any(k.startswith("sources.") for k in live)
         built = None
         if sources_changed and self.sources is not None:
@@ -286,7 +222,7 @@ class LiveConfig:
         old.local.dirs, old.local.max_bytes = built.local.dirs, built.local.max_bytes
         built.local = old.local
         # Transcodes already running keep the source (and fetcher) they opened.
-        running = [f.task for f in list(transcoder._flights.values()) if f.task is not None]  # noqa: SLF001
+        running = transcoder.running_tasks()
         transcoder.sources = built.mapping()
         transcoder.max_duration = config.url.max_duration_seconds
         fetch_sources = self._require(self._fetch_sources)
@@ -317,7 +253,7 @@ class LiveConfig:
         task.add_done_callback(self._tasks.discard)
 
     @staticmethod
-    def _require(value: Any) -> Any:
+    def _require(value: _T | None) -> _T:
         if value is None:
             raise RuntimeError("LiveConfig.attach() was not called")
         return value
@@ -337,3 +273,8 @@ class LiveConfig:
         self._retired.clear()
         for fetcher in fetchers:
             await fetcher.aclose()
+
+
+# The running configuration; the one the app started with is gateway.appkeys.CONFIG.
+# Defined here beside its class, re-exported by gateway.admin (api.py reads it too).
+LIVE_CONFIG = web.AppKey("live_config", LiveConfig)
