@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -12,12 +12,8 @@ from .reload import LiveConfig
 from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
 from .store import ChunkStore
-from .tracker import Tracker
 from .tracks import TrackRegistry
 from .transcoder import Transcoder
-
-if TYPE_CHECKING:  # control imports these keys: no import cycle at run time
-    from .control import ControlHub
 
 # The configuration the app started with; what is current now (sources and
 # admin change at run time) is LIVE_CONFIG.current.
@@ -31,6 +27,4 @@ FETCHER = web.AppKey("fetcher", SafeFetcher)
 LOCAL_SOURCE = web.AppKey("local_source", LocalSource)
 # Sources that register tracks from a URL, asked in order (`accepts(url)`).
 FETCH_SOURCES = web.AppKey("fetch_sources", list[Any])
-TRACKER = web.AppKey("tracker", Tracker)
-# The control WebSocket's open connections (gateway.control.ControlHub).
-CONTROL: web.AppKey[ControlHub] = web.AppKey("control")
+# The swarm's keys (HUB, TRACKER) live in gateway.swarm.
