@@ -411,9 +411,13 @@ def encode(message: PeerMessage) -> str:
         case Signal():
             return f'{{"type":"signal","to":{json.dumps(message.to)},"data":{message.data_json}}}'
         case Stats():
+            startup: float | int | None = message.startup_seconds
+            if startup is not None and startup.is_integer():
+                # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
+                startup = int(startup)
             return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
                              "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
-                             "stalls": message.stalls, "startup_seconds": message.startup_seconds,
+                             "stalls": message.stalls, "startup_seconds": startup,
                              "verify_failures": message.verify_failures})
         case Slots():
             return _compact({"type": "slots", "in_use": message.in_use})
