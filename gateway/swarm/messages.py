@@ -174,20 +174,21 @@ PeerMessage = Have | Want | Signal | Stats | Slots | Leave | Ping
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """``welcome``'s ``limits``, in wire order."""
+    """``welcome``'s ``limits``, in wire order. The gateway sends them all; a
+    client reading one without some key (None here) keeps its own default."""
 
-    max_message_bytes: int
-    messages_per_second: int
-    burst: int
-    max_tracks: int
-    max_chunks: int
-    max_ranges: int
-    max_want: int
-    max_candidates: int
-    max_signal_bytes: int
-    upload_slots: int
-    stats_interval: int
-    idle_timeout: int
+    max_message_bytes: int | None = None
+    messages_per_second: int | None = None
+    burst: int | None = None
+    max_tracks: int | None = None
+    max_chunks: int | None = None
+    max_ranges: int | None = None
+    max_want: int | None = None
+    max_candidates: int | None = None
+    max_signal_bytes: int | None = None
+    upload_slots: int | None = None
+    stats_interval: int | None = None
+    idle_timeout: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +443,7 @@ def render(message: ServerMessage) -> str:
     """
     match message:
         case Welcome():
-            limits = {f.name: getattr(message.limits, f.name) for f in fields(message.limits)}
+            limits = {f.name: v for f in fields(message.limits) if (v := getattr(message.limits, f.name)) is not None}
             return json.dumps({"type": "welcome", "peer_id": message.peer_id,
                                "ice_servers": list(message.ice_servers), "limits": limits})
         case Peers():
@@ -480,7 +481,9 @@ def _parse_welcome(body: dict[str, Any]) -> Welcome:
         raise ProtocolError("bad_field", "limits: expected an object", "welcome")
     values: dict[str, int] = {}
     for f in fields(Limits):
-        value = raw.get(f.name)
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
         if not _is_int(value) or value < 0:
             raise ProtocolError("bad_field", f"limits.{f.name}: expected an integer", "welcome")
         values[f.name] = value
