@@ -13,39 +13,25 @@ should send). Server → peer: ``render(message)`` is the exact text frame;
 field, for this module and for ``client/control-protocol.js``. The wire
 format, field by field, is docs/websocket.md.
 
-Server → peer::
+The messages, in brief (docs/websocket.md has every field and rule)::
 
-    {"type": "welcome", "peer_id": "<22 url-safe chars, 128 random bits>",
-     "ice_servers": [...p2p.ice_servers...],
-     "limits": {"max_message_bytes": 65536, "messages_per_second": 50,
-                "burst": 100, "max_tracks": 16, "max_chunks": 100000,
-                "max_ranges": 256, "max_want": 256, "max_candidates": 5,
-                "max_signal_bytes": 32768, "upload_slots": <p2p.upload_slots>,
-                "stats_interval": 5, "idle_timeout": 600}}
-    {"type": "peers", "track": T, "rendition": R,
-     "peers": [{"peer_id": P, "chunks": [asked chunks P holds], "complete": bool}, ...]}
-    {"type": "signal", "from": "<sender's real peer id>", "data": {...}}
-    {"type": "pong"}
-    {"type": "error", "error": "<code>", "detail": "<text>", "for": "<type>"}
-        ("for" is the refused message's type, when it could be read)
+    server -> peer   welcome {peer_id, ice_servers, limits}
+                     peers   {track, rendition, peers: [{peer_id, chunks, complete}]}
+                     signal  {from, data}      "from" is the sender's real id
+                     pong    {}
+                     error   {error, detail, for?}   "for": the refused type
+    peer -> server   have    {track, rendition, chunks?, ranges?, complete?, replace?}
+                     want    {track, rendition, chunks?}
+                     signal  {to, data}        data: an object, <= 32 KiB as JSON
+                     stats   {p2p_down_bytes?, p2p_up_bytes?, http_down_bytes?,
+                              stalls?, startup_seconds?, verify_failures?}
+                     slots   {in_use}
+                     leave   {track, rendition?}
+                     ping    {}
 
-Peer → server (unknown extra fields are ignored; ``track`` and ``rendition``
-are 1..128 characters of ``A-Z a-z 0-9 . _ ~ : -``; chunk indices are
-integers in ``0 .. max_chunks - 1``; ranges ``[first, last]`` are inclusive)::
-
-    {"type": "have", "track": T, "rendition": R,
-     "chunks": [0, 1, 2],            optional, indices held
-     "ranges": [[0, 9], [12, 15]],   optional, inclusive runs held
-     "complete": false,              optional, true: holds every chunk
-     "replace": false}               optional, true: this is the whole holding
-    {"type": "want", "track": T, "rendition": R, "chunks": [next needed, ...]}
-    {"type": "signal", "to": P, "data": {...}}   data: an object, <= 32 KiB as JSON
-    {"type": "stats", "p2p_down_bytes": int, "p2p_up_bytes": int,
-     "http_down_bytes": int, "stalls": int, "startup_seconds": float | null,
-     "verify_failures": int}        all optional (missing = 0 / null)
-    {"type": "slots", "in_use": int}   upload slots now in use (0..1000)
-    {"type": "leave", "track": T, "rendition": R}   rendition optional: all
-    {"type": "ping"}
+Unknown extra fields are ignored; ``track`` and ``rendition`` are 1..128
+characters of ``A-Z a-z 0-9 . _ ~ : -``; chunk indices are integers in
+``0 .. max_chunks - 1``; ranges ``[first, last]`` are inclusive.
 
 Error codes raised here: ``bad_json`` (not JSON), ``not_an_object``,
 ``unknown_type``, ``bad_field``, ``bad_stats``. A stats report with any value
@@ -413,9 +399,9 @@ def encode(message: PeerMessage) -> str:
             return f'{{"type":"signal","to":{json.dumps(message.to)},"data":{message.data_json}}}'
         case Stats():
             startup: float | int | None = message.startup_seconds
-            if startup is not None and startup.is_integer():
+            if message.startup_seconds is not None and message.startup_seconds.is_integer():
                 # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
-                startup = int(startup)
+                startup = int(message.startup_seconds)
             return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
                              "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
                              "stalls": message.stalls, "startup_seconds": startup,
