@@ -13,6 +13,7 @@
 // long peers are worth waiting for (`setPeerWait`), and serves chunks from
 // memory or from the player's IndexedDB cache.
 
+import { encodePeerMessage, parseServerMessage } from "./control-protocol.js";
 import { P2PCore } from "./p2p.js";
 import { channelLabel } from "./protocol.js";
 
@@ -75,13 +76,9 @@ export class ControlSocket {
     };
     ws.onmessage = (e) => {
       if (this.ws !== ws || typeof e.data !== "string") return;
-      let msg;
-      try {
-        msg = JSON.parse(e.data);
-      } catch {
-        return;
-      }
-      this.onMessage(msg);
+      // Checked once here (control-protocol.js): the core reads a known shape.
+      const msg = parseServerMessage(e.data);
+      if (msg !== null) this.onMessage(msg);
     };
     ws.onerror = () => {}; // a close event follows
     ws.onclose = () => {
@@ -104,11 +101,11 @@ export class ControlSocket {
     return this.ws?.readyState === 1;
   }
 
-  /** Send one message (an object, as JSON); false when the socket is not open. */
+  /** Send one peer → server message (an object); false when the socket is not open or the message is malformed. */
   send(msg) {
     if (!this.open) return false;
     try {
-      this.ws.send(JSON.stringify(msg));
+      this.ws.send(encodePeerMessage(msg));
       return true;
     } catch {
       return false;

@@ -27,12 +27,12 @@ from .appkeys import (
     TRANSCODER,
 )
 from .config import Config
-from .control import setup_control
 from .demo import ensure_demo_library
 from .http_api import not_found, routes
 from .metrics import Metrics
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .store import ChunkStore
+from .swarm import setup_swarm
 from .tracks import TrackRegistry
 from .web import setup_web
 from .transcoder import Transcoder
@@ -106,7 +106,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_services)
     app.add_routes(routes)
-    setup_control(app, config, app[METRICS])
+    setup_swarm(app, config, app[METRICS])
 
     async def get_track(track_id: str) -> dict[str, Any] | None:
         track = app[REGISTRY].get(track_id)

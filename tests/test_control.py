@@ -18,10 +18,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import control
+from gateway.swarm import socket as swarm_socket
 from gateway.app import create_app
-from gateway.appkeys import CONTROL, TRACKER
-from gateway.control import IDLE_TIMEOUT, ProtocolError, TokenBucket, origin_allowed, parse_message
+from gateway.swarm import HUB, SOCKETS, TRACKER
+from gateway.swarm.limits import IDLE_TIMEOUT, TokenBucket
+from gateway.swarm.messages import ProtocolError
+from gateway.swarm.messages import parse as parse_message
+from gateway.swarm.socket import origin_allowed
 
 VECTORS = Path(__file__).parent / "vectors" / "control"
 T, R = "track1", "rend1"
@@ -145,7 +148,7 @@ async def test_welcome(make_gateway: Any) -> None:
     assert {"max_tracks", "messages_per_second", "burst", "max_chunks", "max_ranges", "max_want",
             "max_signal_bytes", "idle_timeout"} <= set(limits)
     assert gw.server.app[TRACKER].upload_slots == 3
-    assert set(gw.server.app[CONTROL].connections) == {a.id, b.id}
+    assert set(gw.server.app[HUB].peers) == {a.id, b.id}
 
 
 async def test_peers_connected_goes_up_and_down(gw: TestClient) -> None:
@@ -421,10 +424,10 @@ async def test_bad_stats_are_refused_whole(gw: TestClient, bystanders: tuple[Pee
 async def test_idle_peers_are_closed(gw: TestClient, bystanders: tuple[Peer, Peer]) -> None:
     p = await connect(gw)
     loop = asyncio.get_running_loop()
-    hub = gw.server.app[CONTROL]
+    sockets = gw.server.app[SOCKETS]
     for peer in bystanders:
         gw.server.app[TRACKER].touch(peer.id, loop.time() + IDLE_TIMEOUT)
-    hub.expire(loop.time() + IDLE_TIMEOUT + 1)
+    sockets.sweep(loop.time() + IDLE_TIMEOUT + 1)
     assert await p.closed_with() == 4000
     assert p.id not in gw.server.app[TRACKER]
     await check_bystanders(*bystanders)
@@ -531,15 +534,15 @@ class _Request:
 
 
 async def test_a_slow_receiver_is_closed_and_nobody_waits_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "CLOSE_TIMEOUT", 0.05)
+    monkeypatch.setattr(swarm_socket, "CLOSE_TIMEOUT", 0.05)
     ws, request = _StuckSocket(), _Request()
-    conn = control.Connection("slow", ws, request, 0.0)  # type: ignore[arg-type]
+    conn = swarm_socket.Connection("slow", ws, request)  # type: ignore[arg-type]
     conn.send('{"n":"first"}')
     await asyncio.sleep(0.01)  # the writer takes it and hangs in the socket
     assert ws.sent == ['{"n":"first"}']
     loop = asyncio.get_running_loop()
     started = loop.time()
-    for i in range(control.SEND_QUEUE_MESSAGES + 10):
+    for i in range(swarm_socket.SEND_QUEUE_MESSAGES + 10):
         conn.send(f'{{"n":{i}}}')  # synchronous: a relay never awaits the target
     assert loop.time() - started < 0.5
     assert conn.closing

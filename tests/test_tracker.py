@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.tracker import (
+from gateway.swarm.tracker import (
     MAX_CHUNKS,
     BadChunks,
     Candidate,

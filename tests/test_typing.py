@@ -10,7 +10,7 @@ from .conftest import ROOT
 PURE_CORES = [
     "transcode/ebml.py",
     "gateway/errors.py",
-    "gateway/tracker.py",
+    "gateway/swarm",
     "gateway/sources/netpolicy.py",
     "gateway/sources/hls.py",
     "peer/wire.py",

@@ -40,7 +40,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import CONTROL, METRICS, REGISTRY, STORE, TRANSCODER
+from ..appkeys import METRICS, REGISTRY, STORE, TRANSCODER
+from ..swarm import HUB
 from ..config import SECRET_KEYS, Config, ConfigError, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
 from ..metrics import SERVER_KINDS
@@ -164,10 +165,10 @@ def _stats(app: web.Application) -> dict[str, Any]:
     server = sum(sample("ztream_server_bytes_total", {"kind": k}) for k in SERVER_KINDS)
     peer = sample("ztream_peer_bytes_total")
     live = app[LIVE_CONFIG]
-    control = app[CONTROL] if CONTROL in app else None
+    hub = app[HUB] if HUB in app else None
     return {
         "time": time.time(),
-        "peers_connected": len(control.connections) if control is not None else 0,
+        "peers_connected": len(hub) if hub is not None else 0,
         "transcodes_running": int(sample("ztream_transcodes_running")),
         "transcodes_total": int(sum(sample("ztream_transcodes_total", {"result": r}) for r in ("ok", "error"))),
         "transcodes_failed": int(sample("ztream_transcodes_total", {"result": "error"})),

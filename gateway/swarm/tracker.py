@@ -5,8 +5,8 @@ Theory of operation
 
 The tracker is a plain object with no I/O, no asyncio and no clock: every
 method that cares about time takes ``now`` (seconds, any monotonic origin),
-so its tests are synchronous and exact. The control WebSocket
-(``gateway.control``) is the thin shell that feeds it.
+so its tests are synchronous and exact. The swarm hub (``gateway.swarm.hub``,
+the control WebSocket's core, see docs/websocket.md) is what feeds it.
 
 State:
 

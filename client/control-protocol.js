@@ -1,0 +1,171 @@
+// The control WebSocket's (/v1/ws) messages, as the browser reads and writes
+// them: pure, no socket. docs/websocket.md is the contract; the frames both
+// ways are pinned, field by field, by tests/vectors/control/messages.json,
+// which gateway/swarm/messages.py passes too.
+//
+//   parseServerMessage(text) -> {type: "welcome" | "peers" | "signal" | "pong" | "error", ...} | null
+//   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping", ...}) -> text
+//
+// A server frame that is not one of the five, or lacks a field of the right
+// kind, reads as null and is ignored (a newer gateway may send more). Field
+// names stay the wire's (peer_id, ice_servers, in_use...): the parsed
+// message is the frame, checked, with unknown fields dropped.
+
+/** `welcome`'s limits, all integers, in wire order. */
+export const LIMIT_KEYS = Object.freeze([
+  "max_message_bytes", "messages_per_second", "burst", "max_tracks", "max_chunks", "max_ranges",
+  "max_want", "max_candidates", "max_signal_bytes", "upload_slots", "stats_interval", "idle_timeout",
+]);
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const isIndex = (v) => Number.isInteger(v);
+
+function welcome(m) {
+  if (typeof m.peer_id !== "string" || !Array.isArray(m.ice_servers) || !m.ice_servers.every(isObject)) return null;
+  if (!isObject(m.limits)) return null;
+  // The gateway sends every limit; one missing leaves the client's default.
+  const limits = {};
+  for (const key of LIMIT_KEYS) {
+    if (!Object.hasOwn(m.limits, key)) continue;
+    const v = m.limits[key];
+    if (!Number.isInteger(v) || v < 0) return null;
+    limits[key] = v;
+  }
+  return { type: "welcome", peer_id: m.peer_id, ice_servers: m.ice_servers, limits };
+}
+
+function peers(m) {
+  if (typeof m.track !== "string" || typeof m.rendition !== "string" || !Array.isArray(m.peers)) return null;
+  const found = [];
+  for (const p of m.peers) {
+    if (!isObject(p) || typeof p.peer_id !== "string" || typeof p.complete !== "boolean") return null;
+    if (!Array.isArray(p.chunks) || !p.chunks.every(isIndex)) return null;
+    found.push({ peer_id: p.peer_id, chunks: p.chunks, complete: p.complete });
+  }
+  return { type: "peers", track: m.track, rendition: m.rendition, peers: found };
+}
+
+function signal(m) {
+  if (typeof m.from !== "string" || !isObject(m.data)) return null;
+  return { type: "signal", from: m.from, data: m.data };
+}
+
+function error(m) {
+  if (typeof m.error !== "string" || typeof m.detail !== "string") return null;
+  if (m.for !== undefined && m.for !== null && typeof m.for !== "string") return null;
+  const out = { type: "error", error: m.error, detail: m.detail };
+  if (typeof m.for === "string") out.for = m.for;
+  return out;
+}
+
+const READERS = { welcome, peers, signal, pong: () => ({ type: "pong" }), error };
+
+/** One server → peer text frame, checked; null when it is not a message this client knows. */
+export function parseServerMessage(text) {
+  let m;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObject(m) || typeof m.type !== "string" || !Object.hasOwn(READERS, m.type)) return null;
+  return READERS[m.type](m);
+}
+
+/** Inclusive runs [first, last], sorted, with overlapping and adjacent runs merged (the tracker's canonical form). */
+export function mergeRanges(pairs) {
+  const sorted = pairs.map(([a, b]) => [a, b]).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  const merged = [];
+  for (const [first, last] of sorted) {
+    const top = merged[merged.length - 1];
+    if (top && first <= top[1] + 1) top[1] = Math.max(top[1], last);
+    else merged.push([first, last]);
+  }
+  return merged;
+}
+
+function name(v, key) {
+  if (typeof v !== "string") throw new TypeError(`${key}: expected a string`);
+  return v;
+}
+
+function indices(v, key) {
+  if (!Array.isArray(v) || !v.every(isIndex)) throw new TypeError(`${key}: expected chunk indices`);
+  return v;
+}
+
+function count(v, key) {
+  if (!Number.isInteger(v) || v < 0) throw new TypeError(`${key}: expected a count`);
+  return v;
+}
+
+// Optional fields are written when given (checked) and left out otherwise:
+// the gateway reads an absent one as its default.
+function optional(out, msg, key, check) {
+  if (msg[key] !== undefined) out[key] = check(msg[key], key);
+}
+
+const flag = (v, key) => {
+  if (typeof v !== "boolean") throw new TypeError(`${key}: expected true or false`);
+  return v;
+};
+
+const seconds = (v, key) => {
+  if (v !== null && !Number.isFinite(v)) throw new TypeError(`${key}: expected a number or null`);
+  return v;
+};
+
+/**
+ * The text frame for one peer → server message: its fields checked and in
+ * wire order, a holding's `chunks` folded into merged `ranges`, optional
+ * fields written only when given. Given every field, it is the canonical
+ * frame the vectors pin ("encoded"). Throws TypeError for a message the
+ * gateway could not read.
+ */
+export function encodePeerMessage(msg) {
+  if (!isObject(msg)) throw new TypeError("a control message is an object");
+  switch (msg.type) {
+    case "have": {
+      const ranges = msg.ranges ?? [];
+      if (!Array.isArray(ranges) || !ranges.every((r) => Array.isArray(r) && r.length === 2 && r.every(isIndex))) {
+        throw new TypeError("ranges: expected [first, last] pairs");
+      }
+      const singles = indices(msg.chunks ?? [], "chunks").map((i) => [i, i]);
+      const out = {
+        type: "have",
+        track: name(msg.track, "track"),
+        rendition: name(msg.rendition, "rendition"),
+        ranges: mergeRanges([...ranges, ...singles]),
+      };
+      optional(out, msg, "complete", flag);
+      optional(out, msg, "replace", flag);
+      return JSON.stringify(out);
+    }
+    case "want": {
+      const out = { type: "want", track: name(msg.track, "track"), rendition: name(msg.rendition, "rendition") };
+      optional(out, msg, "chunks", indices);
+      return JSON.stringify(out);
+    }
+    case "signal":
+      if (!isObject(msg.data)) throw new TypeError("data: expected an object");
+      return JSON.stringify({ type: "signal", to: name(msg.to, "to"), data: msg.data });
+    case "stats": {
+      const out = { type: "stats" };
+      for (const key of ["p2p_down_bytes", "p2p_up_bytes", "http_down_bytes", "stalls"]) optional(out, msg, key, count);
+      optional(out, msg, "startup_seconds", seconds);
+      optional(out, msg, "verify_failures", count);
+      return JSON.stringify(out);
+    }
+    case "slots":
+      return JSON.stringify({ type: "slots", in_use: count(msg.in_use, "in_use") });
+    case "leave": {
+      const out = { type: "leave", track: name(msg.track, "track") };
+      if (msg.rendition !== undefined && msg.rendition !== null) out.rendition = name(msg.rendition, "rendition");
+      return JSON.stringify(out);
+    }
+    case "ping":
+      return '{"type":"ping"}';
+    default:
+      throw new TypeError(`unknown control message type ${String(msg.type).slice(0, 40)}`);
+  }
+}

@@ -1,0 +1,333 @@
+"""The swarm hub: the control WebSocket's rules, with no socket in sight.
+
+Theory of operation
+-------------------
+
+``SwarmHub`` is a pure state machine, as h11's ``Connection`` is: it is fed
+connection events and peer messages and *returns* what should happen, as a
+list of plain outputs; it never sends, sleeps, reads a clock or touches a
+metric itself. The aiohttp handler (``socket.py``) carries the outputs out,
+and a cluster shell could carry out the same outputs elsewhere.
+
+Inputs (``now`` is seconds on any monotonic clock; peer ids come from the
+injected ``new_id``)::
+
+    open(now)                      -> (peer_id, outputs)   a socket was accepted
+    receive(peer, message, now)    -> outputs   a text frame, as messages.parse
+                                                made it (a message, or the
+                                                ProtocolError it raised)
+    refuse(peer, error, now)       -> outputs   a frame refused before parsing
+                                                (a binary frame)
+    close(peer, now)               -> outputs   the socket is gone
+    tick(now)                      -> outputs   time passed (idle expiry)
+    shutdown()                     -> outputs   the server is stopping
+
+Outputs::
+
+    Send(peer, message)            render(message) to that peer's socket
+    Close(peer, code, reason)      close that socket after what is queued
+    Count(metric, labels, n)       add n to a counter or gauge
+    Observe(metric, labels, value) one observation of a histogram
+
+Rules (docs/websocket.md is the contract):
+
+- Rate: a token bucket per peer, ``MESSAGES_PER_SECOND`` refilled up to
+  ``BURST``; a message over it is refused with ``rate_limited`` whatever it
+  says (checked before anything the message asks is done). Stats have a
+  bucket of their own, signals a byte budget.
+- Strikes: every refused message costs a strike from a second bucket
+  (``STRIKES`` refilled at ``STRIKES_PER_SECOND``); a peer out of strikes
+  gets its error, then ``Close(1008)``. An occasional error never closes.
+- Relay: a ``signal`` passes only between peers the tracker introduced
+  (checked first, so a stranger learns nothing about which ids exist), to a
+  peer still open, with ``from`` set to the sender's real id.
+- Stats accepted become ``Count``s of ``ztream_peer_bytes_total``,
+  ``ztream_playback_stalls_total``, ``ztream_chunk_verify_failures_total``
+  and an ``Observe`` of ``ztream_startup_seconds``; a report refused
+  (``bad_stats`` by the parser, or over its rate) counts nothing.
+  ``ztream_peers_connected`` moves by one on ``open`` and ``close``.
+- Idle: a peer that sends nothing for ``IDLE_TIMEOUT`` seconds is dropped
+  from the tracker by ``tick`` and closed with 4000.
+
+A peer the hub has closed (strikes, idle, shutdown) is *closing*: what it
+still sends is ignored, signals to it are refused with ``unknown_peer``, and
+it stays counted until ``close``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, KeysView
+from dataclasses import dataclass
+from typing import Any
+
+from .limits import (
+    BURST,
+    CLOSE_IDLE,
+    CLOSE_POLICY,
+    IDLE_TIMEOUT,
+    MAX_CANDIDATES,
+    MAX_CHUNKS,
+    MAX_MESSAGE_BYTES,
+    MAX_RANGES,
+    MAX_SIGNAL_BYTES,
+    MAX_WANT,
+    MESSAGES_PER_SECOND,
+    SIGNAL_BURST_BYTES,
+    SIGNAL_BYTES_PER_SECOND,
+    STATS_BURST,
+    STATS_INTERVAL,
+    STATS_PER_SECOND,
+    STRIKES,
+    STRIKES_PER_SECOND,
+    TokenBucket,
+)
+from .messages import (
+    Error,
+    Have,
+    Leave,
+    Limits,
+    PeerMessage,
+    Peers,
+    Ping,
+    Pong,
+    ProtocolError,
+    ServerMessage,
+    Signal,
+    SignalFrom,
+    Slots,
+    Stats,
+    Want,
+    Welcome,
+    type_of,
+)
+from .tracker import Tracker, TrackerError
+
+__all__ = ["SwarmHub", "Send", "Close", "Count", "Observe", "Output", "CLOSE_GOING_AWAY"]
+
+# RFC 6455 7.4.1: the endpoint is going away (server shutdown).
+CLOSE_GOING_AWAY = 1001
+# Ids drawn before giving up on a generator that keeps repeating itself
+# (128 random bits never do; a broken test double might).
+_ID_TRIES = 8
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    peer: str
+    message: ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    peer: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    metric: str
+    labels: Labels
+    n: float
+
+
+@dataclass(frozen=True, slots=True)
+class Observe:
+    metric: str
+    labels: Labels
+    value: float
+
+
+Output = Send | Close | Count | Observe
+
+PEERS_CONNECTED = "ztream_peers_connected"
+PEER_BYTES = "ztream_peer_bytes_total"
+STALLS = "ztream_playback_stalls_total"
+VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
+STARTUP_SECONDS = "ztream_startup_seconds"
+
+
+class _Peer:
+    """One open peer's budgets; the tracker keeps what it holds."""
+
+    __slots__ = ("id", "messages", "stats", "signal_bytes", "strikes", "closing")
+
+    def __init__(self, peer_id: str, now: float) -> None:
+        self.id = peer_id
+        self.messages = TokenBucket(MESSAGES_PER_SECOND, BURST, now)
+        self.stats = TokenBucket(STATS_PER_SECOND, STATS_BURST, now)
+        self.signal_bytes = TokenBucket(SIGNAL_BYTES_PER_SECOND, SIGNAL_BURST_BYTES, now)
+        self.strikes = TokenBucket(STRIKES_PER_SECOND, STRIKES, now)
+        self.closing = False
+
+
+class SwarmHub:
+    """Open peers, their budgets, and what each of their messages causes.
+
+    ``tracker`` holds the swarms (it is shared: the admin page reads it);
+    ``ice_servers`` go into every ``welcome``; ``new_id()`` mints peer ids
+    (``secrets.token_urlsafe(16)`` in the gateway, a counter in tests).
+    """
+
+    def __init__(
+        self, tracker: Tracker, *, new_id: Callable[[], str], ice_servers: Iterable[dict[str, Any]] = ()
+    ) -> None:
+        self.tracker = tracker
+        self._new_id = new_id
+        self._ice_servers = tuple(ice_servers)
+        self._peers: dict[str, _Peer] = {}
+        self.limits = Limits(
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            messages_per_second=MESSAGES_PER_SECOND,
+            burst=BURST,
+            max_tracks=tracker.max_tracks,
+            max_chunks=MAX_CHUNKS,
+            max_ranges=MAX_RANGES,
+            max_want=MAX_WANT,
+            max_candidates=MAX_CANDIDATES,
+            max_signal_bytes=MAX_SIGNAL_BYTES,
+            upload_slots=tracker.upload_slots,
+            stats_interval=STATS_INTERVAL,
+            idle_timeout=IDLE_TIMEOUT,
+        )
+
+    @property
+    def peers(self) -> KeysView[str]:
+        """The ids of the open peers (closing ones included, until ``close``)."""
+        return self._peers.keys()
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._peers
+
+    # -- connection events ---------------------------------------------------
+
+    def open(self, now: float) -> tuple[str, list[Output]]:
+        """A new socket: a fresh id, registered with the tracker, and its welcome.
+
+        The ``Origin`` was checked before the upgrade (a refused page never
+        gets this far), so the hub trusts no one beyond its own connection.
+        """
+        for _ in range(_ID_TRIES):
+            peer_id = self._new_id()
+            if peer_id not in self._peers:
+                break
+        else:
+            raise RuntimeError("the peer id generator keeps returning ids in use")
+        self._peers[peer_id] = _Peer(peer_id, now)
+        self.tracker.join(peer_id, now)
+        welcome = Welcome(peer_id, self._ice_servers, self.limits)
+        return peer_id, [Count(PEERS_CONNECTED, (), 1), Send(peer_id, welcome)]
+
+    def close(self, peer: str, now: float) -> list[Output]:
+        """The socket is gone: forget the peer everywhere. Idempotent."""
+        if self._peers.pop(peer, None) is None:
+            return []
+        self.tracker.remove(peer)
+        return [Count(PEERS_CONNECTED, (), -1)]
+
+    def tick(self, now: float) -> list[Output]:
+        """Close the peers silent for more than ``IDLE_TIMEOUT`` (4000)."""
+        out: list[Output] = []
+        for peer_id in self.tracker.expire(now, IDLE_TIMEOUT):
+            p = self._peers.get(peer_id)
+            if p is not None and not p.closing:
+                p.closing = True
+                out.append(Close(peer_id, CLOSE_IDLE, "idle"))
+        return out
+
+    def shutdown(self) -> list[Output]:
+        """Close every peer (1001 going away)."""
+        out: list[Output] = []
+        for p in self._peers.values():
+            if not p.closing:
+                p.closing = True
+                out.append(Close(p.id, CLOSE_GOING_AWAY, "server shutdown"))
+        return out
+
+    # -- messages ------------------------------------------------------------
+
+    def refuse(self, peer: str, error: ProtocolError, now: float) -> list[Output]:
+        """A frame refused before it could be parsed (a binary frame): the
+        error, and a strike."""
+        p = self._peers.get(peer)
+        if p is None or p.closing:
+            return []
+        return self._refuse(p, error.code, error.detail, error.for_type, now)
+
+    def receive(self, peer: str, message: PeerMessage | ProtocolError, now: float) -> list[Output]:
+        """One text frame from ``peer``, as parsed: apply it, answer it."""
+        p = self._peers.get(peer)
+        if p is None or p.closing:
+            return []
+        if not p.messages.take(now):
+            return self._refuse(p, "rate_limited", f"more than {MESSAGES_PER_SECOND:g} messages a second", None, now)
+        if isinstance(message, ProtocolError):
+            return self._refuse(p, message.code, message.detail, message.for_type, now)
+        tracker = self.tracker
+        try:
+            tracker.touch(peer, now)
+            match message:
+                case Have():
+                    tracker.announce(
+                        peer, message.track, message.rendition, message.chunks, now,
+                        complete=message.complete, replace=message.replace,
+                    )
+                case Want():
+                    found = tracker.want(peer, message.track, message.rendition, message.chunks, now)
+                    return [Send(peer, Peers(message.track, message.rendition, tuple(found)))]
+                case Signal():
+                    return self._relay(p, message, now)
+                case Stats():
+                    return self._stats(p, message, now)
+                case Slots():
+                    tracker.set_slots(peer, message.in_use)
+                case Leave():
+                    tracker.leave(peer, message.track, message.rendition)
+                case Ping():
+                    return [Send(peer, Pong())]
+        except TrackerError as exc:
+            return self._refuse(p, exc.code, exc.detail, type_of(message), now)
+        return []
+
+    def _refuse(self, p: _Peer, code: str, detail: str, for_type: str | None, now: float) -> list[Output]:
+        out: list[Output] = [Send(p.id, Error(code, detail, for_type))]
+        if not p.strikes.take(now):
+            p.closing = True
+            out.append(Close(p.id, CLOSE_POLICY, "too many refused messages"))
+        return out
+
+    def _relay(self, p: _Peer, message: Signal, now: float) -> list[Output]:
+        # Introduced first, then present: a stranger learns nothing about
+        # which ids are connected.
+        if not self.tracker.introduced(p.id, message.to):
+            return self._refuse(p, "not_introduced", "signal only peers the tracker gave you", "signal", now)
+        target = self._peers.get(message.to)
+        if target is None or target.closing:
+            return self._refuse(p, "unknown_peer", "that peer has left", "signal", now)
+        if not p.signal_bytes.take(now, len(message.data_json)):
+            return self._refuse(p, "rate_limited", "too many signal bytes a second", "signal", now)
+        # "from" is always the sender's own id, whatever it wrote.
+        return [Send(target.id, SignalFrom(p.id, message.data_json))]
+
+    def _stats(self, p: _Peer, stats: Stats, now: float) -> list[Output]:
+        if not p.stats.take(now):
+            return self._refuse(p, "rate_limited", f"stats about every {STATS_INTERVAL} s, not faster", "stats", now)
+        # Upload and HTTP bytes are validated but not counted: the server
+        # counts what it serves itself, and an upload is someone's download.
+        out: list[Output] = [
+            Count(metric, (), n)
+            for metric, n in (
+                (PEER_BYTES, stats.p2p_down_bytes),
+                (STALLS, stats.stalls),
+                (VERIFY_FAILURES, stats.verify_failures),
+            )
+            if n
+        ]
+        if stats.startup_seconds is not None:
+            out.append(Observe(STARTUP_SECONDS, (), stats.startup_seconds))
+        return out

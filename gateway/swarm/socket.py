@@ -1,0 +1,281 @@
+"""``GET /v1/ws``: the aiohttp shell around ``SwarmHub``.
+
+Theory of operation
+-------------------
+
+This module only pumps, as aiohttp's protocol handler only feeds its parser:
+the upgrade (the ``Origin`` checked first), then each text frame goes
+through ``messages.parse`` into the hub, and the hub's outputs are carried
+out: ``Send`` is rendered and queued on the target's connection, ``Close``
+queued after it, ``Count``/``Observe`` applied to the Prometheus metrics.
+Every rule lives in the hub (docs/websocket.md is the contract).
+
+One writer task per connection drains a bounded queue, so a relayed
+``signal`` is only *enqueued* on the target: a receiver too slow to keep its
+queue under ``SEND_QUEUE_MESSAGES`` / ``SEND_QUEUE_BYTES`` is closed (1013)
+and told to the hub as gone, and nobody else waits for it.
+
+- Size: frames over 64 KiB make aiohttp close the socket with 1009.
+- ``Origin``: checked before the upgrade. Allowed: no ``Origin`` at all
+  (non-browser peers, such as ``ztream peer``), any when
+  ``server.embed_origins`` has ``"*"``, one listed there, the gateway's own
+  ``public_url``, or the origin of the ``Host`` asked (same-origin pages,
+  such as ``/embed/{id}``). Anything else: 403 ``origin_forbidden``, no
+  upgrade. (Browsers cannot forge ``Origin``; other clients can, which is why
+  nothing trusts a peer beyond its own connection.)
+- Heartbeats: aiohttp pings every ``HEARTBEAT`` to 1.5 x ``HEARTBEAT``
+  seconds (jittered per socket) and closes a peer that does not answer.
+- A sweeper ticks the hub every ``SWEEP_SECONDS`` (idle peers); shutdown
+  closes every socket with 1001 and waits, briefly, for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from prometheus_client import Counter, Gauge, Histogram
+
+from ..config import Config
+from ..metrics import Metrics
+from .hub import (
+    PEER_BYTES,
+    PEERS_CONNECTED,
+    STALLS,
+    STARTUP_SECONDS,
+    VERIFY_FAILURES,
+    Close,
+    Count,
+    Observe,
+    Output,
+    Send,
+    SwarmHub,
+)
+from .limits import MAX_MESSAGE_BYTES
+from .messages import ProtocolError, parse, render
+
+__all__ = ["Connection", "SwarmSockets", "origin_allowed"]
+
+log = logging.getLogger("ztream.swarm")
+
+SEND_QUEUE_MESSAGES = 256
+SEND_QUEUE_BYTES = 1024 * 1024
+HEARTBEAT = 20.0
+SWEEP_SECONDS = 30.0
+CLOSE_TIMEOUT = 2.0
+
+
+def origin_allowed(origin: str, *, embed_origins: tuple[str, ...], public_url: str, host: str | None) -> bool:
+    """Whether a browser page at ``origin`` may open the control socket (see the module docstring)."""
+    if "*" in embed_origins:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin in {o.rstrip("/").lower() for o in embed_origins}:
+        return True
+    public = urlsplit(public_url)
+    if origin == f"{public.scheme}://{public.netloc}".lower():
+        return True
+    if host:
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Connection:
+    """One open control socket: its outgoing queue and the task that writes it."""
+
+    def __init__(self, peer_id: str, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.peer_id = peer_id
+        self.ws = ws
+        self.request = request
+        self.closing = False
+        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
+        self._queued_bytes = 0
+        self._writer = asyncio.create_task(self._write(), name=f"ztream-ws-writer-{peer_id}")
+        self._closer: asyncio.Task[None] | None = None
+
+    def send(self, text: str) -> bool:
+        """Queue a frame; a peer that lets its queue grow past the bound is closed.
+
+        Never waits: a relay to a slow peer costs the sender nothing. True
+        when this frame made the connection give up on its reader.
+        """
+        if self.closing:
+            return False
+        if self._queue.qsize() >= SEND_QUEUE_MESSAGES or self._queued_bytes + len(text) > SEND_QUEUE_BYTES:
+            log.info("peer %s reads too slowly; closing it", self.peer_id)
+            self.abort(WSCloseCode.TRY_AGAIN_LATER, "too slow")
+            return True
+        self._queued_bytes += len(text)
+        self._queue.put_nowait(text)
+        return False
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is queued (an error explaining why, typically) is sent."""
+        if self.closing:
+            return
+        self.closing = True
+        self._queue.put_nowait(_Close(code, reason))
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now, dropping whatever is queued."""
+        self.closing = True
+        if self._closer is None:
+            self._writer.cancel()
+            self._closer = asyncio.create_task(self._close_ws(code, reason))
+
+    async def finish(self) -> None:
+        """Wait for the writer (and closer) to end; the receive loop has ended."""
+        self.closing = True
+        tasks = [t for t in (self._writer, self._closer) if t is not None]
+        if not self._writer.done() and self._closer is None:
+            # Nothing more will be read: let the writer flush, then stop it.
+            self._queue.put_nowait(_Close(WSCloseCode.OK, ""))
+        _done, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT + 1)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, _Close):
+                    await self._close_ws(item.code, item.reason)
+                    return
+                self._queued_bytes -= len(item)
+                await self.ws.send_str(item)
+        except (ConnectionError, RuntimeError):
+            # The socket went away under us; the receive loop sees it too.
+            return
+
+    async def _close_ws(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+            # A peer that does not even take a close frame: drop the TCP connection.
+            if self.request.transport is not None:
+                self.request.transport.abort()
+
+
+class SwarmSockets:
+    """The open connections by peer id, and the carrying out of the hub's outputs."""
+
+    def __init__(self, hub: SwarmHub, config: Config, metrics: Metrics) -> None:
+        self.hub = hub
+        self.config = config
+        self.connections: dict[str, Connection] = {}
+        self._metrics: dict[str, Counter | Gauge | Histogram] = {
+            PEERS_CONNECTED: metrics.peers_connected,
+            PEER_BYTES: metrics.peer_bytes,
+            STALLS: metrics.stalls,
+            VERIFY_FAILURES: metrics.verify_failures,
+            STARTUP_SECONDS: metrics.startup_seconds,
+        }
+
+    def carry_out(self, outputs: Iterable[Output], now: float) -> None:
+        """Do what the hub said. Never waits."""
+        pending = deque(outputs)
+        # Bounded: only a Send can add outputs (the hub's close of a too-slow
+        # peer), at most once per peer, and close yields no Send.
+        while pending:
+            match pending.popleft():
+                case Send(peer, message):
+                    conn = self.connections.get(peer)
+                    if conn is not None and conn.send(render(message)):
+                        # Gave up on a too-slow reader: gone, as far as the swarm goes.
+                        pending.extend(self.hub.close(peer, now))
+                case Close(peer, code, reason):
+                    conn = self.connections.get(peer)
+                    if conn is not None:
+                        if code == 1008:
+                            log.info("peer %s keeps misbehaving; closing it", peer)
+                        conn.close(code, reason)
+                case Count(metric, labels, n):
+                    counter = self._metrics[metric]
+                    assert not isinstance(counter, Histogram)
+                    (counter.labels(**dict(labels)) if labels else counter).inc(n)
+                case Observe(metric, labels, value):
+                    histogram = self._metrics[metric]
+                    assert isinstance(histogram, Histogram)
+                    (histogram.labels(**dict(labels)) if labels else histogram).observe(value)
+
+    def sweep(self, now: float) -> None:
+        """Let time pass in the hub (idle peers are closed)."""
+        self.carry_out(self.hub.tick(now), now)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/ws``: upgrade, greet, then frames → hub → outputs until closed."""
+        config = self.config
+        origin = request.headers.get("Origin")
+        if origin is not None and not origin_allowed(
+            origin, embed_origins=config.server.embed_origins, public_url=config.public_url, host=request.host
+        ):
+            return web.json_response(
+                {"error": "origin_forbidden", "detail": f"origin {origin[:200]!r} may not open the control socket"},
+                status=403,
+            )
+        ws = web.WebSocketResponse(
+            # aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
+            # MAX_MESSAGE_BYTES itself the largest frame read, as advertised.
+            max_msg_size=MAX_MESSAGE_BYTES + 1,
+            # Jittered: aiohttp rounds long timers to whole seconds, so sockets
+            # opened in the same second would all be pinged in the same loop
+            # iteration (thousands at once under load), stalling signal relay.
+            heartbeat=HEARTBEAT + random.random() * HEARTBEAT / 2,
+            # No permessage-deflate: the size cap stays a cap on what we must hold,
+            # and small JSON gains little from it.
+            compress=False,
+        )
+        if not ws.can_prepare(request).ok:
+            return web.json_response({"error": "bad_request", "detail": "expected a WebSocket upgrade"}, status=400)
+        await ws.prepare(request)
+        hub = self.hub
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        peer, outputs = hub.open(now)
+        conn = Connection(peer, ws, request)
+        self.connections[peer] = conn
+        self.carry_out(outputs, now)
+        try:
+            async for msg in ws:
+                now = loop.time()
+                if msg.type == WSMsgType.TEXT:
+                    try:
+                        message = parse(msg.data)
+                    except ProtocolError as exc:
+                        self.carry_out(hub.receive(peer, exc, now), now)
+                    else:
+                        self.carry_out(hub.receive(peer, message, now), now)
+                elif msg.type == WSMsgType.BINARY:
+                    refused = ProtocolError("bad_json", "binary frames are not part of the protocol")
+                    self.carry_out(hub.refuse(peer, refused, now), now)
+                else:  # ERROR: aiohttp has closed it already (1009 for a frame too big)
+                    break
+        finally:
+            self.connections.pop(peer, None)
+            self.carry_out(hub.close(peer, loop.time()), loop.time())
+            await conn.finish()
+        return ws
+
+    async def shutdown(self) -> None:
+        """Close every socket (1001 going away) and wait, briefly, for them."""
+        self.carry_out(self.hub.shutdown(), asyncio.get_running_loop().time())
+        conns = list(self.connections.values())
+        if conns:
+            await asyncio.wait([asyncio.ensure_future(c.finish()) for c in conns], timeout=CLOSE_TIMEOUT + 1)
