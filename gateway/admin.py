@@ -49,7 +49,7 @@ from .appkeys import CONTROL, LIVE_CONFIG, METRICS, REGISTRY, STORE, TRANSCODER
 from .config import SECRET_KEYS, Config, ConfigError, config_to_dict, merge_tables, read_overlay
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
 from .metrics import SERVER_KINDS
-from .web import CLIENT_DIR
+from .http.pages import CLIENT_DIR
 
 __all__ = [
     "setup_admin",

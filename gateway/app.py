@@ -33,13 +33,13 @@ from .appkeys import (
 from .config import Config
 from .control import setup_control
 from .demo import ensure_demo_library
-from .http_api import not_found, routes
+from .http.api import not_found, routes
 from .metrics import Metrics
 from .reload import LiveConfig, build_sources
-from .store import ChunkStore
-from .tracks import TrackRegistry
-from .web import setup_web
-from .transcoder import Transcoder
+from .media.store import ChunkStore
+from .media.catalog import TrackRegistry
+from .http.pages import setup_web
+from .media.service import Transcoder
 
 __all__ = ["create_app"]
 

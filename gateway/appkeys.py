@@ -11,10 +11,10 @@ from .metrics import Metrics
 from .reload import LiveConfig
 from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
-from .store import ChunkStore
+from .media.store import ChunkStore
 from .tracker import Tracker
-from .tracks import TrackRegistry
-from .transcoder import Transcoder
+from .media.catalog import TrackRegistry
+from .media.service import Transcoder
 
 if TYPE_CHECKING:  # control imports these keys: no import cycle at run time
     from .control import ControlHub

@@ -55,8 +55,8 @@ from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
 from .sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from .sources.url import UrlSource
-from .tracks import TrackRegistry
-from .transcoder import Transcoder
+from .media.catalog import TrackRegistry
+from .media.service import Transcoder
 
 __all__ = ["LiveConfig", "ReloadResult", "SourceSet", "build_sources", "changed_keys", "flatten", "LIVE_PREFIXES"]
 

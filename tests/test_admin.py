@@ -29,7 +29,7 @@ from gateway.appkeys import FETCH_SOURCES, LIVE_CONFIG, LOCAL_SOURCE, STORE, TRA
 from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
 from gateway.sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from gateway.sources.url import UrlSource
-from gateway.tracks import track_id_for
+from gateway.media.catalog import track_id_for
 
 from .conftest import ROOT, ZTREAM, base_config, make_audio, to_toml
 from .upstream import Upstream

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from gateway.appkeys import STORE, TRANSCODER
-from gateway.tracks import track_id_for
+from gateway.media.catalog import track_id_for
 
 from .conftest import decoded_seconds, fetch_all, post_url
 

@@ -28,7 +28,7 @@ from gateway.sources.soundcloud import (
     parse_soundcloud_url,
     retry_after_seconds,
 )
-from gateway.tracks import track_id_for
+from gateway.media.catalog import track_id_for
 
 from .fake_soundcloud import (
     CLIENT_ID,

@@ -31,7 +31,7 @@ from aiohttp import web
 
 __all__ = ["setup_web", "CLIENT_DIR", "EMBED_WIDTH", "EMBED_HEIGHT"]
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+CLIENT_DIR = Path(__file__).resolve().parent.parent.parent / "client"
 
 # Default iframe size: a full-width bar, as tall as the single-track player.
 EMBED_WIDTH = 600

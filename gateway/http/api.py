@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .appkeys import CONFIG, FETCH_SOURCES, LOCAL_SOURCE, METRICS, REGISTRY, TRANSCODER
-from .errors import BadRequest, NotFound, ZtreamError
-from .tracks import Track
+from ..appkeys import CONFIG, FETCH_SOURCES, LOCAL_SOURCE, METRICS, REGISTRY, TRANSCODER
+from ..errors import BadRequest, NotFound, ZtreamError
+from ..media.catalog import Track
 
 __all__ = ["routes", "endpoint", "cors_headers", "json_error", "not_found"]
 

@@ -28,11 +28,11 @@ from transcode.ebml import InitSegment
 from transcode.ffmpeg import Rendition
 from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
 
-from .errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
-from .metrics import Metrics
-from .sources.base import Source
+from ..errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
+from ..metrics import Metrics
+from ..sources.base import Source
 from .store import ChunkStore
-from .tracks import Track, TrackRegistry
+from .catalog import Track, TrackRegistry
 
 __all__ = ["Transcoder", "Flight"]
 
