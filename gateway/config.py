@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiohttp import web
+
 __all__ = [
+    "CONFIG",
     "Config",
     "ConfigError",
     "ServerConfig",
@@ -314,3 +317,8 @@ def load_config(path: str | Path | None) -> Config:
         return config_from_dict(merge_tables(data, over))
     except ConfigError as exc:
         raise ConfigError(f"{overlay}: {exc}") from None
+
+
+# The configuration the app started with; what is current now (sources and
+# admin change at run time) is LIVE_CONFIG.current.
+CONFIG = web.AppKey("config", Config)

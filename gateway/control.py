@@ -121,8 +121,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .appkeys import CONFIG, CONTROL, TRACKER
-from .config import Config
+from .appkeys import CONTROL, TRACKER
+from .config import CONFIG, Config
 from .metrics import Metrics
 from .tracker import (
     MAX_CANDIDATES,

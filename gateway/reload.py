@@ -14,7 +14,7 @@ admin change (``PUT /v1/admin/sources``) both end in :meth:`LiveConfig.apply`:
    any other changed key (listen address, cache, rendition, p2p) is reported
    as "restart required" and keeps its running value.
 3. When a ``sources.*`` key changed, a new ``SafeFetcher`` and new URL and
-   SoundCloud sources are built and swapped in: the ``Transcoder``'s
+   SoundCloud sources are built and swapped in: the ``MediaService``'s
    ``sources`` mapping and the list ``POST /v1/tracks`` asks are replaced.
    A running transcode holds the source object it opened, so it finishes on
    the old fetcher; that fetcher is closed once every transcode running at
@@ -55,8 +55,8 @@ from .sources.fetch import SafeFetcher
 from .sources.local import LocalSource
 from .sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from .sources.url import UrlSource
-from .media.catalog import TrackRegistry
-from .media.service import Transcoder
+from .media.catalog import TrackCatalog
+from .media.service import MediaService
 
 __all__ = ["LiveConfig", "ReloadResult", "SourceSet", "build_sources", "changed_keys", "flatten", "LIVE_PREFIXES"]
 
@@ -108,7 +108,7 @@ class SourceSet:
     soundcloud: SoundCloudSource | None
 
     def mapping(self) -> dict[str, Source]:
-        """For ``Transcoder.sources``: by ``Track.source``."""
+        """For ``MediaService.sources``: by ``Track.source``."""
         sources: dict[str, Source] = {"url": self.url, "local": self.local}
         if self.soundcloud is not None:
             sources["soundcloud"] = self.soundcloud
@@ -183,8 +183,8 @@ class LiveConfig:
         self.sources: SourceSet | None = None
         self.demo_dir: Path | None = None
         self._metrics: Metrics | None = None
-        self._transcoder: Transcoder | None = None
-        self._registry: TrackRegistry | None = None
+        self._transcoder: MediaService | None = None
+        self._registry: TrackCatalog | None = None
         self._fetch_sources: list[Any] | None = None
         self._retired: set[SafeFetcher] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -194,8 +194,8 @@ class LiveConfig:
         sources: SourceSet,
         *,
         metrics: Metrics,
-        transcoder: Transcoder,
-        registry: TrackRegistry,
+        transcoder: MediaService,
+        registry: TrackCatalog,
         fetch_sources: list[Any],
         demo_dir: Path | None,
     ) -> None:

@@ -25,11 +25,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.admin import Attempts, dump_toml, sources_view
 from gateway.app import create_app
-from gateway.appkeys import FETCH_SOURCES, LIVE_CONFIG, LOCAL_SOURCE, STORE, TRANSCODER
+from gateway.appkeys import FETCH_SOURCES, LIVE_CONFIG, LOCAL_SOURCE
 from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
+from gateway.media import MEDIA, STORE
+from gateway.media.catalog import track_id_for
 from gateway.sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from gateway.sources.url import UrlSource
-from gateway.media.catalog import track_id_for
 
 from .conftest import ROOT, ZTREAM, base_config, make_audio, to_toml
 from .upstream import Upstream
@@ -326,13 +327,13 @@ async def test_local_dirs_and_soundcloud_apply_live(make_gateway: Any, tmp_path:
     assert gw.app[LOCAL_SOURCE].dirs == [library.resolve()]
     assert (await fetch_all(gw, tid))["complete"]
 
-    assert "soundcloud" not in gw.app[TRANSCODER].sources
+    assert "soundcloud" not in gw.app[MEDIA].sources
     status, answer = await gw.admin("PUT", "/v1/admin/sources", {"soundcloud": {"client_id": "cid-2"}})
     assert status == 200 and answer["soundcloud"]["client_secret"] == {"set": False}
     assert isinstance(gw.app[FETCH_SOURCES][0], SoundCloudSource)
-    assert isinstance(gw.app[TRANSCODER].sources["soundcloud"], SoundCloudSource)
+    assert isinstance(gw.app[MEDIA].sources["soundcloud"], SoundCloudSource)
     status, _ = await gw.admin("PUT", "/v1/admin/sources", {"soundcloud": {"client_id": ""}})
-    assert status == 200 and "soundcloud" not in gw.app[TRANSCODER].sources
+    assert status == 200 and "soundcloud" not in gw.app[MEDIA].sources
     # Back to the stand-in that refuses SoundCloud URLs instead of fetching pages.
     assert [type(s) for s in gw.app[FETCH_SOURCES]] == [SoundCloudDisabled, UrlSource]
 
@@ -403,7 +404,7 @@ async def test_purge_then_refetch(make_gateway: Any, upstream: Any) -> None:
     status, track = await post_url(gw, upstream.song)
     tid = track["id"]
     first = await fetch_all(gw, tid)
-    rid = gw.app[TRANSCODER].rendition.id
+    rid = gw.app[MEDIA].rendition.id
     assert gw.app[STORE].get_manifest(tid, rid) is not None
     before = (await gw.admin("GET", "/v1/admin/stats"))[1]
 
