@@ -42,7 +42,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 def get(url: str, data: bytes | None = None) -> bytes:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     with urllib.request.urlopen(req, timeout=120) as r:
-        return r.read()
+        return bytes(r.read())
 
 
 class Proc:

@@ -19,23 +19,19 @@ from aiohttp import web
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 
 from .admin import LIVE_CONFIG, LiveConfig, setup_admin
-from .appkeys import (
-    CONFIG,
-    METRICS,
-    REGISTRY,
-    STORE,
-    TRANSCODER,
-)
-from .config import Config
+from .config import CONFIG, Config
 from .demo import ensure_demo_library
-from .http_api import not_found, routes
-from .metrics import Metrics
+from .http import ORIGINS, OriginPolicy
+from .http.api import not_found, routes
+from .http.pages import setup_pages
+from .media import CATALOG, MEDIA, STORE
+from .media.catalog import TrackCatalog
+from .media.service import MediaService
+from .media.store import ChunkStore
+from .media.types import TrackJSON
+from .metrics import METRICS, Metrics
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
-from .store import ChunkStore
 from .swarm import setup_swarm
-from .tracks import TrackRegistry
-from .web import setup_web
-from .transcoder import Transcoder
 
 __all__ = ["create_app"]
 
@@ -53,7 +49,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     cache_dir = config.cache_dir
     store = ChunkStore(cache_dir / "chunks", config.cache.max_bytes)
-    registry = TrackRegistry(cache_dir / "tracks")
+    catalog = TrackCatalog(cache_dir / "tracks")
     metrics.track_cache_bytes(store.volume)
 
     # Sources are built by gateway.sources; gateway.admin.live rebuilds them on a live change.
@@ -62,11 +58,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         demo_dir = await loop.run_in_executor(None, ensure_demo_library, cache_dir / "demo", binary)
     sources = build_sources(config, metrics, demo_dir=demo_dir)
     for track in sources.local.scan():
-        registry.add(track)
+        catalog.add(track)
     fetch_sources: list[Any] = sources.fetch_order()
-    transcoder = Transcoder(
+    media = MediaService(
         store=store,
-        registry=registry,
+        catalog=catalog,
         sources=sources.mapping(),
         rendition=rendition,
         metrics=metrics,
@@ -76,13 +72,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         wait_seconds=config.server.chunk_wait_seconds,
     )
     app[STORE] = store
-    app[REGISTRY] = registry
+    app[CATALOG] = catalog
     app[FETCHER] = sources.fetcher
     app[LOCAL_SOURCE] = sources.local
     app[FETCH_SOURCES] = fetch_sources
-    app[TRANSCODER] = transcoder
+    app[MEDIA] = media
     app[LIVE_CONFIG].attach(
-        sources, metrics=metrics, transcoder=transcoder, registry=registry,
+        sources, metrics=metrics, transcoder=media, registry=catalog,
         fetch_sources=fetch_sources, demo_dir=demo_dir,
     )
     log.info("ffmpeg %s (%s), rendition %s", binary, rendition.version, rendition.id)
@@ -92,9 +88,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await transcoder.close()
+        await media.close()
         await app[LIVE_CONFIG].aclose()  # the current fetcher and any retired one
-        registry.close()
+        catalog.close()
         store.close()
 
 
@@ -104,15 +100,17 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[CONFIG] = config
     app[LIVE_CONFIG] = LiveConfig(config, config_path)
     app[METRICS] = Metrics()
+    # One origin policy for CORS, the embed page's framing and the control socket.
+    app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app.cleanup_ctx.append(_services)
     app.add_routes(routes)
     setup_swarm(app, config, app[METRICS])
 
-    async def get_track(track_id: str) -> dict[str, Any] | None:
-        track = app[REGISTRY].get(track_id)
+    async def get_track(track_id: str) -> TrackJSON | None:
+        track = app[CATALOG].get(track_id)
         return track.public() if track is not None else None
 
-    setup_web(app, public_url=config.public_url, embed_origins=config.server.embed_origins, get_track=get_track)
+    setup_pages(app, policy=app[ORIGINS], get_track=get_track)
     setup_admin(app)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

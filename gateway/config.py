@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from pydantic import field_validator, model_validator
 from pydantic_core import ErrorDetails
+from aiohttp import web
 
 __all__ = [
+    "CONFIG",
     "Config",
     "ConfigError",
     "ServerConfig",
@@ -370,3 +372,8 @@ def load_config(path: str | Path | None) -> Config:
         return config_from_dict(merge_tables(data, over))
     except ConfigError as exc:
         raise ConfigError(f"{overlay}: {exc}") from None
+
+
+# The configuration the app started with; what is current now (sources and
+# admin change at run time) is LIVE_CONFIG.current.
+CONFIG = web.AppKey("config", Config)

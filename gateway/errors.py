@@ -2,7 +2,8 @@
 
 Every failure that can reach a client is one of these. Foreign exceptions
 (httpx, ffmpeg, diskcache) are translated at their own boundary, so the HTTP
-layer only ever turns a ``ZtreamError`` into ``{"error", "detail"}``::
+layer only ever turns a ``ZtreamError`` into ``{"error", "detail"}``, in one
+place (``gateway.http.responses.render_error``)::
 
     ZtreamError (500 internal)
     ├── BadRequest (400 bad_request, bad_url, ...)
@@ -11,6 +12,7 @@ layer only ever turns a ``ZtreamError`` into ``{"error", "detail"}``::
     ├── NotFound (404 not_found, track_not_found, chunk_not_found)
     ├── TooLarge (413 upstream_too_large)
     ├── NotAudio (415 upstream_not_audio)
+    ├── Unsupported (501 not_implemented)
     ├── Overloaded (503 overloaded)
     └── UpstreamError (502 upstream_failed)
         └── UpstreamTimeout (504 upstream_timeout)
@@ -26,6 +28,7 @@ __all__ = [
     "NotFound",
     "TooLarge",
     "NotAudio",
+    "Unsupported",
     "Overloaded",
     "UpstreamError",
     "UpstreamTimeout",
@@ -54,6 +57,9 @@ class BadRequest(ZtreamError):
 class Unauthorized(ZtreamError):
     status = 401
     code = "unauthorized"
+    # Sent as WWW-Authenticate, which a 401 must carry (RFC 9110 11.6.1); the
+    # admin token is the only credential the gateway asks for.
+    challenge = 'Bearer realm="ztream-admin"'
 
 
 class Forbidden(ZtreamError):
@@ -74,6 +80,13 @@ class TooLarge(ZtreamError):
 class NotAudio(ZtreamError):
     status = 415
     code = "upstream_not_audio"
+
+
+class Unsupported(ZtreamError):
+    """A well-formed request for something the gateway does not do (an oEmbed format)."""
+
+    status = 501
+    code = "not_implemented"
 
 
 class Overloaded(ZtreamError):

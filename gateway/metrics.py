@@ -1,6 +1,6 @@
 """Prometheus metrics, one registry per app (so tests can run several apps).
 
-Names and meanings are the public contract in DESIGN.md; label values are a
+Names and meanings are the public contract in docs/metrics.md; label values are a
 fixed, small set (never track or peer ids), so cardinality stays bounded.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import prometheus_client
+from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,10 +20,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["Metrics"]
+__all__ = ["METRICS", "Metrics", "SERVER_KINDS", "UPSTREAM_SOURCES"]
 
 # `_created` series double the output and no query here uses them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 SERVER_KINDS = ("init", "chunk", "stream")
 UPSTREAM_SOURCES = ("url", "soundcloud", "local")
@@ -79,3 +80,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)

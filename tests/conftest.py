@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import config_from_dict
-from gateway.tracks import track_id_for
+from gateway.media.catalog import track_id_for
 from transcode.ffmpeg import find_ffmpeg
 
 from .upstream import Upstream

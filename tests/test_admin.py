@@ -27,12 +27,13 @@ from gateway.admin import LIVE_CONFIG
 from gateway.admin.api import Attempts, sources_view
 from gateway.admin.overlay import dump_toml, edit_toml
 from gateway.app import create_app
-from gateway.appkeys import STORE, TRANSCODER
 from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
+from gateway.admin import LIVE_CONFIG
+from gateway.media import MEDIA, STORE
+from gateway.media.catalog import track_id_for
 from gateway.sources import FETCH_SOURCES, LOCAL_SOURCE
 from gateway.sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from gateway.sources.url import UrlSource
-from gateway.tracks import track_id_for
 
 from .conftest import ROOT, ZTREAM, base_config, make_audio, to_toml
 from .upstream import Upstream
@@ -329,13 +330,13 @@ async def test_local_dirs_and_soundcloud_apply_live(make_gateway: Any, tmp_path:
     assert gw.app[LOCAL_SOURCE].dirs == [library.resolve()]
     assert (await fetch_all(gw, tid))["complete"]
 
-    assert "soundcloud" not in gw.app[TRANSCODER].sources
+    assert "soundcloud" not in gw.app[MEDIA].sources
     status, answer = await gw.admin("PUT", "/v1/admin/sources", {"soundcloud": {"client_id": "cid-2"}})
     assert status == 200 and answer["soundcloud"]["client_secret"] == {"set": False}
     assert isinstance(gw.app[FETCH_SOURCES][0], SoundCloudSource)
-    assert isinstance(gw.app[TRANSCODER].sources["soundcloud"], SoundCloudSource)
+    assert isinstance(gw.app[MEDIA].sources["soundcloud"], SoundCloudSource)
     status, _ = await gw.admin("PUT", "/v1/admin/sources", {"soundcloud": {"client_id": ""}})
-    assert status == 200 and "soundcloud" not in gw.app[TRANSCODER].sources
+    assert status == 200 and "soundcloud" not in gw.app[MEDIA].sources
     # Back to the stand-in that refuses SoundCloud URLs instead of fetching pages.
     assert [type(s) for s in gw.app[FETCH_SOURCES]] == [SoundCloudDisabled, UrlSource]
 
@@ -406,7 +407,7 @@ async def test_purge_then_refetch(make_gateway: Any, upstream: Any) -> None:
     status, track = await post_url(gw, upstream.song)
     tid = track["id"]
     first = await fetch_all(gw, tid)
-    rid = gw.app[TRANSCODER].rendition.id
+    rid = gw.app[MEDIA].rendition.id
     assert gw.app[STORE].get_manifest(tid, rid) is not None
     before = (await gw.admin("GET", "/v1/admin/stats"))[1]
 

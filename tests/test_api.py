@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway.appkeys import STORE, TRANSCODER
-from gateway.tracks import track_id_for
+from gateway.media import MEDIA, STORE
+from gateway.media.catalog import track_id_for
 
 from .conftest import decoded_seconds, fetch_all, post_url
 
@@ -188,7 +188,7 @@ async def test_broken_upstreams_give_clear_errors_and_cache_nothing(make_gateway
         "/missing": (404, None),
     }
     store = client.server.app[STORE]
-    rendition = client.server.app[TRANSCODER].rendition.id
+    rendition = client.server.app[MEDIA].rendition.id
     for path, (status, code) in cases.items():
         r = await post_url(client, upstream.base + path)
         assert r.status == 201, (path, await r.text())
@@ -215,7 +215,7 @@ async def test_duration_limit(make_gateway: Any, audio_dir: Path) -> None:
     tid = track_id_for("local", str((audio_dir / "tone_a.flac").resolve()))
     r = await client.get(f"/v1/tracks/{tid}/chunks/5")
     assert r.status == 413 and (await r.json())["error"] == "upstream_too_large"
-    assert client.server.app[STORE].get_manifest(tid, client.server.app[TRANSCODER].rendition.id) is None
+    assert client.server.app[STORE].get_manifest(tid, client.server.app[MEDIA].rendition.id) is None
 
 
 async def test_restart_with_upstream_gone_serves_from_store(
@@ -238,7 +238,7 @@ async def test_partial_transcode_is_never_complete_after_a_crash(make_gateway: A
     client = await make_gateway(**allow)
     app = client.server.app
     tid = (await (await post_url(client, f"{upstream.base}/audio/song.mp3")).json())["id"]
-    rid = app[TRANSCODER].rendition.id
+    rid = app[MEDIA].rendition.id
     app[STORE].put_init(tid, rid, b"stale")
     app[STORE].put_chunk(tid, rid, 0, b"stale chunk")
     manifest, init, chunks = await fetch_all(client, tid)

@@ -24,7 +24,7 @@ from gateway.swarm import HUB, SOCKETS, TRACKER
 from gateway.swarm.limits import IDLE_TIMEOUT, TokenBucket
 from gateway.swarm.messages import ProtocolError
 from gateway.swarm.messages import parse as parse_message
-from gateway.swarm.socket import origin_allowed
+from gateway.http.origins import OriginPolicy
 
 VECTORS = Path(__file__).parent / "vectors" / "control"
 T, R = "track1", "rend1"
@@ -337,13 +337,13 @@ async def test_origin_checked_against_embed_origins(make_gateway: Any) -> None:
 
 def test_origin_allowed() -> None:
     listed = ("https://blog.example",)
-    ok = lambda o, host="gw.example:8000": origin_allowed(  # noqa: E731
-        o, embed_origins=listed, public_url="https://cdn.example", host=host)
+    ok = lambda o, host="gw.example:8000": OriginPolicy(  # noqa: E731
+        listed, "https://cdn.example").websocket_allowed(o, host)
     assert ok("https://blog.example") and ok("HTTPS://Blog.Example/")
     assert ok("https://cdn.example") and ok("http://gw.example:8000")
     assert not ok("https://blog.example.evil") and not ok("null") and not ok("https://gw.example")
     assert not ok("https://x.example", host=None)
-    assert origin_allowed("null", embed_origins=("*",), public_url="", host=None)
+    assert OriginPolicy(("*",), "").websocket_allowed("null", None)
 
 
 async def test_plain_get_is_not_upgraded(gw: TestClient) -> None:

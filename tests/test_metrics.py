@@ -55,7 +55,7 @@ def substitute(expr: str) -> str:
 
 async def test_server_bytes_match_bytes_received(make_gateway: Any, audio_dir: Path) -> None:
     client = await make_gateway()
-    from gateway.tracks import track_id_for
+    from gateway.media.catalog import track_id_for
 
     tid = track_id_for("local", str((audio_dir / "short.flac").resolve()))
     before = await scrape(client)
@@ -155,7 +155,7 @@ def test_promtool_accepts_config_and_rules() -> None:
 
 async def test_promtool_accepts_live_metrics(make_gateway: Any, audio_dir: Path) -> None:
     client = await make_gateway()
-    from gateway.tracks import track_id_for
+    from gateway.media.catalog import track_id_for
 
     await fetch_all(client, track_id_for("local", str((audio_dir / "short.flac").resolve())))
     text = await (await client.get("/metrics")).text()

@@ -18,7 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.appkeys import REGISTRY, TRANSCODER
+from gateway.media import CATALOG, MEDIA
+from gateway.media.catalog import track_id_for
 from gateway.sources.soundcloud import (
     SiteEndpoints,
     SoundCloudRef,
@@ -28,7 +29,6 @@ from gateway.sources.soundcloud import (
     parse_soundcloud_url,
     retry_after_seconds,
 )
-from gateway.tracks import track_id_for
 
 from .fake_soundcloud import (
     CLIENT_ID,
@@ -86,7 +86,7 @@ async def make_gateway(make_config: Any, fake: FakeSoundCloud) -> AsyncIterator[
 
 
 def source(client: TestClient) -> SoundCloudSource:
-    found = client.server.app[TRANSCODER].sources["soundcloud"]
+    found = client.server.app[MEDIA].sources["soundcloud"]
     assert isinstance(found, SoundCloudSource)
     return found
 
@@ -221,7 +221,7 @@ async def test_rate_limit_answers_503_with_retry_after_and_backs_off(make_gatewa
     status, body, headers = await post(client, "https://soundcloud.com/artist-one/hls-mp3-song")
     assert status == 503 and int(headers["Retry-After"]) >= 1
     assert fake.hits["v2/resolve"] == hits  # backing off: SoundCloud was not asked
-    assert client.server.app[REGISTRY].get(sc_id(101)) is None
+    assert client.server.app[CATALOG].get(sc_id(101)) is None
 
     # A 429 while resolving the stream reaches the listener the same way.
     other = await make_gateway()

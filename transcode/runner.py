@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from .ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
 from .ffmpeg import Rendition
@@ -84,8 +84,12 @@ async def transcode(
     *,
     timeout: float,
     on_spawn: object = None,
-) -> AsyncIterator[InitSegment | Cluster]:
+) -> AsyncGenerator[InitSegment | Cluster, None]:
     """Run ffmpeg over ``source``; yield the init segment, then each cluster.
+
+    A caller that stops early should ``aclose()`` it (``contextlib.aclosing``):
+    that is what kills ffmpeg at once rather than whenever the generator is
+    collected.
 
     Raises the source's own exception if reading the source failed,
     ``TranscodeTimeout`` after ``timeout`` seconds of wall time, and

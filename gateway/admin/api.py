@@ -40,12 +40,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import METRICS, REGISTRY, STORE, TRANSCODER
-from ..swarm import HUB
 from ..config import SECRET_KEYS, Config, ConfigError, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
-from ..metrics import SERVER_KINDS
-from ..web import CLIENT_DIR
+from ..http.pages import CLIENT_DIR
+from ..media import CATALOG, MEDIA, STORE
+from ..media.catalog import is_track_id
+from ..metrics import METRICS, SERVER_KINDS
+from ..swarm import HUB
 from .live import LIVE_CONFIG
 from .overlay import HEADER, edit_toml, write_atomic
 
@@ -69,8 +70,6 @@ MAX_BODY = 16 * 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
 SOURCE_SECTIONS = ("url", "local", "soundcloud")
-
-_TRACK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 # The admin page: no inline script or style, nothing from elsewhere, never framed.
 PAGE_CSP = "; ".join([
@@ -176,7 +175,7 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "server_bytes": int(server),
         "peer_bytes": int(peer),
         "offload": round(peer / (peer + server), 4) if peer + server > 0 else None,
-        "tracks": len(app[REGISTRY].recent(limit=1_000_000)),
+        "tracks": len(app[CATALOG].recent(limit=1_000_000)),
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
     }
 
@@ -335,11 +334,11 @@ async def post_reload(request: web.Request) -> web.Response:
 @admin_endpoint
 async def delete_track(request: web.Request) -> web.Response:
     track_id = request.match_info["id"]
-    registry = request.app[REGISTRY]
-    track = registry.get(track_id) if _TRACK_ID.match(track_id) else None
+    registry = request.app[CATALOG]
+    track = registry.get(track_id) if is_track_id(track_id) else None
     if track is None:
         raise NotFound(f"no track {track_id!r}", code="track_not_found")
-    transcoder = request.app[TRANSCODER]
+    transcoder = request.app[MEDIA]
     if transcoder.flight(track) is not None:
         raise Conflict("the track is being transcoded; purge it once that ends", code="transcode_running")
     transcoder.purge(track_id)

@@ -14,7 +14,7 @@ admin change (``PUT /v1/admin/sources``) both end in :meth:`LiveConfig.apply`:
    any other changed key (listen address, cache, rendition, p2p) is reported
    as "restart required" and keeps its running value.
 3. When a ``sources.*`` key changed, a new ``SafeFetcher`` and new URL and
-   SoundCloud sources are built and swapped in: the ``Transcoder``'s
+   SoundCloud sources are built and swapped in: the ``MediaService``'s
    ``sources`` mapping and the list ``POST /v1/tracks`` asks are replaced.
    A running transcode holds the source object it opened, so it finishes on
    the old fetcher; that fetcher is closed once every transcode running at
@@ -53,8 +53,8 @@ from ..config import (
 from ..metrics import Metrics
 from ..sources import SourceSet, build_sources
 from ..sources.fetch import SafeFetcher
-from ..tracks import TrackRegistry
-from ..transcoder import Transcoder
+from ..media.catalog import TrackCatalog
+from ..media.service import MediaService
 
 __all__ = ["LIVE_CONFIG", "LiveConfig", "ReloadResult", "changed_keys", "flatten", "LIVE_PREFIXES"]
 
@@ -118,8 +118,8 @@ class LiveConfig:
         self.sources: SourceSet | None = None
         self.demo_dir: Path | None = None
         self._metrics: Metrics | None = None
-        self._transcoder: Transcoder | None = None
-        self._registry: TrackRegistry | None = None
+        self._transcoder: MediaService | None = None
+        self._registry: TrackCatalog | None = None
         self._fetch_sources: list[Any] | None = None
         self._retired: set[SafeFetcher] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,8 +129,8 @@ class LiveConfig:
         sources: SourceSet,
         *,
         metrics: Metrics,
-        transcoder: Transcoder,
-        registry: TrackRegistry,
+        transcoder: MediaService,
+        registry: TrackCatalog,
         fetch_sources: list[Any],
         demo_dir: Path | None,
     ) -> None:
@@ -275,6 +275,6 @@ class LiveConfig:
             await fetcher.aclose()
 
 
-# The running configuration; the one the app started with is gateway.appkeys.CONFIG.
+# The running configuration; the one the app started with is gateway.config.CONFIG.
 # Defined here beside its class, re-exported by gateway.admin (api.py reads it too).
 LIVE_CONFIG = web.AppKey("live_config", LiveConfig)

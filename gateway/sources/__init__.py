@@ -42,7 +42,7 @@ class SourceSet:
     soundcloud: SoundCloudSource | None
 
     def mapping(self) -> dict[str, Source]:
-        """For ``Transcoder.sources``: by ``Track.source``."""
+        """For ``MediaService.sources``: by ``Track.source``."""
         sources: dict[str, Source] = {"url": self.url, "local": self.local}
         if self.soundcloud is not None:
             sources["soundcloud"] = self.soundcloud

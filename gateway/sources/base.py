@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from ..tracks import Track
+from ..media.catalog import Track
 
 __all__ = ["Source", "CountBytes"]
 

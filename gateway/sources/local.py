@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from ..errors import Forbidden, NotFound, TooLarge
-from ..tracks import Track, track_id_for
+from ..media.catalog import Track, track_id_for
 from .base import CountBytes
 
 __all__ = ["LocalSource", "AUDIO_SUFFIXES"]

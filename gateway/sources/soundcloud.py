@@ -86,7 +86,7 @@ from ..errors import (
     UpstreamError,
     ZtreamError,
 )
-from ..tracks import Track, track_id_for
+from ..media.catalog import Track, track_id_for
 from . import hls
 from .base import CountBytes
 from .fetch import SafeFetcher, UpstreamResponse

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import unquote, urlsplit
 
 from ..errors import NotAudio
-from ..tracks import Track, track_id_for
+from ..media.catalog import Track, track_id_for
 from .base import CountBytes
 from .fetch import SafeFetcher
 

@@ -38,7 +38,6 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
@@ -58,10 +57,13 @@ from .hub import (
     Send,
     SwarmHub,
 )
+from ..errors import BadRequest, Forbidden
+from ..http import ORIGINS
+from ..http.responses import render_error
 from .limits import MAX_MESSAGE_BYTES
 from .messages import ProtocolError, parse, render
 
-__all__ = ["Connection", "SwarmSockets", "origin_allowed"]
+__all__ = ["Connection", "SwarmSockets"]
 
 log = logging.getLogger("ztream.swarm")
 
@@ -70,22 +72,6 @@ SEND_QUEUE_BYTES = 1024 * 1024
 HEARTBEAT = 20.0
 SWEEP_SECONDS = 30.0
 CLOSE_TIMEOUT = 2.0
-
-
-def origin_allowed(origin: str, *, embed_origins: tuple[str, ...], public_url: str, host: str | None) -> bool:
-    """Whether a browser page at ``origin`` may open the control socket (see the module docstring)."""
-    if "*" in embed_origins:
-        return True
-    origin = origin.strip().rstrip("/").lower()
-    if origin in {o.rstrip("/").lower() for o in embed_origins}:
-        return True
-    public = urlsplit(public_url)
-    if origin == f"{public.scheme}://{public.netloc}".lower():
-        return True
-    if host:
-        parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and parts.netloc == host.lower()
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +207,10 @@ class SwarmSockets:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/ws``: upgrade, greet, then frames → hub → outputs until closed."""
-        config = self.config
         origin = request.headers.get("Origin")
-        if origin is not None and not origin_allowed(
-            origin, embed_origins=config.server.embed_origins, public_url=config.public_url, host=request.host
-        ):
-            return web.json_response(
-                {"error": "origin_forbidden", "detail": f"origin {origin[:200]!r} may not open the control socket"},
-                status=403,
+        if origin is not None and not request.app[ORIGINS].websocket_allowed(origin, request.host):
+            return render_error(
+                request, Forbidden(f"origin {origin[:200]!r} may not open the control socket", code="origin_forbidden")
             )
         ws = web.WebSocketResponse(
             # aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
@@ -243,7 +225,7 @@ class SwarmSockets:
             compress=False,
         )
         if not ws.can_prepare(request).ok:
-            return web.json_response({"error": "bad_request", "detail": "expected a WebSocket upgrade"}, status=400)
+            return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
         hub = self.hub
         loop = asyncio.get_running_loop()

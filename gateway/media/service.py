@@ -1,4 +1,4 @@
-"""Single-flight transcodes and the readers that follow them.
+"""The media service: single-flight transcodes and the readers that follow them.
 
 Theory of operation: for each (track, rendition) there is at most one
 ``Flight``: one upstream fetch and one ffmpeg process. Requests never own the
@@ -17,24 +17,28 @@ ffmpeg's process group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from transcode.ebml import InitSegment
 from transcode.ffmpeg import Rendition
 from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
 
-from .errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
-from .metrics import Metrics
-from .sources.base import Source
+from ..errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
+from ..metrics import Metrics
+from .catalog import Track, TrackCatalog
 from .store import ChunkStore
-from .tracks import Track, TrackRegistry
+from .types import ChunkEntry, InitEntry, Manifest, PieceKind
 
-__all__ = ["Transcoder", "Flight"]
+if TYPE_CHECKING:  # sources import the catalog: no import cycle at run time
+    from ..sources.base import Source
+
+__all__ = ["MediaService", "Flight"]
 
 log = logging.getLogger("ztream.transcoder")
 
@@ -50,8 +54,8 @@ def _sha256(data: bytes) -> str:
 class Flight:
     track: Track
     rendition: Rendition
-    init: dict[str, Any] | None = None
-    chunks: list[dict[str, Any]] = field(default_factory=list)
+    init: InitEntry | None = None
+    chunks: list[ChunkEntry] = field(default_factory=list)
     complete: bool = False
     error: ZtreamError | None = None
     task: asyncio.Task[None] | None = None
@@ -78,7 +82,7 @@ class Flight:
             except TimeoutError:
                 pass
 
-    def manifest(self, *, complete: bool) -> dict[str, Any]:
+    def manifest(self, *, complete: bool) -> Manifest:
         """The manifest of what this flight has produced so far."""
         duration = None
         if complete and self.chunks:
@@ -96,12 +100,14 @@ class Flight:
         }
 
 
-class Transcoder:
+class MediaService:
+    """What the HTTP handlers ask for a track's manifest, init segment, chunks and stream."""
+
     def __init__(
         self,
         *,
         store: ChunkStore,
-        registry: TrackRegistry,
+        catalog: TrackCatalog,
         sources: Mapping[str, Source],
         rendition: Rendition,
         metrics: Metrics,
@@ -111,7 +117,7 @@ class Transcoder:
         wait_seconds: float,
     ) -> None:
         self.store = store
-        self.registry = registry
+        self.catalog = catalog
         self.sources = sources
         self.rendition = rendition
         self.metrics = metrics
@@ -162,7 +168,8 @@ class Transcoder:
             manifest = flight.manifest(complete=True)
             # Written last: its presence is what makes the track complete.
             self.store.put_manifest(track.id, rid, manifest)
-            self.registry.set_duration(track.id, manifest["duration"])
+            if manifest["duration"] is not None:  # always, since the flight has chunks
+                self.catalog.set_duration(track.id, manifest["duration"])
             flight.complete = True
             self.metrics.transcodes.labels("ok").inc()
             self.metrics.transcode_seconds.observe(time.monotonic() - started)
@@ -185,24 +192,26 @@ class Transcoder:
         source = self.sources.get(track.source)
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
-        async for event in transcode(self.rendition, source.open(track), timeout=self.timeout):
-            if isinstance(event, InitSegment):
-                self.store.put_init(track.id, rid, event.data)
-                flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
-            else:
-                if event.start >= self.max_duration:
-                    raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
-                self.store.put_chunk(track.id, rid, event.index, event.data)
-                flight.chunks.append(
-                    {
-                        "index": event.index,
-                        "start": round(event.start, 3),
-                        "duration": round(event.duration, 3),
-                        "size": len(event.data),
-                        "sha256": _sha256(event.data),
-                    }
-                )
-            flight.notify()
+        # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
+        async with contextlib.aclosing(transcode(self.rendition, source.open(track), timeout=self.timeout)) as events:
+            async for event in events:
+                if isinstance(event, InitSegment):
+                    self.store.put_init(track.id, rid, event.data)
+                    flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
+                else:
+                    if event.start >= self.max_duration:
+                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
+                    self.store.put_chunk(track.id, rid, event.index, event.data)
+                    flight.chunks.append(
+                        {
+                            "index": event.index,
+                            "start": round(event.start, 3),
+                            "duration": round(event.duration, 3),
+                            "size": len(event.data),
+                            "sha256": _sha256(event.data),
+                        }
+                    )
+                flight.notify()
         if flight.init is None or not flight.chunks:
             raise NotAudio("the upstream holds no audio ffmpeg could decode")
 
@@ -221,10 +230,10 @@ class Transcoder:
 
     # -- what handlers call --------------------------------------------------
 
-    def cached_manifest(self, track: Track) -> dict[str, Any] | None:
+    def cached_manifest(self, track: Track) -> Manifest | None:
         return self.store.get_manifest(track.id, self.rendition.id)
 
-    async def manifest(self, track: Track) -> dict[str, Any]:
+    async def manifest(self, track: Track) -> Manifest:
         """The complete manifest, or the live one once the first chunk exists."""
         cached = self.cached_manifest(track)
         if cached is not None:
@@ -244,7 +253,7 @@ class Transcoder:
         manifest = self.cached_manifest(track)
         if manifest is not None:
             data = self.store.get_init(track.id, rid)
-            if data is not None:
+            if data is not None and manifest["init"] is not None:
                 self.metrics.cache_hits.inc()
                 return data, manifest["init"]["sha256"], True
         self.metrics.cache_misses.inc()
@@ -280,8 +289,12 @@ class Transcoder:
             raise ZtreamError("the chunk was evicted while transcoding", code="evicted")
         return data, flight.chunks[index]["sha256"], flight.complete
 
-    async def stream(self, track: Track) -> AsyncIterator[tuple[str, bytes]]:
-        """("init" | "chunk", bytes) from the start, following a live transcode."""
+    async def stream(self, track: Track) -> AsyncGenerator[tuple[PieceKind, bytes], None]:
+        """("init" | "chunk", bytes) from the start, following a live transcode.
+
+        A generator, not just an iterator: a caller that stops early must
+        ``aclose()`` it, so its wait on a live flight ends at once.
+        """
         data, _, _ = await self.init(track)
         yield "init", data
         index = 0

@@ -1,4 +1,4 @@
-"""The track registry: what each track id stands for.
+"""The track catalog: what each track id stands for.
 
 A track id is a hash of the source's identity (the normalized URL, the
 library file's path), so the same upstream always gets the same id, across
@@ -9,24 +9,36 @@ store but are never evicted with it: a tiny record per track.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import diskcache
 
-__all__ = ["Track", "TrackRegistry", "track_id_for"]
+from .types import SourceKind, TrackJSON
+
+__all__ = ["Track", "TrackCatalog", "track_id_for", "is_track_id"]
+
+# What a track id may look like in a URL. Ours are 16 hex digits; the wider
+# pattern is what every route checks before a look-up, so nothing odd (paths,
+# huge strings) reaches the store or ends up in a page.
+_TRACK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
-def track_id_for(source: str, identity: str) -> str:
+def track_id_for(source: SourceKind, identity: str) -> str:
     return hashlib.sha256(f"{source}\n{identity}".encode()).hexdigest()[:16]
+
+
+def is_track_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a track id (it may still be unknown)."""
+    return _TRACK_ID.match(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
 class Track:
     id: str
-    source: str  # "url" | "local" | "soundcloud"
+    source: SourceKind
     locator: str  # URL or file path: never shown to clients for local files
     title: str
     duration: float | None = None
@@ -37,9 +49,9 @@ class Track:
     permalink: str | None = None
     preview: bool = False  # a short preview (e.g. SoundCloud's 30 s snippet), not the full track
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> TrackJSON:
         """The ``{track}`` object of the HTTP contract."""
-        out: dict[str, Any] = {
+        out: TrackJSON = {
             "id": self.id,
             "title": self.title,
             "source": self.source,
@@ -58,7 +70,7 @@ class Track:
         return out
 
 
-class TrackRegistry:
+class TrackCatalog:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40)
@@ -94,7 +106,7 @@ class TrackRegistry:
         if track is not None and track.duration != duration:
             self.put(replace(track, duration=round(duration, 3)))
 
-    def recent(self, source: str | None = None, limit: int = 100) -> list[Track]:
+    def recent(self, source: SourceKind | None = None, limit: int = 100) -> list[Track]:
         tracks = []
         for key in self._db.iterkeys():
             if isinstance(key, tuple) and key[0] == "track":

@@ -1,27 +1,30 @@
 """HTTP handlers: translate between the public contract and the core.
 
 Nothing here decides anything about transcoding or storage; handlers look up
-the track, ask the ``Transcoder``, and write the answer with the contract's
-headers. Audio bytes are counted in ``ztream_server_bytes_total`` as each
-piece is handed to the socket, so a client that leaves halfway counts only
-what was written.
+the track, ask the ``MediaService``, and write the answer with the contract's
+headers (docs/http.md). Errors are raised as ``ZtreamError`` and rendered by
+``responses.render_error``. Audio bytes are counted in
+``ztream_server_bytes_total`` as each piece is handed to the socket, so a
+client that leaves halfway counts only what was written.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from .appkeys import CONFIG, FETCH_SOURCES, LOCAL_SOURCE, METRICS, REGISTRY, TRANSCODER
-from .errors import BadRequest, NotFound, ZtreamError
-from .tracks import Track
+from ..sources import FETCH_SOURCES, LOCAL_SOURCE
+from ..errors import BadRequest, Forbidden, NotFound, ZtreamError
+from ..media import CATALOG, MEDIA
+from ..media.catalog import Track
+from ..media.types import ServedKind, TrackJSON
+from ..metrics import METRICS
+from . import ORIGINS
+from .responses import endpoint, read_json, render_error
 
-__all__ = ["routes", "endpoint", "cors_headers", "json_error", "not_found"]
+__all__ = ["routes", "cors_headers", "not_found"]
 
 log = logging.getLogger("ztream.http")
 
@@ -39,52 +42,8 @@ routes = web.RouteTableDef()
 
 
 def cors_headers(request: web.Request) -> dict[str, str]:
-    """CORS headers for an API answer: the embedding origins may read it."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return {"Vary": "Origin"}
-    allowed = request.app[CONFIG].server.embed_origins
-    if "*" in allowed:
-        allow = "*"
-    elif origin in allowed:
-        allow = origin
-    else:
-        return {"Vary": "Origin"}
-    return {
-        "Vary": "Origin",
-        "Access-Control-Allow-Origin": allow,
-        "Access-Control-Expose-Headers": "ETag, Content-Length, X-Ztream-Complete, Retry-After",
-    }
-
-
-def json_error(request: web.Request, exc: ZtreamError) -> web.Response:
-    headers = cors_headers(request)
-    # Errors that know when to come back (an upstream's 429) say so (RFC 9110 10.2.3).
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int) and retry_after > 0:
-        headers["Retry-After"] = str(retry_after)
-    return web.json_response(exc.to_json(), status=exc.status, headers=headers)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def endpoint(handler: Handler) -> Handler:
-    """Turn the project's errors, and any surprise, into the JSON contract."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ZtreamError as exc:
-            return json_error(request, exc)
-        except (ConnectionError, web.HTTPException):
-            raise
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return json_error(request, ZtreamError("internal server error"))
-
-    return wrapped
+    """CORS headers for an API answer: the embedding origins may read it (``OriginPolicy``)."""
+    return request.app[ORIGINS].cors_headers(request)
 
 
 # Registered first: aiohttp tries dynamic routes in order, and this is the
@@ -95,15 +54,16 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
     raw = request.match_info["n"]
     if not raw.isdigit() or len(raw) > 9:
         raise BadRequest(f"chunk index {raw!r} is not a non-negative integer", code="bad_chunk_index")
-    data, sha, complete = await request.app[TRANSCODER].chunk(_track(request), int(raw))
+    data, sha, complete = await request.app[MEDIA].chunk(_track(request), int(raw))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
 
 
 @routes.route("OPTIONS", "/v1/{tail:.*}")
+@endpoint
 async def preflight(request: web.Request) -> web.Response:
     headers = cors_headers(request)
     if "Access-Control-Allow-Origin" not in headers:
-        return web.json_response({"error": "origin_forbidden", "detail": "origin not allowed"}, status=403)
+        raise Forbidden("origin not allowed", code="origin_forbidden")
     headers.update({
         "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type, If-None-Match, Range",
@@ -114,18 +74,20 @@ async def preflight(request: web.Request) -> web.Response:
 
 async def not_found(request: web.Request) -> web.Response:
     """Registered last by ``create_app``: any other path is a JSON 404."""
-    return json_error(request, NotFound(f"no route {request.path!r}", code="not_found"))
+    return render_error(request, NotFound(f"no route {request.path!r}", code="not_found"))
 
 
 def _track(request: web.Request) -> Track:
     track_id = request.match_info["id"]
-    track = request.app[REGISTRY].get(track_id)
+    track = request.app[CATALOG].get(track_id)
     if track is None:
         raise NotFound(f"no track {track_id!r}", code="track_not_found")
     return track
 
 
-async def _send_audio(request: web.Request, data: bytes, *, etag: str, complete: bool, kind: str) -> web.StreamResponse:
+async def _send_audio(
+    request: web.Request, data: bytes, *, etag: str, complete: bool, kind: ServedKind
+) -> web.StreamResponse:
     headers = {
         "Content-Type": WEBM,
         "ETag": f'"{etag}"',
@@ -171,28 +133,20 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks")
 @endpoint
 async def list_tracks(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
+    catalog = request.app[CATALOG]
     library = request.app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in request.app else []
-    tracks = []
+    tracks: list[TrackJSON] = []
     for found in library:
-        registry.add(found)
-        tracks.append((registry.get(found.id) or found).public())
-    tracks.extend(t.public() for t in registry.recent() if t.source != "local")
+        catalog.add(found)
+        tracks.append((catalog.get(found.id) or found).public())
+    tracks.extend(t.public() for t in catalog.recent() if t.source != "local")
     return web.json_response({"tracks": tracks}, headers=cors_headers(request))
 
 
 @routes.post("/v1/tracks")
 @endpoint
 async def add_track(request: web.Request) -> web.Response:
-    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
-        raise BadRequest("the body is too large", code="body_too_large")
-    raw = await request.content.read(MAX_JSON_BODY + 1)
-    if len(raw) > MAX_JSON_BODY:
-        raise BadRequest("the body is too large", code="body_too_large")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not JSON", code="bad_json") from None
+    body = await read_json(request, MAX_JSON_BODY)
     if not isinstance(body, dict) or not isinstance(body.get("url"), str) or not body["url"].strip():
         raise BadRequest('expected {"url": "<http(s) URL>"}', code="bad_request")
     url = body["url"].strip()
@@ -206,7 +160,7 @@ async def add_track(request: web.Request) -> web.Response:
     if source is None:
         raise BadRequest("no configured source takes this URL", code="bad_url")
     track = await source.register(url)
-    track, created = request.app[REGISTRY].add(track)
+    track, created = request.app[CATALOG].add(track)
     return web.json_response(track.public(), status=201 if created else 200, headers=cors_headers(request))
 
 
@@ -219,7 +173,7 @@ async def get_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
-    manifest = await request.app[TRANSCODER].manifest(_track(request))
+    manifest = await request.app[MEDIA].manifest(_track(request))
     cache = "public, max-age=300" if manifest["complete"] else LIVE
     return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
@@ -227,7 +181,7 @@ async def get_manifest(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/init")
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
-    data, sha, complete = await request.app[TRANSCODER].init(_track(request))
+    data, sha, complete = await request.app[MEDIA].init(_track(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="init")
 
 
@@ -235,16 +189,16 @@ async def get_init(request: web.Request) -> web.StreamResponse:
 @endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
-    transcoder = request.app[TRANSCODER]
-    pieces = transcoder.stream(track)
+    media = request.app[MEDIA]
+    pieces = media.stream(track)
     # The first piece is awaited before the status goes out, so upstream
     # errors still get their JSON answer.
     kind, first = await anext(pieces)
     response = web.StreamResponse(
         headers={"Content-Type": WEBM, "Cache-Control": "no-cache", **cors_headers(request)}
     )
-    cached = transcoder.cached_manifest(track)
-    if cached is not None:
+    cached = media.cached_manifest(track)
+    if cached is not None and cached["init"] is not None:  # a complete manifest has one
         response.content_length = cached["init"]["size"] + sum(c["size"] for c in cached["chunks"])
     await response.prepare(request)
     if request.method == "HEAD":

@@ -1,11 +1,11 @@
 """The browser side of the gateway: landing page, embed page, oEmbed, client files.
 
-``setup_web(app, ...)`` adds four routes and nothing else:
+``setup_pages(app, ...)`` adds four routes and nothing else:
 
 - ``GET /``: the landing page (``client/index.html``);
 - ``GET /embed/{id}``: the player page for an ``<iframe>`` (``client/embed.html``),
-  with ``Content-Security-Policy: frame-ancestors`` from ``embed_origins``
-  and an oEmbed discovery ``<link>``;
+  with ``Content-Security-Policy: frame-ancestors`` from the origin policy
+  (``server.embed_origins``) and an oEmbed discovery ``<link>``;
 - ``GET /oembed?url=...&format=json``: an oEmbed 1.0 ``rich`` answer
   (https://oembed.com/, section 2.3.4) whose ``html`` is the iframe;
 - ``GET /client/{path}``: the ES modules, served with
@@ -13,8 +13,9 @@
 
 The HTML pages are the files under ``client/`` with ``{{name}}`` placeholders
 filled in, every value HTML-escaped; they carry no inline script, so a strict
-``Content-Security-Policy`` applies to them. Errors are the contract's JSON
-``{"error": code, "detail": text}``.
+``Content-Security-Policy`` applies to them. Errors are raised and rendered
+as the contract's JSON ``{"error": code, "detail": text}`` by
+``responses.render_error``, with the CORS headers of ``OriginPolicy``.
 """
 
 from __future__ import annotations
@@ -22,22 +23,27 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-__all__ = ["setup_web", "CLIENT_DIR", "EMBED_WIDTH", "EMBED_HEIGHT"]
+from ..errors import BadRequest, NotFound, Unsupported
+from ..media.catalog import is_track_id
+from ..media.types import TrackJSON
+from .origins import OriginPolicy
+from .responses import endpoint
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+__all__ = ["setup_pages", "CLIENT_DIR", "EMBED_WIDTH", "EMBED_HEIGHT"]
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent.parent / "client"
 
 # Default iframe size: a full-width bar, as tall as the single-track player.
 EMBED_WIDTH = 600
 EMBED_HEIGHT = 166
 
-_TRACK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 
 _MIME = {
@@ -52,11 +58,7 @@ _MIME = {
     ".woff2": "font/woff2",
 }
 
-GetTrack = Callable[[str], Awaitable[dict[str, Any] | None]]
-
-
-def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+GetTrack = Callable[[str], Awaitable[TrackJSON | None]]
 
 
 def _render(template: str, values: dict[str, str]) -> str:
@@ -93,27 +95,18 @@ def _clamp_dimension(raw: str | None, default: int, name: str) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
-        raise ValueError(f"{name} must be a positive integer")
+        raise BadRequest(f"{name} must be a positive integer", code="bad_request")
     return min(default, int(raw))
 
 
-def setup_web(
-    app: web.Application,
-    *,
-    public_url: str,
-    embed_origins: Sequence[str],
-    get_track: GetTrack,
-) -> None:
+def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTrack) -> None:
     """Add the browser routes to ``app``.
 
-    ``public_url`` is the gateway's externally visible base URL (no trailing
-    slash needed); ``embed_origins`` the origins allowed to frame the embed
-    page (``["*"]``: any); ``get_track(id)`` returns the public ``{track}``
-    dict or ``None`` for an unknown id.
+    ``policy`` holds the gateway's externally visible base URL and the origins
+    allowed to frame the embed page; ``get_track(id)`` returns the public
+    ``{track}`` or ``None`` for an unknown id.
     """
-    public_url = public_url.rstrip("/")
-    origins = tuple(embed_origins)
-    any_origin = "*" in origins
+    public_url = policy.public_url
     client_dir = CLIENT_DIR.resolve()
     public_origin = _origin_of(public_url)
 
@@ -130,8 +123,9 @@ def setup_web(
             "base-uri 'none'",
             "form-action 'none'",
         ]
-        if not any_origin:
-            csp.append("frame-ancestors " + " ".join(["'self'", *origins]))
+        frame_ancestors = policy.frame_ancestors()
+        if frame_ancestors is not None:
+            csp.append(frame_ancestors)
         return "; ".join(csp)
 
     def template(name: str) -> str:
@@ -145,11 +139,12 @@ def setup_web(
             headers={"Cache-Control": "no-cache", "Content-Security-Policy": page_csp() + "; frame-ancestors 'self'"},
         )
 
+    @endpoint
     async def embed(request: web.Request) -> web.Response:
         track_id = request.match_info["id"]
-        track = await get_track(track_id) if _TRACK_ID.match(track_id) else None
+        track = await get_track(track_id) if is_track_id(track_id) else None
         if track is None:
-            return _error(404, "track_not_found", f"no track {track_id!r}")
+            raise NotFound(f"no track {track_id!r}", code="track_not_found")
         embed_url = f"{public_url}/embed/{quote(track_id)}"
         title = str(track.get("title") or track_id)
         oembed = f"{public_url}/oembed?url={quote(embed_url, safe='')}&format=json"
@@ -162,7 +157,7 @@ def setup_web(
                 "embed_url": embed_url,
                 "oembed_url": oembed,
                 "public_url": public_url,
-                "origins": json.dumps(["*"] if any_origin else list(origins)),
+                "origins": json.dumps(policy.embedders()),
             },
         )
         return web.Response(
@@ -171,33 +166,30 @@ def setup_web(
             headers={"Cache-Control": "no-cache", "Content-Security-Policy": page_csp()},
         )
 
+    @endpoint
     async def oembed(request: web.Request) -> web.Response:
-        cors = {"Access-Control-Allow-Origin": "*"}
         fmt = request.query.get("format", "json")
         if fmt != "json":
-            return _error(501, "format_not_implemented", f"format {fmt!r} is not supported; use json", cors)
+            raise Unsupported(f"format {fmt!r} is not supported; use json", code="format_not_implemented")
         url = request.query.get("url", "").strip()
         if not url:
-            return _error(400, "bad_request", "the url parameter is required", cors)
-        try:
-            width = _clamp_dimension(request.query.get("maxwidth"), EMBED_WIDTH, "maxwidth")
-            height = _clamp_dimension(request.query.get("maxheight"), EMBED_HEIGHT, "maxheight")
-        except ValueError as exc:
-            return _error(400, "bad_request", str(exc), cors)
+            raise BadRequest("the url parameter is required", code="bad_request")
+        width = _clamp_dimension(request.query.get("maxwidth"), EMBED_WIDTH, "maxwidth")
+        height = _clamp_dimension(request.query.get("maxheight"), EMBED_HEIGHT, "maxheight")
         bare = url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
         track_id = None
         for prefix in (f"{public_url}/embed/", f"{public_url}/v1/tracks/"):
             if bare.startswith(prefix):
                 track_id = bare[len(prefix):]
                 break
-        if track_id is None or not _TRACK_ID.match(track_id):
-            return _error(404, "not_found", f"{url!r} is not a track of this gateway", cors)
+        if track_id is None or not is_track_id(track_id):
+            raise NotFound(f"{url!r} is not a track of this gateway", code="not_found")
         track = await get_track(track_id)
         if track is None:
-            return _error(404, "track_not_found", f"no track {track_id!r}", cors)
+            raise NotFound(f"no track {track_id!r}", code="track_not_found")
         title = str(track.get("title") or track_id)
         src = f"{public_url}/embed/{quote(track_id)}"
-        answer = {
+        answer: dict[str, Any] = {
             "version": "1.0",
             "type": "rich",
             "provider_name": "Ztream",
@@ -209,20 +201,20 @@ def setup_web(
             "cache_age": 3600,
         }
         if track.get("artist"):
-            answer["author_name"] = str(track["artist"])
-        return web.json_response(answer, headers=cors)
+            answer["author_name"] = str(track.get("artist"))
+        return web.json_response(answer, headers=policy.cors_headers(request))
 
+    @endpoint
     async def client_file(request: web.Request) -> web.StreamResponse:
-        cors = {"Access-Control-Allow-Origin": "*"}
         rel = request.match_info["path"]
         parts = rel.split("/")
         if not rel or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
-            return _error(404, "not_found", f"no client file {rel!r}", cors)
+            raise NotFound(f"no client file {rel!r}", code="not_found")
         path = (client_dir / rel).resolve()
         if not path.is_relative_to(client_dir) or not path.is_file():
-            return _error(404, "not_found", f"no client file {rel!r}", cors)
+            raise NotFound(f"no client file {rel!r}", code="not_found")
         headers = {
-            **cors,
+            **policy.cors_headers(request),
             "Content-Type": _MIME.get(path.suffix, "application/octet-stream"),
             "Cache-Control": "no-cache",
             "X-Content-Type-Options": "nosniff",

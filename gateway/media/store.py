@@ -13,9 +13,11 @@ import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import diskcache
+
+from .types import Manifest
 
 __all__ = ["ChunkStore"]
 
@@ -68,7 +70,7 @@ class ChunkStore:
         self._memory = _MemoryLRU(min(memory_bytes, max(max_bytes // 4, 1)))
         # Complete manifests never change, so a parsed copy saves a SQLite
         # read and a JSON parse on every chunk request.
-        self._manifests: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
 
     @staticmethod
     def _key(kind: str, track: str, rendition: str, index: int | None = None) -> str:
@@ -101,7 +103,7 @@ class ChunkStore:
     def put_chunk(self, track: str, rendition: str, index: int, data: bytes) -> None:
         self._put_bytes(self._key("chunk", track, rendition, index), track, data)
 
-    def get_manifest(self, track: str, rendition: str) -> dict[str, Any] | None:
+    def get_manifest(self, track: str, rendition: str) -> Manifest | None:
         key = self._key("manifest", track, rendition)
         manifest = self._manifests.get(key)
         if manifest is not None:
@@ -112,12 +114,12 @@ class ChunkStore:
             self._remember_manifest(key, manifest)
         return manifest
 
-    def _remember_manifest(self, key: str, manifest: dict[str, Any]) -> None:
+    def _remember_manifest(self, key: str, manifest: Manifest) -> None:
         self._manifests[key] = manifest
         while len(self._manifests) > MANIFESTS_IN_MEMORY:
             self._manifests.popitem(last=False)
 
-    def _load_manifest(self, key: str) -> dict[str, Any] | None:
+    def _load_manifest(self, key: str) -> Manifest | None:
         raw = self._cache.get(key)
         if not isinstance(raw, str):
             return None
@@ -125,9 +127,10 @@ class ChunkStore:
             manifest = json.loads(raw)
         except ValueError:
             return None
-        return manifest if isinstance(manifest, dict) and manifest.get("complete") else None
+        # Only this store writes these (put_manifest), so a complete object is one of ours.
+        return cast(Manifest, manifest) if isinstance(manifest, dict) and manifest.get("complete") else None
 
-    def put_manifest(self, track: str, rendition: str, manifest: dict[str, Any]) -> None:
+    def put_manifest(self, track: str, rendition: str, manifest: Manifest) -> None:
         key = self._key("manifest", track, rendition)
         self._cache.set(key, json.dumps(manifest), tag=track)
         self._remember_manifest(key, manifest)

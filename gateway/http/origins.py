@@ -1,0 +1,94 @@
+"""The one origin policy: which web pages may read, frame and connect to the gateway.
+
+``server.embed_origins`` names the sites that embed the player; ``["*"]``
+means any. ``OriginPolicy`` turns that list into every origin decision the
+gateway makes (docs/http.md, docs/websocket.md):
+
+- **CORS** (``cors_headers``): an API answer (``/v1/...``, and the JSON 404 of
+  an unknown path) may be read by the embedding origins, and says
+  ``Vary: Origin`` since it depends on who asks. The client modules
+  (``/client/*``) and oEmbed (``/oembed``) are for any page: third-party pages
+  ``import`` the modules, and an oEmbed consumer is by definition elsewhere.
+- **Framing** (``frame_ancestors``): the embed page may be framed by the
+  embedding origins and the gateway itself, by anyone with ``*``.
+- **The control WebSocket** (``websocket_allowed``): a browser page may open
+  ``/v1/ws`` if its origin is an embedding origin, the gateway's public
+  origin, or the origin the request was addressed to (same-origin, whatever
+  name the gateway was reached by). Clients without ``Origin`` (the headless
+  peer, tools) are not browsers, so not this policy's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+__all__ = ["OriginPolicy", "ANY_ORIGIN"]
+
+# Readable by every page. A shared constant: copy before adding to it.
+ANY_ORIGIN: dict[str, str] = {"Access-Control-Allow-Origin": "*"}
+# What a cross-origin reader of an API answer may see besides the simple headers.
+_EXPOSE = "ETag, Content-Length, X-Ztream-Complete, Retry-After"
+
+
+def _public_path(path: str) -> bool:
+    return path.startswith("/client/") or path == "/oembed"
+
+
+class OriginPolicy:
+    __slots__ = ("embed_origins", "public_url", "any_origin", "_normalized", "_public_origin")
+
+    def __init__(self, embed_origins: Iterable[str], public_url: str) -> None:
+        self.embed_origins = tuple(embed_origins)
+        self.public_url = public_url.rstrip("/")
+        self.any_origin = "*" in self.embed_origins
+        # Browsers send origins in lower case without a slash; the config may not.
+        self._normalized = frozenset(o.rstrip("/").lower() for o in self.embed_origins)
+        public = urlsplit(self.public_url)
+        self._public_origin = f"{public.scheme}://{public.netloc}".lower()
+
+    # -- CORS ---------------------------------------------------------------
+
+    def cors_headers(self, request: web.Request) -> dict[str, str]:
+        """The CORS headers for any answer to ``request`` (a fresh dict: callers add to it)."""
+        if _public_path(request.path):
+            return dict(ANY_ORIGIN)
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return {"Vary": "Origin"}
+        if self.any_origin:
+            allow = "*"
+        elif origin in self.embed_origins:
+            allow = origin
+        else:
+            return {"Vary": "Origin"}
+        return {"Vary": "Origin", "Access-Control-Allow-Origin": allow, "Access-Control-Expose-Headers": _EXPOSE}
+
+    # -- framing ------------------------------------------------------------
+
+    def frame_ancestors(self) -> str | None:
+        """The embed page's CSP ``frame-ancestors`` directive; ``None``: anyone may frame it."""
+        if self.any_origin:
+            return None
+        return "frame-ancestors " + " ".join(["'self'", *self.embed_origins])
+
+    def embedders(self) -> list[str]:
+        """The origins the embed page talks to with ``postMessage`` (``["*"]``: any)."""
+        return ["*"] if self.any_origin else list(self.embed_origins)
+
+    # -- the control WebSocket ------------------------------------------------
+
+    def websocket_allowed(self, origin: str, host: str | None) -> bool:
+        """Whether a browser page at ``origin`` may open the control socket of a
+        gateway reached as ``host`` (the request's ``Host``)."""
+        if self.any_origin:
+            return True
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self._normalized or origin == self._public_origin:
+            return True
+        if host:
+            parts = urlsplit(origin)
+            return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+        return False

@@ -1,0 +1,58 @@
+"""The JSON shapes of the media path, as the HTTP contract (docs/http.md) shows them.
+
+``Manifest`` is what ``GET /v1/tracks/{id}/manifest`` answers and what the
+chunk store keeps for a finished transcode; ``TrackJSON`` is the ``{track}``
+object. They are ``TypedDict``s, not classes, because they are the JSON itself:
+built once, stored, and sent as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+__all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "TrackJSON"]
+
+# Where a track comes from: the ``source`` of a ``Track`` and of ``{track}``,
+# the key of the media service's source mapping, the ``source`` label of
+# ``ztream_upstream_bytes_total``.
+SourceKind = Literal["url", "local", "soundcloud"]
+# What a stream yields: the init segment, then chunks.
+PieceKind = Literal["init", "chunk"]
+# The ``kind`` label of ``ztream_server_bytes_total``: how audio left the gateway.
+ServedKind = Literal["init", "chunk", "stream"]
+
+
+class InitEntry(TypedDict):
+    size: int
+    sha256: str
+
+
+class ChunkEntry(TypedDict):
+    index: int
+    start: float
+    duration: float
+    size: int
+    sha256: str
+
+
+class Manifest(TypedDict):
+    id: str
+    rendition: str
+    mime: str
+    bitrate: int
+    complete: bool
+    duration: float | None  # known once complete
+    init: InitEntry | None  # None only before the init segment exists
+    chunks: list[ChunkEntry]
+
+
+class TrackJSON(TypedDict):
+    id: str
+    title: str
+    source: SourceKind
+    duration: float | None
+    artist: NotRequired[str]
+    artwork: NotRequired[str]
+    permalink: NotRequired[str]
+    preview: NotRequired[bool]
+    url: NotRequired[str]  # the upstream URL; never sent for local files
