@@ -28,7 +28,6 @@ from gateway.admin.api import Attempts, sources_view
 from gateway.admin.overlay import dump_toml, edit_toml
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
-from gateway.admin import LIVE_CONFIG
 from gateway.media import MEDIA, STORE
 from gateway.media.catalog import track_id_for
 from gateway.sources import FETCH_SOURCES, LOCAL_SOURCE

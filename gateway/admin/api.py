@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
 import math
-import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +40,7 @@ from aiohttp import web
 from ..config import SECRET_KEYS, Config, ConfigError, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
 from ..http.pages import CLIENT_DIR
+from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import is_track_id
 from ..metrics import METRICS, SERVER_KINDS
@@ -82,7 +80,6 @@ PAGE_CSP = "; ".join([
     "form-action 'none'",
     "frame-ancestors 'none'",
 ])
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 class TooManyAttempts(ZtreamError):
@@ -208,57 +205,27 @@ def _check_token(request: web.Request) -> None:
         raise Forbidden("the admin token is wrong", code="forbidden")
 
 
-# -- the admin module's own error path ----------------------------------------------------
-# Interim: these three are the admin copies of the gateway's one error renderer,
-# endpoint wrapper and body reader (gateway/http/responses.py: render_error,
-# endpoint, read_json). Switching to those is an edit of this section alone:
-# admin_endpoint becomes ``endpoint`` around ``_check_token`` + handler (keeping
-# Cache-Control: no-store, and WWW-Authenticate on 401, Retry-After on 429),
-# _json_body becomes ``read_json(request, MAX_BODY)``. Nothing else here calls them.
+# -- the error path: the gateway's one (gateway/http/responses.py) ---------------------
 
 
-def _error_response(exc: ZtreamError) -> web.Response:
-    headers = dict(NO_STORE)
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int) and retry_after > 0:
-        headers["Retry-After"] = str(retry_after)
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="ztream-admin"'
-    return web.json_response(exc.to_json(), status=exc.status, headers=headers)
+def admin_endpoint(handler: Handler) -> Handler:
+    """Check the token, then run ``handler``; errors are rendered by the one
+    error path, and no admin answer (error or not) is ever cached."""
 
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        _check_token(request)
+        return await handler(request)
 
-AdminHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def admin_endpoint(handler: AdminHandler) -> AdminHandler:
-    """Check the token, then run ``handler``; errors become the contract's JSON."""
+    guarded = endpoint(checked)
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            _check_token(request)
-            response = await handler(request)
-        except ZtreamError as exc:
-            return _error_response(exc)
-        except (ConnectionError, web.HTTPException):
-            raise
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return _error_response(ZtreamError("internal server error"))
+        response = await guarded(request)
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     return wrapped
-
-
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise BadRequest("the body is too large", code="body_too_large")
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not JSON", code="bad_json") from None
 
 
 # -- handlers ----------------------------------------------------------------------------
@@ -282,7 +249,7 @@ async def get_sources(request: web.Request) -> web.Response:
 
 @admin_endpoint
 async def put_sources(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json(request, MAX_BODY)
     if not isinstance(body, dict) or not body:
         raise BadRequest('expected {"url": {...}, "local": {...}, "soundcloud": {...}} (any of them)',
                          code="bad_request")
@@ -354,7 +321,9 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def admin_page(request: web.Request) -> web.StreamResponse:
     if not request.app[LIVE_CONFIG].current.admin.token:
-        return _error_response(NotFound("the admin API is off (admin.token is empty)", code="not_found"))
+        response = render_error(request, NotFound("the admin API is off (admin.token is empty)", code="not_found"))
+        response.headers["Cache-Control"] = "no-store"
+        return response
     return web.FileResponse(
         CLIENT_DIR / "admin.html",
         headers={

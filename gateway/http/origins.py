@@ -37,6 +37,9 @@ def _public_path(path: str) -> bool:
     return path.startswith("/client/") or path == "/oembed"
 
 
+ADMIN_PREFIX = "/v1/admin/"
+
+
 class OriginPolicy:
     __slots__ = ("embed_origins", "public_url", "any_origin", "_normalized", "_public_origin")
 
@@ -56,7 +59,9 @@ class OriginPolicy:
         if _public_path(request.path):
             return dict(ANY_ORIGIN)
         origin = request.headers.get("Origin")
-        if origin is None:
+        # The admin API is for the gateway's own /admin page: no other origin
+        # may read its answers, whatever embed_origins says.
+        if origin is None or request.path.startswith(ADMIN_PREFIX):
             return {"Vary": "Origin"}
         if self.any_origin:
             allow = "*"
