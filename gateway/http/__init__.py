@@ -4,6 +4,7 @@
   ``/v1/*`` preflight and the JSON 404 of unknown paths;
 - ``pages``: ``/``, ``/embed/{id}``, ``/oembed`` and the client modules;
 - ``responses``: the one error renderer, endpoint wrapper and JSON body reader;
+- ``conditional``: RFC 9110 conditional and range requests, chunk indices, bounded JSON (pure);
 - ``origins``: the one origin policy (CORS, framing, the control WebSocket),
   hung on the app as ``ORIGINS``.
 """
