@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from .analysis import MAX_METADATA_BYTES, BoundedText, MediaAnalysis, parse_ffmetadata, parse_loudness
 from .ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
@@ -211,7 +211,7 @@ async def transcode(
     input_path: str | None = None,
     input_format: str | None = None,
     analysis: MediaAnalysis | None = None,
-) -> AsyncIterator[InitSegment | Cluster]:
+) -> AsyncGenerator[InitSegment | Cluster, None]:
     """Run ffmpeg over ``source``; yield the init segment, then each cluster.
 
     ``input_path`` (an absolute path; then ``source`` must be None) makes
