@@ -44,7 +44,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 

@@ -5,6 +5,18 @@ while this generator reads stdout through the EBML splitter, so neither pipe
 can fill up and deadlock the other. stderr is kept, bounded, for the error
 message. ffmpeg runs in its own process group, killed on every way out of the
 generator: normal end, error, timeout, ``aclose()`` and task cancellation.
+
+Two additions (issue 13), both off unless asked for:
+
+* ``input_path``: ffmpeg reads a file (a spooled upstream or a library file)
+  instead of stdin; the argv is rewritten by ``ffmpeg.file_input_argv``.
+* a rendition with extras: the runner opens two more pipes for ffmpeg's
+  extra outputs. The PCM pipe goes straight from the transcode to the analysis
+  ffmpeg (the kernel carries it, Python never touches it); the tag pipe and
+  the analysis process's stdout and stderr are pumped by tasks into a
+  ``MediaAnalysis``, each bounded (tags ``MAX_METADATA_BYTES``, the waveform
+  by folding, stderr by keeping its tail). Both processes have their own
+  process group and are killed on every way out.
 """
 
 from __future__ import annotations
@@ -15,13 +27,16 @@ import os
 import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from .analysis import MAX_METADATA_BYTES, BoundedText, MediaAnalysis, parse_ffmetadata, parse_loudness
 from .ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
-from .ffmpeg import Rendition
+from .ffmpeg import PCM_PIPE, TAGS_PIPE, Rendition, file_input_argv
 
 __all__ = ["TranscodeFailed", "TranscodeTimeout", "transcode", "READ_SIZE"]
 
 READ_SIZE = 64 * 1024
 STDERR_LIMIT = 8 * 1024
+# The ebur128 summary is the last ~600 bytes the analysis process logs.
+ANALYSIS_STDERR_LIMIT = 16 * 1024
 
 
 class TranscodeFailed(Exception):
@@ -47,10 +62,14 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _feed(proc: asyncio.subprocess.Process, source: AsyncIterator[bytes]) -> None:
+async def _feed(
+    proc: asyncio.subprocess.Process, source: AsyncIterator[bytes], analysis: MediaAnalysis | None = None
+) -> None:
     assert proc.stdin is not None
     try:
         async for piece in source:
+            if analysis is not None and analysis.head_limit:
+                analysis.keep_head(piece)
             proc.stdin.write(piece)
             await proc.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
@@ -68,24 +87,139 @@ async def _feed(proc: asyncio.subprocess.Process, source: AsyncIterator[bytes]) 
             proc.stdin.close()
 
 
-async def _read_stderr(stream: asyncio.StreamReader, keep: bytearray) -> None:
+async def _read_stderr(stream: asyncio.StreamReader, keep: bytearray, limit: int = STDERR_LIMIT) -> None:
     while True:
         piece = await stream.read(4096)
         if not piece:
             return
         keep.extend(piece)
-        if len(keep) > STDERR_LIMIT:
-            del keep[: len(keep) - STDERR_LIMIT]
+        if len(keep) > limit:
+            del keep[: len(keep) - limit]
+
+
+async def _pump_into(stream: asyncio.StreamReader, sink: BoundedText | None, feed: object = None) -> None:
+    """Read ``stream`` to EOF (so its writer never blocks), into ``sink`` and/or ``feed(piece)``."""
+    while True:
+        piece = await stream.read(READ_SIZE)
+        if not piece:
+            return
+        if sink is not None:
+            sink.feed(piece)
+        if callable(feed):
+            feed(piece)
+
+
+async def _open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_SIZE)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+class _Side:
+    """The analysis process and the tag pipe of one run with extras."""
+
+    def __init__(self, analysis: MediaAnalysis) -> None:
+        self.analysis = analysis
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tags = BoundedText(MAX_METADATA_BYTES)
+        self.stderr = bytearray()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.transports: list[asyncio.BaseTransport] = []
+        self.fds: list[int] = []  # descriptors still to close in this process
+
+    async def start(self, rendition: Rendition) -> dict[str, str]:
+        """Spawn the analysis process; return the argv substitutions for the transcode."""
+        pcm_r, pcm_w = os.pipe()
+        self.fds += [pcm_r, pcm_w]
+        tags_r, tags_w = os.pipe()
+        self.fds += [tags_w]
+        # os.pipe() descriptors are non-inheritable (PEP 446): only the child
+        # given one (as stdin or in pass_fds) holds it, so EOF arrives.
+        reader, transport = await _open_reader(tags_r)
+        self.transports.append(transport)
+        self.proc = await asyncio.create_subprocess_exec(
+            *rendition.analysis_argv,
+            stdin=pcm_r,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.close_fd(pcm_r)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.tasks.append(asyncio.create_task(_pump_into(self.proc.stdout, None, self.analysis.waveform.feed)))
+        self.tasks.append(asyncio.create_task(_read_stderr(self.proc.stderr, self.stderr, ANALYSIS_STDERR_LIMIT)))
+        self.tasks.append(asyncio.create_task(_pump_into(reader, self.tags)))
+        return {PCM_PIPE: f"pipe:{pcm_w}", TAGS_PIPE: f"pipe:{tags_w}"}
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        return tuple(self.fds)
+
+    def close_fd(self, fd: int) -> None:
+        if fd in self.fds:
+            self.fds.remove(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close_fds(self) -> None:
+        for fd in list(self.fds):
+            self.close_fd(fd)
+
+    async def finish(self, deadline: float) -> None:
+        """After the transcode exited 0: wait for the analysis, then fill in the results."""
+        loop = asyncio.get_running_loop()
+        assert self.proc is not None
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), max(0.1, deadline - loop.time()))
+            await asyncio.wait_for(asyncio.gather(*self.tasks), max(0.1, deadline - loop.time()))
+        except TimeoutError:
+            raise TranscodeTimeout("the analysis did not finish in time") from None
+        log = self.stderr.decode("utf-8", "replace")
+        if code != 0:
+            raise TranscodeFailed(f"the analysis ffmpeg exited with status {code}", log.strip()[-2000:])
+        self.analysis.waveform.finish()
+        self.analysis.loudness = parse_loudness(log)
+        self.analysis.tags = parse_ffmetadata(self.tags.text())
+        self.analysis.tags_truncated = self.tags.truncated
+
+    async def close(self) -> None:
+        self.close_fds()
+        if self.proc is not None:
+            _kill_group(self.proc)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self.proc.wait(), 5.0)
+        for task in self.tasks:
+            if not task.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(task, 5.0)
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for transport in self.transports:
+            transport.close()
 
 
 async def transcode(
     rendition: Rendition,
-    source: AsyncIterator[bytes],
+    source: AsyncIterator[bytes] | None,
     *,
     timeout: float,
     on_spawn: object = None,
+    input_path: str | None = None,
+    input_format: str | None = None,
+    analysis: MediaAnalysis | None = None,
 ) -> AsyncGenerator[InitSegment | Cluster, None]:
     """Run ffmpeg over ``source``; yield the init segment, then each cluster.
+
+    ``input_path`` (an absolute path; then ``source`` must be None) makes
+    ffmpeg read that file, with ``input_format`` pinning its demuxer. With a
+    rendition that has extras, ``analysis`` (or a private one) receives the
+    tags, waveform and loudness; they are complete once this generator ends
+    without an error. ``analysis.head_limit`` keeps that many first bytes of
+    a piped source.
 
     A caller that stops early should ``aclose()`` it (``contextlib.aclosing``):
     that is what kills ffmpeg at once rather than whenever the generator is
@@ -93,22 +227,45 @@ async def transcode(
 
     Raises the source's own exception if reading the source failed,
     ``TranscodeTimeout`` after ``timeout`` seconds of wall time, and
-    ``TranscodeFailed`` if ffmpeg exits non-zero or its output is not WebM.
+    ``TranscodeFailed`` if ffmpeg (or the analysis ffmpeg) exits non-zero or
+    its output is not WebM.
     """
+    if (input_path is None) == (source is None):
+        raise ValueError("give exactly one of source and input_path")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    proc = await asyncio.create_subprocess_exec(
-        *rendition.argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # own process group: killpg reaches any children
-    )
+    argv = list(rendition.argv)
+    if input_path is not None:
+        argv = file_input_argv(argv, input_path, input_format=input_format)
+    side: _Side | None = None
+    if rendition.extras:
+        side = _Side(analysis if analysis is not None else MediaAnalysis())
+    try:
+        if side is not None:
+            swap = await side.start(rendition)
+            argv = [swap.get(a, a) for a in argv]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if source is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # own process group: killpg reaches any children
+            pass_fds=side.pass_fds if side is not None else (),
+        )
+    except BaseException:
+        if side is not None:
+            await side.close()
+        raise
+    if side is not None:
+        side.close_fds()  # ffmpeg holds the write ends now; EOF follows its exit
     if callable(on_spawn):
         on_spawn(proc.pid)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
-    feeder = asyncio.create_task(_feed(proc, source))
+    if source is not None:
+        feeder = asyncio.create_task(_feed(proc, source, analysis))
+    else:
+        feeder = asyncio.create_task(asyncio.sleep(0))
     stderr_task = asyncio.create_task(_read_stderr(proc.stderr, stderr))
     splitter = ClusterSplitter()
 
@@ -150,10 +307,15 @@ async def transcode(
             events = splitter.feed_eof()
         except EbmlError as exc:
             raise TranscodeFailed(f"ffmpeg output ended mid-element: {exc}", stderr_text()) from None
+        if side is not None:
+            # Before the last cluster: when the caller sees the end, the extras are there.
+            await side.finish(deadline)
         for event in events:
             yield event
     finally:
         _kill_group(proc)
+        if side is not None:
+            await side.close()
         feeder.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(proc.wait(), 5.0)

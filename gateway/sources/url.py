@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import unquote, urlsplit
 
-from ..errors import NotAudio
+from transcode.seekable import MAX_MOOV_BYTES, FetchTail
+
+from ..errors import NotAudio, UpstreamError
 from ..media.catalog import Track, track_id_for
 from .base import CountBytes
 from .fetch import SafeFetcher
@@ -56,3 +58,26 @@ class UrlSource:
                 if self._count is not None:
                     self._count(len(piece))
                 yield piece
+
+    def tail_fetcher(self, track: Track, *, max_bytes: int = MAX_MOOV_BYTES) -> FetchTail:
+        """``fetch_tail(offset)`` for ``transcode.seekable.prepare_input``: one Range request.
+
+        Only a 206 whose Content-Range starts at ``offset`` is read (at most
+        ``max_bytes``); a server that ignores ranges answers 200, which is
+        refused unread, and ``prepare_input`` spools instead.
+        """
+
+        async def fetch_tail(offset: int) -> bytes:
+            headers = {"Range": f"bytes={offset}-"}
+            async with self.fetcher.stream(track.locator, max_bytes=max_bytes, headers=headers) as response:
+                content_range = response.headers.get("content-range", "")
+                if response.status != 206 or not content_range.startswith(f"bytes {offset}-"):
+                    raise UpstreamError("the upstream does not answer Range requests", code="upstream_no_range")
+                data = bytearray()
+                async for piece in response.aiter_bytes():
+                    if self._count is not None:
+                        self._count(len(piece))
+                    data += piece
+                return bytes(data)
+
+        return fetch_tail
