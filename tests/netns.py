@@ -4,7 +4,7 @@ Chromium gathers no usable ICE candidates on the root namespace's loopback;
 in a namespace that has nothing but ``lo`` it offers 127.0.0.1 host
 candidates (with ``--allow-loopback-in-peer-connection`` and the
 ``microphone``/``camera`` permissions, which lift mDNS host-name hiding).
-See /work/shared/notes/browser-and-webrtc.md.
+See docs/p2p.md for the measured browser facts this relies on.
 
 How the pieces meet:
 

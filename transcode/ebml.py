@@ -15,7 +15,7 @@ payload. The stream is::
         Cues, Tags, ...                           <- skipped
 
 A chunk of Ztream is one Cluster, byte-exact, and the init segment is every
-byte before the first Cluster (DESIGN.md, "Chunks and renditions"), so that
+byte before the first Cluster (docs/http.md, "The manifest"), so that
 init + any Cluster is appendable to Media Source Extensions.
 
 `ClusterSplitter` has no I/O, in the style of h11: `feed()` appends bytes to
