@@ -88,7 +88,7 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
 });
 
-const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
+export const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
 
 /**
  * The control socket's URL for a track URL (`{public_url}/v1/tracks/{id}`):
