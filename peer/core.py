@@ -87,7 +87,7 @@ class P2PSettings:
     start_wait: float = 2  # seconds a new session waits for the tracker's first answer
     want_grace: float = 1.5  # seconds the scheduler waits for an outstanding `want`
     want_timeout: float = 10  # an unanswered `want` is given up after this
-    want_interval: float = 4  # seconds between wants while neighbours are missing
+    want_interval: float = 1.5  # seconds between wants while neighbours are missing (doubling while nobody new comes)
     max_want_interval: float = 30
     retry_cooldown: float = 30  # seconds before a peer that failed to connect is dialled again
     stats_interval: float = 5  # the welcome's limits.stats_interval wins

@@ -55,8 +55,8 @@ const scenarios = [
     tick(40.4), tick(40.6), peers(["a"], 40.7), tick(44.6), tick(44.8),
   ] },
   { name: "want with the default intervals", steps: [
-    welcome(), session(10), peers([], 0.1), tick(4), tick(8.2), peers([], 8.3), tick(24.4), peers([], 24.5), peers([], 60),
-    tick(89.9), tick(90.1),
+    welcome(), session(10), peers([], 0.1), tick(3), tick(3.2), peers([], 3.3), tick(9.2), tick(9.4), peers([], 9.5),
+    tick(21.4), tick(21.6), peers([], 21.7), peers([], 30), peers([], 40), peers([], 50), tick(79.9), tick(80.1),
   ] },
   { name: "an unanswered want is given up; a refused one too", settings: { wantTimeout: 10 }, steps: [
     welcome(), session(4), tick(3.9), tick(4.1), tick(10.5), tick(11),
