@@ -74,7 +74,7 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   startWait: 2, // seconds a new session waits for the tracker's first answer
   wantGrace: 1.5, // seconds the scheduler waits for an outstanding `want`
   wantTimeout: 10, // an unanswered `want` is given up after this
-  wantInterval: 4, // seconds between wants while neighbours are missing
+  wantInterval: 1.5, // seconds between wants while neighbours are missing (doubling, up to maxWantInterval, while answers bring nobody new)
   maxWantInterval: 30,
   retryCooldown: 30, // seconds before a peer that failed to connect is dialled again
   statsInterval: 5, // the welcome's limits.stats_interval wins
@@ -88,7 +88,7 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
 });
 
-const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
+export const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
 
 /**
  * The control socket's URL for a track URL (`{public_url}/v1/tracks/{id}`):

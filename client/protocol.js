@@ -53,15 +53,17 @@ export function encode(msg) {
   if (msg.type === "piece") {
     const data = msg.data;
     if (data.length === 0 || data.length > PIECE_SIZE) throw new WireError("piece payload empty or over 16 KiB");
-    if (!(msg.total > 0 && msg.total <= MAX_CHUNK_SIZE) || msg.offset + data.length > msg.total) {
+    // offset and total are u32 fields like the index: whole, never wrapped (peer/wire.py checks the same)
+    const offset = checkIndex(msg.offset), total = checkIndex(msg.total);
+    if (!(total > 0 && total <= MAX_CHUNK_SIZE) || offset + data.length > total) {
       throw new WireError("piece outside its chunk");
     }
     const out = new Uint8Array(14 + data.length);
     const view = new DataView(out.buffer);
     out[0] = VERSION; out[1] = kind;
     view.setUint32(2, checkIndex(msg.index));
-    view.setUint32(6, msg.offset);
-    view.setUint32(10, msg.total);
+    view.setUint32(6, offset);
+    view.setUint32(10, total);
     out.set(data, 14);
     return out;
   }

@@ -5,40 +5,37 @@ Theory of operation
 ``PeerNode`` plays one track the way the browser player does and seeds what
 it holds. Decisions are made by the pure cores; this module only moves bytes:
 
+- ``peer.core.P2PCore`` (the rules of ``client/p2p.js``, pinned to it by
+  ``tests/vectors/p2p/``) decides whom to dial and answer, what to announce
+  to the tracker and to neighbours, when to ``want``, what to serve or
+  choke, whom to ban, how long the scheduler may wait for peers, and what
+  ``stats`` to report. It is fed events with ``now`` in real seconds (the
+  clock's ``real()``: network delays are real) and returns effects, which
+  ``_apply`` carries out, as ``client/transport.js`` does in the browser;
 - ``peer.scheduler.Scheduler`` (the rules of ``client/scheduler.js``) says
   what to fetch from where, with deadlines in audio time;
 - ``peer.playback.Playback`` is the virtual player (playhead, stalls,
-  start-up) driven by ``peer.clock.VirtualClock``;
-- ``peer.link.Link`` is the protocol state of each DataChannel (wire format
-  of ``peer.wire``), ``peer.link.UploadSlots`` the seeder's listener limit.
+  start-up) driven by ``peer.clock.VirtualClock``.
 
-The shell has four kinds of task: the control socket reader (``peers``,
-``signal``, ``error``, ``pong`` from the gateway's ``/v1/ws``), the play loop
-(playback → ``expired`` → ``next`` → dispatch, woken by every arrival and by
-a short tick), the housekeeper (announces held chunks to the tracker and to
-neighbours, asks for peers, reports ``slots`` and ``stats``, re-reads a live
+The shell has four kinds of task: the control socket reader (every message
+goes to the core; ``pong`` and refusals are noted here), the play loop
+(playback -> ``expired`` -> ``next`` -> dispatch, woken by every arrival and
+by a short tick), the housekeeper (the core's ``tick``, re-reads of a live
 manifest), and one fetch task per server request. aiortc callbacks (channel
-open, message, close) run synchronously into the same state.
+open, message, close) feed the core synchronously.
 
-Signaling follows the convention shared with the browser client: the asker
-creates the RTCPeerConnection and one binary DataChannel labelled
-``ztream/1/<track>/<rendition>``, sends ``{"sdp": {"type": "offer", ...}}``;
-the seeder answers ``{"sdp": {"type": "answer", ...}}``. aiortc puts its ICE
-candidates in the SDP; trickled ``{"candidate": {...}}`` from a browser are
-added as they come (and ``null``/empty as end-of-candidates). A peer that
-refuses an offer (no room for another neighbour, leaving) answers
-``{"reject": "full"}`` (as ``client/p2p.js`` does) so that the asker stops
-waiting; a peer that does not know ``reject`` just times the offer out.
-
-While the tracker has not answered, or connections are opening, the
-scheduler holds back chunks that peers would have time to send
-(``Scheduler.set_peer_wait``, the rule ``client/p2p.js`` applies too): past
-the server lead, a chunk no known peer holds would otherwise go to the
-server at once, and a near server is fast.
+Signaling follows the browser's convention: the dialler creates the
+RTCPeerConnection and one binary DataChannel labelled
+``ztream/1/<track>/<rendition>`` and sends ``{"sdp": {"type": "offer", ...}}``;
+the other side answers ``{"sdp": {"type": "answer", ...}}``. aiortc puts its
+ICE candidates in the SDP; trickled ``{"candidate": {...}}`` from a browser
+are added as they come (``null``/empty: end of candidates). The core answers
+``{"reject": "full"}`` to an offer it has no room for.
 
 Every chunk is checked against the manifest's SHA-256 before it is used or
 served on. A neighbour that sends a bad chunk or breaks the wire format is
-dropped and banned for the session, and ``verify_failures`` counts it.
+dropped and banned for the session (the core's rule), and
+``verify_failures`` counts it.
 """
 
 from __future__ import annotations
@@ -50,8 +47,8 @@ import ipaddress
 import json
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,32 +59,37 @@ from aiortc.sdp import candidate_from_sdp
 
 from .cache import ChunkCache
 from .clock import VirtualClock
-from .link import ChunkIn, Choked, Link, PeerHas, UploadSlots, Wanted, Withdrawn, to_ranges
+from .core import (
+    DEFAULT_P2P_SETTINGS,
+    Close,
+    Control,
+    Deliver,
+    Effect,
+    Open,
+    P2PCore,
+    P2PSettings,
+    PeerGone,
+    PeerHave,
+    Reject,
+    Rtc,
+    Send,
+    Serve,
+)
 from .playback import Playback, State
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings
-from .wire import Request as WireRequest
-from .wire import WireError, channel_label, encode
+from .wire import T_CHOKE, Piece, WireError, channel_label, decode
 
 __all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "restrict_ice_to_loopback", "is_loopback_url"]
 
 log = logging.getLogger("ztream.peer")
 
-CONNECT_TIMEOUT = 5.0  # real seconds for a DataChannel to open
-WANT_INTERVAL = 1.5  # real seconds between "want"s while short of neighbours
-WANT_SOON = 0.4  # real seconds between "want"s when no known peer holds what we need
-HAVE_FLUSH = 0.15  # real seconds between announcements of new chunks
-SLOTS_INTERVAL = 0.5  # real seconds between "slots" reports
 MANIFEST_REFRESH = 1.0  # real seconds between re-reads of a live manifest
-HOUSEKEEPING = 0.05  # real seconds between housekeeping rounds
+HOUSEKEEPING = 0.05  # real seconds between two runs of the core's tick
 MAX_TICK = 0.05  # real seconds the play loop sleeps at most
-SLOT_HOLD = 3.0  # audio seconds a listener keeps its upload slot after its last request
-MAX_BUFFERED = 1 << 20  # bytes queued on a channel past which requests are choked
-WANT_CHUNKS = 64  # next needed chunks named in a "want"
 HTTP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 BAN_GRACE = 1.0  # real seconds between banning a neighbour and closing its connection
-START_WAIT = 2.0  # real seconds a start waits for the tracker's first answer
-WANT_GRACE = 1.5  # real seconds the scheduler waits for an outstanding "want"
+STATS_RETRY = 2.1  # real seconds before a refused last report is sent again (the bucket refills one per 2 s)
 
 
 class PeerError(RuntimeError):
@@ -113,7 +115,10 @@ def restrict_ice_to_loopback() -> None:
     if not _ICE_PATCHED:
         import aioice.ice
 
-        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+        def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            return ["127.0.0.1"]
+
+        aioice.ice.get_host_addresses = loopback
         _ICE_PATCHED = True
 
 
@@ -125,9 +130,8 @@ class PeerOptions:
     # Real seconds to keep seeding after the track has played; None: until
     # ``stop()`` (or the ``stop`` event given to ``run``).
     linger: float | None = 0.0
-    want_links: int = 3  # neighbours wanted while playing
-    max_links: int = 16  # neighbours at most (both directions)
-    settings: Settings = DEFAULT_SETTINGS
+    settings: Settings = DEFAULT_SETTINGS  # the scheduler's
+    p2p: P2PSettings = DEFAULT_P2P_SETTINGS  # the P2P core's (neighbours, wants, slots, ...)
     loopback_only: bool | None = None  # None: when the gateway is on loopback
     # Benchmark behaviours: a peer that serves corrupt chunks, a peer that
     # leaves at an audio position (closing everything, or going silent).
@@ -177,29 +181,21 @@ class PeerReport:
 
 @dataclass(eq=False)
 class Neighbour:
+    """The aiortc side of one neighbour; its protocol state is in the core."""
+
     peer_id: str
     outgoing: bool
-    link: Link
     pc: Any = None
     channel: Any = None
     open: bool = False
     closed: bool = False
-    queued: list[bytes] = field(default_factory=list)
     candidates: list[Any] = field(default_factory=list)  # trickled before the remote description
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    timer: asyncio.TimerHandle | None = None
-    sent_have: int = -1  # how many chunks our last HAVE to it announced
-    has_have: bool = False  # its HAVE arrived
-    since: float = field(default_factory=time.monotonic)
+    late: dict[int, bytearray] = field(default_factory=dict)  # pieces arriving after the close
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _corrupt(data: bytes) -> bytes:
-    middle = len(data) // 2
-    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
 
 
 class PeerNode:
@@ -226,45 +222,30 @@ class PeerNode:
         self._own_session = session is None
         self.report = PeerReport(name=self.options.name, track=track)
         self.sched = Scheduler(self.options.settings)
+        self.core = P2PCore(replace(self.options.p2p, corrupt=self.options.corrupt or self.options.p2p.corrupt))
         self.playback = Playback()
         self.manifest: dict[str, Any] = {}
         self.rendition = ""
         self.label = ""
         self.hashes: dict[int, str] = {}
-        self.sizes: dict[int, int] = {}
         self.chunks: dict[int, bytes] = {}
         self.init: bytes | None = None
         self.cache: ChunkCache | None = None
         self.neighbours: dict[str, Neighbour] = {}
-        self.banned: set[str] = set()
-        self.slots = UploadSlots(4, SLOT_HOLD)
         self.peer_id = ""
         self.ice_servers: list[dict[str, Any]] = []
-        self.stats_interval = 5.0
         self.leaving = False
         self.vanished = False
         self._frozen = False
+        self._in_session = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._closers: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._new_have: set[int] = set()
-        self._announced_any = False
-        self._want_soon = False
-        self._last_want = -1e9
-        self._last_have = -1e9
-        self._last_slots = -1e9
-        self._slots_reported = 0
-        self._last_stats = -1e9
         self._last_manifest = 0.0
-        self._reported: dict[str, int] = {}
-        self._last_delta: dict[str, int] = {}
-        self._startup_reported = False
         self._pong = asyncio.Event()
-        self._peers_answered = asyncio.Event()
-        self._want_sent: float | None = None
         self._stats_error = False
         self._play_started = 0.0
         self._control_started = False
@@ -286,7 +267,7 @@ class PeerNode:
             restrict_ice_to_loopback()
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        self._play_started = time.monotonic()
+        self._play_started = self.clock.real()
         try:
             await self._start()
             if self.options.seed_only:
@@ -327,24 +308,30 @@ class PeerNode:
         if first.type != aiohttp.WSMsgType.TEXT:
             raise PeerError(f"the control socket did not greet us ({first.type})")
         welcome = json.loads(first.data)
-        if welcome.get("type") != "welcome":
-            raise PeerError(f"expected a welcome, got {welcome.get('type')!r}")
-        self.peer_id = self.report.peer_id = welcome["peer_id"]
-        limits = welcome.get("limits", {})
-        self.slots = UploadSlots(int(limits.get("upload_slots", 4)), SLOT_HOLD)
-        self.stats_interval = float(limits.get("stats_interval", 5))
-        self.ice_servers = [] if self.loopback else list(welcome.get("ice_servers", []))
+        if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
+            raise PeerError(f"expected a welcome, got {first.data[:100]!r}")
+        self.peer_id = self.report.peer_id = str(welcome["peer_id"])
+        self._control_started = True
+        self._spawn(self._write_control())
+        self._apply(self.core.on_control(welcome, self.clock.real()))
+        self.ice_servers = [] if self.loopback else list(self.core.ice_servers)
         if self.options.cache_dir is not None:
             self.cache = ChunkCache(self.options.cache_dir, self.track, self.rendition)
             for index, data in self.cache.load(self.manifest).items():
                 self.chunks[index] = data
             self.sched.set_cached(self.chunks)
             self.init = self._verified_init(self.cache.read_init())
-        self._new_have.update(self.chunks)  # a reload announces what the cache holds
-        self._control_started = True
+        if not self.options.seed_only:
+            self._start_session()  # a reload announces what the cache holds
         self._spawn(self._read_control())
-        self._spawn(self._write_control())
         self._spawn(self._housekeeper())
+
+    def _start_session(self) -> None:
+        self._in_session = True
+        self._apply(self.core.start_session(
+            self.track, self.rendition, self.hashes, self.clock.real(),
+            complete=bool(self.manifest.get("complete")), held=sorted(self.chunks),
+        ))
 
     async def _get_manifest(self) -> None:
         assert self._session is not None
@@ -365,16 +352,92 @@ class PeerNode:
         self.label = channel_label(self.track, self.rendition)
         for c in manifest["chunks"]:
             self.hashes[int(c["index"])] = c["sha256"]
-            self.sizes[int(c["index"])] = int(c["size"])
-        for nb in self.neighbours.values():
-            nb.link.sizes = self.sizes
         self.sched.set_manifest(manifest)
         self.report.total_chunks = len(manifest["chunks"])
+        if self._in_session:
+            self._apply(self.core.update_manifest(self.hashes, self.clock.real(), complete=bool(manifest.get("complete"))))
 
     def _verified_init(self, data: bytes | None) -> bytes | None:
         if data is not None and _sha256(data) == self.manifest.get("init", {}).get("sha256"):
             return data
         return None
+
+    # ---- the core's effects ------------------------------------------------
+
+    def _apply(self, effects: Sequence[Effect] | None) -> None:
+        """Carry out what the core decided (``client/transport.js`` ``apply``)."""
+        for e in effects or ():
+            if isinstance(e, Control):
+                self._send_control(e.msg)
+            elif isinstance(e, Send):
+                self._send_frame(e.peer, e.frame)
+            elif isinstance(e, Serve):
+                self._serve(e.peer, e.index)
+            elif isinstance(e, Deliver):
+                self._on_chunk(e.peer, e.index, e.data)
+            elif isinstance(e, Reject):
+                if e.reason == "choked":
+                    self.report.chokes_received += 1
+                req = self.sched.inflight.get(e.index)
+                if req is not None and req.source == e.peer:
+                    self.sched.failed(e.index, self.clock.now())
+                    self._wake.set()
+            elif isinstance(e, PeerHave):
+                if not self.leaving:
+                    self.sched.set_peer(e.peer, e.have, self.core.settings.request_slots)
+                    self._wake.set()
+            elif isinstance(e, PeerGone):
+                self.sched.remove_peer(e.peer)
+                self._wake.set()
+            elif isinstance(e, Open):
+                self._open(e.peer, outgoing=e.role == "offerer")
+            elif isinstance(e, Rtc):
+                nb = self.neighbours.get(e.peer)
+                if nb is not None:
+                    self._spawn(self._signal(nb, e.data))
+            elif isinstance(e, Close):
+                nb = self.neighbours.pop(e.peer, None)
+                if nb is not None:
+                    if not nb.open:
+                        self.report.connect_failures += 1
+                    # A banned sender's connection closes a moment later, so that
+                    # what it had already queued arrives and is counted
+                    # (``discarded``), never used: a benchmark accounts for every bad chunk.
+                    self._close(nb, "closed by the core", grace=BAN_GRACE if e.peer in self.core.banned else 0.0)
+
+    def _totals(self) -> dict[str, int]:
+        r = self.report
+        return {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes, "stalls": r.stalls}
+
+    def _send_frame(self, peer: str, frame: bytes) -> None:
+        nb = self.neighbours.get(peer)
+        if nb is None or nb.closed or nb.channel is None or nb.channel.readyState != "open":
+            return
+        if frame[1] == T_CHOKE:
+            self.report.chokes_sent += 1
+        try:
+            nb.channel.send(frame)
+        except Exception:  # InvalidStateError and friends: the channel is going away
+            self._lost(nb, "send failed")
+
+    def _serve(self, peer: str, index: int) -> None:
+        data = self.chunks.get(index)
+        before = self.core.up_bytes
+        self._apply(self.core.served(peer, index, data, self.clock.real()))
+        if self.core.up_bytes > before:
+            self.report.p2p_up_bytes = self.core.up_bytes
+            if self.core.settings.corrupt:
+                self.report.bad_sent += 1
+
+    def _on_chunk(self, peer: str, index: int, data: bytes) -> None:
+        expected = self.hashes.get(index)
+        if expected is None or _sha256(data) != expected:
+            self.report.verify_failures += 1
+            self.report.banned += 1
+            log.info("%s: chunk %d from %s does not match the manifest", self.options.name, index, peer)
+            self._apply(self.core.verify_failed(peer, self.clock.real()))
+            return
+        self._deliver(index, data, peer)
 
     # ---- playing -----------------------------------------------------------
 
@@ -382,7 +445,6 @@ class PeerNode:
         if self.init is None:
             self._spawn(self._fetch_init())
         self.sched.seek(0.0)
-        self._want(time.monotonic())  # at once: the tracker's answer is awaited (peer wait)
         tick = min(MAX_TICK, 0.5 / self.clock.speed)
         while not self._stopped.is_set():
             now = self.clock.now()
@@ -393,7 +455,8 @@ class PeerNode:
                 ready=self.init is not None,
             )
             if self.report.startup_seconds is None and self.playback.started_at is not None:
-                self.report.startup_seconds = time.monotonic() - self._play_started
+                self.report.startup_seconds = self.clock.real() - self._play_started
+                self.core.note_startup(self.report.startup_seconds)
             self.report.stalls = self.playback.stalls
             self.report.stalled_seconds = self.playback.stalled_seconds
             if state is State.ENDED:
@@ -413,22 +476,10 @@ class PeerNode:
                 await asyncio.wait_for(self._wake.wait(), tick)
 
     def _peer_wait_until(self) -> float:
-        """Until when (audio time) the scheduler may hold chunks back for peers
-        being looked for: the tracker's first answer, an outstanding ``want``,
-        connections not yet open with the neighbour's HAVE. Only a bound: the
-        scheduler's deadlines and emergency mode still go to the server. (The
-        same rule as ``waitUntil`` in ``client/p2p.js``; the bounds are real
-        seconds, as network delays are.)"""
-        real = time.monotonic()
-        until = -math.inf
-        if not self._peers_answered.is_set():
-            until = self._play_started + START_WAIT
-        if self._want_sent is not None:
-            until = max(until, self._want_sent + WANT_GRACE)
-        for nb in self.neighbours.values():
-            if not nb.closed and not nb.has_have:
-                until = max(until, nb.since + CONNECT_TIMEOUT)
-        if until <= real:
+        """The core's ``wait_until`` (real seconds) as audio time for the scheduler."""
+        real = self.clock.real()
+        until = self.core.wait_until(real)
+        if not math.isfinite(until):
             return -math.inf
         return self.clock.now() + (until - real) * self.clock.speed
 
@@ -442,35 +493,18 @@ class PeerNode:
             else:
                 self.sched.failed(req.index, self.clock.now())
         elif req.source == SERVER:
-            c = self.sched.by_index.get(req.index)
-            if (
-                c is not None
-                and not self.sched.emergency
-                and c.start >= self.sched.anchor + self.sched.settings.server_lead
-            ):
-                self._want_soon = True  # nobody we know holds it: look for more peers
             self._spawn(self._fetch_chunk(req))
         else:
-            nb = self.neighbours.get(req.source)
-            if nb is None or nb.closed:
-                self.sched.remove_peer(req.source)
+            effects = self.core.request(req.source, req.index, self.clock.real())
+            if effects is None:  # not an open neighbour (any more), or asked already
+                self.sched.failed(req.index, self.clock.now())
                 return
-            frame = nb.link.request(req.index)
-            if nb.open:
-                self._send_frame(nb, frame)
-            else:
-                nb.queued.append(frame)
+            self._apply(effects)
 
     def _expire(self, req: Request) -> None:
         self.report.expired += 1
-        nb = self.neighbours.get(req.source)
-        if nb is not None and not nb.closed:
-            frame = nb.link.cancel(req.index)
-            if nb.open:
-                self._send_frame(nb, frame)
-            else:  # never sent: take the REQUEST back instead
-                asked = encode(WireRequest(req.index))
-                nb.queued = [f for f in nb.queued if f != asked]
+        if req.source not in (SERVER, CACHE):
+            self._apply(self.core.cancel(req.source, req.index))
 
     def _deliver(self, index: int, data: bytes, source: str) -> None:
         """A verified chunk: buffer it, cache it, announce it."""
@@ -488,7 +522,7 @@ class PeerNode:
         if self.cache is not None and source != CACHE:
             with contextlib.suppress(OSError):
                 self.cache.write(index, data)
-        self._new_have.add(index)
+        self._apply(self.core.chunk_added(index, self.clock.real()))
         self._wake.set()
 
     async def _fetch_init(self) -> None:
@@ -539,14 +573,14 @@ class PeerNode:
         self._wake.set()
 
     async def _seed_everything(self) -> None:
-        """--seed-only: hold every chunk (from the cache, else from the server once), then seed."""
-        deadline = time.monotonic() + 600
-        while not self.manifest.get("complete") and time.monotonic() < deadline and not self._stopped.is_set():
+        """--seed-only: hold every chunk (from the cache, else from the server once), then
+        seed. The session starts once everything is held: a seeder wants no peers."""
+        deadline = self.clock.real() + 600
+        while not self.manifest.get("complete") and self.clock.real() < deadline and not self._stopped.is_set():
             await asyncio.sleep(MANIFEST_REFRESH)
             await self._refresh_manifest()
         if self.init is None:
             await self._fetch_init()
-        self._new_have.update(self.chunks)
         for _attempt in range(3):
             missing = [i for i in sorted(self.hashes) if i not in self.chunks]
             for start in range(0, len(missing), 4):
@@ -556,6 +590,7 @@ class PeerNode:
                 for req in batch:
                     self.sched.inflight[req.index] = req  # what _fetch_chunk checks
                 await asyncio.gather(*(self._fetch_chunk(req) for req in batch))
+        self._start_session()
 
     async def _linger(self) -> None:
         linger = self.options.linger
@@ -580,10 +615,89 @@ class PeerNode:
                 await self._ws.close()
             await self._stopped.wait()
         else:
-            for nb in list(self.neighbours.values()):
-                self._drop(nb, "leaving")
+            self._apply(self.core.stop_session(self.clock.real()))
             if self._ws is not None:
                 await self._ws.close()
+
+    # ---- housekeeping ------------------------------------------------------
+
+    async def _housekeeper(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING)
+            if self.vanished or self._ws is None or self._ws.closed:
+                continue
+            self._apply(self.core.tick(self.clock.real(), self._totals()))
+            real = self.clock.real()
+            if self.manifest and not self.manifest.get("complete") and real - self._last_manifest >= MANIFEST_REFRESH:
+                self._last_manifest = real
+                self._spawn(self._refresh_manifest())
+
+    async def _final_stats(self) -> None:
+        """The last report, confirmed: a ping after it, and the pong (or a
+        refusal first); a refused report (the core adds it back) is sent once
+        more after a pause."""
+        for _attempt in range(2):
+            if self._ws is None or self._ws.closed:
+                return
+            self._stats_error = False
+            self._pong.clear()
+            self._apply(self.core.flush_stats(self.clock.real(), self._totals()))
+            self._send_control({"type": "ping"})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._pong.wait(), 3.0)
+            if not self._stats_error:
+                return
+            await asyncio.sleep(STATS_RETRY)
+
+    async def _refresh_manifest(self) -> None:
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError, PeerError, KeyError, ValueError):
+            await self._get_manifest()
+            self._wake.set()
+
+    # ---- the end -----------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        if self._control_started and not self.report.left_early:  # a peer that left reported as it went
+            await self._final_stats()
+        if not self.vanished:
+            self._apply(self.core.stop_session(self.clock.real()))
+        for nb in list(self.neighbours.values()):
+            self._close(nb, "shutdown")
+        self.neighbours.clear()
+        if self._ws is not None and not self._ws.closed:
+            await asyncio.sleep(0)  # let the writer send the leave
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
+        # Let the pc.close() tasks finish, then stop everything else.
+        current = asyncio.current_task()
+        if self._closers:
+            await asyncio.wait(list(self._closers), timeout=CLOSE_TIMEOUT + 1)
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        for task in list(self._tasks):
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    def _final_check(self) -> None:
+        self.report.held = len(self.chunks)
+        self.report.hash_mismatches = sum(1 for i, d in self.chunks.items() if _sha256(d) != self.hashes.get(i))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, (ConnectionError, aiohttp.ClientError)):
+                log.error("%s: task failed", self.options.name, exc_info=exc)
 
     # ---- the control socket ------------------------------------------------
 
@@ -615,121 +729,100 @@ class PeerNode:
                 body = json.loads(msg.data)
             except ValueError:
                 continue
+            if not isinstance(body, dict):
+                continue
             kind = body.get("type")
-            if kind == "peers":
-                self._on_peers(body)
-            elif kind == "signal" and isinstance(body.get("data"), dict) and isinstance(body.get("from"), str):
-                self._spawn(self._on_signal(body["from"], body["data"]))
-            elif kind == "pong":
+            if kind == "pong":
                 self._pong.set()
             elif kind == "error":
                 if body.get("for") == "stats":
                     self._stats_error = True
                     self.report.stats_refused += 1
-                    for key, value in self._last_delta.items():
-                        self._reported[key] = self._reported.get(key, 0) - value
-                    self._last_delta = {}
                 elif body.get("error") != "unknown_peer":
                     log.info("%s: gateway refused a message: %s", self.options.name, body)
-
-    def _on_peers(self, body: dict[str, Any]) -> None:
-        if body.get("track") != self.track or body.get("rendition") != self.rendition or self.leaving:
-            return
-        self._peers_answered.set()
-        self._want_sent = None
-        started = 0
-        for candidate in body.get("peers", []):
-            peer_id = candidate.get("peer_id")
-            if not isinstance(peer_id, str) or peer_id == self.peer_id or peer_id in self.banned:
+            elif kind == "peers" and self.leaving:
                 continue
-            if peer_id in self.neighbours or self._live_neighbours() >= self.options.max_links or started >= 2:
-                continue
-            have = list(self.hashes) if candidate.get("complete") else [int(i) for i in candidate.get("chunks", [])]
-            # Known to the scheduler at once: requests queue until the channel
-            # opens, and their deadlines cover a connection that never does.
-            self.sched.set_peer(peer_id, have)
-            nb = Neighbour(peer_id, outgoing=True, link=Link(max_index=self._max_index()))
-            nb.link.sizes = self.sizes
-            self.neighbours[peer_id] = nb
-            self._spawn(self._connect(nb))
-            started += 1
-        self._wake.set()
-
-    def _live_neighbours(self) -> int:
-        return sum(1 for nb in self.neighbours.values() if not nb.closed)
+            self._apply(self.core.on_control(body, self.clock.real()))
+        self._apply(self.core.control_closed())
 
     # ---- WebRTC ------------------------------------------------------------
+
+    def _open(self, peer: str, *, outgoing: bool) -> None:
+        old = self.neighbours.pop(peer, None)
+        if old is not None:
+            self._close(old, "replaced")
+        nb = Neighbour(peer, outgoing=outgoing)
+        self.neighbours[peer] = nb
+        try:
+            pc = self._new_pc(nb)
+        except Exception as exc:  # aiortc raises a variety; the neighbour is just lost
+            log.info("%s: connection to %s failed: %s", self.options.name, peer, exc)
+            self._lost(nb, "no connection")
+            return
+        if outgoing:
+            self._bind(nb, pc.createDataChannel(self.label, ordered=True))
+            self._spawn(self._offer(nb))
+        else:
+
+            def on_channel(channel: Any) -> None:
+                if channel.label != self.label or nb.channel is not None:
+                    channel.close()
+                    return
+                self._bind(nb, channel)
+
+            pc.on("datachannel", on_channel)
 
     def _new_pc(self, nb: Neighbour) -> Any:
         servers = []
         for s in self.ice_servers:
-            with contextlib.suppress(TypeError, ValueError):
+            with contextlib.suppress(TypeError, ValueError, KeyError):
                 servers.append(RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")))
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         nb.pc = pc
 
-        @pc.on("connectionstatechange")
         def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                self._drop(nb, f"connection {pc.connectionState}")
+                self._lost(nb, f"connection {pc.connectionState}")
 
+        pc.on("connectionstatechange", on_state)
         return pc
 
     def _bind(self, nb: Neighbour, channel: Any) -> None:
         nb.channel = channel
-
-        @channel.on("message")
-        def on_message(message: Any) -> None:
-            self._on_frame(nb, message)
-
-        @channel.on("close")
-        def on_close() -> None:
-            self._drop(nb, "channel closed")
-
+        channel.on("message", lambda message: self._on_frame(nb, message))
+        channel.on("close", lambda: self._lost(nb, "channel closed"))
         if channel.readyState == "open":
             self._on_open(nb)
         else:
             channel.on("open", lambda: self._on_open(nb))
 
-    def _arm_timeout(self, nb: Neighbour) -> None:
-        def expire() -> None:
-            if not nb.open and not nb.closed:
-                self.report.connect_failures += 1
-                self._drop(nb, "timed out")
-
-        nb.timer = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, expire)
-
-    async def _connect(self, nb: Neighbour) -> None:
-        peer_id = nb.peer_id
+    async def _offer(self, nb: Neighbour) -> None:
         async with nb.lock:
             try:
-                pc = self._new_pc(nb)
-                self._bind(nb, pc.createDataChannel(self.label, ordered=True))
-                await pc.setLocalDescription(await pc.createOffer())
+                await nb.pc.setLocalDescription(await nb.pc.createOffer())
             except Exception as exc:  # aiortc raises a variety; the neighbour is just lost
-                log.info("%s: offer to %s failed: %s", self.options.name, peer_id, exc)
-                self._drop(nb, "offer failed")
+                log.info("%s: offer to %s failed: %s", self.options.name, nb.peer_id, exc)
+                self._lost(nb, "offer failed")
                 return
-            if nb.closed:
-                return
-            self._arm_timeout(nb)
-            self._send_control({"type": "signal", "to": peer_id, "data": {"sdp": {"type": "offer", "sdp": pc.localDescription.sdp}}})
+            if not nb.closed:
+                sdp = {"type": "offer", "sdp": nb.pc.localDescription.sdp}
+                self._send_control({"type": "signal", "to": nb.peer_id, "data": {"sdp": sdp}})
 
-    async def _on_signal(self, sender: str, data: dict[str, Any]) -> None:
-        if sender in self.banned or self.vanished:
-            return
-        sdp = data.get("sdp")
-        if isinstance(sdp, dict) and sdp.get("type") == "offer" and isinstance(sdp.get("sdp"), str):
-            await self._accept(sender, sdp["sdp"])
-            return
-        nb = self.neighbours.get(sender)
-        if nb is None or nb.closed:
-            return
+    async def _signal(self, nb: Neighbour, data: dict[str, Any]) -> None:
+        """Signaling data the core passed on (an offer to answer, an answer, a candidate)."""
         async with nb.lock:
             if nb.closed:
                 return
+            sdp = data.get("sdp")
             try:
-                if isinstance(sdp, dict) and sdp.get("type") == "answer" and isinstance(sdp.get("sdp"), str):
+                if isinstance(sdp, dict) and sdp.get("type") == "offer" and isinstance(sdp.get("sdp"), str):
+                    await nb.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "offer"))
+                    await self._flush_candidates(nb)
+                    await nb.pc.setLocalDescription(await nb.pc.createAnswer())
+                    if not nb.closed:
+                        answer = {"type": "answer", "sdp": nb.pc.localDescription.sdp}
+                        self._send_control({"type": "signal", "to": nb.peer_id, "data": {"sdp": answer}})
+                elif isinstance(sdp, dict) and sdp.get("type") == "answer" and isinstance(sdp.get("sdp"), str):
                     if nb.outgoing and nb.pc.signalingState == "have-local-offer":
                         await nb.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "answer"))
                         await self._flush_candidates(nb)
@@ -737,11 +830,9 @@ class PeerNode:
                     nb.candidates.append(data["candidate"])
                     if nb.pc.remoteDescription is not None:
                         await self._flush_candidates(nb)
-                elif "reject" in data and not nb.open:
-                    self._drop(nb, f"refused: {data['reject']}")
             except Exception as exc:
-                log.info("%s: signal from %s: %s", self.options.name, sender, exc)
-                self._drop(nb, "bad signal")
+                log.info("%s: signal from %s: %s", self.options.name, nb.peer_id, exc)
+                self._lost(nb, "bad signal")
 
     async def _flush_candidates(self, nb: Neighbour) -> None:
         pending, nb.candidates = nb.candidates, []
@@ -762,159 +853,61 @@ class PeerNode:
                 candidate.sdpMLineIndex = 0
             await nb.pc.addIceCandidate(candidate)
 
-    async def _accept(self, sender: str, offer: str) -> None:
-        existing = self.neighbours.get(sender)
-        if existing is not None and not existing.closed:
-            if existing.outgoing and not existing.open and self.peer_id < sender:
-                return  # both offered at once: ours wins, they will answer it
-            self._drop(existing, "replaced by its offer")
-        if self.leaving or self._live_neighbours() >= self.options.max_links:
-            self._send_control({"type": "signal", "to": sender, "data": {"reject": "full"}})
-            return
-        nb = Neighbour(sender, outgoing=False, link=Link(max_index=self._max_index()))
-        nb.link.sizes = self.sizes
-        self.neighbours[sender] = nb
-        async with nb.lock:
-            try:
-                pc = self._new_pc(nb)
-
-                @pc.on("datachannel")
-                def on_channel(channel: Any) -> None:
-                    if channel.label != self.label or nb.channel is not None:
-                        channel.close()
-                        return
-                    self._bind(nb, channel)
-
-                await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-                await self._flush_candidates(nb)
-                await pc.setLocalDescription(await pc.createAnswer())
-            except Exception as exc:
-                log.info("%s: offer from %s failed: %s", self.options.name, sender, exc)
-                self._drop(nb, "bad offer")
-                return
-            if nb.closed:
-                return
-            self._arm_timeout(nb)
-            self._send_control({"type": "signal", "to": sender, "data": {"sdp": {"type": "answer", "sdp": pc.localDescription.sdp}}})
-
     def _on_open(self, nb: Neighbour) -> None:
-        if nb.open or nb.closed:
+        if nb.open or nb.closed or self.neighbours.get(nb.peer_id) is not nb:
             return
         nb.open = True
-        if nb.timer is not None:
-            nb.timer.cancel()
         self.report.links_opened += 1
-        self._send_have(nb)
-        queued, nb.queued = nb.queued, []
-        for frame in queued:
-            self._send_frame(nb, frame)
-
-    def _send_frame(self, nb: Neighbour, frame: bytes) -> bool:
-        if nb.closed or nb.channel is None or nb.channel.readyState != "open":
-            return False
-        try:
-            nb.channel.send(frame)
-        except Exception:  # InvalidStateError and friends: the channel is going away
-            self._drop(nb, "send failed")
-            return False
-        return True
-
-    def _send_have(self, nb: Neighbour) -> None:
-        held = len(self.chunks)
-        if nb.open and held != nb.sent_have:
-            nb.sent_have = held
-            self._send_frame(nb, Link.have(self.chunks))
+        self._apply(self.core.channel_open(nb.peer_id, self.clock.real()))
 
     def _on_frame(self, nb: Neighbour, message: Any) -> None:
-        if (self._frozen or nb.closed) and isinstance(message, bytes):
-            # In flight when we banned the sender (or left): never used, but a
-            # bad one is counted, so that a benchmark accounts for every bad chunk.
-            with contextlib.suppress(WireError):
-                for event in nb.link.receive(message):
-                    if isinstance(event, ChunkIn) and _sha256(event.data) != self.hashes.get(event.index):
-                        self.report.discarded += 1
+        if self._frozen or nb.closed or self.neighbours.get(nb.peer_id) is not nb:
+            if isinstance(message, bytes) and not self.vanished:
+                self._late(nb, message)
             return
-        if self._frozen or nb.closed:
-            return
-        if not isinstance(message, bytes):
-            self._ban(nb, "text frame on a binary channel")
-            return
-        try:
-            events = nb.link.receive(message)
-        except WireError as exc:
+        # A text frame on the binary channel breaks the format as a bad frame does.
+        frame = message if isinstance(message, bytes) else b""
+        was_banned = nb.peer_id in self.core.banned
+        effects = self.core.on_frame(nb.peer_id, frame, self.clock.real())
+        if nb.peer_id in self.core.banned and not was_banned:
             self.report.protocol_errors += 1
-            self._ban(nb, f"protocol: {exc}")
+            self.report.banned += 1
+        self._apply(effects)
+
+    def _late(self, nb: Neighbour, frame: bytes) -> None:
+        """A frame from a neighbour already dropped (banned, or we left): never
+        used, but a bad chunk is counted, so that a benchmark accounts for every one."""
+        try:
+            piece = decode(frame)
+        except WireError:
             return
-        for event in events:
-            if isinstance(event, ChunkIn):
-                self._on_chunk(nb, event)
-                if nb.closed:
-                    return
-            elif isinstance(event, Wanted):
-                self._serve(nb, event.index)
-            elif isinstance(event, PeerHas):
-                nb.has_have = True
-                if not self.leaving:
-                    self.sched.set_peer(nb.peer_id, event.indices)
-                    self._wake.set()
-            elif isinstance(event, Choked):
-                self.report.chokes_received += 1
-                req = self.sched.inflight.get(event.index)
-                if req is not None and req.source == nb.peer_id:
-                    self.sched.failed(event.index, self.clock.now())
-                    self._wake.set()
-            elif isinstance(event, Withdrawn):
-                pass  # whole chunks go out at once: nothing queued to take back
-
-    def _on_chunk(self, nb: Neighbour, event: ChunkIn) -> None:
-        expected = self.hashes.get(event.index)
-        if expected is None or _sha256(event.data) != expected:
-            self.report.verify_failures += 1
-            log.info("%s: chunk %d from %s does not match the manifest", self.options.name, event.index, nb.peer_id)
-            self._ban(nb, "bad chunk")
+        if not isinstance(piece, Piece):
             return
-        self._deliver(event.index, event.data, nb.peer_id)
-
-    def _serve(self, nb: Neighbour, index: int) -> None:
-        data = self.chunks.get(index)
-        if (
-            data is None
-            or self.leaving
-            or nb.channel is None
-            or nb.channel.bufferedAmount > MAX_BUFFERED
-            or not self.slots.admit(nb.peer_id, self.clock.now())
-        ):
-            self.report.chokes_sent += 1
-            self._send_frame(nb, Link.choke(index))
+        buf = nb.late.setdefault(piece.index, bytearray())
+        if piece.offset != len(buf):
+            nb.late.pop(piece.index, None)
             return
-        if self.options.corrupt:
-            data = _corrupt(data)
-        for frame in Link.serve(index, data):
-            if not self._send_frame(nb, frame):
-                return
-        if self.options.corrupt:
-            self.report.bad_sent += 1
-        self.report.p2p_up_bytes += len(data)
+        buf += piece.data
+        if len(buf) >= piece.total:
+            del nb.late[piece.index]
+            if _sha256(bytes(buf)) != self.hashes.get(piece.index):
+                self.report.discarded += 1
 
-    def _ban(self, nb: Neighbour, reason: str) -> None:
-        self.banned.add(nb.peer_id)
-        self.report.banned += 1
-        # Cut off at once, but the connection closes a moment later, so that
-        # what the sender had already queued arrives and is counted (as
-        # ``discarded``), never used: a benchmark can account for every bad chunk.
-        self._drop(nb, reason, grace=BAN_GRACE)
+    def _lost(self, nb: Neighbour, reason: str) -> None:
+        """The connection failed or closed under us: the core hears of it."""
+        if nb.closed:
+            return
+        if self.neighbours.get(nb.peer_id) is nb:
+            del self.neighbours[nb.peer_id]
+            if not self.vanished:
+                self._apply(self.core.channel_closed(nb.peer_id, self.clock.real()))
+        self._close(nb, reason)
 
-    def _drop(self, nb: Neighbour, reason: str, grace: float = 0.0) -> None:
+    def _close(self, nb: Neighbour, reason: str, grace: float = 0.0) -> None:
         if nb.closed:
             return
         nb.closed = True
-        log.debug("%s: dropping %s: %s", self.options.name, nb.peer_id, reason)
-        if nb.timer is not None:
-            nb.timer.cancel()
-        if self.neighbours.get(nb.peer_id) is nb:
-            del self.neighbours[nb.peer_id]
-            self.sched.remove_peer(nb.peer_id)
-            self.slots.release(nb.peer_id)
+        log.debug("%s: closing %s: %s", self.options.name, nb.peer_id, reason)
         if nb.pc is not None:
             closer = asyncio.ensure_future(self._close_pc(nb.pc, grace))
             self._closers.add(closer)
@@ -927,148 +920,3 @@ class PeerNode:
             await asyncio.sleep(grace)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT)
-
-    def _max_index(self) -> int:
-        return max(len(self.hashes), 100_000)
-
-    # ---- housekeeping ------------------------------------------------------
-
-    async def _housekeeper(self) -> None:
-        while True:
-            await asyncio.sleep(HOUSEKEEPING)
-            if self.vanished or self._ws is None or self._ws.closed:
-                continue
-            real = time.monotonic()
-            if self._new_have and real - self._last_have >= HAVE_FLUSH:
-                self._announce(real)
-            playing = not self.options.seed_only and not self.leaving and self.playback.state is not State.ENDED
-            if playing and self.rendition:
-                short = self._live_neighbours() < self.options.want_links
-                if (short and real - self._last_want >= WANT_INTERVAL) or (
-                    self._want_soon and real - self._last_want >= WANT_SOON
-                ):
-                    self._want(real)
-            in_use = self.slots.in_use(self.clock.now())
-            if in_use != self._slots_reported and real - self._last_slots >= SLOTS_INTERVAL:
-                self._slots_reported = in_use
-                self._last_slots = real
-                self._send_control({"type": "slots", "in_use": in_use})
-            if real - self._last_stats >= self.stats_interval:
-                self._send_stats(real)
-            if self.manifest and not self.manifest.get("complete") and real - self._last_manifest >= MANIFEST_REFRESH:
-                self._last_manifest = real
-                self._spawn(self._refresh_manifest())
-
-    def _announce(self, real: float) -> None:
-        self._last_have = real
-        new, self._new_have = self._new_have, set()
-        complete = bool(self.manifest.get("complete")) and len(self.chunks) >= len(self.hashes)
-        if not self._announced_any:
-            self._announced_any = True
-            message: dict[str, Any] = {"ranges": [list(r) for r in to_ranges(self.chunks)][:256], "replace": True}
-        else:
-            message = {"ranges": [list(r) for r in to_ranges(new)][:256]}
-        self._send_control({"type": "have", "track": self.track, "rendition": self.rendition, **message,
-                            "complete": complete})
-        for nb in list(self.neighbours.values()):
-            self._send_have(nb)
-
-    def _want(self, real: float) -> bool:
-        """Ask the tracker for holders of the next chunks needed; whether it did."""
-        self._last_want = real
-        self._want_soon = False
-        s = self.sched
-        lead_end = s.anchor + s.settings.server_lead
-        needed = [
-            c.index for c in s.chunks
-            if c.start + c.duration > self.playback.position and c.start >= lead_end and c.index not in s.buffered
-        ][:WANT_CHUNKS]
-        if not needed:
-            return False
-        self._send_control({"type": "want", "track": self.track, "rendition": self.rendition, "chunks": needed})
-        self._want_sent = real
-        return True
-
-    def _stats_now(self) -> dict[str, int]:
-        r = self.report
-        return {
-            "p2p_down_bytes": r.p2p_down_bytes,
-            "p2p_up_bytes": r.p2p_up_bytes,
-            "http_down_bytes": r.http_down_bytes,
-            "stalls": r.stalls,
-            "verify_failures": r.verify_failures,
-        }
-
-    def _send_stats(self, real: float) -> None:
-        self._last_stats = real
-        now = self._stats_now()
-        delta = {k: v - self._reported.get(k, 0) for k, v in now.items()}
-        message: dict[str, Any] = {"type": "stats", **delta}
-        if self.report.startup_seconds is not None and not self._startup_reported:
-            self._startup_reported = True
-            message["startup_seconds"] = round(self.report.startup_seconds, 4)
-        self._reported = now
-        self._last_delta = delta
-        self._send_control(message)
-
-    async def _final_stats(self) -> None:
-        """The last report, confirmed: a ping after it, and the pong (or a
-        refusal first); a refused report is sent once more after a pause."""
-        for _attempt in range(2):
-            if self._ws is None or self._ws.closed:
-                return
-            self._stats_error = False
-            self._pong.clear()
-            self._send_stats(time.monotonic())
-            self._send_control({"type": "ping"})
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._pong.wait(), 3.0)
-            if not self._stats_error:
-                return
-            await asyncio.sleep(2.1)  # the stats bucket refills one report per 2 s
-
-    async def _refresh_manifest(self) -> None:
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError, PeerError, KeyError, ValueError):
-            await self._get_manifest()
-            self._wake.set()
-
-    # ---- the end -----------------------------------------------------------
-
-    async def _shutdown(self) -> None:
-        if self._control_started and not self.report.left_early:  # a peer that left reported as it went
-            await self._final_stats()
-        for nb in list(self.neighbours.values()):
-            self._drop(nb, "shutdown")
-        if self._ws is not None and not self._ws.closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
-        # Let the pc.close() tasks finish, then stop everything else.
-        current = asyncio.current_task()
-        if self._closers:
-            await asyncio.wait(list(self._closers), timeout=CLOSE_TIMEOUT + 1)
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-        for task in list(self._tasks):
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if self._own_session and self._session is not None:
-            await self._session.close()
-
-    def _final_check(self) -> None:
-        self.report.held = len(self.chunks)
-        self.report.hash_mismatches = sum(1 for i, d in self.chunks.items() if _sha256(d) != self.hashes.get(i))
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            if not isinstance(exc, (ConnectionError, aiohttp.ClientError)):
-                log.error("%s: task failed", self.options.name, exc_info=exc)

@@ -100,8 +100,10 @@ _SIMPLE_BY_TYPE: dict[int, type[Request] | type[Cancel] | type[Choke]] = {
 
 
 def _check_index(value: int) -> int:
-    if not 0 <= value <= MAX_INDEX:
-        raise WireError(f"index {value} out of range")
+    """A u32 field: a whole number (not a bool) in 0..2**32-1, as ``checkIndex`` in
+    ``client/protocol.js``; anything else is refused on encode, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
+        raise WireError(f"index {value!r} out of range")
     return value
 
 
@@ -111,18 +113,18 @@ def encode(message: Message) -> bytes:
             raise WireError("too many ranges")
         out = bytearray(_HEAD.pack(VERSION, T_HAVE) + _U32.pack(len(message.ranges)))
         for first, last in message.ranges:
-            if not 0 <= first <= last <= MAX_INDEX:
+            if not _check_index(first) <= _check_index(last):
                 raise WireError(f"bad range {first}..{last}")
             out += _U32.pack(first) + _U32.pack(last)
         return bytes(out)
     if isinstance(message, Piece):
-        if len(message.data) > PIECE_SIZE or not 0 < message.total <= MAX_CHUNK_SIZE:
-            raise WireError("piece too large or bad total")
-        if message.offset + len(message.data) > message.total:
-            raise WireError("piece past the chunk's end")
-        return _HEAD.pack(VERSION, T_PIECE) + _PIECE.pack(
-            _check_index(message.index), message.offset, message.total
-        ) + message.data
+        # The same checks as decode: what this side sends, the other side accepts.
+        if not 0 < len(message.data) <= PIECE_SIZE:
+            raise WireError("piece payload empty or over 16 KiB")
+        offset, total = _check_index(message.offset), _check_index(message.total)
+        if not 0 < total <= MAX_CHUNK_SIZE or offset + len(message.data) > total:
+            raise WireError("piece outside its chunk")
+        return _HEAD.pack(VERSION, T_PIECE) + _PIECE.pack(_check_index(message.index), offset, total) + message.data
     kind = _SIMPLE.get(type(message))
     if kind is None:
         raise WireError(f"cannot encode {message!r}")

@@ -30,12 +30,19 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire" / "vectors.json
 
 
 def from_json(m: dict[str, Any]) -> Any:
+    """A vector's message as a ``peer.wire`` message (an unknown type stays a dict).
+    ``data_size`` n stands for n zero bytes, ``ranges_count`` n for the ranges [2i, 2i]."""
     kind = m["type"]
     if kind == "have":
+        if "ranges_count" in m:
+            return Have(tuple((2 * i, 2 * i) for i in range(m["ranges_count"])))
         return Have(tuple(tuple(r) for r in m["ranges"]))
     if kind == "piece":
-        return Piece(m["index"], m["offset"], m["total"], bytes.fromhex(m["data_hex"]))
-    return {"request": Request, "cancel": Cancel, "choke": Choke}[kind](m["index"])
+        data = bytes(m["data_size"]) if "data_size" in m else bytes.fromhex(m["data_hex"])
+        return Piece(m["index"], m["offset"], m["total"], data)
+    if kind in ("request", "cancel", "choke"):
+        return {"request": Request, "cancel": Cancel, "choke": Choke}[kind](m["index"])
+    return m
 
 
 @pytest.mark.parametrize("vector", VECTORS["valid"], ids=lambda v: v["name"])
@@ -43,6 +50,13 @@ def test_valid_vectors(vector: dict[str, Any]) -> None:
     message = from_json(vector["message"])
     assert encode(message).hex() == vector["hex"]
     assert decode(bytes.fromhex(vector["hex"])) == message
+
+
+@pytest.mark.parametrize("vector", VECTORS["invalid_encode"], ids=lambda v: v["name"])
+def test_invalid_encode_vectors(vector: dict[str, Any]) -> None:
+    """What client/protocol.js refuses to encode, this side refuses too, with WireError."""
+    with pytest.raises(WireError):
+        encode(from_json(vector["message"]))
 
 
 @pytest.mark.parametrize("vector", VECTORS["invalid"], ids=lambda v: v["name"])

@@ -9,8 +9,15 @@ const vectors = JSON.parse(readFileSync(new URL("../vectors/wire/vectors.json", 
 const hex = (u8) => Buffer.from(u8).toString("hex");
 const fromHex = (h) => new Uint8Array(Buffer.from(h, "hex"));
 
+// data_size n stands for n zero bytes, ranges_count n for the ranges [2i, 2i]
 function fromJson(m) {
-  if (m.type === "piece") return { type: "piece", index: m.index, offset: m.offset, total: m.total, data: fromHex(m.data_hex) };
+  if (m.type === "piece") {
+    const data = m.data_size !== undefined ? new Uint8Array(m.data_size) : fromHex(m.data_hex);
+    return { type: "piece", index: m.index, offset: m.offset, total: m.total, data };
+  }
+  if (m.type === "have" && m.ranges_count !== undefined) {
+    return { type: "have", ranges: Array.from({ length: m.ranges_count }, (_, i) => [2 * i, 2 * i]) };
+  }
   return { ...m };
 }
 
@@ -33,6 +40,12 @@ for (const v of vectors.valid) {
     } else {
       assert.deepEqual(back, msg);
     }
+  });
+}
+
+for (const v of vectors.invalid_encode) {
+  test(`refuses to encode ${v.name}, as the Python side does`, () => {
+    assert.throws(() => encode(fromJson(v.message)), WireError);
   });
 }
 

@@ -1,0 +1,891 @@
+"""The P2P rules of a peer: the Python twin of ``P2PCore`` in ``client/p2p.js``.
+
+Theory of operation
+-------------------
+``P2PCore`` is fed events (a control-socket message, a DataChannel frame, a
+channel that opened or closed, a chunk the player obtained, a request the
+scheduler made, the passing of time) and answers each with a list of
+*effects*, frozen dataclasses that the I/O shell (``peer/node.py``) carries
+out. Each effect's ``kind`` is the ``kind`` of the browser's effect object:
+
+    Control(msg)                  "control"   send a JSON message on the control socket
+    Open(peer, role)              "open"      create an RTCPeerConnection; role "offerer"
+                                              (we dial: DataChannel and SDP offer) or
+                                              "answerer" (we were dialled)
+    Rtc(peer, data)               "rtc"       apply signaling data ({sdp} or {candidate})
+    Close(peer)                   "close"     close that connection
+    Send(peer, frame)             "send"      send one wire frame (bytes) on its channel
+    Serve(peer, index)            "serve"     read chunk ``index`` and call
+                                              ``served(peer, index, data | None, now)``
+    Deliver(peer, index, data)    "deliver"   a requested chunk arrived whole (not verified)
+    Reject(peer, index, reason)   "reject"    a requested chunk will not come from that peer
+    PeerHave(peer, have)          "peerHave"  tell the scheduler what a neighbour holds
+    PeerGone(peer)                "peerGone"  tell the scheduler a neighbour is gone
+
+Time is always an argument (``now``, seconds of one monotonic clock: real
+seconds, as network delays are), so the rules are exact and testable without
+a socket. There is no I/O and no clock here.
+
+The rules are those of ``client/p2p.js`` (its header lists them: tracker
+announcements and ``want`` with back-off, the neighbour cap, glare, connect
+timeout and cool-down, wire HAVE/REQUEST/PIECE/CANCEL/CHOKE, upload slots,
+verify failures and bans, the peer wait, stats). The two are pinned to each
+other by ``tests/vectors/p2p/``: sequences of events with ``now`` and the
+effects both must return, run by ``tests/test_peer_core.py`` and
+``tests/js/p2p-vectors.test.mjs``; the default settings are
+``tests/vectors/p2p/constants.json``, which both suites compare with their
+own defaults. Names are the browser's in snake case (``onControl`` ->
+``on_control``, ``maxNeighbours`` -> ``max_neighbours``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Literal, TypeGuard
+
+from .wire import MAX_RANGES, Cancel, Choke, Have, Piece, Reassembler, Request, WireError, decode, encode, split_chunk
+
+__all__ = [
+    "P2PSettings",
+    "DEFAULT_P2P_SETTINGS",
+    "MAX_REPORT",
+    "P2PCore",
+    "Effect",
+    "Control",
+    "Open",
+    "Rtc",
+    "Close",
+    "Send",
+    "Serve",
+    "Deliver",
+    "Reject",
+    "PeerHave",
+    "PeerGone",
+    "effect_json",
+    "expand_ranges",
+    "to_ranges",
+    "corrupt_copy",
+    "camel",
+]
+
+MAX_REPORT = 1 << 30  # the server refuses larger counts in one report
+
+Role = Literal["offerer", "answerer"]
+
+
+@dataclass(frozen=True, slots=True)
+class P2PSettings:
+    """The browser's ``DEFAULT_P2P_SETTINGS``, in snake case (seconds, counts)."""
+
+    max_neighbours: int = 5  # connections to other peers, both directions
+    upload_slots: int = 4  # neighbours served at once; the welcome's limits.upload_slots wins
+    request_slots: int = 2  # concurrent requests the scheduler may send one neighbour
+    max_queued: int = 16  # requests of one neighbour queued here; more are choked
+    connect_timeout: float = 5  # seconds for a connection to open and bring the neighbour's HAVE
+    start_wait: float = 2  # seconds a new session waits for the tracker's first answer
+    want_grace: float = 1.5  # seconds the scheduler waits for an outstanding `want`
+    want_timeout: float = 10  # an unanswered `want` is given up after this
+    want_interval: float = 1.5  # seconds between wants while neighbours are missing (doubling while nobody new comes)
+    max_want_interval: float = 30
+    retry_cooldown: float = 30  # seconds before a peer that failed to connect is dialled again
+    stats_interval: float = 5  # the welcome's limits.stats_interval wins
+    urgent_stats_gap: float = 1  # earliest report after a verify failure or a start-up time
+    slots_gap: float = 1  # seconds between `slots` reports
+    keepalive: float = 60  # ping when nothing else was sent for this long
+    max_want: int = 256  # the tracker's limits.max_want
+    max_tracker_ranges: int = 256  # the tracker's limits.max_ranges
+    max_wire_ranges: int = MAX_RANGES  # protocol.MAX_RANGES
+    live_slack: int = 64  # chunk indices past the manifest a neighbour may announce
+    corrupt: bool = False  # TEST ONLY: flip a byte in every chunk served (a bad seeder)
+
+    @classmethod
+    def from_js(cls, settings: Mapping[str, Any]) -> P2PSettings:
+        """Settings named as in ``client/p2p.js`` (camelCase); unknown names raise ``TypeError``."""
+        names = {camel(f.name): f.name for f in fields(cls)}
+        unknown = [k for k in settings if k not in names]
+        if unknown:
+            raise TypeError(f"unknown p2p setting: {unknown[0]}")
+        return replace(DEFAULT_P2P_SETTINGS, **{names[k]: v for k, v in settings.items()})
+
+    def as_js(self) -> dict[str, Any]:
+        return {camel(f.name): getattr(self, f.name) for f in fields(self)}
+
+
+DEFAULT_P2P_SETTINGS = P2PSettings()
+
+
+def camel(name: str) -> str:
+    """``max_neighbours`` -> ``maxNeighbours``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+# ---- effects ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    kind: ClassVar[str] = "control"
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    kind: ClassVar[str] = "open"
+    peer: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Rtc:
+    kind: ClassVar[str] = "rtc"
+    peer: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    kind: ClassVar[str] = "close"
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    kind: ClassVar[str] = "send"
+    peer: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Serve:
+    kind: ClassVar[str] = "serve"
+    peer: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    kind: ClassVar[str] = "deliver"
+    peer: str
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    kind: ClassVar[str] = "reject"
+    peer: str
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHave:
+    kind: ClassVar[str] = "peerHave"
+    peer: str
+    have: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerGone:
+    kind: ClassVar[str] = "peerGone"
+    peer: str
+
+
+Effect = Control | Open | Rtc | Close | Send | Serve | Deliver | Reject | PeerHave | PeerGone
+
+
+def _message_json(frame: bytes) -> dict[str, Any]:
+    m = decode(frame)
+    if isinstance(m, Have):
+        return {"type": "have", "ranges": [list(r) for r in m.ranges]}
+    if isinstance(m, Piece):
+        return {"type": "piece", "index": m.index, "offset": m.offset, "total": m.total, "data_hex": m.data.hex()}
+    name = {Request: "request", Cancel: "cancel", Choke: "choke"}[type(m)]
+    return {"type": name, "index": m.index}
+
+
+def effect_json(effect: Effect) -> dict[str, Any]:
+    """An effect as in the vectors: the browser's object, frames decoded, bytes as hex."""
+    if isinstance(effect, Control):
+        return {"kind": "control", "msg": effect.msg}
+    if isinstance(effect, Open):
+        return {"kind": "open", "peer": effect.peer, "role": effect.role}
+    if isinstance(effect, Rtc):
+        return {"kind": "rtc", "peer": effect.peer, "data": effect.data}
+    if isinstance(effect, Close):
+        return {"kind": "close", "peer": effect.peer}
+    if isinstance(effect, Send):
+        return {"kind": "send", "peer": effect.peer, "frame": _message_json(effect.frame)}
+    if isinstance(effect, Serve):
+        return {"kind": "serve", "peer": effect.peer, "index": effect.index}
+    if isinstance(effect, Deliver):
+        return {"kind": "deliver", "peer": effect.peer, "index": effect.index, "data_hex": effect.data.hex()}
+    if isinstance(effect, Reject):
+        return {"kind": "reject", "peer": effect.peer, "index": effect.index, "reason": effect.reason}
+    if isinstance(effect, PeerHave):
+        return {"kind": "peerHave", "peer": effect.peer, "have": list(effect.have)}
+    return {"kind": "peerGone", "peer": effect.peer}
+
+
+# ---- pure helpers ----------------------------------------------------------------------
+
+
+def to_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
+    """Indices as sorted inclusive runs (``protocol.js`` ``toRanges``)."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def expand_ranges(ranges: Iterable[Sequence[int]], limit: int) -> list[int]:
+    """Every index of inclusive ranges, bounded to [0, limit), ascending and once
+    each: overlapping ranges (a hostile HAVE) cost no more than ``limit``."""
+    out: list[int] = []
+    nxt = 0  # first index not yet listed
+    for first, last in sorted((r for r in ranges if r[0] < limit), key=lambda r: r[0]):
+        end = min(last, limit - 1)
+        out.extend(range(max(first, nxt), end + 1))
+        nxt = max(nxt, end + 1)
+    return out
+
+
+def corrupt_copy(data: bytes) -> bytes:
+    """TEST ONLY: ``data`` with its middle byte toggled (what a corrupting seeder sends)."""
+    middle = len(data) >> 1
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+def _int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---- state ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Session:
+    track: str
+    rendition: str
+    chunks: set[int]
+    max_index: int
+    complete: bool
+    held: dict[int, None]  # insertion-ordered set
+    added: dict[int, None] = field(default_factory=dict)  # held since the last tracker announcement
+    full_have: bool = True  # announce the whole holding (replace) next
+    wire_dirty: bool = False  # neighbours need a new HAVE
+    announced_complete: bool = False
+    started_at: float = 0.0
+    answered: bool = False  # the tracker answered a want of this session
+
+
+@dataclass(slots=True)
+class _Want:
+    outstanding: bool = False
+    sent_at: float = -math.inf
+    next_at: float = -math.inf
+    interval: float = 4.0
+
+
+@dataclass(slots=True)
+class _Neighbour:
+    id: str
+    role: Role
+    since: float
+    state: Literal["connecting", "open"] = "connecting"
+    opened_at: float | None = None
+    ranges: list[tuple[int, int]] | None = None  # its last HAVE
+    pending: dict[int, None] = field(default_factory=dict)  # chunks we asked of it
+    cancelled: set[int] = field(default_factory=set)  # chunks given up whose pieces may still come
+    reassembler: Reassembler = field(default_factory=Reassembler)
+    uploads: list[int] = field(default_factory=list)  # chunks it asked of us, queued
+    serving: int | None = None  # the chunk being read for it
+    serving_cancelled: bool = False
+
+
+_COUNTS = ("down", "up", "http", "stalls", "failures")
+
+
+def _max_of(values: Iterable[int]) -> int:
+    return max(values, default=-1)
+
+
+class P2PCore:
+    """The pure P2P state machine of one peer (see the module docstring)."""
+
+    def __init__(self, settings: P2PSettings = DEFAULT_P2P_SETTINGS) -> None:
+        self.settings = settings
+        self.peer_id: str | None = None
+        self.ice_servers: list[Any] = []
+        self.upload_slots = settings.upload_slots
+        self.stats_interval = settings.stats_interval
+        self.connected = False  # welcomed on the current control socket
+        self.session: _Session | None = None
+        self.neighbours: dict[str, _Neighbour] = {}
+        self.banned: dict[str, None] = {}
+        self.cooldown: dict[str, float] = {}  # peer id -> time before which it is not dialled
+        self.want = _Want(interval=settings.want_interval)
+        self.last_sent_at = -math.inf
+        self._slots_reported = 0
+        self._slots_at = -math.inf
+        # cumulative counters of this side; the player's are passed to tick()
+        self.up_bytes = 0
+        self.verify_failures = 0
+        self.reported = dict.fromkeys(_COUNTS, 0)
+        self.last_report: dict[str, Any] | None = None
+        self.pending_startup: float | None = None
+        self.urgent_stats = False
+        self._stats_at = -math.inf
+
+    # ---- control socket ------------------------------------------------------
+
+    def control_closed(self) -> list[Effect]:
+        """The control socket closed: a new one brings a new welcome and peer id."""
+        self.connected = False
+        self.want.outstanding = False
+        return []
+
+    def on_control(self, msg: Any, now: float) -> list[Effect]:
+        """One message (parsed JSON) from the control socket."""
+        out: list[Effect] = []
+        if not isinstance(msg, dict):
+            return out
+        kind = msg.get("type")
+        if kind == "welcome":
+            self.peer_id = str(msg.get("peer_id"))
+            ice = msg.get("ice_servers")
+            self.ice_servers = ice if isinstance(ice, list) else []
+            limits = msg.get("limits")
+            limits = limits if isinstance(limits, dict) else {}
+            slots = limits.get("upload_slots")
+            if _int(slots) and slots > 0:
+                self.upload_slots = slots
+            interval = limits.get("stats_interval")
+            if _finite(interval) and interval > 0:
+                self.stats_interval = interval
+            self.connected = True
+            self._slots_reported = 0  # a new connection starts at 0 in use
+            self.last_sent_at = now
+            if self.session is not None:
+                self.session.full_have = True
+                self.want.outstanding = False
+                self.want.next_at = now
+                self.want.interval = self.settings.want_interval
+                self._flush_tracker(out, now)
+                self._maybe_want(out, now)
+        elif kind == "peers":
+            self._on_peers(msg, now, out)
+        elif kind == "signal":
+            sender, data = msg.get("from"), msg.get("data")
+            if isinstance(sender, str) and isinstance(data, dict) and data:
+                self._on_signal(sender, data, now, out)
+        elif kind == "error":
+            if msg.get("for") == "stats" and self.last_report is not None:
+                # refused whole (rate limited): those counts go out with the next report
+                r = self.last_report
+                for k in _COUNTS:
+                    self.reported[k] -= r[k]
+                if r["startup"] is not None and self.pending_startup is None:
+                    self.pending_startup = r["startup"]
+                self.last_report = None
+            elif msg.get("for") == "want":
+                self.want.outstanding = False
+        return out
+
+    # ---- session (one track's rendition) -------------------------------------
+
+    def start_session(
+        self,
+        track: str,
+        rendition: str,
+        chunks: Iterable[int],
+        now: float,
+        *,
+        complete: bool = False,
+        held: Iterable[int] = (),
+    ) -> list[Effect]:
+        """The player opened a track (``chunks``: the manifest's indices, ``held``:
+        those we can serve). Ends the previous session."""
+        out = self.stop_session(now)
+        chunk_set = set(chunks)
+        self.session = _Session(
+            track=track,
+            rendition=rendition,
+            chunks=chunk_set,
+            max_index=_max_of(chunk_set),
+            complete=bool(complete),
+            held=dict.fromkeys(held),
+            started_at=now,
+        )
+        self.want = _Want(next_at=now, interval=self.settings.want_interval)
+        if self.connected:
+            self._flush_tracker(out, now)
+            self._maybe_want(out, now)
+        return out
+
+    def update_manifest(self, chunks: Iterable[int], now: float, *, complete: bool = False) -> list[Effect]:
+        """A newer manifest of the same rendition (a live transcode grew or ended)."""
+        out: list[Effect] = []
+        s = self.session
+        if s is None:
+            return out
+        chunk_set = set(chunks)
+        top = _max_of(chunk_set)
+        grew = top > s.max_index
+        s.chunks = chunk_set
+        s.max_index = max(s.max_index, top)
+        s.complete = bool(complete)
+        if grew:
+            # neighbours' announcements are clamped to what the manifest lists: re-read them
+            for nb in self.neighbours.values():
+                if nb.ranges is not None:
+                    out.append(self._peer_have_effect(nb))
+        if self.holds_all():
+            self._flush_tracker(out, now)
+        return out
+
+    def stop_session(self, now: float) -> list[Effect]:
+        """The player leaves this track: tell the tracker, close every neighbour."""
+        out: list[Effect] = []
+        s = self.session
+        if s is None:
+            return out
+        for peer in list(self.neighbours):
+            self._close_neighbour(peer, out, now, cool=False)
+        if self.connected:
+            self._send_control(out, {"type": "leave", "track": s.track, "rendition": s.rendition}, now)
+        self.session = None
+        return out
+
+    def chunk_added(self, index: int, now: float) -> list[Effect]:
+        """We now hold chunk ``index`` (from the server, the cache or a verified peer)."""
+        s = self.session
+        if s is None or not _int(index) or index < 0 or index in s.held:
+            return []
+        s.held[index] = None
+        s.added[index] = None
+        s.wire_dirty = True
+        return []
+
+    def chunk_dropped(self, index: int) -> list[Effect]:
+        """We can no longer serve chunk ``index`` (evicted, missing from the cache)."""
+        s = self.session
+        if s is None or index not in s.held:
+            return []
+        del s.held[index]
+        s.added.pop(index, None)
+        s.full_have = True
+        s.wire_dirty = True
+        s.announced_complete = False
+        return []
+
+    def holds_all(self) -> bool:
+        s = self.session
+        return s is not None and s.complete and all(i in s.held for i in s.chunks)
+
+    def missing(self) -> list[int]:
+        """Chunks of the manifest not held, ascending."""
+        s = self.session
+        return [] if s is None else sorted(i for i in s.chunks if i not in s.held)
+
+    # ---- requests (the scheduler) ---------------------------------------------
+
+    def request(self, peer: str, index: int, now: float) -> list[Effect] | None:
+        """Ask neighbour ``peer`` for chunk ``index``: the effects, or None when that
+        cannot be done now (not an open neighbour, already asked, or just
+        cancelled with pieces possibly still on their way)."""
+        nb = self.neighbours.get(peer)
+        if nb is None or nb.state != "open" or index in nb.pending or index in nb.cancelled:
+            return None
+        nb.pending[index] = None
+        nb.reassembler.expect(index)
+        return [Send(peer, encode(Request(index)))]
+
+    def cancel(self, peer: str, index: int) -> list[Effect]:
+        """The scheduler gave up chunk ``index`` from ``peer`` (deadline, seek, emergency)."""
+        nb = self.neighbours.get(peer)
+        if nb is None or index not in nb.pending:
+            return []
+        del nb.pending[index]
+        nb.reassembler.forget(index)
+        nb.cancelled.add(index)
+        return [Send(peer, encode(Cancel(index)))]
+
+    def verify_failed(self, peer: str, now: float) -> list[Effect]:
+        """A chunk from ``peer`` failed its SHA-256 check: drop and ban that peer, count it."""
+        out: list[Effect] = []
+        self.verify_failures += 1
+        self.urgent_stats = True
+        self.banned[peer] = None
+        if peer in self.neighbours:
+            self._close_neighbour(peer, out, now, cool=False)
+        return out
+
+    def note_startup(self, seconds: float) -> list[Effect]:
+        """The start-up time of this load is known: report it once."""
+        if _finite(seconds) and seconds >= 0:
+            self.pending_startup = seconds
+            self.urgent_stats = True
+        return []
+
+    # ---- neighbours (the transport's events) ---------------------------------
+
+    def channel_open(self, peer: str, now: float) -> list[Effect]:
+        """The DataChannel to ``peer`` is open: greet it with our holding."""
+        nb = self.neighbours.get(peer)
+        if nb is None or nb.state != "connecting":
+            return []
+        nb.state = "open"
+        nb.opened_at = now
+        return [Send(peer, self._have_frame())]
+
+    def channel_closed(self, peer: str, now: float) -> list[Effect]:
+        """The connection to ``peer`` closed or failed."""
+        out: list[Effect] = []
+        nb = self.neighbours.get(peer)
+        if nb is not None:
+            self._close_neighbour(peer, out, now, cool=nb.state != "open")
+        return out
+
+    def on_frame(self, peer: str, frame: bytes, now: float) -> list[Effect]:
+        """One binary frame from ``peer``'s DataChannel."""
+        out: list[Effect] = []
+        nb = self.neighbours.get(peer)
+        if nb is None or nb.state != "open":
+            return out
+        try:
+            msg = decode(frame)
+        except WireError:
+            return self._misbehaved(peer, now)
+        if isinstance(msg, Have):
+            nb.ranges = list(msg.ranges)
+            out.append(self._peer_have_effect(nb))
+        elif isinstance(msg, Request):
+            self._on_request(nb, msg.index, out)
+        elif isinstance(msg, Piece):
+            if msg.index in nb.cancelled:
+                if msg.offset + len(msg.data) >= msg.total:
+                    nb.cancelled.discard(msg.index)
+                return out  # the tail of a transfer we cancelled
+            if msg.index not in nb.pending:
+                return self._misbehaved(peer, now)
+            try:
+                chunk = nb.reassembler.feed(msg)
+            except WireError:
+                return self._misbehaved(peer, now)
+            if chunk is not None:
+                del nb.pending[msg.index]
+                out.append(Deliver(peer, msg.index, chunk))
+        elif isinstance(msg, Cancel):
+            if msg.index in nb.uploads:
+                nb.uploads.remove(msg.index)
+            if nb.serving == msg.index:
+                nb.serving_cancelled = True
+        elif msg.index in nb.pending:  # Choke
+            del nb.pending[msg.index]
+            nb.reassembler.forget(msg.index)
+            out.append(Reject(peer, msg.index, "choked"))
+        return out
+
+    def served(self, peer: str, index: int, data: bytes | None, now: float) -> list[Effect]:
+        """The shell read chunk ``index`` for ``peer`` (``data``, or None when it could not)."""
+        out: list[Effect] = []
+        nb = self.neighbours.get(peer)
+        if nb is None or nb.serving != index:
+            return out
+        cancelled = nb.serving_cancelled
+        nb.serving = None
+        nb.serving_cancelled = False
+        if not cancelled:
+            if not data:
+                out.append(Send(peer, encode(Choke(index))))
+                self.chunk_dropped(index)
+            else:
+                sent = corrupt_copy(data) if self.settings.corrupt else data
+                out.extend(Send(peer, encode(piece)) for piece in split_chunk(index, sent))
+                self.up_bytes += len(sent)
+        self._pump(nb, out)
+        return out
+
+    def slots_in_use(self) -> int:
+        """Number of neighbours being served now (upload slots in use)."""
+        return sum(1 for nb in self.neighbours.values() if nb.serving is not None or nb.uploads)
+
+    # ---- time -------------------------------------------------------------------
+
+    def tick(self, now: float, totals: Mapping[str, int] | None = None) -> list[Effect]:
+        """Periodic work: tracker and neighbour announcements, wants, connection
+        timeouts, slot and stats reports, keepalive. ``totals``: the player's
+        cumulative counters ``{httpBytes, peerBytes, stalls}``."""
+        out: list[Effect] = []
+        st = self.settings
+        for peer, nb in list(self.neighbours.items()):
+            if nb.ranges is None and now - nb.since > st.connect_timeout:
+                self._close_neighbour(peer, out, now, cool=True)
+        if self.want.outstanding and now - self.want.sent_at > st.want_timeout:
+            self.want.outstanding = False
+        s = self.session
+        if s is not None and s.wire_dirty:
+            s.wire_dirty = False
+            frame = self._have_frame()
+            out.extend(Send(nb.id, frame) for nb in self.neighbours.values() if nb.state == "open")
+        if self.connected:
+            self._flush_tracker(out, now)
+            self._maybe_want(out, now)
+            in_use = self.slots_in_use()
+            if in_use != self._slots_reported and (now - self._slots_at >= st.slots_gap or in_use >= self.upload_slots):
+                self._slots_reported = in_use
+                self._slots_at = now
+                self._send_control(out, {"type": "slots", "in_use": in_use}, now)
+            self._maybe_stats(out, now, totals or {})
+            if now - self.last_sent_at >= st.keepalive:
+                self._send_control(out, {"type": "ping"}, now)
+        return out
+
+    def wait_until(self, now: float) -> float:
+        """Until when (same clock) the scheduler may hold back server requests for
+        chunks it could get from peers: -inf when nothing is pending."""
+        s = self.session
+        if s is None or not self.missing():
+            return -math.inf
+        st = self.settings
+        until = -math.inf
+        if not s.answered:
+            until = s.started_at + st.start_wait
+        if self.want.outstanding:
+            until = max(until, self.want.sent_at + st.want_grace)
+        for nb in self.neighbours.values():
+            if nb.ranges is None:
+                until = max(until, nb.since + st.connect_timeout)
+        return until if until > now else -math.inf
+
+    def flush_stats(self, now: float, totals: Mapping[str, int] | None = None) -> list[Effect]:
+        """Report the counts not yet reported now, whatever the interval (the peer goes away)."""
+        out: list[Effect] = []
+        if self.connected:
+            self._maybe_stats(out, now, totals or {}, force=True)
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """A summary for the interface and for tests (the browser's ``info()``)."""
+        s = self.session
+        return {
+            "peerId": self.peer_id,
+            "connected": self.connected,
+            "track": s.track if s is not None else None,
+            "held": len(s.held) if s is not None else 0,
+            "neighbours": [
+                {
+                    "id": nb.id,
+                    "role": nb.role,
+                    "state": nb.state,
+                    "have": None if nb.ranges is None else sum(b - a + 1 for a, b in nb.ranges),
+                }
+                for nb in self.neighbours.values()
+            ],
+            "banned": list(self.banned),
+            "upBytes": self.up_bytes,
+            "verifyFailures": self.verify_failures,
+            "slotsInUse": self.slots_in_use(),
+            "uploadSlots": self.upload_slots,
+        }
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _send_control(self, out: list[Effect], msg: dict[str, Any], now: float) -> None:
+        out.append(Control(msg))
+        self.last_sent_at = now
+
+    def _new_neighbour(self, peer: str, role: Role, now: float) -> _Neighbour:
+        nb = _Neighbour(id=peer, role=role, since=now)
+        self.neighbours[peer] = nb
+        return nb
+
+    def _close_neighbour(self, peer: str, out: list[Effect], now: float, *, cool: bool) -> None:
+        nb = self.neighbours.pop(peer, None)
+        if nb is None:
+            return
+        if nb.ranges is not None:
+            out.append(PeerGone(peer))
+        out.extend(Reject(peer, index, "closed") for index in nb.pending)
+        out.append(Close(peer))
+        if cool:
+            self.cooldown[peer] = now + self.settings.retry_cooldown
+        # a place came free: look for another neighbour soon
+        self.want.next_at = min(self.want.next_at, now + 1)
+
+    def _misbehaved(self, peer: str, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        self.banned[peer] = None
+        self._close_neighbour(peer, out, now, cool=False)
+        return out
+
+    def _peer_have_effect(self, nb: _Neighbour) -> PeerHave:
+        limit = (self.session.max_index + 1 if self.session is not None else 0) + self.settings.live_slack
+        return PeerHave(nb.id, tuple(expand_ranges(nb.ranges or [], limit)))
+
+    def _have_frame(self) -> bytes:
+        held = self.session.held if self.session is not None else {}
+        return encode(Have(tuple(to_ranges(held)[: self.settings.max_wire_ranges])))
+
+    def _flush_tracker(self, out: list[Effect], now: float) -> None:
+        s = self.session
+        if s is None or not self.connected:
+            return
+        complete = self.holds_all()
+        base: dict[str, Any] = {"type": "have", "track": s.track, "rendition": s.rendition}
+        limit = self.settings.max_tracker_ranges
+        if s.full_have:
+            s.full_have = False
+            s.added.clear()
+            s.announced_complete = complete
+            ranges = [list(r) for r in to_ranges(s.held)[:limit]]
+            self._send_control(out, {**base, "ranges": ranges, "complete": complete, "replace": True}, now)
+        elif s.added or (complete and not s.announced_complete):
+            ranges = [list(r) for r in to_ranges(s.added)[:limit]]
+            s.added.clear()
+            s.announced_complete = complete
+            self._send_control(out, {**base, "ranges": ranges, "complete": complete}, now)
+
+    def _maybe_want(self, out: list[Effect], now: float) -> None:
+        s = self.session
+        if s is None or not self.connected or self.want.outstanding or now < self.want.next_at:
+            return
+        if len(self.neighbours) >= self.settings.max_neighbours:
+            return
+        missing = self.missing()
+        if not missing:
+            return
+        self.want.outstanding = True
+        self.want.sent_at = now
+        self.want.next_at = now + self.want.interval
+        msg = {"type": "want", "track": s.track, "rendition": s.rendition, "chunks": missing[: self.settings.max_want]}
+        self._send_control(out, msg, now)
+
+    def _on_peers(self, msg: dict[str, Any], now: float, out: list[Effect]) -> None:
+        s = self.session
+        if s is None or msg.get("track") != s.track or msg.get("rendition") != s.rendition:
+            return
+        self.want.outstanding = False
+        s.answered = True
+        dialled = 0
+        peers = msg.get("peers")
+        for c in peers if isinstance(peers, list) else []:
+            peer = c.get("peer_id") if isinstance(c, dict) else None
+            if not isinstance(peer, str) or not peer:
+                continue
+            if peer == self.peer_id or peer in self.neighbours or peer in self.banned:
+                continue
+            if self.cooldown.get(peer, -math.inf) > now:
+                continue
+            if len(self.neighbours) >= self.settings.max_neighbours:
+                break
+            self._new_neighbour(peer, "offerer", now)
+            out.append(Open(peer, "offerer"))
+            dialled += 1
+        st = self.settings
+        self.want.interval = st.want_interval if dialled > 0 else min(self.want.interval * 2, st.max_want_interval)
+        self.want.next_at = now + self.want.interval
+
+    def _on_signal(self, sender: str, data: dict[str, Any], now: float, out: list[Effect]) -> None:
+        nb = self.neighbours.get(sender)
+
+        def reject() -> None:
+            self._send_control(out, {"type": "signal", "to": sender, "data": {"reject": "full"}}, now)
+
+        if data.get("reject"):
+            if nb is not None and nb.role == "offerer" and nb.state == "connecting":
+                self._close_neighbour(sender, out, now, cool=True)
+            return
+        sdp = data.get("sdp")
+        if not (isinstance(sdp, dict) and sdp.get("type") == "offer"):
+            if nb is not None:
+                out.append(Rtc(sender, data))
+            return
+        if self.session is None or sender in self.banned:
+            if nb is None:
+                reject()
+            return
+        if nb is not None:
+            if nb.role == "offerer" and nb.state == "connecting" and self.peer_id is not None and self.peer_id < sender:
+                return  # glare: our offer stands, the other side answers it
+            self._close_neighbour(sender, out, now, cool=False)  # glare lost, or a restart
+        elif len(self.neighbours) >= self.settings.max_neighbours:
+            reject()
+            return
+        self._new_neighbour(sender, "answerer", now)
+        out.append(Open(sender, "answerer"))
+        out.append(Rtc(sender, data))
+
+    def _on_request(self, nb: _Neighbour, index: int, out: list[Effect]) -> None:
+        s = self.session
+
+        def choke() -> None:
+            out.append(Send(nb.id, encode(Choke(index))))
+
+        if s is None or index not in s.held:
+            return choke()
+        if nb.serving == index or index in nb.uploads:
+            return None  # asked twice: once is enough
+        served = nb.serving is not None or bool(nb.uploads)
+        if not served and self.slots_in_use() >= self.upload_slots:
+            return choke()
+        if len(nb.uploads) >= self.settings.max_queued:
+            return choke()
+        nb.uploads.append(index)
+        self._pump(nb, out)
+        return None
+
+    def _pump(self, nb: _Neighbour, out: list[Effect]) -> None:
+        if nb.serving is not None or not nb.uploads:
+            return
+        nb.serving = nb.uploads.pop(0)
+        nb.serving_cancelled = False
+        out.append(Serve(nb.id, nb.serving))
+
+    def _maybe_stats(self, out: list[Effect], now: float, totals: Mapping[str, int], force: bool = False) -> None:
+        due = now - self._stats_at >= self.stats_interval
+        urgent = self.urgent_stats and now - self._stats_at >= self.settings.urgent_stats_gap
+        if not due and not urgent and not force:
+            return
+
+        def clamp(n: float) -> int:
+            return max(0, min(MAX_REPORT, math.floor(n)))
+
+        cur = {
+            "down": totals.get("peerBytes", 0),
+            "up": self.up_bytes,
+            "http": totals.get("httpBytes", 0),
+            "stalls": totals.get("stalls", 0),
+            "failures": self.verify_failures,
+        }
+        delta = {k: clamp(cur[k] - self.reported[k]) for k in _COUNTS}
+        startup = self.pending_startup
+        self.urgent_stats = False
+        if all(v == 0 for v in delta.values()) and startup is None:
+            return  # nothing to say; the keepalive ping covers silence
+        self._stats_at = now
+        for k in _COUNTS:
+            self.reported[k] += delta[k]
+        self.pending_startup = None
+        self.last_report = {**delta, "startup": startup}
+        msg = {
+            "type": "stats",
+            "p2p_down_bytes": delta["down"],
+            "p2p_up_bytes": delta["up"],
+            "http_down_bytes": delta["http"],
+            "stalls": delta["stalls"],
+            "startup_seconds": startup,
+            "verify_failures": delta["failures"],
+        }
+        self._send_control(out, msg, now)
