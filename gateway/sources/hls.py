@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 
+MAX_PLAYLIST_CHARS = 2_000_000  # one playlist's text
+
+
 class PlaylistError(ValueError):
     """The text is not a playlist this parser can follow."""
 
