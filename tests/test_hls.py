@@ -223,3 +223,65 @@ def test_byterange_parsing() -> None:
 def test_all_is_exported() -> None:
     assert sorted(hls.__all__) == sorted(n for n in hls.__all__ if hasattr(hls, n))
     assert {"parse_playlist", "MediaPlaylist", "MasterPlaylist", "PlaylistError"} <= set(hls.__all__)
+
+
+# -- untrusted input: every cost bounded, every refusal a PlaylistError ----------------------------
+
+ONE = "#EXTINF:1,\na.ts\n#EXT-X-ENDLIST\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("#EXTM3U\n#EXTINF:1,\njavascript:alert(1)\n", "not an http"),
+        ("#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n", "not an http"),
+        ("#EXTM3U\n#EXTINF:1,\ndata:audio/mpeg;base64,AAAA\n", "not an http"),
+        ("#EXTM3U\n#EXTINF:1,\nhttps://user:pw@cdn.example/a.ts\n", "not an http"),
+        ("#EXTM3U\n#EXTINF:1,\nhttp:///a.ts\n", "not an http"),
+        ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\ngopher://h:70/x\n", "not an http"),
+        ('#EXTM3U\n#EXT-X-MAP:URI="javascript:alert(1)"\n' + ONE, "not an http"),
+        ('#EXTM3U\n#EXT-X-MAP:URI="file:///etc/passwd"\n' + ONE, "not an http"),
+        ("#EXTM3U\n#EXTINF:1,\na\x00b.ts\n", "control characters"),
+        ("#EXTM3U\n#EXTINF:1,\na b.ts\n", "whitespace"),
+        ("#EXTM3U\n#EXTINF:1,\na\x85b.ts\n", "control characters"),
+        ("#EXTM3U\n#EXTINF:nan,\na.ts\n", "out of range"),
+        ("#EXTM3U\n#EXTINF:inf,\na.ts\n", "out of range"),
+        ("#EXTM3U\n#EXTINF:1e308,\na.ts\n", "out of range"),
+        ("#EXTM3U\n#EXTINF:1000000000,\na.ts\n", "out of range"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:1e308\n" + ONE, "out of range"),
+        ("#EXTM3U\n#EXTINF:1,\n#EXT-X-BYTERANGE:" + "9" * 5000 + "@0\na.ts\n", "malformed byte range"),
+        ('#EXTM3U\n#EXT-X-MAP:URI="i.mp4",BYTERANGE="' + "9" * 16 + '@0"\n' + ONE, "malformed byte range"),
+        ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:" + "9" * 5000 + "\n" + ONE, "decimal integer"),
+        ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:4.5\n" + ONE, "decimal integer"),
+        ("#EXTM3U\n" + "#EXT-X-DISCONTINUITY\n" * (hls.MAX_PLAYLIST_CHARS // 21 + 1) + ONE, "characters"),
+        ("#EXTM3U\n#EXTINF:1,\n" + "a" * hls.MAX_LINE_CHARS + ".ts\n", "line over"),
+        ("#EXTM3U\n" + '#EXT-X-MAP:URI="i.mp4"\n' * (hls.MAX_ATTRIBUTE_TAGS + 1) + ONE, "EXT-X-MAP/KEY/STREAM-INF"),
+        ("#EXTM3U\n" + "#EXT-X-KEY:METHOD=NONE\n" * (hls.MAX_ATTRIBUTE_TAGS + 1) + ONE, "EXT-X-MAP/KEY/STREAM-INF"),
+        ("#EXTM3U\n" + "#EXTINF:1,\na.ts\n" * (hls.MAX_SEGMENTS + 1), "segments"),
+    ],
+)
+def test_hostile_playlists_are_refused(text: str, message: str) -> None:
+    with pytest.raises(PlaylistError, match=message):
+        parse_playlist(text, "https://cdn.example/a/p.m3u8")
+
+
+def test_limits_leave_real_playlists_alone() -> None:
+    segments = "".join(f"#EXTINF:9.98,\nhttps://cf-hls-media.sndcdn.com/media/{i}/Xy.128.mp3?Policy=" + "p" * 400
+                       + f"&Signature=s{i}\n" for i in range(hls.MAX_SEGMENTS // 100))
+    playlist = parse_playlist("#EXTM3U\n#EXT-X-TARGETDURATION:10\n" + segments + "#EXT-X-ENDLIST\n", BASE)
+    assert isinstance(playlist, MediaPlaylist) and len(playlist.segments) == hls.MAX_SEGMENTS // 100
+    day = parse_playlist("#EXTM3U\n#EXTINF:86400,\nHTTPS://cdn.example/a.ts\n", BASE)
+    assert isinstance(day, MediaPlaylist) and day.duration == hls.MAX_SEGMENT_SECONDS
+
+
+def test_huge_bandwidth_is_ignored_not_a_crash() -> None:
+    playlist = parse_playlist("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=" + "9" * 5000 + "\nv.m3u8\n", BASE)
+    assert isinstance(playlist, MasterPlaylist) and playlist.variants[0].bandwidth is None
+
+
+def test_only_lf_ends_a_line() -> None:
+    # str.splitlines would also split at U+2028, U+0085, FF...: a title must not smuggle a URI line in.
+    text = "#EXTM3U\n#EXTINF:1,title\u2028https://evil.example/x.ts\na.ts\n#EXT-X-ENDLIST\n"
+    playlist = parse_playlist(text, "https://cdn.example/a/p.m3u8")
+    assert isinstance(playlist, MediaPlaylist)
+    assert [s.uri for s in playlist.segments] == ["https://cdn.example/a/a.ts"]

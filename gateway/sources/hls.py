@@ -25,18 +25,37 @@ errors: a text that is not an M3U8 playlist, a segment with no ``#EXTINF``,
 a byte range that cannot be placed, and encryption (``#EXT-X-KEY`` with a
 ``METHOD`` other than ``NONE``: :class:`EncryptedPlaylist`), since decrypting
 DRM-protected media is not the gateway's business.
+
+The text comes from an upstream, so it is untrusted, and parsing runs on the
+event loop: every cost is bounded before it is paid (docs/hls.md says why
+this parser is kept rather than the ``m3u8`` package, with measurements).
+Refused as well: a text over ``MAX_PLAYLIST_CHARS``, a line over
+``MAX_LINE_CHARS``, more than ``MAX_SEGMENTS`` segments or
+``MAX_ATTRIBUTE_TAGS`` attribute-list tags (the tags that cost a parse:
+EXT-X-MAP, EXT-X-KEY, EXT-X-STREAM-INF), a duration that is negative, not a
+number or over ``MAX_SEGMENT_SECONDS``, an integer of more than
+``MAX_DIGITS`` digits, and any URI that is not an http(s) URL with a host
+after resolution (``javascript:``, ``file:``, ``data:``...), or that holds
+whitespace or control characters. Lines end at LF or CRLF only (RFC 8216
+section 4.1), never at the other characters ``str.splitlines`` knows.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 __all__ = [
     "ByteRange",
     "EncryptedPlaylist",
     "InitSection",
+    "MAX_ATTRIBUTE_TAGS",
+    "MAX_DIGITS",
+    "MAX_LINE_CHARS",
+    "MAX_PLAYLIST_CHARS",
+    "MAX_SEGMENTS",
+    "MAX_SEGMENT_SECONDS",
     "MasterPlaylist",
     "MediaPlaylist",
     "MediaRequest",
@@ -49,7 +68,15 @@ __all__ = [
 ]
 
 
+# Limits on untrusted input. Real playlists are far below each: SoundCloud's
+# list a few hundred ~10 s segments with signed URLs of ~500 characters.
 MAX_PLAYLIST_CHARS = 2_000_000  # one playlist's text
+MAX_LINE_CHARS = 16_384  # one line; CDNs refuse longer URLs anyway
+MAX_SEGMENTS = 50_000  # 27 hours of 2-second segments
+MAX_ATTRIBUTE_TAGS = 4_096  # EXT-X-MAP / EXT-X-KEY / EXT-X-STREAM-INF lines
+MAX_SEGMENT_SECONDS = 86_400.0  # one #EXTINF or #EXT-X-TARGETDURATION
+MAX_DIGITS = 15  # byte offsets and lengths, BANDWIDTH: below 10**15 (a petabyte)
+_SCHEMES = frozenset({"http", "https"})
 
 
 class PlaylistError(ValueError):
@@ -158,7 +185,11 @@ class MasterPlaylist:
 # An attribute list (RFC 8216 section 4.2): NAME=value pairs separated by
 # commas, where a quoted-string value may itself contain commas.
 _ATTRIBUTE = re.compile(r'\s*([A-Z0-9-]+)=("[^"\r\n]*"|[^,]*)\s*(?:,|$)')
-_BYTERANGE = re.compile(r"^(\d+)(?:@(\d+))?$")
+_BYTERANGE = re.compile(rf"^([0-9]{{1,{MAX_DIGITS}}})(?:@([0-9]{{1,{MAX_DIGITS}}}))?$")
+_INTEGER = re.compile(rf"^[0-9]{{1,{MAX_DIGITS}}}$")
+# Whitespace and control characters (C0, DEL, C1) never belong in a URI (RFC 3986 section 2).
+_NOT_IN_URI = re.compile(r"[\x00-\x20\x7f-\x9f]")
+_ATTRIBUTE_TAGS = frozenset({"#EXT-X-KEY", "#EXT-X-MAP", "#EXT-X-STREAM-INF"})
 
 
 def parse_attributes(text: str) -> dict[str, str]:
@@ -200,14 +231,30 @@ def parse_byterange(text: str, *, previous_end: int | None) -> ByteRange:
     return ByteRange(length=length, offset=offset)
 
 
-def _number(tag: str, value: str) -> float:
+def _number(tag: str, value: str, maximum: float = MAX_SEGMENT_SECONDS) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise PlaylistError(f"{tag}: {value!r} is not a number") from None
-    if number < 0 or number != number or number == float("inf"):
-        raise PlaylistError(f"{tag}: {value!r} is out of range")
+        raise PlaylistError(f"{tag}: {value[:40]!r} is not a number") from None
+    # NaN fails both comparisons; inf and absurd values fail the second.
+    if not 0 <= number <= maximum:
+        raise PlaylistError(f"{tag}: {value[:40]!r} is out of range")
     return number
+
+
+def _uri(base_url: str, reference: str) -> str:
+    """``reference`` resolved against ``base_url``; only an http(s) URL with a host is taken."""
+    if not reference or _NOT_IN_URI.search(reference):
+        raise PlaylistError(f"URI {reference[:60]!r} is empty or holds whitespace or control characters")
+    uri = urljoin(base_url, reference)
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        raise PlaylistError(f"URI {reference[:60]!r} is malformed") from None
+    if parts.scheme.lower() not in _SCHEMES or not host or parts.username is not None:
+        raise PlaylistError(f"URI {reference[:60]!r} is not an http(s) URL with a host")
+    return uri
 
 
 def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
@@ -223,10 +270,15 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
         PlaylistError: not an M3U8 playlist, a segment with no ``#EXTINF``,
             a malformed tag the parser needs, or a byte range with no place.
     """
-    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines()]
+    if len(text) > MAX_PLAYLIST_CHARS:
+        raise PlaylistError(f"the playlist is over {MAX_PLAYLIST_CHARS} characters")
+    # Only LF ends a line (a CR before it is dropped by strip).
+    lines = [line.strip(" \t\r") for line in text.lstrip("\ufeff").split("\n")]
     lines = [line for line in lines if line]
     if not lines or lines[0] != "#EXTM3U":
         raise PlaylistError("not an M3U8 playlist (no #EXTM3U header)")
+    if max(map(len, lines)) > MAX_LINE_CHARS:
+        raise PlaylistError(f"the playlist has a line over {MAX_LINE_CHARS} characters")
 
     segments: list[Segment] = []
     variants: list[Variant] = []
@@ -241,10 +293,15 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
     # Where the previous sub-range of each URI ended: EXT-X-BYTERANGE
     # without an offset continues from there (RFC 8216 section 4.3.2.2).
     range_ends: dict[str, int] = {}
+    attribute_tags = 0
 
     for line in lines[1:]:
         if line.startswith("#"):
             tag, _, value = line.partition(":")
+            if tag in _ATTRIBUTE_TAGS:
+                attribute_tags += 1
+                if attribute_tags > MAX_ATTRIBUTE_TAGS:
+                    raise PlaylistError(f"the playlist has over {MAX_ATTRIBUTE_TAGS} EXT-X-MAP/KEY/STREAM-INF tags")
             if tag == "#EXTINF":
                 duration = _number(tag, value.split(",", 1)[0])
             elif tag == "#EXT-X-BYTERANGE":
@@ -252,7 +309,9 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
             elif tag == "#EXT-X-TARGETDURATION":
                 target_duration = _number(tag, value)
             elif tag == "#EXT-X-MEDIA-SEQUENCE":
-                media_sequence = int(_number(tag, value))
+                if not _INTEGER.match(value.strip()):
+                    raise PlaylistError(f"{tag}: {value[:40]!r} is not a decimal integer (at most {MAX_DIGITS} digits)")
+                media_sequence = int(value)
             elif tag == "#EXT-X-ENDLIST":
                 endlist = True
             elif tag == "#EXT-X-PLAYLIST-TYPE":
@@ -265,7 +324,7 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
                 attrs = parse_attributes(value)
                 if "URI" not in attrs:
                     raise PlaylistError("EXT-X-MAP without URI")
-                uri = urljoin(base_url, attrs["URI"])
+                uri = _uri(base_url, attrs["URI"])
                 map_range = None
                 if "BYTERANGE" in attrs:
                     # An init section's range with no offset starts at 0.
@@ -278,13 +337,13 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
             # nothing about which bytes to fetch, in which order.
             continue
 
-        uri = urljoin(base_url, line)
+        uri = _uri(base_url, line)
         if stream_inf is not None:
             bandwidth = stream_inf.get("BANDWIDTH")
             variants.append(
                 Variant(
                     uri=uri,
-                    bandwidth=int(bandwidth) if bandwidth and bandwidth.isdigit() else None,
+                    bandwidth=int(bandwidth) if bandwidth and _INTEGER.match(bandwidth) else None,
                     codecs=stream_inf.get("CODECS"),
                 )
             )
@@ -296,6 +355,8 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
         if byterange_text is not None:
             byterange = parse_byterange(byterange_text, previous_end=range_ends.get(uri))
             range_ends[uri] = byterange.end
+        if len(segments) >= MAX_SEGMENTS:
+            raise PlaylistError(f"the playlist lists over {MAX_SEGMENTS} segments")
         segments.append(Segment(uri=uri, duration=duration, byterange=byterange, init=init))
         duration = None
         byterange_text = None
