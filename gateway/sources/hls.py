@@ -72,7 +72,7 @@ __all__ = [
 # list a few hundred ~10 s segments with signed URLs of ~500 characters.
 MAX_PLAYLIST_CHARS = 2_000_000  # one playlist's text
 MAX_LINE_CHARS = 16_384  # one line; CDNs refuse longer URLs anyway
-MAX_SEGMENTS = 50_000  # 27 hours of 2-second segments
+MAX_SEGMENTS = 20_000  # 11 hours of 2-second segments, 55 of SoundCloud's 10-second ones
 MAX_ATTRIBUTE_TAGS = 4_096  # EXT-X-MAP / EXT-X-KEY / EXT-X-STREAM-INF lines
 MAX_SEGMENT_SECONDS = 86_400.0  # one #EXTINF or #EXT-X-TARGETDURATION
 MAX_DIGITS = 15  # byte offsets and lengths, BANDWIDTH: below 10**15 (a petabyte)

@@ -30,6 +30,7 @@ the errors, and a guard run before every request (a back-off), come from a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -243,14 +244,14 @@ class HlsFollower:
 
     async def _media_playlist(self, text: str, url: str) -> hls.MediaPlaylist:
         """Parse the playlist; a master playlist's first variant is fetched in its place."""
-        playlist = self._parse(text, url)
+        playlist = await self._parse(text, url)
         if isinstance(playlist, hls.MasterPlaylist):
             variant = playlist.variants[0].uri
             self.policy.before_request()
             async with self._fetcher.open(variant, max_bytes=self.playlist_max_bytes) as response:
                 self._status(response)
                 text = (await self._read(response, self.playlist_max_bytes)).decode("utf-8", "replace")
-                playlist = self._parse(text, response.url)
+                playlist = await self._parse(text, response.url)
             if isinstance(playlist, hls.MasterPlaylist):
                 raise UpstreamError("the HLS variant is another master playlist", code="hls_bad_playlist")
         if not playlist.complete:
@@ -259,9 +260,11 @@ class HlsFollower:
             raise NotAudio("the HLS playlist lists no segments", code="hls_empty")
         return playlist
 
-    def _parse(self, text: str, url: str) -> hls.MediaPlaylist | hls.MasterPlaylist:
+    async def _parse(self, text: str, url: str) -> hls.MediaPlaylist | hls.MasterPlaylist:
         try:
-            return hls.parse_playlist(text, url)
+            # Bounded (hls.py's limits), but a hostile playlist within them still
+            # costs tenths of a second: spend them off the event loop.
+            return await asyncio.to_thread(hls.parse_playlist, text, url)
         except hls.EncryptedPlaylist as exc:
             raise NotAudio(f"the HLS stream is encrypted, which the gateway does not decrypt ({exc})",
                            code="hls_encrypted") from None
