@@ -45,7 +45,11 @@ CASES: dict[str, str] = {
     "10 MB of EXT-X-MAP lines": tags('#EXT-X-MAP:URI="init.mp4"\n'),
     "10k distinct EXT-X-KEY NONE": keys(10_000),
     "20k distinct EXT-X-KEY NONE": keys(20_000),
-    "2 MB of EXT-X-MAP lines": tags('#EXT-X-MAP:URI="init.mp4"\n', 2 * MB),
+    "1.9 MB of EXT-X-MAP lines": tags('#EXT-X-MAP:URI="init.mp4"\n', 1_900_000),
+    "1.9 MB of comments": tags("# " + "x" * 60 + "\n", 1_900_000),
+    "20k segments, absolute signed URLs": "#EXTM3U\n" + "".join(
+        f"#EXTINF:9.98,\nhttps://cdn.example/m/{i}/x.mp3?Policy={'p' * 10}&Signature=s{i}\n" for i in range(20_000))
+        + "#EXT-X-ENDLIST\n",
     "800k segments (10 MB)": "#EXTM3U\n" + "#EXTINF:1,\na.ts\n" * 800_000 + "#EXT-X-ENDLIST\n",
     "one 10 MB URI line": "#EXTM3U\n#EXTINF:1,\n" + "a" * (10 * MB) + ".ts\n#EXT-X-ENDLIST\n",
     "EXTINF:1e308 twice": "#EXTM3U\n#EXTINF:1e308,\na.ts\n#EXTINF:1e308,\nb.ts\n#EXT-X-ENDLIST\n",
@@ -58,6 +62,8 @@ CASES: dict[str, str] = {
     "file: segment": "#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n",
     "data: segment": "#EXTM3U\n#EXTINF:1,\ndata:audio/mpeg;base64,AAAA\n#EXT-X-ENDLIST\n",
     "gopher: variant": "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\ngopher://h:70/x\n",
+    "unclosed IPv6 host": "#EXTM3U\n#EXTINF:1,\nhttp://[::1/a.ts\n#EXT-X-ENDLIST\n",
+    "port out of range": "#EXTM3U\n#EXTINF:1,\nhttp://h:99999/a.ts\n#EXT-X-ENDLIST\n",
     "NUL in a segment URI": "#EXTM3U\n#EXTINF:1,\na\x00b.ts\n#EXT-X-ENDLIST\n",
     "space in a segment URI": "#EXTM3U\n#EXTINF:1,\na b.ts\n#EXT-X-ENDLIST\n",
     "MAP URI javascript:": '#EXTM3U\n#EXT-X-MAP:URI="javascript:alert(1)"\n#EXTINF:1,\na.m4s\n#EXT-X-ENDLIST\n',

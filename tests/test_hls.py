@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.sources import hls
 from gateway.sources.hls import (
@@ -241,6 +243,10 @@ ONE = "#EXTINF:1,\na.ts\n#EXT-X-ENDLIST\n"
         ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\ngopher://h:70/x\n", "not an http"),
         ('#EXTM3U\n#EXT-X-MAP:URI="javascript:alert(1)"\n' + ONE, "not an http"),
         ('#EXTM3U\n#EXT-X-MAP:URI="file:///etc/passwd"\n' + ONE, "not an http"),
+        ("#EXTM3U\n#EXTINF:1,\nhttp://[::1\n", "malformed"),
+        ("#EXTM3U\n#EXTINF:1,\n//[x]/a.ts\n", "malformed"),
+        ("#EXTM3U\n#EXTINF:1,\nhttp://h:port/a.ts\n", "malformed"),
+        ("#EXTM3U\n#EXTINF:1,\nhttp://h:99999/a.ts\n", "malformed"),
         ("#EXTM3U\n#EXTINF:1,\na\x00b.ts\n", "control characters"),
         ("#EXTM3U\n#EXTINF:1,\na b.ts\n", "whitespace"),
         ("#EXTM3U\n#EXTINF:1,\na\x85b.ts\n", "control characters"),
@@ -285,3 +291,35 @@ def test_only_lf_ends_a_line() -> None:
     playlist = parse_playlist(text, "https://cdn.example/a/p.m3u8")
     assert isinstance(playlist, MediaPlaylist)
     assert [s.uri for s in playlist.segments] == ["https://cdn.example/a/a.ts"]
+
+
+
+# A grammar of playlist lines, hostile values included, so that generated texts reach deep into the parser.
+TAGS = ["#EXTINF:", "#EXT-X-MAP:URI=", "#EXT-X-MAP:BYTERANGE=", "#EXT-X-BYTERANGE:", "#EXT-X-KEY:METHOD=",
+        "#EXT-X-STREAM-INF:BANDWIDTH=", "#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-TARGETDURATION:", "#EXT-X-ENDLIST",
+        "#EXT-X-PLAYLIST-TYPE:", "#EXT-X-DISCONTINUITY", "#", "#EXTM3U"]
+VALUES = ["1", "2.5,", "12.5,title", "9" * 30, "-1", "nan", "inf", "1e308", "10@0", "10", "x@y", "@", "NONE", "AES-128",
+          '"i.mp4"', '"i.mp4",BYTERANGE="5"', '"javascript:x"', '"http://["', ",", "=", '"', "VOD", "\x00", " "]
+URIS = ["a.ts", "http://h/x.ts", "HTTPS://H/x", "javascript:x", "file:///etc/passwd", "//h/x", "//[x]/a", "/abs",
+        "..", "http://[", "http://[::1", "http://h:port/", "http://h:99999/", "http://u@h/", "a b", "a\x00b",
+        "a\u2028b", "a\x85b", "%zz", "é.ts", "?q", "#frag"]
+LINE = st.one_of(
+    st.tuples(st.sampled_from(TAGS), st.lists(st.sampled_from(VALUES), max_size=3)).map(lambda t: t[0] + "".join(t[1])),
+    st.sampled_from(URIS),
+    st.text(max_size=12),
+)
+
+
+@given(st.lists(LINE, max_size=30), st.sampled_from(["\n", "\r\n", "\r"]))
+@settings(max_examples=600, deadline=None)
+def test_any_text_is_a_playlist_or_a_playlist_error(lines: list[str], end: str) -> None:
+    text = "#EXTM3U" + end + end.join(lines)
+    try:
+        playlist = parse_playlist(text, "https://cdn.example/a/p.m3u8")
+    except PlaylistError:
+        return
+    if isinstance(playlist, MediaPlaylist):
+        uris = [s.uri for s in playlist.segments] + [s.init.uri for s in playlist.segments if s.init]
+    else:
+        uris = [v.uri for v in playlist.variants]
+    assert all(uri.lower().startswith(("http://", "https://")) for uri in uris)

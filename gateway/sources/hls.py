@@ -246,10 +246,11 @@ def _uri(base_url: str, reference: str) -> str:
     """``reference`` resolved against ``base_url``; only an http(s) URL with a host is taken."""
     if not reference or _NOT_IN_URI.search(reference):
         raise PlaylistError(f"URI {reference[:60]!r} is empty or holds whitespace or control characters")
-    uri = urljoin(base_url, reference)
     try:
+        uri = urljoin(base_url, reference)
         parts = urlsplit(uri)
         host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
     except ValueError:
         raise PlaylistError(f"URI {reference[:60]!r} is malformed") from None
     if parts.scheme.lower() not in _SCHEMES or not host or parts.username is not None:
@@ -268,7 +269,9 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
     Raises:
         EncryptedPlaylist: ``#EXT-X-KEY`` with a METHOD other than NONE.
         PlaylistError: not an M3U8 playlist, a segment with no ``#EXTINF``,
-            a malformed tag the parser needs, or a byte range with no place.
+            a malformed tag the parser needs, a byte range with no place, a
+            URI that is not http(s), or a limit exceeded (the module's
+            ``MAX_*``); never another exception, whatever the text.
     """
     if len(text) > MAX_PLAYLIST_CHARS:
         raise PlaylistError(f"the playlist is over {MAX_PLAYLIST_CHARS} characters")

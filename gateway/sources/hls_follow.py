@@ -10,8 +10,9 @@ with 401/403, meaning "ask your API again, not a cache".
 
 For each target the follower GETs the URL through the SSRF-safe fetcher. A
 playlist (``kind="hls"``, or ``"auto"`` and an HLS content type or a
-``.m3u8`` path) is parsed by the pure :mod:`gateway.sources.hls`; a master
-playlist's first variant is fetched in its place. Then the init sections and
+``.m3u8`` path) is parsed by the pure :mod:`gateway.sources.hls`, in a
+worker thread so that a hostile playlist does not stall the event loop
+(docs/hls.md); a master playlist's first variant is fetched in its place. Then the init sections and
 segments are fetched one by one, each *whole*, and yielded in playlist
 order. Because a segment is handed on only once it is whole, a 401/403
 midway has sent nothing of that segment: the follower resolves again, reads
