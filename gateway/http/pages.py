@@ -1,13 +1,16 @@
 """The browser side of the gateway: landing page, embed page, oEmbed, client files.
 
-``setup_pages(app, ...)`` adds four routes and nothing else:
+``setup_pages(app, ...)`` adds these routes (and, through ``player.setup_player``,
+the SoundCloud drop-in ``/player/``):
 
 - ``GET /``: the landing page (``client/index.html``);
 - ``GET /embed/{id}``: the player page for an ``<iframe>`` (``client/embed.html``),
   with ``Content-Security-Policy: frame-ancestors`` from the origin policy
   (``server.embed_origins``) and an oEmbed discovery ``<link>``;
 - ``GET /oembed?url=...&format=json``: an oEmbed 1.0 ``rich`` answer
-  (https://oembed.com/, section 2.3.4) whose ``html`` is the iframe;
+  (https://oembed.com/, section 2.3.4) whose ``html`` is the iframe; for a
+  SoundCloud link or a ``/player/`` URL, SoundCloud's shape, JSON or XML
+  (``player.dropin_oembed``);
 - ``GET /client/{path}``: the ES modules, served with
   ``Access-Control-Allow-Origin: *`` so that any page can ``import`` them.
 
@@ -34,6 +37,7 @@ from ..errors import BadRequest, NotFound, Unsupported
 from ..media.catalog import is_track_id
 from ..media.types import TrackJSON
 from .origins import OriginPolicy
+from .player import dropin_oembed, is_dropin_url, setup_player
 from .responses import endpoint
 
 __all__ = ["setup_pages", "CLIENT_DIR", "EMBED_WIDTH", "EMBED_HEIGHT"]
@@ -168,6 +172,9 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
 
     @endpoint
     async def oembed(request: web.Request) -> web.Response:
+        # SoundCloud links and /player/ URLs: SoundCloud's shape (JSON or XML)
+        if is_dropin_url(request.query.get("url", "").strip(), public_url):
+            return await dropin_oembed(request, resolver)
         fmt = request.query.get("format", "json")
         if fmt != "json":
             raise Unsupported(f"format {fmt!r} is not supported; use json", code="format_not_implemented")
@@ -221,6 +228,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         }
         return web.FileResponse(path, headers=headers)
 
+    resolver = setup_player(app, policy=policy, render=lambda name, values: _render(template(name), values))
     app.router.add_get("/", landing)
     app.router.add_get("/embed/{id}", embed)
     app.router.add_get("/oembed", oembed)
