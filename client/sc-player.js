@@ -147,7 +147,19 @@ window.addEventListener("message", (e) => {
   const out = session.receive(e.data, view);
   if (out.reply) post(out.reply);
   if (out.command) run(out.command);
+  if (ready) startAutoPlay();
 });
+
+// auto_play starts after "ready", once the host has had its chance to bind
+// (its addEventListener burst is already queued when the first one arrives),
+// or after a short grace when the host says nothing: no play event is lost.
+let autoPlayPending = options.autoPlay;
+function startAutoPlay() {
+  if (!autoPlayPending) return;
+  autoPlayPending = false;
+  setTimeout(() => engine.play().catch(() => {}), 0);
+}
+const AUTOPLAY_GRACE_MS = 300;
 
 // ---- the interface -------------------------------------------------------------------
 
@@ -334,6 +346,7 @@ engine.addEventListener("ready", () => {
   if (!ready) {
     ready = true;
     post(session.emit(EVENTS.READY), true);
+    if (autoPlayPending) setTimeout(startAutoPlay, inFrame ? AUTOPLAY_GRACE_MS : 0);
   }
 });
 engine.addEventListener("trackchange", () => {
@@ -376,7 +389,7 @@ engine.addEventListener("error", (e) => {
 if (tracks.length) {
   body.append(engine);
   const start = options.startTrack < tracks.length ? options.startTrack : 0;
-  engine.select(start, { play: options.autoPlay });
+  engine.select(start, { play: false });
   showTrack();
 } else {
   // the page explains (server-rendered message); hosts still get their ready

@@ -303,4 +303,4 @@ async def test_soundcloud_links_in_player_and_oembed(sc_gw: tuple[TestClient, Fa
     assert parse_qs(urlsplit(src).query) == {"url": [link], "show_comments": ["false"]}
     # a set: not resolved by this gateway's SoundCloud source yet, a clear error
     r = await client.get(player("https://soundcloud.com/artist-one/sets/a-set", format="json"))
-    assert r.status == 404 and (await r.json())["error"] == "soundcloud_not_a_track"
+    assert r.status == 400 and (await r.json())["error"] == "soundcloud_not_a_track"

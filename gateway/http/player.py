@@ -221,7 +221,7 @@ class PlayerResolver:
         if register_set is None:
             if source is not None and getattr(source, "name", None) != "soundcloud":
                 await source.register(url)  # SoundCloudDisabled: its clear 403
-            raise NotFound("this gateway's SoundCloud source does not resolve sets", code="soundcloud_not_a_track")
+            raise BadRequest("this gateway's SoundCloud source does not resolve sets", code="soundcloud_not_a_track")
         title, permalink, found = await register_set(url)
         tracks = [self.app[CATALOG].add(t)[0].public() for t in found[:MAX_TRACKS]]
         if not tracks:
