@@ -176,6 +176,15 @@ function renderStats(stats) {
   $("#fig-transcodes").textContent = `${stats.transcodes_running} / ${stats.transcodes_total}`;
   $("#fig-tracks").textContent = String(stats.tracks);
   $("#fig-bytes").textContent = `${formatBytes(stats.server_bytes)} / ${formatBytes(stats.peer_bytes)}`;
+  const p2p = stats.p2p;
+  if (p2p) {
+    const c = p2p.connections;
+    $("#fig-connected").textContent = `${c.host} / ${c.srflx} / ${c.prflx} / ${c.relay}`;
+    $("#fig-failed").textContent = `${c.failed} / ${c.timeout}`;
+    $("#fig-alone").textContent = `${p2p.without_neighbours} of ${stats.peers_connected}`;
+    $("#fig-relay").textContent = formatBytes(p2p.relay_bytes);
+    $("#fig-stun").textContent = `${p2p.stun.ok} / ${p2p.stun.ignored} / ${p2p.stun.rate_limited}`;
+  }
   const carried = samples.offload.at(-1);
   push(samples.offload, intervalShare(lastStats, stats, carried));
   push(samples.peers, stats.peers_connected);

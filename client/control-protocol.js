@@ -99,6 +99,18 @@ function count(v, key) {
   return v;
 }
 
+/** How neighbour connections ended (docs/websocket.md, stats.connections). */
+export const CONNECTION_OUTCOMES = Object.freeze(["host", "srflx", "prflx", "relay", "failed", "timeout"]);
+
+// {outcome: count}, written in CONNECTION_OUTCOMES order with the zero counts left out.
+function outcomes(v, key) {
+  if (!isObject(v)) throw new TypeError(`${key}: expected an object`);
+  const out = {};
+  for (const k of Object.keys(v)) if (!CONNECTION_OUTCOMES.includes(k)) throw new TypeError(`${key}: unknown outcome ${k.slice(0, 40)}`);
+  for (const k of CONNECTION_OUTCOMES) if (v[k] !== undefined && count(v[k], `${key}.${k}`) > 0) out[k] = v[k];
+  return out;
+}
+
 // Optional fields are written when given (checked) and left out otherwise:
 // the gateway reads an absent one as its default.
 function optional(out, msg, key, check) {
@@ -154,6 +166,9 @@ export function encodePeerMessage(msg) {
       for (const key of ["p2p_down_bytes", "p2p_up_bytes", "http_down_bytes", "stalls"]) optional(out, msg, key, count);
       optional(out, msg, "startup_seconds", seconds);
       optional(out, msg, "verify_failures", count);
+      optional(out, msg, "p2p_relay_down_bytes", count);
+      optional(out, msg, "connections", outcomes);
+      if (msg.neighbours !== undefined && msg.neighbours !== null) out.neighbours = count(msg.neighbours, "neighbours");
       return JSON.stringify(out);
     }
     case "slots":

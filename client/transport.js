@@ -19,6 +19,11 @@ import { channelLabel } from "./protocol.js";
 
 const clock = () => performance.now() / 1000;
 
+// ICE "disconnected" (consent checks unanswered: a Wi-Fi hand-over, a NAT
+// rebinding) often heals by itself: wait this long, then restart ICE once
+// (the offerer does), and give up only if that does not bring it back.
+export const ICE_GRACE_SECONDS = 5;
+
 // DataChannel flow control: stop queueing into the SCTP buffer above HIGH,
 // resume when the browser says it fell under LOW.
 const BUFFER_HIGH = 1024 * 1024;
@@ -128,17 +133,59 @@ export class ControlSocket {
 }
 
 /**
+ * The type of the candidate pair an RTCPeerConnection uses, from getStats():
+ * "relay" when either side is relayed (TURN), else the remote side's type
+ * ("host", "srflx", "prflx"); null when no pair is selected.
+ */
+export async function selectedCandidateType(pc) {
+  const report = await pc.getStats();
+  let pair = null;
+  report.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) ?? pair;
+  });
+  if (!pair) {
+    // Firefox: no transport stats; the selected pair says so itself.
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && (s.selected || (s.nominated && s.state === "succeeded")) && !pair) pair = s;
+    });
+  }
+  if (!pair) return null;
+  const local = report.get(pair.localCandidateId);
+  const remote = report.get(pair.remoteCandidateId);
+  const types = [local?.candidateType, remote?.candidateType];
+  if (types.includes("relay")) return "relay";
+  const type = remote?.candidateType ?? local?.candidateType;
+  return ["host", "srflx", "prflx"].includes(type) ? type : null;
+}
+
+/**
  * One neighbour: an RTCPeerConnection with one ordered binary DataChannel.
  * The offerer creates the channel and the offer; the answerer takes the
  * channel the offer brings, if its label is the expected one.
+ *
+ * Survival: ICE "disconnected" gets ICE_GRACE_SECONDS, then one ICE restart
+ * (the offerer's; the answerer answers it), then as long again before the
+ * link fails; "failed" after the link had connected gets the same single
+ * restart. Outcome: `onConnected(candidateType)` once, when ICE first
+ * connects; `failure` says "failed" when ICE failed before that.
+ * `relay: true` is iceTransportPolicy "relay": TURN candidates only, so no
+ * peer ever learns this listener's address.
  */
 export class PeerLink {
-  constructor({ role, iceServers = [], label, onSignal, onOpen, onFrame, onClose, RTCPeerConnectionImpl = null }) {
+  constructor({ role, iceServers = [], relay = false, label, onSignal, onOpen, onFrame, onClose, onConnected = () => {}, RTCPeerConnectionImpl = null, graceSeconds = ICE_GRACE_SECONDS }) {
     this.label = label;
+    this.role = role;
     this.onSignal = onSignal;
     this.onOpen = onOpen;
     this.onFrame = onFrame;
     this.onClose = onClose;
+    this.onConnected = onConnected;
+    this.graceSeconds = graceSeconds;
+    this.connected = false; // ICE connected at least once
+    this.candidate = null; // the selected pair's type, once known
+    this.failure = null; // "failed" when ICE failed before ever connecting
+    this.restarted = false;
+    this.graceTimer = null;
     this.closed = false;
     this.dc = null;
     this.queue = [];
@@ -146,19 +193,12 @@ export class PeerLink {
     this.candidates = [];
     this.chain = Promise.resolve(); // signaling steps, in order
     const RTC = RTCPeerConnectionImpl ?? globalThis.RTCPeerConnection;
-    const pc = new RTC({ iceServers });
+    const pc = new RTC(relay ? { iceServers, iceTransportPolicy: "relay" } : { iceServers });
     this.pc = pc;
     pc.onicecandidate = (e) => {
       if (e.candidate && !this.closed) this.onSignal({ candidate: e.candidate.toJSON() });
     };
-    pc.onconnectionstatechange = () => {
-      // "disconnected": ICE consent checks went unanswered for seconds (a page
-      // killed without closing its connections). It may recover, but a
-      // neighbour that went quiet is not worth waiting for: the scheduler
-      // gets its chunks elsewhere, and the tracker can find another one.
-      const state = pc.connectionState;
-      if (state === "failed" || state === "closed" || state === "disconnected") this.fail();
-    };
+    pc.onconnectionstatechange = () => this.onState(pc.connectionState);
     if (role === "offerer") {
       this.attach(pc.createDataChannel(label, { ordered: true }));
       this.step(async () => {
@@ -175,6 +215,70 @@ export class PeerLink {
         this.attach(e.channel);
       };
     }
+  }
+
+  onState(state) {
+    if (this.closed) return;
+    if (state === "connected") {
+      clearTimeout(this.graceTimer);
+      this.graceTimer = null;
+      if (!this.connected) {
+        this.connected = true;
+        selectedCandidateType(this.pc)
+          .catch(() => null)
+          .then((type) => {
+            if (this.closed) return;
+            this.candidate = type ?? "host";
+            this.onConnected(this.candidate);
+          });
+      }
+      return;
+    }
+    if (state === "closed") {
+      this.fail();
+      return;
+    }
+    if (!this.connected) {
+      // Never connected: no grace (the core's connectTimeout bounds the wait).
+      if (state === "failed") {
+        this.failure = "failed";
+        this.fail();
+      }
+      return;
+    }
+    if (state === "disconnected" || state === "failed") {
+      // The scheduler keeps fetching from the server meanwhile: a request to
+      // this neighbour simply times out, as a slow one would.
+      if (state === "failed" && this.restarted) {
+        this.fail();
+        return;
+      }
+      if (this.graceTimer !== null) return;
+      this.graceTimer = setTimeout(() => {
+        this.graceTimer = null;
+        if (this.closed || this.pc.connectionState === "connected") return;
+        if (this.restarted) {
+          this.fail();
+          return;
+        }
+        this.restart();
+      }, (state === "failed" ? 0 : this.graceSeconds) * 1000);
+    }
+  }
+
+  /** One ICE restart: the offerer makes a new offer; both wait one more grace period. */
+  restart() {
+    this.restarted = true;
+    if (this.role === "offerer") {
+      this.step(async () => {
+        await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: true }));
+        this.onSignal({ sdp: this.pc.localDescription.toJSON() });
+      }, true);
+    }
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      if (!this.closed && this.pc.connectionState !== "connected") this.fail();
+    }, this.graceSeconds * 1000);
   }
 
   attach(dc) {
@@ -257,6 +361,8 @@ export class PeerLink {
   close() {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.graceTimer);
+    this.graceTimer = null;
     this.queue = [];
     try {
       this.dc?.close();
@@ -316,9 +422,15 @@ export class P2PAgent {
    *   tickSeconds: how often the core's periodic work runs
    *   maxStoreBytes: chunk bytes kept in memory for seeding (beyond: the IndexedDB cache)
    */
-  constructor(player, { url, settings = {}, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, WebSocketImpl = null, RTCPeerConnectionImpl = null } = {}) {
+  constructor(player, { url, settings = {}, relay = false, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, WebSocketImpl = null, RTCPeerConnectionImpl = null } = {}) {
     this.player = player;
     this.url = url;
+    this.relay = relay; // TURN only: iceTransportPolicy "relay" (the embed's p2p="relay")
+    // Connection diagnostics, added to the core's next stats report
+    // (docs/websocket.md, stats.connections): outcomes and relayed bytes
+    // since the last report; `outcomes` below keeps every one of this page.
+    this.pending = { connections: {}, relayBytes: 0 };
+    this.outcomes = [];
     this.core = new P2PCore(settings);
     this.RTC = RTCPeerConnectionImpl;
     this.links = new Map(); // peer id -> PeerLink
@@ -391,7 +503,8 @@ export class P2PAgent {
 
   /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */
   info() {
-    return { ...this.core.info(), stored: this.store.map.size };
+    const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, restarted: l.restarted }));
+    return { ...this.core.info(), stored: this.store.map.size, links, outcomes: this.outcomes.slice(), relay: this.relay };
   }
 
   destroy() {
@@ -477,7 +590,8 @@ export class P2PAgent {
     for (const e of effects) {
       switch (e.kind) {
         case "control":
-          this.socket.send(e.msg);
+          if (e.msg.type === "stats") this.sendStats(e.msg);
+          else this.socket.send(e.msg);
           break;
         case "open":
           this.openLink(e.peer, e.role);
@@ -491,6 +605,8 @@ export class P2PAgent {
         case "close": {
           const link = this.links.get(e.peer);
           this.links.delete(e.peer);
+          // The core closes a neighbour that did not open within connectTimeout.
+          if (link && !link.closed && !link.connected) this.noteOutcome(e.peer, link, "timeout");
           link?.close();
           break;
         }
@@ -498,6 +614,7 @@ export class P2PAgent {
           this.serve(e.peer, e.index);
           break;
         case "deliver":
+          if (this.links.get(e.peer)?.candidate === "relay") this.pending.relayBytes += e.data.byteLength;
           this.settle(e.peer, e.index, (w) => w.resolve(e.data.buffer));
           break;
         case "reject":
@@ -515,6 +632,24 @@ export class P2PAgent {
           break;
       }
     }
+  }
+
+  /** One connection's outcome: "host" | "srflx" | "prflx" | "relay" | "failed" | "timeout". */
+  noteOutcome(peer, link, outcome) {
+    if (link.outcome) return;
+    link.outcome = outcome;
+    const c = this.pending.connections;
+    c[outcome] = (c[outcome] ?? 0) + 1;
+    if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, seconds: clock() - link.openedAt });
+  }
+
+  /** The core's stats report, with the connection diagnostics added; they are reset only once sent. */
+  sendStats(msg) {
+    const neighbours = [...this.links.values()].filter((l) => l.connected && !l.closed).length;
+    const out = { ...msg, neighbours };
+    if (Object.keys(this.pending.connections).length > 0) out.connections = this.pending.connections;
+    if (this.pending.relayBytes > 0) out.p2p_relay_down_bytes = Math.min(this.pending.relayBytes, msg.p2p_down_bytes ?? 0);
+    if (this.socket.send(out)) this.pending = { connections: {}, relayBytes: 0 };
   }
 
   settle(peer, index, fn) {
@@ -535,7 +670,11 @@ export class P2PAgent {
         role,
         label,
         iceServers: this.core.iceServers,
+        relay: this.relay,
         RTCPeerConnectionImpl: this.RTC,
+        onConnected: (candidate) => {
+          if (this.links.get(peer) === link) this.noteOutcome(peer, link, candidate);
+        },
         onSignal: (data) => {
           if (this.links.get(peer) === link) this.socket.send({ type: "signal", to: peer, data });
         },
@@ -547,6 +686,7 @@ export class P2PAgent {
         },
         onClose: () => {
           if (this.links.get(peer) !== link) return;
+          if (link.failure) this.noteOutcome(peer, link, link.failure);
           this.links.delete(peer);
           this.apply(this.core.channelClosed(peer, clock()));
         },
@@ -555,6 +695,7 @@ export class P2PAgent {
       this.apply(this.core.channelClosed(peer, clock()));
       return;
     }
+    link.openedAt = clock();
     this.links.set(peer, link);
   }
 

@@ -11,7 +11,8 @@
 // Attributes: src, autoplay, preload ("auto" | "none"), title-override
 // ("title" would show the browser's tooltip), buffer-ahead and
 // emergency-ahead (seconds; the scheduler's 30 s target and 4 s threshold),
-// p2p ("off": no peer-to-peer; on by default where WebRTC, WebSocket and
+// p2p ("off": no peer-to-peer; "relay": through TURN only, so no peer learns
+// this listener's address; on by default where WebRTC, WebSocket and
 // WebCrypto are available), peer-stats (show a small "from peers: N%"
 // readout; off by default, and so in embeds), data-test-corrupt (TEST ONLY:
 // this player seeds corrupted chunks; so does `window.__ztreamTest = {corrupt:
@@ -608,7 +609,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.agent = null;
     if (!url) return;
     const corrupt = this.hasAttribute("data-test-corrupt") || globalThis.__ztreamTest?.corrupt === true;
-    this.agent = new P2PAgent(this.core, { url, settings: corrupt ? { corrupt: true } : {} });
+    this.agent = new P2PAgent(this.core, { url, relay: this.getAttribute("p2p") === "relay", settings: corrupt ? { corrupt: true } : {} });
   }
 
   /** Scheduler settings from attributes: buffer-ahead="30" emergency-ahead="4" (seconds). */

@@ -31,6 +31,7 @@ from .media.store import ChunkStore
 from .media.types import TrackJSON
 from .metrics import METRICS, Metrics
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
+from .nat.service import setup_nat
 from .swarm import setup_swarm
 
 __all__ = ["create_app"]
@@ -104,6 +105,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app.cleanup_ctx.append(_services)
     app.add_routes(routes)
+    setup_nat(app, config, app[METRICS])  # before the swarm: welcome carries its ice servers
     setup_swarm(app, config, app[METRICS])
 
     async def get_track(track_id: str) -> TrackJSON | None:

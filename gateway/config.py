@@ -36,6 +36,7 @@ __all__ = [
     "LocalSourceConfig",
     "SoundCloudConfig",
     "P2PConfig",
+    "TurnConfig",
     "AdminConfig",
     "SECRET_KEYS",
     "load_config",
@@ -147,9 +148,33 @@ class SoundCloudConfig(_Section):
         return self
 
 
+def _turn_url(value: str) -> str:
+    if not value.startswith(("turn:", "turns:")):
+        raise ValueError(f"{value!r} is not a turn: or turns: URL")
+    return value
+
+
+class TurnConfig(_Section):
+    # coturn use-auth-secret: per-peer credentials minted from the shared secret (docs/p2p.md).
+    urls: tuple[Annotated[StrictStr, AfterValidator(_turn_url)], ...] = ()
+    secret: Annotated[StrictStr, Field(repr=False)] = ""
+    ttl_seconds: Annotated[StrictInt, Field(ge=60, le=7 * 86400)] = 86400
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TurnConfig:
+        if bool(self.urls) != bool(self.secret):
+            raise ValueError("urls and secret go together (both set, or both empty)")
+        return self
+
+
 class P2PConfig(_Section):
     ice_servers: tuple[Annotated[dict[str, Any], AfterValidator(_ice_server)], ...] = ()
     upload_slots: Annotated[StrictInt, Field(ge=1)] = 4
+    # -1: the HTTP port's number (UDP); 0: no STUN responder.
+    stun_port: Annotated[StrictInt, Field(ge=-1, le=65535)] = -1
+    # No introductions until a track has at least this many listeners (privacy).
+    min_listeners: Annotated[StrictInt, Field(ge=0, le=1000)] = 0
+    turn: TurnConfig = TurnConfig()
 
 
 class AdminConfig(_Section):
@@ -198,7 +223,7 @@ class _Document(_Section):
 
 
 # Keys whose values are never shown: not in errors, logs or admin answers.
-SECRET_KEYS = frozenset({"sources.soundcloud.client_secret", "admin.token"})
+SECRET_KEYS = frozenset({"sources.soundcloud.client_secret", "admin.token", "p2p.turn.secret"})
 
 # Config attribute -> TOML table.
 _TABLES = {

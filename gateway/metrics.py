@@ -65,6 +65,26 @@ class Metrics:
             buckets=(0.05, 0.1, 0.175, 0.25, 0.35, 0.5, 0.75, 1, 1.5, 2.5, 5, 10),
             registry=r,
         )
+        # NAT traversal and P2P connection outcomes (docs/p2p.md).
+        self.stun_requests = Counter(
+            "ztream_stun_requests", "STUN datagrams received, by what the responder did", ["result"], registry=r
+        )
+        self.p2p_connections = Counter(
+            "ztream_p2p_connections",
+            "Neighbour connections, as players report: connected (by candidate type), failed, timeout",
+            ["result", "candidate"],
+            registry=r,
+        )
+        self.peer_relay_bytes = Counter(
+            "ztream_peer_relay_bytes",
+            "The part of ztream_peer_bytes that came through a TURN relay (candidate relay), as reported",
+            registry=r,
+        )
+        self.peers_without_neighbours = Gauge(
+            "ztream_peers_without_neighbours",
+            "Open peers whose last stats report said they had no neighbour connection open",
+            registry=r,
+        )
         # Touch every fixed label value so the series exist from the start and
         # rate() has a zero to start from.
         # Labelled children looked up once: .labels() costs a lock and a dict
@@ -74,6 +94,12 @@ class Metrics:
             self.upstream_bytes.labels(source)
         for result in ("ok", "error"):
             self.transcodes.labels(result)
+        for result in ("ok", "ignored", "rate_limited"):
+            self.stun_requests.labels(result)
+        for candidate in ("host", "srflx", "prflx", "relay"):
+            self.p2p_connections.labels("connected", candidate)
+        for result in ("failed", "timeout"):
+            self.p2p_connections.labels(result, "none")
 
     def track_cache_bytes(self, volume: Callable[[], int]) -> None:
         self.cache_bytes.set_function(volume)

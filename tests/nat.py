@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from tests.netns import IP, NetNamespace
 
-__all__ = ["NatTopology", "Listener", "PUBLIC_ADDRESS", "require_nat"]
+__all__ = ["NatTopology", "Listener", "Coturn", "PUBLIC_ADDRESS", "require_nat"]
 
 PUBLIC_ADDRESS = "198.18.0.1"
 IPTABLES = shutil.which("iptables") or "/usr/sbin/iptables"
@@ -121,3 +123,44 @@ class NatTopology:
         for space in reversed(self._spaces):
             space.close()
         self._spaces.clear()
+
+
+class Coturn:
+    """A real coturn (Debian ``turnserver``) on the public namespace, with
+    ``use-auth-secret``: it accepts the credentials the gateway mints
+    (gateway/nat/turn.py) and nothing else. Relays on PUBLIC_ADDRESS."""
+
+    def __init__(self, public: NetNamespace, secret: str, directory: Path, port: int = 3478) -> None:
+        binary = shutil.which("turnserver")
+        if binary is None:
+            pytest.fail("the TURN tests need coturn's turnserver (`make test` installs coturn)")
+        self.url = f"turn:{PUBLIC_ADDRESS}:{port}?transport=udp"
+        self.log_path = directory / "turnserver.log"
+        argv = [
+            *public.exec_prefix, binary, "-n", f"--listening-ip={PUBLIC_ADDRESS}", f"--relay-ip={PUBLIC_ADDRESS}",
+            f"--listening-port={port}", "--min-port=49152", "--max-port=49407",
+            "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=ztream.test",
+            "--fingerprint", "--no-tls", "--no-dtls", "--no-cli", "--no-tcp-relay",
+            "--log-file=stdout", "--simple-log", f"--pidfile={directory / 'turnserver.pid'}",
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 10
+        listening = [*public.exec_prefix, shutil.which("ss") or "/usr/bin/ss", "-Hulnp"]
+        while f"{PUBLIC_ADDRESS}:{port} " not in subprocess.run(listening, capture_output=True, text=True, timeout=5).stdout:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"turnserver did not start: {self.log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)

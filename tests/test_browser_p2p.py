@@ -1,10 +1,20 @@
-"""Peer-to-peer between real Chromium pages over WebRTC on loopback.
+"""Peer-to-peer between real Chromium pages over WebRTC, as real listeners are.
 
-Gateway and Chromium run inside one loopback-only network namespace
-(``tests.netns``); Playwright drives Chromium over its pipe from outside.
-Every listener is a page in its own browser context (its own IndexedDB), on a
-test page served at the gateway's own origin through ``page.route``, which
-loads ``<ztream-player>`` from the gateway's ``/client/`` and records:
+Every listener sits behind its own NAT router (``tests.nat.NatTopology``:
+iptables MASQUERADE, unsolicited packets from the WAN side dropped), the
+gateway on the "public" namespace at 198.18.0.1 with its shipped defaults:
+its built-in STUN responder on the HTTP port's number is the only ICE
+server. No page is granted microphone or camera (real listeners never are),
+so Chromium hides host candidates behind mDNS names and only
+server-reflexive (or relayed) candidates can connect (docs/p2p.md). The
+gateway is plain http on a non-loopback address, so Chromium is told to treat
+that origin as secure (WebCrypto needs it).
+
+One Chromium per listener namespace (Playwright drives it over its pipe from
+outside, ``tests.netns``); each listener is a page in its own browser context
+(its own IndexedDB), on a test page served at the gateway's own origin
+through ``page.route``, which loads ``<ztream-player>`` from the gateway's
+``/client/`` and records:
 
 - ``window.appended``: the SHA-256 of every buffer appended to the
   SourceBuffer (init segment and chunks), to compare with the manifest;
@@ -27,9 +37,18 @@ from typing import Any
 import pytest
 
 from tests.browser import CHROMIUM_ARGS, ErrorLog, require_chromium, until
-from tests.netns import WEBRTC_ARGS, NamespacedGateway, NetNamespace, require_netns
+from tests.nat import PUBLIC_ADDRESS, Coturn, NatTopology
+from tests.netns import NamespacedGateway, require_netns
 
-pytestmark = [pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.timeout(120)]
+
+PORT = 8000
+PUBLIC_URL = f"http://{PUBLIC_ADDRESS}:{PORT}"
+# No --allow-loopback-in-peer-connection and no permissions: what a listener's browser does.
+NAT_ARGS = [
+    f"--unsafely-treat-insecure-origin-as-secure={PUBLIC_URL}",
+    f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE {PUBLIC_ADDRESS}",
+]
 
 from playwright.async_api import async_playwright
 
@@ -77,24 +96,37 @@ def listener_page(track_url: str, attrs: str = "", script: str = "") -> str:
 </body></html>"""
 
 
-@pytest.fixture
-def netns() -> Iterator[NetNamespace]:
-    require_netns()
-    ns = NetNamespace()
-    try:
-        yield ns
-    finally:
-        ns.close()
+class World:
+    """A NAT topology with the gateway on its public namespace."""
+
+    def __init__(self, tmp_path: Path, audio_dir: Path, count: int = 2, nat: Any = "eim",
+                 **overrides: dict[str, Any]) -> None:
+        require_netns()
+        self.topology = NatTopology(count, nat)
+        self.homes = [listener.ns for listener in self.topology.listeners]
+        try:
+            self.gw = NamespacedGateway(self.topology.public, tmp_path, audio_dir, port=PORT,
+                                        server={"host": PUBLIC_ADDRESS}, **overrides)
+            self.gw.url = PUBLIC_URL
+            self.gw.start()
+        except BaseException:
+            self.topology.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.gw.stop()
+        finally:
+            self.topology.close()
 
 
 @pytest.fixture
-def ns_gateway(netns: NetNamespace, tmp_path: Path, audio_dir: Path) -> Iterator[NamespacedGateway]:
-    gw = NamespacedGateway(netns, tmp_path, audio_dir)
-    gw.start()
+def world(tmp_path: Path, audio_dir: Path) -> Iterator[World]:
+    w = World(tmp_path, audio_dir)
     try:
-        yield gw
+        yield w
     finally:
-        gw.stop()
+        w.close()
 
 
 def tone_track(gw: NamespacedGateway) -> dict[str, Any]:
@@ -122,32 +154,38 @@ def metric(gw: NamespacedGateway, name: str) -> float:
 
 
 class Browser:
-    """Chromium inside the namespace; one context (profile) per listener."""
+    """One Chromium per listener namespace (behind its own NAT); one context (profile) per listener."""
 
-    def __init__(self, pw: Any, netns: NetNamespace, gw: NamespacedGateway, tmp_path: Path, log: ErrorLog) -> None:
+    def __init__(self, pw: Any, world: World, tmp_path: Path, log: ErrorLog) -> None:
         self.pw = pw
-        self.netns = netns
-        self.gw = gw
+        self.world = world
+        self.gw = world.gw
         self.tmp_path = tmp_path
         self.log = log
-        self.browser: Any = None
+        self.browsers: dict[int, Any] = {}
 
     async def __aenter__(self) -> Browser:
-        wrapper = self.netns.chromium_wrapper(self.tmp_path, require_chromium())
-        self.browser = await self.pw.chromium.launch(
-            executable_path=wrapper, headless=True, args=[*CHROMIUM_ARGS, *WEBRTC_ARGS]
-        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.browser.close()
+        for browser in self.browsers.values():
+            await browser.close()
 
-    async def listener(self, track_id: str, attrs: str = "", script: str = "") -> Any:
-        # microphone + camera lift mDNS host-name hiding (127.0.0.1 host candidates);
-        # local-network-access: the test page is fulfilled by Playwright, so Chromium
-        # cannot place it on loopback and would refuse its WebSocket to 127.0.0.1
-        # (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS), unlike the gateway's own pages.
-        context = await self.browser.new_context(permissions=["microphone", "camera", "local-network-access"])
+    async def at(self, home: int) -> Any:
+        if home not in self.browsers:
+            wrapper = self.world.homes[home].chromium_wrapper(self.tmp_path, require_chromium())
+            self.browsers[home] = await self.pw.chromium.launch(
+                executable_path=wrapper, headless=True, args=[*CHROMIUM_ARGS, *NAT_ARGS]
+            )
+        return self.browsers[home]
+
+    async def listener(self, track_id: str, attrs: str = "", script: str = "", home: int = 0) -> Any:
+        # No microphone/camera: host candidates stay hidden behind mDNS names.
+        # local-network-access (not a media permission): the test page is
+        # fulfilled by Playwright, so Chromium cannot place it and would refuse
+        # its WebSocket to the gateway (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+        browser = await self.at(home)
+        context = await browser.new_context(permissions=["local-network-access"])
         html = listener_page(f"{self.gw.url}/v1/tracks/{track_id}", attrs, script)
 
         async def serve(route: Any) -> None:
@@ -187,19 +225,19 @@ async def seeded(page: Any, m: dict[str, Any]) -> None:
     await until(page, f"(document.getElementById('p').p2p?.held ?? 0) >= {n}", timeout=20)
 
 
-async def test_second_listener_gets_the_rest_from_the_first(netns: NetNamespace, ns_gateway: NamespacedGateway, tmp_path: Path) -> None:
+async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_path: Path) -> None:
     """After its first ~10 s from the server, the second listener gets (nearly) everything from the first."""
-    gw = ns_gateway
+    gw = world.gw
     tid = tone_track(gw)["id"]
     m = manifest(gw, tid)
     log = ErrorLog()
-    async with async_playwright() as pw, Browser(pw, netns, gw, tmp_path, log) as b:
+    async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
         first = await b.listener(tid)
         await play(first)
         await seeded(first, m)
         before = await asyncio.to_thread(server_bytes, gw)
 
-        second = await b.listener(tid)
+        second = await b.listener(tid, home=1)
         await play(second)
         await until(second, "window.finished", timeout=45)
         after = await asyncio.to_thread(server_bytes, gw)
@@ -225,17 +263,32 @@ async def test_second_listener_gets_the_rest_from_the_first(netns: NetNamespace,
     assert info1["upBytes"] >= stats["peerBytes"]
     assert [n["id"] for n in info2["neighbours"]] == [info1["peerId"]]
     assert readout.startswith("from peers: ") and readout != "from peers: 0%"
+    # Through the NATs, by the address the gateway's STUN responder reported (or one learnt from it).
+    assert {o["outcome"] for o in info2["outcomes"]} <= {"srflx", "prflx"}, info2["outcomes"]
+    assert info2["outcomes"], "no connection outcome recorded"
+    await until_metric(gw, 'ztream_stun_requests_total{result="ok"}', 2)
+    await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
     # the reports reach the metrics (stats every ~5 s), start-up times too
     await until_metric(gw, "ztream_peer_bytes_total", stats["peerBytes"])
     await until_metric(gw, "ztream_startup_seconds_count", 2)
     log.assert_clean()
 
 
+def metric_sum(gw: NamespacedGateway, name: str) -> float:
+    """A sample, or with ``{labels}`` the sum of every series that has those labels."""
+    if "{" not in name:
+        return metric(gw, name)
+    family, _, wanted = name.partition("{")
+    labels = set(wanted.rstrip("}").split(","))
+    return sum(v for k, v in gw.metrics().items()
+               if k.partition("{")[0] == family and labels <= set(k.partition("{")[2].rstrip("}").split(",")))
+
+
 async def until_metric(gw: NamespacedGateway, name: str, at_least: float, timeout: float = 12.0) -> float:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        value = await asyncio.to_thread(metric, gw, name)
+        value = await asyncio.to_thread(metric_sum, gw, name)
         if value >= at_least:
             return value
         if loop.time() > deadline:
@@ -243,18 +296,18 @@ async def until_metric(gw: NamespacedGateway, name: str, at_least: float, timeou
         await asyncio.sleep(0.5)
 
 
-async def test_seeder_leaving_mid_track_causes_no_stall(netns: NetNamespace, ns_gateway: NamespacedGateway, tmp_path: Path) -> None:
+async def test_seeder_leaving_mid_track_causes_no_stall(world: World, tmp_path: Path) -> None:
     """The seeder's page closes while the leecher still needs chunks: the server fills in, no stall."""
-    gw = ns_gateway
+    gw = world.gw
     tid = tone_track(gw)["id"]
     m = manifest(gw, tid)
     log = ErrorLog()
-    async with async_playwright() as pw, Browser(pw, netns, gw, tmp_path, log) as b:
+    async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
         seeder = await b.listener(tid)
         await play(seeder)
         await seeded(seeder, m)
         # a short buffer-ahead: the leecher asks for chunks as it goes, not all at once
-        leecher = await b.listener(tid, 'buffer-ahead="10"')
+        leecher = await b.listener(tid, 'buffer-ahead="10"', home=1)
         await play(leecher)
         await until(
             leecher,
@@ -280,19 +333,19 @@ async def test_seeder_leaving_mid_track_causes_no_stall(netns: NetNamespace, ns_
     log.assert_clean()
 
 
-async def test_corrupting_peer_is_dropped_and_counted(netns: NetNamespace, ns_gateway: NamespacedGateway, tmp_path: Path) -> None:
+async def test_corrupting_peer_is_dropped_and_counted(world: World, tmp_path: Path) -> None:
     """Chunks from a corrupting seeder fail their SHA-256: rejected, peer dropped, failure counted, playback intact."""
-    gw = ns_gateway
+    gw = world.gw
     tid = tone_track(gw)["id"]
     m = manifest(gw, tid)
     failures_before = await asyncio.to_thread(metric, gw, "ztream_chunk_verify_failures_total")
     log = ErrorLog()
-    async with async_playwright() as pw, Browser(pw, netns, gw, tmp_path, log) as b:
+    async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
         bad = await b.listener(tid, "data-test-corrupt")
         await play(bad)
         await seeded(bad, m)
         bad_id = (await p2p(bad))["peerId"]
-        leecher = await b.listener(tid)
+        leecher = await b.listener(tid, home=1)
         await play(leecher)
         await until(leecher, "window.bad.length >= 1", timeout=20)
         await until(leecher, "window.finished", timeout=40)
@@ -312,14 +365,14 @@ async def test_corrupting_peer_is_dropped_and_counted(netns: NetNamespace, ns_ga
     log.assert_clean()
 
 
-async def test_reloaded_page_seeds_from_indexeddb(netns: NetNamespace, ns_gateway: NamespacedGateway, tmp_path: Path) -> None:
+async def test_reloaded_page_seeds_from_indexeddb(world: World, tmp_path: Path) -> None:
     """A listener that played the track reloads its page: it announces and serves the chunks its IndexedDB holds."""
-    gw = ns_gateway
+    gw = world.gw
     tid = tone_track(gw)["id"]
     m = manifest(gw, tid)
     n = len(m["chunks"])
     log = ErrorLog()
-    async with async_playwright() as pw, Browser(pw, netns, gw, tmp_path, log) as b:
+    async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
         seeder = await b.listener(tid)
         await play(seeder)
         await until(
@@ -336,7 +389,7 @@ async def test_reloaded_page_seeds_from_indexeddb(netns: NetNamespace, ns_gatewa
         # not playing: a fresh peer id that holds the whole track from the cache
         await until(seeder, f"(p => p.p2p?.connected && p.p2p.held === {n})(document.getElementById('p'))", timeout=15)
         assert (await p2p(seeder))["peerId"] != old_id
-        leecher = await b.listener(tid)
+        leecher = await b.listener(tid, home=1)
         await play(leecher)
         await until(leecher, "window.chunks.filter((c) => c.source === 'peer').length >= 4", timeout=25)
         await check_audio(leecher, m, whole=False)
@@ -350,17 +403,17 @@ async def test_reloaded_page_seeds_from_indexeddb(netns: NetNamespace, ns_gatewa
     log.assert_clean()
 
 
-async def test_crawling_seeder_causes_no_stall(netns: NetNamespace, ns_gateway: NamespacedGateway, tmp_path: Path) -> None:
+async def test_crawling_seeder_causes_no_stall(world: World, tmp_path: Path) -> None:
     """A seeder that takes requests but never delivers: each request expires at its deadline, the server fills in."""
-    gw = ns_gateway
+    gw = world.gw
     tid = tone_track(gw)["id"]
     m = manifest(gw, tid)
     log = ErrorLog()
-    async with async_playwright() as pw, Browser(pw, netns, gw, tmp_path, log) as b:
+    async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
         seeder = await b.listener(tid, script=CRAWL)
         await play(seeder)
         await seeded(seeder, m)
-        leecher = await b.listener(tid)
+        leecher = await b.listener(tid, home=1)
         await play(leecher)
         await until(leecher, "window.finished", timeout=45)
         stats = await leecher.evaluate("document.getElementById('p').stats")
@@ -372,3 +425,102 @@ async def test_crawling_seeder_causes_no_stall(netns: NetNamespace, ns_gateway: 
     assert stats["stalls"] == 0
     assert stats["peerBytes"] == 0 and all(c["source"] == "server" for c in chunks)
     log.assert_clean()
+
+
+# -- NAT kinds, TURN, a swarm -------------------------------------------------------
+
+TURN_SECRET = "test-turn-secret"
+
+
+async def two_listeners(world: World, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A seeder, then a second listener to the end; (its stats, its p2p info, the manifest)."""
+    gw = world.gw
+    tid = tone_track(gw)["id"]
+    m = manifest(gw, tid)
+    log = ErrorLog()
+    async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
+        first = await b.listener(tid)
+        await play(first)
+        await seeded(first, m)
+        second = await b.listener(tid, home=1)
+        await play(second)
+        await until(second, "window.finished", timeout=45)
+        stats = await second.evaluate("document.getElementById('p').stats")
+        info = await p2p(second)
+        await check_audio(second, m)
+    log.assert_clean()
+    return stats, info, m
+
+
+async def test_symmetric_nat_without_turn_shares_nothing(tmp_path: Path, audio_dir: Path) -> None:
+    """Per-destination mappings make the STUN address useless: no pair connects, the server serves all, no stall."""
+    world = World(tmp_path, audio_dir, nat="symmetric")
+    try:
+        stats, info, _m = await two_listeners(world, tmp_path)
+        print(f"\nsymmetric, no TURN: {stats}; outcomes {info['outcomes']}")
+        assert stats["peerBytes"] == 0 and stats["stalls"] == 0
+        assert info["outcomes"] and all(o["outcome"] in ("failed", "timeout") for o in info["outcomes"])
+        await until_metric(world.gw, 'ztream_p2p_connections_total{candidate="none"}', 1)
+    finally:
+        world.close()
+
+
+async def test_symmetric_nat_connects_through_coturn(tmp_path: Path, audio_dir: Path) -> None:
+    """With [p2p.turn] and a real coturn (use-auth-secret), the listeners connect through the relay."""
+    require_netns()
+    topology_dir = tmp_path / "turn"
+    topology_dir.mkdir()
+    world = World(tmp_path, audio_dir, nat="symmetric",
+                  **{"p2p.turn": {"urls": [f"turn:{PUBLIC_ADDRESS}:3478?transport=udp"], "secret": TURN_SECRET}})
+    turn = None
+    try:
+        turn = Coturn(world.topology.public, TURN_SECRET, topology_dir)
+        stats, info, m = await two_listeners(world, tmp_path)
+        print(f"\nsymmetric, TURN: {stats}; outcomes {info['outcomes']}")
+        rest = sum(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
+        assert stats["stalls"] == 0
+        assert stats["peerBytes"] >= 0.8 * rest, (stats, rest)
+        assert "relay" in {o["outcome"] for o in info["outcomes"]}, info["outcomes"]
+        await until_metric(world.gw, "ztream_peer_relay_bytes_total", stats["peerBytes"] * 0.9)
+        await until_metric(world.gw, 'ztream_p2p_connections_total{candidate="relay"}', 1)
+        assert "allocation" in turn.log().lower() or "session" in turn.log().lower()
+    finally:
+        if turn is not None:
+            turn.close()
+        world.close()
+
+
+async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path: Path, audio_dir: Path) -> None:
+    """Five listeners, each behind its own NAT, joining 3 s apart, shipped defaults: 0 stalls, peers carry the rest."""
+    world = World(tmp_path, audio_dir, count=5)
+    try:
+        gw = world.gw
+        tid = tone_track(gw)["id"]
+        m = manifest(gw, tid)
+        log = ErrorLog()
+        async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
+            pages = []
+            for i in range(5):
+                page = await b.listener(tid, home=i)
+                await play(page)
+                pages.append(page)
+                await asyncio.sleep(3)
+            for page in pages:
+                await until(page, "window.finished", timeout=45)
+            stats = [await p.evaluate("document.getElementById('p').stats") for p in pages]
+            infos = [await p2p(p) for p in pages]
+            for page in pages:
+                await check_audio(page, m)
+        peer = sum(s["peerBytes"] for s in stats)
+        http = sum(s["httpBytes"] for s in stats)
+        total = m["init"]["size"] + sum(c["size"] for c in m["chunks"])
+        lead = m["init"]["size"] + sum(c["size"] for c in m["chunks"] if c["start"] < SERVER_LEAD)
+        ceiling = (4 * (total - lead)) / (5 * total)
+        print(f"\nfive behind NAT: offload {peer / (peer + http):.0%} (ceiling {ceiling:.0%}); "
+              f"stalls {[s['stalls'] for s in stats]}; outcomes {[[o['outcome'] for o in i['outcomes']] for i in infos]}")
+        assert all(s["stalls"] == 0 for s in stats), stats
+        assert all(s["peerBytes"] > 0 for s in stats[1:]), stats
+        assert peer / (peer + http) >= ceiling - 0.15, (peer, http, ceiling)
+        log.assert_clean()
+    finally:
+        world.close()

@@ -145,7 +145,7 @@ def test_every_metric_is_documented(app: web.Application) -> None:
     documented: dict[str, list[str]] = {}
     for cells in table_rows(DOCS / "metrics.md"):
         match = _CODE_CELL.match(cells[0])
-        if match is not None and re.fullmatch(r"[a-z_]+", match.group(1)) and len(cells) >= 4:
+        if match is not None and re.fullmatch(r"[a-z0-9_]+", match.group(1)) and len(cells) >= 4:
             documented[match.group(1)] = cells
     registered = registered_families(app)
     assert len(registered) > 10

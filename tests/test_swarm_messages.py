@@ -44,7 +44,9 @@ def fields(message: PeerMessage) -> dict[str, Any]:
         case Stats():
             return {"p2p_down_bytes": message.p2p_down_bytes, "p2p_up_bytes": message.p2p_up_bytes,
                     "http_down_bytes": message.http_down_bytes, "stalls": message.stalls,
-                    "startup_seconds": message.startup_seconds, "verify_failures": message.verify_failures}
+                    "startup_seconds": message.startup_seconds, "verify_failures": message.verify_failures,
+                    "p2p_relay_down_bytes": message.p2p_relay_down_bytes, "connections": dict(message.connections),
+                    **({} if message.neighbours is None else {"neighbours": message.neighbours})}
         case Slots():
             return {"in_use": message.in_use}
         case Leave():

@@ -174,6 +174,24 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "offload": round(peer / (peer + server), 4) if peer + server > 0 else None,
         "tracks": len(app[CATALOG].recent(limit=1_000_000)),
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
+        # Why offload is low (docs/p2p.md): the same figures as the dashboard row.
+        "p2p": _p2p_figures(sample),
+    }
+
+
+def _p2p_figures(sample: Any) -> dict[str, Any]:
+    connections = {
+        outcome: int(sample("ztream_p2p_connections_total", {"result": result, "candidate": candidate}))
+        for outcome, result, candidate in (
+            ("host", "connected", "host"), ("srflx", "connected", "srflx"), ("prflx", "connected", "prflx"),
+            ("relay", "connected", "relay"), ("failed", "failed", "none"), ("timeout", "timeout", "none"),
+        )
+    }
+    return {
+        "connections": connections,
+        "without_neighbours": int(sample("ztream_peers_without_neighbours")),
+        "relay_bytes": int(sample("ztream_peer_relay_bytes_total")),
+        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in ("ok", "ignored", "rate_limited")},
     }
 
 

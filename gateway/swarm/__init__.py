@@ -28,6 +28,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..metrics import Metrics
+from ..nat.service import NAT
 from .hub import SwarmHub
 from .socket import SWEEP_SECONDS, SwarmSockets
 from .tracker import Tracker
@@ -66,7 +67,13 @@ def setup_swarm(app: web.Application, config: Config, metrics: Metrics) -> None:
     """Hang the tracker, the hub and the sockets on the app, route ``/v1/ws``,
     tick the hub, close the sockets at shutdown."""
     tracker = Tracker(upload_slots=config.p2p.upload_slots)
-    hub = SwarmHub(tracker, new_id=lambda: secrets.token_urlsafe(16), ice_servers=config.p2p.ice_servers)
+    # The NAT plan (gateway/nat/) hands each peer its STUN address and TURN credentials.
+    plan = app.get(NAT)
+    ice_servers = plan.for_peer if plan is not None else config.p2p.ice_servers
+    hub = SwarmHub(
+        tracker, new_id=lambda: secrets.token_urlsafe(16), ice_servers=ice_servers,
+        min_listeners=config.p2p.min_listeners,
+    )
     sockets = SwarmSockets(hub, config, metrics)
     app[TRACKER] = tracker
     app[HUB] = hub

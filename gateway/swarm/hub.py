@@ -42,10 +42,19 @@ Rules (docs/websocket.md is the contract):
   (checked first, so a stranger learns nothing about which ids exist), to a
   peer still open, with ``from`` set to the sender's real id.
 - Stats accepted become ``Count``s of ``ztream_peer_bytes_total``,
-  ``ztream_playback_stalls_total``, ``ztream_chunk_verify_failures_total``
-  and an ``Observe`` of ``ztream_startup_seconds``; a report refused
+  ``ztream_playback_stalls_total``, ``ztream_chunk_verify_failures_total``,
+  ``ztream_peer_relay_bytes_total`` (the TURN-relayed part of the peer
+  bytes), ``ztream_p2p_connections_total{result,candidate}`` (one per
+  reported connection outcome), the gauge ``ztream_peers_without_neighbours``
+  (peers whose last report said ``neighbours: 0``) and an ``Observe`` of
+  ``ztream_startup_seconds``; a report refused
   (``bad_stats`` by the parser, or over its rate) counts nothing.
   ``ztream_peers_connected`` moves by one on ``open`` and ``close``.
+- ICE servers: each ``welcome`` carries ``ice_servers(peer_id)`` (the
+  gateway's STUN address and per-peer TURN credentials, see gateway/nat/).
+- Privacy: with ``min_listeners`` N, a ``want`` is answered with no peers
+  (and introduces no one) until N peers hold or ask for that track: nobody
+  learns a stranger's address in a swarm of two (docs/p2p.md).
 - Idle: a peer that sends nothing for ``IDLE_TIMEOUT`` seconds is dropped
   from the tracker by ``tick`` and closed with 4000.
 
@@ -56,7 +65,7 @@ it stays counted until ``close``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, KeysView
+from collections.abc import Callable, Iterable, KeysView, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,12 +156,17 @@ PEER_BYTES = "ztream_peer_bytes_total"
 STALLS = "ztream_playback_stalls_total"
 VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
 STARTUP_SECONDS = "ztream_startup_seconds"
+PEER_RELAY_BYTES = "ztream_peer_relay_bytes_total"
+P2P_CONNECTIONS = "ztream_p2p_connections_total"
+ALONE = "ztream_peers_without_neighbours"
+
+IceServers = Sequence[dict[str, Any]]
 
 
 class _Peer:
     """One open peer's budgets; the tracker keeps what it holds."""
 
-    __slots__ = ("id", "messages", "stats", "signal_bytes", "strikes", "closing")
+    __slots__ = ("id", "messages", "stats", "signal_bytes", "strikes", "closing", "alone")
 
     def __init__(self, peer_id: str, now: float) -> None:
         self.id = peer_id
@@ -161,22 +175,37 @@ class _Peer:
         self.signal_bytes = TokenBucket(SIGNAL_BYTES_PER_SECOND, SIGNAL_BURST_BYTES, now)
         self.strikes = TokenBucket(STRIKES_PER_SECOND, STRIKES, now)
         self.closing = False
+        # Its last stats said it had no neighbour open (counted in ALONE).
+        self.alone = False
 
 
 class SwarmHub:
     """Open peers, their budgets, and what each of their messages causes.
 
     ``tracker`` holds the swarms (it is shared: the admin page reads it);
-    ``ice_servers`` go into every ``welcome``; ``new_id()`` mints peer ids
-    (``secrets.token_urlsafe(16)`` in the gateway, a counter in tests).
+    ``ice_servers`` go into every ``welcome``: a fixed list, or a function of
+    the peer id (per-peer TURN credentials; it may read the wall clock, the
+    only input that is not passed in); ``new_id()`` mints peer ids
+    (``secrets.token_urlsafe(16)`` in the gateway, a counter in tests);
+    ``min_listeners``: see "Privacy" above.
     """
 
     def __init__(
-        self, tracker: Tracker, *, new_id: Callable[[], str], ice_servers: Iterable[dict[str, Any]] = ()
+        self,
+        tracker: Tracker,
+        *,
+        new_id: Callable[[], str],
+        ice_servers: Iterable[dict[str, Any]] | Callable[[str], IceServers] = (),
+        min_listeners: int = 0,
     ) -> None:
         self.tracker = tracker
         self._new_id = new_id
-        self._ice_servers = tuple(ice_servers)
+        if callable(ice_servers):
+            self._ice_servers: Callable[[str], IceServers] = ice_servers
+        else:
+            fixed = tuple(ice_servers)
+            self._ice_servers = lambda _peer: fixed
+        self.min_listeners = min_listeners
         self._peers: dict[str, _Peer] = {}
         self.limits = Limits(
             max_message_bytes=MAX_MESSAGE_BYTES,
@@ -220,15 +249,19 @@ class SwarmHub:
             raise RuntimeError("the peer id generator keeps returning ids in use")
         self._peers[peer_id] = _Peer(peer_id, now)
         self.tracker.join(peer_id, now)
-        welcome = Welcome(peer_id, self._ice_servers, self.limits)
+        welcome = Welcome(peer_id, tuple(self._ice_servers(peer_id)), self.limits)
         return peer_id, [Count(PEERS_CONNECTED, (), 1), Send(peer_id, welcome)]
 
     def close(self, peer: str, now: float) -> list[Output]:
         """The socket is gone: forget the peer everywhere. Idempotent."""
-        if self._peers.pop(peer, None) is None:
+        p = self._peers.pop(peer, None)
+        if p is None:
             return []
         self.tracker.remove(peer)
-        return [Count(PEERS_CONNECTED, (), -1)]
+        out: list[Output] = [Count(PEERS_CONNECTED, (), -1)]
+        if p.alone:
+            out.append(Count(ALONE, (), -1))
+        return out
 
     def tick(self, now: float) -> list[Output]:
         """Close the peers silent for more than ``IDLE_TIMEOUT`` (4000)."""
@@ -278,6 +311,10 @@ class SwarmHub:
                         complete=message.complete, replace=message.replace,
                     )
                 case Want():
+                    if self.min_listeners > 1 and not self._enough_listeners(peer, message.track, message.rendition):
+                        # Validated like any want, but nobody is introduced yet.
+                        tracker.want(peer, message.track, message.rendition, message.chunks, now, limit=0)
+                        return [Send(peer, Peers(message.track, message.rendition, ()))]
                     found = tracker.want(peer, message.track, message.rendition, message.chunks, now)
                     return [Send(peer, Peers(message.track, message.rendition, tuple(found)))]
                 case Signal():
@@ -293,6 +330,12 @@ class SwarmHub:
         except TrackerError as exc:
             return self._refuse(p, exc.code, exc.detail, type_of(message), now)
         return []
+
+    def _enough_listeners(self, peer: str, track: str, rendition: str) -> bool:
+        # Whoever holds the track, and the asker (a fresh listener holds nothing yet).
+        listeners = set(self.tracker.holders(track, rendition))
+        listeners.add(peer)
+        return len(listeners) >= self.min_listeners
 
     def _refuse(self, p: _Peer, code: str, detail: str, for_type: str | None, now: float) -> list[Output]:
         out: list[Output] = [Send(p.id, Error(code, detail, for_type))]
@@ -328,6 +371,16 @@ class SwarmHub:
             )
             if n
         ]
+        # The relayed part of p2p_down_bytes: TURN moved that egress, it did not remove it.
+        relay = min(stats.p2p_relay_down_bytes, stats.p2p_down_bytes)
+        if relay:
+            out.append(Count(PEER_RELAY_BYTES, (), relay))
+        for outcome, n in stats.connections:
+            result, candidate = (outcome, "none") if outcome in ("failed", "timeout") else ("connected", outcome)
+            out.append(Count(P2P_CONNECTIONS, (("result", result), ("candidate", candidate)), n))
+        if stats.neighbours is not None and (stats.neighbours == 0) != p.alone:
+            p.alone = not p.alone
+            out.append(Count(ALONE, (), 1 if p.alone else -1))
         if stats.startup_seconds is not None:
             out.append(Observe(STARTUP_SECONDS, (), stats.startup_seconds))
         return out

@@ -24,7 +24,8 @@ The messages, in brief (docs/websocket.md has every field and rule)::
                      want    {track, rendition, chunks?}
                      signal  {to, data}        data: an object, <= 32 KiB as JSON
                      stats   {p2p_down_bytes?, p2p_up_bytes?, http_down_bytes?,
-                              stalls?, startup_seconds?, verify_failures?}
+                              stalls?, startup_seconds?, verify_failures?,
+                              p2p_relay_down_bytes?, connections?, neighbours?}
                      slots   {in_use}
                      leave   {track, rendition?}
                      ping    {}
@@ -38,7 +39,14 @@ Error codes raised here: ``bad_json`` (not JSON), ``not_an_object``,
 that is not a number of the right kind (booleans are not numbers here),
 negative, NaN or infinite, or absurd (``> MAX_REPORT_BYTES`` bytes,
 ``> MAX_REPORT_STALLS`` stalls or verify failures, ``startup_seconds >
-MAX_STARTUP_SECONDS``) is refused whole with ``bad_stats``.
+MAX_STARTUP_SECONDS``) is refused whole with ``bad_stats``. ``connections``
+(neighbour connection outcomes since the last report) is an object whose keys
+are among ``CONNECTION_OUTCOMES`` (connected via ``host`` / ``srflx`` /
+``prflx`` / ``relay``, ``failed``, ``timeout``), each a count; another key
+or value is ``bad_stats`` too. ``p2p_relay_down_bytes`` is the part of
+``p2p_down_bytes`` that came over TURN-relayed connections (docs/p2p.md);
+``neighbours`` the number of open neighbour connections now (absent: not
+said).
 '''
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ __all__ = [
     "Want",
     "Signal",
     "Stats",
+    "CONNECTION_OUTCOMES",
     "Slots",
     "Leave",
     "Ping",
@@ -134,6 +143,10 @@ class Stats:
     stalls: int = 0
     verify_failures: int = 0
     startup_seconds: float | None = None
+    p2p_relay_down_bytes: int = 0
+    # (outcome, count) pairs, counts > 0, in CONNECTION_OUTCOMES order.
+    connections: tuple[tuple[str, int], ...] = ()
+    neighbours: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +309,26 @@ _STAT_COUNTS = {
     "http_down_bytes": MAX_REPORT_BYTES,
     "stalls": MAX_REPORT_STALLS,
     "verify_failures": MAX_REPORT_STALLS,
+    "p2p_relay_down_bytes": MAX_REPORT_BYTES,
 }
+
+# How a neighbour connection ended up: connected, by the type of the selected
+# candidate pair (relay when either side is relayed, else the remote side's
+# type), or not at all (ICE failed; never opened within connectTimeout).
+CONNECTION_OUTCOMES = ("host", "srflx", "prflx", "relay", "failed", "timeout")
+
+
+def _parse_connections(value: object) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_stats", "connections: expected an object", "stats")
+    for key, n in value.items():
+        if key not in CONNECTION_OUTCOMES:
+            raise ProtocolError("bad_stats", f"connections: {key[:40]!r} is not one of {', '.join(CONNECTION_OUTCOMES)}", "stats")
+        if not _is_int(n) or not 0 <= n <= MAX_REPORT_STALLS:
+            raise ProtocolError("bad_stats", f"connections.{key}: expected 0..{MAX_REPORT_STALLS}", "stats")
+    return tuple((key, value[key]) for key in CONNECTION_OUTCOMES if value.get(key))
 
 
 def _parse_stats(body: dict[str, Any]) -> Stats:
@@ -316,7 +348,11 @@ def _parse_stats(body: dict[str, Any]) -> Stats:
         if not (math.isfinite(startup) and 0 <= startup <= MAX_STARTUP_SECONDS):
             raise ProtocolError("bad_stats", f"startup_seconds: expected 0..{MAX_STARTUP_SECONDS:g}", "stats")
         startup = float(startup)
-    return Stats(startup_seconds=startup, **counts)
+    connections = _parse_connections(body.get("connections"))
+    neighbours = body.get("neighbours")
+    if neighbours is not None and (not _is_int(neighbours) or not 0 <= neighbours <= MAX_REPORT_STALLS):
+        raise ProtocolError("bad_stats", f"neighbours: expected 0..{MAX_REPORT_STALLS} or null", "stats")
+    return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, **counts)
 
 
 def _parse_slots(body: dict[str, Any]) -> Slots:
@@ -402,10 +438,14 @@ def encode(message: PeerMessage) -> str:
             if message.startup_seconds is not None and message.startup_seconds.is_integer():
                 # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
                 startup = int(message.startup_seconds)
+            # neighbours: written only when known (null and absent mean the same).
+            known = {} if message.neighbours is None else {"neighbours": message.neighbours}
             return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
                              "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
                              "stalls": message.stalls, "startup_seconds": startup,
-                             "verify_failures": message.verify_failures})
+                             "verify_failures": message.verify_failures,
+                             "p2p_relay_down_bytes": message.p2p_relay_down_bytes,
+                             "connections": dict(message.connections), **known})
         case Slots():
             return _compact({"type": "slots", "in_use": message.in_use})
         case Leave():

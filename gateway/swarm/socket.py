@@ -45,7 +45,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from ..config import Config
 from ..metrics import Metrics
 from .hub import (
+    ALONE,
+    P2P_CONNECTIONS,
     PEER_BYTES,
+    PEER_RELAY_BYTES,
     PEERS_CONNECTED,
     STALLS,
     STARTUP_SECONDS,
@@ -172,6 +175,9 @@ class SwarmSockets:
             STALLS: metrics.stalls,
             VERIFY_FAILURES: metrics.verify_failures,
             STARTUP_SECONDS: metrics.startup_seconds,
+            P2P_CONNECTIONS: metrics.p2p_connections,
+            ALONE: metrics.peers_without_neighbours,
+            PEER_RELAY_BYTES: metrics.peer_relay_bytes,
         }
 
     def carry_out(self, outputs: Iterable[Output], now: float) -> None:

@@ -1,0 +1,224 @@
+// client/transport.js: connections that survive real networks (ICE grace and
+// one restart), connection outcomes in stats, relay-only mode; over fake
+// WebSocket and RTCPeerConnection objects. node --test tests/js/
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { PeerLink, P2PAgent, selectedCandidateType } from "../../client/transport.js";
+import { Scheduler } from "../../client/scheduler.js";
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+class FakeWS {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    FakeWS.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close() {
+    this.readyState = 3;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  receive(msg) {
+    this.onmessage?.({ data: JSON.stringify(msg) });
+  }
+}
+
+function stats(localType, remoteType) {
+  const entries = [
+    ["t", { type: "transport", selectedCandidatePairId: "p" }],
+    ["p", { type: "candidate-pair", localCandidateId: "l", remoteCandidateId: "r" }],
+    ["l", { type: "local-candidate", candidateType: localType }],
+    ["r", { type: "remote-candidate", candidateType: remoteType }],
+  ];
+  return new Map(entries);
+}
+
+class FakeRTC {
+  static all = [];
+  constructor(config) {
+    this.config = config;
+    this.connectionState = "new";
+    this.offers = [];
+    this.types = ["srflx", "srflx"];
+    FakeRTC.all.push(this);
+  }
+  createDataChannel(label) {
+    this.dc = { label, readyState: "connecting", close() {}, send() {} };
+    return this.dc;
+  }
+  async createOffer(options = {}) {
+    this.offers.push(options);
+    return { type: "offer", sdp: `offer-${this.offers.length}` };
+  }
+  async createAnswer() {
+    return { type: "answer", sdp: "answer" };
+  }
+  async setLocalDescription(d) {
+    this.localDescription = { ...d, toJSON: () => ({ type: d.type, sdp: d.sdp }) };
+  }
+  async setRemoteDescription() {}
+  async addIceCandidate() {}
+  async getStats() {
+    return stats(...this.types);
+  }
+  close() {
+    this.connectionState = "closed";
+  }
+  set(state) {
+    this.connectionState = state;
+    this.onconnectionstatechange?.();
+  }
+}
+
+function link(role, extra = {}) {
+  const events = { signals: [], closed: 0, connected: [] };
+  const l = new PeerLink({
+    role, label: "x", iceServers: [], graceSeconds: 0.05, RTCPeerConnectionImpl: FakeRTC,
+    onSignal: (d) => events.signals.push(d), onOpen() {}, onFrame() {},
+    onClose: () => { events.closed += 1; }, onConnected: (c) => events.connected.push(c), ...extra,
+  });
+  return { l, pc: l.pc, events };
+}
+
+test("the candidate type: relay when either side relays, else the remote side's", async () => {
+  const pc = new FakeRTC({});
+  for (const [types, want] of [[["host", "host"], "host"], [["srflx", "prflx"], "prflx"], [["relay", "srflx"], "relay"], [["host", "relay"], "relay"]]) {
+    pc.types = types;
+    assert.equal(await selectedCandidateType(pc), want);
+  }
+  // Firefox: no transport stats, the pair says it is selected
+  pc.getStats = async () => new Map([
+    ["p", { type: "candidate-pair", selected: true, localCandidateId: "l", remoteCandidateId: "r" }],
+    ["l", { type: "local-candidate", candidateType: "host" }],
+    ["r", { type: "remote-candidate", candidateType: "srflx" }],
+  ]);
+  assert.equal(await selectedCandidateType(pc), "srflx");
+});
+
+test("disconnected: a grace period, then one ICE restart by the offerer, then it fails", async () => {
+  const { l, pc, events } = link("offerer");
+  await sleep(0);
+  assert.equal(pc.offers.length, 1);
+  pc.set("connected");
+  await sleep(0);
+  assert.deepEqual(events.connected, ["srflx"]);
+  pc.set("disconnected");
+  await sleep(20);
+  assert.equal(pc.offers.length, 1, "no restart within the grace period");
+  assert.equal(events.closed, 0);
+  await sleep(60);
+  assert.equal(pc.offers.length, 2, "one ICE restart after the grace period");
+  assert.deepEqual(pc.offers[1], { iceRestart: true });
+  assert.equal(events.signals.at(-1).sdp.sdp, "offer-2", "the restart offer is signalled");
+  assert.equal(events.closed, 0);
+  await sleep(80);
+  assert.equal(events.closed, 1, "the restart did not bring it back: dropped");
+  assert.equal(l.closed, true);
+});
+
+test("disconnected that heals within the grace period keeps the link, no restart", async () => {
+  const { l, pc, events } = link("offerer");
+  pc.set("connected");
+  pc.set("disconnected");
+  await sleep(20);
+  pc.set("connected");
+  await sleep(100);
+  assert.equal(pc.offers.length, 1);
+  assert.equal(events.closed, 0);
+  assert.equal(l.closed, false);
+  assert.deepEqual(events.connected, ["srflx"], "connected is reported once");
+  l.close();
+});
+
+test("a restart that works keeps the link; the answerer never offers", async () => {
+  const offerer = link("offerer");
+  offerer.pc.set("connected");
+  offerer.pc.set("disconnected");
+  await sleep(70);
+  assert.equal(offerer.pc.offers.length, 2);
+  offerer.pc.set("connected");
+  await sleep(100);
+  assert.equal(offerer.events.closed, 0);
+  offerer.l.close();
+
+  const answerer = link("answerer");
+  answerer.pc.set("connected");
+  answerer.pc.set("disconnected");
+  await sleep(70);
+  assert.equal(answerer.pc.offers.length, 0, "the answerer waits for the offerer's restart");
+  await sleep(80);
+  assert.equal(answerer.events.closed, 1);
+});
+
+test("ICE failed before ever connecting fails at once, as 'failed'", async () => {
+  const { l, pc, events } = link("offerer");
+  pc.set("checking");
+  pc.set("failed");
+  assert.equal(events.closed, 1);
+  assert.equal(l.failure, "failed");
+});
+
+test("relay mode asks for TURN candidates only", () => {
+  const { pc, l } = link("offerer", { relay: true, iceServers: [{ urls: ["turn:t"] }] });
+  assert.deepEqual(pc.config, { iceServers: [{ urls: ["turn:t"] }], iceTransportPolicy: "relay" });
+  l.close();
+});
+
+class FakePlayer extends EventTarget {
+  constructor() {
+    super();
+    this.stats = { httpBytes: 0, peerBytes: 0, stalls: 0 };
+  }
+  kick() {}
+  start(n = 10) {
+    const chunks = [...Array(n).keys()].map((index) => ({ index, start: index * 2, duration: 2, sha256: "x" }));
+    this.manifest = { id: "trk", rendition: "r1", complete: true, chunks };
+    this.scheduler = new Scheduler();
+    this.scheduler.setManifest(this.manifest);
+    this.dispatchEvent(new CustomEvent("session", { detail: { trackId: "trk", manifest: this.manifest } }));
+  }
+}
+
+test("outcomes reach the next stats report: connected by type, timed out, with the neighbour count", async () => {
+  FakeWS.all = [];
+  FakeRTC.all = [];
+  const player = new FakePlayer();
+  const agent = new P2PAgent(player, { url: "ws://gw/v1/ws", tickSeconds: 3600, WebSocketImpl: FakeWS, RTCPeerConnectionImpl: FakeRTC,
+    settings: { connectTimeout: 0.05, statsInterval: 0.01 } });
+  player.start(10);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  ws.receive({ type: "peers", track: "trk", rendition: "r1", peers: [
+    { peer_id: "a", chunks: [5], complete: true }, { peer_id: "b", chunks: [5], complete: true }] });
+  assert.equal(FakeRTC.all.length, 2);
+  const [pa] = FakeRTC.all;
+  pa.types = ["host", "relay"];
+  pa.set("connected");
+  await sleep(0);
+  // b never connects: the core closes it at connectTimeout
+  await sleep(80);
+  player.stats.httpBytes = 1000;
+  agent.tick();
+  const reports = ws.sent.filter((m) => m.type === "stats");
+  assert.equal(reports.length, 1, JSON.stringify(ws.sent));
+  assert.deepEqual(reports[0].connections, { relay: 1, timeout: 1 });
+  assert.equal(reports[0].neighbours, 1 - (agent.links.has("a") ? 0 : 1));
+  assert.deepEqual(agent.info().outcomes.map((o) => [o.peer, o.outcome]), [["a", "relay"], ["b", "timeout"]]);
+  // reported once: the next report carries none
+  player.stats.httpBytes = 2000;
+  await sleep(20);
+  agent.tick();
+  const next = ws.sent.filter((m) => m.type === "stats").at(-1);
+  assert.equal(next.connections, undefined);
+  agent.destroy();
+});
