@@ -23,9 +23,11 @@ from .config import CONFIG, Config
 from .demo import ensure_demo_library
 from .http import ORIGINS, OriginPolicy
 from .http.api import not_found, routes
+from .http.extras import routes as extras_routes
 from .http.pages import setup_pages
 from .media import CATALOG, MEDIA, STORE
 from .media.catalog import TrackCatalog
+from .media.extras import ExtrasStore
 from .media.service import MediaService
 from .media.store import ChunkStore
 from .media.types import TrackJSON
@@ -46,11 +48,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     binary = find_ffmpeg(config.transcode.ffmpeg)
     rendition = await loop.run_in_executor(
         None,
-        lambda: make_rendition(binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds),
+        lambda: make_rendition(
+            binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds, extras=True
+        ),
     )
     cache_dir = config.cache_dir
     store = ChunkStore(cache_dir / "chunks", config.cache.max_bytes)
     catalog = TrackCatalog(cache_dir / "tracks")
+    extras = ExtrasStore(cache_dir / "extras")
     metrics.track_cache_bytes(store.volume)
 
     # Sources are built by gateway.sources; gateway.admin.live rebuilds them on a live change.
@@ -71,6 +76,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         max_duration=config.url.max_duration_seconds,
         max_concurrent=config.transcode.max_concurrent,
         wait_seconds=config.server.chunk_wait_seconds,
+        extras=extras,
     )
     app[STORE] = store
     app[CATALOG] = catalog
@@ -92,6 +98,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         await media.close()
         await app[LIVE_CONFIG].aclose()  # the current fetcher and any retired one
         catalog.close()
+        extras.close()
         store.close()
 
 
@@ -105,12 +112,13 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app.cleanup_ctx.append(_services)
     app.add_routes(routes)
+    app.add_routes(extras_routes)
     setup_nat(app, config, app[METRICS])  # before the swarm: welcome carries its ice servers
     setup_swarm(app, config, app[METRICS])
 
     async def get_track(track_id: str) -> TrackJSON | None:
         track = app[CATALOG].get(track_id)
-        return track.public() if track is not None else None
+        return track.public(app[ORIGINS].public_url) if track is not None else None
 
     setup_pages(app, policy=app[ORIGINS], get_track=get_track)
     setup_admin(app)

@@ -27,6 +27,8 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # 
 
 SERVER_KINDS = ("init", "chunk", "stream")
 UPSTREAM_SOURCES = ("url", "soundcloud", "local")
+# transcode.seekable's modes: piped, piped after a Range request for the moov, spooled, a library file by path.
+INPUT_MODES = ("pipe", "range", "spool", "file")
 
 
 class Metrics:
@@ -53,6 +55,13 @@ class Metrics:
             "Wall time of a whole transcode",
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
+        )
+        # Issue 13: how each transcode's input reached ffmpeg, and bytes spooled to disk.
+        self.transcode_inputs = Counter(
+            "ztream_transcode_inputs", "Transcode inputs by how ffmpeg read them", ["mode"], registry=r
+        )
+        self.spooled_bytes = Counter(
+            "ztream_spooled_bytes", "Upstream bytes spooled to a temporary file for ffmpeg to seek in", registry=r
         )
         self.peers_connected = Gauge("ztream_peers_connected", "Open control WebSockets", registry=r)
         self.verify_failures = Counter(
@@ -100,6 +109,10 @@ class Metrics:
             self.p2p_connections.labels("connected", candidate)
         for result in ("failed", "timeout"):
             self.p2p_connections.labels(result, "none")
+        self._inputs = {mode: self.transcode_inputs.labels(mode) for mode in INPUT_MODES}
+
+    def count_input(self, mode: str) -> None:
+        self._inputs[mode].inc()
 
     def track_cache_bytes(self, volume: Callable[[], int]) -> None:
         self.cache_bytes.set_function(volume)

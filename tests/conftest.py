@@ -251,7 +251,7 @@ def ffmpeg_counter(tmp_path: Path) -> tuple[str, Path]:
     wrapper = tmp_path / "ffmpeg-wrapper"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'case "$*" in *pipe:0*) echo $$ >> "{log}";; esac\n'
+        f'case "$*" in *libopus*pipe:1*) echo $$ >> "{log}";; esac\n'
         f'exec "{ffmpeg_bin()}" "$@"\n'
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)

@@ -48,10 +48,18 @@ async def file_source(path: Path, piece: int = 8192, hold: asyncio.Event | None 
         yield data[i : i + piece]
 
 
-def test_argv_reads_and_writes_pipes_only(rendition) -> None:  # type: ignore[no-untyped-def]
-    argv = list(rendition.argv)
+@pytest.mark.parametrize("extras", [False, True], ids=["plain", "extras"])
+def test_argv_reads_and_writes_pipes_only(rendition, extras: bool) -> None:  # type: ignore[no-untyped-def]
+    # The gateway's rendition has extras (issue 13): the WebM output, which
+    # ends on pipe:1, is then followed by the PCM and tag outputs, also pipes.
+    argv = list(make_rendition(find_ffmpeg(""), bitrate=96000, chunk_seconds=2.0, extras=extras).argv)
     assert argv[argv.index("-protocol_whitelist") + 1] == "pipe"
-    assert argv[argv.index("-i") + 1] == "pipe:0" and argv[-1] == "pipe:1"
+    webm, more = argv[: len(rendition.argv)], argv[len(rendition.argv) :]
+    assert webm == list(rendition.argv)
+    assert webm[webm.index("-i") + 1] == "pipe:0" and webm[-1] == "pipe:1"
+    # Every further output is the word after "-f <format>", and a pipe.
+    targets = [more[i + 2] for i, a in enumerate(more) if a == "-f"]
+    assert targets == (["pipe:3", "pipe:4"] if extras else []) and more[-1:] == targets[-1:]
     assert "+bitexact" in argv and "libopus" in argv
     assert not any("://" in a for a in argv)
     assert argv[argv.index("-cluster_time_limit") + 1] == "2000"

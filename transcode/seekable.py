@@ -44,7 +44,10 @@ from typing import Literal
 
 from .probe import HEAD_BYTES, ContainerProbe, ProbeError, faststart_moov, find_box, iter_boxes, probe_container
 
-__all__ = ["PreparedInput", "Spooled", "SpoolTooLarge", "FetchTail", "prepare_input", "spool", "MAX_MOOV_BYTES"]
+__all__ = [
+    "PreparedInput", "Spooled", "SpoolTooLarge", "FetchTail", "prepare_input", "prepare_file", "spool",
+    "MAX_MOOV_BYTES",
+]
 
 # The tail fetched for a moov: a moov is ~1-2 % of an AAC file (a 3-hour
 # file's is a few MB); more than this and spooling is the better answer.
@@ -69,7 +72,8 @@ class Spooled:
 class PreparedInput:
     """How ffmpeg gets the track: ``stream`` (to stdin) or ``path`` (+ ``input_format``)."""
 
-    mode: Literal["pipe", "range", "spool"]
+    # "file": a library file ffmpeg reads itself (see ``prepare_file``).
+    mode: Literal["pipe", "range", "spool", "file"]
     probe: ContainerProbe
     stream: AsyncIterator[bytes] | None = None
     path: str | None = None
@@ -224,3 +228,27 @@ async def prepare_input(
             return
     async with spool(body, max_bytes=max_bytes, prefix=head, directory=spool_dir, on_bytes=on_spool) as spooled:
         yield PreparedInput(mode="spool", probe=probe, path=spooled.path, input_format="mov", size=spooled.size)
+
+
+def _read_file_head(path: str, want: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(want)
+
+
+@contextlib.asynccontextmanager
+async def prepare_file(
+    path: str, body: Callable[[], AsyncIterator[bytes]], *, head_bytes: int = HEAD_BYTES
+) -> AsyncIterator[PreparedInput]:
+    """A library file: ``file`` mode (ffmpeg reads ``path``, demuxer pinned) when it needs seeking.
+
+    Only an ISO-BMFF file with ``moov`` after ``mdat`` is read by path, with
+    the ``mov`` demuxer pinned (it opens no other file: external data
+    references are off by default), so ffmpeg still reads no URL and only
+    that one path. Everything else is piped from ``body()`` as before.
+    """
+    head = await asyncio.to_thread(_read_file_head, path, head_bytes)
+    probe = probe_container(head)
+    if probe.needs_seek:
+        yield PreparedInput(mode="file", probe=probe, path=path, input_format="mov")
+        return
+    yield PreparedInput(mode="pipe", probe=probe, stream=body())

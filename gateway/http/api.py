@@ -77,6 +77,11 @@ async def not_found(request: web.Request) -> web.Response:
     return render_error(request, NotFound(f"no route {request.path!r}", code="not_found"))
 
 
+def _base(request: web.Request) -> str:
+    """The gateway's public URL: ``{track}``'s own URLs (artwork, waveform) start with it."""
+    return request.app[ORIGINS].public_url
+
+
 def _track(request: web.Request) -> Track:
     track_id = request.match_info["id"]
     track = request.app[CATALOG].get(track_id)
@@ -138,8 +143,8 @@ async def list_tracks(request: web.Request) -> web.Response:
     tracks: list[TrackJSON] = []
     for found in library:
         catalog.add(found)
-        tracks.append((catalog.get(found.id) or found).public())
-    tracks.extend(t.public() for t in catalog.recent() if t.source != "local")
+        tracks.append((catalog.get(found.id) or found).public(_base(request)))
+    tracks.extend(t.public(_base(request)) for t in catalog.recent() if t.source != "local")
     return web.json_response({"tracks": tracks}, headers=cors_headers(request))
 
 
@@ -161,13 +166,13 @@ async def add_track(request: web.Request) -> web.Response:
         raise BadRequest("no configured source takes this URL", code="bad_url")
     track = await source.register(url)
     track, created = request.app[CATALOG].add(track)
-    return web.json_response(track.public(), status=201 if created else 200, headers=cors_headers(request))
+    return web.json_response(track.public(_base(request)), status=201 if created else 200, headers=cors_headers(request))
 
 
 @routes.get("/v1/tracks/{id}")
 @endpoint
 async def get_track(request: web.Request) -> web.Response:
-    return web.json_response(_track(request).public(), headers=cors_headers(request))
+    return web.json_response(_track(request).public(_base(request)), headers=cors_headers(request))
 
 
 @routes.get("/v1/tracks/{id}/manifest")

@@ -152,10 +152,15 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         embed_url = f"{public_url}/embed/{quote(track_id)}"
         title = str(track.get("title") or track_id)
         oembed = f"{public_url}/oembed?url={quote(embed_url, safe='')}&format=json"
+        # Tag text (issue 13) is untrusted: _render escapes every value.
+        byline = " · ".join(str(track[k]) for k in ("artist", "album") if track.get(k))
         body = _render(
             template("embed.html"),
             {
                 "title": title,
+                "page_title": f"{title} · {track['artist']}" if track.get("artist") else title,
+                "description": byline or title,
+                "artwork_url": str(track.get("artwork_url") or f"{public_url}/v1/tracks/{quote(track_id)}/artwork"),
                 "track_id": track_id,
                 "track_url": f"{public_url}/v1/tracks/{quote(track_id)}",
                 "embed_url": embed_url,
@@ -209,6 +214,10 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         }
         if track.get("artist"):
             answer["author_name"] = str(track.get("artist"))
+        # The artwork (or its placeholder), as oEmbed 2.3.4's thumbnail: all three or none.
+        answer["thumbnail_url"] = str(track.get("artwork_url") or f"{public_url}/v1/tracks/{quote(track_id)}/artwork")
+        answer["thumbnail_width"] = int(track.get("artwork_width") or 500)
+        answer["thumbnail_height"] = int(track.get("artwork_height") or 500)
         return web.json_response(answer, headers=policy.cors_headers(request))
 
     @endpoint

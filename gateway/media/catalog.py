@@ -13,8 +13,11 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import diskcache
+
+from transcode.analysis import Tags
 
 from .types import SourceKind, TrackJSON
 
@@ -24,6 +27,9 @@ __all__ = ["Track", "TrackCatalog", "track_id_for", "is_track_id"]
 # pattern is what every route checks before a look-up, so nothing odd (paths,
 # huge strings) reaches the store or ends up in a page.
 _TRACK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+_T = TypeVar("_T")
 
 
 def track_id_for(source: SourceKind, identity: str) -> str:
@@ -48,17 +54,36 @@ class Track:
     artwork: str | None = None
     permalink: str | None = None
     preview: bool = False  # a short preview (e.g. SoundCloud's 30 s snippet), not the full track
+    # From the file's own tags (issue 13), once a transcode has read them;
+    # cleaned by ``transcode.analysis.clean_text``, never HTML-escaped here.
+    album: str | None = None
+    track_number: int | None = None
+    year: int | None = None
+    # The size of the stored artwork (the placeholder's when the file has none).
+    artwork_width: int | None = None
+    artwork_height: int | None = None
 
-    def public(self) -> TrackJSON:
-        """The ``{track}`` object of the HTTP contract."""
+    def public(self, base_url: str = "") -> TrackJSON:
+        """The ``{track}`` object of the HTTP contract; ``base_url`` prefixes its own URLs."""
         out: TrackJSON = {
             "id": self.id,
             "title": self.title,
             "source": self.source,
             "duration": self.duration,
+            "artwork_url": f"{base_url}/v1/tracks/{self.id}/artwork",
+            "waveform_url": f"{base_url}/v1/tracks/{self.id}/waveform",
         }
         if self.artist:
             out["artist"] = self.artist
+        if self.album:
+            out["album"] = self.album
+        if self.track_number is not None:
+            out["track_number"] = self.track_number
+        if self.year is not None:
+            out["year"] = self.year
+        if self.artwork_width and self.artwork_height:
+            out["artwork_width"] = self.artwork_width
+            out["artwork_height"] = self.artwork_height
         if self.artwork:
             out["artwork"] = self.artwork
         if self.permalink:
@@ -105,6 +130,39 @@ class TrackCatalog:
         track = self.get(track_id)
         if track is not None and track.duration != duration:
             self.put(replace(track, duration=round(duration, 3)))
+
+    def apply_tags(self, track_id: str, tags: Tags) -> None:
+        """Fill the track's fields from the file's own tags.
+
+        For URL and library tracks, whose title is only the file's name, the
+        tags win; a source that names its tracks itself (SoundCloud) keeps
+        its metadata and only gains what it lacked.
+        """
+        track = self.get(track_id)
+        if track is None:
+            return
+        own = track.source in ("url", "local")
+
+        def pick(current: _T | None, tagged: _T | None) -> _T | None:
+            if tagged is None:
+                return current
+            return tagged if own or current is None else current
+
+        updated = replace(
+            track,
+            title=pick(track.title, tags.title) or track.title,
+            artist=pick(track.artist, tags.artist),
+            album=pick(track.album, tags.album),
+            track_number=pick(track.track_number, tags.track),
+            year=pick(track.year, tags.year),
+        )
+        if updated != track:
+            self.put(updated)
+
+    def set_artwork_size(self, track_id: str, width: int, height: int) -> None:
+        track = self.get(track_id)
+        if track is not None and (track.artwork_width, track.artwork_height) != (width, height):
+            self.put(replace(track, artwork_width=width, artwork_height=height))
 
     def recent(self, source: SourceKind | None = None, limit: int = 100) -> list[Track]:
         tracks = []

@@ -8,6 +8,15 @@ exists. A finished transcode writes its manifest last; from then on requests
 are answered from the store alone. A failed one leaves no manifest and is
 remembered briefly, so N listeners of a broken upstream cause one fetch, not N.
 
+With extras (issue 13) the same run also yields the file's tags, the
+waveform (growing while the transcode runs, served live from the flight) and
+the loudness; the input is prepared first (``transcode.seekable``: an MP4
+with ``moov`` at the end is read through one Range request or a bounded
+spool, a library file by path). When the chunks are done the artwork is
+extracted from what is at hand (the first bytes of the input, the spooled or
+library file, a cover.jpg beside it), and the waveform and artwork are
+stored (``ExtrasStore``) and the tags put in the catalog before the manifest.
+
 When every follower has gone the transcode still runs to its end: finishing
 (at ~100x real time) is cheaper than fetching the upstream again later. It is
 bounded by ``transcode.timeout_seconds`` and cancelled on shutdown, which kills
@@ -21,19 +30,24 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from transcode.analysis import MediaAnalysis
+from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork, placeholder_artwork
 from transcode.ebml import InitSegment
 from transcode.ffmpeg import Rendition
 from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
+from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
 
 from ..errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
 from ..metrics import Metrics
 from .catalog import Track, TrackCatalog
+from .extras import ExtrasStore, StoredArtwork
 from .store import ChunkStore
-from .types import ChunkEntry, InitEntry, Manifest, PieceKind
+from .types import ChunkEntry, InitEntry, Manifest, PieceKind, WaveformJSON
 
 if TYPE_CHECKING:  # sources import the catalog: no import cycle at run time
     from ..sources.base import Source
@@ -44,6 +58,15 @@ log = logging.getLogger("ztream.transcoder")
 
 # A failed transcode's error is answered again for this long before retrying.
 ERROR_TTL = 20.0
+# An embedded picture (or a cover.jpg) over this is refused, not decoded: a
+# 1400x1400 cover is ~0.5 MB.
+MAX_PICTURE_BYTES = 4 * 1024 * 1024
+# The first bytes of a piped input kept for the artwork: an ID3v2/FLAC/Vorbis
+# picture or a faststart moov sits there. One picture cap and a little more,
+# so a picture up to the cap is whole; a larger one is refused or not found.
+ARTWORK_HEAD = MAX_PICTURE_BYTES + 256 * 1024
+# Default spool bound for a source that names none.
+DEFAULT_SPOOL_BYTES = 200 * 1024 * 1024
 
 
 def _sha256(data: bytes) -> str:
@@ -59,6 +82,10 @@ class Flight:
     complete: bool = False
     error: ZtreamError | None = None
     task: asyncio.Task[None] | None = None
+    # Filled by the runner while the transcode runs (tags, waveform, loudness).
+    analysis: MediaAnalysis = field(default_factory=lambda: MediaAnalysis(head_limit=ARTWORK_HEAD))
+    # Set once the waveform and artwork are stored (just before the manifest).
+    extras_stored: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -88,6 +115,7 @@ class Flight:
         if complete and self.chunks:
             last = self.chunks[-1]
             duration = round(last["start"] + last["duration"], 3)
+        loudness = self.analysis.loudness if complete else None
         return {
             "id": self.track.id,
             "rendition": self.rendition.id,
@@ -97,6 +125,8 @@ class Flight:
             "duration": duration,
             "init": self.init,
             "chunks": list(self.chunks),
+            "loudness_lufs": loudness.loudness_lufs if loudness is not None else None,
+            "true_peak_db": loudness.true_peak_db if loudness is not None else None,
         }
 
 
@@ -115,8 +145,10 @@ class MediaService:
         max_duration: float,
         max_concurrent: int,
         wait_seconds: float,
+        extras: ExtrasStore | None = None,
     ) -> None:
         self.store = store
+        self.extras = extras
         self.catalog = catalog
         self.sources = sources
         self.rendition = rendition
@@ -192,33 +224,110 @@ class MediaService:
         source = self.sources.get(track.source)
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
-        # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
-        async with contextlib.aclosing(transcode(self.rendition, source.open(track), timeout=self.timeout)) as events:
-            async for event in events:
-                if isinstance(event, InitSegment):
-                    self.store.put_init(track.id, rid, event.data)
-                    flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
-                else:
-                    if event.start >= self.max_duration:
-                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
-                    self.store.put_chunk(track.id, rid, event.index, event.data)
-                    flight.chunks.append(
-                        {
-                            "index": event.index,
-                            "start": round(event.start, 3),
-                            "duration": round(event.duration, 3),
-                            "size": len(event.data),
-                            "sha256": _sha256(event.data),
-                        }
-                    )
-                flight.notify()
-        if flight.init is None or not flight.chunks:
-            raise NotAudio("the upstream holds no audio ffmpeg could decode")
+        extras = self.rendition.extras
+        try:
+            async with self._prepared(track, source) as prepared:
+                events = transcode(
+                    self.rendition, prepared.stream, timeout=self.timeout, input_path=prepared.path,
+                    input_format=prepared.input_format, analysis=flight.analysis if extras else None,
+                )
+                # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
+                async with contextlib.aclosing(events) as events:
+                    async for event in events:
+                        if isinstance(event, InitSegment):
+                            self.store.put_init(track.id, rid, event.data)
+                            flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
+                        else:
+                            if event.start >= self.max_duration:
+                                raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
+                            self.store.put_chunk(track.id, rid, event.index, event.data)
+                            flight.chunks.append(
+                                {
+                                    "index": event.index,
+                                    "start": round(event.start, 3),
+                                    "duration": round(event.duration, 3),
+                                    "size": len(event.data),
+                                    "sha256": _sha256(event.data),
+                                }
+                            )
+                        flight.notify()
+                if flight.init is None or not flight.chunks:
+                    raise NotAudio("the upstream holds no audio ffmpeg could decode")
+                if extras:
+                    # Inside the block: a spooled file is still there for the artwork.
+                    await self._store_extras(flight, source, prepared)
+        except SpoolTooLarge as exc:
+            raise TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})") from None
+
+    # -- issue 13: input preparation and the analysis -----------------------
+
+    @contextlib.asynccontextmanager
+    async def _prepared(self, track: Track, source: Source) -> AsyncIterator[PreparedInput]:
+        """How ffmpeg gets this track: a pipe, a pipe after a Range request, a spool, or a library file."""
+        path_of = getattr(source, "path_of", None)
+        if callable(path_of):
+            path = str(path_of(track))
+            async with prepare_file(path, lambda: source.open(track)) as prepared:
+                self.metrics.count_input(prepared.mode)
+                yield prepared
+            return
+        tail_fetcher = getattr(source, "tail_fetcher", None)
+        fetch_tail = tail_fetcher(track) if callable(tail_fetcher) else None
+        max_bytes = getattr(source, "max_bytes", DEFAULT_SPOOL_BYTES)
+        async with prepare_input(
+            source.open(track), max_bytes=int(max_bytes), fetch_tail=fetch_tail,
+            on_spool=self.metrics.spooled_bytes.inc,
+        ) as prepared:
+            self.metrics.count_input(prepared.mode)
+            yield prepared
+
+    async def _store_extras(self, flight: Flight, source: Source, prepared: PreparedInput) -> None:
+        """After the chunks: artwork, waveform and tags stored, so the manifest can follow."""
+        track, rid, analysis = flight.track, self.rendition.id, flight.analysis
+        artwork = await self._find_artwork(track, source, prepared, analysis)
+        if self.extras is not None:
+            self.extras.put_artwork(track.id, rid, artwork)
+            self.extras.put_waveform(track.id, rid, dict(analysis.waveform.json()))
+        self.catalog.set_artwork_size(track.id, artwork.width, artwork.height)
+        if analysis.tags is not None:
+            self.catalog.apply_tags(track.id, analysis.tags)
+        analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
+        flight.extras_stored = True
+
+    async def _find_artwork(
+        self, track: Track, source: Source, prepared: PreparedInput, analysis: MediaAnalysis
+    ) -> StoredArtwork:
+        binary = self.rendition.binary
+        found = None
+        try:
+            if prepared.path is not None:
+                found = await extract_artwork(
+                    binary, path=prepared.path, input_format=prepared.input_format, max_bytes=MAX_PICTURE_BYTES
+                )
+            elif analysis.head:
+                found = await extract_artwork(binary, data=bytes(analysis.head), max_bytes=MAX_PICTURE_BYTES)
+            cover_beside = getattr(source, "cover_beside", None)
+            if found is None and callable(cover_beside):
+                cover: Path | None = await asyncio.to_thread(cover_beside, track)
+                if cover is not None:
+                    data = await asyncio.to_thread(_read_bounded, cover, MAX_PICTURE_BYTES)
+                    if data is None:
+                        raise ArtworkRefused(f"{cover.name} is larger than {MAX_PICTURE_BYTES} bytes")
+                    found = await extract_artwork(binary, data=data, max_bytes=MAX_PICTURE_BYTES)
+        except ArtworkRefused as exc:
+            # Refused, not decoded: the track gets the placeholder.
+            log.info("artwork of %s refused: %s", track.id, exc)
+            found = None
+        if found is None:
+            return StoredArtwork(jpeg=None, width=ARTWORK_SIZE, height=ARTWORK_SIZE)
+        return StoredArtwork(jpeg=found.jpeg, width=found.width, height=found.height)
 
     @staticmethod
     def _as_error(exc: BaseException, flight: Flight) -> ZtreamError:
         if isinstance(exc, ZtreamError):
             return exc
+        if isinstance(exc, SpoolTooLarge):
+            return TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
         if isinstance(exc, TranscodeTimeout):
             return UpstreamTimeout(str(exc), code="transcode_timeout")
         if isinstance(exc, TranscodeFailed):
@@ -306,9 +415,54 @@ class MediaService:
             yield "chunk", data
             index += 1
 
+    async def waveform(self, track: Track) -> tuple[WaveformJSON, bool]:
+        """(the waveform, complete): stored once complete, else the running transcode's so far."""
+        rid = self.rendition.id
+        if not self.rendition.extras:
+            raise NotFound("this gateway computes no waveforms", code="waveform_not_found")
+        stored = self.extras.get_waveform(track.id, rid) if self.extras is not None else None
+        if stored is not None:
+            return _waveform_json(stored), True
+        # Not stored: a transcode (a new one even if the chunks are cached) makes it.
+        flight = self._start(track)
+        await flight.wait(lambda: bool(flight.chunks), self.wait_seconds)
+        if flight.error is not None:
+            raise flight.error
+        stored = self.extras.get_waveform(track.id, rid) if self.extras is not None else None
+        if stored is not None:
+            return _waveform_json(stored), True
+        live = _waveform_json(flight.analysis.waveform.json())
+        live["complete"] = False  # complete means stored
+        return live, False
+
+    async def artwork(self, track: Track) -> tuple[bytes, str, bool]:
+        """(JPEG, ETag, known): the file's artwork, or the placeholder.
+
+        ``known`` is False while the transcode that finds it still runs (or
+        did not end within ``wait_seconds``): the placeholder is then only
+        for now, not for good.
+        """
+        rid = self.rendition.id
+        stored = self.extras.get_artwork(track.id, rid) if self.extras is not None else None
+        if stored is None and self.rendition.extras:
+            flight = self._start(track)
+            try:
+                await flight.wait(lambda: flight.extras_stored, self.wait_seconds)
+            except UpstreamTimeout:
+                pass
+            if flight.error is not None:
+                raise flight.error
+            stored = self.extras.get_artwork(track.id, rid) if self.extras is not None else None
+        if stored is not None and stored.jpeg is not None:
+            return stored.jpeg, stored.etag, True
+        placeholder = await asyncio.to_thread(placeholder_artwork, self.rendition.binary)
+        return placeholder, "placeholder-" + _sha256(placeholder)[:24], stored is not None
+
     def purge(self, track_id: str) -> None:
         self._errors.pop(track_id, None)
         self.store.purge(track_id)
+        if self.extras is not None:
+            self.extras.purge(track_id)
 
     async def close(self) -> None:
         """Cancel every running transcode (which kills its ffmpeg group)."""
@@ -320,3 +474,20 @@ class MediaService:
                 await task
             except BaseException:  # noqa: BLE001 - shutting down
                 pass
+
+
+def _read_bounded(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it is larger than ``limit`` (then nothing past it is read)."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def _waveform_json(raw: dict[str, Any]) -> WaveformJSON:
+    return {
+        "version": int(raw["version"]),
+        "length": int(raw["length"]),
+        "peaks": list(raw["peaks"]),
+        "duration": float(raw["duration"]),
+        "complete": bool(raw["complete"]),
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-__all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "TrackJSON"]
+__all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "TrackJSON", "WaveformJSON"]
 
 # Where a track comes from: the ``source`` of a ``Track`` and of ``{track}``,
 # the key of the media service's source mapping, the ``source`` label of
@@ -44,6 +44,10 @@ class Manifest(TypedDict):
     duration: float | None  # known once complete
     init: InitEntry | None  # None only before the init segment exists
     chunks: list[ChunkEntry]
+    # EBU R128 integrated loudness (LUFS) and true peak (dBTP), measured by the
+    # same transcode; None until complete (and for digital silence).
+    loudness_lufs: float | None
+    true_peak_db: float | None
 
 
 class TrackJSON(TypedDict):
@@ -51,8 +55,25 @@ class TrackJSON(TypedDict):
     title: str
     source: SourceKind
     duration: float | None
+    artwork_url: str  # GET /v1/tracks/{id}/artwork: the file's picture or a placeholder
+    waveform_url: str  # GET /v1/tracks/{id}/waveform
     artist: NotRequired[str]
+    album: NotRequired[str]
+    track_number: NotRequired[int]
+    year: NotRequired[int]
+    artwork_width: NotRequired[int]
+    artwork_height: NotRequired[int]
     artwork: NotRequired[str]
     permalink: NotRequired[str]
     preview: NotRequired[bool]
     url: NotRequired[str]  # the upstream URL; never sent for local files
+
+
+class WaveformJSON(TypedDict):
+    """``GET /v1/tracks/{id}/waveform``: peaks 0..1 of the mono downmix, evenly spread over ``duration``."""
+
+    version: int
+    length: int
+    peaks: list[float]
+    duration: float  # seconds the peaks cover (grows while the transcode runs)
+    complete: bool

@@ -22,6 +22,8 @@ AUDIO_SUFFIXES = frozenset(
     {".mp3", ".flac", ".ogg", ".oga", ".opus", ".wav", ".m4a", ".aac", ".webm", ".mka", ".aif", ".aiff"}
 )
 READ_SIZE = 256 * 1024
+# A library folder's own picture, used when the file has none (first match wins).
+COVER_NAMES = ("cover.jpg", "folder.jpg", "cover.jpeg", "folder.jpeg", "cover.png", "folder.png")
 MAX_FILES = 10_000
 
 
@@ -72,6 +74,23 @@ class LocalSource:
         if real.stat().st_size > self.max_bytes:
             raise TooLarge(f"the file is over {self.max_bytes} bytes")
         return real
+
+    def path_of(self, track: Track) -> Path:
+        """The library file of ``track``, checked again (inside the library, still there, not too large)."""
+        return self._check(track.locator)
+
+    def cover_beside(self, track: Track) -> Path | None:
+        """A ``cover.jpg``/``folder.jpg`` (any case, or .png) in the file's folder, inside the library."""
+        folder = Path(track.locator).parent
+        try:
+            names = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+        except OSError:
+            return None
+        for name in COVER_NAMES:
+            found = names.get(name)
+            if found is not None and self._inside(found.resolve()):
+                return found.resolve()
+        return None
 
     async def open(self, track: Track) -> AsyncIterator[bytes]:
         path = self._check(track.locator)
