@@ -690,3 +690,48 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
     return false;
   }
 }
+
+// ---- issue 13: loudness normalisation and the waveform, pure -------------------
+
+/**
+ * The linear gain that brings a track to `target` LUFS (the `normalize`
+ * attribute), from the manifest's `loudness_lufs` and `true_peak_db`:
+ * target − loudness in dB, clamped so the true peak stays at or below
+ * −1 dBTP, and at most 0 dB: the gain is applied as the element's volume,
+ * which cannot amplify (a GainNode could, but routing the element through an
+ * AudioContext silences it wherever autoplay policy suspends the context).
+ * 1 when the target or the loudness is unknown. The chunks are untouched.
+ */
+export function normalizeGain(manifest, target) {
+  const t = Number(target);
+  const loudness = manifest?.loudness_lufs;
+  if (target === null || target === undefined || target === "" || !Number.isFinite(t) || !Number.isFinite(loudness)) return 1;
+  let db = t - loudness;
+  const peak = manifest.true_peak_db;
+  if (Number.isFinite(peak)) db = Math.min(db, -1 - peak);
+  db = Math.min(0, Math.max(-60, db));
+  return 10 ** (db / 20);
+}
+
+/**
+ * Bars to draw for a waveform `{peaks, duration}` on a bar of `bars` slots
+ * spanning `total` seconds: [{x0, x1 (0..1 of the width), peak (0..1)}].
+ * While the transcode runs the peaks cover only `duration` < total seconds,
+ * so they fill only that part of the bar.
+ */
+export function waveformBars(wave, total, bars) {
+  const peaks = wave?.peaks;
+  if (!Array.isArray(peaks) || peaks.length === 0 || !(bars > 0)) return [];
+  const covered = Number.isFinite(wave.duration) && wave.duration > 0 ? wave.duration : total;
+  const span = Number.isFinite(total) && total > 0 ? Math.min(1, covered / total) : 1;
+  const count = Math.max(1, Math.min(peaks.length, Math.round(bars * span)));
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const a = Math.floor((i * peaks.length) / count);
+    const b = Math.max(a + 1, Math.floor(((i + 1) * peaks.length) / count));
+    let peak = 0;
+    for (let j = a; j < b; j++) peak = Math.max(peak, Number(peaks[j]) || 0);
+    out.push({ x0: (i / count) * span, x1: ((i + 1) / count) * span, peak: Math.min(1, peak) });
+  }
+  return out;
+}

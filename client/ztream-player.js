@@ -13,7 +13,9 @@
 // emergency-ahead (seconds; the scheduler's 30 s target and 4 s threshold),
 // p2p ("off": no peer-to-peer; "relay": through TURN only, so no peer learns
 // this listener's address; on by default where WebRTC, WebSocket and
-// WebCrypto are available), peer-stats (show a small "from peers: N%"
+// WebCrypto are available), normalize (a target loudness in LUFS, e.g. "-14":
+// the element's volume is scaled by the manifest's loudness, see
+// normalizeGain in player.js; off by default), peer-stats (show a small "from peers: N%"
 // readout; off by default, and so in embeds), data-test-corrupt (TEST ONLY:
 // this player seeds corrupted chunks; so does `window.__ztreamTest = {corrupt:
 // true}`). Properties and methods: play(),
@@ -26,7 +28,13 @@
 // track), finish (the last track), trackchange, startup ({seconds}),
 // progress, volumechange, durationchange, error ({error, detail}), chunk
 // ({index, source: "server" | "cache" | "peer", peer, bytes}), badchunk
-// ({index, peer}: a chunk from a peer failed its SHA-256 check).
+// ({index, peer}: a chunk from a peer failed its SHA-256 check), waveform
+// ({length, complete}: the waveform loaded or grew).
+//
+// The seek bar is the track's waveform (GET {track}.waveform_url) once it
+// loads, drawn on a canvas: played part in the accent colour, buffered part
+// darker than the unbuffered rest; it appears, and grows, while the
+// transcode still runs. Hovering shows the time under the pointer.
 //
 // Theming: CSS custom properties on the element or any ancestor:
 //   --ztream-accent, --ztream-accent-fg, --ztream-bg, --ztream-fg,
@@ -37,7 +45,7 @@
 import { sharedCache } from "./cache.js";
 import { formatTime, rangeFractions, seekKey, spokenTime } from "./format.js";
 import { controlUrl } from "./p2p.js";
-import { PlayerCore, prefetchTrack } from "./player.js";
+import { PlayerCore, normalizeGain, prefetchTrack, waveformBars } from "./player.js";
 import { shouldPrefetchNext } from "./scheduler.js";
 import { P2PAgent, p2pSupported } from "./transport.js";
 
@@ -194,6 +202,31 @@ button:focus-visible, .seek:focus-visible, input:focus-visible, .playlist button
 .rail { left: 0; right: 0; background: var(--_rail); }
 .buffered { background: var(--_buffered); }
 .progress { left: 0; background: var(--_accent); width: 0; }
+.wave {
+  position: absolute;
+  inset: 0;
+  width: 100%;
+  height: 100%;
+  display: none;
+}
+.seek.has-wave { height: 44px; }
+.seek.has-wave .wave { display: block; }
+.seek.has-wave .rail, .seek.has-wave .buffered-layer, .seek.has-wave .progress { display: none; }
+.seek.has-wave .thumb { width: 2px; height: 100%; top: 0; margin: 0 0 0 -1px; border-radius: 1px; box-shadow: none; }
+.hover-time {
+  position: absolute;
+  bottom: calc(100% + 4px);
+  transform: translateX(-50%);
+  padding: 1px 5px;
+  border-radius: 4px;
+  background: var(--_fg);
+  color: var(--_bg);
+  font-size: 11px;
+  font-variant-numeric: tabular-nums;
+  pointer-events: none;
+  white-space: nowrap;
+}
+.hover-time[hidden] { display: none; }
 .thumb {
   position: absolute;
   top: 50%;
@@ -277,10 +310,12 @@ const TEMPLATE = `
     <span class="time elapsed" part="time" aria-hidden="true">0:00</span>
     <div class="seek" part="seek" role="slider" tabindex="0" aria-label="Seek"
          aria-valuemin="0" aria-valuemax="0" aria-valuenow="0" aria-valuetext="0 seconds">
+      <canvas class="wave" aria-hidden="true"></canvas>
       <div class="rail"></div>
       <div class="buffered-layer"></div>
       <div class="progress"></div>
       <div class="thumb"></div>
+      <span class="hover-time" aria-hidden="true" hidden></span>
     </div>
     <span class="time total" part="time" aria-hidden="true">--:--</span>
     <div class="volume-box">
@@ -327,7 +362,7 @@ export class ZtreamTrack extends HTMLElement {
 
 export class ZtreamPlayer extends HTMLElement {
   static get observedAttributes() {
-    return ["src", "peer-stats"];
+    return ["src", "peer-stats", "normalize"];
   }
 
   constructor() {
@@ -349,6 +384,8 @@ export class ZtreamPlayer extends HTMLElement {
       bufferedLayer: $(".buffered-layer"),
       progress: $(".progress"),
       thumb: $(".thumb"),
+      wave: $(".wave"),
+      hoverTime: $(".hover-time"),
       mute: $(".mute"),
       volume: $(".volume"),
       playlist: $(".playlist"),
@@ -365,6 +402,12 @@ export class ZtreamPlayer extends HTMLElement {
     this.ready = false;
     this.errorState = null;
     this.agent = null;
+    // The listener's volume; the element's is this times the normalisation gain.
+    this.userVolume = 1;
+    this.gain = 1;
+    this.wave = null; // {peaks, duration, complete} of the current track
+    this.waveTimer = 0;
+    this.waveSrc = null;
     this.wire();
   }
 
@@ -374,7 +417,8 @@ export class ZtreamPlayer extends HTMLElement {
     if (this.connectedOnce) return;
     this.connectedOnce = true;
     const stored = readStoredVolume();
-    if (stored !== null) this.audio.volume = stored;
+    if (stored !== null) this.userVolume = stored;
+    this.applyVolume();
     this.syncVolume();
     this.refreshTracks();
     this.childObserver = new MutationObserver(() => this.refreshTracks());
@@ -391,6 +435,7 @@ export class ZtreamPlayer extends HTMLElement {
         this.childObserver?.disconnect();
         this.agent?.destroy();
         this.agent = null;
+        this.setWave(null, null);
         cancelAnimationFrame(this.raf);
         this.raf = 0;
         this.connectedOnce = false;
@@ -401,6 +446,7 @@ export class ZtreamPlayer extends HTMLElement {
   attributeChangedCallback(name, oldValue, newValue) {
     if (name === "src" && this.connectedOnce && oldValue !== newValue) this.refreshTracks(true);
     if (name === "peer-stats") this.renderPeers();
+    if (name === "normalize") this.applyVolume();
   }
 
   /** Re-read the track list from `src` and <ztream-track> children. */
@@ -448,11 +494,21 @@ export class ZtreamPlayer extends HTMLElement {
     return this.core.duration;
   }
   get volume() {
-    return this.audio.volume;
+    return this.userVolume;
   }
   set volume(v) {
-    this.audio.volume = Math.min(1, Math.max(0, Number(v) || 0));
-    if (this.audio.volume > 0) this.audio.muted = false;
+    this.userVolume = Math.min(1, Math.max(0, Number(v) || 0));
+    this.applyVolume();
+    if (this.userVolume > 0) this.audio.muted = false;
+    this.syncVolume();
+  }
+  /** The normalisation gain applied now (linear, <= 1; 1 without `normalize` or loudness). */
+  get normalizationGain() {
+    return this.gain;
+  }
+  /** The waveform of the current track as last loaded ({version, length, peaks, duration, complete}), or null. */
+  get waveform() {
+    return this.wave;
   }
   get muted() {
     return this.audio.muted;
@@ -557,6 +613,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.ui.artist.textContent = entry.meta?.artist || "";
     this.setStatus("");
     this.renderPlaylist();
+    this.setWave(null, null);
     if (!preload && !play) {
       this.loading = null;
       this.core.unload();
@@ -574,6 +631,8 @@ export class ZtreamPlayer extends HTMLElement {
         this.ui.artist.textContent = track.artist || "";
         this.renderPlaylist();
         this.renderTime();
+        this.applyVolume();
+        this.loadWaveform(entry.src, track);
         this.fire("ready", { track, duration: this.duration, index });
         if (this.wantPlay) {
           this.audio.play().catch((err) => {
@@ -630,7 +689,7 @@ export class ZtreamPlayer extends HTMLElement {
     ui.play.addEventListener("click", () => this.toggle());
     ui.mute.addEventListener("click", () => {
       audio.muted = !audio.muted;
-      if (!audio.muted && audio.volume === 0) audio.volume = 0.5;
+      if (!audio.muted && this.userVolume === 0) this.volume = 0.5;
     });
     ui.volume.addEventListener("input", () => {
       this.volume = Number(ui.volume.value) / 100;
@@ -646,10 +705,15 @@ export class ZtreamPlayer extends HTMLElement {
       e.preventDefault();
     });
     ui.seek.addEventListener("pointermove", (e) => {
+      this.renderHover(e);
       if (this.dragging === null) return;
       this.dragging = this.positionFromPointer(e);
       this.renderTime();
     });
+    ui.seek.addEventListener("pointerleave", () => {
+      ui.hoverTime.hidden = true;
+    });
+    if (typeof ResizeObserver === "function") new ResizeObserver(() => this.drawWave()).observe(ui.seek);
     const endDrag = (e, commit) => {
       if (this.dragging === null) return;
       const t = this.positionFromPointer(e);
@@ -720,10 +784,12 @@ export class ZtreamPlayer extends HTMLElement {
     });
     core.addEventListener("manifest", () => {
       this.ui.badge.hidden = !core.live;
+      this.applyVolume();
       this.renderTime();
     });
     core.addEventListener("loaded", () => {
       this.ui.badge.hidden = !core.live;
+      this.applyVolume();
     });
     core.addEventListener("error", (e) => this.showError(e.detail.error, e.detail.detail));
   }
@@ -785,13 +851,13 @@ export class ZtreamPlayer extends HTMLElement {
 
   syncVolume() {
     const { audio, ui } = this;
-    const pct = Math.round((audio.muted ? 0 : audio.volume) * 100);
+    const pct = Math.round((audio.muted ? 0 : this.userVolume) * 100);
     ui.volume.value = String(pct);
     ui.volume.setAttribute("aria-valuetext", `${pct}%`);
     ui.mute.setAttribute("aria-pressed", audio.muted ? "true" : "false");
     ui.mute.setAttribute("aria-label", audio.muted ? "Unmute" : "Mute");
-    this.toggleAttribute("muted", audio.muted || audio.volume === 0);
-    if (!audio.muted) storeVolume(audio.volume);
+    this.toggleAttribute("muted", audio.muted || this.userVolume === 0);
+    if (!audio.muted) storeVolume(this.userVolume);
   }
 
   positionFromPointer(e) {
@@ -813,6 +879,132 @@ export class ZtreamPlayer extends HTMLElement {
     ui.seek.setAttribute("aria-valuemax", String(Number.isFinite(d) ? Math.round(d) : 0));
     ui.seek.setAttribute("aria-valuenow", String(Math.round(t)));
     ui.seek.setAttribute("aria-valuetext", `${spokenTime(t)} of ${spokenTime(d)}`);
+    this.drawWave();
+  }
+
+  // ---- loudness and waveform (issue 13) ------------------------------------------
+
+  /** The element's volume: the listener's, times the gain `normalize` asks for. */
+  applyVolume() {
+    const target = this.getAttribute("normalize");
+    this.gain = target === null ? 1 : normalizeGain(this.core.manifest, target);
+    const v = Math.min(1, Math.max(0, this.userVolume * this.gain));
+    if (Math.abs(this.audio.volume - v) > 1e-6) this.audio.volume = v;
+  }
+
+  setWave(wave, src) {
+    clearTimeout(this.waveTimer);
+    this.waveTimer = 0;
+    this.wave = wave;
+    this.waveSrc = src;
+    this.ui.seek.classList.toggle("has-wave", Boolean(wave?.peaks?.length));
+    this.drawWave();
+  }
+
+  /** Fetch the waveform; while the transcode runs, again every 1.5 s until it is complete. */
+  async loadWaveform(src, track) {
+    let url;
+    try {
+      url = new URL(track?.waveform_url || `${src}/waveform`, src).href;
+    } catch {
+      return;
+    }
+    this.setWave(null, src);
+    const attempt = async (tries) => {
+      if (this.waveSrc !== src || !this.isConnected) return;
+      let wave = null;
+      try {
+        const r = await fetch(url);
+        if (r.ok) wave = await r.json();
+      } catch {
+        wave = null; // the plain bar stays; try again while it may still come
+      }
+      if (this.waveSrc !== src) return;
+      if (wave && Array.isArray(wave.peaks)) {
+        this.wave = wave;
+        this.ui.seek.classList.toggle("has-wave", wave.peaks.length > 0);
+        this.drawWave();
+        this.fire("waveform", { length: wave.length, complete: wave.complete === true });
+        if (wave.complete === true) {
+          // The transcode has ended: {track} now has the file's tags (title, artist).
+          if (!Number.isFinite(track?.duration)) this.refreshMeta(src);
+          return;
+        }
+      }
+      if (tries > 0) this.waveTimer = setTimeout(() => attempt(tries - 1), 1500);
+    };
+    attempt(400);
+  }
+
+  /** Read {track} again (its tags arrive when the transcode ends) and show its title and artist. */
+  async refreshMeta(src) {
+    let track;
+    try {
+      const r = await fetch(src);
+      if (!r.ok) return;
+      track = await r.json();
+    } catch {
+      return;
+    }
+    const entry = this.tracks[this.index];
+    if (!entry || entry.src !== src || this.waveSrc !== src) return;
+    entry.meta = { ...entry.meta, ...track };
+    this.ui.title.textContent = entry.title || track.title || "Untitled";
+    this.ui.artist.textContent = track.artist || "";
+    this.renderPlaylist();
+    this.fire("trackinfo", { track });
+  }
+
+  drawWave() {
+    const canvas = this.ui.wave;
+    const wave = this.wave;
+    if (!wave?.peaks?.length) return;
+    const rect = canvas.getBoundingClientRect();
+    if (rect.width <= 0 || rect.height <= 0) return;
+    const ratio = globalThis.devicePixelRatio || 1;
+    const w = Math.round(rect.width * ratio);
+    const h = Math.round(rect.height * ratio);
+    if (canvas.width !== w || canvas.height !== h) {
+      canvas.width = w;
+      canvas.height = h;
+    }
+    const ctx = canvas.getContext("2d");
+    if (!ctx) return;
+    const style = getComputedStyle(this.ui.seek);
+    const colour = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
+    const played = colour("--_accent", "#ff5a1f");
+    const buffered = colour("--_buffered", "rgba(127,127,127,0.42)");
+    const rest = colour("--_rail", "rgba(127,127,127,0.22)");
+    const d = this.duration;
+    const total = Number.isFinite(d) && d > 0 ? Math.max(d, wave.duration || 0) : wave.duration;
+    const t = this.dragging ?? this.audio.currentTime;
+    const playedTo = Number.isFinite(total) && total > 0 ? t / total : 0;
+    const ranges = rangeFractions(this.core.bufferedRanges, total).map((p) => [p.left, p.left + p.width]);
+    const step = 3 * ratio; // a 2 px bar and a 1 px gap
+    const bars = waveformBars(wave, total, Math.max(1, Math.floor(w / step)));
+    ctx.clearRect(0, 0, w, h);
+    const mid = h / 2;
+    for (const bar of bars) {
+      const x = bar.x0 * w;
+      const centre = (bar.x0 + bar.x1) / 2;
+      ctx.fillStyle = centre <= playedTo ? played : ranges.some(([a, b]) => centre >= a && centre <= b) ? buffered : rest;
+      const half = Math.max(ratio, bar.peak * (mid - ratio));
+      ctx.fillRect(x, mid - half, Math.max(ratio, (bar.x1 - bar.x0) * w - ratio), half * 2);
+    }
+  }
+
+  renderHover(e) {
+    const d = this.duration;
+    const tip = this.ui.hoverTime;
+    if (!this.ready || !Number.isFinite(d) || d <= 0) {
+      tip.hidden = true;
+      return;
+    }
+    const rect = this.ui.seek.getBoundingClientRect();
+    const f = rect.width > 0 ? Math.min(1, Math.max(0, (e.clientX - rect.left) / rect.width)) : 0;
+    tip.textContent = formatTime(f * d);
+    tip.style.left = `${f * 100}%`;
+    tip.hidden = false;
   }
 
   /** The "from peers: N%" readout (attribute peer-stats). */
@@ -839,6 +1031,7 @@ export class ZtreamPlayer extends HTMLElement {
       layer.children[i].style.left = `${p.left * 100}%`;
       layer.children[i].style.width = `${p.width * 100}%`;
     });
+    this.drawWave();
   }
 
   startFrames() {

@@ -285,12 +285,13 @@ class MediaService:
         """After the chunks: artwork, waveform and tags stored, so the manifest can follow."""
         track, rid, analysis = flight.track, self.rendition.id, flight.analysis
         artwork = await self._find_artwork(track, source, prepared, analysis)
+        # Tags first, the waveform last: a client that sees it complete finds the tags in {track}.
+        if analysis.tags is not None:
+            self.catalog.apply_tags(track.id, analysis.tags)
+        self.catalog.set_artwork_size(track.id, artwork.width, artwork.height)
         if self.extras is not None:
             self.extras.put_artwork(track.id, rid, artwork)
             self.extras.put_waveform(track.id, rid, dict(analysis.waveform.json()))
-        self.catalog.set_artwork_size(track.id, artwork.width, artwork.height)
-        if analysis.tags is not None:
-            self.catalog.apply_tags(track.id, analysis.tags)
         analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
         flight.extras_stored = True
 
