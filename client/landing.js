@@ -62,7 +62,21 @@ function renderTracks() {
       const d = document.createElement("span");
       d.className = "d";
       d.textContent = Number.isFinite(t.duration) ? formatTime(t.duration) : "";
-      li.append(b, title, source, d);
+      li.append(b);
+      // The artwork only of tracks transcoded once (duration known): asking
+      // for another's would start its transcode just to draw a list.
+      if (t.artwork_url && Number.isFinite(t.duration)) {
+        const art = document.createElement("img");
+        art.src = t.artwork_url;
+        art.alt = "";
+        art.width = 32;
+        art.height = 32;
+        art.loading = "lazy";
+        art.style.borderRadius = "4px";
+        art.style.objectFit = "cover";
+        li.append(art);
+      }
+      li.append(title, source, d);
       return li;
     }),
   );
