@@ -6,7 +6,7 @@ private server with a null sink (as root, without ``--system``: HOME and
 XDG_RUNTIME_DIR point into a temp dir) whose unix socket works across
 network namespaces. ``Firefox`` runs ``tests/drivers/firefox.mjs`` under
 node (optionally inside a namespace: ``prefix=ns.exec_prefix``) and speaks
-its line protocol: ``goto``, ``evaluate``, ``until``, ``close``.
+its line protocol: ``goto``, ``route``, ``evaluate``, ``until``, ``close``.
 
 Requires Debian's firefox-esr and pulseaudio and npm's puppeteer-core, all
 installed by `make test`; ``require_firefox()`` fails (never skips) without.
@@ -128,6 +128,10 @@ class Firefox:
 
     async def goto(self, url: str) -> None:
         await self._call(op="goto", url=url)
+
+    async def route(self, url: str, body: str, content_type: str = "text/html") -> None:
+        """Answer requests for exactly ``url`` with ``body`` (like Playwright's ``page.route``)."""
+        await self._call(op="route", url=url, body=body, contentType=content_type)
 
     async def evaluate(self, js: str) -> Any:
         """The value of the JS expression ``js`` (awaited when it is a promise)."""

@@ -5,7 +5,11 @@
 // line on stdin, one JSON answer a line on stdout:
 //   {"id": 1, "op": "goto", "url": "..."}     -> {"id": 1, "ok": true}
 //   {"id": 2, "op": "eval", "js": "expr"}     -> {"id": 2, "ok": true, "value": ...}
-//   {"id": 3, "op": "close"}                  -> {"id": 3, "ok": true}, then exit
+//   {"id": 3, "op": "route", "url": "...", "body": "<html>...", "contentType": "text/html"}
+//                                             -> {"id": 3, "ok": true}: from then on the page
+//      gets that body for that exact URL (request interception; other requests go on untouched),
+//      as Playwright's page.route does for the Chromium tests
+//   {"id": 4, "op": "close"}                  -> {"id": 4, "ok": true}, then exit
 // Console messages and page errors go to stderr as JSON lines.
 //
 // Firefox's remote agent listens on the loopback of the namespace it runs
@@ -42,6 +46,20 @@ const page = await browser.newPage();
 page.on("console", (msg) => log({ console: msg.type(), text: msg.text() }));
 page.on("pageerror", (err) => log({ pageerror: String(err?.message || err) }));
 
+const routes = new Map(); // url -> {body, contentType}
+async function route(url, body, contentType) {
+  if (routes.size === 0) {
+    await page.setRequestInterception(true);
+    page.on("request", (request) => {
+      if (request.isInterceptResolutionHandled()) return;
+      const fixed = routes.get(request.url());
+      if (fixed) request.respond({ status: 200, contentType: fixed.contentType, body: fixed.body });
+      else request.continue();
+    });
+  }
+  routes.set(url, { body, contentType });
+}
+
 const lines = readline.createInterface({ input: process.stdin });
 for await (const line of lines) {
   if (!line.trim()) continue;
@@ -53,6 +71,9 @@ for await (const line of lines) {
     } else if (cmd.op === "eval") {
       const value = await page.evaluate(cmd.js);
       out({ id: cmd.id, ok: true, value: value === undefined ? null : value });
+    } else if (cmd.op === "route") {
+      await route(cmd.url, cmd.body, cmd.contentType || "text/html");
+      out({ id: cmd.id, ok: true });
     } else if (cmd.op === "close") {
       out({ id: cmd.id, ok: true });
       break;

@@ -1,0 +1,166 @@
+"""Chromium and Firefox exchange chunks over WebRTC, both ways, behind NAT.
+
+The same world as tests/test_browser_p2p.py (whose helpers this module
+imports): each listener behind its own NAT router (``tests.nat``,
+endpoint-independent mapping), the gateway on the public namespace with its
+shipped defaults (its built-in STUN responder is the only ICE server), no
+media permissions in either browser, so both hide host candidates behind
+mDNS names and only server-reflexive candidates connect.
+
+Firefox ESR runs inside its listener's namespace: its remote agent listens
+on that namespace's loopback, so the whole puppeteer-core driver runs there
+(``tests.firefox``, ``prefix=ns.exec_prefix``); its audio output is a
+PulseAudio null sink whose unix socket works across namespaces. The gateway
+is plain http on 198.18.0.1, which Firefox treats as a secure context (for
+WebCrypto) only with the pref ``dom.securecontext.allowlist``. The test page
+is served at the gateway's own origin by request interception (the driver's
+``route``), as Playwright's ``page.route`` does for Chromium.
+
+Asserted on the bytes the leecher's player took from its peer (its stats and
+``chunk`` events), the SHA-256 of every buffer it appended against the
+manifest, and 0 stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import async_playwright
+
+from tests.browser import ErrorLog, until
+from tests.firefox import Firefox, PulseAudio, require_firefox
+from tests.nat import PUBLIC_ADDRESS
+from tests.test_browser_p2p import (
+    PAGE_PATH,
+    SERVER_LEAD,
+    Browser,
+    World,
+    check_audio,
+    listener_page,
+    manifest,
+    p2p,
+    play,
+    seeded,
+    tone_track,
+    until_metric,
+)
+
+pytestmark = [pytest.mark.timeout(180)]
+
+# A plain-http gateway address is a secure context for Firefox only by this pref
+# (the older "...whitelist" name does nothing); nothing else is changed from
+# Firefox's defaults: mDNS host-candidate hiding stays on.
+FIREFOX_PREFS = {"dom.securecontext.allowlist": PUBLIC_ADDRESS}
+
+
+@asynccontextmanager
+async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: int,
+                           attrs: str = "") -> AsyncIterator[Firefox]:
+    """A Firefox page in listener ``home``'s namespace, on the gateway's origin, the player loaded."""
+    require_firefox()
+    pulse = PulseAudio(tmp_path / f"pulse-{home}")
+    ff: Firefox | None = None
+    try:
+        ff = await Firefox.launch(tmp_path / f"ff-{home}", pulse, prefix=world.homes[home].exec_prefix,
+                                  prefs=FIREFOX_PREFS)
+        url = world.gw.url + PAGE_PATH
+        await ff.route(url, listener_page(f"{world.gw.url}/v1/tracks/{track_id}", attrs))
+        await ff.goto(url)
+        await ff.until("isSecureContext", timeout=5)
+        await ff.until("document.getElementById('p')?.manifest != null && document.getElementById('p').p2p !== null",
+                       timeout=20)
+        yield ff
+    finally:
+        if ff is not None:
+            await ff.close()
+        pulse.close()
+
+
+def page_errors(ff: Firefox) -> list[dict[str, Any]]:
+    return ff.errors()
+
+
+def rest_bytes(m: dict[str, Any]) -> int:
+    """The bytes after the server lead: what a second listener may take from its peer."""
+    return sum(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
+
+
+async def test_chromium_seeds_firefox_leeches(tmp_path: Path, audio_dir: Path) -> None:
+    """Chromium behind one NAT holds the track; Firefox behind another gets the rest of it from Chromium."""
+    world = World(tmp_path, audio_dir)
+    try:
+        gw = world.gw
+        tid = tone_track(gw)["id"]
+        m = manifest(gw, tid)
+        log = ErrorLog()
+        async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
+            seeder = await b.listener(tid, home=0)
+            await play(seeder)
+            await seeded(seeder, m)
+            async with firefox_listener(world, tmp_path, tid, home=1) as ff:
+                await play(ff)
+                await until(ff, "window.finished", timeout=60)
+                stats = await ff.evaluate("document.getElementById('p').stats")
+                chunks = await ff.evaluate("window.chunks")
+                info = await p2p(ff)
+                await check_audio(ff, m)
+                errors = page_errors(ff)
+            seeder_info = await p2p(seeder)
+        from_peer = [c["index"] for c in chunks if c["source"] == "peer"]
+        print(f"\nChromium -> Firefox: stats {stats}; chunks from the peer {from_peer}; outcomes {info['outcomes']}; "
+              f"Chromium sent {seeder_info['upBytes']}")
+        assert stats["stalls"] == 0, stats
+        assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
+        assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
+        assert seeder_info["upBytes"] >= stats["peerBytes"]
+        assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
+        assert info["outcomes"] and {o["outcome"] for o in info["outcomes"]} <= {"srflx", "prflx"}, info["outcomes"]
+        assert not errors, errors
+        log.assert_clean()
+        await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
+    finally:
+        world.close()
+
+
+async def test_firefox_seeds_chromium_leeches(tmp_path: Path, audio_dir: Path) -> None:
+    """Firefox behind one NAT holds the track; Chromium behind another gets the rest of it from Firefox."""
+    world = World(tmp_path, audio_dir)
+    try:
+        gw = world.gw
+        tid = tone_track(gw)["id"]
+        m = manifest(gw, tid)
+        log = ErrorLog()
+        async with firefox_listener(world, tmp_path, tid, home=0) as ff:
+            await play(ff)
+            await seeded(ff, m)
+            async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
+                leecher = await b.listener(tid, home=1)
+                await play(leecher)
+                await until(leecher, "window.finished", timeout=60)
+                stats = await leecher.evaluate("document.getElementById('p').stats")
+                chunks = await leecher.evaluate("window.chunks")
+                info = await p2p(leecher)
+                await check_audio(leecher, m)
+            seeder_info = await p2p(ff)
+            seeder_stats = await ff.evaluate("document.getElementById('p').stats")
+            errors = page_errors(ff)
+        from_peer = [c["index"] for c in chunks if c["source"] == "peer"]
+        print(f"\nFirefox -> Chromium: stats {stats}; chunks from the peer {from_peer}; outcomes {info['outcomes']}; "
+              f"Firefox sent {seeder_info['upBytes']}, its own stats {seeder_stats}")
+        assert stats["stalls"] == 0, stats
+        assert seeder_stats["stalls"] == 0, seeder_stats
+        assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
+        assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
+        assert seeder_info["upBytes"] >= stats["peerBytes"]
+        assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
+        assert info["outcomes"] and {o["outcome"] for o in info["outcomes"]} <= {"srflx", "prflx"}, info["outcomes"]
+        assert not errors, errors
+        log.assert_clean()
+        await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
+    finally:
+        world.close()
