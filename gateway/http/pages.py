@@ -62,6 +62,9 @@ _MIME = {
     ".woff2": "font/woff2",
 }
 
+# The embed page's ?p2p= values ("" = the default: direct connections allowed).
+_EMBED_P2P = frozenset({"", "off", "relay"})
+
 GetTrack = Callable[[str], Awaitable[TrackJSON | None]]
 
 
@@ -146,6 +149,11 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
     @endpoint
     async def embed(request: web.Request) -> web.Response:
         track_id = request.match_info["id"]
+        # ?p2p=off (no WebRTC) or ?p2p=relay (TURN only: peers never see the
+        # listener's address), passed to <ztream-player p2p>; docs/p2p.md.
+        p2p = request.query.get("p2p", "")
+        if p2p not in _EMBED_P2P:
+            raise BadRequest("p2p must be \"off\" or \"relay\"", code="bad_request")
         track = await get_track(track_id) if is_track_id(track_id) else None
         if track is None:
             raise NotFound(f"no track {track_id!r}", code="track_not_found")
@@ -167,6 +175,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
                 "oembed_url": oembed,
                 "public_url": public_url,
                 "origins": json.dumps(policy.embedders()),
+                "peer_mode": p2p,  # placeholders are [a-z_]+
             },
         )
         return web.Response(
