@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "Scenario", "run_scenario", "ceiling"]
+__all__ = ["Scenario", "ceiling", "main", "run_scenario"]
 
 SERVER_LEAD = 10.0  # seconds (client/scheduler.js serverLead)
 
@@ -128,7 +127,15 @@ async def run_scenario(name: str, workdir: Path, library: Path, *, listeners: in
     from playwright.async_api import async_playwright
 
     from tests.browser import ErrorLog, until
-    from tests.test_browser_p2p import Browser, World, check_audio, manifest, p2p, play, tone_track
+    from tests.test_browser_p2p import (
+        Browser,
+        World,
+        check_audio,
+        manifest,
+        p2p,
+        play,
+        tone_track,
+    )
     from tests.test_browser_p2p_firefox import firefox_listener
 
     result = Scenario(name, listeners, stagger, track_seconds)
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--stagger must be in (0, 30] and --seconds in (10, 300]")
     try:
         scenarios = asyncio.run(asyncio.wait_for(run(args), args.timeout))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print(f"ztream bench browsers: not done within --timeout {args.timeout} s", file=sys.stderr)
         return 1
     print(json.dumps({"bench": "browsers", "scenarios": [s.summary() for s in scenarios]}))

@@ -76,8 +76,8 @@ def candidate_lines(received: list[dict[str, Any]]) -> list[str]:
 
 async def test_relay_listener_connects_only_through_turn_and_reveals_no_address(tmp_path: Path, audio_dir: Path) -> None:
     require_netns()
-    world = World(tmp_path, audio_dir, nat="eim",
-                  **{"p2p.turn": {"urls": [f"turn:{PUBLIC_ADDRESS}:3478?transport=udp"], "secret": TURN_SECRET}})
+    turn_config: dict[str, Any] = {"p2p.turn": {"urls": [f"turn:{PUBLIC_ADDRESS}:3478?transport=udp"], "secret": TURN_SECRET}}
+    world = World(tmp_path, audio_dir, nat="eim", **turn_config)
     turn = None
     try:
         turn_dir = tmp_path / "turn"
