@@ -3,6 +3,14 @@
 Services hang on typed ``AppKey``s and live in one ``cleanup_ctx``, so
 shutdown closes them in reverse order: running transcodes are cancelled (their
 ffmpeg process groups killed), the fetcher's connections and the store closed.
+
+``serve(app, host, port)`` runs it for ``ztream serve``. Shutdown (SIGTERM or
+SIGINT) is bounded whatever is connected: ffmpeg first (every transcode is
+cancelled, which kills its process group and answers its waiters), then every
+``/stream`` answer is aborted (a half-sent body must not look complete), then
+the remaining requests get ``SHUTDOWN_GRACE`` seconds before they are
+cancelled. Connections answer even aiohttp's own protocol errors in the JSON
+shape (``ZtreamRunner``).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +31,10 @@ from .admin import LIVE_CONFIG, LiveConfig, setup_admin
 from .config import CONFIG, Config
 from .demo import ensure_demo_library
 from .http import ORIGINS, OriginPolicy
-from .http.api import not_found, routes
+from .http.api import STREAMS, end_streams, not_found, routes
 from .http.extras import routes as extras_routes
 from .http.pages import setup_pages
+from .http.responses import ZtreamRunner
 from .media import CATALOG, MEDIA, STORE
 from .media.catalog import TrackCatalog
 from .media.extras import ExtrasStore
@@ -36,9 +46,14 @@ from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .nat.service import setup_nat
 from .swarm import setup_swarm
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serve", "SHUTDOWN_GRACE"]
 
 log = logging.getLogger("ztream.app")
+
+# What requests still running after ffmpeg is gone and the streams are ended
+# get to finish, then the same again once cancelled: 2 x 0.5 s, inside the 2 s
+# a SIGTERM may take (docs/http.md).
+SHUTDOWN_GRACE = 0.5
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
@@ -53,7 +68,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     cache_dir = config.cache_dir
-    store = ChunkStore(cache_dir / "chunks", config.cache.max_bytes)
+    store = ChunkStore(
+        cache_dir / "chunks", config.cache.max_bytes, on_corruption=lambda _key: metrics.store_corruptions.inc()
+    )
     catalog = TrackCatalog(cache_dir / "tracks")
     extras = ExtrasStore(cache_dir / "extras")
     metrics.track_cache_bytes(store.volume)
@@ -110,7 +127,9 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[METRICS] = Metrics()
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
+    app[STREAMS] = set()
     app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_stop_work)
     app.add_routes(routes)
     app.add_routes(extras_routes)
     setup_nat(app, config, app[METRICS])  # before the swarm: welcome carries its ice servers
@@ -124,3 +143,30 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     setup_admin(app)
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+async def _stop_work(app: web.Application) -> None:
+    """First step of shutdown: no transcode (ffmpeg) and no /stream answer outlives it."""
+    if MEDIA in app:
+        await app[MEDIA].close()
+    end_streams(app)
+
+
+async def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down within about 2 s."""
+    runner = ZtreamRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        await stop.wait()
+        log.info("shutting down")
+        await _stop_work(app)  # ffmpeg first, before connections are touched
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-
-from aiohttp import web
 
 from .config import ConfigError, load_config
 
@@ -20,21 +19,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ztream: invalid configuration: {exc}", file=sys.stderr)
         return 2
     from .admin import handle_sighup
-    from .app import create_app
+    from .app import create_app, serve
 
     app = create_app(config, config_path=args.config)
     handle_sighup(app)  # SIGHUP re-reads the config file (and its admin overlay)
     url = config.public_url
     print(f"ztream: serving on http://{config.server.host}:{config.server.port} -> open {url}/", flush=True)
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-        shutdown_timeout=5.0,
-    )
+    # Not web.run_app: serve() bounds shutdown (ffmpeg first, then
+    # connections, ~2 s in all) and answers aiohttp's own errors in JSON.
+    asyncio.run(serve(app, config.server.host, config.server.port))
     return 0
 
 

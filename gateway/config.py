@@ -114,6 +114,9 @@ class UrlSourceConfig(_Section):
     max_duration_seconds: Seconds = 3600.0
     connect_timeout: Seconds = 5.0
     read_timeout: Seconds = 15.0
+    # A body slower than this (judged over 5 s of waiting) ends the fetch;
+    # 0 turns the check off. 2000 B/s is under any real audio bitrate.
+    min_bytes_per_second: Annotated[StrictInt, Field(ge=0)] = 2000
 
     @field_validator("allow_hosts")
     @classmethod

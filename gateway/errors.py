@@ -12,8 +12,11 @@ place (``gateway.http.responses.render_error``)::
     ├── NotFound (404 not_found, track_not_found, chunk_not_found)
     ├── TooLarge (413 upstream_too_large)
     ├── NotAudio (415 upstream_not_audio)
+    ├── RangeNotSatisfiable (416 range_not_satisfiable)
     ├── Unsupported (501 not_implemented)
-    ├── Overloaded (503 overloaded)
+    ├── Overloaded (503 overloaded, with Retry-After)
+    ├── StorageError (503 storage_unavailable)
+    │   └── StorageFull (507 storage_full)
     └── UpstreamError (502 upstream_failed)
         └── UpstreamTimeout (504 upstream_timeout)
 """
@@ -30,6 +33,9 @@ __all__ = [
     "NotAudio",
     "Unsupported",
     "Overloaded",
+    "RangeNotSatisfiable",
+    "StorageError",
+    "StorageFull",
     "UpstreamError",
     "UpstreamTimeout",
 ]
@@ -89,9 +95,39 @@ class Unsupported(ZtreamError):
     code = "not_implemented"
 
 
+class RangeNotSatisfiable(ZtreamError):
+    """416: no byte of the asked ``Range`` exists; ``headers`` carry ``Content-Range: bytes */total``."""
+
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, detail: str, *, content_range: str) -> None:
+        super().__init__(detail)
+        self.headers = {"Content-Range": content_range}
+
+
 class Overloaded(ZtreamError):
     status = 503
     code = "overloaded"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+
+class StorageError(ZtreamError):
+    """The chunk store's disk failed (an I/O error): what is stored may still be served."""
+
+    status = 503
+    code = "storage_unavailable"
+    retry_after = 30
+
+
+class StorageFull(StorageError):
+    """The chunk store's disk is full (RFC 4918 11.5: 507 Insufficient Storage)."""
+
+    status = 507
+    code = "storage_full"
 
 
 class UpstreamError(ZtreamError):

@@ -47,6 +47,11 @@ class Metrics:
         )
         self.cache_hits = Counter("ztream_cache_hits", "Chunk store look-ups that hit", registry=r)
         self.cache_misses = Counter("ztream_cache_misses", "Chunk store look-ups that missed", registry=r)
+        self.store_corruptions = Counter(
+            "ztream_store_corruptions",
+            "Stored init segments, chunks and manifests that failed their check on read (evicted, made again)",
+            registry=r,
+        )
         self.cache_bytes = Gauge("ztream_cache_bytes", "Bytes held in the chunk store", registry=r)
         self.transcodes = Counter("ztream_transcodes", "Transcodes ended", ["result"], registry=r)
         self.transcodes_running = Gauge("ztream_transcodes_running", "Transcodes now running", registry=r)

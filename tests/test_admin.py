@@ -413,7 +413,7 @@ async def test_purge_then_refetch(make_gateway: Any, upstream: Any) -> None:
     status, body = await gw.admin("DELETE", f"/v1/admin/tracks/{tid}")
     assert status == 200 and body == {"id": tid, "purged": True}
     assert gw.app[STORE].get_manifest(tid, rid) is None
-    assert gw.app[STORE].get_chunk(tid, rid, 0) is None
+    assert gw.app[STORE].get_chunk(tid, rid, 0, first["chunks"][0]["sha256"]) is None
     assert (await gw.client.get(f"/v1/tracks/{tid}")).status == 404
     after = (await gw.admin("GET", "/v1/admin/stats"))[1]
     assert after["tracks"] == before["tracks"] - 1

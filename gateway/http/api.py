@@ -10,21 +10,27 @@ client that leaves halfway counts only what was written.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiohttp import web
 
 from ..sources import FETCH_SOURCES, LOCAL_SOURCE
-from ..errors import BadRequest, Forbidden, NotFound, ZtreamError
-from ..media import CATALOG, MEDIA
+from ..errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, ZtreamError
+from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track
-from ..media.types import ServedKind, TrackJSON
+from ..media.service import MediaService
+from ..media.types import PieceKind, ServedKind, TrackJSON
 from ..metrics import METRICS
 from . import ORIGINS
+from .conditional import ChunkIndexError, Full, Partial, Unsatisfiable, evaluate_range, none_match, parse_chunk_index
 from .responses import endpoint, read_json, render_error
 
-__all__ = ["routes", "cors_headers", "not_found"]
+__all__ = ["routes", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]
 
 log = logging.getLogger("ztream.http")
 
@@ -33,6 +39,18 @@ MAX_JSON_BODY = 16 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
 LIVE = "no-cache"
 WEBM = "audio/webm"
+
+# The kernel send buffer of one /stream connection. Left alone, Linux
+# autotunes it up to tcp_wmem's 4 MiB and a stalled reader pins ~2.8 MB of
+# unsent audio in the kernel; capped, the kernel holds at most twice this
+# (it doubles the value for bookkeeping), so 1,000 stalled readers cost at most
+# ~128 MiB of kernel memory plus aiohttp's 64 KiB write buffer each
+# (docs/http.md). 64 KiB is ~5 s of audio at 96 kbit/s: ahead of any player.
+STREAM_SNDBUF = 64 * 1024
+
+# The transports of the /stream answers being written now, so that shutdown
+# can end them at once instead of waiting for slow readers.
+STREAMS = web.AppKey("streams", set[asyncio.Transport])
 
 routes = web.RouteTableDef()
 
@@ -51,10 +69,11 @@ def cors_headers(request: web.Request) -> dict[str, str]:
 @routes.get("/v1/tracks/{id}/chunks/{n}")
 @endpoint
 async def get_chunk(request: web.Request) -> web.StreamResponse:
-    raw = request.match_info["n"]
-    if not raw.isdigit() or len(raw) > 9:
-        raise BadRequest(f"chunk index {raw!r} is not a non-negative integer", code="bad_chunk_index")
-    data, sha, complete = await request.app[MEDIA].chunk(_track(request), int(raw))
+    try:
+        index = parse_chunk_index(request.match_info["n"])
+    except ChunkIndexError as exc:
+        raise BadRequest(str(exc), code="bad_chunk_index") from None
+    data, sha, complete = await request.app[MEDIA].chunk(_track(request), index)
     return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
 
 
@@ -93,17 +112,38 @@ def _track(request: web.Request) -> Track:
 async def _send_audio(
     request: web.Request, data: bytes, *, etag: str, complete: bool, kind: ServedKind
 ) -> web.StreamResponse:
+    tag = f'"{etag}"'
     headers = {
         "Content-Type": WEBM,
-        "ETag": f'"{etag}"',
+        "ETag": tag,
         "Cache-Control": IMMUTABLE if complete else LIVE,
         "X-Ztream-Complete": "1" if complete else "0",
+        "Accept-Ranges": "bytes",
         **cors_headers(request),
     }
-    if request.headers.get("If-None-Match") == headers["ETag"]:
+    # If-None-Match is evaluated before Range (RFC 9110 13.2.2).
+    if none_match(request.headers.get("If-None-Match"), tag):
         return web.Response(status=304, headers=headers)
     counter = request.app[METRICS].server_bytes_by_kind[kind] if request.method != "HEAD" else None
+    decision = _range(request, len(data), tag)
+    if isinstance(decision, Partial):
+        headers["Content-Range"] = decision.content_range
+        body = data[decision.start : decision.end + 1]
+        return _CountedResponse(counter, status=206, body=body, headers=headers)
     return _CountedResponse(counter, body=data, headers=headers)
+
+
+def _range(request: web.Request, total: int, etag: str | None) -> Full | Partial:
+    """The byte range to answer (RFC 9110 14.2); raises ``RangeNotSatisfiable`` for a 416."""
+    header = request.headers.get("Range")
+    if header is None:  # the hot path: no parsing at all
+        return Full(total)
+    decision = evaluate_range(header, total, if_range=request.headers.get("If-Range"), etag=etag)
+    if isinstance(decision, Unsatisfiable):
+        raise RangeNotSatisfiable(
+            f"no byte of the range {header[:100]!r} is within the {total} bytes", content_range=decision.content_range
+        )
+    return decision
 
 
 class _CountedResponse(web.Response):
@@ -125,6 +165,11 @@ class _CountedResponse(web.Response):
 @routes.get("/healthz")
 @endpoint
 async def healthz(request: web.Request) -> web.Response:
+    # Degraded is still 200: what is stored is still served, so a load
+    # balancer should keep sending listeners; the reasons say what is wrong.
+    reasons = request.app[STORE].faults() if STORE in request.app else []
+    if reasons:
+        return web.json_response({"status": "degraded", "reason": reasons[0], "reasons": reasons})
     return web.json_response({"status": "ok"})
 
 
@@ -195,40 +240,108 @@ async def get_init(request: web.Request) -> web.StreamResponse:
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
     media = request.app[MEDIA]
-    pieces = media.stream(track)
-    # The first piece is awaited before the status goes out, so upstream
-    # errors still get their JSON answer.
-    kind, first = await anext(pieces)
-    response = web.StreamResponse(
-        headers={"Content-Type": WEBM, "Cache-Control": "no-cache", **cors_headers(request)}
-    )
+    headers = {"Content-Type": WEBM, "Cache-Control": "no-cache", **cors_headers(request)}
     cached = media.cached_manifest(track)
-    if cached is not None and cached["init"] is not None:  # a complete manifest has one
-        response.content_length = cached["init"]["size"] + sum(c["size"] for c in cached["chunks"])
-    await response.prepare(request)
+    status, length = 200, None
+    pieces: AsyncGenerator[bytes, None]
+    if cached is not None and cached["init"] is not None:  # complete: its size is known, Range works
+        sizes = [cached["init"]["size"], *(c["size"] for c in cached["chunks"])]
+        length = sum(sizes)
+        headers["Accept-Ranges"] = "bytes"
+        decision = _range(request, length, None)
+        if isinstance(decision, Partial):
+            status, length = 206, decision.length
+            headers["Content-Range"] = decision.content_range
+            pieces = _range_pieces(media, track, sizes, decision)
+        else:
+            pieces = _pieces(media.stream(track))
+    else:
+        pieces = _pieces(media.stream(track))
+    # The first piece is awaited before the status goes out, so upstream
+    # and store errors still get their JSON answer.
+    try:
+        first = await anext(pieces)
+    except BaseException:
+        await pieces.aclose()
+        raise
+    response = web.StreamResponse(status=status, headers=headers)
+    if length is not None:
+        response.content_length = length
     if request.method == "HEAD":
         await pieces.aclose()
+        await response.prepare(request)
         return response
     counter = request.app[METRICS].server_bytes_by_kind["stream"]
+    streams = request.app[STREAMS] if STREAMS in request.app else set()
+    transport = _cap_send_buffer(request)
+    await response.prepare(request)
+    if transport is not None:
+        streams.add(transport)
     try:
         # response.write waits for the socket to drain past the high-water
         # mark: a slow reader slows this loop instead of growing a buffer.
         await response.write(first)
         counter.inc(len(first))
-        async for _kind, data in pieces:
+        async for data in pieces:
             view = memoryview(data)
             for offset in range(0, len(data), WRITE_PIECE):
                 piece = view[offset : offset + WRITE_PIECE]
                 await response.write(piece)
                 counter.inc(len(piece))
     except ZtreamError as exc:
-        # Too late for a status: end the body short, so the client sees a
-        # truncated stream rather than a silently complete one.
+        # Too late for a status: end the body short (no closing chunk, or
+        # fewer bytes than Content-Length), so the client sees a truncated
+        # stream rather than a silently complete one.
         log.warning("stream of %s ended early: %s", track.id, exc.detail)
         if request.transport is not None:
-            request.transport.close()
+            request.transport.abort()
+        return response
+    except ConnectionError as exc:
+        # A listener who leaves (or shutdown ending the answer) is ordinary.
+        log.debug("stream of %s: the reader left (%s)", track.id, type(exc).__name__)
         return response
     finally:
+        if transport is not None:
+            streams.discard(transport)
         await pieces.aclose()
     await response.write_eof()
     return response
+
+
+async def _pieces(stream: AsyncGenerator[tuple[PieceKind, bytes], None]) -> AsyncGenerator[bytes, None]:
+    async with contextlib.aclosing(stream):
+        async for _kind, data in stream:
+            yield data
+
+
+async def _range_pieces(
+    media: MediaService, track: Track, sizes: list[int], part: Partial
+) -> AsyncGenerator[bytes, None]:
+    """The bytes ``part`` of a complete track's stream; only the pieces it overlaps are read."""
+    offset = 0
+    for number, size in enumerate(sizes):
+        if offset > part.end:
+            return
+        if offset + size > part.start:
+            data = (await media.init(track))[0] if number == 0 else (await media.chunk(track, number - 1))[0]
+            yield data[max(part.start - offset, 0) : part.end - offset + 1]
+        offset += size
+
+
+def _cap_send_buffer(request: web.Request) -> asyncio.Transport | None:
+    transport = request.transport
+    if transport is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+        except OSError as exc:  # not a TCP socket (a test transport): nothing to cap
+            log.debug("cannot cap SO_SNDBUF: %r", exc)
+    return transport
+
+
+def end_streams(app: web.Application) -> None:
+    """Shutdown: end every /stream answer now, unfinished (aborted, so it never looks complete)."""
+    for transport in list(app.get(STREAMS, ())):
+        transport.abort()

@@ -25,10 +25,14 @@ from aiohttp import web
 
 from ..errors import BadRequest, Unauthorized, ZtreamError
 from . import ORIGINS
+from .conditional import JsonTooDeep, loads_limited
 
 __all__ = ["render_error", "endpoint", "read_json", "Handler"]
 
 log = logging.getLogger("ztream.http")
+
+# No request body of this API nests deeper than a few levels.
+MAX_JSON_DEPTH = 32
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,6 +47,9 @@ def render_error(request: web.Request, exc: ZtreamError) -> web.Response:
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = exc.challenge
+    extra = getattr(exc, "headers", None)  # e.g. a 416's Content-Range
+    if isinstance(extra, dict):
+        headers.update(extra)
     return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
@@ -78,8 +85,65 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise BadRequest("the body is too large", code="body_too_large")
     try:
-        return json.loads(raw)
+        # Depth-limited before parsing: "[[[[..." 8,000 deep fits in 16 KiB
+        # and would otherwise reach the decoder's recursion.
+        return loads_limited(raw, max_depth=MAX_JSON_DEPTH)
+    except JsonTooDeep:
+        raise BadRequest(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels", code="bad_json") from None
     except (ValueError, RecursionError):
-        # ValueError covers bad UTF-8 too; RecursionError is "[[[[..." nested
-        # deeper than the decoder's stack, which is input, not a server fault.
+        # ValueError covers bad UTF-8 too; RecursionError cannot happen
+        # under the depth limit, but is input, not a server fault, if it does.
         raise BadRequest("the body is not JSON", code="bad_json") from None
+
+
+# -- errors aiohttp answers itself ---------------------------------------------
+#
+# A request line over 8 KiB, a bad header or a malformed Content-Length never
+# reach the router, so neither ``endpoint`` nor a middleware sees them: the
+# protocol layer answers through ``RequestHandler.handle_error``, in plain text.
+# aiohttp has no option to change that renderer; the way in is the protocol
+# factory (``web.Server.__call__``), whose handlers are given a
+# ``handle_error`` that writes the contract's JSON. ``ZtreamRunner`` is an
+# ``AppRunner`` that serves the app through that factory.
+
+_PROTOCOL_CODES = {400: "bad_request", 413: "body_too_large", 431: "bad_request"}
+
+
+class JsonErrorRequestHandler(web.RequestHandler):
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            self.log_exception("error handling request from %s", request.remote, exc_info=exc)
+        else:  # the client's mistake: one line, not a traceback
+            log.debug("bad request from %s: %s %s", request.remote, status, message or exc)
+        if request.writer.output_size > 0:  # as aiohttp: too late for an answer
+            raise ConnectionError("the answer is already partly sent")
+        code = _PROTOCOL_CODES.get(status, "internal" if status >= 500 else "bad_request")
+        detail = "internal server error" if status >= 500 else (message or "the request is malformed")
+        body = json.dumps({"error": code, "detail": detail[:300]})
+        response = web.Response(status=status, text=body, content_type="application/json")
+        response.force_close()
+        return response
+
+
+class JsonErrorServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ZtreamRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections answer protocol errors in the JSON shape."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return JsonErrorServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            **server._kwargs,
+        )

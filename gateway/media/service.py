@@ -7,6 +7,19 @@ announced to every waiter, so any number of requests see chunk n as soon as it
 exists. A finished transcode writes its manifest last; from then on requests
 are answered from the store alone. A failed one leaves no manifest and is
 remembered briefly, so N listeners of a broken upstream cause one fetch, not N.
+If ffmpeg died midway, the chunks it did store (each verified against the hash
+it was stored with) are still served while the failure is remembered, and
+removed when it is forgotten; any other failure (a refused upstream, a full
+disk) removes its partial chunks at once.
+
+Every read from the store names the SHA-256 the bytes must have (the manifest's
+or the flight's); the store refuses and evicts what does not match, which is a
+miss here, so the track is transcoded again (bit-exact, same hashes).
+
+Slots are queued fairly (FIFO, ``asyncio.Semaphore``): at most
+``max_concurrent`` transcodes run and at most as many more wait; a new track
+past that, or a request whose track is still waiting for a slot when its wait
+ends, gets 503 ``overloaded`` with ``Retry-After``, never a 504.
 
 With extras (issue 13) the same run also yields the file's tags, the
 waveform (growing while the transcode runs, served live from the flight) and
@@ -42,7 +55,16 @@ from transcode.ffmpeg import Rendition
 from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
 from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
 
-from ..errors import NotAudio, NotFound, Overloaded, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
+from ..errors import (
+    NotAudio,
+    NotFound,
+    Overloaded,
+    StorageError,
+    TooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+    ZtreamError,
+)
 from ..metrics import Metrics
 from .catalog import Track, TrackCatalog
 from .extras import ExtrasStore, StoredArtwork
@@ -67,6 +89,8 @@ MAX_PICTURE_BYTES = 4 * 1024 * 1024
 ARTWORK_HEAD = MAX_PICTURE_BYTES + 256 * 1024
 # Default spool bound for a source that names none.
 DEFAULT_SPOOL_BYTES = 200 * 1024 * 1024
+# What a 503 overloaded tells the client to wait, in seconds.
+RETRY_AFTER = 5
 
 
 def _sha256(data: bytes) -> str:
@@ -86,6 +110,7 @@ class Flight:
     analysis: MediaAnalysis = field(default_factory=lambda: MediaAnalysis(head_limit=ARTWORK_HEAD))
     # Set once the waveform and artwork are stored (just before the manifest).
     extras_stored: bool = False
+    running: bool = False  # holds a transcode slot (else it waits in the queue)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -103,6 +128,9 @@ class Flight:
         while not ready() and not self.done:
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if not self.running:  # still queued behind other transcodes: not an upstream's fault
+                    raise Overloaded("the track waits for a transcode slot; try again shortly",
+                                     retry_after=RETRY_AFTER)
                 raise UpstreamTimeout("the transcode did not produce this in time", code="chunk_timeout")
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
@@ -159,7 +187,9 @@ class MediaService:
         self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
         self._flights: dict[str, Flight] = {}
-        self._errors: dict[str, tuple[float, ZtreamError]] = {}
+        # Failed flights, remembered for ERROR_TTL: their error, and the chunks they stored.
+        self._errors: dict[str, tuple[float, Flight]] = {}
+        self._closed = False
 
     # -- starting and following -------------------------------------------
 
@@ -174,14 +204,18 @@ class MediaService:
         flight = self._flights.get(track.id)
         if flight is not None:
             return flight
-        failed = self._errors.get(track.id)
-        if failed is not None:
-            if time.monotonic() - failed[0] < ERROR_TTL:
-                raise failed[1]
-            del self._errors[track.id]
-        # Waiting for a slot is fine; a queue this long means we are overloaded.
-        if len(self._flights) >= self.max_concurrent * 8:
-            raise Overloaded("too many transcodes are queued; try again shortly")
+        if self._closed:
+            raise ZtreamError("the gateway is shutting down", code="shutting_down")
+        failed = self._failed(track.id)
+        if failed is not None and failed.error is not None:
+            raise failed.error
+        # A new track waits behind at most max_concurrent others, then is refused.
+        queued = sum(1 for f in self._flights.values() if not f.running)
+        if queued >= self.max_concurrent:
+            raise Overloaded(
+                f"{self.max_concurrent} transcodes are running and {queued} waiting; try again shortly",
+                retry_after=RETRY_AFTER,
+            )
         flight = Flight(track=track, rendition=self.rendition)
         self._flights[track.id] = flight
         flight.task = asyncio.create_task(self._run(flight), name=f"transcode {track.id}")
@@ -192,6 +226,7 @@ class MediaService:
         started = time.monotonic()
         try:
             async with self._slots:
+                flight.running = True
                 self.metrics.transcodes_running.inc()
                 try:
                     await self._pump(flight)
@@ -210,7 +245,7 @@ class MediaService:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure ends the flight
             flight.error = self._as_error(exc, flight)
-            self._errors[track.id] = (time.monotonic(), flight.error)
+            self._remember_failure(flight)
             self.metrics.transcodes.labels("error").inc()
             level = logging.WARNING if isinstance(exc, ZtreamError | TranscodeFailed) else logging.ERROR
             log.log(level, "transcode %s failed: %s", track.id, flight.error.detail,
@@ -323,6 +358,47 @@ class MediaService:
             return StoredArtwork(jpeg=None, width=ARTWORK_SIZE, height=ARTWORK_SIZE)
         return StoredArtwork(jpeg=found.jpeg, width=found.width, height=found.height)
 
+    # -- failed flights ----------------------------------------------------
+
+    def _remember_failure(self, flight: Flight) -> None:
+        track_id = flight.track.id
+        error = flight.error
+        if error is None or error.code != "transcode_failed":
+            # Kept only when ffmpeg died midway (those bytes are good). A refused
+            # upstream (too large, not audio, cut short) keeps nothing, and a
+            # failed disk keeps nothing so that the space is free at once.
+            flight.init, flight.chunks = None, []
+            self._drop_partial(track_id)
+        self._errors[track_id] = (time.monotonic(), flight)
+        asyncio.get_running_loop().call_later(ERROR_TTL, self._forget, track_id, flight)
+
+    def _failed(self, track_id: str) -> Flight | None:
+        """The failed flight of ``track_id`` still remembered, if any."""
+        failed = self._errors.get(track_id)
+        if failed is None:
+            return None
+        if time.monotonic() - failed[0] < ERROR_TTL:
+            return failed[1]
+        self._forget(track_id, failed[1])
+        return None
+
+    def _forget(self, track_id: str, flight: Flight) -> None:
+        remembered = self._errors.get(track_id)
+        if remembered is None or remembered[1] is not flight:
+            return  # already forgotten, or a newer failure
+        del self._errors[track_id]
+        if track_id not in self._flights:  # a retry running now owns what is stored
+            self._drop_partial(track_id)
+
+    def _drop_partial(self, track_id: str) -> None:
+        """Remove the partial chunks of a failed transcode (never a complete track's)."""
+        if self.store.get_manifest(track_id, self.rendition.id) is not None:
+            return
+        try:
+            self.store.purge(track_id)
+        except StorageError as exc:
+            log.warning("cannot remove the partial chunks of %s: %s", track_id, exc.detail)
+
     @staticmethod
     def _as_error(exc: BaseException, flight: Flight) -> ZtreamError:
         if isinstance(exc, ZtreamError):
@@ -361,19 +437,26 @@ class MediaService:
         """(init segment, sha256, complete)."""
         rid = self.rendition.id
         manifest = self.cached_manifest(track)
-        if manifest is not None:
-            data = self.store.get_init(track.id, rid)
-            if data is not None and manifest["init"] is not None:
+        if manifest is not None and manifest["init"] is not None:
+            sha = manifest["init"]["sha256"]
+            data = self.store.get_init(track.id, rid, sha)
+            if data is not None:
                 self.metrics.cache_hits.inc()
-                return data, manifest["init"]["sha256"], True
+                return data, sha, True
+        failed = self._failed(track.id)
+        if manifest is None and failed is not None and failed.init is not None:
+            # The transcode died after storing this: still good bytes.
+            data = self.store.get_init(track.id, rid, failed.init["sha256"])
+            if data is not None:
+                return data, failed.init["sha256"], False
         self.metrics.cache_misses.inc()
         flight = self._start(track)
         await flight.wait(lambda: flight.init is not None, self.wait_seconds)
         if flight.init is None:
             raise flight.error or NotAudio("the transcode produced no init segment")
-        data = self.store.get_init(track.id, rid)
+        data = self.store.get_init(track.id, rid, flight.init["sha256"])
         if data is None:
-            raise ZtreamError("the init segment was evicted while transcoding", code="evicted")
+            raise StorageError("the init segment was evicted or damaged while transcoding", code="evicted")
         return data, flight.init["sha256"], flight.complete
 
     async def chunk(self, track: Track, index: int) -> tuple[bytes, str, bool]:
@@ -383,10 +466,19 @@ class MediaService:
         if manifest is not None:
             if not 0 <= index < len(manifest["chunks"]):
                 raise NotFound(f"chunk {index} is past the end", code="chunk_not_found")
-            data = self.store.get_chunk(track.id, rid, index)
+            sha = manifest["chunks"][index]["sha256"]
+            data = self.store.get_chunk(track.id, rid, index, sha)
             if data is not None:
                 self.metrics.cache_hits.inc()
-                return data, manifest["chunks"][index]["sha256"], True
+                return data, sha, True
+        else:
+            failed = self._failed(track.id)
+            if failed is not None and index < len(failed.chunks):
+                # The transcode died after storing this chunk: still good bytes.
+                sha = failed.chunks[index]["sha256"]
+                data = self.store.get_chunk(track.id, rid, index, sha)
+                if data is not None:
+                    return data, sha, False
         self.metrics.cache_misses.inc()
         flight = self._start(track)
         await flight.wait(lambda: len(flight.chunks) > index, self.wait_seconds)
@@ -394,10 +486,11 @@ class MediaService:
             if flight.error is not None:
                 raise flight.error
             raise NotFound(f"chunk {index} is past the end", code="chunk_not_found")
-        data = self.store.get_chunk(track.id, rid, index)
+        sha = flight.chunks[index]["sha256"]
+        data = self.store.get_chunk(track.id, rid, index, sha)
         if data is None:
-            raise ZtreamError("the chunk was evicted while transcoding", code="evicted")
-        return data, flight.chunks[index]["sha256"], flight.complete
+            raise StorageError("the chunk was evicted or damaged while transcoding", code="evicted")
+        return data, sha, flight.complete
 
     async def stream(self, track: Track) -> AsyncGenerator[tuple[PieceKind, bytes], None]:
         """("init" | "chunk", bytes) from the start, following a live transcode.
@@ -466,7 +559,8 @@ class MediaService:
             self.extras.purge(track_id)
 
     async def close(self) -> None:
-        """Cancel every running transcode (which kills its ffmpeg group)."""
+        """Cancel every running transcode (which kills its ffmpeg group); start no new one."""
+        self._closed = True
         tasks = [f.task for f in self._flights.values() if f.task is not None]
         for task in tasks:
             task.cancel()

@@ -80,6 +80,7 @@ def build_sources(config: Config, metrics: Metrics, *, demo_dir: Path | None = N
         allow_hosts=config.url.allow_hosts,
         connect_timeout=config.url.connect_timeout,
         read_timeout=config.url.read_timeout,
+        min_bytes_per_second=config.url.min_bytes_per_second,
     )
     soundcloud = None
     if config.soundcloud.client_id:

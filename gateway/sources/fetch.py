@@ -30,6 +30,7 @@ project's tree (``gateway/errors.py``)::
     more than max_redirects redirects      -> UpstreamError (too_many_redirects)
     Content-Length or body over max_bytes  -> TooLarge
     connect/read/DNS timeouts              -> UpstreamTimeout
+    a body slower than min_bytes_per_second -> UpstreamTimeout (upstream_too_slow)
     connection, TLS and protocol errors    -> UpstreamError
 """
 
@@ -62,6 +63,14 @@ __all__ = ["Resolver", "SafeFetcher", "UpstreamResponse", "system_resolver"]
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+# The body rate is judged over windows of this much time spent waiting on the
+# upstream (time the consumer, ffmpeg's pipe, holds us up does not count):
+# each window must bring min_bytes_per_second x RATE_WINDOW bytes, or the
+# fetch ends. ``read_timeout`` bounds one read; this bounds the whole body, so
+# an upstream that trickles one byte a second loses its transcode slot within
+# RATE_WINDOW seconds instead of holding it for transcode.timeout_seconds.
+RATE_WINDOW = 5.0
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _NOT_FOUND_STATUSES = frozenset({404, 410})
@@ -211,10 +220,11 @@ class UpstreamResponse:
     content_length: int | None
     bytes_read: int
 
-    def __init__(self, response: httpx.Response, parsed: ParsedURL, max_bytes: int) -> None:
+    def __init__(self, response: httpx.Response, parsed: ParsedURL, max_bytes: int, min_rate: int = 0) -> None:
         self._response = response
         self._host = parsed.host
         self._max_bytes = max_bytes
+        self._min_rate = min_rate
         self.url = parsed.url
         self.status = response.status_code
         self.headers = response.headers
@@ -227,18 +237,48 @@ class UpstreamResponse:
         Raises:
             TooLarge: as soon as the running total exceeds ``max_bytes``; the
                 chunk that crossed the limit is not yielded.
-            UpstreamTimeout: a read timed out.
+            UpstreamTimeout: a read timed out, or (``upstream_too_slow``) a
+                window of ``RATE_WINDOW`` seconds spent waiting brought less
+                than the minimum rate.
             UpstreamError: the connection failed or broke the protocol,
                 e.g. it closed before Content-Length bytes arrived.
         """
+        chunks = self._response.aiter_bytes()
+        loop = asyncio.get_running_loop()
+        wanted = self._min_rate * RATE_WINDOW
+        waited = 0.0  # seconds spent waiting on the upstream in this window
+        got = 0  # bytes it brought in this window
         try:
-            async for chunk in self._response.aiter_bytes():
+            while True:
+                started = loop.time()
+                try:
+                    if wanted:
+                        async with asyncio.timeout(RATE_WINDOW - waited):
+                            chunk = await anext(chunks)
+                    else:
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"upstream host {self._host!r} sent {got} bytes in {RATE_WINDOW:.0f} s, "
+                        f"under the minimum of {self._min_rate} bytes per second",
+                        code="upstream_too_slow",
+                    ) from None
+                waited += loop.time() - started
+                got += len(chunk)
+                if got >= wanted:  # this window is met: the next one starts now
+                    waited, got = 0.0, 0
                 self.bytes_read += len(chunk)
                 if self.bytes_read > self._max_bytes:
                     raise TooLarge(f"upstream body from {self._host!r} exceeds {self._max_bytes} bytes")
                 yield chunk
         except httpx.HTTPError as exc:
             raise _map_httpx_error(exc, self._host) from None
+        finally:
+            aclose = getattr(chunks, "aclose", None)  # an async generator: end it here, not at GC
+            if aclose is not None:
+                await aclose()
 
     def __repr__(self) -> str:
         return f"<UpstreamResponse {self.status} {self.url}>"
@@ -257,6 +297,7 @@ class SafeFetcher:
         allow_hosts: Sequence[str] = (),
         connect_timeout: float = 5.0,
         read_timeout: float = 15.0,
+        min_bytes_per_second: int = 0,
         max_redirects: int = 5,
         resolver: Resolver | None = None,
         user_agent: str = "ztream/0.1",
@@ -267,7 +308,8 @@ class SafeFetcher:
         Takes the allow-list (see :class:`netpolicy.HostPolicy`), timeouts in
         seconds (``connect_timeout`` also bounds the DNS lookup and waiting
         for a pooled connection; ``read_timeout`` bounds each read and
-        write), the redirect limit, an optional resolver (tests inject one;
+        write; ``min_bytes_per_second`` bounds a whole body, judged over
+        ``RATE_WINDOW``, 0 for none), the redirect limit, an optional resolver (tests inject one;
         the default is :func:`system_resolver`), the User-Agent, and an
         optional SSL context (default: certifi's CAs; give one for a private
         CA or for tests).
@@ -278,6 +320,9 @@ class SafeFetcher:
         """
         if max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
+        if min_bytes_per_second < 0:
+            raise ValueError("min_bytes_per_second must be >= 0")
+        self._min_rate = min_bytes_per_second
         self._policy = HostPolicy(allow_hosts)
         self._connect_timeout = connect_timeout
         self._max_redirects = max_redirects
@@ -333,7 +378,7 @@ class SafeFetcher:
         response, parsed = await self._open(url, headers)
         try:
             self._accept(response, parsed, max_bytes)
-            yield UpstreamResponse(response, parsed, max_bytes)
+            yield UpstreamResponse(response, parsed, max_bytes, self._min_rate)
         finally:
             await self._close(response, parsed)
 
@@ -362,7 +407,7 @@ class SafeFetcher:
         follow = follow_redirects and method == "GET" and body is None
         response, parsed = await self._open(url, headers, method=method, body=body, follow=follow)
         try:
-            yield UpstreamResponse(response, parsed, max_bytes)
+            yield UpstreamResponse(response, parsed, max_bytes, self._min_rate)
         finally:
             await self._close(response, parsed)
 
