@@ -67,8 +67,6 @@ def served_intact(gw: GatewayProcess, tid: str, manifest: dict[str, Any]) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: disk full is a 500 internal everywhere (purge too), /healthz says ok")
 def test_disk_full_is_named_purge_frees_it_and_the_gateway_recovers(
     small_disk: Path, tmp_path: Path, audio_dir: Path
 ) -> None:

@@ -84,9 +84,6 @@ def open_reader(port: int, path: str) -> socket.socket:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: the kernel holds ~2.8 MB of unsent data per slow /stream reader "
-                          "(no SO_SNDBUF cap)")
 def test_slow_stream_readers_cost_bounded_memory(gateway_factory: Any, long_library: Path) -> None:
     gw = gateway_factory(library=long_library, transcode={"bitrate": 256000},
                          sources__url={"max_bytes": 500_000_000})
@@ -159,9 +156,6 @@ def hanging_upstream(tmp_path: Path) -> Iterator[HangingUpstream]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: SIGTERM with /stream readers takes 10-12 s (two 5 s aiohttp waits "
-                          "before transcodes are cancelled)")
 def test_sigterm_under_load_ends_within_2s_without_ffmpeg(
     gateway_factory: Any, long_library: Path, hanging_upstream: HangingUpstream, ffmpeg_counter: tuple[str, Path]
 ) -> None:

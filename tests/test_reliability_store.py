@@ -109,7 +109,6 @@ def check_served(gw: GatewayProcess, tid: str, manifest: dict[str, Any], deadlin
 # diskcache keeps values under 32 KiB inside its SQLite file and larger ones
 # in files beside it: 64 kbit/s makes ~16 KB chunks, 128 kbit/s ~32-33 KB ones.
 @pytest.mark.parametrize(("bitrate", "where"), [(64000, "sqlite"), (160000, "files")], ids=["in-sqlite", "in-files"])
-@issue12("a flipped byte in a stored chunk or init is served 200 with an immutable ETag")
 @pytest.mark.slow
 def test_corrupt_chunk_and_init_are_never_served(gateway_factory: Any, bitrate: int, where: str) -> None:
     gw = gateway_factory(transcode={"bitrate": bitrate})
@@ -132,7 +131,6 @@ def test_corrupt_chunk_and_init_are_never_served(gateway_factory: Any, bitrate: 
     assert complete_manifest(gw, tid) == manifest  # re-transcoded bit-exact, or never evicted
 
 
-@issue12("a flipped byte in the stored manifest gives a permanent 500 internal (decode error outside the try)")
 @pytest.mark.slow
 def test_corrupt_manifest_is_rebuilt(gateway_factory: Any) -> None:
     gw = gateway_factory()
@@ -177,7 +175,6 @@ class StallingUpstream:
         return response
 
 
-@issue12("after ffmpeg dies, chunks already stored are refused with 502 for the 20 s error memory")
 @pytest.mark.slow
 async def test_stored_chunks_survive_a_dead_ffmpeg(
     gateway_factory: Any, tmp_path: Path, ffmpeg_counter: tuple[str, Path]

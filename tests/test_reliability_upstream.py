@@ -72,9 +72,6 @@ def start_gateway(tmp_path: Path, audio_dir: Path, upstream_port: int) -> Gatewa
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: the read timeout is per read; four crawling upstreams hold all four "
-                          "transcode slots and a healthy track gets 504")
 async def test_crawling_upstreams_do_not_starve_a_healthy_track(tmp_path: Path, audio_dir: Path) -> None:
     up = CrawlingUpstream(make_audio(tmp_path / "song.mp3", 12, freq=440, fmt="mp3").read_bytes())
     server = TestServer(up.app, host="127.0.0.1")
