@@ -230,3 +230,47 @@ async def test_stored_chunks_survive_a_dead_ffmpeg(
     finally:
         up.release.set()
         await server.close()
+
+
+# -- the store on its own ------------------------------------------------------
+
+
+def test_store_never_returns_bytes_that_miss_their_hash(tmp_path: Path) -> None:
+    """A disk read is checked against the hash it is asked for: a mismatch is
+    None (a miss), counted, and the entry is gone, so it is made again."""
+    from gateway.media.store import ChunkStore
+
+    seen: list[str] = []
+    # memory_bytes=1: nothing fits the in-memory LRU, every read is a disk read.
+    store = ChunkStore(tmp_path / "store", 10_000_000, memory_bytes=1, on_corruption=seen.append)
+    try:
+        data = os.urandom(20_000)
+        store.put_chunk("t1", "r1", 0, data)
+        assert store.get_chunk("t1", "r1", 0, sha(data)) == data
+        assert seen == []
+        assert store.get_chunk("t1", "r1", 0, sha(b"other bytes")) is None
+        assert seen == ["chunk/t1/r1/0"]
+        assert store.get_chunk("t1", "r1", 0, sha(data)) is None  # evicted, not kept
+    finally:
+        store.close()
+
+
+def test_store_size_bound_counts_the_wal(tmp_path: Path) -> None:
+    """``cache.max_bytes`` bounds what the directory holds, SQLite's WAL included."""
+    from gateway.media.store import ChunkStore
+
+    max_bytes = 4_000_000
+    directory = tmp_path / "store"
+    store = ChunkStore(directory, max_bytes, memory_bytes=1)
+    try:
+        for track in range(40):  # 40 tracks x 20 chunks x 12 KB: 9.6 MB, in SQLite rows
+            for index in range(20):
+                store.put_chunk(f"t{track}", "r", index, os.urandom(12_000))
+            store.put_manifest(f"t{track}", "r", {  # type: ignore[typeddict-item]
+                "id": f"t{track}", "complete": True, "init": {"size": 1, "sha256": "0" * 64}, "chunks": [],
+            })
+        on_disk = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+        assert on_disk <= max_bytes * 1.1, f"{on_disk} bytes on disk for max_bytes {max_bytes}"
+        assert abs(store.volume() - on_disk) <= max_bytes * 0.1, (store.volume(), on_disk)
+    finally:
+        store.close()
