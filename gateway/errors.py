@@ -112,7 +112,12 @@ class Overloaded(ZtreamError):
 
     def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
         super().__init__(detail, code=code)
-        self.retry_after = retry_after
+        self._retry_after = retry_after
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds to wait (``Retry-After``); a subclass may compute it when read."""
+        return self._retry_after
 
 
 class StorageError(ZtreamError):
