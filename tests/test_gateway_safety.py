@@ -107,7 +107,9 @@ async def test_shutdown_kills_running_ffmpeg(
         transcode={"ffmpeg": wrapper}, **{"sources.url": {"allow_hosts": [f"127.0.0.1:{upstream.port}"]}}
     )
     tid = (await (await post_url(client, f"{upstream.base}/audio/song.mp3")).json())["id"]
-    upstream.gate = asyncio.Event()  # the upstream hangs: the transcode stays running
+    # The upstream sends its first bytes, then hangs: ffmpeg has started (it
+    # starts on the first bytes, not before the upstream answers) and stays running.
+    upstream.stall_after, upstream.stall = 4096, asyncio.Event()
     request = asyncio.create_task(client.get(f"/v1/tracks/{tid}/manifest"))
     for _ in range(200):
         if spawns.exists() and spawns.read_text().strip():
@@ -117,7 +119,7 @@ async def test_shutdown_kills_running_ffmpeg(
     await client.close()
     assert await wait_dead(pid)
     request.cancel()
-    upstream.gate.set()
+    upstream.stall.set()
 
 
 def rss_kib(pid: int) -> int:

@@ -17,6 +17,8 @@ class Upstream:
         self.audio = {name: path.read_bytes() for name, path in audio.items()}
         self.hits: Counter[str] = Counter()
         self.gate: asyncio.Event | None = None  # when set, audio waits for it
+        self.stall: asyncio.Event | None = None  # with stall_after: the rest of the audio waits for it
+        self.stall_after: int | None = None
         self.app = web.Application()
         self.app.router.add_get("/audio/{name}", self.serve_audio)
         self.app.router.add_get("/html", self.html)
@@ -33,6 +35,15 @@ class Upstream:
             raise web.HTTPNotFound()
         if self.gate is not None:
             await self.gate.wait()
+        if self.stall_after is not None and self.stall is not None:
+            # Headers and the first bytes, then nothing until ``stall`` is set.
+            data = self.audio[name]
+            response = web.StreamResponse(headers={"Content-Type": "audio/mpeg", "Content-Length": str(len(data))})
+            await response.prepare(request)
+            await response.write(data[: self.stall_after])
+            await self.stall.wait()
+            await response.write(data[self.stall_after :])
+            return response
         return web.Response(body=self.audio[name], content_type="audio/mpeg")
 
     async def chunked(self, request: web.Request) -> web.StreamResponse:

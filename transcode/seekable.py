@@ -139,7 +139,9 @@ async def spool(
 
 
 async def _read_head(body: AsyncIterator[bytes], want: int) -> tuple[bytes, bool]:
-    """At least ``want`` bytes from ``body`` (fewer at its end); (bytes, ended)."""
+    """Up to ``want`` bytes from ``body``: fewer at its end, and fewer once the
+    probe has decided (an MP3's first bytes settle it), so that ffmpeg starts
+    on the first piece of a slow upstream, not after ``want`` bytes; (bytes, ended)."""
     buf = bytearray()
     while len(buf) < want:
         try:
@@ -147,6 +149,9 @@ async def _read_head(body: AsyncIterator[bytes], want: int) -> tuple[bytes, bool
         except StopAsyncIteration:
             return bytes(buf), True
         buf += piece
+        probe = probe_container(bytes(buf))
+        if probe.decided and not probe.isobmff:
+            break
     return bytes(buf), False
 
 
