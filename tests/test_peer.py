@@ -280,31 +280,32 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
     import signal
 
     from .browser import ErrorLog, until
-    from .netns import NamespacedGateway, NetNamespace, require_netns
 
-    require_netns()
     from playwright.async_api import async_playwright
 
-    from .test_browser_p2p import Browser, check_audio, manifest, p2p, play, server_bytes, tone_track
+    from .test_browser_p2p import Browser, World, check_audio, manifest, p2p, play, server_bytes, tone_track
 
-    ns = NetNamespace()
-    gw = NamespacedGateway(ns, tmp_path, audio_dir)
+    # Chromium behind one NAT router, the aiortc peers behind another, the
+    # gateway (and its STUN responder) on the public side: no media
+    # permissions, shipped defaults (tests/nat.py).
+    world = World(tmp_path, audio_dir, count=2)
+    gw = world.gw
+    aiortc_home = world.homes[1]
     seeder: subprocess.Popen[str] | None = None
     try:
-        gw.start()
         tid = tone_track(gw)["id"]
         m = manifest(gw, tid)
         track_url = f"{gw.url}/v1/tracks/{tid}"
         whole = m["init"]["size"] + sum(c["size"] for c in m["chunks"])
-        seeder = _ns_peer(ns, track_url, "--seed-only")
+        seeder = _ns_peer(aiortc_home, track_url, "--seed-only")
         async with asyncio.timeout(20):  # the seeder fetched the track once, then announced it
             while await asyncio.to_thread(server_bytes, gw) < whole:
                 await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)
 
         log = ErrorLog()
-        async with async_playwright() as pw, Browser(pw, ns, gw, tmp_path, log) as b:
-            page = await b.listener(tid)
+        async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
+            page = await b.listener(tid, home=0)
             await play(page)
             await until(page, "window.finished", timeout=45)
             stats = await page.evaluate("document.getElementById('p').stats")
@@ -314,7 +315,7 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
             seeder.send_signal(signal.SIGINT)
             seed_report = await asyncio.to_thread(_report, seeder, 30)
             seeder = None
-            listener = _ns_peer(ns, track_url, "--speed", "4", "--linger", "0")
+            listener = _ns_peer(aiortc_home, track_url, "--speed", "4", "--linger", "0")
             report = await asyncio.to_thread(_report, listener, 60)
             info_after = await p2p(page)
         log.assert_clean()
@@ -332,5 +333,4 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
         if seeder is not None and seeder.poll() is None:
             seeder.kill()
             seeder.wait(10)
-        gw.stop()
-        ns.close()
+        world.close()
