@@ -45,6 +45,8 @@ from .metrics import METRICS, Metrics
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .nat.service import setup_nat
 from .swarm import setup_swarm
+from .cluster import setup_cluster
+from .health import HEALTH, Health
 
 __all__ = ["create_app", "serve", "SHUTDOWN_GRACE"]
 
@@ -125,6 +127,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[CONFIG] = config
     app[LIVE_CONFIG] = LiveConfig(config, config_path)
     app[METRICS] = Metrics()
+    app[HEALTH] = Health()
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app[STREAMS] = set()
@@ -134,6 +137,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app.add_routes(extras_routes)
     setup_nat(app, config, app[METRICS])  # before the swarm: welcome carries its ice servers
     setup_swarm(app, config, app[METRICS])
+    setup_cluster(app, config)  # nothing without [cluster] redis_url
 
     async def get_track(track_id: str) -> TrackJSON | None:
         track = app[CATALOG].get(track_id)
