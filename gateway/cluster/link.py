@@ -9,7 +9,8 @@ marks the link *down*, counts one outage in ``ztream_redis_outages_total``,
 names ``redis`` in ``/healthz``'s reasons, and makes ``call`` return ``None``;
 callers then do what one node alone would (per-node introductions, local
 transcodes). A watcher pings every ``PROBE_SECONDS`` while down; the first
-answer marks it *up* again and runs the ``on_heal`` callbacks (the swarm
+answer marks it *up* again and runs the ``on_heal`` callbacks (``on_down``
+ones run when it goes down: the swarm forgets the other nodes' peers) (the swarm
 re-writes its holdings, the subscriber re-subscribes). Nothing here raises
 into a request.
 
@@ -59,6 +60,7 @@ class RedisLink:
         self.is_cluster = False
         self.up = False
         self.on_heal: list[Callable[[], Awaitable[None]]] = []
+        self.on_down: list[Callable[[], None]] = []
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -107,11 +109,14 @@ class RedisLink:
         await self._close_client()
 
     def _mark_down(self, why: object) -> None:
-        if self.up or REASON not in self.health.reasons:
-            log.warning("redis is unreachable (%s): this node carries on alone until it is back", why)
-            self.metrics.redis_outages.inc()
+        was_up = self.up or REASON not in self.health.reasons
         self.up = False
         self.health.degrade(REASON)
+        if was_up:
+            log.warning("redis is unreachable (%s): this node carries on alone until it is back", why)
+            self.metrics.redis_outages.inc()
+            for callback in list(self.on_down):
+                callback()
 
     async def _watch(self) -> None:
         while not self._closed:

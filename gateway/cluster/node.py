@@ -2,8 +2,9 @@
 
 Every ``HEARTBEAT_SECONDS`` a node writes its field of the ``ztream:nodes``
 hash (its URL for other nodes, the time, its stats) and reads the others; a
-field older than ``NODE_TTL`` is a dead node's and is deleted by whoever sees
-it. A hash with per-field times rather than one key per node: listing the
+field older than ``NODE_TTL`` is a node not alive (its holders are not
+offered); one older than ``DEAD_AFTER`` is a dead node's, deleted by whoever
+sees it, and its holders with it. A hash with per-field times rather than one key per node: listing the
 nodes is then one HGETALL on one slot, in a Redis Cluster too.
 """
 
@@ -28,6 +29,7 @@ log = logging.getLogger("ztream.cluster")
 HEARTBEAT_SECONDS = 1.0
 # A node silent this long is dead: its holders are not offered, its lock is not waited for past its TTL.
 NODE_TTL = 5.0
+DEAD_AFTER = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,10 @@ class Directory:
         self.url = url
         self._stats = stats
         self.nodes: dict[str, NodeInfo] = {}
+        # Nodes seen dead (silent for DEAD_AFTER while Redis answered us): their
+        # holders may be deleted by anyone. A node merely not heard from yet
+        # (Redis just came back) is not dead.
+        self.dead: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def alive(self, node: str) -> bool:
@@ -82,9 +88,12 @@ class Directory:
             except (ValueError, KeyError, TypeError):
                 stale.append(node)
                 continue
-            if now - info.seen > NODE_TTL * 6:
+            if now - info.seen > DEAD_AFTER:
                 stale.append(node)
+                self.dead.add(node)
             nodes[node] = info
+            if now - info.seen <= NODE_TTL:
+                self.dead.discard(node)
         self.nodes = nodes
         if stale:
             await self.link.call(lambda c: c.hdel(keys.nodes(), *stale))

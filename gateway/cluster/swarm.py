@@ -99,7 +99,8 @@ class SwarmFederation:
                 dead.append(holder)
                 continue
             if node != self.node_id and not self.directory.alive(node):
-                dead.append(holder)
+                if node in self.directory.dead:
+                    dead.append(holder)
                 continue
             holdings.append(holding)
         self.tracker.adopt(track, rendition, holdings, asyncio.get_running_loop().time(), IDLE_TIMEOUT)
@@ -256,6 +257,7 @@ class SwarmFederation:
 
     def start(self) -> None:
         self.link.on_heal.append(self.resync)
+        self.link.on_down.append(self.tracker.drop_shadows)
         for name, run in (("publisher", self._publisher), ("writer", self._writer),
                           ("refresher", self._refresher), ("subscriber", self._subscriber)):
             self._tasks.append(asyncio.create_task(run(), name=f"ztream-cluster-{name}"))

@@ -87,6 +87,11 @@ class ClusterTracker(Tracker):
     def local_ids(self) -> list[str]:
         return [p for p in self._peers if p not in self.shadows]
 
+    def drop_shadows(self) -> None:
+        """Forget every peer of other nodes (Redis went away: per-node introductions only)."""
+        for peer in list(self.shadows):
+            self.remove(peer)
+
     # -- what the shell feeds in ---------------------------------------------
 
     def _shadow(self, peer: str, node: str, last_seen: float) -> bool:
