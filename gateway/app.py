@@ -19,6 +19,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,11 @@ async def _stop_work(app: web.Application) -> None:
     end_streams(app)
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then shut down within about 2 s."""
+async def serve(app: web.Application, host: str, port: int, *, sockets: list[socket.socket] | None = None) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down within about 2 s.
+
+    ``sockets`` (bound already: a worker of ``ztream serve --workers N``) replace ``host:port``.
+    """
     runner = ZtreamRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -165,8 +169,9 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        sites = [web.SockSite(runner, sock) for sock in sockets] if sockets else [web.TCPSite(runner, host, port)]
+        for site in sites:
+            await site.start()
         await stop.wait()
         log.info("shutting down")
         await _stop_work(app)  # ffmpeg first, before connections are touched

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -111,3 +113,59 @@ def wait_nodes(redis_url: str, count: int, *, cluster: bool, timeout: float = 10
             return
         time.sleep(0.1)
     raise RuntimeError("the nodes did not all register")
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SHIPPED_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "ztream.conf"
+
+
+class NginxEdge:
+    """The shipped deploy/nginx/ztream.conf, its EDIT lines pointed at loopback nodes and a scratch cache."""
+
+    def __init__(self, directory: Path, node_ports: list[int], port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = directory / f"nginx-{self.port}"
+        self.dir.mkdir(parents=True)
+        shipped = SHIPPED_CONF.read_text()
+        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in node_ports)
+        lines = []
+        for line in shipped.splitlines(keepends=True):
+            if "EDIT: one line per node" in line:
+                lines.append(servers)
+            elif line.strip().startswith("listen ") and "EDIT" in line:
+                lines.append(f"    listen 127.0.0.1:{self.port};\n")
+            else:
+                lines.append(line.replace("/var/cache/nginx/ztream", str(self.dir / "cache")))
+        (self.dir / "ztream.conf").write_text("".join(lines))
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        d = self.dir
+        (d / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{\n access_log {d}/access.log;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n"
+            f" fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n"
+            f" include {d}/ztream.conf;\n}}\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        check = subprocess.run([NGINX, "-t", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+                               capture_output=True, timeout=30)
+        assert check.returncode == 0, check.stderr.decode()
+        self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"),
+                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
