@@ -363,3 +363,54 @@ async def test_redis_down_then_back(nodes: list[GatewayProcess], tmp_path: Path,
         redis_server.stop()
     for gw in nodes:
         assert gw.proc is not None and gw.proc.poll() is None, gw.log()[-2000:]
+
+
+# -- administration ------------------------------------------------------------------------
+
+
+async def test_admin_changes_reach_every_node(nodes: list[GatewayProcess], tmp_path: Path, audio_dir: Path) -> None:
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    token = "t0ken-" * 6
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        for name in ("n1", "n2"):
+            nodes.append(start_node(tmp_path, name, audio_dir, redis_server.url, admin={"token": token}))
+        wait_nodes(redis_server.url, 2, cluster=False)
+        n1, n2 = nodes
+        track = n1.library_ids[2]
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{n2.url}/v1/ws") as ws:
+                await ws.receive_json(timeout=5)
+                deadline = time.monotonic() + 5
+                while True:  # n2's heartbeat carries its stats, n1's reads them
+                    async with session.get(f"{n1.url}/v1/admin/stats", headers=auth) as r:
+                        stats = await r.json()
+                    assert stats["peers_connected"] == 0 and stats["cluster"]["nodes"] == 2
+                    if stats["cluster"]["peers_connected"] == 1:
+                        break
+                    assert time.monotonic() < deadline, stats
+                    await asyncio.sleep(0.2)
+            async with session.post(f"{n1.url}/v1/admin/reload", headers=auth) as r:
+                assert r.status == 200
+            deadline = time.monotonic() + 5
+            while True:
+                async with session.get(f"{n2.url}/v1/admin/stats", headers=auth) as r:
+                    if (await r.json())["config"]["reloads"] == 1:
+                        break
+                assert time.monotonic() < deadline, "n2 never reloaded"
+                await asyncio.sleep(0.1)
+            # A purge on n1 purges n2's copy too.
+            await wait_complete(session, n2.url, track)
+            await wait_complete(session, n1.url, track)
+            async with session.delete(f"{n1.url}/v1/admin/tracks/{track}", headers=auth) as r:
+                assert r.status == 200, await r.text()
+            deadline = time.monotonic() + 5
+            while True:
+                async with session.get(f"{n2.url}/v1/tracks/{track}") as r:
+                    if r.status == 404:
+                        break
+                assert time.monotonic() < deadline, "n2 never purged"
+                await asyncio.sleep(0.1)
+    finally:
+        redis_server.stop()

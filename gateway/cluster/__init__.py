@@ -21,6 +21,7 @@ serve --workers N`` gives each worker its own private port that way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -127,10 +128,16 @@ def setup_cluster(app: web.Application, config: Config) -> None:
                                    extras=media.rendition.extras)
         media.events_hook = ownership.events
         app[CLUSTER] = Cluster(node_id, me, link, directory, federation, ownership)
+        from .admin import listen
+
+        listener = asyncio.create_task(listen(app), name="ztream-cluster-broadcast")
         log.info("cluster node %s at %s (redis %s)", node_id, me, "up" if link.up else "down")
         try:
             yield
         finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
             media.events_hook = None
             app[SOCKETS].federation = None
             with contextlib.suppress(Exception):
