@@ -103,6 +103,9 @@ def setup_cluster(app: web.Application, config: Config) -> None:
     if not url:
         return
     node_id = config.cluster.node_id or secrets.token_hex(8)
+    worker = os.environ.get("ZTREAM_WORKER", "")
+    if worker and config.cluster.node_id:
+        node_id = f"{node_id}-{worker.split('/')[0]}"  # one name per worker of `--workers N`
     old = app[TRACKER]
     tracker = ClusterTracker(
         node_id, upload_slots=old.upload_slots, max_tracks=old.max_tracks, max_chunks=old.max_chunks,
