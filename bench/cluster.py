@@ -51,11 +51,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (Redis wants the port <= 55535)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 class RedisServer:
     """One ``redis-server`` on a loopback port, nothing saved to disk."""
 
     def __init__(self, directory: Path, port: int | None = None, *, cluster: bool = False) -> None:
-        self.port = port if port is not None else free_port()
+        self.port = port if port is not None else (cluster_port() if cluster else free_port())
         self.dir = directory / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster
@@ -73,14 +93,18 @@ class RedisServer:
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
                      "--cluster-node-timeout", "2000"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 if redis.Redis(port=self.port, socket_timeout=1).ping():
                     return
             except redis.RedisError:
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"redis-server on {self.port} did not start")
 
     def stop(self) -> None:

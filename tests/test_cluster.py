@@ -353,7 +353,7 @@ async def test_redis_down_then_back(nodes: list[GatewayProcess], tmp_path: Path,
                 wait_health(gw, {"status": "ok"})
             await want_until(b, track, [0], a_id, timeout=10)
             await b.send_json({"type": "signal", "to": a_id, "data": {"x": 1}})
-            assert (await next_of(a, "signal"))["data"] == {"x": 1}
+            assert (await next_of(a, "signal", timeout=10))["data"] == {"x": 1}
             for ws in (a, b, c):
                 await ws.close()
             async with session.get(f"{n1.url}/metrics") as r:
