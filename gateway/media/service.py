@@ -265,7 +265,9 @@ class MediaService:
         source = self.sources.get(track.source)
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
-        local = lambda: self._transcoded(flight, source)  # noqa: E731 - a factory, called at most once per round
+        def local() -> Events:
+            return self._transcoded(flight, source)
+
         made = local() if self.events_hook is None else self.events_hook(flight, local)
         # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
         async with contextlib.aclosing(made) as events:
