@@ -203,6 +203,10 @@ async def test_one_transcode_cluster_wide(
             assert all(len(hashes) == 1 for hashes in by_path.values()), by_path
             manifests = [await wait_complete(session, gw.url, track) for gw in nodes]
             assert manifests[0] == manifests[1] == manifests[2]
+            # What the owner measured besides the chunks is the same everywhere too.
+            for extra in ("waveform", "artwork"):
+                bodies = [await read(session, f"{gw.url}/v1/tracks/{track}/{extra}") for gw in nodes]
+                assert all(status == 200 for status, _ in bodies) and len({b for _, b in bodies}) == 1, extra
             streams = {hashlib.sha256(body).hexdigest() for (_b, p), (_s, body) in zip(requests, answers) if p == "stream"}
             assert len(streams) == 1
             for gw in nodes:

@@ -49,7 +49,8 @@ from ..errors import UpstreamTimeout, ZtreamError
 from transcode.analysis import Loudness
 
 from ..media.catalog import Track
-from ..media.service import Flight
+from ..media.extras import StoredArtwork
+from ..media.service import Flight, MediaService
 from . import keys
 from .link import RedisLink
 from .node import Directory
@@ -116,6 +117,7 @@ class TrackOwnership:
     def __init__(self, link: RedisLink, directory: Directory, rendition_id: str, *, wait_seconds: float,
                  extras: bool = False) -> None:
         self.extras = extras
+        self.service: MediaService | None = None  # set by setup_cluster: where pulled extras are stored
         self.link = link
         self.directory = directory
         self.node_id = directory.node_id
@@ -194,7 +196,7 @@ class TrackOwnership:
                             else:
                                 next_index = event.index + 1
                             yield event
-                    await self._adopt_loudness(base, flight)
+                    await self._adopt_extras(base, flight)
                     return
                 except _PullFailed as exc:
                     log.info("pulling %s from node %s failed (%s); electing again", track.id, verdict.value, exc)
@@ -229,15 +231,36 @@ class TrackOwnership:
 
     # -- pulling --------------------------------------------------------------
 
-    async def _adopt_loudness(self, base: str, flight: Flight) -> None:
-        """The owner's measured loudness, so this node's manifest is the owner's."""
+    async def _adopt_extras(self, base: str, flight: Flight) -> None:
+        """What the owner's transcode measured besides the chunks: its loudness (so this node's
+        manifest is the owner's), its waveform and its artwork, stored here as if made here."""
         if not self.extras:
             return
-        manifest = await self._manifest(base, flight.track)
+        track, rid = flight.track, self.rendition_id
+        root = f"{base}/v1/tracks/{track.id}"
+        manifest = await self._manifest(base, track)
         lufs = manifest.get("loudness_lufs")
         if isinstance(lufs, int | float):
             peak = manifest.get("true_peak_db")
             flight.analysis.loudness = Loudness(float(lufs), float(peak) if isinstance(peak, int | float) else None)
+        store = self.service.extras if self.service is not None else None
+        if store is None or self.service is None:
+            return
+        status, body, _ = await self._get(f"{root}/waveform")
+        if status == 200:
+            waveform = json.loads(body)
+            if isinstance(waveform, dict) and waveform.get("complete") is True:
+                store.put_waveform(track.id, rid, waveform)
+        status, info, _ = await self._get(root)
+        status_art, jpeg, etag = await self._get(f"{root}/artwork")
+        if status == 200 and status_art == 200:
+            described = json.loads(info)
+            width, height = described.get("artwork_width"), described.get("artwork_height")
+            if isinstance(width, int) and isinstance(height, int):
+                placeholder = etag.startswith("placeholder-")
+                store.put_artwork(track.id, rid, StoredArtwork(None if placeholder else jpeg, width, height))
+                self.service.catalog.set_artwork_size(track.id, width, height)
+        flight.extras_stored = True
 
     async def _get(self, url: str) -> tuple[int, bytes, str]:
         try:
