@@ -130,6 +130,13 @@ class RedisSetup:
         return self.servers[0].url
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # no server left running when one of them failed
+            raise
+
+    def _start(self) -> None:
         import redis
 
         for s in self.servers:
