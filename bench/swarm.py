@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,13 @@ async def run_swarm(
     seed: int = 1,
     timeout: float = 900.0,
     with_metrics: bool = True,
+    peer_gateways: Sequence[str] = (),
 ) -> SwarmResult:
-    """Run one swarm; returns every peer's report (bounded by ``timeout`` real seconds)."""
+    """Run one swarm; returns every peer's report (bounded by ``timeout`` real seconds).
+
+    ``peer_gateways``: peer i joins ``peer_gateways[i % n]`` instead (the nodes
+    of one cluster, bench/cluster.py); metrics still come from ``gateway``.
+    """
     rng = random.Random(seed)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{gateway}/v1/tracks/{track}/manifest") as r:
@@ -184,7 +190,8 @@ async def run_swarm(
                 leave_at=rng.uniform(0.25, 0.75) * duration if role in ("close", "vanish") else None,
                 vanish=role == "vanish",
             )
-            node = PeerNode(gateway, track, clock=clock, options=options, session=session)
+            entry = peer_gateways[i % len(peer_gateways)] if peer_gateways else gateway
+            node = PeerNode(entry, track, clock=clock, options=options, session=session)
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(stop), name=options.name))
             if i + 1 < len(roles):

@@ -19,6 +19,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from .metrics import METRICS, Metrics
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .nat.service import setup_nat
 from .swarm import setup_swarm
+from .cluster import setup_cluster
+from .health import HEALTH, Health
 
 __all__ = ["create_app", "serve", "SHUTDOWN_GRACE"]
 
@@ -125,6 +128,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app[CONFIG] = config
     app[LIVE_CONFIG] = LiveConfig(config, config_path)
     app[METRICS] = Metrics()
+    app[HEALTH] = Health()
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app[STREAMS] = set()
@@ -134,6 +138,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app.add_routes(extras_routes)
     setup_nat(app, config, app[METRICS])  # before the swarm: welcome carries its ice servers
     setup_swarm(app, config, app[METRICS])
+    setup_cluster(app, config)  # nothing without [cluster] redis_url
 
     async def get_track(track_id: str) -> TrackJSON | None:
         track = app[CATALOG].get(track_id)
@@ -152,8 +157,11 @@ async def _stop_work(app: web.Application) -> None:
     end_streams(app)
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then shut down within about 2 s."""
+async def serve(app: web.Application, host: str, port: int, *, sockets: list[socket.socket] | None = None) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then shut down within about 2 s.
+
+    ``sockets`` (bound already: a worker of ``ztream serve --workers N``) replace ``host:port``.
+    """
     runner = ZtreamRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -161,8 +169,9 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        sites = [web.SockSite(runner, sock) for sock in sockets] if sockets else [web.TCPSite(runner, host, port)]
+        for site in sites:
+            await site.start()
         await stop.wait()
         log.info("shutting down")
         await _stop_work(app)  # ffmpeg first, before connections are touched

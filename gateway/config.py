@@ -38,6 +38,7 @@ __all__ = [
     "P2PConfig",
     "TurnConfig",
     "AdminConfig",
+    "ClusterConfig",
     "SECRET_KEYS",
     "load_config",
     "config_from_dict",
@@ -184,6 +185,23 @@ class AdminConfig(_Section):
     token: Annotated[StrictStr, Field(repr=False)] = ""
 
 
+def _redis_url(value: str) -> str:
+    if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{value!r} is not a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _node_url(value: str) -> str:
+    return _http_url(value) if value else value
+
+
+class ClusterConfig(_Section):
+    # Empty: one process, no Redis, exactly the single-node behaviour (docs/cluster.md).
+    redis_url: Annotated[StrictStr, AfterValidator(_redis_url), Field(repr=False)] = ""
+    node_url: Annotated[StrictStr, AfterValidator(_node_url)] = ""  # empty: http://{host}:{port}
+    node_id: StrictStr = ""  # empty: random per start
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     cache: CacheConfig = CacheConfig()
@@ -193,6 +211,7 @@ class Config(_Section):
     soundcloud: SoundCloudConfig = SoundCloudConfig()
     p2p: P2PConfig = P2PConfig()
     admin: AdminConfig = AdminConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @property
     def public_url(self) -> str:
@@ -223,10 +242,11 @@ class _Document(_Section):
     sources: _Sources = _Sources()
     p2p: P2PConfig = P2PConfig()
     admin: AdminConfig = AdminConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 # Keys whose values are never shown: not in errors, logs or admin answers.
-SECRET_KEYS = frozenset({"sources.soundcloud.client_secret", "admin.token", "p2p.turn.secret"})
+SECRET_KEYS = frozenset({"sources.soundcloud.client_secret", "admin.token", "p2p.turn.secret", "cluster.redis_url"})
 
 # Config attribute -> TOML table.
 _TABLES = {
@@ -238,6 +258,7 @@ _TABLES = {
     "soundcloud": "sources.soundcloud",
     "p2p": "p2p",
     "admin": "admin",
+    "cluster": "cluster",
 }
 
 
@@ -312,6 +333,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         soundcloud=doc.sources.soundcloud,
         p2p=doc.p2p,
         admin=doc.admin,
+        cluster=doc.cluster,
     )
 
 

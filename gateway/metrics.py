@@ -99,6 +99,9 @@ class Metrics:
             "Open peers whose last stats report said they had no neighbour connection open",
             registry=r,
         )
+        self.redis_outages = Counter(
+            "ztream_redis_outages", "Times this cluster node lost Redis and carried on alone", registry=r
+        )
         # Touch every fixed label value so the series exist from the start and
         # rate() has a zero to start from.
         # Labelled children looked up once: .labels() costs a lock and a dict

@@ -44,6 +44,7 @@ from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import is_track_id
 from ..metrics import METRICS, SERVER_KINDS
+from ..cluster.admin import cluster_stats, tell_cluster
 from ..swarm import HUB
 from .live import LIVE_CONFIG
 from .overlay import HEADER, edit_toml, write_atomic
@@ -176,6 +177,7 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
         # Why offload is low (docs/p2p.md): the same figures as the dashboard row.
         "p2p": _p2p_figures(sample),
+        **({"cluster": totals} if (totals := cluster_stats(app)) is not None else {}),
     }
 
 
@@ -304,6 +306,7 @@ async def put_sources(request: web.Request) -> web.Response:
         result = await live.apply(candidate, reason=reason, before_swap=save)
     except ConfigError as exc:
         raise BadRequest(str(exc), code="invalid_config") from None
+    await tell_cluster(request.app, {"t": "reload"})
     return _sources_answer(request, changed=list(result.changed))
 
 
@@ -313,6 +316,7 @@ async def post_reload(request: web.Request) -> web.Response:
         result = await request.app[LIVE_CONFIG].reload(f"admin: POST /v1/admin/reload from {_client(request)}")
     except ConfigError as exc:
         raise BadRequest(f"{exc} (the running configuration stays)", code="invalid_config") from None
+    await tell_cluster(request.app, {"t": "reload"})
     return web.json_response({"status": "reloaded", **result.to_json()})
 
 
@@ -329,6 +333,7 @@ async def delete_track(request: web.Request) -> web.Response:
     transcoder.purge(track_id)
     registry.remove(track_id)
     log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))
+    await tell_cluster(request.app, {"t": "purge", "id": track_id})
     return web.json_response({"id": track_id, "purged": True})
 
 

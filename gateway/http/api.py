@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from ..sources import FETCH_SOURCES, LOCAL_SOURCE
+from ..health import HEALTH
 from ..errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, ZtreamError
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track
@@ -168,6 +169,9 @@ async def healthz(request: web.Request) -> web.Response:
     # Degraded is still 200: what is stored is still served, so a load
     # balancer should keep sending listeners; the reasons say what is wrong.
     reasons = request.app[STORE].faults() if STORE in request.app else []
+    # And what other parts name (a cluster node that lost Redis: docs/cluster.md).
+    health = request.app.get(HEALTH)
+    reasons = [*reasons, *(health.reasons if health is not None else [])]
     if reasons:
         return web.json_response({"status": "degraded", "reason": reasons[0], "reasons": reasons})
     return web.json_response({"status": "ok"})

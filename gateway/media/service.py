@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from transcode.analysis import MediaAnalysis
 from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork, placeholder_artwork
-from transcode.ebml import InitSegment
+from transcode.ebml import Cluster, InitSegment
 from transcode.ffmpeg import Rendition
 from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
 from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
@@ -77,6 +77,11 @@ if TYPE_CHECKING:  # sources import the catalog: no import cycle at run time
 __all__ = ["MediaService", "Flight"]
 
 log = logging.getLogger("ztream.transcoder")
+
+Events = AsyncGenerator[InitSegment | Cluster, None]
+# A cluster (gateway/cluster/media.py) may make a flight's events elsewhere:
+# hook(flight, local) -> events, where local() is this node's own transcode.
+EventsHook = Callable[["Flight", Callable[[], Events]], Events]
 
 # A failed transcode's error is answered again for this long before retrying.
 ERROR_TTL = 20.0
@@ -177,6 +182,7 @@ class MediaService:
     ) -> None:
         self.store = store
         self.extras = extras
+        self.events_hook: EventsHook | None = None
         self.catalog = catalog
         self.sources = sources
         self.rendition = rendition
@@ -259,6 +265,36 @@ class MediaService:
         source = self.sources.get(track.source)
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
+        def local() -> Events:
+            return self._transcoded(flight, source)
+
+        made = local() if self.events_hook is None else self.events_hook(flight, local)
+        # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
+        async with contextlib.aclosing(made) as events:
+            async for event in events:
+                if isinstance(event, InitSegment):
+                    self.store.put_init(track.id, rid, event.data)
+                    flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
+                else:
+                    if event.start >= self.max_duration:
+                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
+                    self.store.put_chunk(track.id, rid, event.index, event.data)
+                    flight.chunks.append(
+                        {
+                            "index": event.index,
+                            "start": round(event.start, 3),
+                            "duration": round(event.duration, 3),
+                            "size": len(event.data),
+                            "sha256": _sha256(event.data),
+                        }
+                    )
+                flight.notify()
+        if flight.init is None or not flight.chunks:
+            raise NotAudio("the upstream holds no audio ffmpeg could decode")
+
+    async def _transcoded(self, flight: Flight, source: Source) -> Events:
+        """This node's own transcode of the flight's track: its events, then (extras on) its extras stored."""
+        track = flight.track
         extras = self.rendition.extras
         try:
             async with self._prepared(track, source) as prepared:
@@ -266,26 +302,9 @@ class MediaService:
                     self.rendition, prepared.stream, timeout=self.timeout, input_path=prepared.path,
                     input_format=prepared.input_format, analysis=flight.analysis if extras else None,
                 )
-                # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
                 async with contextlib.aclosing(events) as events:
                     async for event in events:
-                        if isinstance(event, InitSegment):
-                            self.store.put_init(track.id, rid, event.data)
-                            flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
-                        else:
-                            if event.start >= self.max_duration:
-                                raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
-                            self.store.put_chunk(track.id, rid, event.index, event.data)
-                            flight.chunks.append(
-                                {
-                                    "index": event.index,
-                                    "start": round(event.start, 3),
-                                    "duration": round(event.duration, 3),
-                                    "size": len(event.data),
-                                    "sha256": _sha256(event.data),
-                                }
-                            )
-                        flight.notify()
+                        yield event  # _pump has stored it when this resumes
                 if flight.init is None or not flight.chunks:
                     raise NotAudio("the upstream holds no audio ffmpeg could decode")
                 if extras:

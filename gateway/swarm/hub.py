@@ -350,12 +350,13 @@ class SwarmHub:
         if not self.tracker.introduced(p.id, message.to):
             return self._refuse(p, "not_introduced", "signal only peers the tracker gave you", "signal", now)
         target = self._peers.get(message.to)
-        if target is None or target.closing:
+        # A peer of another cluster node is present too: the shell relays the Send there.
+        if (target.closing if target is not None else not self.tracker.elsewhere(message.to)):
             return self._refuse(p, "unknown_peer", "that peer has left", "signal", now)
         if not p.signal_bytes.take(now, len(message.data_json)):
             return self._refuse(p, "rate_limited", "too many signal bytes a second", "signal", now)
         # "from" is always the sender's own id, whatever it wrote.
-        return [Send(target.id, SignalFrom(p.id, message.data_json))]
+        return [Send(message.to, SignalFrom(p.id, message.data_json))]
 
     def _stats(self, p: _Peer, stats: Stats, now: float) -> list[Output]:
         if not p.stats.take(now):

@@ -38,6 +38,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
@@ -64,9 +65,9 @@ from ..errors import BadRequest, Forbidden
 from ..http import ORIGINS
 from ..http.responses import render_error
 from .limits import MAX_MESSAGE_BYTES
-from .messages import ProtocolError, parse, render
+from .messages import PeerMessage, ProtocolError, ServerMessage, parse, render
 
-__all__ = ["Connection", "SwarmSockets"]
+__all__ = ["Connection", "Federation", "SwarmSockets"]
 
 log = logging.getLogger("ztream.swarm")
 
@@ -162,6 +163,22 @@ class Connection:
                 self.request.transport.abort()
 
 
+class Federation(Protocol):
+    """What a cluster shell (gateway/cluster/swarm.py) adds around the hub; none: one node alone."""
+
+    async def before(self, peer: str, message: PeerMessage) -> None:
+        """Bring in what the hub will need from other nodes (a ``want``'s remote holders)."""
+
+    def after(self, peer: str, message: PeerMessage) -> None:
+        """Share what the message changed (holdings, introductions). Never waits."""
+
+    def forward(self, peer: str, message: ServerMessage) -> None:
+        """A ``Send`` to a peer connected to another node. Never waits."""
+
+    def closed(self, peer: str) -> None:
+        """The peer's socket is gone."""
+
+
 class SwarmSockets:
     """The open connections by peer id, and the carrying out of the hub's outputs."""
 
@@ -169,6 +186,7 @@ class SwarmSockets:
         self.hub = hub
         self.config = config
         self.connections: dict[str, Connection] = {}
+        self.federation: Federation | None = None
         self._metrics: dict[str, Counter | Gauge | Histogram] = {
             PEERS_CONNECTED: metrics.peers_connected,
             PEER_BYTES: metrics.peer_bytes,
@@ -189,7 +207,9 @@ class SwarmSockets:
             match pending.popleft():
                 case Send(peer, message):
                     conn = self.connections.get(peer)
-                    if conn is not None and conn.send(render(message)):
+                    if conn is None and self.federation is not None:
+                        self.federation.forward(peer, message)
+                    elif conn is not None and conn.send(render(message)):
                         # Gave up on a too-slow reader: gone, as far as the swarm goes.
                         pending.extend(self.hub.close(peer, now))
                 case Close(peer, code, reason):
@@ -249,7 +269,12 @@ class SwarmSockets:
                     except ProtocolError as exc:
                         self.carry_out(hub.receive(peer, exc, now), now)
                     else:
+                        if self.federation is not None:
+                            await self.federation.before(peer, message)
+                            now = loop.time()
                         self.carry_out(hub.receive(peer, message, now), now)
+                        if self.federation is not None:
+                            self.federation.after(peer, message)
                 elif msg.type == WSMsgType.BINARY:
                     refused = ProtocolError("bad_json", "binary frames are not part of the protocol")
                     self.carry_out(hub.refuse(peer, refused, now), now)
@@ -258,6 +283,8 @@ class SwarmSockets:
         finally:
             self.connections.pop(peer, None)
             self.carry_out(hub.close(peer, loop.time()), loop.time())
+            if self.federation is not None:
+                self.federation.closed(peer)
             await conn.finish()
         return ws
 

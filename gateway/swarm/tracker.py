@@ -410,6 +410,11 @@ class Tracker:
         p = self._peers.get(a)
         return p is not None and b in p.introduced and b in self._peers
 
+    def elsewhere(self, peer: str) -> bool:
+        """Whether ``peer`` is connected to another node of a cluster (gateway/cluster/);
+        a tracker alone knows no other node."""
+        return False
+
     def introductions(self, peer: str) -> list[str]:
         return list(self._get(peer).introduced)
 

@@ -1,0 +1,426 @@
+"""``ztream bench cluster``: three nodes and Redis (and nginx) on loopback, figures printed.
+
+Starts a redis-server, a loopback upstream with a generated track and three
+gateway nodes sharing that Redis, then prints, each against a baseline from
+the same run:
+
+1. **offload**: a swarm of headless peers (bench/swarm.py) on one node alone
+   vs the same swarm spread over the three nodes (goal: within 2 points);
+2. **signal relay**: p50/p99 of a ``signal`` from one peer to another, both
+   on one node vs on two nodes (through Redis pub/sub);
+3. **cached chunk requests/s** through the shipped deploy/nginx/ztream.conf
+   vs nginx serving the same bytes as a static file (``wrk``; goal >= 0.8x);
+4. **workers**: cached chunk requests/s of ``ztream serve --workers 2`` vs
+   one process (``wrk``; goal >= 1.7x on 2 cores).
+
+Also the helpers the cluster tests use: ``RedisServer``, ``RedisSetup``
+(one server or a 3-master Redis Cluster) and ``NginxEdge`` (the shipped
+nginx config pointed at loopback nodes). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RedisServer", "RedisSetup", "NginxEdge", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SHIPPED_CONF = ROOT / "deploy" / "nginx" / "ztream.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (Redis wants the port <= 55535)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class RedisServer:
+    """One ``redis-server`` on a loopback port, nothing saved to disk."""
+
+    def __init__(self, directory: Path, port: int | None = None, *, cluster: bool = False) -> None:
+        self.port = port if port is not None else (cluster_port() if cluster else free_port())
+        self.dir = directory / f"redis-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cluster = cluster
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.dir), "--protected-mode", "no", "--loglevel", "warning"]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
+                     "--cluster-node-timeout", "2000"]
+        with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            except redis.RedisError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server on {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            self.proc = None
+
+
+class RedisSetup:
+    """Either one server or three cluster masters (``redis-cli --cluster create``); ``url`` names the first."""
+
+    def __init__(self, directory: Path, *, cluster: bool) -> None:
+        self.servers = [RedisServer(directory, cluster=cluster) for _ in range(3 if cluster else 1)]
+        self.cluster = cluster
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # no server left running when one of them failed
+            raise
+
+    def _start(self) -> None:
+        import redis
+
+        for s in self.servers:
+            s.start()
+        if not self.cluster:
+            return
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            infos: list[Any] = [redis.Redis(port=s.port).cluster("info") for s in self.servers]
+            if all(info.get("cluster_state") == "ok" for info in infos):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the redis cluster did not become ok")
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.stop()
+
+
+class NginxEdge:
+    """The shipped deploy/nginx/ztream.conf, its EDIT lines pointed at loopback nodes and a scratch cache.
+
+    ``static`` adds a location serving that directory as plain files (the
+    benchmark's baseline: nginx at its fastest on the same bytes).
+    """
+
+    def __init__(self, directory: Path, node_ports: list[int], port: int | None = None,
+                 *, static: Path | None = None, workers: int = 1, access_log: bool = True) -> None:
+        self.port = port if port is not None else free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = directory / f"nginx-{self.port}"
+        self.dir.mkdir(parents=True)
+        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in node_ports)
+        lines = []
+        for line in SHIPPED_CONF.read_text().splitlines(keepends=True):
+            if "EDIT: one line per node" in line:
+                lines.append(servers)
+            elif line.strip().startswith("listen ") and "EDIT" in line:
+                lines.append(f"    listen 127.0.0.1:{self.port};\n")
+                if static is not None:
+                    lines.append(f"    location /static/ {{ alias {static}/; }}\n")
+            else:
+                lines.append(line.replace("/var/cache/nginx/ztream", str(self.dir / "cache")))
+        (self.dir / "ztream.conf").write_text("".join(lines))
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        d = self.dir
+        log = f"access_log {d}/access.log;" if access_log else "access_log off;"
+        (d / "nginx.conf").write_text(
+            f"{user}worker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{\n {log}\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n"
+            f" fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n"
+            f" include {d}/ztream.conf;\n}}\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        conf = str(self.dir / "nginx.conf")
+        check = subprocess.run([NGINX, "-t", "-p", str(self.dir), "-c", conf], capture_output=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t: {check.stderr.decode()}")
+        self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", conf, "-g", "daemon off;"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+def _wrk(url: str, seconds: int, conns: int, threads: int = 2) -> float:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no rate: {out}")
+    return float(match.group(1))
+
+
+def _node(work: Path, name: str, up_port: int, redis_url: str, *extra: str) -> tuple[Any, str, int]:
+    from bench.harness import Proc, wait_http
+
+    port = free_port()
+    cfg = work / f"{name}.toml"
+    cluster = f'[cluster]\nredis_url = "{redis_url}"\nnode_id = "{name}"\n' if redis_url else ""
+    cfg.write_text(
+        f'[server]\nport = {port}\n[cache]\ndir = "{work / name}"\n'
+        f'[sources.url]\nallow_hosts = ["127.0.0.1:{up_port}"]\nmax_bytes = 500000000\n{cluster}'
+    )
+    proc = Proc([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg), *extra], work / f"{name}.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz")
+    return proc, url, port
+
+
+def _register(url: str, track_url: str) -> str:
+    from bench.harness import get
+
+    track: str = json.loads(get(url + "/v1/tracks", json.dumps({"url": track_url}).encode()))["id"]
+    return track
+
+
+def _complete(url: str, track: str) -> dict[str, Any]:
+    from bench.harness import get
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        manifest: dict[str, Any] = json.loads(get(f"{url}/v1/tracks/{track}/manifest"))
+        if manifest["complete"]:
+            return manifest
+        time.sleep(0.1)
+    raise RuntimeError("the transcode did not finish")
+
+
+async def _relay_times(a_url: str, b_url: str, count: int) -> list[float]:
+    """Seconds from B sending a signal to A receiving it, ``count`` times."""
+    import aiohttp
+
+    track = "bench" + "x" * 11
+    async with aiohttp.ClientSession() as session:
+        a = await session.ws_connect(f"{a_url}/v1/ws")
+        b = await session.ws_connect(f"{b_url}/v1/ws")
+        a_id = (await a.receive_json())["peer_id"]
+        await b.receive_json()
+        await a.send_json({"type": "have", "track": track, "rendition": "opus", "complete": True})
+        await asyncio.sleep(0.3)
+        for _ in range(50):
+            await b.send_json({"type": "want", "track": track, "rendition": "opus", "chunks": []})
+            peers = await b.receive_json()
+            if any(p["peer_id"] == a_id for p in peers.get("peers", [])):
+                break
+            await asyncio.sleep(0.1)
+        times = []
+        for i in range(count):
+            sent = time.perf_counter()
+            await b.send_json({"type": "signal", "to": a_id, "data": {"i": i}})
+            while True:
+                msg = await a.receive_json(timeout=5)
+                if msg.get("type") == "signal":
+                    break
+            times.append(time.perf_counter() - sent)
+            await asyncio.sleep(0.06)  # under the signal budget: the relay is measured, not the rate limit
+        await a.close()
+        await b.close()
+    return times
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ztream bench cluster")
+    parser.add_argument("--peers", type=int, default=12)
+    parser.add_argument("--speed", type=float, default=16.0)
+    parser.add_argument("--minutes", type=float, default=2.0, help="length of the generated track")
+    parser.add_argument("--seconds", type=int, default=6, help="duration of each wrk run")
+    parser.add_argument("--signals", type=int, default=200)
+    parser.add_argument("--skip-swarm", action="store_true", help="leave out the aiortc swarm (the slowest part)")
+    args = parser.parse_args(argv)
+    for name in ("aioice", "aiortc", "ztream.peer"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if shutil.which("wrk") is None:
+        print("ztream bench cluster: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+
+    from bench.harness import UPSTREAM_SERVER, Proc, wait_http
+    from bench.swarm import _make_track, run_swarm
+    from transcode.ffmpeg import find_ffmpeg
+
+    work = Path(tempfile.mkdtemp(prefix="ztream-cluster-"))
+    procs: list[Any] = []
+    servers: list[Any] = []
+    try:
+        (work / "files").mkdir()
+        _make_track(find_ffmpeg(""), work / "files" / "track.mp3", int(args.minutes * 60))
+        up_port = free_port()
+        procs.append(Proc([sys.executable, "-c", UPSTREAM_SERVER, str(work / "files"), str(up_port)], work / "up.log"))
+        wait_http(f"http://127.0.0.1:{up_port}/files/track.mp3")
+        track_url = f"http://127.0.0.1:{up_port}/files/track.mp3"
+        redis_server = RedisServer(work)
+        redis_server.start()
+        servers.append(redis_server)
+        nodes = [_node(work, f"n{i}", up_port, redis_server.url) for i in (1, 2, 3)]
+        procs.extend(p for p, _, _ in nodes)
+        urls = [u for _, u, _ in nodes]
+        time.sleep(2.2)  # heartbeats: every node knows the others
+        track = ""
+        for url in urls:
+            track = _register(url, track_url)
+        manifest = _complete(urls[0], track)
+        for url in urls[1:]:
+            _complete(url, track)
+        print(f"cluster: 3 nodes + redis-server on loopback, track {track} ({args.minutes:g} min, "
+              f"{len(manifest['chunks'])} chunks)", flush=True)
+
+        # 2. signal relay
+        same = asyncio.run(_relay_times(urls[0], urls[0], args.signals))
+        across = asyncio.run(_relay_times(urls[1], urls[0], args.signals))
+        print(f"signal relay, one node    p50 {_pct(same, .5) * 1000:6.2f} ms  p99 {_pct(same, .99) * 1000:6.2f} ms")
+        print(f"signal relay, two nodes   p50 {_pct(across, .5) * 1000:6.2f} ms  p99 {_pct(across, .99) * 1000:6.2f} ms"
+              "  (through Redis pub/sub)", flush=True)
+
+        # 1. offload
+        if not args.skip_swarm:
+            alone_proc, alone_url, _ = _node(work, "alone", up_port, "")
+            procs.append(alone_proc)
+            _register(alone_url, track_url)
+            _complete(alone_url, track)
+            one = asyncio.run(run_swarm(alone_url, track, peers=args.peers, arrival=0.5, speed=args.speed,
+                                        timeout=600)).summary()
+            spread = asyncio.run(run_swarm(urls[0], track, peers=args.peers, arrival=0.5, speed=args.speed,
+                                           timeout=600, peer_gateways=urls)).summary()
+            print(f"offload, one node alone   {one['offload']:.3f}   stalls {one['stalls']}")
+            print(f"offload, three nodes      {spread['offload']:.3f}   stalls {spread['stalls']}   "
+                  f"(difference {abs(one['offload'] - spread['offload']) * 100:.1f} points, goal <= 2)", flush=True)
+
+        # 3. nginx: cached chunk through the shipped config vs the same bytes as a static file
+        index = min(5, len(manifest["chunks"]) - 1)
+        from bench.harness import get
+
+        chunk = get(f"{urls[0]}/v1/tracks/{track}/chunks/{index}")
+        (work / "static").mkdir()
+        (work / "static" / "chunk.webm").write_bytes(chunk)
+        edge = NginxEdge(work, [p for _, _, p in nodes], static=work / "static", workers=1, access_log=False)
+        edge.start()
+        servers.append(edge)
+        cached_url = f"{edge.url}/v1/tracks/{track}/chunks/{index}"
+        get(cached_url)
+        get(cached_url)
+        static_rps = _wrk(f"{edge.url}/static/chunk.webm", args.seconds, 32)
+        cached_rps = _wrk(cached_url, args.seconds, 32)
+        print(f"cached chunk via nginx    {cached_rps:9.0f} req/s   static file {static_rps:9.0f} req/s   "
+              f"ratio {cached_rps / static_rps:.2f} (goal >= 0.8; {len(chunk)} B, nginx 1 worker, wrk -c32)",
+              flush=True)
+
+        # 4. --workers 2 vs 1 (the cluster nodes stopped first: the cores are the workers')
+        for p, _, _ in nodes:
+            p.stop()
+        rates = {}
+        for workers in (1, 2):
+            extra = ("--workers", str(workers)) if workers > 1 else ()
+            proc, url, _ = _node(work, f"w{workers}", up_port, redis_server.url, *extra)
+            procs.append(proc)
+            time.sleep(2.2)
+            _register(url, track_url)
+            _complete(url, track)
+            chunk_url = f"{url}/v1/tracks/{track}/chunks/{index}"
+            for _ in range(8):  # every worker has it cached (pulled once, then local)
+                get(chunk_url)
+            rates[workers] = _wrk(chunk_url, args.seconds, 32)
+            proc.stop()
+        print(f"cached chunk, 1 process   {rates[1]:9.0f} req/s   --workers 2 {rates[2]:9.0f} req/s   "
+              f"ratio {rates[2] / rates[1]:.2f} (goal >= 1.7 on {os.cpu_count()} cores; wrk shares them)", flush=True)
+        print(json.dumps({"relay_p50_ms_one": _pct(same, .5) * 1000, "relay_p50_ms_two": _pct(across, .5) * 1000,
+                          "relay_p99_ms_two": _pct(across, .99) * 1000, "nginx_ratio": cached_rps / static_rps,
+                          "workers_ratio": rates[2] / rates[1],
+                          "relay_mean_ms_two": statistics.mean(across) * 1000}))
+        return 0
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        for proc in procs:
+            proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

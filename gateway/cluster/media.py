@@ -1,0 +1,336 @@
+"""One transcode per track cluster-wide: a lock in Redis, and pulling from its holder.
+
+Theory of operation
+-------------------
+
+``MediaService`` keeps its single flight per process; what a flight is made
+from is asked of ``TrackOwnership.events`` (the service's ``events_hook``),
+which yields the same ``InitSegment``/``Cluster`` events a local transcode
+does, from one of three places:
+
+1. **This node transcodes** when it wins the track's lock: one ``EVAL`` sets
+   ``ztream:{<track>}:owner:<rendition>`` to ``<node>:<token>`` with a TTL of
+   ``LOCK_TTL``, the token drawn from the track's fencing counter. While the
+   transcode runs the lock is renewed every ``RENEW_SECONDS`` (only if it
+   still holds our token); at the end it is released, and the track's
+   ``done`` key names this node for ``DONE_TTL``.
+2. **Another node is transcoding it, or has it**: its chunks are pulled over
+   HTTP from that node's ``node_url``: the manifest, the init segment, then
+   chunk after chunk (each request on the owner waits for a live chunk, so
+   this follows the running transcode), every piece checked against the
+   owner's SHA-256. The service stores what was pulled as if made here, so
+   the next request is a local hit.
+3. **Redis is down** (or the track is one the owner cannot know): this node
+   transcodes alone, as a single node does.
+
+An owner that dies mid-transcode stops renewing; its lock expires within
+``LOCK_TTL``, and a puller whose connection broke elects again: one of them
+wins the lock and transcodes from the start, the events it already has being
+skipped (ffmpeg's output is the same bytes for the same input). The
+listeners waiting on that flight see a pause, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from transcode.ebml import Cluster, InitSegment
+
+from ..errors import UpstreamTimeout, ZtreamError
+from transcode.analysis import Loudness
+
+from ..media.catalog import Track
+from ..media.extras import StoredArtwork
+from ..media.service import Flight, MediaService
+from . import keys
+from .link import RedisLink
+from .node import Directory
+
+__all__ = ["TrackOwnership", "LOCK_TTL", "RENEW_SECONDS"]
+
+log = logging.getLogger("ztream.cluster")
+
+Event = InitSegment | Cluster
+Events = AsyncGenerator[Event, None]
+
+LOCK_TTL = 6.0
+RENEW_SECONDS = 2.0
+DONE_TTL = 3600
+RETRY_SECONDS = 0.5
+# Rounds of "elect, then transcode or pull" before giving up (bounded: a
+# cluster that cannot agree for this long answers an error, not a hang).
+MAX_ROUNDS = 120
+NODE_HEADER = "X-Ztream-Node"
+
+# KEYS: owner, fence, done; ARGV: node, ttl ms, ignore done ("1"/"0").
+_ACQUIRE = """
+local d = redis.call('GET', KEYS[3])
+if d and ARGV[3] == '0' and d ~= ARGV[1] then return {'done', d} end
+local o = redis.call('GET', KEYS[1])
+if o and string.sub(o, 1, #ARGV[1] + 1) ~= ARGV[1] .. ':' then return {'owner', o} end
+local t = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
+return {'mine', ARGV[1] .. ':' .. t}
+"""
+# KEYS: owner; ARGV: our value, ttl ms.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: owner, done; ARGV: our value, node, done ttl s, finished ("1"/"0").
+_RELEASE = """
+local mine = redis.call('GET', KEYS[1]) == ARGV[1]
+if mine then redis.call('DEL', KEYS[1]) end
+if mine and ARGV[4] == '1' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+return mine and 1 or 0
+"""
+
+
+class _PullFailed(Exception):
+    """The node pulled from went away or answered a server error: elect again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    kind: str  # "mine" | "remote" | "alone"
+    value: str = ""  # "mine": the lock's value; "remote": the node to pull from
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _node_of(value: str) -> str:
+    return value.rsplit(":", 1)[0]
+
+
+class TrackOwnership:
+    def __init__(self, link: RedisLink, directory: Directory, rendition_id: str, *, wait_seconds: float,
+                 extras: bool = False) -> None:
+        self.extras = extras
+        self.service: MediaService | None = None  # set by setup_cluster: where pulled extras are stored
+        self.link = link
+        self.directory = directory
+        self.node_id = directory.node_id
+        self.rendition_id = rendition_id
+        self.wait_seconds = wait_seconds
+        self._session: aiohttp.ClientSession | None = None
+        self.pulls = 0
+        self.locks = 0
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=None, connect=3, sock_read=self.wait_seconds + 10)
+            # Node to node only: no proxy from the environment.
+            self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
+        return self._session
+
+    # -- the lock -------------------------------------------------------------
+
+    async def _elect(self, track: Track, *, ignore_done: bool = False) -> _Verdict:
+        rid = self.rendition_id
+        lock_keys = (keys.owner(track.id, rid), keys.fence(track.id, rid), keys.done(track.id, rid))
+        args = (self.node_id, int(LOCK_TTL * 1000), "1" if ignore_done else "0")
+        result = await self.link.call(lambda c: c.eval(_ACQUIRE, 3, *lock_keys, *args))
+        if result is None:
+            return _Verdict("alone")
+        kind, value = (v.decode() if isinstance(v, bytes) else str(v) for v in result)
+        if kind == "mine":
+            self.locks += 1
+            return _Verdict("mine", value)
+        node = value if kind == "done" else _node_of(value)
+        if kind == "done" and not self.directory.alive(node):
+            return await self._elect(track, ignore_done=True) if not ignore_done else _Verdict("alone")
+        return _Verdict("remote", node)
+
+    async def _renew(self, track: Track, value: str) -> None:
+        key = keys.owner(track.id, self.rendition_id)
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            held = await self.link.call(lambda c: c.eval(_RENEW, 1, key, value, int(LOCK_TTL * 1000)))
+            if held == 0:
+                # Our token is no longer the lock's: another node took over (we
+                # were too slow, or Redis lost it). The bytes are the same either
+                # way; only the done marker is left to the new owner.
+                log.warning("lost the transcode lock of %s (token %s)", track.id, value)
+                return
+
+    async def _release(self, track: Track, value: str, finished: bool) -> None:
+        rid = self.rendition_id
+        release_keys = (keys.owner(track.id, rid), keys.done(track.id, rid))
+        args = (value, self.node_id, DONE_TTL, "1" if finished else "0")
+        await self.link.call(lambda c: c.eval(_RELEASE, 2, *release_keys, *args))
+
+    # -- the hook -------------------------------------------------------------
+
+    async def events(self, flight: Flight, local: Callable[[], Events]) -> Events:
+        """The flight's events, from whichever node makes them (see the module docstring)."""
+        track = flight.track
+        have_init = False
+        next_index = 0
+        for _round in range(MAX_ROUNDS):
+            verdict = await self._elect(track)
+            if verdict.kind == "remote":
+                base = self.directory.url_of(verdict.value)
+                if base is None:
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                try:
+                    async with contextlib.aclosing(self._pull(base, track, have_init, next_index)) as pulled:
+                        async for event in pulled:
+                            if isinstance(event, InitSegment):
+                                have_init = True
+                            else:
+                                next_index = event.index + 1
+                            yield event
+                    await self._adopt_extras(base, flight)
+                    return
+                except _PullFailed as exc:
+                    log.info("pulling %s from node %s failed (%s); electing again", track.id, verdict.value, exc)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+            renewer = (
+                asyncio.create_task(self._renew(track, verdict.value), name=f"ztream-lock-{track.id}")
+                if verdict.kind == "mine" else None
+            )
+            finished = False
+            try:
+                async with contextlib.aclosing(local()) as made:
+                    async for event in made:
+                        if isinstance(event, InitSegment):
+                            if have_init:
+                                continue
+                            have_init = True
+                        elif event.index < next_index:
+                            continue  # pulled already, from the node that died
+                        else:
+                            next_index = event.index + 1
+                        yield event
+                finished = True
+            finally:
+                if renewer is not None:
+                    renewer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await renewer
+                    await asyncio.shield(self._release(track, verdict.value, finished))
+            return
+        raise UpstreamTimeout("no node of the cluster could make this track in time", code="cluster_unavailable")
+
+    # -- pulling --------------------------------------------------------------
+
+    async def _adopt_extras(self, base: str, flight: Flight) -> None:
+        """What the owner's transcode measured besides the chunks: its loudness (so this node's
+        manifest is the owner's), its waveform and its artwork, stored here as if made here."""
+        if not self.extras:
+            return
+        track, rid = flight.track, self.rendition_id
+        root = f"{base}/v1/tracks/{track.id}"
+        manifest = await self._manifest(base, track)
+        lufs = manifest.get("loudness_lufs")
+        if isinstance(lufs, int | float):
+            peak = manifest.get("true_peak_db")
+            flight.analysis.loudness = Loudness(float(lufs), float(peak) if isinstance(peak, int | float) else None)
+        store = self.service.extras if self.service is not None else None
+        if store is None or self.service is None:
+            return
+        status, body, _ = await self._get(f"{root}/waveform")
+        if status == 200:
+            waveform = json.loads(body)
+            if isinstance(waveform, dict) and waveform.get("complete") is True:
+                store.put_waveform(track.id, rid, waveform)
+        status, info, _ = await self._get(root)
+        status_art, jpeg, etag = await self._get(f"{root}/artwork")
+        if status == 200 and status_art == 200:
+            described = json.loads(info)
+            width, height = described.get("artwork_width"), described.get("artwork_height")
+            if isinstance(width, int) and isinstance(height, int):
+                placeholder = etag.startswith("placeholder-")
+                store.put_artwork(track.id, rid, StoredArtwork(None if placeholder else jpeg, width, height))
+                self.service.catalog.set_artwork_size(track.id, width, height)
+        flight.extras_stored = True
+
+    async def _get(self, url: str) -> tuple[int, bytes, str]:
+        try:
+            async with self._http().get(url, headers={NODE_HEADER: self.node_id}) as response:
+                body = await response.read()
+                return response.status, body, response.headers.get("ETag", "").strip('"')
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _PullFailed(f"{type(exc).__name__}: {exc}") from None
+
+    @staticmethod
+    def _refused(status: int, body: bytes) -> ZtreamError:
+        """The owner's own error (its upstream is bad, say): the same answer here."""
+        try:
+            data: Any = json.loads(body)
+            code, detail = str(data["error"]), str(data["detail"])
+        except (ValueError, KeyError, TypeError):
+            code, detail = "upstream_failed", f"the owning node answered {status}"
+        error = ZtreamError(detail, code=code)
+        error.status = status
+        return error
+
+    async def _manifest(self, base: str, track: Track) -> dict[str, Any]:
+        url = f"{base}/v1/tracks/{track.id}/manifest"
+        status, body, _ = await self._get(url)
+        if status == 404 and b"track_not_found" in body and track.source == "url":
+            # The owner has not seen this URL yet: register it there, as a listener would.
+            try:
+                async with self._http().post(f"{base}/v1/tracks", json={"url": track.locator}) as response:
+                    await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise _PullFailed(str(exc)) from None
+            status, body, _ = await self._get(url)
+        if status >= 500:
+            raise _PullFailed(f"manifest answered {status}")
+        if status != 200:
+            raise self._refused(status, body)
+        manifest: dict[str, Any] = json.loads(body)
+        return manifest
+
+    async def _pull(self, base: str, track: Track, have_init: bool, next_index: int) -> Events:
+        self.pulls += 1
+        root = f"{base}/v1/tracks/{track.id}"
+        manifest = await self._manifest(base, track)
+        if not have_init:
+            status, data, etag = await self._get(f"{root}/init")
+            if status >= 500:
+                raise _PullFailed(f"init answered {status}")
+            if status != 200:
+                raise self._refused(status, data)
+            if _sha256(data) != etag:
+                raise _PullFailed("the init segment does not match its hash")
+            yield InitSegment(data)
+        index = next_index
+        while True:
+            status, data, etag = await self._get(f"{root}/chunks/{index}")
+            if status == 404 and b"chunk_not_found" in data:
+                manifest = await self._manifest(base, track)
+                if manifest["complete"] and len(manifest["chunks"]) <= index:
+                    return
+                raise _PullFailed(f"chunk {index} is not there yet")
+            if status >= 500:
+                raise _PullFailed(f"chunk {index} answered {status}")
+            if status != 200:
+                raise self._refused(status, data)
+            if index >= len(manifest["chunks"]):
+                manifest = await self._manifest(base, track)
+                if index >= len(manifest["chunks"]):
+                    raise _PullFailed(f"chunk {index} is not in the manifest")
+            meta = manifest["chunks"][index]
+            if _sha256(data) != meta["sha256"]:
+                raise _PullFailed(f"chunk {index} does not match its hash")
+            yield Cluster(index=index, start=float(meta["start"]), duration=float(meta["duration"]), data=data)
+            index += 1
