@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -202,7 +203,8 @@ def gateway_factory(tmp_path: Path, audio_dir: Path) -> Iterator[Any]:
 @pytest.fixture
 def gateway(gateway_factory: Any) -> GatewayProcess:
     """A subprocess gateway over the generated library (``.url``, ``.library_ids``)."""
-    return gateway_factory()
+    gw: GatewayProcess = gateway_factory()
+    return gw
 
 
 def have(binary: str) -> bool:
@@ -260,9 +262,9 @@ def ffmpeg_counter(tmp_path: Path) -> tuple[str, Path]:
 
 @pytest.fixture
 async def make_gateway(make_config: Any, audio_dir: Path):  # type: ignore[no-untyped-def]
-    clients: list[TestClient] = []
+    clients: list[TestClient[web.Request, web.Application]] = []
 
-    async def make(**sections: dict[str, Any]) -> TestClient:
+    async def make(**sections: dict[str, Any]) -> TestClient[web.Request, web.Application]:
         sections.setdefault("sources.local", {"dirs": [str(audio_dir)]})
         config = make_config(**sections)
         client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
@@ -275,7 +277,7 @@ async def make_gateway(make_config: Any, audio_dir: Path):  # type: ignore[no-un
         await client.close()
 
 
-async def fetch_all(client: TestClient, track_id: str) -> tuple[dict[str, Any], bytes, list[bytes]]:
+async def fetch_all(client: TestClient[web.Request, web.Application], track_id: str) -> tuple[dict[str, Any], bytes, list[bytes]]:
     r = await client.get(f"/v1/tracks/{track_id}/manifest")
     assert r.status == 200, await r.text()
     manifest = await r.json()
@@ -291,7 +293,7 @@ async def fetch_all(client: TestClient, track_id: str) -> tuple[dict[str, Any], 
     return manifest, init, chunks
 
 
-async def post_url(client: TestClient, url: str) -> Any:
+async def post_url(client: TestClient[web.Request, web.Application], url: str) -> Any:
     return await client.post("/v1/tracks", json={"url": url})
 
 

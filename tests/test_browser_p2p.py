@@ -99,8 +99,8 @@ def listener_page(track_url: str, attrs: str = "", script: str = "") -> str:
 class World:
     """A NAT topology with the gateway on its public namespace."""
 
-    def __init__(self, tmp_path: Path, audio_dir: Path, count: int = 2, nat: Any = "eim",
-                 **overrides: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2, nat: Any = "eim",
+                 **overrides: Any) -> None:
         require_netns()
         self.topology = NatTopology(count, nat)
         self.homes = [listener.ns for listener in self.topology.listeners]
@@ -470,8 +470,8 @@ async def test_symmetric_nat_connects_through_coturn(tmp_path: Path, audio_dir: 
     require_netns()
     topology_dir = tmp_path / "turn"
     topology_dir.mkdir()
-    world = World(tmp_path, audio_dir, nat="symmetric",
-                  **{"p2p.turn": {"urls": [f"turn:{PUBLIC_ADDRESS}:3478?transport=udp"], "secret": TURN_SECRET}})
+    turn_config: dict[str, Any] = {"urls": [f"turn:{PUBLIC_ADDRESS}:3478?transport=udp"], "secret": TURN_SECRET}
+    world = World(tmp_path, audio_dir, nat="symmetric", p2p__turn=turn_config)
     turn = None
     try:
         turn = Coturn(world.topology.public, TURN_SECRET, topology_dir)
