@@ -28,6 +28,12 @@ The package is split at its seams, each module usable and testable alone:
   and a segment refused with 401/403 (its signature expired midway) makes
   the follower resolve again and resume at that same segment.
 
+Sets (``soundcloud.com/<user>/sets/<name>``, ``api.soundcloud.com/playlists/<id>``)
+resolve through :meth:`SoundCloudSource.register_set` to their playable
+tracks in order (the ``/player/`` page plays them): the tracks api-v2 sends
+only as ids are fetched in bounded ``/tracks?ids=`` batches, at most
+``MAX_SET_TRACKS`` tracks, and private or unplayable ones are skipped.
+
 Errors, all ``ZtreamError``s and nothing cached for them: 404 for removed or
 private tracks (SoundCloud answers 404 for those), 403 for refused or
 not-streamable ones, 451 (:class:`Unavailable`) for geo-blocked ones
@@ -41,6 +47,8 @@ from __future__ import annotations
 from .client import SiteEndpoints
 from .errors import RateLimited, Unavailable
 from .parsing import (
+    MAX_SET_TRACKS,
+    SetInfo,
     SoundCloudRef,
     TrackInfo,
     choose_official_stream,
@@ -48,14 +56,18 @@ from .parsing import (
     find_client_id,
     find_script_urls,
     is_soundcloud_url,
+    parse_soundcloud_set_url,
     parse_soundcloud_url,
+    playlist_info,
     retry_after_seconds,
     track_info,
 )
 from .source import SoundCloudDisabled, SoundCloudSource
 
 __all__ = [
+    "MAX_SET_TRACKS",
     "RateLimited",
+    "SetInfo",
     "SiteEndpoints",
     "SoundCloudDisabled",
     "SoundCloudRef",
@@ -67,7 +79,9 @@ __all__ = [
     "find_client_id",
     "find_script_urls",
     "is_soundcloud_url",
+    "parse_soundcloud_set_url",
     "parse_soundcloud_url",
+    "playlist_info",
     "retry_after_seconds",
     "track_info",
 ]

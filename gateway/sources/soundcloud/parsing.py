@@ -21,6 +21,9 @@ from ...errors import BadRequest, Forbidden, UpstreamError
 from .errors import Unavailable
 
 __all__ = [
+    "MAX_SET_TRACKS",
+    "SetEntry",
+    "SetInfo",
     "SoundCloudRef",
     "StreamChoice",
     "TrackInfo",
@@ -32,8 +35,11 @@ __all__ = [
     "is_soundcloud_url",
     "locator_id",
     "numeric_id",
+    "parse_soundcloud_set_url",
     "parse_soundcloud_url",
+    "playlist_info",
     "retry_after_seconds",
+    "tracks_answer",
     "track_info",
     "with_query",
 ]
@@ -44,6 +50,13 @@ _API_HOSTS = frozenset({"api.soundcloud.com", "api-v2.soundcloud.com"})
 _URN = re.compile(r"^soundcloud:tracks:(\d{1,20})$")
 _API_TRACK_PATH = re.compile(r"^/tracks/(?:soundcloud:tracks:)?(\d{1,20})/?$")
 _SHORT_CODE = re.compile(r"^/([A-Za-z0-9_-]{1,64})/?$")
+_PLAYLIST_URN = re.compile(r"^soundcloud:playlists:(\d{1,20})$")
+_API_PLAYLIST_PATH = re.compile(r"^/playlists/(?:soundcloud:playlists:)?(\d{1,20})/?$")
+_SET_PAGE_PATH = re.compile(r"^/([^/]+)/sets/([^/]+)/?$")
+
+# The most tracks one set gives: a set is resolved whole, so this bounds the
+# requests (one /tracks?ids= batch per TRACK_BATCH ids) and the answer.
+MAX_SET_TRACKS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,36 @@ def parse_soundcloud_url(url: str) -> SoundCloudRef:
     if len(segments) < 2:
         raise BadRequest("this SoundCloud URL names no track (expected /<user>/<track>)", code="bad_url")
     return SoundCloudRef("page", "https://soundcloud.com/" + "/".join(segments))
+
+
+def parse_soundcloud_set_url(url: str) -> SoundCloudRef:
+    """Classify a SoundCloud set URL without any request.
+
+    Takes ``https://(www.|m.)soundcloud.com/<user>/sets/<name>`` (query and
+    fragment dropped) and ``https://api(-v2).soundcloud.com/playlists/<id>``
+    (also ``/playlists/soundcloud:playlists:<id>``). Returns a "page" ref
+    (the canonical page URL) or an "id" ref (the playlist's numeric id).
+
+    Raises:
+        BadRequest(code="bad_url"): anything else.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+        port = parts.port
+    except ValueError:
+        raise BadRequest("not a valid SoundCloud URL", code="bad_url") from None
+    if parts.scheme not in ("http", "https") or parts.username is not None or port is not None:
+        raise BadRequest("not a SoundCloud set URL", code="bad_url")
+    if host in _API_HOSTS:
+        api = _API_PLAYLIST_PATH.match(parts.path)
+        if api is not None:
+            return SoundCloudRef("id", api.group(1))
+    elif host in _PAGE_HOSTS:
+        page = _SET_PAGE_PATH.match(parts.path)
+        if page is not None:
+            return SoundCloudRef("page", f"https://soundcloud.com/{page.group(1)}/sets/{page.group(2)}")
+    raise BadRequest("not a SoundCloud set URL (expected /<user>/sets/<name> or /playlists/<id>)", code="bad_url")
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -317,6 +360,98 @@ def track_info(data: object, *, official: bool) -> TrackInfo:
         id=numeric, title=title, artist=artist, duration=duration,
         artwork=artwork, permalink=permalink, preview=preview,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SetEntry:
+    """One track of a set, in the set's order: its id, and its JSON if the set carried it whole."""
+
+    id: int
+    data: dict[str, Any] | None  # None for a stub (api-v2 sends only ids beyond the first few)
+
+
+@dataclass(frozen=True, slots=True)
+class SetInfo:
+    """The parts of a SoundCloud set's (playlist's) JSON the gateway uses."""
+
+    id: int
+    title: str
+    permalink: str | None
+    entries: tuple[SetEntry, ...]  # at most MAX_SET_TRACKS, in the set's order, no id twice
+
+
+def _is_full_track(data: Mapping[str, Any]) -> bool:
+    # A stub has an id (and a few flags) but no title and no media; a whole
+    # track object always has a title.
+    return isinstance(data.get("title"), str)
+
+
+def playlist_info(data: object, *, limit: int = MAX_SET_TRACKS) -> SetInfo:
+    """Check a set's JSON (api-v2 or official) and list its tracks in order.
+
+    ``kind`` must be "playlist" (or api-v2's "system-playlist"); a track
+    repeated in the set is kept once, at its first place; entries without a
+    usable id are dropped; at most ``limit`` entries are kept.
+
+    Raises:
+        BadRequest(code="soundcloud_not_a_set"): the URL names a track, a user...
+        UpstreamError(code="soundcloud_bad_answer"): not a playlist object at all.
+    """
+    if not isinstance(data, dict):
+        raise UpstreamError("SoundCloud answered something that is not a set", code="soundcloud_bad_answer")
+    kind = data.get("kind")
+    if kind not in ("playlist", "system-playlist"):
+        raise BadRequest(f"this SoundCloud URL is a {kind or 'thing'}, not a set", code="soundcloud_not_a_set")
+    raw_id = data.get("id")
+    urn = data.get("urn")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool) and raw_id > 0:
+        numeric = raw_id
+    elif isinstance(urn, str) and _PLAYLIST_URN.match(urn):
+        numeric = int(urn.rsplit(":", 1)[1])
+    else:
+        raise UpstreamError("SoundCloud answered a set without an id", code="soundcloud_bad_answer")
+    raw_tracks = data.get("tracks")
+    entries: list[SetEntry] = []
+    seen: set[int] = set()
+    for raw in raw_tracks if isinstance(raw_tracks, list) else []:
+        if len(entries) >= limit:
+            break
+        if not isinstance(raw, dict):
+            continue
+        try:
+            track_id = numeric_id(raw)
+        except UpstreamError:
+            continue
+        if track_id in seen:
+            continue
+        seen.add(track_id)
+        entries.append(SetEntry(track_id, raw if _is_full_track(raw) else None))
+    title = data.get("title")
+    permalink = data.get("permalink_url")
+    return SetInfo(
+        id=numeric,
+        title=title if isinstance(title, str) and title else f"SoundCloud set {numeric}",
+        permalink=permalink if isinstance(permalink, str) and permalink else None,
+        entries=tuple(entries),
+    )
+
+
+def tracks_answer(data: object) -> dict[int, dict[str, Any]]:
+    """A ``/tracks?ids=`` (or ``?urns=``) answer by track id: a list, or ``{"collection": [...]}``.
+
+    Objects without an id or not whole tracks are left out (the caller skips
+    those tracks, as it skips the ones SoundCloud left out: private, removed).
+    """
+    if isinstance(data, dict):
+        data = data.get("collection")
+    found: dict[int, dict[str, Any]] = {}
+    for raw in data if isinstance(data, list) else []:
+        if isinstance(raw, dict) and _is_full_track(raw):
+            try:
+                found.setdefault(numeric_id(raw), raw)
+            except UpstreamError:
+                continue
+    return found
 
 
 _SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=[\"']([^\"']+)[\"']", re.IGNORECASE)

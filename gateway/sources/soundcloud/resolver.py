@@ -8,6 +8,13 @@
   ``preview_mp3_128_url`` only, so the official path is HLS AAC (fMP4 with
   an ``EXT-X-MAP`` init section).
 
+Sets (playlists): api-v2 ``/resolve`` or ``/playlists/<id>``, official
+``/resolve`` (a redirect to ``/playlists/<urn>``) or ``/playlists/<urn>``.
+api-v2 sends whole track objects for the first few tracks of a set and
+only ids for the rest; those are fetched with ``/tracks?ids=`` (official:
+``/tracks?urns=``) in batches of ``TRACK_BATCH``, at most
+``MAX_SET_TRACKS / TRACK_BATCH`` requests for one set.
+
 The track's JSON is cached for ``META_TTL`` (only for playable tracks:
 nothing is cached for an error). The signed media URL expires within
 minutes, so :meth:`Resolver.stream` asks for it every time.
@@ -26,18 +33,22 @@ from .client import ApiClient, Reply
 from .credentials import Credentials
 from .errors import Unavailable
 from .parsing import (
+    SetInfo,
     SoundCloudRef,
     choose_official_stream,
     choose_transcoding,
     numeric_id,
     parse_soundcloud_url,
+    playlist_info,
     track_info,
+    tracks_answer,
 )
 
-__all__ = ["META_TTL", "Resolver", "Stream"]
+__all__ = ["META_TTL", "Resolver", "Stream", "TRACK_BATCH"]
 
 META_TTL = 600.0  # seconds a resolved track's JSON is reused
 MAX_SHORT_HOPS = 3
+TRACK_BATCH = 50  # ids per /tracks?ids= request (api-v2 refuses more)
 _CACHE_LIMIT = 2048
 _REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -134,6 +145,55 @@ class Resolver:
         self._meta.put(ref.cache_key, data)
         self._meta.put(f"id:{info.id}", data)
         return dict(data)
+
+    async def set_json(self, ref: SoundCloudRef) -> SetInfo:
+        """A set's JSON, checked and listed (not cached here: the player caches what it resolved)."""
+        api = self._credentials
+        if ref.kind == "page":
+            reply = await api.get(f"{self.api_base}/resolve", "resolve", {"url": ref.value})
+        elif self.official:
+            reply = await api.get(f"{self.api_base}/playlists/{quote('soundcloud:playlists:' + ref.value)}", "resolve")
+        else:
+            reply = await api.get(f"{self.api_base}/playlists/{ref.value}", "resolve")
+        if reply.status != 200:
+            raise api_error(reply, "set")
+        return playlist_info(self._client.json(reply))
+
+    async def set_tracks(self, info: SetInfo) -> list[dict[str, Any]]:
+        """The playable tracks' JSON of a set, in the set's order.
+
+        Stubs are completed with ``/tracks?ids=`` in batches; a track that
+        SoundCloud leaves out of that answer (private, removed) or that is
+        not playable (geo-blocked, not streamable, encrypted only) is
+        skipped. Every playable track's JSON goes into the TTL cache, so
+        registering and opening it asks SoundCloud nothing more.
+        """
+        missing = [entry.id for entry in info.entries if entry.data is None]
+        fetched: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(missing), TRACK_BATCH):
+            batch = missing[start:start + TRACK_BATCH]
+            if self.official:
+                params = {"urns": ",".join(f"soundcloud:tracks:{n}" for n in batch)}
+            else:
+                params = {"ids": ",".join(str(n) for n in batch)}
+            reply = await self._credentials.get(f"{self.api_base}/tracks", "resolve", params)
+            if reply.status != 200:
+                raise api_error(reply, "set's tracks")
+            fetched.update(tracks_answer(self._client.json(reply)))
+        playable: list[dict[str, Any]] = []
+        for entry in info.entries:
+            data = entry.data if entry.data is not None else fetched.get(entry.id)
+            if data is None:
+                continue
+            try:
+                numeric = track_info(data, official=self.official).id
+            except ZtreamError:
+                continue  # one unplayable track does not sink the set
+            if numeric != entry.id:
+                continue
+            self._meta.put(f"id:{numeric}", data)
+            playable.append(dict(data))
+        return playable
 
     async def stream(self, numeric: int, *, fresh: bool) -> Stream:
         """Resolve the signed media URL right now (and the track JSON, if stale or ``fresh``)."""

@@ -25,7 +25,7 @@ from ..fetch import SafeFetcher
 from ..hls_follow import FollowPolicy, HlsFollower, Target
 from .client import ApiClient, SiteEndpoints
 from .credentials import Credentials
-from .parsing import is_soundcloud_url, locator_id, parse_soundcloud_url, track_info
+from .parsing import TrackInfo, is_soundcloud_url, locator_id, parse_soundcloud_set_url, parse_soundcloud_url, track_info
 from .resolver import Resolver
 
 __all__ = ["SoundCloudDisabled", "SoundCloudSource"]
@@ -145,7 +145,32 @@ class SoundCloudSource:
         ref = parse_soundcloud_url(url)
         if ref.kind == "short":
             ref = await self._resolver.expand_short(ref.value)
-        info = track_info(await self._resolver.track_json(ref), official=self.official)
+        return self._track(track_info(await self._resolver.track_json(ref), official=self.official))
+
+    async def register_set(self, url: str) -> tuple[str, str | None, list[Track]]:
+        """Resolve a set URL to (title, permalink, tracks): its playable tracks, in the set's order.
+
+        Takes ``soundcloud.com/<user>/sets/<name>`` and
+        ``api(-v2).soundcloud.com/playlists/<id>``. Every track is resolved
+        here, also those beyond the few api-v2 sends whole, up to
+        ``parsing.MAX_SET_TRACKS``; private, removed, geo-blocked or
+        not-streamable tracks are left out. The tracks are the same
+        ``Track``s :meth:`register` gives for their own URLs (the same ids).
+
+        Raises BadRequest (not a set URL, or the URL names no set), NotFound
+        (the set is private or removed, or has no playable track), and the
+        API errors of :meth:`register`.
+        """
+        ref = parse_soundcloud_set_url(url)
+        info = await self._resolver.set_json(ref)
+        found = await self._resolver.set_tracks(info)
+        tracks = [self._track(track_info(data, official=self.official)) for data in found]
+        if not tracks:
+            raise NotFound("this SoundCloud set has no track the gateway can play", code="soundcloud_not_found")
+        return info.title, info.permalink, tracks
+
+    @staticmethod
+    def _track(info: TrackInfo) -> Track:
         title = f"{info.title} (preview)" if info.preview else info.title
         return Track(
             id=track_id_for("soundcloud", f"tracks:{info.id}"),
