@@ -10,6 +10,12 @@ One aiohttp app plays every SoundCloud host (point ``api_base`` at
   (302 to ``/api/tracks/{urn}``), ``/api/tracks/{urn}``,
   ``/api/tracks/{urn}/streams`` and the stream URLs it lists (302 to media):
   the official API with ``Authorization: OAuth <token>``;
+* sets: ``/v2/resolve`` of a ``/<user>/sets/<name>`` page and ``/v2/playlists/{id}``
+  (whole track objects for the first ``set_full`` tracks, bare ids for the rest,
+  as api-v2 does), ``/v2/tracks?ids=`` (at most ``TRACK_BATCH_LIMIT`` ids, 400
+  beyond; private tracks left out; answered in reverse order, since SoundCloud
+  promises no order); ``/api/resolve`` (302 to ``/api/playlists/{urn}``),
+  ``/api/playlists/{urn}`` and ``/api/tracks?urns=`` for the official API;
 * ``/`` and ``/assets/*.js``: the site's page and script bundles, one of which
   holds ``client_id:"..."``; ``/on/{code}``: short links (302 to the page URL);
 * ``/media/...``: media made by the real ffmpeg (:func:`build_media`), behind
@@ -20,7 +26,8 @@ One aiohttp app plays every SoundCloud host (point ``api_base`` at
 Knobs for tests: ``valid_client_ids`` / ``site_client_id``, ``revoke_tokens()``,
 ``rate_limit`` (endpoint -> Retry-After), ``expire_at`` (track id -> segment
 from which the track's first signature is refused with 403). ``hits`` counts
-requests by endpoint, ``media_log`` lists every media request.
+requests by endpoint, ``media_log`` lists every media request, ``batches``
+every ``/tracks?ids=``/``?urns=`` request's ids.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import secrets
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -39,6 +47,7 @@ from aiohttp import web
 from .conftest import ffmpeg_bin, make_audio
 
 CLIENT_ID = "a" * 16 + "B" * 8 + "0123456C"  # 32 alphanumerics, like the real ones
+TRACK_BATCH_LIMIT = 50  # ids one /tracks?ids= request may carry
 ROTATED_CLIENT_ID = "Z" * 20 + "9876543210ab"
 OFFICIAL_ID = "official-app-id"
 OFFICIAL_SECRET = "official-app-secret"
@@ -117,6 +126,39 @@ class FakeTrack:
         return f"https://soundcloud.com/{self.user}/{self.slug}"
 
 
+@dataclass
+class FakeSet:
+    id: int
+    user: str
+    slug: str
+    title: str
+    track_ids: tuple[int, ...]
+    private: bool = False
+
+    @property
+    def urn(self) -> str:
+        return f"soundcloud:playlists:{self.id}"
+
+    @property
+    def page(self) -> str:
+        return f"https://soundcloud.com/{self.user}/sets/{self.slug}"
+
+
+# The long set's tracks: more than two /tracks?ids= batches of stubs.
+LONG_SET_IDS = tuple(range(1000, 1000 + 2 * TRACK_BATCH_LIMIT + 17))
+
+
+def default_sets() -> list[FakeSet]:
+    return [
+        # In this order: playable, private, playable, geo-blocked, playable, preview only, not streamable,
+        # a repeat of the first, and an id SoundCloud no longer knows.
+        FakeSet(201, "artist-one", "a-mix", "A Mix", (101, 105, 102, 106, 103, 104, 107, 101, 999)),
+        FakeSet(202, "artist-two", "long-set", "Long Set", LONG_SET_IDS),
+        FakeSet(203, "artist-three", "hidden-set", "Hidden Set", (101,), private=True),
+        FakeSet(204, "artist-three", "nothing-plays", "Nothing Plays", (105, 106, 107)),
+    ]
+
+
 def default_tracks() -> list[FakeTrack]:
     return [
         # The order of forms is deliberately not the order of preference.
@@ -129,6 +171,8 @@ def default_tracks() -> list[FakeTrack]:
         FakeTrack(105, "artist-three", "secret-song", "Secret Song", (MP3_PROGRESSIVE,), private=True),
         FakeTrack(106, "artist-three", "blocked-song", "Blocked Song", (MP3_PROGRESSIVE,), policy="BLOCK"),
         FakeTrack(107, "artist-three", "no-stream-song", "No Stream Song", (MP3_PROGRESSIVE,), streamable=False),
+        *(FakeTrack(n, "artist-four", f"long-{n}", f"Long {n}", (MP3_PROGRESSIVE,), full_seconds=SECONDS["progressive"])
+          for n in LONG_SET_IDS),
     ]
 
 
@@ -142,6 +186,9 @@ class FakeSoundCloud:
     rate_limit: dict[str, int] = field(default_factory=dict)  # endpoint -> Retry-After seconds
     expire_at: dict[int, int] = field(default_factory=dict)  # track id -> first refused segment
     short_links: dict[str, int] = field(default_factory=lambda: {"AbCd3": 102, "Go104": 104})
+    sets: dict[int, FakeSet] = field(default_factory=lambda: {s.id: s for s in default_sets()})
+    set_full: int = 3  # whole track objects at the head of a set; bare ids after
+    batches: list[list[int]] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
     media_log: list[tuple[int, str, str, int, int]] = field(default_factory=list)  # (id, medium, file, sig, status)
     base: str = ""
@@ -154,10 +201,14 @@ class FakeSoundCloud:
         r = self.app.router
         r.add_get("/v2/resolve", self.v2_resolve)
         r.add_get("/v2/tracks/{id}", self.v2_track)
+        r.add_get("/v2/tracks", self.v2_tracks)
+        r.add_get("/v2/playlists/{id}", self.v2_playlist)
         r.add_get("/v2/media/{id}/{preset}/{protocol}", self.v2_media)
         r.add_post("/oauth/token", self.oauth_token)
         r.add_get("/api/resolve", self.api_resolve)
         r.add_get("/api/tracks/{urn}", self.api_track)
+        r.add_get("/api/tracks", self.api_tracks)
+        r.add_get("/api/playlists/{urn}", self.api_playlist)
         r.add_get("/api/tracks/{urn}/streams", self.api_streams)
         r.add_get("/api/tracks/{urn}/streams/{kind}", self.api_stream_redirect)
         r.add_get("/", self.site_page)
@@ -179,6 +230,37 @@ class FakeSoundCloud:
             if urlsplit(track.page).path.strip("/") == path:
                 return track
         return None
+
+    def _set_by_page(self, url: str) -> FakeSet | None:
+        path = urlsplit(url).path.strip("/")
+        for found in self.sets.values():
+            if urlsplit(found.page).path.strip("/") == path:
+                return found
+        return None
+
+    def _set_json(self, found: FakeSet, whole: Callable[[FakeTrack], dict[str, object]],
+                  official: bool) -> dict[str, object]:
+        tracks: list[dict[str, object]] = []
+        for position, track_id in enumerate(found.track_ids):
+            track = self.tracks.get(track_id)
+            if track is not None and not track.private and position < self.set_full:
+                tracks.append(whole(track))
+            elif official:
+                tracks.append({"kind": "track", "urn": f"soundcloud:tracks:{track_id}"})
+            else:  # api-v2's stubs: the id and a few flags
+                tracks.append({"id": track_id, "kind": "track", "monetization_model": "NOT_APPLICABLE",
+                               "policy": "ALLOW"})
+        return {"kind": "playlist", "id": found.id, "urn": found.urn, "title": found.title,
+                "permalink_url": found.page, "track_count": len(found.track_ids),
+                "user": {"username": found.user}, "tracks": tracks}
+
+    def _batch(self, raw: str) -> list[FakeTrack]:
+        ids = [int(part.rsplit(":", 1)[-1]) for part in raw.split(",") if part]
+        if not ids or len(ids) > TRACK_BATCH_LIMIT:
+            raise web.HTTPBadRequest(text=f"1 to {TRACK_BATCH_LIMIT} ids")
+        self.batches.append(ids)
+        found = [self.tracks[n] for n in ids if n in self.tracks and not self.tracks[n].private]
+        return found[::-1]
 
     def _sign(self, track: FakeTrack, medium: str) -> str:
         self._signatures += 1
@@ -246,6 +328,9 @@ class FakeSoundCloud:
         self.hits["v2/resolve"] += 1
         self._limited("resolve")
         self._v2_auth(request)
+        found = self._set_by_page(request.query.get("url", ""))
+        if found is not None and not found.private:
+            return web.json_response(self._set_json(found, self._v2_json, official=False))
         track = self._track_by_page(request.query.get("url", ""))
         if track is None or track.private:  # api-v2 hides private tracks behind a 404
             raise web.HTTPNotFound()
@@ -259,6 +344,21 @@ class FakeSoundCloud:
         if track is None or track.private:
             raise web.HTTPNotFound()
         return web.json_response(self._v2_json(track))
+
+    async def v2_tracks(self, request: web.Request) -> web.Response:
+        self.hits["v2/tracks"] += 1
+        self._limited("resolve")
+        self._v2_auth(request)
+        return web.json_response([self._v2_json(t) for t in self._batch(request.query.get("ids", ""))])
+
+    async def v2_playlist(self, request: web.Request) -> web.Response:
+        self.hits["v2/playlist"] += 1
+        self._limited("resolve")
+        self._v2_auth(request)
+        found = self.sets.get(int(request.match_info["id"]))
+        if found is None or found.private:
+            raise web.HTTPNotFound()
+        return web.json_response(self._set_json(found, self._v2_json, official=False))
 
     async def v2_media(self, request: web.Request) -> web.Response:
         self.hits["v2/media"] += 1
@@ -309,10 +409,30 @@ class FakeSoundCloud:
         self.hits["api/resolve"] += 1
         self._limited("resolve")
         self._api_auth(request)
+        found = self._set_by_page(request.query.get("url", ""))
+        if found is not None:
+            raise web.HTTPFound(f"/api/playlists/{quote(found.urn)}")
         track = self._track_by_page(request.query.get("url", ""))
         if track is None:
             raise web.HTTPNotFound()
         raise web.HTTPFound(f"/api/tracks/{quote(track.urn)}")
+
+    async def api_playlist(self, request: web.Request) -> web.Response:
+        self.hits["api/playlist"] += 1
+        self._api_auth(request)
+        urn = request.match_info["urn"]
+        found = self.sets.get(int(urn.rsplit(":", 1)[-1])) if urn.startswith("soundcloud:playlists:") else None
+        if found is None:
+            raise web.HTTPNotFound()
+        if found.private:
+            raise web.HTTPForbidden()
+        return web.json_response(self._set_json(found, self._official_json, official=True))
+
+    async def api_tracks(self, request: web.Request) -> web.Response:
+        self.hits["api/tracks"] += 1
+        self._api_auth(request)
+        batch = self._batch(request.query.get("urns", ""))
+        return web.json_response({"collection": [self._official_json(t) for t in batch], "next_href": None})
 
     async def api_track(self, request: web.Request) -> web.Response:
         self.hits["api/track"] += 1

@@ -27,7 +27,7 @@ from gateway.sources.soundcloud import SiteEndpoints, SoundCloudSource
 from gateway.media import MEDIA
 
 from .browser import serve_on_loopback
-from .fake_soundcloud import CLIENT_ID, FakeSoundCloud, build_media
+from .fake_soundcloud import CLIENT_ID, LONG_SET_IDS, FakeSoundCloud, build_media
 
 PUBLIC = "http://gateway.test:8000"
 
@@ -301,6 +301,65 @@ async def test_soundcloud_links_in_player_and_oembed(sc_gw: tuple[TestClient, Fa
     assert data["thumbnail_url"] == track.get("artwork_url", track.get("artwork"))
     src = html.unescape(re.search(r'src="([^"]+)"', data["html"]).group(1))  # type: ignore[union-attr]
     assert parse_qs(urlsplit(src).query) == {"url": [link], "show_comments": ["false"]}
-    # a set: not resolved by this gateway's SoundCloud source yet, a clear error
+    # a set SoundCloud does not know: a clear error (sets themselves: the tests below)
     r = await client.get(player("https://soundcloud.com/artist-one/sets/a-set", format="json"))
-    assert r.status == 400 and (await r.json())["error"] == "soundcloud_not_a_track"
+    assert r.status == 404 and (await r.json())["error"] == "soundcloud_not_found"
+
+
+async def test_soundcloud_set_in_player(sc_gw: tuple[TestClient, FakeSoundCloud]) -> None:
+    client, fake = sc_gw
+    link = "https://soundcloud.com/artist-one/sets/a-mix"
+    # private 105, geo-blocked 106, not streamable 107, a repeated 101 and an unknown 999 are left out
+    expected = [track_id_for("soundcloud", f"tracks:{n}") for n in (101, 102, 103, 104)]
+    r = await client.get(player(link, format="json"))
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    assert (body["kind"], body["title"], body["permalink"]) == ("playlist", "A Mix", link)
+    assert [t["id"] for t in body["tracks"]] == expected
+    assert [t["title"] for t in body["tracks"]][:2] == ["Progressive Song", "HLS MP3 Song"]
+    assert all(t["src"] == f"{PUBLIC}/v1/tracks/{t['id']}" for t in body["tracks"])
+    # every track is in the catalog, as POST /v1/tracks would have put it
+    for tid in expected:
+        assert (await client.get(f"/v1/tracks/{tid}")).status == 200, tid
+    # the page carries the same list; the resolved set is reused (one set request, one batch)
+    r = await client.get(player(link, start_track="2"))
+    assert r.status == 200 and [t["id"] for t in page_data(await r.text())["tracks"]] == expected
+    assert fake.hits["v2/resolve"] == 1 and len(fake.batches) == 1
+    # SoundCloud's embed codes carry the API URL
+    api = "https://api.soundcloud.com/playlists/201"
+    r = await client.get("/player/?url=" + quote(api, safe="") + "&format=json")
+    assert r.status == 200 and [t["id"] for t in (await r.json())["tracks"]] == expected
+
+    # a long set: every track, in order, though api-v2 sent most as bare ids
+    r = await client.get(player("https://soundcloud.com/artist-two/sets/long-set", format="json"))
+    body = await r.json()
+    assert [t["id"] for t in body["tracks"]] == [track_id_for("soundcloud", f"tracks:{n}") for n in LONG_SET_IDS]
+
+    for url, status, code in (("https://soundcloud.com/artist-three/sets/hidden-set", 404, "soundcloud_not_found"),
+                              ("https://soundcloud.com/artist-three/sets/nothing-plays", 404, "soundcloud_not_found")):
+        r = await client.get(player(url, format="json"))
+        assert r.status == status and (await r.json())["error"] == code, url
+    r = await client.get(player("https://soundcloud.com/artist-three/sets/hidden-set"))
+    assert r.status == 404 and "This track was not found." in await r.text()
+
+
+async def test_soundcloud_set_oembed(sc_gw: tuple[TestClient, FakeSoundCloud]) -> None:
+    client, _ = sc_gw
+    link = "https://soundcloud.com/artist-one/sets/a-mix"
+    first = (await (await client.get(player(link, format="json"))).json())["tracks"][0]
+    for url in (link, f"{PUBLIC}/player/?url={quote(link, safe='')}"):
+        r = await client.get("/oembed?" + urlencode({"url": url, "format": "json", "color": "ff5500"}))
+        assert r.status == 200, await r.text()
+        data = await r.json()
+        assert data["type"] == "rich" and data["height"] == 450 and data["width"] == "100%"
+        assert data["title"] == "A Mix" and data["author_url"] == "https://soundcloud.com/artist-one"
+        assert data["thumbnail_url"] == first.get("artwork_url", first.get("artwork"))  # the first track's
+        assert 'height="450"' in data["html"] and 'title="A Mix"' in data["html"]
+        src = html.unescape(re.search(r'src="([^"]+)"', data["html"]).group(1))  # type: ignore[union-attr]
+        assert src.startswith(f"{PUBLIC}/player/?url=")
+        assert parse_qs(urlsplit(src).query) == {"url": [link], "color": ["ff5500"]}
+    r = await client.get("/oembed?" + urlencode({"url": link, "format": "xml", "maxheight": "300"}))
+    fields = {child.tag: child.text or "" for child in ET.fromstring(await r.read())}
+    assert fields["height"] == "300" and fields["title"] == "A Mix"
+    r = await client.get("/oembed?" + urlencode({"url": link, "visual": "true"}))
+    assert (await r.json())["height"] == 400

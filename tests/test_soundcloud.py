@@ -20,13 +20,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.media import CATALOG, MEDIA
 from gateway.media.catalog import track_id_for
+from gateway.errors import ZtreamError
 from gateway.sources.soundcloud import (
+    MAX_SET_TRACKS,
     SiteEndpoints,
     SoundCloudRef,
     SoundCloudSource,
     choose_official_stream,
     choose_transcoding,
+    parse_soundcloud_set_url,
     parse_soundcloud_url,
+    playlist_info,
     retry_after_seconds,
 )
 
@@ -35,8 +39,13 @@ from .fake_soundcloud import (
     OFFICIAL_ID,
     OFFICIAL_SECRET,
     ROTATED_CLIENT_ID,
+    LONG_SET_IDS,
     SECONDS,
+    TRACK_BATCH_LIMIT,
+    FakeSet,
     FakeSoundCloud,
+    FakeTrack,
+    MP3_PROGRESSIVE,
     build_media,
 )
 from .conftest import decoded_seconds, fetch_all
@@ -342,6 +351,119 @@ async def test_official_api_errors_and_preview(make_gateway: Any, fake: FakeSoun
     assert status == 201 and track["preview"] is True and track["title"].endswith("(preview)")
     assert abs(await play(client, track["id"]) - SECONDS["preview"]) < TOLERANCE
     assert fake.hits["token"] == 1
+
+
+# -- sets -----------------------------------------------------------------------------------------
+
+# "A Mix" lists 101, private 105, 102, geo-blocked 106, 103, preview-only 104, not streamable 107,
+# 101 again, and an unknown 999: what plays, in the set's order.
+MIX_PLAYABLE = [101, 102, 103, 104]
+
+
+async def set_error(client: TestClient, url: str) -> tuple[int, str]:
+    with pytest.raises(ZtreamError) as info:
+        await source(client).register_set(url)
+    body = info.value.to_json()
+    return info.value.status, str(body["error"])
+
+
+@pytest.mark.parametrize("mode", ["v2", "official"])
+async def test_set_gives_every_playable_track_in_order(make_gateway: Any, fake: FakeSoundCloud, mode: str) -> None:
+    client = await make_gateway(mode)
+    sc = source(client)
+    title, permalink, tracks = await sc.register_set("https://m.soundcloud.com/artist-one/sets/a-mix?si=x")
+    assert (title, permalink) == ("A Mix", "https://soundcloud.com/artist-one/sets/a-mix")
+    assert [t.id for t in tracks] == [sc_id(n) for n in MIX_PLAYABLE]
+    assert [t.locator for t in tracks] == [f"soundcloud:tracks:{n}" for n in MIX_PLAYABLE]
+    assert [t.preview for t in tracks] == [False, False, False, True]
+    assert tracks[0].title == "Progressive Song" and tracks[0].artist == "artist-one"
+    assert tracks[3].title == "Go+ Song (preview)"
+    # Three whole tracks at the head (private 105 is an id only there), the rest fetched in one batch:
+    # one request for the set, one for the stubs.
+    assert fake.batches == [[105, 106, 103, 104, 107, 999]]
+    assert sc.requests["resolve"] == 2
+    # The API URL SoundCloud's embed codes carry names the same set.
+    _, _, again = await sc.register_set("https://api.soundcloud.com/playlists/201")
+    assert [t.id for t in again] == [t.id for t in tracks]
+    # A set's track is the track its own URL registers, and plays with no further resolution.
+    resolves = sc.requests["resolve"]
+    client.server.app[CATALOG].add(tracks[2])
+    assert abs(await play(client, tracks[2].id) - SECONDS["hls_aac"]) < TOLERANCE
+    assert sc.requests["resolve"] == resolves
+    status, track, _ = await post(client, "https://soundcloud.com/artist-two/aac-song")
+    assert status in (200, 201) and track["id"] == tracks[2].id
+
+
+@pytest.mark.parametrize("mode", ["v2", "official"])
+async def test_long_set_is_completed_in_bounded_batches(make_gateway: Any, fake: FakeSoundCloud, mode: str) -> None:
+    client = await make_gateway(mode)
+    _, _, tracks = await source(client).register_set("https://soundcloud.com/artist-two/sets/long-set")
+    assert [t.locator for t in tracks] == [f"soundcloud:tracks:{n}" for n in LONG_SET_IDS]
+    stubs = list(LONG_SET_IDS[fake.set_full:])
+    assert [n for batch in fake.batches for n in batch] == stubs
+    assert all(len(batch) <= TRACK_BATCH_LIMIT for batch in fake.batches) and len(fake.batches) == 3
+
+    # A set longer than the bound gives its first MAX_SET_TRACKS tracks, and asks only for those.
+    huge = tuple(range(5000, 5000 + MAX_SET_TRACKS + 200))
+    fake.tracks.update({n: FakeTrack(n, "artist-four", f"huge-{n}", f"Huge {n}", (MP3_PROGRESSIVE,)) for n in huge})
+    fake.sets[205] = FakeSet(205, "artist-four", "huge", "Huge", huge)
+    fake.batches.clear()
+    _, _, tracks = await source(client).register_set("https://soundcloud.com/artist-four/sets/huge")
+    assert [t.locator for t in tracks] == [f"soundcloud:tracks:{n}" for n in huge[:MAX_SET_TRACKS]]
+    assert len(fake.batches) == -(-(MAX_SET_TRACKS - fake.set_full) // TRACK_BATCH_LIMIT)
+    assert max(n for batch in fake.batches for n in batch) == huge[MAX_SET_TRACKS - 1]
+
+
+@pytest.mark.parametrize(("mode", "url", "status", "code"), [
+    ("v2", "https://soundcloud.com/artist-three/sets/hidden-set", 404, "soundcloud_not_found"),
+    ("official", "https://soundcloud.com/artist-three/sets/hidden-set", 403, "soundcloud_private"),
+    ("v2", "https://soundcloud.com/artist-three/sets/no-such-set", 404, "soundcloud_not_found"),
+    ("v2", "https://api.soundcloud.com/playlists/777", 404, "soundcloud_not_found"),
+    ("official", "https://api.soundcloud.com/playlists/777", 404, "soundcloud_not_found"),
+    ("v2", "https://soundcloud.com/artist-three/sets/nothing-plays", 404, "soundcloud_not_found"),
+    ("official", "https://soundcloud.com/artist-three/sets/nothing-plays", 404, "soundcloud_not_found"),
+    ("v2", "https://soundcloud.com/artist-one/progressive-song", 400, "bad_url"),
+])
+async def test_set_errors(make_gateway: Any, fake: FakeSoundCloud, mode: str, url: str, status: int,
+                          code: str) -> None:
+    client = await make_gateway(mode)
+    assert await set_error(client, url) == (status, code)
+    # A set URL is not a track: POST /v1/tracks still says so.
+    got, body, _ = await post(client, "https://soundcloud.com/artist-one/sets/a-mix")
+    assert (got, body["error"]) == (400, "soundcloud_not_a_track")
+
+
+async def test_set_rate_limited_midway_is_503(make_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await make_gateway()
+    fake.set_full = 0  # every track is a stub: the batch is what gets the 429
+    fake.rate_limit["resolve"] = 30
+    status, code = await set_error(client, "https://soundcloud.com/artist-one/sets/a-mix")
+    assert (status, code) == (503, "soundcloud_rate_limited")
+
+
+def test_set_parsing() -> None:
+    assert parse_soundcloud_set_url("https://www.SoundCloud.com/u/sets/n/?in=x") == \
+        SoundCloudRef("page", "https://soundcloud.com/u/sets/n")
+    assert parse_soundcloud_set_url("https://api.soundcloud.com/playlists/42") == SoundCloudRef("id", "42")
+    assert parse_soundcloud_set_url("https://api-v2.soundcloud.com/playlists/soundcloud:playlists:7").value == "7"
+    for bad in ("https://soundcloud.com/u/n", "https://soundcloud.com/u/sets", "https://evil.com/u/sets/n",
+                "https://api.soundcloud.com/tracks/1", "https://soundcloud.com:1/u/sets/n", "soundcloud:playlists:1"):
+        with pytest.raises(ZtreamError) as info:
+            parse_soundcloud_set_url(bad)
+        assert info.value.to_json()["error"] == "bad_url", bad
+
+    whole = {"kind": "track", "id": 1, "title": "One"}
+    info = playlist_info({"kind": "playlist", "urn": "soundcloud:playlists:9", "title": "", "tracks": [
+        whole, {"id": 2, "kind": "track"}, "junk", {"kind": "track"}, {"id": 1}, {"urn": "soundcloud:tracks:3"}]})
+    assert info.id == 9 and info.title == "SoundCloud set 9" and info.permalink is None
+    assert [(e.id, e.data is not None) for e in info.entries] == [(1, True), (2, False), (3, False)]
+    stubs = [{"id": n} for n in range(1, 2000)]
+    assert len(playlist_info({"kind": "playlist", "id": 1, "tracks": stubs}).entries) == MAX_SET_TRACKS
+    for data, code in ((whole, "soundcloud_not_a_set"), ({"kind": "user", "id": 1}, "soundcloud_not_a_set"),
+                       ([], "soundcloud_bad_answer"), ({"kind": "playlist"}, "soundcloud_bad_answer")):
+        with pytest.raises(ZtreamError) as failed:
+            playlist_info(data)
+        assert failed.value.to_json()["error"] == code
 
 
 # -- pure helpers ------------------------------------------------------------------------------

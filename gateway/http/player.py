@@ -53,6 +53,7 @@ VISUAL_HEIGHT = 400
 SET_HEIGHT = 450
 MAX_URL = 4096
 MAX_TRACKS = 100
+MAX_SET_TRACKS = 500  # a SoundCloud set: the source resolves it in bounded batches, up to its own bound
 PLAYLIST_TTL = 60.0
 PLAYLIST_CACHE = 256
 
@@ -223,7 +224,7 @@ class PlayerResolver:
                 await source.register(url)  # SoundCloudDisabled: its clear 403
             raise BadRequest("this gateway's SoundCloud source does not resolve sets", code="soundcloud_not_a_track")
         title, permalink, found = await register_set(url)
-        tracks = [self.app[CATALOG].add(t)[0].public() for t in found[:MAX_TRACKS]]
+        tracks = [self.app[CATALOG].add(t)[0].public() for t in found[:MAX_SET_TRACKS]]
         if not tracks:
             raise NotFound("this SoundCloud set has no playable track", code="soundcloud_not_found")
         return Resolved("playlist", title, tuple(tracks), permalink)
