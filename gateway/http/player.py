@@ -153,7 +153,7 @@ class PlayerResolver:
             track = self.app[CATALOG].get(own)
             if track is None:
                 raise NotFound(f"no track {own!r}", code="track_not_found")
-            return Resolved("track", track.title, (track.public(),), track.permalink)
+            return Resolved("track", track.title, (track.public(self.public_url),), track.permalink)
         inner = self._inner_player_url(url)
         if inner is not None:
             return await self.resolve(inner)
@@ -167,7 +167,7 @@ class PlayerResolver:
             resolved = await self._playlist(url)
         else:
             track = await self._register(url)
-            return Resolved("track", track.title, (track.public(),), track.permalink)
+            return Resolved("track", track.title, (track.public(self.public_url),), track.permalink)
         self.cache.put(url, resolved, now)
         return resolved
 
@@ -207,7 +207,7 @@ class PlayerResolver:
                 # one entry on a forbidden host does not sink the others
                 first_error = first_error or exc
                 continue
-            public = track.public()
+            public = track.public(self.public_url)
             if entry.title and track.source == "url":
                 public["title"] = entry.title
             tracks.append(public)
@@ -224,7 +224,7 @@ class PlayerResolver:
                 await source.register(url)  # SoundCloudDisabled: its clear 403
             raise BadRequest("this gateway's SoundCloud source does not resolve sets", code="soundcloud_not_a_track")
         title, permalink, found = await register_set(url)
-        tracks = [self.app[CATALOG].add(t)[0].public() for t in found[:MAX_SET_TRACKS]]
+        tracks = [self.app[CATALOG].add(t)[0].public(self.public_url) for t in found[:MAX_SET_TRACKS]]
         if not tracks:
             raise NotFound("this SoundCloud set has no playable track", code="soundcloud_not_found")
         return Resolved("playlist", title, tuple(tracks), permalink)
