@@ -30,12 +30,15 @@
 // - Tracker: on `welcome` and at the start of a track's session the whole
 //   holding is announced (`have`, replace); chunks obtained later are added in
 //   batches on `tick` (so a listener seeds while it downloads). While chunks
-//   are missing and there are fewer than `maxNeighbours` neighbours, `want`
+//   are missing and there are fewer than `wantNeighbours` neighbours, `want`
 //   asks for holders of the missing chunks, at first at once, then every
 //   `wantInterval` seconds, backing off (doubling) while answers bring nobody new.
-// - Neighbours: at most `maxNeighbours` (dialled and dialling together). We dial
-//   the candidates of a `peers` answer; we answer offers while there is room and
-//   reply `{"reject": "full"}` otherwise. Glare (both sides dialled each other):
+// - Neighbours: we dial the candidates of a `peers` answer while we have fewer
+//   than `wantNeighbours` (dialled and dialling together); we answer offers
+//   while we have fewer than `maxNeighbours` and reply `{"reject": "full"}`
+//   otherwise. The gap between the two leaves room for late listeners: were
+//   both 5, the first six listeners would fill each other's places and the
+//   seventh would find nobody to take it. Glare (both sides dialled each other):
 //   the side with the smaller peer id keeps its own offer and ignores the
 //   other's; the larger one drops its offer and answers. A second offer from a
 //   known peer replaces the old connection (the other side gave it up). A
@@ -66,7 +69,8 @@
 import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./protocol.js";
 
 export const DEFAULT_P2P_SETTINGS = Object.freeze({
-  maxNeighbours: 5, // connections to other peers, both directions
+  wantNeighbours: 5, // we dial (and want) while we have fewer neighbours than this
+  maxNeighbours: 16, // connections to other peers at most, both directions: offers beyond are refused
   uploadSlots: 4, // neighbours served at once; the welcome's limits.upload_slots wins
   requestSlots: 2, // concurrent requests the scheduler may send one neighbour
   maxQueued: 16, // requests of one neighbour queued here; more are choked
@@ -619,7 +623,7 @@ export class P2PCore {
   maybeWant(out, now) {
     const s = this.session;
     if (!s || !this.connected || this.want.outstanding || now < this.want.nextAt) return;
-    if (this.neighbours.size >= this.settings.maxNeighbours) return;
+    if (this.neighbours.size >= this.settings.wantNeighbours) return;
     const missing = this.missing();
     if (missing.length === 0) return;
     this.want.outstanding = true;
@@ -638,7 +642,7 @@ export class P2PCore {
       const id = c && typeof c.peer_id === "string" ? c.peer_id : null;
       if (!id || id === this.peerId || this.neighbours.has(id) || this.banned.has(id)) continue;
       if ((this.cooldown.get(id) ?? -Infinity) > now) continue;
-      if (this.neighbours.size >= this.settings.maxNeighbours) break;
+      if (this.neighbours.size >= this.settings.wantNeighbours) break;
       this.newNeighbour(id, "offerer", now);
       out.push({ kind: "open", peer: id, role: "offerer" });
       dialled += 1;

@@ -27,7 +27,8 @@ seconds, as network delays are), so the rules are exact and testable without
 a socket. There is no I/O and no clock here.
 
 The rules are those of ``client/p2p.js`` (its header lists them: tracker
-announcements and ``want`` with back-off, the neighbour cap, glare, connect
+announcements and ``want`` with back-off, the neighbour caps (dial up to
+``want_neighbours``, accept offers up to ``max_neighbours``), glare, connect
 timeout and cool-down, wire HAVE/REQUEST/PIECE/CANCEL/CHOKE, upload slots,
 verify failures and bans, the peer wait, stats). The two are pinned to each
 other by ``tests/vectors/p2p/``: sequences of events with ``now`` and the
@@ -79,7 +80,8 @@ Role = Literal["offerer", "answerer"]
 class P2PSettings:
     """The browser's ``DEFAULT_P2P_SETTINGS``, in snake case (seconds, counts)."""
 
-    max_neighbours: int = 5  # connections to other peers, both directions
+    want_neighbours: int = 5  # we dial (and want) while we have fewer neighbours than this
+    max_neighbours: int = 16  # connections to other peers at most, both directions: offers beyond are refused
     upload_slots: int = 4  # neighbours served at once; the welcome's limits.upload_slots wins
     request_slots: int = 2  # concurrent requests the scheduler may send one neighbour
     max_queued: int = 16  # requests of one neighbour queued here; more are choked
@@ -761,7 +763,7 @@ class P2PCore:
         s = self.session
         if s is None or not self.connected or self.want.outstanding or now < self.want.next_at:
             return
-        if len(self.neighbours) >= self.settings.max_neighbours:
+        if len(self.neighbours) >= self.settings.want_neighbours:
             return
         missing = self.missing()
         if not missing:
@@ -788,7 +790,7 @@ class P2PCore:
                 continue
             if self.cooldown.get(peer, -math.inf) > now:
                 continue
-            if len(self.neighbours) >= self.settings.max_neighbours:
+            if len(self.neighbours) >= self.settings.want_neighbours:
                 break
             self._new_neighbour(peer, "offerer", now)
             out.append(Open(peer, "offerer"))

@@ -41,7 +41,8 @@ function dialledBy(c, peer, now = 0) {
 }
 
 test("settings are checked and default to the issue's numbers", () => {
-  assert.equal(DEFAULT_P2P_SETTINGS.maxNeighbours, 5);
+  assert.equal(DEFAULT_P2P_SETTINGS.wantNeighbours, 5);
+  assert.equal(DEFAULT_P2P_SETTINGS.maxNeighbours, 16);
   assert.equal(DEFAULT_P2P_SETTINGS.uploadSlots, 4);
   assert.throws(() => new P2PCore({ maxNeighbour: 3 }), TypeError);
 });
@@ -174,10 +175,15 @@ test("offers: answered while there is room, refused when full or without a sessi
   const cand = { candidate: { candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", sdpMid: "0" } };
   assert.deepEqual(c.onControl({ type: "signal", from: "x", data: cand }, 1), [{ kind: "rtc", peer: "x", data: cand }]);
   assert.deepEqual(c.onControl({ type: "signal", from: "nobody", data: cand }, 1), []);
+  // offers are answered up to maxNeighbours (16), beyond the 5 we dial ourselves:
+  // the 6th is accepted, the 17th refused
   for (const p of ["a", "b", "c", "d"]) c.onControl({ type: "signal", from: p, data: offer }, 1);
   assert.equal(c.neighbours.size, 5);
-  assert.deepEqual(c.onControl({ type: "signal", from: "f", data: offer }, 1), [
-    { kind: "control", msg: { type: "signal", to: "f", data: { reject: "full" } } },
+  assert.deepEqual(kinds(c.onControl({ type: "signal", from: "f", data: offer }, 1)), ["open", "rtc"]);
+  for (const p of ["g", "h", "i", "j", "k", "l", "m", "n", "o", "q"]) c.onControl({ type: "signal", from: p, data: offer }, 1);
+  assert.equal(c.neighbours.size, 16);
+  assert.deepEqual(c.onControl({ type: "signal", from: "r", data: offer }, 1), [
+    { kind: "control", msg: { type: "signal", to: "r", data: { reject: "full" } } },
   ]);
   c.stopSession(2);
   assert.deepEqual(controls(c.onControl({ type: "signal", from: "g", data: offer }, 3)), [{ type: "signal", to: "g", data: { reject: "full" } }]);

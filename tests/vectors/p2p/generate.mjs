@@ -75,7 +75,11 @@ const scenarios = [
     signal("x", { candidate: { candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", sdpMid: "0" } }, 1),
     signal("nobody", { candidate: { candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", sdpMid: "0" } }, 1),
     signal("x", { sdp: { type: "answer", sdp: "v=0" } }, 1),
-    offer("a", 1), offer("b", 1), offer("c", 1), offer("d", 1), offer("f", 1), { on: "stopSession", now: 2 }, offer("g", 3),
+    ..."abcdefghijklmno".split("").map((p) => offer(p, 1)), offer("y", 1), { on: "info", now: 1 }, { on: "stopSession", now: 2 }, offer("z", 3),
+  ] },
+  { name: "dial up to wantNeighbours, accept offers up to maxNeighbours, want nothing above wantNeighbours", settings: { wantNeighbours: 2, maxNeighbours: 4 }, steps: [
+    welcome(), session(10), peers(["a", "b", "c"], 0.1), offer("x", 0.2), offer("y", 0.3), offer("z", 0.4), tick(3),
+    { on: "channelClosed", peer: "a", now: 4 }, { on: "channelClosed", peer: "b", now: 4 }, { on: "channelClosed", peer: "x", now: 4 }, tick(5.1),
   ] },
   { name: "a banned peer is neither answered nor dialled", steps: [
     welcome(), session(4), { on: "verifyFailed", peer: "bad", now: 0 }, offer("bad", 1), peers(["bad"], 1),
