@@ -58,6 +58,28 @@
 //   comes back here as `verifyFailed(peer)`: that peer is dropped and banned
 //   for the session, and the failure is counted in the next `stats`.
 //   A malformed or unrequested frame bans the sender too.
+// - Overlay (lookup without the tracker; docs/wire.md "Overlay"): when the
+//   rules above would `want`, a *lookup round* comes first. Candidates this
+//   side already knows for the session's track (its directory: ids learnt from
+//   neighbours' HOLDERS, departure notices and tracker answers, each kept
+//   `directoryTtl` seconds) are sent to the server as `introduce` requests (the
+//   server checks each is a connected holder and answers `peers` with
+//   `for: "introduce"`, or an error naming it), and every open neighbour not
+//   asked within `lookupInterval` gets a LOOKUP (one hop: a neighbour answers
+//   from what it knows, it never asks on). The round ends after `lookupWait`
+//   or once every answer is in; only a round that brought nobody new falls
+//   back to `want`. A neighbour answers a LOOKUP with at most `maxHolders`
+//   ids: itself and its neighbours with a non-empty HAVE when the track is its
+//   session's, then its directory; at most one LOOKUP per `lookupGap` seconds
+//   from one neighbour is answered, more are ignored. `lookup({track,
+//   rendition})` asks the open neighbours about another track (the next of a
+//   playlist) ahead of time. A peer that starts another track first tells its
+//   open neighbours where it goes (an unsolicited HOLDERS naming only itself,
+//   once per neighbour). Nonsense is treated as a bad chunk (counted in
+//   `verify_failures`, the neighbour dropped and banned): an unsolicited HOLDERS
+//   that is not such a notice, more than `maxHolders` ids, duplicates, our own
+//   id, or `maxBadHolders` suggestions the server refused. `overlay: false`
+//   turns the asking off (tracker only, as before).
 // - Peer wait: `waitUntil(now)` tells the scheduler how long it may hold back
 //   server requests because peers are being looked for (tracker not answered
 //   yet, connections still opening). It is only ever a bound in time: the
@@ -89,8 +111,19 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   maxTrackerRanges: 256, // the tracker's limits.max_ranges
   maxWireRanges: 4096, // protocol.MAX_RANGES
   liveSlack: 64, // chunk indices past the manifest a neighbour may announce
+  lookupWait: 0.5, // seconds a lookup round waits for neighbours and introductions before `want`
+  lookupGap: 1, // seconds between two LOOKUPs of one neighbour that are answered; more are ignored
+  lookupInterval: 5, // seconds before the same neighbour is asked again
+  maxHolders: 8, // ids in one HOLDERS answer; an answer with more is a flood
+  directoryTtl: 30, // seconds an id learnt from the overlay stays a candidate
+  maxDirectory: 64, // candidates remembered per track (the oldest is forgotten)
+  maxBadHolders: 3, // suggestions of one neighbour the server refused before it counts as a bad chunk
+  overlay: true, // ask neighbours before the tracker (false: the tracker only)
   corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
 });
+
+const MAX_DIRECTORY_TRACKS = 16;
+const swarmKey = (track, rendition) => `${track}/${rendition}`; // names never hold "/"
 
 export const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
 
@@ -157,6 +190,9 @@ export class P2PCore {
     this.banned = new Set();
     this.cooldown = new Map(); // peer id -> time before which it is not dialled
     this.want = { outstanding: false, sentAt: -Infinity, nextAt: -Infinity, interval: this.settings.wantInterval };
+    this.directory = new Map(); // "track/rendition" -> Map(peer id -> {until, source}), oldest first
+    this.introducing = new Map(); // peer id -> {source, at}: `introduce` asked, not yet answered
+    this.round = { active: false, until: -Infinity, found: 0, asked: new Set() };
     this.lastSentAt = -Infinity;
     this.slots = { reported: 0, at: -Infinity };
     // cumulative counters of this side; the player's are passed to tick()
@@ -197,13 +233,16 @@ export class P2PCore {
           this.want.outstanding = false;
           this.want.nextAt = now;
           this.want.interval = this.settings.wantInterval;
+          this.endRound();
+          this.introducing.clear();
           this.flushTracker(out, now);
           this.maybeWant(out, now);
         }
         break;
       }
       case "peers":
-        this.onPeers(msg, now, out);
+        if (msg.for === "introduce") this.onIntroduced(msg, now, out);
+        else this.onPeers(msg, now, out);
         break;
       case "signal":
         if (typeof msg.from === "string" && msg.data && typeof msg.data === "object") this.onSignal(msg.from, msg.data, now, out);
@@ -221,6 +260,8 @@ export class P2PCore {
           this.lastReport = null;
         } else if (msg.for === "want") {
           this.want.outstanding = false;
+        } else if (msg.for === "introduce" && typeof msg.peer_id === "string") {
+          this.introduceRefused(msg.peer_id, now, out);
         }
         break;
       default:
@@ -236,7 +277,14 @@ export class P2PCore {
    * held: [indices we can serve]}`. Ends the previous session.
    */
   startSession({ track, rendition, chunks, complete = false, held = [] }, now) {
-    const out = this.stopSession(now);
+    const out = [];
+    const old = this.session;
+    if (old && this.settings.overlay && this.peerId !== null && (old.track !== track || old.rendition !== rendition)) {
+      // where we go, told to the neighbours we leave: they can introduce us to whoever asks
+      const frame = encode({ type: "holders", track, rendition, peers: [this.peerId] });
+      for (const nb of this.neighbours.values()) if (nb.state === "open") out.push({ kind: "send", peer: nb.id, frame });
+    }
+    out.push(...this.stopSession(now));
     this.session = {
       track,
       rendition,
@@ -285,6 +333,8 @@ export class P2PCore {
     for (const id of [...this.neighbours.keys()]) this.closeNeighbour(id, out, now, { cool: false });
     if (this.connected) this.sendControl(out, { type: "leave", track: s.track, rendition: s.rendition }, now);
     this.session = null;
+    this.endRound();
+    this.introducing.clear();
     return out;
   }
 
@@ -321,6 +371,18 @@ export class P2PCore {
     const s = this.session;
     if (!s) return [];
     return [...s.chunks].filter((i) => !s.held.has(i)).sort((a, b) => a - b);
+  }
+
+  /**
+   * Ask the open neighbours about another track (the next of a playlist),
+   * ahead of time: their answers fill the directory that the lookup round of
+   * that track's session starts from.
+   */
+  lookup({ track, rendition }, now) {
+    const out = [];
+    if (!this.settings.overlay) return out;
+    for (const nb of this.neighbours.values()) this.ask(nb, track, rendition, out, now);
+    return out;
   }
 
   // ---- requests (the player's scheduler) -----------------------------------
@@ -438,8 +500,14 @@ export class P2PCore {
           out.push({ kind: "reject", peer, index: msg.index, reason: "choked" });
         }
         break;
-      default:
+      case "lookup":
+        this.onLookup(nb, msg, out, now);
         break;
+      case "holders":
+        return this.onHolders(nb, msg, now);
+      default:
+        break; // "unknown": a newer peer's message
+
     }
     return out;
   }
@@ -487,6 +555,8 @@ export class P2PCore {
       if (!nb.ranges && now - nb.since > st.connectTimeout) this.closeNeighbour(id, out, now, { cool: true });
     }
     if (this.want.outstanding && now - this.want.sentAt > st.wantTimeout) this.want.outstanding = false;
+    for (const [id, e] of [...this.introducing]) if (now - e.at > st.wantTimeout) this.introducing.delete(id);
+    for (const nb of this.neighbours.values()) if (nb.lookup && now - nb.lookup.at > st.wantTimeout) nb.lookup = null;
     const s = this.session;
     if (s && s.wireDirty) {
       s.wireDirty = false;
@@ -519,6 +589,7 @@ export class P2PCore {
     let until = -Infinity;
     if (!s.answered) until = s.startedAt + st.startWait;
     if (this.want.outstanding) until = Math.max(until, this.want.sentAt + st.wantGrace);
+    if (this.round.active) until = Math.max(until, this.round.until);
     for (const nb of this.neighbours.values()) {
       if (!nb.ranges) until = Math.max(until, nb.since + st.connectTimeout);
     }
@@ -567,6 +638,11 @@ export class P2PCore {
       uploads: [], // chunks it asked of us, queued
       serving: null, // the chunk being read for it
       servingCancelled: false,
+      lookup: null, // our LOOKUP it has not answered: {track, rendition, at}
+      askedAt: -Infinity, // when we last asked it
+      answeredAt: -Infinity, // when we last answered a LOOKUP of its
+      noticed: false, // it told us where it goes
+      badHolders: 0, // its suggestions the server refused
     };
     this.neighbours.set(id, nb);
     return nb;
@@ -580,6 +656,7 @@ export class P2PCore {
     for (const index of nb.pending) out.push({ kind: "reject", peer: id, index, reason: "closed" });
     out.push({ kind: "close", peer: id });
     if (cool) this.cooldown.set(id, now + this.settings.retryCooldown);
+    this.round.asked.delete(id);
     // a place came free: look for another neighbour soon
     this.want.nextAt = Math.min(this.want.nextAt, now + 1);
   }
@@ -622,10 +699,22 @@ export class P2PCore {
 
   maybeWant(out, now) {
     const s = this.session;
-    if (!s || !this.connected || this.want.outstanding || now < this.want.nextAt) return;
+    if (!s || !this.connected) return;
+    if (this.round.active) {
+      if (now >= this.round.until) this.finishRound(out, now);
+      return;
+    }
+    if (this.want.outstanding || now < this.want.nextAt) return;
     if (this.neighbours.size >= this.settings.wantNeighbours) return;
+    if (this.missing().length === 0) return;
+    if (this.settings.overlay && this.startRound(out, now)) return;
+    this.sendWant(out, now);
+  }
+
+  sendWant(out, now) {
+    const s = this.session;
     const missing = this.missing();
-    if (missing.length === 0) return;
+    if (!s || !this.connected || missing.length === 0 || this.neighbours.size >= this.settings.wantNeighbours) return;
     this.want.outstanding = true;
     this.want.sentAt = now;
     this.want.nextAt = now + this.want.interval;
@@ -650,6 +739,173 @@ export class P2PCore {
     const st = this.settings;
     this.want.interval = dialled > 0 ? st.wantInterval : Math.min(this.want.interval * 2, st.maxWantInterval);
     this.want.nextAt = now + this.want.interval;
+    // holders of our track: what we tell a neighbour that asks
+    for (const c of Array.isArray(msg.peers) ? msg.peers : []) {
+      if (c && typeof c.peer_id === "string") this.remember(s.track, s.rendition, c.peer_id, null, now);
+    }
+  }
+
+  // ---- overlay internals -----------------------------------------------------
+
+  /** Start a lookup round; false when there is nobody to ask and nothing to introduce. */
+  startRound(out, now) {
+    const s = this.session;
+    const round = { active: true, until: now + this.settings.lookupWait, found: 0, asked: new Set() };
+    this.round = round;
+    const introduced = this.introduceKnown(out, now);
+    for (const nb of this.neighbours.values()) if (this.ask(nb, s.track, s.rendition, out, now)) round.asked.add(nb.id);
+    if (introduced === 0 && round.asked.size === 0) {
+      this.endRound();
+      return false;
+    }
+    return true;
+  }
+
+  endRound() {
+    this.round = { active: false, until: -Infinity, found: 0, asked: new Set() };
+  }
+
+  /** The round is over: someone new came (no want), or nobody did (want now). */
+  finishRound(out, now) {
+    const found = this.round.found;
+    this.endRound();
+    if (found > 0) {
+      this.want.interval = this.settings.wantInterval;
+      this.want.nextAt = now + this.want.interval;
+    } else {
+      this.sendWant(out, now);
+    }
+  }
+
+  /** Every answer of the round is in: finish it without waiting out lookupWait. */
+  checkRound(out, now) {
+    if (this.round.active && this.round.asked.size === 0 && this.introducing.size === 0) this.finishRound(out, now);
+  }
+
+  /** LOOKUP to `nb` unless it was asked lately; true when sent. */
+  ask(nb, track, rendition, out, now) {
+    if (nb.state !== "open" || now - nb.askedAt < this.settings.lookupInterval) return false;
+    nb.askedAt = now;
+    nb.lookup = { track, rendition, at: now };
+    out.push({ kind: "send", peer: nb.id, frame: encode({ type: "lookup", track, rendition }) });
+    return true;
+  }
+
+  /** `introduce` requests for the session's known candidates, while there is room; how many were sent. */
+  introduceKnown(out, now) {
+    const s = this.session;
+    const dir = s && this.directory.get(swarmKey(s.track, s.rendition));
+    if (!dir || !this.connected) return 0;
+    let sent = 0;
+    for (const [id, e] of dir) {
+      if (this.neighbours.size + this.introducing.size >= this.settings.wantNeighbours) break;
+      if (e.until <= now || !this.dialable(id, now) || this.introducing.has(id)) continue;
+      this.introducing.set(id, { source: e.source, at: now });
+      this.sendControl(out, { type: "introduce", track: s.track, rendition: s.rendition, peer_id: id }, now);
+      sent += 1;
+    }
+    return sent;
+  }
+
+  dialable(id, now) {
+    return id !== this.peerId && !this.neighbours.has(id) && !this.banned.has(id) && (this.cooldown.get(id) ?? -Infinity) <= now;
+  }
+
+  /** `id` holds (track, rendition), as `source` (a neighbour's id, or null: the tracker) said. */
+  remember(track, rendition, id, source, now) {
+    if (id === this.peerId) return;
+    const key = swarmKey(track, rendition);
+    let dir = this.directory.get(key);
+    if (!dir) {
+      dir = new Map();
+      this.directory.set(key, dir);
+      if (this.directory.size > MAX_DIRECTORY_TRACKS) this.directory.delete(this.directory.keys().next().value);
+    }
+    dir.delete(id);
+    dir.set(id, { until: now + this.settings.directoryTtl, source });
+    if (dir.size > this.settings.maxDirectory) dir.delete(dir.keys().next().value);
+  }
+
+  /** What we know holds (track, rendition), for a neighbour's LOOKUP (never `except` itself). */
+  holdersOf(track, rendition, except, now) {
+    const found = new Set();
+    const s = this.session;
+    if (s && s.track === track && s.rendition === rendition) {
+      if (s.held.size > 0 && this.peerId !== null) found.add(this.peerId);
+      for (const nb of this.neighbours.values()) if (nb.id !== except && nb.ranges && nb.ranges.length > 0) found.add(nb.id);
+    }
+    const dir = this.directory.get(swarmKey(track, rendition));
+    for (const [id, e] of dir ?? []) if (e.until > now && id !== except && !this.banned.has(id)) found.add(id);
+    return [...found].slice(0, this.settings.maxHolders);
+  }
+
+  onLookup(nb, msg, out, now) {
+    if (now - nb.answeredAt < this.settings.lookupGap) return; // rate limited: ignored
+    nb.answeredAt = now;
+    const peers = this.holdersOf(msg.track, msg.rendition, nb.id, now);
+    out.push({ kind: "send", peer: nb.id, frame: encode({ type: "holders", track: msg.track, rendition: msg.rendition, peers }) });
+  }
+
+  onHolders(nb, msg, now) {
+    const out = [];
+    const asked = nb.lookup && nb.lookup.track === msg.track && nb.lookup.rendition === msg.rendition;
+    if (!asked) {
+      // unsolicited: only the notice "I go to this track", once
+      if (nb.noticed || msg.peers.length !== 1 || msg.peers[0] !== nb.id) return this.badOverlay(nb.id, now);
+      nb.noticed = true;
+      this.remember(msg.track, msg.rendition, nb.id, nb.id, now);
+      return out;
+    }
+    const unique = new Set(msg.peers);
+    if (msg.peers.length > this.settings.maxHolders || unique.size !== msg.peers.length || unique.has(this.peerId)) {
+      return this.badOverlay(nb.id, now);
+    }
+    nb.lookup = null;
+    this.round.asked.delete(nb.id);
+    for (const id of msg.peers) this.remember(msg.track, msg.rendition, id, nb.id, now);
+    const s = this.session;
+    if (this.round.active && s && s.track === msg.track && s.rendition === msg.rendition) this.introduceKnown(out, now);
+    this.checkRound(out, now);
+    return out;
+  }
+
+  /** The server introduced us (`peers` with `for: "introduce"`): dial. */
+  onIntroduced(msg, now, out) {
+    const s = this.session;
+    if (!s || msg.track !== s.track || msg.rendition !== s.rendition) return;
+    for (const c of Array.isArray(msg.peers) ? msg.peers : []) {
+      const id = c && typeof c.peer_id === "string" ? c.peer_id : null;
+      if (!id) continue;
+      this.introducing.delete(id);
+      if (!this.dialable(id, now) || this.neighbours.size >= this.settings.wantNeighbours) continue;
+      this.newNeighbour(id, "offerer", now);
+      out.push({ kind: "open", peer: id, role: "offerer" });
+      s.answered = true;
+      if (this.round.active) this.round.found += 1;
+    }
+    this.checkRound(out, now);
+  }
+
+  /** The server refused to introduce `id`: forget it; its source may be lying. */
+  introduceRefused(id, now, out) {
+    const e = this.introducing.get(id);
+    if (!e) return;
+    this.introducing.delete(id);
+    const s = this.session;
+    if (s) this.directory.get(swarmKey(s.track, s.rendition))?.delete(id);
+    const source = e.source !== null ? this.neighbours.get(e.source) : undefined;
+    if (source) {
+      source.badHolders += 1;
+      if (source.badHolders >= this.settings.maxBadHolders) out.push(...this.badOverlay(source.id, now));
+    }
+    this.checkRound(out, now);
+  }
+
+  /** Overlay nonsense from `peer`: counted like a bad chunk (dropped, banned, reported). */
+  badOverlay(peer, now) {
+    const out = this.verifyFailed(peer, now);
+    for (const dir of this.directory.values()) for (const [id, e] of [...dir]) if (e.source === peer || id === peer) dir.delete(id);
+    return out;
   }
 
   onSignal(from, data, now, out) {

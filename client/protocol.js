@@ -11,13 +11,26 @@
 //   PIECE   t=3  u32 index, u32 offset, u32 total, payload (<= 16384 bytes)
 //   CANCEL  t=4  u32 index
 //   CHOKE   t=5  u32 index                          "will not send this"
+//   LOOKUP  t=6  name track, name rendition         "whom do you know that holds this track?"
+//   HOLDERS t=7  name track, name rendition, u8 n, n x id   the answer (n <= 16), or a notice
+//
+// A name is u8 length, then 1..128 ASCII bytes of A-Z a-z 0-9 . _ ~ : - (the
+// control socket's track names); an id is u8 length, then 1..64 bytes of
+// A-Z a-z 0-9 _ - (the server's peer ids). LOOKUP and HOLDERS are the
+// neighbour overlay (docs/wire.md). A version-1 frame of a type this side
+// does not know decodes as {type: "unknown", code} and is ignored by the
+// core: a newer peer may send more. (Peers older than LOOKUP/HOLDERS refused
+// unknown types as malformed.)
 
 export const VERSION = 1;
 export const PIECE_SIZE = 16 * 1024;
 export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
 export const MAX_RANGES = 4096;
+export const MAX_HOLDERS = 16; // ids in one HOLDERS at most
 const MAX_INDEX = 0xffffffff;
-const TYPES = { have: 1, request: 2, piece: 3, cancel: 4, choke: 5 };
+const TYPES = { have: 1, request: 2, piece: 3, cancel: 4, choke: 5, lookup: 6, holders: 7 };
+const NAME = /^[A-Za-z0-9._~:-]{1,128}$/;
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const NAMES = Object.fromEntries(Object.entries(TYPES).map(([k, v]) => [v, k]));
 
 export class WireError extends Error {
@@ -32,10 +45,33 @@ function checkIndex(i) {
   return i;
 }
 
+function field(value, pattern, what) {
+  if (typeof value !== "string" || !pattern.test(value)) throw new WireError(`bad ${what} ${value}`);
+  return [value.length, ...Array.from(value, (c) => c.charCodeAt(0))];
+}
+
+function readField(bytes, at, pattern, what) {
+  if (at >= bytes.length) throw new WireError(`${what} missing`);
+  const n = bytes[at];
+  if (at + 1 + n > bytes.length) throw new WireError(`bad ${what}`);
+  const value = String.fromCharCode(...bytes.subarray(at + 1, at + 1 + n));
+  if (!pattern.test(value)) throw new WireError(`bad ${what}`);
+  return [value, at + 1 + n];
+}
+
 /** Encode a message object ({type, ...}) into a Uint8Array frame. */
 export function encode(msg) {
-  const kind = TYPES[msg.type];
+  const kind = Object.hasOwn(TYPES, msg.type) ? TYPES[msg.type] : 0;
   if (!kind) throw new WireError(`cannot encode type ${msg.type}`);
+  if (msg.type === "lookup") {
+    return Uint8Array.from([VERSION, kind, ...field(msg.track, NAME, "track"), ...field(msg.rendition, NAME, "rendition")]);
+  }
+  if (msg.type === "holders") {
+    const peers = msg.peers;
+    if (!Array.isArray(peers) || peers.length > MAX_HOLDERS) throw new WireError(`more than ${MAX_HOLDERS} holders`);
+    const head = [VERSION, kind, ...field(msg.track, NAME, "track"), ...field(msg.rendition, NAME, "rendition"), peers.length];
+    return Uint8Array.from(head.concat(...peers.map((p) => field(p, ID, "peer id"))));
+  }
   if (msg.type === "have") {
     const ranges = msg.ranges;
     if (ranges.length > MAX_RANGES) throw new WireError("too many ranges");
@@ -79,7 +115,26 @@ export function decode(frame) {
   if (bytes.length < 2) throw new WireError("frame shorter than its header");
   if (bytes[0] !== VERSION) throw new WireError(`unsupported version ${bytes[0]}`);
   const type = NAMES[bytes[1]];
-  if (!type) throw new WireError(`unknown message type ${bytes[1]}`);
+  if (!type) return { type: "unknown", code: bytes[1] }; // a newer peer's message: ignored
+  if (type === "lookup" || type === "holders") {
+    let at = 2, track, rendition;
+    [track, at] = readField(bytes, at, NAME, "track");
+    [rendition, at] = readField(bytes, at, NAME, "rendition");
+    if (type === "lookup") {
+      if (at !== bytes.length) throw new WireError("LOOKUP longer than its names");
+      return { type, track, rendition };
+    }
+    if (at >= bytes.length || bytes[at] > MAX_HOLDERS) throw new WireError(`HOLDERS without a count of 0..${MAX_HOLDERS}`);
+    const count = bytes[at++];
+    const peers = [];
+    for (let i = 0; i < count; i++) {
+      let peer;
+      [peer, at] = readField(bytes, at, ID, "peer id");
+      peers.push(peer);
+    }
+    if (at !== bytes.length) throw new WireError("HOLDERS longer than its ids");
+    return { type, track, rendition, peers };
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const body = bytes.length - 2;
   if (type === "have") {

@@ -30,7 +30,10 @@ The rules are those of ``client/p2p.js`` (its header lists them: tracker
 announcements and ``want`` with back-off, the neighbour caps (dial up to
 ``want_neighbours``, accept offers up to ``max_neighbours``), glare, connect
 timeout and cool-down, wire HAVE/REQUEST/PIECE/CANCEL/CHOKE, upload slots,
-verify failures and bans, the peer wait, stats). The two are pinned to each
+verify failures and bans, the peer wait, stats, and the neighbour overlay:
+lookup rounds of LOOKUP/HOLDERS among neighbours and ``introduce`` requests
+before ``want``, departure notices, the directory, nonsense counted like a bad
+chunk; see docs/wire.md "Overlay"). The two are pinned to each
 other by ``tests/vectors/p2p/``: sequences of events with ``now`` and the
 effects both must return, run by ``tests/test_peer_core.py`` and
 ``tests/js/p2p-vectors.test.mjs``; the default settings are
@@ -46,7 +49,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeGuard
 
-from .wire import MAX_RANGES, Cancel, Choke, Have, Piece, Reassembler, Request, WireError, decode, encode, split_chunk
+from .wire import (
+    MAX_RANGES,
+    Cancel,
+    Choke,
+    Have,
+    Holders,
+    Lookup,
+    Piece,
+    Reassembler,
+    Request,
+    Unknown,
+    WireError,
+    decode,
+    encode,
+    split_chunk,
+)
 
 __all__ = [
     "P2PSettings",
@@ -100,6 +118,14 @@ class P2PSettings:
     max_tracker_ranges: int = 256  # the tracker's limits.max_ranges
     max_wire_ranges: int = MAX_RANGES  # protocol.MAX_RANGES
     live_slack: int = 64  # chunk indices past the manifest a neighbour may announce
+    lookup_wait: float = 0.5  # seconds a lookup round waits for neighbours and introductions before `want`
+    lookup_gap: float = 1  # seconds between two LOOKUPs of one neighbour that are answered; more are ignored
+    lookup_interval: float = 5  # seconds before the same neighbour is asked again
+    max_holders: int = 8  # ids in one HOLDERS answer; an answer with more is a flood
+    directory_ttl: float = 30  # seconds an id learnt from the overlay stays a candidate
+    max_directory: int = 64  # candidates remembered per track (the oldest is forgotten)
+    max_bad_holders: int = 3  # suggestions of one neighbour the server refused before it counts as a bad chunk
+    overlay: bool = True  # ask neighbours before the tracker (False: the tracker only)
     corrupt: bool = False  # TEST ONLY: flip a byte in every chunk served (a bad seeder)
 
     @classmethod
@@ -201,10 +227,16 @@ Effect = Control | Open | Rtc | Close | Send | Serve | Deliver | Reject | PeerHa
 
 def _message_json(frame: bytes) -> dict[str, Any]:
     m = decode(frame)
+    if isinstance(m, Lookup):
+        return {"type": "lookup", "track": m.track, "rendition": m.rendition}
+    if isinstance(m, Holders):
+        return {"type": "holders", "track": m.track, "rendition": m.rendition, "peers": list(m.peers)}
     if isinstance(m, Have):
         return {"type": "have", "ranges": [list(r) for r in m.ranges]}
     if isinstance(m, Piece):
         return {"type": "piece", "index": m.index, "offset": m.offset, "total": m.total, "data_hex": m.data.hex()}
+    if isinstance(m, Unknown):
+        return {"type": "unknown", "code": m.kind}
     name = {Request: "request", Cancel: "cancel", Choke: "choke"}[type(m)]
     return {"type": name, "index": m.index}
 
@@ -313,6 +345,28 @@ class _Neighbour:
     uploads: list[int] = field(default_factory=list)  # chunks it asked of us, queued
     serving: int | None = None  # the chunk being read for it
     serving_cancelled: bool = False
+    lookup: tuple[str, str, float] | None = None  # our LOOKUP it has not answered: (track, rendition, at)
+    asked_at: float = -math.inf  # when we last asked it
+    answered_at: float = -math.inf  # when we last answered a LOOKUP of its
+    noticed: bool = False  # it told us where it goes
+    bad_holders: int = 0  # its suggestions the server refused
+
+
+@dataclass(slots=True)
+class _Round:
+    active: bool = False
+    until: float = -math.inf
+    found: int = 0
+    asked: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Known:
+    until: float
+    source: str | None  # the neighbour that told us, or None: the tracker
+
+
+_MAX_DIRECTORY_TRACKS = 16
 
 
 _COUNTS = ("down", "up", "http", "stalls", "failures")
@@ -337,6 +391,10 @@ class P2PCore:
         self.banned: dict[str, None] = {}
         self.cooldown: dict[str, float] = {}  # peer id -> time before which it is not dialled
         self.want = _Want(interval=settings.want_interval)
+        # (track, rendition) -> peer id -> what we know, oldest first
+        self.directory: dict[tuple[str, str], dict[str, _Known]] = {}
+        self.introducing: dict[str, tuple[str | None, float]] = {}  # `introduce` asked: id -> (source, at)
+        self.round = _Round()
         self.last_sent_at = -math.inf
         self._slots_reported = 0
         self._slots_at = -math.inf
@@ -383,10 +441,15 @@ class P2PCore:
                 self.want.outstanding = False
                 self.want.next_at = now
                 self.want.interval = self.settings.want_interval
+                self._end_round()
+                self.introducing.clear()
                 self._flush_tracker(out, now)
                 self._maybe_want(out, now)
         elif kind == "peers":
-            self._on_peers(msg, now, out)
+            if msg.get("for") == "introduce":
+                self._on_introduced(msg, now, out)
+            else:
+                self._on_peers(msg, now, out)
         elif kind == "signal":
             sender, data = msg.get("from"), msg.get("data")
             if isinstance(sender, str) and isinstance(data, dict) and data:
@@ -402,6 +465,8 @@ class P2PCore:
                 self.last_report = None
             elif msg.get("for") == "want":
                 self.want.outstanding = False
+            elif msg.get("for") == "introduce" and isinstance(msg.get("peer_id"), str):
+                self._introduce_refused(msg["peer_id"], now, out)
         return out
 
     # ---- session (one track's rendition) -------------------------------------
@@ -418,7 +483,14 @@ class P2PCore:
     ) -> list[Effect]:
         """The player opened a track (``chunks``: the manifest's indices, ``held``:
         those we can serve). Ends the previous session."""
-        out = self.stop_session(now)
+        out: list[Effect] = []
+        old = self.session
+        if (old is not None and self.settings.overlay and self.peer_id is not None
+                and (old.track, old.rendition) != (track, rendition)):
+            # where we go, told to the neighbours we leave: they can introduce us to whoever asks
+            frame = encode(Holders(track, rendition, (self.peer_id,)))
+            out.extend(Send(nb.id, frame) for nb in self.neighbours.values() if nb.state == "open")
+        out.extend(self.stop_session(now))
         chunk_set = set(chunks)
         self.session = _Session(
             track=track,
@@ -467,6 +539,18 @@ class P2PCore:
         if self.connected:
             self._send_control(out, {"type": "leave", "track": s.track, "rendition": s.rendition}, now)
         self.session = None
+        self._end_round()
+        self.introducing.clear()
+        return out
+
+    def lookup(self, track: str, rendition: str, now: float) -> list[Effect]:
+        """Ask the open neighbours about another track (the next of a playlist),
+        ahead of time: their answers fill the directory that the lookup round of
+        that track's session starts from."""
+        out: list[Effect] = []
+        if self.settings.overlay:
+            for nb in list(self.neighbours.values()):
+                self._ask(nb, track, rendition, out, now)
         return out
 
     def chunk_added(self, index: int, now: float) -> list[Effect]:
@@ -593,6 +677,12 @@ class P2PCore:
                 nb.uploads.remove(msg.index)
             if nb.serving == msg.index:
                 nb.serving_cancelled = True
+        elif isinstance(msg, Lookup):
+            self._on_lookup(nb, msg, out, now)
+        elif isinstance(msg, Holders):
+            return self._on_holders(nb, msg, now)
+        elif isinstance(msg, Unknown):
+            pass  # a newer peer's message
         elif msg.index in nb.pending:  # Choke
             del nb.pending[msg.index]
             nb.reassembler.forget(msg.index)
@@ -636,6 +726,12 @@ class P2PCore:
                 self._close_neighbour(peer, out, now, cool=True)
         if self.want.outstanding and now - self.want.sent_at > st.want_timeout:
             self.want.outstanding = False
+        for peer, (_source, at) in list(self.introducing.items()):
+            if now - at > st.want_timeout:
+                del self.introducing[peer]
+        for nb in self.neighbours.values():
+            if nb.lookup is not None and now - nb.lookup[2] > st.want_timeout:
+                nb.lookup = None
         s = self.session
         if s is not None and s.wire_dirty:
             s.wire_dirty = False
@@ -666,6 +762,8 @@ class P2PCore:
             until = s.started_at + st.start_wait
         if self.want.outstanding:
             until = max(until, self.want.sent_at + st.want_grace)
+        if self.round.active:
+            until = max(until, self.round.until)
         for nb in self.neighbours.values():
             if nb.ranges is None:
                 until = max(until, nb.since + st.connect_timeout)
@@ -723,6 +821,7 @@ class P2PCore:
         out.append(Close(peer))
         if cool:
             self.cooldown[peer] = now + self.settings.retry_cooldown
+        self.round.asked.discard(peer)
         # a place came free: look for another neighbour soon
         self.want.next_at = min(self.want.next_at, now + 1)
 
@@ -761,12 +860,24 @@ class P2PCore:
 
     def _maybe_want(self, out: list[Effect], now: float) -> None:
         s = self.session
-        if s is None or not self.connected or self.want.outstanding or now < self.want.next_at:
+        if s is None or not self.connected:
             return
-        if len(self.neighbours) >= self.settings.want_neighbours:
+        if self.round.active:
+            if now >= self.round.until:
+                self._finish_round(out, now)
             return
+        if self.want.outstanding or now < self.want.next_at:
+            return
+        if len(self.neighbours) >= self.settings.want_neighbours or not self.missing():
+            return
+        if self.settings.overlay and self._start_round(out, now):
+            return
+        self._send_want(out, now)
+
+    def _send_want(self, out: list[Effect], now: float) -> None:
+        s = self.session
         missing = self.missing()
-        if not missing:
+        if s is None or not self.connected or not missing or len(self.neighbours) >= self.settings.want_neighbours:
             return
         self.want.outstanding = True
         self.want.sent_at = now
@@ -798,6 +909,179 @@ class P2PCore:
         st = self.settings
         self.want.interval = st.want_interval if dialled > 0 else min(self.want.interval * 2, st.max_want_interval)
         self.want.next_at = now + self.want.interval
+        # holders of our track: what we tell a neighbour that asks
+        for c in peers if isinstance(peers, list) else []:
+            if isinstance(c, dict) and isinstance(c.get("peer_id"), str):
+                self._remember(s.track, s.rendition, c["peer_id"], None, now)
+
+    # ---- overlay internals --------------------------------------------------------
+
+    def _start_round(self, out: list[Effect], now: float) -> bool:
+        """Start a lookup round; False when there is nobody to ask and nothing to introduce."""
+        s = self.session
+        assert s is not None
+        self.round = _Round(active=True, until=now + self.settings.lookup_wait)
+        introduced = self._introduce_known(out, now)
+        for nb in list(self.neighbours.values()):
+            if self._ask(nb, s.track, s.rendition, out, now):
+                self.round.asked.add(nb.id)
+        if introduced == 0 and not self.round.asked:
+            self._end_round()
+            return False
+        return True
+
+    def _end_round(self) -> None:
+        self.round = _Round()
+
+    def _finish_round(self, out: list[Effect], now: float) -> None:
+        """The round is over: someone new came (no want), or nobody did (want now)."""
+        found = self.round.found
+        self._end_round()
+        if found > 0:
+            self.want.interval = self.settings.want_interval
+            self.want.next_at = now + self.want.interval
+        else:
+            self._send_want(out, now)
+
+    def _check_round(self, out: list[Effect], now: float) -> None:
+        """Every answer of the round is in: finish it without waiting out lookup_wait."""
+        if self.round.active and not self.round.asked and not self.introducing:
+            self._finish_round(out, now)
+
+    def _ask(self, nb: _Neighbour, track: str, rendition: str, out: list[Effect], now: float) -> bool:
+        """LOOKUP to ``nb`` unless it was asked lately; True when sent."""
+        if nb.state != "open" or now - nb.asked_at < self.settings.lookup_interval:
+            return False
+        nb.asked_at = now
+        nb.lookup = (track, rendition, now)
+        out.append(Send(nb.id, encode(Lookup(track, rendition))))
+        return True
+
+    def _introduce_known(self, out: list[Effect], now: float) -> int:
+        """``introduce`` requests for the session's known candidates, while there is room; how many."""
+        s = self.session
+        known = self.directory.get((s.track, s.rendition)) if s is not None else None
+        if s is None or not known or not self.connected:
+            return 0
+        sent = 0
+        for peer, k in list(known.items()):
+            if len(self.neighbours) + len(self.introducing) >= self.settings.want_neighbours:
+                break
+            if k.until <= now or not self._dialable(peer, now) or peer in self.introducing:
+                continue
+            self.introducing[peer] = (k.source, now)
+            msg = {"type": "introduce", "track": s.track, "rendition": s.rendition, "peer_id": peer}
+            self._send_control(out, msg, now)
+            sent += 1
+        return sent
+
+    def _dialable(self, peer: str, now: float) -> bool:
+        return (peer != self.peer_id and peer not in self.neighbours and peer not in self.banned
+                and self.cooldown.get(peer, -math.inf) <= now)
+
+    def _remember(self, track: str, rendition: str, peer: str, source: str | None, now: float) -> None:
+        """``peer`` holds (track, rendition), as ``source`` (a neighbour, or None: the tracker) said."""
+        if peer == self.peer_id:
+            return
+        key = (track, rendition)
+        known = self.directory.get(key)
+        if known is None:
+            known = self.directory[key] = {}
+            if len(self.directory) > _MAX_DIRECTORY_TRACKS:
+                del self.directory[next(iter(self.directory))]
+        known.pop(peer, None)
+        known[peer] = _Known(now + self.settings.directory_ttl, source)
+        if len(known) > self.settings.max_directory:
+            del known[next(iter(known))]
+
+    def _holders_of(self, track: str, rendition: str, except_: str, now: float) -> list[str]:
+        """What we know holds (track, rendition), for a neighbour's LOOKUP (never ``except_`` itself)."""
+        found: dict[str, None] = {}
+        s = self.session
+        if s is not None and (s.track, s.rendition) == (track, rendition):
+            if s.held and self.peer_id is not None:
+                found[self.peer_id] = None
+            for nb in self.neighbours.values():
+                if nb.id != except_ and nb.ranges:
+                    found[nb.id] = None
+        for peer, k in self.directory.get((track, rendition), {}).items():
+            if k.until > now and peer != except_ and peer not in self.banned:
+                found[peer] = None
+        return list(found)[: self.settings.max_holders]
+
+    def _on_lookup(self, nb: _Neighbour, msg: Lookup, out: list[Effect], now: float) -> None:
+        if now - nb.answered_at < self.settings.lookup_gap:
+            return  # rate limited: ignored
+        nb.answered_at = now
+        peers = tuple(self._holders_of(msg.track, msg.rendition, nb.id, now))
+        out.append(Send(nb.id, encode(Holders(msg.track, msg.rendition, peers))))
+
+    def _on_holders(self, nb: _Neighbour, msg: Holders, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        asked = nb.lookup is not None and nb.lookup[:2] == (msg.track, msg.rendition)
+        if not asked:
+            # unsolicited: only the notice "I go to this track", once
+            if nb.noticed or msg.peers != (nb.id,):
+                return self._bad_overlay(nb.id, now)
+            nb.noticed = True
+            self._remember(msg.track, msg.rendition, nb.id, nb.id, now)
+            return out
+        unique = set(msg.peers)
+        if len(msg.peers) > self.settings.max_holders or len(unique) != len(msg.peers) or self.peer_id in unique:
+            return self._bad_overlay(nb.id, now)
+        nb.lookup = None
+        self.round.asked.discard(nb.id)
+        for peer in msg.peers:
+            self._remember(msg.track, msg.rendition, peer, nb.id, now)
+        s = self.session
+        if self.round.active and s is not None and (s.track, s.rendition) == (msg.track, msg.rendition):
+            self._introduce_known(out, now)
+        self._check_round(out, now)
+        return out
+
+    def _on_introduced(self, msg: dict[str, Any], now: float, out: list[Effect]) -> None:
+        """The server introduced us (``peers`` with ``for: "introduce"``): dial."""
+        s = self.session
+        if s is None or msg.get("track") != s.track or msg.get("rendition") != s.rendition:
+            return
+        peers = msg.get("peers")
+        for c in peers if isinstance(peers, list) else []:
+            peer = c.get("peer_id") if isinstance(c, dict) else None
+            if not isinstance(peer, str) or not peer:
+                continue
+            self.introducing.pop(peer, None)
+            if not self._dialable(peer, now) or len(self.neighbours) >= self.settings.want_neighbours:
+                continue
+            self._new_neighbour(peer, "offerer", now)
+            out.append(Open(peer, "offerer"))
+            s.answered = True
+            if self.round.active:
+                self.round.found += 1
+        self._check_round(out, now)
+
+    def _introduce_refused(self, peer: str, now: float, out: list[Effect]) -> None:
+        """The server refused to introduce ``peer``: forget it; its source may be lying."""
+        entry = self.introducing.pop(peer, None)
+        if entry is None:
+            return
+        s = self.session
+        if s is not None:
+            self.directory.get((s.track, s.rendition), {}).pop(peer, None)
+        source = self.neighbours.get(entry[0]) if entry[0] is not None else None
+        if source is not None:
+            source.bad_holders += 1
+            if source.bad_holders >= self.settings.max_bad_holders:
+                out.extend(self._bad_overlay(source.id, now))
+        self._check_round(out, now)
+
+    def _bad_overlay(self, peer: str, now: float) -> list[Effect]:
+        """Overlay nonsense from ``peer``: counted like a bad chunk (dropped, banned, reported)."""
+        out = self.verify_failed(peer, now)
+        for known in self.directory.values():
+            for other, k in list(known.items()):
+                if k.source == peer or other == peer:
+                    del known[other]
+        return out
 
     def _on_signal(self, sender: str, data: dict[str, Any], now: float, out: list[Effect]) -> None:
         nb = self.neighbours.get(sender)

@@ -14,6 +14,18 @@ it: nothing here is trusted.
     PIECE   v=1 t=3  u32 index, u32 offset, u32 total, payload (<= 16384 bytes)
     CANCEL  v=1 t=4  u32 index
     CHOKE   v=1 t=5  u32 index                              "will not send this" (no slot, not held)
+    LOOKUP  v=1 t=6  name track, name rendition             "whom do you know that holds this track?"
+    HOLDERS v=1 t=7  name track, name rendition, u8 n, n x id   the answer (n <= 16), or a notice (below)
+
+A *name* is u8 length then that many ASCII bytes of ``A-Z a-z 0-9 . _ ~ : -``
+(1..128, the control socket's track names); an *id* is u8 length then 1..64
+bytes of ``A-Z a-z 0-9 _ -`` (the server's peer ids). LOOKUP and HOLDERS are
+the neighbour overlay (docs/wire.md): a lookup names another track than the
+channel's, so these two carry their track.
+
+A frame of version 1 with a type this side does not know decodes as
+``Unknown(type)`` and is ignored by the core: a newer peer may send more.
+(Peers older than LOOKUP/HOLDERS refused unknown types as malformed.)
 
 Pure: ``encode(message) -> bytes`` and ``decode(bytes) -> message``, no I/O.
 ``client/protocol.js`` is the same format; tests/vectors/wire/ holds frames
@@ -22,6 +34,7 @@ both sides must encode and decode identically.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -35,6 +48,10 @@ __all__ = [
     "Piece",
     "Cancel",
     "Choke",
+    "Lookup",
+    "Holders",
+    "Unknown",
+    "MAX_HOLDERS",
     "Message",
     "WireError",
     "encode",
@@ -50,8 +67,12 @@ PIECE_SIZE = 16 * 1024
 MAX_CHUNK_SIZE = 4 * 1024 * 1024  # a 2 s Opus cluster is ~25 KB; anything near this is hostile
 MAX_RANGES = 4096
 MAX_INDEX = 0xFFFFFFFF
+MAX_HOLDERS = 16  # ids in one HOLDERS at most
 
-T_HAVE, T_REQUEST, T_PIECE, T_CANCEL, T_CHOKE = 1, 2, 3, 4, 5
+T_HAVE, T_REQUEST, T_PIECE, T_CANCEL, T_CHOKE, T_LOOKUP, T_HOLDERS = 1, 2, 3, 4, 5, 6, 7
+
+_NAME = re.compile(rb"[A-Za-z0-9._~:-]{1,128}")
+_ID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 
 
 class WireError(ValueError):
@@ -86,7 +107,27 @@ class Choke:
     index: int
 
 
-Message = Have | Request | Piece | Cancel | Choke
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    track: str
+    rendition: str
+
+
+@dataclass(frozen=True, slots=True)
+class Holders:
+    track: str
+    rendition: str
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A version-1 frame of a type this side does not know (decoded, never encoded)."""
+
+    kind: int
+
+
+Message = Have | Request | Piece | Cancel | Choke | Lookup | Holders | Unknown
 
 _HEAD = struct.Struct(">BB")
 _U32 = struct.Struct(">I")
@@ -107,7 +148,35 @@ def _check_index(value: int) -> int:
     return value
 
 
+def _field(value: str, pattern: re.Pattern[bytes], what: str) -> bytes:
+    raw = value.encode("ascii", "replace") if isinstance(value, str) else b""
+    if not pattern.fullmatch(raw):
+        raise WireError(f"bad {what} {value!r}")
+    return bytes([len(raw)]) + raw
+
+
+def _read_field(body: memoryview, at: int, pattern: re.Pattern[bytes], what: str) -> tuple[str, int]:
+    if at >= len(body):
+        raise WireError(f"{what} missing")
+    n = body[at]
+    raw = bytes(body[at + 1 : at + 1 + n])
+    if len(raw) != n or not pattern.fullmatch(raw):
+        raise WireError(f"bad {what}")
+    return raw.decode("ascii"), at + 1 + n
+
+
 def encode(message: Message) -> bytes:
+    if isinstance(message, Lookup):
+        return (_HEAD.pack(VERSION, T_LOOKUP) + _field(message.track, _NAME, "track")
+                + _field(message.rendition, _NAME, "rendition"))
+    if isinstance(message, Holders):
+        if len(message.peers) > MAX_HOLDERS:
+            raise WireError(f"more than {MAX_HOLDERS} holders")
+        out = bytearray(_HEAD.pack(VERSION, T_HOLDERS) + _field(message.track, _NAME, "track")
+                        + _field(message.rendition, _NAME, "rendition") + bytes([len(message.peers)]))
+        for peer in message.peers:
+            out += _field(peer, _ID, "peer id")
+        return bytes(out)
     if isinstance(message, Have):
         if len(message.ranges) > MAX_RANGES:
             raise WireError("too many ranges")
@@ -126,7 +195,7 @@ def encode(message: Message) -> bytes:
             raise WireError("piece outside its chunk")
         return _HEAD.pack(VERSION, T_PIECE) + _PIECE.pack(_check_index(message.index), offset, total) + message.data
     kind = _SIMPLE.get(type(message))
-    if kind is None:
+    if kind is None or isinstance(message, Unknown):
         raise WireError(f"cannot encode {message!r}")
     return _HEAD.pack(VERSION, kind) + _U32.pack(_check_index(message.index))
 
@@ -162,9 +231,26 @@ def decode(frame: bytes) -> Message:
         if not 0 < total <= MAX_CHUNK_SIZE or offset + len(data) > total:
             raise WireError("PIECE outside its chunk")
         return Piece(index, offset, total, data)
+    if kind in (T_LOOKUP, T_HOLDERS):
+        track, at = _read_field(body, 0, _NAME, "track")
+        rendition, at = _read_field(body, at, _NAME, "rendition")
+        if kind == T_LOOKUP:
+            if at != len(body):
+                raise WireError("LOOKUP longer than its names")
+            return Lookup(track, rendition)
+        if at >= len(body) or body[at] > MAX_HOLDERS:
+            raise WireError(f"HOLDERS without a count of 0..{MAX_HOLDERS}")
+        count, at = body[at], at + 1
+        peers = []
+        for _ in range(count):
+            peer, at = _read_field(body, at, _ID, "peer id")
+            peers.append(peer)
+        if at != len(body):
+            raise WireError("HOLDERS longer than its ids")
+        return Holders(track, rendition, tuple(peers))
     simple = _SIMPLE_BY_TYPE.get(kind)
     if simple is None:
-        raise WireError(f"unknown message type {kind}")
+        return Unknown(kind)  # a newer peer's message: ignored
     if len(body) != 4:
         raise WireError("wrong length")
     return simple(_U32.unpack_from(body)[0])

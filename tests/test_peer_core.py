@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from peer.core import DEFAULT_P2P_SETTINGS, MAX_REPORT, Effect, P2PCore, P2PSettings, camel
-from peer.wire import Have, Piece, Request, encode
+from peer.wire import Have, Holders, Lookup, Piece, Request, encode
 from peer.wire import Cancel as WireCancel
 from peer.wire import Choke as WireChoke
 
@@ -50,6 +50,10 @@ def frame_of(step: dict[str, Any]) -> bytes:
         data = step_bytes(m)
         assert data is not None
         return encode(Piece(m["index"], m["offset"], m["total"], data))
+    if kind == "lookup":
+        return encode(Lookup(m["track"], m["rendition"]))
+    if kind == "holders":
+        return encode(Holders(m["track"], m["rendition"], tuple(m["peers"])))
     return encode({"request": Request, "cancel": WireCancel, "choke": WireChoke}[kind](m["index"]))
 
 
@@ -112,6 +116,8 @@ def run_step(core: P2PCore, step: dict[str, Any]) -> Any:
     if on == "waitUntil":
         until = core.wait_until(now)
         return until if math.isfinite(until) else None
+    if on == "lookup":
+        return as_json(core.lookup(step["target"]["track"], step["target"]["rendition"], now))
     if on == "info":
         return core.info()
     raise AssertionError(f"unknown step {on}")

@@ -15,9 +15,12 @@ from peer.wire import (
     Cancel,
     Choke,
     Have,
+    Holders,
+    Lookup,
     Piece,
     Reassembler,
     Request,
+    Unknown,
     WireError,
     channel_label,
     decode,
@@ -40,6 +43,10 @@ def from_json(m: dict[str, Any]) -> Any:
     if kind == "piece":
         data = bytes(m["data_size"]) if "data_size" in m else bytes.fromhex(m["data_hex"])
         return Piece(m["index"], m["offset"], m["total"], data)
+    if kind == "lookup":
+        return Lookup(m["track"], m["rendition"])
+    if kind == "holders":
+        return Holders(m["track"], m["rendition"], tuple(m["peers"]))
     if kind in ("request", "cancel", "choke"):
         return {"request": Request, "cancel": Cancel, "choke": Choke}[kind](m["index"])
     return m
@@ -65,6 +72,14 @@ def test_invalid_vectors(vector: dict[str, Any]) -> None:
         decode(bytes.fromhex(vector["hex"]))
 
 
+@pytest.mark.parametrize("vector", VECTORS["unknown"], ids=lambda v: v["name"])
+def test_unknown_types_decode_as_unknown(vector: dict[str, Any]) -> None:
+    """A newer peer's message type is not malformed: it decodes, and the core ignores it."""
+    assert decode(bytes.fromhex(vector["hex"])) == Unknown(vector["code"])
+    with pytest.raises(WireError):
+        encode(Unknown(vector["code"]))
+
+
 def test_label() -> None:
     label = VECTORS["label"]
     assert channel_label(label["track"], label["rendition"]) == label["label"]
@@ -79,6 +94,9 @@ def test_decode_never_raises_anything_but_wire_error(frame: bytes) -> None:
     try:
         message = decode(frame)
     except WireError:
+        return
+    if isinstance(message, Unknown):
+        assert message.kind == frame[1] and frame[0] == 1
         return
     assert encode(message) == frame
 

@@ -80,6 +80,7 @@ export function runStep(c, step) {
       const until = c.waitUntil(now);
       return Number.isFinite(until) ? until : null;
     }
+    case "lookup": return effects(c.lookup(step.target, now));
     case "info": return c.info();
     default: throw new Error(`unknown step ${step.on}`);
   }

@@ -21,7 +21,7 @@ test("the vectors cover every kind of event and effect", () => {
   const events = new Set(steps.map((s) => s.on));
   const kinds = new Set(steps.flatMap((s) => (Array.isArray(s.expect) ? s.expect.map((e) => e.kind) : [])));
   for (const e of ["control", "controlClosed", "startSession", "updateManifest", "stopSession", "chunkAdded", "chunkDropped",
-    "request", "cancel", "verifyFailed", "noteStartup", "channelOpen", "channelClosed", "frame", "served", "tick", "flushStats", "waitUntil"]) {
+    "request", "cancel", "verifyFailed", "noteStartup", "channelOpen", "channelClosed", "frame", "served", "tick", "flushStats", "waitUntil", "lookup"]) {
     assert.ok(events.has(e), e);
   }
   for (const k of ["control", "open", "rtc", "close", "send", "serve", "deliver", "reject", "peerHave", "peerGone"]) assert.ok(kinds.has(k), k);

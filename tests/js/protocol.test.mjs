@@ -55,6 +55,12 @@ for (const v of vectors.invalid) {
   });
 }
 
+for (const v of vectors.unknown) {
+  test(`decodes ${v.name} as unknown, as the Python side does`, () => {
+    assert.deepEqual(decode(fromHex(v.hex)), { type: "unknown", code: v.code });
+  });
+}
+
 test("a chunk split into pieces reassembles, and disorder is refused", () => {
   const data = new Uint8Array(40000).map((_, i) => i % 251);
   const pieces = splitChunk(7, data);

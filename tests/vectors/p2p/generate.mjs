@@ -202,6 +202,66 @@ const scenarios = [
     welcome(), session(3, [0]), ...dialled("p", [[0, 2]]),
     { on: "startSession", now: 5, session: { track: "other", rendition: "r2", chunks: [0, 1], complete: true, held: [1] } },
   ] },
+  // ---- the overlay: lookups among neighbours before the tracker ----
+  { name: "overlay: a LOOKUP is answered with self, neighbours that hold, the directory; once per lookupGap", steps: [
+    welcome(), session(4, [0, 1]), ...dialled("p", [[0, 1]]), ...dialled("q", []), ...dialled("r", [[2, 3]]),
+    frame("p", { type: "lookup", track: T, rendition: R }, 1), frame("p", { type: "lookup", track: T, rendition: R }, 1.5),
+    frame("p", { type: "lookup", track: "other", rendition: R }, 2.1), frame("q", { type: "lookup", track: T, rendition: R }, 2.1),
+  ] },
+  { name: "overlay: a round asks the open neighbours first; their ids are introduced; an introduction dials; no want", steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1), tick(1.6), { on: "waitUntil", now: 1.65 },
+    frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "p"] }, 1.7),
+    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [{ peer_id: "a", chunks: [], complete: false }], for: "introduce" } },
+    { on: "control", now: 1.9, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "b" } },
+    tick(2.5), tick(3.5),
+  ] },
+  { name: "overlay: neighbours that know nobody: want as soon as they have answered", steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
+    frame("p", { type: "holders", track: T, rendition: R, peers: [] }, 1.7),
+  ] },
+  { name: "overlay: a silent neighbour: want after lookupWait; asked again only after lookupInterval", steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6), tick(2), tick(2.2),
+    peers([], 2.3), tick(5.4), tick(6.4), tick(7.0),
+  ] },
+  { name: "overlay: a neighbour leaving for another track tells where it goes; that is introduced in our next session", steps: [
+    welcome(), session(4, [0]), ...dialled("p", [[0, 3]]), ...dialled("q", [[0, 3]]),
+    frame("p", { type: "holders", track: "next", rendition: R, peers: ["p"] }, 1),
+    { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1, 2], complete: true, held: [] } },
+    { on: "waitUntil", now: 2.1 }, tick(2.4), tick(2.6),
+    { on: "control", now: 2.7, msg: { type: "peers", track: "next", rendition: R, peers: [{ peer_id: "p", chunks: [], complete: false }], for: "introduce" } },
+  ] },
+  { name: "overlay: lookup() asks about the next track ahead; the answers are introduced when it starts", steps: [
+    welcome(), session(4, [0]), ...dialled("p", [[0, 3]]), { on: "lookup", now: 1, target: { track: "next", rendition: R } },
+    { on: "lookup", now: 1.5, target: { track: "next", rendition: R } },
+    frame("p", { type: "holders", track: "next", rendition: R, peers: ["x", "y"] }, 1.6),
+    { on: "startSession", now: 3, session: { track: "next", rendition: R, chunks: [0, 1, 2], complete: true, held: [] } },
+  ] },
+  { name: "overlay: nonsense is counted like a bad chunk: unsolicited, our own id, duplicates, a flood", settings: { maxHolders: 2 }, steps: [
+    welcome(), session(10), ...dialled("p", [[0, 9]]), ...dialled("q", [[0, 9]]), ...dialled("r", [[0, 9]]), ...dialled("s", [[0, 9]]),
+    frame("p", { type: "holders", track: T, rendition: R, peers: ["x"] }, 1),
+    { on: "lookup", now: 1, target: { track: "t2", rendition: R } },
+    frame("q", { type: "holders", track: "t2", rendition: R, peers: ["me"] }, 1.1),
+    frame("r", { type: "holders", track: "t2", rendition: R, peers: ["x", "x"] }, 1.1),
+    frame("s", { type: "holders", track: "t2", rendition: R, peers: ["x", "y", "z"] }, 1.1),
+    { on: "info", now: 1.2 }, tick(1.3),
+  ] },
+  { name: "overlay: a neighbour whose suggestions the server keeps refusing counts as a bad chunk", settings: { maxBadHolders: 2 }, steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
+    frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "c"] }, 1.7),
+    { on: "control", now: 1.8, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "a" } },
+    { on: "control", now: 1.8, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "zz" } },
+    { on: "control", now: 1.9, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "b" } },
+    { on: "info", now: 1.9 },
+  ] },
+  { name: "overlay off: never a LOOKUP, a notice or an introduce; the tracker only", settings: { overlay: false }, steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1),
+    frame("p", { type: "holders", track: "next", rendition: R, peers: ["p"] }, 1), tick(1.6),
+    { on: "lookup", now: 1.7, target: { track: "next", rendition: R } },
+    { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1], complete: true, held: [] } },
+  ] },
+  { name: "a frame of an unknown type (a newer peer's) is ignored, not a ban", steps: [
+    welcome(), session(5), ...dialled("p", [[0, 4]]), { on: "frame", peer: "p", now: 1, hex: "010900000001" }, { on: "info", now: 1 },
+  ] },
 ];
 
 const cases = scenarios.map(({ name, settings = {}, steps }) => {
