@@ -4,7 +4,7 @@
 // which gateway/swarm/messages.py passes too.
 //
 //   parseServerMessage(text) -> {type: "welcome" | "peers" | "signal" | "pong" | "error", ...} | null
-//   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping", ...}) -> text
+//   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping" | "introduce", ...}) -> text
 //
 // A server frame that is not one of the five, or lacks a field of the right
 // kind, reads as null and is ignored (a newer gateway may send more). Field
@@ -42,7 +42,14 @@ function peers(m) {
     if (!Array.isArray(p.chunks) || !p.chunks.every(isIndex)) return null;
     found.push({ peer_id: p.peer_id, chunks: p.chunks, complete: p.complete });
   }
-  return { type: "peers", track: m.track, rendition: m.rendition, peers: found };
+  const out = { type: "peers", track: m.track, rendition: m.rendition, peers: found };
+  // the answer to an `introduce`: for "introduce" and the peer_id asked about
+  for (const key of ["for", "peer_id"]) {
+    if (m[key] === undefined || m[key] === null) continue;
+    if (typeof m[key] !== "string") return null;
+    out[key] = m[key];
+  }
+  return out;
 }
 
 function signal(m) {
@@ -180,6 +187,8 @@ export function encodePeerMessage(msg) {
     }
     case "ping":
       return '{"type":"ping"}';
+    case "introduce":
+      return JSON.stringify({ type: "introduce", track: name(msg.track, "track"), rendition: name(msg.rendition, "rendition"), peer_id: name(msg.peer_id, "peer_id") });
     default:
       throw new TypeError(`unknown control message type ${String(msg.type).slice(0, 40)}`);
   }

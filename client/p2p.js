@@ -64,7 +64,7 @@
 //   neighbours' HOLDERS, departure notices and tracker answers, each kept
 //   `directoryTtl` seconds) are sent to the server as `introduce` requests (the
 //   server checks each is a connected holder and answers `peers` with
-//   `for: "introduce"`, or an error naming it), and every open neighbour not
+//   `for: "introduce"` and the `peer_id` asked, listing it or nobody), and every open neighbour not
 //   asked within `lookupInterval` gets a LOOKUP (one hop: a neighbour answers
 //   from what it knows, it never asks on). The round ends after `lookupWait`
 //   or once every answer is in; only a round that brought nobody new falls
@@ -260,8 +260,6 @@ export class P2PCore {
           this.lastReport = null;
         } else if (msg.for === "want") {
           this.want.outstanding = false;
-        } else if (msg.for === "introduce" && typeof msg.peer_id === "string") {
-          this.introduceRefused(msg.peer_id, now, out);
         }
         break;
       default:
@@ -883,6 +881,9 @@ export class P2PCore {
       s.answered = true;
       if (this.round.active) this.round.found += 1;
     }
+    // refused (not a connected holder with a free slot, or not allowed): the answer lists nobody
+    const listed = Array.isArray(msg.peers) && msg.peers.some((c) => c && c.peer_id === msg.peer_id);
+    if (typeof msg.peer_id === "string" && !listed) this.introduceRefused(msg.peer_id, now, out);
     this.checkRound(out, now);
   }
 

@@ -465,8 +465,6 @@ class P2PCore:
                 self.last_report = None
             elif msg.get("for") == "want":
                 self.want.outstanding = False
-            elif msg.get("for") == "introduce" and isinstance(msg.get("peer_id"), str):
-                self._introduce_refused(msg["peer_id"], now, out)
         return out
 
     # ---- session (one track's rendition) -------------------------------------
@@ -1057,6 +1055,11 @@ class P2PCore:
             s.answered = True
             if self.round.active:
                 self.round.found += 1
+        # refused (not a connected holder with a free slot, or not allowed): the answer lists nobody
+        asked = msg.get("peer_id")
+        listed = isinstance(peers, list) and any(isinstance(c, dict) and c.get("peer_id") == asked for c in peers)
+        if isinstance(asked, str) and not listed:
+            self._introduce_refused(asked, now, out)
         self._check_round(out, now)
 
     def _introduce_refused(self, peer: str, now: float, out: list[Effect]) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.swarm.messages import (
     Have,
+    Introduce,
     Leave,
     PeerMessage,
     Ping,
@@ -53,6 +54,8 @@ def fields(message: PeerMessage) -> dict[str, Any]:
             return {"track": message.track, "rendition": message.rendition}
         case Ping():
             return {}
+        case Introduce():
+            return {"track": message.track, "rendition": message.rendition, "peer_id": message.peer_id}
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
@@ -84,6 +87,6 @@ def test_server_to_peer(case: dict[str, Any]) -> None:
 
 def test_every_message_type_has_a_vector() -> None:
     assert {c["type"] for c in VECTORS["cases"] if c["ok"]} == {
-        "have", "want", "signal", "stats", "slots", "leave", "ping"}
+        "have", "want", "signal", "stats", "slots", "leave", "ping", "introduce"}
     assert {c["fields"]["type"] for c in VECTORS["server"] if c["ok"]} == {
         "welcome", "peers", "signal", "pong", "error"}

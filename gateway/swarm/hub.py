@@ -41,6 +41,14 @@ Rules (docs/websocket.md is the contract):
 - Relay: a ``signal`` passes only between peers the tracker introduced
   (checked first, so a stranger learns nothing about which ids exist), to a
   peer still open, with ``from`` set to the sender's real id.
+- Introduce (the overlay, docs/wire.md): ``introduce`` names a peer a
+  neighbour said holds (track, rendition); the tracker introduces the pair
+  only if that peer is connected (not closing), not the asker, holds that
+  swarm and has a free upload slot, and the privacy rules allow it
+  (``_introductions_allowed``). The answer is ``peers`` with ``for:
+  "introduce"`` and the ``peer_id`` asked: that one candidate, or none. A
+  refusal is an answer, not a strike: the asker only repeated what a
+  neighbour said.
 - Stats accepted become ``Count``s of ``ztream_peer_bytes_total``,
   ``ztream_playback_stalls_total``, ``ztream_chunk_verify_failures_total``,
   ``ztream_peer_relay_bytes_total`` (the TURN-relayed part of the peer
@@ -93,6 +101,7 @@ from .limits import (
 from .messages import (
     Error,
     Have,
+    Introduce,
     Leave,
     Limits,
     PeerMessage,
@@ -109,7 +118,7 @@ from .messages import (
     Welcome,
     type_of,
 )
-from .tracker import Tracker, TrackerError
+from .tracker import Candidate, Tracker, TrackerError
 
 __all__ = ["SwarmHub", "Send", "Close", "Count", "Observe", "Output", "CLOSE_GOING_AWAY"]
 
@@ -327,6 +336,8 @@ class SwarmHub:
                     tracker.leave(peer, message.track, message.rendition)
                 case Ping():
                     return [Send(peer, Pong())]
+                case Introduce():
+                    return [Send(peer, self._introduce(peer, message, now))]
         except TrackerError as exc:
             return self._refuse(p, exc.code, exc.detail, type_of(message), now)
         return []
@@ -336,6 +347,22 @@ class SwarmHub:
         listeners = set(self.tracker.holders(track, rendition))
         listeners.add(peer)
         return len(listeners) >= self.min_listeners
+
+    def _introduce(self, peer: str, message: Introduce, now: float) -> Peers:
+        found: tuple[Candidate, ...] = ()
+        target = self._peers.get(message.peer_id)
+        if (target is not None and not target.closing and target.id != peer
+                and self._introductions_allowed(peer, message.track, message.rendition)):
+            candidate = self.tracker.introduce(peer, target.id, message.track, message.rendition, now)
+            found = () if candidate is None else (candidate,)
+        return Peers(message.track, message.rendition, found, "introduce", message.peer_id)
+
+    def _introductions_allowed(self, peer: str, track: str, rendition: str) -> bool:
+        """The privacy rules an introduction obeys, whoever found the candidate:
+        the same as for a ``want`` answer (``min_listeners``). A ``p2p="relay"``
+        listener needs no rule here: its ICE policy reveals no address to
+        whoever it is introduced to (docs/p2p.md), and an id is not an address."""
+        return self.min_listeners <= 1 or self._enough_listeners(peer, track, rendition)
 
     def _refuse(self, p: _Peer, code: str, detail: str, for_type: str | None, now: float) -> list[Output]:
         out: list[Output] = [Send(p.id, Error(code, detail, for_type))]

@@ -16,7 +16,8 @@ format, field by field, is docs/websocket.md.
 The messages, in brief (docs/websocket.md has every field and rule)::
 
     server -> peer   welcome {peer_id, ice_servers, limits}
-                     peers   {track, rendition, peers: [{peer_id, chunks, complete}]}
+                     peers   {track, rendition, peers: [{peer_id, chunks, complete}],
+                              for?, peer_id?}   for "introduce": the answer to one
                      signal  {from, data}      "from" is the sender's real id
                      pong    {}
                      error   {error, detail, for?}   "for": the refused type
@@ -29,6 +30,7 @@ The messages, in brief (docs/websocket.md has every field and rule)::
                      slots   {in_use}
                      leave   {track, rendition?}
                      ping    {}
+                     introduce {track, rendition, peer_id}   a holder a neighbour named
 
 Unknown extra fields are ignored; ``track`` and ``rendition`` are 1..128
 characters of ``A-Z a-z 0-9 . _ ~ : -``; chunk indices are integers in
@@ -81,6 +83,7 @@ __all__ = [
     "Slots",
     "Leave",
     "Ping",
+    "Introduce",
     "Limits",
     "Welcome",
     "Peers",
@@ -165,7 +168,17 @@ class Ping:
     pass
 
 
-PeerMessage = Have | Want | Signal | Stats | Slots | Leave | Ping
+@dataclass(frozen=True, slots=True)
+class Introduce:
+    """Ask to be introduced to ``peer_id``, a holder of (track, rendition) that a
+    neighbour named (the overlay, docs/wire.md): the server checks it."""
+
+    track: str
+    rendition: str
+    peer_id: str
+
+
+PeerMessage = Have | Want | Signal | Stats | Slots | Leave | Ping | Introduce
 
 
 # -- server -> peer ------------------------------------------------------------
@@ -199,9 +212,14 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Peers:
+    """Candidates: the answer to a ``want``, or with ``for_type="introduce"`` to an
+    ``introduce`` of ``peer_id`` (that one candidate, or none: refused)."""
+
     track: str
     rendition: str
     peers: tuple[Candidate, ...]
+    for_type: str | None = None
+    peer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +390,15 @@ def _parse_ping(body: dict[str, Any]) -> Ping:
     return Ping()
 
 
+def _parse_introduce(body: dict[str, Any]) -> Introduce:
+    track = _name(body, "track", "introduce")
+    rendition = _name(body, "rendition", "introduce")
+    peer_id = body.get("peer_id")
+    if not isinstance(peer_id, str) or not _PEER_ID.fullmatch(peer_id):
+        raise ProtocolError("bad_field", "peer_id: expected a peer id", "introduce")
+    return Introduce(track, rendition, peer_id)
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any]], PeerMessage]] = {
     "have": _parse_have,
     "want": _parse_want,
@@ -380,10 +407,12 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], PeerMessage]] = {
     "slots": _parse_slots,
     "leave": _parse_leave,
     "ping": _parse_ping,
+    "introduce": _parse_introduce,
 }
 
 _TYPES: dict[type, str] = {
     Have: "have", Want: "want", Signal: "signal", Stats: "stats", Slots: "slots", Leave: "leave", Ping: "ping",
+    Introduce: "introduce",
     Welcome: "welcome", Peers: "peers", SignalFrom: "signal", Pong: "pong", Error: "error",
 }
 
@@ -455,6 +484,9 @@ def encode(message: PeerMessage) -> str:
             return _compact(body)
         case Ping():
             return '{"type":"ping"}'
+        case Introduce():
+            return _compact({"type": "introduce", "track": message.track, "rendition": message.rendition,
+                             "peer_id": message.peer_id})
 
 
 # -- render: server -> peer ----------------------------------------------------
@@ -473,9 +505,16 @@ def render(message: ServerMessage) -> str:
             return json.dumps({"type": "welcome", "peer_id": message.peer_id,
                                "ice_servers": list(message.ice_servers), "limits": limits})
         case Peers():
-            return json.dumps({"type": "peers", "track": message.track, "rendition": message.rendition,
-                               "peers": [{"peer_id": c.peer_id, "chunks": list(c.chunks), "complete": c.complete}
-                                         for c in message.peers]})
+            answer: dict[str, Any] = {
+                "type": "peers", "track": message.track, "rendition": message.rendition,
+                "peers": [{"peer_id": c.peer_id, "chunks": list(c.chunks), "complete": c.complete}
+                          for c in message.peers],
+            }
+            if message.for_type is not None:
+                answer["for"] = message.for_type
+            if message.peer_id is not None:
+                answer["peer_id"] = message.peer_id
+            return json.dumps(answer)
         case SignalFrom():
             return f'{{"type":"signal","from":{json.dumps(message.sender)},"data":{message.data_json}}}'
         case Pong():
@@ -529,7 +568,10 @@ def _parse_peers(body: dict[str, Any]) -> Peers:
                 and isinstance(e.get("complete"), bool)):
             raise ProtocolError("bad_field", "peers: expected {peer_id, chunks, complete} entries", "peers")
         found.append(Candidate(e["peer_id"], tuple(e["chunks"]), e["complete"]))
-    return Peers(track, rendition, tuple(found))
+    for_type, peer_id = body.get("for"), body.get("peer_id")
+    if for_type is not None and not isinstance(for_type, str) or peer_id is not None and not isinstance(peer_id, str):
+        raise ProtocolError("bad_field", "for, peer_id: expected strings", "peers")
+    return Peers(track, rendition, tuple(found), for_type, peer_id)
 
 
 def _parse_signal_from(body: dict[str, Any]) -> SignalFrom:

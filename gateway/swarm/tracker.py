@@ -405,6 +405,19 @@ class Tracker:
             self._introduce(asker, self._peers[candidate.peer_id])
         return chosen
 
+    def introduce(self, peer: str, holder: str, track: str, rendition: str, now: float) -> Candidate | None:
+        """Introduce ``peer`` to ``holder`` if the tracker knows it holds (track,
+        rendition) and has a free upload slot (the rules of ``want``); the
+        candidate, or None. For the overlay: a neighbour named ``holder``."""
+        asker = self._get(peer)
+        asker.last_seen = now
+        h = self._peers.get(holder)
+        holding = h.holdings.get((track, rendition)) if h is not None and holder != peer else None
+        if h is None or holding is None or h.in_use >= self.upload_slots:
+            return None
+        self._introduce(asker, h)
+        return Candidate(holder, (), holding.complete)
+
     def introduced(self, a: str, b: str) -> bool:
         """Whether signals may pass between ``a`` and ``b`` (either direction)."""
         p = self._peers.get(a)

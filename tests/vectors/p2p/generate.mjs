@@ -211,8 +211,8 @@ const scenarios = [
   { name: "overlay: a round asks the open neighbours first; their ids are introduced; an introduction dials; no want", steps: [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1), tick(1.6), { on: "waitUntil", now: 1.65 },
     frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "p"] }, 1.7),
-    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [{ peer_id: "a", chunks: [], complete: false }], for: "introduce" } },
-    { on: "control", now: 1.9, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "b" } },
+    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [{ peer_id: "a", chunks: [], complete: false }], for: "introduce", peer_id: "a" } },
+    { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b" } },
     tick(2.5), tick(3.5),
   ] },
   { name: "overlay: neighbours that know nobody: want as soon as they have answered", steps: [
@@ -228,7 +228,7 @@ const scenarios = [
     frame("p", { type: "holders", track: "next", rendition: R, peers: ["p"] }, 1),
     { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1, 2], complete: true, held: [] } },
     { on: "waitUntil", now: 2.1 }, tick(2.4), tick(2.6),
-    { on: "control", now: 2.7, msg: { type: "peers", track: "next", rendition: R, peers: [{ peer_id: "p", chunks: [], complete: false }], for: "introduce" } },
+    { on: "control", now: 2.7, msg: { type: "peers", track: "next", rendition: R, peers: [{ peer_id: "p", chunks: [], complete: false }], for: "introduce", peer_id: "p" } },
   ] },
   { name: "overlay: lookup() asks about the next track ahead; the answers are introduced when it starts", steps: [
     welcome(), session(4, [0]), ...dialled("p", [[0, 3]]), { on: "lookup", now: 1, target: { track: "next", rendition: R } },
@@ -248,9 +248,9 @@ const scenarios = [
   { name: "overlay: a neighbour whose suggestions the server keeps refusing counts as a bad chunk", settings: { maxBadHolders: 2 }, steps: [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
     frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "c"] }, 1.7),
-    { on: "control", now: 1.8, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "a" } },
-    { on: "control", now: 1.8, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "zz" } },
-    { on: "control", now: 1.9, msg: { type: "error", error: "not_a_holder", detail: "", for: "introduce", peer_id: "b" } },
+    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "a" } },
+    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "zz" } },
+    { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b" } },
     { on: "info", now: 1.9 },
   ] },
   { name: "overlay off: never a LOOKUP, a notice or an introduce; the tracker only", settings: { overlay: false }, steps: [
