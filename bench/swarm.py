@@ -7,11 +7,19 @@ every ``--arrival`` seconds, playing at ``--speed`` times real time. Peers
 that have played to the end keep seeding until every peer is done. With
 ``--churn P`` a share P of the peers leaves mid-track (half of them closing
 their connections, half going silent, as a frozen machine does); with
-``--bad-peers K``, K peers serve corrupt chunks.
+``--bad-peers K``, K peers serve corrupt chunks. With ``--tracks N`` every
+peer plays a playlist of N generated tracks, one after the other (churners
+leave in a track drawn at random); ``--overlay on|off`` turns the neighbour
+overlay (lookups among neighbours before the tracker, docs/wire.md) on or
+off for every peer.
 
 Prints one row per peer and the totals; with ``--json``, a last line
 ``{"peers", "server_bytes", "peer_bytes", "offload", "stalls",
-"startup_p50_ms", "startup_p95_ms", "verify_failures", "wall_seconds", ...}``.
+"startup_p50_ms", "startup_p95_ms", "verify_failures", "wall_seconds",
+"overlay", "tracks", "tracker_wants", ...}``; ``tracker_wants`` is the number of
+``want`` frames the peers sent the tracker (``introduces``: the overlay's
+``introduce`` requests; ``next_startup_p50_ms``: start-up of the tracks after
+the first).
 ``offload`` is peer_bytes / (peer_bytes + server_bytes) over audio bytes
 (init segments and chunks) as the peers counted them; the same figures from
 the gateway's ``/metrics`` (growth of ``ztream_server_bytes_total`` and
@@ -37,13 +45,14 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from peer.clock import VirtualClock
+from peer.core import DEFAULT_P2P_SETTINGS
 from peer.node import PeerNode, PeerOptions, PeerReport
 
 __all__ = ["main", "run_swarm", "SwarmResult", "metrics_snapshot"]
@@ -77,6 +86,8 @@ class SwarmResult:
     before: dict[str, float] | None
     after: dict[str, float] | None
     track_bytes: int
+    overlay: bool = True
+    tracks: int = 1
 
     @property
     def server_bytes(self) -> int:
@@ -93,11 +104,13 @@ class SwarmResult:
 
     def summary(self) -> dict[str, Any]:
         startups = sorted(r.startup_seconds * 1000 for r in self.reports if r.startup_seconds is not None)
+        later = sorted(t * 1000 for r in self.reports for t in r.track_startups[1:])
 
-        def pct(q: float) -> float | None:
-            if not startups:
+        def pct(q: float, values: list[float] | None = None) -> float | None:
+            values = startups if values is None else values
+            if not values:
                 return None
-            return round(startups[min(len(startups) - 1, int(q * len(startups)))], 1)
+            return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
         out: dict[str, Any] = {
             "peers": len(self.reports),
@@ -117,6 +130,15 @@ class SwarmResult:
             "left_early": sum(1 for r in self.reports if r.left_early),
             "played_to_end": sum(1 for r in self.reports if r.played_to_end),
             "server_only_baseline_bytes": self.track_bytes * len(self.reports),
+            "overlay": "on" if self.overlay else "off",
+            "tracks": self.tracks,
+            "tracker_wants": sum(r.wants for r in self.reports),
+            "tracker_wants_dropped": sum(r.wants_dropped for r in self.reports),
+            "introduces": sum(r.introduces for r in self.reports),
+            "introduced": sum(r.introduced for r in self.reports),
+            "lookups": sum(r.lookups for r in self.reports),
+            "next_startup_p50_ms": pct(0.5, later),
+            "next_startup_p95_ms": pct(0.95, later),
         }
         if self.before is not None and self.after is not None:
             out["metrics_server_bytes"] = int(self.after["server_bytes"] - self.before["server_bytes"])
@@ -148,7 +170,7 @@ def plan_roles(peers: int, churn: float, bad_peers: int, rng: random.Random) -> 
 
 async def run_swarm(
     gateway: str,
-    track: str,
+    track: str | list[str],
     *,
     peers: int = 20,
     arrival: float = 1.0,
@@ -159,20 +181,28 @@ async def run_swarm(
     timeout: float = 900.0,
     with_metrics: bool = True,
     peer_gateways: Sequence[str] = (),
+    overlay: bool = True,
+    drop_wants_from: int | None = None,
 ) -> SwarmResult:
-    """Run one swarm; returns every peer's report (bounded by ``timeout`` real seconds).
+    """Run one swarm; returns every peer's report (bounded by ``timeout`` real
+    seconds). ``track``: one track, or a playlist every peer plays in order.
 
     ``peer_gateways``: peer i joins ``peer_gateways[i % n]`` instead (the nodes
     of one cluster, bench/cluster.py); metrics still come from ``gateway``.
     """
     rng = random.Random(seed)
+    tracks = [track] if isinstance(track, str) else list(track)
+    durations: list[float] = []
+    track_bytes = 0
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{gateway}/v1/tracks/{track}/manifest") as r:
-            r.raise_for_status()
-            manifest = await r.json()
-    duration = sum(c["duration"] for c in manifest["chunks"])
-    track_bytes = manifest["init"]["size"] + sum(c["size"] for c in manifest["chunks"])
+        for t in tracks:
+            async with session.get(f"{gateway}/v1/tracks/{t}/manifest") as r:
+                r.raise_for_status()
+                manifest = await r.json()
+            durations.append(sum(c["duration"] for c in manifest["chunks"]))
+            track_bytes += manifest["init"]["size"] + sum(c["size"] for c in manifest["chunks"])
     roles = plan_roles(peers, churn, bad_peers, rng)
+    p2p = replace(DEFAULT_P2P_SETTINGS, overlay=overlay)
     before = await asyncio.to_thread(metrics_snapshot, gateway) if with_metrics else None
     clock = VirtualClock(speed)
     stop = asyncio.Event()
@@ -182,16 +212,22 @@ async def run_swarm(
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks: list[asyncio.Task[PeerReport]] = []
         for i, role in enumerate(roles):
+            leaving = role in ("close", "vanish")
+            leave_track = rng.randrange(len(tracks)) if leaving else 0
             options = PeerOptions(
                 speed=speed,
                 linger=None,
                 name=f"peer{i:02d}",
                 corrupt=role == "bad",
-                leave_at=rng.uniform(0.25, 0.75) * duration if role in ("close", "vanish") else None,
+                leave_at=rng.uniform(0.25, 0.75) * durations[leave_track] if leaving else None,
+                leave_track=leave_track,
                 vanish=role == "vanish",
+                p2p=p2p,
+                playlist=tuple(tracks[1:]),
+                drop_wants_from=drop_wants_from,
             )
             entry = peer_gateways[i % len(peer_gateways)] if peer_gateways else gateway
-            node = PeerNode(entry, track, clock=clock, options=options, session=session)
+            node = PeerNode(entry, tracks[0], clock=clock, options=options, session=session)
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(stop), name=options.name))
             if i + 1 < len(roles):
@@ -201,7 +237,7 @@ async def run_swarm(
         while time.monotonic() < deadline:
             pending = [
                 (n, t) for n, t in zip(nodes, tasks)
-                if not t.done() and not n.report.played_to_end and not n.report.left_early
+                if not t.done() and n.report.tracks_played < len(tracks) and not n.report.left_early
             ]
             if not pending:
                 break
@@ -219,7 +255,7 @@ async def run_swarm(
     if with_metrics:
         await asyncio.sleep(0.3)  # the last stats are in; let the gateway count them
         after = await asyncio.to_thread(metrics_snapshot, gateway)
-    return SwarmResult(reports, roles, wall, before, after, track_bytes)
+    return SwarmResult(reports, roles, wall, before, after, track_bytes, overlay, len(tracks))
 
 
 def print_table(result: SwarmResult) -> None:
@@ -241,6 +277,9 @@ def print_table(result: SwarmResult) -> None:
               f"verify failures {s['metrics_verify_failures']}")
     print(f"stalls {s['stalls']} (goal 0)   start-up p50 {s['startup_p50_ms']} ms p95 {s['startup_p95_ms']} ms   "
           f"wall {s['wall_seconds']} s")
+    print(f"overlay {s['overlay']}   tracks {s['tracks']}   tracker wants {s['tracker_wants']}   "
+          f"introduce {s['introduces']} (introduced {s['introduced']})   lookups {s['lookups']}   "
+          f"next-track start-up p50 {s['next_startup_p50_ms']} ms p95 {s['next_startup_p95_ms']} ms")
     print(f"bad chunks sent {s['bad_chunks_sent']}   caught: failed verification {s['verify_failures']}, "
           f"dropped unread after the sender's ban {s['bad_chunks_discarded']}, "
           f"lost with a closed connection {s['bad_chunks_lost']}   used {s['bad_chunks_used']} (goal 0)   "
@@ -248,10 +287,10 @@ def print_table(result: SwarmResult) -> None:
           f"played to the end {s['played_to_end']}")
 
 
-def _make_track(binary: str, path: Path, seconds: int) -> None:
+def _make_track(binary: str, path: Path, seconds: int, tone: int = 220) -> None:
     subprocess.run(
         [binary, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
-         f"aevalsrc=0.3*sin(2*PI*(220+40*sin(t))*t)*(0.6+0.4*sin(2*PI*0.7*t))|0.3*sin(2*PI*330*t):s=44100:d={seconds}",
+         f"aevalsrc=0.3*sin(2*PI*({tone}+40*sin(t))*t)*(0.6+0.4*sin(2*PI*0.7*t))|0.3*sin(2*PI*330*t):s=44100:d={seconds}",
          "-c:a", "libmp3lame", "-b:a", "160k", str(path)],
         check=True, timeout=300,
     )
@@ -264,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=8.0, help="playback speed (audio seconds per real second)")
     parser.add_argument("--churn", type=float, default=0.0, help="share of peers that leave mid-track")
     parser.add_argument("--bad-peers", type=int, default=0, help="peers that send corrupt chunks")
-    parser.add_argument("--minutes", type=float, default=5.0, help="length of the generated track")
+    parser.add_argument("--minutes", type=float, default=5.0, help="length of each generated track")
+    parser.add_argument("--tracks", type=int, default=1, help="tracks in the playlist every peer plays")
+    parser.add_argument("--overlay", choices=("on", "off"), default="on",
+                        help="ask neighbours before the tracker (on) or the tracker only (off)")
     parser.add_argument("--gateway", help="use this gateway instead of starting one")
     parser.add_argument("--track", help="track id on --gateway (default: its first track)")
     parser.add_argument("--seed", type=int, default=1)
@@ -282,31 +324,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.gateway:
             gateway = args.gateway.rstrip("/")
-            track = args.track or json.loads(get(f"{gateway}/v1/tracks"))["tracks"][0]["id"]
+            listed = [t["id"] for t in json.loads(get(f"{gateway}/v1/tracks"))["tracks"]]
+            tracks = [args.track] if args.track else listed[: max(1, args.tracks)]
         else:
             from transcode.ffmpeg import find_ffmpeg
 
             (work / "files").mkdir()
-            _make_track(find_ffmpeg(""), work / "files" / "track.mp3", int(args.minutes * 60))
+            names = [f"track{i}.mp3" for i in range(max(1, args.tracks))]
+            for i, file in enumerate(names):
+                _make_track(find_ffmpeg(""), work / "files" / file, int(args.minutes * 60), tone=220 + 30 * i)
             up_port = free_port()
             procs.append(Proc([sys.executable, "-c", UPSTREAM_SERVER, str(work / "files"), str(up_port)],
                               work / "up.log"))
-            wait_http(f"http://127.0.0.1:{up_port}/files/track.mp3")
+            wait_http(f"http://127.0.0.1:{up_port}/files/{names[0]}")
             gw, gateway = start_gateway(work, up_port, "gw")
             procs.append(gw)
-            body = json.dumps({"url": f"http://127.0.0.1:{up_port}/files/track.mp3"}).encode()
-            track = json.loads(get(gateway + "/v1/tracks", body))["id"]
+            tracks = []
+            for file in names:
+                body = json.dumps({"url": f"http://127.0.0.1:{up_port}/files/{file}"}).encode()
+                tracks.append(json.loads(get(gateway + "/v1/tracks", body))["id"])
         deadline = time.monotonic() + 300
-        while not json.loads(get(f"{gateway}/v1/tracks/{track}/manifest"))["complete"]:
-            if time.monotonic() > deadline:
-                print("ztream bench swarm: the transcode did not finish", file=sys.stderr)
-                return 1
-            time.sleep(0.1)
+        for track in tracks:
+            while not json.loads(get(f"{gateway}/v1/tracks/{track}/manifest"))["complete"]:
+                if time.monotonic() > deadline:
+                    print("ztream bench swarm: the transcode did not finish", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
         print(f"swarm: {args.peers} peers, one every {args.arrival} s, speed {args.speed}x, churn {args.churn}, "
-              f"bad peers {args.bad_peers}, track {track} ({args.minutes:g} min) on {gateway}", flush=True)
+              f"bad peers {args.bad_peers}, overlay {args.overlay}, {len(tracks)} track(s) {' '.join(tracks)} "
+              f"({args.minutes:g} min each) on {gateway}", flush=True)
         result = asyncio.run(run_swarm(
-            gateway, track, peers=args.peers, arrival=args.arrival, speed=args.speed, churn=args.churn,
-            bad_peers=args.bad_peers, seed=args.seed, timeout=args.timeout,
+            gateway, tracks, peers=args.peers, arrival=args.arrival, speed=args.speed, churn=args.churn,
+            bad_peers=args.bad_peers, seed=args.seed, timeout=args.timeout, overlay=args.overlay == "on",
         ))
         print_table(result)
         if args.json:

@@ -44,7 +44,7 @@ function peers(m) {
   }
   const out = { type: "peers", track: m.track, rendition: m.rendition, peers: found };
   // the answer to an `introduce`: for "introduce" and the peer_id asked about
-  for (const key of ["for", "peer_id"]) {
+  for (const key of ["for", "peer_id", "reason"]) {
     if (m[key] === undefined || m[key] === null) continue;
     if (typeof m[key] !== "string") return null;
     out[key] = m[key];
@@ -187,8 +187,11 @@ export function encodePeerMessage(msg) {
     }
     case "ping":
       return '{"type":"ping"}';
-    case "introduce":
-      return JSON.stringify({ type: "introduce", track: name(msg.track, "track"), rendition: name(msg.rendition, "rendition"), peer_id: name(msg.peer_id, "peer_id") });
+    case "introduce": {
+      const out = { type: "introduce", track: name(msg.track, "track"), rendition: name(msg.rendition, "rendition"), peer_id: name(msg.peer_id, "peer_id") };
+      optional(out, msg, "chunks", indices);
+      return JSON.stringify(out);
+    }
     default:
       throw new TypeError(`unknown control message type ${String(msg.type).slice(0, 40)}`);
   }

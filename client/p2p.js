@@ -554,7 +554,9 @@ export class P2PCore {
     }
     if (this.want.outstanding && now - this.want.sentAt > st.wantTimeout) this.want.outstanding = false;
     for (const [id, e] of [...this.introducing]) if (now - e.at > st.wantTimeout) this.introducing.delete(id);
-    for (const nb of this.neighbours.values()) if (nb.lookup && now - nb.lookup.at > st.wantTimeout) nb.lookup = null;
+    for (const nb of this.neighbours.values()) {
+      for (const [key, at] of [...nb.lookups]) if (now - at > st.wantTimeout) nb.lookups.delete(key);
+    }
     const s = this.session;
     if (s && s.wireDirty) {
       s.wireDirty = false;
@@ -636,7 +638,7 @@ export class P2PCore {
       uploads: [], // chunks it asked of us, queued
       serving: null, // the chunk being read for it
       servingCancelled: false,
-      lookup: null, // our LOOKUP it has not answered: {track, rendition, at}
+      lookups: new Map(), // our LOOKUPs it has not answered: "track/rendition" -> when asked
       askedAt: -Infinity, // when we last asked it
       answeredAt: -Infinity, // when we last answered a LOOKUP of its
       noticed: false, // it told us where it goes
@@ -784,7 +786,7 @@ export class P2PCore {
   ask(nb, track, rendition, out, now) {
     if (nb.state !== "open" || now - nb.askedAt < this.settings.lookupInterval) return false;
     nb.askedAt = now;
-    nb.lookup = { track, rendition, at: now };
+    nb.lookups.set(swarmKey(track, rendition), now);
     out.push({ kind: "send", peer: nb.id, frame: encode({ type: "lookup", track, rendition }) });
     return true;
   }
@@ -799,7 +801,8 @@ export class P2PCore {
       if (this.neighbours.size + this.introducing.size >= this.settings.wantNeighbours) break;
       if (e.until <= now || !this.dialable(id, now) || this.introducing.has(id)) continue;
       this.introducing.set(id, { source: e.source, at: now });
-      this.sendControl(out, { type: "introduce", track: s.track, rendition: s.rendition, peer_id: id }, now);
+      const chunks = this.missing().slice(0, this.settings.maxWant); // as in a want: it must hold one of them
+      this.sendControl(out, { type: "introduce", track: s.track, rendition: s.rendition, peer_id: id, chunks }, now);
       sent += 1;
     }
     return sent;
@@ -846,7 +849,8 @@ export class P2PCore {
 
   onHolders(nb, msg, now) {
     const out = [];
-    const asked = nb.lookup && nb.lookup.track === msg.track && nb.lookup.rendition === msg.rendition;
+    const key = swarmKey(msg.track, msg.rendition);
+    const asked = nb.lookups.has(key);
     if (!asked) {
       // unsolicited: only the notice "I go to this track", once
       if (nb.noticed || msg.peers.length !== 1 || msg.peers[0] !== nb.id) return this.badOverlay(nb.id, now);
@@ -858,7 +862,7 @@ export class P2PCore {
     if (msg.peers.length > this.settings.maxHolders || unique.size !== msg.peers.length || unique.has(this.peerId)) {
       return this.badOverlay(nb.id, now);
     }
-    nb.lookup = null;
+    nb.lookups.delete(key);
     this.round.asked.delete(nb.id);
     for (const id of msg.peers) this.remember(msg.track, msg.rendition, id, nb.id, now);
     const s = this.session;
@@ -883,18 +887,18 @@ export class P2PCore {
     }
     // refused (not a connected holder with a free slot, or not allowed): the answer lists nobody
     const listed = Array.isArray(msg.peers) && msg.peers.some((c) => c && c.peer_id === msg.peer_id);
-    if (typeof msg.peer_id === "string" && !listed) this.introduceRefused(msg.peer_id, now, out);
+    if (typeof msg.peer_id === "string" && !listed) this.introduceRefused(msg.peer_id, msg.reason === "busy", now, out);
     this.checkRound(out, now);
   }
 
-  /** The server refused to introduce `id`: forget it; its source may be lying. */
-  introduceRefused(id, now, out) {
+  /** The server refused to introduce `id`: forget it; unless it is only busy, its source was wrong. */
+  introduceRefused(id, busy, now, out) {
     const e = this.introducing.get(id);
     if (!e) return;
     this.introducing.delete(id);
     const s = this.session;
     if (s) this.directory.get(swarmKey(s.track, s.rendition))?.delete(id);
-    const source = e.source !== null ? this.neighbours.get(e.source) : undefined;
+    const source = e.source !== null && !busy ? this.neighbours.get(e.source) : undefined;
     if (source) {
       source.badHolders += 1;
       if (source.badHolders >= this.settings.maxBadHolders) out.push(...this.badOverlay(source.id, now));

@@ -345,7 +345,7 @@ class _Neighbour:
     uploads: list[int] = field(default_factory=list)  # chunks it asked of us, queued
     serving: int | None = None  # the chunk being read for it
     serving_cancelled: bool = False
-    lookup: tuple[str, str, float] | None = None  # our LOOKUP it has not answered: (track, rendition, at)
+    lookups: dict[tuple[str, str], float] = field(default_factory=dict)  # our LOOKUPs it has not answered: when asked
     asked_at: float = -math.inf  # when we last asked it
     answered_at: float = -math.inf  # when we last answered a LOOKUP of its
     noticed: bool = False  # it told us where it goes
@@ -728,8 +728,9 @@ class P2PCore:
             if now - at > st.want_timeout:
                 del self.introducing[peer]
         for nb in self.neighbours.values():
-            if nb.lookup is not None and now - nb.lookup[2] > st.want_timeout:
-                nb.lookup = None
+            for key, at in list(nb.lookups.items()):
+                if now - at > st.want_timeout:
+                    del nb.lookups[key]
         s = self.session
         if s is not None and s.wire_dirty:
             s.wire_dirty = False
@@ -951,7 +952,7 @@ class P2PCore:
         if nb.state != "open" or now - nb.asked_at < self.settings.lookup_interval:
             return False
         nb.asked_at = now
-        nb.lookup = (track, rendition, now)
+        nb.lookups[(track, rendition)] = now
         out.append(Send(nb.id, encode(Lookup(track, rendition))))
         return True
 
@@ -968,7 +969,8 @@ class P2PCore:
             if k.until <= now or not self._dialable(peer, now) or peer in self.introducing:
                 continue
             self.introducing[peer] = (k.source, now)
-            msg = {"type": "introduce", "track": s.track, "rendition": s.rendition, "peer_id": peer}
+            chunks = self.missing()[: self.settings.max_want]  # as in a want: it must hold one of them
+            msg = {"type": "introduce", "track": s.track, "rendition": s.rendition, "peer_id": peer, "chunks": chunks}
             self._send_control(out, msg, now)
             sent += 1
         return sent
@@ -1016,7 +1018,8 @@ class P2PCore:
 
     def _on_holders(self, nb: _Neighbour, msg: Holders, now: float) -> list[Effect]:
         out: list[Effect] = []
-        asked = nb.lookup is not None and nb.lookup[:2] == (msg.track, msg.rendition)
+        key = (msg.track, msg.rendition)
+        asked = key in nb.lookups
         if not asked:
             # unsolicited: only the notice "I go to this track", once
             if nb.noticed or msg.peers != (nb.id,):
@@ -1027,7 +1030,7 @@ class P2PCore:
         unique = set(msg.peers)
         if len(msg.peers) > self.settings.max_holders or len(unique) != len(msg.peers) or self.peer_id in unique:
             return self._bad_overlay(nb.id, now)
-        nb.lookup = None
+        del nb.lookups[key]
         self.round.asked.discard(nb.id)
         for peer in msg.peers:
             self._remember(msg.track, msg.rendition, peer, nb.id, now)
@@ -1059,18 +1062,18 @@ class P2PCore:
         asked = msg.get("peer_id")
         listed = isinstance(peers, list) and any(isinstance(c, dict) and c.get("peer_id") == asked for c in peers)
         if isinstance(asked, str) and not listed:
-            self._introduce_refused(asked, now, out)
+            self._introduce_refused(asked, msg.get("reason") == "busy", now, out)
         self._check_round(out, now)
 
-    def _introduce_refused(self, peer: str, now: float, out: list[Effect]) -> None:
-        """The server refused to introduce ``peer``: forget it; its source may be lying."""
+    def _introduce_refused(self, peer: str, busy: bool, now: float, out: list[Effect]) -> None:
+        """The server refused to introduce ``peer``: forget it; unless it is only busy, its source was wrong."""
         entry = self.introducing.pop(peer, None)
         if entry is None:
             return
         s = self.session
         if s is not None:
             self.directory.get((s.track, s.rendition), {}).pop(peer, None)
-        source = self.neighbours.get(entry[0]) if entry[0] is not None else None
+        source = self.neighbours.get(entry[0]) if entry[0] is not None and not busy else None
         if source is not None:
             source.bad_holders += 1
             if source.bad_holders >= self.settings.max_bad_holders:

@@ -185,7 +185,9 @@ class Link:
             return [Choked(message.index)]
         if isinstance(message, Request):
             return [Wanted(message.index)]
-        return [Withdrawn(message.index)]
+        if isinstance(message, Cancel):
+            return [Withdrawn(message.index)]
+        return []  # the overlay's LOOKUP/HOLDERS and unknown types: not a Link's business
 
 
 class UploadSlots:

@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-``PeerNode`` plays one track the way the browser player does and seeds what
-it holds. Decisions are made by the pure cores; this module only moves bytes:
+``PeerNode`` plays one track (or a playlist, one track after the other) the
+way the browser player does and seeds what it holds. Decisions are made by the pure cores; this module only moves bytes:
 
 - ``peer.core.P2PCore`` (the rules of ``client/p2p.js``, pinned to it by
   ``tests/vectors/p2p/``) decides whom to dial and answer, what to announce
@@ -31,6 +31,15 @@ the other side answers ``{"sdp": {"type": "answer", ...}}``. aiortc puts its
 ICE candidates in the SDP; trickled ``{"candidate": {...}}`` from a browser
 are added as they come (``null``/empty: end of candidates). The core answers
 ``{"reject": "full"}`` to an offer it has no room for.
+
+A playlist (``PeerOptions.playlist``: the tracks after the first) is played
+in order on one control socket and one core: while a track plays, the next
+one's manifest is read and the core's ``lookup`` asks the neighbours about
+it (the overlay, docs/wire.md); starting it is one synchronous step (new
+per-track state, ``start_session``, which tells the neighbours left behind
+where this peer goes). ``drop_wants_from`` makes the tracker unreachable for
+``want`` from that playlist position on: the node's control socket drops
+those frames (counted), a real mechanism for tests and benchmarks.
 
 Every chunk is checked against the manifest's SHA-256 before it is used or
 served on. A neighbour that sends a bad chunk or breaks the wire format is
@@ -77,7 +86,7 @@ from .core import (
 )
 from .playback import Playback, State
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings
-from .wire import T_CHOKE, Piece, WireError, channel_label, decode
+from .wire import T_CHOKE, T_LOOKUP, Piece, WireError, channel_label, decode
 
 __all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "restrict_ice_to_loopback", "is_loopback_url"]
 
@@ -89,6 +98,7 @@ MAX_TICK = 0.05  # real seconds the play loop sleeps at most
 HTTP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 BAN_GRACE = 1.0  # real seconds between banning a neighbour and closing its connection
+NOTICE_GRACE = 0.5  # real seconds a connection left for another track stays up, so that the notice arrives
 STATS_RETRY = 2.1  # real seconds before a refused last report is sent again (the bucket refills one per 2 s)
 
 
@@ -138,7 +148,13 @@ class PeerOptions:
     corrupt: bool = False
     leave_at: float | None = None
     vanish: bool = False
+    leave_track: int = 0  # the playlist position ``leave_at`` is in
     name: str = ""
+    # The tracks played after the first one, in order (a playlist).
+    playlist: tuple[str, ...] = ()
+    # From this playlist position on (0: the first track), the control socket
+    # drops our ``want`` frames: the tracker is unreachable for lookups.
+    drop_wants_from: int | None = None
 
 
 @dataclass
@@ -174,6 +190,15 @@ class PeerReport:
     played_to_end: bool = False
     left_early: bool = False
     stats_refused: int = 0
+    tracks_played: int = 0  # tracks played to their end
+    track_startups: list[float] = field(default_factory=list)  # real seconds from a track's start to sound
+    track_p2p_bytes: list[int] = field(default_factory=list)  # peer bytes of each track played to its end
+    wants: int = 0  # `want` frames sent to the tracker
+    wants_dropped: int = 0  # `want` frames dropped (drop_wants_from)
+    introduces: int = 0  # `introduce` frames sent
+    introduced: int = 0  # introductions the server answered with the peer
+    lookups: int = 0  # LOOKUPs sent to neighbours
+    lookup_ahead_failures: int = 0  # next-track manifests that could not be read ahead
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,6 +214,7 @@ class Neighbour:
     channel: Any = None
     open: bool = False
     closed: bool = False
+    label: str = ""  # the channel's (its track)
     candidates: list[Any] = field(default_factory=list)  # trickled before the remote description
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     late: dict[int, bytearray] = field(default_factory=dict)  # pieces arriving after the close
@@ -249,6 +275,12 @@ class PeerNode:
         self._stats_error = False
         self._play_started = 0.0
         self._control_started = False
+        self.position = 0  # in the playlist
+        self._next_manifest: dict[str, Any] | None = None
+        self._looked_ahead = False
+        self._stalls_before = 0  # stalls of the tracks already played
+        self._stalled_before = 0.0
+        self._switching = False  # starting the next playlist track
         loopback = self.options.loopback_only
         self.loopback = is_loopback_url(self.gateway) if loopback is None else loopback
 
@@ -274,6 +306,11 @@ class PeerNode:
                 await self._seed_everything()
             else:
                 await self._play()
+                for nxt in range(1, 1 + len(self.options.playlist)):
+                    if self.leaving or self._stopped.is_set() or not self.report.played_to_end:
+                        break
+                    await self._next_track(nxt)
+                    await self._play()
             if not self.leaving:
                 await self._linger()
         finally:
@@ -353,7 +390,7 @@ class PeerNode:
         for c in manifest["chunks"]:
             self.hashes[int(c["index"])] = c["sha256"]
         self.sched.set_manifest(manifest)
-        self.report.total_chunks = len(manifest["chunks"])
+        self.report.total_chunks = len(manifest["chunks"])  # of the track playing
         if self._in_session:
             self._apply(self.core.update_manifest(self.hashes, self.clock.real(), complete=bool(manifest.get("complete"))))
 
@@ -403,7 +440,8 @@ class PeerNode:
                     # A banned sender's connection closes a moment later, so that
                     # what it had already queued arrives and is counted
                     # (``discarded``), never used: a benchmark accounts for every bad chunk.
-                    self._close(nb, "closed by the core", grace=BAN_GRACE if e.peer in self.core.banned else 0.0)
+                    grace = BAN_GRACE if e.peer in self.core.banned else NOTICE_GRACE if self._switching else 0.0
+                    self._close(nb, "closed by the core", grace=grace)
 
     def _totals(self) -> dict[str, int]:
         r = self.report
@@ -415,6 +453,8 @@ class PeerNode:
             return
         if frame[1] == T_CHOKE:
             self.report.chokes_sent += 1
+        elif frame[1] == T_LOOKUP:
+            self.report.lookups += 1
         try:
             nb.channel.send(frame)
         except Exception:  # InvalidStateError and friends: the channel is going away
@@ -454,16 +494,22 @@ class PeerNode:
                 self.sched.known_end() if self.sched.complete else None,
                 ready=self.init is not None,
             )
-            if self.report.startup_seconds is None and self.playback.started_at is not None:
-                self.report.startup_seconds = self.clock.real() - self._play_started
-                self.core.note_startup(self.report.startup_seconds)
-            self.report.stalls = self.playback.stalls
-            self.report.stalled_seconds = self.playback.stalled_seconds
+            if len(self.report.track_startups) == self.report.tracks_played and self.playback.started_at is not None:
+                self.report.track_startups.append(self.clock.real() - self._play_started)
+                if self.report.startup_seconds is None:
+                    self.report.startup_seconds = self.report.track_startups[0]
+                    self.core.note_startup(self.report.startup_seconds)
+            self.report.stalls = self._stalls_before + self.playback.stalls
+            self.report.stalled_seconds = self._stalled_before + self.playback.stalled_seconds
             if state is State.ENDED:
+                self.report.track_p2p_bytes.append(self.report.p2p_down_bytes - sum(self.report.track_p2p_bytes))
+                self.report.tracks_played += 1
                 self.report.played_to_end = True
                 return
             position = self.playback.position
-            if self.options.leave_at is not None and position >= self.options.leave_at:
+            self._maybe_look_ahead(position)
+            if (self.options.leave_at is not None and self.position == self.options.leave_track
+                    and position >= self.options.leave_at):
                 await self._leave()
                 return
             for req in self.sched.expired(now, position):
@@ -474,6 +520,67 @@ class PeerNode:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
+
+    # ---- a playlist ------------------------------------------------------
+
+    def _maybe_look_ahead(self, position: float) -> None:
+        """Half-way through a track with a next one: read its manifest and ask
+        the neighbours who holds it (``P2PCore.lookup``), once."""
+        if self._looked_ahead or self.position >= len(self.options.playlist):
+            return
+        end = self.sched.known_end() if self.sched.complete else None
+        if end is None or position < end / 2:
+            return
+        self._looked_ahead = True
+        self._spawn(self._look_ahead(self.options.playlist[self.position]))
+
+    async def _look_ahead(self, track: str) -> None:
+        try:
+            manifest = await self._read_manifest(track)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, PeerError, ValueError):
+            self.report.lookup_ahead_failures += 1
+            return
+        self._next_manifest = manifest
+        if not self.leaving:
+            self._apply(self.core.lookup(track, str(manifest["rendition"]), self.clock.real()))
+
+    async def _next_track(self, position: int) -> None:
+        """Start playlist track ``position``: its manifest (read ahead, or now),
+        then new per-track state and the core's new session in one step."""
+        track = self.options.playlist[position - 1]
+        manifest = self._next_manifest
+        if manifest is None or manifest.get("track") not in (None, track):
+            manifest = await self._read_manifest(track)
+        self._next_manifest = None
+        self._looked_ahead = False
+        self._stalls_before = self.report.stalls
+        self._stalled_before = self.report.stalled_seconds
+        # From here to start_session nothing awaits: no frame of the old track
+        # meets the new track's hashes.
+        self.position = position
+        self.track = track
+        self.report.played_to_end = False
+        self.manifest, self.rendition, self.hashes, self.chunks, self.init = {}, "", {}, {}, None
+        self.sched = Scheduler(self.options.settings)
+        self.playback = Playback()
+        self.cache = ChunkCache(self.options.cache_dir, track, str(manifest["rendition"])) if self.options.cache_dir else None
+        self._in_session = False
+        self._set_manifest(manifest)
+        self._play_started = self.clock.real()
+        self._switching = True
+        try:
+            self._start_session()
+        finally:
+            self._switching = False
+
+    async def _read_manifest(self, track: str) -> dict[str, Any]:
+        assert self._session is not None
+        url = f"{self.gateway}/v1/tracks/{track}/manifest"
+        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
+            if r.status != 200:
+                raise PeerError(f"GET {url}: {r.status} {(await r.text())[:200]}")
+            manifest: dict[str, Any] = await r.json()
+        return manifest
 
     def _peer_wait_until(self) -> float:
         """The core's ``wait_until`` (real seconds) as audio time for the scheduler."""
@@ -704,6 +811,15 @@ class PeerNode:
     def _send_control(self, message: dict[str, Any]) -> None:
         if self._ws is None or self._ws.closed or self.vanished:
             return
+        kind = message.get("type")
+        if kind == "want":
+            drop = self.options.drop_wants_from
+            if drop is not None and self.position >= drop:
+                self.report.wants_dropped += 1
+                return
+            self.report.wants += 1
+        elif kind == "introduce":
+            self.report.introduces += 1
         self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
 
     async def _write_control(self) -> None:
@@ -742,6 +858,8 @@ class PeerNode:
                     log.info("%s: gateway refused a message: %s", self.options.name, body)
             elif kind == "peers" and self.leaving:
                 continue
+            elif kind == "peers" and body.get("for") == "introduce" and body.get("peers"):
+                self.report.introduced += 1
             self._apply(self.core.on_control(body, self.clock.real()))
         self._apply(self.core.control_closed())
 
@@ -751,7 +869,7 @@ class PeerNode:
         old = self.neighbours.pop(peer, None)
         if old is not None:
             self._close(old, "replaced")
-        nb = Neighbour(peer, outgoing=outgoing)
+        nb = Neighbour(peer, outgoing=outgoing, label=self.label)
         self.neighbours[peer] = nb
         try:
             pc = self._new_pc(nb)
@@ -877,6 +995,8 @@ class PeerNode:
     def _late(self, nb: Neighbour, frame: bytes) -> None:
         """A frame from a neighbour already dropped (banned, or we left): never
         used, but a bad chunk is counted, so that a benchmark accounts for every one."""
+        if nb.label != self.label:
+            return  # a neighbour of a track played before: its hashes are gone
         try:
             piece = decode(frame)
         except WireError:

@@ -36,8 +36,9 @@ def holding(hub: SwarmHub, peer: str, chunks: list[int], complete: bool = False)
     hub.tracker.announce(peer, T, R, ChunkSet.of(chunks), 0.0, complete=complete)
 
 
-def answer(hub: SwarmHub, peer: str, target: str, now: float = 1.0, track: str = T) -> Peers:
-    (out,) = hub.receive(peer, Introduce(track, R, target), now)
+def answer(hub: SwarmHub, peer: str, target: str, now: float = 1.0, track: str = T,
+           chunks: tuple[int, ...] = ()) -> Peers:
+    (out,) = hub.receive(peer, Introduce(track, R, target, chunks), now)
     assert isinstance(out, Send) and out.peer == peer and isinstance(out.message, Peers)
     return out.message
 
@@ -47,10 +48,10 @@ def test_a_connected_holder_is_introduced_and_may_then_be_signalled() -> None:
     asker, holder = opened(hub), opened(hub)
     holding(hub, holder, [0, 1, 2], complete=True)
     assert not hub.tracker.introduced(asker, holder)
-    got = answer(hub, asker, holder)
-    assert got == Peers(T, R, (Candidate(holder, (), True),), "introduce", holder)
+    got = answer(hub, asker, holder, chunks=(1, 7))
+    assert got == Peers(T, R, (Candidate(holder, (1, 7), True),), "introduce", holder)
     assert render(got) == (
-        '{"type": "peers", "track": "t1", "rendition": "r1", "peers": [{"peer_id": "peer2", "chunks": [], '
+        '{"type": "peers", "track": "t1", "rendition": "r1", "peers": [{"peer_id": "peer2", "chunks": [1, 7], '
         '"complete": true}], "for": "introduce", "peer_id": "peer2"}'
     )
     assert hub.tracker.introduced(asker, holder) and hub.tracker.introduced(holder, asker)
@@ -67,12 +68,17 @@ def test_refused_with_an_empty_answer_not_an_error() -> None:
         answer(hub, asker, "nobody"),  # no such peer
         answer(hub, asker, stranger),  # connected, holds nothing
         answer(hub, asker, holder, track="t2"),  # holds another track
-        answer(hub, asker, busy),  # no slot free: want would not offer it either
         answer(hub, asker, asker),  # oneself
+        answer(hub, asker, busy),  # no slot free: want would not offer it either
+        answer(hub, asker, holder, chunks=(5, 6)),  # none of the chunks needed
     ]
-    assert [p.peers for p in refused] == [()] * 5
-    assert [p.peer_id for p in refused] == ["nobody", stranger, holder, busy, asker]
-    for other in (stranger, holder, busy):
+    assert [p.peers for p in refused] == [()] * 6
+    assert [p.peer_id for p in refused] == ["nobody", stranger, holder, asker, busy, holder]
+    assert [p.reason for p in refused] == ["not_a_holder"] * 4 + ["busy"] * 2
+    assert answer(hub, asker, holder, chunks=(5, 0)).peers == (Candidate(holder, (0,), False),)
+    hub.tracker.remove(asker)  # (introduced now: start the checks below afresh)
+    hub.tracker.join(asker, 1.0)
+    for other in (stranger, busy):
         assert not hub.tracker.introduced(asker, other)
     # refusals are answers: no strikes, however many (within the message rate)
     for i in range(60):
@@ -103,7 +109,8 @@ def test_privacy_hook_applies() -> None:
     hub = Private(Tracker(), new_id=iter(["a", "b"]).__next__)
     asker, holder = opened(hub), opened(hub)
     holding(hub, holder, [0])
-    assert answer(hub, asker, holder).peers == ()
+    got = answer(hub, asker, holder)
+    assert got.peers == () and got.reason == "busy"  # nothing said about who holds what
     assert not hub.tracker.introduced(asker, holder)
 
 

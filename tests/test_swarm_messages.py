@@ -55,7 +55,8 @@ def fields(message: PeerMessage) -> dict[str, Any]:
         case Ping():
             return {}
         case Introduce():
-            return {"track": message.track, "rendition": message.rendition, "peer_id": message.peer_id}
+            return {"track": message.track, "rendition": message.rendition, "peer_id": message.peer_id,
+                    "chunks": list(message.chunks)}
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])

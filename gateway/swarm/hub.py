@@ -43,12 +43,14 @@ Rules (docs/websocket.md is the contract):
   peer still open, with ``from`` set to the sender's real id.
 - Introduce (the overlay, docs/wire.md): ``introduce`` names a peer a
   neighbour said holds (track, rendition); the tracker introduces the pair
-  only if that peer is connected (not closing), not the asker, holds that
-  swarm and has a free upload slot, and the privacy rules allow it
+  only if that peer is connected (not closing), not the asker, and by the
+  rules of ``want`` holds that swarm, one of the ``chunks`` needed and has a
+  free upload slot, and the privacy rules allow it
   (``_introductions_allowed``). The answer is ``peers`` with ``for:
-  "introduce"`` and the ``peer_id`` asked: that one candidate, or none. A
-  refusal is an answer, not a strike: the asker only repeated what a
-  neighbour said.
+  "introduce"`` and the ``peer_id`` asked: that one candidate, or none and a
+  ``reason`` (``not_a_holder``: the neighbour who named it was wrong;
+  ``busy``: not now). A refusal is an answer, not a strike: the asker only
+  repeated what a neighbour said.
 - Stats accepted become ``Count``s of ``ztream_peer_bytes_total``,
   ``ztream_playback_stalls_total``, ``ztream_chunk_verify_failures_total``,
   ``ztream_peer_relay_bytes_total`` (the TURN-relayed part of the peer
@@ -349,13 +351,16 @@ class SwarmHub:
         return len(listeners) >= self.min_listeners
 
     def _introduce(self, peer: str, message: Introduce, now: float) -> Peers:
-        found: tuple[Candidate, ...] = ()
         target = self._peers.get(message.peer_id)
-        if (target is not None and not target.closing and target.id != peer
-                and self._introductions_allowed(peer, message.track, message.rendition)):
-            candidate = self.tracker.introduce(peer, target.id, message.track, message.rendition, now)
-            found = () if candidate is None else (candidate,)
-        return Peers(message.track, message.rendition, found, "introduce", message.peer_id)
+        if target is None or target.closing or target.id == peer:
+            verdict: Candidate | str = "not_a_holder"
+        elif not self._introductions_allowed(peer, message.track, message.rendition):
+            verdict = "busy"  # as a want answer would, say nothing of who holds what
+        else:
+            verdict = self.tracker.introduce(peer, target.id, message.track, message.rendition, message.chunks, now)
+        if isinstance(verdict, str):
+            return Peers(message.track, message.rendition, (), "introduce", message.peer_id, verdict)
+        return Peers(message.track, message.rendition, (verdict,), "introduce", message.peer_id)
 
     def _introductions_allowed(self, peer: str, track: str, rendition: str) -> bool:
         """The privacy rules an introduction obeys, whoever found the candidate:

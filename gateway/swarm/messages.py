@@ -17,7 +17,7 @@ The messages, in brief (docs/websocket.md has every field and rule)::
 
     server -> peer   welcome {peer_id, ice_servers, limits}
                      peers   {track, rendition, peers: [{peer_id, chunks, complete}],
-                              for?, peer_id?}   for "introduce": the answer to one
+                              for?, peer_id?, reason?}   for "introduce": the answer to one
                      signal  {from, data}      "from" is the sender's real id
                      pong    {}
                      error   {error, detail, for?}   "for": the refused type
@@ -30,7 +30,7 @@ The messages, in brief (docs/websocket.md has every field and rule)::
                      slots   {in_use}
                      leave   {track, rendition?}
                      ping    {}
-                     introduce {track, rendition, peer_id}   a holder a neighbour named
+                     introduce {track, rendition, peer_id, chunks?}   a holder a neighbour named
 
 Unknown extra fields are ignored; ``track`` and ``rendition`` are 1..128
 characters of ``A-Z a-z 0-9 . _ ~ : -``; chunk indices are integers in
@@ -176,6 +176,7 @@ class Introduce:
     track: str
     rendition: str
     peer_id: str
+    chunks: tuple[int, ...] = ()  # the chunks needed, as in ``want``: the holder must hold one
 
 
 PeerMessage = Have | Want | Signal | Stats | Slots | Leave | Ping | Introduce
@@ -213,13 +214,15 @@ class Welcome:
 @dataclass(frozen=True, slots=True)
 class Peers:
     """Candidates: the answer to a ``want``, or with ``for_type="introduce"`` to an
-    ``introduce`` of ``peer_id`` (that one candidate, or none: refused)."""
+    ``introduce`` of ``peer_id`` (that one candidate, or none: refused, and
+    ``reason`` says why: ``not_a_holder`` or ``busy``)."""
 
     track: str
     rendition: str
     peers: tuple[Candidate, ...]
     for_type: str | None = None
     peer_id: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +399,8 @@ def _parse_introduce(body: dict[str, Any]) -> Introduce:
     peer_id = body.get("peer_id")
     if not isinstance(peer_id, str) or not _PEER_ID.fullmatch(peer_id):
         raise ProtocolError("bad_field", "peer_id: expected a peer id", "introduce")
-    return Introduce(track, rendition, peer_id)
+    chunks = _index_list(body.get("chunks", []), "chunks", "introduce", MAX_WANT)
+    return Introduce(track, rendition, peer_id, tuple(chunks))
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], PeerMessage]] = {
@@ -486,7 +490,7 @@ def encode(message: PeerMessage) -> str:
             return '{"type":"ping"}'
         case Introduce():
             return _compact({"type": "introduce", "track": message.track, "rendition": message.rendition,
-                             "peer_id": message.peer_id})
+                             "peer_id": message.peer_id, "chunks": list(message.chunks)})
 
 
 # -- render: server -> peer ----------------------------------------------------
@@ -514,6 +518,8 @@ def render(message: ServerMessage) -> str:
                 answer["for"] = message.for_type
             if message.peer_id is not None:
                 answer["peer_id"] = message.peer_id
+            if message.reason is not None:
+                answer["reason"] = message.reason
             return json.dumps(answer)
         case SignalFrom():
             return f'{{"type":"signal","from":{json.dumps(message.sender)},"data":{message.data_json}}}'
@@ -568,10 +574,10 @@ def _parse_peers(body: dict[str, Any]) -> Peers:
                 and isinstance(e.get("complete"), bool)):
             raise ProtocolError("bad_field", "peers: expected {peer_id, chunks, complete} entries", "peers")
         found.append(Candidate(e["peer_id"], tuple(e["chunks"]), e["complete"]))
-    for_type, peer_id = body.get("for"), body.get("peer_id")
-    if for_type is not None and not isinstance(for_type, str) or peer_id is not None and not isinstance(peer_id, str):
-        raise ProtocolError("bad_field", "for, peer_id: expected strings", "peers")
-    return Peers(track, rendition, tuple(found), for_type, peer_id)
+    extra = [body.get("for"), body.get("peer_id"), body.get("reason")]
+    if any(v is not None and not isinstance(v, str) for v in extra):
+        raise ProtocolError("bad_field", "for, peer_id, reason: expected strings", "peers")
+    return Peers(track, rendition, tuple(found), *extra)
 
 
 def _parse_signal_from(body: dict[str, Any]) -> SignalFrom:

@@ -405,18 +405,25 @@ class Tracker:
             self._introduce(asker, self._peers[candidate.peer_id])
         return chosen
 
-    def introduce(self, peer: str, holder: str, track: str, rendition: str, now: float) -> Candidate | None:
-        """Introduce ``peer`` to ``holder`` if the tracker knows it holds (track,
-        rendition) and has a free upload slot (the rules of ``want``); the
-        candidate, or None. For the overlay: a neighbour named ``holder``."""
+    def introduce(
+        self, peer: str, holder: str, track: str, rendition: str, needed: Sequence[int], now: float
+    ) -> Candidate | str:
+        """Introduce ``peer`` to ``holder`` by the rules of ``want``: it holds
+        (track, rendition), one of the ``needed`` chunks (any when empty) and has
+        a free upload slot. The candidate, or why not: ``"not_a_holder"`` (not
+        known to hold that swarm) or ``"busy"`` (no free slot, none of the
+        chunks). For the overlay: a neighbour named ``holder``."""
         asker = self._get(peer)
         asker.last_seen = now
         h = self._peers.get(holder)
         holding = h.holdings.get((track, rendition)) if h is not None and holder != peer else None
-        if h is None or holding is None or h.in_use >= self.upload_slots:
-            return None
+        if h is None or holding is None:
+            return "not_a_holder"
+        held = tuple(needed) if holding.complete else holding.chunks.among(needed)
+        if h.in_use >= self.upload_slots or (needed and not held):
+            return "busy"
         self._introduce(asker, h)
-        return Candidate(holder, (), holding.complete)
+        return Candidate(holder, held, holding.complete)
 
     def introduced(self, a: str, b: str) -> bool:
         """Whether signals may pass between ``a`` and ``b`` (either direction)."""

@@ -212,7 +212,7 @@ const scenarios = [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1), tick(1.6), { on: "waitUntil", now: 1.65 },
     frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "p"] }, 1.7),
     { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [{ peer_id: "a", chunks: [], complete: false }], for: "introduce", peer_id: "a" } },
-    { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b" } },
+    { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b", reason: "not_a_holder" } },
     tick(2.5), tick(3.5),
   ] },
   { name: "overlay: neighbours that know nobody: want as soon as they have answered", steps: [
@@ -245,12 +245,14 @@ const scenarios = [
     frame("s", { type: "holders", track: "t2", rendition: R, peers: ["x", "y", "z"] }, 1.1),
     { on: "info", now: 1.2 }, tick(1.3),
   ] },
-  { name: "overlay: a neighbour whose suggestions the server keeps refusing counts as a bad chunk", settings: { maxBadHolders: 2 }, steps: [
+  { name: "overlay: a neighbour whose suggestions the server keeps refusing as not holders counts as a bad chunk; busy does not", settings: { maxBadHolders: 2 }, steps: [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
     frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "c"] }, 1.7),
-    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "a" } },
-    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "zz" } },
-    { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b" } },
+    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "a", reason: "not_a_holder" } },
+    { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "zz", reason: "not_a_holder" } },
+    { on: "control", now: 1.85, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "c", reason: "busy" } },
+    { on: "info", now: 1.85 },
+    { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b", reason: "not_a_holder" } },
     { on: "info", now: 1.9 },
   ] },
   { name: "overlay off: never a LOOKUP, a notice or an introduce; the tracker only", settings: { overlay: false }, steps: [
