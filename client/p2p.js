@@ -78,7 +78,9 @@
 //   once per neighbour). Nonsense is treated as a bad chunk (counted in
 //   `verify_failures`, the neighbour dropped and banned): an unsolicited HOLDERS
 //   that is not such a notice, more than `maxHolders` ids, duplicates, our own
-//   id, or `maxBadHolders` suggestions the server refused. `overlay: false`
+//   id, or `maxBadHolders` more suggestions the server refused as not holders
+//   than it introduced (a departing peer naming itself is never held against
+//   it: it may not have announced a chunk yet). `overlay: false`
 //   turns the asking off (tracker only, as before).
 // - Peer wait: `waitUntil(now)` tells the scheduler how long it may hold back
 //   server requests because peers are being looked for (tracker not answered
@@ -117,7 +119,7 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   maxHolders: 8, // ids in one HOLDERS answer; an answer with more is a flood
   directoryTtl: 30, // seconds an id learnt from the overlay stays a candidate
   maxDirectory: 64, // candidates remembered per track (the oldest is forgotten)
-  maxBadHolders: 3, // suggestions of one neighbour the server refused before it counts as a bad chunk
+  maxBadHolders: 8, // suggestions of one neighbour refused as not holders, beyond those introduced, before it counts as a bad chunk
   overlay: true, // ask neighbours before the tracker (false: the tracker only)
   corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
 });
@@ -642,7 +644,8 @@ export class P2PCore {
       askedAt: -Infinity, // when we last asked it
       answeredAt: -Infinity, // when we last answered a LOOKUP of its
       noticed: false, // it told us where it goes
-      badHolders: 0, // its suggestions the server refused
+      badHolders: 0, // its suggestions the server refused as not holders
+      goodHolders: 0, // its suggestions the server introduced
     };
     this.neighbours.set(id, nb);
     return nb;
@@ -797,11 +800,11 @@ export class P2PCore {
     const dir = s && this.directory.get(swarmKey(s.track, s.rendition));
     if (!dir || !this.connected) return 0;
     let sent = 0;
+    const chunks = this.missing().slice(0, this.settings.maxWant); // as in a want: it must hold one of them
     for (const [id, e] of dir) {
       if (this.neighbours.size + this.introducing.size >= this.settings.wantNeighbours) break;
       if (e.until <= now || !this.dialable(id, now) || this.introducing.has(id)) continue;
       this.introducing.set(id, { source: e.source, at: now });
-      const chunks = this.missing().slice(0, this.settings.maxWant); // as in a want: it must hold one of them
       this.sendControl(out, { type: "introduce", track: s.track, rendition: s.rendition, peer_id: id, chunks }, now);
       sent += 1;
     }
@@ -878,6 +881,8 @@ export class P2PCore {
     for (const c of Array.isArray(msg.peers) ? msg.peers : []) {
       const id = c && typeof c.peer_id === "string" ? c.peer_id : null;
       if (!id) continue;
+      const source = this.neighbours.get(this.introducing.get(id)?.source ?? "");
+      if (source && source.id !== id) source.goodHolders += 1;
       this.introducing.delete(id);
       if (!this.dialable(id, now) || this.neighbours.size >= this.settings.wantNeighbours) continue;
       this.newNeighbour(id, "offerer", now);
@@ -896,12 +901,14 @@ export class P2PCore {
     const e = this.introducing.get(id);
     if (!e) return;
     this.introducing.delete(id);
+    // a departing peer naming itself may not have announced a chunk yet: it stays a candidate
+    if (e.source === id) return this.checkRound(out, now);
     const s = this.session;
     if (s) this.directory.get(swarmKey(s.track, s.rendition))?.delete(id);
     const source = e.source !== null && !busy ? this.neighbours.get(e.source) : undefined;
     if (source) {
       source.badHolders += 1;
-      if (source.badHolders >= this.settings.maxBadHolders) out.push(...this.badOverlay(source.id, now));
+      if (source.badHolders - source.goodHolders >= this.settings.maxBadHolders) out.push(...this.badOverlay(source.id, now));
     }
     this.checkRound(out, now);
   }

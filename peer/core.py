@@ -124,7 +124,7 @@ class P2PSettings:
     max_holders: int = 8  # ids in one HOLDERS answer; an answer with more is a flood
     directory_ttl: float = 30  # seconds an id learnt from the overlay stays a candidate
     max_directory: int = 64  # candidates remembered per track (the oldest is forgotten)
-    max_bad_holders: int = 3  # suggestions of one neighbour the server refused before it counts as a bad chunk
+    max_bad_holders: int = 8  # suggestions of one neighbour refused as not holders, beyond those introduced, before it counts as a bad chunk
     overlay: bool = True  # ask neighbours before the tracker (False: the tracker only)
     corrupt: bool = False  # TEST ONLY: flip a byte in every chunk served (a bad seeder)
 
@@ -349,7 +349,8 @@ class _Neighbour:
     asked_at: float = -math.inf  # when we last asked it
     answered_at: float = -math.inf  # when we last answered a LOOKUP of its
     noticed: bool = False  # it told us where it goes
-    bad_holders: int = 0  # its suggestions the server refused
+    bad_holders: int = 0  # its suggestions the server refused as not holders
+    good_holders: int = 0  # its suggestions the server introduced
 
 
 @dataclass(slots=True)
@@ -963,14 +964,14 @@ class P2PCore:
         if s is None or not known or not self.connected:
             return 0
         sent = 0
+        chunks = self.missing()[: self.settings.max_want]  # as in a want: it must hold one of them
         for peer, k in list(known.items()):
             if len(self.neighbours) + len(self.introducing) >= self.settings.want_neighbours:
                 break
             if k.until <= now or not self._dialable(peer, now) or peer in self.introducing:
                 continue
             self.introducing[peer] = (k.source, now)
-            chunks = self.missing()[: self.settings.max_want]  # as in a want: it must hold one of them
-            msg = {"type": "introduce", "track": s.track, "rendition": s.rendition, "peer_id": peer, "chunks": chunks}
+            msg = {"type": "introduce", "track": s.track, "rendition": s.rendition, "peer_id": peer, "chunks": list(chunks)}
             self._send_control(out, msg, now)
             sent += 1
         return sent
@@ -1050,7 +1051,10 @@ class P2PCore:
             peer = c.get("peer_id") if isinstance(c, dict) else None
             if not isinstance(peer, str) or not peer:
                 continue
-            self.introducing.pop(peer, None)
+            entry = self.introducing.pop(peer, None)
+            source = self.neighbours.get(entry[0]) if entry is not None and entry[0] is not None else None
+            if source is not None and source.id != peer:
+                source.good_holders += 1
             if not self._dialable(peer, now) or len(self.neighbours) >= self.settings.want_neighbours:
                 continue
             self._new_neighbour(peer, "offerer", now)
@@ -1070,13 +1074,17 @@ class P2PCore:
         entry = self.introducing.pop(peer, None)
         if entry is None:
             return
+        if entry[0] == peer:
+            # a departing peer naming itself may not have announced a chunk yet: it stays a candidate
+            self._check_round(out, now)
+            return
         s = self.session
         if s is not None:
             self.directory.get((s.track, s.rendition), {}).pop(peer, None)
         source = self.neighbours.get(entry[0]) if entry[0] is not None and not busy else None
         if source is not None:
             source.bad_holders += 1
-            if source.bad_holders >= self.settings.max_bad_holders:
+            if source.bad_holders - source.good_holders >= self.settings.max_bad_holders:
                 out.extend(self._bad_overlay(source.id, now))
         self._check_round(out, now)
 

@@ -228,7 +228,8 @@ const scenarios = [
     frame("p", { type: "holders", track: "next", rendition: R, peers: ["p"] }, 1),
     { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1, 2], complete: true, held: [] } },
     { on: "waitUntil", now: 2.1 }, tick(2.4), tick(2.6),
-    { on: "control", now: 2.7, msg: { type: "peers", track: "next", rendition: R, peers: [{ peer_id: "p", chunks: [], complete: false }], for: "introduce", peer_id: "p" } },
+    { on: "control", now: 2.7, msg: { type: "peers", track: "next", rendition: R, peers: [], for: "introduce", peer_id: "p", reason: "not_a_holder" } },
+    tick(5), { on: "control", now: 5.1, msg: { type: "peers", track: "next", rendition: R, peers: [{ peer_id: "p", chunks: [0], complete: false }], for: "introduce", peer_id: "p" } },
   ] },
   { name: "overlay: lookup() asks about the next track ahead; the answers are introduced when it starts", steps: [
     welcome(), session(4, [0]), ...dialled("p", [[0, 3]]), { on: "lookup", now: 1, target: { track: "next", rendition: R } },
@@ -245,9 +246,11 @@ const scenarios = [
     frame("s", { type: "holders", track: "t2", rendition: R, peers: ["x", "y", "z"] }, 1.1),
     { on: "info", now: 1.2 }, tick(1.3),
   ] },
-  { name: "overlay: a neighbour whose suggestions the server keeps refusing as not holders counts as a bad chunk; busy does not", settings: { maxBadHolders: 2 }, steps: [
+  { name: "overlay: a neighbour whose suggestions the server keeps refusing as not holders counts as a bad chunk; busy does not", settings: { maxBadHolders: 2, wantNeighbours: 8 }, steps: [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
-    frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "c"] }, 1.7),
+    frame("p", { type: "holders", track: T, rendition: R, peers: ["a", "b", "c", "d", "e"] }, 1.7),
+    { on: "control", now: 1.75, msg: { type: "peers", track: T, rendition: R, peers: [{ peer_id: "d", chunks: [1], complete: false }], for: "introduce", peer_id: "d" } },
+    { on: "control", now: 1.76, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "e", reason: "not_a_holder" } },
     { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "a", reason: "not_a_holder" } },
     { on: "control", now: 1.8, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "zz", reason: "not_a_holder" } },
     { on: "control", now: 1.85, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "c", reason: "busy" } },
