@@ -133,6 +133,7 @@ class SwarmResult:
             "overlay": "on" if self.overlay else "off",
             "tracks": self.tracks,
             "tracker_wants": sum(r.wants for r in self.reports),
+            "tracker_wants_at_start": sum(r.wants_at_start for r in self.reports),
             "tracker_wants_dropped": sum(r.wants_dropped for r in self.reports),
             "introduces": sum(r.introduces for r in self.reports),
             "introduced": sum(r.introduced for r in self.reports),

@@ -68,7 +68,8 @@
 //   asked within `lookupInterval` gets a LOOKUP (one hop: a neighbour answers
 //   from what it knows, it never asks on). The round ends after `lookupWait`
 //   or once every answer is in; only a round that brought nobody new falls
-//   back to `want`. A neighbour answers a LOOKUP with at most `maxHolders`
+//   back to `want`. A round with no neighbour to ask (a session's start)
+//   whose known candidates cannot fill the places wants at once beside them. A neighbour answers a LOOKUP with at most `maxHolders`
 //   ids: itself and its neighbours with a non-empty HAVE when the track is its
 //   session's, then its directory; at most one LOOKUP per `lookupGap` seconds
 //   from one neighbour is answered, more are ignored. `lookup({track,
@@ -717,7 +718,8 @@ export class P2PCore {
   sendWant(out, now) {
     const s = this.session;
     const missing = this.missing();
-    if (!s || !this.connected || missing.length === 0 || this.neighbours.size >= this.settings.wantNeighbours) return;
+    if (!s || !this.connected || this.want.outstanding || missing.length === 0) return;
+    if (this.neighbours.size >= this.settings.wantNeighbours) return;
     this.want.outstanding = true;
     this.want.sentAt = now;
     this.want.nextAt = now + this.want.interval;
@@ -760,6 +762,11 @@ export class P2PCore {
     if (introduced === 0 && round.asked.size === 0) {
       this.endRound();
       return false;
+    }
+    // nobody to ask (a session's start) and too few known to fill the places:
+    // waiting would only delay the tracker's answer, so it is asked at once
+    if (round.asked.size === 0 && this.neighbours.size + this.introducing.size < this.settings.wantNeighbours) {
+      this.sendWant(out, now);
     }
     return true;
   }

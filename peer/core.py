@@ -877,7 +877,9 @@ class P2PCore:
     def _send_want(self, out: list[Effect], now: float) -> None:
         s = self.session
         missing = self.missing()
-        if s is None or not self.connected or not missing or len(self.neighbours) >= self.settings.want_neighbours:
+        if s is None or not self.connected or self.want.outstanding or not missing:
+            return
+        if len(self.neighbours) >= self.settings.want_neighbours:
             return
         self.want.outstanding = True
         self.want.sent_at = now
@@ -928,6 +930,10 @@ class P2PCore:
         if introduced == 0 and not self.round.asked:
             self._end_round()
             return False
+        # nobody to ask (a session's start) and too few known to fill the places:
+        # waiting would only delay the tracker's answer, so it is asked at once
+        if not self.round.asked and len(self.neighbours) + len(self.introducing) < self.settings.want_neighbours:
+            self._send_want(out, now)
         return True
 
     def _end_round(self) -> None:

@@ -194,6 +194,7 @@ class PeerReport:
     track_startups: list[float] = field(default_factory=list)  # real seconds from a track's start to sound
     track_p2p_bytes: list[int] = field(default_factory=list)  # peer bytes of each track played to its end
     wants: int = 0  # `want` frames sent to the tracker
+    wants_at_start: int = 0  # of those, sent in the first second of a track
     wants_dropped: int = 0  # `want` frames dropped (drop_wants_from)
     introduces: int = 0  # `introduce` frames sent
     introduced: int = 0  # introductions the server answered with the peer
@@ -818,6 +819,8 @@ class PeerNode:
                 self.report.wants_dropped += 1
                 return
             self.report.wants += 1
+            if self.clock.real() - self._play_started < 1.0:
+                self.report.wants_at_start += 1
         elif kind == "introduce":
             self.report.introduces += 1
         self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
