@@ -126,3 +126,17 @@ def test_bad_introduce_frames_are_protocol_errors() -> None:
             assert out == [Send(asker, Error("bad_field", "peer_id: expected a peer id", "introduce"))]
         else:
             raise AssertionError(text)
+
+
+def test_min_listeners_applies_to_introductions_as_to_wants() -> None:
+    counter = itertools.count(1)
+    hub = SwarmHub(Tracker(), new_id=lambda: f"peer{next(counter)}", min_listeners=3)
+    asker, holder = opened(hub), opened(hub)
+    holding(hub, holder, [0])
+    got = answer(hub, asker, holder)  # two listeners of the track: under the minimum
+    assert got.peers == () and got.reason == "busy"
+    assert not hub.tracker.introduced(asker, holder)
+    third = opened(hub)
+    holding(hub, third, [0])
+    assert answer(hub, asker, holder, now=2.0).peers == (Candidate(holder, (), False),)
+    assert hub.tracker.introduced(asker, holder)
