@@ -72,7 +72,13 @@ def cluster_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` on a loopback port, nothing saved to disk."""
+    """One ``redis-server`` on a loopback port, nothing saved to disk.
+
+    ``command_prefix`` and ``ping`` are how it is launched and probed: the
+    browser cluster test runs it in a network namespace (tests/test_cluster_browser.py).
+    """
+
+    command_prefix: list[str] = []
 
     def __init__(self, directory: Path, port: int | None = None, *, cluster: bool = False) -> None:
         self.port = port if port is not None else (cluster_port() if cluster else free_port())
@@ -94,11 +100,11 @@ class RedisServer:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
                      "--cluster-node-timeout", "2000"]
         with (self.dir / "redis.log").open("ab") as log:  # the child keeps its own copy
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([*self.command_prefix, *args], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                if self.ping():
                     return
             except redis.RedisError:
                 if self.proc.poll() is not None:
@@ -106,6 +112,11 @@ class RedisServer:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"redis-server on {self.port} did not start")
+
+    def ping(self) -> bool:
+        import redis
+
+        return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
 
     def stop(self) -> None:
         if self.proc is not None:

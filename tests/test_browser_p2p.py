@@ -113,6 +113,11 @@ class World:
             self.topology.close()
             raise
 
+    @property
+    def chromium_args(self) -> list[str]:
+        """Chromium flags for a listener of this world (tests/test_cluster_browser.py has several origins)."""
+        return NAT_ARGS
+
     def close(self) -> None:
         try:
             self.gw.stop()
@@ -175,26 +180,29 @@ class Browser:
         if home not in self.browsers:
             wrapper = self.world.homes[home].chromium_wrapper(self.tmp_path, require_chromium())
             self.browsers[home] = await self.pw.chromium.launch(
-                executable_path=wrapper, headless=True, args=[*CHROMIUM_ARGS, *NAT_ARGS]
+                executable_path=wrapper, headless=True, args=[*CHROMIUM_ARGS, *self.world.chromium_args]
             )
         return self.browsers[home]
 
-    async def listener(self, track_id: str, attrs: str = "", script: str = "", home: int = 0) -> Any:
+    async def listener(self, track_id: str, attrs: str = "", script: str = "", home: int = 0,
+                       gw: NamespacedGateway | None = None) -> Any:
         # No microphone/camera: host candidates stay hidden behind mDNS names.
         # local-network-access (not a media permission): the test page is
         # fulfilled by Playwright, so Chromium cannot place it and would refuse
         # its WebSocket to the gateway (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+        # ``gw``: the gateway whose origin the page is on (default the world's one).
+        url = (gw or self.gw).url
         browser = await self.at(home)
         context = await browser.new_context(permissions=["local-network-access"])
-        html = listener_page(f"{self.gw.url}/v1/tracks/{track_id}", attrs, script)
+        html = listener_page(f"{url}/v1/tracks/{track_id}", attrs, script)
 
         async def serve(route: Any) -> None:
             await route.fulfill(status=200, content_type="text/html", body=html)
 
-        await context.route(self.gw.url + PAGE_PATH, serve)
+        await context.route(url + PAGE_PATH, serve)
         page = await context.new_page()
         self.log.watch(page)
-        await page.goto(self.gw.url + PAGE_PATH)
+        await page.goto(url + PAGE_PATH)
         await until(page, "document.getElementById('p').manifest !== null && document.getElementById('p').p2p !== null")
         return page
 
