@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -236,12 +237,136 @@ class NginxEdge:
 
 
 def _wrk(url: str, seconds: int, conns: int, threads: int = 2) -> float:
+    return _wrk_measured(url, seconds, conns, threads)[0]
+
+
+def _wrk_measured(url: str, seconds: int, conns: int, threads: int = 2) -> tuple[float, float]:
+    """(requests/s, CPU seconds wrk itself used): wrk shares the cores with what it measures."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     if match is None:
         raise RuntimeError(f"wrk printed no rate: {out}")
-    return float(match.group(1))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(match.group(1)), cpu
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (``--workers``: the parent and its worker processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo.extend(int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat: other load shows here."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / _TICK, sum(values) / _TICK
+
+
+def _worker_share(redis_url: str) -> dict[str, float]:
+    """Chunk bytes each node (worker) served, from its own /metrics at its private node_url."""
+    import redis
+
+    from bench.harness import get
+
+    shares = {}
+    client: Any = redis.Redis.from_url(redis_url)
+    for node, raw in client.hgetall("ztream:nodes").items():
+        entry = json.loads(raw)
+        if time.time() - float(entry.get("seen", 0)) > 5:  # a node stopped earlier in this run
+            continue
+        try:
+            text = get(entry["url"] + "/metrics").decode()
+        except OSError:
+            continue
+        shares[node.decode()] = sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+                                    if line.startswith('ztream_server_bytes_total{kind="chunk"'))
+    return shares
+
+
+def _redis_commands(redis_url: str) -> int:
+    """Commands Redis has processed so far: heartbeats only, unless something sits on the chunk path."""
+    import redis
+
+    client: Any = redis.Redis.from_url(redis_url)
+    return int(client.info("stats")["total_commands_processed"])
+
+
+def measure_workers(work: Path, up_port: int, track_url: str, redis_url: str,
+                    seconds: int, conns: int, threads: int) -> dict[int, dict[str, Any]]:
+    """Cached chunk requests/s of one process and of ``--workers 2``, with where the CPU went."""
+    from bench.harness import get
+
+    results: dict[int, dict[str, Any]] = {}
+    for workers in (1, 2):
+        extra = ("--workers", str(workers)) if workers > 1 else ()
+        proc, url, _ = _node(work, f"w{workers}", up_port, redis_url, *extra)
+        try:
+            time.sleep(2.2)
+            track = _register(url, track_url)
+            index = min(5, len(_complete(url, track)["chunks"]) - 1)
+            chunk_url = f"{url}/v1/tracks/{track}/chunks/{index}"
+            for _ in range(8):  # every worker has it cached (pulled once, then local)
+                get(chunk_url)
+            _wrk(chunk_url, 2, conns, threads)  # warm-up
+            pids = _tree_pids(proc.p.pid)
+            shares_before = _worker_share(redis_url)
+            gw_before, (busy_before, total_before) = _cpu_seconds(pids), _machine_busy()
+            redis_before = _redis_commands(redis_url)
+            rps, wrk_cpu = _wrk_measured(chunk_url, seconds, conns, threads)
+            redis_per_s = (_redis_commands(redis_url) - redis_before) / seconds
+            gw_cpu = _cpu_seconds(pids) - gw_before
+            busy_after, total_after = _machine_busy()
+            shares = {k: v - shares_before.get(k, 0.0) for k, v in _worker_share(redis_url).items()}
+            # Our own counter is one of these; the rest is other processes (here: the other helpers' load).
+            results[workers] = {
+                "rps": rps, "gateway_cpu": gw_cpu / seconds, "wrk_cpu": wrk_cpu / seconds,
+                "machine_busy": (busy_after - busy_before) / seconds,
+                "machine_cores": (total_after - total_before) / seconds,
+                "rps_per_gateway_core": rps / (gw_cpu / seconds) if gw_cpu else 0.0,
+                "redis_commands_per_s": redis_per_s,
+                "spread": sorted(round(v / max(sum(shares.values()), 1.0), 3) for v in shares.values()),
+            }
+        finally:
+            proc.stop()
+    return results
+
+
+def print_workers(results: dict[int, dict[str, Any]], conns: int, threads: int) -> None:
+    for workers, r in results.items():
+        print(f"cached chunk, {'1 process ' if workers == 1 else '--workers 2'}  {r['rps']:9.0f} req/s   "
+              f"gateway {r['gateway_cpu']:.2f} cores ({r['rps_per_gateway_core']:.0f} req/s per core)   "
+              f"wrk {r['wrk_cpu']:.2f} cores   redis {r['redis_commands_per_s']:.0f} cmd/s   machine busy {r['machine_busy']:.2f} of {r['machine_cores']:.2f}"
+              + (f"   spread over workers {r['spread']}" if workers > 1 else ""), flush=True)
+    one, two = results[1], results[2]
+    print(f"--workers 2 / 1 process    {two['rps'] / one['rps']:.2f} (goal >= 1.7 on {os.cpu_count()} cores; "
+          f"wrk -t{threads} -c{conns} shares them);  per gateway core "
+          f"{two['rps_per_gateway_core'] / one['rps_per_gateway_core']:.2f}", flush=True)
 
 
 def _node(work: Path, name: str, up_port: int, redis_url: str, *extra: str) -> tuple[Any, str, int]:
@@ -325,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=6, help="duration of each wrk run")
     parser.add_argument("--signals", type=int, default=200)
     parser.add_argument("--skip-swarm", action="store_true", help="leave out the aiortc swarm (the slowest part)")
+    parser.add_argument("--only-workers", action="store_true", help="only --workers 2 vs one process")
+    parser.add_argument("--wrk-threads", type=int, default=1,
+                        help="wrk threads for the workers part (1: wrk takes as little of the 2 cores as it can)")
+    parser.add_argument("--wrk-connections", type=int, default=32)
     args = parser.parse_args(argv)
     for name in ("aioice", "aiortc", "ztream.peer"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -349,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = RedisServer(work)
         redis_server.start()
         servers.append(redis_server)
+        if args.only_workers:
+            results = measure_workers(work, up_port, track_url, redis_server.url, args.seconds,
+                                      args.wrk_connections, args.wrk_threads)
+            print_workers(results, args.wrk_connections, args.wrk_threads)
+            print(json.dumps(results))
+            return 0
         nodes = [_node(work, f"n{i}", up_port, redis_server.url) for i in (1, 2, 3)]
         procs.extend(p for p, _, _ in nodes)
         urls = [u for _, u, _ in nodes]
@@ -405,21 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         # 4. --workers 2 vs 1 (the cluster nodes stopped first: the cores are the workers')
         for p, _, _ in nodes:
             p.stop()
-        rates = {}
-        for workers in (1, 2):
-            extra = ("--workers", str(workers)) if workers > 1 else ()
-            proc, url, _ = _node(work, f"w{workers}", up_port, redis_server.url, *extra)
-            procs.append(proc)
-            time.sleep(2.2)
-            _register(url, track_url)
-            _complete(url, track)
-            chunk_url = f"{url}/v1/tracks/{track}/chunks/{index}"
-            for _ in range(8):  # every worker has it cached (pulled once, then local)
-                get(chunk_url)
-            rates[workers] = _wrk(chunk_url, args.seconds, 32)
-            proc.stop()
-        print(f"cached chunk, 1 process   {rates[1]:9.0f} req/s   --workers 2 {rates[2]:9.0f} req/s   "
-              f"ratio {rates[2] / rates[1]:.2f} (goal >= 1.7 on {os.cpu_count()} cores; wrk shares them)", flush=True)
+        results = measure_workers(work, up_port, track_url, redis_server.url, args.seconds,
+                                  args.wrk_connections, args.wrk_threads)
+        print_workers(results, args.wrk_connections, args.wrk_threads)
+        rates = {w: r["rps"] for w, r in results.items()}
         print(json.dumps({"relay_p50_ms_one": _pct(same, .5) * 1000, "relay_p50_ms_two": _pct(across, .5) * 1000,
                           "relay_p99_ms_two": _pct(across, .99) * 1000, "nginx_ratio": cached_rps / static_rps,
                           "workers_ratio": rates[2] / rates[1],
