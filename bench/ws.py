@@ -15,6 +15,18 @@ from the same run:
    sender's ``send`` to the receiver's ``receive``, p50 and p99 — first with
    no idle connection open (the baseline), then with all of them open.
 
+3. announces/s per core: ``--announcers`` peers each send ``have`` at
+   ``--announce-rate`` a second (under the per-socket message budget of
+   docs/websocket.md) for ``--seconds``, each then a ``want`` whose answer
+   proves every earlier message of that socket was handled; the figure is
+   announces handled per CPU second the gateway's processes used (the load
+   generator runs on the same cores and is not counted).
+
+``--workers N`` runs ``ztream serve --workers N`` (a ``redis-server`` on
+loopback started for it): RSS and CPU are summed over the parent and its
+workers, the gauge over each worker's /metrics, and relayed signals cross
+workers through Redis whenever the kernel put a pair on different workers.
+
 Descriptor limits: the bench raises its soft ``RLIMIT_NOFILE`` to the hard
 limit before spawning anything, so the gateway inherits it. Where the hard
 limit is below what ``--conns`` needs (raising it takes CAP_SYS_RESOURCE),
@@ -59,6 +71,33 @@ def rss_bytes(pid: int) -> int:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _tree(pid: int) -> list[int]:
+    from bench.cluster import _tree_pids
+
+    return _tree_pids(pid)
+
+
+def tree_rss(pid: int) -> int:
+    """RSS of ``pid`` and its descendants (``--workers``: the parent and every worker)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            total += rss_bytes(p)
+        except (OSError, RuntimeError):
+            continue
+    return total
+
+
+def tree_fds(pid: int) -> int:
+    total = 0
+    for p in _tree(pid):
+        try:
+            total += open_fds(p)
+        except OSError:
+            continue
+    return total
 
 
 def raise_nofile() -> int:
@@ -209,9 +248,16 @@ async def relay_latency(url: str, pairs: int, rate: float, seconds: float) -> di
             await a.send_str(json.dumps({"type": "have", "track": f"bench{k}", "rendition": "r", "chunks": [0]}))
         for k in range(pairs):
             (b, _bid) = conns[2 * k + 1]
-            await b.send_str(json.dumps({"type": "want", "track": f"bench{k}", "rendition": "r", "chunks": [0]}))
-            answer = json.loads((await b.receive(timeout=10)).data)
-            assert answer["type"] == "peers" and answer["peers"], answer
+            # Across workers the holder reaches Redis a moment after its have: ask again until it is there.
+            for _attempt in range(50):
+                await b.send_str(json.dumps({"type": "want", "track": f"bench{k}", "rendition": "r",
+                                             "chunks": [0]}))
+                answer = json.loads((await b.receive(timeout=10)).data)
+                assert answer["type"] == "peers", answer
+                if answer["peers"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert answer["peers"], answer
 
         async def read(ws: Any) -> None:
             async for msg in ws:
@@ -263,6 +309,71 @@ async def relay_latency(url: str, pairs: int, rate: float, seconds: float) -> di
     }
 
 
+async def announce_load(url: str, peers: int, rate: float, seconds: float, tracks: int = 50) -> dict[str, Any]:
+    """``peers`` sockets each send ``have`` at ``rate``/s for ``seconds``; then a ``want`` each, answered."""
+    import aiohttp
+
+    ws_url = "ws" + url[len("http"):] + "/v1/ws"
+    errors = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        conns = [await session.ws_connect(ws_url, heartbeat=None) for _ in range(peers)]
+        for ws in conns:
+            await ws.receive(timeout=10)  # welcome
+        sent = 0
+        start = time.perf_counter()
+
+        async def announcer(k: int, ws: Any) -> None:
+            nonlocal sent
+            n = 0
+            t0 = time.perf_counter() + (k / peers) / rate  # spread the sockets over one period
+            while t0 + n / rate - start < seconds:
+                await asyncio.sleep(max(0.0, t0 + n / rate - time.perf_counter()))
+                # a growing run of chunks: each have is a real change to the tracker
+                have = {"type": "have", "track": f"bench{k % tracks}", "rendition": "r",
+                        "chunks": list(range(n % 64 + 1))}
+                await ws.send_str(json.dumps(have))
+                n += 1
+                sent += 1
+
+        await asyncio.gather(*(announcer(k, ws) for k, ws in enumerate(conns)))
+
+        async def settled(k: int, ws: Any) -> None:
+            nonlocal errors
+            await ws.send_str(json.dumps({"type": "want", "track": f"bench{k % tracks}", "rendition": "r",
+                                          "chunks": [0]}))
+            while True:
+                body = json.loads((await ws.receive(timeout=30)).data)
+                if body.get("type") == "peers":
+                    return
+                if body.get("type") == "error":
+                    errors += 1
+
+        await asyncio.gather(*(settled(k, ws) for k, ws in enumerate(conns)))
+        elapsed = time.perf_counter() - start
+        for ws in conns:
+            await ws.close()
+    return {"announces": sent, "seconds": elapsed, "rate": sent / elapsed, "errors": errors}
+
+
+def _cpu(pid: int) -> float:
+    from bench.cluster import _cpu_seconds
+
+    return _cpu_seconds(_tree(pid))
+
+
+def _gauge_sum(url: str, redis_url: str) -> int:
+    """ztream_peers_connected of one gateway, or summed over the workers' own /metrics."""
+    if not redis_url:
+        return _peers_connected(url)
+    import redis
+
+    client: Any = redis.Redis.from_url(redis_url)
+    total = 0
+    for raw in client.hgetall("ztream:nodes").values():
+        total += max(0, _peers_connected(json.loads(raw)["url"]))
+    return total
+
+
 # ---- the bench -----------------------------------------------------------------------
 
 
@@ -285,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=100, help="signaling pairs of the relay load")
     parser.add_argument("--rate", type=float, default=1000.0, help="signals a second, all pairs together")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each relay measurement")
+    parser.add_argument("--announcers", type=int, default=200, help="sockets of the announce load")
+    parser.add_argument("--announce-rate", type=float, default=40.0, help="have messages a second per socket")
+    parser.add_argument("--workers", type=int, default=1, help="ztream serve --workers N (with a redis-server)")
     parser.add_argument("--json", action="store_true", help="also print one JSON line, last")
     args = parser.parse_args(argv)
 
@@ -293,19 +407,39 @@ def main(argv: list[str] | None = None) -> int:
     limit = raise_nofile()
     relay_conns = 2 * args.pairs
     fit = limit - GATEWAY_FD_RESERVE - relay_conns
+    if args.workers > 1:  # each worker has its own limit; SO_REUSEPORT's spread is even only on average
+        fit = int(fit * args.workers * 0.9)
     conns = min(args.conns, fit)
     work = Path(tempfile.mkdtemp(prefix="ztream-ws-"))
     procs: list[Proc] = []
     workers: list[subprocess.Popen[str]] = []
+    redis_server: Any = None
     try:
         port = free_port()
-        (work / "gw.toml").write_text(f'[server]\nport = {port}\n[cache]\ndir = "{work / "cache"}"\n')
-        gw = Proc([sys.executable, "-m", "gateway.cli", "serve", "--config", str(work / "gw.toml")], work / "gw.log")
+        config = f'[server]\nport = {port}\n[cache]\ndir = "{work / "cache"}"\n'
+        extra: list[str] = []
+        redis_url = ""
+        if args.workers > 1:
+            from bench.cluster import RedisServer
+
+            redis_server = RedisServer(work)
+            redis_server.start()
+            redis_url = redis_server.url
+            config += f'[cluster]\nredis_url = "{redis_url}"\n'
+            extra = ["--workers", str(args.workers)]
+        (work / "gw.toml").write_text(config)
+        gw = Proc([sys.executable, "-m", "gateway.cli", "serve", "--config", str(work / "gw.toml"), *extra],
+                  work / "gw.log")
         procs.append(gw)
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz")
         pid = gw.p.pid
-        print(f"gateway pid {pid}, RLIMIT_NOFILE {limit} (gateway and bench)", flush=True)
+        if args.workers > 1:
+            time.sleep(2.2)  # heartbeats: every worker knows the others
+            while len(_tree(pid)) < args.workers + 1:
+                time.sleep(0.2)
+        print(f"gateway pid {pid} ({args.workers} worker{'s' if args.workers > 1 else ''}), "
+              f"RLIMIT_NOFILE {limit} (gateway and bench)", flush=True)
         if conns < args.conns:
             print(f"note: {args.conns} idle connections need more descriptors than the hard RLIMIT_NOFILE "
                   f"({limit}) leaves the gateway; raising it takes CAP_SYS_RESOURCE, which this machine does "
@@ -313,7 +447,16 @@ def main(argv: list[str] | None = None) -> int:
 
         base = asyncio.run(relay_latency(url, args.pairs, args.rate, args.seconds))  # also warms the code paths
         time.sleep(1.0)
-        rss0, fds0 = rss_bytes(pid), open_fds(pid)
+        cpu0 = _cpu(pid)
+        announced = asyncio.run(announce_load(url, args.announcers, args.announce_rate, args.seconds))
+        time.sleep(0.5)  # a cluster node's batched holder writes to Redis (20 ms later) are counted too
+        announce_cpu = _cpu(pid) - cpu0
+        per_core = announced["announces"] / announce_cpu if announce_cpu else float("nan")
+        print(f"announces: {announced['announces']} from {args.announcers} sockets in {announced['seconds']:.1f} s "
+              f"({announced['rate']:.0f}/s, {announced['errors']} errors); gateway CPU {announce_cpu:.2f} s: "
+              f"{per_core:.0f} announces per core-second", flush=True)
+        time.sleep(1.0)
+        rss0, fds0 = tree_rss(pid), tree_fds(pid)
         print(f"baseline: RSS {rss0 / 2**20:.1f} MiB, {fds0} descriptors; relay at {base['rate']}/s: "
               f"p50 {base['p50_ms']} ms p99 {base['p99_ms']} ms", flush=True)
 
@@ -337,14 +480,16 @@ def main(argv: list[str] | None = None) -> int:
             failed += status["failed"]
         connect_s = time.monotonic() - t0
         time.sleep(2.0)
-        rss1, fds1 = rss_bytes(pid), open_fds(pid)
-        gauge = _peers_connected(url)
+        rss1, fds1 = tree_rss(pid), tree_fds(pid)
+        gauge = _gauge_sum(url, redis_url)
         per_conn = (rss1 - rss0) / max(1, opened)
         projected = rss0 + per_conn * 20_000
+        per_gib = 2**30 / per_conn if per_conn > 0 else float("inf")
         print(f"{opened} idle connections open ({failed} failed) in {connect_s:.1f} s from {len(sources)} "
               f"source addresses and {len(workers)} workers; ztream_peers_connected {gauge}", flush=True)
         print(f"gateway RSS {rss1 / 2**20:.1f} MiB ({fds1} descriptors): {per_conn / 1024:.1f} KiB per connection; "
-              f"projected for 20,000: {projected / 2**30:.2f} GiB (goal <= 1 GiB)", flush=True)
+              f"projected for 20,000: {projected / 2**30:.2f} GiB (goal <= 1 GiB); {per_gib:.0f} idle sockets per GiB "
+              f"(goal >= 80k, <= 12 KiB each)", flush=True)
 
         loaded = asyncio.run(relay_latency(url, args.pairs, args.rate, args.seconds))
         print(f"relay at {loaded['rate']}/s with {opened} idle connections: p50 {loaded['p50_ms']} ms "
@@ -374,6 +519,13 @@ def main(argv: list[str] | None = None) -> int:
             "relay_baseline_p50_ms": base["p50_ms"],
             "relay_baseline_p99_ms": base["p99_ms"],
             "still_open": still,
+            "workers": args.workers,
+            "idle_per_gib": round(per_gib),
+            "announces": announced["announces"],
+            "announces_per_s": round(announced["rate"]),
+            "announce_cpu_seconds": round(announce_cpu, 2),
+            "announces_per_core_second": round(per_core),
+            "announce_errors": announced["errors"],
         }
         if args.json:
             print(json.dumps(result))
@@ -389,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
                     pass
         for proc in procs:
             proc.stop()
+        if redis_server is not None:
+            redis_server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
