@@ -5,32 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { PeerLink, P2PAgent, selectedCandidateType } from "../../client/transport.js";
-import { Scheduler } from "../../client/scheduler.js";
+import { FakePlayer, FakeWS } from "./helpers/fakes.mjs";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-class FakeWS {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    FakeWS.all.push(this);
-  }
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close() {
-    this.readyState = 3;
-  }
-  open() {
-    this.readyState = 1;
-    this.onopen?.();
-  }
-  receive(msg) {
-    this.onmessage?.({ data: JSON.stringify(msg) });
-  }
-}
 
 function stats(localType, remoteType) {
   const entries = [
@@ -172,21 +149,6 @@ test("relay mode asks for TURN candidates only", () => {
   assert.deepEqual(pc.config, { iceServers: [{ urls: ["turn:t"] }], iceTransportPolicy: "relay" });
   l.close();
 });
-
-class FakePlayer extends EventTarget {
-  constructor() {
-    super();
-    this.stats = { httpBytes: 0, peerBytes: 0, stalls: 0 };
-  }
-  kick() {}
-  start(n = 10) {
-    const chunks = [...Array(n).keys()].map((index) => ({ index, start: index * 2, duration: 2, sha256: "x" }));
-    this.manifest = { id: "trk", rendition: "r1", complete: true, chunks };
-    this.scheduler = new Scheduler();
-    this.scheduler.setManifest(this.manifest);
-    this.dispatchEvent(new CustomEvent("session", { detail: { trackId: "trk", manifest: this.manifest } }));
-  }
-}
 
 test("outcomes reach the next stats report: connected by type, timed out, with the neighbour count", async () => {
   FakeWS.all = [];
