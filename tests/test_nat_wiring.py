@@ -18,13 +18,12 @@ import time
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from aioice import stun
 
-from gateway.app import create_app
 from gateway.config import ConfigError
 from gateway.nat.service import IcePlan, stun_port
-from tests.test_control import connect
+# make_gateway is test_control's fixture (a bare app, no sources); pytest finds it by name here.
+from tests.test_control import connect, make_gateway  # noqa: F401
 
 T, R = "track1", "rend1"
 
@@ -33,21 +32,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def make_gateway(make_config: Any):  # type: ignore[no-untyped-def]
-    clients: list[TestClient] = []
-
-    async def make(**sections: dict[str, Any]) -> TestClient:
-        client = TestClient(TestServer(create_app(make_config(**sections)), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def binding(port: int) -> tuple[str, int]:
