@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import SplitResult, urlencode, urljoin, urlsplit
 
 from ...errors import BadRequest, Forbidden, UpstreamError
 from .errors import Unavailable
@@ -83,6 +83,25 @@ def is_soundcloud_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and host in (_PAGE_HOSTS | _SHORT_HOSTS | _API_HOSTS)
 
 
+def _split_web_url(url: str, what: str) -> tuple[SplitResult, str]:
+    """``url`` split, with its lower-cased host (trailing dot dropped).
+
+    Raises:
+        BadRequest(code="bad_url"): not parseable, not http(s), or carrying
+        credentials or an explicit port (no SoundCloud URL has those);
+        ``what`` ("track", "set") names the expected kind in the message.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+        port = parts.port
+    except ValueError:
+        raise BadRequest("not a valid SoundCloud URL", code="bad_url") from None
+    if parts.scheme not in ("http", "https") or parts.username is not None or port is not None:
+        raise BadRequest(f"not a SoundCloud {what} URL", code="bad_url")
+    return parts, host
+
+
 def parse_soundcloud_url(url: str) -> SoundCloudRef:
     """Classify a SoundCloud URL without any request.
 
@@ -100,14 +119,7 @@ def parse_soundcloud_url(url: str) -> SoundCloudRef:
         return SoundCloudRef("id", match.group(1))
     if url.startswith("soundcloud:"):
         raise BadRequest("expected soundcloud:tracks:<numeric id>", code="bad_url")
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").rstrip(".").lower()
-        port = parts.port
-    except ValueError:
-        raise BadRequest("not a valid SoundCloud URL", code="bad_url") from None
-    if parts.scheme not in ("http", "https") or parts.username is not None or port is not None:
-        raise BadRequest("not a SoundCloud track URL", code="bad_url")
+    parts, host = _split_web_url(url, "track")
     if host in _SHORT_HOSTS:
         short = _SHORT_CODE.match(parts.path)
         if short is None:
@@ -137,14 +149,7 @@ def parse_soundcloud_set_url(url: str) -> SoundCloudRef:
     Raises:
         BadRequest(code="bad_url"): anything else.
     """
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").rstrip(".").lower()
-        port = parts.port
-    except ValueError:
-        raise BadRequest("not a valid SoundCloud URL", code="bad_url") from None
-    if parts.scheme not in ("http", "https") or parts.username is not None or port is not None:
-        raise BadRequest("not a SoundCloud set URL", code="bad_url")
+    parts, host = _split_web_url(url, "set")
     if host in _API_HOSTS:
         api = _API_PLAYLIST_PATH.match(parts.path)
         if api is not None:
