@@ -125,19 +125,23 @@ class Resolver:
             return ref
         raise UpstreamError("the SoundCloud short link redirects too often", code="too_many_redirects")
 
+    async def _lookup(self, ref: SoundCloudRef, collection: Literal["tracks", "playlists"]) -> Reply:
+        """A page ref through ``/resolve``, an id ref at ``/<collection>/<id>``
+        (the official API names it by URN, ``soundcloud:<collection>:<id>``)."""
+        api = self._credentials
+        if ref.kind == "page":
+            return await api.get(f"{self.api_base}/resolve", "resolve", {"url": ref.value})
+        if self.official:
+            return await api.get(f"{self.api_base}/{collection}/{quote(f'soundcloud:{collection}:' + ref.value)}", "resolve")
+        return await api.get(f"{self.api_base}/{collection}/{ref.value}", "resolve")
+
     async def track_json(self, ref: SoundCloudRef, *, fresh: bool = False) -> dict[str, Any]:
         """The track's JSON, from the TTL cache or the API; only playable tracks are cached."""
         if not fresh:
             cached = self._meta.get(ref.cache_key)
             if cached is not None:
                 return dict(cached)
-        api = self._credentials
-        if ref.kind == "page":
-            reply = await api.get(f"{self.api_base}/resolve", "resolve", {"url": ref.value})
-        elif self.official:
-            reply = await api.get(f"{self.api_base}/tracks/{quote('soundcloud:tracks:' + ref.value)}", "resolve")
-        else:
-            reply = await api.get(f"{self.api_base}/tracks/{ref.value}", "resolve")
+        reply = await self._lookup(ref, "tracks")
         if reply.status != 200:
             raise api_error(reply, "track")
         data = self._client.json(reply)
@@ -148,13 +152,7 @@ class Resolver:
 
     async def set_json(self, ref: SoundCloudRef) -> SetInfo:
         """A set's JSON, checked and listed (not cached here: the player caches what it resolved)."""
-        api = self._credentials
-        if ref.kind == "page":
-            reply = await api.get(f"{self.api_base}/resolve", "resolve", {"url": ref.value})
-        elif self.official:
-            reply = await api.get(f"{self.api_base}/playlists/{quote('soundcloud:playlists:' + ref.value)}", "resolve")
-        else:
-            reply = await api.get(f"{self.api_base}/playlists/{ref.value}", "resolve")
+        reply = await self._lookup(ref, "playlists")
         if reply.status != 200:
             raise api_error(reply, "set")
         return playlist_info(self._client.json(reply))
