@@ -89,6 +89,28 @@ def rest_bytes(m: dict[str, Any]) -> int:
     return sum(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
 
 
+async def leeched(page: Any, m: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Once ``page``'s player has finished: its stats, its ``chunk`` events and its P2P
+    info, after checking every appended buffer against the manifest."""
+    await until(page, "window.finished", timeout=60)
+    stats = await page.evaluate("document.getElementById('p').stats")
+    chunks = await page.evaluate("window.chunks")
+    info = await p2p(page)
+    await check_audio(page, m)
+    return stats, chunks, info
+
+
+def assert_took_the_rest(m: dict[str, Any], stats: dict[str, Any], chunks: list[dict[str, Any]],
+                         info: dict[str, Any], seeder_info: dict[str, Any]) -> None:
+    """The leecher got the bytes after the server lead from its one neighbour, the
+    seeder, over a server-reflexive (NAT-mapped) connection, and counted them right."""
+    assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
+    assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
+    assert seeder_info["upBytes"] >= stats["peerBytes"]
+    assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
+    assert info["outcomes"] and {o["outcome"] for o in info["outcomes"]} <= {"srflx", "prflx"}, info["outcomes"]
+
+
 async def test_chromium_seeds_firefox_leeches(tmp_path: Path, audio_dir: Path) -> None:
     """Chromium behind one NAT holds the track; Firefox behind another gets the rest of it from Chromium."""
     world = World(tmp_path, audio_dir)
@@ -103,22 +125,14 @@ async def test_chromium_seeds_firefox_leeches(tmp_path: Path, audio_dir: Path) -
             await seeded(seeder, m)
             async with firefox_listener(world, tmp_path, tid, home=1) as ff:
                 await play(ff)
-                await until(ff, "window.finished", timeout=60)
-                stats = await ff.evaluate("document.getElementById('p').stats")
-                chunks = await ff.evaluate("window.chunks")
-                info = await p2p(ff)
-                await check_audio(ff, m)
+                stats, chunks, info = await leeched(ff, m)
                 errors = page_errors(ff)
             seeder_info = await p2p(seeder)
         from_peer = [c["index"] for c in chunks if c["source"] == "peer"]
         print(f"\nChromium -> Firefox: stats {stats}; chunks from the peer {from_peer}; outcomes {info['outcomes']}; "
               f"Chromium sent {seeder_info['upBytes']}")
         assert stats["stalls"] == 0, stats
-        assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
-        assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
-        assert seeder_info["upBytes"] >= stats["peerBytes"]
-        assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
-        assert info["outcomes"] and {o["outcome"] for o in info["outcomes"]} <= {"srflx", "prflx"}, info["outcomes"]
+        assert_took_the_rest(m, stats, chunks, info, seeder_info)
         assert not errors, errors
         log.assert_clean()
         await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
@@ -140,11 +154,7 @@ async def test_firefox_seeds_chromium_leeches(tmp_path: Path, audio_dir: Path) -
             async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
                 leecher = await b.listener(tid, home=1)
                 await play(leecher)
-                await until(leecher, "window.finished", timeout=60)
-                stats = await leecher.evaluate("document.getElementById('p').stats")
-                chunks = await leecher.evaluate("window.chunks")
-                info = await p2p(leecher)
-                await check_audio(leecher, m)
+                stats, chunks, info = await leeched(leecher, m)
             seeder_info = await p2p(ff)
             seeder_stats = await ff.evaluate("document.getElementById('p').stats")
             errors = page_errors(ff)
@@ -153,11 +163,7 @@ async def test_firefox_seeds_chromium_leeches(tmp_path: Path, audio_dir: Path) -
               f"Firefox sent {seeder_info['upBytes']}, its own stats {seeder_stats}")
         assert stats["stalls"] == 0, stats
         assert seeder_stats["stalls"] == 0, seeder_stats
-        assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
-        assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
-        assert seeder_info["upBytes"] >= stats["peerBytes"]
-        assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
-        assert info["outcomes"] and {o["outcome"] for o in info["outcomes"]} <= {"srflx", "prflx"}, info["outcomes"]
+        assert_took_the_rest(m, stats, chunks, info, seeder_info)
         assert not errors, errors
         log.assert_clean()
         await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
