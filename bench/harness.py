@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["UPSTREAM_SERVER", "Proc", "free_port", "get", "start_gateway", "wait_http"]
+__all__ = ["UPSTREAM_SERVER", "Proc", "free_port", "get", "start_gateway", "wait_http", "workspace"]
 
 UPSTREAM_SERVER = r"""
 import sys
@@ -75,3 +79,17 @@ def start_gateway(work: Path, upstream_port: int, name: str) -> tuple[Proc, str]
     return proc, url
 
 
+
+
+@contextmanager
+def workspace(prefix: str) -> Iterator[tuple[Path, list[Proc]]]:
+    """A fresh temporary directory and an empty list for the run's processes; on the way
+    out (return or exception) every listed process is stopped, then the directory removed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    procs: list[Proc] = []
+    try:
+        yield work, procs
+    finally:
+        for proc in procs:
+            proc.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -36,10 +36,8 @@ import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
@@ -438,13 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("aioice", "aiortc", "ztream.peer", "matplotlib"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-    from bench.harness import UPSTREAM_SERVER, Proc, free_port, wait_http
+    from bench.harness import UPSTREAM_SERVER, Proc, free_port, wait_http, workspace
     from transcode.ffmpeg import find_ffmpeg
 
     ffmpeg = find_ffmpeg("")
-    work = Path(tempfile.mkdtemp(prefix="ztream-soak-"))
-    procs: list[Proc] = []
-    try:
+    with workspace("ztream-soak-") as (work, procs):
         files = work / "files"
         files.mkdir()
         names = []
@@ -475,10 +471,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps([{f.name: getattr(s, f.name) for f in fields(Sample)} for s in samples]))
         return 0
-    finally:
-        for proc in procs:
-            proc.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

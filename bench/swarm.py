@@ -37,11 +37,9 @@ import asyncio
 import json
 import logging
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -318,11 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     logging.getLogger("ztream.peer").setLevel(logging.WARNING)
 
-    from bench.harness import UPSTREAM_SERVER, Proc, free_port, get, start_gateway, wait_http
+    from bench.harness import UPSTREAM_SERVER, Proc, free_port, get, start_gateway, wait_http, workspace
 
-    work = Path(tempfile.mkdtemp(prefix="ztream-swarm-"))
-    procs: list[Proc] = []
-    try:
+    with workspace("ztream-swarm-") as (work, procs):
         if args.gateway:
             gateway = args.gateway.rstrip("/")
             listed = [t["id"] for t in json.loads(get(f"{gateway}/v1/tracks"))["tracks"]]
@@ -362,10 +358,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(result.summary()))
         return 0
-    finally:
-        for proc in procs:
-            proc.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

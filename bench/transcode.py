@@ -19,13 +19,19 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 
-from .harness import UPSTREAM_SERVER, Proc, free_port, get, start_gateway, wait_http
+from .harness import (
+    UPSTREAM_SERVER,
+    Proc,
+    free_port,
+    get,
+    start_gateway,
+    wait_http,
+    workspace,
+)
 
 BARE_SERVER = r"""
 import sys
@@ -61,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     binary = find_ffmpeg("")
     rendition = make_rendition(binary, bitrate=96000, chunk_seconds=2.0)
-    work = Path(tempfile.mkdtemp(prefix="ztream-bench-"))
-    procs: list[Proc] = []
-    try:
+    with workspace("ztream-bench-") as (work, procs):
         track = work / "files" / "track.mp3"
         track.parent.mkdir()
         seconds = int(args.minutes * 60)
@@ -147,10 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(result))
         return 0
-    finally:
-        for proc in procs:
-            proc.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
