@@ -21,10 +21,9 @@ import json
 
 from aiohttp import web
 
-from ..media import CATALOG, MEDIA
-from ..media.catalog import Track
-from ..errors import NotFound
+from ..media import MEDIA
 from . import ORIGINS
+from .api import _track  # the same lookup and 404 as the core track routes
 from .conditional import none_match
 from .responses import endpoint
 
@@ -34,14 +33,6 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 LIVE = "no-cache"
 
 routes = web.RouteTableDef()
-
-
-def _track(request: web.Request) -> Track:
-    track_id = request.match_info["id"]
-    track = request.app[CATALOG].get(track_id)
-    if track is None:
-        raise NotFound(f"no track {track_id!r}", code="track_not_found")
-    return track
 
 
 def _answer(request: web.Request, body: bytes, content_type: str, etag: str, final: bool) -> web.Response:
