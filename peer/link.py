@@ -28,7 +28,7 @@ chunk never asked for, out of order, or larger than the manifest says
 raises ``WireError``: the shell drops the neighbour.
 
 ``UploadSlots`` is the seeder's promise to serve at most ``slots`` listeners
-at once (DESIGN.md, "Upload slots"): a listener takes a slot with its first
+at once (docs/wire.md, "Behaviour"): a listener takes a slot with its first
 REQUEST and keeps it while it keeps asking; ``hold`` seconds after its last
 REQUEST the slot is free again. A REQUEST from a listener without a slot
 while all are taken is choked. Time is an argument, as everywhere here.

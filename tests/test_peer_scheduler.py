@@ -1,7 +1,7 @@
 """peer/scheduler.py against the vectors that client/scheduler.js also runs.
 
 ``tests/vectors/scheduler/cases.json`` holds hand-written scenarios (the
-rules of DESIGN.md, one by one); ``random.json`` holds long random traces
+rules of docs/wire.md ("Behaviour", "Verification"), one by one); ``random.json`` holds long random traces
 whose expectations were recorded from this implementation and which the
 JavaScript module must reproduce step for step
 (``tests/js/scheduler-vectors.test.mjs``). Regenerate ``random.json`` with
