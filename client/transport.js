@@ -614,7 +614,7 @@ export class P2PAgent {
           this.serve(e.peer, e.index);
           break;
         case "deliver":
-          if (this.links.get(e.peer)?.candidate === "relay") this.pending.relayBytes += e.data.byteLength;
+          this.countRelay(this.links.get(e.peer), e.data.byteLength);
           this.settle(e.peer, e.index, (w) => w.resolve(e.data.buffer));
           break;
         case "reject":
@@ -643,13 +643,24 @@ export class P2PAgent {
     if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, seconds: clock() - link.openedAt });
   }
 
+  /** Bytes a neighbour delivered, counted as relayed when its connection is; the
+   * selected pair's type is learnt asynchronously, so bytes before it wait on the link. */
+  countRelay(link, bytes) {
+    if (!link) return;
+    if (link.candidate === "relay") this.pending.relayBytes += bytes;
+    else if (link.candidate === null) link.unattributedBytes = (link.unattributedBytes ?? 0) + bytes;
+  }
+
   /** The core's stats report, with the connection diagnostics added; they are reset only once sent. */
   sendStats(msg) {
     const neighbours = [...this.links.values()].filter((l) => l.connected && !l.closed).length;
     const out = { ...msg, neighbours };
     if (Object.keys(this.pending.connections).length > 0) out.connections = this.pending.connections;
-    if (this.pending.relayBytes > 0) out.p2p_relay_down_bytes = Math.min(this.pending.relayBytes, msg.p2p_down_bytes ?? 0);
-    if (this.socket.send(out)) this.pending = { connections: {}, relayBytes: 0 };
+    // Relayed bytes are a part of this report's peer bytes; what does not fit
+    // (bytes the core counts in its next report) waits for the next one.
+    const relay = Math.min(this.pending.relayBytes, msg.p2p_down_bytes ?? 0);
+    if (relay > 0) out.p2p_relay_down_bytes = relay;
+    if (this.socket.send(out)) this.pending = { connections: {}, relayBytes: this.pending.relayBytes - relay };
   }
 
   settle(peer, index, fn) {
@@ -673,7 +684,11 @@ export class P2PAgent {
         relay: this.relay,
         RTCPeerConnectionImpl: this.RTC,
         onConnected: (candidate) => {
-          if (this.links.get(peer) === link) this.noteOutcome(peer, link, candidate);
+          if (this.links.get(peer) !== link) return;
+          this.noteOutcome(peer, link, candidate);
+          // Bytes that came before the selected pair's type was known.
+          if (candidate === "relay") this.pending.relayBytes += link.unattributedBytes ?? 0;
+          link.unattributedBytes = 0;
         },
         onSignal: (data) => {
           if (this.links.get(peer) === link) this.socket.send({ type: "signal", to: peer, data });
