@@ -119,7 +119,8 @@ function run({ method, value }) {
       engine.toggle().catch(() => {});
       break;
     case "seekTo":
-      engine.seek(Math.min(value / 1000, seconds()));
+      // an unknown duration (not loaded yet) clamps nothing: the engine clamps once it knows
+      engine.seek(seconds() > 0 ? Math.min(value / 1000, seconds()) : value / 1000);
       break;
     case "setVolume":
       engine.volume = value / 100;

@@ -396,6 +396,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.index = 0;
     this.loading = null;
     this.wantPlay = false;
+    this.pendingSeek = null;
     this.dragging = null;
     this.prefetched = new Set();
     this.raf = 0;
@@ -557,11 +558,15 @@ export class ZtreamPlayer extends HTMLElement {
     this.setBuffering();
     // After a media error the session is dead: play means try again, afresh.
     if (!this.loading || this.core.failed) this.select(this.index, { play: true });
+    const loading = this.loading;
     try {
-      await this.loading;
-      if (!this.wantPlay) return;
+      await loading;
+      if (!this.wantPlay || this.loading !== loading) return;
       await this.audio.play();
     } catch (err) {
+      // A play() that a newer track's load interrupted (AbortError) speaks
+      // for the old track: the new selection's wish to play stands.
+      if (this.loading !== loading) return;
       this.wantPlay = false;
       this.setBuffering();
       if (err?.name === "NotAllowedError") {
@@ -585,8 +590,12 @@ export class ZtreamPlayer extends HTMLElement {
     return Promise.resolve();
   }
 
+  /** Seek to `seconds`; before the track is loaded, the seek waits for it (as SoundCloud's widget does). */
   seek(seconds) {
-    if (!this.ready) return;
+    if (!this.ready) {
+      this.pendingSeek = Math.max(0, Number(seconds) || 0);
+      return;
+    }
     this.core.seek(seconds);
     this.renderTime();
   }
@@ -608,6 +617,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.ready = false;
     this.errorState = null;
     this.wantPlay = play;
+    this.pendingSeek = null;
     const entry = this.tracks[index];
     this.ui.title.textContent = entry.meta?.title || entry.title || "Loading…";
     this.ui.artist.textContent = entry.meta?.artist || "";
@@ -633,9 +643,14 @@ export class ZtreamPlayer extends HTMLElement {
         this.renderTime();
         this.applyVolume();
         this.loadWaveform(entry.src, track);
+        if (this.pendingSeek !== null) {
+          this.core.seek(this.pendingSeek);
+          this.pendingSeek = null;
+        }
         this.fire("ready", { track, duration: this.duration, index });
         if (this.wantPlay) {
           this.audio.play().catch((err) => {
+            if (this.loading !== loading) return; // interrupted by the next track's load
             this.wantPlay = false;
             this.setBuffering();
             if (err?.name === "NotAllowedError") this.setStatus("Press play to listen");

@@ -463,6 +463,57 @@ async def test_playlist_next_prev_skip_start_track_prefetch(gateway_factory: Any
     log.assert_clean()
 
 
+async def test_skip_while_the_last_track_still_starts_and_seek_before_load(gateway_factory: Any, audio_site: Any) -> None:
+    """A host that skips twice quickly and seeks at once gets the last track, playing, where it asked.
+
+    The first skip's play() is still waiting for data (its chunks come over
+    a slow network) when the second skip unloads it: that play()'s AbortError
+    belongs to the old track and must not stop the new one. The seekTo arrives
+    before the new track's manifest: it waits for it instead of being dropped.
+    """
+    require_chromium()
+    gateway = await asyncio.to_thread(gateway_factory, **{"sources.url": {"allow_hosts": [audio_site.host]}})
+    audio_site.playlists["quick.m3u"] = (
+        f"#EXTM3U\n#EXTINF:12,Song\n{audio_site.base}/audio/song.mp3\n"
+        f"#EXTINF:6,Slow\n{audio_site.base}/audio/other.mp3\n"
+        f"#EXTINF:12,Last\n{audio_site.base}/audio/song.mp3?last=1\n"
+    )
+    src = player_src(gateway.url, f"{audio_site.base}/lists/quick.m3u")
+    script = """
+      const w = new TestWidget(document.getElementById("a"));
+      window.widgets.a = w;
+      window.track("a", w, ["ready", "play", "playProgress"]);
+    """
+    log = ErrorLog()
+    async with HostSite({"": host_page({"a": src}, script)}) as host, async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = log.watch(await browser.new_page())
+            await page.goto(host.url("/"))
+            await count(page, "a", "ready")
+            ask = "(m) => window.widgets.a.get(m)"
+            ids = [s["id"] for s in await page.evaluate(ask, "getSounds")]
+
+            async def slow_network(route: Any) -> None:
+                await asyncio.sleep(3)
+                await route.continue_()
+
+            await page.route(f"**/v1/tracks/{ids[1]}/chunks/**", slow_network)
+            await page.evaluate("window.widgets.a.send('play')")
+            await count(page, "a", "playProgress")
+            await page.evaluate("window.widgets.a.send('skip', 1)")
+            await count(page, "a", "play", 2)  # track 1's play() was called; its data is still on the way
+            assert await page.evaluate(ask, "isPaused") is False
+            await page.evaluate("window.widgets.a.send('skip', 2); window.widgets.a.send('seekTo', 7000)")
+            await until(page, "window.widgets.a.get('getCurrentSoundIndex').then((i) => i === 2)")
+            await until(page, "window.widgets.a.get('getPosition').then((p) => p > 7000)")
+            assert await page.evaluate(ask, "isPaused") is False
+            assert (await page.evaluate(ask, "getCurrentSound"))["title"] == "Last"
+        finally:
+            await browser.close()
+    log.assert_clean()
+
+
 async def test_layouts_keyboard_and_screenshots(gateway: Any) -> None:
     """Compact and visual layouts at 320 and 800 px: usable, accessible; screenshots into docs/."""
     require_chromium()
