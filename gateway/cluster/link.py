@@ -63,6 +63,9 @@ class RedisLink:
         self.on_down: list[Callable[[], None]] = []
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
+        # One more for every heal: a subscription made before it ends, so that
+        # it is made afresh (redis-py may re-subscribe by itself, but not tell).
+        self.epoch = 0
 
     # -- connection ----------------------------------------------------------
 
@@ -133,6 +136,7 @@ class RedisLink:
                 # A cluster client (or none) is rebuilt: its slot map may be stale.
                 healed = await self._connect()
             if healed:
+                self.epoch += 1
                 self.up = True
                 self.health.heal(REASON)
                 log.info("redis is back: rejoining the cluster")
@@ -168,10 +172,16 @@ class RedisLink:
 
         return bool(await self.call(go))
 
-    async def subscribe(self, channel: str) -> AsyncIterator[bytes]:
-        """The messages on ``channel`` until the connection fails (then it ends, marking the link down)."""
+    async def subscribe(self, channel: str, on_subscribed: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+        """The messages on ``channel`` until the connection fails (then it ends, marking the link down).
+
+        ``on_subscribed`` runs once Redis has confirmed the subscription: from
+        then on nothing published on ``channel`` is missed. The iteration also
+        ends when the link went down and healed since (a new epoch).
+        """
         if not self.up or self.client is None:
             return
+        epoch = self.epoch
         if self.is_cluster:
             node = self.client.get_node_from_key(channel)
             conn: Any = aioredis.Redis(host=node.host, port=node.port, socket_connect_timeout=TIMEOUT_SECONDS)
@@ -180,11 +190,13 @@ class RedisLink:
         pubsub = conn.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
+            if on_subscribed is not None:
+                on_subscribed()
             while not self._closed:
                 message = await pubsub.get_message(timeout=PROBE_SECONDS)
                 if message is not None and message.get("type") == "message":
                     yield message["data"]
-                elif not self.up:
+                elif not self.up or self.epoch != epoch:
                     return
         except REDIS_ERRORS as exc:
             self._mark_down(exc)

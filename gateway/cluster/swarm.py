@@ -55,6 +55,10 @@ REFRESH_SECONDS = 60.0
 # A holders hash outlives its last write by this much (its entries carry their own time too).
 HOLDERS_TTL = int(IDLE_TIMEOUT + 2 * REFRESH_SECONDS)
 OUTBOX = 10_000
+# How long a heal waits for this node's inbox subscription before it writes
+# its holdings anyway (other nodes introduce to peers named there, and their
+# signals arrive on that inbox).
+SUBSCRIBE_WAIT_SECONDS = 10.0
 MAX_GONE = 100_000
 
 
@@ -71,6 +75,7 @@ class SwarmFederation:
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(OUTBOX)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
         self.relayed_in = 0
         self.relayed_out = 0
 
@@ -217,7 +222,14 @@ class SwarmFederation:
             await asyncio.sleep(FLUSH_SECONDS)
 
     async def resync(self) -> None:
-        """Rewrite every local peer's holdings (after an outage, and now and then)."""
+        """Rewrite every local peer's holdings (after an outage, and now and then).
+
+        Not before this node listens on its inbox again: a holder named in
+        Redis gets introductions and signals from other nodes at once, and a
+        Redis publish reaches only those subscribed at that moment.
+        """
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), SUBSCRIBE_WAIT_SECONDS)
         for peer in self.tracker.local_ids():
             self._dirty[peer] = None
         self._wake.set()
@@ -249,8 +261,9 @@ class SwarmFederation:
     async def _subscriber(self) -> None:
         while True:
             if self.link.up:
-                async for raw in self.link.subscribe(keys.inbox(self.node_id)):
+                async for raw in self.link.subscribe(keys.inbox(self.node_id), self._listening.set):
                     self.receive(raw)
+                self._listening.clear()
             await asyncio.sleep(0.2)
 
     # -- life -----------------------------------------------------------------
@@ -258,6 +271,7 @@ class SwarmFederation:
     def start(self) -> None:
         self.link.on_heal.append(self.resync)
         self.link.on_down.append(self.tracker.drop_shadows)
+        self.link.on_down.append(self._listening.clear)
         for name, run in (("publisher", self._publisher), ("writer", self._writer),
                           ("refresher", self._refresher), ("subscriber", self._subscriber)):
             self._tasks.append(asyncio.create_task(run(), name=f"ztream-cluster-{name}"))
