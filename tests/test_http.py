@@ -12,7 +12,7 @@ from gateway.errors import BadRequest, Unauthorized, ZtreamError
 from gateway.http import ORIGINS, OriginPolicy
 from gateway.http.responses import endpoint, read_json, render_error
 
-API_EXPOSE = "ETag, Content-Length, X-Ztream-Complete, Retry-After"
+API_EXPOSE = "ETag, Content-Length, Content-Range, Accept-Ranges, X-Ztream-Complete, Retry-After"
 
 
 def _request(path: str, origin: str | None = None) -> web.Request:

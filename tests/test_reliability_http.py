@@ -188,6 +188,17 @@ def test_range_gives_206(served: Any, kind: str, spec: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_ranged_answer_is_readable_cross_origin(served: Any, kind: str) -> None:
+    """A player on another origin (fetch with Range) can read what a 206 says about itself."""
+    gw, tid, manifest = served
+    path, size = _resources(tid, manifest)[kind]
+    status, headers, _ = call(gw, "GET", path, {"Range": "bytes=0-9", "Origin": "https://blog.example"})
+    assert status == 206 and headers.get("access-control-allow-origin"), headers
+    exposed = {h.strip().lower() for h in headers["access-control-expose-headers"].split(",")}
+    assert {"content-range", "accept-ranges", "content-length", "etag"} <= exposed, headers
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_unsatisfiable_range_is_416(served: Any, kind: str) -> None:
     gw, tid, manifest = served
     path, size = _resources(tid, manifest)[kind]

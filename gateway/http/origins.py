@@ -30,7 +30,7 @@ __all__ = ["OriginPolicy", "ANY_ORIGIN"]
 # Readable by every page. A shared constant: copy before adding to it.
 ANY_ORIGIN: dict[str, str] = {"Access-Control-Allow-Origin": "*"}
 # What a cross-origin reader of an API answer may see besides the simple headers.
-_EXPOSE = "ETag, Content-Length, X-Ztream-Complete, Retry-After"
+_EXPOSE = "ETag, Content-Length, Content-Range, Accept-Ranges, X-Ztream-Complete, Retry-After"
 
 
 def _public_path(path: str) -> bool:
