@@ -1,7 +1,7 @@
 // The control WebSocket's (/v1/ws) messages, as the browser reads and writes
 // them: pure, no socket. docs/websocket.md is the contract; the frames both
 // ways are pinned, field by field, by tests/vectors/control/messages.json,
-// which gateway/swarm/messages.py passes too.
+// which gateway/swarm/codec.py passes too.
 //
 //   parseServerMessage(text) -> {type: "welcome" | "peers" | "signal" | "pong" | "error", ...} | null
 //   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping" | "introduce", ...}) -> text

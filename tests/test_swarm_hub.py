@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from gateway.swarm.codec import parse
 from gateway.swarm.hub import (
     PEER_BYTES,
     PEERS_CONNECTED,
@@ -33,7 +34,6 @@ from gateway.swarm.messages import (
     Stats,
     Want,
     Welcome,
-    parse,
 )
 from gateway.swarm.tracker import ChunkSet, Tracker
 

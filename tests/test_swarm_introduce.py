@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+from gateway.swarm.codec import parse, render
 from gateway.swarm.hub import Send, SwarmHub
 from gateway.swarm.messages import (
     Candidate,
@@ -15,8 +16,6 @@ from gateway.swarm.messages import (
     Signal,
     SignalFrom,
     Slots,
-    parse,
-    render,
 )
 from gateway.swarm.tracker import ChunkSet, Tracker
 

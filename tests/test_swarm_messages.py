@@ -1,4 +1,4 @@
-"""gateway/swarm/messages.py against the shared control vectors, field by field.
+"""gateway/swarm/codec.py (and messages.type_of) against the shared control vectors, field by field.
 
 The same file drives tests/js/control-vectors.test.mjs (client/control-protocol.js).
 """
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.swarm.codec import encode, parse, parse_server, render
 from gateway.swarm.messages import (
     Have,
     Introduce,
@@ -22,10 +23,6 @@ from gateway.swarm.messages import (
     Slots,
     Stats,
     Want,
-    encode,
-    parse,
-    parse_server,
-    render,
     type_of,
 )
 

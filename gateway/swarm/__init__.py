@@ -3,11 +3,11 @@
 Theory of operation
 -------------------
 
-Four layers, from pure to I/O (docs/websocket.md is the contract):
+Five layers, from pure to I/O (docs/websocket.md is the contract):
 
-- ``messages``: one frozen dataclass per control message, both ways;
-  ``parse(text)`` (peer → server, raising ``ProtocolError``) and
-  ``render(message)`` (server → peer).
+- ``messages``: one frozen dataclass per control message, both ways.
+- ``codec``: their text form: ``parse(text)`` (peer → server, raising
+  ``ProtocolError``) and ``render(message)`` (server → peer).
 - ``tracker``: who holds which chunks, whom to introduce to whom.
 - ``hub``: ``SwarmHub``, the rules (rates, strikes, relay, stats, idle),
   fed events and returning what to send, close and count.

@@ -13,7 +13,7 @@ Inputs (``now`` is seconds on any monotonic clock; peer ids come from the
 injected ``new_id``)::
 
     open(now)                      -> (peer_id, outputs)   a socket was accepted
-    receive(peer, message, now)    -> outputs   a text frame, as messages.parse
+    receive(peer, message, now)    -> outputs   a text frame, as codec.parse
                                                 made it (a message, or the
                                                 ProtocolError it raised)
     refuse(peer, error, now)       -> outputs   a frame refused before parsing

@@ -65,7 +65,8 @@ from ..errors import BadRequest, Forbidden
 from ..http import ORIGINS
 from ..http.responses import render_error
 from .limits import MAX_MESSAGE_BYTES
-from .messages import PeerMessage, ProtocolError, ServerMessage, parse, render
+from .codec import parse, render
+from .messages import PeerMessage, ProtocolError, ServerMessage
 
 __all__ = ["Connection", "Federation", "SwarmSockets"]
 

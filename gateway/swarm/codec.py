@@ -1,0 +1,431 @@
+'''The control WebSocket's frames: text to messages and back, both ways.
+
+Theory of operation
+-------------------
+
+The typed values are ``messages.py``; this module is their text form, and
+does no I/O. Peer → server: ``parse(text)`` turns one text frame into a
+``PeerMessage`` or raises ``ProtocolError`` carrying the wire error code;
+``encode(message)`` is the canonical frame for one (what a client should
+send). Server → peer: ``render(message)`` is the exact text frame;
+``parse_server(text)`` reads one back (for the Python peer and the tests).
+``tests/vectors/control/messages.json`` pins both directions, field by
+field, for this module and for ``client/control-protocol.js``. The wire
+format, field by field, is docs/websocket.md.
+
+Unknown extra fields are ignored; ``track`` and ``rendition`` are 1..128
+characters of ``A-Z a-z 0-9 . _ ~ : -``; chunk indices are integers in
+``0 .. max_chunks - 1``; ranges ``[first, last]`` are inclusive.
+
+Error codes raised here: ``bad_json`` (not JSON), ``not_an_object``,
+``unknown_type``, ``bad_field``, ``bad_stats``. A stats report with any value
+that is not a number of the right kind (booleans are not numbers here),
+negative, NaN or infinite, or absurd (``> MAX_REPORT_BYTES`` bytes,
+``> MAX_REPORT_STALLS`` stalls or verify failures, ``startup_seconds >
+MAX_STARTUP_SECONDS``) is refused whole with ``bad_stats``. ``connections``
+(neighbour connection outcomes since the last report) is an object whose keys
+are among ``CONNECTION_OUTCOMES`` (connected via ``host`` / ``srflx`` /
+``prflx`` / ``relay``, ``failed``, ``timeout``), each a count; another key
+or value is ``bad_stats`` too. ``p2p_relay_down_bytes`` is the part of
+``p2p_down_bytes`` that came over TURN-relayed connections (docs/p2p.md);
+``neighbours`` the number of open neighbour connections now (absent: not
+said).
+'''
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeGuard
+
+from .limits import (
+    MAX_CHUNKS,
+    MAX_REPORT_BYTES,
+    MAX_REPORT_STALLS,
+    MAX_SIGNAL_BYTES,
+    MAX_SLOTS_IN_USE,
+    MAX_STARTUP_SECONDS,
+    MAX_WANT,
+)
+from .messages import (
+    CONNECTION_OUTCOMES,
+    Error,
+    Have,
+    Introduce,
+    Leave,
+    Limits,
+    PeerMessage,
+    Peers,
+    Ping,
+    Pong,
+    ProtocolError,
+    ServerMessage,
+    Signal,
+    SignalFrom,
+    Slots,
+    Stats,
+    Want,
+    Welcome,
+)
+from .tracker import BadChunks, Candidate, ChunkSet
+
+__all__ = ["encode", "parse", "parse_server", "render"]
+
+_NAME = re.compile(r"[A-Za-z0-9._~:-]{1,128}")
+_PEER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+# -- parse: peer -> server -----------------------------------------------------
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    # bool is an int subclass in Python; on the wire true/false are not numbers.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _name(body: dict[str, Any], key: str, kind: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ProtocolError("bad_field", f"{key}: expected 1..128 characters of A-Z a-z 0-9 . _ ~ : -", kind)
+    return value
+
+
+def _index_list(value: object, key: str, kind: str, max_len: int) -> list[int]:
+    if not isinstance(value, list):
+        raise ProtocolError("bad_field", f"{key}: expected a list of chunk indices", kind)
+    if len(value) > max_len:
+        raise ProtocolError("bad_field", f"{key}: at most {max_len} entries", kind)
+    for i in value:
+        if not _is_int(i) or not 0 <= i < MAX_CHUNKS:
+            raise ProtocolError("bad_field", f"{key}: chunk indices are integers in 0..{MAX_CHUNKS - 1}", kind)
+    return value
+
+
+def _parse_have(body: dict[str, Any]) -> Have:
+    track = _name(body, "track", "have")
+    rendition = _name(body, "rendition", "have")
+    chunks = body.get("chunks", [])
+    ranges = body.get("ranges", [])
+    _index_list(chunks, "chunks", "have", MAX_CHUNKS)
+    if not isinstance(ranges, list) or len(ranges) > MAX_CHUNKS:
+        raise ProtocolError("bad_field", "ranges: expected a list of [first, last] pairs", "have")
+    pairs: list[tuple[int, int]] = []
+    for r in ranges:
+        if not (isinstance(r, list) and len(r) == 2 and _is_int(r[0]) and _is_int(r[1])):
+            raise ProtocolError("bad_field", "ranges: expected a list of [first, last] pairs", "have")
+        pairs.append((r[0], r[1]))
+    complete = body.get("complete", False)
+    replace = body.get("replace", False)
+    if not isinstance(complete, bool) or not isinstance(replace, bool):
+        raise ProtocolError("bad_field", "complete, replace: expected true or false", "have")
+    try:
+        held = ChunkSet.from_ranges([*pairs, *((i, i) for i in chunks)])
+    except BadChunks as exc:
+        raise ProtocolError("bad_field", f"chunks, ranges: {exc.detail}", "have") from None
+    return Have(track, rendition, held, complete, replace)
+
+
+def _parse_want(body: dict[str, Any]) -> Want:
+    track = _name(body, "track", "want")
+    rendition = _name(body, "rendition", "want")
+    chunks = _index_list(body.get("chunks", []), "chunks", "want", MAX_WANT)
+    return Want(track, rendition, tuple(chunks))
+
+
+def _parse_signal(body: dict[str, Any]) -> Signal:
+    # Any "from" the sender wrote is ignored: the relay writes the real one.
+    to = body.get("to")
+    if not isinstance(to, str) or not _PEER_ID.fullmatch(to):
+        raise ProtocolError("bad_field", "to: expected a peer id", "signal")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_field", "data: expected an object", "signal")
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON, and a browser's
+        # JSON.parse would choke on them in the relayed frame.
+        data_json = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise ProtocolError("bad_field", "data: NaN and Infinity are not JSON", "signal") from None
+    if len(data_json) > MAX_SIGNAL_BYTES:
+        raise ProtocolError("bad_field", f"data: at most {MAX_SIGNAL_BYTES} bytes", "signal")
+    return Signal(to, data_json)
+
+
+_STAT_COUNTS = {
+    "p2p_down_bytes": MAX_REPORT_BYTES,
+    "p2p_up_bytes": MAX_REPORT_BYTES,
+    "http_down_bytes": MAX_REPORT_BYTES,
+    "stalls": MAX_REPORT_STALLS,
+    "verify_failures": MAX_REPORT_STALLS,
+    "p2p_relay_down_bytes": MAX_REPORT_BYTES,
+}
+
+
+def _parse_connections(value: object) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_stats", "connections: expected an object", "stats")
+    for key, n in value.items():
+        if key not in CONNECTION_OUTCOMES:
+            raise ProtocolError("bad_stats", f"connections: {key[:40]!r} is not one of {', '.join(CONNECTION_OUTCOMES)}", "stats")
+        if not _is_int(n) or not 0 <= n <= MAX_REPORT_STALLS:
+            raise ProtocolError("bad_stats", f"connections.{key}: expected 0..{MAX_REPORT_STALLS}", "stats")
+    return tuple((key, value[key]) for key in CONNECTION_OUTCOMES if value.get(key))
+
+
+def _parse_stats(body: dict[str, Any]) -> Stats:
+    counts: dict[str, int] = {}
+    for key, limit in _STAT_COUNTS.items():
+        value = body.get(key, 0)
+        if not _is_int(value):
+            raise ProtocolError("bad_stats", f"{key}: expected an integer", "stats")
+        if not 0 <= value <= limit:
+            raise ProtocolError("bad_stats", f"{key}: expected 0..{limit}", "stats")
+        counts[key] = value
+    startup = body.get("startup_seconds")
+    if startup is not None:
+        if not (_is_int(startup) or isinstance(startup, float)):
+            raise ProtocolError("bad_stats", "startup_seconds: expected a number or null", "stats")
+        # NaN fails both comparisons, so it is refused here as well.
+        if not (math.isfinite(startup) and 0 <= startup <= MAX_STARTUP_SECONDS):
+            raise ProtocolError("bad_stats", f"startup_seconds: expected 0..{MAX_STARTUP_SECONDS:g}", "stats")
+        startup = float(startup)
+    connections = _parse_connections(body.get("connections"))
+    neighbours = body.get("neighbours")
+    if neighbours is not None and (not _is_int(neighbours) or not 0 <= neighbours <= MAX_REPORT_STALLS):
+        raise ProtocolError("bad_stats", f"neighbours: expected 0..{MAX_REPORT_STALLS} or null", "stats")
+    return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, **counts)
+
+
+def _parse_slots(body: dict[str, Any]) -> Slots:
+    in_use = body.get("in_use")
+    if not _is_int(in_use) or not 0 <= in_use <= MAX_SLOTS_IN_USE:
+        raise ProtocolError("bad_field", f"in_use: expected an integer in 0..{MAX_SLOTS_IN_USE}", "slots")
+    return Slots(in_use)
+
+
+def _parse_leave(body: dict[str, Any]) -> Leave:
+    track = _name(body, "track", "leave")
+    rendition = None if body.get("rendition") is None else _name(body, "rendition", "leave")
+    return Leave(track, rendition)
+
+
+def _parse_ping(body: dict[str, Any]) -> Ping:
+    return Ping()
+
+
+def _parse_introduce(body: dict[str, Any]) -> Introduce:
+    track = _name(body, "track", "introduce")
+    rendition = _name(body, "rendition", "introduce")
+    peer_id = body.get("peer_id")
+    if not isinstance(peer_id, str) or not _PEER_ID.fullmatch(peer_id):
+        raise ProtocolError("bad_field", "peer_id: expected a peer id", "introduce")
+    chunks = _index_list(body.get("chunks", []), "chunks", "introduce", MAX_WANT)
+    return Introduce(track, rendition, peer_id, tuple(chunks))
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], PeerMessage]] = {
+    "have": _parse_have,
+    "want": _parse_want,
+    "signal": _parse_signal,
+    "stats": _parse_stats,
+    "slots": _parse_slots,
+    "leave": _parse_leave,
+    "ping": _parse_ping,
+    "introduce": _parse_introduce,
+}
+
+
+def _object(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        # RecursionError: "[[[[..." nested deeper than the decoder's stack.
+        raise ProtocolError("bad_json", "the message is not JSON") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("not_an_object", "a message is a JSON object with a \"type\"")
+    return body
+
+
+def parse(text: str) -> PeerMessage:
+    """One peer → server text frame to a message; raises ``ProtocolError``."""
+    body = _object(text)
+    kind = body.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_field", "type: expected a string")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
+    return parser(body)
+
+
+def _compact(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def encode(message: PeerMessage) -> str:
+    """The canonical peer → server frame for ``message`` (compact JSON, every
+    field spelled out); ``parse(encode(m)) == m``."""
+    match message:
+        case Have():
+            return _compact({"type": "have", "track": message.track, "rendition": message.rendition,
+                             "ranges": message.chunks.ranges(), "complete": message.complete,
+                             "replace": message.replace})
+        case Want():
+            return _compact({"type": "want", "track": message.track, "rendition": message.rendition,
+                             "chunks": list(message.chunks)})
+        case Signal():
+            return f'{{"type":"signal","to":{json.dumps(message.to)},"data":{message.data_json}}}'
+        case Stats():
+            startup: float | int | None = message.startup_seconds
+            if message.startup_seconds is not None and message.startup_seconds.is_integer():
+                # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
+                startup = int(message.startup_seconds)
+            # neighbours: written only when known (null and absent mean the same).
+            known = {} if message.neighbours is None else {"neighbours": message.neighbours}
+            return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
+                             "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
+                             "stalls": message.stalls, "startup_seconds": startup,
+                             "verify_failures": message.verify_failures,
+                             "p2p_relay_down_bytes": message.p2p_relay_down_bytes,
+                             "connections": dict(message.connections), **known})
+        case Slots():
+            return _compact({"type": "slots", "in_use": message.in_use})
+        case Leave():
+            body: dict[str, Any] = {"type": "leave", "track": message.track}
+            if message.rendition is not None:
+                body["rendition"] = message.rendition
+            return _compact(body)
+        case Ping():
+            return '{"type":"ping"}'
+        case Introduce():
+            return _compact({"type": "introduce", "track": message.track, "rendition": message.rendition,
+                             "peer_id": message.peer_id, "chunks": list(message.chunks)})
+
+
+# -- render: server -> peer ----------------------------------------------------
+
+
+def render(message: ServerMessage) -> str:
+    """The exact text frame the server sends for ``message``.
+
+    The separators are those the gateway has always sent: ``json.dumps``'s
+    defaults for welcome, peers and error; compact for pong and the relayed
+    signal, whose ``data`` is passed through as the sender's re-serialized JSON.
+    """
+    match message:
+        case Welcome():
+            limits = {f.name: v for f in fields(message.limits) if (v := getattr(message.limits, f.name)) is not None}
+            return json.dumps({"type": "welcome", "peer_id": message.peer_id,
+                               "ice_servers": list(message.ice_servers), "limits": limits})
+        case Peers():
+            answer: dict[str, Any] = {
+                "type": "peers", "track": message.track, "rendition": message.rendition,
+                "peers": [{"peer_id": c.peer_id, "chunks": list(c.chunks), "complete": c.complete}
+                          for c in message.peers],
+            }
+            if message.for_type is not None:
+                answer["for"] = message.for_type
+            if message.peer_id is not None:
+                answer["peer_id"] = message.peer_id
+            if message.reason is not None:
+                answer["reason"] = message.reason
+            return json.dumps(answer)
+        case SignalFrom():
+            return f'{{"type":"signal","from":{json.dumps(message.sender)},"data":{message.data_json}}}'
+        case Pong():
+            return '{"type":"pong"}'
+        case Error():
+            body = {"type": "error", "error": message.code, "detail": message.detail}
+            if message.for_type is not None:
+                body["for"] = message.for_type
+            return json.dumps(body)
+
+
+# -- parse_server: server -> peer (the Python peer's side) ---------------------
+
+
+def _str(body: dict[str, Any], key: str, kind: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise ProtocolError("bad_field", f"{key}: expected a string", kind)
+    return value
+
+
+def _parse_welcome(body: dict[str, Any]) -> Welcome:
+    peer_id = _str(body, "peer_id", "welcome")
+    ice = body.get("ice_servers")
+    if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
+        raise ProtocolError("bad_field", "ice_servers: expected a list of objects", "welcome")
+    raw = body.get("limits")
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_field", "limits: expected an object", "welcome")
+    values: dict[str, int] = {}
+    for f in fields(Limits):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        if not _is_int(value) or value < 0:
+            raise ProtocolError("bad_field", f"limits.{f.name}: expected an integer", "welcome")
+        values[f.name] = value
+    return Welcome(peer_id, tuple(ice), Limits(**values))
+
+
+def _parse_peers(body: dict[str, Any]) -> Peers:
+    track = _str(body, "track", "peers")
+    rendition = _str(body, "rendition", "peers")
+    entries = body.get("peers")
+    if not isinstance(entries, list):
+        raise ProtocolError("bad_field", "peers: expected a list", "peers")
+    found: list[Candidate] = []
+    for e in entries:
+        if not (isinstance(e, dict) and isinstance(e.get("peer_id"), str)
+                and isinstance(e.get("chunks"), list) and all(_is_int(i) for i in e["chunks"])
+                and isinstance(e.get("complete"), bool)):
+            raise ProtocolError("bad_field", "peers: expected {peer_id, chunks, complete} entries", "peers")
+        found.append(Candidate(e["peer_id"], tuple(e["chunks"]), e["complete"]))
+    extra = [body.get("for"), body.get("peer_id"), body.get("reason")]
+    if any(v is not None and not isinstance(v, str) for v in extra):
+        raise ProtocolError("bad_field", "for, peer_id, reason: expected strings", "peers")
+    return Peers(track, rendition, tuple(found), *extra)
+
+
+def _parse_signal_from(body: dict[str, Any]) -> SignalFrom:
+    sender = _str(body, "from", "signal")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_field", "data: expected an object", "signal")
+    return SignalFrom(sender, _compact(data))
+
+
+def _parse_error(body: dict[str, Any]) -> Error:
+    for_type = body.get("for")
+    if for_type is not None and not isinstance(for_type, str):
+        raise ProtocolError("bad_field", "for: expected a string", "error")
+    return Error(_str(body, "error", "error"), _str(body, "detail", "error"), for_type)
+
+
+_SERVER_PARSERS: dict[str, Callable[[dict[str, Any]], ServerMessage]] = {
+    "welcome": _parse_welcome,
+    "peers": _parse_peers,
+    "signal": _parse_signal_from,
+    "pong": lambda body: Pong(),
+    "error": _parse_error,
+}
+
+
+def parse_server(text: str) -> ServerMessage:
+    """One server → peer text frame to a message; raises ``ProtocolError``
+    (a client ignores such a frame: a newer server may send more)."""
+    body = _object(text)
+    kind = body.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_field", "type: expected a string")
+    parser = _SERVER_PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
+    return parser(body)
