@@ -50,7 +50,8 @@ from transcode.analysis import Loudness
 
 from ..media.catalog import Track
 from ..media.extras import StoredArtwork
-from ..media.service import Flight, MediaService
+from ..media.flight import Flight
+from ..media.service import MediaService
 from . import keys
 from .link import RedisLink
 from .node import Directory

@@ -3,6 +3,9 @@
 - ``catalog``: ``Track`` and ``TrackCatalog``, what each track id stands for;
 - ``service``: ``MediaService``, one transcode per track that any number of
   requests follow, answered from the store once complete;
+- ``flight``: ``Flight``, one transcode as its followers see it;
+- ``transcoding``: ``LocalTranscoder``, this node's own transcode of a flight
+  (input, ffmpeg, extras);
 - ``store``: ``ChunkStore``, init segments, chunks and manifests on disk;
 - ``types``: the manifest and ``{track}`` JSON shapes.
 

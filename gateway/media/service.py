@@ -1,16 +1,22 @@
 """The media service: single-flight transcodes and the readers that follow them.
 
 Theory of operation: for each (track, rendition) there is at most one
-``Flight``: one upstream fetch and one ffmpeg process. Requests never own the
-transcode; they follow it. Each cluster the splitter yields is stored, then
-announced to every waiter, so any number of requests see chunk n as soon as it
-exists. A finished transcode writes its manifest last; from then on requests
-are answered from the store alone. A failed one leaves no manifest and is
-remembered briefly, so N listeners of a broken upstream cause one fetch, not N.
-If ffmpeg died midway, the chunks it did store (each verified against the hash
-it was stored with) are still served while the failure is remembered, and
-removed when it is forgotten; any other failure (a refused upstream, a full
-disk) removes its partial chunks at once.
+``Flight`` (flight.py): one upstream fetch and one ffmpeg process. Requests
+never own the transcode; they follow it. Each cluster the splitter yields is
+stored, then announced to every waiter, so any number of requests see chunk n
+as soon as it exists. A finished transcode writes its manifest last; from
+then on requests are answered from the store alone. A failed one leaves no
+manifest and is remembered briefly, so N listeners of a broken upstream cause
+one fetch, not N. If ffmpeg died midway, the chunks it did store (each
+verified against the hash it was stored with) are still served while the
+failure is remembered, and removed when it is forgotten; any other failure
+(a refused upstream, a full disk) removes its partial chunks at once.
+
+What a flight is made from is this node's own transcode
+(``LocalTranscoder``, transcoding.py: the input prepared, ffmpeg, and with
+extras the tags, waveform, loudness and artwork, stored before the manifest),
+or in a cluster what ``events_hook`` returns (gateway/cluster/media.py). The
+waveform is served live from the flight while it runs.
 
 Every read from the store names the SHA-256 the bytes must have (the manifest's
 or the flight's); the store refuses and evicts what does not match, which is a
@@ -20,15 +26,6 @@ Slots are queued fairly (FIFO, ``asyncio.Semaphore``): at most
 ``max_concurrent`` transcodes run and at most as many more wait; a new track
 past that, or a request whose track is still waiting for a slot when its wait
 ends, gets 503 ``overloaded`` with ``Retry-After``, never a 504.
-
-With extras (issue 13) the same run also yields the file's tags, the
-waveform (growing while the transcode runs, served live from the flight) and
-the loudness; the input is prepared first (``transcode.seekable``: an MP4
-with ``moov`` at the end is read through one Range request or a bounded
-spool, a library file by path). When the chunks are done the artwork is
-extracted from what is at hand (the first bytes of the input, the spooled or
-library file, a cover.jpg beside it), and the waveform and artwork are
-stored (``ExtrasStore``) and the tags put in the catalog before the manifest.
 
 When every follower has gone the transcode still runs to its end: finishing
 (at ~100x real time) is cheaper than fetching the upstream again later. It is
@@ -43,17 +40,14 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from transcode.analysis import MediaAnalysis
-from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork, placeholder_artwork
-from transcode.ebml import Cluster, InitSegment
+from transcode.artwork import placeholder_artwork
+from transcode.ebml import InitSegment
 from transcode.ffmpeg import Rendition
-from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
-from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
+from transcode.runner import TranscodeFailed, TranscodeTimeout
+from transcode.seekable import SpoolTooLarge
 
 from ..errors import (
     NotAudio,
@@ -67,100 +61,25 @@ from ..errors import (
 )
 from ..metrics import Metrics
 from .catalog import Track, TrackCatalog
-from .extras import ExtrasStore, StoredArtwork
+from .extras import ExtrasStore
+from .flight import RETRY_AFTER, Events, EventsHook, Flight
 from .store import ChunkStore
-from .types import ChunkEntry, InitEntry, Manifest, PieceKind, WaveformJSON
+from .transcoding import LocalTranscoder
+from .types import Manifest, PieceKind, WaveformJSON
 
 if TYPE_CHECKING:  # sources import the catalog: no import cycle at run time
     from ..sources.base import Source
 
-__all__ = ["MediaService", "Flight"]
+__all__ = ["MediaService"]
 
 log = logging.getLogger("ztream.transcoder")
 
-Events = AsyncGenerator[InitSegment | Cluster, None]
-# A cluster (gateway/cluster/media.py) may make a flight's events elsewhere:
-# hook(flight, local) -> events, where local() is this node's own transcode.
-EventsHook = Callable[["Flight", Callable[[], Events]], Events]
-
 # A failed transcode's error is answered again for this long before retrying.
 ERROR_TTL = 20.0
-# An embedded picture (or a cover.jpg) over this is refused, not decoded: a
-# 1400x1400 cover is ~0.5 MB.
-MAX_PICTURE_BYTES = 4 * 1024 * 1024
-# The first bytes of a piped input kept for the artwork: an ID3v2/FLAC/Vorbis
-# picture or a faststart moov sits there. One picture cap and a little more,
-# so a picture up to the cap is whole; a larger one is refused or not found.
-ARTWORK_HEAD = MAX_PICTURE_BYTES + 256 * 1024
-# Default spool bound for a source that names none.
-DEFAULT_SPOOL_BYTES = 200 * 1024 * 1024
-# What a 503 overloaded tells the client to wait, in seconds.
-RETRY_AFTER = 5
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass
-class Flight:
-    track: Track
-    rendition: Rendition
-    init: InitEntry | None = None
-    chunks: list[ChunkEntry] = field(default_factory=list)
-    complete: bool = False
-    error: ZtreamError | None = None
-    task: asyncio.Task[None] | None = None
-    # Filled by the runner while the transcode runs (tags, waveform, loudness).
-    analysis: MediaAnalysis = field(default_factory=lambda: MediaAnalysis(head_limit=ARTWORK_HEAD))
-    # Set once the waveform and artwork are stored (just before the manifest).
-    extras_stored: bool = False
-    running: bool = False  # holds a transcode slot (else it waits in the queue)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def done(self) -> bool:
-        return self.complete or self.error is not None
-
-    def notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def wait(self, ready: Callable[[], bool], timeout: float) -> None:
-        """Wait until ``ready()`` or the flight ends; ``UpstreamTimeout`` after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not ready() and not self.done:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                if not self.running:  # still queued behind other transcodes: not an upstream's fault
-                    raise Overloaded("the track waits for a transcode slot; try again shortly",
-                                     retry_after=RETRY_AFTER)
-                raise UpstreamTimeout("the transcode did not produce this in time", code="chunk_timeout")
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
-
-    def manifest(self, *, complete: bool) -> Manifest:
-        """The manifest of what this flight has produced so far."""
-        duration = None
-        if complete and self.chunks:
-            last = self.chunks[-1]
-            duration = round(last["start"] + last["duration"], 3)
-        loudness = self.analysis.loudness if complete else None
-        return {
-            "id": self.track.id,
-            "rendition": self.rendition.id,
-            "mime": self.rendition.mime,
-            "bitrate": self.rendition.bitrate,
-            "complete": complete,
-            "duration": duration,
-            "init": self.init,
-            "chunks": list(self.chunks),
-            "loudness_lufs": loudness.loudness_lufs if loudness is not None else None,
-            "true_peak_db": loudness.true_peak_db if loudness is not None else None,
-        }
 
 
 class MediaService:
@@ -196,6 +115,7 @@ class MediaService:
         # Failed flights, remembered for ERROR_TTL: their error, and the chunks they stored.
         self._errors: dict[str, tuple[float, Flight]] = {}
         self._closed = False
+        self._local = LocalTranscoder(rendition=rendition, catalog=catalog, metrics=metrics, extras=extras)
 
     # -- starting and following -------------------------------------------
 
@@ -266,7 +186,7 @@ class MediaService:
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
         def local() -> Events:
-            return self._transcoded(flight, source)
+            return self._local.events(flight, source, self.timeout)
 
         made = local() if self.events_hook is None else self.events_hook(flight, local)
         # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
@@ -291,91 +211,6 @@ class MediaService:
                 flight.notify()
         if flight.init is None or not flight.chunks:
             raise NotAudio("the upstream holds no audio ffmpeg could decode")
-
-    async def _transcoded(self, flight: Flight, source: Source) -> Events:
-        """This node's own transcode of the flight's track: its events, then (extras on) its extras stored."""
-        track = flight.track
-        extras = self.rendition.extras
-        try:
-            async with self._prepared(track, source) as prepared:
-                events = transcode(
-                    self.rendition, prepared.stream, timeout=self.timeout, input_path=prepared.path,
-                    input_format=prepared.input_format, analysis=flight.analysis if extras else None,
-                )
-                async with contextlib.aclosing(events) as events:
-                    async for event in events:
-                        yield event  # _pump has stored it when this resumes
-                if flight.init is None or not flight.chunks:
-                    raise NotAudio("the upstream holds no audio ffmpeg could decode")
-                if extras:
-                    # Inside the block: a spooled file is still there for the artwork.
-                    await self._store_extras(flight, source, prepared)
-        except SpoolTooLarge as exc:
-            raise TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})") from None
-
-    # -- issue 13: input preparation and the analysis -----------------------
-
-    @contextlib.asynccontextmanager
-    async def _prepared(self, track: Track, source: Source) -> AsyncIterator[PreparedInput]:
-        """How ffmpeg gets this track: a pipe, a pipe after a Range request, a spool, or a library file."""
-        path_of = getattr(source, "path_of", None)
-        if callable(path_of):
-            path = str(path_of(track))
-            async with prepare_file(path, lambda: source.open(track)) as prepared:
-                self.metrics.count_input(prepared.mode)
-                yield prepared
-            return
-        tail_fetcher = getattr(source, "tail_fetcher", None)
-        fetch_tail = tail_fetcher(track) if callable(tail_fetcher) else None
-        max_bytes = getattr(source, "max_bytes", DEFAULT_SPOOL_BYTES)
-        async with prepare_input(
-            source.open(track), max_bytes=int(max_bytes), fetch_tail=fetch_tail,
-            on_spool=self.metrics.spooled_bytes.inc,
-        ) as prepared:
-            self.metrics.count_input(prepared.mode)
-            yield prepared
-
-    async def _store_extras(self, flight: Flight, source: Source, prepared: PreparedInput) -> None:
-        """After the chunks: artwork, waveform and tags stored, so the manifest can follow."""
-        track, rid, analysis = flight.track, self.rendition.id, flight.analysis
-        artwork = await self._find_artwork(track, source, prepared, analysis)
-        # Tags first, the waveform last: a client that sees it complete finds the tags in {track}.
-        if analysis.tags is not None:
-            self.catalog.apply_tags(track.id, analysis.tags)
-        self.catalog.set_artwork_size(track.id, artwork.width, artwork.height)
-        if self.extras is not None:
-            self.extras.put_artwork(track.id, rid, artwork)
-            self.extras.put_waveform(track.id, rid, dict(analysis.waveform.json()))
-        analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
-        flight.extras_stored = True
-
-    async def _find_artwork(
-        self, track: Track, source: Source, prepared: PreparedInput, analysis: MediaAnalysis
-    ) -> StoredArtwork:
-        binary = self.rendition.binary
-        found = None
-        try:
-            if prepared.path is not None:
-                found = await extract_artwork(
-                    binary, path=prepared.path, input_format=prepared.input_format, max_bytes=MAX_PICTURE_BYTES
-                )
-            elif analysis.head:
-                found = await extract_artwork(binary, data=bytes(analysis.head), max_bytes=MAX_PICTURE_BYTES)
-            cover_beside = getattr(source, "cover_beside", None)
-            if found is None and callable(cover_beside):
-                cover: Path | None = await asyncio.to_thread(cover_beside, track)
-                if cover is not None:
-                    data = await asyncio.to_thread(_read_bounded, cover, MAX_PICTURE_BYTES)
-                    if data is None:
-                        raise ArtworkRefused(f"{cover.name} is larger than {MAX_PICTURE_BYTES} bytes")
-                    found = await extract_artwork(binary, data=data, max_bytes=MAX_PICTURE_BYTES)
-        except ArtworkRefused as exc:
-            # Refused, not decoded: the track gets the placeholder.
-            log.info("artwork of %s refused: %s", track.id, exc)
-            found = None
-        if found is None:
-            return StoredArtwork(jpeg=None, width=ARTWORK_SIZE, height=ARTWORK_SIZE)
-        return StoredArtwork(jpeg=found.jpeg, width=found.width, height=found.height)
 
     # -- failed flights ----------------------------------------------------
 
@@ -588,13 +423,6 @@ class MediaService:
                 await task
             except BaseException:  # noqa: BLE001 - shutting down
                 pass
-
-
-def _read_bounded(path: Path, limit: int) -> bytes | None:
-    """The file's bytes, or None when it is larger than ``limit`` (then nothing past it is read)."""
-    with path.open("rb") as f:
-        data = f.read(limit + 1)
-    return data if len(data) <= limit else None
 
 
 def _waveform_json(raw: dict[str, Any]) -> WaveformJSON:
