@@ -432,7 +432,7 @@ async def test_playlist_next_prev_skip_start_track_prefetch(gateway_factory: Any
             await page.evaluate("window.widgets.a.send('play')")
             await count(page, "a", "playProgress")
             # the next track's first chunks are fetched while this one plays (12 s track, 10 s lead)
-            await until(page, f"window.widgets.a.get('getPosition').then((p) => p > 2500)")
+            await until(page, "window.widgets.a.get('getPosition').then((p) => p > 2500)")
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 20
             while loop.time() < deadline and not any(f"/v1/tracks/{ids[2]}/chunks/0" in u for u in chunk_requests):
