@@ -38,7 +38,7 @@ from .http.pages import setup_pages
 from .http.responses import ZtreamRunner
 from .media import CATALOG, MEDIA, STORE
 from .media.catalog import TrackCatalog
-from .media.extras import ExtrasStore
+from .media.extras import ExtrasStore, extras_bound
 from .media.service import MediaService
 from .media.store import ChunkStore
 from .media.types import TrackJSON
@@ -75,7 +75,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         cache_dir / "chunks", config.cache.max_bytes, on_corruption=lambda _key: metrics.store_corruptions.inc()
     )
     catalog = TrackCatalog(cache_dir / "tracks")
-    extras = ExtrasStore(cache_dir / "extras")
+    extras = ExtrasStore(cache_dir / "extras", extras_bound(config.cache.max_bytes))
     metrics.track_cache_bytes(store.volume)
 
     # Sources are built by gateway.sources; gateway.admin.live rebuilds them on a live change.

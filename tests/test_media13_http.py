@@ -286,3 +286,28 @@ async def test_restart_keeps_artwork_and_waveform(gw: Any, upstream: str) -> Non
         text = (await client.get(f"{gw.url}/metrics")).text
         assert metric(text, "ztream_transcodes_total", '{result="ok"}') == 0  # answered from the store
         assert json.loads(wave2.content)["peaks"]
+
+
+async def test_evicted_artwork_and_waveform_are_made_again(gw: Any, upstream: str) -> None:
+    """The extras store is bounded: a record gone from it (here: all of them) comes back through a new transcode."""
+    import shutil
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        track = await register(client, gw, f"{upstream}/ranged/cover.mp3")
+        await complete_manifest(client, gw, track["id"])
+        art = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
+        wave = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        await asyncio.to_thread(gw.stop)
+        shutil.rmtree(Path(gw.config["cache"]["dir"]).expanduser() / "extras")
+        await asyncio.to_thread(gw.start)
+        wave2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        for _ in range(100):  # the first answer may be the running transcode's
+            if wave2.json()["complete"]:
+                break
+            await asyncio.sleep(0.1)
+            wave2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        art2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
+        assert art2.status_code == 200 and art2.content == art.content and art2.headers["etag"] == art.headers["etag"]
+        assert wave2.json() == wave.json()
+        text = (await client.get(f"{gw.url}/metrics")).text
+        assert metric(text, "ztream_transcodes_total", '{result="ok"}') == 1  # made again, once

@@ -523,3 +523,21 @@ async def test_url_source_tail_fetcher(media: dict[str, Path], upstreams: dict[s
         assert sum(counted) >= 2 * media["aac_moov_end.m4a"].stat().st_size * 0.9
     finally:
         await fetcher.aclose()
+
+
+def test_extras_store_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
+    """Artworks beyond the bound push out the least recently used; what stays reads back whole."""
+    from gateway.media.extras import ExtrasStore, StoredArtwork, extras_bound
+
+    assert extras_bound(2_000_000_000) == 100_000_000 and extras_bound(1_000) == 32 * 2**20
+    bound = 2_000_000
+    store = ExtrasStore(tmp_path / "extras", bound)
+    pictures = {f"t{i:03d}": StoredArtwork(jpeg=bytes([i % 256]) * 50_000, width=500, height=500) for i in range(100)}
+    for track, art in pictures.items():
+        store.put_artwork(track, "r1", art)
+        assert store.get_artwork("t000", "r1") is not None  # read after every write: the most recently used
+    assert store.volume() <= bound * 1.2, store.volume()  # 5 MB were written
+    kept = [t for t in pictures if store.get_artwork(t, "r1") is not None]
+    assert 10 <= len(kept) < 100 and "t099" in kept and "t000" in kept and "t001" not in kept, kept
+    assert all(store.get_artwork(t, "r1") == pictures[t] for t in kept)
+    store.close()

@@ -6,8 +6,12 @@ mixes in. A record is written only once the transcode that made it has
 ended well, before its manifest (which is written last): so whenever a
 manifest is complete its waveform and artwork are there, and a half-done
 transcode leaves nothing that looks complete. Records are small (a waveform
-is ~12 KB of JSON, an artwork a 500x500 JPEG of ~50 KB) and not evicted with
-the chunks; ``purge`` removes a track's.
+is ~12 KB of JSON, an artwork a 500x500 JPEG of ~50 KB); the store is bounded
+on its own (``extras_bound``: a twentieth of ``cache.max_bytes``, at least
+32 MiB, least recently used first), since a record evicted is only work
+again: the next request for it starts a transcode that makes it anew (the
+chunks may well still be cached; the output is bit-exact). ``purge``
+removes a track's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from typing import Any
 
 import diskcache
 
-__all__ = ["ExtrasStore", "StoredArtwork"]
+__all__ = ["ExtrasStore", "StoredArtwork", "extras_bound"]
+
+MIN_EXTRAS_BYTES = 32 * 2**20
+
+
+def extras_bound(cache_max_bytes: int) -> int:
+    """The extras store's size bound for a chunk cache of ``cache_max_bytes``."""
+    return max(MIN_EXTRAS_BYTES, cache_max_bytes // 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +48,15 @@ class StoredArtwork:
 
 
 class ExtrasStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40, tag_index=True)
+        self._db = diskcache.Cache(
+            str(directory), eviction_policy="least-recently-used", size_limit=max_bytes, tag_index=True
+        )
+
+    def volume(self) -> int:
+        """Bytes on disk (diskcache's estimate: the records and the database)."""
+        return int(self._db.volume())
 
     def get_waveform(self, track: str, rendition: str) -> dict[str, Any] | None:
         raw = self._db.get(("waveform", track, rendition))
