@@ -32,7 +32,8 @@
 //   batches on `tick` (so a listener seeds while it downloads). While chunks
 //   are missing and there are fewer than `wantNeighbours` neighbours, `want`
 //   asks for holders of the missing chunks, at first at once, then every
-//   `wantInterval` seconds, backing off (doubling) while answers bring nobody new.
+//   `wantInterval` seconds, backing off (doubling) while answers bring nobody
+//   new. With the overlay on, a lookup round comes before each (see Overlay).
 // - Neighbours: we dial the candidates of a `peers` answer while we have fewer
 //   than `wantNeighbours` (dialled and dialling together); we answer offers
 //   while we have fewer than `maxNeighbours` and reply `{"reject": "full"}`
@@ -67,9 +68,21 @@
 //   `for: "introduce"` and the `peer_id` asked, listing it or nobody), and every open neighbour not
 //   asked within `lookupInterval` gets a LOOKUP (one hop: a neighbour answers
 //   from what it knows, it never asks on). The round ends after `lookupWait`
-//   or once every answer is in; only a round that brought nobody new falls
-//   back to `want`. A round with no neighbour to ask (a session's start)
-//   whose known candidates cannot fill the places wants at once beside them. A neighbour answers a LOOKUP with at most `maxHolders`
+//   or once every answer is in. A round that brought a new neighbour needs no
+//   `want`. One that brought nobody although every neighbour asked answered
+//   and every introduction was answered found the overlay *exhausted*: the
+//   tracker would name no one else (it refused those candidates itself, and
+//   newcomers dial us), so the want backs off instead (doubling, as after a
+//   tracker answer that brought nobody) and goes out only once the interval
+//   is at `maxWantInterval`, so that the tracker still checks the
+//   neighbours' view at a tracker-only peer's slowest pace; a want that falls
+//   due while those answers are younger than `lookupInterval` (nobody left
+//   to ask) is backed off the same way. Any other round (a neighbour silent,
+//   an introduction unanswered, nobody at all to ask) falls back to `want`.
+//   A session's start has no neighbour to ask: its round waits for the
+//   introductions of the candidates known (the first seconds come from the
+//   server anyway) and wants only if none is introduced; knowing nobody, it
+//   wants at once. A neighbour answers a LOOKUP with at most `maxHolders`
 //   ids: itself and its neighbours with a non-empty HAVE when the track is its
 //   session's, then its directory; at most one LOOKUP per `lookupGap` seconds
 //   from one neighbour is answered, more are ignored. `lookup({track,
@@ -195,7 +208,7 @@ export class P2PCore {
     this.want = { outstanding: false, sentAt: -Infinity, nextAt: -Infinity, interval: this.settings.wantInterval };
     this.directory = new Map(); // "track/rendition" -> Map(peer id -> {until, source}), oldest first
     this.introducing = new Map(); // peer id -> {source, at}: `introduce` asked, not yet answered
-    this.round = { active: false, until: -Infinity, found: 0, asked: new Set() };
+    this.round = { active: false, until: -Infinity, found: 0, asked: new Set(), answered: 0 };
     this.lastSentAt = -Infinity;
     this.slots = { reported: 0, at: -Infinity };
     // cumulative counters of this side; the player's are passed to tick()
@@ -236,6 +249,7 @@ export class P2PCore {
           this.want.outstanding = false;
           this.want.nextAt = now;
           this.want.interval = this.settings.wantInterval;
+          this.session.knownAt = -Infinity; // a new connection asks the tracker afresh
           this.endRound();
           this.introducing.clear();
           this.flushTracker(out, now);
@@ -299,6 +313,7 @@ export class P2PCore {
       announcedComplete: false,
       startedAt: now,
       answered: false, // the tracker answered a want of this session
+      knownAt: -Infinity, // when a lookup round last found the overlay exhausted (every answer in, nobody new)
     };
     this.want = { outstanding: false, sentAt: -Infinity, nextAt: now, interval: this.settings.wantInterval };
     if (this.connected) {
@@ -712,7 +727,36 @@ export class P2PCore {
     if (this.neighbours.size >= this.settings.wantNeighbours) return;
     if (this.missing().length === 0) return;
     if (this.settings.overlay && this.startRound(out, now)) return;
+    // nobody left to ask: every open neighbour was asked lately. If the last
+    // round found the overlay exhausted, their answers still stand
+    if (this.settings.overlay && now - s.knownAt < this.settings.lookupInterval && this.openNeighbours() > 0) {
+      this.wantLater(out, now);
+      return;
+    }
     this.sendWant(out, now);
+  }
+
+  /** The next want later, doubling the interval (as after a tracker answer that brought nobody). */
+  backOff(now) {
+    this.want.interval = Math.min(this.want.interval * 2, this.settings.maxWantInterval);
+    this.want.nextAt = now + this.want.interval;
+  }
+
+  /**
+   * The overlay is exhausted: no want now, it backs off instead; once the
+   * interval is at maxWantInterval the want goes out all the same, so the
+   * tracker still checks the neighbours' view (a swarm split in two, a
+   * neighbour that hides the others) at the pace of a tracker-only peer.
+   */
+  wantLater(out, now) {
+    if (this.want.interval >= this.settings.maxWantInterval) this.sendWant(out, now);
+    else this.backOff(now);
+  }
+
+  openNeighbours() {
+    let n = 0;
+    for (const nb of this.neighbours.values()) if (nb.state === "open") n += 1;
+    return n;
   }
 
   sendWant(out, now) {
@@ -741,9 +785,12 @@ export class P2PCore {
       out.push({ kind: "open", peer: id, role: "offerer" });
       dialled += 1;
     }
-    const st = this.settings;
-    this.want.interval = dialled > 0 ? st.wantInterval : Math.min(this.want.interval * 2, st.maxWantInterval);
-    this.want.nextAt = now + this.want.interval;
+    if (dialled > 0) {
+      this.want.interval = this.settings.wantInterval;
+      this.want.nextAt = now + this.want.interval;
+    } else {
+      this.backOff(now);
+    }
     // holders of our track: what we tell a neighbour that asks
     for (const c of Array.isArray(msg.peers) ? msg.peers : []) {
       if (c && typeof c.peer_id === "string") this.remember(s.track, s.rendition, c.peer_id, null, now);
@@ -755,7 +802,7 @@ export class P2PCore {
   /** Start a lookup round; false when there is nobody to ask and nothing to introduce. */
   startRound(out, now) {
     const s = this.session;
-    const round = { active: true, until: now + this.settings.lookupWait, found: 0, asked: new Set() };
+    const round = { active: true, until: now + this.settings.lookupWait, found: 0, asked: new Set(), answered: 0 };
     this.round = round;
     const introduced = this.introduceKnown(out, now);
     for (const nb of this.neighbours.values()) if (this.ask(nb, s.track, s.rendition, out, now)) round.asked.add(nb.id);
@@ -763,25 +810,33 @@ export class P2PCore {
       this.endRound();
       return false;
     }
-    // nobody to ask (a session's start) and too few known to fill the places:
-    // waiting would only delay the tracker's answer, so it is asked at once
-    if (round.asked.size === 0 && this.neighbours.size + this.introducing.size < this.settings.wantNeighbours) {
-      this.sendWant(out, now);
-    }
+    // Even at a session's start (nobody to ask yet, only candidates from the
+    // directory) the round waits for its introductions: the first seconds
+    // come from the server anyway, and an introduction answers within a
+    // round trip, so a want beside it would mostly find the same peers.
     return true;
   }
 
   endRound() {
-    this.round = { active: false, until: -Infinity, found: 0, asked: new Set() };
+    this.round = { active: false, until: -Infinity, found: 0, asked: new Set(), answered: 0 };
   }
 
-  /** The round is over: someone new came (no want), or nobody did (want now). */
+  /**
+   * The round is over: someone new came (no want); nobody did, but every
+   * neighbour asked answered and every introduction was answered (the overlay
+   * is exhausted: the tracker knows the same holders, it refused the busy
+   * ones; newcomers will dial us): back off; otherwise want now.
+   */
   finishRound(out, now) {
-    const found = this.round.found;
+    const { found, answered } = this.round;
+    const exhausted = answered > 0 && this.round.asked.size === 0 && this.introducing.size === 0;
     this.endRound();
     if (found > 0) {
       this.want.interval = this.settings.wantInterval;
       this.want.nextAt = now + this.want.interval;
+    } else if (exhausted) {
+      if (this.session) this.session.knownAt = now;
+      this.wantLater(out, now);
     } else {
       this.sendWant(out, now);
     }
@@ -873,10 +928,11 @@ export class P2PCore {
       return this.badOverlay(nb.id, now);
     }
     nb.lookups.delete(key);
-    this.round.asked.delete(nb.id);
-    for (const id of msg.peers) this.remember(msg.track, msg.rendition, id, nb.id, now);
     const s = this.session;
-    if (this.round.active && s && s.track === msg.track && s.rendition === msg.rendition) this.introduceKnown(out, now);
+    const ours = s && s.track === msg.track && s.rendition === msg.rendition;
+    if (ours && this.round.asked.delete(nb.id)) this.round.answered += 1;
+    for (const id of msg.peers) this.remember(msg.track, msg.rendition, id, nb.id, now);
+    if (this.round.active && ours) this.introduceKnown(out, now);
     this.checkRound(out, now);
     return out;
   }

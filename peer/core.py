@@ -32,8 +32,12 @@ announcements and ``want`` with back-off, the neighbour caps (dial up to
 timeout and cool-down, wire HAVE/REQUEST/PIECE/CANCEL/CHOKE, upload slots,
 verify failures and bans, the peer wait, stats, and the neighbour overlay:
 lookup rounds of LOOKUP/HOLDERS among neighbours and ``introduce`` requests
-before ``want``, departure notices, the directory, nonsense counted like a bad
-chunk; see docs/wire.md "Overlay"). The two are pinned to each
+before ``want``, a round that found the overlay exhausted (every neighbour
+asked and every introduction answered, nobody new) backing the want off
+instead of sending it until the interval is at ``max_want_interval``, a
+session's start waiting for its introductions before it wants, departure
+notices, the directory, nonsense counted like a bad chunk; see docs/wire.md
+"Overlay"). The two are pinned to each
 other by ``tests/vectors/p2p/``: sequences of events with ``now`` and the
 effects both must return, run by ``tests/test_peer_core.py`` and
 ``tests/js/p2p-vectors.test.mjs``; the default settings are
@@ -321,6 +325,7 @@ class _Session:
     announced_complete: bool = False
     started_at: float = 0.0
     answered: bool = False  # the tracker answered a want of this session
+    known_at: float = -math.inf  # when a lookup round last found the overlay exhausted (every answer in, nobody new)
 
 
 @dataclass(slots=True)
@@ -359,6 +364,7 @@ class _Round:
     until: float = -math.inf
     found: int = 0
     asked: set[str] = field(default_factory=set)
+    answered: int = 0  # neighbours asked in this round that answered
 
 
 @dataclass(slots=True)
@@ -442,6 +448,7 @@ class P2PCore:
                 self.want.outstanding = False
                 self.want.next_at = now
                 self.want.interval = self.settings.want_interval
+                self.session.known_at = -math.inf  # a new connection asks the tracker afresh
                 self._end_round()
                 self.introducing.clear()
                 self._flush_tracker(out, now)
@@ -872,7 +879,30 @@ class P2PCore:
             return
         if self.settings.overlay and self._start_round(out, now):
             return
+        # nobody left to ask: every open neighbour was asked lately. If the last
+        # round found the overlay exhausted, their answers still stand
+        if self.settings.overlay and now - s.known_at < self.settings.lookup_interval and self._open_neighbours() > 0:
+            self._want_later(out, now)
+            return
         self._send_want(out, now)
+
+    def _back_off(self, now: float) -> None:
+        """The next want later, doubling the interval (as after a tracker answer that brought nobody)."""
+        self.want.interval = min(self.want.interval * 2, self.settings.max_want_interval)
+        self.want.next_at = now + self.want.interval
+
+    def _want_later(self, out: list[Effect], now: float) -> None:
+        """The overlay is exhausted: no want now, it backs off instead; once the
+        interval is at ``max_want_interval`` the want goes out all the same, so the
+        tracker still checks the neighbours' view (a swarm split in two, a
+        neighbour that hides the others) at the pace of a tracker-only peer."""
+        if self.want.interval >= self.settings.max_want_interval:
+            self._send_want(out, now)
+        else:
+            self._back_off(now)
+
+    def _open_neighbours(self) -> int:
+        return sum(1 for nb in self.neighbours.values() if nb.state == "open")
 
     def _send_want(self, out: list[Effect], now: float) -> None:
         s = self.session
@@ -908,9 +938,11 @@ class P2PCore:
             self._new_neighbour(peer, "offerer", now)
             out.append(Open(peer, "offerer"))
             dialled += 1
-        st = self.settings
-        self.want.interval = st.want_interval if dialled > 0 else min(self.want.interval * 2, st.max_want_interval)
-        self.want.next_at = now + self.want.interval
+        if dialled > 0:
+            self.want.interval = self.settings.want_interval
+            self.want.next_at = now + self.want.interval
+        else:
+            self._back_off(now)
         # holders of our track: what we tell a neighbour that asks
         for c in peers if isinstance(peers, list) else []:
             if isinstance(c, dict) and isinstance(c.get("peer_id"), str):
@@ -930,22 +962,30 @@ class P2PCore:
         if introduced == 0 and not self.round.asked:
             self._end_round()
             return False
-        # nobody to ask (a session's start) and too few known to fill the places:
-        # waiting would only delay the tracker's answer, so it is asked at once
-        if not self.round.asked and len(self.neighbours) + len(self.introducing) < self.settings.want_neighbours:
-            self._send_want(out, now)
+        # Even at a session's start (nobody to ask yet, only candidates from the
+        # directory) the round waits for its introductions: the first seconds
+        # come from the server anyway, and an introduction answers within a
+        # round trip, so a want beside it would mostly find the same peers.
         return True
 
     def _end_round(self) -> None:
         self.round = _Round()
 
     def _finish_round(self, out: list[Effect], now: float) -> None:
-        """The round is over: someone new came (no want), or nobody did (want now)."""
-        found = self.round.found
+        """The round is over: someone new came (no want); nobody did, but every
+        neighbour asked answered and every introduction was answered (the overlay
+        is exhausted: the tracker knows the same holders, it refused the busy
+        ones; newcomers will dial us): back off; otherwise want now."""
+        found, answered = self.round.found, self.round.answered
+        exhausted = answered > 0 and not self.round.asked and not self.introducing
         self._end_round()
         if found > 0:
             self.want.interval = self.settings.want_interval
             self.want.next_at = now + self.want.interval
+        elif exhausted:
+            if self.session is not None:
+                self.session.known_at = now
+            self._want_later(out, now)
         else:
             self._send_want(out, now)
 
@@ -1038,11 +1078,14 @@ class P2PCore:
         if len(msg.peers) > self.settings.max_holders or len(unique) != len(msg.peers) or self.peer_id in unique:
             return self._bad_overlay(nb.id, now)
         del nb.lookups[key]
-        self.round.asked.discard(nb.id)
+        s = self.session
+        ours = s is not None and (s.track, s.rendition) == key
+        if ours and nb.id in self.round.asked:
+            self.round.asked.discard(nb.id)
+            self.round.answered += 1
         for peer in msg.peers:
             self._remember(msg.track, msg.rendition, peer, nb.id, now)
-        s = self.session
-        if self.round.active and s is not None and (s.track, s.rendition) == (msg.track, msg.rendition):
+        if self.round.active and ours:
             self._introduce_known(out, now)
         self._check_round(out, now)
         return out

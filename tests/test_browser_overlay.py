@@ -13,9 +13,10 @@ its next track through a neighbour's HOLDERS answer and the server's
   answers HOLDERS naming A. C never met A and never wanted track 2.
 - C moves on to track 2: its first word to the server about track 2 is
   ``introduce`` A; the answer to it is the first ``peers`` of track 2 that
-  C gets, and C dials A from it. The want that follows at once (C has no
-  neighbours at a session's start) is answered only later, when A is already a
-  neighbour. After its ~10 s server lead, C gets the rest of track 2 from A.
+  C gets, and C dials A from it. A session's start waits for its
+  introductions before it wants, so a ``want`` of track 2 comes, if ever,
+  after A is a neighbour (when C's round finds the overlay exhausted, not
+  even then). After its ~10 s server lead, C gets the rest of track 2 from A.
 
 The control socket is recorded on C's page (every JSON message both ways, in
 order) and C's P2P core is read (its directory of who holds what, and from

@@ -140,3 +140,155 @@ def test_vector(case: dict[str, Any]) -> None:
     core = P2PCore(P2PSettings.from_js(case["settings"]))
     for i, step in enumerate(case["steps"]):
         assert run_step(core, step) == step["expect"], f"step {i} ({step['on']} at {step.get('now')})"
+
+
+# ---- the overlay's want rules, in a tiny world (as tests/js/p2p.test.mjs) -----------------
+
+TRACK, REND = "trk", "r1"
+
+
+def _welcome(peer: str) -> dict[str, Any]:
+    return {"type": "welcome", "peer_id": peer, "ice_servers": [], "limits": {"upload_slots": 4, "stats_interval": 5}}
+
+
+class World:
+    """Cores joined by a tracker that answers ``want`` and ``introduce`` (anyone holding
+    one of the chunks), verbatim signaling, and channels that open as soon as an offer
+    is answered."""
+
+    def __init__(self, settings: P2PSettings) -> None:
+        self.settings = settings
+        self.cores: dict[str, P2PCore] = {}
+        self.now = 0.0
+        self.sent: list[tuple[str, dict[str, Any], float]] = []  # control messages, in order
+
+    def add(self, peer: str, held: list[int], n: int) -> P2PCore:
+        core = self.cores[peer] = P2PCore(self.settings)
+        self.run(peer, core.start_session(TRACK, REND, range(n), self.now, complete=True, held=held))
+        self.run(peer, core.on_control(_welcome(peer), self.now))
+        return core
+
+    def run(self, peer: str, effects: list[Effect]) -> None:
+        from peer.core import Control, Open, Rtc, Send
+
+        core = self.cores[peer]
+        for e in effects:
+            if isinstance(e, Control):
+                self.control(peer, e.msg)
+            elif isinstance(e, Open) and e.role == "offerer":
+                offer = {"type": "signal", "from": peer, "data": {"sdp": {"type": "offer", "sdp": "o"}}}
+                self.run(e.peer, self.cores[e.peer].on_control(offer, self.now))
+            elif isinstance(e, Rtc) and e.data.get("sdp", {}).get("type") == "offer":
+                answer = {"type": "signal", "from": peer, "data": {"sdp": {"type": "answer", "sdp": "a"}}}
+                self.run(e.peer, self.cores[e.peer].on_control(answer, self.now))
+            elif isinstance(e, Rtc) and e.data.get("sdp", {}).get("type") == "answer":
+                # both ends open before either greets the other
+                mine, theirs = core.channel_open(e.peer, self.now), self.cores[e.peer].channel_open(peer, self.now)
+                self.run(peer, mine)
+                self.run(e.peer, theirs)
+            elif isinstance(e, Send):
+                self.run(e.peer, self.cores[e.peer].on_frame(peer, e.frame, self.now))
+
+    def control(self, peer: str, msg: dict[str, Any]) -> None:
+        self.sent.append((peer, msg, self.now))
+
+        def holds(other: str) -> bool:
+            s = self.cores[other].session if other in self.cores and other != peer else None
+            return s is not None and any(i in s.held for i in msg["chunks"])
+
+        base = {"type": "peers", "track": msg.get("track"), "rendition": msg.get("rendition")}
+        if msg["type"] == "want":
+            listed = [{"peer_id": q, "chunks": [], "complete": False} for q in self.cores if holds(q)]
+            self.run(peer, self.cores[peer].on_control({**base, "peers": listed}, self.now))
+        elif msg["type"] == "introduce":
+            q = msg["peer_id"]
+            answer = {**base, "for": "introduce", "peer_id": q, "peers": [], "reason": "not_a_holder"}
+            if holds(q):
+                answer = {**base, "for": "introduce", "peer_id": q, "peers": [{"peer_id": q, "chunks": [], "complete": False}]}
+            self.run(peer, self.cores[peer].on_control(answer, self.now))
+
+    def run_until(self, until: float, step: float = 0.5) -> None:
+        while self.now + step <= until:
+            self.now += step
+            for peer, core in self.cores.items():
+                self.run(peer, core.tick(self.now))
+
+    def times(self, kind: str) -> dict[str, list[float]]:
+        at: dict[str, list[float]] = {}
+        for peer, msg, now in self.sent:
+            if msg["type"] == kind:
+                at.setdefault(peer, []).append(now)
+        return at
+
+
+def test_a_small_swarm_that_knows_itself_leaves_the_tracker_alone_but_for_max_want_interval() -> None:
+    # four listeners, fewer than want_neighbours: each keeps missing chunks and
+    # places, the case where a tracker-only peer keeps wanting
+    wants = {}
+    for overlay in (False, True):
+        w = World(P2PSettings(overlay=overlay))
+        for i, peer in enumerate("abcd"):
+            w.add(peer, [i], 10)
+        assert all(len(c.neighbours) == 3 for c in w.cores.values())
+        w.run_until(120)
+        wants[overlay] = w.times("want")
+        if overlay:
+            assert w.times("introduce") == {}  # everybody known is a neighbour already
+    # tracker only: at the start, then after every back-off step (1.5, 3, ... 30 s)
+    assert wants[False]["d"] == [0, 1.5, 4.5, 10.5, 22.5, 46.5, 76.5, 106.5]
+    # the overlay: every round is answered by every neighbour naming nobody new,
+    # so the want backs off instead; it goes out once the interval is at its cap
+    assert wants[True]["d"] == [0, 76.5, 106.5]
+    assert all(len(wants[True][p]) == 3 for p in "abc"), wants[True]
+
+
+def _neighbour(core: P2PCore, peer: str, ranges: list[tuple[int, int]], now: float) -> None:
+    core.on_control({"type": "peers", "track": TRACK, "rendition": REND,
+                     "peers": [{"peer_id": peer, "chunks": [], "complete": False}]}, now)
+    core.channel_open(peer, now)
+    core.on_frame(peer, encode(Have(tuple(ranges))), now)
+
+
+def _controls(effects: list[Effect], kind: str) -> list[dict[str, Any]]:
+    from peer.core import Control
+
+    return [e.msg for e in effects if isinstance(e, Control) and e.msg["type"] == kind]
+
+
+def test_a_session_start_with_known_candidates_waits_for_their_introductions() -> None:
+    answer = {"type": "peers", "track": "next", "rendition": REND, "for": "introduce"}
+    for refused in (False, True):
+        core = P2PCore()
+        core.on_control(_welcome("me"), 0)
+        core.start_session(TRACK, REND, range(4), 0, complete=True, held=[0])
+        _neighbour(core, "p", [(0, 3)], 0)
+        core.lookup("next", REND, 1)
+        core.on_frame("p", encode(Holders("next", REND, ("x",))), 1.1)
+        start = core.start_session("next", REND, range(3), 2, complete=True)
+        assert [m["peer_id"] for m in _controls(start, "introduce")] == ["x"]
+        assert _controls(start, "want") == []  # not beside the introduction
+        if refused:  # nobody: the want goes out with the last answer
+            out = core.on_control({**answer, "peer_id": "x", "peers": [], "reason": "not_a_holder"}, 2.05)
+            assert len(_controls(out, "want")) == 1
+        else:  # x dialled: the round found somebody, no want
+            core.on_control({**answer, "peer_id": "x", "peers": [{"peer_id": "x", "chunks": [0]}]}, 2.05)
+            assert "x" in core.neighbours
+            assert _controls(core.tick(2.6), "want") == []
+
+
+def test_an_exhausted_round_backs_off_only_when_every_neighbour_asked_answered() -> None:
+    core = P2PCore(P2PSettings(want_interval=2))
+    core.on_control(_welcome("me"), 0)
+    core.start_session(TRACK, REND, range(10), 0, complete=True)
+    _neighbour(core, "p", [(0, 1)], 0)
+    _neighbour(core, "q", [(2, 3)], 0)
+    assert [e.peer for e in core.tick(2) if e.kind == "send"] == ["p", "q"]  # LOOKUPs
+    # p answers, q stays silent: after lookup_wait the tracker is asked
+    core.on_frame("p", encode(Holders(TRACK, REND, ("q",))), 2.1)
+    assert len(_controls(core.tick(2.6), "want")) == 1
+    core.on_control({"type": "peers", "track": TRACK, "rendition": REND, "peers": []}, 2.7)  # nobody new: 4 s
+    # both answer the next round naming nobody new: no want, the interval doubles
+    assert [e.peer for e in core.tick(7.1) if e.kind == "send"] == ["p", "q"]
+    core.on_frame("p", encode(Holders(TRACK, REND, ("q",))), 7.2)
+    assert core.on_frame("q", encode(Holders(TRACK, REND, ("p",))), 7.3) == []
+    assert core.want.interval == 8 and core.want.next_at == 15.3

@@ -463,12 +463,14 @@ test("a live manifest that grows re-reads the neighbours' announcements", () => 
  * sides have exchanged an offer and an answer.
  */
 class World {
-  constructor() {
+  constructor(settings = {}) {
     this.peers = new Map(); // id -> {core, data: Map(index -> bytes), delivered: []}
     this.now = 0;
+    this.settings = settings;
+    this.sent = []; // [peer id, control message, now] in order
   }
   add(id, held, n) {
-    const core = new P2PCore();
+    const core = new P2PCore(this.settings);
     const data = new Map(held.map((i) => [i, new Uint8Array(3000 + i).fill(i)]));
     const p = { id, core, data, delivered: [], links: new Map() };
     this.peers.set(id, p);
@@ -490,8 +492,10 @@ class World {
         case "rtc":
           if (e.data.sdp?.type === "offer") this.deliver(other, { type: "signal", from: p.id, data: { sdp: { type: "answer", sdp: "a" } } });
           if (e.data.sdp?.type === "answer") {
-            this.run(p, p.core.channelOpen(e.peer, this.now));
-            this.run(other, other.core.channelOpen(p.id, this.now));
+            // both ends open before either greets the other
+            const greetings = [p.core.channelOpen(e.peer, this.now), other.core.channelOpen(p.id, this.now)];
+            this.run(p, greetings[0]);
+            this.run(other, greetings[1]);
           }
           break;
         case "send":
@@ -512,12 +516,31 @@ class World {
     this.run(p, p.core.onControl(msg, this.now));
   }
   control(p, msg) {
+    this.sent.push([p.id, msg, this.now]);
+    const holds = (q) => q !== undefined && q !== p && msg.chunks.some((i) => q.core.session?.held.has(i));
     if (msg.type === "want") {
-      const peers = [...this.peers.values()]
-        .filter((q) => q !== p && msg.chunks.some((i) => q.core.session?.held.has(i)))
-        .map((q) => ({ peer_id: q.id, chunks: [], complete: false }));
+      const peers = [...this.peers.values()].filter(holds).map((q) => ({ peer_id: q.id, chunks: [], complete: false }));
       this.deliver(p, { type: "peers", track: msg.track, rendition: msg.rendition, peers });
     }
+    if (msg.type === "introduce") {
+      const q = this.peers.get(msg.peer_id);
+      const answer = { type: "peers", track: msg.track, rendition: msg.rendition, for: "introduce", peer_id: msg.peer_id };
+      if (holds(q)) this.deliver(p, { ...answer, peers: [{ peer_id: q.id, chunks: [], complete: false }] });
+      else this.deliver(p, { ...answer, peers: [], reason: "not_a_holder" });
+    }
+  }
+  /** Every core's tick every `step` seconds until `until`. */
+  runUntil(until, step = 0.5) {
+    while (this.now + step <= until) {
+      this.now += step;
+      for (const p of this.peers.values()) this.run(p, p.core.tick(this.now));
+    }
+  }
+  /** When each peer sent a control message of `type`: {peer id: [now, ...]}. */
+  times(type) {
+    const at = {};
+    for (const [id, msg, now] of this.sent) if (msg.type === type) (at[id] ??= []).push(now);
+    return at;
   }
 }
 
@@ -537,4 +560,65 @@ test("two cores: the newcomer dials the seeder, learns its holding and gets exac
   leecher.core.chunkAdded(2, 2);
   w.run(leecher, leecher.core.tick(2));
   assert.equal(seeder.core.info().neighbours[0].have, 1);
+});
+
+test("overlay: a small swarm that knows itself leaves the tracker alone; it is still asked at maxWantInterval", () => {
+  // four listeners, fewer than wantNeighbours: each one keeps missing chunks
+  // and places, the case where a tracker-only peer keeps wanting
+  const wants = {};
+  for (const overlay of [false, true]) {
+    const w = new World({ overlay });
+    for (const [i, id] of ["a", "b", "c", "d"].entries()) w.add(id, [i], 10);
+    for (const p of w.peers.values()) assert.equal(p.core.neighbours.size, 3);
+    w.runUntil(120);
+    wants[overlay] = w.times("want");
+    if (overlay) assert.deepEqual(w.times("introduce"), {}); // everybody known is a neighbour already
+  }
+  // tracker only: at the start, then after every back-off step (1.5, 3, ... 30 s)
+  assert.deepEqual(wants.false.d, [0, 1.5, 4.5, 10.5, 22.5, 46.5, 76.5, 106.5]);
+  // the overlay: each lookup round is answered by every neighbour naming nobody
+  // new, so the want backs off instead; it goes out once the interval is at
+  // its cap (30 s), and then every 30 s, as a tracker-only peer's does
+  assert.deepEqual(wants.true.d, [0, 76.5, 106.5]);
+  for (const id of ["a", "b", "c"]) assert.equal(wants.true[id].length, 3, JSON.stringify(wants.true));
+});
+
+test("overlay: a session's start with known candidates waits for their introductions, not beside them", () => {
+  const { c } = core({ n: 4, held: [0] });
+  neighbour(c, "p", [0, 1, 2, 3]);
+  c.lookup({ track: "next", rendition: REND }, 1);
+  c.onFrame("p", encode({ type: "holders", track: "next", rendition: REND, peers: ["x", "y"] }), 1.1);
+  const start = c.startSession({ track: "next", rendition: REND, chunks: [0, 1, 2], complete: true, held: [] }, 2);
+  assert.deepEqual(controls(start, "introduce").map((m) => m.peer_id), ["x", "y"]);
+  assert.deepEqual(controls(start, "want"), []);
+  const answer = { type: "peers", track: "next", rendition: REND, for: "introduce" };
+  // x is introduced (dialled): the round found somebody, no want
+  assert.deepEqual(kinds(c.onControl({ ...answer, peer_id: "x", peers: [{ peer_id: "x", chunks: [0] }] }, 2.1)), ["open"]);
+  assert.deepEqual(controls(c.onControl({ ...answer, peer_id: "y", peers: [], reason: "busy" }, 2.2)), []);
+  assert.deepEqual(controls(c.tick(2.6), "want"), []);
+  // the same start, every candidate refused: the want goes out with the last answer
+  const { c: d } = core({ n: 4, held: [0] });
+  neighbour(d, "p", [0, 1, 2, 3]);
+  d.lookup({ track: "next", rendition: REND }, 1);
+  d.onFrame("p", encode({ type: "holders", track: "next", rendition: REND, peers: ["x"] }), 1.1);
+  assert.deepEqual(controls(d.startSession({ track: "next", rendition: REND, chunks: [0, 1, 2], complete: true, held: [] }, 2), "want"), []);
+  assert.equal(controls(d.onControl({ ...answer, peer_id: "x", peers: [], reason: "not_a_holder" }, 2.05), "want").length, 1);
+});
+
+test("overlay: an exhausted round backs off only when every neighbour asked has answered", () => {
+  const { c } = core({ settings: { wantInterval: 2 } });
+  neighbour(c, "p", [0, 1]);
+  neighbour(c, "q", [2, 3]);
+  assert.deepEqual(frames(c.tick(2)).map((f) => f.type), ["lookup", "lookup"]);
+  // p answers, q stays silent: after lookupWait the tracker is asked
+  c.onFrame("p", encode({ type: "holders", track: TRACK, rendition: REND, peers: ["q"] }), 2.1);
+  assert.equal(controls(c.tick(2.6), "want").length, 1);
+  c.onControl({ type: "peers", track: TRACK, rendition: REND, peers: [] }, 2.7); // nobody new: 4 s
+  // both answer the next round (5 s later) naming nobody new: no want, the interval doubles
+  const round = c.tick(7.1);
+  assert.deepEqual(frames(round).map((f) => f.type), ["lookup", "lookup"]);
+  c.onFrame("p", encode({ type: "holders", track: TRACK, rendition: REND, peers: ["q"] }), 7.2);
+  assert.deepEqual(c.onFrame("q", encode({ type: "holders", track: TRACK, rendition: REND, peers: ["p"] }), 7.3), []);
+  assert.equal(c.want.interval, 8);
+  assert.equal(c.want.nextAt, 15.3);
 });

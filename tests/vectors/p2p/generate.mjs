@@ -215,9 +215,38 @@ const scenarios = [
     { on: "control", now: 1.9, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "b", reason: "not_a_holder" } },
     tick(2.5), tick(3.5),
   ] },
-  { name: "overlay: neighbours that know nobody: want as soon as they have answered", steps: [
+  { name: "overlay: every neighbour answered, nobody new: the want backs off (doubling); it goes out once at maxWantInterval", settings: { wantInterval: 2, maxWantInterval: 8 }, steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(2),
+    frame("p", { type: "holders", track: T, rendition: R, peers: ["a"] }, 2.1),
+    { on: "control", now: 2.2, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "a", reason: "busy" } },
+    { on: "waitUntil", now: 2.3 }, tick(6.1), tick(6.2), tick(14.1), tick(14.2),
+    frame("p", { type: "holders", track: T, rendition: R, peers: [] }, 14.3), peers([], 14.4), tick(20),
+  ] },
+  { name: "overlay: the overlay exhausted, then the last neighbour gone: a round for what is known, then the tracker", steps: [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
-    frame("p", { type: "holders", track: T, rendition: R, peers: [] }, 1.7),
+    frame("p", { type: "holders", track: T, rendition: R, peers: [] }, 1.7), tick(4.8),
+    { on: "channelClosed", peer: "p", now: 5 }, tick(5.9), tick(6.1),
+    { on: "control", now: 6.2, msg: { type: "peers", track: T, rendition: R, peers: [], for: "introduce", peer_id: "p", reason: "not_a_holder" } },
+  ] },
+  { name: "overlay: a new welcome forgets that the overlay was exhausted", steps: [
+    welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6),
+    frame("p", { type: "holders", track: T, rendition: R, peers: [] }, 1.7), { on: "controlClosed" }, welcome("me2", {}, 2),
+  ] },
+  { name: "overlay: a session's start with known candidates waits for their introductions; one dials: no want", steps: [
+    welcome(), session(4, [0]), ...dialled("p", [[0, 3]]), { on: "lookup", now: 1, target: { track: "next", rendition: R } },
+    frame("p", { type: "holders", track: "next", rendition: R, peers: ["x", "y"] }, 1.1),
+    { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1, 2], complete: true, held: [] } },
+    { on: "waitUntil", now: 2.05 },
+    { on: "control", now: 2.1, msg: { type: "peers", track: "next", rendition: R, peers: [{ peer_id: "x", chunks: [0], complete: false }], for: "introduce", peer_id: "x" } },
+    { on: "control", now: 2.2, msg: { type: "peers", track: "next", rendition: R, peers: [], for: "introduce", peer_id: "y", reason: "not_a_holder" } },
+    tick(2.6), tick(3.6),
+  ] },
+  { name: "overlay: a session's start whose introductions are all refused wants as soon as the last answer is in", steps: [
+    welcome(), session(4, [0]), ...dialled("p", [[0, 3]]), { on: "lookup", now: 1, target: { track: "next", rendition: R } },
+    frame("p", { type: "holders", track: "next", rendition: R, peers: ["x", "y"] }, 1.1),
+    { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1, 2], complete: true, held: [] } },
+    { on: "control", now: 2.1, msg: { type: "peers", track: "next", rendition: R, peers: [], for: "introduce", peer_id: "x", reason: "busy" } },
+    { on: "control", now: 2.2, msg: { type: "peers", track: "next", rendition: R, peers: [], for: "introduce", peer_id: "y", reason: "not_a_holder" } },
   ] },
   { name: "overlay: a silent neighbour: want after lookupWait; asked again only after lookupInterval", steps: [
     welcome(), session(10), peers(["p"], 0), open("p", 0.1), have("p", [[0, 9]], 0.1), tick(1.6), tick(2), tick(2.2),
