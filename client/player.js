@@ -32,7 +32,9 @@
 // (transport.js) the player also dispatches `session` {trackId, manifest}
 // once the scheduler of a load exists (before its first request), `chunk`
 // {index, source, peer, bytes, data} for every chunk obtained (server, cache
-// or verified peer), and `unload`; `kick()` makes it schedule at once.
+// or verified peer), and `unload` {trackId, next} (`next`: the id of the
+// track `load` is loading in its place, else null); `kick()` makes it
+// schedule at once.
 
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
@@ -171,11 +173,12 @@ export class PlayerCore extends EventTarget {
    * neither the gateway nor the cache can provide the track.
    */
   async load(trackUrl) {
-    this.unload();
     trackUrl = String(trackUrl).replace(/\/+$/, "");
+    const trackId = decodeURIComponent(trackUrl.split("/").pop());
+    this.unload({ next: trackId });
     const session = {
       trackUrl,
-      trackId: decodeURIComponent(trackUrl.split("/").pop()),
+      trackId,
       abort: new AbortController(),
       track: null,
       manifest: null,
@@ -235,12 +238,12 @@ export class PlayerCore extends EventTarget {
     if (s && !s.closed && s.timer !== null) this.tick(s); // once open() has set everything up
   }
 
-  /** Stop everything for the current track and release the element. */
-  unload() {
+  /** Stop everything for the current track and release the element; `next`: the track loaded in its place (load). */
+  unload({ next = null } = {}) {
     const s = this.session;
     if (!s) return;
     s.closed = true;
-    this.emit("unload", { trackId: s.trackId });
+    this.emit("unload", { trackId: s.trackId, next });
     s.abort.abort();
     for (const c of s.controllers.values()) c.abort();
     clearInterval(s.timer);
