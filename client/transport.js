@@ -15,6 +15,8 @@
 // another track the core's session is kept until the next one starts, so
 // that the neighbours are told where this listener goes (LOAD_WAIT_SECONDS),
 // and links close only once what was sent on them left (CLOSE_GRACE_SECONDS).
+// `lookupAhead(track, rendition)` asks the neighbours about a playlist's
+// next track ahead of time.
 
 import { encodePeerMessage, parseServerMessage } from "./control-protocol.js";
 import { P2PCore } from "./p2p.js";
@@ -572,6 +574,20 @@ export class P2PAgent {
       signal?.addEventListener("abort", onAbort, { once: true });
       this.apply(effects);
     });
+  }
+
+  /**
+   * Ask the open neighbours now who holds another track (the next of a
+   * playlist): their HOLDERS answers fill the core's directory, which that
+   * track's session starts its lookup from (docs/wire.md "Overlay").
+   * Returns how many neighbours were asked: 0 when none is open or each was
+   * asked within the core's lookupInterval (worth asking again later).
+   */
+  lookupAhead(track, rendition) {
+    if (this.destroyed || typeof track !== "string" || typeof rendition !== "string") return 0;
+    const effects = this.core.lookup({ track, rendition }, clock());
+    this.apply(effects);
+    return effects.filter((e) => e.kind === "send").length;
   }
 
   /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { decode, encode, splitChunk, channelLabel } from "../../client/protocol.js";
+import { prefetchTrack } from "../../client/player.js";
 import { CLOSE_GRACE_SECONDS, ControlSocket, P2PAgent } from "../../client/transport.js";
 import { FakePlayer, FakeWS } from "./helpers/fakes.mjs";
 
@@ -363,6 +364,46 @@ test("leaving the page closes at once (timers may not run); so does the other si
   other.dc.onclose();
   assert.equal(other.pc.connectionState, "closed");
   other.agent.destroy();
+});
+
+test("lookupAhead asks the open neighbours about the next track; the next session starts from their answer", async () => {
+  const { player, agent, ws, dc } = await agentWithNeighbour();
+  assert.equal(agent.lookupAhead("trk2", "r2"), 1);
+  assert.deepEqual(dc.sent, [{ type: "lookup", track: "trk2", rendition: "r2" }]);
+  assert.equal(agent.lookupAhead("trk2", "r2"), 0, "asked within lookupInterval: not again");
+  dc.receive({ type: "holders", track: "trk2", rendition: "r2", peers: ["x"] });
+  assert.equal(agent.core.directory.get("trk2/r2").get("x").source, "s");
+  nextTrack(player, "trk2", "r2");
+  const [first] = ws.take().filter((m) => m.type === "introduce" || m.type === "want");
+  assert.equal(first.type, "introduce");
+  assert.equal(first.peer_id, "x");
+  agent.destroy();
+  assert.equal(agent.lookupAhead("trk3", "r1"), 0);
+});
+
+test("prefetchTrack names the next track's rendition (what lookupAhead needs) before it fetches chunks; from the cache too", async () => {
+  const manifest = { id: "t2", rendition: "r9", complete: true, chunks: [0, 1, 2].map((index) => ({ index, start: index * 2, duration: 2 })) };
+  const fetched = [];
+  const seen = [];
+  const fetchImpl = async (url) => {
+    fetched.push(url);
+    if (url.endsWith("/manifest")) return new Response(JSON.stringify(manifest));
+    if (url.endsWith("/t2")) return new Response(JSON.stringify({ id: "t2" }));
+    return new Response(new Uint8Array(4));
+  };
+  const onManifest = (track, m) => seen.push([track, m.rendition, fetched.length]);
+  assert.equal(await prefetchTrack("http://gw/v1/tracks/t2", { fetchImpl, onManifest }), true);
+  assert.deepEqual(seen, [["t2", "r9", 2]], "after the track and its manifest, before init and chunks");
+  assert.ok(fetched.length > 2);
+
+  const held = new Set(["init", 0, 1]);
+  const cache = { getManifest: async () => ({ manifest }), has: (track, r, i) => r === "r9" && held.has(i) };
+  seen.length = 0;
+  fetched.length = 0;
+  assert.equal(await prefetchTrack("http://gw/v1/tracks/t2", { cache, fetchImpl, onManifest }), true);
+  assert.deepEqual(seen, [["t2", "r9", 0]], "all in the cache: told from it, nothing fetched");
+  // a failing callback does not fail the prefetch
+  assert.equal(await prefetchTrack("http://gw/v1/tracks/t2", { cache, fetchImpl, onManifest: () => { throw new Error("x"); } }), true);
 });
 
 test("ControlSocket reconnects with back-off after a drop", async () => {
