@@ -32,7 +32,9 @@
 // (transport.js) the player also dispatches `session` {trackId, manifest}
 // once the scheduler of a load exists (before its first request), `chunk`
 // {index, source, peer, bytes, data} for every chunk obtained (server, cache
-// or verified peer), and `unload`; `kick()` makes it schedule at once.
+// or verified peer), and `unload` {trackId, next} (`next`: the id of the
+// track `load` is loading in its place, else null); `kick()` makes it
+// schedule at once.
 
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
@@ -171,11 +173,12 @@ export class PlayerCore extends EventTarget {
    * neither the gateway nor the cache can provide the track.
    */
   async load(trackUrl) {
-    this.unload();
     trackUrl = String(trackUrl).replace(/\/+$/, "");
+    const trackId = decodeURIComponent(trackUrl.split("/").pop());
+    this.unload({ next: trackId });
     const session = {
       trackUrl,
-      trackId: decodeURIComponent(trackUrl.split("/").pop()),
+      trackId,
       abort: new AbortController(),
       track: null,
       manifest: null,
@@ -235,12 +238,12 @@ export class PlayerCore extends EventTarget {
     if (s && !s.closed && s.timer !== null) this.tick(s); // once open() has set everything up
   }
 
-  /** Stop everything for the current track and release the element. */
-  unload() {
+  /** Stop everything for the current track and release the element; `next`: the track loaded in its place (load). */
+  unload({ next = null } = {}) {
     const s = this.session;
     if (!s) return;
     s.closed = true;
-    this.emit("unload", { trackId: s.trackId });
+    this.emit("unload", { trackId: s.trackId, next });
     s.abort.abort();
     for (const c of s.controllers.values()) c.abort();
     clearInterval(s.timer);
@@ -656,24 +659,38 @@ export class PlayerCore extends EventTarget {
  * manifest, init segment and the chunks of its first `seconds`, into the
  * persistent cache (or, without one, into the browser's HTTP cache, since
  * complete chunks are immutable). Errors are swallowed: this is a hint.
+ * `onManifest(trackId, manifest)` is called once the manifest is known (the
+ * cache's or the server's), before the chunks are fetched: the P2P side asks
+ * its neighbours about the track from it.
  */
-export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetchImpl = null, signal = undefined } = {}) {
+export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetchImpl = null, signal = undefined, onManifest = null } = {}) {
   const get = fetchImpl ?? ((...args) => fetch(...args));
   trackUrl = String(trackUrl).replace(/\/+$/, "");
   const trackId = decodeURIComponent(trackUrl.split("/").pop());
+  const known = (manifest) => {
+    try {
+      onManifest?.(trackId, manifest);
+    } catch {
+      /* a hint too */
+    }
+  };
   try {
     if (cache) {
-      const known = await cache.getManifest(trackId);
-      if (known?.manifest?.complete) {
-        const want = prefetchIndices(known.manifest, seconds);
-        const r = known.manifest.rendition;
-        if (cache.has(trackId, r, "init") && want.every((i) => cache.has(trackId, r, i))) return true;
+      const cached = await cache.getManifest(trackId);
+      if (cached?.manifest?.complete) {
+        const want = prefetchIndices(cached.manifest, seconds);
+        const r = cached.manifest.rendition;
+        if (cache.has(trackId, r, "init") && want.every((i) => cache.has(trackId, r, i))) {
+          known(cached.manifest);
+          return true;
+        }
       }
     }
     const [track, manifest] = await Promise.all([
       fetchJson(get, trackUrl, signal),
       fetchJson(get, `${trackUrl}/manifest`, signal),
     ]);
+    known(manifest);
     if (cache) await cache.putManifest(trackId, { track, manifest });
     let indices = prefetchIndices(manifest, seconds);
     if (indices.length === 0) indices = [0]; // live transcode: the server waits for chunk 0

@@ -11,7 +11,12 @@
 // player's events (session, chunk, manifest, badchunk, startup, unload), tells
 // the player's scheduler about neighbours (`setPeer`, `removePeer`) and how
 // long peers are worth waiting for (`setPeerWait`), and serves chunks from
-// memory or from the player's IndexedDB cache.
+// memory or from the player's IndexedDB cache. When the player moves to
+// another track the core's session is kept until the next one starts, so
+// that the neighbours are told where this listener goes (LOAD_WAIT_SECONDS),
+// and links close only once what was sent on them left (CLOSE_GRACE_SECONDS).
+// `lookupAhead(track, rendition)` asks the neighbours about a playlist's
+// next track ahead of time.
 
 import { encodePeerMessage, parseServerMessage } from "./control-protocol.js";
 import { P2PCore } from "./p2p.js";
@@ -28,6 +33,23 @@ export const ICE_GRACE_SECONDS = 5;
 // resume when the browser says it fell under LOW.
 const BUFFER_HIGH = 1024 * 1024;
 const BUFFER_LOW = 256 * 1024;
+
+// A link its owner closes first delivers what it was given: the core sends a
+// departure notice (HOLDERS) and closes the link in one batch, and closing
+// the RTCPeerConnection at once discards whatever the channel still buffers.
+// So the channel is closed only once its queue and the browser's buffer are
+// empty, the connection only once the channel has closed (the other side has
+// everything by then), and both within this many seconds, so that a dead
+// channel cannot keep a connection alive.
+export const CLOSE_GRACE_SECONDS = 1;
+
+// The player unloads a track before it loads the next one (PlayerCore.load:
+// `unload` {next}, then `session`), but the core tells its neighbours where
+// it goes only when a new session starts while the old one runs. So the old
+// session is kept (its neighbours still served, its periodic work paused)
+// until the next session starts, or this many seconds passed without one (a
+// load that failed, or that plays without MSE and so brings no session).
+export const LOAD_WAIT_SECONDS = 5;
 
 /** Whether this browser and page can take part: WebRTC, WebSocket and WebCrypto (secure context). */
 export function p2pSupported() {
@@ -169,7 +191,8 @@ export async function selectedCandidateType(pc) {
  * restart. Outcome: `onConnected(candidateType)` once, when ICE first
  * connects; `failure` says "failed" when ICE failed before that.
  * `relay: true` is iceTransportPolicy "relay": TURN candidates only, so no
- * peer ever learns this listener's address.
+ * peer ever learns this listener's address. `close()` delivers what was
+ * already given to `send` first (CLOSE_GRACE_SECONDS at most).
  */
 export class PeerLink {
   constructor({ role, iceServers = [], relay = false, label, onSignal, onOpen, onFrame, onClose, onConnected = () => {}, RTCPeerConnectionImpl = null, graceSeconds = ICE_GRACE_SECONDS }) {
@@ -186,7 +209,10 @@ export class PeerLink {
     this.failure = null; // "failed" when ICE failed before ever connecting
     this.restarted = false;
     this.graceTimer = null;
-    this.closed = false;
+    this.closed = false; // closed by its owner or failed: no callback, nothing queued
+    this.draining = false; // closed, still delivering what was queued (close)
+    this.released = false; // the channel and the connection are closed
+    this.drainTimer = null;
     this.dc = null;
     this.queue = [];
     this.remoteSet = false;
@@ -354,15 +380,61 @@ export class PeerLink {
 
   fail() {
     if (this.closed) return;
-    this.close();
+    this.close({ drain: false });
     this.onClose();
   }
 
-  close() {
+  /**
+   * Close the link. From here on nothing new is queued and no callback runs;
+   * `drain` (the default): frames already given to `send` are delivered
+   * first, within CLOSE_GRACE_SECONDS; `drain: false` drops them (a failed
+   * link, a page going away).
+   */
+  close({ drain = true } = {}) {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.graceTimer);
     this.graceTimer = null;
+    const dc = this.dc;
+    if (!drain || !dc || dc.readyState !== "open") {
+      this.release();
+      return;
+    }
+    this.draining = true;
+    dc.onmessage = null;
+    dc.onclose = () => this.release();
+    // told when the browser's buffer is empty, not merely low
+    dc.bufferedAmountLowThreshold = 0;
+    dc.onbufferedamountlow = () => this.drain();
+    this.drainTimer = setTimeout(() => this.release(), CLOSE_GRACE_SECONDS * 1000);
+    this.drain();
+  }
+
+  /** Closing: hand the rest of the queue to the channel; close the channel once all of it left. */
+  drain() {
+    const dc = this.dc;
+    if (!this.draining) return;
+    if (dc.readyState !== "open") {
+      if (dc.readyState === "closed") this.release();
+      return;
+    }
+    try {
+      while (this.queue.length > 0 && dc.bufferedAmount < BUFFER_HIGH) dc.send(this.queue.shift());
+      if (this.queue.length > 0 || dc.bufferedAmount > 0) return; // bufferedamountlow calls again
+      // The browser sends what it holds before it resets the stream; the
+      // channel's close event then comes once the other side has it all.
+      dc.close();
+    } catch {
+      this.release();
+    }
+  }
+
+  /** Close the channel and the connection now; what is still queued is lost. */
+  release() {
+    if (this.released) return;
+    this.released = true;
+    this.draining = false;
+    clearTimeout(this.drainTimer);
     this.queue = [];
     try {
       this.dc?.close();
@@ -421,8 +493,9 @@ export class P2PAgent {
    *   settings: P2PCore settings (corrupt: TEST ONLY, a bad seeder)
    *   tickSeconds: how often the core's periodic work runs
    *   maxStoreBytes: chunk bytes kept in memory for seeding (beyond: the IndexedDB cache)
+   *   loadWaitSeconds: how long an unloaded session waits for the next one (LOAD_WAIT_SECONDS)
    */
-  constructor(player, { url, settings = {}, relay = false, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, WebSocketImpl = null, RTCPeerConnectionImpl = null } = {}) {
+  constructor(player, { url, settings = {}, relay = false, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, loadWaitSeconds = LOAD_WAIT_SECONDS, WebSocketImpl = null, RTCPeerConnectionImpl = null } = {}) {
     this.player = player;
     this.url = url;
     this.relay = relay; // TURN only: iceTransportPolicy "relay" (the embed's p2p="relay")
@@ -437,6 +510,8 @@ export class P2PAgent {
     this.waiters = new Map(); // "peer/index" -> {resolve, reject}
     this.store = new ChunkStore(maxStoreBytes);
     this.session = null; // {trackId, rendition, label}
+    this.loadWaitSeconds = loadWaitSeconds;
+    this.parked = null; // timer: the player unloaded the session to load another track
     this.lastWait = -Infinity;
     this.destroyed = false;
     this.socket = new ControlSocket(url, {
@@ -501,6 +576,20 @@ export class P2PAgent {
     });
   }
 
+  /**
+   * Ask the open neighbours now who holds another track (the next of a
+   * playlist): their HOLDERS answers fill the core's directory, which that
+   * track's session starts its lookup from (docs/wire.md "Overlay").
+   * Returns how many neighbours were asked: 0 when none is open or each was
+   * asked within the core's lookupInterval (worth asking again later).
+   */
+  lookupAhead(track, rendition) {
+    if (this.destroyed || typeof track !== "string" || typeof rendition !== "string") return 0;
+    const effects = this.core.lookup({ track, rendition }, clock());
+    this.apply(effects);
+    return effects.filter((e) => e.kind === "send").length;
+  }
+
   /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */
   info() {
     const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, restarted: l.restarted }));
@@ -513,6 +602,7 @@ export class P2PAgent {
     this.flushStats();
     this.destroyed = true;
     clearInterval(this.timer);
+    clearTimeout(this.parked);
     this.socket.close();
     for (const link of this.links.values()) link.close();
     this.links.clear();
@@ -536,6 +626,8 @@ export class P2PAgent {
         const trackId = detail.trackId;
         if (!manifest || !trackId) return;
         const rendition = manifest.rendition;
+        clearTimeout(this.parked);
+        this.parked = null;
         if (this.session?.trackId !== trackId || this.session?.rendition !== rendition) this.store.clear();
         this.session = { trackId, rendition, label: channelLabel(trackId, rendition) };
         const held = new Set(cache ? cache.indices(trackId, rendition) : []);
@@ -575,6 +667,13 @@ export class P2PAgent {
         this.core.noteStartup(detail.seconds);
         break;
       case "unload":
+        clearTimeout(this.parked);
+        this.parked = null;
+        if (typeof detail.next === "string" && this.session) {
+          // another track is being loaded: its session ends this one (LOAD_WAIT_SECONDS)
+          this.parked = setTimeout(() => this.onPlayer("unload", {}), this.loadWaitSeconds * 1000);
+          break;
+        }
         this.apply(this.core.stopSession(now));
         this.session = null;
         break;
@@ -736,7 +835,8 @@ export class P2PAgent {
   }
 
   tick() {
-    if (this.destroyed) return;
+    // parked: no wants nor announcements for a track being left
+    if (this.destroyed || this.parked !== null) return;
     this.apply(this.core.tick(clock(), this.totals()));
     this.updateWait();
   }
@@ -760,7 +860,7 @@ export class P2PAgent {
     this.flushStats();
     for (const [peer, link] of [...this.links]) {
       this.links.delete(peer);
-      link.close();
+      link.close({ drain: false }); // timers may not run once the page is hidden
       this.apply(this.core.channelClosed(peer, clock()));
     }
   }

@@ -399,6 +399,10 @@ export class ZtreamPlayer extends HTMLElement {
     this.pendingSeek = null;
     this.dragging = null;
     this.prefetched = new Set();
+    // The next tracks' {track, rendition}, learnt when they are prefetched,
+    // and the one whose holders the current track asked its neighbours about.
+    this.ahead = new Map(); // src -> {track, rendition}
+    this.lookedAhead = null;
     this.raf = 0;
     this.ready = false;
     this.errorState = null;
@@ -614,6 +618,7 @@ export class ZtreamPlayer extends HTMLElement {
     if (index < 0 || index >= this.tracks.length) return;
     const changed = index !== this.index || !this.loading;
     this.index = index;
+    if (changed) this.lookedAhead = null; // a new session: new neighbours to ask
     this.ready = false;
     this.errorState = null;
     this.wantPlay = play;
@@ -1098,15 +1103,44 @@ export class ZtreamPlayer extends HTMLElement {
     this.renderPlaylist();
   }
 
-  /** Near the end of a track, fetch the start of the next one. */
+  /**
+   * Near the end of a track, fetch the start of the next one, and ask the
+   * neighbours who holds it (P2PAgent.lookupAhead) once its manifest is
+   * known: the next session starts from their answers (docs/wire.md
+   * "Overlay"). The asking is tried again on every timeupdate until a
+   * neighbour could be asked (none may be open, or each was asked lately).
+   */
   maybePrefetchNext() {
     const next = this.tracks[this.index + 1];
-    if (!next || this.prefetched.has(next.src)) return;
+    if (!next) return;
     if (!shouldPrefetchNext({ position: this.audio.currentTime, duration: this.duration, lead: 10 })) return;
+    this.lookAhead();
+    if (this.prefetched.has(next.src)) return;
     this.prefetched.add(next.src);
+    const onManifest = (track, manifest) => {
+      if (typeof manifest?.rendition !== "string") return;
+      this.ahead.set(next.src, { track, rendition: manifest.rendition });
+      this.lookAhead();
+    };
     sharedCache().then((cache) =>
-      prefetchTrack(next.src, { cache }).then((ok) => this.fire("prefetch", { src: next.src, ok })),
+      prefetchTrack(next.src, { cache, onManifest }).then((ok) => this.fire("prefetch", { src: next.src, ok })),
     );
+  }
+
+  /** Ask the neighbours about the next track, once per track played, if its manifest is known. */
+  lookAhead() {
+    const next = this.tracks[this.index + 1];
+    const known = next && this.ahead.get(next.src);
+    if (!known || !this.agent || this.lookedAhead === next.src) return;
+    let url = null;
+    try {
+      url = controlUrl(next.src, document.baseURI);
+    } catch {
+      url = null;
+    }
+    // a track of another gateway: these neighbours cannot know its holders
+    if (url !== this.agent.url) return;
+    if (this.agent.lookupAhead(known.track, known.rendition) > 0) this.lookedAhead = next.src;
   }
 
   fire(type, detail) {

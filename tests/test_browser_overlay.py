@@ -7,10 +7,13 @@ its next track through a neighbour's HOLDERS answer and the server's
 
 - A seeds track 2; B plays track 2 too and meets A through the tracker, whose
   answer B keeps in its directory (who holds what, ``directoryTtl`` 30 s).
-- B moves on to track 1 (closing its link to A); A stays on track 2.
-- C plays track 1: the tracker names B, the only one there. C asks B ahead
-  about track 2 (``lookup``, what a playlist does for its next track); B
-  answers HOLDERS naming A. C never met A and never wanted track 2.
+- B moves on to track 1 (closing its link to A, after telling A where it
+  goes: A's directory learns B on track 1 from that departure notice); A
+  stays on track 2.
+- C plays a playlist of track 1 then track 2: the tracker names B, the only
+  one on track 1. Near the end of track 1 C's player prefetches track 2 and
+  asks B about it ahead (``lookupAhead``); B answers HOLDERS naming A. C
+  never met A and never wanted track 2.
 - C moves on to track 2: its first word to the server about track 2 is
   ``introduce`` A; the answer to it is the first ``peers`` of track 2 that
   C gets, and C dials A from it. A session's start waits for its
@@ -19,8 +22,8 @@ its next track through a neighbour's HOLDERS answer and the server's
   even then). After its ~10 s server lead, C gets the rest of track 2 from A.
 
 The control socket is recorded on C's page (every JSON message both ways, in
-order) and C's P2P core is read (its directory of who holds what, and from
-whom it learnt it); nothing of the client is changed.
+order) and the P2P cores are read (their directories of who holds what, and
+from whom they learnt it); nothing of the client is changed.
 """
 
 from __future__ import annotations
@@ -63,6 +66,17 @@ window.WebSocket = class extends NativeWebSocket {
     return super.send(data);
   }
 };
+"""
+
+
+# C's playlist moves on to its second track: from here on, track 2 only.
+MARK_TRACK_2 = """
+document.addEventListener("trackchange", (e) => {
+  if (e.detail.index !== 1) return;
+  window.mark = window.control.length;
+  window.appended = [];
+  window.chunks = [];
+}, true);
 """
 
 
@@ -115,37 +129,28 @@ async def test_third_listener_finds_its_seeder_through_a_neighbour(tmp_path: Pat
             await switch(bee, gw, t1)
             left_at = loop.time()
             await until(bee, f"(p => p.track === {json.dumps(t1)} && p.held >= 2)(document.getElementById('p').p2p)", timeout=15)
-            # B's departure notice, as A saw it (a diagnostic: a notice sent as the channel closes may be lost)
-            key1 = json.dumps(f"{t1}/{m1['rendition']}")
-            notice = await a.evaluate(f"document.getElementById('p').agent.core.directory.get({key1})?.has({json.dumps(b_id)}) ?? false")
+            # B's departure notice reached A before B's link closed: A learnt B on track 1 from B itself
+            r1 = m1["rendition"]
+            await until(a, f"{known(t1, r1, b_id)} === {json.dumps(b_id)}", timeout=5)
+            noticed_after = loop.time() - left_at
 
-            c = await b.listener(t1, home=2, script=CONTROL_RECORDER)
+            # C: a playlist of track 1, then track 2
+            c = await b.listener(t1, home=2, script=CONTROL_RECORDER + MARK_TRACK_2, then=[t2])
             await play(c)
             await until(c, open_neighbour(b_id), timeout=20)
             assert not await c.evaluate(open_neighbour(a_id)), "C met A on track 1: A should have left it"
 
-            # C asks B about track 2 ahead; a LOOKUP of one neighbour goes at most every
-            # lookupInterval (5 s) and C's own round for track 1 may just have asked B
-            lookup = (
-                f"(a => a.apply(a.core.lookup({{track: {json.dumps(t2)}, rendition: {json.dumps(r2)}}}, performance.now() / 1000)))"
-                "(document.getElementById('p').agent)"
-            )
-            for _ in range(15):
-                await c.evaluate(lookup)
-                if await c.evaluate(f"{known(t2, r2, a_id)} === {json.dumps(b_id)}"):
-                    break
-                await asyncio.sleep(1)
-            else:
-                raise AssertionError("B never answered C's LOOKUP of track 2 with A")
+            # near the end of track 1 (the prefetch's 10 s lead) C's player asks B about
+            # track 2; only B's answer to that LOOKUP can name A to C
+            await until(c, f"{known(t2, r2, a_id)} === {json.dumps(b_id)}", timeout=25)
             learnt_after = loop.time() - left_at
+            learnt_at = await c.evaluate("document.getElementById('p').currentTime")
+            assert await c.evaluate("document.getElementById('p').index") == 0, "C learnt A only after it moved to track 2"
+            up_before = (await p2p(a))["upBytes"]  # what A sent B before B left
 
-            # from here on, track 2 only
-            await until(c, "window.appended.every((e) => e.sha256 !== null)", timeout=5)
-            mark = await c.evaluate("(window.appended = [], window.chunks = [], window.control.length)")
-            up_before = (await p2p(a))["upBytes"]
-            await switch(c, gw, t2)
+            # the playlist moves on to track 2 by itself
             await until(c, "window.finished", timeout=45)
-
+            mark = await c.evaluate("window.mark")
             recorded = await c.evaluate("window.control")
             earlier, control = recorded[:mark], recorded[mark:]
             chunks = await c.evaluate("window.chunks")
@@ -162,7 +167,8 @@ async def test_third_listener_finds_its_seeder_through_a_neighbour(tmp_path: Pat
         want_answers = [(i, msg) for i, msg in answers if msg.get("for") != "introduce"]
         from_a = sum(ch["bytes"] for ch in chunks if ch["source"] == "peer" and ch["peer"] == a_id)
         from_others = [ch for ch in chunks if ch["source"] == "peer" and ch["peer"] != a_id]
-        print(f"\noverlay: B named A to C {learnt_after:.1f} s after it left track 2; A saw B's notice: {notice!r}; C's first track-2 request {first_out}; "
+        print(f"\noverlay: A had B's notice {noticed_after:.1f} s after B left track 2; B named A to C {learnt_after:.1f} s after it left "
+              f"(C at {learnt_at:.1f} s of track 1); C's first track-2 request {first_out}; "
               f"answers {[(msg.get('for'), [p['peer_id'] for p in msg['peers']]) for _, msg in answers]}; "
               f"C got {from_a} bytes from A (A sent {up_after - up_before}); sources {[ch['source'] for ch in chunks]}; "
               f"stats {stats}")

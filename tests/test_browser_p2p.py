@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +86,15 @@ RTCDataChannel.prototype.send = function (data) {
 """
 
 
-def listener_page(track_url: str, attrs: str = "", script: str = "") -> str:
+def listener_page(track_url: str, attrs: str = "", script: str = "", then: Sequence[str] = ()) -> str:
+    """The test page; ``then``: track URLs after ``track_url`` (a playlist of <ztream-track>s)."""
+    playlist = "".join(f'<ztream-track src="{url}"></ztream-track>' for url in [track_url, *then]) if then else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>listener</title>
 <script>{RECORDER}{script}</script>
 <script type="module" src="/client/ztream-player.js"></script>
 </head><body>
-<ztream-player id="p" src="{track_url}" peer-stats {attrs}></ztream-player>
+<ztream-player id="p" src="{track_url}" peer-stats {attrs}>{playlist}</ztream-player>
 </body></html>"""
 
 
@@ -185,16 +187,17 @@ class Browser:
         return self.browsers[home]
 
     async def listener(self, track_id: str, attrs: str = "", script: str = "", home: int = 0,
-                       gw: NamespacedGateway | None = None) -> Any:
+                       gw: NamespacedGateway | None = None, then: Sequence[str] = ()) -> Any:
         # No microphone/camera: host candidates stay hidden behind mDNS names.
         # local-network-access (not a media permission): the test page is
         # fulfilled by Playwright, so Chromium cannot place it and would refuse
         # its WebSocket to the gateway (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
         # ``gw``: the gateway whose origin the page is on (default the world's one).
+        # ``then``: track ids to play after ``track_id`` (a playlist).
         url = (gw or self.gw).url
         browser = await self.at(home)
         context = await browser.new_context(permissions=["local-network-access"])
-        html = listener_page(f"{url}/v1/tracks/{track_id}", attrs, script)
+        html = listener_page(f"{url}/v1/tracks/{track_id}", attrs, script, [f"{url}/v1/tracks/{t}" for t in then])
 
         async def serve(route: Any) -> None:
             await route.fulfill(status=200, content_type="text/html", body=html)

@@ -5,22 +5,55 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { decode, encode, splitChunk, channelLabel } from "../../client/protocol.js";
-import { ControlSocket, P2PAgent } from "../../client/transport.js";
+import { prefetchTrack } from "../../client/player.js";
+import { CLOSE_GRACE_SECONDS, ControlSocket, P2PAgent } from "../../client/transport.js";
 import { FakePlayer, FakeWS } from "./helpers/fakes.mjs";
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 0));
 
+// A DataChannel. `hold = true`: frames stay in the browser's buffer
+// (bufferedAmount) until `drainBuffer()` puts them on the wire (`sent`), and
+// closing the connection loses them, as in Chromium. close() is a closing
+// procedure: the close event comes a little later, once the buffer left.
 class FakeDC {
   constructor(label) {
     this.label = label;
     this.readyState = "connecting";
     this.bufferedAmount = 0;
+    this.bufferedAmountLowThreshold = 0;
     this.sent = [];
+    this.hold = false;
+    this.buffer = [];
   }
   send(frame) {
-    this.sent.push(decode(frame));
+    if (this.readyState !== "open") throw new DOMException("not open", "InvalidStateError");
+    if (!this.hold) {
+      this.sent.push(decode(frame));
+      return;
+    }
+    this.buffer.push(frame);
+    this.bufferedAmount += frame.byteLength;
+  }
+  drainBuffer() {
+    for (const frame of this.buffer.splice(0)) this.sent.push(decode(frame));
+    const was = this.bufferedAmount;
+    this.bufferedAmount = 0;
+    if (was > this.bufferedAmountLowThreshold) this.onbufferedamountlow?.();
   }
   close() {
+    if (this.readyState === "closed" || this.readyState === "closing") return;
+    this.readyState = "closing";
+    setTimeout(() => {
+      if (this.readyState === "closed") return;
+      this.drainBuffer();
+      this.readyState = "closed";
+      this.onclose?.();
+    }, 0);
+  }
+  lose() {
+    // the connection closed under it
+    this.buffer = [];
+    this.bufferedAmount = 0;
     this.readyState = "closed";
   }
   open() {
@@ -64,14 +97,15 @@ class FakeRTC {
   }
   close() {
     this.connectionState = "closed";
+    this.dc?.lose();
   }
 }
 
-function agentWithSeeder() {
+function agentWithSeeder(options = {}) {
   FakeWS.all = [];
   FakeRTC.all = [];
   const player = new FakePlayer();
-  const agent = new P2PAgent(player, { url: "ws://gw/v1/ws", tickSeconds: 3600, WebSocketImpl: FakeWS, RTCPeerConnectionImpl: FakeRTC });
+  const agent = new P2PAgent(player, { url: "ws://gw/v1/ws", tickSeconds: 3600, WebSocketImpl: FakeWS, RTCPeerConnectionImpl: FakeRTC, ...options });
   return { player, agent };
 }
 
@@ -142,6 +176,7 @@ test("dial, signal, open, fetch a chunk, cancel one, ban on a bad chunk", async 
   const pending = agent.fetch("s", 7);
   player.emit("badchunk", { index: 5, peer: "s" });
   await assert.rejects(pending, /closed/);
+  await flush(); // the channel's close event
   assert.equal(pc.connectionState, "closed");
   assert.equal(player.scheduler.peers.has("s"), false);
   assert.deepEqual(agent.info().banned, ["s"]);
@@ -163,6 +198,7 @@ test("answer an offer; the channel with another label is refused", async () => {
   assert.deepEqual(ws.take("signal"), [{ type: "signal", to: "l", data: { sdp: { type: "answer", sdp: "answer-sdp" } } }]);
   const wrong = new FakeDC("ztream/1/other/r1");
   pc.ondatachannel({ channel: wrong });
+  await flush();
   assert.equal(wrong.readyState, "closed");
   assert.equal(pc.connectionState, "closed");
   assert.equal(agent.info().neighbours.length, 0);
@@ -203,6 +239,171 @@ test("serving: a request is answered from the chunks the player obtained", async
   assert.equal(stats.p2p_up_bytes, 3000);
   assert.equal(stats.http_down_bytes, 3000);
   agent.destroy();
+});
+
+/** An agent on trk/r1 whose neighbour "s" is open (we dialled it); the peer id is "me". */
+async function agentWithNeighbour(options = {}) {
+  const { player, agent } = agentWithSeeder(options);
+  player.start(10);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  ws.receive({ type: "peers", track: "trk", rendition: "r1", peers: [{ peer_id: "s", chunks: [5], complete: true }] });
+  await flush();
+  const pc = FakeRTC.all[0];
+  ws.receive({ type: "signal", from: "s", data: { sdp: { type: "answer", sdp: "answer-sdp" } } });
+  await flush();
+  pc.dc.open();
+  pc.dc.receive({ type: "have", ranges: [[0, 9]] });
+  pc.dc.sent = [];
+  ws.take();
+  return { player, agent, ws, pc, dc: pc.dc };
+}
+
+function nextTrack(player, trackId = "trk2", rendition = "r1") {
+  const chunks = [...Array(4).keys()].map((index) => ({ index, start: index * 2, duration: 2, sha256: "x" }));
+  player.emit("session", { trackId, manifest: { id: trackId, rendition, complete: true, chunks } });
+}
+
+const notice = { type: "holders", track: "trk2", rendition: "r1", peers: ["me"] };
+
+test("another track: the departure notice reaches the neighbour before the link closes", async () => {
+  const { player, agent, pc, dc } = await agentWithNeighbour();
+  const link = agent.links.get("s");
+  dc.hold = true; // what is sent stays in the browser's buffer for now
+  nextTrack(player);
+  assert.equal(agent.links.has("s"), false, "the agent forgets the link at once");
+  assert.equal(pc.connectionState, "new", "not closed while the notice is still buffered");
+  assert.equal(dc.readyState, "open");
+  link.send(encode({ type: "have", ranges: [] }));
+  assert.equal(dc.buffer.length, 1, "nothing new is queued once closing");
+  dc.receive({ type: "have", ranges: [[0, 3]] }); // ignored, no error
+  dc.drainBuffer();
+  assert.deepEqual(dc.sent, [notice]);
+  assert.equal(dc.readyState, "closing", "the channel closes once its buffer is empty");
+  await flush();
+  assert.equal(pc.connectionState, "closed", "the connection closes once the channel has");
+  agent.destroy();
+});
+
+test("the player's own order (unload {next}, then the next session): the neighbours still get the notice", async () => {
+  const { player, agent, pc, dc } = await agentWithNeighbour();
+  player.emit("unload", { trackId: "trk", next: "trk2" }); // PlayerCore.load of trk2
+  assert.equal(agent.links.has("s"), true, "kept until the next session starts");
+  dc.receive({ type: "request", index: 0 }); // still served meanwhile: not held, so choked
+  await flush();
+  assert.deepEqual(dc.sent, [{ type: "choke", index: 0 }]);
+  nextTrack(player);
+  assert.deepEqual(dc.sent.at(-1), notice);
+  await flush();
+  assert.equal(pc.connectionState, "closed");
+  agent.destroy();
+});
+
+test("unload without a next session: the session stops after the load wait; a plain unload stops it at once", async () => {
+  const { player, agent, ws, pc } = await agentWithNeighbour({ loadWaitSeconds: 0.05 });
+  player.emit("unload", { trackId: "trk", next: "trk2" });
+  assert.equal(agent.links.has("s"), true);
+  await new Promise((resolve) => setTimeout(resolve, 80));
+  assert.equal(agent.links.has("s"), false, "no session came: stopped");
+  assert.deepEqual(ws.take("leave"), [{ type: "leave", track: "trk", rendition: "r1" }]);
+  await flush();
+  assert.equal(pc.connectionState, "closed");
+  assert.equal(agent.info().track, null);
+  agent.destroy();
+
+  const plain = await agentWithNeighbour();
+  plain.player.emit("unload", { trackId: "trk", next: null });
+  assert.equal(plain.agent.links.has("s"), false);
+  assert.deepEqual(plain.ws.take("leave"), [{ type: "leave", track: "trk", rendition: "r1" }]);
+  plain.agent.destroy();
+});
+
+test("closing: frames the channel had no room for yet are delivered too, in order", async () => {
+  const { player, agent, pc, dc } = await agentWithNeighbour();
+  dc.hold = true;
+  dc.bufferedAmount = 2 * 1024 * 1024; // above the high-water mark: the notice waits in the link's queue
+  nextTrack(player);
+  assert.equal(dc.buffer.length, 0);
+  dc.drainBuffer(); // room again: the notice goes to the channel
+  assert.equal(dc.buffer.length, 1);
+  assert.equal(dc.readyState, "open");
+  dc.drainBuffer();
+  assert.deepEqual(dc.sent, [notice]);
+  await flush();
+  assert.equal(pc.connectionState, "closed");
+  agent.destroy();
+});
+
+test("closing: a channel that never drains is closed within the grace", async () => {
+  const { player, agent, pc, dc } = await agentWithNeighbour();
+  dc.hold = true;
+  nextTrack(player);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(pc.connectionState, "new");
+  await new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_SECONDS * 1000));
+  assert.equal(pc.connectionState, "closed");
+  assert.deepEqual(dc.sent, [], "a dead channel: lost, but not kept open");
+  agent.destroy();
+});
+
+test("leaving the page closes at once (timers may not run); so does the other side closing the channel", async () => {
+  const { player, agent, pc, dc } = await agentWithNeighbour();
+  dc.hold = true;
+  agent.links.get("s").send(encode({ type: "have", ranges: [] }));
+  agent.leave();
+  assert.equal(pc.connectionState, "closed");
+  assert.equal(agent.info().neighbours.length, 0);
+  agent.destroy();
+
+  const other = await agentWithNeighbour();
+  other.dc.hold = true;
+  nextTrack(other.player);
+  assert.equal(other.pc.connectionState, "new");
+  other.dc.readyState = "closed";
+  other.dc.onclose();
+  assert.equal(other.pc.connectionState, "closed");
+  other.agent.destroy();
+});
+
+test("lookupAhead asks the open neighbours about the next track; the next session starts from their answer", async () => {
+  const { player, agent, ws, dc } = await agentWithNeighbour();
+  assert.equal(agent.lookupAhead("trk2", "r2"), 1);
+  assert.deepEqual(dc.sent, [{ type: "lookup", track: "trk2", rendition: "r2" }]);
+  assert.equal(agent.lookupAhead("trk2", "r2"), 0, "asked within lookupInterval: not again");
+  dc.receive({ type: "holders", track: "trk2", rendition: "r2", peers: ["x"] });
+  assert.equal(agent.core.directory.get("trk2/r2").get("x").source, "s");
+  nextTrack(player, "trk2", "r2");
+  const [first] = ws.take().filter((m) => m.type === "introduce" || m.type === "want");
+  assert.equal(first.type, "introduce");
+  assert.equal(first.peer_id, "x");
+  agent.destroy();
+  assert.equal(agent.lookupAhead("trk3", "r1"), 0);
+});
+
+test("prefetchTrack names the next track's rendition (what lookupAhead needs) before it fetches chunks; from the cache too", async () => {
+  const manifest = { id: "t2", rendition: "r9", complete: true, chunks: [0, 1, 2].map((index) => ({ index, start: index * 2, duration: 2 })) };
+  const fetched = [];
+  const seen = [];
+  const fetchImpl = async (url) => {
+    fetched.push(url);
+    if (url.endsWith("/manifest")) return new Response(JSON.stringify(manifest));
+    if (url.endsWith("/t2")) return new Response(JSON.stringify({ id: "t2" }));
+    return new Response(new Uint8Array(4));
+  };
+  const onManifest = (track, m) => seen.push([track, m.rendition, fetched.length]);
+  assert.equal(await prefetchTrack("http://gw/v1/tracks/t2", { fetchImpl, onManifest }), true);
+  assert.deepEqual(seen, [["t2", "r9", 2]], "after the track and its manifest, before init and chunks");
+  assert.ok(fetched.length > 2);
+
+  const held = new Set(["init", 0, 1]);
+  const cache = { getManifest: async () => ({ manifest }), has: (track, r, i) => r === "r9" && held.has(i) };
+  seen.length = 0;
+  fetched.length = 0;
+  assert.equal(await prefetchTrack("http://gw/v1/tracks/t2", { cache, fetchImpl, onManifest }), true);
+  assert.deepEqual(seen, [["t2", "r9", 0]], "all in the cache: told from it, nothing fetched");
+  // a failing callback does not fail the prefetch
+  assert.equal(await prefetchTrack("http://gw/v1/tracks/t2", { cache, fetchImpl, onManifest: () => { throw new Error("x"); } }), true);
 });
 
 test("ControlSocket reconnects with back-off after a drop", async () => {
