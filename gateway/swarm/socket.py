@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
 
 from ..config import Config
@@ -76,6 +76,8 @@ SEND_QUEUE_BYTES = 1024 * 1024
 HEARTBEAT = 20.0
 SWEEP_SECONDS = 30.0
 CLOSE_TIMEOUT = 2.0
+# What ends ``async for msg in ws``, which the receive loop replaces.
+_ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +87,33 @@ class _Close:
 
 
 class Connection:
-    """One open control socket: its outgoing queue and the task that writes it."""
+    """One open control socket: its outgoing queue and the task that writes it.
+
+    Idle, a connection holds no queue and no task: thousands of listeners sit
+    on their sockets between messages, and an ``asyncio.Queue`` (four deques,
+    about 3 KiB) with a writer task parked on it (about 1.5 KiB) cost more
+    than everything else of ours together (docs/cluster.md). The first frame
+    queued creates a deque and starts a writer; the writer drains it in order,
+    one frame at a time, and when it finds it empty drops both and ends, in
+    the same step as the check, so no frame can be queued between the two.
+    """
+
+    __slots__ = ("peer_id", "ws", "request", "closing", "_queue", "_queued_bytes", "_writer", "_closer",
+                 "_close_queued")
 
     def __init__(self, peer_id: str, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.peer_id = peer_id
         self.ws = ws
         self.request = request
         self.closing = False
-        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
+        self._queue: deque[str | _Close] | None = None
         self._queued_bytes = 0
-        self._writer = asyncio.create_task(self._write(), name=f"ztream-ws-writer-{peer_id}")
+        # Running while something is queued; a writer that met a dead socket
+        # stays here, done, so that nothing more is written (what is queued
+        # then waits for the bound, as it would behind a stuck writer).
+        self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._close_queued = False
 
     def send(self, text: str) -> bool:
         """Queue a frame; a peer that lets its queue grow past the bound is closed.
@@ -105,12 +123,13 @@ class Connection:
         """
         if self.closing:
             return False
-        if self._queue.qsize() >= SEND_QUEUE_MESSAGES or self._queued_bytes + len(text) > SEND_QUEUE_BYTES:
+        queued = len(self._queue) if self._queue is not None else 0
+        if queued >= SEND_QUEUE_MESSAGES or self._queued_bytes + len(text) > SEND_QUEUE_BYTES:
             log.info("peer %s reads too slowly; closing it", self.peer_id)
             self.abort(WSCloseCode.TRY_AGAIN_LATER, "too slow")
             return True
         self._queued_bytes += len(text)
-        self._queue.put_nowait(text)
+        self._push(text)
         return False
 
     def close(self, code: int, reason: str) -> None:
@@ -118,22 +137,28 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        self._queue.put_nowait(_Close(code, reason))
+        self._close_queued = True
+        self._push(_Close(code, reason))
 
     def abort(self, code: int, reason: str) -> None:
         """Close now, dropping whatever is queued."""
         self.closing = True
         if self._closer is None:
-            self._writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
+            self._queue = None
             self._closer = asyncio.create_task(self._close_ws(code, reason))
 
     async def finish(self) -> None:
         """Wait for the writer (and closer) to end; the receive loop has ended."""
         self.closing = True
+        if self._closer is None and not self._close_queued:
+            # Nothing more will be read: flush what is queued, then close.
+            self._close_queued = True
+            self._push(_Close(WSCloseCode.OK, ""))
         tasks = [t for t in (self._writer, self._closer) if t is not None]
-        if not self._writer.done() and self._closer is None:
-            # Nothing more will be read: let the writer flush, then stop it.
-            self._queue.put_nowait(_Close(WSCloseCode.OK, ""))
+        if not tasks:
+            return
         _done, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT + 1)
         for task in pending:
             task.cancel()
@@ -141,10 +166,18 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _write(self) -> None:
+    def _push(self, item: str | _Close) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(item)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(queue), name=f"ztream-ws-writer-{self.peer_id}")
+
+    async def _write(self, queue: deque[str | _Close]) -> None:
         try:
-            while True:
-                item = await self._queue.get()
+            while queue:
+                item = queue.popleft()
                 if isinstance(item, _Close):
                     await self._close_ws(item.code, item.reason)
                     return
@@ -153,6 +186,9 @@ class Connection:
         except (ConnectionError, RuntimeError):
             # The socket went away under us; the receive loop sees it too.
             return
+        # Drained: idle again, holding neither the queue nor this task.
+        self._queue = None
+        self._writer = None
 
     async def _close_ws(self, code: int, reason: str) -> None:
         try:
@@ -253,40 +289,58 @@ class SwarmSockets:
         if not ws.can_prepare(request).ok:
             return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
-        hub = self.hub
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        peer, outputs = hub.open(now)
-        conn = Connection(peer, ws, request)
-        self.connections[peer] = conn
-        self.carry_out(outputs, now)
+        conn = self._open(ws, request)
+        peer = conn.peer_id
         try:
-            async for msg in ws:
-                now = loop.time()
-                if msg.type == WSMsgType.TEXT:
-                    try:
-                        message = parse(msg.data)
-                    except ProtocolError as exc:
-                        self.carry_out(hub.receive(peer, exc, now), now)
-                    else:
-                        if self.federation is not None:
-                            await self.federation.before(peer, message)
-                            now = loop.time()
-                        self.carry_out(hub.receive(peer, message, now), now)
-                        if self.federation is not None:
-                            self.federation.after(peer, message)
-                elif msg.type == WSMsgType.BINARY:
-                    refused = ProtocolError("bad_json", "binary frames are not part of the protocol")
-                    self.carry_out(hub.refuse(peer, refused, now), now)
-                else:  # ERROR: aiohttp has closed it already (1009 for a frame too big)
-                    break
+            # What an idle socket keeps parked is this frame and the ones under
+            # it: ws.receive() rather than ``async for`` (one coroutine less),
+            # and each frame handled in _frame, so that neither the last frame
+            # read (up to 64 KiB) nor what it became is held between frames.
+            while await self._frame(peer, await ws.receive()):
+                pass
         finally:
+            loop = asyncio.get_running_loop()
             self.connections.pop(peer, None)
-            self.carry_out(hub.close(peer, loop.time()), loop.time())
+            self.carry_out(self.hub.close(peer, loop.time()), loop.time())
             if self.federation is not None:
                 self.federation.closed(peer)
             await conn.finish()
         return ws
+
+    def _open(self, ws: web.WebSocketResponse, request: web.Request) -> Connection:
+        """A new peer: its connection, and the hub's greeting queued on it."""
+        now = asyncio.get_running_loop().time()
+        peer, outputs = self.hub.open(now)
+        conn = Connection(peer, ws, request)
+        self.connections[peer] = conn
+        self.carry_out(outputs, now)
+        return conn
+
+    async def _frame(self, peer: str, msg: WSMessage) -> bool:
+        """One frame read from ``peer`` through the hub; False: the socket is done."""
+        if msg.type in _ENDED:
+            return False
+        hub = self.hub
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if msg.type == WSMsgType.TEXT:
+            try:
+                message = parse(msg.data)
+            except ProtocolError as exc:
+                self.carry_out(hub.receive(peer, exc, now), now)
+            else:
+                if self.federation is not None:
+                    await self.federation.before(peer, message)
+                    now = loop.time()
+                self.carry_out(hub.receive(peer, message, now), now)
+                if self.federation is not None:
+                    self.federation.after(peer, message)
+        elif msg.type == WSMsgType.BINARY:
+            refused = ProtocolError("bad_json", "binary frames are not part of the protocol")
+            self.carry_out(hub.refuse(peer, refused, now), now)
+        else:  # ERROR: aiohttp has closed it already (1009 for a frame too big)
+            return False
+        return True
 
     async def shutdown(self) -> None:
         """Close every socket (1001 going away) and wait, briefly, for them."""
