@@ -552,3 +552,70 @@ async def test_a_slow_receiver_is_closed_and_nobody_waits_for_it(monkeypatch: py
     assert len(ws.sent) == 1  # the first frame, stuck in the socket; the rest dropped
     conn.send("late")  # after closing: ignored, no error
     assert len(ws.sent) == 1
+
+
+# -- what an idle socket holds (issue 16: RSS per idle socket) ----------------------
+
+
+class _Socket:
+    """A WebSocket whose peer reads as fast as it is sent to; each send yields once."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.close_code: int | None = None
+
+    async def send_str(self, text: str) -> None:
+        await asyncio.sleep(0)
+        self.sent.append(text)
+
+    async def close(self, *, code: int, message: bytes) -> bool:
+        self.close_code = code
+        return True
+
+
+async def _drained(conn: swarm_socket.Connection) -> None:
+    async with asyncio.timeout(PROMPT):
+        while conn._writer is not None:
+            await asyncio.sleep(0.001)
+
+
+async def test_an_idle_connection_holds_no_queue_and_no_writer() -> None:
+    ws = _Socket()
+    conn = swarm_socket.Connection("idle", ws, _Request())  # type: ignore[arg-type]
+    assert conn._queue is None and conn._writer is None
+    conn.send("a0")
+    await asyncio.sleep(0)  # the writer has taken a0 and is in the socket
+    conn.send("a1")  # queued behind it, to the same writer
+    conn.send("a2")
+    await _drained(conn)
+    assert ws.sent == ["a0", "a1", "a2"]
+    assert conn._queue is None and conn._queued_bytes == 0  # idle again: nothing held
+    conn.send("b0")  # a new burst, a new writer, the same order
+    conn.close(1008, "bye")
+    conn.send("b1")  # after the close: dropped
+    await conn.finish()
+    assert ws.sent == ["a0", "a1", "a2", "b0"]
+    assert ws.close_code == 1008
+
+
+async def test_an_idle_connection_that_ends_is_closed_1000() -> None:
+    ws = _Socket()
+    conn = swarm_socket.Connection("idle", ws, _Request())  # type: ignore[arg-type]
+    await conn.finish()
+    assert ws.close_code == aiohttp.WSCloseCode.OK
+
+
+async def test_an_open_control_socket_holds_no_http_parser_and_no_writer(gw: TestClient) -> None:
+    p = await connect(gw)
+    conn = gw.server.app[SOCKETS].connections[p.id]
+    await _drained(conn)  # the welcome is out: the writer has ended
+    assert conn._queue is None
+    # aiohttp's HTTP parser of the upgraded connection was let go (if this
+    # fails after an aiohttp upgrade, see socket._drop_http_parser)
+    assert conn.request.protocol._parser is None
+    # ... and the socket works as before: messages, the peer's own pings, big frames
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}
+    await p.ws.ping()
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}
+    await p.send("x" * (64 * 1024 + 1))
+    assert await p.closed_with() == aiohttp.WSCloseCode.MESSAGE_TOO_BIG

@@ -199,6 +199,26 @@ class Connection:
                 self.request.transport.abort()
 
 
+def _drop_http_parser(protocol: web.RequestHandler) -> None:
+    """Let go of the connection's HTTP request parser once it is a WebSocket.
+
+    aiohttp keeps it, with what it last parsed (1.9 KiB measured, a tenth of
+    an idle control socket before issue 16), for as long as the socket is
+    open, yet reads it only while the connection is not upgraded: once
+    ``WebSocketResponse.prepare`` has set its frame reader, every byte goes
+    there. ``None`` is the state aiohttp itself leaves after
+    ``connection_lost``, and every other use of the parser checks for it.
+    Done only in exactly the state ``prepare`` leaves (aiohttp 3.10 to 3.14
+    names); on an aiohttp that names it otherwise, nothing is dropped.
+    """
+    if (
+        getattr(protocol, "_upgraded", False) is True
+        and getattr(protocol, "_payload_parser", None) is not None
+        and getattr(protocol, "_parser", None) is not None
+    ):
+        protocol._parser = None
+
+
 class Federation(Protocol):
     """What a cluster shell (gateway/cluster/swarm.py) adds around the hub; none: one node alone."""
 
@@ -289,6 +309,7 @@ class SwarmSockets:
         if not ws.can_prepare(request).ok:
             return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
+        _drop_http_parser(request.protocol)
         conn = self._open(ws, request)
         peer = conn.peer_id
         try:
