@@ -613,9 +613,72 @@ async def test_an_open_control_socket_holds_no_http_parser_and_no_writer(gw: Tes
     # aiohttp's HTTP parser of the upgraded connection was let go (if this
     # fails after an aiohttp upgrade, see socket._drop_http_parser)
     assert conn.request.protocol._parser is None
+    assert len(gw.server.app[SOCKETS].heartbeats) == 1  # its heartbeat: a place on the wheel
     # ... and the socket works as before: messages, the peer's own pings, big frames
     assert await p.ask({"type": "ping"}) == {"type": "pong"}
     await p.ws.ping()
     assert await p.ask({"type": "ping"}) == {"type": "pong"}
     await p.send("x" * (64 * 1024 + 1))
     assert await p.closed_with() == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+# -- heartbeats (one wheel for every socket: gateway/swarm/heartbeat.py) -------------
+
+
+async def test_a_peer_that_answers_pings_stays_and_one_that_does_not_is_dropped(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(swarm_socket, "HEARTBEAT", 0.4)  # pinged every 0.4-0.6 s, 0.2-0.3 s to answer
+    gw = await make_gateway()
+    answers = await connect(gw)  # aiohttp's client answers pings itself
+    deaf = await connect(gw, autoping=False)  # reads, and never answers
+    pinged = 0
+
+    async def read_deaf() -> int | None:
+        nonlocal pinged
+        while True:
+            msg = await deaf.ws.receive()
+            if msg.type == aiohttp.WSMsgType.PING:
+                pinged += 1
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return deaf.ws.close_code
+
+    async def read_answers() -> None:
+        # aiohttp's client answers a ping when its application reads.
+        with pytest.raises(asyncio.TimeoutError):
+            async with asyncio.timeout(2.0):  # several periods
+                msg = await answers.ws.receive()
+                pytest.fail(f"unexpected {msg.type}: {msg.data!r}")
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(read_deaf(), read_answers())
+    assert pinged == 1  # one ping, no answer, dropped (no close frame: nobody reads it)
+    await wait_for_gauge(gw, 1)
+    assert list(gw.server.app[SOCKETS].connections) == [answers.id]
+    assert await answers.ask({"type": "ping"}) == {"type": "pong"}
+    assert not answers.ws.closed
+
+
+async def test_a_peer_that_answers_with_any_frame_stays(make_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(swarm_socket, "HEARTBEAT", 0.4)
+    gw = await make_gateway()
+    p = await connect(gw, autoping=False)
+    pings = 0
+    async with asyncio.timeout(5):
+        while pings < 3:
+            msg = await p.ws.receive()
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings += 1
+                # not a pong: a protocol message counts as much
+                assert await p.ask({"type": "ping"}) == {"type": "pong"}
+            else:
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    assert not p.ws.closed
+
+
+async def test_the_peers_own_pings_are_answered(gw: TestClient) -> None:
+    p = await connect(gw, autoping=False)
+    await p.ws.ping(b"hello")
+    msg = await p.ws.receive(timeout=PROMPT)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"hello")
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}  # and nothing went to the hub

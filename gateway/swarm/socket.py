@@ -23,8 +23,10 @@ and told to the hub as gone, and nobody else waits for it.
   such as ``/embed/{id}``). Anything else: 403 ``origin_forbidden``, no
   upgrade. (Browsers cannot forge ``Origin``; other clients can, which is why
   nothing trusts a peer beyond its own connection.)
-- Heartbeats: aiohttp pings every ``HEARTBEAT`` to 1.5 x ``HEARTBEAT``
-  seconds (jittered per socket) and closes a peer that does not answer.
+- Heartbeats: every socket is pinged every ``HEARTBEAT`` to 1.5 x
+  ``HEARTBEAT`` seconds (drawn per socket), and a peer from which nothing
+  comes back within half that is dropped: aiohttp's heartbeat rule, kept on
+  one wheel for all sockets (``heartbeat.py``) rather than a timer each.
 - A sweeper ticks the hub every ``SWEEP_SECONDS`` (idle peers); shutdown
   closes every socket with 1001 and waits, briefly, for them.
 """
@@ -45,6 +47,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ..config import Config
 from ..metrics import Metrics
+from .heartbeat import IDLE, HeartbeatWheel, ticks
 from .hub import (
     ALONE,
     P2P_CONNECTIONS,
@@ -99,7 +102,7 @@ class Connection:
     """
 
     __slots__ = ("peer_id", "ws", "request", "closing", "_queue", "_queued_bytes", "_writer", "_closer",
-                 "_close_queued")
+                 "_close_queued", "beat_slot", "beat_state", "beat_every")
 
     def __init__(self, peer_id: str, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.peer_id = peer_id
@@ -114,6 +117,10 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._close_queued = False
+        # Its place on the sockets' HeartbeatWheel (which sets them).
+        self.beat_slot = 0
+        self.beat_state = IDLE
+        self.beat_every = 0
 
     def send(self, text: str) -> bool:
         """Queue a frame; a peer that lets its queue grow past the bound is closed.
@@ -148,6 +155,19 @@ class Connection:
                 self._writer.cancel()
             self._queue = None
             self._closer = asyncio.create_task(self._close_ws(code, reason))
+
+    def lost(self) -> None:
+        """Nothing came back after a ping: drop the TCP connection, as aiohttp's heartbeat did.
+
+        No close frame: nobody reads it. Aborted rather than closed, so that
+        the receive loop ends now, not once a dead peer's buffer drains.
+        """
+        if self.closing:
+            return
+        log.debug("peer %s answers no ping; dropping it", self.peer_id)
+        self.closing = True
+        if self.request.transport is not None:
+            self.request.transport.abort()
 
     async def finish(self) -> None:
         """Wait for the writer (and closer) to end; the receive loop has ended."""
@@ -242,6 +262,9 @@ class SwarmSockets:
         self.hub = hub
         self.config = config
         self.connections: dict[str, Connection] = {}
+        self.heartbeats: HeartbeatWheel[Connection] = HeartbeatWheel()
+        # Pings in flight: the loop holds tasks only weakly.
+        self._pings: set[asyncio.Task[None]] = set()
         self.federation: Federation | None = None
         self._metrics: dict[str, Counter | Gauge | Histogram] = {
             PEERS_CONNECTED: metrics.peers_connected,
@@ -287,6 +310,25 @@ class SwarmSockets:
         """Let time pass in the hub (idle peers are closed)."""
         self.carry_out(self.hub.tick(now), now)
 
+    def beat(self, now: float) -> None:
+        """Let time pass on the heartbeat wheel: ping whom it is time to, drop the dead."""
+        ping, dead = self.heartbeats.advance(now)
+        for conn in ping:
+            if not conn.closing:
+                # As aiohttp's heartbeat sends it: a task beside the writer
+                # (a control frame is written whole, between any two others).
+                task = asyncio.create_task(conn.ws.ping())
+                self._pings.add(task)
+                task.add_done_callback(self._ping_sent)
+        for conn in dead:
+            conn.lost()
+
+    def _ping_sent(self, task: asyncio.Task[None]) -> None:
+        self._pings.discard(task)
+        if not task.cancelled():
+            # A socket gone under its ping: the receive loop sees it too.
+            task.exception()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/ws``: upgrade, greet, then frames → hub → outputs until closed."""
         origin = request.headers.get("Origin")
@@ -298,10 +340,9 @@ class SwarmSockets:
             # aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
             # MAX_MESSAGE_BYTES itself the largest frame read, as advertised.
             max_msg_size=MAX_MESSAGE_BYTES + 1,
-            # Jittered: aiohttp rounds long timers to whole seconds, so sockets
-            # opened in the same second would all be pinged in the same loop
-            # iteration (thousands at once under load), stalling signal relay.
-            heartbeat=HEARTBEAT + random.random() * HEARTBEAT / 2,
+            # Heartbeats are the wheel's (self.heartbeats), which must see
+            # pongs: _frame answers pings, as autoping would.
+            autoping=False,
             # No permessage-deflate: the size cap stays a cap on what we must hold,
             # and small JSON gains little from it.
             compress=False,
@@ -317,11 +358,12 @@ class SwarmSockets:
             # it: ws.receive() rather than ``async for`` (one coroutine less),
             # and each frame handled in _frame, so that neither the last frame
             # read (up to 64 KiB) nor what it became is held between frames.
-            while await self._frame(peer, await ws.receive()):
+            while await self._frame(conn, await ws.receive()):
                 pass
         finally:
             loop = asyncio.get_running_loop()
             self.connections.pop(peer, None)
+            self.heartbeats.remove(conn)
             self.carry_out(self.hub.close(peer, loop.time()), loop.time())
             if self.federation is not None:
                 self.federation.closed(peer)
@@ -334,13 +376,23 @@ class SwarmSockets:
         peer, outputs = self.hub.open(now)
         conn = Connection(peer, ws, request)
         self.connections[peer] = conn
+        # Drawn per socket: sockets opened together are not all pinged in
+        # the same slot (one loop iteration), which would stall signal relay.
+        self.heartbeats.add(conn, ticks(HEARTBEAT + random.random() * HEARTBEAT / 2), now)
         self.carry_out(outputs, now)
         return conn
 
-    async def _frame(self, peer: str, msg: WSMessage) -> bool:
-        """One frame read from ``peer`` through the hub; False: the socket is done."""
+    async def _frame(self, conn: Connection, msg: WSMessage) -> bool:
+        """One frame read from ``conn`` through the hub; False: the socket is done."""
         if msg.type in _ENDED:
             return False
+        HeartbeatWheel.heard(conn)  # any frame answers a ping
+        if msg.type == WSMsgType.PING:
+            await conn.ws.pong(msg.data)
+            return True
+        if msg.type == WSMsgType.PONG:
+            return True
+        peer = conn.peer_id
         hub = self.hub
         loop = asyncio.get_running_loop()
         now = loop.time()
