@@ -79,6 +79,10 @@ SEND_QUEUE_BYTES = 1024 * 1024
 HEARTBEAT = 20.0
 SWEEP_SECONDS = 30.0
 CLOSE_TIMEOUT = 2.0
+# aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
+# MAX_MESSAGE_BYTES itself the largest frame read, as advertised. (Computed
+# once: an int over 256 made per socket is 32 bytes each.)
+_MAX_MSG_SIZE = MAX_MESSAGE_BYTES + 1
 # What ends ``async for msg in ws``, which the receive loop replaces.
 _ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
@@ -337,9 +341,7 @@ class SwarmSockets:
                 request, Forbidden(f"origin {origin[:200]!r} may not open the control socket", code="origin_forbidden")
             )
         ws = web.WebSocketResponse(
-            # aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
-            # MAX_MESSAGE_BYTES itself the largest frame read, as advertised.
-            max_msg_size=MAX_MESSAGE_BYTES + 1,
+            max_msg_size=_MAX_MSG_SIZE,
             # Heartbeats are the wheel's (self.heartbeats), which must see
             # pongs: _frame answers pings, as autoping would.
             autoping=False,
@@ -351,6 +353,9 @@ class SwarmSockets:
             return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
         _drop_http_parser(request.protocol)
+        # The 101's headers are sent: nothing reads them again, and each
+        # socket would keep its own (Sec-WebSocket-Accept is unique).
+        ws.headers.clear()
         conn = self._open(ws, request)
         peer = conn.peer_id
         try:
