@@ -610,9 +610,11 @@ async def test_an_open_control_socket_holds_no_http_parser_and_no_writer(gw: Tes
     conn = gw.server.app[SOCKETS].connections[p.id]
     await _drained(conn)  # the welcome is out: the writer has ended
     assert conn._queue is None
-    # aiohttp's HTTP parser of the upgraded connection was let go (if this
-    # fails after an aiohttp upgrade, see socket._drop_http_parser)
-    assert conn.request.protocol._parser is None
+    # aiohttp's HTTP parser and request queue of the upgraded connection were
+    # let go (if this fails after an aiohttp upgrade, see socket._shed_http_state)
+    protocol = conn.request.protocol
+    assert protocol._parser is None
+    assert protocol._messages is swarm_socket._NO_REQUESTS and protocol._messages.maxlen == 0
     assert len(gw.server.app[SOCKETS].heartbeats) == 1  # its heartbeat: a place on the wheel
     # ... and the socket works as before: messages, the peer's own pings, big frames
     assert await p.ask({"type": "ping"}) == {"type": "pong"}

@@ -40,7 +40,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
@@ -83,6 +83,8 @@ CLOSE_TIMEOUT = 2.0
 # MAX_MESSAGE_BYTES itself the largest frame read, as advertised. (Computed
 # once: an int over 256 made per socket is 32 bytes each.)
 _MAX_MSG_SIZE = MAX_MESSAGE_BYTES + 1
+# The pipelined-request queue of every upgraded connection (_shed_http_state).
+_NO_REQUESTS: deque[Any] = deque(maxlen=0)
 # What ends ``async for msg in ws``, which the receive loop replaces.
 _ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
@@ -223,17 +225,21 @@ class Connection:
                 self.request.transport.abort()
 
 
-def _drop_http_parser(protocol: web.RequestHandler) -> None:
-    """Let go of the connection's HTTP request parser once it is a WebSocket.
+def _shed_http_state(protocol: web.RequestHandler) -> None:
+    """Let go of what the connection keeps for HTTP once it is a WebSocket.
 
-    aiohttp keeps it, with what it last parsed (1.9 KiB measured, a tenth of
-    an idle control socket before issue 16), for as long as the socket is
-    open, yet reads it only while the connection is not upgraded: once
-    ``WebSocketResponse.prepare`` has set its frame reader, every byte goes
-    there. ``None`` is the state aiohttp itself leaves after
-    ``connection_lost``, and every other use of the parser checks for it.
-    Done only in exactly the state ``prepare`` leaves (aiohttp 3.10 to 3.14
-    names); on an aiohttp that names it otherwise, nothing is dropped.
+    aiohttp keeps, for as long as the socket is open, its HTTP request
+    parser, with what it last parsed (1.9 KiB measured, a tenth of an idle
+    control socket before issue 16), and its queue of pipelined requests,
+    empty (a deque: 760 bytes). It reads both only while the connection is
+    not upgraded: once ``WebSocketResponse.prepare`` has set its frame
+    reader, every byte goes there, and no request can follow. The parser
+    becomes ``None``, the state aiohttp itself leaves after
+    ``connection_lost`` (every other use of it checks for that); the queue
+    one shared deque that can hold nothing (``maxlen=0``), so that nothing
+    put there could ever reach another connection. Done only in exactly the
+    state ``prepare`` leaves, under aiohttp 3.14's names (the version
+    measured); on an aiohttp that names them otherwise, nothing is dropped.
     """
     if (
         getattr(protocol, "_upgraded", False) is True
@@ -241,6 +247,9 @@ def _drop_http_parser(protocol: web.RequestHandler) -> None:
         and getattr(protocol, "_parser", None) is not None
     ):
         protocol._parser = None
+        messages = getattr(protocol, "_messages", None)
+        if isinstance(messages, deque) and not messages:
+            protocol._messages = _NO_REQUESTS
 
 
 class Federation(Protocol):
@@ -352,7 +361,7 @@ class SwarmSockets:
         if not ws.can_prepare(request).ok:
             return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
-        _drop_http_parser(request.protocol)
+        _shed_http_state(request.protocol)
         # The 101's headers are sent: nothing reads them again, and each
         # socket would keep its own (Sec-WebSocket-Accept is unique).
         ws.headers.clear()
