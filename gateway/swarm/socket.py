@@ -10,10 +10,16 @@ out: ``Send`` is rendered and queued on the target's connection, ``Close``
 queued after it, ``Count``/``Observe`` applied to the Prometheus metrics.
 Every rule lives in the hub (docs/websocket.md is the contract).
 
-One writer task per connection drains a bounded queue, so a relayed
+Each connection's frames go through a bounded queue, drained in order by a
+writer task that exists only while something is queued, so a relayed
 ``signal`` is only *enqueued* on the target: a receiver too slow to keep its
 queue under ``SEND_QUEUE_MESSAGES`` / ``SEND_QUEUE_BYTES`` is closed (1013)
 and told to the hub as gone, and nobody else waits for it.
+
+What an idle socket costs is mostly what it keeps between frames (issue 16,
+docs/cluster.md): no queue and no task while idle, nothing of the last frame
+in the receive loop, no HTTP state once upgraded (``_shed_http_state``), no
+timer of its own (the heartbeat wheel).
 
 - Size: frames over 64 KiB make aiohttp close the socket with 1009.
 - ``Origin``: checked before the upgrade. Allowed: no ``Origin`` at all
