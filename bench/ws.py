@@ -5,7 +5,11 @@ from the same run:
 
 1. gateway RSS per idle control connection: RSS with ``--conns`` idle
    WebSockets open (each greeted with its ``welcome``, answering the
-   gateway's heartbeat pings) minus RSS with none, divided by their number.
+   gateway's heartbeat pings) minus RSS with none, divided by their number,
+   2 s after they are all open; with ``--hold S``, again once they have all
+   been open S seconds (35 s covers every socket's first heartbeat, 20 to
+   30 s after its open, and its answer: what a socket keeps for its
+   heartbeat is counted too).
    The connections come from worker processes (each holds at most
    ``PER_WORKER``) and from several 127.x.y.z source addresses, so neither
    a process's descriptor limit nor one address's ephemeral ports bound them;
@@ -399,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--announcers", type=int, default=200, help="sockets of the announce load")
     parser.add_argument("--announce-rate", type=float, default=40.0, help="have messages a second per socket")
     parser.add_argument("--workers", type=int, default=1, help="ztream serve --workers N (with a redis-server)")
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="seconds after the open to measure RSS again (35: after the first heartbeats); 0: not")
     parser.add_argument("--json", action="store_true", help="also print one JSON line, last")
     args = parser.parse_args(argv)
 
@@ -495,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relay at {loaded['rate']}/s with {opened} idle connections: p50 {loaded['p50_ms']} ms "
               f"p99 {loaded['p99_ms']} ms max {loaded['max_ms']} ms (goal p99 <= 10 ms); "
               f"baseline with none: p50 {base['p50_ms']} ms p99 {base['p99_ms']} ms", flush=True)
+        held = None
+        if args.hold > 0:
+            time.sleep(max(0.0, t0 + connect_s + args.hold - time.monotonic()))
+            held = (tree_rss(pid) - rss0) / max(1, opened)
+            print(f"after {args.hold:.0f} s open (heartbeats included): gateway RSS "
+                  f"{(rss0 + held * opened) / 2**20:.1f} MiB, {held / 1024:.1f} KiB per connection", flush=True)
         still = 0
         for w in workers:
             assert w.stdin is not None and w.stdout is not None
@@ -510,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             "rss_baseline_mib": round(rss0 / 2**20, 1),
             "rss_mib": round(rss1 / 2**20, 1),
             "rss_per_conn_kib": round(per_conn / 1024, 2),
+            "rss_per_conn_held_kib": round(held / 1024, 2) if held is not None else None,
             "rss_projected_20k_gib": round(projected / 2**30, 3),
             "relay_rate": loaded["rate"],
             "relay_p50_ms": loaded["p50_ms"],

@@ -552,3 +552,135 @@ async def test_a_slow_receiver_is_closed_and_nobody_waits_for_it(monkeypatch: py
     assert len(ws.sent) == 1  # the first frame, stuck in the socket; the rest dropped
     conn.send("late")  # after closing: ignored, no error
     assert len(ws.sent) == 1
+
+
+# -- what an idle socket holds (issue 16: RSS per idle socket) ----------------------
+
+
+class _Socket:
+    """A WebSocket whose peer reads as fast as it is sent to; each send yields once."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.close_code: int | None = None
+
+    async def send_str(self, text: str) -> None:
+        await asyncio.sleep(0)
+        self.sent.append(text)
+
+    async def close(self, *, code: int, message: bytes) -> bool:
+        self.close_code = code
+        return True
+
+
+async def _drained(conn: swarm_socket.Connection) -> None:
+    async with asyncio.timeout(PROMPT):
+        while conn._writer is not None:
+            await asyncio.sleep(0.001)
+
+
+async def test_an_idle_connection_holds_no_queue_and_no_writer() -> None:
+    ws = _Socket()
+    conn = swarm_socket.Connection("idle", ws, _Request())  # type: ignore[arg-type]
+    assert conn._queue is None and conn._writer is None
+    conn.send("a0")
+    await asyncio.sleep(0)  # the writer has taken a0 and is in the socket
+    conn.send("a1")  # queued behind it, to the same writer
+    conn.send("a2")
+    await _drained(conn)
+    assert ws.sent == ["a0", "a1", "a2"]
+    assert conn._queue is None and conn._queued_bytes == 0  # idle again: nothing held
+    conn.send("b0")  # a new burst, a new writer, the same order
+    conn.close(1008, "bye")
+    conn.send("b1")  # after the close: dropped
+    await conn.finish()
+    assert ws.sent == ["a0", "a1", "a2", "b0"]
+    assert ws.close_code == 1008
+
+
+async def test_an_idle_connection_that_ends_is_closed_1000() -> None:
+    ws = _Socket()
+    conn = swarm_socket.Connection("idle", ws, _Request())  # type: ignore[arg-type]
+    await conn.finish()
+    assert ws.close_code == aiohttp.WSCloseCode.OK
+
+
+async def test_an_open_control_socket_holds_no_http_parser_and_no_writer(gw: TestClient) -> None:
+    p = await connect(gw)
+    conn = gw.server.app[SOCKETS].connections[p.id]
+    await _drained(conn)  # the welcome is out: the writer has ended
+    assert conn._queue is None
+    # aiohttp's HTTP parser and request queue of the upgraded connection were
+    # let go (if this fails after an aiohttp upgrade, see socket._shed_http_state)
+    protocol = conn.request.protocol
+    assert protocol._parser is None
+    assert protocol._messages is swarm_socket._NO_REQUESTS and protocol._messages.maxlen == 0
+    assert len(gw.server.app[SOCKETS].heartbeats) == 1  # its heartbeat: a place on the wheel
+    # ... and the socket works as before: messages, the peer's own pings, big frames
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}
+    await p.ws.ping()
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}
+    await p.send("x" * (64 * 1024 + 1))
+    assert await p.closed_with() == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+# -- heartbeats (one wheel for every socket: gateway/swarm/heartbeat.py) -------------
+
+
+async def test_a_peer_that_answers_pings_stays_and_one_that_does_not_is_dropped(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(swarm_socket, "HEARTBEAT", 0.4)  # pinged every 0.4-0.6 s, 0.2-0.3 s to answer
+    gw = await make_gateway()
+    answers = await connect(gw)  # aiohttp's client answers pings itself
+    deaf = await connect(gw, autoping=False)  # reads, and never answers
+    pinged = 0
+
+    async def read_deaf() -> int | None:
+        nonlocal pinged
+        while True:
+            msg = await deaf.ws.receive()
+            if msg.type == aiohttp.WSMsgType.PING:
+                pinged += 1
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return deaf.ws.close_code
+
+    async def read_answers() -> None:
+        # aiohttp's client answers a ping when its application reads.
+        with pytest.raises(asyncio.TimeoutError):
+            async with asyncio.timeout(2.0):  # several periods
+                msg = await answers.ws.receive()
+                pytest.fail(f"unexpected {msg.type}: {msg.data!r}")
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(read_deaf(), read_answers())
+    assert pinged == 1  # one ping, no answer, dropped (no close frame: nobody reads it)
+    await wait_for_gauge(gw, 1)
+    assert list(gw.server.app[SOCKETS].connections) == [answers.id]
+    assert await answers.ask({"type": "ping"}) == {"type": "pong"}
+    assert not answers.ws.closed
+
+
+async def test_a_peer_that_answers_with_any_frame_stays(make_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(swarm_socket, "HEARTBEAT", 0.4)
+    gw = await make_gateway()
+    p = await connect(gw, autoping=False)
+    pings = 0
+    async with asyncio.timeout(5):
+        while pings < 3:
+            msg = await p.ws.receive()
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings += 1
+                # not a pong: a protocol message counts as much
+                assert await p.ask({"type": "ping"}) == {"type": "pong"}
+            else:
+                assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    assert not p.ws.closed
+
+
+async def test_the_peers_own_pings_are_answered(gw: TestClient) -> None:
+    p = await connect(gw, autoping=False)
+    await p.ws.ping(b"hello")
+    msg = await p.ws.receive(timeout=PROMPT)
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"hello")
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}  # and nothing went to the hub

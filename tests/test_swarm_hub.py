@@ -170,6 +170,20 @@ def test_rate_limit_then_refill() -> None:
     assert hub.receive(p, Ping(), 0.1) == [Send(p, Pong())]  # 0.1 s at 50/s: 5 more
 
 
+def test_a_budget_first_used_late_is_as_full_as_one_made_at_the_open() -> None:
+    # Budgets are made at their first use (an idle peer holds none): the
+    # same burst as a bucket made at the open and filled up to it since.
+    hub = make_hub()
+    p = opened(hub, 0.0)
+    assert all(hub.receive(p, Ping(), 1000.0) == [Send(p, Pong())] for _ in range(BURST))
+    assert errors(hub.receive(p, Ping(), 1000.0)) == ["rate_limited"]
+    q = opened(hub, 0.0)
+    bad = ProtocolError("bad_field", "x", "have")
+    for _ in range(STRIKES):
+        assert not any(isinstance(o, Close) for o in hub.receive(q, bad, 1000.0))
+    assert Close(q, 1008, "too many refused messages") in hub.receive(q, bad, 1000.0)
+
+
 def test_strikes_close_with_1008_after_the_error() -> None:
     hub = make_hub()
     p = opened(hub)

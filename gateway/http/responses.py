@@ -110,6 +110,10 @@ _PROTOCOL_CODES = {400: "bad_request", 413: "body_too_large", 431: "bad_request"
 
 
 class JsonErrorRequestHandler(web.RequestHandler):
+    # aiohttp's handler has __slots__; without these a per-connection __dict__
+    # (an idle control socket keeps its handler for hours) comes back.
+    __slots__ = ()
+
     def handle_error(
         self,
         request: web.BaseRequest,

@@ -30,6 +30,7 @@ from ..config import Config
 from ..metrics import Metrics
 from ..nat.service import NAT
 from .hub import SwarmHub
+from .heartbeat import TICK
 from .socket import SWEEP_SECONDS, SwarmSockets
 from .tracker import Tracker
 
@@ -50,13 +51,21 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(SWEEP_SECONDS)
             sockets.sweep(loop.time())
 
-    task = asyncio.create_task(sweep(), name="ztream-swarm-sweeper")
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            sockets.beat(loop.time())
+
+    tasks = [asyncio.create_task(sweep(), name="ztream-swarm-sweeper"),
+             asyncio.create_task(beat(), name="ztream-swarm-heartbeats")]
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -175,19 +175,44 @@ IceServers = Sequence[dict[str, Any]]
 
 
 class _Peer:
-    """One open peer's budgets; the tracker keeps what it holds."""
+    """One open peer's budgets; the tracker keeps what it holds.
 
-    __slots__ = ("id", "messages", "stats", "signal_bytes", "strikes", "closing", "alone")
+    A budget is made at its first use, full: as it would be by then had it
+    been made at the open, a bucket filling only up to its burst. An idle
+    peer holds none (four buckets are a third of the hub's cost per socket).
+    """
+
+    __slots__ = ("id", "_messages", "_stats", "_signal_bytes", "_strikes", "closing", "alone")
 
     def __init__(self, peer_id: str, now: float) -> None:
         self.id = peer_id
-        self.messages = TokenBucket(MESSAGES_PER_SECOND, BURST, now)
-        self.stats = TokenBucket(STATS_PER_SECOND, STATS_BURST, now)
-        self.signal_bytes = TokenBucket(SIGNAL_BYTES_PER_SECOND, SIGNAL_BURST_BYTES, now)
-        self.strikes = TokenBucket(STRIKES_PER_SECOND, STRIKES, now)
+        self._messages: TokenBucket | None = None
+        self._stats: TokenBucket | None = None
+        self._signal_bytes: TokenBucket | None = None
+        self._strikes: TokenBucket | None = None
         self.closing = False
         # Its last stats said it had no neighbour open (counted in ALONE).
         self.alone = False
+
+    def messages(self, now: float) -> TokenBucket:
+        if self._messages is None:
+            self._messages = TokenBucket(MESSAGES_PER_SECOND, BURST, now)
+        return self._messages
+
+    def stats(self, now: float) -> TokenBucket:
+        if self._stats is None:
+            self._stats = TokenBucket(STATS_PER_SECOND, STATS_BURST, now)
+        return self._stats
+
+    def signal_bytes(self, now: float) -> TokenBucket:
+        if self._signal_bytes is None:
+            self._signal_bytes = TokenBucket(SIGNAL_BYTES_PER_SECOND, SIGNAL_BURST_BYTES, now)
+        return self._signal_bytes
+
+    def strikes(self, now: float) -> TokenBucket:
+        if self._strikes is None:
+            self._strikes = TokenBucket(STRIKES_PER_SECOND, STRIKES, now)
+        return self._strikes
 
 
 class SwarmHub:
@@ -308,7 +333,7 @@ class SwarmHub:
         p = self._peers.get(peer)
         if p is None or p.closing:
             return []
-        if not p.messages.take(now):
+        if not p.messages(now).take(now):
             return self._refuse(p, "rate_limited", f"more than {MESSAGES_PER_SECOND:g} messages a second", None, now)
         if isinstance(message, ProtocolError):
             return self._refuse(p, message.code, message.detail, message.for_type, now)
@@ -371,7 +396,7 @@ class SwarmHub:
 
     def _refuse(self, p: _Peer, code: str, detail: str, for_type: str | None, now: float) -> list[Output]:
         out: list[Output] = [Send(p.id, Error(code, detail, for_type))]
-        if not p.strikes.take(now):
+        if not p.strikes(now).take(now):
             p.closing = True
             out.append(Close(p.id, CLOSE_POLICY, "too many refused messages"))
         return out
@@ -385,13 +410,13 @@ class SwarmHub:
         # A peer of another cluster node is present too: the shell relays the Send there.
         if (target.closing if target is not None else not self.tracker.elsewhere(message.to)):
             return self._refuse(p, "unknown_peer", "that peer has left", "signal", now)
-        if not p.signal_bytes.take(now, len(message.data_json)):
+        if not p.signal_bytes(now).take(now, len(message.data_json)):
             return self._refuse(p, "rate_limited", "too many signal bytes a second", "signal", now)
         # "from" is always the sender's own id, whatever it wrote.
         return [Send(message.to, SignalFrom(p.id, message.data_json))]
 
     def _stats(self, p: _Peer, stats: Stats, now: float) -> list[Output]:
-        if not p.stats.take(now):
+        if not p.stats(now).take(now):
             return self._refuse(p, "rate_limited", f"stats about every {STATS_INTERVAL} s, not faster", "stats", now)
         # Upload and HTTP bytes are validated but not counted: the server
         # counts what it serves itself, and an upload is someone's download.

@@ -10,10 +10,16 @@ out: ``Send`` is rendered and queued on the target's connection, ``Close``
 queued after it, ``Count``/``Observe`` applied to the Prometheus metrics.
 Every rule lives in the hub (docs/websocket.md is the contract).
 
-One writer task per connection drains a bounded queue, so a relayed
+Each connection's frames go through a bounded queue, drained in order by a
+writer task that exists only while something is queued, so a relayed
 ``signal`` is only *enqueued* on the target: a receiver too slow to keep its
 queue under ``SEND_QUEUE_MESSAGES`` / ``SEND_QUEUE_BYTES`` is closed (1013)
 and told to the hub as gone, and nobody else waits for it.
+
+What an idle socket costs is mostly what it keeps between frames (issue 16,
+docs/cluster.md): no queue and no task while idle, nothing of the last frame
+in the receive loop, no HTTP state once upgraded (``_shed_http_state``), no
+timer of its own (the heartbeat wheel).
 
 - Size: frames over 64 KiB make aiohttp close the socket with 1009.
 - ``Origin``: checked before the upgrade. Allowed: no ``Origin`` at all
@@ -23,8 +29,10 @@ and told to the hub as gone, and nobody else waits for it.
   such as ``/embed/{id}``). Anything else: 403 ``origin_forbidden``, no
   upgrade. (Browsers cannot forge ``Origin``; other clients can, which is why
   nothing trusts a peer beyond its own connection.)
-- Heartbeats: aiohttp pings every ``HEARTBEAT`` to 1.5 x ``HEARTBEAT``
-  seconds (jittered per socket) and closes a peer that does not answer.
+- Heartbeats: every socket is pinged every ``HEARTBEAT`` to 1.5 x
+  ``HEARTBEAT`` seconds (drawn per socket), and a peer from which nothing
+  comes back within half that is dropped: aiohttp's heartbeat rule, kept on
+  one wheel for all sockets (``heartbeat.py``) rather than a timer each.
 - A sweeper ticks the hub every ``SWEEP_SECONDS`` (idle peers); shutdown
   closes every socket with 1001 and waits, briefly, for them.
 """
@@ -38,13 +46,14 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
 
 from ..config import Config
 from ..metrics import Metrics
+from .heartbeat import IDLE, HeartbeatWheel, ticks
 from .hub import (
     ALONE,
     P2P_CONNECTIONS,
@@ -77,6 +86,14 @@ SEND_QUEUE_BYTES = 1024 * 1024
 HEARTBEAT = 20.0
 SWEEP_SECONDS = 30.0
 CLOSE_TIMEOUT = 2.0
+# aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
+# MAX_MESSAGE_BYTES itself the largest frame read, as advertised. (Computed
+# once: an int over 256 made per socket is 32 bytes each.)
+_MAX_MSG_SIZE = MAX_MESSAGE_BYTES + 1
+# The pipelined-request queue of every upgraded connection (_shed_http_state).
+_NO_REQUESTS: deque[Any] = deque(maxlen=0)
+# What ends ``async for msg in ws``, which the receive loop replaces.
+_ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +103,37 @@ class _Close:
 
 
 class Connection:
-    """One open control socket: its outgoing queue and the task that writes it."""
+    """One open control socket: its outgoing queue and the task that writes it.
+
+    Idle, a connection holds no queue and no task: thousands of listeners sit
+    on their sockets between messages, and an ``asyncio.Queue`` (four deques,
+    about 3 KiB) with a writer task parked on it (about 1.5 KiB) cost more
+    than everything else of ours together (docs/cluster.md). The first frame
+    queued creates a deque and starts a writer; the writer drains it in order,
+    one frame at a time, and when it finds it empty drops both and ends, in
+    the same step as the check, so no frame can be queued between the two.
+    """
+
+    __slots__ = ("peer_id", "ws", "request", "closing", "_queue", "_queued_bytes", "_writer", "_closer",
+                 "_close_queued", "beat_slot", "beat_state", "beat_every")
 
     def __init__(self, peer_id: str, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.peer_id = peer_id
         self.ws = ws
         self.request = request
         self.closing = False
-        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
+        self._queue: deque[str | _Close] | None = None
         self._queued_bytes = 0
-        self._writer = asyncio.create_task(self._write(), name=f"ztream-ws-writer-{peer_id}")
+        # Running while something is queued; a writer that met a dead socket
+        # stays here, done, so that nothing more is written (what is queued
+        # then waits for the bound, as it would behind a stuck writer).
+        self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._close_queued = False
+        # Its place on the sockets' HeartbeatWheel (which sets them).
+        self.beat_slot = 0
+        self.beat_state = IDLE
+        self.beat_every = 0
 
     def send(self, text: str) -> bool:
         """Queue a frame; a peer that lets its queue grow past the bound is closed.
@@ -106,12 +143,13 @@ class Connection:
         """
         if self.closing:
             return False
-        if self._queue.qsize() >= SEND_QUEUE_MESSAGES or self._queued_bytes + len(text) > SEND_QUEUE_BYTES:
+        queued = len(self._queue) if self._queue is not None else 0
+        if queued >= SEND_QUEUE_MESSAGES or self._queued_bytes + len(text) > SEND_QUEUE_BYTES:
             log.info("peer %s reads too slowly; closing it", self.peer_id)
             self.abort(WSCloseCode.TRY_AGAIN_LATER, "too slow")
             return True
         self._queued_bytes += len(text)
-        self._queue.put_nowait(text)
+        self._push(text)
         return False
 
     def close(self, code: int, reason: str) -> None:
@@ -119,22 +157,41 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        self._queue.put_nowait(_Close(code, reason))
+        self._close_queued = True
+        self._push(_Close(code, reason))
 
     def abort(self, code: int, reason: str) -> None:
         """Close now, dropping whatever is queued."""
         self.closing = True
         if self._closer is None:
-            self._writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
+            self._queue = None
             self._closer = asyncio.create_task(self._close_ws(code, reason))
+
+    def lost(self) -> None:
+        """Nothing came back after a ping: drop the TCP connection, as aiohttp's heartbeat did.
+
+        No close frame: nobody reads it. Aborted rather than closed, so that
+        the receive loop ends now, not once a dead peer's buffer drains.
+        """
+        if self.closing:
+            return
+        log.debug("peer %s answers no ping; dropping it", self.peer_id)
+        self.closing = True
+        if self.request.transport is not None:
+            self.request.transport.abort()
 
     async def finish(self) -> None:
         """Wait for the writer (and closer) to end; the receive loop has ended."""
         self.closing = True
+        if self._closer is None and not self._close_queued:
+            # Nothing more will be read: flush what is queued, then close.
+            self._close_queued = True
+            self._push(_Close(WSCloseCode.OK, ""))
         tasks = [t for t in (self._writer, self._closer) if t is not None]
-        if not self._writer.done() and self._closer is None:
-            # Nothing more will be read: let the writer flush, then stop it.
-            self._queue.put_nowait(_Close(WSCloseCode.OK, ""))
+        if not tasks:
+            return
         _done, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT + 1)
         for task in pending:
             task.cancel()
@@ -142,10 +199,18 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _write(self) -> None:
+    def _push(self, item: str | _Close) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(item)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(queue), name=f"ztream-ws-writer-{self.peer_id}")
+
+    async def _write(self, queue: deque[str | _Close]) -> None:
         try:
-            while True:
-                item = await self._queue.get()
+            while queue:
+                item = queue.popleft()
                 if isinstance(item, _Close):
                     await self._close_ws(item.code, item.reason)
                     return
@@ -154,6 +219,9 @@ class Connection:
         except (ConnectionError, RuntimeError):
             # The socket went away under us; the receive loop sees it too.
             return
+        # Drained: idle again, holding neither the queue nor this task.
+        self._queue = None
+        self._writer = None
 
     async def _close_ws(self, code: int, reason: str) -> None:
         try:
@@ -162,6 +230,33 @@ class Connection:
             # A peer that does not even take a close frame: drop the TCP connection.
             if self.request.transport is not None:
                 self.request.transport.abort()
+
+
+def _shed_http_state(protocol: web.RequestHandler) -> None:
+    """Let go of what the connection keeps for HTTP once it is a WebSocket.
+
+    aiohttp keeps, for as long as the socket is open, its HTTP request
+    parser, with what it last parsed (1.9 KiB measured, a tenth of an idle
+    control socket before issue 16), and its queue of pipelined requests,
+    empty (a deque: 760 bytes). It reads both only while the connection is
+    not upgraded: once ``WebSocketResponse.prepare`` has set its frame
+    reader, every byte goes there, and no request can follow. The parser
+    becomes ``None``, the state aiohttp itself leaves after
+    ``connection_lost`` (every other use of it checks for that); the queue
+    one shared deque that can hold nothing (``maxlen=0``), so that nothing
+    put there could ever reach another connection. Done only in exactly the
+    state ``prepare`` leaves, under aiohttp 3.14's names (the version
+    measured); on an aiohttp that names them otherwise, nothing is dropped.
+    """
+    if (
+        getattr(protocol, "_upgraded", False) is True
+        and getattr(protocol, "_payload_parser", None) is not None
+        and getattr(protocol, "_parser", None) is not None
+    ):
+        protocol._parser = None
+        messages = getattr(protocol, "_messages", None)
+        if isinstance(messages, deque) and not messages:
+            protocol._messages = _NO_REQUESTS
 
 
 class Federation(Protocol):
@@ -187,6 +282,9 @@ class SwarmSockets:
         self.hub = hub
         self.config = config
         self.connections: dict[str, Connection] = {}
+        self.heartbeats: HeartbeatWheel[Connection] = HeartbeatWheel()
+        # Pings in flight: the loop holds tasks only weakly.
+        self._pings: set[asyncio.Task[None]] = set()
         self.federation: Federation | None = None
         self._metrics: dict[str, Counter | Gauge | Histogram] = {
             PEERS_CONNECTED: metrics.peers_connected,
@@ -232,6 +330,25 @@ class SwarmSockets:
         """Let time pass in the hub (idle peers are closed)."""
         self.carry_out(self.hub.tick(now), now)
 
+    def beat(self, now: float) -> None:
+        """Let time pass on the heartbeat wheel: ping whom it is time to, drop the dead."""
+        ping, dead = self.heartbeats.advance(now)
+        for conn in ping:
+            if not conn.closing:
+                # As aiohttp's heartbeat sends it: a task beside the writer
+                # (a control frame is written whole, between any two others).
+                task = asyncio.create_task(conn.ws.ping())
+                self._pings.add(task)
+                task.add_done_callback(self._ping_sent)
+        for conn in dead:
+            conn.lost()
+
+    def _ping_sent(self, task: asyncio.Task[None]) -> None:
+        self._pings.discard(task)
+        if not task.cancelled():
+            # A socket gone under its ping: the receive loop sees it too.
+            task.exception()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/ws``: upgrade, greet, then frames → hub → outputs until closed."""
         origin = request.headers.get("Origin")
@@ -240,13 +357,10 @@ class SwarmSockets:
                 request, Forbidden(f"origin {origin[:200]!r} may not open the control socket", code="origin_forbidden")
             )
         ws = web.WebSocketResponse(
-            # aiohttp refuses a frame of max_msg_size bytes or more: +1 makes
-            # MAX_MESSAGE_BYTES itself the largest frame read, as advertised.
-            max_msg_size=MAX_MESSAGE_BYTES + 1,
-            # Jittered: aiohttp rounds long timers to whole seconds, so sockets
-            # opened in the same second would all be pinged in the same loop
-            # iteration (thousands at once under load), stalling signal relay.
-            heartbeat=HEARTBEAT + random.random() * HEARTBEAT / 2,
+            max_msg_size=_MAX_MSG_SIZE,
+            # Heartbeats are the wheel's (self.heartbeats), which must see
+            # pongs: _frame answers pings, as autoping would.
+            autoping=False,
             # No permessage-deflate: the size cap stays a cap on what we must hold,
             # and small JSON gains little from it.
             compress=False,
@@ -254,40 +368,73 @@ class SwarmSockets:
         if not ws.can_prepare(request).ok:
             return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
-        hub = self.hub
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        peer, outputs = hub.open(now)
-        conn = Connection(peer, ws, request)
-        self.connections[peer] = conn
-        self.carry_out(outputs, now)
+        _shed_http_state(request.protocol)
+        # The 101's headers are sent: nothing reads them again, and each
+        # socket would keep its own (Sec-WebSocket-Accept is unique).
+        ws.headers.clear()
+        conn = self._open(ws, request)
+        peer = conn.peer_id
         try:
-            async for msg in ws:
-                now = loop.time()
-                if msg.type == WSMsgType.TEXT:
-                    try:
-                        message = parse(msg.data)
-                    except ProtocolError as exc:
-                        self.carry_out(hub.receive(peer, exc, now), now)
-                    else:
-                        if self.federation is not None:
-                            await self.federation.before(peer, message)
-                            now = loop.time()
-                        self.carry_out(hub.receive(peer, message, now), now)
-                        if self.federation is not None:
-                            self.federation.after(peer, message)
-                elif msg.type == WSMsgType.BINARY:
-                    refused = ProtocolError("bad_json", "binary frames are not part of the protocol")
-                    self.carry_out(hub.refuse(peer, refused, now), now)
-                else:  # ERROR: aiohttp has closed it already (1009 for a frame too big)
-                    break
+            # What an idle socket keeps parked is this frame and the ones under
+            # it: ws.receive() rather than ``async for`` (one coroutine less),
+            # and each frame handled in _frame, so that neither the last frame
+            # read (up to 64 KiB) nor what it became is held between frames.
+            while await self._frame(conn, await ws.receive()):
+                pass
         finally:
+            loop = asyncio.get_running_loop()
             self.connections.pop(peer, None)
-            self.carry_out(hub.close(peer, loop.time()), loop.time())
+            self.heartbeats.remove(conn)
+            self.carry_out(self.hub.close(peer, loop.time()), loop.time())
             if self.federation is not None:
                 self.federation.closed(peer)
             await conn.finish()
         return ws
+
+    def _open(self, ws: web.WebSocketResponse, request: web.Request) -> Connection:
+        """A new peer: its connection, and the hub's greeting queued on it."""
+        now = asyncio.get_running_loop().time()
+        peer, outputs = self.hub.open(now)
+        conn = Connection(peer, ws, request)
+        self.connections[peer] = conn
+        # Drawn per socket: sockets opened together are not all pinged in
+        # the same slot (one loop iteration), which would stall signal relay.
+        self.heartbeats.add(conn, ticks(HEARTBEAT + random.random() * HEARTBEAT / 2), now)
+        self.carry_out(outputs, now)
+        return conn
+
+    async def _frame(self, conn: Connection, msg: WSMessage) -> bool:
+        """One frame read from ``conn`` through the hub; False: the socket is done."""
+        if msg.type in _ENDED:
+            return False
+        HeartbeatWheel.heard(conn)  # any frame answers a ping
+        if msg.type == WSMsgType.PING:
+            await conn.ws.pong(msg.data)
+            return True
+        if msg.type == WSMsgType.PONG:
+            return True
+        peer = conn.peer_id
+        hub = self.hub
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if msg.type == WSMsgType.TEXT:
+            try:
+                message = parse(msg.data)
+            except ProtocolError as exc:
+                self.carry_out(hub.receive(peer, exc, now), now)
+            else:
+                if self.federation is not None:
+                    await self.federation.before(peer, message)
+                    now = loop.time()
+                self.carry_out(hub.receive(peer, message, now), now)
+                if self.federation is not None:
+                    self.federation.after(peer, message)
+        elif msg.type == WSMsgType.BINARY:
+            refused = ProtocolError("bad_json", "binary frames are not part of the protocol")
+            self.carry_out(hub.refuse(peer, refused, now), now)
+        else:  # ERROR: aiohttp has closed it already (1009 for a frame too big)
+            return False
+        return True
 
     async def shutdown(self) -> None:
         """Close every socket (1001 going away) and wait, briefly, for them."""
