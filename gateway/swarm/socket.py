@@ -5,7 +5,7 @@ Theory of operation
 
 This module only pumps, as aiohttp's protocol handler only feeds its parser:
 the upgrade (the ``Origin`` checked first), then each text frame goes
-through ``messages.parse`` into the hub, and the hub's outputs are carried
+through ``codec.parse`` into the hub, and the hub's outputs are carried
 out: ``Send`` is rendered and queued on the target's connection, ``Close``
 queued after it, ``Count``/``Observe`` applied to the Prometheus metrics.
 Every rule lives in the hub (docs/websocket.md is the contract).
