@@ -37,9 +37,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from .limits import (
     MAX_CHUNKS,
@@ -71,6 +71,8 @@ from .messages import (
     Welcome,
 )
 from .tracker import BadChunks, Candidate, ChunkSet
+
+T = TypeVar("T")
 
 __all__ = ["encode", "parse", "parse_server", "render"]
 
@@ -251,16 +253,21 @@ def _object(text: str) -> dict[str, Any]:
     return body
 
 
-def parse(text: str) -> PeerMessage:
-    """One peer → server text frame to a message; raises ``ProtocolError``."""
+def _dispatch(text: str, parsers: Mapping[str, Callable[[dict[str, Any]], T]]) -> T:
+    """The frame's object handed to the parser of its ``type``."""
     body = _object(text)
     kind = body.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("bad_field", "type: expected a string")
-    parser = _PARSERS.get(kind)
+    parser = parsers.get(kind)
     if parser is None:
         raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
     return parser(body)
+
+
+def parse(text: str) -> PeerMessage:
+    """One peer → server text frame to a message; raises ``ProtocolError``."""
+    return _dispatch(text, _PARSERS)
 
 
 def _compact(body: dict[str, Any]) -> str:
@@ -421,11 +428,4 @@ _SERVER_PARSERS: dict[str, Callable[[dict[str, Any]], ServerMessage]] = {
 def parse_server(text: str) -> ServerMessage:
     """One server → peer text frame to a message; raises ``ProtocolError``
     (a client ignores such a frame: a newer server may send more)."""
-    body = _object(text)
-    kind = body.get("type")
-    if not isinstance(kind, str):
-        raise ProtocolError("bad_field", "type: expected a string")
-    parser = _SERVER_PARSERS.get(kind)
-    if parser is None:
-        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
-    return parser(body)
+    return _dispatch(text, _SERVER_PARSERS)
