@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -109,6 +110,17 @@ async def _pump_into(stream: asyncio.StreamReader, sink: BoundedText | None, fee
             feed(piece)
 
 
+# The transcode writes float PCM at ~100x real time (35 MB/s of stereo): a
+# default 64 KiB pipe holds 2 ms of that, so every hiccup of the analysis
+# process stalled the transcode. 1 MiB (the usual pipe-max-size) absorbs them.
+PCM_PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or over pipe-max-size
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PCM_PIPE_BYTES)
+
+
 async def _open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=READ_SIZE)
@@ -134,6 +146,7 @@ class _Side:
         """Spawn the analysis process; return the argv substitutions for the transcode."""
         pcm_r, pcm_w = os.pipe()
         self.fds += [pcm_r, pcm_w]
+        _widen_pipe(pcm_w)
         tags_r, tags_w = os.pipe()
         self.fds += [tags_w]
         # os.pipe() descriptors are non-inheritable (PEP 446): only the child
