@@ -269,19 +269,25 @@ async def test_waveform_while_running_then_complete_and_loudness(gw: Any, upstre
         assert live["peaks"][: n - 1] == pytest.approx(peaks[: n - 1], abs=0.002) or n > 1800 // 2
 
 
+async def transcoded_extras(client: httpx.AsyncClient, gw: Any, url: str) -> tuple[str, httpx.Response, httpx.Response]:
+    """Register ``url``, wait for its transcode: (track id, its artwork answer, its waveform answer)."""
+    track = await register(client, gw, url)
+    await complete_manifest(client, gw, track["id"])
+    art = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
+    wave = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+    return track["id"], art, wave
+
+
 async def test_restart_keeps_artwork_and_waveform(gw: Any, upstream: str) -> None:
     async with httpx.AsyncClient(timeout=60) as client:
-        track = await register(client, gw, f"{upstream}/ranged/cover.mp3")
-        await complete_manifest(client, gw, track["id"])
-        art = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
-        wave = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        tid, art, wave = await transcoded_extras(client, gw, f"{upstream}/ranged/cover.mp3")
         await asyncio.to_thread(gw.stop)
         await asyncio.to_thread(gw.start)
-        art2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
-        wave2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        art2 = await client.get(f"{gw.url}/v1/tracks/{tid}/artwork")
+        wave2 = await client.get(f"{gw.url}/v1/tracks/{tid}/waveform")
         assert art2.content == art.content and art2.headers["etag"] == art.headers["etag"]
         assert wave2.json() == wave.json() and wave2.json()["complete"] is True
-        got = (await client.get(f"{gw.url}/v1/tracks/{track['id']}")).json()
+        got = (await client.get(f"{gw.url}/v1/tracks/{tid}")).json()
         assert got["title"] == "Night Drive"
         text = (await client.get(f"{gw.url}/metrics")).text
         assert metric(text, "ztream_transcodes_total", '{result="ok"}') == 0  # answered from the store
@@ -293,20 +299,17 @@ async def test_evicted_artwork_and_waveform_are_made_again(gw: Any, upstream: st
     import shutil
 
     async with httpx.AsyncClient(timeout=60) as client:
-        track = await register(client, gw, f"{upstream}/ranged/cover.mp3")
-        await complete_manifest(client, gw, track["id"])
-        art = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
-        wave = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        tid, art, wave = await transcoded_extras(client, gw, f"{upstream}/ranged/cover.mp3")
         await asyncio.to_thread(gw.stop)
         shutil.rmtree(Path(gw.config["cache"]["dir"]).expanduser() / "extras")
         await asyncio.to_thread(gw.start)
-        wave2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
+        wave2 = await client.get(f"{gw.url}/v1/tracks/{tid}/waveform")
         for _ in range(100):  # the first answer may be the running transcode's
             if wave2.json()["complete"]:
                 break
             await asyncio.sleep(0.1)
-            wave2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/waveform")
-        art2 = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
+            wave2 = await client.get(f"{gw.url}/v1/tracks/{tid}/waveform")
+        art2 = await client.get(f"{gw.url}/v1/tracks/{tid}/artwork")
         assert art2.status_code == 200 and art2.content == art.content and art2.headers["etag"] == art.headers["etag"]
         assert wave2.json() == wave.json()
         text = (await client.get(f"{gw.url}/metrics")).text
