@@ -22,12 +22,12 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway.admin.live import flatten
 from gateway.app import create_app
 
 try:
@@ -52,16 +52,6 @@ def table_rows(page: Path) -> list[list[str]]:
             continue
         rows.append([cell.strip() for cell in _CELL_SPLIT.split(line[1:-1])])
     return rows
-
-
-def flatten(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tables.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 @pytest.fixture
