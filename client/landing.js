@@ -1,6 +1,7 @@
 // The landing page: library and recent tracks, a URL field, the player and
 // the code to embed the current track.
 
+import { fetchJson } from "./api.js";
 import "./ztream-player.js";
 import { formatTime } from "./format.js";
 import { componentSnippet, iframeSnippet, oembedUrl, trackUrl, widgetSnippet } from "./snippets.js";
@@ -20,24 +21,11 @@ function setStatus(el, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
-async function api(path, options = {}) {
-  const response = await fetch(`${publicUrl}${path}`, {
+function api(path, options = {}) {
+  return fetchJson(`${publicUrl}${path}`, {
     ...options,
     headers: { Accept: "application/json", ...(options.body ? { "Content-Type": "application/json" } : {}) },
   });
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    /* empty or not JSON */
-  }
-  if (!response.ok) {
-    const detail = body?.detail || `HTTP ${response.status}`;
-    const err = new Error(detail);
-    err.code = body?.error;
-    throw err;
-  }
-  return body;
 }
 
 function renderTracks() {

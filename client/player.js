@@ -36,6 +36,7 @@
 // track `load` is loading in its place, else null); `kick()` makes it
 // schedule at once.
 
+import { ApiError, fetchJson } from "./api.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
 export const MIME = 'audio/webm; codecs="opus"';
@@ -46,31 +47,14 @@ export function mseSupported(mime = MIME) {
 
 const now = () => performance.now() / 1000;
 
-class HttpError extends Error {
-  constructor(status, code, detail) {
-    super(detail || `HTTP ${status}`);
-    this.status = status;
-    this.code = code || `http_${status}`;
-  }
-}
-
-async function fetchJson(fetchImpl, url, signal) {
-  const response = await fetchImpl(url, { signal, cache: "no-cache" });
-  if (!response.ok) {
-    let code, detail;
-    try {
-      ({ error: code, detail } = await response.json());
-    } catch {
-      /* not JSON */
-    }
-    throw new HttpError(response.status, code, detail);
-  }
-  return response.json();
+// A track and its manifest are always revalidated: a live transcode's keep growing.
+function readJson(fetchImpl, url, signal) {
+  return fetchJson(url, { signal, cache: "no-cache" }, fetchImpl);
 }
 
 async function fetchBytes(fetchImpl, url, signal) {
   const response = await fetchImpl(url, { signal });
-  if (!response.ok) throw new HttpError(response.status);
+  if (!response.ok) throw new ApiError(response.status);
   return response.arrayBuffer();
 }
 
@@ -282,7 +266,7 @@ export class PlayerCore extends EventTarget {
       // rendition changed meanwhile.
       s.track = cached.track;
       s.manifest = cached.manifest;
-      fetchJson(this.fetchImpl, s.trackUrl, signal)
+      readJson(this.fetchImpl, s.trackUrl, signal)
         .then((track) => {
           if (!s.closed) s.track = track;
         })
@@ -300,12 +284,12 @@ export class PlayerCore extends EventTarget {
       }
       try {
         [s.track, s.manifest] = await Promise.all([
-          fetchJson(this.fetchImpl, s.trackUrl, signal),
-          fetchJson(this.fetchImpl, `${s.trackUrl}/manifest`, signal),
+          readJson(this.fetchImpl, s.trackUrl, signal),
+          readJson(this.fetchImpl, `${s.trackUrl}/manifest`, signal),
         ]);
       } catch (err) {
         if (s.closed) throw err;
-        if (!cached) throw err instanceof HttpError ? err : new HttpError(0, "network_error", String(err?.message || err));
+        if (!cached) throw err instanceof ApiError ? err : new ApiError(0, "network_error", String(err?.message || err));
         // gateway unreachable: an incomplete cached manifest is still worth a try
         s.track = cached.track;
         s.manifest = cached.manifest;
@@ -366,7 +350,7 @@ export class PlayerCore extends EventTarget {
     this.stats.httpBytes += data.byteLength;
     const expected = s.manifest.init?.sha256;
     if (expected && (await sha256(data)) !== expected) {
-      throw new HttpError(0, "bad_init", "the server's init segment does not match the manifest");
+      throw new ApiError(0, "bad_init", "the server's init segment does not match the manifest");
     }
     this.cache?.put(s.trackId, rendition, "init", data.slice(0));
     return data;
@@ -414,7 +398,7 @@ export class PlayerCore extends EventTarget {
     const rendition = s.manifest.rendition;
     if (req.source === CACHE) {
       const data = await this.cache?.get(s.trackId, rendition, req.index);
-      if (!data) throw new HttpError(404, "cache_miss", "not in the cache");
+      if (!data) throw new ApiError(404, "cache_miss", "not in the cache");
       this.stats.cacheBytes += data.byteLength;
       return data;
     }
@@ -430,15 +414,15 @@ export class PlayerCore extends EventTarget {
       const expected = s.manifest.chunks.find((c) => c.index === req.index)?.sha256;
       if (expected && (await sha256(data)) !== expected) {
         this.emit("badchunk", { index: req.index, peer: null });
-        throw new HttpError(0, "bad_chunk", "the server's chunk does not match the manifest");
+        throw new ApiError(0, "bad_chunk", "the server's chunk does not match the manifest");
       }
     } else {
-      if (!this.peers) throw new HttpError(0, "no_peers", "no peer transport");
+      if (!this.peers) throw new ApiError(0, "no_peers", "no peer transport");
       data = await this.peers.fetch(req.source, req.index, { signal });
       const expected = s.manifest.chunks.find((c) => c.index === req.index)?.sha256;
       if (!expected || (await sha256(data)) !== expected) {
         this.emit("badchunk", { index: req.index, peer: req.source });
-        throw new HttpError(0, "bad_chunk", "hash mismatch");
+        throw new ApiError(0, "bad_chunk", "hash mismatch");
       }
       this.stats.peerBytes += data.byteLength;
     }
@@ -557,7 +541,7 @@ export class PlayerCore extends EventTarget {
     if (s.closed || s.manifest.complete || s.polling) return;
     s.polling = true;
     try {
-      const manifest = await fetchJson(this.fetchImpl, `${s.trackUrl}/manifest`, s.abort.signal);
+      const manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest`, s.abort.signal);
       if (s.closed) return;
       if (manifest.rendition !== s.manifest.rendition) return; // another encoding: ignore
       s.manifest = manifest;
@@ -566,7 +550,7 @@ export class PlayerCore extends EventTarget {
       this.updateDuration(s);
       if (manifest.complete) {
         this.cache?.putManifest(s.trackId, { track: s.track, manifest });
-        fetchJson(this.fetchImpl, s.trackUrl, s.abort.signal)
+        readJson(this.fetchImpl, s.trackUrl, s.abort.signal)
           .then((track) => {
             if (!s.closed) s.track = track;
           })
@@ -642,7 +626,7 @@ export class PlayerCore extends EventTarget {
       /* already stopped */
     }
     const detail = this.audio.error?.message || "the browser could not play this track";
-    this.fail(new HttpError(0, "media_error", detail));
+    this.fail(new ApiError(0, "media_error", detail));
   }
 
   fail(err) {
@@ -687,8 +671,8 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
       }
     }
     const [track, manifest] = await Promise.all([
-      fetchJson(get, trackUrl, signal),
-      fetchJson(get, `${trackUrl}/manifest`, signal),
+      readJson(get, trackUrl, signal),
+      readJson(get, `${trackUrl}/manifest`, signal),
     ]);
     known(manifest);
     if (cache) await cache.putManifest(trackId, { track, manifest });
