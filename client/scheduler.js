@@ -61,6 +61,8 @@ export const DEFAULT_SETTINGS = Object.freeze({
   liveEdgeAhead: 4, // ask for the live edge only with less than this buffered ahead
 });
 
+/** @typedef {{[K in keyof typeof DEFAULT_SETTINGS]: number}} SchedulerSettings the settings' types */
+
 export const SERVER = "server";
 export const CACHE = "cache";
 
@@ -186,11 +188,12 @@ export class Request {
 }
 
 export class Scheduler {
-  /** @param {Partial<typeof DEFAULT_SETTINGS>} settings */
+  /** @param {Partial<SchedulerSettings>} settings */
   constructor(settings = {}) {
     for (const key of Object.keys(settings)) {
       if (!(key in DEFAULT_SETTINGS)) throw new TypeError(`unknown scheduler setting: ${key}`);
     }
+    /** @type {Readonly<SchedulerSettings>} */
     this.settings = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
     /** @type {Chunk[]} */
     this.chunks = []; // sorted by index, {index, start, duration}
