@@ -22,6 +22,10 @@ $(NODE_STAMP): package.json package-lock.json
 	PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --quiet
 	touch $(NODE_STAMP)
 
+# The client's types (tsconfig.json: every module; tsconfig.strict.json: the
+# pure ones with all of strict), from the npm devDependency.
+TSC := node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.strict.json
+
 run: $(STAMP)
 	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG))
 
@@ -34,11 +38,13 @@ system-deps:
 test: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	node --test --test-reporter=dot tests/js/
+	$(TSC)
 
 # A quick subset while working: no browsers, namespaces or clusters.
 test-fast: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 	node --test --test-reporter=dot tests/js/
+	$(TSC)
 
 bench: $(STAMP)
 	$(BIN)/ztream bench transcode

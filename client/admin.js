@@ -1,3 +1,4 @@
+// @ts-check
 // The admin page: sign in with the admin token, see live figures with a small
 // self-updating chart, edit the sources, reload the config file, purge a track.
 // Same-origin only: every request goes to this page's own gateway.
@@ -59,6 +60,10 @@ export function chartPoints(values, max, { width, top, bottom } = CHART, capacit
 
 let token = sessionStorage.getItem(TOKEN_KEY) || "";
 
+/**
+ * @param {string} path
+ * @param {{method?: string, body?: unknown}} [options] `body` is sent as JSON
+ */
 async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";

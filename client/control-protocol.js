@@ -216,7 +216,7 @@ const flag = (v, key) => {
 /** @type {(v: unknown, key: string) => number | null} */
 const seconds = (v, key) => {
   if (v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new TypeError(`${key}: expected a number or null`);
-  return v;
+  return /** @type {number | null} */ (v);
 };
 
 /**

@@ -1,3 +1,4 @@
+// @ts-check
 // The landing page: library and recent tracks, a URL field, the player and
 // the code to embed the current track.
 
@@ -7,7 +8,7 @@ import { formatTime } from "./format.js";
 import { componentSnippet, iframeSnippet, oembedUrl, trackUrl, widgetSnippet } from "./snippets.js";
 
 const $ = (sel) => document.querySelector(sel);
-const publicUrl = (document.querySelector('meta[name="ztream-public-url"]')?.content || location.origin).replace(/\/+$/, "");
+const publicUrl = (/** @type {HTMLMetaElement | null} */ (document.querySelector('meta[name="ztream-public-url"]'))?.content || location.origin).replace(/\/+$/, "");
 const player = $("#main-player");
 const PLAY_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5.14v13.72a1 1 0 0 0 1.5.86l11-6.86a1 1 0 0 0 0-1.72l-11-6.86A1 1 0 0 0 8 5.14z"/></svg>';
 
@@ -133,7 +134,7 @@ $("#add-form").addEventListener("submit", async (e) => {
 $("#refresh").addEventListener("click", loadTracks);
 
 // tabs (WAI-ARIA tabs pattern)
-const tabs = [...document.querySelectorAll('[role="tab"]')];
+const tabs = [.../** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('[role="tab"]'))];
 function selectTab(tab) {
   for (const t of tabs) {
     const on = t === tab;

@@ -1,3 +1,4 @@
+// @ts-check
 // Player core: the Media Source I/O shell around the pure scheduler.
 //
 // Theory of operation
@@ -73,7 +74,7 @@ function once(target, name) {
 export class PlayerCore extends EventTarget {
   /**
    * @param {HTMLMediaElement} audio the element to play into
-   * @param {object} options
+   * @param {{cache?: any, settings?: object, fetchImpl?: typeof fetch | null, tickSeconds?: number, pollSeconds?: number}} [options]
    *   cache: a ChunkCache (or a promise of one, or null)
    *   settings: scheduler settings (bufferAhead, emergencyAhead, ...)
    *   tickSeconds, pollSeconds: how often to schedule and to re-read a live manifest
@@ -84,7 +85,7 @@ export class PlayerCore extends EventTarget {
     this.cachePromise = Promise.resolve(cache);
     this.cache = null;
     this.settings = settings;
-    this.fetchImpl = fetchImpl ?? ((...args) => fetch(...args));
+    this.fetchImpl = fetchImpl ?? ((/** @type {Parameters<typeof fetch>} */ ...args) => fetch(...args));
     this.tickSeconds = tickSeconds;
     this.pollSeconds = pollSeconds;
     this.peers = null;
@@ -648,7 +649,7 @@ export class PlayerCore extends EventTarget {
  * its neighbours about the track from it.
  */
 export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetchImpl = null, signal = undefined, onManifest = null } = {}) {
-  const get = fetchImpl ?? ((...args) => fetch(...args));
+  const get = fetchImpl ?? ((/** @type {Parameters<typeof fetch>} */ ...args) => fetch(...args));
   trackUrl = String(trackUrl).replace(/\/+$/, "");
   const trackId = decodeURIComponent(trackUrl.split("/").pop());
   const known = (manifest) => {

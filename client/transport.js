@@ -1,3 +1,4 @@
+// @ts-check
 // The P2P I/O shell: the control WebSocket, one RTCPeerConnection and binary
 // DataChannel per neighbour, and the glue between the pure P2PCore (p2p.js)
 // and the player (player.js). No policy lives here: every decision is the
@@ -67,6 +68,11 @@ function abortError() {
 
 /** The control WebSocket, reconnecting with exponential back-off (1 s .. 30 s, jittered). */
 export class ControlSocket {
+  /**
+   * @param {string} url
+   * @param {{onOpen?: () => void, onMessage?: (msg: import("./control-protocol.js").ServerMessage) => void, onClose?: () => void,
+   *   WebSocketImpl?: any, minDelay?: number, maxDelay?: number}} [handlers]
+   */
   constructor(url, { onOpen = () => {}, onMessage = () => {}, onClose = () => {}, WebSocketImpl = null, minDelay = 1, maxDelay = 30 } = {}) {
     this.url = url;
     this.onOpen = onOpen;
@@ -195,6 +201,11 @@ export async function selectedCandidateType(pc) {
  * already given to `send` first (CLOSE_GRACE_SECONDS at most).
  */
 export class PeerLink {
+  /**
+   * @param {{role: "offerer" | "answerer", iceServers?: object[], relay?: boolean, label: string,
+   *   onSignal: (data: object) => void, onOpen: () => void, onFrame: (data: Uint8Array) => void, onClose: () => void,
+   *   onConnected?: (candidateType: string | null) => void, RTCPeerConnectionImpl?: any, graceSeconds?: number}} options
+   */
   constructor({ role, iceServers = [], relay = false, label, onSignal, onOpen, onFrame, onClose, onConnected = () => {}, RTCPeerConnectionImpl = null, graceSeconds = ICE_GRACE_SECONDS }) {
     this.label = label;
     this.role = role;
@@ -488,7 +499,8 @@ const PLAYER_EVENTS = ["session", "chunk", "manifest", "badchunk", "startup", "u
 export class P2PAgent {
   /**
    * @param {import("./player.js").PlayerCore} player
-   * @param {object} options
+   * @param {{url?: string, settings?: object, relay?: boolean, tickSeconds?: number, maxStoreBytes?: number,
+   *   loadWaitSeconds?: number, WebSocketImpl?: any, RTCPeerConnectionImpl?: any}} options
    *   url: the control socket's URL (ws(s)://gateway/v1/ws; see controlUrl in p2p.js)
    *   settings: P2PCore settings (corrupt: TEST ONLY, a bad seeder)
    *   tickSeconds: how often the core's periodic work runs
@@ -542,6 +554,12 @@ export class P2PAgent {
   // ---- the player's peer interface ----------------------------------------------
 
   /** Chunk `index` from neighbour `peerId`, unverified (the player checks its SHA-256). */
+  /**
+   * @param {string} peerId
+   * @param {number} index
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<ArrayBuffer>}
+   */
   fetch(peerId, index, { signal } = {}) {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
@@ -830,6 +848,7 @@ export class P2PAgent {
   // ---- time -----------------------------------------------------------------------
 
   totals() {
+    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number}} */
     const st = this.player.stats ?? {};
     return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0 };
   }
