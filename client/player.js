@@ -693,7 +693,7 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
   }
 }
 
-// ---- issue 13: loudness normalisation and the waveform, pure -------------------
+// ---- loudness normalisation and the waveform: pure, for <ztream-player> --------
 
 /**
  * The linear gain that brings a track to `target` LUFS (the `normalize`

@@ -907,7 +907,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.drawWave();
   }
 
-  // ---- loudness and waveform (issue 13) ------------------------------------------
+  // ---- loudness and waveform: the `normalize` gain, the seek bar's peaks -----------
 
   /** The element's volume: the listener's, times the gain `normalize` asks for. */
   applyVolume() {

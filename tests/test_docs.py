@@ -29,11 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.admin.live import flatten
 from gateway.app import create_app
-
-try:
-    from gateway.config import load_config as load
-except ImportError:  # the typed config model of issue 11 may name it load()
-    from gateway.config import load  # type: ignore[attr-defined,no-redef]
+from gateway.config import load_config as load
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -132,7 +132,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         embed_url = f"{public_url}/embed/{quote(track_id)}"
         title = str(track.get("title") or track_id)
         oembed = f"{public_url}/oembed?url={quote(embed_url, safe='')}&format=json"
-        # Tag text (issue 13) is untrusted: _render escapes every value.
+        # Tag text (artist, album, title from the file) is untrusted: _render escapes every value.
         byline = " · ".join(str(track[k]) for k in ("artist", "album") if track.get(k))
         body = _render(
             template("embed.html"),
