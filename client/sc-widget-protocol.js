@@ -17,6 +17,14 @@
 // or not anyone bound it; every other event only while bound, with the value
 // {soundId, loadedProgress, currentPosition, relativePosition}.
 // docs/soundcloud-dropin.md is the page for operators.
+//
+// The colour parameter and the embedders' origins are read as the embed
+// page's widget reads them: `parseColor` and `originAllowed` are
+// widget-protocol.js's (exported here too, for sc-player.js).
+
+import { originAllowed, originOf, parseColor } from "./widget-protocol.js";
+
+export { originAllowed, parseColor };
 
 /** Event names, as SC.Widget.Events spells them. */
 export const EVENTS = Object.freeze({
@@ -196,8 +204,8 @@ export function progressValue({ soundId, position, duration, loaded }) {
   };
 }
 
-/** SoundCloud's numeric id from a Ztream SoundCloud locator ("soundcloud:tracks:123"), else null. */
 /**
+ * SoundCloud's numeric id from a Ztream SoundCloud locator ("soundcloud:tracks:123"), else null.
  * @param {any} track
  * @returns {number | null}
  */
@@ -282,31 +290,7 @@ export function playerOptions(search) {
   };
 }
 
-/** `ff5500`, `#f50` → "#ff5500"-style colour; anything else → null. */
-/**
- * @param {unknown} raw
- * @returns {string | null}
- */
-export function parseColor(raw) {
-  if (typeof raw !== "string") return null;
-  const m = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(raw.trim());
-  return m ? `#${m[1].toLowerCase()}` : null;
-}
-
 // ---- the parent's origin ---------------------------------------------------------
-
-/**
- * @param {string} url
- * @returns {string | null}
- */
-function originOf(url) {
-  try {
-    const o = new URL(url).origin;
-    return o === "null" ? null : o;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The origin to post to, where it is known before any message arrives:
@@ -319,16 +303,4 @@ export function knownParentOrigin({ ancestorOrigins = null, referrer = "" } = {}
   const first = ancestorOrigins && ancestorOrigins.length ? ancestorOrigins[0] : null;
   if (typeof first === "string" && first !== "null" && originOf(first)) return originOf(first);
   return referrer ? originOf(referrer) : null;
-}
-
-/**
- * Whether `origin` may drive the frame, given the configured embedders (["*"]: any).
- * @param {unknown} origin
- * @param {unknown} allowed
- * @returns {boolean}
- */
-export function originAllowed(origin, allowed) {
-  if (typeof origin !== "string" || !origin || origin === "null") return false;
-  if (!Array.isArray(allowed) || allowed.length === 0) return false;
-  return allowed.includes("*") || allowed.includes(origin);
 }

@@ -553,8 +553,8 @@ export class P2PAgent {
 
   // ---- the player's peer interface ----------------------------------------------
 
-  /** Chunk `index` from neighbour `peerId`, unverified (the player checks its SHA-256). */
   /**
+   * Chunk `index` from neighbour `peerId`, unverified (the player checks its SHA-256).
    * @param {string} peerId
    * @param {number} index
    * @param {{signal?: AbortSignal}} [options]

@@ -155,8 +155,8 @@ export function originAllowed(origin, allowed) {
   return allowed.includes("*") || allowed.includes(origin);
 }
 
-/** `?color=ff5500` or `#f50` → "#ff5500"-style CSS color, anything else → null. */
 /**
+ * `?color=ff5500` or `#f50` → "#ff5500"-style CSS color, anything else → null.
  * @param {unknown} raw
  * @returns {string | null}
  */
@@ -166,8 +166,8 @@ export function parseColor(raw) {
   return m ? `#${m[1].toLowerCase()}` : null;
 }
 
-/** Clamp a volume given in 0..100 to 0..1. */
 /**
+ * Clamp a volume given in 0..100 to 0..1.
  * @param {unknown} value
  * @returns {number | null}
  */
