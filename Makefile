@@ -22,9 +22,10 @@ $(NODE_STAMP): package.json package-lock.json
 	PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --quiet
 	touch $(NODE_STAMP)
 
-# The client's types (tsconfig.json: every module; tsconfig.strict.json: the
-# pure ones with all of strict), from the npm devDependency.
-TSC := node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.strict.json
+# The client's types, from the npm devDependency: every module
+# (tsconfig.json), the P2P and playback shells with every parameter typed
+# (tsconfig.shells.json), the pure modules with all of strict (tsconfig.strict.json).
+TSC := node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.shells.json && node_modules/.bin/tsc -p tsconfig.strict.json
 
 run: $(STAMP)
 	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG))

@@ -115,9 +115,9 @@ import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./
  *   | {kind: "open", peer: string, role: "offerer" | "answerer"}
  *   | {kind: "rtc", peer: string, data: Record<string, any>}
  *   | {kind: "close", peer: string}
- *   | {kind: "send", peer: string, frame: Uint8Array}
+ *   | {kind: "send", peer: string, frame: Uint8Array<ArrayBuffer>}
  *   | {kind: "serve", peer: string, index: number}
- *   | {kind: "deliver", peer: string, index: number, data: Uint8Array}
+ *   | {kind: "deliver", peer: string, index: number, data: Uint8Array<ArrayBuffer>}
  *   | {kind: "reject", peer: string, index: number, reason: "choked" | "closed"}
  *   | {kind: "peerHave", peer: string, have: number[]}
  *   | {kind: "peerGone", peer: string}} Effect what the shell carries out (see above)
@@ -882,7 +882,7 @@ export class P2PCore {
   }
 
   /**
-   * @returns {Uint8Array}
+   * @returns {Uint8Array<ArrayBuffer>}
    */
   haveFrame() {
     const held = this.session ? [...this.session.held] : [];

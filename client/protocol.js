@@ -93,7 +93,7 @@ function readField(bytes, at, pattern, what) {
 /**
  * Encode a message object ({type, ...}) into a Uint8Array frame.
  * @param {WireMessage} msg
- * @returns {Uint8Array}
+ * @returns {Uint8Array<ArrayBuffer>}
  */
 export function encode(msg) {
   const kind = Object.hasOwn(TYPES, msg.type) ? TYPES[msg.type] : 0;
@@ -273,7 +273,7 @@ export class Reassembler {
   }
   /**
    * @param {Piece} piece
-   * @returns {Uint8Array | null} the whole chunk, once its last piece came
+   * @returns {Uint8Array<ArrayBuffer> | null} the whole chunk, once its last piece came
    */
   feed(piece) {
     const part = this.parts.get(piece.index);
