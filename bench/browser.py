@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
+
+from bench.harness import MissingTool
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_DIR = ROOT / "client"
@@ -55,7 +56,7 @@ def require_chromium() -> str:
     """The Chromium binary; a test without it fails (never skips): `make test` installs it."""
     path = chromium_path()
     if path is None:
-        pytest.fail("chromium is not installed: run `make test`, which installs Debian's")
+        raise MissingTool("chromium is not installed: run `make test`, which installs Debian's")
     return path
 
 

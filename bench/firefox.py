@@ -4,7 +4,7 @@ Firefox plays through MSE only when it has an audio output; without one,
 playback fails after 2-3 s with a media error. ``PulseAudio`` starts a
 private server with a null sink (as root, without ``--system``: HOME and
 XDG_RUNTIME_DIR point into a temp dir) whose unix socket works across
-network namespaces. ``Firefox`` runs ``tests/drivers/firefox.mjs`` under
+network namespaces. ``Firefox`` runs ``bench/drivers/firefox.mjs`` under
 node (optionally inside a namespace: ``prefix=ns.exec_prefix``) and speaks
 its line protocol: ``goto``, ``route``, ``evaluate``, ``until``, ``close``.
 
@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from bench.harness import MissingTool
 
 __all__ = ["PulseAudio", "Firefox", "require_firefox", "FIREFOX"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIREFOX = "/usr/bin/firefox-esr"
-DRIVER = ROOT / "tests" / "drivers" / "firefox.mjs"
+DRIVER = Path(__file__).resolve().parent / "drivers" / "firefox.mjs"
 
 
 def require_firefox() -> None:
@@ -40,7 +40,7 @@ def require_firefox() -> None:
         ("puppeteer-core (npm)", (ROOT / "node_modules" / "puppeteer-core").is_dir()),
     ) if not ok]
     if missing:
-        pytest.fail(f"Firefox tests need {', '.join(missing)}: run `make test`, which installs them")
+        raise MissingTool(f"Firefox tests need {', '.join(missing)}: run `make test`, which installs them")
 
 
 class PulseAudio:

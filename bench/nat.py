@@ -39,9 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import pytest
-
-from tests.netns import IP, NetNamespace
+from bench.harness import MissingTool
+from bench.netns import IP, NetNamespace
 
 __all__ = ["NatTopology", "Listener", "Coturn", "PUBLIC_ADDRESS", "require_nat"]
 
@@ -54,7 +53,7 @@ Nat = Literal["eim", "symmetric"]
 def require_nat() -> None:
     """Fail (never skip) without iptables: `make test` installs it."""
     if not shutil.which("iptables"):
-        pytest.fail("NAT topologies need iptables (`make test` installs it)")
+        raise MissingTool("NAT topologies need iptables (`make test` installs it)")
 
 
 def _run(*argv: str) -> None:
@@ -133,7 +132,7 @@ class Coturn:
     def __init__(self, public: NetNamespace, secret: str, directory: Path, port: int = 3478) -> None:
         binary = shutil.which("turnserver")
         if binary is None:
-            pytest.fail("the TURN tests need coturn's turnserver (`make test` installs coturn)")
+            raise MissingTool("the TURN tests need coturn's turnserver (`make test` installs coturn)")
         self.url = f"turn:{PUBLIC_ADDRESS}:{port}?transport=udp"
         self.log_path = directory / "turnserver.log"
         argv = [

@@ -39,17 +39,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
-from tests.conftest import GatewayProcess
-from tests.browser import require_chromium
+from bench.browser import require_chromium
+from bench.harness import GatewayProcess, MissingTool
 
 __all__ = ["NetNamespace", "NamespacedGateway", "require_netns", "WEBRTC_ARGS"]
 
 CLONE_NEWNET = 0x40000000
 IP = shutil.which("ip") or "/usr/sbin/ip"
 
-# Added to tests.browser.CHROMIUM_ARGS for WebRTC between pages on loopback.
+# Added to bench.browser.CHROMIUM_ARGS for WebRTC between pages on loopback.
 WEBRTC_ARGS = [
     "--allow-loopback-in-peer-connection",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
@@ -61,7 +59,7 @@ T = TypeVar("T")
 def require_netns() -> None:
     """Fail (never skip) unless this process may create network namespaces."""
     if os.geteuid() != 0 or not os.path.exists(IP):
-        pytest.fail("network namespaces need root and iproute2 (`make test` installs iproute2)")
+        raise MissingTool("network namespaces need root and iproute2 (`make test` installs iproute2)")
     require_chromium()
 
 

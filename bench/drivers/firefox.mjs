@@ -1,4 +1,4 @@
-// Drives Debian's Firefox ESR for the Python tests (tests/firefox.py), over
+// Drives Debian's Firefox ESR for the Python tests and benchmarks (bench/firefox.py), over
 // WebDriver BiDi with puppeteer-core (no browser download, no geckodriver).
 //
 // argv[2]: JSON options {executable, prefs, args}. Then one JSON command a

@@ -9,8 +9,7 @@ from typing import Any
 import redis
 
 from bench.cluster import NginxEdge, RedisServer, RedisSetup
-
-from .conftest import GatewayProcess
+from tests.support.gateway import GatewayProcess
 
 __all__ = ["NginxEdge", "RedisServer", "RedisSetup", "start_node", "wait_nodes"]
 

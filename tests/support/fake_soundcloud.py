@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from .conftest import ffmpeg_bin, make_audio
+from tests.support.audio import ffmpeg_bin, make_audio
 
 CLIENT_ID = "a" * 16 + "B" * 8 + "0123456C"  # 32 alphanumerics, like the real ones
 TRACK_BATCH_LIMIT = 50  # ids one /tracks?ids= request may carry

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import fetch_all, make_audio, post_url
-from .test_runner import wait_dead
+from tests.support.audio import make_audio
+from tests.support.gateway import fetch_all, post_url
+from tests.support.process import wait_dead
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from .conftest import ROOT, fetch_all, free_port
+from tests.support.gateway import ROOT, fetch_all, free_port
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "ztream.json"
 PROM_DIR = ROOT / "grafana" / "prometheus"
@@ -85,7 +85,7 @@ async def test_server_bytes_match_bytes_received(make_gateway: Any, audio_dir: P
 
 async def test_disconnect_halfway_counts_only_what_was_written(make_gateway: Any, tmp_path: Path) -> None:
     """A reader that leaves after 64 KiB of a ~7 MB stream is not billed the rest."""
-    from .conftest import make_audio
+    from tests.support.audio import make_audio
 
     library = tmp_path / "lib"
     library.mkdir()

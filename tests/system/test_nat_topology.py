@@ -15,8 +15,8 @@ import pytest
 from aioice import stun
 
 from gateway.nat.udp import start_stun
-from tests.nat import PUBLIC_ADDRESS, NatTopology
-from tests.netns import require_netns
+from tests.support.nat import PUBLIC_ADDRESS, NatTopology
+from tests.support.netns import require_netns
 
 pytestmark = [pytest.mark.timeout(60)]
 

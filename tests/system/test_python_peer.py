@@ -20,13 +20,33 @@ from typing import Any
 import pytest
 
 from peer.cache import ChunkCache
-from peer.clock import VirtualClock
 from peer.cli import split_url
-from peer.link import ChunkIn, Choked, Link, PeerHas, UploadSlots, Wanted, Withdrawn, from_ranges, to_ranges
+from peer.clock import VirtualClock
+from peer.link import (
+    Choked,
+    ChunkIn,
+    Link,
+    PeerHas,
+    UploadSlots,
+    Wanted,
+    Withdrawn,
+    from_ranges,
+    to_ranges,
+)
 from peer.playback import Playback, State
-from peer.wire import PIECE_SIZE, Cancel, Choke, Have, Piece, Request, WireError, decode, encode
-
-from .conftest import ROOT, ZTREAM, make_audio
+from peer.wire import (
+    PIECE_SIZE,
+    Cancel,
+    Choke,
+    Have,
+    Piece,
+    Request,
+    WireError,
+    decode,
+    encode,
+)
+from tests.support.audio import make_audio
+from tests.support.gateway import ROOT, ZTREAM
 
 # ---- pure: the link ------------------------------------------------------------
 
@@ -279,11 +299,19 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
     """An aiortc seeder feeds a Chromium listener; then that listener feeds an aiortc listener."""
     import signal
 
-    from .browser import ErrorLog, until
-
     from playwright.async_api import async_playwright
 
-    from .test_browser_p2p import Browser, World, check_audio, manifest, p2p, play, server_bytes, tone_track
+    from tests.support.browser import ErrorLog, until
+    from tests.support.world import (
+        Browser,
+        World,
+        check_audio,
+        manifest,
+        p2p,
+        play,
+        server_bytes,
+        tone_track,
+    )
 
     # Chromium behind one NAT router, the aiortc peers behind another, the
     # gateway (and its STUN responder) on the public side: no media

@@ -21,9 +21,9 @@ import pytest
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
 from peer.node import PeerNode, PeerOptions, PeerReport
+from tests.support.audio import make_audio
 
-from .conftest import make_audio
-from .test_peer import warm
+from .test_python_peer import warm
 
 LISTENERS = 5
 SPEED = 10.0

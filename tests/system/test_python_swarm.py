@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from bench.swarm import plan_roles, run_swarm
-
-from .conftest import make_audio
+from tests.support.audio import make_audio
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.support.audio import decoded_seconds
 from transcode.artwork import jpeg_size
 from transcode.ffmpeg import find_ffmpeg
-
-from .conftest import decoded_seconds
 
 pytestmark = [pytest.mark.timeout(240)]
 

@@ -29,13 +29,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
+from tests.support.paths import ROOT
 
 try:
     from gateway.config import load_config as load
 except ImportError:  # the typed config model of issue 11 may name it load()
     from gateway.config import load  # type: ignore[attr-defined,no-redef]
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLE = ROOT / "config.example.toml"
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tomllib
 
-from .conftest import ROOT
+from tests.support.gateway import ROOT
 
 PACKAGES = {"gateway", "transcode", "peer"}
 

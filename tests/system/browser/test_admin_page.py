@@ -16,10 +16,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.browser import ErrorLog, launch, require_chromium, until
-
-from .conftest import make_audio
-from .upstream import Upstream
+from tests.support.audio import make_audio
+from tests.support.browser import ErrorLog, launch, require_chromium, until
+from tests.support.upstream import Upstream
 
 pytestmark = [pytest.mark.timeout(60)]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import ErrorLog, HostSite, launch, require_chromium, until
+from tests.support.browser import ErrorLog, HostSite, launch, require_chromium, until
 
 pytestmark = [pytest.mark.timeout(60)]
 

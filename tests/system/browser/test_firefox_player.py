@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser import HostSite
-from tests.firefox import Firefox, PulseAudio, require_firefox
+from tests.support.browser import HostSite
+from tests.support.firefox import Firefox, PulseAudio, require_firefox
 
 pytestmark = [pytest.mark.timeout(150)]
 

@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.browser import ErrorLog, until
-from tests.test_browser_p2p import (
+from tests.support.browser import ErrorLog, until
+from tests.support.world import (
     Browser,
     World,
     check_audio,

@@ -23,24 +23,20 @@ manifest, and 0 stalls.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.browser import ErrorLog, until
-from tests.firefox import Firefox, PulseAudio, require_firefox
-from tests.nat import PUBLIC_ADDRESS
-from tests.test_browser_p2p import (
-    PAGE_PATH,
+from tests.support.browser import ErrorLog, until
+from tests.support.firefox import Firefox
+from tests.support.world import (
     SERVER_LEAD,
     Browser,
     World,
     check_audio,
-    listener_page,
+    firefox_listener,
     manifest,
     p2p,
     play,
@@ -50,35 +46,6 @@ from tests.test_browser_p2p import (
 )
 
 pytestmark = [pytest.mark.timeout(180)]
-
-# A plain-http gateway address is a secure context for Firefox only by this pref
-# (the older "...whitelist" name does nothing); nothing else is changed from
-# Firefox's defaults: mDNS host-candidate hiding stays on.
-FIREFOX_PREFS = {"dom.securecontext.allowlist": PUBLIC_ADDRESS}
-
-
-@asynccontextmanager
-async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: int,
-                           attrs: str = "") -> AsyncIterator[Firefox]:
-    """A Firefox page in listener ``home``'s namespace, on the gateway's origin, the player loaded."""
-    require_firefox()
-    pulse = PulseAudio(tmp_path / f"pulse-{home}")
-    ff: Firefox | None = None
-    try:
-        ff = await Firefox.launch(tmp_path / f"ff-{home}", pulse, prefix=world.homes[home].exec_prefix,
-                                  prefs=FIREFOX_PREFS)
-        url = world.gw.url + PAGE_PATH
-        await ff.route(url, listener_page(f"{world.gw.url}/v1/tracks/{track_id}", attrs))
-        await ff.goto(url)
-        await ff.until("isSecureContext", timeout=5)
-        await ff.until("document.getElementById('p')?.manifest != null && document.getElementById('p').p2p !== null",
-                       timeout=20)
-        yield ff
-    finally:
-        if ff is not None:
-            await ff.close()
-        pulse.close()
-
 
 def page_errors(ff: Firefox) -> list[dict[str, Any]]:
     return ff.errors()

@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.browser import ErrorLog, until
-from tests.nat import PUBLIC_ADDRESS, Coturn
-from tests.netns import require_netns
-from tests.test_browser_p2p import (
+from tests.support.browser import ErrorLog, until
+from tests.support.nat import PUBLIC_ADDRESS, Coturn
+from tests.support.netns import require_netns
+from tests.support.world import (
     RECORDER,
     SERVER_LEAD,
     TURN_SECRET,

@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.browser import ROOT, ErrorLog, HostSite, LiveEdgeLog, launch, require_chromium, serve_on_loopback, until
+from tests.support.browser import (
+    ROOT,
+    ErrorLog,
+    HostSite,
+    LiveEdgeLog,
+    launch,
+    require_chromium,
+    serve_on_loopback,
+    until,
+)
 
 pytestmark = [pytest.mark.timeout(60)]
 

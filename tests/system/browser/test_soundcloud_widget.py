@@ -24,12 +24,20 @@ import pytest
 from aiohttp import web
 from playwright.async_api import async_playwright
 
-from tests.browser import ErrorLog, HostSite, LiveEdgeLog, launch, require_chromium, serve_on_loopback, until
+from tests.support.browser import (
+    ErrorLog,
+    HostSite,
+    LiveEdgeLog,
+    launch,
+    require_chromium,
+    serve_on_loopback,
+    until,
+)
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.timeout(120)]
 
 WAIT = 30_000
-ROOT = Path(__file__).resolve().parent.parent
 
 # The test-side client: what a host page's SC.Widget(iframe) does on the wire.
 CLIENT = r"""

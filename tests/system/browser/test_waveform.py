@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import async_playwright
 
-from tests.browser import ROOT, ErrorLog, HostSite, launch, require_chromium
+from tests.support.browser import ROOT, ErrorLog, HostSite, launch, require_chromium
 from transcode.ffmpeg import find_ffmpeg
 
 pytestmark = [pytest.mark.timeout(120)]

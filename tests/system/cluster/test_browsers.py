@@ -24,10 +24,10 @@ import redis
 from playwright.async_api import async_playwright
 
 from bench.cluster import RedisServer
-from tests.browser import ErrorLog, until
-from tests.nat import PUBLIC_ADDRESS, NatTopology
-from tests.netns import NamespacedGateway, NetNamespace, require_netns
-from tests.test_browser_p2p import (
+from tests.support.browser import ErrorLog, until
+from tests.support.nat import PUBLIC_ADDRESS, NatTopology
+from tests.support.netns import NamespacedGateway, NetNamespace, require_netns
+from tests.support.world import (
     SERVER_LEAD,
     Browser,
     World,

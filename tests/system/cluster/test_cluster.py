@@ -18,9 +18,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from .cluster_helpers import RedisServer, RedisSetup, start_node, wait_nodes
-from .conftest import GatewayProcess, make_audio
-from .upstream import Upstream
+from tests.support.audio import make_audio
+from tests.support.cluster import RedisServer, RedisSetup, start_node, wait_nodes
+from tests.support.gateway import GatewayProcess
+from tests.support.upstream import Upstream
 
 RENDITION = "opus"  # any name the wire accepts: the tracker never checks renditions
 

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .cluster_helpers import NginxEdge
-from .conftest import GatewayProcess
+from tests.support.cluster import NginxEdge
+from tests.support.gateway import GatewayProcess
 
 
 @pytest.fixture

@@ -14,8 +14,16 @@ import aiohttp
 import pytest
 import redis
 
-from .cluster_helpers import RedisServer
-from .conftest import ROOT, ZTREAM, GatewayProcess, base_config, free_port, to_toml
+from tests.support.cluster import RedisServer
+from tests.support.gateway import (
+    ROOT,
+    ZTREAM,
+    GatewayProcess,
+    base_config,
+    free_port,
+    to_toml,
+)
+
 from .test_cluster import RENDITION, open_peer, roundtrip, want_until
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import GatewayProcess, make_audio
+from tests.support.audio import make_audio
+from tests.support.gateway import GatewayProcess
 
 TOKEN = "disk-test-admin-token"
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from .conftest import GatewayProcess
+from tests.support.gateway import GatewayProcess
 
 
 def issue12(reason: str) -> pytest.MarkDecorator:

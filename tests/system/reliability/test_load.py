@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import GatewayProcess, make_audio
-from .test_runner import alive
+from tests.support.audio import make_audio
+from tests.support.gateway import GatewayProcess
+from tests.support.process import alive
 
 READERS = 300
 # What 300 stalled readers may cost in total, user and kernel: about 330 KiB

@@ -22,8 +22,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from .conftest import GatewayProcess, make_audio
-from .test_runner import wait_dead
+from tests.support.audio import make_audio
+from tests.support.gateway import GatewayProcess
+from tests.support.process import wait_dead
 
 
 def issue12(reason: str) -> pytest.MarkDecorator:

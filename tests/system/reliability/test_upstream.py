@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from .conftest import GatewayProcess, make_audio
+from tests.support.audio import make_audio
+from tests.support.gateway import GatewayProcess
 
 # The key issue 12 adds. Until it exists the gateway refuses it as unknown, and
 # the test runs without it so that it still shows today's behaviour.

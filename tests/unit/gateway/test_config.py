@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import urllib.request
-import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.config import ConfigError, config_from_dict, config_to_dict, load_config
+from tests.support.gateway import ROOT, free_port
 from transcode.ffmpeg import find_ffmpeg, make_rendition
-
-from .conftest import ROOT, free_port
 
 
 def test_example_config_is_valid_and_equals_the_defaults() -> None:

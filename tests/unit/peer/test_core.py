@@ -12,17 +12,24 @@ import hashlib
 import json
 import math
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from peer.core import DEFAULT_P2P_SETTINGS, MAX_REPORT, Effect, P2PCore, P2PSettings, camel
-from peer.wire import Have, Holders, Lookup, Piece, Request, encode
+from peer.core import (
+    DEFAULT_P2P_SETTINGS,
+    MAX_REPORT,
+    Effect,
+    P2PCore,
+    P2PSettings,
+    camel,
+)
 from peer.wire import Cancel as WireCancel
 from peer.wire import Choke as WireChoke
+from peer.wire import Have, Holders, Lookup, Piece, Request, encode
+from tests.support.paths import TESTS
 
-VECTORS = Path(__file__).parent / "vectors" / "p2p"
+VECTORS = TESTS / "vectors" / "p2p"
 CONSTANTS = json.loads((VECTORS / "constants.json").read_text())
 CASES = json.loads((VECTORS / "cases.json").read_text())["cases"]
 

@@ -5,7 +5,7 @@ rules of docs/wire.md ("Behaviour", "Verification"), one by one); ``random.json`
 whose expectations were recorded from this implementation and which the
 JavaScript module must reproduce step for step
 (``tests/js/scheduler-vectors.test.mjs``). Regenerate ``random.json`` with
-``python -m tests.test_peer_scheduler`` after a deliberate rule change (and
+``python -m tests.unit.peer.test_scheduler`` after a deliberate rule change (and
 change ``client/scheduler.js`` the same way).
 """
 
@@ -15,14 +15,23 @@ import json
 import math
 import random
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from peer.scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings, chunk_index_at, js_to_snake
+from peer.scheduler import (
+    CACHE,
+    DEFAULT_SETTINGS,
+    SERVER,
+    Request,
+    Scheduler,
+    Settings,
+    chunk_index_at,
+    js_to_snake,
+)
+from tests.support.paths import ROOT, TESTS
 
-DIR = Path(__file__).parent / "vectors" / "scheduler"
+DIR = TESTS / "vectors" / "scheduler"
 FILES = sorted(DIR.glob("*.json"))
 
 
@@ -156,7 +165,7 @@ def test_random_vectors_are_current() -> None:
 
 
 def test_defaults_and_settings_names_match_the_javascript_module() -> None:
-    js = (Path(__file__).parent.parent / "client" / "scheduler.js").read_text()
+    js = (ROOT / "client" / "scheduler.js").read_text()
     block = js.split("DEFAULT_SETTINGS = Object.freeze({", 1)[1].split("});", 1)[0]
     found = {}
     for line in block.splitlines():
@@ -286,7 +295,7 @@ def _random_case(rng: random.Random, number: int) -> dict[str, Any]:
 def generate(seed: int = 20240606, count: int = 40) -> dict[str, Any]:
     rng = random.Random(seed)
     return {
-        "about": "Random traces recorded from peer/scheduler.py (python -m tests.test_peer_scheduler); "
+        "about": "Random traces recorded from peer/scheduler.py (python -m tests.unit.peer.test_scheduler); "
         "client/scheduler.js must reproduce them step for step. Format: see cases.json.",
         "cases": [_random_case(rng, k) for k in range(count)],
     }

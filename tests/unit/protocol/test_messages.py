@@ -6,7 +6,6 @@ The same file drives tests/js/control-vectors.test.mjs (client/control-protocol.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from gateway.swarm.messages import (
     Want,
     type_of,
 )
+from tests.support.paths import TESTS
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "control" / "messages.json").read_text())
+VECTORS = json.loads((TESTS / "vectors" / "control" / "messages.json").read_text())
 
 
 def fields(message: PeerMessage) -> dict[str, Any]:

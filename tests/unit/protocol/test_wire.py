@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,9 @@ from peer.wire import (
     parse_label,
     split_chunk,
 )
+from tests.support.paths import TESTS
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire" / "vectors.json").read_text())
+VECTORS = json.loads((TESTS / "vectors" / "wire" / "vectors.json").read_text())
 
 
 def from_json(m: dict[str, Any]) -> Any:

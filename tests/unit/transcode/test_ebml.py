@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import transcode.ebml as ebml
+from tests.support.paths import TESTS
 from transcode.ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
 
-DATA = Path(__file__).parent / "data"
+DATA = TESTS / "data"
 MKVINFO = "/usr/bin/mkvinfo"
 SOURCE_SECONDS = 13.0
 TRANSCODE_ARGV = [

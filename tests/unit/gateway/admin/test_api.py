@@ -26,16 +26,21 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.admin import LIVE_CONFIG
 from gateway.admin.api import Attempts, sources_view
 from gateway.admin.overlay import dump_toml, edit_toml
-from gateway.app import create_app
-from gateway.config import Config, ConfigError, SoundCloudConfig, load_config, overlay_path
+from gateway.config import (
+    Config,
+    ConfigError,
+    SoundCloudConfig,
+    load_config,
+    overlay_path,
+)
 from gateway.media import MEDIA, STORE
 from gateway.media.catalog import track_id_for
 from gateway.sources import FETCH_SOURCES, LOCAL_SOURCE
 from gateway.sources.soundcloud import SoundCloudDisabled, SoundCloudSource
 from gateway.sources.url import UrlSource
-
-from .conftest import ROOT, ZTREAM, base_config, make_audio, to_toml
-from .upstream import Upstream
+from tests.support.audio import make_audio
+from tests.support.gateway import ROOT, ZTREAM, base_config, to_toml
+from tests.support.upstream import Upstream
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -88,11 +93,14 @@ class Gateway:
 
 
 @pytest.fixture
-async def make_gateway(tmp_path: Path, audio_dir: Path):  # type: ignore[no-untyped-def]
-    clients: list[TestClient] = []
+def admin_gateway(make_gateway: Any, tmp_path: Path, audio_dir: Path) -> Any:
+    """``admin_gateway(token=..., **sections)``: an in-process gateway started from its
+    own TOML file (so the admin API can rewrite and reload it), over the generated library."""
+    count = 0
 
     async def make(*, token: str = TOKEN, **sections: dict[str, Any]) -> Gateway:
-        n = len(clients)
+        nonlocal count
+        n, count = count, count + 1
         tables = base_config(tmp_path / f"gw{n}")
         tables["sources.local"]["dirs"] = [str(audio_dir)]
         tables["admin"] = {"token": token}
@@ -100,14 +108,10 @@ async def make_gateway(tmp_path: Path, audio_dir: Path):  # type: ignore[no-unty
             tables.setdefault(name.replace("__", "."), {}).update(values)
         path = tmp_path / f"gw{n}.toml"
         path.write_text(to_toml(tables))
-        client = TestClient(TestServer(create_app(load_config(path), config_path=path), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
+        client = await make_gateway(config_path=path)
         return Gateway(client, path, tables)
 
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 async def post_url(gw: Gateway, url: str) -> tuple[int, Any]:
@@ -130,8 +134,8 @@ async def fetch_all(gw: Gateway, track_id: str) -> dict[str, Any]:
 # -- authentication -------------------------------------------------------------------
 
 
-async def test_admin_is_off_without_a_token(make_gateway: Any) -> None:
-    gw = await make_gateway(token="")
+async def test_admin_is_off_without_a_token(admin_gateway: Any) -> None:
+    gw = await admin_gateway(token="")
     for method, path in [("GET", "/v1/admin/sources"), ("GET", "/v1/admin/stats"), ("POST", "/v1/admin/reload"),
                          ("PUT", "/v1/admin/sources"), ("DELETE", "/v1/admin/tracks/x"), ("GET", "/admin")]:
         r = await gw.client.request(method, path, headers={"Authorization": "Bearer "})
@@ -139,8 +143,8 @@ async def test_admin_is_off_without_a_token(make_gateway: Any) -> None:
         assert (await r.json())["error"] == "not_found"
 
 
-async def test_no_token_401_wrong_token_403_right_token_200(make_gateway: Any) -> None:
-    gw = await make_gateway()
+async def test_no_token_401_wrong_token_403_right_token_200(admin_gateway: Any) -> None:
+    gw = await admin_gateway()
     for headers in ({}, {"Authorization": "Basic YWRtaW46eA=="}, {"Authorization": "Bearer "}):
         r = await gw.client.get("/v1/admin/sources", headers=headers)
         assert r.status == 401 and (await r.json())["error"] == "unauthorized"
@@ -158,8 +162,8 @@ async def test_no_token_401_wrong_token_403_right_token_200(make_gateway: Any) -
     assert TOKEN not in text and 'src="client/admin.js"' in text
 
 
-async def test_repeated_wrong_tokens_are_rate_limited(make_gateway: Any) -> None:
-    gw = await make_gateway()
+async def test_repeated_wrong_tokens_are_rate_limited(admin_gateway: Any) -> None:
+    gw = await admin_gateway()
     wrong = {"Authorization": "Bearer nope"}
     for _ in range(10):
         assert (await gw.admin("GET", "/v1/admin/stats", headers=wrong))[0] == 403
@@ -186,10 +190,10 @@ def test_attempts_window() -> None:
 
 
 async def test_secrets_are_never_returned_or_logged(
-    make_gateway: Any, caplog: pytest.LogCaptureFixture
+    admin_gateway: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    gw = await make_gateway(**{"sources.soundcloud": {"client_id": "cid-1", "client_secret": SECRET}})
+    gw = await admin_gateway(**{"sources.soundcloud": {"client_id": "cid-1", "client_secret": SECRET}})
     status, body = await gw.admin("GET", "/v1/admin/sources")
     assert status == 200
     assert body["soundcloud"]["client_id"] == "cid-1"
@@ -237,8 +241,8 @@ async def test_secrets_are_never_returned_or_logged(
         ({"soundcloud": {"client_id": "auto", "client_secret": "x"}}, "sources.soundcloud"),
     ],
 )
-async def test_put_invalid_names_the_key_and_changes_nothing(make_gateway: Any, body: Any, key: str) -> None:
-    gw = await make_gateway()
+async def test_put_invalid_names_the_key_and_changes_nothing(admin_gateway: Any, body: Any, key: str) -> None:
+    gw = await admin_gateway()
     before = await gw.admin("GET", "/v1/admin/sources")
     fetch_sources = list(gw.app[FETCH_SOURCES])
     # A valid part next to the invalid one is not applied either.
@@ -250,8 +254,8 @@ async def test_put_invalid_names_the_key_and_changes_nothing(make_gateway: Any, 
     assert not gw.overlay.exists()
 
 
-async def test_put_bad_bodies(make_gateway: Any) -> None:
-    gw = await make_gateway()
+async def test_put_bad_bodies(admin_gateway: Any) -> None:
+    gw = await admin_gateway()
     for raw in (b"nope", b"[]", b"{}", b'"x"'):
         r = await gw.client.put("/v1/admin/sources", data=raw, headers={**AUTH, "Content-Type": "application/json"})
         assert r.status == 400 and (await r.json())["error"] in {"bad_json", "bad_request"}
@@ -259,8 +263,8 @@ async def test_put_bad_bodies(make_gateway: Any) -> None:
     assert r.status in (400, 413)
 
 
-async def test_allow_hosts_change_takes_effect_live_and_persists(make_gateway: Any, upstream: Any) -> None:
-    gw = await make_gateway()
+async def test_allow_hosts_change_takes_effect_live_and_persists(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway()
     status, body = await post_url(gw, upstream.song)
     assert status == 403, body  # a loopback upstream is not a public host
     ws = await gw.client.ws_connect("/v1/ws")  # a listener stays connected throughout
@@ -287,8 +291,8 @@ async def test_allow_hosts_change_takes_effect_live_and_persists(make_gateway: A
     assert gw.app[LIVE_CONFIG].current.url.allow_hosts == (upstream.host,)
 
 
-async def test_transcode_running_during_a_change_completes(make_gateway: Any, upstream: Any) -> None:
-    gw = await make_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
+async def test_transcode_running_during_a_change_completes(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
     status, track = await post_url(gw, upstream.song)
     assert status == 201
     upstream.gate = asyncio.Event()  # the upstream holds its answer
@@ -315,8 +319,8 @@ async def test_transcode_running_during_a_change_completes(make_gateway: Any, up
     assert stats["transcodes_total"] == 1 and stats["transcodes_running"] == 0
 
 
-async def test_local_dirs_and_soundcloud_apply_live(make_gateway: Any, tmp_path: Path) -> None:
-    gw = await make_gateway()
+async def test_local_dirs_and_soundcloud_apply_live(admin_gateway: Any, tmp_path: Path) -> None:
+    gw = await admin_gateway()
     library = tmp_path / "new-library"
     library.mkdir()
     make_audio(library / "fresh_tone.flac", 3, freq=500)
@@ -354,8 +358,8 @@ async def test_local_dirs_and_soundcloud_apply_live(make_gateway: Any, tmp_path:
         ("[server\nport = 1\n", "line 1"),
     ],
 )
-async def test_reload_with_a_broken_file_keeps_serving(make_gateway: Any, text: str, key: str) -> None:
-    gw = await make_gateway()
+async def test_reload_with_a_broken_file_keeps_serving(admin_gateway: Any, text: str, key: str) -> None:
+    gw = await admin_gateway()
     before = gw.app[LIVE_CONFIG].current
     gw.write(text)
     status, body = await gw.admin("POST", "/v1/admin/reload")
@@ -366,8 +370,8 @@ async def test_reload_with_a_broken_file_keeps_serving(make_gateway: Any, text: 
     assert (await gw.admin("GET", "/v1/admin/sources"))[0] == 200
 
 
-async def test_reload_applies_sources_and_reports_restart_required(make_gateway: Any, upstream: Any) -> None:
-    gw = await make_gateway()
+async def test_reload_applies_sources_and_reports_restart_required(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway()
     port = gw.tables["server"]["port"]
     gw.tables["sources.url"]["allow_hosts"] = [upstream.host]
     gw.tables["server"]["port"] = 12345
@@ -389,8 +393,8 @@ async def test_reload_applies_sources_and_reports_restart_required(make_gateway:
     assert status == 400 and str(gw.overlay) in body["detail"] and "sources.url.max_bytes" in body["detail"]
 
 
-async def test_token_change_by_reload(make_gateway: Any) -> None:
-    gw = await make_gateway()
+async def test_token_change_by_reload(admin_gateway: Any) -> None:
+    gw = await admin_gateway()
     gw.tables["admin"]["token"] = "the-new-token"
     gw.write()
     assert (await gw.admin("POST", "/v1/admin/reload"))[0] == 200
@@ -401,8 +405,8 @@ async def test_token_change_by_reload(make_gateway: Any) -> None:
 # -- purge and stats -----------------------------------------------------------------------------
 
 
-async def test_purge_then_refetch(make_gateway: Any, upstream: Any) -> None:
-    gw = await make_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
+async def test_purge_then_refetch(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
     status, track = await post_url(gw, upstream.song)
     tid = track["id"]
     first = await fetch_all(gw, tid)
@@ -426,8 +430,8 @@ async def test_purge_then_refetch(make_gateway: Any, upstream: Any) -> None:
     assert [c["sha256"] for c in second["chunks"]] == [c["sha256"] for c in first["chunks"]]
 
 
-async def test_purge_refuses_a_running_transcode(make_gateway: Any, upstream: Any) -> None:
-    gw = await make_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
+async def test_purge_refuses_a_running_transcode(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
     tid = (await post_url(gw, upstream.song))[1]["id"]
     upstream.gate = asyncio.Event()
     task = asyncio.create_task(gw.client.get(f"/v1/tracks/{tid}/manifest"))
@@ -441,8 +445,8 @@ async def test_purge_refuses_a_running_transcode(make_gateway: Any, upstream: An
     assert (await gw.admin("DELETE", f"/v1/admin/tracks/{tid}"))[0] == 200
 
 
-async def test_stats(make_gateway: Any, audio_dir: Path) -> None:
-    gw = await make_gateway(**{"sources.soundcloud": {"client_id": "cid", "client_secret": SECRET}})
+async def test_stats(admin_gateway: Any, audio_dir: Path) -> None:
+    gw = await admin_gateway(**{"sources.soundcloud": {"client_id": "cid", "client_secret": SECRET}})
     status, stats = await gw.admin("GET", "/v1/admin/stats")
     assert status == 200
     assert set(stats) >= {"peers_connected", "transcodes_running", "transcodes_total", "cache_bytes",
@@ -516,8 +520,8 @@ def test_edit_toml_keeps_comments_and_layout() -> None:
         edit_toml("[sources\n", {"sources": {"url": {"max_bytes": 5}}})
 
 
-async def test_put_keeps_the_operators_comments_in_the_overlay(make_gateway: Any, upstream: Any) -> None:
-    gw = await make_gateway()
+async def test_put_keeps_the_operators_comments_in_the_overlay(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway()
     gw.overlay.write_text(OPERATOR_OVERLAY)
     assert (await gw.admin("POST", "/v1/admin/reload"))[0] == 200
     status, answer = await gw.admin("PUT", "/v1/admin/sources", {"url": {"allow_hosts": [upstream.host]}})

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gateway.media import MEDIA, STORE
 from gateway.media.catalog import track_id_for
-
-from .conftest import decoded_seconds, fetch_all, post_url
-
+from tests.support.audio import decoded_seconds
+from tests.support.gateway import fetch_all, post_url
 
 # -- the local library ----------------------------------------------------------
 

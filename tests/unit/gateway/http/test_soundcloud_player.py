@@ -22,12 +22,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.media import MEDIA
 from gateway.media.catalog import track_id_for
 from gateway.sources.soundcloud import SiteEndpoints, SoundCloudSource
-from gateway.media import MEDIA
-
-from .browser import serve_on_loopback
-from .fake_soundcloud import CLIENT_ID, LONG_SET_IDS, FakeSoundCloud, build_media
+from tests.support.browser import serve_on_loopback
+from tests.support.fake_soundcloud import (
+    CLIENT_ID,
+    LONG_SET_IDS,
+    FakeSoundCloud,
+    build_media,
+)
 
 PUBLIC = "http://gateway.test:8000"
 

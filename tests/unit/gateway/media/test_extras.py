@@ -22,15 +22,25 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from transcode.analysis import MediaAnalysis, Waveform, clean_text, parse_ffmetadata, parse_loudness
-from transcode.artwork import ArtworkRefused, extract_artwork, jpeg_size, placeholder_artwork
+from tests.support.audio import decoded_seconds
+from transcode.analysis import (
+    MediaAnalysis,
+    Waveform,
+    clean_text,
+    parse_ffmetadata,
+    parse_loudness,
+)
+from transcode.artwork import (
+    ArtworkRefused,
+    extract_artwork,
+    jpeg_size,
+    placeholder_artwork,
+)
 from transcode.ebml import Cluster, InitSegment
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 from transcode.probe import ProbeError, faststart_moov, find_box, probe_container
 from transcode.runner import transcode
 from transcode.seekable import SpoolTooLarge, prepare_input, spool
-
-from .conftest import decoded_seconds
 
 FF = find_ffmpeg("")
 SECONDS = 8.0
@@ -446,7 +456,7 @@ def open_pipes() -> int:
 
 
 async def test_runner_kills_both_processes_midway(media: dict[str, Path], extras: Any) -> None:
-    from .test_runner import wait_dead
+    from tests.support.process import wait_dead
 
     hold = asyncio.Event()  # never set: the source stalls halfway, both processes stay alive
     data = media["comments.flac"].read_bytes()

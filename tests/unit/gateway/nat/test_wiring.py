@@ -22,8 +22,9 @@ from aioice import stun
 
 from gateway.config import ConfigError
 from gateway.nat.service import IcePlan, stun_port
+
 # make_gateway is test_control's fixture (a bare app, no sources); pytest finds it by name here.
-from tests.test_control import connect, make_gateway  # noqa: F401
+from tests.unit.gateway.swarm.test_control_socket import connect
 
 T, R = "track1", "rend1"
 
@@ -61,7 +62,7 @@ async def binding(port: int) -> tuple[str, int]:
 
 async def test_the_gateway_answers_stun_and_advertises_it(make_gateway: Any) -> None:
     port = free_udp_port()
-    gw = await make_gateway(p2p={"stun_port": port})
+    gw = await make_gateway(library=None, p2p={"stun_port": port})
     peer = await connect(gw)
     assert peer.welcome["ice_servers"] == [{"urls": [f"stun:127.0.0.1:{port}"]}]
     await binding(port)
@@ -89,19 +90,19 @@ async def test_public_url_host_is_advertised(make_config: Any) -> None:
 async def test_configured_ice_servers_replace_the_built_in_stun(make_gateway: Any) -> None:
     port = free_udp_port()
     ice = [{"urls": "stun:stun.example.org:3478"}]
-    gw = await make_gateway(p2p={"stun_port": port, "ice_servers": ice})
+    gw = await make_gateway(library=None, p2p={"stun_port": port, "ice_servers": ice})
     assert (await connect(gw)).welcome["ice_servers"] == ice
 
 
 async def test_stun_port_zero_is_off(make_gateway: Any) -> None:
-    gw = await make_gateway(p2p={"stun_port": 0})
+    gw = await make_gateway(library=None, p2p={"stun_port": 0})
     assert (await connect(gw)).welcome["ice_servers"] == []
 
 
 async def test_a_stun_port_in_use_is_not_advertised_and_the_gateway_serves(make_gateway: Any) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
-        gw = await make_gateway(p2p={"stun_port": taken.getsockname()[1]})
+        gw = await make_gateway(library=None, p2p={"stun_port": taken.getsockname()[1]})
         assert (await connect(gw)).welcome["ice_servers"] == []
         assert (await gw.get("/healthz")).status == 200
 
@@ -109,7 +110,7 @@ async def test_a_stun_port_in_use_is_not_advertised_and_the_gateway_serves(make_
 async def test_turn_credentials_are_minted_per_peer(make_gateway: Any) -> None:
     port = free_udp_port()
     urls = ["turn:198.18.0.1:3478?transport=udp"]
-    gw = await make_gateway(p2p={"stun_port": port}, **{"p2p.turn": {"urls": urls, "secret": "s3cret", "ttl_seconds": 600}})
+    gw = await make_gateway(library=None, p2p={"stun_port": port}, **{"p2p.turn": {"urls": urls, "secret": "s3cret", "ttl_seconds": 600}})
     a, b = await connect(gw), await connect(gw)
     for peer in (a, b):
         stun_entry, turn = peer.welcome["ice_servers"]
@@ -148,7 +149,7 @@ def test_bad_p2p_numbers_name_the_key(make_config: Any) -> None:
 
 
 async def test_min_listeners_holds_introductions_back(make_gateway: Any) -> None:
-    gw = await make_gateway(p2p={"stun_port": 0, "min_listeners": 3})
+    gw = await make_gateway(library=None, p2p={"stun_port": 0, "min_listeners": 3})
     a, b = await connect(gw), await connect(gw)
     await a.send({"type": "have", "track": T, "rendition": R, "chunks": [0, 1]})
     answer = await b.ask({"type": "want", "track": T, "rendition": R, "chunks": [0]})
@@ -166,7 +167,7 @@ async def test_min_listeners_holds_introductions_back(make_gateway: Any) -> None
 
 
 async def test_connection_outcomes_reach_the_metrics(make_gateway: Any) -> None:
-    gw = await make_gateway(p2p={"stun_port": 0})
+    gw = await make_gateway(library=None, p2p={"stun_port": 0})
     p = await connect(gw)
     await p.send({"type": "stats", "p2p_down_bytes": 5000, "p2p_relay_down_bytes": 2000,
                   "connections": {"srflx": 2, "relay": 1, "failed": 1, "timeout": 3}})
@@ -190,7 +191,7 @@ async def test_connection_outcomes_reach_the_metrics(make_gateway: Any) -> None:
 
 
 async def test_peers_without_neighbours_are_a_gauge(make_gateway: Any) -> None:
-    gw = await make_gateway(p2p={"stun_port": 0})
+    gw = await make_gateway(library=None, p2p={"stun_port": 0})
     a, b = await connect(gw), await connect(gw)
 
     async def alone() -> str:

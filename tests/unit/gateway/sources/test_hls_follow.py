@@ -17,8 +17,7 @@ from aiohttp import web
 from gateway.errors import Forbidden, NotAudio, NotFound, UpstreamError, ZtreamError
 from gateway.sources.fetch import SafeFetcher
 from gateway.sources.hls_follow import MAX_RENEWALS, FollowPolicy, HlsFollower, Target
-
-from .browser import serve_on_loopback
+from tests.support.browser import serve_on_loopback
 
 SEGMENTS = 6
 INIT = b"INIT:ftyp+moov:" * 40

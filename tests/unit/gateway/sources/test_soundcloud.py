@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
+from gateway.errors import ZtreamError
 from gateway.media import CATALOG, MEDIA
 from gateway.media.catalog import track_id_for
-from gateway.errors import ZtreamError
 from gateway.sources.soundcloud import (
     MAX_SET_TRACKS,
     SiteEndpoints,
@@ -33,22 +32,22 @@ from gateway.sources.soundcloud import (
     playlist_info,
     retry_after_seconds,
 )
-
-from .fake_soundcloud import (
+from tests.support.audio import decoded_seconds
+from tests.support.fake_soundcloud import (
     CLIENT_ID,
+    LONG_SET_IDS,
+    MP3_PROGRESSIVE,
     OFFICIAL_ID,
     OFFICIAL_SECRET,
     ROTATED_CLIENT_ID,
-    LONG_SET_IDS,
     SECONDS,
     TRACK_BATCH_LIMIT,
     FakeSet,
     FakeSoundCloud,
     FakeTrack,
-    MP3_PROGRESSIVE,
     build_media,
 )
-from .conftest import decoded_seconds, fetch_all
+from tests.support.gateway import fetch_all
 
 TOLERANCE = 0.3
 
@@ -70,28 +69,24 @@ async def fake(sc_media: Path) -> AsyncIterator[FakeSoundCloud]:
 
 
 @pytest.fixture
-async def make_gateway(make_config: Any, fake: FakeSoundCloud) -> AsyncIterator[Any]:
-    clients: list[TestClient] = []
+def soundcloud_gateway(fake: FakeSoundCloud, make_gateway: Any) -> Any:
+    """``soundcloud_gateway(mode, client_id)``: an in-process gateway whose SoundCloud
+    source talks to the fake (api-v2 by default, ``mode="official"`` the official API)."""
 
     async def make(mode: str = "v2", client_id: str = CLIENT_ID) -> TestClient:
         soundcloud = {"client_id": client_id, "api_base": f"{fake.base}/v2", "auth_base": fake.base}
         if mode == "official":
             soundcloud.update(client_id=OFFICIAL_ID, client_secret=OFFICIAL_SECRET, api_base=f"{fake.base}/api")
-        config = make_config(**{
+        client: TestClient = await make_gateway(library=None, **{
             "sources.soundcloud": soundcloud,
             # SoundCloud's hosts obey the same address rules as any upstream.
             "sources.url": {"allow_hosts": [f"127.0.0.1:{fake.port}"]},  # type: ignore[attr-defined]
         })
-        client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
-        await client.start_server()
         source(client).site = SiteEndpoints(page=f"{fake.base}/", assets=f"{fake.base}/assets/",
                                             short=f"{fake.base}/on/")
-        clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 def source(client: TestClient) -> SoundCloudSource:
@@ -130,8 +125,8 @@ def served(fake: FakeSoundCloud, track_id: int) -> list[tuple[str, int]]:
 # -- api-v2 -----------------------------------------------------------------------------------
 
 
-async def test_progressive_mp3_with_metadata(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_progressive_mp3_with_metadata(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     status, track, _ = await post(client, "https://soundcloud.com/artist-one/progressive-song")
     assert status == 201, track
     assert track["id"] == sc_id(101) and track["source"] == "soundcloud"
@@ -150,8 +145,8 @@ async def test_progressive_mp3_with_metadata(make_gateway: Any, fake: FakeSoundC
     assert fake.hits["v2/resolve"] == 1  # the metadata is cached
 
 
-async def test_hls_mp3_segments_one_resolution_for_many_listeners(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_hls_mp3_segments_one_resolution_for_many_listeners(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     status, track, _ = await post(client, "https://soundcloud.com/artist-one/hls-mp3-song")
     assert status == 201
     before = await soundcloud_bytes(client)
@@ -174,8 +169,8 @@ async def test_hls_mp3_segments_one_resolution_for_many_listeners(make_gateway: 
     assert await soundcloud_bytes(client) - before >= sizes
 
 
-async def test_hls_fmp4_aac_with_map_and_relative_uris(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_hls_fmp4_aac_with_map_and_relative_uris(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     status, track, _ = await post(client, "https://soundcloud.com/artist-two/aac-song")
     assert status == 201 and "preview" not in track  # the snippet is skipped, the encrypted stream too
     assert abs(await play(client, track["id"]) - SECONDS["hls_aac"]) < TOLERANCE
@@ -191,9 +186,9 @@ async def test_hls_fmp4_aac_with_map_and_relative_uris(make_gateway: Any, fake: 
     (103, "https://soundcloud.com/artist-two/aac-song", 3, SECONDS["hls_aac"]),
 ])
 async def test_signature_expiring_midway_resumes_at_that_segment(
-    make_gateway: Any, fake: FakeSoundCloud, numeric: int, page: str, expire_at: int, seconds: float
+    soundcloud_gateway: Any, fake: FakeSoundCloud, numeric: int, page: str, expire_at: int, seconds: float
 ) -> None:
-    client = await make_gateway()
+    client = await soundcloud_gateway()
     fake.expire_at[numeric] = expire_at
     status, track, _ = await post(client, page)
     assert status == 201
@@ -209,8 +204,8 @@ async def test_signature_expiring_midway_resumes_at_that_segment(
     assert await soundcloud_bytes(client) > 0
 
 
-async def test_snipped_preview_is_marked(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_snipped_preview_is_marked(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     status, track, _ = await post(client, "https://soundcloud.com/artist-two/go-plus-song")
     assert status == 201
     assert track["preview"] is True and track["title"] == "Go+ Song (preview)"
@@ -219,8 +214,8 @@ async def test_snipped_preview_is_marked(make_gateway: Any, fake: FakeSoundCloud
     assert fake.hits["v2/media/mp3_snip"] == 1
 
 
-async def test_rate_limit_answers_503_with_retry_after_and_backs_off(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_rate_limit_answers_503_with_retry_after_and_backs_off(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     fake.rate_limit["resolve"] = 7
     status, body, headers = await post(client, "https://soundcloud.com/artist-one/progressive-song")
     assert status == 503 and body["error"] == "soundcloud_rate_limited" and body["detail"]
@@ -233,7 +228,7 @@ async def test_rate_limit_answers_503_with_retry_after_and_backs_off(make_gatewa
     assert client.server.app[CATALOG].get(sc_id(101)) is None
 
     # A 429 while resolving the stream reaches the listener the same way.
-    other = await make_gateway()
+    other = await soundcloud_gateway()
     status, track, _ = await post(other, "https://soundcloud.com/artist-one/hls-mp3-song")
     assert status == 201
     fake.rate_limit["stream_url"] = 30
@@ -251,9 +246,9 @@ async def test_rate_limit_answers_503_with_retry_after_and_backs_off(make_gatewa
     ("soundcloud:tracks:12x", 400, "bad_url"),
 ])
 async def test_unavailable_tracks_give_clear_errors_and_cache_nothing(
-    make_gateway: Any, fake: FakeSoundCloud, page: str, status: int, code: str
+    soundcloud_gateway: Any, fake: FakeSoundCloud, page: str, status: int, code: str
 ) -> None:
-    client = await make_gateway()
+    client = await soundcloud_gateway()
     for attempt in range(2):
         got, body, _ = await post(client, page)
         assert (got, body["error"]) == (status, code), body
@@ -265,8 +260,8 @@ async def test_unavailable_tracks_give_clear_errors_and_cache_nothing(
     assert fake.hits["v2/media"] == 0
 
 
-async def test_url_forms_share_one_track_id(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_url_forms_share_one_track_id(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     forms = [
         "https://soundcloud.com/artist-one/hls-mp3-song",
         "https://m.soundcloud.com/artist-one/hls-mp3-song",
@@ -289,8 +284,8 @@ async def test_url_forms_share_one_track_id(make_gateway: Any, fake: FakeSoundCl
     assert status == 404 and body["error"] == "soundcloud_not_found"
 
 
-async def test_client_id_discovery_and_rediscovery(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway(client_id="auto")
+async def test_client_id_discovery_and_rediscovery(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway(client_id="auto")
     status, track, _ = await post(client, "https://soundcloud.com/artist-one/progressive-song")
     assert status == 201
     assert fake.hits["page"] == 1 and fake.hits["script/49-5e6f.js"] == 1
@@ -308,8 +303,8 @@ async def test_client_id_discovery_and_rediscovery(make_gateway: Any, fake: Fake
 # -- the official API ----------------------------------------------------------------------------
 
 
-async def test_official_api_hls_aac_and_one_token(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway("official")
+async def test_official_api_hls_aac_and_one_token(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway("official")
     status, track, _ = await post(client, "https://soundcloud.com/artist-two/aac-song")
     assert status == 201 and track["id"] == sc_id(103) and track["artist"] == "artist-two"
     status, other, _ = await post(client, "https://soundcloud.com/artist-one/hls-mp3-song")
@@ -336,8 +331,8 @@ async def test_official_api_hls_aac_and_one_token(make_gateway: Any, fake: FakeS
     assert await soundcloud_bytes(client) > 0
 
 
-async def test_official_api_errors_and_preview(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway("official")
+async def test_official_api_errors_and_preview(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway("official")
     cases = [
         ("https://soundcloud.com/artist-three/secret-song", 403, "soundcloud_private"),
         ("https://soundcloud.com/artist-three/blocked-song", 451, "soundcloud_geo_blocked"),
@@ -368,8 +363,8 @@ async def set_error(client: TestClient, url: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("mode", ["v2", "official"])
-async def test_set_gives_every_playable_track_in_order(make_gateway: Any, fake: FakeSoundCloud, mode: str) -> None:
-    client = await make_gateway(mode)
+async def test_set_gives_every_playable_track_in_order(soundcloud_gateway: Any, fake: FakeSoundCloud, mode: str) -> None:
+    client = await soundcloud_gateway(mode)
     sc = source(client)
     title, permalink, tracks = await sc.register_set("https://m.soundcloud.com/artist-one/sets/a-mix?si=x")
     assert (title, permalink) == ("A Mix", "https://soundcloud.com/artist-one/sets/a-mix")
@@ -395,8 +390,8 @@ async def test_set_gives_every_playable_track_in_order(make_gateway: Any, fake: 
 
 
 @pytest.mark.parametrize("mode", ["v2", "official"])
-async def test_long_set_is_completed_in_bounded_batches(make_gateway: Any, fake: FakeSoundCloud, mode: str) -> None:
-    client = await make_gateway(mode)
+async def test_long_set_is_completed_in_bounded_batches(soundcloud_gateway: Any, fake: FakeSoundCloud, mode: str) -> None:
+    client = await soundcloud_gateway(mode)
     _, _, tracks = await source(client).register_set("https://soundcloud.com/artist-two/sets/long-set")
     assert [t.locator for t in tracks] == [f"soundcloud:tracks:{n}" for n in LONG_SET_IDS]
     stubs = list(LONG_SET_IDS[fake.set_full:])
@@ -424,17 +419,17 @@ async def test_long_set_is_completed_in_bounded_batches(make_gateway: Any, fake:
     ("official", "https://soundcloud.com/artist-three/sets/nothing-plays", 404, "soundcloud_not_found"),
     ("v2", "https://soundcloud.com/artist-one/progressive-song", 400, "bad_url"),
 ])
-async def test_set_errors(make_gateway: Any, fake: FakeSoundCloud, mode: str, url: str, status: int,
+async def test_set_errors(soundcloud_gateway: Any, fake: FakeSoundCloud, mode: str, url: str, status: int,
                           code: str) -> None:
-    client = await make_gateway(mode)
+    client = await soundcloud_gateway(mode)
     assert await set_error(client, url) == (status, code)
     # A set URL is not a track: POST /v1/tracks still says so.
     got, body, _ = await post(client, "https://soundcloud.com/artist-one/sets/a-mix")
     assert (got, body["error"]) == (400, "soundcloud_not_a_track")
 
 
-async def test_set_rate_limited_midway_is_503(make_gateway: Any, fake: FakeSoundCloud) -> None:
-    client = await make_gateway()
+async def test_set_rate_limited_midway_is_503(soundcloud_gateway: Any, fake: FakeSoundCloud) -> None:
+    client = await soundcloud_gateway()
     fake.set_full = 0  # every track is a stub: the batch is what gets the 429
     fake.rate_limit["resolve"] = 30
     status, code = await set_error(client, "https://soundcloud.com/artist-one/sets/a-mix")

@@ -10,45 +10,29 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.swarm import socket as swarm_socket
-from gateway.app import create_app
+from gateway.http.origins import OriginPolicy
 from gateway.swarm import HUB, SOCKETS, TRACKER
+from gateway.swarm import socket as swarm_socket
 from gateway.swarm.codec import parse as parse_message
 from gateway.swarm.limits import IDLE_TIMEOUT, TokenBucket
 from gateway.swarm.messages import ProtocolError
-from gateway.http.origins import OriginPolicy
+from tests.support.paths import TESTS
 
-VECTORS = Path(__file__).parent / "vectors" / "control"
+VECTORS = TESTS / "vectors" / "control"
 T, R = "track1", "rend1"
 PROMPT = 2.0  # seconds a well-behaved peer may wait for what it is owed (loopback)
 
 
 @pytest.fixture
-async def make_gateway(make_config: Any):  # type: ignore[no-untyped-def]
-    clients: list[TestClient] = []
-
-    async def make(**sections: dict[str, Any]) -> TestClient:
-        client = TestClient(TestServer(create_app(make_config(**sections)), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
 async def gw(make_gateway: Any) -> TestClient:
-    return await make_gateway()  # type: ignore[no-any-return]
+    return await make_gateway(library=None)  # type: ignore[no-any-return]
 
 
 class Peer:
@@ -137,7 +121,7 @@ async def wait_for_gauge(client: TestClient, value: float) -> None:
 
 async def test_welcome(make_gateway: Any) -> None:
     ice = [{"urls": "stun:127.0.0.1:3478"}]
-    gw = await make_gateway(p2p={"ice_servers": ice, "upload_slots": 3})
+    gw = await make_gateway(library=None, p2p={"ice_servers": ice, "upload_slots": 3})
     a, b = await connect(gw), await connect(gw)
     assert set(a.welcome) == {"type", "peer_id", "ice_servers", "limits"}
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", a.id) and a.id != b.id
@@ -164,7 +148,7 @@ async def test_peers_connected_goes_up_and_down(gw: TestClient) -> None:
 
 
 async def test_have_want_peers(make_gateway: Any) -> None:
-    gw = await make_gateway(p2p={"upload_slots": 2})
+    gw = await make_gateway(library=None, p2p={"upload_slots": 2})
     early, late, asker = await connect(gw), await connect(gw), await connect(gw)
     await early.send({"type": "have", "track": T, "rendition": R, "ranges": [[0, 4]]})
     await asyncio.sleep(0.01)  # distinct "last seen" times
@@ -318,7 +302,7 @@ async def test_stats_are_rate_limited_separately(gw: TestClient) -> None:
 
 
 async def test_origin_checked_against_embed_origins(make_gateway: Any) -> None:
-    gw = await make_gateway(server={"embed_origins": ["https://blog.example"]})
+    gw = await make_gateway(library=None, server={"embed_origins": ["https://blog.example"]})
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await gw.ws_connect("/v1/ws", origin="https://evil.example")
     assert refused.value.status == 403
@@ -331,7 +315,7 @@ async def test_origin_checked_against_embed_origins(make_gateway: Any) -> None:
     await connect(gw)  # no Origin: not a browser (the Python peer)
     await connect(gw, origin=f"http://{gw.host}:{gw.port}")  # same origin: the gateway's own /embed page
     # Anyone may connect when embed_origins is "*".
-    open_gw = await make_gateway()
+    open_gw = await make_gateway(library=None)
     await connect(open_gw, origin="https://evil.example")
 
 
@@ -434,7 +418,7 @@ async def test_idle_peers_are_closed(gw: TestClient, bystanders: tuple[Peer, Pee
 
 
 async def test_shutdown_closes_every_socket(make_gateway: Any) -> None:
-    gw = await make_gateway()
+    gw = await make_gateway(library=None)
     a, b = await connect(gw), await connect(gw)
     # The server side only: TestClient.close would close these sockets itself.
     closing = asyncio.ensure_future(gw.server.close())
@@ -631,7 +615,7 @@ async def test_a_peer_that_answers_pings_stays_and_one_that_does_not_is_dropped(
     make_gateway: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(swarm_socket, "HEARTBEAT", 0.4)  # pinged every 0.4-0.6 s, 0.2-0.3 s to answer
-    gw = await make_gateway()
+    gw = await make_gateway(library=None)
     answers = await connect(gw)  # aiohttp's client answers pings itself
     deaf = await connect(gw, autoping=False)  # reads, and never answers
     pinged = 0
@@ -663,7 +647,7 @@ async def test_a_peer_that_answers_pings_stays_and_one_that_does_not_is_dropped(
 
 async def test_a_peer_that_answers_with_any_frame_stays(make_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(swarm_socket, "HEARTBEAT", 0.4)
-    gw = await make_gateway()
+    gw = await make_gateway(library=None)
     p = await connect(gw, autoping=False)
     pings = 0
     async with asyncio.timeout(5):
