@@ -315,7 +315,7 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
 
     # Chromium behind one NAT router, the aiortc peers behind another, the
     # gateway (and its STUN responder) on the public side: no media
-    # permissions, shipped defaults (tests/nat.py).
+    # permissions, shipped defaults (bench/nat.py).
     world = World(tmp_path, audio_dir, count=2)
     gw = world.gw
     aiortc_home = world.homes[1]

@@ -1,6 +1,6 @@
 """The embed page, the widget API across origins, oEmbed and the client files.
 
-The host pages live on ``http://localhost:PORT`` (``tests.browser.HostSite``),
+The host pages live on ``http://localhost:PORT`` (``bench.browser.HostSite``),
 the gateway on ``http://127.0.0.1:PORT``: two origins, as for a real site
 that embeds the player.
 """

@@ -1,6 +1,6 @@
 """The player in Firefox ESR: plays, seeks and ends; survives a media error.
 
-Firefox is Debian's firefox-esr driven by puppeteer-core (tests/firefox.py),
+Firefox is Debian's firefox-esr driven by puppeteer-core (bench/firefox.py),
 with a PulseAudio null sink as its audio output. The page is on another
 origin than the gateway (a loopback host site), as an embedding site's is.
 """

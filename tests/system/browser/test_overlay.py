@@ -1,7 +1,7 @@
 """The neighbour overlay between real Chromium pages behind NATs (docs/wire.md "Overlay").
 
 Three listeners, each behind its own NAT router, on the shipped defaults
-(tests/test_browser_p2p.py builds the world): the third finds the seeder of
+(tests/system/browser/test_p2p.py builds the world): the third finds the seeder of
 its next track through a neighbour's HOLDERS answer and the server's
 ``introduce``, before the tracker answers any ``want`` of that track.
 

@@ -1,6 +1,6 @@
 """Peer-to-peer between real Chromium pages over WebRTC, as real listeners are.
 
-Every listener sits behind its own NAT router (``tests.nat.NatTopology``:
+Every listener sits behind its own NAT router (``bench.nat.NatTopology``:
 iptables MASQUERADE, unsolicited packets from the WAN side dropped), the
 gateway on the "public" namespace at 198.18.0.1 with its shipped defaults:
 its built-in STUN responder on the HTTP port's number is the only ICE
@@ -11,7 +11,7 @@ gateway is plain http on a non-loopback address, so Chromium is told to treat
 that origin as secure (WebCrypto needs it).
 
 One Chromium per listener namespace (Playwright drives it over its pipe from
-outside, ``tests.netns``); each listener is a page in its own browser context
+outside, ``bench.netns``); each listener is a page in its own browser context
 (its own IndexedDB), on a test page served at the gateway's own origin
 through ``page.route``, which loads ``<ztream-player>`` from the gateway's
 ``/client/`` and records:

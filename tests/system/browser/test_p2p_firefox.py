@@ -1,7 +1,7 @@
 """Chromium and Firefox exchange chunks over WebRTC, both ways, behind NAT.
 
-The same world as tests/test_browser_p2p.py (whose helpers this module
-imports): each listener behind its own NAT router (``tests.nat``,
+The same world as tests/system/browser/test_p2p.py (whose helpers this module
+imports): each listener behind its own NAT router (``bench.nat``,
 endpoint-independent mapping), the gateway on the public namespace with its
 shipped defaults (its built-in STUN responder is the only ICE server), no
 media permissions in either browser, so both hide host candidates behind
@@ -9,7 +9,7 @@ mDNS names and only server-reflexive candidates connect.
 
 Firefox ESR runs inside its listener's namespace: its remote agent listens
 on that namespace's loopback, so the whole puppeteer-core driver runs there
-(``tests.firefox``, ``prefix=ns.exec_prefix``); its audio output is a
+(``bench.firefox``, ``prefix=ns.exec_prefix``); its audio output is a
 PulseAudio null sink whose unix socket works across namespaces. The gateway
 is plain http on 198.18.0.1, which Firefox treats as a secure context (for
 WebCrypto) only with the pref ``dom.securecontext.allowlist``. The test page

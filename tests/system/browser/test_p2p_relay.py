@@ -1,11 +1,11 @@
 """p2p="relay": a listener that chose privacy connects through TURN only and shows peers no address of its own.
 
-The world of tests/test_browser_p2p.py (whose helpers this module imports):
+The world of tests/system/browser/test_p2p.py (whose helpers this module imports):
 two Chromium listeners each behind its own endpoint-independent NAT router,
 the gateway on the public namespace with ``[p2p.turn]`` pointing at a real
 coturn (``use-auth-secret``) started by the test, no media permissions.
 Without the option these two would connect directly (server-reflexive, the
-EIM case of test_browser_p2p.py), so a relayed connection here is the
+EIM case of test_p2p.py), so a relayed connection here is the
 option's doing.
 
 The leecher is the gateway's own embed page, ``/embed/{id}?p2p=relay``: the

@@ -1,6 +1,6 @@
 """SoundCloud's widget protocol, driven from a host page on another origin.
 
-The host pages (``tests.browser.HostSite``, ``http://localhost:PORT``) embed
+The host pages (``bench.browser.HostSite``, ``http://localhost:PORT``) embed
 ``{gateway}/player/?url=...`` (``http://127.0.0.1:PORT``) and talk to it with
 a tiny client written here from the protocol as docs/soundcloud-dropin.md
 states it (SoundCloud's api.js itself is not ours to copy): JSON strings

@@ -1,6 +1,6 @@
 """Two Chromium listeners on different gateway nodes of one cluster exchange chunks (docs/cluster.md).
 
-The world of tests/test_browser_p2p.py (each listener behind its own NAT
+The world of tests/system/browser/test_p2p.py (each listener behind its own NAT
 router, shipped defaults, no media permissions: only server-reflexive
 candidates connect), with two gateway nodes instead of one: both on the
 public namespace's 198.18.0.1, on ports 8000 and 8001, sharing one

@@ -2,7 +2,7 @@
 
 The test mounts the tmpfs itself (it needs root, as the test machines run);
 it must be able to fail, so it never skips. Strict xfail marks: see
-tests/test_reliability_http.py.
+tests/system/reliability/test_http_edges.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ socket queues (``ss -tmn``: ``w`` wmem_queued on the gateway's sockets, ``r``
 rmem_alloc on the readers'). Readers are opened in batches and the test stops
 as soon as the bound is crossed, so a failing run does not push the whole
 machine's TCP into memory pressure. Strict xfail marks: see
-tests/test_reliability_http.py.
+tests/system/reliability/test_http_edges.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The corruption is done the way a disk does it: one byte flipped inside the
 real diskcache SQLite file while the gateway is stopped (SQLite keeps no
 checksums, so it still reads the row). Strict xfail marks name the finding
-that makes today's main fail; see tests/test_reliability_http.py.
+that makes today's main fail; see tests/system/reliability/test_http_edges.py.
 """
 
 from __future__ import annotations

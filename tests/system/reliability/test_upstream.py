@@ -2,7 +2,7 @@
 
 Each crawler sends its headers, then one byte a second of a real MP3: every
 single read is fast (so ``read_timeout`` never fires) while the body would
-take weeks. Strict xfail marks: see tests/test_reliability_http.py.
+take weeks. Strict xfail marks: see tests/system/reliability/test_http_edges.py.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def test_client_modules_and_oembed_are_readable_by_any_page() -> None:
 
 
 def test_websocket_origins_match_the_control_socket_rules() -> None:
-    # The cases of tests/test_control.py::test_origin_allowed, through the policy.
+    # The cases of tests/unit/gateway/swarm/test_control_socket.py::test_origin_allowed, through the policy.
     policy = OriginPolicy(("https://blog.example",), "https://cdn.example")
     ok = lambda o, host="gw.example:8000": policy.websocket_allowed(o, host)  # noqa: E731
     assert ok("https://blog.example") and ok("HTTPS://Blog.Example/")

@@ -2,8 +2,8 @@
 
 In-process gateways (aiohttp's TestClient) over loopback upstreams: a small
 site serving audio and M3U/PLS playlists, and the fake SoundCloud of
-tests/fake_soundcloud.py. The browser side (the widget protocol) is in
-tests/test_sc_widget.py.
+tests/support/fake_soundcloud.py. The browser side (the widget protocol) is in
+tests/system/browser/test_soundcloud_widget.py.
 """
 
 from __future__ import annotations
