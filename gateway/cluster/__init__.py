@@ -129,7 +129,6 @@ def setup_cluster(app: web.Application, config: Config) -> None:
         media = app[MEDIA]
         ownership = TrackOwnership(link, directory, media.rendition.id, wait_seconds=config.server.chunk_wait_seconds,
                                    extras=media.rendition.extras)
-        ownership.service = media
         media.events_hook = ownership.events
         app[CLUSTER] = Cluster(node_id, me, link, directory, federation, ownership)
         from .admin import listen

@@ -40,16 +40,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def render_error(request: web.Request, exc: ZtreamError) -> web.Response:
     """The contract's JSON answer for ``exc``."""
     headers = request.app[ORIGINS].cors_headers(request)
-    # Duck-typed: an error whose wait is computed when read (a property) and
-    # one that is told it (an attribute) both just have ``retry_after``.
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int) and retry_after > 0:
+    retry_after = exc.retry_after  # read once: a subclass may compute it
+    if retry_after is not None and retry_after > 0:
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = exc.challenge
-    extra = getattr(exc, "headers", None)  # e.g. a 416's Content-Range
-    if isinstance(extra, dict):
-        headers.update(extra)
+    headers.update(exc.headers)  # e.g. a 416's Content-Range
     return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
