@@ -48,10 +48,9 @@ from transcode.ebml import Cluster, InitSegment
 from ..errors import UpstreamTimeout, ZtreamError
 from transcode.analysis import Loudness
 
-from ..media.catalog import Track
-from ..media.extras import StoredArtwork
+from ..media.catalog import Track, TrackCatalog
+from ..media.extras import ExtrasStore, StoredArtwork
 from ..media.flight import Flight
-from ..media.service import MediaService
 from . import keys
 from .link import RedisLink
 from .node import Directory
@@ -116,9 +115,12 @@ def _node_of(value: str) -> str:
 
 class TrackOwnership:
     def __init__(self, link: RedisLink, directory: Directory, rendition_id: str, *, wait_seconds: float,
-                 extras: bool = False) -> None:
+                 extras: bool = False, extras_store: ExtrasStore | None = None,
+                 catalog: TrackCatalog | None = None) -> None:
         self.extras = extras
-        self.service: MediaService | None = None  # set by setup_cluster: where pulled extras are stored
+        # Where pulled extras are stored: the media service's own extras store and catalog.
+        self.extras_store = extras_store
+        self.catalog = catalog
         self.link = link
         self.directory = directory
         self.node_id = directory.node_id
@@ -244,8 +246,8 @@ class TrackOwnership:
         if isinstance(lufs, int | float):
             peak = manifest.get("true_peak_db")
             flight.analysis.loudness = Loudness(float(lufs), float(peak) if isinstance(peak, int | float) else None)
-        store = self.service.extras if self.service is not None else None
-        if store is None or self.service is None:
+        store, catalog = self.extras_store, self.catalog
+        if store is None or catalog is None:
             return
         status, body, _ = await self._get(f"{root}/waveform")
         if status == 200:
@@ -260,7 +262,7 @@ class TrackOwnership:
             if isinstance(width, int) and isinstance(height, int):
                 placeholder = etag.startswith("placeholder-")
                 store.put_artwork(track.id, rid, StoredArtwork(None if placeholder else jpeg, width, height))
-                self.service.catalog.set_artwork_size(track.id, width, height)
+                catalog.set_artwork_size(track.id, width, height)
         flight.extras_stored = True
 
     async def _get(self, url: str) -> tuple[int, bytes, str]:

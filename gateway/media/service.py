@@ -98,10 +98,12 @@ class MediaService:
         max_concurrent: int,
         wait_seconds: float,
         extras: ExtrasStore | None = None,
+        events_hook: EventsHook | None = None,
     ) -> None:
         self.store = store
         self.extras = extras
-        self.events_hook: EventsHook | None = None
+        # Where a flight's events come from besides this node's own transcode (a cluster's owner).
+        self.events_hook = events_hook
         self.catalog = catalog
         self.sources = sources
         self.rendition = rendition
