@@ -25,6 +25,9 @@ from pydantic import field_validator, model_validator
 from pydantic_core import ErrorDetails
 from aiohttp import web
 
+# The fetcher's own parser is the judge of an allow-list entry.
+from .netpolicy import HostPolicy
+
 __all__ = [
     "CONFIG",
     "Config",
@@ -122,10 +125,6 @@ class UrlSourceConfig(_Section):
     @field_validator("allow_hosts")
     @classmethod
     def _host_policy(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # The fetcher's own parser is the judge of an entry. Imported here:
-        # gateway.sources imports this module.
-        from .sources.netpolicy import HostPolicy
-
         try:
             HostPolicy(value)
         except (TypeError, ValueError) as exc:

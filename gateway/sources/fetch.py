@@ -56,7 +56,7 @@ from gateway.errors import (
     UpstreamTimeout,
     ZtreamError,
 )
-from gateway.sources.netpolicy import HostPolicy, ParsedURL, ip_literal, parse_url
+from gateway.netpolicy import HostPolicy, ParsedURL, ip_literal, parse_url
 
 __all__ = ["Resolver", "SafeFetcher", "UpstreamResponse", "system_resolver"]
 

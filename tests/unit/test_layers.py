@@ -35,9 +35,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("protocol",),  # the wire and control formats: stdlib only
     ("transcode", "peer"),  # ffmpeg and WebM; the Python peer (each needs only protocol)
     ("gateway", "gateway.errors", "gateway.metrics", "gateway.health", "gateway.demo"),
+    ("gateway.netpolicy",),  # the address policy: the fetcher's, and the config's check of allow-lists
     ("gateway.config",),
-    ("gateway.sources",),
     ("gateway.media",),
+    ("gateway.sources",),  # upstreams make the media layer's Track and implement its Source protocol
     ("gateway.nat",),
     ("gateway.http",),
     ("gateway.swarm",),

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 from ...errors import Forbidden, NotFound, UpstreamError, ZtreamError
-from ..netpolicy import parse_url
+from ...netpolicy import parse_url
 from .client import ApiClient, Reply
 from .credentials import Credentials
 from .errors import Unavailable

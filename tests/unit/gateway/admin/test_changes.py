@@ -21,7 +21,7 @@ from gateway.cluster.admin import payload_of
 from gateway.config import load_config
 from gateway.media.catalog import track_id_for
 
-from .conftest import base_config, to_toml
+from tests.support.gateway import base_config, to_toml
 
 pytestmark = [pytest.mark.timeout(60)]
 

@@ -1,4 +1,4 @@
-"""Tests for gateway.sources.netpolicy: the pure address and URL policy (no I/O)."""
+"""Tests for gateway.netpolicy: the pure address and URL policy (no I/O)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import BadRequest, Forbidden
-from gateway.sources import netpolicy
-from gateway.sources.netpolicy import HostPolicy, ParsedURL, forbidden_reason, parse_url
+from gateway import netpolicy
+from gateway.netpolicy import HostPolicy, ParsedURL, forbidden_reason, parse_url
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
