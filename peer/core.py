@@ -53,7 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeGuard
 
-from .wire import (
+from protocol.wire import (
     MAX_RANGES,
     Cancel,
     Choke,

@@ -86,7 +86,7 @@ from .core import (
 )
 from .playback import Playback, State
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings
-from .wire import T_CHOKE, T_LOOKUP, Piece, WireError, channel_label, decode
+from protocol.wire import T_CHOKE, T_LOOKUP, Piece, WireError, channel_label, decode
 
 __all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "restrict_ice_to_loopback", "is_loopback_url"]
 

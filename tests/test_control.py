@@ -21,9 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.swarm import socket as swarm_socket
 from gateway.app import create_app
 from gateway.swarm import HUB, SOCKETS, TRACKER
-from gateway.swarm.codec import parse as parse_message
-from gateway.swarm.limits import IDLE_TIMEOUT, TokenBucket
-from gateway.swarm.messages import ProtocolError
+from protocol.codec import parse as parse_message
+from gateway.swarm.bucket import TokenBucket
+from protocol.limits import IDLE_TIMEOUT
+from protocol.messages import ProtocolError
 from gateway.http.origins import OriginPolicy
 
 VECTORS = Path(__file__).parent / "vectors" / "control"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from peer.core import DEFAULT_P2P_SETTINGS, MAX_REPORT, Effect, P2PCore, P2PSettings, camel
-from peer.wire import Have, Holders, Lookup, Piece, Request, encode
-from peer.wire import Cancel as WireCancel
-from peer.wire import Choke as WireChoke
+from protocol.wire import Have, Holders, Lookup, Piece, Request, encode
+from protocol.wire import Cancel as WireCancel
+from protocol.wire import Choke as WireChoke
 
 VECTORS = Path(__file__).parent / "vectors" / "p2p"
 CONSTANTS = json.loads((VECTORS / "constants.json").read_text())

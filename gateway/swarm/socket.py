@@ -51,6 +51,10 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
 
+from protocol.codec import parse, render
+from protocol.limits import MAX_MESSAGE_BYTES
+from protocol.messages import PeerMessage, ProtocolError, ServerMessage
+
 from ..config import Config
 from ..metrics import Metrics
 from .heartbeat import IDLE, HeartbeatWheel, ticks
@@ -73,9 +77,6 @@ from .hub import (
 from ..errors import BadRequest, Forbidden
 from ..http import ORIGINS
 from ..http.responses import render_error
-from .limits import MAX_MESSAGE_BYTES
-from .codec import parse, render
-from .messages import PeerMessage, ProtocolError, ServerMessage
 
 __all__ = ["Connection", "Federation", "SwarmSockets"]
 

@@ -36,9 +36,8 @@ raises it and the hub answers it with an ``error``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from .tracker import Candidate, ChunkSet
+from .values import Candidate, ChunkSet, Json
 
 __all__ = [
     "ProtocolError",
@@ -56,7 +55,6 @@ __all__ = [
     "Limits",
     "Welcome",
     "Peers",
-    "Candidate",
     "SignalFrom",
     "Pong",
     "Error",
@@ -175,7 +173,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Welcome:
     peer_id: str
-    ice_servers: tuple[dict[str, Any], ...]  # p2p.ice_servers, as configured
+    ice_servers: tuple[dict[str, Json], ...]  # p2p.ice_servers, as configured
     limits: Limits
 
 
