@@ -18,6 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.internals.aiohttp import NO_REQUESTS
 from gateway.swarm import socket as swarm_socket
 from gateway.app import create_app
 from gateway.swarm import HUB, SOCKETS, TRACKER
@@ -612,10 +613,10 @@ async def test_an_open_control_socket_holds_no_http_parser_and_no_writer(gw: Tes
     await _drained(conn)  # the welcome is out: the writer has ended
     assert conn._queue is None
     # aiohttp's HTTP parser and request queue of the upgraded connection were
-    # let go (if this fails after an aiohttp upgrade, see socket._shed_http_state)
+    # let go (if this fails after an aiohttp upgrade, see gateway/internals/aiohttp.py)
     protocol = conn.request.protocol
     assert protocol._parser is None
-    assert protocol._messages is swarm_socket._NO_REQUESTS and protocol._messages.maxlen == 0
+    assert protocol._messages is NO_REQUESTS and protocol._messages.maxlen == 0
     assert len(gw.server.app[SOCKETS].heartbeats) == 1  # its heartbeat: a place on the wheel
     # ... and the socket works as before: messages, the peer's own pings, big frames
     assert await p.ask({"type": "ping"}) == {"type": "pong"}
