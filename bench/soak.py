@@ -233,8 +233,12 @@ class Soak:
 
     async def peer_slot(self, session: aiohttp.ClientSession, n: int) -> None:
         from peer.clock import VirtualClock
-        from peer.node import PeerNode, PeerOptions
+        from peer.node import PeerNode, PeerOptions, is_loopback_url
 
+        from bench.harness import restrict_ice_to_loopback
+
+        if is_loopback_url(self.gateway):
+            restrict_ice_to_loopback()
         rng = random.Random(self.args.seed * 7919 + n)
         while self.running():
             leave = rng.random() < 0.3

@@ -51,7 +51,9 @@ import aiohttp
 
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
-from peer.node import PeerNode, PeerOptions, PeerReport
+from peer.node import PeerNode, PeerOptions, PeerReport, is_loopback_url
+
+from bench.harness import restrict_ice_to_loopback
 
 __all__ = ["main", "run_swarm", "SwarmResult", "metrics_snapshot"]
 
@@ -226,6 +228,8 @@ async def run_swarm(
                 drop_wants_from=drop_wants_from,
             )
             entry = peer_gateways[i % len(peer_gateways)] if peer_gateways else gateway
+            if is_loopback_url(entry):
+                restrict_ice_to_loopback()
             node = PeerNode(entry, tracks[0], clock=clock, options=options, session=session)
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(stop), name=options.name))

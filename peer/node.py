@@ -53,18 +53,34 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
-import json
 import logging
 import math
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
+
+from protocol.codec import encode, parse_server, signal_data
+from protocol.messages import (
+    Description,
+    Error,
+    IceCandidate,
+    Introduce,
+    PeerMessage,
+    Peers,
+    Ping,
+    Pong,
+    ProtocolError,
+    Signal,
+    Want,
+    Welcome,
+)
+from protocol.values import Json
 
 from .cache import ChunkCache
 from .clock import VirtualClock
@@ -84,11 +100,12 @@ from .core import (
     Send,
     Serve,
 )
+from .manifest import Manifest
 from .playback import Playback, State
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings
 from protocol.wire import T_CHOKE, T_LOOKUP, Piece, WireError, channel_label, decode
 
-__all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "restrict_ice_to_loopback", "is_loopback_url"]
+__all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "is_loopback_url"]
 
 log = logging.getLogger("ztream.peer")
 
@@ -116,22 +133,6 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-_ICE_PATCHED = False
-
-
-def restrict_ice_to_loopback() -> None:
-    """Make aiortc gather 127.0.0.1 only (tests and benchmarks stay on loopback)."""
-    global _ICE_PATCHED
-    if not _ICE_PATCHED:
-        import aioice.ice
-
-        def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-            return ["127.0.0.1"]
-
-        aioice.ice.get_host_addresses = loopback
-        _ICE_PATCHED = True
-
-
 @dataclass
 class PeerOptions:
     speed: float = 1.0
@@ -142,7 +143,8 @@ class PeerOptions:
     linger: float | None = 0.0
     settings: Settings = DEFAULT_SETTINGS  # the scheduler's
     p2p: P2PSettings = DEFAULT_P2P_SETTINGS  # the P2P core's (neighbours, wants, slots, ...)
-    loopback_only: bool | None = None  # None: when the gateway is on loopback
+    # No ICE servers (a gateway on loopback has no STUN or TURN to offer). None: when the gateway is on loopback.
+    loopback_only: bool | None = None
     # Benchmark behaviours: a peer that serves corrupt chunks, a peer that
     # leaves at an audio position (closing everything, or going silent).
     corrupt: bool = False
@@ -201,7 +203,7 @@ class PeerReport:
     lookups: int = 0  # LOOKUPs sent to neighbours
     lookup_ahead_failures: int = 0  # next-track manifests that could not be read ahead
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -211,18 +213,32 @@ class Neighbour:
 
     peer_id: str
     outgoing: bool
-    pc: Any = None
-    channel: Any = None
+    pc: RTCPeerConnection | None = None
+    channel: RTCDataChannel | None = None
     open: bool = False
     closed: bool = False
     label: str = ""  # the channel's (its track)
-    candidates: list[Any] = field(default_factory=list)  # trickled before the remote description
+    candidates: list[IceCandidate] = field(default_factory=list)  # trickled before the remote description
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     late: dict[int, bytearray] = field(default_factory=dict)  # pieces arriving after the close
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _ice_server(server: dict[str, Json]) -> RTCIceServer | None:
+    """One of ``welcome``'s ``ice_servers`` for aiortc; None when it is not one."""
+    urls, username, credential = server.get("urls"), server.get("username"), server.get("credential")
+    if isinstance(urls, list) and all(isinstance(u, str) for u in urls):
+        url_list: str | list[str] = [u for u in urls if isinstance(u, str)]
+    elif isinstance(urls, str):
+        url_list = urls
+    else:
+        return None
+    if not (username is None or isinstance(username, str)) or not (credential is None or isinstance(credential, str)):
+        return None
+    return RTCIceServer(urls=url_list, username=username, credential=credential)
 
 
 class PeerNode:
@@ -251,7 +267,7 @@ class PeerNode:
         self.sched = Scheduler(self.options.settings)
         self.core = P2PCore(replace(self.options.p2p, corrupt=self.options.corrupt or self.options.p2p.corrupt))
         self.playback = Playback()
-        self.manifest: dict[str, Any] = {}
+        self.manifest: Manifest = {}
         self.rendition = ""
         self.label = ""
         self.hashes: dict[int, str] = {}
@@ -260,24 +276,24 @@ class PeerNode:
         self.cache: ChunkCache | None = None
         self.neighbours: dict[str, Neighbour] = {}
         self.peer_id = ""
-        self.ice_servers: list[dict[str, Any]] = []
+        self.ice_servers: tuple[dict[str, Json], ...] = ()
         self.leaving = False
         self.vanished = False
         self._frozen = False
         self._in_session = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
-        self._closers: set[asyncio.Task[Any]] = set()
+        self._closers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._last_manifest = 0.0
         self._pong = asyncio.Event()
         self._stats_error = False
         self._play_started = 0.0
         self._control_started = False
         self.position = 0  # in the playlist
-        self._next_manifest: dict[str, Any] | None = None
+        self._next_manifest: Manifest | None = None
         self._looked_ahead = False
         self._stalls_before = 0  # stalls of the tracks already played
         self._stalled_before = 0.0
@@ -296,8 +312,6 @@ class PeerNode:
         """Connect, play (or only seed), linger, leave; the report. Raises ``PeerError``."""
         if stop is not None:
             self._watch(stop)
-        if self.loopback:
-            restrict_ice_to_loopback()
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._play_started = self.clock.real()
@@ -345,14 +359,17 @@ class PeerNode:
                     await manifest_task
         if first.type != aiohttp.WSMsgType.TEXT:
             raise PeerError(f"the control socket did not greet us ({first.type})")
-        welcome = json.loads(first.data)
-        if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
+        try:
+            welcome = parse_server(first.data)
+        except ProtocolError:
+            welcome = None
+        if not isinstance(welcome, Welcome):
             raise PeerError(f"expected a welcome, got {first.data[:100]!r}")
-        self.peer_id = self.report.peer_id = str(welcome["peer_id"])
+        self.peer_id = self.report.peer_id = welcome.peer_id
         self._control_started = True
         self._spawn(self._write_control())
         self._apply(self.core.on_control(welcome, self.clock.real()))
-        self.ice_servers = [] if self.loopback else list(self.core.ice_servers)
+        self.ice_servers = () if self.loopback else self.core.ice_servers
         if self.options.cache_dir is not None:
             self.cache = ChunkCache(self.options.cache_dir, self.track, self.rendition)
             for index, data in self.cache.load(self.manifest).items():
@@ -380,7 +397,7 @@ class PeerNode:
             manifest = await r.json()
         self._set_manifest(manifest)
 
-    def _set_manifest(self, manifest: dict[str, Any]) -> None:
+    def _set_manifest(self, manifest: Manifest) -> None:
         if self.rendition and manifest.get("rendition") != self.rendition:
             log.warning("%s: the rendition changed under us; keeping %s", self.options.name, self.rendition)
             return
@@ -396,7 +413,8 @@ class PeerNode:
             self._apply(self.core.update_manifest(self.hashes, self.clock.real(), complete=bool(manifest.get("complete"))))
 
     def _verified_init(self, data: bytes | None) -> bytes | None:
-        if data is not None and _sha256(data) == self.manifest.get("init", {}).get("sha256"):
+        init = self.manifest.get("init")
+        if data is not None and init is not None and _sha256(data) == init["sha256"]:
             return data
         return None
 
@@ -550,7 +568,7 @@ class PeerNode:
         then new per-track state and the core's new session in one step."""
         track = self.options.playlist[position - 1]
         manifest = self._next_manifest
-        if manifest is None or manifest.get("track") not in (None, track):
+        if manifest is None or manifest.get("id") not in (None, track):
             manifest = await self._read_manifest(track)
         self._next_manifest = None
         self._looked_ahead = False
@@ -574,13 +592,13 @@ class PeerNode:
         finally:
             self._switching = False
 
-    async def _read_manifest(self, track: str) -> dict[str, Any]:
+    async def _read_manifest(self, track: str) -> Manifest:
         assert self._session is not None
         url = f"{self.gateway}/v1/tracks/{track}/manifest"
         async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
             if r.status != 200:
                 raise PeerError(f"GET {url}: {r.status} {(await r.text())[:200]}")
-            manifest: dict[str, Any] = await r.json()
+            manifest: Manifest = await r.json()
         return manifest
 
     def _peer_wait_until(self) -> float:
@@ -642,7 +660,7 @@ class PeerNode:
                     data = await r.read() if r.status == 200 else None
                 if data is not None:
                     self.report.http_down_bytes += len(data)
-                    if _sha256(data) == self.manifest["init"]["sha256"]:
+                    if self._verified_init(data) is not None:
                         self.init = data
                         if self.cache is not None:
                             with contextlib.suppress(OSError):
@@ -750,7 +768,7 @@ class PeerNode:
             self._stats_error = False
             self._pong.clear()
             self._apply(self.core.flush_stats(self.clock.real(), self._totals()))
-            self._send_control({"type": "ping"})
+            self._send_control(Ping())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._pong.wait(), 3.0)
             if not self._stats_error:
@@ -794,13 +812,13 @@ class PeerNode:
         self.report.held = len(self.chunks)
         self.report.hash_mismatches = sum(1 for i, d in self.chunks.items() if _sha256(d) != self.hashes.get(i))
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
@@ -809,11 +827,10 @@ class PeerNode:
 
     # ---- the control socket ------------------------------------------------
 
-    def _send_control(self, message: dict[str, Any]) -> None:
+    def _send_control(self, message: PeerMessage) -> None:
         if self._ws is None or self._ws.closed or self.vanished:
             return
-        kind = message.get("type")
-        if kind == "want":
+        if isinstance(message, Want):
             drop = self.options.drop_wants_from
             if drop is not None and self.position >= drop:
                 self.report.wants_dropped += 1
@@ -821,9 +838,9 @@ class PeerNode:
             self.report.wants += 1
             if self.clock.real() - self._play_started < 1.0:
                 self.report.wants_at_start += 1
-        elif kind == "introduce":
+        elif isinstance(message, Introduce):
             self.report.introduces += 1
-        self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
+        self._outbox.put_nowait(encode(message))
 
     async def _write_control(self) -> None:
         """One writer, so that messages leave in the order they were made."""
@@ -845,25 +862,22 @@ class PeerNode:
             if self.vanished:
                 continue
             try:
-                body = json.loads(msg.data)
-            except ValueError:
-                continue
-            if not isinstance(body, dict):
-                continue
-            kind = body.get("type")
-            if kind == "pong":
+                message = parse_server(msg.data)
+            except ProtocolError:
+                continue  # a newer server may send more
+            if isinstance(message, Pong):
                 self._pong.set()
-            elif kind == "error":
-                if body.get("for") == "stats":
+            elif isinstance(message, Error):
+                if message.for_type == "stats":
                     self._stats_error = True
                     self.report.stats_refused += 1
-                elif body.get("error") != "unknown_peer":
-                    log.info("%s: gateway refused a message: %s", self.options.name, body)
-            elif kind == "peers" and self.leaving:
+                elif message.code != "unknown_peer":
+                    log.info("%s: gateway refused a message: %s", self.options.name, message)
+            elif isinstance(message, Peers) and self.leaving:
                 continue
-            elif kind == "peers" and body.get("for") == "introduce" and body.get("peers"):
+            elif isinstance(message, Peers) and message.for_type == "introduce" and message.peers:
                 self.report.introduced += 1
-            self._apply(self.core.on_control(body, self.clock.real()))
+            self._apply(self.core.on_control(message, self.clock.real()))
         self._apply(self.core.control_closed())
 
     # ---- WebRTC ------------------------------------------------------------
@@ -885,7 +899,7 @@ class PeerNode:
             self._spawn(self._offer(nb))
         else:
 
-            def on_channel(channel: Any) -> None:
+            def on_channel(channel: RTCDataChannel) -> None:
                 if channel.label != self.label or nb.channel is not None:
                     channel.close()
                     return
@@ -893,11 +907,8 @@ class PeerNode:
 
             pc.on("datachannel", on_channel)
 
-    def _new_pc(self, nb: Neighbour) -> Any:
-        servers = []
-        for s in self.ice_servers:
-            with contextlib.suppress(TypeError, ValueError, KeyError):
-                servers.append(RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")))
+    def _new_pc(self, nb: Neighbour) -> RTCPeerConnection:
+        servers = [server for s in self.ice_servers if (server := _ice_server(s)) is not None]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         nb.pc = pc
 
@@ -908,7 +919,7 @@ class PeerNode:
         pc.on("connectionstatechange", on_state)
         return pc
 
-    def _bind(self, nb: Neighbour, channel: Any) -> None:
+    def _bind(self, nb: Neighbour, channel: RTCDataChannel) -> None:
         nb.channel = channel
         channel.on("message", lambda message: self._on_frame(nb, message))
         channel.on("close", lambda: self._lost(nb, "channel closed"))
@@ -917,62 +928,65 @@ class PeerNode:
         else:
             channel.on("open", lambda: self._on_open(nb))
 
+    def _send_description(self, nb: Neighbour, pc: RTCPeerConnection, kind: Literal["offer", "answer"]) -> None:
+        local = pc.localDescription
+        if not nb.closed and local is not None:
+            self._send_control(Signal(nb.peer_id, signal_data(Description(kind, local.sdp))))
+
     async def _offer(self, nb: Neighbour) -> None:
+        pc = nb.pc
+        assert pc is not None
         async with nb.lock:
             try:
-                await nb.pc.setLocalDescription(await nb.pc.createOffer())
+                await pc.setLocalDescription(await pc.createOffer())
             except Exception as exc:  # aiortc raises a variety; the neighbour is just lost
                 log.info("%s: offer to %s failed: %s", self.options.name, nb.peer_id, exc)
                 self._lost(nb, "offer failed")
                 return
-            if not nb.closed:
-                sdp = {"type": "offer", "sdp": nb.pc.localDescription.sdp}
-                self._send_control({"type": "signal", "to": nb.peer_id, "data": {"sdp": sdp}})
+            self._send_description(nb, pc, "offer")
 
-    async def _signal(self, nb: Neighbour, data: dict[str, Any]) -> None:
+    async def _signal(self, nb: Neighbour, data: Description | IceCandidate) -> None:
         """Signaling data the core passed on (an offer to answer, an answer, a candidate)."""
+        pc = nb.pc
         async with nb.lock:
-            if nb.closed:
+            if nb.closed or pc is None:
                 return
-            sdp = data.get("sdp")
             try:
-                if isinstance(sdp, dict) and sdp.get("type") == "offer" and isinstance(sdp.get("sdp"), str):
-                    await nb.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "offer"))
-                    await self._flush_candidates(nb)
-                    await nb.pc.setLocalDescription(await nb.pc.createAnswer())
-                    if not nb.closed:
-                        answer = {"type": "answer", "sdp": nb.pc.localDescription.sdp}
-                        self._send_control({"type": "signal", "to": nb.peer_id, "data": {"sdp": answer}})
-                elif isinstance(sdp, dict) and sdp.get("type") == "answer" and isinstance(sdp.get("sdp"), str):
-                    if nb.outgoing and nb.pc.signalingState == "have-local-offer":
-                        await nb.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "answer"))
-                        await self._flush_candidates(nb)
-                elif "candidate" in data:
-                    nb.candidates.append(data["candidate"])
-                    if nb.pc.remoteDescription is not None:
-                        await self._flush_candidates(nb)
+                if isinstance(data, Description) and data.type == "offer":
+                    await pc.setRemoteDescription(RTCSessionDescription(data.sdp, "offer"))
+                    await self._flush_candidates(nb, pc)
+                    await pc.setLocalDescription(await pc.createAnswer())
+                    self._send_description(nb, pc, "answer")
+                elif isinstance(data, Description):
+                    if nb.outgoing and pc.signalingState == "have-local-offer":
+                        await pc.setRemoteDescription(RTCSessionDescription(data.sdp, "answer"))
+                        await self._flush_candidates(nb, pc)
+                else:
+                    nb.candidates.append(data)
+                    if pc.remoteDescription is not None:
+                        await self._flush_candidates(nb, pc)
             except Exception as exc:
                 log.info("%s: signal from %s: %s", self.options.name, nb.peer_id, exc)
                 self._lost(nb, "bad signal")
 
-    async def _flush_candidates(self, nb: Neighbour) -> None:
+    async def _flush_candidates(self, nb: Neighbour, pc: RTCPeerConnection) -> None:
         pending, nb.candidates = nb.candidates, []
         for raw in pending:
-            if not raw or not isinstance(raw, dict) or not raw.get("candidate"):
-                await nb.pc.addIceCandidate(None)  # end of candidates
+            if not raw.candidate:
+                await pc.addIceCandidate(None)  # end of candidates
                 continue
-            text = str(raw["candidate"])
+            text = raw.candidate
             if text.startswith("candidate:"):
                 text = text[len("candidate:"):]
             try:
                 candidate = candidate_from_sdp(text)
             except (AssertionError, ValueError, IndexError):
                 continue
-            candidate.sdpMid = raw.get("sdpMid")
-            candidate.sdpMLineIndex = raw.get("sdpMLineIndex")
+            candidate.sdpMid = raw.sdp_mid
+            candidate.sdpMLineIndex = raw.sdp_mline_index
             if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
                 candidate.sdpMLineIndex = 0
-            await nb.pc.addIceCandidate(candidate)
+            await pc.addIceCandidate(candidate)
 
     def _on_open(self, nb: Neighbour) -> None:
         if nb.open or nb.closed or self.neighbours.get(nb.peer_id) is not nb:
@@ -981,7 +995,7 @@ class PeerNode:
         self.report.links_opened += 1
         self._apply(self.core.channel_open(nb.peer_id, self.clock.real()))
 
-    def _on_frame(self, nb: Neighbour, message: Any) -> None:
+    def _on_frame(self, nb: Neighbour, message: bytes | str) -> None:
         if self._frozen or nb.closed or self.neighbours.get(nb.peer_id) is not nb:
             if isinstance(message, bytes) and not self.vanished:
                 self._late(nb, message)
@@ -1038,7 +1052,7 @@ class PeerNode:
         self._wake.set()
 
     @staticmethod
-    async def _close_pc(pc: Any, grace: float = 0.0) -> None:
+    async def _close_pc(pc: RTCPeerConnection, grace: float = 0.0) -> None:
         if grace > 0:
             await asyncio.sleep(grace)
         with contextlib.suppress(Exception):

@@ -9,6 +9,8 @@ does no I/O. Peer → server: ``parse(text)`` turns one text frame into a
 ``encode(message)`` is the canonical frame for one (what a client should
 send). Server → peer: ``render(message)`` is the exact text frame;
 ``parse_server(text)`` reads one back (for the Python peer and the tests).
+A signal's ``data`` (relayed unread by the server) is read by
+``parse_signal_data`` and written by ``signal_data``, for the peers.
 ``tests/vectors/control/messages.json`` pins both directions, field by
 field, for this module and for ``client/control-protocol.js``. The wire
 format, field by field, is docs/websocket.md.
@@ -52,8 +54,10 @@ from .limits import (
 )
 from .messages import (
     CONNECTION_OUTCOMES,
+    Description,
     Error,
     Have,
+    IceCandidate,
     Introduce,
     Leave,
     Limits,
@@ -62,8 +66,10 @@ from .messages import (
     Ping,
     Pong,
     ProtocolError,
+    Refusal,
     ServerMessage,
     Signal,
+    SignalData,
     SignalFrom,
     Slots,
     Stats,
@@ -74,7 +80,7 @@ from .values import BadChunks, Candidate, ChunkSet
 
 T = TypeVar("T")
 
-__all__ = ["encode", "parse", "parse_server", "render"]
+__all__ = ["encode", "parse", "parse_server", "parse_signal_data", "render", "signal_data"]
 
 _NAME = re.compile(r"[A-Za-z0-9._~:-]{1,128}")
 _PEER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -429,3 +435,58 @@ def parse_server(text: str) -> ServerMessage:
     """One server → peer text frame to a message; raises ``ProtocolError``
     (a client ignores such a frame: a newer server may send more)."""
     return _dispatch(text, _SERVER_PARSERS)
+
+
+# -- a signal's data: the peers' signaling payloads ------------------------------
+
+
+def _parse_candidate(raw: object) -> IceCandidate:
+    if not isinstance(raw, dict):
+        return IceCandidate(None)  # null (or nonsense): the end of candidates
+    text, mid, line = raw.get("candidate"), raw.get("sdpMid"), raw.get("sdpMLineIndex")
+    return IceCandidate(
+        text if isinstance(text, str) else None,
+        mid if isinstance(mid, str) else None,
+        line if _is_int(line) else None,
+    )
+
+
+def parse_signal_data(data_json: str) -> SignalData | None:
+    """A signal's ``data`` (the JSON object ``SignalFrom.data_json``) as a signaling
+    payload; None for one a peer does not know (ignored)."""
+    try:
+        data = json.loads(data_json)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    reject = data.get("reject")
+    if reject:
+        return Refusal(reject if isinstance(reject, str) else "")
+    sdp = data.get("sdp")
+    if isinstance(sdp, dict):
+        kind, text = sdp.get("type"), sdp.get("sdp")
+        if kind in ("offer", "answer") and isinstance(text, str):
+            return Description("offer" if kind == "offer" else "answer", text)
+        return None
+    if "candidate" in data:
+        return _parse_candidate(data["candidate"])
+    return None
+
+
+def signal_data(data: SignalData) -> str:
+    """A signaling payload as a signal's ``data`` (compact JSON)."""
+    match data:
+        case Description():
+            return _compact({"sdp": {"type": data.type, "sdp": data.sdp}})
+        case IceCandidate():
+            if data.candidate is None and data.sdp_mid is None and data.sdp_mline_index is None:
+                return '{"candidate":null}'
+            body: dict[str, object] = {"candidate": data.candidate}
+            if data.sdp_mid is not None:
+                body["sdpMid"] = data.sdp_mid
+            if data.sdp_mline_index is not None:
+                body["sdpMLineIndex"] = data.sdp_mline_index
+            return _compact({"candidate": body})
+        case Refusal():
+            return _compact({"reject": data.reason})

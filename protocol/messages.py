@@ -31,11 +31,19 @@ The messages, in brief (docs/websocket.md has every field and rule)::
 
 ``ProtocolError`` is a refused frame, carrying the wire error code; the codec
 raises it and the hub answers it with an ``error``.
+
+A ``signal``'s ``data`` is relayed unread by the server (``data_json``). The
+peers read it as one of the signaling payloads (the browser's convention,
+docs/p2p.md): ``Description`` (``{"sdp": {"type", "sdp"}}``, an offer or an
+answer), ``IceCandidate`` (``{"candidate": {...} | null}``, trickled) or
+``Refusal`` (``{"reject": "full"}``, an offer refused); ``codec.signal_data``
+and ``codec.parse_signal_data`` are their text.
 '''
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .values import Candidate, ChunkSet, Json
 
@@ -58,6 +66,10 @@ __all__ = [
     "SignalFrom",
     "Pong",
     "Error",
+    "Description",
+    "IceCandidate",
+    "Refusal",
+    "SignalData",
     "type_of",
 ]
 
@@ -212,6 +224,37 @@ class Error:
 
 
 ServerMessage = Welcome | Peers | SignalFrom | Pong | Error
+
+
+# -- signaling payloads (a signal's data, between peers) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """An SDP offer or answer: ``{"sdp": {"type": type, "sdp": sdp}}``."""
+
+    type: Literal["offer", "answer"]
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    """A trickled ICE candidate: ``{"candidate": {"candidate", "sdpMid"?, "sdpMLineIndex"?}}``.
+    An empty or missing ``candidate`` (or ``{"candidate": null}``) ends the candidates."""
+
+    candidate: str | None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An offer refused: ``{"reject": reason}`` (``full``: no room for another neighbour)."""
+
+    reason: str
+
+
+SignalData = Description | IceCandidate | Refusal
 
 
 # -- the wire type of each -----------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.harness import LOOPBACK_ZTREAM, restrict_ice_to_loopback
 from peer.cache import ChunkCache
 from peer.clock import VirtualClock
 from peer.cli import split_url
@@ -116,6 +117,7 @@ def peer_bytes_metric(gateway: Any) -> float:
 async def test_aiortc_peer_fetches_from_aiortc_peer(gateway_factory: Any, minute_library: Path, tmp_path: Path) -> None:
     from peer.node import PeerNode, PeerOptions
 
+    restrict_ice_to_loopback()
     gw = gateway_factory(library=minute_library)
     track = gw.library_ids[0]
     manifest = warm(gw, track)
@@ -162,7 +164,7 @@ def test_ztream_peer_command(gateway_factory: Any, minute_library: Path) -> None
     track = gw.library_ids[0]
     warm(gw, track)
     out = subprocess.run(
-        [*ZTREAM, "peer", f"{gw.url}/v1/tracks/{track}", "--speed", "30", "--linger", "0", "--progress", "0", "--json"],
+        [*LOOPBACK_ZTREAM, "peer", f"{gw.url}/v1/tracks/{track}", "--speed", "30", "--linger", "0", "--progress", "0", "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]

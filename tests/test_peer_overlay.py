@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.harness import restrict_ice_to_loopback
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
 from peer.node import PeerNode, PeerOptions, PeerReport
@@ -38,6 +39,7 @@ def playlist_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def swarm(gw: Any, tracks: list[str], *, overlay: bool) -> list[PeerReport]:
+    restrict_ice_to_loopback()
     clock = VirtualClock(SPEED)
     stop = asyncio.Event()
     p2p = replace(DEFAULT_P2P_SETTINGS, overlay=overlay)
