@@ -556,7 +556,7 @@ async def test_a_slow_receiver_is_closed_and_nobody_waits_for_it(monkeypatch: py
     assert len(ws.sent) == 1
 
 
-# -- what an idle socket holds (issue 16: RSS per idle socket) ----------------------
+# -- what an idle socket holds (its RSS, with tens of thousands open) ----------------
 
 
 class _Socket:
