@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # aiortc is imported when a peer runs, not to print --help
-    from .node import PeerNode, PeerReport
+    from .node import PeerNode
+    from .report import PeerReport
 
 __all__ = ["main", "run", "add_arguments", "split_url"]
 

@@ -56,7 +56,7 @@ import ipaddress
 import logging
 import math
 from collections.abc import Coroutine, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -100,12 +100,14 @@ from .core import (
     Send,
     Serve,
 )
+from .faults import NO_FAULTS, Faults, LateFrames
 from .manifest import Manifest
 from .playback import Playback, State
+from .report import PeerReport
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings
-from protocol.wire import T_CHOKE, T_LOOKUP, Piece, WireError, channel_label, decode
+from protocol.wire import T_CHOKE, T_LOOKUP, channel_label
 
-__all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "is_loopback_url"]
+__all__ = ["PeerNode", "PeerOptions", "PeerError", "is_loopback_url"]
 
 log = logging.getLogger("ztream.peer")
 
@@ -145,66 +147,10 @@ class PeerOptions:
     p2p: P2PSettings = DEFAULT_P2P_SETTINGS  # the P2P core's (neighbours, wants, slots, ...)
     # No ICE servers (a gateway on loopback has no STUN or TURN to offer). None: when the gateway is on loopback.
     loopback_only: bool | None = None
-    # Benchmark behaviours: a peer that serves corrupt chunks, a peer that
-    # leaves at an audio position (closing everything, or going silent).
-    corrupt: bool = False
-    leave_at: float | None = None
-    vanish: bool = False
-    leave_track: int = 0  # the playlist position ``leave_at`` is in
+    faults: Faults = NO_FAULTS  # what a benchmark makes this peer do wrong
     name: str = ""
     # The tracks played after the first one, in order (a playlist).
     playlist: tuple[str, ...] = ()
-    # From this playlist position on (0: the first track), the control socket
-    # drops our ``want`` frames: the tracker is unreachable for lookups.
-    drop_wants_from: int | None = None
-
-
-@dataclass
-class PeerReport:
-    """What one peer did; byte counts are audio bytes (init and chunks)."""
-
-    name: str = ""
-    peer_id: str = ""
-    track: str = ""
-    rendition: str = ""
-    http_down_bytes: int = 0
-    p2p_down_bytes: int = 0
-    p2p_up_bytes: int = 0
-    stalls: int = 0
-    stalled_seconds: float = 0.0
-    startup_seconds: float | None = None  # real seconds from play to sound
-    verify_failures: int = 0
-    discarded: int = 0  # bad chunks that arrived after their sender was banned (or we left): dropped unread
-    bad_sent: int = 0  # corrupt chunks this peer sent (a --bad-peers peer)
-    chunks_server: int = 0
-    chunks_peer: int = 0
-    chunks_cache: int = 0
-    expired: int = 0
-    chokes_sent: int = 0
-    chokes_received: int = 0
-    links_opened: int = 0
-    connect_failures: int = 0
-    protocol_errors: int = 0
-    banned: int = 0
-    held: int = 0
-    total_chunks: int = 0
-    hash_mismatches: int = 0  # chunks held at the end whose hash is wrong: must be 0
-    played_to_end: bool = False
-    left_early: bool = False
-    stats_refused: int = 0
-    tracks_played: int = 0  # tracks played to their end
-    track_startups: list[float] = field(default_factory=list)  # real seconds from a track's start to sound
-    track_p2p_bytes: list[int] = field(default_factory=list)  # peer bytes of each track played to its end
-    wants: int = 0  # `want` frames sent to the tracker
-    wants_at_start: int = 0  # of those, sent in the first second of a track
-    wants_dropped: int = 0  # `want` frames dropped (drop_wants_from)
-    introduces: int = 0  # `introduce` frames sent
-    introduced: int = 0  # introductions the server answered with the peer
-    lookups: int = 0  # LOOKUPs sent to neighbours
-    lookup_ahead_failures: int = 0  # next-track manifests that could not be read ahead
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 @dataclass(eq=False)
@@ -220,7 +166,7 @@ class Neighbour:
     label: str = ""  # the channel's (its track)
     candidates: list[IceCandidate] = field(default_factory=list)  # trickled before the remote description
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    late: dict[int, bytearray] = field(default_factory=dict)  # pieces arriving after the close
+    late: LateFrames = field(default_factory=LateFrames)  # pieces arriving after the close
 
 
 def _sha256(data: bytes) -> str:
@@ -265,7 +211,8 @@ class PeerNode:
         self._own_session = session is None
         self.report = PeerReport(name=self.options.name, track=track)
         self.sched = Scheduler(self.options.settings)
-        self.core = P2PCore(replace(self.options.p2p, corrupt=self.options.corrupt or self.options.p2p.corrupt))
+        self.faults = self.options.faults
+        self.core = P2PCore(replace(self.options.p2p, corrupt=self.faults.corrupt or self.options.p2p.corrupt))
         self.playback = Playback()
         self.manifest: Manifest = {}
         self.rendition = ""
@@ -527,8 +474,7 @@ class PeerNode:
                 return
             position = self.playback.position
             self._maybe_look_ahead(position)
-            if (self.options.leave_at is not None and self.position == self.options.leave_track
-                    and position >= self.options.leave_at):
+            if self.faults.leaves(self.position, position):
                 await self._leave()
                 return
             for req in self.sched.expired(now, position):
@@ -732,7 +678,7 @@ class PeerNode:
         self.report.left_early = True
         self._frozen = True  # nothing more is counted after the last report
         await self._final_stats()
-        if self.options.vanish:
+        if self.faults.vanish:
             # Gone without a word: the control socket closes (the tracker
             # forgets us) but the DataChannels stay open and answer nothing,
             # as from a machine that froze: only deadlines notice.
@@ -831,8 +777,7 @@ class PeerNode:
         if self._ws is None or self._ws.closed or self.vanished:
             return
         if isinstance(message, Want):
-            drop = self.options.drop_wants_from
-            if drop is not None and self.position >= drop:
+            if self.faults.drops_want(self.position):
                 self.report.wants_dropped += 1
                 return
             self.report.wants += 1
@@ -1014,21 +959,9 @@ class PeerNode:
         used, but a bad chunk is counted, so that a benchmark accounts for every one."""
         if nb.label != self.label:
             return  # a neighbour of a track played before: its hashes are gone
-        try:
-            piece = decode(frame)
-        except WireError:
-            return
-        if not isinstance(piece, Piece):
-            return
-        buf = nb.late.setdefault(piece.index, bytearray())
-        if piece.offset != len(buf):
-            nb.late.pop(piece.index, None)
-            return
-        buf += piece.data
-        if len(buf) >= piece.total:
-            del nb.late[piece.index]
-            if _sha256(bytes(buf)) != self.hashes.get(piece.index):
-                self.report.discarded += 1
+        whole = nb.late.feed(frame)
+        if whole is not None and _sha256(whole[1]) != self.hashes.get(whole[0]):
+            self.report.discarded += 1
 
     def _lost(self, nb: Neighbour, reason: str) -> None:
         """The connection failed or closed under us: the core hears of it."""

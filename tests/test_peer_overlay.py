@@ -21,7 +21,9 @@ import pytest
 from bench.harness import restrict_ice_to_loopback
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
-from peer.node import PeerNode, PeerOptions, PeerReport
+from peer.faults import Faults
+from peer.node import PeerNode, PeerOptions
+from peer.report import PeerReport
 
 from .conftest import make_audio
 from .test_peer import warm
@@ -45,7 +47,7 @@ async def swarm(gw: Any, tracks: list[str], *, overlay: bool) -> list[PeerReport
     p2p = replace(DEFAULT_P2P_SETTINGS, overlay=overlay)
     nodes = [
         PeerNode(gw.url, tracks[0], clock=clock, options=PeerOptions(
-            speed=SPEED, linger=None, name=f"l{i}", p2p=p2p, playlist=tuple(tracks[1:]), drop_wants_from=1))
+            speed=SPEED, linger=None, name=f"l{i}", p2p=p2p, playlist=tuple(tracks[1:]), faults=Faults(drop_wants_from=1)))
         for i in range(LISTENERS)
     ]
     tasks = []
