@@ -232,11 +232,10 @@ class Soak:
             await asyncio.sleep(rng.uniform(0.0, 0.1))
 
     async def peer_slot(self, session: aiohttp.ClientSession, n: int) -> None:
+        from bench.harness import restrict_ice_to_loopback
         from peer.clock import VirtualClock
         from peer.faults import Faults
         from peer.node import PeerNode, PeerOptions, is_loopback_url
-
-        from bench.harness import restrict_ice_to_loopback
 
         if is_loopback_url(self.gateway):
             restrict_ice_to_loopback()

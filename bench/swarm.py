@@ -49,13 +49,12 @@ from typing import Any
 
 import aiohttp
 
+from bench.harness import restrict_ice_to_loopback
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
 from peer.faults import Faults
 from peer.node import PeerNode, PeerOptions, is_loopback_url
 from peer.report import PeerReport
-
-from bench.harness import restrict_ice_to_loopback
 
 __all__ = ["main", "run_swarm", "SwarmResult", "metrics_snapshot"]
 

@@ -21,9 +21,8 @@ import signal
 import sys
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
-
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # aiortc is imported when a peer runs, not to print --help
     from .node import PeerNode

@@ -61,7 +61,6 @@ from protocol.codec import parse_signal_data, signal_data
 from protocol.messages import (
     Description,
     Error,
-    Have as TrackerHave,
     IceCandidate,
     Introduce,
     Leave,
@@ -77,6 +76,9 @@ from protocol.messages import (
     Stats,
     Want,
     Welcome,
+)
+from protocol.messages import (
+    Have as TrackerHave,
 )
 from protocol.values import ChunkSet, Json
 from protocol.wire import (

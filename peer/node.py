@@ -12,10 +12,16 @@ way the browser player does and seeds what it holds. Decisions are made by the p
   ``stats`` to report. It is fed events with ``now`` in real seconds (the
   clock's ``real()``: network delays are real) and returns effects, which
   ``_apply`` carries out, as ``client/transport.js`` does in the browser;
-- ``peer.scheduler.Scheduler`` (the rules of ``client/scheduler.js``) says
-  what to fetch from where, with deadlines in audio time;
-- ``peer.playback.Playback`` is the virtual player (playhead, stalls,
-  start-up) driven by ``peer.clock.VirtualClock``.
+- ``peer.player.Track`` is the virtual player's state of the track playing:
+  its manifest and verified chunks, its ``peer.scheduler.Scheduler`` (the
+  rules of ``client/scheduler.js``: what to fetch from where, with deadlines
+  in audio time) and its ``peer.playback.Playback`` (playhead, stalls,
+  start-up), driven by ``peer.clock.VirtualClock``.
+
+The control socket carries ``protocol.messages`` values, read with
+``protocol.codec.parse_server`` and written with ``protocol.codec.encode``.
+What a benchmark makes a peer do wrong is ``peer.faults``; what the peer did,
+``peer.report.PeerReport``; the aiortc objects of a neighbour, ``peer.rtc``.
 
 The shell has four kinds of task: the control socket reader (every message
 goes to the core; ``pong`` and refusals are noted here), the play loop
@@ -36,8 +42,8 @@ A playlist (``PeerOptions.playlist``: the tracks after the first) is played
 in order on one control socket and one core: while a track plays, the next
 one's manifest is read and the core's ``lookup`` asks the neighbours about
 it (the overlay, docs/wire.md); starting it is one synchronous step (new
-per-track state, ``start_session``, which tells the neighbours left behind
-where this peer goes). ``drop_wants_from`` makes the tracker unreachable for
+``Track``, ``start_session``, which tells the neighbours left behind
+where this peer goes). ``Faults.drop_wants_from`` makes the tracker unreachable for
 ``want`` from that playlist position on: the node's control socket drops
 those frames (counted), a real mechanism for tests and benchmarks.
 
@@ -55,14 +61,13 @@ import ipaddress
 import logging
 import math
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from protocol.codec import encode, parse_server, signal_data
 from protocol.messages import (
@@ -80,6 +85,7 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.values import Json
+from protocol.wire import T_CHOKE, T_LOOKUP
 
 from .cache import ChunkCache
 from .clock import VirtualClock
@@ -99,13 +105,13 @@ from .core import (
     Send,
     Serve,
 )
-from .faults import NO_FAULTS, Faults, LateFrames
+from .faults import NO_FAULTS, Faults
 from .manifest import Manifest
 from .playback import State
 from .player import Track, sha256
 from .report import PeerReport
+from .rtc import Neighbour, aiortc_candidate, ice_server
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Settings
-from protocol.wire import T_CHOKE, T_LOOKUP
 
 __all__ = ["PeerNode", "PeerOptions", "PeerError", "is_loopback_url"]
 
@@ -151,36 +157,6 @@ class PeerOptions:
     name: str = ""
     # The tracks played after the first one, in order (a playlist).
     playlist: tuple[str, ...] = ()
-
-
-@dataclass(eq=False)
-class Neighbour:
-    """The aiortc side of one neighbour; its protocol state is in the core."""
-
-    peer_id: str
-    outgoing: bool
-    pc: RTCPeerConnection | None = None
-    channel: RTCDataChannel | None = None
-    open: bool = False
-    closed: bool = False
-    label: str = ""  # the channel's (its track)
-    candidates: list[IceCandidate] = field(default_factory=list)  # trickled before the remote description
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    late: LateFrames = field(default_factory=LateFrames)  # pieces arriving after the close
-
-
-def _ice_server(server: dict[str, Json]) -> RTCIceServer | None:
-    """One of ``welcome``'s ``ice_servers`` for aiortc; None when it is not one."""
-    urls, username, credential = server.get("urls"), server.get("username"), server.get("credential")
-    if isinstance(urls, list) and all(isinstance(u, str) for u in urls):
-        url_list: str | list[str] = [u for u in urls if isinstance(u, str)]
-    elif isinstance(urls, str):
-        url_list = urls
-    else:
-        return None
-    if not (username is None or isinstance(username, str)) or not (credential is None or isinstance(credential, str)):
-        return None
-    return RTCIceServer(urls=url_list, username=username, credential=credential)
 
 
 class PeerNode:
@@ -817,7 +793,7 @@ class PeerNode:
             pc.on("datachannel", on_channel)
 
     def _new_pc(self, nb: Neighbour) -> RTCPeerConnection:
-        servers = [server for s in self.ice_servers if (server := _ice_server(s)) is not None]
+        servers = [server for s in self.ice_servers if (server := ice_server(s)) is not None]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         nb.pc = pc
 
@@ -881,21 +857,11 @@ class PeerNode:
     async def _flush_candidates(self, nb: Neighbour, pc: RTCPeerConnection) -> None:
         pending, nb.candidates = nb.candidates, []
         for raw in pending:
-            if not raw.candidate:
-                await pc.addIceCandidate(None)  # end of candidates
-                continue
-            text = raw.candidate
-            if text.startswith("candidate:"):
-                text = text[len("candidate:"):]
             try:
-                candidate = candidate_from_sdp(text)
-            except (AssertionError, ValueError, IndexError):
-                continue
-            candidate.sdpMid = raw.sdp_mid
-            candidate.sdpMLineIndex = raw.sdp_mline_index
-            if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
-                candidate.sdpMLineIndex = 0
-            await pc.addIceCandidate(candidate)
+                candidate = aiortc_candidate(raw)
+            except ValueError:
+                continue  # one aiortc cannot read
+            await pc.addIceCandidate(candidate)  # None: the end of candidates
 
     def _on_open(self, nb: Neighbour) -> None:
         if nb.open or nb.closed or self.neighbours.get(nb.peer_id) is not nb:

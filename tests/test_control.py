@@ -18,15 +18,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.internals.aiohttp import NO_REQUESTS
-from gateway.swarm import socket as swarm_socket
 from gateway.app import create_app
+from gateway.http.origins import OriginPolicy
+from gateway.internals.aiohttp import NO_REQUESTS
 from gateway.swarm import HUB, SOCKETS, TRACKER
-from protocol.codec import parse as parse_message
+from gateway.swarm import socket as swarm_socket
 from gateway.swarm.bucket import TokenBucket
+from protocol.codec import parse as parse_message
 from protocol.limits import IDLE_TIMEOUT
 from protocol.messages import ProtocolError
-from gateway.http.origins import OriginPolicy
 
 VECTORS = Path(__file__).parent / "vectors" / "control"
 T, R = "track1", "rend1"

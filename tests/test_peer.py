@@ -21,8 +21,8 @@ import pytest
 
 from bench.harness import LOOPBACK_ZTREAM, restrict_ice_to_loopback
 from peer.cache import ChunkCache
-from peer.clock import VirtualClock
 from peer.cli import split_url
+from peer.clock import VirtualClock
 from peer.playback import Playback, State
 
 from .conftest import ROOT, ZTREAM, make_audio
@@ -202,10 +202,9 @@ async def test_aiortc_peer_and_chromium_exchange_chunks(tmp_path: Path, audio_di
     """An aiortc seeder feeds a Chromium listener; then that listener feeds an aiortc listener."""
     import signal
 
-    from .browser import ErrorLog, until
-
     from playwright.async_api import async_playwright
 
+    from .browser import ErrorLog, until
     from .test_browser_p2p import Browser, World, check_audio, manifest, p2p, play, server_bytes, tone_track
 
     # Chromium behind one NAT router, the aiortc peers behind another, the

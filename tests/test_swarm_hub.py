@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-from protocol.codec import parse
 from gateway.swarm.hub import (
     PEER_BYTES,
     PEERS_CONNECTED,
@@ -18,6 +17,8 @@ from gateway.swarm.hub import (
     Send,
     SwarmHub,
 )
+from gateway.swarm.tracker import Tracker
+from protocol.codec import parse
 from protocol.limits import BURST, IDLE_TIMEOUT, STATS_BURST, STRIKES
 from protocol.messages import (
     Error,
@@ -34,7 +35,6 @@ from protocol.messages import (
     Want,
     Welcome,
 )
-from gateway.swarm.tracker import Tracker
 from protocol.values import Candidate, ChunkSet
 
 T, R = "t1", "r1"

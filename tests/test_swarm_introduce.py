@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import itertools
 
-from protocol.codec import parse, render
 from gateway.swarm.hub import Send, SwarmHub
+from gateway.swarm.tracker import Tracker
+from protocol.codec import parse, render
 from protocol.messages import (
     Error,
     Introduce,
@@ -16,7 +17,6 @@ from protocol.messages import (
     SignalFrom,
     Slots,
 )
-from gateway.swarm.tracker import Tracker
 from protocol.values import Candidate, ChunkSet
 
 T, R = "t1", "r1"

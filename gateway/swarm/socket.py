@@ -46,7 +46,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
@@ -56,6 +56,10 @@ from protocol.limits import MAX_MESSAGE_BYTES
 from protocol.messages import PeerMessage, ProtocolError, ServerMessage
 
 from ..config import Config
+from ..errors import BadRequest, Forbidden
+from ..http import ORIGINS
+from ..http.responses import render_error
+from ..internals.aiohttp import shed_http_state
 from ..metrics import Metrics
 from .heartbeat import IDLE, HeartbeatWheel, ticks
 from .hub import (
@@ -74,10 +78,6 @@ from .hub import (
     Send,
     SwarmHub,
 )
-from ..errors import BadRequest, Forbidden
-from ..internals.aiohttp import shed_http_state
-from ..http import ORIGINS
-from ..http.responses import render_error
 
 __all__ = ["Connection", "Federation", "SwarmSockets"]
 
