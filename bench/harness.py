@@ -26,8 +26,9 @@ from gateway.media.catalog import track_id_for
 from transcode.ffmpeg import find_ffmpeg
 
 __all__ = [
-    "ROOT", "UPSTREAM_SERVER", "ZTREAM", "GatewayProcess", "MissingTool", "Proc", "base_config", "ffmpeg_bin",
-    "free_port", "get", "make_audio", "start_gateway", "to_toml", "wait_http", "workspace",
+    "LOOPBACK_ZTREAM", "ROOT", "UPSTREAM_SERVER", "ZTREAM", "GatewayProcess", "MissingTool", "Proc", "base_config",
+    "ffmpeg_bin", "free_port", "get", "make_audio", "restrict_ice_to_loopback", "start_gateway", "to_toml", "wait_http",
+    "workspace",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +100,34 @@ def start_gateway(work: Path, upstream_port: int, name: str) -> tuple[Proc, str]
     return proc, url
 
 
+# -- aiortc on loopback ---------------------------------------------------------------
+# aioice gathers every address but 127.0.0.1. Peers of a benchmark or a test
+# talk over loopback (some inside a network namespace that has nothing else),
+# so there its address list is 127.0.0.1 alone. Only harnesses do this; the
+# shipped peer gathers what aioice gathers.
+
+_ICE_PATCHED = False
+
+
+def restrict_ice_to_loopback() -> None:
+    """Make aiortc (through aioice) gather 127.0.0.1 only, in this process, from now on."""
+    global _ICE_PATCHED
+    if not _ICE_PATCHED:
+        import aioice.ice
+
+        def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            return ["127.0.0.1"]
+
+        aioice.ice.get_host_addresses = loopback
+        _ICE_PATCHED = True
+
+
+# ``ztream`` (argv prefix) whose aiortc gathers 127.0.0.1 only: ``[*LOOPBACK_ZTREAM, "peer", url, ...]``.
+LOOPBACK_ZTREAM = [
+    sys.executable, "-c",
+    "import sys; from bench.harness import restrict_ice_to_loopback; restrict_ice_to_loopback(); "
+    "from gateway.cli import main; sys.exit(main())",
+]
 
 
 @contextmanager

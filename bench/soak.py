@@ -232,14 +232,19 @@ class Soak:
             await asyncio.sleep(rng.uniform(0.0, 0.1))
 
     async def peer_slot(self, session: aiohttp.ClientSession, n: int) -> None:
+        from bench.harness import restrict_ice_to_loopback
         from peer.clock import VirtualClock
-        from peer.node import PeerNode, PeerOptions
+        from peer.faults import Faults
+        from peer.node import PeerNode, PeerOptions, is_loopback_url
 
+        if is_loopback_url(self.gateway):
+            restrict_ice_to_loopback()
         rng = random.Random(self.args.seed * 7919 + n)
         while self.running():
             leave = rng.random() < 0.3
-            options = PeerOptions(speed=8.0, linger=rng.uniform(1.0, 5.0), name=f"soak{n}",
-                                  leave_at=rng.uniform(5.0, 40.0) if leave else None, vanish=leave and rng.random() < 0.5)
+            linger = rng.uniform(1.0, 5.0)  # drawn first, as ever: the same seed, the same run
+            faults = Faults(leave_at=rng.uniform(5.0, 40.0) if leave else None, vanish=leave and rng.random() < 0.5)
+            options = PeerOptions(speed=8.0, linger=linger, name=f"soak{n}", faults=faults)
             node = PeerNode(self.gateway, self.peer_track, clock=VirtualClock(8.0), options=options, session=session)
             self.activity.peers_started += 1
             stop = asyncio.Event()

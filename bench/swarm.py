@@ -49,9 +49,12 @@ from typing import Any
 
 import aiohttp
 
+from bench.harness import restrict_ice_to_loopback
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
-from peer.node import PeerNode, PeerOptions, PeerReport
+from peer.faults import Faults
+from peer.node import PeerNode, PeerOptions, is_loopback_url
+from peer.report import PeerReport
 
 __all__ = ["main", "run_swarm", "SwarmResult", "metrics_snapshot"]
 
@@ -217,15 +220,19 @@ async def run_swarm(
                 speed=speed,
                 linger=None,
                 name=f"peer{i:02d}",
-                corrupt=role == "bad",
-                leave_at=rng.uniform(0.25, 0.75) * durations[leave_track] if leaving else None,
-                leave_track=leave_track,
-                vanish=role == "vanish",
+                faults=Faults(
+                    corrupt=role == "bad",
+                    leave_at=rng.uniform(0.25, 0.75) * durations[leave_track] if leaving else None,
+                    leave_track=leave_track,
+                    vanish=role == "vanish",
+                    drop_wants_from=drop_wants_from,
+                ),
                 p2p=p2p,
                 playlist=tuple(tracks[1:]),
-                drop_wants_from=drop_wants_from,
             )
             entry = peer_gateways[i % len(peer_gateways)] if peer_gateways else gateway
+            if is_loopback_url(entry):
+                restrict_ice_to_loopback()
             node = PeerNode(entry, tracks[0], clock=clock, options=options, session=session)
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(stop), name=options.name))

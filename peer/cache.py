@@ -13,7 +13,8 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+
+from .manifest import Manifest
 
 __all__ = ["ChunkCache"]
 
@@ -29,7 +30,7 @@ class ChunkCache:
     def _path(self, index: int) -> Path:
         return self.dir / f"{index}.chunk"
 
-    def load(self, manifest: dict[str, Any]) -> dict[int, bytes]:
+    def load(self, manifest: Manifest) -> dict[int, bytes]:
         """Every cached chunk of ``manifest`` whose hash matches; drops the rest."""
         out: dict[int, bytes] = {}
         if not self.dir.is_dir():

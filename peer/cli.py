@@ -21,12 +21,12 @@ import signal
 import sys
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from typing import TYPE_CHECKING
-
 if TYPE_CHECKING:  # aiortc is imported when a peer runs, not to print --help
-    from .node import PeerNode, PeerReport
+    from .node import PeerNode
+    from .report import PeerReport
 
 __all__ = ["main", "run", "add_arguments", "split_url"]
 
@@ -57,7 +57,7 @@ async def _progress(node: PeerNode, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         r = node.report
-        p = node.playback
+        p = node.playing.playback
         print(f"[{node.peer_id[:8]}] {p.state.value:8} {p.position:7.1f} s   server {r.chunks_server:4d} "
               f"peers {r.chunks_peer:4d} cache {r.chunks_cache:4d}   up {r.p2p_up_bytes / 1000:8.0f} KB   "
               f"neighbours {sum(1 for n in node.neighbours.values() if n.open)}   stalls {r.stalls}",

@@ -8,11 +8,11 @@ scheduler made, the passing of time) and answers each with a list of
 *effects*, frozen dataclasses that the I/O shell (``peer/node.py``) carries
 out. Each effect's ``kind`` is the ``kind`` of the browser's effect object:
 
-    Control(msg)                  "control"   send a JSON message on the control socket
+    Control(msg)                  "control"   send a message (``protocol.messages``) on the control socket
     Open(peer, role)              "open"      create an RTCPeerConnection; role "offerer"
                                               (we dial: DataChannel and SDP offer) or
                                               "answerer" (we were dialled)
-    Rtc(peer, data)               "rtc"       apply signaling data ({sdp} or {candidate})
+    Rtc(peer, data)               "rtc"       apply signaling data (a ``Description`` or an ``IceCandidate``)
     Close(peer)                   "close"     close that connection
     Send(peer, frame)             "send"      send one wire frame (bytes) on its channel
     Serve(peer, index)            "serve"     read chunk ``index`` and call
@@ -21,6 +21,10 @@ out. Each effect's ``kind`` is the ``kind`` of the browser's effect object:
     Reject(peer, index, reason)   "reject"    a requested chunk will not come from that peer
     PeerHave(peer, have)          "peerHave"  tell the scheduler what a neighbour holds
     PeerGone(peer)                "peerGone"  tell the scheduler a neighbour is gone
+
+The control socket's messages are the typed values of ``protocol.messages``
+both ways: ``on_control`` takes what ``protocol.codec.parse_server`` read,
+and ``Control`` carries what the shell writes with ``protocol.codec.encode``.
 
 Time is always an argument (``now``, seconds of one monotonic clock: real
 seconds, as network delays are), so the rules are exact and testable without
@@ -51,9 +55,33 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Literal, TypeGuard
+from typing import ClassVar, Literal, TypeGuard
 
-from .wire import (
+from protocol.codec import parse_signal_data, signal_data
+from protocol.messages import (
+    Description,
+    Error,
+    IceCandidate,
+    Introduce,
+    Leave,
+    PeerMessage,
+    Peers,
+    Ping,
+    Refusal,
+    ServerMessage,
+    Signal,
+    SignalData,
+    SignalFrom,
+    Slots,
+    Stats,
+    Want,
+    Welcome,
+)
+from protocol.messages import (
+    Have as TrackerHave,
+)
+from protocol.values import ChunkSet, Json
+from protocol.wire import (
     MAX_RANGES,
     Cancel,
     Choke,
@@ -86,7 +114,6 @@ __all__ = [
     "Reject",
     "PeerHave",
     "PeerGone",
-    "effect_json",
     "expand_ranges",
     "to_ranges",
     "corrupt_copy",
@@ -133,15 +160,20 @@ class P2PSettings:
     corrupt: bool = False  # TEST ONLY: flip a byte in every chunk served (a bad seeder)
 
     @classmethod
-    def from_js(cls, settings: Mapping[str, Any]) -> P2PSettings:
+    def from_js(cls, settings: Mapping[str, object]) -> P2PSettings:
         """Settings named as in ``client/p2p.js`` (camelCase); unknown names raise ``TypeError``."""
         names = {camel(f.name): f.name for f in fields(cls)}
         unknown = [k for k in settings if k not in names]
         if unknown:
             raise TypeError(f"unknown p2p setting: {unknown[0]}")
-        return replace(DEFAULT_P2P_SETTINGS, **{names[k]: v for k, v in settings.items()})
+        chosen = replace(DEFAULT_P2P_SETTINGS)
+        for k, v in settings.items():
+            # a frozen dataclass's own way to set a field (its __init__ does the same);
+            # the values are the browser's, one JSON scalar per setting
+            object.__setattr__(chosen, names[k], v)
+        return chosen
 
-    def as_js(self) -> dict[str, Any]:
+    def as_js(self) -> dict[str, object]:
         return {camel(f.name): getattr(self, f.name) for f in fields(self)}
 
 
@@ -160,7 +192,7 @@ def camel(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Control:
     kind: ClassVar[str] = "control"
-    msg: dict[str, Any]
+    msg: PeerMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +206,7 @@ class Open:
 class Rtc:
     kind: ClassVar[str] = "rtc"
     peer: str
-    data: dict[str, Any]
+    data: Description | IceCandidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,45 +261,6 @@ class PeerGone:
 Effect = Control | Open | Rtc | Close | Send | Serve | Deliver | Reject | PeerHave | PeerGone
 
 
-def _message_json(frame: bytes) -> dict[str, Any]:
-    m = decode(frame)
-    if isinstance(m, Lookup):
-        return {"type": "lookup", "track": m.track, "rendition": m.rendition}
-    if isinstance(m, Holders):
-        return {"type": "holders", "track": m.track, "rendition": m.rendition, "peers": list(m.peers)}
-    if isinstance(m, Have):
-        return {"type": "have", "ranges": [list(r) for r in m.ranges]}
-    if isinstance(m, Piece):
-        return {"type": "piece", "index": m.index, "offset": m.offset, "total": m.total, "data_hex": m.data.hex()}
-    if isinstance(m, Unknown):
-        return {"type": "unknown", "code": m.kind}
-    name = {Request: "request", Cancel: "cancel", Choke: "choke"}[type(m)]
-    return {"type": name, "index": m.index}
-
-
-def effect_json(effect: Effect) -> dict[str, Any]:
-    """An effect as in the vectors: the browser's object, frames decoded, bytes as hex."""
-    if isinstance(effect, Control):
-        return {"kind": "control", "msg": effect.msg}
-    if isinstance(effect, Open):
-        return {"kind": "open", "peer": effect.peer, "role": effect.role}
-    if isinstance(effect, Rtc):
-        return {"kind": "rtc", "peer": effect.peer, "data": effect.data}
-    if isinstance(effect, Close):
-        return {"kind": "close", "peer": effect.peer}
-    if isinstance(effect, Send):
-        return {"kind": "send", "peer": effect.peer, "frame": _message_json(effect.frame)}
-    if isinstance(effect, Serve):
-        return {"kind": "serve", "peer": effect.peer, "index": effect.index}
-    if isinstance(effect, Deliver):
-        return {"kind": "deliver", "peer": effect.peer, "index": effect.index, "data_hex": effect.data.hex()}
-    if isinstance(effect, Reject):
-        return {"kind": "reject", "peer": effect.peer, "index": effect.index, "reason": effect.reason}
-    if isinstance(effect, PeerHave):
-        return {"kind": "peerHave", "peer": effect.peer, "have": list(effect.have)}
-    return {"kind": "peerGone", "peer": effect.peer}
-
-
 # ---- pure helpers ----------------------------------------------------------------------
 
 
@@ -300,11 +293,11 @@ def corrupt_copy(data: bytes) -> bytes:
     return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
 
 
-def _int(value: Any) -> TypeGuard[int]:
+def _int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _finite(value: Any) -> TypeGuard[float]:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -379,6 +372,14 @@ _MAX_DIRECTORY_TRACKS = 16
 _COUNTS = ("down", "up", "http", "stalls", "failures")
 
 
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """The last ``stats`` sent: what it counted (by ``_COUNTS``), and the start-up time."""
+
+    counts: dict[str, int]
+    startup: float | None
+
+
 def _max_of(values: Iterable[int]) -> int:
     return max(values, default=-1)
 
@@ -389,7 +390,7 @@ class P2PCore:
     def __init__(self, settings: P2PSettings = DEFAULT_P2P_SETTINGS) -> None:
         self.settings = settings
         self.peer_id: str | None = None
-        self.ice_servers: list[Any] = []
+        self.ice_servers: tuple[dict[str, Json], ...] = ()
         self.upload_slots = settings.upload_slots
         self.stats_interval = settings.stats_interval
         self.connected = False  # welcomed on the current control socket
@@ -409,7 +410,7 @@ class P2PCore:
         self.up_bytes = 0
         self.verify_failures = 0
         self.reported = dict.fromkeys(_COUNTS, 0)
-        self.last_report: dict[str, Any] | None = None
+        self.last_report: _Report | None = None
         self.pending_startup: float | None = None
         self.urgent_stats = False
         self._stats_at = -math.inf
@@ -422,23 +423,17 @@ class P2PCore:
         self.want.outstanding = False
         return []
 
-    def on_control(self, msg: Any, now: float) -> list[Effect]:
-        """One message (parsed JSON) from the control socket."""
+    def on_control(self, msg: ServerMessage, now: float) -> list[Effect]:
+        """One message from the control socket (``protocol.codec.parse_server``'s)."""
         out: list[Effect] = []
-        if not isinstance(msg, dict):
-            return out
-        kind = msg.get("type")
-        if kind == "welcome":
-            self.peer_id = str(msg.get("peer_id"))
-            ice = msg.get("ice_servers")
-            self.ice_servers = ice if isinstance(ice, list) else []
-            limits = msg.get("limits")
-            limits = limits if isinstance(limits, dict) else {}
-            slots = limits.get("upload_slots")
-            if _int(slots) and slots > 0:
+        if isinstance(msg, Welcome):
+            self.peer_id = msg.peer_id
+            self.ice_servers = msg.ice_servers
+            slots = msg.limits.upload_slots
+            if slots is not None and slots > 0:
                 self.upload_slots = slots
-            interval = limits.get("stats_interval")
-            if _finite(interval) and interval > 0:
+            interval = msg.limits.stats_interval
+            if interval is not None and interval > 0:
                 self.stats_interval = interval
             self.connected = True
             self._slots_reported = 0  # a new connection starts at 0 in use
@@ -453,25 +448,25 @@ class P2PCore:
                 self.introducing.clear()
                 self._flush_tracker(out, now)
                 self._maybe_want(out, now)
-        elif kind == "peers":
-            if msg.get("for") == "introduce":
+        elif isinstance(msg, Peers):
+            if msg.for_type == "introduce":
                 self._on_introduced(msg, now, out)
             else:
                 self._on_peers(msg, now, out)
-        elif kind == "signal":
-            sender, data = msg.get("from"), msg.get("data")
-            if isinstance(sender, str) and isinstance(data, dict) and data:
-                self._on_signal(sender, data, now, out)
-        elif kind == "error":
-            if msg.get("for") == "stats" and self.last_report is not None:
+        elif isinstance(msg, SignalFrom):
+            data = parse_signal_data(msg.data_json)
+            if data is not None:
+                self._on_signal(msg.sender, data, now, out)
+        elif isinstance(msg, Error):
+            if msg.for_type == "stats" and self.last_report is not None:
                 # refused whole (rate limited): those counts go out with the next report
                 r = self.last_report
                 for k in _COUNTS:
-                    self.reported[k] -= r[k]
-                if r["startup"] is not None and self.pending_startup is None:
-                    self.pending_startup = r["startup"]
+                    self.reported[k] -= r.counts[k]
+                if r.startup is not None and self.pending_startup is None:
+                    self.pending_startup = r.startup
                 self.last_report = None
-            elif msg.get("for") == "want":
+            elif msg.for_type == "want":
                 self.want.outstanding = False
         return out
 
@@ -543,7 +538,7 @@ class P2PCore:
         for peer in list(self.neighbours):
             self._close_neighbour(peer, out, now, cool=False)
         if self.connected:
-            self._send_control(out, {"type": "leave", "track": s.track, "rendition": s.rendition}, now)
+            self._send_control(out, Leave(s.track, s.rendition), now)
         self.session = None
         self._end_round()
         self.introducing.clear()
@@ -751,10 +746,10 @@ class P2PCore:
             if in_use != self._slots_reported and (now - self._slots_at >= st.slots_gap or in_use >= self.upload_slots):
                 self._slots_reported = in_use
                 self._slots_at = now
-                self._send_control(out, {"type": "slots", "in_use": in_use}, now)
+                self._send_control(out, Slots(in_use), now)
             self._maybe_stats(out, now, totals or {})
             if now - self.last_sent_at >= st.keepalive:
-                self._send_control(out, {"type": "ping"}, now)
+                self._send_control(out, Ping(), now)
         return out
 
     def wait_until(self, now: float) -> float:
@@ -783,7 +778,7 @@ class P2PCore:
             self._maybe_stats(out, now, totals or {}, force=True)
         return out
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, object]:
         """A summary for the interface and for tests (the browser's ``info()``)."""
         s = self.session
         return {
@@ -809,7 +804,7 @@ class P2PCore:
 
     # ---- internals ----------------------------------------------------------------
 
-    def _send_control(self, out: list[Effect], msg: dict[str, Any], now: float) -> None:
+    def _send_control(self, out: list[Effect], msg: PeerMessage, now: float) -> None:
         out.append(Control(msg))
         self.last_sent_at = now
 
@@ -851,19 +846,19 @@ class P2PCore:
         if s is None or not self.connected:
             return
         complete = self.holds_all()
-        base: dict[str, Any] = {"type": "have", "track": s.track, "rendition": s.rendition}
         limit = self.settings.max_tracker_ranges
+        # to_ranges' runs are sorted, disjoint and apart: a ChunkSet's own form
         if s.full_have:
             s.full_have = False
             s.added.clear()
             s.announced_complete = complete
-            ranges = [list(r) for r in to_ranges(s.held)[:limit]]
-            self._send_control(out, {**base, "ranges": ranges, "complete": complete, "replace": True}, now)
+            held = ChunkSet(tuple(to_ranges(s.held)[:limit]))
+            self._send_control(out, TrackerHave(s.track, s.rendition, held, complete, replace=True), now)
         elif s.added or (complete and not s.announced_complete):
-            ranges = [list(r) for r in to_ranges(s.added)[:limit]]
+            added = ChunkSet(tuple(to_ranges(s.added)[:limit]))
             s.added.clear()
             s.announced_complete = complete
-            self._send_control(out, {**base, "ranges": ranges, "complete": complete}, now)
+            self._send_control(out, TrackerHave(s.track, s.rendition, added, complete), now)
 
     def _maybe_want(self, out: list[Effect], now: float) -> None:
         s = self.session
@@ -914,20 +909,18 @@ class P2PCore:
         self.want.outstanding = True
         self.want.sent_at = now
         self.want.next_at = now + self.want.interval
-        msg = {"type": "want", "track": s.track, "rendition": s.rendition, "chunks": missing[: self.settings.max_want]}
-        self._send_control(out, msg, now)
+        self._send_control(out, Want(s.track, s.rendition, tuple(missing[: self.settings.max_want])), now)
 
-    def _on_peers(self, msg: dict[str, Any], now: float, out: list[Effect]) -> None:
+    def _on_peers(self, msg: Peers, now: float, out: list[Effect]) -> None:
         s = self.session
-        if s is None or msg.get("track") != s.track or msg.get("rendition") != s.rendition:
+        if s is None or msg.track != s.track or msg.rendition != s.rendition:
             return
         self.want.outstanding = False
         s.answered = True
         dialled = 0
-        peers = msg.get("peers")
-        for c in peers if isinstance(peers, list) else []:
-            peer = c.get("peer_id") if isinstance(c, dict) else None
-            if not isinstance(peer, str) or not peer:
+        for c in msg.peers:
+            peer = c.peer_id
+            if not peer:
                 continue
             if peer == self.peer_id or peer in self.neighbours or peer in self.banned:
                 continue
@@ -944,9 +937,8 @@ class P2PCore:
         else:
             self._back_off(now)
         # holders of our track: what we tell a neighbour that asks
-        for c in peers if isinstance(peers, list) else []:
-            if isinstance(c, dict) and isinstance(c.get("peer_id"), str):
-                self._remember(s.track, s.rendition, c["peer_id"], None, now)
+        for c in msg.peers:
+            self._remember(s.track, s.rendition, c.peer_id, None, now)
 
     # ---- overlay internals --------------------------------------------------------
 
@@ -1017,8 +1009,7 @@ class P2PCore:
             if k.until <= now or not self._dialable(peer, now) or peer in self.introducing:
                 continue
             self.introducing[peer] = (k.source, now)
-            msg = {"type": "introduce", "track": s.track, "rendition": s.rendition, "peer_id": peer, "chunks": list(chunks)}
-            self._send_control(out, msg, now)
+            self._send_control(out, Introduce(s.track, s.rendition, peer, tuple(chunks)), now)
             sent += 1
         return sent
 
@@ -1090,15 +1081,14 @@ class P2PCore:
         self._check_round(out, now)
         return out
 
-    def _on_introduced(self, msg: dict[str, Any], now: float, out: list[Effect]) -> None:
+    def _on_introduced(self, msg: Peers, now: float, out: list[Effect]) -> None:
         """The server introduced us (``peers`` with ``for: "introduce"``): dial."""
         s = self.session
-        if s is None or msg.get("track") != s.track or msg.get("rendition") != s.rendition:
+        if s is None or msg.track != s.track or msg.rendition != s.rendition:
             return
-        peers = msg.get("peers")
-        for c in peers if isinstance(peers, list) else []:
-            peer = c.get("peer_id") if isinstance(c, dict) else None
-            if not isinstance(peer, str) or not peer:
+        for c in msg.peers:
+            peer = c.peer_id
+            if not peer:
                 continue
             entry = self.introducing.pop(peer, None)
             source = self.neighbours.get(entry[0]) if entry is not None and entry[0] is not None else None
@@ -1112,10 +1102,10 @@ class P2PCore:
             if self.round.active:
                 self.round.found += 1
         # refused (not a connected holder with a free slot, or not allowed): the answer lists nobody
-        asked = msg.get("peer_id")
-        listed = isinstance(peers, list) and any(isinstance(c, dict) and c.get("peer_id") == asked for c in peers)
-        if isinstance(asked, str) and not listed:
-            self._introduce_refused(asked, msg.get("reason") == "busy", now, out)
+        asked = msg.peer_id
+        listed = any(c.peer_id == asked for c in msg.peers)
+        if asked is not None and not listed:
+            self._introduce_refused(asked, msg.reason == "busy", now, out)
         self._check_round(out, now)
 
     def _introduce_refused(self, peer: str, busy: bool, now: float, out: list[Effect]) -> None:
@@ -1146,18 +1136,17 @@ class P2PCore:
                     del known[other]
         return out
 
-    def _on_signal(self, sender: str, data: dict[str, Any], now: float, out: list[Effect]) -> None:
+    def _on_signal(self, sender: str, data: SignalData, now: float, out: list[Effect]) -> None:
         nb = self.neighbours.get(sender)
 
         def reject() -> None:
-            self._send_control(out, {"type": "signal", "to": sender, "data": {"reject": "full"}}, now)
+            self._send_control(out, Signal(sender, signal_data(Refusal("full"))), now)
 
-        if data.get("reject"):
+        if isinstance(data, Refusal):
             if nb is not None and nb.role == "offerer" and nb.state == "connecting":
                 self._close_neighbour(sender, out, now, cool=True)
             return
-        sdp = data.get("sdp")
-        if not (isinstance(sdp, dict) and sdp.get("type") == "offer"):
+        if not (isinstance(data, Description) and data.type == "offer"):
             if nb is not None:
                 out.append(Rtc(sender, data))
             return
@@ -1227,14 +1216,13 @@ class P2PCore:
         for k in _COUNTS:
             self.reported[k] += delta[k]
         self.pending_startup = None
-        self.last_report = {**delta, "startup": startup}
-        msg = {
-            "type": "stats",
-            "p2p_down_bytes": delta["down"],
-            "p2p_up_bytes": delta["up"],
-            "http_down_bytes": delta["http"],
-            "stalls": delta["stalls"],
-            "startup_seconds": startup,
-            "verify_failures": delta["failures"],
-        }
+        self.last_report = _Report(delta, startup)
+        msg = Stats(
+            p2p_down_bytes=delta["down"],
+            p2p_up_bytes=delta["up"],
+            http_down_bytes=delta["http"],
+            stalls=delta["stalls"],
+            startup_seconds=startup,
+            verify_failures=delta["failures"],
+        )
         self._send_control(out, msg, now)

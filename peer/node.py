@@ -12,10 +12,16 @@ way the browser player does and seeds what it holds. Decisions are made by the p
   ``stats`` to report. It is fed events with ``now`` in real seconds (the
   clock's ``real()``: network delays are real) and returns effects, which
   ``_apply`` carries out, as ``client/transport.js`` does in the browser;
-- ``peer.scheduler.Scheduler`` (the rules of ``client/scheduler.js``) says
-  what to fetch from where, with deadlines in audio time;
-- ``peer.playback.Playback`` is the virtual player (playhead, stalls,
-  start-up) driven by ``peer.clock.VirtualClock``.
+- ``peer.player.Track`` is the virtual player's state of the track playing:
+  its manifest and verified chunks, its ``peer.scheduler.Scheduler`` (the
+  rules of ``client/scheduler.js``: what to fetch from where, with deadlines
+  in audio time) and its ``peer.playback.Playback`` (playhead, stalls,
+  start-up), driven by ``peer.clock.VirtualClock``.
+
+The control socket carries ``protocol.messages`` values, read with
+``protocol.codec.parse_server`` and written with ``protocol.codec.encode``.
+What a benchmark makes a peer do wrong is ``peer.faults``; what the peer did,
+``peer.report.PeerReport``; the aiortc objects of a neighbour, ``peer.rtc``.
 
 The shell has four kinds of task: the control socket reader (every message
 goes to the core; ``pong`` and refusals are noted here), the play loop
@@ -36,8 +42,8 @@ A playlist (``PeerOptions.playlist``: the tracks after the first) is played
 in order on one control socket and one core: while a track plays, the next
 one's manifest is read and the core's ``lookup`` asks the neighbours about
 it (the overlay, docs/wire.md); starting it is one synchronous step (new
-per-track state, ``start_session``, which tells the neighbours left behind
-where this peer goes). ``drop_wants_from`` makes the tracker unreachable for
+``Track``, ``start_session``, which tells the neighbours left behind
+where this peer goes). ``Faults.drop_wants_from`` makes the tracker unreachable for
 ``want`` from that playlist position on: the node's control socket drops
 those frames (counted), a real mechanism for tests and benchmarks.
 
@@ -51,20 +57,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
-import json
 import logging
 import math
 from collections.abc import Coroutine, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from protocol.codec import encode, parse_server, signal_data
+from protocol.messages import (
+    Description,
+    Error,
+    IceCandidate,
+    Introduce,
+    PeerMessage,
+    Peers,
+    Ping,
+    Pong,
+    ProtocolError,
+    Signal,
+    Want,
+    Welcome,
+)
+from protocol.values import Json
+from protocol.wire import T_CHOKE, T_LOOKUP
 
 from .cache import ChunkCache
 from .clock import VirtualClock
@@ -84,11 +105,15 @@ from .core import (
     Send,
     Serve,
 )
-from .playback import Playback, State
-from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Scheduler, Settings
-from .wire import T_CHOKE, T_LOOKUP, Piece, WireError, channel_label, decode
+from .faults import NO_FAULTS, Faults
+from .manifest import Manifest
+from .playback import State
+from .player import Track, sha256
+from .report import PeerReport
+from .rtc import Neighbour, aiortc_candidate, ice_server
+from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Settings
 
-__all__ = ["PeerNode", "PeerOptions", "PeerReport", "PeerError", "restrict_ice_to_loopback", "is_loopback_url"]
+__all__ = ["PeerNode", "PeerOptions", "PeerError", "is_loopback_url"]
 
 log = logging.getLogger("ztream.peer")
 
@@ -116,22 +141,6 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-_ICE_PATCHED = False
-
-
-def restrict_ice_to_loopback() -> None:
-    """Make aiortc gather 127.0.0.1 only (tests and benchmarks stay on loopback)."""
-    global _ICE_PATCHED
-    if not _ICE_PATCHED:
-        import aioice.ice
-
-        def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-            return ["127.0.0.1"]
-
-        aioice.ice.get_host_addresses = loopback
-        _ICE_PATCHED = True
-
-
 @dataclass
 class PeerOptions:
     speed: float = 1.0
@@ -142,87 +151,12 @@ class PeerOptions:
     linger: float | None = 0.0
     settings: Settings = DEFAULT_SETTINGS  # the scheduler's
     p2p: P2PSettings = DEFAULT_P2P_SETTINGS  # the P2P core's (neighbours, wants, slots, ...)
-    loopback_only: bool | None = None  # None: when the gateway is on loopback
-    # Benchmark behaviours: a peer that serves corrupt chunks, a peer that
-    # leaves at an audio position (closing everything, or going silent).
-    corrupt: bool = False
-    leave_at: float | None = None
-    vanish: bool = False
-    leave_track: int = 0  # the playlist position ``leave_at`` is in
+    # No ICE servers (a gateway on loopback has no STUN or TURN to offer). None: when the gateway is on loopback.
+    loopback_only: bool | None = None
+    faults: Faults = NO_FAULTS  # what a benchmark makes this peer do wrong
     name: str = ""
     # The tracks played after the first one, in order (a playlist).
     playlist: tuple[str, ...] = ()
-    # From this playlist position on (0: the first track), the control socket
-    # drops our ``want`` frames: the tracker is unreachable for lookups.
-    drop_wants_from: int | None = None
-
-
-@dataclass
-class PeerReport:
-    """What one peer did; byte counts are audio bytes (init and chunks)."""
-
-    name: str = ""
-    peer_id: str = ""
-    track: str = ""
-    rendition: str = ""
-    http_down_bytes: int = 0
-    p2p_down_bytes: int = 0
-    p2p_up_bytes: int = 0
-    stalls: int = 0
-    stalled_seconds: float = 0.0
-    startup_seconds: float | None = None  # real seconds from play to sound
-    verify_failures: int = 0
-    discarded: int = 0  # bad chunks that arrived after their sender was banned (or we left): dropped unread
-    bad_sent: int = 0  # corrupt chunks this peer sent (a --bad-peers peer)
-    chunks_server: int = 0
-    chunks_peer: int = 0
-    chunks_cache: int = 0
-    expired: int = 0
-    chokes_sent: int = 0
-    chokes_received: int = 0
-    links_opened: int = 0
-    connect_failures: int = 0
-    protocol_errors: int = 0
-    banned: int = 0
-    held: int = 0
-    total_chunks: int = 0
-    hash_mismatches: int = 0  # chunks held at the end whose hash is wrong: must be 0
-    played_to_end: bool = False
-    left_early: bool = False
-    stats_refused: int = 0
-    tracks_played: int = 0  # tracks played to their end
-    track_startups: list[float] = field(default_factory=list)  # real seconds from a track's start to sound
-    track_p2p_bytes: list[int] = field(default_factory=list)  # peer bytes of each track played to its end
-    wants: int = 0  # `want` frames sent to the tracker
-    wants_at_start: int = 0  # of those, sent in the first second of a track
-    wants_dropped: int = 0  # `want` frames dropped (drop_wants_from)
-    introduces: int = 0  # `introduce` frames sent
-    introduced: int = 0  # introductions the server answered with the peer
-    lookups: int = 0  # LOOKUPs sent to neighbours
-    lookup_ahead_failures: int = 0  # next-track manifests that could not be read ahead
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(eq=False)
-class Neighbour:
-    """The aiortc side of one neighbour; its protocol state is in the core."""
-
-    peer_id: str
-    outgoing: bool
-    pc: Any = None
-    channel: Any = None
-    open: bool = False
-    closed: bool = False
-    label: str = ""  # the channel's (its track)
-    candidates: list[Any] = field(default_factory=list)  # trickled before the remote description
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    late: dict[int, bytearray] = field(default_factory=dict)  # pieces arriving after the close
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class PeerNode:
@@ -242,42 +176,34 @@ class PeerNode:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.gateway = gateway.rstrip("/")
-        self.track = track
         self.options = options or PeerOptions()
         self.clock = clock or VirtualClock(self.options.speed)
         self._session = session
         self._own_session = session is None
         self.report = PeerReport(name=self.options.name, track=track)
-        self.sched = Scheduler(self.options.settings)
-        self.core = P2PCore(replace(self.options.p2p, corrupt=self.options.corrupt or self.options.p2p.corrupt))
-        self.playback = Playback()
-        self.manifest: dict[str, Any] = {}
-        self.rendition = ""
-        self.label = ""
-        self.hashes: dict[int, str] = {}
-        self.chunks: dict[int, bytes] = {}
-        self.init: bytes | None = None
-        self.cache: ChunkCache | None = None
+        self.faults = self.options.faults
+        self.core = P2PCore(replace(self.options.p2p, corrupt=self.faults.corrupt or self.options.p2p.corrupt))
+        self.playing = Track(track, self.options.settings)  # the virtual player's track
         self.neighbours: dict[str, Neighbour] = {}
         self.peer_id = ""
-        self.ice_servers: list[dict[str, Any]] = []
+        self.ice_servers: tuple[dict[str, Json], ...] = ()
         self.leaving = False
         self.vanished = False
         self._frozen = False
         self._in_session = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
-        self._closers: set[asyncio.Task[Any]] = set()
+        self._closers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._last_manifest = 0.0
         self._pong = asyncio.Event()
         self._stats_error = False
         self._play_started = 0.0
         self._control_started = False
         self.position = 0  # in the playlist
-        self._next_manifest: dict[str, Any] | None = None
+        self._next_manifest: Manifest | None = None
         self._looked_ahead = False
         self._stalls_before = 0  # stalls of the tracks already played
         self._stalled_before = 0.0
@@ -296,8 +222,6 @@ class PeerNode:
         """Connect, play (or only seed), linger, leave; the report. Raises ``PeerError``."""
         if stop is not None:
             self._watch(stop)
-        if self.loopback:
-            restrict_ice_to_loopback()
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._play_started = self.clock.real()
@@ -345,20 +269,19 @@ class PeerNode:
                     await manifest_task
         if first.type != aiohttp.WSMsgType.TEXT:
             raise PeerError(f"the control socket did not greet us ({first.type})")
-        welcome = json.loads(first.data)
-        if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
+        try:
+            welcome = parse_server(first.data)
+        except ProtocolError:
+            welcome = None
+        if not isinstance(welcome, Welcome):
             raise PeerError(f"expected a welcome, got {first.data[:100]!r}")
-        self.peer_id = self.report.peer_id = str(welcome["peer_id"])
+        self.peer_id = self.report.peer_id = welcome.peer_id
         self._control_started = True
         self._spawn(self._write_control())
         self._apply(self.core.on_control(welcome, self.clock.real()))
-        self.ice_servers = [] if self.loopback else list(self.core.ice_servers)
+        self.ice_servers = () if self.loopback else self.core.ice_servers
         if self.options.cache_dir is not None:
-            self.cache = ChunkCache(self.options.cache_dir, self.track, self.rendition)
-            for index, data in self.cache.load(self.manifest).items():
-                self.chunks[index] = data
-            self.sched.set_cached(self.chunks)
-            self.init = self._verified_init(self.cache.read_init())
+            self.playing.open_cache(self.options.cache_dir)
         if not self.options.seed_only:
             self._start_session()  # a reload announces what the cache holds
         self._spawn(self._read_control())
@@ -367,38 +290,28 @@ class PeerNode:
     def _start_session(self) -> None:
         self._in_session = True
         self._apply(self.core.start_session(
-            self.track, self.rendition, self.hashes, self.clock.real(),
-            complete=bool(self.manifest.get("complete")), held=sorted(self.chunks),
+            self.playing.id, self.playing.rendition, self.playing.hashes, self.clock.real(),
+            complete=self.playing.complete, held=sorted(self.playing.chunks),
         ))
 
     async def _get_manifest(self) -> None:
         assert self._session is not None
-        url = f"{self.gateway}/v1/tracks/{self.track}/manifest"
+        url = f"{self.gateway}/v1/tracks/{self.playing.id}/manifest"
         async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
             if r.status != 200:
                 raise PeerError(f"GET {url}: {r.status} {(await r.text())[:200]}")
             manifest = await r.json()
         self._set_manifest(manifest)
 
-    def _set_manifest(self, manifest: dict[str, Any]) -> None:
-        if self.rendition and manifest.get("rendition") != self.rendition:
-            log.warning("%s: the rendition changed under us; keeping %s", self.options.name, self.rendition)
+    def _set_manifest(self, manifest: Manifest) -> None:
+        t = self.playing
+        if not t.set_manifest(manifest):
+            log.warning("%s: the rendition changed under us; keeping %s", self.options.name, t.rendition)
             return
-        self.manifest = manifest
-        self.rendition = manifest["rendition"]
-        self.report.rendition = self.rendition
-        self.label = channel_label(self.track, self.rendition)
-        for c in manifest["chunks"]:
-            self.hashes[int(c["index"])] = c["sha256"]
-        self.sched.set_manifest(manifest)
+        self.report.rendition = t.rendition
         self.report.total_chunks = len(manifest["chunks"])  # of the track playing
         if self._in_session:
-            self._apply(self.core.update_manifest(self.hashes, self.clock.real(), complete=bool(manifest.get("complete"))))
-
-    def _verified_init(self, data: bytes | None) -> bytes | None:
-        if data is not None and _sha256(data) == self.manifest.get("init", {}).get("sha256"):
-            return data
-        return None
+            self._apply(self.core.update_manifest(t.hashes, self.clock.real(), complete=t.complete))
 
     # ---- the core's effects ------------------------------------------------
 
@@ -416,16 +329,16 @@ class PeerNode:
             elif isinstance(e, Reject):
                 if e.reason == "choked":
                     self.report.chokes_received += 1
-                req = self.sched.inflight.get(e.index)
+                req = self.playing.sched.inflight.get(e.index)
                 if req is not None and req.source == e.peer:
-                    self.sched.failed(e.index, self.clock.now())
+                    self.playing.sched.failed(e.index, self.clock.now())
                     self._wake.set()
             elif isinstance(e, PeerHave):
                 if not self.leaving:
-                    self.sched.set_peer(e.peer, e.have, self.core.settings.request_slots)
+                    self.playing.sched.set_peer(e.peer, e.have, self.core.settings.request_slots)
                     self._wake.set()
             elif isinstance(e, PeerGone):
-                self.sched.remove_peer(e.peer)
+                self.playing.sched.remove_peer(e.peer)
                 self._wake.set()
             elif isinstance(e, Open):
                 self._open(e.peer, outgoing=e.role == "offerer")
@@ -462,7 +375,7 @@ class PeerNode:
             self._lost(nb, "send failed")
 
     def _serve(self, peer: str, index: int) -> None:
-        data = self.chunks.get(index)
+        data = self.playing.chunks.get(index)
         before = self.core.up_bytes
         self._apply(self.core.served(peer, index, data, self.clock.real()))
         if self.core.up_bytes > before:
@@ -471,8 +384,7 @@ class PeerNode:
                 self.report.bad_sent += 1
 
     def _on_chunk(self, peer: str, index: int, data: bytes) -> None:
-        expected = self.hashes.get(index)
-        if expected is None or _sha256(data) != expected:
+        if not self.playing.matches(index, data):
             self.report.verify_failures += 1
             self.report.banned += 1
             log.info("%s: chunk %d from %s does not match the manifest", self.options.name, index, peer)
@@ -483,40 +395,34 @@ class PeerNode:
     # ---- playing -----------------------------------------------------------
 
     async def _play(self) -> None:
-        if self.init is None:
+        if self.playing.init is None:
             self._spawn(self._fetch_init())
-        self.sched.seek(0.0)
+        self.playing.sched.seek(0.0)
         tick = min(MAX_TICK, 0.5 / self.clock.speed)
         while not self._stopped.is_set():
             now = self.clock.now()
-            state = self.playback.advance(
-                now,
-                self.sched.buffered_ahead(self.playback.position),
-                self.sched.known_end() if self.sched.complete else None,
-                ready=self.init is not None,
-            )
-            if len(self.report.track_startups) == self.report.tracks_played and self.playback.started_at is not None:
+            state = self.playing.advance(now)
+            if len(self.report.track_startups) == self.report.tracks_played and self.playing.playback.started_at is not None:
                 self.report.track_startups.append(self.clock.real() - self._play_started)
                 if self.report.startup_seconds is None:
                     self.report.startup_seconds = self.report.track_startups[0]
                     self.core.note_startup(self.report.startup_seconds)
-            self.report.stalls = self._stalls_before + self.playback.stalls
-            self.report.stalled_seconds = self._stalled_before + self.playback.stalled_seconds
+            self.report.stalls = self._stalls_before + self.playing.playback.stalls
+            self.report.stalled_seconds = self._stalled_before + self.playing.playback.stalled_seconds
             if state is State.ENDED:
                 self.report.track_p2p_bytes.append(self.report.p2p_down_bytes - sum(self.report.track_p2p_bytes))
                 self.report.tracks_played += 1
                 self.report.played_to_end = True
                 return
-            position = self.playback.position
+            position = self.playing.playback.position
             self._maybe_look_ahead(position)
-            if (self.options.leave_at is not None and self.position == self.options.leave_track
-                    and position >= self.options.leave_at):
+            if self.faults.leaves(self.position, position):
                 await self._leave()
                 return
-            for req in self.sched.expired(now, position):
+            for req in self.playing.sched.expired(now, position):
                 self._expire(req)
-            self.sched.set_peer_wait(self._peer_wait_until())
-            for req in self.sched.next(now, position):
+            self.playing.sched.set_peer_wait(self._peer_wait_until())
+            for req in self.playing.sched.next(now, position):
                 self._dispatch(req)
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -529,7 +435,7 @@ class PeerNode:
         the neighbours who holds it (``P2PCore.lookup``), once."""
         if self._looked_ahead or self.position >= len(self.options.playlist):
             return
-        end = self.sched.known_end() if self.sched.complete else None
+        end = self.playing.known_end()
         if end is None or position < end / 2:
             return
         self._looked_ahead = True
@@ -550,7 +456,7 @@ class PeerNode:
         then new per-track state and the core's new session in one step."""
         track = self.options.playlist[position - 1]
         manifest = self._next_manifest
-        if manifest is None or manifest.get("track") not in (None, track):
+        if manifest is None or manifest.get("id") not in (None, track):
             manifest = await self._read_manifest(track)
         self._next_manifest = None
         self._looked_ahead = False
@@ -559,12 +465,10 @@ class PeerNode:
         # From here to start_session nothing awaits: no frame of the old track
         # meets the new track's hashes.
         self.position = position
-        self.track = track
         self.report.played_to_end = False
-        self.manifest, self.rendition, self.hashes, self.chunks, self.init = {}, "", {}, {}, None
-        self.sched = Scheduler(self.options.settings)
-        self.playback = Playback()
-        self.cache = ChunkCache(self.options.cache_dir, track, str(manifest["rendition"])) if self.options.cache_dir else None
+        self.playing = Track(track, self.options.settings)
+        if self.options.cache_dir:
+            self.playing.cache = ChunkCache(self.options.cache_dir, track, str(manifest["rendition"]))
         self._in_session = False
         self._set_manifest(manifest)
         self._play_started = self.clock.real()
@@ -574,13 +478,13 @@ class PeerNode:
         finally:
             self._switching = False
 
-    async def _read_manifest(self, track: str) -> dict[str, Any]:
+    async def _read_manifest(self, track: str) -> Manifest:
         assert self._session is not None
         url = f"{self.gateway}/v1/tracks/{track}/manifest"
         async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
             if r.status != 200:
                 raise PeerError(f"GET {url}: {r.status} {(await r.text())[:200]}")
-            manifest: dict[str, Any] = await r.json()
+            manifest: Manifest = await r.json()
         return manifest
 
     def _peer_wait_until(self) -> float:
@@ -593,19 +497,19 @@ class PeerNode:
 
     def _dispatch(self, req: Request) -> None:
         if req.source == CACHE:
-            data = self.chunks.get(req.index)
-            if data is None and self.cache is not None:
-                data = self.cache.read(req.index)
-            if data is not None and _sha256(data) == self.hashes.get(req.index):
+            data = self.playing.chunks.get(req.index)
+            if data is None and self.playing.cache is not None:
+                data = self.playing.cache.read(req.index)
+            if data is not None and self.playing.matches(req.index, data):
                 self._deliver(req.index, data, CACHE)
             else:
-                self.sched.failed(req.index, self.clock.now())
+                self.playing.sched.failed(req.index, self.clock.now())
         elif req.source == SERVER:
             self._spawn(self._fetch_chunk(req))
         else:
             effects = self.core.request(req.source, req.index, self.clock.real())
             if effects is None:  # not an open neighbour (any more), or asked already
-                self.sched.failed(req.index, self.clock.now())
+                self.playing.sched.failed(req.index, self.clock.now())
                 return
             self._apply(effects)
 
@@ -616,10 +520,10 @@ class PeerNode:
 
     def _deliver(self, index: int, data: bytes, source: str) -> None:
         """A verified chunk: buffer it, cache it, announce it."""
-        if index in self.sched.buffered:
+        if index in self.playing.sched.buffered:
             return
-        self.chunks[index] = data
-        self.sched.received(index)
+        self.playing.chunks[index] = data
+        self.playing.sched.received(index)
         if source == SERVER:
             self.report.chunks_server += 1
         elif source == CACHE:
@@ -627,26 +531,26 @@ class PeerNode:
         else:
             self.report.chunks_peer += 1
             self.report.p2p_down_bytes += len(data)
-        if self.cache is not None and source != CACHE:
+        if self.playing.cache is not None and source != CACHE:
             with contextlib.suppress(OSError):
-                self.cache.write(index, data)
+                self.playing.cache.write(index, data)
         self._apply(self.core.chunk_added(index, self.clock.real()))
         self._wake.set()
 
     async def _fetch_init(self) -> None:
         assert self._session is not None
-        url = f"{self.gateway}/v1/tracks/{self.track}/init"
+        url = f"{self.gateway}/v1/tracks/{self.playing.id}/init"
         for attempt in range(5):
             try:
                 async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
                     data = await r.read() if r.status == 200 else None
                 if data is not None:
                     self.report.http_down_bytes += len(data)
-                    if _sha256(data) == self.manifest["init"]["sha256"]:
-                        self.init = data
-                        if self.cache is not None:
+                    if self.playing.verified_init(data) is not None:
+                        self.playing.init = data
+                        if self.playing.cache is not None:
                             with contextlib.suppress(OSError):
-                                self.cache.write_init(data)
+                                self.playing.cache.write_init(data)
                         self._wake.set()
                         return
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -656,7 +560,7 @@ class PeerNode:
 
     async def _fetch_chunk(self, req: Request) -> None:
         assert self._session is not None
-        url = f"{self.gateway}/v1/tracks/{self.track}/chunks/{req.index}"
+        url = f"{self.gateway}/v1/tracks/{self.playing.id}/chunks/{req.index}"
         data: bytes | None = None
         etag = ""
         try:
@@ -666,16 +570,16 @@ class PeerNode:
                     etag = r.headers.get("ETag", "").strip('"')
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.info("%s: chunk %d from the server: %s", self.options.name, req.index, exc)
-        if self.sched.inflight.get(req.index) is not req:
+        if self.playing.sched.inflight.get(req.index) is not req:
             return  # given up meanwhile (a seek)
         if data is not None:
             self.report.http_down_bytes += len(data)
-            expected = self.hashes.get(req.index) or etag
-            if _sha256(data) == expected:
+            expected = self.playing.hashes.get(req.index) or etag
+            if sha256(data) == expected:
                 self._deliver(req.index, data, SERVER)
                 return
             log.warning("%s: chunk %d from the server does not match its hash", self.options.name, req.index)
-        self.sched.failed(req.index, self.clock.now())
+        self.playing.sched.failed(req.index, self.clock.now())
         if req.live:
             self._last_manifest = 0.0  # re-read the manifest soon
         self._wake.set()
@@ -684,19 +588,19 @@ class PeerNode:
         """--seed-only: hold every chunk (from the cache, else from the server once), then
         seed. The session starts once everything is held: a seeder wants no peers."""
         deadline = self.clock.real() + 600
-        while not self.manifest.get("complete") and self.clock.real() < deadline and not self._stopped.is_set():
+        while not self.playing.complete and self.clock.real() < deadline and not self._stopped.is_set():
             await asyncio.sleep(MANIFEST_REFRESH)
             await self._refresh_manifest()
-        if self.init is None:
+        if self.playing.init is None:
             await self._fetch_init()
         for _attempt in range(3):
-            missing = [i for i in sorted(self.hashes) if i not in self.chunks]
+            missing = [i for i in sorted(self.playing.hashes) if i not in self.playing.chunks]
             for start in range(0, len(missing), 4):
                 if self._stopped.is_set():
                     return
                 batch = [Request(i, SERVER) for i in missing[start : start + 4]]
                 for req in batch:
-                    self.sched.inflight[req.index] = req  # what _fetch_chunk checks
+                    self.playing.sched.inflight[req.index] = req  # what _fetch_chunk checks
                 await asyncio.gather(*(self._fetch_chunk(req) for req in batch))
         self._start_session()
 
@@ -714,7 +618,7 @@ class PeerNode:
         self.report.left_early = True
         self._frozen = True  # nothing more is counted after the last report
         await self._final_stats()
-        if self.options.vanish:
+        if self.faults.vanish:
             # Gone without a word: the control socket closes (the tracker
             # forgets us) but the DataChannels stay open and answer nothing,
             # as from a machine that froze: only deadlines notice.
@@ -736,7 +640,7 @@ class PeerNode:
                 continue
             self._apply(self.core.tick(self.clock.real(), self._totals()))
             real = self.clock.real()
-            if self.manifest and not self.manifest.get("complete") and real - self._last_manifest >= MANIFEST_REFRESH:
+            if self.playing.manifest and not self.playing.complete and real - self._last_manifest >= MANIFEST_REFRESH:
                 self._last_manifest = real
                 self._spawn(self._refresh_manifest())
 
@@ -750,7 +654,7 @@ class PeerNode:
             self._stats_error = False
             self._pong.clear()
             self._apply(self.core.flush_stats(self.clock.real(), self._totals()))
-            self._send_control({"type": "ping"})
+            self._send_control(Ping())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._pong.wait(), 3.0)
             if not self._stats_error:
@@ -791,16 +695,16 @@ class PeerNode:
             await self._session.close()
 
     def _final_check(self) -> None:
-        self.report.held = len(self.chunks)
-        self.report.hash_mismatches = sum(1 for i, d in self.chunks.items() if _sha256(d) != self.hashes.get(i))
+        self.report.held = len(self.playing.chunks)
+        self.report.hash_mismatches = self.playing.mismatches()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
@@ -809,21 +713,19 @@ class PeerNode:
 
     # ---- the control socket ------------------------------------------------
 
-    def _send_control(self, message: dict[str, Any]) -> None:
+    def _send_control(self, message: PeerMessage) -> None:
         if self._ws is None or self._ws.closed or self.vanished:
             return
-        kind = message.get("type")
-        if kind == "want":
-            drop = self.options.drop_wants_from
-            if drop is not None and self.position >= drop:
+        if isinstance(message, Want):
+            if self.faults.drops_want(self.position):
                 self.report.wants_dropped += 1
                 return
             self.report.wants += 1
             if self.clock.real() - self._play_started < 1.0:
                 self.report.wants_at_start += 1
-        elif kind == "introduce":
+        elif isinstance(message, Introduce):
             self.report.introduces += 1
-        self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
+        self._outbox.put_nowait(encode(message))
 
     async def _write_control(self) -> None:
         """One writer, so that messages leave in the order they were made."""
@@ -845,25 +747,22 @@ class PeerNode:
             if self.vanished:
                 continue
             try:
-                body = json.loads(msg.data)
-            except ValueError:
-                continue
-            if not isinstance(body, dict):
-                continue
-            kind = body.get("type")
-            if kind == "pong":
+                message = parse_server(msg.data)
+            except ProtocolError:
+                continue  # a newer server may send more
+            if isinstance(message, Pong):
                 self._pong.set()
-            elif kind == "error":
-                if body.get("for") == "stats":
+            elif isinstance(message, Error):
+                if message.for_type == "stats":
                     self._stats_error = True
                     self.report.stats_refused += 1
-                elif body.get("error") != "unknown_peer":
-                    log.info("%s: gateway refused a message: %s", self.options.name, body)
-            elif kind == "peers" and self.leaving:
+                elif message.code != "unknown_peer":
+                    log.info("%s: gateway refused a message: %s", self.options.name, message)
+            elif isinstance(message, Peers) and self.leaving:
                 continue
-            elif kind == "peers" and body.get("for") == "introduce" and body.get("peers"):
+            elif isinstance(message, Peers) and message.for_type == "introduce" and message.peers:
                 self.report.introduced += 1
-            self._apply(self.core.on_control(body, self.clock.real()))
+            self._apply(self.core.on_control(message, self.clock.real()))
         self._apply(self.core.control_closed())
 
     # ---- WebRTC ------------------------------------------------------------
@@ -872,7 +771,7 @@ class PeerNode:
         old = self.neighbours.pop(peer, None)
         if old is not None:
             self._close(old, "replaced")
-        nb = Neighbour(peer, outgoing=outgoing, label=self.label)
+        nb = Neighbour(peer, outgoing=outgoing, label=self.playing.label)
         self.neighbours[peer] = nb
         try:
             pc = self._new_pc(nb)
@@ -881,23 +780,20 @@ class PeerNode:
             self._lost(nb, "no connection")
             return
         if outgoing:
-            self._bind(nb, pc.createDataChannel(self.label, ordered=True))
+            self._bind(nb, pc.createDataChannel(self.playing.label, ordered=True))
             self._spawn(self._offer(nb))
         else:
 
-            def on_channel(channel: Any) -> None:
-                if channel.label != self.label or nb.channel is not None:
+            def on_channel(channel: RTCDataChannel) -> None:
+                if channel.label != self.playing.label or nb.channel is not None:
                     channel.close()
                     return
                 self._bind(nb, channel)
 
             pc.on("datachannel", on_channel)
 
-    def _new_pc(self, nb: Neighbour) -> Any:
-        servers = []
-        for s in self.ice_servers:
-            with contextlib.suppress(TypeError, ValueError, KeyError):
-                servers.append(RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")))
+    def _new_pc(self, nb: Neighbour) -> RTCPeerConnection:
+        servers = [server for s in self.ice_servers if (server := ice_server(s)) is not None]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         nb.pc = pc
 
@@ -908,7 +804,7 @@ class PeerNode:
         pc.on("connectionstatechange", on_state)
         return pc
 
-    def _bind(self, nb: Neighbour, channel: Any) -> None:
+    def _bind(self, nb: Neighbour, channel: RTCDataChannel) -> None:
         nb.channel = channel
         channel.on("message", lambda message: self._on_frame(nb, message))
         channel.on("close", lambda: self._lost(nb, "channel closed"))
@@ -917,62 +813,55 @@ class PeerNode:
         else:
             channel.on("open", lambda: self._on_open(nb))
 
+    def _send_description(self, nb: Neighbour, pc: RTCPeerConnection, kind: Literal["offer", "answer"]) -> None:
+        local = pc.localDescription
+        if not nb.closed and local is not None:
+            self._send_control(Signal(nb.peer_id, signal_data(Description(kind, local.sdp))))
+
     async def _offer(self, nb: Neighbour) -> None:
+        pc = nb.pc
+        assert pc is not None
         async with nb.lock:
             try:
-                await nb.pc.setLocalDescription(await nb.pc.createOffer())
+                await pc.setLocalDescription(await pc.createOffer())
             except Exception as exc:  # aiortc raises a variety; the neighbour is just lost
                 log.info("%s: offer to %s failed: %s", self.options.name, nb.peer_id, exc)
                 self._lost(nb, "offer failed")
                 return
-            if not nb.closed:
-                sdp = {"type": "offer", "sdp": nb.pc.localDescription.sdp}
-                self._send_control({"type": "signal", "to": nb.peer_id, "data": {"sdp": sdp}})
+            self._send_description(nb, pc, "offer")
 
-    async def _signal(self, nb: Neighbour, data: dict[str, Any]) -> None:
+    async def _signal(self, nb: Neighbour, data: Description | IceCandidate) -> None:
         """Signaling data the core passed on (an offer to answer, an answer, a candidate)."""
+        pc = nb.pc
         async with nb.lock:
-            if nb.closed:
+            if nb.closed or pc is None:
                 return
-            sdp = data.get("sdp")
             try:
-                if isinstance(sdp, dict) and sdp.get("type") == "offer" and isinstance(sdp.get("sdp"), str):
-                    await nb.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "offer"))
-                    await self._flush_candidates(nb)
-                    await nb.pc.setLocalDescription(await nb.pc.createAnswer())
-                    if not nb.closed:
-                        answer = {"type": "answer", "sdp": nb.pc.localDescription.sdp}
-                        self._send_control({"type": "signal", "to": nb.peer_id, "data": {"sdp": answer}})
-                elif isinstance(sdp, dict) and sdp.get("type") == "answer" and isinstance(sdp.get("sdp"), str):
-                    if nb.outgoing and nb.pc.signalingState == "have-local-offer":
-                        await nb.pc.setRemoteDescription(RTCSessionDescription(sdp["sdp"], "answer"))
-                        await self._flush_candidates(nb)
-                elif "candidate" in data:
-                    nb.candidates.append(data["candidate"])
-                    if nb.pc.remoteDescription is not None:
-                        await self._flush_candidates(nb)
+                if isinstance(data, Description) and data.type == "offer":
+                    await pc.setRemoteDescription(RTCSessionDescription(data.sdp, "offer"))
+                    await self._flush_candidates(nb, pc)
+                    await pc.setLocalDescription(await pc.createAnswer())
+                    self._send_description(nb, pc, "answer")
+                elif isinstance(data, Description):
+                    if nb.outgoing and pc.signalingState == "have-local-offer":
+                        await pc.setRemoteDescription(RTCSessionDescription(data.sdp, "answer"))
+                        await self._flush_candidates(nb, pc)
+                else:
+                    nb.candidates.append(data)
+                    if pc.remoteDescription is not None:
+                        await self._flush_candidates(nb, pc)
             except Exception as exc:
                 log.info("%s: signal from %s: %s", self.options.name, nb.peer_id, exc)
                 self._lost(nb, "bad signal")
 
-    async def _flush_candidates(self, nb: Neighbour) -> None:
+    async def _flush_candidates(self, nb: Neighbour, pc: RTCPeerConnection) -> None:
         pending, nb.candidates = nb.candidates, []
         for raw in pending:
-            if not raw or not isinstance(raw, dict) or not raw.get("candidate"):
-                await nb.pc.addIceCandidate(None)  # end of candidates
-                continue
-            text = str(raw["candidate"])
-            if text.startswith("candidate:"):
-                text = text[len("candidate:"):]
             try:
-                candidate = candidate_from_sdp(text)
-            except (AssertionError, ValueError, IndexError):
-                continue
-            candidate.sdpMid = raw.get("sdpMid")
-            candidate.sdpMLineIndex = raw.get("sdpMLineIndex")
-            if candidate.sdpMid is None and candidate.sdpMLineIndex is None:
-                candidate.sdpMLineIndex = 0
-            await nb.pc.addIceCandidate(candidate)
+                candidate = aiortc_candidate(raw)
+            except ValueError:
+                continue  # one aiortc cannot read
+            await pc.addIceCandidate(candidate)  # None: the end of candidates
 
     def _on_open(self, nb: Neighbour) -> None:
         if nb.open or nb.closed or self.neighbours.get(nb.peer_id) is not nb:
@@ -981,7 +870,7 @@ class PeerNode:
         self.report.links_opened += 1
         self._apply(self.core.channel_open(nb.peer_id, self.clock.real()))
 
-    def _on_frame(self, nb: Neighbour, message: Any) -> None:
+    def _on_frame(self, nb: Neighbour, message: bytes | str) -> None:
         if self._frozen or nb.closed or self.neighbours.get(nb.peer_id) is not nb:
             if isinstance(message, bytes) and not self.vanished:
                 self._late(nb, message)
@@ -998,23 +887,11 @@ class PeerNode:
     def _late(self, nb: Neighbour, frame: bytes) -> None:
         """A frame from a neighbour already dropped (banned, or we left): never
         used, but a bad chunk is counted, so that a benchmark accounts for every one."""
-        if nb.label != self.label:
+        if nb.label != self.playing.label:
             return  # a neighbour of a track played before: its hashes are gone
-        try:
-            piece = decode(frame)
-        except WireError:
-            return
-        if not isinstance(piece, Piece):
-            return
-        buf = nb.late.setdefault(piece.index, bytearray())
-        if piece.offset != len(buf):
-            nb.late.pop(piece.index, None)
-            return
-        buf += piece.data
-        if len(buf) >= piece.total:
-            del nb.late[piece.index]
-            if _sha256(bytes(buf)) != self.hashes.get(piece.index):
-                self.report.discarded += 1
+        whole = nb.late.feed(frame)
+        if whole is not None and not self.playing.matches(*whole):
+            self.report.discarded += 1
 
     def _lost(self, nb: Neighbour, reason: str) -> None:
         """The connection failed or closed under us: the core hears of it."""
@@ -1038,7 +915,7 @@ class PeerNode:
         self._wake.set()
 
     @staticmethod
-    async def _close_pc(pc: Any, grace: float = 0.0) -> None:
+    async def _close_pc(pc: RTCPeerConnection, grace: float = 0.0) -> None:
         if grace > 0:
             await asyncio.sleep(grace)
         with contextlib.suppress(Exception):

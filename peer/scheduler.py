@@ -53,7 +53,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from .manifest import Manifest
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -161,20 +162,22 @@ class Scheduler:
     peer_wait_until: float = -math.inf  # peers are being looked for until then
 
     @classmethod
-    def from_js_settings(cls, settings: Mapping[str, Any]) -> Scheduler:
+    def from_js_settings(cls, settings: Mapping[str, object]) -> Scheduler:
         """A scheduler with settings named as in ``client/scheduler.js``; raises ``TypeError``."""
         known = set(Settings.__dataclass_fields__)
-        values = {}
+        chosen = Settings()
         for key, value in settings.items():
             name = js_to_snake(key)
             if name not in known:
                 raise TypeError(f"unknown scheduler setting: {key}")
-            values[name] = value
-        return cls(Settings(**values))
+            # a frozen dataclass's own way to set a field (its __init__ does the same);
+            # the values are the browser's, one JSON number per setting
+            object.__setattr__(chosen, name, value)
+        return cls(chosen)
 
     # ---- events in ---------------------------------------------------------
 
-    def set_manifest(self, manifest: Mapping[str, Any]) -> None:
+    def set_manifest(self, manifest: Manifest) -> None:
         """A (new version of the) manifest: ``{"chunks": [{index, start, duration}], "complete"}``."""
         self.chunks = sorted(
             (Chunk(int(c["index"]), float(c["start"]), float(c["duration"])) for c in manifest["chunks"]),

@@ -38,9 +38,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from protocol.limits import IDLE_TIMEOUT
+from protocol.messages import Have, Leave, PeerMessage, ServerMessage, SignalFrom, Slots, Want
+
 from ..swarm.hub import Send
-from ..swarm.limits import IDLE_TIMEOUT
-from ..swarm.messages import Have, Leave, PeerMessage, ServerMessage, SignalFrom, Slots, Want
 from ..swarm.socket import SwarmSockets
 from . import keys
 from .link import RedisLink

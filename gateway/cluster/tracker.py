@@ -23,7 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..swarm.tracker import MAX_CANDIDATES, Candidate, ChunkSet, Tracker, TrackerError
+from protocol.limits import MAX_CANDIDATES
+from protocol.values import BadChunks, Candidate, ChunkSet
+
+from ..swarm.tracker import Tracker, TrackerError
 
 __all__ = ["ClusterTracker", "RemoteHolding"]
 
@@ -120,7 +123,7 @@ class ClusterTracker(Tracker):
                 self.announce(h.peer, track, rendition, chunks, now, complete=h.complete, replace=True)
                 self._peers[h.peer].last_seen = last_seen  # announce stamps now; the shadow keeps its age
                 self.set_slots(h.peer, max(0, h.in_use))
-            except TrackerError:
+            except (TrackerError, BadChunks):
                 continue  # another node's bad entry costs that entry only
         for peer in [p for p in self.holders(track, rendition) if p in self.shadows and p not in seen]:
             self.leave(peer, track, rendition)

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 
 The rule is aiohttp's own heartbeat (``WebSocketResponse(heartbeat=h)``),
-which the control socket used until issue 16: a ping every ``h`` seconds, and
+which the control socket used before this wheel: a ping every ``h`` seconds, and
 a peer from which nothing at all (a pong or any other frame) has come
 ``h / 2`` seconds after the ping is dead. What differs is the bookkeeping.
 aiohttp keeps one ``TimerHandle`` per socket, with a copy of the context,

@@ -79,7 +79,7 @@ from collections.abc import Callable, Iterable, KeysView, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import (
+from protocol.limits import (
     BURST,
     CLOSE_IDLE,
     CLOSE_POLICY,
@@ -98,9 +98,8 @@ from .limits import (
     STATS_PER_SECOND,
     STRIKES,
     STRIKES_PER_SECOND,
-    TokenBucket,
 )
-from .messages import (
+from protocol.messages import (
     Error,
     Have,
     Introduce,
@@ -120,7 +119,10 @@ from .messages import (
     Welcome,
     type_of,
 )
-from .tracker import Candidate, Tracker, TrackerError
+from protocol.values import BadChunks, Candidate
+
+from .bucket import TokenBucket
+from .tracker import Tracker, TrackerError
 
 __all__ = ["SwarmHub", "Send", "Close", "Count", "Observe", "Output", "CLOSE_GOING_AWAY"]
 
@@ -365,7 +367,7 @@ class SwarmHub:
                     return [Send(peer, Pong())]
                 case Introduce():
                     return [Send(peer, self._introduce(peer, message, now))]
-        except TrackerError as exc:
+        except (TrackerError, BadChunks) as exc:
             return self._refuse(p, exc.code, exc.detail, type_of(message), now)
         return []
 

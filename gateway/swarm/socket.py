@@ -16,9 +16,9 @@ writer task that exists only while something is queued, so a relayed
 queue under ``SEND_QUEUE_MESSAGES`` / ``SEND_QUEUE_BYTES`` is closed (1013)
 and told to the hub as gone, and nobody else waits for it.
 
-What an idle socket costs is mostly what it keeps between frames (issue 16,
+What an idle socket costs is mostly what it keeps between frames (measured,
 docs/cluster.md): no queue and no task while idle, nothing of the last frame
-in the receive loop, no HTTP state once upgraded (``_shed_http_state``), no
+in the receive loop, no HTTP state once upgraded (``shed_http_state``), no
 timer of its own (the heartbeat wheel).
 
 - Size: frames over 64 KiB make aiohttp close the socket with 1009.
@@ -46,12 +46,20 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import Counter, Gauge, Histogram
 
+from protocol.codec import parse, render
+from protocol.limits import MAX_MESSAGE_BYTES
+from protocol.messages import PeerMessage, ProtocolError, ServerMessage
+
 from ..config import Config
+from ..errors import BadRequest, Forbidden
+from ..http import ORIGINS
+from ..http.responses import render_error
+from ..internals.aiohttp import shed_http_state
 from ..metrics import Metrics
 from .heartbeat import IDLE, HeartbeatWheel, ticks
 from .hub import (
@@ -70,12 +78,6 @@ from .hub import (
     Send,
     SwarmHub,
 )
-from ..errors import BadRequest, Forbidden
-from ..http import ORIGINS
-from ..http.responses import render_error
-from .limits import MAX_MESSAGE_BYTES
-from .codec import parse, render
-from .messages import PeerMessage, ProtocolError, ServerMessage
 
 __all__ = ["Connection", "Federation", "SwarmSockets"]
 
@@ -90,8 +92,6 @@ CLOSE_TIMEOUT = 2.0
 # MAX_MESSAGE_BYTES itself the largest frame read, as advertised. (Computed
 # once: an int over 256 made per socket is 32 bytes each.)
 _MAX_MSG_SIZE = MAX_MESSAGE_BYTES + 1
-# The pipelined-request queue of every upgraded connection (_shed_http_state).
-_NO_REQUESTS: deque[Any] = deque(maxlen=0)
 # What ends ``async for msg in ws``, which the receive loop replaces.
 _ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
@@ -232,33 +232,6 @@ class Connection:
                 self.request.transport.abort()
 
 
-def _shed_http_state(protocol: web.RequestHandler) -> None:
-    """Let go of what the connection keeps for HTTP once it is a WebSocket.
-
-    aiohttp keeps, for as long as the socket is open, its HTTP request
-    parser, with what it last parsed (1.9 KiB measured, a tenth of an idle
-    control socket before issue 16), and its queue of pipelined requests,
-    empty (a deque: 760 bytes). It reads both only while the connection is
-    not upgraded: once ``WebSocketResponse.prepare`` has set its frame
-    reader, every byte goes there, and no request can follow. The parser
-    becomes ``None``, the state aiohttp itself leaves after
-    ``connection_lost`` (every other use of it checks for that); the queue
-    one shared deque that can hold nothing (``maxlen=0``), so that nothing
-    put there could ever reach another connection. Done only in exactly the
-    state ``prepare`` leaves, under aiohttp 3.14's names (the version
-    measured); on an aiohttp that names them otherwise, nothing is dropped.
-    """
-    if (
-        getattr(protocol, "_upgraded", False) is True
-        and getattr(protocol, "_payload_parser", None) is not None
-        and getattr(protocol, "_parser", None) is not None
-    ):
-        protocol._parser = None
-        messages = getattr(protocol, "_messages", None)
-        if isinstance(messages, deque) and not messages:
-            protocol._messages = _NO_REQUESTS
-
-
 class Federation(Protocol):
     """What a cluster shell (gateway/cluster/swarm.py) adds around the hub; none: one node alone."""
 
@@ -369,7 +342,7 @@ class SwarmSockets:
         if not ws.can_prepare(request).ok:
             return render_error(request, BadRequest("expected a WebSocket upgrade"))
         await ws.prepare(request)
-        _shed_http_state(request.protocol)
+        shed_http_state(request.protocol)
         # The 101's headers are sent: nothing reads them again, and each
         # socket would keep its own (Sec-WebSocket-Accept is unique).
         ws.headers.clear()

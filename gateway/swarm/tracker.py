@@ -40,49 +40,26 @@ swarm (the least recently seen holder makes room for a new one), at most
 ``max_introductions`` introductions per peer (the oldest is forgotten), at
 most ``max_want`` indices per ``want``.
 
-Errors are ``TrackerError`` subclasses carrying the wire error ``code`` that
-the control socket sends back::
+Errors carry the wire error ``code`` that the control socket sends back:
+``TrackerError`` subclasses for the tracker's own refusals, and
+``protocol.values.BadChunks`` for chunk indices out of range or a holding
+too fragmented (``ChunkSet`` raises it too)::
 
     TrackerError (ValueError)
     ├── UnknownPeer        "unknown_peer"
-    ├── TooManyTracks      "too_many_tracks"
-    └── BadChunks          "bad_field"
+    └── TooManyTracks      "too_many_tracks"
+    BadChunks (ValueError) "bad_field"
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = [
-    "ChunkSet",
-    "Candidate",
-    "Tracker",
-    "TrackerError",
-    "UnknownPeer",
-    "TooManyTracks",
-    "BadChunks",
-    "MAX_CHUNKS",
-    "MAX_RANGES",
-    "MAX_TRACKS",
-    "MAX_HOLDERS",
-    "MAX_INTRODUCTIONS",
-    "MAX_WANT",
-    "MAX_CANDIDATES",
-]
+from protocol.limits import MAX_CANDIDATES, MAX_CHUNKS, MAX_HOLDERS, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
+from protocol.values import BadChunks, Candidate, ChunkSet
 
-# 100 000 chunks of 2 s is 55 hours of audio: far past the longest upstream
-# allowed (sources.url.max_duration_seconds), and it bounds every index.
-MAX_CHUNKS = 100_000
-# Runs ("ranges") in one holding. An LRU cache with holes fragments a holding;
-# 256 runs still cover any realistic pattern and bound memory per holding.
-MAX_RANGES = 256
-MAX_TRACKS = 16
-MAX_HOLDERS = 1000
-MAX_INTRODUCTIONS = 256
-MAX_WANT = 256
-MAX_CANDIDATES = 5
+__all__ = ["Tracker", "TrackerError", "UnknownPeer", "TooManyTracks"]
 
 
 class TrackerError(ValueError):
@@ -101,96 +78,6 @@ class UnknownPeer(TrackerError):
 
 class TooManyTracks(TrackerError):
     code = "too_many_tracks"
-
-
-class BadChunks(TrackerError):
-    code = "bad_field"
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkSet:
-    """An immutable set of chunk indices, kept as sorted, disjoint, non-adjacent
-    inclusive runs ``(first, last)``.
-
-    ``ChunkSet.of([0, 1, 2, 7])`` has the runs ``((0, 2), (7, 7))``; on the wire
-    that is ``"ranges": [[0, 2], [7, 7]]``.
-    """
-
-    runs: tuple[tuple[int, int], ...] = ()
-
-    @classmethod
-    def of(cls, indices: Iterable[int], *, max_chunks: int = MAX_CHUNKS, max_ranges: int = MAX_RANGES) -> ChunkSet:
-        """From chunk indices (any order, duplicates allowed); raises ``BadChunks``."""
-        return cls.from_ranges(((i, i) for i in indices), max_chunks=max_chunks, max_ranges=max_ranges)
-
-    @classmethod
-    def from_ranges(
-        cls, ranges: Iterable[tuple[int, int]], *, max_chunks: int = MAX_CHUNKS, max_ranges: int = MAX_RANGES
-    ) -> ChunkSet:
-        """From inclusive runs ``(first, last)`` (any order, overlaps allowed); raises ``BadChunks``."""
-        pairs = []
-        for first, last in ranges:
-            if not 0 <= first <= last < max_chunks:
-                raise BadChunks(f"chunk range [{first}, {last}] is not within 0..{max_chunks - 1}")
-            pairs.append((first, last))
-        return cls(_merge(pairs, max_ranges))
-
-    def union(self, other: ChunkSet, *, max_ranges: int = MAX_RANGES) -> ChunkSet:
-        """Both sets together; raises ``BadChunks`` past ``max_ranges`` runs."""
-        if not other.runs:
-            return self
-        if not self.runs:
-            return other
-        return ChunkSet(_merge([*self.runs, *other.runs], max_ranges))
-
-    def __contains__(self, index: object) -> bool:
-        if not isinstance(index, int):
-            return False
-        at = bisect.bisect_right(self.runs, index, key=_first) - 1
-        return at >= 0 and self.runs[at][0] <= index <= self.runs[at][1]
-
-    def __len__(self) -> int:
-        return sum(last - first + 1 for first, last in self.runs)
-
-    def __bool__(self) -> bool:
-        return bool(self.runs)
-
-    def among(self, indices: Iterable[int]) -> tuple[int, ...]:
-        """Those of ``indices`` in this set, in the order given."""
-        return tuple(i for i in indices if i in self)
-
-    def ranges(self) -> list[list[int]]:
-        """The wire form: ``[[first, last], ...]``, inclusive."""
-        return [[first, last] for first, last in self.runs]
-
-
-def _first(run: tuple[int, int]) -> int:
-    return run[0]
-
-
-def _merge(pairs: list[tuple[int, int]], max_ranges: int) -> tuple[tuple[int, int], ...]:
-    pairs.sort()
-    merged: list[tuple[int, int]] = []
-    for first, last in pairs:
-        # Adjacent runs merge too ([0, 2] and [3, 5] are [0, 5]): one canonical form.
-        if merged and first <= merged[-1][1] + 1:
-            if last > merged[-1][1]:
-                merged[-1] = (merged[-1][0], last)
-        else:
-            merged.append((first, last))
-            if len(merged) > max_ranges:
-                raise BadChunks(f"more than {max_ranges} separate chunk ranges in one holding")
-    return tuple(merged)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A holder offered to an asker: its id, which of the asked chunks it holds
-    (in the order asked), and whether it holds the whole track."""
-
-    peer_id: str
-    chunks: tuple[int, ...]
-    complete: bool = False
 
 
 @dataclass(slots=True)

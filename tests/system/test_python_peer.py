@@ -1,6 +1,6 @@
 """The headless peer: its pure cores, then aiortc peers through a real gateway.
 
-The pure parts (``Link``, ``UploadSlots``, ``Playback``, the cache, the
+The pure parts (``Playback``, the cache, the
 clock) are tested synchronously. The rest runs real ``ztream serve``
 subprocesses and real aiortc connections on loopback: an aiortc peer fetches
 chunks from another aiortc peer over a DataChannel, checks every SHA-256,
@@ -19,111 +19,13 @@ from typing import Any
 
 import pytest
 
+from bench.harness import LOOPBACK_ZTREAM, restrict_ice_to_loopback
 from peer.cache import ChunkCache
 from peer.cli import split_url
 from peer.clock import VirtualClock
-from peer.link import (
-    Choked,
-    ChunkIn,
-    Link,
-    PeerHas,
-    UploadSlots,
-    Wanted,
-    Withdrawn,
-    from_ranges,
-    to_ranges,
-)
 from peer.playback import Playback, State
-from peer.wire import (
-    PIECE_SIZE,
-    Cancel,
-    Choke,
-    Have,
-    Piece,
-    Request,
-    WireError,
-    decode,
-    encode,
-)
 from tests.support.audio import make_audio
 from tests.support.gateway import ROOT, ZTREAM
-
-# ---- pure: the link ------------------------------------------------------------
-
-
-def test_ranges_round_trip_and_bounded_expansion() -> None:
-    assert to_ranges([7, 0, 1, 2, 2]) == ((0, 2), (7, 7))
-    assert to_ranges([]) == ()
-    assert from_ranges(((0, 2), (7, 7)), 100) == {0, 1, 2, 7}
-    # a hostile HAVE of every index costs no more than the track's length
-    assert len(from_ranges(((0, 0xFFFFFFFF),), 50)) == 50
-
-
-def pair() -> tuple[Link, Link]:
-    return Link(), Link()
-
-
-def test_a_chunk_travels_in_pieces_and_comes_out_whole() -> None:
-    asker, seeder = pair()
-    data = bytes(range(256)) * 150  # 38 400 bytes: three pieces
-    [wanted] = seeder.receive(asker.request(4))
-    assert wanted == Wanted(4)
-    frames = Link.serve(4, data)
-    assert len(frames) == 3 and all(len(f) <= PIECE_SIZE + 14 for f in frames)
-    events: list[Any] = []
-    for frame in frames:
-        events += asker.receive(frame)
-    assert events == [ChunkIn(4, data)]
-    assert asker.pending() == set()
-
-
-def test_have_choke_cancel() -> None:
-    asker, seeder = pair()
-    assert asker.receive(Link.have([0, 1, 2, 9])) == [PeerHas(frozenset({0, 1, 2, 9}))]
-    assert asker.remote_have == {0, 1, 2, 9}
-    seeder.receive(asker.request(1))
-    assert asker.receive(Link.choke(1)) == [Choked(1)]
-    # a CHOKE for something not (or no longer) asked is ignored
-    assert asker.receive(Link.choke(1)) == []
-    asker.request(2)
-    assert seeder.receive(asker.cancel(2)) == [Withdrawn(2)]
-    # pieces of a cancelled chunk that were already on their way are ignored
-    assert all(asker.receive(f) == [] for f in Link.serve(2, b"x" * 20000))
-
-
-def test_protocol_violations_raise() -> None:
-    asker, _ = pair()
-    with pytest.raises(WireError):
-        asker.receive(encode(Piece(3, 0, 10, b"0123456789")))  # never asked
-    asker.request(3)
-    with pytest.raises(WireError):
-        asker.receive(encode(Piece(3, 5, 10, b"56789")))  # out of order
-    sized = Link()
-    sized.sizes = {5: 100}
-    sized.request(5)
-    with pytest.raises(WireError):
-        sized.receive(encode(Piece(5, 0, 4_000_000, b"x" * 100)))  # larger than the manifest says
-    with pytest.raises(WireError):
-        sized.receive(b"\x02\x01")  # another version
-    assert decode(Link.choke(7)) == Choke(7)
-    assert decode(asker.request(8)) == Request(8)
-    assert decode(asker.cancel(8)) == Cancel(8)
-    assert decode(Link.have(range(5000 * 2))) == Have(((0, 9999),))
-
-
-def test_upload_slots_serve_a_bounded_number_of_listeners() -> None:
-    slots = UploadSlots(2, hold=3.0)
-    assert slots.admit("a", 0) and slots.admit("b", 0.5)
-    assert not slots.admit("c", 1.0)  # both taken
-    assert slots.admit("a", 2.0)  # a keeps its slot while it keeps asking
-    assert slots.in_use(2.0) == 2
-    assert slots.admit("c", 3.6)  # b has been idle for 3 s: its slot is free
-    assert slots.holders() == ["a", "c"]
-    slots.release("a")
-    assert slots.in_use(3.6) == 1
-    with pytest.raises(ValueError):
-        UploadSlots(0, 1.0)
-
 
 # ---- pure: playback, clock, cache, URLs ------------------------------------------
 
@@ -215,6 +117,7 @@ def peer_bytes_metric(gateway: Any) -> float:
 async def test_aiortc_peer_fetches_from_aiortc_peer(gateway_factory: Any, minute_library: Path, tmp_path: Path) -> None:
     from peer.node import PeerNode, PeerOptions
 
+    restrict_ice_to_loopback()
     gw = gateway_factory(library=minute_library)
     track = gw.library_ids[0]
     manifest = warm(gw, track)
@@ -261,7 +164,7 @@ def test_ztream_peer_command(gateway_factory: Any, minute_library: Path) -> None
     track = gw.library_ids[0]
     warm(gw, track)
     out = subprocess.run(
-        [*ZTREAM, "peer", f"{gw.url}/v1/tracks/{track}", "--speed", "30", "--linger", "0", "--progress", "0", "--json"],
+        [*LOOPBACK_ZTREAM, "peer", f"{gw.url}/v1/tracks/{track}", "--speed", "30", "--linger", "0", "--progress", "0", "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]

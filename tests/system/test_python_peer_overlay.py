@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
+from bench.harness import restrict_ice_to_loopback
 from peer.clock import VirtualClock
 from peer.core import DEFAULT_P2P_SETTINGS
-from peer.node import PeerNode, PeerOptions, PeerReport
+from peer.faults import Faults
+from peer.node import PeerNode, PeerOptions
+from peer.report import PeerReport
 from tests.support.audio import make_audio
 
 from .test_python_peer import warm
@@ -38,12 +41,13 @@ def playlist_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def swarm(gw: Any, tracks: list[str], *, overlay: bool) -> list[PeerReport]:
+    restrict_ice_to_loopback()
     clock = VirtualClock(SPEED)
     stop = asyncio.Event()
     p2p = replace(DEFAULT_P2P_SETTINGS, overlay=overlay)
     nodes = [
         PeerNode(gw.url, tracks[0], clock=clock, options=PeerOptions(
-            speed=SPEED, linger=None, name=f"l{i}", p2p=p2p, playlist=tuple(tracks[1:]), drop_wants_from=1))
+            speed=SPEED, linger=None, name=f"l{i}", p2p=p2p, playlist=tuple(tracks[1:]), faults=Faults(drop_wants_from=1)))
         for i in range(LISTENERS)
     ]
     tasks = []

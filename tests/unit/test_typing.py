@@ -1,4 +1,4 @@
-"""The whole code base stays fully typed: mypy --strict over gateway, transcode and peer.
+"""The whole code base stays fully typed: mypy --strict over protocol, gateway, transcode and peer.
 
 What mypy checks, and how strictly, is the ``[tool.mypy]`` section of
 pyproject.toml, so ``python -m mypy`` by hand checks exactly what this test
@@ -13,7 +13,7 @@ import tomllib
 
 from tests.support.gateway import ROOT
 
-PACKAGES = {"gateway", "transcode", "peer"}
+PACKAGES = {"protocol", "gateway", "transcode", "peer"}
 
 
 def test_mypy_config_is_strict_over_every_package() -> None:

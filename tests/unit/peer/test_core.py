@@ -4,6 +4,11 @@ tests/vectors/p2p/cases.json holds sequences of events (with ``now``) and the
 effects ``client/p2p.js`` answers to each (tests/js/p2p-vectors.test.mjs runs
 the same file); here ``peer.core.P2PCore`` must answer the same. The shared
 constants are compared with both sides' defaults.
+
+``P2PCore`` reads and writes typed control messages (``protocol.messages``):
+a vector's control message is read with ``protocol.codec.parse_server``, and
+a control effect is compared as the message the server reads
+(``protocol.codec.parse``), the vector's and the core's alike.
 """
 
 from __future__ import annotations
@@ -12,21 +17,46 @@ import hashlib
 import json
 import math
 from dataclasses import fields
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
 from peer.core import (
     DEFAULT_P2P_SETTINGS,
     MAX_REPORT,
+    Close,
+    Control,
+    Deliver,
     Effect,
+    Open,
     P2PCore,
     P2PSettings,
+    PeerGone,
+    PeerHave,
+    Reject,
+    Rtc,
+    Send,
+    Serve,
     camel,
 )
-from peer.wire import Cancel as WireCancel
-from peer.wire import Choke as WireChoke
-from peer.wire import Have, Holders, Lookup, Piece, Request, encode
+from protocol import codec
+from protocol.messages import (
+    Description,
+    Introduce,
+    Limits,
+    PeerMessage,
+    Peers,
+    ServerMessage,
+    SignalFrom,
+    Want,
+    Welcome,
+    type_of,
+)
+from protocol.values import Candidate
+from protocol.wire import Cancel as WireCancel
+from protocol.wire import Choke as WireChoke
+from protocol.wire import Have, Holders, Lookup, Piece, Request, Unknown, decode, encode
 from tests.support.paths import TESTS
 
 VECTORS = TESTS / "vectors" / "p2p"
@@ -64,26 +94,75 @@ def frame_of(step: dict[str, Any]) -> bytes:
     return encode({"request": Request, "cancel": WireCancel, "choke": WireChoke}[kind](m["index"]))
 
 
-def as_json(effects: list[Effect]) -> list[dict[str, Any]]:
-    from peer.core import effect_json
+def server_message(msg: dict[str, Any]) -> ServerMessage:
+    """A vector's server -> peer message, read as the peer's shell reads it."""
+    return codec.parse_server(json.dumps(msg))
 
-    out = []
-    for e in effects:
-        j = effect_json(e)
+
+def as_read(message: PeerMessage) -> dict[str, Any]:
+    """A peer -> server message as the server reads it: its canonical frame."""
+    body: dict[str, Any] = json.loads(codec.encode(message))
+    return body
+
+
+def frame_json(frame: bytes) -> dict[str, Any]:
+    m = decode(frame)
+    if isinstance(m, Lookup):
+        return {"type": "lookup", "track": m.track, "rendition": m.rendition}
+    if isinstance(m, Holders):
+        return {"type": "holders", "track": m.track, "rendition": m.rendition, "peers": list(m.peers)}
+    if isinstance(m, Have):
+        return {"type": "have", "ranges": [list(r) for r in m.ranges]}
+    if isinstance(m, Piece):
         # bytes as the vectors write them: hex up to 64 bytes, else size and SHA-256
-        if j["kind"] == "deliver":
-            j["data"] = bytes_json(bytes.fromhex(j.pop("data_hex")))
-        if j["kind"] == "send" and j["frame"]["type"] == "piece":
-            j["frame"]["data"] = bytes_json(bytes.fromhex(j["frame"].pop("data_hex")))
-        out.append(j)
-    return out
+        return {"type": "piece", "index": m.index, "offset": m.offset, "total": m.total, "data": bytes_json(m.data)}
+    if isinstance(m, Unknown):
+        return {"type": "unknown", "code": m.kind}
+    name = {Request: "request", WireCancel: "cancel", WireChoke: "choke"}[type(m)]
+    return {"type": name, "index": m.index}
+
+
+def effect_json(e: Effect) -> dict[str, Any]:
+    """An effect as in the vectors: the browser's object, frames decoded."""
+    if isinstance(e, Control):
+        return {"kind": "control", "msg": as_read(e.msg)}
+    if isinstance(e, Open):
+        return {"kind": "open", "peer": e.peer, "role": e.role}
+    if isinstance(e, Rtc):
+        return {"kind": "rtc", "peer": e.peer, "data": json.loads(codec.signal_data(e.data))}
+    if isinstance(e, Close):
+        return {"kind": "close", "peer": e.peer}
+    if isinstance(e, Send):
+        return {"kind": "send", "peer": e.peer, "frame": frame_json(e.frame)}
+    if isinstance(e, Serve):
+        return {"kind": "serve", "peer": e.peer, "index": e.index}
+    if isinstance(e, Deliver):
+        return {"kind": "deliver", "peer": e.peer, "index": e.index, "data": bytes_json(e.data)}
+    if isinstance(e, Reject):
+        return {"kind": "reject", "peer": e.peer, "index": e.index, "reason": e.reason}
+    if isinstance(e, PeerHave):
+        return {"kind": "peerHave", "peer": e.peer, "have": list(e.have)}
+    assert isinstance(e, PeerGone)
+    return {"kind": "peerGone", "peer": e.peer}
+
+
+def as_json(effects: list[Effect]) -> list[dict[str, Any]]:
+    return [effect_json(e) for e in effects]
+
+
+def expected(step: dict[str, Any]) -> Any:
+    """A step's expectation, its control messages as the server reads them."""
+    expect = step["expect"]
+    if not isinstance(expect, list):
+        return expect
+    return [{**e, "msg": as_read(codec.parse(json.dumps(e["msg"])))} if e["kind"] == "control" else e for e in expect]
 
 
 def run_step(core: P2PCore, step: dict[str, Any]) -> Any:
     now = step.get("now", 0)
     on = step["on"]
     if on == "control":
-        return as_json(core.on_control(step["msg"], now))
+        return as_json(core.on_control(server_message(step["msg"]), now))
     if on == "controlClosed":
         return as_json(core.control_closed())
     if on == "startSession":
@@ -146,7 +225,7 @@ def test_settings_by_their_browser_names() -> None:
 def test_vector(case: dict[str, Any]) -> None:
     core = P2PCore(P2PSettings.from_js(case["settings"]))
     for i, step in enumerate(case["steps"]):
-        assert run_step(core, step) == step["expect"], f"step {i} ({step['on']} at {step.get('now')})"
+        assert run_step(core, step) == expected(step), f"step {i} ({step['on']} at {step.get('now')})"
 
 
 # ---- the overlay's want rules, in a tiny world (as tests/js/p2p.test.mjs) -----------------
@@ -154,8 +233,12 @@ def test_vector(case: dict[str, Any]) -> None:
 TRACK, REND = "trk", "r1"
 
 
-def _welcome(peer: str) -> dict[str, Any]:
-    return {"type": "welcome", "peer_id": peer, "ice_servers": [], "limits": {"upload_slots": 4, "stats_interval": 5}}
+def _welcome(peer: str) -> Welcome:
+    return Welcome(peer, (), Limits(upload_slots=4, stats_interval=5))
+
+
+def _signal(sender: str, kind: Literal["offer", "answer"], sdp: str) -> SignalFrom:
+    return SignalFrom(sender, codec.signal_data(Description(kind, sdp)))
 
 
 class World:
@@ -167,7 +250,7 @@ class World:
         self.settings = settings
         self.cores: dict[str, P2PCore] = {}
         self.now = 0.0
-        self.sent: list[tuple[str, dict[str, Any], float]] = []  # control messages, in order
+        self.sent: list[tuple[str, PeerMessage, float]] = []  # control messages, in order
 
     def add(self, peer: str, held: list[int], n: int) -> P2PCore:
         core = self.cores[peer] = P2PCore(self.settings)
@@ -176,19 +259,15 @@ class World:
         return core
 
     def run(self, peer: str, effects: list[Effect]) -> None:
-        from peer.core import Control, Open, Rtc, Send
-
         core = self.cores[peer]
         for e in effects:
             if isinstance(e, Control):
                 self.control(peer, e.msg)
             elif isinstance(e, Open) and e.role == "offerer":
-                offer = {"type": "signal", "from": peer, "data": {"sdp": {"type": "offer", "sdp": "o"}}}
-                self.run(e.peer, self.cores[e.peer].on_control(offer, self.now))
-            elif isinstance(e, Rtc) and e.data.get("sdp", {}).get("type") == "offer":
-                answer = {"type": "signal", "from": peer, "data": {"sdp": {"type": "answer", "sdp": "a"}}}
-                self.run(e.peer, self.cores[e.peer].on_control(answer, self.now))
-            elif isinstance(e, Rtc) and e.data.get("sdp", {}).get("type") == "answer":
+                self.run(e.peer, self.cores[e.peer].on_control(_signal(peer, "offer", "o"), self.now))
+            elif isinstance(e, Rtc) and isinstance(e.data, Description) and e.data.type == "offer":
+                self.run(e.peer, self.cores[e.peer].on_control(_signal(peer, "answer", "a"), self.now))
+            elif isinstance(e, Rtc) and isinstance(e.data, Description) and e.data.type == "answer":
                 # both ends open before either greets the other
                 mine, theirs = core.channel_open(e.peer, self.now), self.cores[e.peer].channel_open(peer, self.now)
                 self.run(peer, mine)
@@ -196,22 +275,24 @@ class World:
             elif isinstance(e, Send):
                 self.run(e.peer, self.cores[e.peer].on_frame(peer, e.frame, self.now))
 
-    def control(self, peer: str, msg: dict[str, Any]) -> None:
+    def control(self, peer: str, msg: PeerMessage) -> None:
         self.sent.append((peer, msg, self.now))
+        if not isinstance(msg, (Want, Introduce)):
+            return
+        chunks = msg.chunks
 
         def holds(other: str) -> bool:
             s = self.cores[other].session if other in self.cores and other != peer else None
-            return s is not None and any(i in s.held for i in msg["chunks"])
+            return s is not None and any(i in s.held for i in chunks)
 
-        base = {"type": "peers", "track": msg.get("track"), "rendition": msg.get("rendition")}
-        if msg["type"] == "want":
-            listed = [{"peer_id": q, "chunks": [], "complete": False} for q in self.cores if holds(q)]
-            self.run(peer, self.cores[peer].on_control({**base, "peers": listed}, self.now))
-        elif msg["type"] == "introduce":
-            q = msg["peer_id"]
-            answer = {**base, "for": "introduce", "peer_id": q, "peers": [], "reason": "not_a_holder"}
+        if isinstance(msg, Want):
+            listed = tuple(Candidate(q, (), False) for q in self.cores if holds(q))
+            self.run(peer, self.cores[peer].on_control(Peers(msg.track, msg.rendition, listed), self.now))
+        else:
+            q = msg.peer_id
+            answer = Peers(msg.track, msg.rendition, (), "introduce", q, "not_a_holder")
             if holds(q):
-                answer = {**base, "for": "introduce", "peer_id": q, "peers": [{"peer_id": q, "chunks": [], "complete": False}]}
+                answer = Peers(msg.track, msg.rendition, (Candidate(q, (), False),), "introduce", q)
             self.run(peer, self.cores[peer].on_control(answer, self.now))
 
     def run_until(self, until: float, step: float = 0.5) -> None:
@@ -223,7 +304,7 @@ class World:
     def times(self, kind: str) -> dict[str, list[float]]:
         at: dict[str, list[float]] = {}
         for peer, msg, now in self.sent:
-            if msg["type"] == kind:
+            if type_of(msg) == kind:
                 at.setdefault(peer, []).append(now)
         return at
 
@@ -250,20 +331,16 @@ def test_a_small_swarm_that_knows_itself_leaves_the_tracker_alone_but_for_max_wa
 
 
 def _neighbour(core: P2PCore, peer: str, ranges: list[tuple[int, int]], now: float) -> None:
-    core.on_control({"type": "peers", "track": TRACK, "rendition": REND,
-                     "peers": [{"peer_id": peer, "chunks": [], "complete": False}]}, now)
+    core.on_control(Peers(TRACK, REND, (Candidate(peer, (), False),)), now)
     core.channel_open(peer, now)
     core.on_frame(peer, encode(Have(tuple(ranges))), now)
 
 
-def _controls(effects: list[Effect], kind: str) -> list[dict[str, Any]]:
-    from peer.core import Control
-
-    return [e.msg for e in effects if isinstance(e, Control) and e.msg["type"] == kind]
+def _controls(effects: list[Effect], kind: str) -> list[PeerMessage]:
+    return [e.msg for e in effects if isinstance(e, Control) and type_of(e.msg) == kind]
 
 
 def test_a_session_start_with_known_candidates_waits_for_their_introductions() -> None:
-    answer = {"type": "peers", "track": "next", "rendition": REND, "for": "introduce"}
     for refused in (False, True):
         core = P2PCore()
         core.on_control(_welcome("me"), 0)
@@ -272,13 +349,13 @@ def test_a_session_start_with_known_candidates_waits_for_their_introductions() -
         core.lookup("next", REND, 1)
         core.on_frame("p", encode(Holders("next", REND, ("x",))), 1.1)
         start = core.start_session("next", REND, range(3), 2, complete=True)
-        assert [m["peer_id"] for m in _controls(start, "introduce")] == ["x"]
+        assert [m.peer_id for m in _controls(start, "introduce") if isinstance(m, Introduce)] == ["x"]
         assert _controls(start, "want") == []  # not beside the introduction
         if refused:  # nobody: the want goes out with the last answer
-            out = core.on_control({**answer, "peer_id": "x", "peers": [], "reason": "not_a_holder"}, 2.05)
+            out = core.on_control(Peers("next", REND, (), "introduce", "x", "not_a_holder"), 2.05)
             assert len(_controls(out, "want")) == 1
         else:  # x dialled: the round found somebody, no want
-            core.on_control({**answer, "peer_id": "x", "peers": [{"peer_id": "x", "chunks": [0]}]}, 2.05)
+            core.on_control(Peers("next", REND, (Candidate("x", (0,)),), "introduce", "x"), 2.05)
             assert "x" in core.neighbours
             assert _controls(core.tick(2.6), "want") == []
 
@@ -293,7 +370,7 @@ def test_an_exhausted_round_backs_off_only_when_every_neighbour_asked_answered()
     # p answers, q stays silent: after lookup_wait the tracker is asked
     core.on_frame("p", encode(Holders(TRACK, REND, ("q",))), 2.1)
     assert len(_controls(core.tick(2.6), "want")) == 1
-    core.on_control({"type": "peers", "track": TRACK, "rendition": REND, "peers": []}, 2.7)  # nobody new: 4 s
+    core.on_control(Peers(TRACK, REND, ()), 2.7)  # nobody new: 4 s
     # both answer the next round naming nobody new: no want, the interval doubles
     assert [e.peer for e in core.tick(7.1) if e.kind == "send"] == ["p", "q"]
     core.on_frame("p", encode(Holders(TRACK, REND, ("q",))), 7.2)

@@ -1,4 +1,4 @@
-"""gateway/swarm/codec.py (and messages.type_of) against the shared control vectors, field by field.
+"""protocol/codec.py (and messages.type_of) against the shared control vectors, field by field.
 
 The same file drives tests/js/control-vectors.test.mjs (client/control-protocol.js).
 """
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.swarm.codec import encode, parse, parse_server, render
-from gateway.swarm.messages import (
+from protocol.codec import encode, parse, parse_server, render
+from protocol.messages import (
     Have,
     Introduce,
     Leave,

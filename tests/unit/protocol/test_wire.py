@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peer.wire import (
+from protocol.wire import (
     PIECE_SIZE,
     Cancel,
     Choke,

@@ -64,7 +64,7 @@ const scenarios = [
   ] },
   { name: "waitUntil: the tracker, the want, connections; never beyond", settings: { startWait: 2, wantGrace: 1.5, connectTimeout: 5 }, steps: [
     { on: "waitUntil", now: 0 }, session(3, [], 10), { on: "waitUntil", now: 10 }, { on: "waitUntil", now: 12.5 },
-    welcome("me", {}, 12.5), { on: "waitUntil", now: 12.6 }, peers([{ peer_id: "a", chunks: [0] }], 12.7), { on: "waitUntil", now: 12.8 },
+    welcome("me", {}, 12.5), { on: "waitUntil", now: 12.6 }, peers([{ peer_id: "a", chunks: [0], complete: false }], 12.7), { on: "waitUntil", now: 12.8 },
     open("a", 13), { on: "waitUntil", now: 13 }, have("a", [[0, 2]], 13.1), { on: "waitUntil", now: 13.1 },
   ] },
   { name: "waitUntil: no wait when the tracker answered nobody", steps: [

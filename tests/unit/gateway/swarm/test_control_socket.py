@@ -17,12 +17,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.app import create_app
 from gateway.http.origins import OriginPolicy
+from gateway.internals.aiohttp import NO_REQUESTS
 from gateway.swarm import HUB, SOCKETS, TRACKER
 from gateway.swarm import socket as swarm_socket
-from gateway.swarm.codec import parse as parse_message
-from gateway.swarm.limits import IDLE_TIMEOUT, TokenBucket
-from gateway.swarm.messages import ProtocolError
+from gateway.swarm.bucket import TokenBucket
+from protocol.codec import parse as parse_message
+from protocol.limits import IDLE_TIMEOUT
+from protocol.messages import ProtocolError
 from tests.support.paths import TESTS
 
 VECTORS = TESTS / "vectors" / "control"
@@ -538,7 +541,7 @@ async def test_a_slow_receiver_is_closed_and_nobody_waits_for_it(monkeypatch: py
     assert len(ws.sent) == 1
 
 
-# -- what an idle socket holds (issue 16: RSS per idle socket) ----------------------
+# -- what an idle socket holds (its RSS, with tens of thousands open) ----------------
 
 
 class _Socket:
@@ -595,10 +598,10 @@ async def test_an_open_control_socket_holds_no_http_parser_and_no_writer(gw: Tes
     await _drained(conn)  # the welcome is out: the writer has ended
     assert conn._queue is None
     # aiohttp's HTTP parser and request queue of the upgraded connection were
-    # let go (if this fails after an aiohttp upgrade, see socket._shed_http_state)
+    # let go (if this fails after an aiohttp upgrade, see gateway/internals/aiohttp.py)
     protocol = conn.request.protocol
     assert protocol._parser is None
-    assert protocol._messages is swarm_socket._NO_REQUESTS and protocol._messages.maxlen == 0
+    assert protocol._messages is NO_REQUESTS and protocol._messages.maxlen == 0
     assert len(gw.server.app[SOCKETS].heartbeats) == 1  # its heartbeat: a place on the wheel
     # ... and the socket works as before: messages, the peer's own pings, big frames
     assert await p.ask({"type": "ping"}) == {"type": "pong"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-from gateway.swarm.codec import parse
 from gateway.swarm.hub import (
     PEER_BYTES,
     PEERS_CONNECTED,
@@ -18,9 +17,10 @@ from gateway.swarm.hub import (
     Send,
     SwarmHub,
 )
-from gateway.swarm.limits import BURST, IDLE_TIMEOUT, STATS_BURST, STRIKES
-from gateway.swarm.messages import (
-    Candidate,
+from gateway.swarm.tracker import Tracker
+from protocol.codec import parse
+from protocol.limits import BURST, IDLE_TIMEOUT, STATS_BURST, STRIKES
+from protocol.messages import (
     Error,
     Have,
     Leave,
@@ -35,7 +35,7 @@ from gateway.swarm.messages import (
     Want,
     Welcome,
 )
-from gateway.swarm.tracker import ChunkSet, Tracker
+from protocol.values import Candidate, ChunkSet
 
 T, R = "t1", "r1"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import itertools
 
-from gateway.swarm.codec import parse, render
 from gateway.swarm.hub import Send, SwarmHub
-from gateway.swarm.messages import (
-    Candidate,
+from gateway.swarm.tracker import Tracker
+from protocol.codec import parse, render
+from protocol.messages import (
     Error,
     Introduce,
     Peers,
@@ -17,7 +17,7 @@ from gateway.swarm.messages import (
     SignalFrom,
     Slots,
 )
-from gateway.swarm.tracker import ChunkSet, Tracker
+from protocol.values import Candidate, ChunkSet
 
 T, R = "t1", "r1"
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.swarm.tracker import (
-    MAX_CHUNKS,
-    BadChunks,
-    Candidate,
-    ChunkSet,
-    TooManyTracks,
-    Tracker,
-    UnknownPeer,
-)
+from gateway.swarm.tracker import TooManyTracks, Tracker, UnknownPeer
+from protocol.limits import MAX_CHUNKS
+from protocol.values import BadChunks, Candidate, ChunkSet
 
 T, R = "track1", "rend1"
 

@@ -31,14 +31,21 @@ The messages, in brief (docs/websocket.md has every field and rule)::
 
 ``ProtocolError`` is a refused frame, carrying the wire error code; the codec
 raises it and the hub answers it with an ``error``.
+
+A ``signal``'s ``data`` is relayed unread by the server (``data_json``). The
+peers read it as one of the signaling payloads (the browser's convention,
+docs/p2p.md): ``Description`` (``{"sdp": {"type", "sdp"}}``, an offer or an
+answer), ``IceCandidate`` (``{"candidate": {...} | null}``, trickled) or
+``Refusal`` (``{"reject": "full"}``, an offer refused); ``codec.signal_data``
+and ``codec.parse_signal_data`` are their text.
 '''
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from .tracker import Candidate, ChunkSet
+from .values import Candidate, ChunkSet, Json
 
 __all__ = [
     "ProtocolError",
@@ -56,10 +63,13 @@ __all__ = [
     "Limits",
     "Welcome",
     "Peers",
-    "Candidate",
     "SignalFrom",
     "Pong",
     "Error",
+    "Description",
+    "IceCandidate",
+    "Refusal",
+    "SignalData",
     "type_of",
 ]
 
@@ -175,7 +185,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Welcome:
     peer_id: str
-    ice_servers: tuple[dict[str, Any], ...]  # p2p.ice_servers, as configured
+    ice_servers: tuple[dict[str, Json], ...]  # p2p.ice_servers, as configured
     limits: Limits
 
 
@@ -214,6 +224,37 @@ class Error:
 
 
 ServerMessage = Welcome | Peers | SignalFrom | Pong | Error
+
+
+# -- signaling payloads (a signal's data, between peers) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """An SDP offer or answer: ``{"sdp": {"type": type, "sdp": sdp}}``."""
+
+    type: Literal["offer", "answer"]
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    """A trickled ICE candidate: ``{"candidate": {"candidate", "sdpMid"?, "sdpMLineIndex"?}}``.
+    An empty or missing ``candidate`` (or ``{"candidate": null}``) ends the candidates."""
+
+    candidate: str | None
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An offer refused: ``{"reject": reason}`` (``full``: no room for another neighbour)."""
+
+    reason: str
+
+
+SignalData = Description | IceCandidate | Refusal
 
 
 # -- the wire type of each -----------------------------------------------------

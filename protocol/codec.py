@@ -9,6 +9,8 @@ does no I/O. Peer → server: ``parse(text)`` turns one text frame into a
 ``encode(message)`` is the canonical frame for one (what a client should
 send). Server → peer: ``render(message)`` is the exact text frame;
 ``parse_server(text)`` reads one back (for the Python peer and the tests).
+A signal's ``data`` (relayed unread by the server) is read by
+``parse_signal_data`` and written by ``signal_data``, for the peers.
 ``tests/vectors/control/messages.json`` pins both directions, field by
 field, for this module and for ``client/control-protocol.js``. The wire
 format, field by field, is docs/websocket.md.
@@ -39,7 +41,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard, TypeVar
 
 from .limits import (
     MAX_CHUNKS,
@@ -52,8 +54,10 @@ from .limits import (
 )
 from .messages import (
     CONNECTION_OUTCOMES,
+    Description,
     Error,
     Have,
+    IceCandidate,
     Introduce,
     Leave,
     Limits,
@@ -62,19 +66,21 @@ from .messages import (
     Ping,
     Pong,
     ProtocolError,
+    Refusal,
     ServerMessage,
     Signal,
+    SignalData,
     SignalFrom,
     Slots,
     Stats,
     Want,
     Welcome,
 )
-from .tracker import BadChunks, Candidate, ChunkSet
+from .values import BadChunks, Candidate, ChunkSet
 
 T = TypeVar("T")
 
-__all__ = ["encode", "parse", "parse_server", "render"]
+__all__ = ["encode", "parse", "parse_server", "parse_signal_data", "render", "signal_data"]
 
 _NAME = re.compile(r"[A-Za-z0-9._~:-]{1,128}")
 _PEER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -88,7 +94,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _name(body: dict[str, Any], key: str, kind: str) -> str:
+def _name(body: dict[str, object], key: str, kind: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ProtocolError("bad_field", f"{key}: expected 1..128 characters of A-Z a-z 0-9 . _ ~ : -", kind)
@@ -106,12 +112,11 @@ def _index_list(value: object, key: str, kind: str, max_len: int) -> list[int]:
     return value
 
 
-def _parse_have(body: dict[str, Any]) -> Have:
+def _parse_have(body: dict[str, object]) -> Have:
     track = _name(body, "track", "have")
     rendition = _name(body, "rendition", "have")
-    chunks = body.get("chunks", [])
+    chunks = _index_list(body.get("chunks", []), "chunks", "have", MAX_CHUNKS)
     ranges = body.get("ranges", [])
-    _index_list(chunks, "chunks", "have", MAX_CHUNKS)
     if not isinstance(ranges, list) or len(ranges) > MAX_CHUNKS:
         raise ProtocolError("bad_field", "ranges: expected a list of [first, last] pairs", "have")
     pairs: list[tuple[int, int]] = []
@@ -130,15 +135,15 @@ def _parse_have(body: dict[str, Any]) -> Have:
     return Have(track, rendition, held, complete, replace)
 
 
-def _parse_want(body: dict[str, Any]) -> Want:
+def _parse_want(body: dict[str, object]) -> Want:
     track = _name(body, "track", "want")
     rendition = _name(body, "rendition", "want")
     chunks = _index_list(body.get("chunks", []), "chunks", "want", MAX_WANT)
     return Want(track, rendition, tuple(chunks))
 
 
-def _parse_signal(body: dict[str, Any]) -> Signal:
-    # Any "from" the sender wrote is ignored: the relay writes the real one.
+def _parse_signal(body: dict[str, object]) -> Signal:
+    # A "from" the sender wrote is ignored: the relay writes the real one.
     to = body.get("to")
     if not isinstance(to, str) or not _PEER_ID.fullmatch(to):
         raise ProtocolError("bad_field", "to: expected a peer id", "signal")
@@ -179,7 +184,7 @@ def _parse_connections(value: object) -> tuple[tuple[str, int], ...]:
     return tuple((key, value[key]) for key in CONNECTION_OUTCOMES if value.get(key))
 
 
-def _parse_stats(body: dict[str, Any]) -> Stats:
+def _parse_stats(body: dict[str, object]) -> Stats:
     counts: dict[str, int] = {}
     for key, limit in _STAT_COUNTS.items():
         value = body.get(key, 0)
@@ -203,24 +208,24 @@ def _parse_stats(body: dict[str, Any]) -> Stats:
     return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, **counts)
 
 
-def _parse_slots(body: dict[str, Any]) -> Slots:
+def _parse_slots(body: dict[str, object]) -> Slots:
     in_use = body.get("in_use")
     if not _is_int(in_use) or not 0 <= in_use <= MAX_SLOTS_IN_USE:
         raise ProtocolError("bad_field", f"in_use: expected an integer in 0..{MAX_SLOTS_IN_USE}", "slots")
     return Slots(in_use)
 
 
-def _parse_leave(body: dict[str, Any]) -> Leave:
+def _parse_leave(body: dict[str, object]) -> Leave:
     track = _name(body, "track", "leave")
     rendition = None if body.get("rendition") is None else _name(body, "rendition", "leave")
     return Leave(track, rendition)
 
 
-def _parse_ping(body: dict[str, Any]) -> Ping:
+def _parse_ping(body: dict[str, object]) -> Ping:
     return Ping()
 
 
-def _parse_introduce(body: dict[str, Any]) -> Introduce:
+def _parse_introduce(body: dict[str, object]) -> Introduce:
     track = _name(body, "track", "introduce")
     rendition = _name(body, "rendition", "introduce")
     peer_id = body.get("peer_id")
@@ -230,7 +235,7 @@ def _parse_introduce(body: dict[str, Any]) -> Introduce:
     return Introduce(track, rendition, peer_id, tuple(chunks))
 
 
-_PARSERS: dict[str, Callable[[dict[str, Any]], PeerMessage]] = {
+_PARSERS: dict[str, Callable[[dict[str, object]], PeerMessage]] = {
     "have": _parse_have,
     "want": _parse_want,
     "signal": _parse_signal,
@@ -242,7 +247,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], PeerMessage]] = {
 }
 
 
-def _object(text: str) -> dict[str, Any]:
+def _object(text: str) -> dict[str, object]:
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
@@ -253,7 +258,7 @@ def _object(text: str) -> dict[str, Any]:
     return body
 
 
-def _dispatch(text: str, parsers: Mapping[str, Callable[[dict[str, Any]], T]]) -> T:
+def _dispatch(text: str, parsers: Mapping[str, Callable[[dict[str, object]], T]]) -> T:
     """The frame's object handed to the parser of its ``type``."""
     body = _object(text)
     kind = body.get("type")
@@ -270,7 +275,7 @@ def parse(text: str) -> PeerMessage:
     return _dispatch(text, _PARSERS)
 
 
-def _compact(body: dict[str, Any]) -> str:
+def _compact(body: dict[str, object]) -> str:
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
@@ -303,7 +308,7 @@ def encode(message: PeerMessage) -> str:
         case Slots():
             return _compact({"type": "slots", "in_use": message.in_use})
         case Leave():
-            body: dict[str, Any] = {"type": "leave", "track": message.track}
+            body: dict[str, object] = {"type": "leave", "track": message.track}
             if message.rendition is not None:
                 body["rendition"] = message.rendition
             return _compact(body)
@@ -330,7 +335,7 @@ def render(message: ServerMessage) -> str:
             return json.dumps({"type": "welcome", "peer_id": message.peer_id,
                                "ice_servers": list(message.ice_servers), "limits": limits})
         case Peers():
-            answer: dict[str, Any] = {
+            answer: dict[str, object] = {
                 "type": "peers", "track": message.track, "rendition": message.rendition,
                 "peers": [{"peer_id": c.peer_id, "chunks": list(c.chunks), "complete": c.complete}
                           for c in message.peers],
@@ -356,14 +361,14 @@ def render(message: ServerMessage) -> str:
 # -- parse_server: server -> peer (the Python peer's side) ---------------------
 
 
-def _str(body: dict[str, Any], key: str, kind: str) -> str:
+def _str(body: dict[str, object], key: str, kind: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
         raise ProtocolError("bad_field", f"{key}: expected a string", kind)
     return value
 
 
-def _parse_welcome(body: dict[str, Any]) -> Welcome:
+def _parse_welcome(body: dict[str, object]) -> Welcome:
     peer_id = _str(body, "peer_id", "welcome")
     ice = body.get("ice_servers")
     if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
@@ -382,7 +387,7 @@ def _parse_welcome(body: dict[str, Any]) -> Welcome:
     return Welcome(peer_id, tuple(ice), Limits(**values))
 
 
-def _parse_peers(body: dict[str, Any]) -> Peers:
+def _parse_peers(body: dict[str, object]) -> Peers:
     track = _str(body, "track", "peers")
     rendition = _str(body, "rendition", "peers")
     entries = body.get("peers")
@@ -396,12 +401,13 @@ def _parse_peers(body: dict[str, Any]) -> Peers:
             raise ProtocolError("bad_field", "peers: expected {peer_id, chunks, complete} entries", "peers")
         found.append(Candidate(e["peer_id"], tuple(e["chunks"]), e["complete"]))
     extra = [body.get("for"), body.get("peer_id"), body.get("reason")]
-    if any(v is not None and not isinstance(v, str) for v in extra):
+    strings = [v for v in extra if v is None or isinstance(v, str)]
+    if len(strings) != len(extra):
         raise ProtocolError("bad_field", "for, peer_id, reason: expected strings", "peers")
-    return Peers(track, rendition, tuple(found), *extra)
+    return Peers(track, rendition, tuple(found), *strings)
 
 
-def _parse_signal_from(body: dict[str, Any]) -> SignalFrom:
+def _parse_signal_from(body: dict[str, object]) -> SignalFrom:
     sender = _str(body, "from", "signal")
     data = body.get("data")
     if not isinstance(data, dict):
@@ -409,14 +415,14 @@ def _parse_signal_from(body: dict[str, Any]) -> SignalFrom:
     return SignalFrom(sender, _compact(data))
 
 
-def _parse_error(body: dict[str, Any]) -> Error:
+def _parse_error(body: dict[str, object]) -> Error:
     for_type = body.get("for")
     if for_type is not None and not isinstance(for_type, str):
         raise ProtocolError("bad_field", "for: expected a string", "error")
     return Error(_str(body, "error", "error"), _str(body, "detail", "error"), for_type)
 
 
-_SERVER_PARSERS: dict[str, Callable[[dict[str, Any]], ServerMessage]] = {
+_SERVER_PARSERS: dict[str, Callable[[dict[str, object]], ServerMessage]] = {
     "welcome": _parse_welcome,
     "peers": _parse_peers,
     "signal": _parse_signal_from,
@@ -429,3 +435,58 @@ def parse_server(text: str) -> ServerMessage:
     """One server → peer text frame to a message; raises ``ProtocolError``
     (a client ignores such a frame: a newer server may send more)."""
     return _dispatch(text, _SERVER_PARSERS)
+
+
+# -- a signal's data: the peers' signaling payloads ------------------------------
+
+
+def _parse_candidate(raw: object) -> IceCandidate:
+    if not isinstance(raw, dict):
+        return IceCandidate(None)  # null (or nonsense): the end of candidates
+    text, mid, line = raw.get("candidate"), raw.get("sdpMid"), raw.get("sdpMLineIndex")
+    return IceCandidate(
+        text if isinstance(text, str) else None,
+        mid if isinstance(mid, str) else None,
+        line if _is_int(line) else None,
+    )
+
+
+def parse_signal_data(data_json: str) -> SignalData | None:
+    """A signal's ``data`` (the JSON object ``SignalFrom.data_json``) as a signaling
+    payload; None for one a peer does not know (ignored)."""
+    try:
+        data = json.loads(data_json)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    reject = data.get("reject")
+    if reject:
+        return Refusal(reject if isinstance(reject, str) else "")
+    sdp = data.get("sdp")
+    if isinstance(sdp, dict):
+        kind, text = sdp.get("type"), sdp.get("sdp")
+        if kind in ("offer", "answer") and isinstance(text, str):
+            return Description("offer" if kind == "offer" else "answer", text)
+        return None
+    if "candidate" in data:
+        return _parse_candidate(data["candidate"])
+    return None
+
+
+def signal_data(data: SignalData) -> str:
+    """A signaling payload as a signal's ``data`` (compact JSON)."""
+    match data:
+        case Description():
+            return _compact({"sdp": {"type": data.type, "sdp": data.sdp}})
+        case IceCandidate():
+            if data.candidate is None and data.sdp_mid is None and data.sdp_mline_index is None:
+                return '{"candidate":null}'
+            body: dict[str, object] = {"candidate": data.candidate}
+            if data.sdp_mid is not None:
+                body["sdpMid"] = data.sdp_mid
+            if data.sdp_mline_index is not None:
+                body["sdpMLineIndex"] = data.sdp_mline_index
+            return _compact({"candidate": body})
+        case Refusal():
+            return _compact({"reject": data.reason})

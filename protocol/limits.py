@@ -1,23 +1,21 @@
-"""The control protocol's limits, and the token bucket that enforces the rates.
+"""The control protocol's limits, in one place.
 
 Theory of operation
 -------------------
 
 Every number a peer is told in ``welcome``'s ``limits`` (and the few it is
 not told, such as the strikes a misbehaving peer has) is a constant here, so
-that ``messages`` (what a frame may hold), ``hub`` (how often, how much) and
-the ``welcome`` itself read the same value. docs/websocket.md is the
-contract these constants implement.
-
-``TokenBucket`` is pure: ``now`` is passed in, so rate tests are exact.
+that the codec (what a frame may hold), the tracker and the hub (how often,
+how much) and the ``welcome`` itself read the same value. docs/websocket.md
+is the contract these constants implement. The gateway's token bucket, which
+enforces the rates, is ``gateway/swarm/bucket.py``. The DataChannel format's
+own bounds (piece size, ranges in one HAVE) are in ``wire.py`` beside the
+format they bound (docs/wire.md).
 """
 
 from __future__ import annotations
 
-from .tracker import MAX_CANDIDATES, MAX_CHUNKS, MAX_RANGES, MAX_WANT
-
 __all__ = [
-    "TokenBucket",
     "MAX_MESSAGE_BYTES",
     "MESSAGES_PER_SECOND",
     "BURST",
@@ -38,7 +36,10 @@ __all__ = [
     "CLOSE_POLICY",
     "MAX_CANDIDATES",
     "MAX_CHUNKS",
+    "MAX_HOLDERS",
+    "MAX_INTRODUCTIONS",
     "MAX_RANGES",
+    "MAX_TRACKS",
     "MAX_WANT",
 ]
 
@@ -69,27 +70,16 @@ MAX_STARTUP_SECONDS = 600.0
 CLOSE_POLICY = 1008
 CLOSE_IDLE = 4000
 
+# -- the tracker's bounds --------------------------------------------------------
 
-class TokenBucket:
-    """``rate`` tokens a second, up to ``burst``; ``take(now, cost)`` spends them.
-
-    Time is passed in (``now``, seconds, monotonic), so tests are exact.
-    """
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.stamp = now
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        """Spend ``cost`` tokens if there are enough; whether it did."""
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return True
-        return False
+# 100 000 chunks of 2 s is 55 hours of audio: far past the longest upstream
+# allowed (sources.url.max_duration_seconds), and it bounds every index.
+MAX_CHUNKS = 100_000
+# Runs ("ranges") in one holding. An LRU cache with holes fragments a holding;
+# 256 runs still cover any realistic pattern and bound memory per holding.
+MAX_RANGES = 256
+MAX_TRACKS = 16
+MAX_HOLDERS = 1000
+MAX_INTRODUCTIONS = 256
+MAX_WANT = 256
+MAX_CANDIDATES = 5
