@@ -122,11 +122,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
-def create_app(config: Config, *, config_path: str | Path | None = None) -> web.Application:
-    """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it)."""
+def create_app(config: Config, *, config_path: str | Path | None = None,
+               overrides: dict[str, Any] | None = None) -> web.Application:
+    """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it),
+    ``overrides`` the command line's settings (``--host``, ``--port``), which reloads keep."""
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[LIVE_CONFIG] = LiveConfig(config, config_path)
+    app[LIVE_CONFIG] = LiveConfig(config, config_path, overrides=overrides)
     app[METRICS] = Metrics()
     app[HEALTH] = Health()
     # One origin policy for CORS, the embed page's framing and the control socket.

@@ -67,7 +67,7 @@ def flatten(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 @pytest.fixture
 def app(tmp_path: Path) -> web.Application:
     empty = tmp_path / "ztream.toml"
-    empty.write_text(f'[cache]\ndir = "{tmp_path / "cache"}"\n', encoding="utf-8")
+    empty.write_text(f'[cache]\ndir = "{tmp_path / "cache"}"\n[sources.local]\ndemo = false\n', encoding="utf-8")
     return create_app(load(empty))
 
 
