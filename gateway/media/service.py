@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from transcode.artwork import placeholder_artwork
 from transcode.ebml import InitSegment
 from transcode.ffmpeg import Rendition
-from transcode.runner import TranscodeFailed, TranscodeTimeout
+from transcode.runner import EncoderFailed, TranscodeFailed, TranscodeTimeout
 from transcode.seekable import SpoolTooLarge
 
 from ..errors import (
@@ -261,8 +261,11 @@ class MediaService:
             return TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
         if isinstance(exc, TranscodeTimeout):
             return UpstreamTimeout(str(exc), code="transcode_timeout")
+        if isinstance(exc, EncoderFailed):
+            # The input decoded; our encoder refused the audio: not the upstream's fault.
+            return ZtreamError(f"the Opus encoder failed on the decoded audio: {exc.reason}", code="encoder_failed")
         if isinstance(exc, TranscodeFailed):
-            reason = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
+            reason = exc.reason
             if not flight.chunks:
                 return NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
             return UpstreamError(f"the transcode failed midway: {reason}", code="transcode_failed")
