@@ -47,23 +47,25 @@ export function mseSupported(mime = MIME) {
 const now = () => performance.now() / 1000;
 
 class HttpError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, setting) {
     super(detail || `HTTP ${status}`);
     this.status = status;
     this.code = code || `http_${status}`;
+    // The configuration key that would fix this (the JSON error's `setting`), if any.
+    this.setting = setting || "";
   }
 }
 
 async function fetchJson(fetchImpl, url, signal) {
   const response = await fetchImpl(url, { signal, cache: "no-cache" });
   if (!response.ok) {
-    let code, detail;
+    let code, detail, setting;
     try {
-      ({ error: code, detail } = await response.json());
+      ({ error: code, detail, setting } = await response.json());
     } catch {
       /* not JSON */
     }
-    throw new HttpError(response.status, code, detail);
+    throw new HttpError(response.status, code, detail, setting);
   }
   return response.json();
 }
@@ -646,7 +648,8 @@ export class PlayerCore extends EventTarget {
   }
 
   fail(err) {
-    this.emit("error", { error: err?.code || "error", detail: String(err?.message || err), status: err?.status ?? 0 });
+    const setting = err?.setting || undefined;
+    this.emit("error", { error: err?.code || "error", detail: String(err?.message || err), status: err?.status ?? 0, setting });
   }
 
   emit(type, detail) {

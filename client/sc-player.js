@@ -383,7 +383,7 @@ engine.addEventListener("durationchange", () => loadProgress());
 engine.addEventListener("waiting", () => setStatus("Buffering…"));
 engine.addEventListener("playing", () => setStatus(""));
 engine.addEventListener("error", (e) => {
-  setStatus("Cannot play this track", true);
+  setStatus(e.detail?.setting ? `Cannot play this track: ${e.detail.detail}` : "Cannot play this track", true);
   emit(EVENTS.ERROR, { ...progress(), error: e.detail?.error ?? "error", detail: e.detail?.detail ?? "" });
 });
 

@@ -197,7 +197,8 @@ class MediaService:
                     flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
                 else:
                     if event.start >= self.max_duration:
-                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
+                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s",
+                                       setting="sources.url.max_duration_seconds")
                     self.store.put_chunk(track.id, rid, event.index, event.data)
                     flight.chunks.append(
                         {
