@@ -71,7 +71,7 @@ def _startup_failure(host: str, port: int, exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
         return _bind_error(host, port, exc)
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"start-up failed: {text} (run with -v for details)"
+    return f"start-up failed: {text} (ztream -v serve ... shows the details)"
 
 
 def _serve(args: argparse.Namespace) -> int:

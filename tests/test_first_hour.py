@@ -7,11 +7,13 @@ ffmpeg) ending in one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,13 @@ def test_make_run_passes_host_and_port_and_installs_no_extras() -> None:
     out = _make("-B", "test")
     assert "pip install --quiet -e '.[test,bench]'" in out
     assert "--config" not in _make("-B", "run")
+
+
+async def test_a_busy_stun_port_is_a_warning_naming_the_key(make_gateway: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # The gateway still serves (listeners behind NAT find fewer peers); the log says what to change.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        with caplog.at_level(logging.WARNING, logger="ztream"):
+            client = await make_gateway(p2p={"stun_port": busy.getsockname()[1]})
+            assert (await client.get("/healthz")).status == 200
+    assert any("p2p.stun_port" in r.getMessage() for r in caplog.records), caplog.text
