@@ -24,6 +24,11 @@ admin change (``PUT /v1/admin/sources``) both end in :meth:`LiveConfig.apply`:
    file is checked against them on every open, a removed directory stops
    serving at once while tracks of an added one are registered right away.
 
+A read layers, key by key: the command line's ``overrides`` (``--host``,
+``--port``) over the overlay over the file. A reload also reports the keys
+the operator's file changed that the overlay sets (``overridden_by_overlay``):
+those keep the overlay's value, and the operator learns why.
+
 Nothing touches connections: listeners, WebSockets and transcodes carry on.
 Everything here runs on the event loop, serialised by ``LiveConfig.lock``.
 """
