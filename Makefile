@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: `make run` installs what serving needs, `make test` adds the
+# test and bench extras (and still does after a `make run`).
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 NODE_STAMP := node_modules/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -11,8 +14,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -27,8 +34,9 @@ $(NODE_STAMP): package.json package-lock.json
 # (tsconfig.shells.json), the pure modules with all of strict (tsconfig.strict.json).
 TSC := node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.shells.json && node_modules/.bin/tsc -p tsconfig.strict.json
 
+# make run PORT=8080 HOST=0.0.0.0 CONFIG=ztream.toml (each optional).
 run: $(STAMP)
-	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG))
+	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # What the tests need from the system: ffmpeg (the real one, plus mkvinfo as
 # an independent WebM parser), Chromium for the browser tests, Prometheus for
@@ -36,18 +44,18 @@ run: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-test: $(STAMP) system-deps $(NODE_STAMP)
+test: $(TEST_STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	node --test --test-reporter=dot tests/js/
 	$(TSC)
 
 # A quick subset while working: no browsers, namespaces or clusters.
-test-fast: $(STAMP) system-deps $(NODE_STAMP)
+test-fast: $(TEST_STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 	node --test --test-reporter=dot tests/js/
 	$(TSC)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/ztream bench transcode
 
 clean:

@@ -176,7 +176,9 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         "server": {"host": "127.0.0.1", "port": 0, "chunk_wait_seconds": 20.0},
         "cache": {"dir": str(tmp_path / "cache"), "max_bytes": 500_000_000},
         "sources.url": {"allow_hosts": [], "max_bytes": 50_000_000},
-        "sources.local": {"dirs": []},
+        # The demo library is on by default whenever no directory is listed; a
+        # test or bench gateway gets it only when it asks (ffmpeg makes it in ~10 s).
+        "sources.local": {"dirs": [], "demo": False},
     }
     for name, values in sections.items():
         config.setdefault(name.replace("__", "."), {}).update(values)

@@ -1,8 +1,9 @@
 // @ts-check
 // The reader of the gateway's JSON error contract (docs/http.md, "Errors"):
 // a failed answer has the status of the error table and the body
-// `{"error": "<code>", "detail": "<human text>"}`; `error` is the contract,
-// `detail` is for people. 503 `overloaded`/`storage_unavailable`/
+// `{"error": "<code>", "detail": "<human text>"}`, plus `"setting"` (the
+// configuration key that would fix it) where one would; `error` is the
+// contract, `detail` is for people. 503 `overloaded`/`storage_unavailable`/
 // `soundcloud_rate_limited` and 429 `rate_limited` also say in `Retry-After`
 // how many whole seconds until a retry can succeed.
 //
@@ -18,8 +19,9 @@ export class ApiError extends Error {
    * @param {string} [code] the contract's code; `http_<status>` when the answer had none
    * @param {string} [detail] the contract's human text; the message is `HTTP <status>` without it
    * @param {number | null} [retryAfter] whole seconds from `Retry-After`, else null
+   * @param {string} [setting] the configuration key that would fix this, if the answer named one
    */
-  constructor(status, code, detail, retryAfter = null) {
+  constructor(status, code, detail, retryAfter = null, setting = "") {
     super(detail || `HTTP ${status}`);
     /** @type {number} */
     this.status = status;
@@ -29,6 +31,8 @@ export class ApiError extends Error {
     this.detail = detail || "";
     /** @type {number | null} */
     this.retryAfter = retryAfter;
+    /** @type {string} */
+    this.setting = setting || "";
   }
 }
 
@@ -59,7 +63,8 @@ export async function errorOf(response) {
   const fields = body !== null && typeof body === "object" ? /** @type {Record<string, unknown>} */ (body) : {};
   const code = typeof fields.error === "string" ? fields.error : undefined;
   const detail = typeof fields.detail === "string" ? fields.detail : undefined;
-  return new ApiError(response.status, code, detail, retryAfterSeconds(response.headers.get("Retry-After")));
+  const setting = typeof fields.setting === "string" ? fields.setting : "";
+  return new ApiError(response.status, code, detail, retryAfterSeconds(response.headers.get("Retry-After")), setting);
 }
 
 /**

@@ -747,7 +747,8 @@ export class PlayerCore extends EventTarget {
    * @param {any} err an ApiError, or whatever was thrown
    */
   fail(err) {
-    this.emit("error", { error: err?.code || "error", detail: String(err?.message || err), status: err?.status ?? 0 });
+    const setting = err?.setting || undefined;
+    this.emit("error", { error: err?.code || "error", detail: String(err?.message || err), status: err?.status ?? 0, setting });
   }
 
   /**

@@ -384,8 +384,8 @@ engine.addEventListener("durationchange", () => loadProgress());
 engine.addEventListener("waiting", () => setStatus("Buffering…"));
 engine.addEventListener("playing", () => setStatus(""));
 engine.addEventListener("error", (e) => {
-  setStatus("Cannot play this track", true);
   const { detail } = /** @type {CustomEvent} */ (/** @type {unknown} */ (e)); // the player's error event
+  setStatus(detail?.setting ? `Cannot play this track: ${detail.detail}` : "Cannot play this track", true);
   emit(EVENTS.ERROR, { ...progress(), error: detail?.error ?? "error", detail: detail?.detail ?? "" });
 });
 

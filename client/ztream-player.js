@@ -816,7 +816,7 @@ export class ZtreamPlayer extends HTMLElement {
       this.ui.badge.hidden = !core.live;
       this.applyVolume();
     });
-    core.addEventListener("error", (e) => this.showError(detailOf(e).error, detailOf(e).detail));
+    core.addEventListener("error", (e) => this.showError(detailOf(e).error, detailOf(e).detail, detailOf(e).setting));
   }
 
   onAudioState(name) {
@@ -846,14 +846,15 @@ export class ZtreamPlayer extends HTMLElement {
     }
   }
 
-  showError(code, detail) {
+  showError(code, detail, setting) {
     this.errorState = { code, detail };
     this.wantPlay = false;
     this.setBuffering();
-    const message = code === "track_not_found" ? "Track not found" : code === "network_error" ? "Offline: this track is not cached" : "Cannot play this track";
+    // A setting would fix it: say which (the detail names it), for whoever runs the gateway.
+    const message = setting ? `Cannot play this track: ${detail}` : code === "track_not_found" ? "Track not found" : code === "network_error" ? "Offline: this track is not cached" : "Cannot play this track";
     this.setStatus(message, true);
     if (!this.ready) this.ui.title.textContent = this.tracks[this.index]?.title || "Unavailable";
-    this.fire("error", { error: code, detail });
+    this.fire("error", setting ? { error: code, detail, setting } : { error: code, detail });
   }
 
   // ---- rendering ---------------------------------------------------------------

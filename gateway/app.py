@@ -128,10 +128,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         store.close()
 
 
-def create_app(config: Config, *, config_path: str | Path | None = None) -> web.Application:
-    """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it)."""
+def create_app(config: Config, *, config_path: str | Path | None = None,
+               overrides: dict[str, Any] | None = None) -> web.Application:
+    """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it),
+    ``overrides`` the command line's settings (``--host``, ``--port``), which reloads keep."""
     app = web.Application(client_max_size=64 * 1024)
-    metrics, health, live = Metrics(), Health(), LiveConfig(config, config_path)
+    metrics, health, live = Metrics(), Health(), LiveConfig(config, config_path, overrides=overrides)
     app[CONFIG] = config
     app[LIVE_CONFIG] = live
     app[METRICS] = metrics

@@ -48,6 +48,7 @@ __all__ = [
     "config_to_dict",
     "merge_tables",
     "overlay_path",
+    "read_config_file",
     "read_overlay",
 ]
 
@@ -134,8 +135,9 @@ class UrlSourceConfig(_Section):
 
 class LocalSourceConfig(_Section):
     dirs: Strings = ()
-    # With no dirs and no config file, generate a few demo tracks on first start.
-    demo: StrictBool = False
+    # With no dirs, generate a few demo tracks on first start, so that a new
+    # gateway plays something whatever else its file says; false turns it off.
+    demo: StrictBool = True
 
 
 class SoundCloudConfig(_Section):
@@ -347,6 +349,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The tables of the operator's file alone, validated; raises ``ConfigError`` naming the key."""
+    data = _read_toml(Path(path))
+    config_from_dict(data)
+    return data
+
+
 def overlay_path(config_path: str | Path | None, cache_dir: Path) -> Path:
     """Where the admin API writes its changes: ``<config stem>.admin.toml`` beside
     the config file, or ``admin.toml`` in the cache directory with no file."""
@@ -401,26 +410,28 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a TOML file and its admin overlay (``overlay_path``), if any.
+def load_config(path: str | Path | None, *, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate a TOML file, its admin overlay (``overlay_path``) and ``overrides``.
 
-    ``None`` gives the defaults with the demo library. The overlay's values
-    replace the file's key by key; an error in the overlay names that file.
+    ``None`` gives the defaults. Precedence, key by key: ``overrides`` (the
+    command line: ``--host``, ``--port``) over the overlay over the file over
+    the defaults. An error in the overlay names that file.
     """
+    over_cli = dict(overrides or {})
     if path is None:
-        data = config_to_dict(Config(local=LocalSourceConfig(demo=True)))
+        data: dict[str, Any] = {}
         overlay = overlay_path(None, Path(CacheConfig().dir).expanduser())
     else:
         data = _read_toml(Path(path))
         config = config_from_dict(data)
         overlay = overlay_path(path, config.cache_dir)
     over = read_overlay(overlay)
-    if not over:
-        return config_from_dict(data)
-    try:
-        return config_from_dict(merge_tables(data, over))
-    except ConfigError as exc:
-        raise ConfigError(f"{overlay}: {exc}") from None
+    if over:
+        try:
+            config_from_dict(merge_tables(data, over))
+        except ConfigError as exc:
+            raise ConfigError(f"{overlay}: {exc}") from None
+    return config_from_dict(merge_tables(merge_tables(data, over), over_cli))
 
 
 # The configuration the app started with; what is current now (sources and

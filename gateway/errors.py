@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "SETTINGS",
     "ZtreamError",
     "BadRequest",
     "Unauthorized",
@@ -41,6 +42,20 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
 ]
+
+
+# Codes a configuration key would fix, and that key: the answer names it in
+# ``setting`` (docs/http.md), and its detail mentions it, so that every page
+# showing the detail (landing, /player/, /embed) names the fix too.
+SETTINGS = {
+    "host_not_allowed": "sources.url.allow_hosts",
+    "soundcloud_disabled": "sources.soundcloud.client_id",
+    "path_forbidden": "sources.local.dirs",
+    "origin_forbidden": "server.embed_origins",
+    "upstream_too_slow": "sources.url.min_bytes_per_second",
+    "transcode_timeout": "transcode.timeout_seconds",
+    "chunk_timeout": "server.chunk_wait_seconds",
+}
 
 
 class ZtreamError(Exception):
@@ -61,19 +76,27 @@ class ZtreamError(Exception):
         detail: str,
         *,
         code: str | None = None,
+        setting: str | None = None,
         retry_after: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.detail = detail
         if code is not None:
             self.code = code
+        # The configuration key that would fix this, if one would (see SETTINGS).
+        self.setting = setting if setting is not None else SETTINGS.get(self.code)
+        if self.setting and self.setting not in detail:
+            detail = f"{detail} (setting: {self.setting})"
+        super().__init__(detail)
+        self.detail = detail
         if retry_after is not None:
             self.retry_after = retry_after
         self.headers: dict[str, str] = dict(headers) if headers is not None else {}
 
     def to_json(self) -> dict[str, str]:
-        return {"error": self.code, "detail": self.detail}
+        body = {"error": self.code, "detail": self.detail}
+        if self.setting:
+            body["setting"] = self.setting
+        return body
 
 
 class BadRequest(ZtreamError):

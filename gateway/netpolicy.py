@@ -457,7 +457,11 @@ class HostPolicy:
                 reason = forbidden_reason(ip)
                 if reason is not None:
                     log.debug("refusing %s: %s is %s", host, ip, reason)
-                    raise Forbidden(f"upstream host {host!r} resolves to a non-public address")
+                    raise Forbidden(
+                        f"upstream host {host!r} resolves to a non-public address; to play from a "
+                        f"trusted LAN or loopback host, list it in sources.url.allow_hosts",
+                        setting="sources.url.allow_hosts",
+                    )
         # Listed hosts are trusted wherever they point; otherwise every
         # address passed, so the resolver's first choice is as good as any.
         return str(ips[0])

@@ -4,7 +4,10 @@
 # Firefox ESR (with PulseAudio for a null audio sink) for the browser tests,
 # Prometheus for the dashboard queries, node for the client's unit tests,
 # iproute2/iptables for the network-namespace topologies, and the servers the
-# cluster, NAT and load tests start themselves (redis, nginx, coturn, wrk).
+# cluster, NAT and load tests start themselves (redis, nginx, coturn, wrk),
+# and the encoders and muxers of other tools whose files the gateway must play
+# (sox, lame, flac, vorbis-tools, opus-tools; mkvtoolnix above). GPAC (MP4Box)
+# is not packaged in Debian 12, so no test depends on it.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
@@ -21,6 +24,11 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v turnserver >/dev/null || need+=(coturn)
 command -v wrk >/dev/null || need+=(wrk)
+command -v sox >/dev/null || need+=(sox)
+command -v lame >/dev/null || need+=(lame)
+command -v flac >/dev/null || need+=(flac)
+command -v oggenc >/dev/null || need+=(vorbis-tools)
+command -v opusenc >/dev/null || need+=(opus-tools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -32,7 +33,7 @@ from .analysis import MAX_METADATA_BYTES, BoundedText, MediaAnalysis, parse_ffme
 from .ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
 from .ffmpeg import PCM_PIPE, TAGS_PIPE, Rendition, file_input_argv
 
-__all__ = ["TranscodeFailed", "TranscodeTimeout", "transcode", "READ_SIZE"]
+__all__ = ["EncoderFailed", "TranscodeFailed", "TranscodeTimeout", "clean_stderr", "transcode", "READ_SIZE"]
 
 READ_SIZE = 64 * 1024
 STDERR_LIMIT = 8 * 1024
@@ -46,6 +47,46 @@ class TranscodeFailed(Exception):
     def __init__(self, message: str, stderr: str = "") -> None:
         super().__init__(message)
         self.stderr = stderr
+
+    @property
+    def reason(self) -> str:
+        """The line of ffmpeg's stderr that says most (the encoder's own, for an encoder failure)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        if not lines:
+            return str(self)
+        for line in lines:
+            if line.startswith("[libopus]"):
+                return line
+        # A component's own line ("[mov,mp4,m4a,3gp,3g2,mj2] moov atom not found")
+        # says why; the last line ("pipe:0: Invalid data found ...") what failed.
+        named = [line for line in lines if line.startswith("[")]
+        if named and named[-1] != lines[-1]:
+            return f"{named[-1]}; {lines[-1]}"
+        return lines[-1]
+
+
+class EncoderFailed(TranscodeFailed):
+    """The encoder (libopus) refused or failed: the gateway's side, not the input's."""
+
+
+# ffmpeg's log prefix "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x562d...]": the address means
+# nothing to a reader and differs at every run; the component name stays.
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")
+# What ffmpeg prints when the encoder cannot be opened or fails on its input.
+_ENCODER = re.compile(r"Error while opening encoder|Error initializing output stream|^\[libopus\]|"
+                      r"Error (?:submitting|while encoding)|encoding failed", re.MULTILINE)
+
+
+def clean_stderr(text: str) -> str:
+    """ffmpeg's stderr for a message: without memory addresses, at most 2000 characters."""
+    return _ADDRESS.sub("", text).strip()[-2000:]
+
+
+def failure(message: str, stderr: str) -> TranscodeFailed:
+    """The error for an ffmpeg that exited non-zero: ``EncoderFailed`` when the encoder says so."""
+    text = clean_stderr(stderr)
+    cls = EncoderFailed if _ENCODER.search(text) else TranscodeFailed
+    return cls(message, text)
 
 
 class TranscodeTimeout(TranscodeFailed):
@@ -192,7 +233,7 @@ class _Side:
             raise TranscodeTimeout("the analysis did not finish in time") from None
         log = self.stderr.decode("utf-8", "replace")
         if code != 0:
-            raise TranscodeFailed(f"the analysis ffmpeg exited with status {code}", log.strip()[-2000:])
+            raise TranscodeFailed(f"the analysis ffmpeg exited with status {code}", clean_stderr(log))
         self.analysis.waveform.finish()
         self.analysis.loudness = parse_loudness(log)
         self.analysis.tags = parse_ffmetadata(self.tags.text())
@@ -283,7 +324,7 @@ async def transcode(
     splitter = ClusterSplitter()
 
     def stderr_text() -> str:
-        return stderr.decode("utf-8", "replace").strip()[-2000:]
+        return clean_stderr(stderr.decode("utf-8", "replace"))
 
     try:
         while True:
@@ -315,7 +356,7 @@ async def transcode(
             raise feeder.exception()  # type: ignore[misc]
         await asyncio.wait({stderr_task}, timeout=1.0)
         if returncode != 0:
-            raise TranscodeFailed(f"ffmpeg exited with status {returncode}", stderr_text())
+            raise failure(f"ffmpeg exited with status {returncode}", stderr.decode("utf-8", "replace"))
         try:
             events = splitter.feed_eof()
         except EbmlError as exc:

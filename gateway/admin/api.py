@@ -16,7 +16,10 @@ can turn the API on, off, or change the token.
   their place, and logs name changed keys, never values.
 - ``PUT /v1/admin/sources`` validates the running configuration with the
   change through ``config_from_dict`` (errors name the key, 400, nothing
-  changes), writes the changed keys into the overlay file (``overlay.py``:
+  changes), writes the keys whose value it changes into the overlay file
+  (a key sent with its running value is not written, so the operator's file
+  stays in charge of it; a key set back to the file's value leaves the
+  overlay) (``overlay.py``:
   the operator's comments and layout stay) atomically (temporary file, fsync,
   ``os.replace``; mode 0600 since it may hold a secret), then applies it live
   (``live.py``). The HTTP contract of these routes is in docs/http.md.
@@ -38,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import SECRET_KEYS, Config, ConfigError, config_to_dict, read_overlay
+from ..config import SECRET_KEYS, Config, ConfigError, config_from_dict, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
@@ -47,8 +50,8 @@ from ..media.catalog import is_track_id
 from ..metrics import METRICS, SERVER_KINDS
 from ..swarm import HUB
 from .changes import Purged, Reloaded
-from .live import LIVE_CONFIG
-from .overlay import HEADER, edit_toml, write_atomic
+from .live import LIVE_CONFIG, LiveConfig, flatten
+from .overlay import HEADER, REMOVE, edit_toml, write_atomic
 
 __all__ = [
     "ATTEMPTS",
@@ -273,6 +276,30 @@ async def get_sources(request: web.Request) -> web.Response:
     return _sources_answer(request)
 
 
+def _overlay_edits(live: LiveConfig, body: dict[str, Any], candidate: Config) -> dict[str, dict[str, Any]]:
+    """What the overlay must record of ``body``: only what the admin changed.
+
+    A key sent with the value it runs with now is left out (the admin page
+    sends every field; the operator's file must stay in charge of the ones
+    nobody touched). A key set to the operator's file's value is removed from
+    the overlay, so the file decides it again. Everything else is written.
+    """
+    running = flatten(config_to_dict(live.current))
+    wanted = flatten(config_to_dict(candidate))
+    in_file = flatten(config_to_dict(config_from_dict(live.file_tables())))
+    in_overlay = flatten(read_overlay(live.overlay))
+    edits: dict[str, dict[str, Any]] = {}
+    for section, values in body.items():
+        for key, value in values.items():
+            dotted = f"sources.{section}.{key}"
+            if wanted[dotted] == in_file[dotted]:
+                if dotted in in_overlay:
+                    edits.setdefault(section, {})[key] = REMOVE
+            elif wanted[dotted] != running[dotted] or dotted in in_overlay:
+                edits.setdefault(section, {})[key] = value
+    return edits
+
+
 @admin_endpoint
 async def put_sources(request: web.Request) -> web.Response:
     body = await read_json(request, MAX_BODY)
@@ -290,16 +317,22 @@ async def put_sources(request: web.Request) -> web.Response:
         read_overlay(live.overlay)  # an overlay the operator broke is named before anything changes
     except ConfigError as exc:
         raise BadRequest(str(exc), code="invalid_config") from None
-    keys = sorted(f"sources.{s}.{k}" for s, values in body.items() for k in values)
+    try:
+        edits = _overlay_edits(live, body, candidate)
+    except ConfigError as exc:
+        raise BadRequest(str(exc), code="invalid_config") from None
+    keys = sorted(f"sources.{s}.{k}" for s, values in edits.items() for k in values)
 
     def save() -> None:
         # Runs under LiveConfig.lock, so two changes never interleave their edits.
+        if not edits:
+            return
         try:
             old = live.overlay.read_text(encoding="utf-8") if live.overlay.exists() else ""
         except OSError as exc:
             raise ZtreamError(f"could not read {live.overlay}: {exc.strerror}", code="write_failed") from None
         try:
-            text = edit_toml(old, {"sources": body}, header=HEADER)
+            text = edit_toml(old, {"sources": edits}, header=HEADER)
         except ValueError as exc:
             raise BadRequest(f"sources: {exc}", code="invalid_config") from None
         try:
@@ -307,7 +340,8 @@ async def put_sources(request: web.Request) -> web.Response:
         except OSError as exc:
             raise ZtreamError(f"could not write {live.overlay}: {exc.strerror}", code="write_failed") from None
 
-    reason = f"admin: PUT /v1/admin/sources from {_client(request)} ({', '.join(keys)}), saved to {live.overlay}"
+    reason = (f"admin: PUT /v1/admin/sources from {_client(request)} ({', '.join(keys) or 'no change'}), "
+              f"saved to {live.overlay}")
     try:
         result = await live.apply(candidate, reason=reason, before_swap=save)
     except ConfigError as exc:

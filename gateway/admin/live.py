@@ -24,6 +24,11 @@ admin change (``PUT /v1/admin/sources``) both end in :meth:`LiveConfig.apply`:
    file is checked against them on every open, a removed directory stops
    serving at once while tracks of an added one are registered right away.
 
+A read layers, key by key: the command line's ``overrides`` (``--host``,
+``--port``) over the overlay over the file. A reload also reports the keys
+the operator's file changed that the overlay sets (``overridden_by_overlay``):
+those keep the overlay's value, and the operator learns why.
+
 Nothing touches connections: listeners, WebSockets and transcodes carry on.
 Everything here runs on the event loop, serialised by ``LiveConfig.lock``.
 """
@@ -45,9 +50,9 @@ from ..config import (
     ConfigError,
     config_from_dict,
     config_to_dict,
-    load_config,
     merge_tables,
     overlay_path,
+    read_config_file,
     read_overlay,
 )
 from ..metrics import Metrics
@@ -94,9 +99,21 @@ def _live(key: str) -> bool:
 class ReloadResult:
     changed: tuple[str, ...]  # applied live
     restart_required: tuple[str, ...]  # changed in the file, running value kept
+    # Changed in the operator's file, but the admin overlay sets them: the overlay's value stays.
+    overridden: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"changed": list(self.changed), "restart_required": list(self.restart_required)}
+        return {"changed": list(self.changed), "restart_required": list(self.restart_required),
+                "overridden_by_overlay": list(self.overridden)}
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """What one read found: the merged config and where each key came from."""
+
+    config: Config
+    file: dict[str, Any]  # the operator's file alone (defaults filled in), flattened
+    overlay: frozenset[str]  # dotted keys the admin overlay sets
 
 
 class LiveConfig:
@@ -107,12 +124,21 @@ class LiveConfig:
     (``None``: built-in defaults; a reload then re-reads the overlay alone).
     """
 
-    def __init__(self, config: Config, path: str | Path | None = None) -> None:
+    def __init__(self, config: Config, path: str | Path | None = None, *,
+                 overrides: dict[str, Any] | None = None) -> None:
         self.current = config
         self.path = Path(path) if path is not None else None
         self.overlay = overlay_path(self.path, config.cache_dir)
+        # The command line's settings (--host, --port): over the file and the overlay, at every read.
+        self.overrides: dict[str, Any] = dict(overrides or {})
         # Without a file, the startup config is the base the overlay goes over.
         self._base = config_to_dict(config) if self.path is None else None
+        # The file's values as last read, to tell a reload which file a change came from.
+        self._file_seen: dict[str, Any] | None = None
+        try:
+            self._file_seen = flatten(config_to_dict(config_from_dict(self.file_tables())))
+        except ConfigError:  # pragma: no cover - the same file just started the gateway
+            pass
         self.lock = asyncio.Lock()
         # What the admin API changed here, for whoever must follow (changes.py).
         self.on_admin_change = AdminChanges()
@@ -149,14 +175,30 @@ class LiveConfig:
 
     def read(self) -> Config:
         """The file and its overlay, validated; raises ``ConfigError`` naming the key."""
+        return self.read_layers().config
+
+    def file_tables(self) -> dict[str, Any]:
+        """The operator's file alone (the startup config without one); raises ``ConfigError``."""
         if self.path is not None:
-            return load_config(self.path)
+            return read_config_file(self.path)
         assert self._base is not None
+        return self._base
+
+    def read_layers(self) -> Layers:
+        """The file, the overlay over it and the command line over both, validated.
+
+        Raises ``ConfigError`` naming the key (and the overlay file for its keys).
+        """
+        data = self.file_tables()
         over = read_overlay(self.overlay)
         try:
-            return config_from_dict(merge_tables(self._base, over))
+            config = config_from_dict(merge_tables(data, over))
         except ConfigError as exc:
             raise ConfigError(f"{self.overlay}: {exc}") from None
+        if self.overrides:
+            config = config_from_dict(merge_tables(config_to_dict(config), self.overrides))
+        file_flat = flatten(config_to_dict(config_from_dict(data)))
+        return Layers(config=config, file=file_flat, overlay=frozenset(flatten(over)))
 
     def with_sources(self, update: dict[str, Any]) -> Config:
         """The running config with ``update`` (``{"url": {...}, ...}``) over its ``sources``.
@@ -171,8 +213,11 @@ class LiveConfig:
         """Re-read the file and overlay and apply them; on error keep everything and raise."""
         async with self.lock:
             try:
-                new = self.read()
-                result = self._apply(new, reason=reason)
+                layers = self.read_layers()
+                seen = self._file_seen if self._file_seen is not None else layers.file
+                overridden = tuple(sorted(k for k in layers.overlay if seen.get(k) != layers.file.get(k)))
+                result = self._apply(layers.config, reason=reason, overridden=overridden)
+                self._file_seen = layers.file
             except ConfigError as exc:
                 log.error("config reload (%s) failed, the running configuration stays: %s", reason, exc)
                 raise
@@ -190,7 +235,8 @@ class LiveConfig:
         async with self.lock:
             return self._apply(new, reason=reason, before_swap=before_swap)
 
-    def _apply(self, new: Config, *, reason: str, before_swap: Callable[[], None] | None = None) -> ReloadResult:
+    def _apply(self, new: Config, *, reason: str, before_swap: Callable[[], None] | None = None,
+               overridden: tuple[str, ...] = ()) -> ReloadResult:
         old = self.current
         changed = changed_keys(old, new)
         live = tuple(k for k in changed if _live(k))
@@ -214,9 +260,11 @@ class LiveConfig:
         parts = [f"changed {', '.join(live)}" if live else "no live change"]
         if restart:
             parts.append(f"restart required for {', '.join(restart)} (running values kept)")
+        if overridden:
+            parts.append(f"changed in the file but set by the admin overlay {self.overlay}: {', '.join(overridden)}")
         # One line, key names only: values (secrets among them) never reach the log.
         log.info("%s: %s", reason, "; ".join(parts))
-        return ReloadResult(changed=live, restart_required=restart)
+        return ReloadResult(changed=live, restart_required=restart, overridden=overridden)
 
     def _swap(self, built: SourceSet, config: Config, *, local_changed: bool) -> None:
         old = self._require(self.sources)

@@ -21,9 +21,18 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Item, Table
 
-from ..config import merge_tables
 
-__all__ = ["HEADER", "dump_toml", "edit_toml", "write_atomic"]
+__all__ = ["HEADER", "REMOVE", "dump_toml", "edit_toml", "write_atomic"]
+
+
+class _Remove:
+    """A change that deletes its key (the file's value applies again)."""
+
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+REMOVE: Any = _Remove()
 
 HEADER = (
     "Written by the Ztream admin API (PUT /v1/admin/sources).\n"
@@ -33,6 +42,8 @@ HEADER = (
 
 def _plain(value: Any) -> Any:
     """What ``tomllib`` reads back for ``value``: lists for tuples, NaN refused."""
+    if value is REMOVE:
+        return value
     if isinstance(value, float) and math.isnan(value):
         raise ValueError("NaN is not a setting")
     if isinstance(value, list | tuple):
@@ -60,9 +71,48 @@ def _item(value: Any) -> Item:
     return scalar
 
 
+def _expected(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``merge_tables`` that also deletes the keys set to ``REMOVE``."""
+    out = dict(base)
+    for key, value in changes.items():
+        if value is REMOVE:
+            out.pop(key, None)
+        elif isinstance(value, Mapping):
+            out[key] = _expected(out[key] if isinstance(out.get(key), dict) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _pruned(tables: dict[str, Any]) -> dict[str, Any]:
+    """``tables`` without empty tables (what ``_prune`` leaves of a document)."""
+    out: dict[str, Any] = {}
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            value = _pruned(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+def _prune(container: Any) -> None:
+    """Drop tables a removal left empty, so the overlay keeps no bare ``[sources.url]``."""
+    for key in list(container.keys()):
+        value = container.get(key)
+        if isinstance(value, Mapping):
+            _prune(value)
+            if not value:
+                del container[key]
+
+
 def _set(container: Any, changes: Mapping[str, Any], *, top: bool) -> None:
     """Set ``changes`` into a tomlkit container: a dict is a table, anything else a value."""
     for key, value in changes.items():
+        if value is REMOVE:
+            if key in container:
+                del container[key]
+            continue
         if isinstance(value, Mapping):
             existing = container.get(key)
             if isinstance(existing, Mapping):  # tomlkit tables are mappings: edit in place
@@ -82,10 +132,14 @@ def edit_toml(text: str, changes: Mapping[str, Any], *, header: str = "") -> str
     """``text`` with ``changes`` (nested tables) set key by key; everything else as it was.
 
     An empty ``text`` starts a new document under ``header`` (as comments).
+    A value ``REMOVE`` deletes its key (a table it leaves empty goes too).
     Raises ``ValueError`` for a ``text`` that is not TOML and for what TOML
     cannot hold (top-level scalars, NaN, lone surrogates).
     """
-    expected = merge_tables(tomllib.loads(text), _plain(changes))
+    removes = any(_removes(changes))
+    expected = _expected(tomllib.loads(text), _plain(changes))
+    if removes:
+        expected = _pruned(expected)
     if text.strip():
         doc = tomlkit.parse(text)
     else:
@@ -95,11 +149,23 @@ def edit_toml(text: str, changes: Mapping[str, Any], *, header: str = "") -> str
         if header:
             doc.add(tomlkit.nl())
     _set(doc, changes, top=True)
+    if removes:
+        _prune(doc)
     out = tomlkit.dumps(doc)
     out.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
     if tomllib.loads(out) != expected:
         raise ValueError("the TOML written does not read back the same")
     return out
+
+
+def _removes(changes: Mapping[str, Any]) -> list[bool]:
+    found: list[bool] = []
+    for value in changes.values():
+        if value is REMOVE:
+            found.append(True)
+        elif isinstance(value, Mapping):
+            found.extend(_removes(value))
+    return found
 
 
 def dump_toml(tables: Mapping[str, Any], header: str = "") -> str:

@@ -53,7 +53,8 @@ def worker_sockets(config: Config) -> list[socket.socket] | None:
     return [public, private]
 
 
-def run_workers(config: Config, config_path: str | None, workers: int, verbose: bool) -> int:
+def run_workers(config: Config, config_path: str | None, workers: int, verbose: bool,
+                serve_args: list[str] | None = None) -> int:
     if not config.cluster.redis_url:
         print("ztream: --workers > 1 needs [cluster] redis_url: the workers share the swarm and the "
               "transcodes through Redis", file=sys.stderr)
@@ -62,6 +63,7 @@ def run_workers(config: Config, config_path: str | None, workers: int, verbose: 
     base = [sys.executable, "-m", "gateway.cli", *(["-v"] if verbose else []), "serve"]
     if config_path is not None:
         base += ["--config", config_path]
+    base += serve_args or []
     for i in range(workers):
         port = _free_loopback_port()
         env = {**os.environ, WORKER_ENV: f"{i}/{workers}", PRIVATE_ENV: str(port),

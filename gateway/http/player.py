@@ -315,8 +315,16 @@ def setup_player(app: web.Application, *, policy: OriginPolicy, render: Any) -> 
 
 
 def _message(exc: ZtreamError) -> str:
-    """What the frame says: short, for a listener (the detail is for the site's developer)."""
+    """What the frame says: short, for a listener (the detail is for the site's developer),
+    plus, when a configuration key would fix it, the detail that names the key."""
     code = exc.to_json().get("error", "")
+    if exc.setting:
+        detail = exc.detail.rstrip(".")
+        return f"{_short(code)} {detail[:1].upper()}{detail[1:]}."
+    return _short(code)
+
+
+def _short(code: str) -> str:
     if code in ("host_not_allowed", "upstream_forbidden", "soundcloud_disabled"):
         return "This gateway is not allowed to play this URL."
     if code in ("track_not_found", "upstream_not_found", "soundcloud_not_found"):

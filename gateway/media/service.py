@@ -217,7 +217,8 @@ class MediaService:
                     flight.notify()
                 elif isinstance(event, Cluster):
                     if event.start >= self.max_duration:
-                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
+                        raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s",
+                                       setting="sources.url.max_duration_seconds")
                     self.store.put_chunk(track.id, rid, event.index, event.data)
                     flight.chunks.append(
                         {

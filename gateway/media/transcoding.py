@@ -19,7 +19,7 @@ artwork in what is at hand (the first bytes of the input, the spooled or
 library file, a cover.jpg beside it) and yields it, then the waveform, then
 ``Finished`` with the loudness.
 
-This is the boundary of the ffmpeg side: its failures (``TranscodeFailed``,
+This is the boundary of the ffmpeg side: its failures (``EncoderFailed``, ``TranscodeFailed``,
 ``TranscodeTimeout``, ``SpoolTooLarge``) and the source's ``ZtreamError``s
 become one ``Failed`` event here, and nowhere else.
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 from transcode.analysis import MediaAnalysis
 from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork
 from transcode.ffmpeg import Rendition
-from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
+from transcode.runner import EncoderFailed, TranscodeFailed, TranscodeTimeout, transcode
 from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
 
 from ..errors import NotAudio, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
@@ -94,8 +94,11 @@ class LocalTranscoder:
             error = TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
         except TranscodeTimeout as exc:
             error = UpstreamTimeout(str(exc), code="transcode_timeout")
+        except EncoderFailed as exc:
+            # The input decoded; our encoder refused the audio: not the upstream's fault.
+            error = ZtreamError(f"the Opus encoder failed on the decoded audio: {exc.reason}", code="encoder_failed")
         except TranscodeFailed as exc:
-            reason = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
+            reason = exc.reason
             if not flight.chunks:
                 error = NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
             else:

@@ -86,7 +86,8 @@ def setup_nat(app: web.Application, config: Config, metrics: Metrics) -> IcePlan
                 transport = await start_stun(config.server.host, port, lambda result: counts[result].inc())
             except OSError as exc:
                 # The gateway still serves; listeners behind NAT get no peers (docs/p2p.md).
-                log.warning("STUN responder not started on udp %s:%s: %s", config.server.host, port, exc)
+                log.warning("STUN responder not started on udp %s:%s: %s (set p2p.stun_port to a free UDP "
+                            "port, or 0 to turn it off)", config.server.host, port, exc)
             else:
                 bound = transport.get_extra_info("sockname")[1]
                 plan.stun_listening(bound)

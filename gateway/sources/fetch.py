@@ -271,7 +271,8 @@ class UpstreamResponse:
                     waited, got = 0.0, 0
                 self.bytes_read += len(chunk)
                 if self.bytes_read > self._max_bytes:
-                    raise TooLarge(f"upstream body from {self._host!r} exceeds {self._max_bytes} bytes")
+                    raise TooLarge(f"upstream body from {self._host!r} exceeds {self._max_bytes} bytes",
+                                   setting="sources.url.max_bytes")
                 yield chunk
         except httpx.HTTPError as exc:
             raise _map_httpx_error(exc, self._host) from None
@@ -524,4 +525,5 @@ class SafeFetcher:
             raise UpstreamError(f"upstream host {parsed.host!r} answered HTTP {status}", code="upstream_status")
         length = _content_length(response.headers)
         if length is not None and length > max_bytes:
-            raise TooLarge(f"upstream body from {parsed.host!r} is {length} bytes, over {max_bytes}")
+            raise TooLarge(f"upstream body from {parsed.host!r} is {length} bytes, over {max_bytes}",
+                           setting="sources.url.max_bytes")

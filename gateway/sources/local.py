@@ -73,7 +73,7 @@ class LocalSource(PathSource, CoverSource, BoundedSource):
         if not real.is_file():
             raise NotFound("the library file is gone", code="upstream_not_found")
         if real.stat().st_size > self.max_bytes:
-            raise TooLarge(f"the file is over {self.max_bytes} bytes")
+            raise TooLarge(f"the file is over {self.max_bytes} bytes", setting="sources.url.max_bytes")
         return real
 
     def path_of(self, track: Track) -> Path:

@@ -53,7 +53,7 @@ def table_rows(page: Path) -> list[list[str]]:
 @pytest.fixture
 def app(tmp_path: Path) -> web.Application:
     empty = tmp_path / "ztream.toml"
-    empty.write_text(f'[cache]\ndir = "{tmp_path / "cache"}"\n', encoding="utf-8")
+    empty.write_text(f'[cache]\ndir = "{tmp_path / "cache"}"\n[sources.local]\ndemo = false\n', encoding="utf-8")
     return create_app(load(empty))
 
 
@@ -200,3 +200,76 @@ def test_every_error_code_is_documented() -> None:
     pages = (DOCS / "http.md").read_text(encoding="utf-8") + (DOCS / "websocket.md").read_text(encoding="utf-8")
     missing = sorted(f"{code} ({where})" for code, where in codes.items() if f"`{code}`" not in pages)
     assert not missing, f"error codes missing from docs/http.md and docs/websocket.md: {missing}"
+
+
+def test_every_setting_an_error_names_is_a_documented_key() -> None:
+    from gateway.errors import SETTINGS
+
+    example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+
+    def flat(tables: dict[str, Any], prefix: str = "") -> set[str]:
+        out: set[str] = set()
+        for k, v in tables.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+        return out
+
+    keys = flat(example)
+    named = set(SETTINGS.values())
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        named |= set(re.findall(r'setting="([a-z_.]+)"', path.read_text(encoding="utf-8")))
+    assert named and not named - keys, f"settings named by errors that are no config key: {named - keys}"
+    page = (DOCS / "http.md").read_text(encoding="utf-8")
+    section = page[page.index("* **`setting`**"):page.index("## Routes")]
+    missing = sorted(k for k in named if f"`{k}`" not in section)
+    assert not missing, f"settings missing from docs/http.md's `setting` paragraph: {missing}"
+
+
+# -- README -------------------------------------------------------------------------
+
+
+def _snippets() -> dict[str, str]:
+    """The landing page's embed code (client/snippets.js), run by node."""
+    import json
+    import subprocess
+
+    script = (
+        'import { iframeSnippet, componentSnippet, widgetSnippet } from "./client/snippets.js";\n'
+        'const u = "http://127.0.0.1:8000";\n'
+        'console.log(JSON.stringify({iframe: iframeSnippet(u, "TRACK_ID", "Track title"),\n'
+        '  component: componentSnippet(u, "TRACK_ID"), widget: widgetSnippet(u, "TRACK_ID", "Track title")}));\n'
+    )
+    out = subprocess.run(["node", "--input-type=module", "-e", script], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    result: dict[str, str] = json.loads(out)
+    return result
+
+
+def test_readme_opens_with_the_title_a_paragraph_and_the_two_commands() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    assert blocks[0] == "# Ztream"
+    assert not blocks[1].startswith(("```", "#", "|", "*", "!"))  # one paragraph
+    assert blocks[2].startswith("```sh\nmake run") and "\nmake test" in blocks[2]
+    assert len(text.splitlines()) < 200, "internals and figures belong in docs/"
+
+
+def test_readme_embed_snippets_are_the_landing_pages() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = re.findall(r"```html\n(.*?)\n```", text, re.S)
+    snippets = _snippets()
+    for name in ("iframe", "component", "widget"):
+        assert snippets[name] in code, f"README's {name} snippet differs from client/snippets.js:\n{snippets[name]}"
+    assert any("/player/?url=" in block for block in code)  # the SoundCloud drop-in
+
+
+def test_deploy_page_covers_production_and_links_resolve() -> None:
+    deploy = (DOCS / "deploy.md").read_text(encoding="utf-8")
+    for topic in ("HTTPS", "public_url", "0.0.0.0", "stun_port", "deploy/nginx/ztream.conf", "coturn",
+                  "redis_url", "docker compose", "deploy/systemd/ztream.service", "monitor"):
+        assert topic in deploy, topic
+    assert (ROOT / "deploy" / "systemd" / "ztream.service").read_text().count("ExecStart=") == 1
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## Deployment" in readme and "docs/deploy.md" in readme
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"

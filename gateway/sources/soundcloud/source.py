@@ -44,7 +44,7 @@ class SoundCloudDisabled:
 
     async def register(self, url: str) -> Track:
         raise Forbidden(
-            "SoundCloud is not configured on this gateway ([sources.soundcloud] client_id)",
+            "SoundCloud is not configured on this gateway: set sources.soundcloud.client_id",
             code="soundcloud_disabled",
         )
 

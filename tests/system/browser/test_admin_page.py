@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,9 @@ async def test_sign_in_add_an_allowed_host_and_see_it_take_effect(gateway_factor
                     body = await r.json()
             assert body["url"]["allow_hosts"] == [upstream.host]
             assert Path(body["saved_to"]).exists() and Path(body["saved_to"]).parent == gw.config_path.parent
+            # The page sends every field; the overlay holds only the one the admin changed.
+            overlay = tomllib.loads(Path(body["saved_to"]).read_text(encoding="utf-8"))
+            assert overlay == {"sources": {"url": {"allow_hosts": [upstream.host]}}}, overlay
 
             # The token stays for this tab: a reload signs in again by itself and
             # shows the saved host; the token is nowhere in the page.

@@ -109,9 +109,12 @@ def test_imageio_ffmpeg_when_there_is_none_on_path(monkeypatch: pytest.MonkeyPat
 def test_demo_library_plays_with_no_library_configured(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "demo.toml"
-    config.write_text(f'[server]\nport = {port}\n[cache]\ndir = "{tmp_path / "cache"}"\n[sources.local]\ndemo = true\n')
+    # A file that only moves the port and the cache (no source, no demo key):
+    # the demo library is on; the port on the command line wins over the file's.
+    config.write_text(f'[server]\nport = {free_port()}\n[cache]\ndir = "{tmp_path / "cache"}"\n')
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+                             "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -393,6 +393,51 @@ async def test_reload_applies_sources_and_reports_restart_required(admin_gateway
     assert status == 400 and str(gw.overlay) in body["detail"] and "sources.url.max_bytes" in body["detail"]
 
 
+async def test_the_overlay_holds_only_what_the_admin_changed(admin_gateway: Any, upstream: Any) -> None:
+    gw = await admin_gateway()
+    # The admin page sends every field of the form, secrets left out: only the
+    # one the admin edited may reach the overlay.
+    status, view = await gw.admin("GET", "/v1/admin/sources")
+    body = {section: {k: v for k, v in view[section].items() if not isinstance(v, dict)}
+            for section in ("url", "local", "soundcloud")}
+    body["url"]["allow_hosts"] = [upstream.host]
+    status, answer = await gw.admin("PUT", "/v1/admin/sources", body)
+    assert status == 200 and answer["changed"] == ["sources.url.allow_hosts"], answer
+    assert load_overlay(gw) == {"sources": {"url": {"allow_hosts": [upstream.host]}}}
+    # The operator's file stays in charge of every other key: a change there
+    # is applied by a reload and reported.
+    gw.tables["sources.url"]["read_timeout"] = 7.0
+    gw.write()
+    status, answer = await gw.admin("POST", "/v1/admin/reload")
+    assert status == 200, answer
+    assert answer["changed"] == ["sources.url.read_timeout"] and answer["overridden_by_overlay"] == []
+    assert gw.app[LIVE_CONFIG].current.url.read_timeout == 7.0
+    # A key the overlay sets: a change in the file is reported as overridden, the overlay's value stays.
+    gw.tables["sources.url"]["allow_hosts"] = ["other.example"]
+    gw.write()
+    status, answer = await gw.admin("POST", "/v1/admin/reload")
+    assert answer["changed"] == [] and answer["overridden_by_overlay"] == ["sources.url.allow_hosts"], answer
+    assert gw.app[LIVE_CONFIG].current.url.allow_hosts == (upstream.host,)
+    # Set back to the file's value, the key leaves the overlay: the file decides it again.
+    status, answer = await gw.admin("PUT", "/v1/admin/sources", {"url": {"allow_hosts": ["other.example"]}})
+    assert status == 200 and answer["changed"] == ["sources.url.allow_hosts"], answer
+    assert load_overlay(gw) == {}
+    gw.tables["sources.url"]["allow_hosts"] = ["third.example"]
+    gw.write()
+    status, answer = await gw.admin("POST", "/v1/admin/reload")
+    assert answer["changed"] == ["sources.url.allow_hosts"] and answer["overridden_by_overlay"] == [], answer
+    # A PUT that changes nothing writes nothing.
+    gw.overlay.unlink()
+    status, answer = await gw.admin("PUT", "/v1/admin/sources", {"url": {"max_bytes": 50_000_000}})
+    assert status == 200 and answer["changed"] == [] and not gw.overlay.exists()
+
+
+def load_overlay(gw: Any) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(gw.overlay.read_text()) if gw.overlay.exists() else {}
+
+
 async def test_token_change_by_reload(admin_gateway: Any) -> None:
     gw = await admin_gateway()
     gw.tables["admin"]["token"] = "the-new-token"

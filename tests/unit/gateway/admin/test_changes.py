@@ -2,7 +2,7 @@
 
 What a cluster node hears from the admin API, without a cluster: a subscriber
 records what was sent. The cluster's side (the broadcast reaching the other
-nodes) is tests/test_cluster.py's ``test_admin_changes_reach_every_node``.
+nodes) is tests/system/cluster/test_cluster.py's ``test_admin_changes_reach_every_node``.
 """
 
 from __future__ import annotations
