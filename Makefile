@@ -44,16 +44,20 @@ run: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# Lint and types first (seconds), then the suites; mypy strict runs inside
+# pytest (tests/unit/test_typing.py).
 test: $(TEST_STAMP) system-deps $(NODE_STAMP)
+	$(BIN)/ruff check .
+	$(TSC)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	node --test --test-reporter=dot tests/js/
-	$(TSC)
 
 # A quick subset while working: no browsers, namespaces or clusters.
 test-fast: $(TEST_STAMP) system-deps $(NODE_STAMP)
+	$(BIN)/ruff check .
+	$(TSC)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 	node --test --test-reporter=dot tests/js/
-	$(TSC)
 
 bench: $(TEST_STAMP)
 	$(BIN)/ztream bench transcode

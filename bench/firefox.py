@@ -156,7 +156,7 @@ class Firefox:
             if self.proc.returncode is None:
                 await self._call(op="close", timeout=10)
                 await asyncio.wait_for(self.proc.wait(), 15)
-        except (RuntimeError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, RuntimeError, ConnectionError):
             pass
         finally:
             if self.proc.returncode is None:

@@ -1,4 +1,4 @@
-"""``python -m bench.media``: what issue 13's extras cost, against same-run baselines.
+"""``python -m bench.media``: what the extras (seeking inputs, tags, artwork, waveform, loudness) cost, against same-run baselines.
 
 Prints two figures, each with its baseline measured in the same run:
 

@@ -209,12 +209,13 @@ async def _hold(port: int, count: int, sources: list[str]) -> None:
                 ready: asyncio.Future[bool] = loop.create_future()
                 try:
                     _t, proto = await loop.create_connection(
-                        lambda: IdleClient(f"127.0.0.1:{port}", ready), "127.0.0.1", port, local_addr=(source, 0)
+                        lambda ready=ready: IdleClient(f"127.0.0.1:{port}", ready), "127.0.0.1", port,
+                        local_addr=(source, 0),
                     )
                     if await asyncio.wait_for(ready, 30):
                         clients.append(proto)
                         return
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     pass
                 await asyncio.sleep(0.2)
             failed += 1

@@ -29,8 +29,10 @@ from aiohttp import web
 from transcode.ffmpeg import find_ffmpeg, make_rendition
 
 from .admin import LIVE_CONFIG, LiveConfig, setup_admin
+from .cluster import CLUSTER, Cluster, ClusterTracker, node_id, setup_cluster
 from .config import CONFIG, Config
 from .demo import ensure_demo_library
+from .health import HEALTH, Health
 from .http import ORIGINS, OriginPolicy
 from .http.api import STREAMS, end_streams, not_found, routes
 from .http.extras import routes as extras_routes
@@ -43,11 +45,9 @@ from .media.service import MediaService
 from .media.store import ChunkStore
 from .media.types import TrackJSON
 from .metrics import METRICS, Metrics
-from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .nat.service import setup_nat
+from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .swarm import SwarmSockets, Tracker, make_hub, setup_swarm
-from .cluster import CLUSTER, Cluster, ClusterTracker, node_id, setup_cluster
-from .health import HEALTH, Health
 
 __all__ = ["create_app", "serve", "SHUTDOWN_GRACE"]
 

@@ -61,7 +61,7 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
-        # Issue 13: how each transcode's input reached ffmpeg, and bytes spooled to disk.
+        # How each transcode's input reached ffmpeg (pipe, Range, spool, file), and bytes spooled to disk.
         self.transcode_inputs = Counter(
             "ztream_transcode_inputs", "Transcode inputs by how ffmpeg read them", ["mode"], registry=r
         )

@@ -260,7 +260,7 @@ class PeerNode:
             self._ws = await self._session.ws_connect(ws_url, heartbeat=None, autoping=True, max_msg_size=1 << 20)
             first = await self._ws.receive(timeout=10)
             await manifest_task
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise PeerError(f"cannot reach the gateway at {self.gateway}: {exc}") from exc
         finally:
             if not manifest_task.done():
@@ -444,7 +444,7 @@ class PeerNode:
     async def _look_ahead(self, track: str) -> None:
         try:
             manifest = await self._read_manifest(track)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, PeerError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, OSError, PeerError, ValueError):
             self.report.lookup_ahead_failures += 1
             return
         self._next_manifest = manifest
@@ -553,7 +553,7 @@ class PeerNode:
                                 self.playing.cache.write_init(data)
                         self._wake.set()
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.info("%s: init: %s", self.options.name, exc)
             await asyncio.sleep(0.2 * (attempt + 1))
         raise PeerError("could not fetch a valid init segment")
@@ -568,7 +568,7 @@ class PeerNode:
                 if r.status == 200:
                     data = await r.read()
                     etag = r.headers.get("ETag", "").strip('"')
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             log.info("%s: chunk %d from the server: %s", self.options.name, req.index, exc)
         if self.playing.sched.inflight.get(req.index) is not req:
             return  # given up meanwhile (a seek)

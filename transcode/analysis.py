@@ -1,4 +1,4 @@
-"""What one transcode learns besides the chunks: tags, waveform, loudness (issue 13).
+"""What one transcode learns besides the chunks: tags, waveform, loudness.
 
 Theory of operation
 -------------------

@@ -5,7 +5,7 @@ pipe`` makes it refuse any URL even if one slipped into the input. The bitexact
 flags make the same input give byte-identical WebM, which is what lets a chunk
 be evicted and transcoded again without changing its SHA-256.
 
-With ``extras=True`` (issue 13) the same ffmpeg run writes two more outputs,
+With ``extras=True`` the same ffmpeg run writes two more outputs,
 after the WebM one and without touching it (the chunks stay bit-exact):
 
 * ``pipe:3``: the decoded audio as float PCM in NUT (self-describing: rate and
@@ -218,7 +218,7 @@ def file_input_argv(argv: tuple[str, ...] | list[str], path: str, *, input_forma
 
 
 def make_rendition(binary: str, *, bitrate: int, chunk_seconds: float, extras: bool = False) -> Rendition:
-    """The rendition; ``extras`` adds the tags, loudness and waveform outputs (issue 13)."""
+    """The rendition; ``extras`` adds the tags, loudness and waveform outputs."""
     argv = build_argv(binary, bitrate=bitrate, chunk_seconds=chunk_seconds, extras=extras)
     analysis = build_analysis_argv(binary) if extras else []
     version = ffmpeg_version(binary)

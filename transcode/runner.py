@@ -6,7 +6,7 @@ can fill up and deadlock the other. stderr is kept, bounded, for the error
 message. ffmpeg runs in its own process group, killed on every way out of the
 generator: normal end, error, timeout, ``aclose()`` and task cancellation.
 
-Two additions (issue 13), both off unless asked for:
+Two additions, both off unless asked for:
 
 * ``input_path``: ffmpeg reads a file (a spooled upstream or a library file)
   instead of stdin; the argv is rewritten by ``ffmpeg.file_input_argv``.

@@ -1,4 +1,4 @@
-"""Give ffmpeg an input it can play when the container needs seeking (issue 13).
+"""Give ffmpeg an input it can play when the container needs seeking.
 
 Theory of operation
 -------------------

@@ -55,11 +55,11 @@ from ..config import (
     read_config_file,
     read_overlay,
 )
+from ..media.catalog import TrackCatalog
+from ..media.service import MediaService
 from ..metrics import Metrics
 from ..sources import SourceSet, build_sources
 from ..sources.fetch import SafeFetcher
-from ..media.catalog import TrackCatalog
-from ..media.service import MediaService
 from .changes import AdminChanges
 
 __all__ = ["LIVE_CONFIG", "LiveConfig", "ReloadResult", "changed_keys", "flatten", "LIVE_PREFIXES"]

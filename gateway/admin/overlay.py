@@ -21,7 +21,6 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Item, Table
 
-
 __all__ = ["HEADER", "REMOVE", "dump_toml", "edit_toml", "write_atomic"]
 
 

@@ -288,7 +288,7 @@ class TrackOwnership:
             async with self._http().get(url, headers={NODE_HEADER: self.node_id}) as response:
                 body = await response.read()
                 return response.status, body, response.headers.get("ETag", "").strip('"')
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _PullFailed(f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
@@ -311,7 +311,7 @@ class TrackOwnership:
             try:
                 async with self._http().post(f"{base}/v1/tracks", json={"url": track.locator}) as response:
                     await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise _PullFailed(str(exc)) from None
             status, body, _ = await self._get(url)
         if status >= 500:

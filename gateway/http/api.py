@@ -19,14 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..sources import FETCH_SOURCES, LOCAL_SOURCE
-from ..health import HEALTH
 from ..errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, ZtreamError
+from ..health import HEALTH
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track
 from ..media.service import MediaService
 from ..media.types import PieceKind, ServedKind, TrackJSON
 from ..metrics import METRICS
+from ..sources import FETCH_SOURCES, LOCAL_SOURCE
 from . import ORIGINS
 from .conditional import ChunkIndexError, Full, Partial, Unsatisfiable, evaluate_range, none_match, parse_chunk_index
 from .responses import endpoint, read_json, render_error

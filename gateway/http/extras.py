@@ -1,4 +1,4 @@
-"""``/v1/tracks/{id}/artwork`` and ``/v1/tracks/{id}/waveform`` (issue 13; docs/http.md).
+"""``/v1/tracks/{id}/artwork`` and ``/v1/tracks/{id}/waveform`` (docs/http.md).
 
 - ``GET /v1/tracks/{id}/artwork``: the file's attached picture (or a
   ``cover.jpg``/``folder.jpg`` beside a library file) as a JPEG of at most

@@ -28,8 +28,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from ..config import Config
-from .hub import IceServers, SwarmHub
 from .heartbeat import TICK
+from .hub import IceServers, SwarmHub
 from .socket import SWEEP_SECONDS, Federation, SwarmSockets
 from .tracker import Tracker
 

@@ -226,7 +226,7 @@ class Connection:
     async def _close_ws(self, code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), CLOSE_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             # A peer that does not even take a close frame: drop the TCP connection.
             if self.request.transport is not None:
                 self.request.transport.abort()

@@ -11,14 +11,12 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.config import load_config
-
 from tests.support.gateway import ROOT, ZTREAM, free_port
 
 

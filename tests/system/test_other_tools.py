@@ -20,12 +20,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.media.service import MediaService
+from tests.support.gateway import fetch_all, post_url
+from tests.support.upstream import Upstream
 from transcode.ebml import Cluster, InitSegment
 from transcode.ffmpeg import OPUS_LAYOUTS, build_argv, find_ffmpeg, make_rendition
 from transcode.runner import EncoderFailed, TranscodeFailed, transcode
-
-from tests.support.gateway import fetch_all, post_url
-from tests.support.upstream import Upstream
 
 FFMPEG = find_ffmpeg("")
 SECONDS = 6

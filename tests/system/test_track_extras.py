@@ -1,4 +1,4 @@
-"""Issue 13 through the public HTTP contract: real ``ztream serve`` processes, loopback upstreams.
+"""A track's extras (artwork, waveform, loudness, seeking inputs) through the public HTTP contract: real ``ztream serve`` processes, loopback upstreams.
 
 Every input is made by the real ffmpeg here. The upstreams are aiohttp
 servers on loopback: one answers Range requests (``FileResponse``), one
@@ -46,7 +46,7 @@ def tone(seconds: float = SECONDS) -> list[str]:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("media13http")
+    d = tmp_path_factory.mktemp("extras_http")
     ff("-f", "lavfi", "-i", "testsrc=s=800x800:d=1", "-frames:v", "1", str(d / "pic800.jpg"))
     ff("-f", "lavfi", "-i", "color=s=8000x8000:d=1", "-frames:v", "1", str(d / "pic8000.png"))
     level = 10 ** (-23 / 20)  # EBU Tech 3341 case 1: a 1 kHz stereo sine at -23 dBFS reads -23 LUFS

@@ -207,13 +207,7 @@ def test_every_setting_an_error_names_is_a_documented_key() -> None:
 
     example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
 
-    def flat(tables: dict[str, Any], prefix: str = "") -> set[str]:
-        out: set[str] = set()
-        for k, v in tables.items():
-            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
-        return out
-
-    keys = flat(example)
+    keys = set(flatten(example))
     named = set(SETTINGS.values())
     for path in sorted((ROOT / "gateway").rglob("*.py")):
         named |= set(re.findall(r'setting="([a-z_.]+)"', path.read_text(encoding="utf-8")))

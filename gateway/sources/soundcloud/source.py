@@ -26,7 +26,14 @@ from ..fetch import SafeFetcher
 from ..hls_follow import FollowPolicy, HlsFollower, Target
 from .client import ApiClient, SiteEndpoints
 from .credentials import Credentials
-from .parsing import TrackInfo, is_soundcloud_url, locator_id, parse_soundcloud_set_url, parse_soundcloud_url, track_info
+from .parsing import (
+    TrackInfo,
+    is_soundcloud_url,
+    locator_id,
+    parse_soundcloud_set_url,
+    parse_soundcloud_url,
+    track_info,
+)
 from .resolver import Resolver
 
 __all__ = ["SoundCloudDisabled", "SoundCloudSource"]

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from playwright.async_api import async_playwright
 
 from tests.support.audio import make_audio
 from tests.support.browser import ErrorLog, launch, require_chromium, until
@@ -23,7 +24,6 @@ from tests.support.upstream import Upstream
 
 pytestmark = [pytest.mark.timeout(60)]
 
-from playwright.async_api import async_playwright
 
 TOKEN = "page-token-3k9J"
 

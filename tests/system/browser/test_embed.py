@@ -16,12 +16,12 @@ import urllib.request
 from typing import Any
 
 import pytest
+from playwright.async_api import async_playwright
 
 from tests.support.browser import ErrorLog, HostSite, launch, require_chromium, until
 
 pytestmark = [pytest.mark.timeout(60)]
 
-from playwright.async_api import async_playwright
 
 WAIT = 30_000
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import async_playwright
 
 from tests.support.browser import ErrorLog, until
 from tests.support.nat import PUBLIC_ADDRESS, Coturn
@@ -57,7 +58,6 @@ from tests.support.world import (
 
 pytestmark = [pytest.mark.timeout(120)]
 
-from playwright.async_api import async_playwright
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from playwright.async_api import async_playwright
 
 from tests.support.browser import (
     ROOT,
@@ -31,7 +32,6 @@ from tests.support.browser import (
 
 pytestmark = [pytest.mark.timeout(60)]
 
-from playwright.async_api import async_playwright
 
 WAIT = 30_000  # ms, for one awaited state on a loaded machine
 

@@ -1,4 +1,4 @@
-"""The waveform seek bar of <ztream-player> in real Chromium (issue 13).
+"""The waveform seek bar of <ztream-player> in real Chromium.
 
 A real ``ztream serve`` gateway transcodes a track from a slow loopback
 upstream (ten times real time), so the waveform is seen while the

@@ -1,4 +1,4 @@
-"""Issue 12, storage faults: the cache on a 3 MB tmpfs that a long transcode fills.
+"""Storage faults: the cache on a 3 MB tmpfs that a long transcode fills.
 
 The test mounts the tmpfs itself (it needs root, as the test machines run);
 it must be able to fail, so it never skips. Strict xfail marks: see

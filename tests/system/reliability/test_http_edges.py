@@ -1,4 +1,4 @@
-"""Issue 12, HTTP edges, through the public contract of a real ``ztream serve``.
+"""HTTP edges, through the public contract of a real ``ztream serve``.
 
 Tests marked ``xfail(strict=True)`` fail on the code they were written
 against; each reason names the finding. When a fix lands the test passes,
@@ -22,7 +22,7 @@ from tests.support.gateway import GatewayProcess
 
 
 def issue12(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"issue 12: {reason}")
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
 
 
 Answer = tuple[int, dict[str, str], bytes]

@@ -1,4 +1,4 @@
-"""Issue 12, load: many slow ``/stream`` readers, and SIGTERM while they are connected.
+"""Load: many slow ``/stream`` readers, and SIGTERM while they are connected.
 
 Memory is counted where it really goes: the gateway's RSS plus the kernel's
 socket queues (``ss -tmn``: ``w`` wmem_queued on the gateway's sockets, ``r``

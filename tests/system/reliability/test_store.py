@@ -1,4 +1,4 @@
-"""Issue 12, what the store serves: corrupted entries and a dead ffmpeg, against real processes.
+"""What the store serves: corrupted entries and a dead ffmpeg, against real processes.
 
 The corruption is done the way a disk does it: one byte flipped inside the
 real diskcache SQLite file while the gateway is stopped (SQLite keeps no
@@ -28,7 +28,7 @@ from tests.support.process import wait_dead
 
 
 def issue12(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"issue 12: {reason}")
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
 
 
 def sha(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Issue 12, bounded upstreams: four crawling URLs must not starve a healthy track.
+"""Bounded upstreams: four crawling URLs must not starve a healthy track.
 
 Each crawler sends its headers, then one byte a second of a real MP3: every
 single read is fast (so ``read_timeout`` never fires) while the body would
@@ -20,8 +20,7 @@ from aiohttp.test_utils import TestServer
 from tests.support.audio import make_audio
 from tests.support.gateway import GatewayProcess
 
-# The key issue 12 adds. Until it exists the gateway refuses it as unknown, and
-# the test runs without it so that it still shows today's behaviour.
+# The key that bounds a crawling body, set as the shipped default is.
 MIN_RATE = {"min_bytes_per_second": 2000}
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import BadRequest, Forbidden
 from gateway import netpolicy
+from gateway.errors import BadRequest, Forbidden
 from gateway.netpolicy import HostPolicy, ParsedURL, forbidden_reason, parse_url
 
 

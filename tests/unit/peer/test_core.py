@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 from dataclasses import fields
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest

@@ -30,7 +30,7 @@ async def file_source(path: Path, piece: int = 8192, hold: asyncio.Event | None 
 
 @pytest.mark.parametrize("extras", [False, True], ids=["plain", "extras"])
 def test_argv_reads_and_writes_pipes_only(rendition, extras: bool) -> None:  # type: ignore[no-untyped-def]
-    # The gateway's rendition has extras (issue 13): the WebM output, which
+    # The gateway's rendition has extras (tags, waveform, loudness): the WebM output, which
     # ends on pipe:1, is then followed by the PCM and tag outputs, also pipes.
     argv = list(make_rendition(find_ffmpeg(""), bitrate=96000, chunk_seconds=2.0, extras=extras).argv)
     assert argv[argv.index("-protocol_whitelist") + 1] == "pipe"

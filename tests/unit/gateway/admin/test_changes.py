@@ -20,7 +20,6 @@ from gateway.app import create_app
 from gateway.cluster.admin import payload_of
 from gateway.config import load_config
 from gateway.media.catalog import track_id_for
-
 from tests.support.gateway import base_config, to_toml
 
 pytestmark = [pytest.mark.timeout(60)]

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.errors import SETTINGS, Overloaded, TooLarge, ZtreamError
-
 from tests.support.gateway import post_url
 
 

@@ -1,4 +1,4 @@
-"""Issue 13 at the transcode level: seeking containers, tags, artwork, waveform, loudness.
+"""The extras at the transcode level: seeking containers, tags, artwork, waveform, loudness.
 
 Every input is made by the real ffmpeg here; every transcode is the real
 runner; the Range/no-Range upstreams are aiohttp servers on loopback, read
@@ -65,7 +65,7 @@ HOSTILE = "<script>alert(1)</script>\x07\x1b[31m Night\u202e Drive\n\ttwo"
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("media13")
+    d = tmp_path_factory.mktemp("extras")
     pic = cover(d / "cover.jpg", 800)
     tags = ["-metadata", "title=Night Drive", "-metadata", "artist=The Examples",
             "-metadata", "album=Examples Live", "-metadata", "track=3/10", "-metadata", "date=2021-05-01"]

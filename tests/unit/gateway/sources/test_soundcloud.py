@@ -249,7 +249,7 @@ async def test_unavailable_tracks_give_clear_errors_and_cache_nothing(
     soundcloud_gateway: Any, fake: FakeSoundCloud, page: str, status: int, code: str
 ) -> None:
     client = await soundcloud_gateway()
-    for attempt in range(2):
+    for _attempt in range(2):
         got, body, _ = await post(client, page)
         assert (got, body["error"]) == (status, code), body
         assert body["detail"]

@@ -17,7 +17,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
 from gateway.http.origins import OriginPolicy
 from gateway.internals.aiohttp import NO_REQUESTS
 from gateway.swarm import HUB, SOCKETS, TRACKER

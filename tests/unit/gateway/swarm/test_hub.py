@@ -114,7 +114,7 @@ def test_relay_only_between_introduced_peers_with_from_rewritten() -> None:
     hub.receive(holder, have([0]), 0.0)
     hub.receive(asker, Want(T, R, (0,)), 0.0)
     # The parser drops any "from" the sender wrote; the hub writes the real one.
-    message = parse('{"type":"signal","to":"%s","from":"%s","data":{"kind":"offer"}}' % (holder, stranger))
+    message = parse(f'{{"type":"signal","to":"{holder}","from":"{stranger}","data":{{"kind":"offer"}}}}')
     assert hub.receive(asker, message, 1.0) == [Send(holder, SignalFrom(asker, '{"kind":"offer"}'))]
     assert hub.receive(holder, Signal(asker, "{}"), 1.0) == [Send(asker, SignalFrom(holder, "{}"))]
     # A stranger is refused, whether the target exists or not.

@@ -1,4 +1,4 @@
-// Issue 13's pure player helpers: the normalisation gain and the waveform's bars.
+// The player's pure helpers for loudness and waveform: the normalisation gain and the waveform's bars.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
