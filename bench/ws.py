@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import base64
 import json
 import os
@@ -209,7 +210,7 @@ async def _hold(port: int, count: int, sources: list[str]) -> None:
                 ready: asyncio.Future[bool] = loop.create_future()
                 try:
                     _t, proto = await loop.create_connection(
-                        lambda ready=ready: IdleClient(f"127.0.0.1:{port}", ready), "127.0.0.1", port,
+                        functools.partial(IdleClient, f"127.0.0.1:{port}", ready), "127.0.0.1", port,
                         local_addr=(source, 0),
                     )
                     if await asyncio.wait_for(ready, 30):
