@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import base64
+import functools
 import json
 import os
 import resource
