@@ -7,7 +7,9 @@
 # cluster, NAT and load tests start themselves (redis, nginx, coturn, wrk),
 # and the encoders and muxers of other tools whose files the gateway must play
 # (sox, lame, flac, vorbis-tools, opus-tools; mkvtoolnix above). GPAC (MP4Box)
-# is not packaged in Debian 12, so no test depends on it.
+# is not packaged in Debian 12, so no test depends on it; GStreamer's mp4mux
+# (gstreamer1.0-tools + plugins-good) is the second fMP4 muxer the fMP4
+# splitter is tested against.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
@@ -29,6 +31,8 @@ command -v lame >/dev/null || need+=(lame)
 command -v flac >/dev/null || need+=(flac)
 command -v oggenc >/dev/null || need+=(vorbis-tools)
 command -v opusenc >/dev/null || need+=(opus-tools)
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+[ -e /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstisomp4.so ] || need+=(gstreamer1.0-plugins-good)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -65,6 +65,9 @@ __all__ = [
     "file_input_argv",
     "AUDIO_FILTER",
     "OPUS_LAYOUTS",
+    "RENDITIONS",
+    "DEFAULT_RENDITION",
+    "RenditionKind",
 ]
 
 # Placeholders the runner replaces with the descriptors it opened.
@@ -79,6 +82,41 @@ EXTRAS_VERSION = 1
 OPUS_LAYOUTS = ("mono", "stereo", "3.0", "quad", "5.0", "5.1", "6.1", "7.1")
 # Before the encoder: a layout it takes, and timestamps from the decoded samples (see above).
 AUDIO_FILTER = f"aformat=channel_layouts={'|'.join(OPUS_LAYOUTS)},asetpts=N/SR/TB"
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionKind:
+    """A container and codec a track can be served in, named in URLs (``?rendition=``)."""
+
+    name: str
+    container: str  # "webm" or "fmp4": which splitter cuts the output
+    mime: str  # the type string players give ``MediaSource.isTypeSupported``
+    codec: str  # ffmpeg's encoder
+    # Before the encoder: a layout it takes, timestamps from the decoded samples.
+    audio_filter: str
+
+
+# The default first: its argv, bytes and id are those of every Ztream before
+# fMP4 existed. The fMP4 kinds are for MSE that does not take WebM/Opus
+# (Safari before 17.4): Opus in fMP4 wants the codec string "Opus" with a
+# capital O there; AAC-LC ("mp4a.40.2", ffmpeg's aac encoder's default
+# profile) plays in every MSE. AAC is kept to mono or stereo: ffmpeg's
+# encoder does not take every layout libopus does (quad), and stereo is
+# what a phone plays.
+RENDITIONS: dict[str, RenditionKind] = {
+    kind.name: kind
+    for kind in (
+        RenditionKind("webm", "webm", 'audio/webm; codecs="opus"', "libopus", AUDIO_FILTER),
+        RenditionKind("fmp4-opus", "fmp4", 'audio/mp4; codecs="Opus"', "libopus", AUDIO_FILTER),
+        RenditionKind(
+            "fmp4-aac", "fmp4", 'audio/mp4; codecs="mp4a.40.2"', "aac",
+            "aformat=channel_layouts=mono|stereo,asetpts=N/SR/TB",
+        ),
+    )
+}
+DEFAULT_RENDITION = "webm"
 
 
 class FFmpegNotFound(RuntimeError):
@@ -125,6 +163,9 @@ class Rendition:
     bitrate: int
     chunk_seconds: float
     mime: str = 'audio/webm; codecs="opus"'
+    # The RenditionKind's name ("webm", "fmp4-opus", "fmp4-aac") and container.
+    name: str = DEFAULT_RENDITION
+    container: str = "webm"
     # The analysis process's argv (loudness + waveform), empty without extras.
     analysis_argv: tuple[str, ...] = ()
 
@@ -133,19 +174,33 @@ class Rendition:
         return bool(self.analysis_argv)
 
 
-def build_argv(binary: str, *, bitrate: int, chunk_seconds: float, extras: bool = False) -> list[str]:
+def build_argv(
+    binary: str, *, bitrate: int, chunk_seconds: float, extras: bool = False, kind: str = DEFAULT_RENDITION
+) -> list[str]:
+    spec = RENDITIONS[kind]
+    container: dict[str, object]
+    if spec.container == "webm":
+        container = {"f": "webm", "live": 1, "cluster_time_limit": int(chunk_seconds * 1000)}
+    else:
+        # Fragmented MP4 with an empty moov: the init segment (ftyp + moov) comes
+        # out at once and every fragment (moof + mdat) is self-contained (its
+        # offsets from its own moof). Audio packets are all keyframes, so
+        # -frag_duration alone sets where fragments are cut.
+        container = {
+            "f": "mp4",
+            "movflags": "+frag_keyframe+empty_moov+default_base_moof",
+            "frag_duration": int(chunk_seconds * 1_000_000),
+        }
     stream = ffmpeg_python.input("pipe:0", protocol_whitelist="pipe").output(
         "pipe:1",
         vn=None,
         sn=None,
         map_metadata=-1,
-        af=AUDIO_FILTER,
-        acodec="libopus",
+        af=spec.audio_filter,
+        acodec=spec.codec,
         audio_bitrate=bitrate,
         ar=48000,
-        f="webm",
-        live=1,
-        cluster_time_limit=int(chunk_seconds * 1000),
+        **container,
         fflags="+bitexact",
         flags="+bitexact",
     )
@@ -217,9 +272,12 @@ def file_input_argv(argv: tuple[str, ...] | list[str], path: str, *, input_forma
     return out
 
 
-def make_rendition(binary: str, *, bitrate: int, chunk_seconds: float, extras: bool = False) -> Rendition:
-    """The rendition; ``extras`` adds the tags, loudness and waveform outputs."""
-    argv = build_argv(binary, bitrate=bitrate, chunk_seconds=chunk_seconds, extras=extras)
+def make_rendition(
+    binary: str, *, bitrate: int, chunk_seconds: float, extras: bool = False, kind: str = DEFAULT_RENDITION
+) -> Rendition:
+    """The rendition of ``kind`` (a name in RENDITIONS); ``extras`` adds the tags, loudness and waveform outputs."""
+    spec = RENDITIONS[kind]
+    argv = build_argv(binary, bitrate=bitrate, chunk_seconds=chunk_seconds, extras=extras, kind=kind)
     analysis = build_analysis_argv(binary) if extras else []
     version = ffmpeg_version(binary)
     # The binary's path is not part of the identity, its version and argv are.
@@ -227,6 +285,9 @@ def make_rendition(binary: str, *, bitrate: int, chunk_seconds: float, extras: b
     if extras:
         # Only with extras, so that renditions without them keep their ids.
         parts += ["extras", str(EXTRAS_VERSION), *analysis[1:]]
+    if kind != DEFAULT_RENDITION:
+        # Only for the other kinds, so that the WebM rendition keeps its id.
+        parts += ["kind", kind]
     identity = "\n".join(parts)
     rid = hashlib.sha256(identity.encode()).hexdigest()[:12]
     return Rendition(
@@ -236,5 +297,8 @@ def make_rendition(binary: str, *, bitrate: int, chunk_seconds: float, extras: b
         argv=tuple(argv),
         bitrate=bitrate,
         chunk_seconds=chunk_seconds,
+        mime=spec.mime,
+        name=spec.name,
+        container=spec.container,
         analysis_argv=tuple(analysis),
     )

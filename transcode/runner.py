@@ -1,7 +1,8 @@
 """The ffmpeg process as an async generator of splitter events.
 
 The runner only pumps pipes: one task writes the source into ffmpeg's stdin
-while this generator reads stdout through the EBML splitter, so neither pipe
+while this generator reads stdout through the rendition's splitter (EBML for
+WebM, ``fmp4.FragmentSplitter`` for fMP4), so neither pipe
 can fill up and deadlock the other. stderr is kept, bounded, for the error
 message. ffmpeg runs in its own process group, killed on every way out of the
 generator: normal end, error, timeout, ``aclose()`` and task cancellation.
@@ -32,6 +33,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from .analysis import MAX_METADATA_BYTES, BoundedText, MediaAnalysis, parse_ffmetadata, parse_loudness
 from .ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
 from .ffmpeg import PCM_PIPE, TAGS_PIPE, Rendition, file_input_argv
+from .fmp4 import Fmp4Error, Fragment, FragmentSplitter
 
 __all__ = ["EncoderFailed", "TranscodeFailed", "TranscodeTimeout", "clean_stderr", "transcode", "READ_SIZE"]
 
@@ -91,6 +93,31 @@ def failure(message: str, stderr: str) -> TranscodeFailed:
 
 class TranscodeTimeout(TranscodeFailed):
     pass
+
+
+class _Splitter:
+    """The rendition's splitter, its chunks as ``Cluster`` events whatever the container.
+
+    A chunk is a chunk to everything after the runner (store, manifest,
+    HTTP, peers): index, start, duration and bytes; only the splitter knows
+    whether those bytes are a WebM Cluster or an fMP4 fragment.
+    """
+
+    def __init__(self, container: str) -> None:
+        self.format = "fragmented MP4" if container == "fmp4" else "WebM"
+        self._splitter = FragmentSplitter() if container == "fmp4" else ClusterSplitter()
+
+    def feed(self, data: bytes) -> list[InitSegment | Cluster]:
+        return [_as_chunk(e) for e in self._splitter.feed(data)]
+
+    def feed_eof(self) -> list[InitSegment | Cluster]:
+        return [_as_chunk(e) for e in self._splitter.feed_eof()]
+
+
+def _as_chunk(event: InitSegment | Cluster | Fragment) -> InitSegment | Cluster:
+    if isinstance(event, Fragment):
+        return Cluster(event.index, event.start, event.duration, event.data)
+    return event
 
 
 class _SourceFailed(Exception):
@@ -321,7 +348,7 @@ async def transcode(
     else:
         feeder = asyncio.create_task(asyncio.sleep(0))
     stderr_task = asyncio.create_task(_read_stderr(proc.stderr, stderr))
-    splitter = ClusterSplitter()
+    splitter = _Splitter(rendition.container)
 
     def stderr_text() -> str:
         return clean_stderr(stderr.decode("utf-8", "replace"))
@@ -339,8 +366,8 @@ async def transcode(
                 break
             try:
                 events = splitter.feed(data)
-            except EbmlError as exc:
-                raise TranscodeFailed(f"ffmpeg wrote unparsable WebM: {exc}") from None
+            except (EbmlError, Fmp4Error) as exc:
+                raise TranscodeFailed(f"ffmpeg wrote unparsable {splitter.format}: {exc}") from None
             for event in events:
                 yield event
         try:
@@ -359,7 +386,7 @@ async def transcode(
             raise failure(f"ffmpeg exited with status {returncode}", stderr.decode("utf-8", "replace"))
         try:
             events = splitter.feed_eof()
-        except EbmlError as exc:
+        except (EbmlError, Fmp4Error) as exc:
             raise TranscodeFailed(f"ffmpeg output ended mid-element: {exc}", stderr_text()) from None
         if side is not None:
             # Before the last cluster: when the caller sees the end, the extras are there.
