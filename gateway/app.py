@@ -38,9 +38,10 @@ from .http.api import STREAMS, end_streams, not_found, routes
 from .http.extras import routes as extras_routes
 from .http.pages import setup_pages
 from .http.responses import ZtreamRunner
-from .media import CATALOG, MEDIA, STORE
+from .media import CATALOG, MEDIA, RENDITIONS, STORE
 from .media.catalog import TrackCatalog
 from .media.extras import ExtrasStore, extras_bound
+from .media.renditions import Renditions
 from .media.service import MediaService
 from .media.store import ChunkStore
 from .media.types import TrackJSON
@@ -102,12 +103,32 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         extras=extras,
         events_hook=ownership.events if ownership is not None else None,
     )
+
+    def other_rendition(name: str) -> MediaService:
+        # Asked for by a listener whose MSE does not take WebM/Opus: made here,
+        # without extras (the default rendition's transcode has them).
+        return MediaService(
+            store=store,
+            catalog=catalog,
+            sources=sources.mapping(),
+            rendition=make_rendition(
+                binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds, kind=name
+            ),
+            metrics=metrics,
+            timeout=config.transcode.timeout_seconds,
+            max_duration=config.url.max_duration_seconds,
+            max_concurrent=config.transcode.max_concurrent,
+            wait_seconds=config.server.chunk_wait_seconds,
+        )
+
+    renditions = Renditions(media, other_rendition)
     app[STORE] = store
     app[CATALOG] = catalog
     app[FETCHER] = sources.fetcher
     app[LOCAL_SOURCE] = sources.local
     app[FETCH_SOURCES] = fetch_sources
     app[MEDIA] = media
+    app[RENDITIONS] = renditions
     app[LIVE_CONFIG].attach(
         sources, metrics=metrics, transcoder=media, registry=catalog,
         fetch_sources=fetch_sources, demo_dir=demo_dir,
@@ -119,7 +140,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await media.close()
+        await renditions.close()
         if ownership is not None:
             await ownership.close()  # its HTTP session, once no flight pulls through it
         await app[LIVE_CONFIG].aclose()  # the current fetcher and any retired one
@@ -173,7 +194,9 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
 
 async def _stop_work(app: web.Application) -> None:
     """First step of shutdown: no transcode (ffmpeg) and no /stream answer outlives it."""
-    if MEDIA in app:
+    if RENDITIONS in app:
+        await app[RENDITIONS].close()
+    elif MEDIA in app:
         await app[MEDIA].close()
     end_streams(app)
 

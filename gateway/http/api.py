@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, ZtreamError
 from ..health import HEALTH
-from ..media import CATALOG, MEDIA, STORE
+from ..media import CATALOG, RENDITIONS, STORE
 from ..media.catalog import Track
 from ..media.service import MediaService
 from ..media.types import PieceKind, ServedKind, TrackJSON
@@ -39,7 +39,6 @@ WRITE_PIECE = 64 * 1024
 MAX_JSON_BODY = 16 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
 LIVE = "no-cache"
-WEBM = "audio/webm"
 
 # The kernel send buffer of one /stream connection. Left alone, Linux
 # autotunes it up to tcp_wmem's 4 MiB and a stalled reader pins ~2.8 MB of
@@ -74,8 +73,9 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
         index = parse_chunk_index(request.match_info["n"])
     except ChunkIndexError as exc:
         raise BadRequest(str(exc), code="bad_chunk_index") from None
-    data, sha, complete = await request.app[MEDIA].chunk(_track(request), index)
-    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
+    media = _media(request)
+    data, sha, complete = await media.chunk(_track(request), index)
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk", media=media)
 
 
 @routes.route("OPTIONS", "/v1/{tail:.*}")
@@ -110,12 +110,22 @@ def _track(request: web.Request) -> Track:
     return track
 
 
+def _media(request: web.Request) -> MediaService:
+    """The media service of the rendition asked for (``?rendition=``; WebM without it)."""
+    return request.app[RENDITIONS].service(request.query.get("rendition"))
+
+
+def _content_type(media: MediaService) -> str:
+    """``audio/webm`` or ``audio/mp4``: the rendition's MIME type without its codecs."""
+    return media.rendition.mime.split(";", 1)[0]
+
+
 async def _send_audio(
-    request: web.Request, data: bytes, *, etag: str, complete: bool, kind: ServedKind
+    request: web.Request, data: bytes, *, etag: str, complete: bool, kind: ServedKind, media: MediaService
 ) -> web.StreamResponse:
     tag = f'"{etag}"'
     headers = {
-        "Content-Type": WEBM,
+        "Content-Type": _content_type(media),
         "ETag": tag,
         "Cache-Control": IMMUTABLE if complete else LIVE,
         "X-Ztream-Complete": "1" if complete else "0",
@@ -227,7 +237,7 @@ async def get_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
-    manifest = await request.app[MEDIA].manifest(_track(request))
+    manifest = await request.app[RENDITIONS].manifest(_track(request), request.query.get("rendition"))
     cache = "public, max-age=300" if manifest["complete"] else LIVE
     return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
@@ -235,16 +245,17 @@ async def get_manifest(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/init")
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
-    data, sha, complete = await request.app[MEDIA].init(_track(request))
-    return await _send_audio(request, data, etag=sha, complete=complete, kind="init")
+    media = _media(request)
+    data, sha, complete = await media.init(_track(request))
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="init", media=media)
 
 
 @routes.get("/v1/tracks/{id}/stream")
 @endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
-    media = request.app[MEDIA]
-    headers = {"Content-Type": WEBM, "Cache-Control": "no-cache", **cors_headers(request)}
+    media = _media(request)
+    headers = {"Content-Type": _content_type(media), "Cache-Control": "no-cache", **cors_headers(request)}
     cached = media.cached_manifest(track)
     status, length = 200, None
     pieces: AsyncGenerator[bytes, None]

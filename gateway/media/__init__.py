@@ -8,6 +8,8 @@
 - ``transcoding``: ``LocalTranscoder``, this node's own transcode of a flight
   as events (input, ffmpeg, extras found);
 - ``upstream``: ``Source`` and its optional capabilities, as protocols;
+- ``renditions``: ``Renditions``, the service of each rendition (WebM by
+  default, fMP4 made on first use);
 - ``store``: ``ChunkStore``, init segments, chunks and manifests on disk;
 - ``types``: the manifest and ``{track}`` JSON shapes.
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from .catalog import TrackCatalog
+from .renditions import Renditions
 from .service import MediaService
 from .store import ChunkStore
 
-__all__ = ["CATALOG", "MEDIA", "STORE"]
+__all__ = ["CATALOG", "MEDIA", "RENDITIONS", "STORE"]
 
 CATALOG = web.AppKey("catalog", TrackCatalog)
 MEDIA = web.AppKey("media", MediaService)
+RENDITIONS = web.AppKey("renditions", Renditions)
 STORE = web.AppKey("store", ChunkStore)

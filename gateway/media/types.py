@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-__all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "TrackJSON", "WaveformJSON"]
+__all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "RenditionJSON", "TrackJSON", "WaveformJSON"]
 
 # Where a track comes from: the ``source`` of a ``Track`` and of ``{track}``,
 # the key of the media service's source mapping, the ``source`` label of
@@ -25,6 +25,11 @@ ServedKind = Literal["init", "chunk", "stream"]
 class InitEntry(TypedDict):
     size: int
     sha256: str
+
+
+class RenditionJSON(TypedDict):
+    name: str  # the value of ``?rendition=``: "webm" (the default), "fmp4-opus", "fmp4-aac"
+    mime: str  # what a player gives ``MediaSource.isTypeSupported``
 
 
 class ChunkEntry(TypedDict):
@@ -48,6 +53,8 @@ class Manifest(TypedDict):
     # same transcode; None until complete (and for digital silence).
     loudness_lufs: float | None
     true_peak_db: float | None
+    # The renditions the track can be served in; added when served, never stored.
+    renditions: NotRequired[list[RenditionJSON]]
 
 
 class TrackJSON(TypedDict):
