@@ -21,7 +21,10 @@
 //   manifest every second and by asking the server for the live edge.
 // - When every chunk up to the end is buffered, endOfStream() leads the
 //   element to `ended`.
-// - Where MSE cannot play WebM/Opus, the element gets `<audio src=.../stream>`.
+// - The rendition (WebM/Opus, Opus or AAC in fMP4) is the first MSE takes
+//   (rendition.js); its URLs carry `?rendition=` unless it is the default.
+//   Where MSE takes none, the element gets `<audio src=.../stream>` of the
+//   first rendition the element can play.
 // - Start-up time: from the first `play` to the first `playing` after a
 //   load, in seconds (`startupSeconds`, and a `startup` event).
 //
@@ -38,19 +41,20 @@
 // schedule at once.
 
 import { ApiError, fetchJson } from "./api.js";
+import { RENDITIONS, pickRendition, renditionQuery } from "./rendition.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
 /**
  * @typedef {import("./scheduler.js").Request} Request
  * @typedef {{index: number | "init", data: ArrayBuffer}} QueueItem a chunk (or the init segment) to append
  * @typedef {{
- *   trackUrl: string, trackId: string, abort: AbortController, track: any, manifest: any,
+ *   trackUrl: string, trackId: string, query: string, abort: AbortController, track: any, manifest: any,
  *   scheduler: Scheduler | null, mode: "mse" | "stream" | null, mediaSource: MediaSource | null,
  *   sourceBuffer: SourceBuffer | null, objectUrl: string | null, queue: QueueItem[],
  *   controllers: Map<number, AbortController>, prefetch: Map<number, Promise<ArrayBuffer>>,
  *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
  *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
- * }} Session one load: `track` and `manifest` are the gateway's JSON
+ * }} Session one load: `track` and `manifest` are the gateway's JSON; `query` selects the rendition
  */
 
 export const MIME = 'audio/webm; codecs="opus"';
@@ -210,6 +214,7 @@ export class PlayerCore extends EventTarget {
     const session = {
       trackUrl,
       trackId,
+      query: "",
       abort: new AbortController(),
       track: null,
       manifest: null,
@@ -311,8 +316,13 @@ export class PlayerCore extends EventTarget {
   async open(s) {
     this.cache = await this.cachePromise;
     const signal = s.abort.signal;
-    const useMse = mseSupported();
-    const cached = this.cache ? await this.cache.getManifest(s.trackId) : null;
+    const picked = pickRendition(mseSupported);
+    const useMse = picked !== null;
+    const canPlay = (/** @type {string} */ mime) => typeof this.audio.canPlayType === "function" && this.audio.canPlayType(mime) !== "";
+    const rendition = picked ?? pickRendition(canPlay) ?? RENDITIONS[0];
+    s.query = renditionQuery(rendition.name);
+    let cached = this.cache ? await this.cache.getManifest(s.trackId) : null;
+    if (cached?.manifest?.mime && cached.manifest.mime !== rendition.mime) cached = null; // another rendition's
     let early = null;
     if (this.wholeTrackCached(s.trackId, cached?.manifest)) {
       // Every byte of a complete manifest is here: play from the cache at
@@ -332,8 +342,8 @@ export class PlayerCore extends EventTarget {
       // manifest: a cold start then costs one round trip, not three.
       if (useMse && !cached) {
         early = {
-          init: fetchBytes(this.fetchImpl, `${s.trackUrl}/init`, signal),
-          first: fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/0`, signal),
+          init: fetchBytes(this.fetchImpl, `${s.trackUrl}/init${s.query}`, signal),
+          first: fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/0${s.query}`, signal),
         };
         early.init.catch(() => {});
         early.first.catch(() => {});
@@ -341,7 +351,7 @@ export class PlayerCore extends EventTarget {
       try {
         [s.track, s.manifest] = await Promise.all([
           readJson(this.fetchImpl, s.trackUrl, signal),
-          readJson(this.fetchImpl, `${s.trackUrl}/manifest`, signal),
+          readJson(this.fetchImpl, `${s.trackUrl}/manifest${s.query}`, signal),
         ]);
       } catch (err) {
         if (s.closed) throw err;
@@ -358,7 +368,7 @@ export class PlayerCore extends EventTarget {
 
     if (!useMse) {
       s.mode = "stream";
-      this.audio.src = `${s.trackUrl}/stream`;
+      this.audio.src = `${s.trackUrl}/stream${s.query}`;
       this.emit("durationchange", { duration: this.duration });
       return;
     }
@@ -412,7 +422,7 @@ export class PlayerCore extends EventTarget {
       const data = await this.cache.get(s.trackId, rendition, "init");
       if (data) return data;
     }
-    const data = await (earlyInit ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/init`, s.abort.signal));
+    const data = await (earlyInit ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/init${s.query}`, s.abort.signal));
     this.stats.httpBytes += data.byteLength;
     const expected = s.manifest.init?.sha256;
     if (expected && (await sha256(data)) !== expected) {
@@ -485,7 +495,7 @@ export class PlayerCore extends EventTarget {
     if (req.source === SERVER) {
       const early = s.prefetch.get(req.index);
       s.prefetch.delete(req.index);
-      data = await (early ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/${req.index}`, signal));
+      data = await (early ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/chunks/${req.index}${s.query}`, signal));
       this.stats.httpBytes += data.byteLength;
       // The server's bytes are checked too when the manifest has their hash
       // (a chunk past a live manifest's end has none yet): a bad byte from a
@@ -645,7 +655,7 @@ export class PlayerCore extends EventTarget {
     if (s.closed || s.manifest.complete || s.polling) return;
     s.polling = true;
     try {
-      const manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest`, s.abort.signal);
+      const manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest${s.query}`, s.abort.signal);
       if (s.closed) return;
       if (manifest.rendition !== s.manifest.rendition) return; // another encoding: ignore
       s.manifest = manifest;
@@ -776,6 +786,8 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
   const get = fetchImpl ?? ((/** @type {Parameters<typeof fetch>} */ ...args) => fetch(...args));
   trackUrl = String(trackUrl).replace(/\/+$/, "");
   const trackId = decodeURIComponent(trackUrl.split("/").pop());
+  const rendition = pickRendition(mseSupported) ?? RENDITIONS[0];
+  const query = renditionQuery(rendition.name);
   /** @type {(manifest: any) => void} */
   const known = (manifest) => {
     try {
@@ -787,7 +799,7 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
   try {
     if (cache) {
       const cached = await cache.getManifest(trackId);
-      if (cached?.manifest?.complete) {
+      if (cached?.manifest?.complete && (!cached.manifest.mime || cached.manifest.mime === rendition.mime)) {
         const want = prefetchIndices(cached.manifest, seconds);
         const r = cached.manifest.rendition;
         if (cache.has(trackId, r, "init") && want.every((i) => cache.has(trackId, r, i))) {
@@ -798,14 +810,14 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
     }
     const [track, manifest] = await Promise.all([
       readJson(get, trackUrl, signal),
-      readJson(get, `${trackUrl}/manifest`, signal),
+      readJson(get, `${trackUrl}/manifest${query}`, signal),
     ]);
     known(manifest);
     if (cache) await cache.putManifest(trackId, { track, manifest });
     let indices = prefetchIndices(manifest, seconds);
     if (indices.length === 0) indices = [0]; // live transcode: the server waits for chunk 0
     /** @type {Array<[number | "init", string]>} */
-    const parts = [["init", `${trackUrl}/init`], ...indices.map((i) => /** @type {[number, string]} */ ([i, `${trackUrl}/chunks/${i}`]))];
+    const parts = [["init", `${trackUrl}/init${query}`], ...indices.map((i) => /** @type {[number, string]} */ ([i, `${trackUrl}/chunks/${i}${query}`]))];
     await Promise.all(
       parts.map(async ([index, url]) => {
         if (cache?.has(trackId, manifest.rendition, index)) return;
