@@ -93,6 +93,8 @@ def start_gateway(work: Path, upstream_port: int, name: str) -> tuple[Proc, str]
     cfg.write_text(
         f'[server]\nport = {port}\n[cache]\ndir = "{work / name}"\n'
         f'[sources.url]\nallow_hosts = ["127.0.0.1:{upstream_port}"]\nmax_bytes = 500000000\n'
+        # No demo library: each fresh cache dir would encode it before serving.
+        '[sources.local]\ndemo = false\n'
     )
     proc = Proc([sys.executable, "-m", "gateway.cli", "serve", "--config", str(cfg)], work / f"{name}.log")
     url = f"http://127.0.0.1:{port}"
