@@ -25,7 +25,7 @@ can turn the API on, off, or change the token.
   (``live.py``). The HTTP contract of these routes is in docs/http.md.
 
 Routes: ``GET /admin``; ``GET|PUT /v1/admin/sources``; ``POST /v1/admin/reload``;
-``DELETE /v1/admin/tracks/{id}``; ``GET /v1/admin/stats``.
+``GET /v1/admin/tracks``; ``DELETE /v1/admin/tracks/{id}``; ``GET /v1/admin/stats``.
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ from aiohttp import web
 
 from ..config import SECRET_KEYS, Config, ConfigError, config_from_dict, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
+from ..http.api import listed_tracks
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
-from ..media.catalog import is_track_id
+from ..media.catalog import Track, is_track_id
+from ..media.service import MediaService
 from ..metrics import METRICS, SERVER_KINDS
 from ..swarm import HUB
 from .changes import Purged, Reloaded
@@ -62,6 +64,8 @@ __all__ = [
     "put_sources",
     "post_reload",
     "delete_track",
+    "get_tracks",
+    "track_state",
     "get_stats",
     "MAX_FAILURES",
     "FAILURE_WINDOW",
@@ -73,6 +77,10 @@ MAX_BODY = 16 * 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
 SOURCE_SECTIONS = ("url", "local", "soundcloud")
+# GET /v1/admin/tracks: rows per answer by default and at most; records looked at.
+TRACKS_LIMIT = 200
+MAX_TRACKS = 1_000_000
+TRACK_STATES = ("ready", "transcoding", "failed", "never_played")
 
 # The admin page: no inline script or style, nothing from elsewhere, never framed.
 PAGE_CSP = "; ".join([
@@ -181,7 +189,9 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "server_bytes": int(server),
         "peer_bytes": int(peer),
         "offload": round(peer / (peer + server), 4) if peer + server > 0 else None,
-        "tracks": len(app[CATALOG].recent(limit=1_000_000)),
+        # What GET /v1/tracks lists (the admin's track list has every registered one).
+        "tracks": len(listed_tracks(app)),
+        "tracks_registered": len(app[CATALOG].recent(limit=MAX_TRACKS)),
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
         # Why offload is low (docs/p2p.md): the same figures as the dashboard row.
         "p2p": _p2p_figures(sample),
@@ -376,6 +386,60 @@ async def delete_track(request: web.Request) -> web.Response:
     log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))
     await request.app[LIVE_CONFIG].on_admin_change.send(Purged(track_id))
     return web.json_response({"id": track_id, "purged": True})
+
+
+def track_state(track: Track, media: MediaService) -> str:
+    """``transcoding`` while a transcode runs; else ``failed`` when the last one failed,
+    ``ready`` once one completed, ``never_played`` before any."""
+    if media.flight(track) is not None:
+        return "transcoding"
+    if track.error_code is not None:
+        return "failed"
+    return "ready" if track.listed else "never_played"
+
+
+def _matches(track: Track, words: list[str]) -> bool:
+    text = " ".join(filter(None, (track.id, track.title, track.artist, track.album, track.locator))).lower()
+    return all(word in text for word in words)
+
+
+@admin_endpoint
+async def get_tracks(request: web.Request) -> web.Response:
+    query = request.query
+    words = query.get("q", "").lower().split()
+    state = query.get("state", "")
+    if state and state not in TRACK_STATES:
+        raise BadRequest(f"state: expected one of {', '.join(TRACK_STATES)}", code="bad_request")
+    try:
+        limit = int(query.get("limit", TRACKS_LIMIT))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= TRACKS_LIMIT:
+        raise BadRequest(f"limit: expected a whole number from 1 to {TRACKS_LIMIT}", code="bad_request")
+    media = request.app[MEDIA]
+    public = {t.id for t in listed_tracks(request.app)}
+    counts = dict.fromkeys(TRACK_STATES, 0)
+    rows: list[dict[str, Any]] = []
+    for track in request.app[CATALOG].recent(limit=MAX_TRACKS):
+        track_state_now = track_state(track, media)
+        counts[track_state_now] += 1
+        if (state and track_state_now != state) or not _matches(track, words):
+            continue
+        rows.append({
+            **track.public(),
+            "locator": track.locator,
+            "created": track.created,
+            "state": track_state_now,
+            "listed": track.id in public,
+            "error": track.error_json(),
+        })
+    return web.json_response({
+        "tracks": rows[:limit],
+        "matching": len(rows),
+        "registered": sum(counts.values()),
+        "listed": len(public),
+        "states": counts,
+    })
 
 
 @admin_endpoint
