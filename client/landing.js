@@ -2,7 +2,7 @@
 // The landing page: library and recent tracks, a URL field, the player and
 // the code to embed the current track.
 
-import { fetchJson } from "./api.js";
+import { ApiError, fetchJson } from "./api.js";
 import "./ztream-player.js";
 import { formatTime } from "./format.js";
 import { componentSnippet, iframeSnippet, oembedUrl, trackUrl, widgetSnippet } from "./snippets.js";
@@ -106,6 +106,22 @@ function playTrack(track, { autoplay = true } = {}) {
   history.replaceState(null, "", `#${encodeURIComponent(track.id)}`);
 }
 
+/**
+ * What to tell the person who pasted a link that failed: the gateway's reason
+ * and, where a configuration key would fix it, that key.
+ * @param {unknown} err
+ */
+function addFailure(err) {
+  if (err instanceof ApiError) {
+    const reason = err.detail || err.message;
+    return err.setting && !reason.includes(err.setting) ? `${reason} (setting: ${err.setting})` : reason;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+// Registering a link proves nothing (a 404 or an HTML page registers too):
+// the manifest answers once the first chunk exists, or with the reason, so
+// "Playing" is said, and the track listed here, only after it answered.
 $("#add-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = $("#url");
@@ -121,11 +137,13 @@ $("#add-form").addEventListener("submit", async (e) => {
   setStatus(status, "Fetching…");
   try {
     const track = await api("/v1/tracks", { method: "POST", body: JSON.stringify({ url }) });
-    setStatus(status, `Added “${track.title || track.id}”.`);
+    setStatus(status, `Checking “${track.title || track.id}”…`);
+    await api(`/v1/tracks/${encodeURIComponent(track.id)}/manifest`);
+    setStatus(status, `Playing “${track.title || track.id}”.`);
     if (!tracks.some((t) => t.id === track.id)) tracks = [...tracks, track];
     playTrack(track);
   } catch (err) {
-    setStatus(status, err.message, true);
+    setStatus(status, `Cannot play this link: ${addFailure(err)}`, true);
   } finally {
     button.disabled = false;
   }
