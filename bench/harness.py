@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -216,11 +216,12 @@ class GatewayProcess:
         with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
             return bool(r.status == 200)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, args: Sequence[str] = ()) -> None:
+        """Run ``ztream serve --config <file> *args`` and wait for ``/healthz``."""
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         with self.log_path.open("ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
-                [*self.command_prefix, *ZTREAM, "serve", "--config", str(self.config_path)],
+                [*self.command_prefix, *ZTREAM, "serve", "--config", str(self.config_path), *args],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
