@@ -405,11 +405,11 @@ async function loadTracks() {
     const answer = await api(`/v1/admin/tracks${query ? `?${query}` : ""}`);
     $("#tracks-rows").replaceChildren(...answer.tracks.map(trackRow));
     const s = answer.states;
+    const shown = answer.tracks.length < answer.matching ? `, first ${answer.tracks.length} shown` : "";
+    const matching = q || state || shown ? ` · ${answer.matching} matching${shown}` : "";
     $("#tracks-count").textContent =
       `${answer.registered} registered, ${answer.listed} listed · ${s.ready} ready, ${s.transcoding} transcoding, ` +
-      `${s.failed} failed, ${s.never_played} never played`;
-    const shown = answer.tracks.length < answer.matching ? ` (first ${answer.tracks.length} shown)` : "";
-    setStatus($("#tracks-status"), q || state ? `${answer.matching} matching${shown}.` : shown.trim());
+      `${s.failed} failed, ${s.never_played} never played${matching}`;
   } catch (err) {
     if (!handleAuthError(err)) setStatus($("#tracks-status"), err.message, "error");
   }
