@@ -200,5 +200,8 @@ player.addEventListener("ready", (e) => {
 
 await loadTracks();
 const wanted = decodeURIComponent(location.hash.slice(1));
-const initial = tracks.find((t) => t.id === wanted);
+let initial = tracks.find((t) => t.id === wanted);
+// A link added here a moment ago is not listed until its transcode completes:
+// the page's own #id still finds it.
+if (!initial && /^[A-Za-z0-9_-]{1,128}$/.test(wanted)) initial = await api(`/v1/tracks/${wanted}`).catch(() => null);
 if (initial) playTrack(initial, { autoplay: false });
