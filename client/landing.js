@@ -121,7 +121,7 @@ function addFailure(err) {
 
 // Registering a link proves nothing (a 404 or an HTML page registers too):
 // the manifest answers once the first chunk exists, or with the reason, so
-// "Playing" is said, and the track listed here, only after it answered.
+// "Added" is said, and the track listed here, only after it answered.
 $("#add-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = $("#url");
@@ -139,7 +139,7 @@ $("#add-form").addEventListener("submit", async (e) => {
     const track = await api("/v1/tracks", { method: "POST", body: JSON.stringify({ url }) });
     setStatus(status, `Checking “${track.title || track.id}”…`);
     await api(`/v1/tracks/${encodeURIComponent(track.id)}/manifest`);
-    setStatus(status, `Playing “${track.title || track.id}”.`);
+    setStatus(status, `Added “${track.title || track.id}”.`);
     if (!tracks.some((t) => t.id === track.id)) tracks = [...tracks, track];
     playTrack(track);
   } catch (err) {

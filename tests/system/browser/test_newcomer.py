@@ -82,7 +82,7 @@ async def test_busy_port_then_404_then_play_then_embed_elsewhere(tmp_path: Path,
                 await page.click("#add-button")
                 await until(page, "document.querySelector('#add-status').classList.contains('error')")
                 status = str(await page.text_content("#add-status"))
-                assert "HTTP 404" in status and "Added" not in status and "Playing" not in status, status
+                assert "HTTP 404" in status and "Added" not in status and "Checking" not in status, status
                 assert await page.locator("#tracks li").count() == 0
                 assert await page.is_hidden("#main-player")
                 assert public_urls(gw) == []
@@ -90,7 +90,7 @@ async def test_busy_port_then_404_then_play_then_embed_elsewhere(tmp_path: Path,
                 # A good one: said to play only once the gateway answered its manifest, and it plays.
                 await page.fill("#url", song)
                 await page.click("#add-button")
-                await until(page, "document.querySelector('#add-status').textContent.startsWith('Playing')")
+                await until(page, "document.querySelector('#add-status').textContent.startsWith('Added')")
                 assert not await page.evaluate("document.querySelector('#add-status').classList.contains('error')")
                 await until(page, "document.getElementById('main-player').currentTime > 1", timeout=20)
                 assert await page.locator("#tracks li").count() == 1
