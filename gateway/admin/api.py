@@ -37,7 +37,7 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
@@ -80,7 +80,8 @@ SOURCE_SECTIONS = ("url", "local", "soundcloud")
 # GET /v1/admin/tracks: rows per answer by default and at most; records looked at.
 TRACKS_LIMIT = 200
 MAX_TRACKS = 1_000_000
-TRACK_STATES = ("ready", "transcoding", "failed", "never_played")
+TrackState = Literal["ready", "transcoding", "failed", "never_played"]
+TRACK_STATES: tuple[TrackState, ...] = get_args(TrackState)
 
 # The admin page: no inline script or style, nothing from elsewhere, never framed.
 PAGE_CSP = "; ".join([
@@ -388,7 +389,7 @@ async def delete_track(request: web.Request) -> web.Response:
     return web.json_response({"id": track_id, "purged": True})
 
 
-def track_state(track: Track, media: MediaService) -> str:
+def track_state(track: Track, media: MediaService) -> TrackState:
     """``transcoding`` while a transcode runs; else ``failed`` when the last one failed,
     ``ready`` once one completed, ``never_played`` before any."""
     if media.flight(track) is not None:
@@ -418,18 +419,18 @@ async def get_tracks(request: web.Request) -> web.Response:
         raise BadRequest(f"limit: expected a whole number from 1 to {TRACKS_LIMIT}", code="bad_request")
     media = request.app[MEDIA]
     public = {t.id for t in listed_tracks(request.app)}
-    counts = dict.fromkeys(TRACK_STATES, 0)
+    counts: dict[TrackState, int] = dict.fromkeys(TRACK_STATES, 0)
     rows: list[dict[str, Any]] = []
     for track in request.app[CATALOG].recent(limit=MAX_TRACKS):
-        track_state_now = track_state(track, media)
-        counts[track_state_now] += 1
-        if (state and track_state_now != state) or not _matches(track, words):
+        current = track_state(track, media)
+        counts[current] += 1
+        if (state and current != state) or not _matches(track, words):
             continue
         rows.append({
             **track.public(),
             "locator": track.locator,
             "created": track.created,
-            "state": track_state_now,
+            "state": current,
             "listed": track.id in public,
             "error": track.error_json(),
         })
