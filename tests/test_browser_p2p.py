@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from tests.browser import CHROMIUM_ARGS, ErrorLog, require_chromium, until
-from tests.nat import PUBLIC_ADDRESS, Coturn, NatTopology
+from tests.nat import PUBLIC_ADDRESS, TOPOLOGIES, Coturn, NatTopology, Topology
 from tests.netns import NamespacedGateway, require_netns
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -99,16 +99,17 @@ def listener_page(track_url: str, attrs: str = "", script: str = "", then: Seque
 
 
 class World:
-    """A NAT topology with the gateway on its public namespace."""
+    """A NAT topology (``kind``: tests.nat.TOPOLOGIES) with the gateway on its public namespace."""
 
     def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2, nat: Any = "eim",
-                 **overrides: Any) -> None:
+                 kind: Topology = "bridge", **overrides: Any) -> None:
         require_netns()
-        self.topology = NatTopology(count, nat)
+        self.topology = NatTopology(count, nat, kind)
         self.homes = [listener.ns for listener in self.topology.listeners]
         try:
+            server = {"host": self.topology.gateway_host, "public_url": PUBLIC_URL}
             self.gw = NamespacedGateway(self.topology.public, tmp_path, audio_dir, port=PORT,
-                                        server={"host": PUBLIC_ADDRESS}, **overrides)
+                                        server=server, **overrides)
             self.gw.url = PUBLIC_URL
             self.gw.start()
         except BaseException:
@@ -128,8 +129,9 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, audio_dir: Path) -> Iterator[World]:
-    w = World(tmp_path, audio_dir)
+def world(request: pytest.FixtureRequest, tmp_path: Path, audio_dir: Path) -> Iterator[World]:
+    """The bridge topology, or the one a test names (``indirect`` parametrisation)."""
+    w = World(tmp_path, audio_dir, kind=getattr(request, "param", "bridge"))
     try:
         yield w
     finally:
@@ -236,6 +238,7 @@ async def seeded(page: Any, m: dict[str, Any]) -> None:
     await until(page, f"(document.getElementById('p').p2p?.held ?? 0) >= {n}", timeout=20)
 
 
+@pytest.mark.parametrize("world", TOPOLOGIES, indirect=True)
 async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_path: Path) -> None:
     """After its first ~10 s from the server, the second listener gets (nearly) everything from the first."""
     gw = world.gw
@@ -265,7 +268,7 @@ async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_pa
     rest_bytes = sum(c["size"] for i, c in starts.items() if i not in lead)
     grown = after - before
     from_server_later = [c for c in chunks if c["source"] == "server" and c["index"] not in lead]
-    print(f"\nsecond listener: server bytes {grown:.0f} (lead {lead_bytes}, rest {rest_bytes}); "
+    print(f"\nsecond listener ({world.topology.kind}): server bytes {grown:.0f} (lead {lead_bytes}, rest {rest_bytes}); "
           f"later chunks from the server: {len(from_server_later)}; stats {stats}; readout {readout!r}")
     assert stats["stalls"] == 0
     assert stats["httpBytes"] == grown, "the gateway counted other bytes than the player fetched"
@@ -501,9 +504,11 @@ async def test_symmetric_nat_connects_through_coturn(tmp_path: Path, audio_dir: 
         world.close()
 
 
-async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path: Path, audio_dir: Path) -> None:
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path: Path, audio_dir: Path,
+                                                                       kind: Topology) -> None:
     """Five listeners, each behind its own NAT, joining 3 s apart, shipped defaults: 0 stalls, peers carry the rest."""
-    world = World(tmp_path, audio_dir, count=5)
+    world = World(tmp_path, audio_dir, count=5, kind=kind)
     try:
         gw = world.gw
         tid = tone_track(gw)["id"]
@@ -527,7 +532,7 @@ async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path
         total = m["init"]["size"] + sum(c["size"] for c in m["chunks"])
         lead = m["init"]["size"] + sum(c["size"] for c in m["chunks"] if c["start"] < SERVER_LEAD)
         ceiling = (4 * (total - lead)) / (5 * total)
-        print(f"\nfive behind NAT: offload {peer / (peer + http):.0%} (ceiling {ceiling:.0%}); "
+        print(f"\nfive behind NAT ({kind}): offload {peer / (peer + http):.0%} (ceiling {ceiling:.0%}); "
               f"stalls {[s['stalls'] for s in stats]}; outcomes {[[o['outcome'] for o in i['outcomes']] for i in infos]}")
         assert all(s["stalls"] == 0 for s in stats), stats
         assert all(s["peerBytes"] > 0 for s in stats[1:]), stats
