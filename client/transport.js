@@ -154,12 +154,19 @@ export class ControlSocket {
   }
 }
 
+const CANDIDATE_TYPES = ["host", "srflx", "prflx", "relay"];
+// At `connected` a browser may not have selected a pair yet (getStats shows
+// none): it is asked again this often, this many times, before the pair's
+// types are reported as "unknown".
+const PAIR_POLL_MS = 250;
+const PAIR_POLLS = 20;
+
 /**
- * The type of the candidate pair an RTCPeerConnection uses, from getStats():
- * "relay" when either side is relayed (TURN), else the remote side's type
- * ("host", "srflx", "prflx"); null when no pair is selected.
+ * The candidate types of the pair an RTCPeerConnection uses, from getStats():
+ * `{local, remote}`, each "host", "srflx", "prflx", "relay" or "unknown" (a
+ * type the browser does not say); null while no pair is selected.
  */
-export async function selectedCandidateType(pc) {
+export async function selectedPair(pc) {
   const report = await pc.getStats();
   let pair = null;
   report.forEach((s) => {
@@ -172,12 +179,22 @@ export async function selectedCandidateType(pc) {
     });
   }
   if (!pair) return null;
-  const local = report.get(pair.localCandidateId);
-  const remote = report.get(pair.remoteCandidateId);
-  const types = [local?.candidateType, remote?.candidateType];
-  if (types.includes("relay")) return "relay";
-  const type = remote?.candidateType ?? local?.candidateType;
-  return ["host", "srflx", "prflx"].includes(type) ? type : null;
+  const typeOf = (id) => {
+    const type = report.get(id)?.candidateType;
+    return CANDIDATE_TYPES.includes(type) ? type : "unknown";
+  };
+  return { local: typeOf(pair.localCandidateId), remote: typeOf(pair.remoteCandidateId) };
+}
+
+/** One word for a pair: "relay" when either end is relayed (TURN), else the remote end's type. */
+export function pairType(pair) {
+  return pair.local === "relay" || pair.remote === "relay" ? "relay" : pair.remote;
+}
+
+/** The type of the pair an RTCPeerConnection uses (`pairType`), null while none is selected. */
+export async function selectedCandidateType(pc) {
+  const pair = await selectedPair(pc);
+  return pair ? pairType(pair) : null;
 }
 
 /**
@@ -188,8 +205,9 @@ export async function selectedCandidateType(pc) {
  * Survival: ICE "disconnected" gets ICE_GRACE_SECONDS, then one ICE restart
  * (the offerer's; the answerer answers it), then as long again before the
  * link fails; "failed" after the link had connected gets the same single
- * restart. Outcome: `onConnected(candidateType)` once, when ICE first
- * connects; `failure` says "failed" when ICE failed before that.
+ * restart. Outcome: `onConnected(candidateType, {local, remote})` once, when
+ * ICE first connects and the selected pair is known (`learnPair`);
+ * `failure` says "failed" when ICE failed before that.
  * `relay: true` is iceTransportPolicy "relay": TURN candidates only, so no
  * peer ever learns this listener's address. `close()` delivers what was
  * already given to `send` first (CLOSE_GRACE_SECONDS at most).
@@ -205,7 +223,8 @@ export class PeerLink {
     this.onConnected = onConnected;
     this.graceSeconds = graceSeconds;
     this.connected = false; // ICE connected at least once
-    this.candidate = null; // the selected pair's type, once known
+    this.candidate = null; // the selected pair's type (pairType), once known
+    this.pair = null; // its {local, remote} candidate types, once known
     this.failure = null; // "failed" when ICE failed before ever connecting
     this.restarted = false;
     this.graceTimer = null;
@@ -250,13 +269,7 @@ export class PeerLink {
       this.graceTimer = null;
       if (!this.connected) {
         this.connected = true;
-        selectedCandidateType(this.pc)
-          .catch(() => null)
-          .then((type) => {
-            if (this.closed) return;
-            this.candidate = type ?? "host";
-            this.onConnected(this.candidate);
-          });
+        this.learnPair();
       }
       return;
     }
@@ -290,6 +303,24 @@ export class PeerLink {
         this.restart();
       }, (state === "failed" ? 0 : this.graceSeconds) * 1000);
     }
+  }
+
+  /**
+   * The selected pair's candidate types, then `onConnected`: asked of
+   * getStats until a pair is selected (PAIR_POLLS times, PAIR_POLL_MS apart),
+   * "unknown" for both ends if none ever is; nothing once the link closed.
+   */
+  async learnPair() {
+    let pair = null;
+    for (let i = 0; i < PAIR_POLLS && !this.closed; i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, PAIR_POLL_MS));
+      pair = this.closed ? null : await selectedPair(this.pc).catch(() => null);
+      if (pair) break;
+    }
+    if (this.closed) return;
+    this.pair = pair ?? { local: "unknown", remote: "unknown" };
+    this.candidate = pairType(this.pair);
+    this.onConnected(this.candidate, this.pair);
   }
 
   /** One ICE restart: the offerer makes a new offer; both wait one more grace period. */
@@ -592,7 +623,7 @@ export class P2PAgent {
 
   /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */
   info() {
-    const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, restarted: l.restarted }));
+    const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, pair: l.pair, restarted: l.restarted }));
     return { ...this.core.info(), stored: this.store.map.size, links, outcomes: this.outcomes.slice(), relay: this.relay };
   }
 
@@ -733,13 +764,20 @@ export class P2PAgent {
     }
   }
 
-  /** One connection's outcome: "host" | "srflx" | "prflx" | "relay" | "failed" | "timeout". */
-  noteOutcome(peer, link, outcome) {
+  /**
+   * One connection's outcome: connected (the pair's type: "host" | "srflx" |
+   * "prflx" | "relay" | "unknown", with both ends' types in `pair`), or
+   * "failed" | "timeout". Reported in `stats.connections` under
+   * "<local>/<remote>" for a connection, the outcome otherwise.
+   */
+  noteOutcome(peer, link, outcome, pair = null) {
     if (link.outcome) return;
     link.outcome = outcome;
+    const key = pair ? `${pair.local}/${pair.remote}` : outcome;
     const c = this.pending.connections;
-    c[outcome] = (c[outcome] ?? 0) + 1;
-    if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, seconds: clock() - link.openedAt });
+    c[key] = (c[key] ?? 0) + 1;
+    const ends = pair ? { local: pair.local, remote: pair.remote } : {};
+    if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, ...ends, seconds: clock() - link.openedAt });
   }
 
   /** Bytes a neighbour delivered, counted as relayed when its connection is; the
@@ -782,9 +820,9 @@ export class P2PAgent {
         iceServers: this.core.iceServers,
         relay: this.relay,
         RTCPeerConnectionImpl: this.RTC,
-        onConnected: (candidate) => {
+        onConnected: (candidate, pair) => {
           if (this.links.get(peer) !== link) return;
-          this.noteOutcome(peer, link, candidate);
+          this.noteOutcome(peer, link, candidate, pair);
           // Bytes that came before the selected pair's type was known.
           if (candidate === "relay") this.pending.relayBytes += link.unattributedBytes ?? 0;
           link.unattributedBytes = 0;

@@ -269,7 +269,8 @@ async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_pa
     grown = after - before
     from_server_later = [c for c in chunks if c["source"] == "server" and c["index"] not in lead]
     print(f"\nsecond listener ({world.topology.kind}): server bytes {grown:.0f} (lead {lead_bytes}, rest {rest_bytes}); "
-          f"later chunks from the server: {len(from_server_later)}; stats {stats}; readout {readout!r}")
+          f"later chunks from the server: {len(from_server_later)}; stats {stats}; readout {readout!r}; "
+          f"pairs {[(o['outcome'], o.get('local'), o.get('remote'), round(o['seconds'], 3)) for o in info1['outcomes'] + info2['outcomes']]}")
     assert stats["stalls"] == 0
     assert stats["httpBytes"] == grown, "the gateway counted other bytes than the player fetched"
     assert grown - lead_bytes <= 0.2 * rest_bytes, (grown, lead_bytes, rest_bytes, chunks)
@@ -281,11 +282,26 @@ async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_pa
     assert {o["outcome"] for o in info2["outcomes"]} <= {"srflx", "prflx"}, info2["outcomes"]
     assert info2["outcomes"], "no connection outcome recorded"
     await until_metric(gw, 'ztream_stun_requests_total{result="ok"}', 2)
-    await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
+    # Each end reports the selected pair's candidate types as its getStats shows them:
+    # across two NATs never a host pair, never a guess.
+    for info in (info1, info2):
+        assert_pair_ends(info)
+    await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 2)
+    for impossible in ('candidate="host"', 'local="unknown"', 'remote="unknown"'):
+        assert metric_sum(gw, f'ztream_p2p_connections_total{{result="connected",{impossible}}}') == 0, impossible
     # the reports reach the metrics (stats every ~5 s), start-up times too
     await until_metric(gw, "ztream_peer_bytes_total", stats["peerBytes"])
     await until_metric(gw, "ztream_startup_seconds_count", 2)
     log.assert_clean()
+
+
+def assert_pair_ends(info: dict[str, Any]) -> None:
+    """A listener behind its own NAT connected to one behind another: its end of the
+    selected pair is its host (mDNS-hidden), server- or peer-reflexive candidate, the
+    other end reflexive (a host pair cannot cross two NATs); both known."""
+    ends = [(o.get("local"), o.get("remote")) for o in info["outcomes"] if o["outcome"] not in ("failed", "timeout")]
+    assert ends, info["outcomes"]
+    assert all(local in ("host", "srflx", "prflx") and remote in ("srflx", "prflx") for local, remote in ends), ends
 
 
 def metric_sum(gw: NamespacedGateway, name: str) -> float:
