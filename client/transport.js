@@ -233,6 +233,7 @@ export class PeerLink {
     this.released = false; // the channel and the connection are closed
     this.drainTimer = null;
     this.dc = null;
+    this.opened = false; // the channel opened (onOpen was called)
     this.queue = [];
     this.remoteSet = false;
     this.candidates = [];
@@ -342,17 +343,31 @@ export class PeerLink {
     this.dc = dc;
     dc.binaryType = "arraybuffer";
     dc.bufferedAmountLowThreshold = BUFFER_LOW;
-    dc.onopen = () => {
+    // The channel opens once, by whichever says so first: its `open` event, a
+    // channel handed over open already (the answerer's, from ondatachannel),
+    // or a message. A browser may deliver the neighbour's first frames before
+    // `open` (and one handed over open need not fire it again); the core
+    // ignores frames of a neighbour that has not opened, and the first frame is
+    // the neighbour's HAVE, sent once: dropped, nothing would ever be asked of it.
+    const opened = () => {
+      if (this.opened) return;
+      this.opened = true;
       if (!this.closed) this.onOpen();
+      this.flush();
+    };
+    dc.onopen = () => {
+      opened();
       this.flush();
     };
     dc.onmessage = (e) => {
       if (this.closed) return;
+      opened();
       // text frames are not part of the protocol: an empty frame fails decoding
       this.onFrame(e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : new Uint8Array(0));
     };
     dc.onbufferedamountlow = () => this.flush();
     dc.onclose = () => this.fail();
+    if (dc.readyState === "open") opened();
   }
 
   /** Run a signaling step after the previous ones; a failure of a vital step closes the link. */
