@@ -303,15 +303,6 @@ async def post_url(client: TestClient[web.Request, web.Application], url: str) -
 # CI run everything.
 _SLOW_MARKS = ("async_playwright", "NetNamespace", "puppeteer", "redis-server", "turnserver")
 
-# Real browsers exchanging chunks over WebRTC through the NAT namespaces: ICE,
-# DTLS and SCTP set-up times swing with the load on a shared 2-core machine,
-# and a test whose listeners meet a few seconds late takes its bytes from the
-# server and fails. Such a test gets one rerun (pytest-rerunfailures prints an
-# `R` and the first failure's report, so a flake stays visible); failing
-# twice fails the suite.
-_BROWSER_P2P_MODULES = ("test_browser_p2p", "test_browser_overlay", "test_cluster_browser")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     sources: dict[str, bool] = {}
     for item in items:
@@ -324,5 +315,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             sources[path] = any(mark in text for mark in _SLOW_MARKS)
         if sources[path]:
             item.add_marker(pytest.mark.slow)
-        if item.path.stem.startswith(_BROWSER_P2P_MODULES):
-            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
