@@ -164,8 +164,12 @@ def sources_view(config: Config) -> dict[str, Any]:
 def _stats(app: web.Application) -> dict[str, Any]:
     registry = app[METRICS].registry
 
+    samples = [s for metric in registry.collect() for s in metric.samples]
+
     def sample(name: str, labels: dict[str, str] | None = None) -> float:
-        return float(registry.get_sample_value(name, labels or {}) or 0.0)
+        """One series' value; with ``labels`` that name only some of its labels, the sum over the rest."""
+        wanted = (labels or {}).items()
+        return float(sum(s.value for s in samples if s.name == name and wanted <= s.labels.items()))
 
     server = sum(sample("ztream_server_bytes_total", {"kind": k}) for k in SERVER_KINDS)
     peer = sample("ztream_peer_bytes_total")
@@ -195,7 +199,8 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
         outcome: int(sample("ztream_p2p_connections_total", {"result": result, "candidate": candidate}))
         for outcome, result, candidate in (
             ("host", "connected", "host"), ("srflx", "connected", "srflx"), ("prflx", "connected", "prflx"),
-            ("relay", "connected", "relay"), ("failed", "failed", "none"), ("timeout", "timeout", "none"),
+            ("relay", "connected", "relay"), ("unknown", "connected", "unknown"),
+            ("failed", "failed", "none"), ("timeout", "timeout", "none"),
         )
     }
     return {
