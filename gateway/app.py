@@ -32,10 +32,12 @@ from .admin import LIVE_CONFIG, LiveConfig, setup_admin
 from .config import CONFIG, Config
 from .demo import ensure_demo_library
 from .http import ORIGINS, OriginPolicy
+from .http.client_address import TRUSTED_PROXIES, TrustedProxies
+from .http.connections import CONNECTIONS, ConnectionLimits, Guard, GuardedRunner, fit_open_files
+from .http.connections import refuse_over_cap, runner_options
 from .http.api import STREAMS, end_streams, not_found, routes
 from .http.extras import routes as extras_routes
 from .http.pages import setup_pages
-from .http.responses import ZtreamRunner
 from .media import CATALOG, MEDIA, STORE
 from .media.catalog import TrackCatalog
 from .media.extras import ExtrasStore, extras_bound
@@ -124,7 +126,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config, *, config_path: str | Path | None = None) -> web.Application:
     """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it)."""
-    app = web.Application(client_max_size=64 * 1024)
+    # refuse_over_cap: a connection over a cap gets its JSON refusal (http/connections.py).
+    app = web.Application(client_max_size=64 * 1024, middlewares=[refuse_over_cap])
     app[CONFIG] = config
     app[LIVE_CONFIG] = LiveConfig(config, config_path)
     app[METRICS] = Metrics()
@@ -132,6 +135,10 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app[STREAMS] = set()
+    # Whose X-Forwarded-For is believed: every per-client limit and log line asks request_client().
+    app[TRUSTED_PROXIES] = TrustedProxies(config.server.trusted_proxies)
+    limits = ConnectionLimits(total=config.server.max_connections, per_client=config.server.max_connections_per_client)
+    app[CONNECTIONS] = Guard(limits, app[TRUSTED_PROXIES])
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_stop_work)
     app.add_routes(routes)
@@ -162,7 +169,12 @@ async def serve(app: web.Application, host: str, port: int, *, sockets: list[soc
 
     ``sockets`` (bound already: a worker of ``ztream serve --workers N``) replace ``host:port``.
     """
-    runner = ZtreamRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    server = app[CONFIG].server
+    # Checked at start: a cap the open-file limit cannot hold would fail with EMFILE instead of a refusal.
+    app[CONNECTIONS].limits.total = fit_open_files(server.max_connections)
+    runner = GuardedRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **runner_options(server)
+    )
     await runner.setup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ place (``gateway.http.responses.render_error``)::
     ├── NotAudio (415 upstream_not_audio)
     ├── RangeNotSatisfiable (416 range_not_satisfiable)
     ├── Unsupported (501 not_implemented)
+    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets; Retry-After)
     ├── Overloaded (503 overloaded, with Retry-After)
     ├── StorageError (503 storage_unavailable)
     │   └── StorageFull (507 storage_full)
@@ -33,6 +34,7 @@ __all__ = [
     "NotAudio",
     "Unsupported",
     "Overloaded",
+    "TooManyRequests",
     "RangeNotSatisfiable",
     "StorageError",
     "StorageFull",
@@ -118,6 +120,17 @@ class Overloaded(ZtreamError):
     def retry_after(self) -> int:
         """Whole seconds to wait (``Retry-After``); a subclass may compute it when read."""
         return self._retry_after
+
+
+class TooManyRequests(ZtreamError):
+    """One client asks for more than its share (RFC 6585 4): try again later."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
 
 
 class StorageError(ZtreamError):

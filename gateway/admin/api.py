@@ -7,8 +7,10 @@ can turn the API on, off, or change the token.
 - Authentication: ``Authorization: Bearer <token>``, compared in constant time
   (``hmac.compare_digest``). No or malformed header: 401 ``unauthorized``; a
   wrong token: 403 ``forbidden``. After ``MAX_FAILURES`` wrong tokens within
-  ``FAILURE_WINDOW`` seconds from one address, that address gets 429 with
-  ``Retry-After`` until the window has passed, right token or not.
+  ``FAILURE_WINDOW`` seconds from one client address, that address gets 429
+  with ``Retry-After`` until the window has passed, right token or not;
+  other addresses are not affected. The address is the one the trusted proxy
+  forwarded for (``server.trusted_proxies``, ``http/client_address.py``).
 - Admin answers carry no CORS headers and the preflight of ``/v1/*`` does not
   allow ``Authorization``: the API is for the same-origin admin page and for
   tools like curl, never for a third-party page.
@@ -39,6 +41,7 @@ from aiohttp import web
 
 from ..config import SECRET_KEYS, Config, ConfigError, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
+from ..http.client_address import request_client
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
@@ -201,7 +204,9 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    # Behind a trusted proxy, the address it forwarded for: one client's
+    # wrong tokens never lock out another (nor the operator).
+    return request_client(request)
 
 
 def _check_token(request: web.Request) -> None:
