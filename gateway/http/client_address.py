@@ -130,14 +130,13 @@ def client_address(peer: str | None, headers: Mapping[str, str], trusted: Truste
 
 
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
-_CLIENT = "ztream_client_address"
+_CLIENT = web.RequestKey("client_address", str)
 
 
 def request_client(request: web.BaseRequest) -> str:
     """The client address of ``request`` (computed once per request)."""
-    cached = request.get(_CLIENT)
-    if isinstance(cached, str):
-        return cached
+    if _CLIENT in request:
+        return request[_CLIENT]
     # config_dict: the app's keys and its parents' (a sub-application sees the root's).
     # Before routing (aiohttp's own error answers) there is no app to ask: the peer it is.
     trusted = None
