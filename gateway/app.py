@@ -153,7 +153,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
 
     setup_pages(app, policy=app[ORIGINS], get_track=get_track)
     setup_admin(app)
-    app.router.add_route("*", "/{tail:.*}", not_found)
+    # [\s\S], not ".": a path with an encoded newline (%0a) is a path too, and gets the JSON 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", not_found)
     return app
 
 

@@ -24,7 +24,10 @@ place (``gateway.http.responses.render_error``)::
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "without_addresses",
     "ZtreamError",
     "BadRequest",
     "Unauthorized",
@@ -54,7 +57,7 @@ class ZtreamError(Exception):
             self.code = code
 
     def to_json(self) -> dict[str, str]:
-        return {"error": self.code, "detail": self.detail}
+        return {"error": self.code, "detail": without_addresses(self.detail)}
 
 
 class BadRequest(ZtreamError):
@@ -156,3 +159,14 @@ class UpstreamError(ZtreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+# ffmpeg names its contexts "[mov,mp4,m4a @ 0x562d1c0a2b40]"; Python reprs say
+# "at 0x7f3a...". A memory address tells a client nothing and an attacker
+# something about the process's layout (ASLR): it never leaves in an answer.
+_ADDRESS = re.compile(r"(?: @| at)? 0x[0-9a-fA-F]{8,16}\b")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` without the memory addresses ffmpeg and Python reprs put in messages."""
+    return _ADDRESS.sub("", text)
