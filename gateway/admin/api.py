@@ -47,6 +47,7 @@ from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import is_track_id
 from ..metrics import METRICS, SERVER_KINDS
+from ..nat.stun import RESULTS as STUN_RESULTS
 from ..cluster.admin import cluster_stats, tell_cluster
 from ..swarm import HUB
 from .live import LIVE_CONFIG
@@ -196,7 +197,7 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
         "connections": connections,
         "without_neighbours": int(sample("ztream_peers_without_neighbours")),
         "relay_bytes": int(sample("ztream_peer_relay_bytes_total")),
-        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in ("ok", "ignored", "rate_limited")},
+        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in STUN_RESULTS},
     }
 
 
