@@ -82,10 +82,10 @@ async def _admin(url: str, source: str, token: str, forged: str | None = None) -
     headers = {"Authorization": f"Bearer {token}"}
     if forged is not None:
         headers["X-Forwarded-For"] = forged
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(f"{url}/v1/admin/stats", headers=headers) as r:
-            await r.read()
-            return r.status
+    async with aiohttp.ClientSession(connector=connector) as session, \
+            session.get(f"{url}/v1/admin/stats", headers=headers) as r:
+        await r.read()
+        return r.status
 
 
 async def test_admin_lockout_behind_nginx_is_per_client_address(behind_nginx: tuple[GatewayProcess, NginxEdge]) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.http.origins import OriginPolicy, normalize_origin
 from gateway.errors import NotAudio, without_addresses
+from gateway.http.origins import OriginPolicy, normalize_origin
 
 from .conftest import GatewayProcess
 

@@ -57,7 +57,7 @@ def test_the_pure_responder_never_raises_on_fuzz() -> None:
 def stun_counts(url: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
         text = r.read().decode()
-    return {m[1]: float(m[2]) for m in re.finditer(r'^ztream_stun_requests_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
+    return {m[1]: float(m[2]) for m in re.finditer(r'^ztream_stun_requests_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)}
 
 
 def free_udp_port() -> int:

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Union
 
 from aiohttp import web
 
-__all__ = ["TrustedProxies", "TRUSTED_PROXIES", "client_address", "parse_forwarded", "request_client"]
+__all__ = ["TRUSTED_PROXIES", "TrustedProxies", "client_address", "parse_forwarded", "request_client"]
 
-_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-_Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class TrustedProxies:
