@@ -359,7 +359,8 @@ class SwarmSockets:
         """``GET /v1/ws``: at most ``server.max_sockets_per_client`` open per client address."""
         client = request_client(request)
         if not self.per_client.take(client):
-            log.info("control socket from %s refused: %d open", client, self.per_client.of(client))
+            # debug: a flood of refusals must not become a flood of log lines.
+            log.debug("control socket from %s refused: %d open", client, self.per_client.of(client))
             return render_error(request, TooManyRequests(
                 f"this address has {self.per_client.per_client} control sockets open already",
                 code="too_many_sockets", retry_after=5,
