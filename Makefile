@@ -22,6 +22,11 @@ $(NODE_STAMP): package.json package-lock.json
 	PUPPETEER_SKIP_DOWNLOAD=1 npm install --no-audit --no-fund --quiet
 	touch $(NODE_STAMP)
 
+# The client's types, from the npm devDependency: every module
+# (tsconfig.json), the P2P and playback shells with every parameter typed
+# (tsconfig.shells.json), the pure modules with all of strict (tsconfig.strict.json).
+TSC := node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.shells.json && node_modules/.bin/tsc -p tsconfig.strict.json
+
 run: $(STAMP)
 	$(BIN)/ztream serve $(if $(CONFIG),--config $(CONFIG))
 
@@ -34,11 +39,13 @@ system-deps:
 test: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	node --test --test-reporter=dot tests/js/
+	$(TSC)
 
 # A quick subset while working: no browsers, namespaces or clusters.
 test-fast: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 	node --test --test-reporter=dot tests/js/
+	$(TSC)
 
 bench: $(STAMP)
 	$(BIN)/ztream bench transcode

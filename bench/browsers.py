@@ -1,6 +1,6 @@
 """``ztream bench browsers``: real browsers behind NAT routers, shipped defaults.
 
-Builds the world of tests/test_browser_p2p.py (``tests.nat.NatTopology``):
+Builds the world of the browser P2P tests (``bench.world``, ``bench.nat.NatTopology``):
 ``--listeners`` listeners, each in its own network namespace behind its own
 endpoint-independent NAT router, the gateway on the public namespace at
 198.18.0.1 with its shipped defaults (the built-in STUN responder is the only
@@ -12,7 +12,7 @@ Two scenarios, in this order (``--only`` picks one):
 
 - ``chromium``: every listener is Chromium (one browser per namespace);
 - ``firefox``: the same, with listener ``--firefox-at`` (0-based) a Firefox
-  ESR (tests/test_browser_p2p_firefox.py's ``firefox_listener``).
+  ESR (``bench.world.firefox_listener``).
 
 Per scenario it prints a row per listener and the totals:
 
@@ -123,20 +123,20 @@ def ceiling(m: dict[str, Any], listeners: int) -> float:
 
 async def run_scenario(name: str, workdir: Path, library: Path, *, listeners: int, stagger: float,
                        track_seconds: float, firefox_at: int | None) -> Scenario:
-    # The browser helpers live with the tests that pin their behaviour.
+    # The browser world is the one the browser tests pin (bench/world.py).
     from playwright.async_api import async_playwright
 
-    from tests.browser import ErrorLog, until
-    from tests.test_browser_p2p import (
+    from bench.browser import ErrorLog, until
+    from bench.world import (
         Browser,
         World,
         check_audio,
+        firefox_listener,
         manifest,
         p2p,
         play,
         tone_track,
     )
-    from tests.test_browser_p2p_firefox import firefox_listener
 
     result = Scenario(name, listeners, stagger, track_seconds)
     began = time.monotonic()
@@ -200,7 +200,7 @@ def print_scenario(s: Scenario) -> None:
 
 
 async def run(args: argparse.Namespace) -> list[Scenario]:
-    from tests.conftest import make_audio
+    from bench.harness import make_audio
 
     out: list[Scenario] = []
     with tempfile.TemporaryDirectory(prefix="ztream-bench-browsers-") as tmp:

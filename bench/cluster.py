@@ -76,7 +76,7 @@ class RedisServer:
     """One ``redis-server`` on a loopback port, nothing saved to disk.
 
     ``command_prefix`` and ``ping`` are how it is launched and probed: the
-    browser cluster test runs it in a network namespace (tests/test_cluster_browser.py).
+    browser cluster test runs it in a network namespace (tests/system/cluster/test_browsers.py).
     """
 
     command_prefix: list[str] = []

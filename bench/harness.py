@@ -1,7 +1,13 @@
-"""What the benchmarks share: ports, subprocesses, a gateway started on loopback."""
+"""What the benchmarks share: ports, subprocesses, generated audio, gateways on loopback.
+
+The test suite's harness (tests/support/) imports the gateway process and the
+audio generator from here rather than keeping a second copy; nothing here
+imports tests/.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,8 +20,22 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["UPSTREAM_SERVER", "Proc", "free_port", "get", "start_gateway", "wait_http", "workspace"]
+from gateway.media.catalog import track_id_for
+from transcode.ffmpeg import find_ffmpeg
+
+__all__ = [
+    "ROOT", "UPSTREAM_SERVER", "ZTREAM", "GatewayProcess", "MissingTool", "Proc", "base_config", "ffmpeg_bin",
+    "free_port", "get", "make_audio", "start_gateway", "to_toml", "wait_http", "workspace",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+ZTREAM = [sys.executable, "-m", "gateway.cli"]
+
+
+class MissingTool(RuntimeError):
+    """A system tool a browser, namespace or NAT run needs is not installed (``make test`` installs them)."""
 
 UPSTREAM_SERVER = r"""
 import sys
@@ -93,3 +113,107 @@ def workspace(prefix: str) -> Iterator[tuple[Path, list[Proc]]]:
         for proc in procs:
             proc.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def ffmpeg_bin() -> str:
+    return find_ffmpeg("")
+
+
+def make_audio(path: Path, seconds: float, *, freq: int = 440, fmt: str = "flac") -> Path:
+    """A tone with a slow tremolo, so encoded frames differ from one another."""
+    codec = {"flac": ["-c:a", "flac"], "mp3": ["-c:a", "libmp3lame", "-b:a", "128k"],
+             "wav": ["-c:a", "pcm_s16le"], "ogg": ["-c:a", "libvorbis"]}[fmt]
+    expr = f"0.4*sin(2*PI*{freq}*t)*(0.6+0.4*sin(2*PI*0.7*t))|0.4*sin(2*PI*{freq * 3 // 2}*t)"
+    subprocess.run(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi",
+         "-i", f"aevalsrc={expr}:s=44100:d={seconds}", *codec, "-f", fmt, str(path)],
+        check=True, timeout=120,
+    )
+    return path
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Enough TOML for generated configs: tables of scalars and lists (JSON literals are valid TOML)."""
+    lines: list[str] = []
+    for table, values in config.items():
+        lines.append(f"[{table}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0, "chunk_wait_seconds": 20.0},
+        "cache": {"dir": str(tmp_path / "cache"), "max_bytes": 500_000_000},
+        "sources.url": {"allow_hosts": [], "max_bytes": 50_000_000},
+        "sources.local": {"dirs": []},
+    }
+    for name, values in sections.items():
+        config.setdefault(name.replace("__", "."), {}).update(values)
+    return config
+
+
+class GatewayProcess:
+    """A real ``ztream serve`` subprocess on a free loopback port."""
+
+    # How the process is launched and probed; bench/netns.py runs it in a namespace.
+    command_prefix: list[str] = []
+
+    def __init__(self, tmp_path: Path, library: Path | None, overrides: dict[str, dict[str, Any]],
+                 port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = base_config(tmp_path)
+        config["server"]["port"] = self.port
+        if library is not None:
+            config["sources.local"]["dirs"] = [str(library)]
+        for name, values in overrides.items():
+            config.setdefault(name, {}).update(values)
+        self.config = config
+        self.config_path = tmp_path / f"ztream-{self.port}.toml"
+        self.config_path.write_text(to_toml(config))
+        self.log_path = tmp_path / f"ztream-{self.port}.log"
+        self.library_ids = (
+            [track_id_for("local", str(p.resolve())) for p in sorted(library.iterdir()) if p.suffix == ".flac"]
+            if library is not None else []
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def healthy(self) -> bool:
+        """Whether ``/healthz`` answers; raises OSError while nothing listens."""
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [*self.command_prefix, *ZTREAM, "serve", "--config", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log()[-2000:]}")
+            try:
+                if self.healthy():
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not start: {self.log()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

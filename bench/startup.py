@@ -33,8 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
 from bench.harness import Proc, free_port, wait_http  # noqa: E402
-from tests.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
 
 def make_library(directory: Path, count: int, seconds: float) -> None:

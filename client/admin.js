@@ -1,6 +1,9 @@
+// @ts-check
 // The admin page: sign in with the admin token, see live figures with a small
 // self-updating chart, edit the sources, reload the config file, purge a track.
 // Same-origin only: every request goes to this page's own gateway.
+
+import { ApiError, fetchJson } from "./api.js";
 
 const TOKEN_KEY = "ztream-admin-token";
 const POLL_MS = 2000;
@@ -55,34 +58,22 @@ export function chartPoints(values, max, { width, top, bottom } = CHART, capacit
 
 // -- talking to the gateway --------------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, code, detail) {
-    super(detail);
-    this.status = status;
-    this.code = code;
-  }
-}
-
 let token = sessionStorage.getItem(TOKEN_KEY) || "";
 
+/**
+ * @param {string} path
+ * @param {{method?: string, body?: unknown}} [options] `body` is sent as JSON
+ */
 async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
+  return fetchJson(path, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
     credentials: "omit",
   });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    /* not JSON */
-  }
-  if (!response.ok) throw new ApiError(response.status, data?.error, data?.detail || `HTTP ${response.status}`);
-  return data;
 }
 
 function setStatus(el, text, kind = "") {
@@ -335,21 +326,17 @@ $("#try-form").addEventListener("submit", async (e) => {
   }
   setStatus(status, "Trying…");
   try {
-    const response = await fetch("/v1/tracks", {
+    const body = await fetchJson("/v1/tracks", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ url }),
       credentials: "omit",
     });
-    const body = await response.json().catch(() => null);
-    if (response.ok) {
-      setStatus(status, `Accepted: track ${body.id} (“${body.title}”).`, "ok");
-      $("#try-status").dataset.trackId = body.id;
-    } else {
-      setStatus(status, `Refused (${response.status} ${body?.error || ""}): ${body?.detail || ""}`, "error");
-    }
+    setStatus(status, `Accepted: track ${body.id} (“${body.title}”).`, "ok");
+    $("#try-status").dataset.trackId = body.id;
   } catch (err) {
-    setStatus(status, err.message, "error");
+    if (err instanceof ApiError) setStatus(status, `Refused (${err.status} ${err.code}): ${err.detail}`, "error");
+    else setStatus(status, err.message, "error");
   }
 });
 

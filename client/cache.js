@@ -1,3 +1,4 @@
+// @ts-check
 // Persistent chunk cache in IndexedDB, with a size cap and LRU eviction.
 //
 // Stores (database "ztream", version 1):
@@ -50,7 +51,7 @@ function promisify(request) {
 
 function done(tx) {
   return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
+    tx.oncomplete = () => resolve(undefined);
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error ?? new DOMException("transaction aborted", "AbortError"));
   });

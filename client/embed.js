@@ -1,3 +1,4 @@
+// @ts-check
 // The embed page (/embed/{id}): one <ztream-player> filling an iframe, driven
 // by the host page through the widget protocol (widget-protocol.js).
 //
@@ -22,7 +23,7 @@ try {
   allowed = [];
 }
 
-const player = document.getElementById("player");
+const player = /** @type {import("./ztream-player.js").ZtreamPlayer} */ (document.getElementById("player"));
 const params = new URLSearchParams(location.search);
 const color = parseColor(params.get("color"));
 if (color) player.style.setProperty("--ztream-accent", color);
@@ -111,6 +112,7 @@ player.addEventListener("timeupdate", () => {
 });
 player.addEventListener("finish", () => post(event(EVENTS.FINISH, position())));
 player.addEventListener("error", (e) => {
-  lastError = { error: e.detail?.error ?? "error", detail: e.detail?.detail ?? "" };
+  const { detail } = /** @type {CustomEvent} */ (/** @type {unknown} */ (e)); // the player's error event
+  lastError = { error: detail?.error ?? "error", detail: detail?.detail ?? "" };
   post(event(EVENTS.ERROR, lastError));
 });

@@ -1,12 +1,14 @@
+// @ts-check
 // The landing page: library and recent tracks, a URL field, the player and
 // the code to embed the current track.
 
+import { fetchJson } from "./api.js";
 import "./ztream-player.js";
 import { formatTime } from "./format.js";
 import { componentSnippet, iframeSnippet, oembedUrl, trackUrl, widgetSnippet } from "./snippets.js";
 
 const $ = (sel) => document.querySelector(sel);
-const publicUrl = (document.querySelector('meta[name="ztream-public-url"]')?.content || location.origin).replace(/\/+$/, "");
+const publicUrl = (/** @type {HTMLMetaElement | null} */ (document.querySelector('meta[name="ztream-public-url"]'))?.content || location.origin).replace(/\/+$/, "");
 const player = $("#main-player");
 const PLAY_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5.14v13.72a1 1 0 0 0 1.5.86l11-6.86a1 1 0 0 0 0-1.72l-11-6.86A1 1 0 0 0 8 5.14z"/></svg>';
 
@@ -20,24 +22,11 @@ function setStatus(el, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
-async function api(path, options = {}) {
-  const response = await fetch(`${publicUrl}${path}`, {
+function api(path, options = {}) {
+  return fetchJson(`${publicUrl}${path}`, {
     ...options,
     headers: { Accept: "application/json", ...(options.body ? { "Content-Type": "application/json" } : {}) },
   });
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    /* empty or not JSON */
-  }
-  if (!response.ok) {
-    const detail = body?.detail || `HTTP ${response.status}`;
-    const err = new Error(detail);
-    err.code = body?.error;
-    throw err;
-  }
-  return body;
 }
 
 function renderTracks() {
@@ -145,7 +134,7 @@ $("#add-form").addEventListener("submit", async (e) => {
 $("#refresh").addEventListener("click", loadTracks);
 
 // tabs (WAI-ARIA tabs pattern)
-const tabs = [...document.querySelectorAll('[role="tab"]')];
+const tabs = [.../** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('[role="tab"]'))];
 function selectTab(tab) {
   for (const t of tabs) {
     const on = t === tab;

@@ -1,3 +1,4 @@
+// @ts-check
 // Peer-to-peer logic of the browser client: a pure state machine, no I/O.
 //
 // Theory of operation
@@ -106,6 +107,36 @@
 
 import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./protocol.js";
 
+/**
+ * @typedef {import("./control-protocol.js").ServerMessage} ServerMessage
+ * @typedef {import("./protocol.js").Lookup} Lookup
+ * @typedef {import("./protocol.js").Holders} Holders
+ * @typedef {{kind: "control", msg: Record<string, unknown>}
+ *   | {kind: "open", peer: string, role: "offerer" | "answerer"}
+ *   | {kind: "rtc", peer: string, data: Record<string, any>}
+ *   | {kind: "close", peer: string}
+ *   | {kind: "send", peer: string, frame: Uint8Array<ArrayBuffer>}
+ *   | {kind: "serve", peer: string, index: number}
+ *   | {kind: "deliver", peer: string, index: number, data: Uint8Array<ArrayBuffer>}
+ *   | {kind: "reject", peer: string, index: number, reason: "choked" | "closed"}
+ *   | {kind: "peerHave", peer: string, have: number[]}
+ *   | {kind: "peerGone", peer: string}} Effect what the shell carries out (see above)
+ * @typedef {{
+ *   id: string, role: "offerer" | "answerer", state: "connecting" | "open", since: number, openedAt: number | null,
+ *   ranges: Array<[number, number]> | null, pending: Set<number>, cancelled: Set<number>, reassembler: Reassembler,
+ *   uploads: number[], serving: number | null, servingCancelled: boolean, lookups: Map<string, number>,
+ *   askedAt: number, answeredAt: number, noticed: boolean, badHolders: number, goodHolders: number,
+ * }} Neighbour
+ * @typedef {{
+ *   track: string, rendition: string, chunks: Set<number>, maxIndex: number, complete: boolean, held: Set<number>,
+ *   added: Set<number>, fullHave: boolean, wireDirty: boolean, announcedComplete: boolean, startedAt: number,
+ *   answered: boolean, knownAt: number,
+ * }} Session
+ * @typedef {{active: boolean, until: number, found: number, asked: Set<string>, answered: number}} Round
+ * @typedef {{down: number, up: number, http: number, stalls: number, failures: number}} Counts
+ * @typedef {{httpBytes?: number, peerBytes?: number, stalls?: number}} Totals the player's cumulative counters
+ */
+
 export const DEFAULT_P2P_SETTINGS = Object.freeze({
   wantNeighbours: 5, // we dial (and want) while we have fewer neighbours than this
   maxNeighbours: 16, // connections to other peers at most, both directions: offers beyond are refused
@@ -138,7 +169,13 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
 });
 
+/**
+ * The settings' types (DEFAULT_P2P_SETTINGS's values are its defaults).
+ * @typedef {{[K in keyof typeof DEFAULT_P2P_SETTINGS]: (typeof DEFAULT_P2P_SETTINGS)[K] extends boolean ? boolean : number}} P2PSettings
+ */
+
 const MAX_DIRECTORY_TRACKS = 16;
+/** @type {(track: string, rendition: string) => string} */
 const swarmKey = (track, rendition) => `${track}/${rendition}`; // names never hold "/"
 
 export const MAX_REPORT = 1 << 30; // the server refuses larger counts in one report
@@ -146,6 +183,9 @@ export const MAX_REPORT = 1 << 30; // the server refuses larger counts in one re
 /**
  * The control socket's URL for a track URL (`{public_url}/v1/tracks/{id}`):
  * `ws(s)://{public_url host and path}/v1/ws`.
+ * @param {string | URL} trackUrl
+ * @param {string | URL} [base]
+ * @returns {string}
  */
 export function controlUrl(trackUrl, base = undefined) {
   const u = base === undefined ? new URL(trackUrl) : new URL(trackUrl, base);
@@ -157,6 +197,10 @@ export function controlUrl(trackUrl, base = undefined) {
   return u.href;
 }
 
+/**
+ * @param {Iterable<number>} values
+ * @returns {number} the largest, -1 when there is none
+ */
 function maxOf(values) {
   let m = -1;
   for (const v of values) if (v > m) m = v;
@@ -166,6 +210,9 @@ function maxOf(values) {
 /**
  * Every index of inclusive ranges, bounded to [0, limit), ascending and once
  * each: overlapping ranges (a hostile HAVE) cost no more than `limit`.
+ * @param {ReadonlyArray<readonly [number, number] | number[]>} ranges
+ * @param {number} limit
+ * @returns {number[]}
  */
 export function expandRanges(ranges, limit) {
   const sorted = ranges.filter(([first]) => first < limit).sort((a, b) => a[0] - b[0]);
@@ -182,6 +229,8 @@ export function expandRanges(ranges, limit) {
 /**
  * Toggle one byte in the middle of a copy of `data` (Uint8Array). TEST ONLY:
  * what a corrupting seeder sends.
+ * @param {Uint8Array} data
+ * @returns {Uint8Array}
  */
 export function corruptCopy(data) {
   const out = new Uint8Array(data);
@@ -190,32 +239,45 @@ export function corruptCopy(data) {
 }
 
 export class P2PCore {
-  /** @param {Partial<typeof DEFAULT_P2P_SETTINGS>} settings */
+  /** @param {Partial<P2PSettings>} settings */
   constructor(settings = {}) {
     for (const key of Object.keys(settings)) {
       if (!(key in DEFAULT_P2P_SETTINGS)) throw new TypeError(`unknown p2p setting: ${key}`);
     }
+    /** @type {Readonly<P2PSettings>} */
     this.settings = Object.freeze({ ...DEFAULT_P2P_SETTINGS, ...settings });
+    /** @type {string | null} */
     this.peerId = null;
+    /** @type {object[]} */
     this.iceServers = [];
     this.uploadSlots = this.settings.uploadSlots;
     this.statsInterval = this.settings.statsInterval;
     this.connected = false; // welcomed on the current control socket
+    /** @type {Session | null} */
     this.session = null;
+    /** @type {Map<string, Neighbour>} */
     this.neighbours = new Map(); // peer id -> Neighbour
+    /** @type {Set<string>} */
     this.banned = new Set();
+    /** @type {Map<string, number>} */
     this.cooldown = new Map(); // peer id -> time before which it is not dialled
     this.want = { outstanding: false, sentAt: -Infinity, nextAt: -Infinity, interval: this.settings.wantInterval };
+    /** @type {Map<string, Map<string, {until: number, source: string | null}>>} */
     this.directory = new Map(); // "track/rendition" -> Map(peer id -> {until, source}), oldest first
+    /** @type {Map<string, {source: string | null, at: number}>} */
     this.introducing = new Map(); // peer id -> {source, at}: `introduce` asked, not yet answered
+    /** @type {Round} */
     this.round = { active: false, until: -Infinity, found: 0, asked: new Set(), answered: 0 };
     this.lastSentAt = -Infinity;
     this.slots = { reported: 0, at: -Infinity };
     // cumulative counters of this side; the player's are passed to tick()
     this.upBytes = 0;
     this.verifyFailures = 0;
+    /** @type {Counts} */
     this.reported = { down: 0, up: 0, http: 0, stalls: 0, failures: 0 };
-    this.lastReport = null;
+    /** @type {(Counts & {startup: number | null}) | null} */
+    this.lastReport = null; // the last stats sent, until the next: added back if refused
+    /** @type {number | null} */
     this.pendingStartup = null;
     this.urgentStats = false;
     this.stats = { at: -Infinity };
@@ -223,21 +285,31 @@ export class P2PCore {
 
   // ---- control socket ------------------------------------------------------
 
-  /** The control socket closed: a new one brings a new welcome and peer id. */
+  /**
+   * The control socket closed: a new one brings a new welcome and peer id.
+   * @returns {Effect[]}
+   */
   controlClosed() {
     this.connected = false;
     this.want.outstanding = false;
     return [];
   }
 
-  /** One message (already parsed JSON) from the control socket. */
+  /**
+   * One message (already parsed JSON) from the control socket.
+   * @param {ServerMessage | null} msg
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   onControl(msg, now) {
+    /** @type {Effect[]} */
     const out = [];
     if (!msg || typeof msg !== "object") return out;
     switch (msg.type) {
       case "welcome": {
         this.peerId = String(msg.peer_id);
         this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+        /** @type {Record<string, number>} */
         const limits = msg.limits && typeof msg.limits === "object" ? msg.limits : {};
         if (Number.isInteger(limits.upload_slots) && limits.upload_slots > 0) this.uploadSlots = limits.upload_slots;
         if (Number.isFinite(limits.stats_interval) && limits.stats_interval > 0) this.statsInterval = limits.stats_interval;
@@ -290,8 +362,12 @@ export class P2PCore {
   /**
    * The player opened a track: `{track, rendition, chunks: [indices], complete,
    * held: [indices we can serve]}`. Ends the previous session.
+   * @param {{track: string, rendition: string, chunks: Iterable<number>, complete?: boolean, held?: Iterable<number>}} opened
+   * @param {number} now
+   * @returns {Effect[]}
    */
   startSession({ track, rendition, chunks, complete = false, held = [] }, now) {
+    /** @type {Effect[]} */
     const out = [];
     const old = this.session;
     if (old && this.settings.overlay && this.peerId !== null && (old.track !== track || old.rendition !== rendition)) {
@@ -323,8 +399,14 @@ export class P2PCore {
     return out;
   }
 
-  /** A newer manifest of the same rendition (a live transcode grew or ended). */
+  /**
+   * A newer manifest of the same rendition (a live transcode grew or ended).
+   * @param {{chunks: Iterable<number>, complete?: boolean}} manifest
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   updateManifest({ chunks, complete = false }, now) {
+    /** @type {Effect[]} */
     const out = [];
     const s = this.session;
     if (!s) return out;
@@ -341,8 +423,13 @@ export class P2PCore {
     return out;
   }
 
-  /** The player leaves this track: tell the tracker, close every neighbour. */
+  /**
+   * The player leaves this track: tell the tracker, close every neighbour.
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   stopSession(now) {
+    /** @type {Effect[]} */
     const out = [];
     const s = this.session;
     if (!s) return out;
@@ -354,7 +441,12 @@ export class P2PCore {
     return out;
   }
 
-  /** We now hold chunk `index` (from the server, the cache or a verified peer). */
+  /**
+   * We now hold chunk `index` (from the server, the cache or a verified peer).
+   * @param {number} index
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   chunkAdded(index, now) {
     const s = this.session;
     if (!s || !Number.isInteger(index) || index < 0 || s.held.has(index)) return [];
@@ -364,7 +456,11 @@ export class P2PCore {
     return [];
   }
 
-  /** We can no longer serve chunk `index` (evicted, missing from the cache). */
+  /**
+   * We can no longer serve chunk `index` (evicted, missing from the cache).
+   * @param {number} index
+   * @returns {Effect[]}
+   */
   chunkDropped(index) {
     const s = this.session;
     if (!s || !s.held.delete(index)) return [];
@@ -375,6 +471,9 @@ export class P2PCore {
     return [];
   }
 
+  /**
+   * @returns {boolean}
+   */
   holdsAll() {
     const s = this.session;
     if (!s || !s.complete) return false;
@@ -382,7 +481,10 @@ export class P2PCore {
     return true;
   }
 
-  /** Chunks of the manifest not held, ascending. */
+  /**
+   * Chunks of the manifest not held, ascending.
+   * @returns {number[]}
+   */
   missing() {
     const s = this.session;
     if (!s) return [];
@@ -393,8 +495,12 @@ export class P2PCore {
    * Ask the open neighbours about another track (the next of a playlist),
    * ahead of time: their answers fill the directory that the lookup round of
    * that track's session starts from.
+   * @param {{track: string, rendition: string}} swarm
+   * @param {number} now
+   * @returns {Effect[]}
    */
   lookup({ track, rendition }, now) {
+    /** @type {Effect[]} */
     const out = [];
     if (!this.settings.overlay) return out;
     for (const nb of this.neighbours.values()) this.ask(nb, track, rendition, out, now);
@@ -407,6 +513,10 @@ export class P2PCore {
    * Ask neighbour `peer` for chunk `index`. Returns the effects, or null when
    * that cannot be done now (not an open neighbour, already asked, or just
    * cancelled with pieces possibly still on their way).
+   * @param {string} peer
+   * @param {number} index
+   * @param {number} now
+   * @returns {Effect[] | null}
    */
   request(peer, index, now) {
     const nb = this.neighbours.get(peer);
@@ -416,7 +526,12 @@ export class P2PCore {
     return [{ kind: "send", peer, frame: encode({ type: "request", index }) }];
   }
 
-  /** The player gave up chunk `index` from `peer` (deadline, seek, emergency). */
+  /**
+   * The player gave up chunk `index` from `peer` (deadline, seek, emergency).
+   * @param {string} peer
+   * @param {number} index
+   * @returns {Effect[]}
+   */
   cancel(peer, index) {
     const nb = this.neighbours.get(peer);
     if (!nb || !nb.pending.delete(index)) return [];
@@ -425,8 +540,14 @@ export class P2PCore {
     return [{ kind: "send", peer, frame: encode({ type: "cancel", index }) }];
   }
 
-  /** A chunk from `peer` failed its SHA-256 check: drop and ban that peer, count it. */
+  /**
+   * A chunk from `peer` failed its SHA-256 check: drop and ban that peer, count it.
+   * @param {string} peer
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   verifyFailed(peer, now) {
+    /** @type {Effect[]} */
     const out = [];
     this.verifyFailures += 1;
     this.urgentStats = true;
@@ -435,7 +556,11 @@ export class P2PCore {
     return out;
   }
 
-  /** The start-up time of this load is known: report it once. */
+  /**
+   * The start-up time of this load is known: report it once.
+   * @param {number} seconds
+   * @returns {Effect[]}
+   */
   noteStartup(seconds) {
     if (Number.isFinite(seconds) && seconds >= 0) {
       this.pendingStartup = seconds;
@@ -446,8 +571,14 @@ export class P2PCore {
 
   // ---- neighbours (the transport's events) ---------------------------------
 
-  /** The DataChannel to `peer` is open: greet it with our holding. */
+  /**
+   * The DataChannel to `peer` is open: greet it with our holding.
+   * @param {string} peer
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   channelOpen(peer, now) {
+    /** @type {Effect[]} */
     const out = [];
     const nb = this.neighbours.get(peer);
     if (!nb || nb.state !== "connecting") return out;
@@ -457,16 +588,29 @@ export class P2PCore {
     return out;
   }
 
-  /** The connection to `peer` closed or failed. */
+  /**
+   * The connection to `peer` closed or failed.
+   * @param {string} peer
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   channelClosed(peer, now) {
+    /** @type {Effect[]} */
     const out = [];
     const nb = this.neighbours.get(peer);
     if (nb) this.closeNeighbour(peer, out, now, { cool: nb.state !== "open" });
     return out;
   }
 
-  /** One binary frame from `peer`'s DataChannel. */
+  /**
+   * One binary frame from `peer`'s DataChannel.
+   * @param {string} peer
+   * @param {ArrayBuffer | Uint8Array} bytes
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   onFrame(peer, bytes, now) {
+    /** @type {Effect[]} */
     const out = [];
     const nb = this.neighbours.get(peer);
     if (!nb || nb.state !== "open") return out;
@@ -528,8 +672,16 @@ export class P2PCore {
     return out;
   }
 
-  /** The shell read chunk `index` for `peer` (`data`: Uint8Array, or null when it could not). */
+  /**
+   * The shell read chunk `index` for `peer` (`data`: Uint8Array, or null when it could not).
+   * @param {string} peer
+   * @param {number} index
+   * @param {Uint8Array | null} data
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   served(peer, index, data, now) {
+    /** @type {Effect[]} */
     const out = [];
     const nb = this.neighbours.get(peer);
     if (!nb || nb.serving !== index) return out;
@@ -550,7 +702,10 @@ export class P2PCore {
     return out;
   }
 
-  /** Number of neighbours being served now (upload slots in use). */
+  /**
+   * Number of neighbours being served now (upload slots in use).
+   * @returns {number}
+   */
   slotsInUse() {
     let n = 0;
     for (const nb of this.neighbours.values()) if (nb.serving !== null || nb.uploads.length > 0) n += 1;
@@ -563,8 +718,12 @@ export class P2PCore {
    * Periodic work: tracker and neighbour announcements, wants, connection
    * timeouts, slot and stats reports, keepalive. `totals` are the player's
    * cumulative counters: {httpBytes, peerBytes, stalls}.
+   * @param {number} now
+   * @param {Totals} [totals]
+   * @returns {Effect[]}
    */
   tick(now, totals = {}) {
+    /** @type {Effect[]} */
     const out = [];
     const st = this.settings;
     for (const [id, nb] of [...this.neighbours]) {
@@ -599,6 +758,8 @@ export class P2PCore {
   /**
    * Until when (same clock) the scheduler may hold back server requests for
    * chunks it could get from peers: -Infinity when nothing is pending.
+   * @param {number} now
+   * @returns {number}
    */
   waitUntil(now) {
     const s = this.session;
@@ -637,12 +798,24 @@ export class P2PCore {
 
   // ---- internals -------------------------------------------------------------
 
+  /**
+   * @param {Effect[]} out
+   * @param {Record<string, unknown>} msg
+   * @param {number} now
+   */
   sendControl(out, msg, now) {
     out.push({ kind: "control", msg });
     this.lastSentAt = now;
   }
 
+  /**
+   * @param {string} id
+   * @param {"offerer" | "answerer"} role
+   * @param {number} now
+   * @returns {Neighbour}
+   */
   newNeighbour(id, role, now) {
+    /** @type {Neighbour} */
     const nb = {
       id,
       role,
@@ -667,6 +840,12 @@ export class P2PCore {
     return nb;
   }
 
+  /**
+   * @param {string} id
+   * @param {Effect[]} out
+   * @param {number} now
+   * @param {{cool: boolean}} how cool: not dialled again for retryCooldown
+   */
   closeNeighbour(id, out, now, { cool }) {
     const nb = this.neighbours.get(id);
     if (!nb) return;
@@ -680,23 +859,40 @@ export class P2PCore {
     this.want.nextAt = Math.min(this.want.nextAt, now + 1);
   }
 
+  /**
+   * @param {string} peer
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   misbehaved(peer, now) {
+    /** @type {Effect[]} */
     const out = [];
     this.banned.add(peer);
     this.closeNeighbour(peer, out, now, { cool: false });
     return out;
   }
 
+  /**
+   * @param {Neighbour} nb one whose HAVE came (`ranges` set)
+   * @returns {Effect}
+   */
   peerHaveEffect(nb) {
     const limit = (this.session ? this.session.maxIndex + 1 : 0) + this.settings.liveSlack;
-    return { kind: "peerHave", peer: nb.id, have: expandRanges(nb.ranges, limit) };
+    return { kind: "peerHave", peer: nb.id, have: expandRanges(/** @type {Array<[number, number]>} */ (nb.ranges), limit) };
   }
 
+  /**
+   * @returns {Uint8Array<ArrayBuffer>}
+   */
   haveFrame() {
     const held = this.session ? [...this.session.held] : [];
     return encode({ type: "have", ranges: toRanges(held).slice(0, this.settings.maxWireRanges) });
   }
 
+  /**
+   * @param {Effect[]} out
+   * @param {number} now
+   */
   flushTracker(out, now) {
     const s = this.session;
     if (!s || !this.connected) return;
@@ -716,6 +912,10 @@ export class P2PCore {
     }
   }
 
+  /**
+   * @param {Effect[]} out
+   * @param {number} now
+   */
   maybeWant(out, now) {
     const s = this.session;
     if (!s || !this.connected) return;
@@ -736,7 +936,10 @@ export class P2PCore {
     this.sendWant(out, now);
   }
 
-  /** The next want later, doubling the interval (as after a tracker answer that brought nobody). */
+  /**
+   * The next want later, doubling the interval (as after a tracker answer that brought nobody).
+   * @param {number} now
+   */
   backOff(now) {
     this.want.interval = Math.min(this.want.interval * 2, this.settings.maxWantInterval);
     this.want.nextAt = now + this.want.interval;
@@ -747,18 +950,27 @@ export class P2PCore {
    * interval is at maxWantInterval the want goes out all the same, so the
    * tracker still checks the neighbours' view (a swarm split in two, a
    * neighbour that hides the others) at the pace of a tracker-only peer.
+   * @param {Effect[]} out
+   * @param {number} now
    */
   wantLater(out, now) {
     if (this.want.interval >= this.settings.maxWantInterval) this.sendWant(out, now);
     else this.backOff(now);
   }
 
+  /**
+   * @returns {number}
+   */
   openNeighbours() {
     let n = 0;
     for (const nb of this.neighbours.values()) if (nb.state === "open") n += 1;
     return n;
   }
 
+  /**
+   * @param {Effect[]} out
+   * @param {number} now
+   */
   sendWant(out, now) {
     const s = this.session;
     const missing = this.missing();
@@ -770,6 +982,11 @@ export class P2PCore {
     this.sendControl(out, { type: "want", track: s.track, rendition: s.rendition, chunks: missing.slice(0, this.settings.maxWant) }, now);
   }
 
+  /**
+   * @param {import("./control-protocol.js").Peers} msg
+   * @param {number} now
+   * @param {Effect[]} out
+   */
   onPeers(msg, now, out) {
     const s = this.session;
     if (!s || msg.track !== s.track || msg.rendition !== s.rendition) return;
@@ -799,9 +1016,16 @@ export class P2PCore {
 
   // ---- overlay internals -----------------------------------------------------
 
-  /** Start a lookup round; false when there is nobody to ask and nothing to introduce. */
+  /**
+   * Start a lookup round; false when there is nobody to ask and nothing to introduce.
+   * @param {Effect[]} out
+   * @param {number} now
+   * @returns {boolean}
+   */
   startRound(out, now) {
     const s = this.session;
+    if (!s) return false; // maybeWant, the only caller, has a session
+    /** @type {Round} */
     const round = { active: true, until: now + this.settings.lookupWait, found: 0, asked: new Set(), answered: 0 };
     this.round = round;
     const introduced = this.introduceKnown(out, now);
@@ -826,6 +1050,8 @@ export class P2PCore {
    * neighbour asked answered and every introduction was answered (the overlay
    * is exhausted: the tracker knows the same holders, it refused the busy
    * ones; newcomers will dial us): back off; otherwise want now.
+   * @param {Effect[]} out
+   * @param {number} now
    */
   finishRound(out, now) {
     const { found, answered } = this.round;
@@ -842,12 +1068,24 @@ export class P2PCore {
     }
   }
 
-  /** Every answer of the round is in: finish it without waiting out lookupWait. */
+  /**
+   * Every answer of the round is in: finish it without waiting out lookupWait.
+   * @param {Effect[]} out
+   * @param {number} now
+   */
   checkRound(out, now) {
     if (this.round.active && this.round.asked.size === 0 && this.introducing.size === 0) this.finishRound(out, now);
   }
 
-  /** LOOKUP to `nb` unless it was asked lately; true when sent. */
+  /**
+   * LOOKUP to `nb` unless it was asked lately; true when sent.
+   * @param {Neighbour} nb
+   * @param {string} track
+   * @param {string} rendition
+   * @param {Effect[]} out
+   * @param {number} now
+   * @returns {boolean}
+   */
   ask(nb, track, rendition, out, now) {
     if (nb.state !== "open" || now - nb.askedAt < this.settings.lookupInterval) return false;
     nb.askedAt = now;
@@ -856,7 +1094,12 @@ export class P2PCore {
     return true;
   }
 
-  /** `introduce` requests for the session's known candidates, while there is room; how many were sent. */
+  /**
+   * `introduce` requests for the session's known candidates, while there is room; how many were sent.
+   * @param {Effect[]} out
+   * @param {number} now
+   * @returns {number}
+   */
   introduceKnown(out, now) {
     const s = this.session;
     const dir = s && this.directory.get(swarmKey(s.track, s.rendition));
@@ -873,11 +1116,23 @@ export class P2PCore {
     return sent;
   }
 
+  /**
+   * @param {string} id
+   * @param {number} now
+   * @returns {boolean}
+   */
   dialable(id, now) {
     return id !== this.peerId && !this.neighbours.has(id) && !this.banned.has(id) && (this.cooldown.get(id) ?? -Infinity) <= now;
   }
 
-  /** `id` holds (track, rendition), as `source` (a neighbour's id, or null: the tracker) said. */
+  /**
+   * `id` holds (track, rendition), as `source` (a neighbour's id, or null: the tracker) said.
+   * @param {string} track
+   * @param {string} rendition
+   * @param {string} id
+   * @param {string | null} source
+   * @param {number} now
+   */
   remember(track, rendition, id, source, now) {
     if (id === this.peerId) return;
     const key = swarmKey(track, rendition);
@@ -885,15 +1140,23 @@ export class P2PCore {
     if (!dir) {
       dir = new Map();
       this.directory.set(key, dir);
-      if (this.directory.size > MAX_DIRECTORY_TRACKS) this.directory.delete(this.directory.keys().next().value);
+      if (this.directory.size > MAX_DIRECTORY_TRACKS) this.directory.delete(/** @type {string} */ (this.directory.keys().next().value));
     }
     dir.delete(id);
     dir.set(id, { until: now + this.settings.directoryTtl, source });
-    if (dir.size > this.settings.maxDirectory) dir.delete(dir.keys().next().value);
+    if (dir.size > this.settings.maxDirectory) dir.delete(/** @type {string} */ (dir.keys().next().value));
   }
 
-  /** What we know holds (track, rendition), for a neighbour's LOOKUP (never `except` itself). */
+  /**
+   * What we know holds (track, rendition), for a neighbour's LOOKUP (never `except` itself).
+   * @param {string} track
+   * @param {string} rendition
+   * @param {string} except
+   * @param {number} now
+   * @returns {string[]}
+   */
   holdersOf(track, rendition, except, now) {
+    /** @type {Set<string>} */
     const found = new Set();
     const s = this.session;
     if (s && s.track === track && s.rendition === rendition) {
@@ -905,6 +1168,12 @@ export class P2PCore {
     return [...found].slice(0, this.settings.maxHolders);
   }
 
+  /**
+   * @param {Neighbour} nb
+   * @param {Lookup} msg
+   * @param {Effect[]} out
+   * @param {number} now
+   */
   onLookup(nb, msg, out, now) {
     if (now - nb.answeredAt < this.settings.lookupGap) return; // rate limited: ignored
     nb.answeredAt = now;
@@ -912,7 +1181,14 @@ export class P2PCore {
     out.push({ kind: "send", peer: nb.id, frame: encode({ type: "holders", track: msg.track, rendition: msg.rendition, peers }) });
   }
 
+  /**
+   * @param {Neighbour} nb
+   * @param {Holders} msg
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   onHolders(nb, msg, now) {
+    /** @type {Effect[]} */
     const out = [];
     const key = swarmKey(msg.track, msg.rendition);
     const asked = nb.lookups.has(key);
@@ -924,7 +1200,7 @@ export class P2PCore {
       return out;
     }
     const unique = new Set(msg.peers);
-    if (msg.peers.length > this.settings.maxHolders || unique.size !== msg.peers.length || unique.has(this.peerId)) {
+    if (msg.peers.length > this.settings.maxHolders || unique.size !== msg.peers.length || (this.peerId !== null && unique.has(this.peerId))) {
       return this.badOverlay(nb.id, now);
     }
     nb.lookups.delete(key);
@@ -937,7 +1213,12 @@ export class P2PCore {
     return out;
   }
 
-  /** The server introduced us (`peers` with `for: "introduce"`): dial. */
+  /**
+   * The server introduced us (`peers` with `for: "introduce"`): dial.
+   * @param {import("./control-protocol.js").Peers} msg
+   * @param {number} now
+   * @param {Effect[]} out
+   */
   onIntroduced(msg, now, out) {
     const s = this.session;
     if (!s || msg.track !== s.track || msg.rendition !== s.rendition) return;
@@ -959,7 +1240,13 @@ export class P2PCore {
     this.checkRound(out, now);
   }
 
-  /** The server refused to introduce `id`: forget it; unless it is only busy, its source was wrong. */
+  /**
+   * The server refused to introduce `id`: forget it; unless it is only busy, its source was wrong.
+   * @param {string} id
+   * @param {boolean} busy
+   * @param {number} now
+   * @param {Effect[]} out
+   */
   introduceRefused(id, busy, now, out) {
     const e = this.introducing.get(id);
     if (!e) return;
@@ -976,14 +1263,26 @@ export class P2PCore {
     this.checkRound(out, now);
   }
 
-  /** Overlay nonsense from `peer`: counted like a bad chunk (dropped, banned, reported). */
+  /**
+   * Overlay nonsense from `peer`: counted like a bad chunk (dropped, banned, reported).
+   * @param {string} peer
+   * @param {number} now
+   * @returns {Effect[]}
+   */
   badOverlay(peer, now) {
     const out = this.verifyFailed(peer, now);
     for (const dir of this.directory.values()) for (const [id, e] of [...dir]) if (e.source === peer || id === peer) dir.delete(id);
     return out;
   }
 
+  /**
+   * @param {string} from
+   * @param {Record<string, any>} data
+   * @param {number} now
+   * @param {Effect[]} out
+   */
   onSignal(from, data, now, out) {
+    /** @type {() => void} */
     const reject = () => this.sendControl(out, { type: "signal", to: from, data: { reject: "full" } }, now);
     const nb = this.neighbours.get(from);
     if (data.reject) {
@@ -1013,6 +1312,12 @@ export class P2PCore {
     out.push({ kind: "rtc", peer: from, data });
   }
 
+  /**
+   * @param {Neighbour} nb
+   * @param {number} index
+   * @param {Effect[]} out
+   * @param {number} now
+   */
   onRequest(nb, index, out, now) {
     const s = this.session;
     const choke = () => out.push({ kind: "send", peer: nb.id, frame: encode({ type: "choke", index }) });
@@ -1025,24 +1330,41 @@ export class P2PCore {
     this.pump(nb, out);
   }
 
+  /**
+   * @param {Neighbour} nb
+   * @param {Effect[]} out
+   */
   pump(nb, out) {
     if (nb.serving !== null || nb.uploads.length === 0) return;
-    nb.serving = nb.uploads.shift();
+    nb.serving = /** @type {number} */ (nb.uploads.shift());
     nb.servingCancelled = false;
     out.push({ kind: "serve", peer: nb.id, index: nb.serving });
   }
 
-  /** Report the counts not yet reported now, whatever the interval (the page goes away). */
+  /**
+   * Report the counts not yet reported now, whatever the interval (the page goes away).
+   * @param {number} now
+   * @param {Totals} [totals]
+   * @returns {Effect[]}
+   */
   flushStats(now, totals = {}) {
+    /** @type {Effect[]} */
     const out = [];
     if (this.connected) this.maybeStats(out, now, totals, true);
     return out;
   }
 
+  /**
+   * @param {Effect[]} out
+   * @param {number} now
+   * @param {Totals} totals
+   * @param {boolean} [force]
+   */
   maybeStats(out, now, totals, force = false) {
     const due = now - this.stats.at >= this.statsInterval;
     const urgent = this.urgentStats && now - this.stats.at >= this.settings.urgentStatsGap;
     if (!due && !urgent && !force) return;
+    /** @type {(n: number) => number} */
     const clamp = (n) => Math.max(0, Math.min(MAX_REPORT, Math.floor(n)));
     const cur = {
       down: totals.peerBytes ?? 0,
@@ -1051,14 +1373,16 @@ export class P2PCore {
       stalls: totals.stalls ?? 0,
       failures: this.verifyFailures,
     };
-    const delta = {};
-    for (const k of Object.keys(cur)) delta[k] = clamp(cur[k] - this.reported[k]);
+    const keys = /** @type {Array<keyof Counts>} */ (Object.keys(cur));
+    /** @type {Counts} */
+    const delta = { down: 0, up: 0, http: 0, stalls: 0, failures: 0 };
+    for (const k of keys) delta[k] = clamp(cur[k] - this.reported[k]);
     const startup = this.pendingStartup;
     const empty = Object.values(delta).every((v) => v === 0) && startup === null;
     this.urgentStats = false;
     if (empty) return; // nothing to say; the keepalive ping covers silence
     this.stats.at = now;
-    for (const k of Object.keys(cur)) this.reported[k] += delta[k];
+    for (const k of keys) this.reported[k] += delta[k];
     this.pendingStartup = null;
     this.lastReport = { ...delta, startup };
     this.sendControl(

@@ -1,3 +1,4 @@
+// @ts-check
 // Player core: the Media Source I/O shell around the pure scheduler.
 //
 // Theory of operation
@@ -36,7 +37,21 @@
 // track `load` is loading in its place, else null); `kick()` makes it
 // schedule at once.
 
+import { ApiError, fetchJson } from "./api.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
+
+/**
+ * @typedef {import("./scheduler.js").Request} Request
+ * @typedef {{index: number | "init", data: ArrayBuffer}} QueueItem a chunk (or the init segment) to append
+ * @typedef {{
+ *   trackUrl: string, trackId: string, abort: AbortController, track: any, manifest: any,
+ *   scheduler: Scheduler | null, mode: "mse" | "stream" | null, mediaSource: MediaSource | null,
+ *   sourceBuffer: SourceBuffer | null, objectUrl: string | null, queue: QueueItem[],
+ *   controllers: Map<number, AbortController>, prefetch: Map<number, Promise<ArrayBuffer>>,
+ *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
+ *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
+ * }} Session one load: `track` and `manifest` are the gateway's JSON
+ */
 
 export const MIME = 'audio/webm; codecs="opus"';
 
@@ -46,42 +61,50 @@ export function mseSupported(mime = MIME) {
 
 const now = () => performance.now() / 1000;
 
-class HttpError extends Error {
-  constructor(status, code, detail) {
-    super(detail || `HTTP ${status}`);
-    this.status = status;
-    this.code = code || `http_${status}`;
-  }
+// A track and its manifest are always revalidated: a live transcode's keep growing.
+/**
+ * @param {typeof fetch} fetchImpl
+ * @param {string} url
+ * @param {AbortSignal | undefined} signal
+ * @returns {Promise<any>}
+ */
+function readJson(fetchImpl, url, signal) {
+  return fetchJson(url, { signal, cache: "no-cache" }, fetchImpl);
 }
 
-async function fetchJson(fetchImpl, url, signal) {
-  const response = await fetchImpl(url, { signal, cache: "no-cache" });
-  if (!response.ok) {
-    let code, detail;
-    try {
-      ({ error: code, detail } = await response.json());
-    } catch {
-      /* not JSON */
-    }
-    throw new HttpError(response.status, code, detail);
-  }
-  return response.json();
-}
-
+/**
+ * @param {typeof fetch} fetchImpl
+ * @param {string} url
+ * @param {AbortSignal | undefined} signal
+ * @returns {Promise<ArrayBuffer>}
+ */
 async function fetchBytes(fetchImpl, url, signal) {
   const response = await fetchImpl(url, { signal });
-  if (!response.ok) throw new HttpError(response.status);
+  if (!response.ok) throw new ApiError(response.status);
   return response.arrayBuffer();
 }
 
+/**
+ * @param {ArrayBuffer} buffer
+ * @returns {string}
+ */
 function hex(buffer) {
   return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * @param {ArrayBuffer} data
+ * @returns {Promise<string>}
+ */
 async function sha256(data) {
   return hex(await crypto.subtle.digest("SHA-256", data));
 }
 
+/**
+ * @param {EventTarget} target
+ * @param {string} name
+ * @returns {Promise<Event>}
+ */
 function once(target, name) {
   return new Promise((resolve) => target.addEventListener(name, resolve, { once: true }));
 }
@@ -89,7 +112,7 @@ function once(target, name) {
 export class PlayerCore extends EventTarget {
   /**
    * @param {HTMLMediaElement} audio the element to play into
-   * @param {object} options
+   * @param {{cache?: any, settings?: object, fetchImpl?: typeof fetch | null, tickSeconds?: number, pollSeconds?: number}} [options]
    *   cache: a ChunkCache (or a promise of one, or null)
    *   settings: scheduler settings (bufferAhead, emergencyAhead, ...)
    *   tickSeconds, pollSeconds: how often to schedule and to re-read a live manifest
@@ -98,15 +121,20 @@ export class PlayerCore extends EventTarget {
     super();
     this.audio = audio;
     this.cachePromise = Promise.resolve(cache);
+    /** @type {any} a ChunkCache (cache.js), once cachePromise resolved */
     this.cache = null;
     this.settings = settings;
-    this.fetchImpl = fetchImpl ?? ((...args) => fetch(...args));
+    this.fetchImpl = fetchImpl ?? ((/** @type {Parameters<typeof fetch>} */ ...args) => fetch(...args));
     this.tickSeconds = tickSeconds;
     this.pollSeconds = pollSeconds;
+    /** @type {{fetch(peerId: string, index: number, options?: {signal?: AbortSignal}): Promise<ArrayBuffer>} | null} */
     this.peers = null;
+    /** @type {Session | null} */
     this.session = null;
     this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, stalls: 0 };
+    /** @type {number | null} */
     this.startupSeconds = null;
+    /** @type {number | null} */
     this.playStartedAt = null;
     this.onAudio = this.onAudio.bind(this);
     this.onMediaError = this.onMediaError.bind(this);
@@ -171,11 +199,14 @@ export class PlayerCore extends EventTarget {
    * Load a track by its URL (`{public_url}/v1/tracks/{id}`). Resolves with
    * `{track, manifest}` once playable; rejects (and dispatches `error`) when
    * neither the gateway nor the cache can provide the track.
+   * @param {string | URL} trackUrl
+   * @returns {Promise<{track: any, manifest: any}>}
    */
   async load(trackUrl) {
     trackUrl = String(trackUrl).replace(/\/+$/, "");
     const trackId = decodeURIComponent(trackUrl.split("/").pop());
     this.unload({ next: trackId });
+    /** @type {Session} */
     const session = {
       trackUrl,
       trackId,
@@ -224,7 +255,10 @@ export class PlayerCore extends EventTarget {
     this.audio.pause();
   }
 
-  /** Seek to `seconds`, clamped to the track. */
+  /**
+   * Seek to `seconds`, clamped to the track.
+   * @param {number} seconds
+   */
   seek(seconds) {
     const d = this.duration;
     let t = Math.max(0, Number(seconds) || 0);
@@ -238,7 +272,10 @@ export class PlayerCore extends EventTarget {
     if (s && !s.closed && s.timer !== null) this.tick(s); // once open() has set everything up
   }
 
-  /** Stop everything for the current track and release the element; `next`: the track loaded in its place (load). */
+  /**
+   * Stop everything for the current track and release the element; `next`: the track loaded in its place (load).
+   * @param {{next?: string | null}} [how]
+   */
   unload({ next = null } = {}) {
     const s = this.session;
     if (!s) return;
@@ -268,6 +305,9 @@ export class PlayerCore extends EventTarget {
 
   // ---- loading -----------------------------------------------------------
 
+  /**
+   * @param {Session} s
+   */
   async open(s) {
     this.cache = await this.cachePromise;
     const signal = s.abort.signal;
@@ -282,7 +322,7 @@ export class PlayerCore extends EventTarget {
       // rendition changed meanwhile.
       s.track = cached.track;
       s.manifest = cached.manifest;
-      fetchJson(this.fetchImpl, s.trackUrl, signal)
+      readJson(this.fetchImpl, s.trackUrl, signal)
         .then((track) => {
           if (!s.closed) s.track = track;
         })
@@ -300,12 +340,12 @@ export class PlayerCore extends EventTarget {
       }
       try {
         [s.track, s.manifest] = await Promise.all([
-          fetchJson(this.fetchImpl, s.trackUrl, signal),
-          fetchJson(this.fetchImpl, `${s.trackUrl}/manifest`, signal),
+          readJson(this.fetchImpl, s.trackUrl, signal),
+          readJson(this.fetchImpl, `${s.trackUrl}/manifest`, signal),
         ]);
       } catch (err) {
         if (s.closed) throw err;
-        if (!cached) throw err instanceof HttpError ? err : new HttpError(0, "network_error", String(err?.message || err));
+        if (!cached) throw err instanceof ApiError ? err : new ApiError(0, "network_error", String(err?.message || err));
         // gateway unreachable: an incomplete cached manifest is still worth a try
         s.track = cached.track;
         s.manifest = cached.manifest;
@@ -350,12 +390,22 @@ export class PlayerCore extends EventTarget {
     this.tick(s);
   }
 
+  /**
+   * @param {string} trackId
+   * @param {any} manifest
+   * @returns {boolean}
+   */
   wholeTrackCached(trackId, manifest) {
     if (!this.cache || !manifest?.complete) return false;
     const r = manifest.rendition;
-    return this.cache.has(trackId, r, "init") && manifest.chunks.every((c) => this.cache.has(trackId, r, c.index));
+    return this.cache.has(trackId, r, "init") && manifest.chunks.every((/** @type {{index: number}} */ c) => this.cache.has(trackId, r, c.index));
   }
 
+  /**
+   * @param {Session} s
+   * @param {Promise<ArrayBuffer> | undefined} earlyInit
+   * @returns {Promise<ArrayBuffer>}
+   */
   async loadInit(s, earlyInit) {
     const rendition = s.manifest.rendition;
     if (this.cache) {
@@ -366,7 +416,7 @@ export class PlayerCore extends EventTarget {
     this.stats.httpBytes += data.byteLength;
     const expected = s.manifest.init?.sha256;
     if (expected && (await sha256(data)) !== expected) {
-      throw new HttpError(0, "bad_init", "the server's init segment does not match the manifest");
+      throw new ApiError(0, "bad_init", "the server's init segment does not match the manifest");
     }
     this.cache?.put(s.trackId, rendition, "init", data.slice(0));
     return data;
@@ -374,6 +424,9 @@ export class PlayerCore extends EventTarget {
 
   // ---- scheduling --------------------------------------------------------
 
+  /**
+   * @param {Session} s
+   */
   tick(s) {
     if (s.closed || s.failed || !s.scheduler) return;
     const t = now();
@@ -383,6 +436,10 @@ export class PlayerCore extends EventTarget {
     this.maybeEnd(s);
   }
 
+  /**
+   * @param {Session} s
+   * @param {Request} req
+   */
   startRequest(s, req) {
     const controller = new AbortController();
     s.controllers.set(req.index, controller);
@@ -410,11 +467,17 @@ export class PlayerCore extends EventTarget {
     );
   }
 
+  /**
+   * @param {Session} s
+   * @param {Request} req
+   * @param {AbortSignal} signal
+   * @returns {Promise<ArrayBuffer>}
+   */
   async fetchChunk(s, req, signal) {
     const rendition = s.manifest.rendition;
     if (req.source === CACHE) {
       const data = await this.cache?.get(s.trackId, rendition, req.index);
-      if (!data) throw new HttpError(404, "cache_miss", "not in the cache");
+      if (!data) throw new ApiError(404, "cache_miss", "not in the cache");
       this.stats.cacheBytes += data.byteLength;
       return data;
     }
@@ -427,23 +490,23 @@ export class PlayerCore extends EventTarget {
       // The server's bytes are checked too when the manifest has their hash
       // (a chunk past a live manifest's end has none yet): a bad byte from a
       // broken store or a meddling proxy never reaches the cache or peers.
-      const expected = s.manifest.chunks.find((c) => c.index === req.index)?.sha256;
+      const expected = s.manifest.chunks.find((/** @type {{index: number}} */ c) => c.index === req.index)?.sha256;
       if (expected && (await sha256(data)) !== expected) {
         this.emit("badchunk", { index: req.index, peer: null });
-        throw new HttpError(0, "bad_chunk", "the server's chunk does not match the manifest");
+        throw new ApiError(0, "bad_chunk", "the server's chunk does not match the manifest");
       }
     } else {
-      if (!this.peers) throw new HttpError(0, "no_peers", "no peer transport");
+      if (!this.peers) throw new ApiError(0, "no_peers", "no peer transport");
       data = await this.peers.fetch(req.source, req.index, { signal });
-      const expected = s.manifest.chunks.find((c) => c.index === req.index)?.sha256;
+      const expected = s.manifest.chunks.find((/** @type {{index: number}} */ c) => c.index === req.index)?.sha256;
       if (!expected || (await sha256(data)) !== expected) {
         this.emit("badchunk", { index: req.index, peer: req.source });
-        throw new HttpError(0, "bad_chunk", "hash mismatch");
+        throw new ApiError(0, "bad_chunk", "hash mismatch");
       }
       this.stats.peerBytes += data.byteLength;
     }
     if (this.cache) {
-      this.cache.put(s.trackId, rendition, req.index, data.slice(0)).then((ok) => {
+      this.cache.put(s.trackId, rendition, req.index, data.slice(0)).then((/** @type {boolean} */ ok) => {
         if (ok && !s.closed) s.scheduler.addCached(req.index);
       });
     }
@@ -452,6 +515,9 @@ export class PlayerCore extends EventTarget {
 
   // ---- appending ---------------------------------------------------------
 
+  /**
+   * @param {Session} s
+   */
   pump(s) {
     const sb = s.sourceBuffer;
     if (s.closed || s.failed || !sb || sb.updating || s.queue.length === 0) return;
@@ -476,7 +542,10 @@ export class PlayerCore extends EventTarget {
     }
   }
 
-  /** Remove played audio (then far-ahead audio) so that appends fit again. */
+  /**
+   * Remove played audio (then far-ahead audio) so that appends fit again.
+   * @param {Session} s
+   */
   makeRoom(s) {
     const sb = s.sourceBuffer;
     const t = this.audio.currentTime;
@@ -494,6 +563,9 @@ export class PlayerCore extends EventTarget {
     setTimeout(() => this.pump(s), 500); // nothing to remove: wait for playback
   }
 
+  /**
+   * @param {Session} s
+   */
   onUpdateEnd(s) {
     if (s.closed) return;
     // `updating` turns false before `updateend` is dispatched: a chunk that
@@ -506,7 +578,10 @@ export class PlayerCore extends EventTarget {
     else this.tick(s);
   }
 
-  /** Make the scheduler's buffered set agree with SourceBuffer.buffered. */
+  /**
+   * Make the scheduler's buffered set agree with SourceBuffer.buffered.
+   * @param {Session} s
+   */
   reconcile(s) {
     const sched = s.scheduler;
     const inRanges = chunksInRanges(sched.chunks, rangesToArray(s.sourceBuffer.buffered));
@@ -517,6 +592,9 @@ export class PlayerCore extends EventTarget {
     sched.setBuffered(inRanges);
   }
 
+  /**
+   * @param {Session} s
+   */
   updateDuration(s) {
     const ms = s.mediaSource;
     if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating) return;
@@ -534,6 +612,9 @@ export class PlayerCore extends EventTarget {
     }
   }
 
+  /**
+   * @param {Session} s
+   */
   maybeEnd(s) {
     const ms = s.mediaSource;
     if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating || s.queue.length) return;
@@ -547,17 +628,24 @@ export class PlayerCore extends EventTarget {
 
   // ---- live manifest -----------------------------------------------------
 
+  /**
+   * @param {Session} s
+   * @param {number} [delaySeconds]
+   */
   schedulePoll(s, delaySeconds = this.pollSeconds) {
     if (s.closed || s.manifest.complete || s.polling) return;
     clearTimeout(s.pollTimer);
     s.pollTimer = setTimeout(() => this.poll(s), delaySeconds * 1000);
   }
 
+  /**
+   * @param {Session} s
+   */
   async poll(s) {
     if (s.closed || s.manifest.complete || s.polling) return;
     s.polling = true;
     try {
-      const manifest = await fetchJson(this.fetchImpl, `${s.trackUrl}/manifest`, s.abort.signal);
+      const manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest`, s.abort.signal);
       if (s.closed) return;
       if (manifest.rendition !== s.manifest.rendition) return; // another encoding: ignore
       s.manifest = manifest;
@@ -566,7 +654,7 @@ export class PlayerCore extends EventTarget {
       this.updateDuration(s);
       if (manifest.complete) {
         this.cache?.putManifest(s.trackId, { track: s.track, manifest });
-        fetchJson(this.fetchImpl, s.trackUrl, s.abort.signal)
+        readJson(this.fetchImpl, s.trackUrl, s.abort.signal)
           .then((track) => {
             if (!s.closed) s.track = track;
           })
@@ -584,6 +672,9 @@ export class PlayerCore extends EventTarget {
 
   // ---- element events ----------------------------------------------------
 
+  /**
+   * @param {Event} event
+   */
   onAudio(event) {
     const s = this.session;
     switch (event.type) {
@@ -615,6 +706,10 @@ export class PlayerCore extends EventTarget {
     }
   }
 
+  /**
+   * @param {Session | null} s
+   * @returns {boolean}
+   */
   atEnd(s) {
     if (!s) return false;
     if (s.mediaSource?.readyState === "ended") return true;
@@ -627,7 +722,10 @@ export class PlayerCore extends EventTarget {
     if (s && !s.closed && !s.failed) this.failMedia(s);
   }
 
-  /** The element cannot play this session any more: stop everything, once, and say so. */
+  /**
+   * The element cannot play this session any more: stop everything, once, and say so.
+   * @param {Session} s
+   */
   failMedia(s) {
     if (s.failed) return;
     s.failed = true;
@@ -642,13 +740,20 @@ export class PlayerCore extends EventTarget {
       /* already stopped */
     }
     const detail = this.audio.error?.message || "the browser could not play this track";
-    this.fail(new HttpError(0, "media_error", detail));
+    this.fail(new ApiError(0, "media_error", detail));
   }
 
+  /**
+   * @param {any} err an ApiError, or whatever was thrown
+   */
   fail(err) {
     this.emit("error", { error: err?.code || "error", detail: String(err?.message || err), status: err?.status ?? 0 });
   }
 
+  /**
+   * @param {string} type
+   * @param {unknown} detail
+   */
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
@@ -662,11 +767,15 @@ export class PlayerCore extends EventTarget {
  * `onManifest(trackId, manifest)` is called once the manifest is known (the
  * cache's or the server's), before the chunks are fetched: the P2P side asks
  * its neighbours about the track from it.
+ * @param {string | URL} trackUrl
+ * @param {{cache?: any, seconds?: number, fetchImpl?: typeof fetch | null, signal?: AbortSignal, onManifest?: ((trackId: string, manifest: any) => void) | null}} [options]
+ * @returns {Promise<boolean>}
  */
 export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetchImpl = null, signal = undefined, onManifest = null } = {}) {
-  const get = fetchImpl ?? ((...args) => fetch(...args));
+  const get = fetchImpl ?? ((/** @type {Parameters<typeof fetch>} */ ...args) => fetch(...args));
   trackUrl = String(trackUrl).replace(/\/+$/, "");
   const trackId = decodeURIComponent(trackUrl.split("/").pop());
+  /** @type {(manifest: any) => void} */
   const known = (manifest) => {
     try {
       onManifest?.(trackId, manifest);
@@ -687,14 +796,15 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
       }
     }
     const [track, manifest] = await Promise.all([
-      fetchJson(get, trackUrl, signal),
-      fetchJson(get, `${trackUrl}/manifest`, signal),
+      readJson(get, trackUrl, signal),
+      readJson(get, `${trackUrl}/manifest`, signal),
     ]);
     known(manifest);
     if (cache) await cache.putManifest(trackId, { track, manifest });
     let indices = prefetchIndices(manifest, seconds);
     if (indices.length === 0) indices = [0]; // live transcode: the server waits for chunk 0
-    const parts = [["init", `${trackUrl}/init`], ...indices.map((i) => [i, `${trackUrl}/chunks/${i}`])];
+    /** @type {Array<[number | "init", string]>} */
+    const parts = [["init", `${trackUrl}/init`], ...indices.map((i) => /** @type {[number, string]} */ ([i, `${trackUrl}/chunks/${i}`]))];
     await Promise.all(
       parts.map(async ([index, url]) => {
         if (cache?.has(trackId, manifest.rendition, index)) return;
@@ -708,7 +818,7 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
   }
 }
 
-// ---- issue 13: loudness normalisation and the waveform, pure -------------------
+// ---- loudness normalisation and the waveform: pure, for <ztream-player> --------
 
 /**
  * The linear gain that brings a track to `target` LUFS (the `normalize`
@@ -718,6 +828,9 @@ export async function prefetchTrack(trackUrl, { cache = null, seconds = 4, fetch
  * which cannot amplify (a GainNode could, but routing the element through an
  * AudioContext silences it wherever autoplay policy suspends the context).
  * 1 when the target or the loudness is unknown. The chunks are untouched.
+ * @param {any} manifest
+ * @param {unknown} target the `normalize` attribute
+ * @returns {number}
  */
 export function normalizeGain(manifest, target) {
   const t = Number(target);
@@ -735,6 +848,10 @@ export function normalizeGain(manifest, target) {
  * spanning `total` seconds: [{x0, x1 (0..1 of the width), peak (0..1)}].
  * While the transcode runs the peaks cover only `duration` < total seconds,
  * so they fill only that part of the bar.
+ * @param {any} wave
+ * @param {number} total
+ * @param {number} bars
+ * @returns {Array<{x0: number, x1: number, peak: number}>}
  */
 export function waveformBars(wave, total, bars) {
   const peaks = wave?.peaks;

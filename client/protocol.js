@@ -1,3 +1,4 @@
+// @ts-check
 // The P2P wire format over a WebRTC DataChannel, version 1. Pure: no I/O.
 //
 // One binary DataChannel per neighbour and track, labelled
@@ -22,34 +23,64 @@
 // core: a newer peer may send more. (Peers older than LOOKUP/HOLDERS refused
 // unknown types as malformed.)
 
+/**
+ * The messages, as `encode` takes them and `decode` returns them.
+ * @typedef {{type: "have", ranges: Array<[number, number]>}} Have
+ * @typedef {{type: "request" | "cancel" | "choke", index: number}} IndexMessage
+ * @typedef {{type: "piece", index: number, offset: number, total: number, data: Uint8Array}} Piece
+ * @typedef {{type: "lookup", track: string, rendition: string}} Lookup
+ * @typedef {{type: "holders", track: string, rendition: string, peers: string[]}} Holders
+ * @typedef {Have | IndexMessage | Piece | Lookup | Holders} WireMessage
+ * @typedef {{type: "unknown", code: number}} Unknown a version-1 type this side does not know
+ */
+
 export const VERSION = 1;
 export const PIECE_SIZE = 16 * 1024;
 export const MAX_CHUNK_SIZE = 4 * 1024 * 1024;
 export const MAX_RANGES = 4096;
 export const MAX_HOLDERS = 16; // ids in one HOLDERS at most
 const MAX_INDEX = 0xffffffff;
+/** @type {Record<string, number>} */
 const TYPES = { have: 1, request: 2, piece: 3, cancel: 4, choke: 5, lookup: 6, holders: 7 };
 const NAME = /^[A-Za-z0-9._~:-]{1,128}$/;
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
-const NAMES = Object.fromEntries(Object.entries(TYPES).map(([k, v]) => [v, k]));
+const NAMES = /** @type {Record<number, WireMessage["type"]>} */ (Object.fromEntries(Object.entries(TYPES).map(([k, v]) => [v, k])));
 
 export class WireError extends Error {
+  /** @param {string} message */
   constructor(message) {
     super(message);
     this.name = "WireError";
   }
 }
 
+/**
+ * @param {number} i
+ * @returns {number}
+ */
 function checkIndex(i) {
   if (!Number.isInteger(i) || i < 0 || i > MAX_INDEX) throw new WireError(`index ${i} out of range`);
   return i;
 }
 
+/**
+ * @param {unknown} value
+ * @param {RegExp} pattern
+ * @param {string} what
+ * @returns {number[]}
+ */
 function field(value, pattern, what) {
   if (typeof value !== "string" || !pattern.test(value)) throw new WireError(`bad ${what} ${value}`);
   return [value.length, ...Array.from(value, (c) => c.charCodeAt(0))];
 }
 
+/**
+ * @param {Uint8Array} bytes
+ * @param {number} at
+ * @param {RegExp} pattern
+ * @param {string} what
+ * @returns {[string, number]}
+ */
 function readField(bytes, at, pattern, what) {
   if (at >= bytes.length) throw new WireError(`${what} missing`);
   const n = bytes[at];
@@ -59,7 +90,11 @@ function readField(bytes, at, pattern, what) {
   return [value, at + 1 + n];
 }
 
-/** Encode a message object ({type, ...}) into a Uint8Array frame. */
+/**
+ * Encode a message object ({type, ...}) into a Uint8Array frame.
+ * @param {WireMessage} msg
+ * @returns {Uint8Array<ArrayBuffer>}
+ */
 export function encode(msg) {
   const kind = Object.hasOwn(TYPES, msg.type) ? TYPES[msg.type] : 0;
   if (!kind) throw new WireError(`cannot encode type ${msg.type}`);
@@ -109,7 +144,11 @@ export function encode(msg) {
   return out;
 }
 
-/** Decode one frame (ArrayBuffer or Uint8Array); throws WireError when malformed. */
+/**
+ * Decode one frame (ArrayBuffer or Uint8Array); throws WireError when malformed.
+ * @param {ArrayBuffer | Uint8Array} frame
+ * @returns {WireMessage | Unknown}
+ */
 export function decode(frame) {
   const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
   if (bytes.length < 2) throw new WireError("frame shorter than its header");
@@ -117,7 +156,7 @@ export function decode(frame) {
   const type = NAMES[bytes[1]];
   if (!type) return { type: "unknown", code: bytes[1] }; // a newer peer's message: ignored
   if (type === "lookup" || type === "holders") {
-    let at = 2, track, rendition;
+    let at = 2, /** @type {string} */ track, /** @type {string} */ rendition;
     [track, at] = readField(bytes, at, NAME, "track");
     [rendition, at] = readField(bytes, at, NAME, "rendition");
     if (type === "lookup") {
@@ -128,7 +167,7 @@ export function decode(frame) {
     const count = bytes[at++];
     const peers = [];
     for (let i = 0; i < count; i++) {
-      let peer;
+      let /** @type {string} */ peer;
       [peer, at] = readField(bytes, at, ID, "peer id");
       peers.push(peer);
     }
@@ -141,6 +180,7 @@ export function decode(frame) {
     if (body < 4) throw new WireError("HAVE without a count");
     const n = view.getUint32(2);
     if (n > MAX_RANGES || body !== 4 + 8 * n) throw new WireError("HAVE length does not match its count");
+    /** @type {Array<[number, number]>} */
     const ranges = [];
     for (let i = 0; i < n; i++) {
       const first = view.getUint32(6 + 8 * i);
@@ -161,12 +201,18 @@ export function decode(frame) {
     return { type, index, offset, total, data };
   }
   if (body !== 4) throw new WireError("wrong length");
-  return { type, index: view.getUint32(2) };
+  return { type: /** @type {IndexMessage["type"]} */ (type), index: view.getUint32(2) };
 }
 
-/** A chunk (Uint8Array) as the PIECE messages that carry it. */
+/**
+ * A chunk (Uint8Array) as the PIECE messages that carry it.
+ * @param {number} index
+ * @param {Uint8Array} data
+ * @returns {Piece[]}
+ */
 export function splitChunk(index, data) {
   if (data.length === 0 || data.length > MAX_CHUNK_SIZE) throw new WireError("chunk size out of range");
+  /** @type {Piece[]} */
   const pieces = [];
   for (let offset = 0; offset < data.length; offset += PIECE_SIZE) {
     pieces.push({ type: "piece", index, offset, total: data.length, data: data.subarray(offset, offset + PIECE_SIZE) });
@@ -174,10 +220,18 @@ export function splitChunk(index, data) {
   return pieces;
 }
 
+/**
+ * @param {string} track
+ * @param {string} rendition
+ */
 export function channelLabel(track, rendition) {
   return `ztream/${VERSION}/${track}/${rendition}`;
 }
 
+/**
+ * @param {unknown} label
+ * @returns {{track: string, rendition: string}}
+ */
 export function parseLabel(label) {
   const parts = String(label).split("/");
   if (parts.length !== 4 || parts[0] !== "ztream" || parts[1] !== String(VERSION) || !parts[2] || !parts[3]) {
@@ -186,9 +240,14 @@ export function parseLabel(label) {
   return { track: parts[2], rendition: parts[3] };
 }
 
-/** Indices -> sorted inclusive ranges, for HAVE. */
+/**
+ * Indices -> sorted inclusive ranges, for HAVE.
+ * @param {Iterable<number>} indices
+ * @returns {Array<[number, number]>}
+ */
 export function toRanges(indices) {
   const sorted = [...new Set(indices)].sort((a, b) => a - b);
+  /** @type {Array<[number, number]>} */
   const ranges = [];
   for (const i of sorted) {
     const last = ranges[ranges.length - 1];
@@ -201,14 +260,21 @@ export function toRanges(indices) {
 /** Collects in-order PIECEs of requested chunks; returns a chunk once whole. */
 export class Reassembler {
   constructor() {
+    /** @type {Map<number, {chunks: Uint8Array[], received: number, total: number | null}>} */
     this.parts = new Map();
   }
+  /** @param {number} index */
   expect(index) {
     this.parts.set(index, { chunks: [], received: 0, total: null });
   }
+  /** @param {number} index */
   forget(index) {
     this.parts.delete(index);
   }
+  /**
+   * @param {Piece} piece
+   * @returns {Uint8Array<ArrayBuffer> | null} the whole chunk, once its last piece came
+   */
   feed(piece) {
     const part = this.parts.get(piece.index);
     if (!part) throw new WireError(`unrequested piece of chunk ${piece.index}`);

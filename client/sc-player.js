@@ -1,3 +1,4 @@
+// @ts-check
 // The /player/ page: SoundCloud's embedded player, served by the gateway.
 //
 // The page composes a hidden <ztream-player> (playback, playlist, prefetch
@@ -64,7 +65,7 @@ body.classList.toggle("visual", options.visual);
 
 // ---- the engine ------------------------------------------------------------------
 
-const engine = document.createElement("ztream-player");
+const engine = /** @type {import("./ztream-player.js").ZtreamPlayer} */ (document.createElement("ztream-player"));
 engine.hidden = true;
 engine.setAttribute("preload", "none"); // nothing loads before start_track is chosen
 engine.id = "engine";
@@ -384,7 +385,8 @@ engine.addEventListener("waiting", () => setStatus("Buffering…"));
 engine.addEventListener("playing", () => setStatus(""));
 engine.addEventListener("error", (e) => {
   setStatus("Cannot play this track", true);
-  emit(EVENTS.ERROR, { ...progress(), error: e.detail?.error ?? "error", detail: e.detail?.detail ?? "" });
+  const { detail } = /** @type {CustomEvent} */ (/** @type {unknown} */ (e)); // the player's error event
+  emit(EVENTS.ERROR, { ...progress(), error: detail?.error ?? "error", detail: detail?.detail ?? "" });
 });
 
 if (tracks.length) {
@@ -396,6 +398,6 @@ if (tracks.length) {
   // the page explains (server-rendered message); hosts still get their ready
   ui.play.disabled = true;
   ui.wave.setAttribute("aria-disabled", "true");
-  document.querySelector(".stage").hidden = Boolean(data.error);
+  /** @type {HTMLElement} */ (document.querySelector(".stage")).hidden = Boolean(data.error);
   post(session.emit(EVENTS.READY), true);
 }

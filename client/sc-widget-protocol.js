@@ -1,3 +1,4 @@
+// @ts-check
 // SoundCloud's widget postMessage protocol, as the /player/ page speaks it.
 // Pure: parsing, validation, routing and message building; no DOM, no I/O.
 //
@@ -16,6 +17,14 @@
 // or not anyone bound it; every other event only while bound, with the value
 // {soundId, loadedProgress, currentPosition, relativePosition}.
 // docs/soundcloud-dropin.md is the page for operators.
+//
+// The colour parameter and the embedders' origins are read as the embed
+// page's widget reads them: `parseColor` and `originAllowed` are
+// widget-protocol.js's (exported here too, for sc-player.js).
+
+import { originAllowed, originOf, parseColor } from "./widget-protocol.js";
+
+export { originAllowed, parseColor };
 
 /** Event names, as SC.Widget.Events spells them. */
 export const EVENTS = Object.freeze({
@@ -32,6 +41,7 @@ export const EVENTS = Object.freeze({
   ERROR: "error",
 });
 
+/** @type {Set<unknown>} */
 const EVENT_NAMES = new Set(Object.values(EVENTS));
 
 /** Commands the frame carries out (the shell does the work). */
@@ -48,7 +58,9 @@ export const GETTERS = Object.freeze([
   "isPaused",
 ]);
 
+/** @type {Set<unknown>} */
 const COMMAND_SET = new Set(COMMANDS);
+/** @type {Set<unknown>} */
 const GETTER_SET = new Set(GETTERS);
 
 // Bounds on what a host may send: anything past them is ignored, not clamped
@@ -57,14 +69,21 @@ export const MAX_MESSAGE_CHARS = 4096; // the longest real message is ~60 chars
 export const MAX_SEEK_MS = 1e10; // ~115 days
 export const MAX_SKIP_INDEX = 9999;
 
+/**
+ * @param {unknown} v
+ * @returns {v is number}
+ */
 const finite = (v) => typeof v === "number" && Number.isFinite(v);
 
 /**
  * One incoming message, validated: {method, value} or null (ignore it).
  * `raw` is whatever MessageEvent.data held; only strings are the protocol.
+ * @param {unknown} raw
+ * @returns {{method: string, value: any} | null}
  */
 export function parseMessage(raw) {
   if (typeof raw !== "string" || raw.length === 0 || raw.length > MAX_MESSAGE_CHARS) return null;
+  /** @type {any} */
   let data;
   try {
     data = JSON.parse(raw);
@@ -92,7 +111,12 @@ export function parseMessage(raw) {
   }
 }
 
-/** The JSON string the frame posts: {"method":...,"value":...}; ready has no value. */
+/**
+ * The JSON string the frame posts: {"method":...,"value":...}; ready has no value.
+ * @param {string} method
+ * @param {unknown} [value]
+ * @returns {string}
+ */
 export function message(method, value = undefined) {
   return value === undefined ? JSON.stringify({ method }) : JSON.stringify({ method, value });
 }
@@ -110,9 +134,15 @@ export function message(method, value = undefined) {
  */
 export class WidgetSession {
   constructor() {
+    /** @type {Set<string>} */
     this.bound = new Set();
   }
 
+  /**
+   * @param {unknown} raw
+   * @param {Record<string, any> | null | undefined} view
+   * @returns {{reply?: string, command?: {method: string, value: any}}}
+   */
   receive(raw, view) {
     const msg = parseMessage(raw);
     if (!msg) return {};
@@ -132,6 +162,11 @@ export class WidgetSession {
     return { command: msg };
   }
 
+  /**
+   * @param {string} name
+   * @param {unknown} [value]
+   * @returns {string | null}
+   */
   emit(name, value = undefined) {
     if (name === EVENTS.READY) return message(EVENTS.READY);
     if (!EVENT_NAMES.has(name) || !this.bound.has(name)) return null;
@@ -140,15 +175,23 @@ export class WidgetSession {
 }
 
 // JSON has no undefined/NaN/Infinity: a getter never answers something api.js cannot parse.
+/**
+ * @param {unknown} value
+ * @returns {unknown}
+ */
 function sanitize(value) {
   if (value === undefined) return null;
   if (typeof value === "number" && !Number.isFinite(value)) return 0;
   return value;
 }
 
+/** @type {(seconds: unknown) => number} */
 const ms = (seconds) => (finite(seconds) && seconds > 0 ? Math.round(seconds * 1000) : 0);
 
-/** The value of every event: {soundId, loadedProgress, currentPosition, relativePosition}. */
+/**
+ * The value of every event: {soundId, loadedProgress, currentPosition, relativePosition}.
+ * @param {{soundId?: number | string | null, position?: number, duration?: number, loaded?: number}} where
+ */
 export function progressValue({ soundId, position, duration, loaded }) {
   const d = finite(duration) && duration > 0 ? duration : 0;
   const t = finite(position) && position > 0 ? position : 0;
@@ -161,7 +204,11 @@ export function progressValue({ soundId, position, duration, loaded }) {
   };
 }
 
-/** SoundCloud's numeric id from a Ztream SoundCloud locator ("soundcloud:tracks:123"), else null. */
+/**
+ * SoundCloud's numeric id from a Ztream SoundCloud locator ("soundcloud:tracks:123"), else null.
+ * @param {any} track
+ * @returns {number | null}
+ */
 export function soundcloudId(track) {
   const m = /^soundcloud:tracks:(\d{1,20})$/.exec(typeof track?.url === "string" ? track.url : "");
   if (!m) return null;
@@ -173,8 +220,11 @@ export function soundcloudId(track) {
  * A sound object as getSounds/getCurrentSound return it, from a Ztream {track}.
  * `id` is SoundCloud's numeric id for a SoundCloud track (what a host written
  * for SoundCloud expects), the Ztream id otherwise; `ztream_id` is always ours.
+ * @param {any} track
+ * @param {{publicUrl?: string, duration?: number | null}} [options]
  */
 export function soundObject(track, { publicUrl = "", duration = null } = {}) {
+  /** @type {Record<string, any>} */
   const t = track && typeof track === "object" ? track : {};
   const seconds = finite(duration) && duration > 0 ? duration : t.duration;
   const artist = typeof t.artist === "string" ? t.artist : "";
@@ -194,6 +244,10 @@ export function soundObject(track, { publicUrl = "", duration = null } = {}) {
 }
 
 // https://soundcloud.com/artist/song -> https://soundcloud.com/artist
+/**
+ * @param {unknown} permalink
+ * @returns {string | null}
+ */
 function userUrl(permalink) {
   if (typeof permalink !== "string") return null;
   const m = /^(https:\/\/soundcloud\.com\/[^/?#]+)\/[^/?#]+/.exec(permalink);
@@ -202,9 +256,13 @@ function userUrl(permalink) {
 
 // ---- query parameters --------------------------------------------------------
 
-/** The player's options from SoundCloud's query parameters (unknown ones ignored). */
+/**
+ * The player's options from SoundCloud's query parameters (unknown ones ignored).
+ * @param {URLSearchParams | string | null | undefined} search
+ */
 export function playerOptions(search) {
   const p = search instanceof URLSearchParams ? search : new URLSearchParams(search ?? "");
+  /** @type {(name: string, fallback: boolean) => boolean} */
   const flag = (name, fallback) => {
     const raw = p.get(name);
     if (raw === null) return fallback;
@@ -232,38 +290,17 @@ export function playerOptions(search) {
   };
 }
 
-/** `ff5500`, `#f50` → "#ff5500"-style colour; anything else → null. */
-export function parseColor(raw) {
-  if (typeof raw !== "string") return null;
-  const m = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(raw.trim());
-  return m ? `#${m[1].toLowerCase()}` : null;
-}
-
 // ---- the parent's origin ---------------------------------------------------------
-
-function originOf(url) {
-  try {
-    const o = new URL(url).origin;
-    return o === "null" ? null : o;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The origin to post to, where it is known before any message arrives:
  * location.ancestorOrigins[0] (Chromium, WebKit), else the referrer's origin
  * (the default referrer policy still sends it cross-origin). null: unknown.
+ * @param {{ancestorOrigins?: ArrayLike<string> | null, referrer?: string}} [where]
+ * @returns {string | null}
  */
 export function knownParentOrigin({ ancestorOrigins = null, referrer = "" } = {}) {
   const first = ancestorOrigins && ancestorOrigins.length ? ancestorOrigins[0] : null;
   if (typeof first === "string" && first !== "null" && originOf(first)) return originOf(first);
   return referrer ? originOf(referrer) : null;
-}
-
-/** Whether `origin` may drive the frame, given the configured embedders (["*"]: any). */
-export function originAllowed(origin, allowed) {
-  if (typeof origin !== "string" || !origin || origin === "null") return false;
-  if (!Array.isArray(allowed) || allowed.length === 0) return false;
-  return allowed.includes("*") || allowed.includes(origin);
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The player's download scheduler: pure logic, no DOM, no fetch, no timers.
 //
 // Theory of operation
@@ -60,15 +61,26 @@ export const DEFAULT_SETTINGS = Object.freeze({
   liveEdgeAhead: 4, // ask for the live edge only with less than this buffered ahead
 });
 
+/** @typedef {{[K in keyof typeof DEFAULT_SETTINGS]: number}} SchedulerSettings the settings' types */
+
 export const SERVER = "server";
 export const CACHE = "cache";
 
 const EPSILON = 1e-3;
 
 /**
+ * @typedef {{index: number, start: number, duration: number}} Chunk a manifest entry
+ * @typedef {{chunks: Chunk[], complete?: boolean}} Manifest
+ * @typedef {{id: string, have: Set<number>, slots: number, failures: number}} Peer
+ */
+
+/**
  * Index of the chunk that holds time `t` (seconds), by the manifest's
  * `start` fields; -1 when `t` lies past the known chunks or before the
  * first. `chunks` is sorted by start.
+ * @param {readonly Chunk[]} chunks
+ * @param {number} t
+ * @returns {number}
  */
 export function chunkIndexAt(chunks, t) {
   let lo = 0;
@@ -92,8 +104,13 @@ export function chunkIndexAt(chunks, t) {
  * Which chunks lie wholly inside a set of time ranges (as from
  * `SourceBuffer.buffered`, given as [[start, end], ...]). A tolerance of
  * `slack` seconds absorbs codec pre-roll and rounding at the edges.
+ * @param {Iterable<Chunk>} chunks
+ * @param {Iterable<readonly [number, number] | number[]>} ranges
+ * @param {number} [slack]
+ * @returns {Set<number>}
  */
 export function chunksInRanges(chunks, ranges, slack = 0.05) {
+  /** @type {Set<number>} */
   const out = new Set();
   for (const c of chunks) {
     // never more than a quarter of the chunk: the last chunk can be a few ms
@@ -110,8 +127,13 @@ export function chunksInRanges(chunks, ranges, slack = 0.05) {
   return out;
 }
 
-/** Convert a TimeRanges object to [[start, end], ...]. */
+/**
+ * Convert a TimeRanges object to [[start, end], ...].
+ * @param {{length: number, start(i: number): number, end(i: number): number}} timeRanges
+ * @returns {Array<[number, number]>}
+ */
 export function rangesToArray(timeRanges) {
+  /** @type {Array<[number, number]>} */
   const out = [];
   for (let i = 0; i < timeRanges.length; i++) out.push([timeRanges.start(i), timeRanges.end(i)]);
   return out;
@@ -120,8 +142,12 @@ export function rangesToArray(timeRanges) {
 /**
  * The first chunks of a track that cover `seconds` of audio: what a playlist
  * prefetches of the next track near the end of the current one.
+ * @param {Manifest | null | undefined} manifest
+ * @param {number} [seconds]
+ * @returns {number[]}
  */
 export function prefetchIndices(manifest, seconds = 4) {
+  /** @type {number[]} */
   const out = [];
   for (const c of manifest?.chunks ?? []) {
     if (c.start >= seconds) break;
@@ -130,7 +156,11 @@ export function prefetchIndices(manifest, seconds = 4) {
   return out;
 }
 
-/** Whether the playlist should prefetch the next track now. */
+/**
+ * Whether the playlist should prefetch the next track now.
+ * @param {{position: number, duration: number, lead?: number}} where
+ * @returns {boolean}
+ */
 export function shouldPrefetchNext({ position, duration, lead = 10 }) {
   return Number.isFinite(duration) && duration > 0 && duration - position <= lead;
 }
@@ -142,6 +172,12 @@ export function shouldPrefetchNext({ position, duration, lead = 10 }) {
  * for the chunk after the last one listed in a live manifest.
  */
 export class Request {
+  /**
+   * @param {number} index
+   * @param {string} source
+   * @param {number | null} [deadline]
+   * @param {boolean} [live]
+   */
   constructor(index, source, deadline = null, live = false) {
     this.index = index;
     this.source = source;
@@ -152,29 +188,41 @@ export class Request {
 }
 
 export class Scheduler {
-  /** @param {Partial<typeof DEFAULT_SETTINGS>} settings */
+  /** @param {Partial<SchedulerSettings>} settings */
   constructor(settings = {}) {
     for (const key of Object.keys(settings)) {
       if (!(key in DEFAULT_SETTINGS)) throw new TypeError(`unknown scheduler setting: ${key}`);
     }
+    /** @type {Readonly<SchedulerSettings>} */
     this.settings = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
+    /** @type {Chunk[]} */
     this.chunks = []; // sorted by index, {index, start, duration}
+    /** @type {Map<number, Chunk>} */
     this.byIndex = new Map();
     this.complete = false;
     this.anchor = 0;
     this.emergency = true; // nothing buffered yet
+    /** @type {Set<number>} */
     this.buffered = new Set();
+    /** @type {Set<number>} */
     this.cached = new Set();
+    /** @type {Map<number, Request>} */
     this.inflight = new Map(); // index -> Request
+    /** @type {Map<string, Peer>} */
     this.peers = new Map(); // id -> {id, have: Set, slots, failures}
+    /** @type {Map<number, Set<string>>} */
     this.peerFailed = new Map(); // index -> Set(peer id)
+    /** @type {Map<number, number>} */
     this.retryAt = new Map(); // index -> time before which the server is not asked again
     this.peerWaitUntil = -Infinity; // peers are being looked for until then
   }
 
   // ---- events in ---------------------------------------------------------
 
-  /** A (new version of the) manifest: `{chunks: [{index, start, duration}], complete}`. */
+  /**
+   * A (new version of the) manifest: `{chunks: [{index, start, duration}], complete}`.
+   * @param {Manifest} manifest
+   */
   setManifest(manifest) {
     this.chunks = [...manifest.chunks]
       .map(({ index, start, duration }) => ({ index, start, duration }))
@@ -187,11 +235,14 @@ export class Scheduler {
    * Playback starts or jumps to `position`: the next `serverLead` seconds come
    * from the server. Returns the in-flight requests that no longer fall in
    * the window, now forgotten, for the shell to abort.
+   * @param {number} position
+   * @returns {Request[]}
    */
   seek(position) {
     this.anchor = position;
     this.emergency = this.bufferedAhead(position) < this.settings.emergencyAhead;
     const keep = new Set(this.window(position).map((c) => c.index));
+    /** @type {Request[]} */
     const stale = [];
     for (const [index, req] of this.inflight) {
       if (!keep.has(index) && !req.live) {
@@ -202,7 +253,10 @@ export class Scheduler {
     return stale;
   }
 
-  /** Chunk `index` arrived (and is being appended): no need to fetch it again. */
+  /**
+   * Chunk `index` arrived (and is being appended): no need to fetch it again.
+   * @param {number} index
+   */
   received(index) {
     this.inflight.delete(index);
     this.retryAt.delete(index);
@@ -213,6 +267,8 @@ export class Scheduler {
    * A request for chunk `index` failed (network error, bad hash, cache miss,
    * 404 at the live edge). A peer is not asked for that chunk again; the
    * server is asked again after `retryDelay`; a cache miss clears the entry.
+   * @param {number} index
+   * @param {{now?: number}} [when]
    */
   failed(index, { now = 0 } = {}) {
     const req = this.inflight.get(index);
@@ -227,33 +283,53 @@ export class Scheduler {
     }
   }
 
-  /** The SourceBuffer dropped chunk `index` (eviction, failed append). */
+  /**
+   * The SourceBuffer dropped chunk `index` (eviction, failed append).
+   * @param {number} index
+   */
   evicted(index) {
     this.buffered.delete(index);
   }
 
-  /** Replace the buffered set (after reconciling with `SourceBuffer.buffered`). */
+  /**
+   * Replace the buffered set (after reconciling with `SourceBuffer.buffered`).
+   * @param {Iterable<number>} indices
+   */
   setBuffered(indices) {
     this.buffered = new Set(indices);
   }
 
-  /** The persistent cache holds these chunks of this rendition. */
+  /**
+   * The persistent cache holds these chunks of this rendition.
+   * @param {Iterable<number>} indices
+   */
   setCached(indices) {
     this.cached = new Set(indices);
   }
 
-  /** The persistent cache now holds chunk `index`. */
+  /**
+   * The persistent cache now holds chunk `index`.
+   * @param {number} index
+   */
   addCached(index) {
     this.cached.add(index);
   }
 
-  /** A peer (or a new view of one): `{have: iterable of indices, slots}`. */
+  /**
+   * A peer (or a new view of one): `{have: iterable of indices, slots}`.
+   * @param {string} id
+   * @param {{have?: Iterable<number>, slots?: number}} [view]
+   */
   setPeer(id, { have = [], slots = this.settings.peerSlots } = {}) {
     const old = this.peers.get(id);
     this.peers.set(id, { id, have: new Set(have), slots, failures: old ? old.failures : 0 });
   }
 
-  /** A peer announces that it holds more chunks. */
+  /**
+   * A peer announces that it holds more chunks.
+   * @param {string} id
+   * @param {Iterable<number>} indices
+   */
   peerHave(id, indices) {
     const peer = this.peers.get(id);
     if (!peer) return;
@@ -264,6 +340,7 @@ export class Scheduler {
    * Peers may come until `until` (seconds, the clock of `now`): until then a
    * chunk that a peer would have time to send waits instead of going to the
    * server. -Infinity: stop waiting.
+   * @param {number} until
    */
   setPeerWait(until) {
     this.peerWaitUntil = Number.isFinite(until) || until === -Infinity ? until : -Infinity;
@@ -272,9 +349,12 @@ export class Scheduler {
   /**
    * A peer is gone (closed, banned). Returns its in-flight requests, which
    * are forgotten so that `next()` assigns them again.
+   * @param {string} id
+   * @returns {Request[]}
    */
   removePeer(id) {
     this.peers.delete(id);
+    /** @type {Request[]} */
     const lost = [];
     for (const [index, req] of this.inflight) {
       if (req.source === id) {
@@ -287,7 +367,11 @@ export class Scheduler {
 
   // ---- questions ---------------------------------------------------------
 
-  /** Seconds buffered contiguously from `playhead` on. */
+  /**
+   * Seconds buffered contiguously from `playhead` on.
+   * @param {number} playhead
+   * @returns {number}
+   */
   bufferedAhead(playhead) {
     let end = playhead;
     let i = chunkIndexAt(this.chunks, playhead);
@@ -301,7 +385,11 @@ export class Scheduler {
     return Math.max(0, end - playhead);
   }
 
-  /** True once every chunk from the playhead to the end of a complete track is buffered. */
+  /**
+   * True once every chunk from the playhead to the end of a complete track is buffered.
+   * @param {number} playhead
+   * @returns {boolean}
+   */
   bufferedToEnd(playhead) {
     if (!this.complete) return false;
     for (const c of this.chunks) {
@@ -317,13 +405,21 @@ export class Scheduler {
     return last ? last.start + last.duration : 0;
   }
 
-  /** The chunks that overlap [playhead, playhead + bufferAhead). */
+  /**
+   * The chunks that overlap [playhead, playhead + bufferAhead).
+   * @param {number} playhead
+   * @returns {Chunk[]}
+   */
   window(playhead) {
     const limit = playhead + this.settings.bufferAhead;
     return this.chunks.filter((c) => c.start < limit && c.start + c.duration > playhead + EPSILON);
   }
 
-  /** Number of in-flight requests to a source. */
+  /**
+   * Number of in-flight requests to a source.
+   * @param {string} source
+   * @returns {number}
+   */
   load(source) {
     let n = 0;
     for (const req of this.inflight.values()) if (req.source === source) n += 1;
@@ -335,10 +431,13 @@ export class Scheduler {
   /**
    * The requests to start now. They count as in flight from here on, until
    * `received`, `failed`, `expired`, `seek` or `removePeer` says otherwise.
+   * @param {{now: number, playhead: number}} when
+   * @returns {Request[]}
    */
   next({ now, playhead }) {
     const s = this.settings;
     this.updateEmergency(playhead);
+    /** @type {Request[]} */
     const out = [];
     const serverFree = () => this.load(SERVER) < s.serverParallel;
     const room = () => this.inflight.size < s.maxInflight;
@@ -397,15 +496,19 @@ export class Scheduler {
    * Peer requests to give up: past their deadline, or (in emergency mode)
    * for chunks inside the emergency zone. They are forgotten, the peer is
    * not asked for that chunk again, and the next `next()` asks the server.
+   * @param {{now: number, playhead: number}} when
+   * @returns {Request[]}
    */
   expired({ now, playhead }) {
     this.updateEmergency(playhead);
+    /** @type {Request[]} */
     const out = [];
     for (const [index, req] of this.inflight) {
       if (req.source === SERVER || req.source === CACHE) continue;
       const c = this.byIndex.get(index);
       const urgent = this.emergency && c && c.start < playhead + this.settings.emergencyAhead;
-      if (now >= req.deadline || urgent) {
+      // a peer request always has a deadline (next() gives it one)
+      if (now >= /** @type {number} */ (req.deadline) || urgent) {
         this.inflight.delete(index);
         this.notePeerFailure(req.source, index);
         out.push(req);
@@ -416,13 +519,22 @@ export class Scheduler {
 
   // ---- internals ---------------------------------------------------------
 
+  /**
+   * @param {Request} req
+   * @returns {Request}
+   */
   start(req) {
     this.inflight.set(req.index, req);
     return req;
   }
 
+  /**
+   * @param {number} index
+   * @returns {Peer[]}
+   */
   holders(index) {
     const failed = this.peerFailed.get(index);
+    /** @type {Peer[]} */
     const out = [];
     for (const p of this.peers.values()) {
       if (p.have.has(index) && !(failed && failed.has(p.id))) out.push(p);
@@ -432,13 +544,19 @@ export class Scheduler {
     return out.sort((a, b) => this.load(a.id) - this.load(b.id) || a.failures - b.failures);
   }
 
+  /**
+   * @param {string} peerId
+   * @param {number} index
+   */
   notePeerFailure(peerId, index) {
-    if (!this.peerFailed.has(index)) this.peerFailed.set(index, new Set());
-    this.peerFailed.get(index).add(peerId);
+    let failed = this.peerFailed.get(index);
+    if (!failed) this.peerFailed.set(index, (failed = new Set()));
+    failed.add(peerId);
     const peer = this.peers.get(peerId);
     if (peer) peer.failures += 1;
   }
 
+  /** @param {number} playhead */
   updateEmergency(playhead) {
     const ahead = this.bufferedAhead(playhead);
     const toEnd = this.bufferedToEnd(playhead);

@@ -1,3 +1,4 @@
+// @ts-check
 // The P2P I/O shell: the control WebSocket, one RTCPeerConnection and binary
 // DataChannel per neighbour, and the glue between the pure P2PCore (p2p.js)
 // and the player (player.js). No policy lives here: every decision is the
@@ -21,6 +22,13 @@
 import { encodePeerMessage, parseServerMessage } from "./control-protocol.js";
 import { P2PCore } from "./p2p.js";
 import { channelLabel } from "./protocol.js";
+
+/**
+ * @typedef {import("./p2p.js").Effect} Effect
+ * @typedef {import("./control-protocol.js").ServerMessage} ServerMessage
+ * @typedef {import("./scheduler.js").Manifest & {rendition: string}} Manifest
+ * @typedef {{resolve: (data: ArrayBuffer) => void, reject: (err: Error) => void}} Waiter
+ */
 
 const clock = () => performance.now() / 1000;
 
@@ -61,12 +69,20 @@ export function p2pSupported() {
   );
 }
 
+/**
+ * @returns {DOMException}
+ */
 function abortError() {
   return new DOMException("the request was aborted", "AbortError");
 }
 
 /** The control WebSocket, reconnecting with exponential back-off (1 s .. 30 s, jittered). */
 export class ControlSocket {
+  /**
+   * @param {string} url
+   * @param {{onOpen?: () => void, onMessage?: (msg: import("./control-protocol.js").ServerMessage) => void, onClose?: () => void,
+   *   WebSocketImpl?: any, minDelay?: number, maxDelay?: number}} [handlers]
+   */
   constructor(url, { onOpen = () => {}, onMessage = () => {}, onClose = () => {}, WebSocketImpl = null, minDelay = 1, maxDelay = 30 } = {}) {
     this.url = url;
     this.onOpen = onOpen;
@@ -76,7 +92,9 @@ export class ControlSocket {
     this.minDelay = minDelay;
     this.maxDelay = maxDelay;
     this.delay = minDelay;
+    /** @type {WebSocket | null} */
     this.ws = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this.timer = null;
     this.stopped = true;
   }
@@ -88,6 +106,7 @@ export class ControlSocket {
 
   connect() {
     if (this.stopped) return;
+    /** @type {WebSocket} */
     let ws;
     try {
       ws = new this.WS(this.url);
@@ -116,6 +135,8 @@ export class ControlSocket {
     };
   }
 
+  /**
+   */
   retry() {
     if (this.stopped) return;
     clearTimeout(this.timer);
@@ -128,7 +149,11 @@ export class ControlSocket {
     return this.ws?.readyState === 1;
   }
 
-  /** Send one peer → server message (an object); false when the socket is not open or the message is malformed. */
+  /**
+   * Send one peer → server message (an object); false when the socket is not open or the message is malformed.
+   * @param {Record<string, unknown>} msg
+   * @returns {boolean}
+   */
   send(msg) {
     if (!this.open) return false;
     try {
@@ -158,16 +183,19 @@ export class ControlSocket {
  * The type of the candidate pair an RTCPeerConnection uses, from getStats():
  * "relay" when either side is relayed (TURN), else the remote side's type
  * ("host", "srflx", "prflx"); null when no pair is selected.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<string | null>}
  */
 export async function selectedCandidateType(pc) {
   const report = await pc.getStats();
+  /** @type {any} */
   let pair = null;
-  report.forEach((s) => {
+  report.forEach((/** @type {any} */ s) => {
     if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) ?? pair;
   });
   if (!pair) {
     // Firefox: no transport stats; the selected pair says so itself.
-    report.forEach((s) => {
+    report.forEach((/** @type {any} */ s) => {
       if (s.type === "candidate-pair" && (s.selected || (s.nominated && s.state === "succeeded")) && !pair) pair = s;
     });
   }
@@ -195,6 +223,11 @@ export async function selectedCandidateType(pc) {
  * already given to `send` first (CLOSE_GRACE_SECONDS at most).
  */
 export class PeerLink {
+  /**
+   * @param {{role: "offerer" | "answerer", iceServers?: object[], relay?: boolean, label: string,
+   *   onSignal: (data: object) => void, onOpen: () => void, onFrame: (data: Uint8Array) => void, onClose: () => void,
+   *   onConnected?: (candidateType: string | null) => void, RTCPeerConnectionImpl?: any, graceSeconds?: number}} options
+   */
   constructor({ role, iceServers = [], relay = false, label, onSignal, onOpen, onFrame, onClose, onConnected = () => {}, RTCPeerConnectionImpl = null, graceSeconds = ICE_GRACE_SECONDS }) {
     this.label = label;
     this.role = role;
@@ -205,23 +238,39 @@ export class PeerLink {
     this.onConnected = onConnected;
     this.graceSeconds = graceSeconds;
     this.connected = false; // ICE connected at least once
+    /** @type {string | null} */
     this.candidate = null; // the selected pair's type, once known
+    /** @type {string | null} */
     this.failure = null; // "failed" when ICE failed before ever connecting
     this.restarted = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this.graceTimer = null;
     this.closed = false; // closed by its owner or failed: no callback, nothing queued
     this.draining = false; // closed, still delivering what was queued (close)
     this.released = false; // the channel and the connection are closed
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this.drainTimer = null;
+    /** @type {RTCDataChannel | null} */
     this.dc = null;
+    /** @type {Uint8Array<ArrayBuffer>[]} */
     this.queue = [];
     this.remoteSet = false;
+    /** @type {RTCIceCandidateInit[]} */
     this.candidates = [];
+    /** @type {Promise<void>} */
     this.chain = Promise.resolve(); // signaling steps, in order
+    // kept here by P2PAgent: when it opened the link, its outcome once known,
+    // bytes received before the selected pair's type was known
+    /** @type {number | undefined} */
+    this.openedAt = undefined;
+    /** @type {string | undefined} */
+    this.outcome = undefined;
+    /** @type {number | undefined} */
+    this.unattributedBytes = undefined;
     const RTC = RTCPeerConnectionImpl ?? globalThis.RTCPeerConnection;
     const pc = new RTC(relay ? { iceServers, iceTransportPolicy: "relay" } : { iceServers });
     this.pc = pc;
-    pc.onicecandidate = (e) => {
+    pc.onicecandidate = (/** @type {RTCPeerConnectionIceEvent} */ e) => {
       if (e.candidate && !this.closed) this.onSignal({ candidate: e.candidate.toJSON() });
     };
     pc.onconnectionstatechange = () => this.onState(pc.connectionState);
@@ -232,7 +281,7 @@ export class PeerLink {
         this.onSignal({ sdp: pc.localDescription.toJSON() });
       }, true);
     } else {
-      pc.ondatachannel = (e) => {
+      pc.ondatachannel = (/** @type {RTCDataChannelEvent} */ e) => {
         if (this.dc || e.channel.label !== this.label) {
           e.channel.close();
           if (!this.dc) this.fail();
@@ -243,6 +292,9 @@ export class PeerLink {
     }
   }
 
+  /**
+   * @param {RTCPeerConnectionState} state
+   */
   onState(state) {
     if (this.closed) return;
     if (state === "connected") {
@@ -251,7 +303,7 @@ export class PeerLink {
       if (!this.connected) {
         this.connected = true;
         selectedCandidateType(this.pc)
-          .catch(() => null)
+          .catch(() => /** @type {string | null} */ (null))
           .then((type) => {
             if (this.closed) return;
             this.candidate = type ?? "host";
@@ -307,6 +359,9 @@ export class PeerLink {
     }, this.graceSeconds * 1000);
   }
 
+  /**
+   * @param {RTCDataChannel} dc
+   */
   attach(dc) {
     this.dc = dc;
     dc.binaryType = "arraybuffer";
@@ -315,7 +370,7 @@ export class PeerLink {
       if (!this.closed) this.onOpen();
       this.flush();
     };
-    dc.onmessage = (e) => {
+    dc.onmessage = (/** @type {MessageEvent} */ e) => {
       if (this.closed) return;
       // text frames are not part of the protocol: an empty frame fails decoding
       this.onFrame(e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : new Uint8Array(0));
@@ -324,7 +379,12 @@ export class PeerLink {
     dc.onclose = () => this.fail();
   }
 
-  /** Run a signaling step after the previous ones; a failure of a vital step closes the link. */
+  /**
+   * Run a signaling step after the previous ones; a failure of a vital step closes the link.
+   * @param {() => Promise<void>} fn
+   * @param {boolean} [vital]
+   * @returns {Promise<void>}
+   */
   step(fn, vital = false) {
     this.chain = this.chain.then(async () => {
       if (this.closed) return;
@@ -337,7 +397,11 @@ export class PeerLink {
     return this.chain;
   }
 
-  /** Apply signaling data from the other side: `{sdp}` or `{candidate}`. */
+  /**
+   * Apply signaling data from the other side: `{sdp}` or `{candidate}`.
+   * @param {Record<string, any>} data
+   * @returns {Promise<void>}
+   */
   signal(data) {
     const pc = this.pc;
     if (data.sdp && typeof data.sdp === "object" && typeof data.sdp.type === "string") {
@@ -361,7 +425,10 @@ export class PeerLink {
     return this.chain;
   }
 
-  /** Queue one frame; frames leave in order, as fast as the channel drains. */
+  /**
+   * Queue one frame; frames leave in order, as fast as the channel drains.
+   * @param {Uint8Array<ArrayBuffer>} frame
+   */
   send(frame) {
     if (this.closed) return;
     this.queue.push(frame);
@@ -389,6 +456,7 @@ export class PeerLink {
    * `drain` (the default): frames already given to `send` are delivered
    * first, within CLOSE_GRACE_SECONDS; `drain: false` drops them (a failed
    * link, a page going away).
+   * @param {{drain?: boolean}} [how]
    */
   close({ drain = true } = {}) {
     if (this.closed) return;
@@ -451,22 +519,37 @@ export class PeerLink {
 
 /** Chunks of the current session kept in memory for seeding, oldest dropped first. */
 class ChunkStore {
+  /** @param {number} maxBytes */
   constructor(maxBytes) {
     this.maxBytes = maxBytes;
+    /** @type {Map<number, ArrayBuffer>} */
     this.map = new Map();
     this.bytes = 0;
   }
+  /**
+   * @param {number} index
+   * @returns {ArrayBuffer | null}
+   */
   get(index) {
     return this.map.get(index) ?? null;
   }
+  /**
+   * @param {number} index
+   */
   has(index) {
     return this.map.has(index);
   }
-  /** Keep `data`; returns the indices dropped to make room. */
+  /**
+   * Keep `data`; returns the indices dropped to make room.
+   * @param {number} index
+   * @param {ArrayBuffer} data
+   * @returns {number[]}
+   */
   put(index, data) {
     if (this.map.has(index)) return [];
     this.map.set(index, data);
     this.bytes += data.byteLength;
+    /** @type {number[]} */
     const dropped = [];
     for (const [i, d] of this.map) {
       if (this.bytes <= this.maxBytes) break;
@@ -488,7 +571,8 @@ const PLAYER_EVENTS = ["session", "chunk", "manifest", "badchunk", "startup", "u
 export class P2PAgent {
   /**
    * @param {import("./player.js").PlayerCore} player
-   * @param {object} options
+   * @param {{url?: string, settings?: object, relay?: boolean, tickSeconds?: number, maxStoreBytes?: number,
+   *   loadWaitSeconds?: number, WebSocketImpl?: any, RTCPeerConnectionImpl?: any}} options
    *   url: the control socket's URL (ws(s)://gateway/v1/ws; see controlUrl in p2p.js)
    *   settings: P2PCore settings (corrupt: TEST ONLY, a bad seeder)
    *   tickSeconds: how often the core's periodic work runs
@@ -502,15 +586,21 @@ export class P2PAgent {
     // Connection diagnostics, added to the core's next stats report
     // (docs/websocket.md, stats.connections): outcomes and relayed bytes
     // since the last report; `outcomes` below keeps every one of this page.
+    /** @type {{connections: Record<string, number>, relayBytes: number}} */
     this.pending = { connections: {}, relayBytes: 0 };
+    /** @type {Array<{peer: string, outcome: string, seconds: number}>} */
     this.outcomes = [];
     this.core = new P2PCore(settings);
     this.RTC = RTCPeerConnectionImpl;
+    /** @type {Map<string, PeerLink>} */
     this.links = new Map(); // peer id -> PeerLink
+    /** @type {Map<string, Waiter>} */
     this.waiters = new Map(); // "peer/index" -> {resolve, reject}
     this.store = new ChunkStore(maxStoreBytes);
+    /** @type {{trackId: string, rendition: string, label: string} | null} */
     this.session = null; // {trackId, rendition, label}
     this.loadWaitSeconds = loadWaitSeconds;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this.parked = null; // timer: the player unloaded the session to load another track
     this.lastWait = -Infinity;
     this.destroyed = false;
@@ -522,9 +612,10 @@ export class P2PAgent {
       },
       onClose: () => this.apply(this.core.controlClosed()),
     });
+    /** @type {Record<string, (e: Event) => void>} */
     this.handlers = {};
     for (const name of PLAYER_EVENTS) {
-      this.handlers[name] = (e) => this.onPlayer(name, e.detail ?? {});
+      this.handlers[name] = (e) => this.onPlayer(name, /** @type {CustomEvent} */ (e).detail ?? {});
       player.addEventListener(name, this.handlers[name]);
     }
     this.onPageHide = () => this.leave();
@@ -541,7 +632,13 @@ export class P2PAgent {
 
   // ---- the player's peer interface ----------------------------------------------
 
-  /** Chunk `index` from neighbour `peerId`, unverified (the player checks its SHA-256). */
+  /**
+   * Chunk `index` from neighbour `peerId`, unverified (the player checks its SHA-256).
+   * @param {string} peerId
+   * @param {number} index
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<ArrayBuffer>}
+   */
   fetch(peerId, index, { signal } = {}) {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
@@ -560,6 +657,7 @@ export class P2PAgent {
         this.apply(this.core.cancel(peerId, index));
         reject(abortError());
       };
+      /** @type {Waiter} */
       const waiter = {
         resolve: (data) => {
           signal?.removeEventListener("abort", onAbort);
@@ -582,6 +680,9 @@ export class P2PAgent {
    * track's session starts its lookup from (docs/wire.md "Overlay").
    * Returns how many neighbours were asked: 0 when none is open or each was
    * asked within the core's lookupInterval (worth asking again later).
+   * @param {string} track
+   * @param {string} rendition
+   * @returns {number}
    */
   lookupAhead(track, rendition) {
     if (this.destroyed || typeof track !== "string" || typeof rendition !== "string") return 0;
@@ -616,6 +717,10 @@ export class P2PAgent {
 
   // ---- player events --------------------------------------------------------------
 
+  /**
+   * @param {string} name
+   * @param {Record<string, any>} detail the event's
+   */
   onPlayer(name, detail) {
     if (this.destroyed) return;
     const now = clock();
@@ -638,7 +743,7 @@ export class P2PAgent {
         }
         this.apply(
           this.core.startSession(
-            { track: trackId, rendition, chunks: manifest.chunks.map((c) => c.index), complete: manifest.complete, held: [...held] },
+            { track: trackId, rendition, chunks: manifest.chunks.map((/** @type {{index: number}} */ c) => c.index), complete: manifest.complete, held: [...held] },
             now,
           ),
         );
@@ -657,7 +762,7 @@ export class P2PAgent {
       }
       case "manifest":
         if (detail.manifest && this.session && detail.manifest.rendition === this.session.rendition) {
-          this.apply(this.core.updateManifest({ chunks: detail.manifest.chunks.map((c) => c.index), complete: detail.manifest.complete }, now));
+          this.apply(this.core.updateManifest({ chunks: detail.manifest.chunks.map((/** @type {{index: number}} */ c) => c.index), complete: detail.manifest.complete }, now));
         }
         break;
       case "badchunk":
@@ -684,6 +789,9 @@ export class P2PAgent {
 
   // ---- effects --------------------------------------------------------------------
 
+  /**
+   * @param {Effect[] | null} effects
+   */
   apply(effects) {
     if (this.destroyed || !effects) return;
     for (const e of effects) {
@@ -733,7 +841,12 @@ export class P2PAgent {
     }
   }
 
-  /** One connection's outcome: "host" | "srflx" | "prflx" | "relay" | "failed" | "timeout". */
+  /**
+   * One connection's outcome: "host" | "srflx" | "prflx" | "relay" | "failed" | "timeout".
+   * @param {string} peer
+   * @param {PeerLink} link
+   * @param {string} outcome
+   */
   noteOutcome(peer, link, outcome) {
     if (link.outcome) return;
     link.outcome = outcome;
@@ -744,15 +857,23 @@ export class P2PAgent {
 
   /** Bytes a neighbour delivered, counted as relayed when its connection is; the
    * selected pair's type is learnt asynchronously, so bytes before it wait on the link. */
+  /**
+   * @param {PeerLink | undefined} link
+   * @param {number} bytes
+   */
   countRelay(link, bytes) {
     if (!link) return;
     if (link.candidate === "relay") this.pending.relayBytes += bytes;
     else if (link.candidate === null) link.unattributedBytes = (link.unattributedBytes ?? 0) + bytes;
   }
 
-  /** The core's stats report, with the connection diagnostics added; they are reset only once sent. */
+  /**
+   * The core's stats report, with the connection diagnostics added; they are reset only once sent.
+   * @param {Record<string, any>} msg
+   */
   sendStats(msg) {
     const neighbours = [...this.links.values()].filter((l) => l.connected && !l.closed).length;
+    /** @type {Record<string, unknown>} */
     const out = { ...msg, neighbours };
     if (Object.keys(this.pending.connections).length > 0) out.connections = this.pending.connections;
     // Relayed bytes are a part of this report's peer bytes; what does not fit
@@ -762,6 +883,11 @@ export class P2PAgent {
     if (this.socket.send(out)) this.pending = { connections: {}, relayBytes: this.pending.relayBytes - relay };
   }
 
+  /**
+   * @param {string} peer
+   * @param {number} index
+   * @param {(w: Waiter) => void} fn
+   */
   settle(peer, index, fn) {
     const key = `${peer}/${index}`;
     const w = this.waiters.get(key);
@@ -770,10 +896,15 @@ export class P2PAgent {
     fn(w);
   }
 
+  /**
+   * @param {string} peer
+   * @param {"offerer" | "answerer"} role
+   */
   openLink(peer, role) {
     const label = this.session?.label;
     if (!label) return;
     this.links.get(peer)?.close();
+    /** @type {PeerLink} */
     let link;
     try {
       link = new PeerLink({
@@ -813,6 +944,10 @@ export class P2PAgent {
     this.links.set(peer, link);
   }
 
+  /**
+   * @param {string} peer
+   * @param {number} index
+   */
   async serve(peer, index) {
     const s = this.session;
     let data = this.store.get(index);
@@ -830,6 +965,7 @@ export class P2PAgent {
   // ---- time -----------------------------------------------------------------------
 
   totals() {
+    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number}} */
     const st = this.player.stats ?? {};
     return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0 };
   }

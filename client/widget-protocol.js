@@ -1,3 +1,4 @@
+// @ts-check
 // The widget wire format between a host page (widget.js) and the embed page
 // (embed.js), over window.postMessage. Pure: builders and validators only.
 //
@@ -25,9 +26,11 @@ export const EVENTS = Object.freeze({
   ERROR: "error",
 });
 
+/** @type {Set<unknown>} */
 const EVENT_VALUES = new Set(Object.values(EVENTS));
 
 /** Commands the embed page understands; the getters answer with a reply. */
+/** @type {Readonly<Record<string, "none" | "number" | "getter">>} */
 export const METHODS = Object.freeze({
   hello: "none",
   play: "none",
@@ -41,35 +44,67 @@ export const METHODS = Object.freeze({
   isPaused: "getter",
 });
 
-/** Canonical event name for `READY`, `ready`, `PLAY_PROGRESS`, `playProgress`... */
+/**
+ * Canonical event name for `READY`, `ready`, `PLAY_PROGRESS`, `playProgress`...
+ * @param {unknown} name
+ * @returns {string | null}
+ */
 export function eventName(name) {
   if (typeof name !== "string") return null;
-  if (Object.hasOwn(EVENTS, name)) return EVENTS[name];
+  if (Object.hasOwn(EVENTS, name)) return EVENTS[/** @type {keyof typeof EVENTS} */ (name)];
   return EVENT_VALUES.has(name) ? name : null;
 }
 
+/**
+ * @param {string} method
+ * @param {unknown} [value]
+ * @param {number} [id]
+ */
 export function command(method, value = undefined, id = undefined) {
+  /** @type {{channel: string, v: number, kind: "command", method: string, value?: unknown, id?: number}} */
   const msg = { channel: CHANNEL, v: VERSION, kind: "command", method };
   if (value !== undefined) msg.value = value;
   if (id !== undefined) msg.id = id;
   return msg;
 }
 
+/**
+ * @param {string} name
+ * @param {object} [data]
+ */
 export function event(name, data = {}) {
   return { channel: CHANNEL, v: VERSION, kind: "event", event: name, data };
 }
 
+/**
+ * @param {number} id
+ * @param {unknown} value
+ */
 export function reply(id, value) {
   return { channel: CHANNEL, v: VERSION, kind: "reply", id, value };
 }
 
+// What postMessage delivered: anything a page may send.
+
+/**
+ * @param {any} data
+ * @returns {boolean}
+ */
 function isEnvelope(data) {
   return data !== null && typeof data === "object" && data.channel === CHANNEL && data.v === VERSION;
 }
 
-const isId = (id) => Number.isSafeInteger(id) && id >= 0;
+/**
+ * @param {unknown} id
+ * @returns {id is number}
+ */
+const isId = (id) => typeof id === "number" && Number.isSafeInteger(id) && id >= 0;
 
-/** A valid command `{method, value, id}` or null for anything else. */
+/**
+ * A valid command `{method, value, id}` or null for anything else.
+ * @param {any} data
+ * @returns {{method: string, value: any, id: any} | null}
+ */
 export function parseCommand(data) {
   if (!isEnvelope(data) || data.kind !== "command" || !Object.hasOwn(METHODS, data.method)) return null;
   const kind = METHODS[data.method];
@@ -78,7 +113,11 @@ export function parseCommand(data) {
   return { method: data.method, value: data.value, id: data.id };
 }
 
-/** A valid event `{kind: "event", event, data}` or reply `{kind: "reply", id, value}`, else null. */
+/**
+ * A valid event `{kind: "event", event, data}` or reply `{kind: "reply", id, value}`, else null.
+ * @param {any} data
+ * @returns {{kind: "event", event: string, data: Record<string, any>} | {kind: "reply", id: number, value: any} | null}
+ */
 export function parseFromEmbed(data) {
   if (!isEnvelope(data)) return null;
   if (data.kind === "event" && EVENT_VALUES.has(data.event)) {
@@ -89,7 +128,12 @@ export function parseFromEmbed(data) {
   return null;
 }
 
-/** The origin of `url` resolved against `base`, or null. */
+/**
+ * The origin of `url` resolved against `base`, or null.
+ * @param {string | URL} url
+ * @param {string | URL} [base]
+ * @returns {string | null}
+ */
 export function originOf(url, base = undefined) {
   try {
     const origin = new URL(url, base).origin;
@@ -99,21 +143,34 @@ export function originOf(url, base = undefined) {
   }
 }
 
-/** Whether `origin` may talk to the embed page, given the configured list (["*"]: any). */
+/**
+ * Whether `origin` may talk to the embed page, given the configured list (["*"]: any).
+ * @param {unknown} origin
+ * @param {unknown} allowed
+ * @returns {boolean}
+ */
 export function originAllowed(origin, allowed) {
   if (typeof origin !== "string" || origin === "null" || !origin) return false;
   if (!Array.isArray(allowed) || allowed.length === 0) return false;
   return allowed.includes("*") || allowed.includes(origin);
 }
 
-/** `?color=ff5500` or `#f50` → "#ff5500"-style CSS color, anything else → null. */
+/**
+ * `?color=ff5500` or `#f50` → "#ff5500"-style CSS color, anything else → null.
+ * @param {unknown} raw
+ * @returns {string | null}
+ */
 export function parseColor(raw) {
   if (typeof raw !== "string") return null;
   const m = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(raw.trim());
   return m ? `#${m[1].toLowerCase()}` : null;
 }
 
-/** Clamp a volume given in 0..100 to 0..1. */
+/**
+ * Clamp a volume given in 0..100 to 0..1.
+ * @param {unknown} value
+ * @returns {number | null}
+ */
 export function volumeFraction(value) {
   if (typeof value !== "number" || !Number.isFinite(value)) return null;
   return Math.min(100, Math.max(0, value)) / 100;

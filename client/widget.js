@@ -1,3 +1,4 @@
+// @ts-check
 // Widget API: drive an embedded Ztream player (an <iframe src=".../embed/{id}">)
 // from the host page, in the manner of SoundCloud's widget API.
 //
@@ -27,7 +28,7 @@ export class Widget {
 
   /** @param {HTMLIFrameElement | string} iframe the element, or its id */
   constructor(iframe) {
-    if (typeof iframe === "string") iframe = document.getElementById(iframe);
+    if (typeof iframe === "string") iframe = /** @type {HTMLIFrameElement} */ (document.getElementById(iframe));
     if (!iframe || iframe.tagName !== "IFRAME") throw new TypeError("Widget needs an <iframe> element or its id");
     this.iframe = iframe;
     this.origin = originOf(iframe.getAttribute("src") || iframe.src, location.href);

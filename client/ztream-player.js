@@ -1,3 +1,4 @@
+// @ts-check
 // <ztream-player>: the embeddable audio player, a custom element.
 //
 //   <script type="module" src="{public_url}/client/ztream-player.js"></script>
@@ -356,7 +357,7 @@ export class ZtreamTrack extends HTMLElement {
     this.hidden = true;
   }
   attributeChangedCallback() {
-    this.closest("ztream-player")?.refreshTracks?.();
+    /** @type {ZtreamPlayer | null} */ (this.closest("ztream-player"))?.refreshTracks?.();
   }
 }
 
@@ -755,7 +756,8 @@ export class ZtreamPlayer extends HTMLElement {
     });
 
     // player-wide shortcuts: k / space (outside buttons) toggle, m mutes
-    this.shadowRoot.addEventListener("keydown", (e) => {
+    this.shadowRoot.addEventListener("keydown", (event) => {
+      const e = /** @type {KeyboardEvent} */ (event);
       if (e.altKey || e.ctrlKey || e.metaKey) return;
       const target = e.composedPath()[0];
       const onControl = target instanceof HTMLButtonElement || target instanceof HTMLInputElement;
@@ -784,13 +786,16 @@ export class ZtreamPlayer extends HTMLElement {
     audio.addEventListener("canplay", () => this.setBuffering());
     audio.addEventListener("ended", () => this.onEnded());
     // The element's own errors reach us as the core's `error` (PlayerCore.failMedia).
-    core.addEventListener("startup", (e) => this.fire("startup", e.detail));
+    // the core's events are CustomEvents: their `detail` is the news
+    /** @type {(e: Event) => any} */
+    const detailOf = (e) => /** @type {CustomEvent} */ (e).detail;
+    core.addEventListener("startup", (e) => this.fire("startup", detailOf(e)));
     core.addEventListener("chunk", (e) => {
-      const { index, source, peer, bytes } = e.detail;
+      const { index, source, peer, bytes } = detailOf(e);
       this.fire("chunk", { index, source, peer, bytes });
       this.renderPeers();
     });
-    core.addEventListener("badchunk", (e) => this.fire("badchunk", { index: e.detail.index, peer: e.detail.peer }));
+    core.addEventListener("badchunk", (e) => this.fire("badchunk", { index: detailOf(e).index, peer: detailOf(e).peer }));
     core.addEventListener("progress", () => this.renderBuffered());
     core.addEventListener("durationchange", () => {
       this.renderTime();
@@ -811,7 +816,7 @@ export class ZtreamPlayer extends HTMLElement {
       this.ui.badge.hidden = !core.live;
       this.applyVolume();
     });
-    core.addEventListener("error", (e) => this.showError(e.detail.error, e.detail.detail));
+    core.addEventListener("error", (e) => this.showError(detailOf(e).error, detailOf(e).detail));
   }
 
   onAudioState(name) {
@@ -902,7 +907,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.drawWave();
   }
 
-  // ---- loudness and waveform (issue 13) ------------------------------------------
+  // ---- loudness and waveform: the `normalize` gain, the seek bar's peaks -----------
 
   /** The element's volume: the listener's, times the gain `normalize` asks for. */
   applyVolume() {

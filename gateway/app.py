@@ -47,8 +47,8 @@ from .media.types import TrackJSON
 from .metrics import METRICS, Metrics
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
 from .nat.service import setup_nat
-from .swarm import setup_swarm
-from .cluster import setup_cluster
+from .swarm import SwarmSockets, Tracker, make_hub, setup_swarm
+from .cluster import CLUSTER, Cluster, ClusterTracker, node_id, setup_cluster
 from .health import HEALTH, Health
 
 __all__ = ["create_app", "serve", "SHUTDOWN_GRACE"]
@@ -88,6 +88,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     for track in sources.local.scan():
         catalog.add(track)
     fetch_sources: list[Any] = sources.fetch_order()
+    # In a cluster a flight's events may come from the node owning the track.
+    cluster = app.get(CLUSTER)
+    ownership = cluster.track_ownership(rendition) if cluster is not None else None
     media = MediaService(
         store=store,
         catalog=catalog,
@@ -99,6 +102,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         max_concurrent=config.transcode.max_concurrent,
         wait_seconds=config.server.chunk_wait_seconds,
         extras=extras,
+        events_hook=ownership.events if ownership is not None else None,
     )
     app[STORE] = store
     app[CATALOG] = catalog
@@ -118,6 +122,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await media.close()
+        if ownership is not None:
+            await ownership.close()  # its HTTP session, once no flight pulls through it
         await app[LIVE_CONFIG].aclose()  # the current fetcher and any retired one
         catalog.close()
         extras.close()
@@ -128,10 +134,11 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it)."""
     # refuse_over_cap: a connection over a cap gets its JSON refusal (http/connections.py).
     app = web.Application(client_max_size=64 * 1024, middlewares=[refuse_over_cap])
+    metrics, health, live = Metrics(), Health(), LiveConfig(config, config_path)
     app[CONFIG] = config
-    app[LIVE_CONFIG] = LiveConfig(config, config_path)
-    app[METRICS] = Metrics()
-    app[HEALTH] = Health()
+    app[LIVE_CONFIG] = live
+    app[METRICS] = metrics
+    app[HEALTH] = health
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app[STREAMS] = set()
@@ -143,16 +150,28 @@ def create_app(config: Config, *, config_path: str | Path | None = None) -> web.
     app.on_shutdown.append(_stop_work)
     app.add_routes(routes)
     app.add_routes(extras_routes)
-    setup_nat(app, config, app[METRICS])  # before the swarm: welcome carries its ice servers
-    setup_swarm(app, config, app[METRICS])
-    setup_cluster(app, config)  # nothing without [cluster] redis_url
+    plan = setup_nat(app, config, metrics)  # before the swarm: welcome carries its ice servers
+    # One node alone, or one node of a cluster: decided here, once; each piece
+    # is built with its collaborators and nothing is swapped afterwards.
+    cluster: Cluster | None = None
+    if config.cluster.redis_url:
+        tracker = ClusterTracker(node_id(config), upload_slots=config.p2p.upload_slots)
+        hub = make_hub(config, tracker, ice_servers=plan.for_peer)
+        cluster = Cluster(config, tracker=tracker, hub=hub, health=health, metrics=metrics)
+    else:
+        hub = make_hub(config, Tracker(upload_slots=config.p2p.upload_slots), ice_servers=plan.for_peer)
+    sockets = SwarmSockets(hub, config, metrics, federation=cluster.federation if cluster is not None else None)
+    setup_swarm(app, hub, sockets)
+    if cluster is not None:
+        # Its lifetime comes after the media service's: it starts once that exists, stops before it.
+        setup_cluster(app, cluster, sockets=sockets, live=live)
 
     async def get_track(track_id: str) -> TrackJSON | None:
         track = app[CATALOG].get(track_id)
         return track.public(app[ORIGINS].public_url) if track is not None else None
 
     setup_pages(app, policy=app[ORIGINS], get_track=get_track)
-    setup_admin(app)
+    setup_admin(app, stats={"cluster": cluster.stats} if cluster is not None else None)
     # [\s\S], not ".": a path with an encoded newline (%0a) is a path too, and gets the JSON 404.
     app.router.add_route("*", r"/{tail:[\s\S]*}", not_found)
     return app

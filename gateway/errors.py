@@ -25,6 +25,7 @@ place (``gateway.http.responses.render_error``)::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 __all__ = [
     "without_addresses",
@@ -47,14 +48,33 @@ __all__ = [
 
 
 class ZtreamError(Exception):
+    """A failure a client is told about: ``status``, ``code`` and ``detail``.
+
+    ``retry_after`` (whole seconds, ``Retry-After``) says when to come back,
+    None when the error does not know; a subclass may set it for all its
+    errors or compute it when read. ``headers`` are extra response headers
+    the answer must carry (a 416's ``Content-Range``).
+    """
+
     status: int = 500
     code: str = "internal"
+    retry_after: int | None = None
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
+        self.headers: dict[str, str] = dict(headers) if headers is not None else {}
 
     def to_json(self) -> dict[str, str]:
         return {"error": self.code, "detail": without_addresses(self.detail)}
@@ -107,33 +127,23 @@ class RangeNotSatisfiable(ZtreamError):
     code = "range_not_satisfiable"
 
     def __init__(self, detail: str, *, content_range: str) -> None:
-        super().__init__(detail)
-        self.headers = {"Content-Range": content_range}
+        super().__init__(detail, headers={"Content-Range": content_range})
 
 
 class Overloaded(ZtreamError):
+    """503 with ``Retry-After`` (5 s unless told otherwise)."""
+
     status = 503
     code = "overloaded"
-
-    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
-        super().__init__(detail, code=code)
-        self._retry_after = retry_after
-
-    @property
-    def retry_after(self) -> int:
-        """Whole seconds to wait (``Retry-After``); a subclass may compute it when read."""
-        return self._retry_after
+    retry_after = 5
 
 
 class TooManyRequests(ZtreamError):
-    """One client asks for more than its share (RFC 6585 4): try again later."""
+    """One client asks for more than its share (RFC 6585 4): 429 with ``Retry-After`` (5 s unless told otherwise)."""
 
     status = 429
     code = "rate_limited"
-
-    def __init__(self, detail: str, *, code: str | None = None, retry_after: int = 5) -> None:
-        super().__init__(detail, code=code)
-        self.retry_after = retry_after
+    retry_after = 5
 
 
 class StorageError(ZtreamError):

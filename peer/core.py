@@ -39,7 +39,7 @@ session's start waiting for its introductions before it wants, departure
 notices, the directory, nonsense counted like a bad chunk; see docs/wire.md
 "Overlay"). The two are pinned to each
 other by ``tests/vectors/p2p/``: sequences of events with ``now`` and the
-effects both must return, run by ``tests/test_peer_core.py`` and
+effects both must return, run by ``tests/unit/peer/test_core.py`` and
 ``tests/js/p2p-vectors.test.mjs``; the default settings are
 ``tests/vectors/p2p/constants.json``, which both suites compare with their
 own defaults. Names are the browser's in snake case (``onControl`` ->

@@ -42,7 +42,7 @@ that overlap ``[playhead, playhead + buffer_ahead)``, nearest first):
    "live edge") is asked from the server.
 
 The JavaScript module is the reference: both are run against the shared
-vectors in ``tests/vectors/scheduler/`` (``tests/test_peer_scheduler.py`` and
+vectors in ``tests/vectors/scheduler/`` (``tests/unit/peer/test_scheduler.py`` and
 ``tests/js/scheduler-vectors.test.mjs``). Settings carry the same names in
 snake_case; ``Scheduler.from_js_settings`` takes the camelCase ones.
 """

@@ -4,6 +4,7 @@
 - ``live.py``: ``LiveConfig``, which config is current and how a change or a
   reload reaches the running services.
 - ``overlay.py``: the TOML file the admin API writes (comments kept), replaced atomically.
+- ``changes.py``: the signal telling subscribers (a cluster node) what the admin API changed.
 
 ``setup_admin(app)`` adds the routes; ``handle_sighup(app)`` makes SIGHUP reload.
 """
@@ -13,25 +14,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ..config import ConfigError
-from .api import ATTEMPTS, Attempts, admin_page, delete_track, get_sources, get_stats, post_reload, put_sources
+from .api import (
+    ATTEMPTS,
+    STATS_SECTIONS,
+    Attempts,
+    StatsSection,
+    admin_page,
+    delete_track,
+    get_sources,
+    get_stats,
+    post_reload,
+    put_sources,
+)
+from .changes import AdminChange, AdminChanges, Purged, Reloaded
 from .live import LIVE_CONFIG, LiveConfig
 
-__all__ = ["LIVE_CONFIG", "LiveConfig", "setup_admin", "handle_sighup"]
+__all__ = [
+    "LIVE_CONFIG", "LiveConfig", "AdminChange", "AdminChanges", "Purged", "Reloaded", "StatsSection",
+    "setup_admin", "handle_sighup",
+]
 
 log = logging.getLogger("ztream.admin")
 
 
-def setup_admin(app: web.Application) -> None:
+def setup_admin(app: web.Application, *, stats: Mapping[str, StatsSection] | None = None) -> None:
     """Add the admin routes (before the catch-all 404) and the failed-attempt counter.
 
-    ``app[LIVE_CONFIG]`` must be set (``create_app`` does it).
+    ``app[LIVE_CONFIG]`` must be set (``create_app`` does it); its
+    ``on_admin_change`` tells subscribers what the API changed. ``stats``:
+    more sections of ``GET /v1/admin/stats`` (a cluster node adds ``cluster``).
     """
     app[ATTEMPTS] = Attempts()
+    app[STATS_SECTIONS] = dict(stats or {})
     app.router.add_get("/admin", admin_page)
     app.router.add_get("/v1/admin/sources", get_sources, allow_head=False)
     app.router.add_put("/v1/admin/sources", put_sources)

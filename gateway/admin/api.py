@@ -35,6 +35,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -48,8 +49,8 @@ from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import is_track_id
 from ..metrics import METRICS, SERVER_KINDS
 from ..nat.stun import RESULTS as STUN_RESULTS
-from ..cluster.admin import cluster_stats, tell_cluster
 from ..swarm import HUB
+from .changes import Purged, Reloaded
 from .live import LIVE_CONFIG
 from .overlay import HEADER, edit_toml, write_atomic
 
@@ -143,6 +144,10 @@ class Attempts:
 
 ATTEMPTS = web.AppKey("admin_attempts", Attempts)
 
+# More sections of ``GET /v1/admin/stats``, by name: each called on every request.
+StatsSection = Callable[[], dict[str, Any]]
+STATS_SECTIONS = web.AppKey("admin_stats_sections", dict[str, StatsSection])
+
 
 # -- views -----------------------------------------------------------------------
 
@@ -181,7 +186,8 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
         # Why offload is low (docs/p2p.md): the same figures as the dashboard row.
         "p2p": _p2p_figures(sample),
-        **({"cluster": totals} if (totals := cluster_stats(app)) is not None else {}),
+        # Sections others add (a cluster node: "cluster", the whole cluster's figures).
+        **{name: section() for name, section in app[STATS_SECTIONS].items()},
     }
 
 
@@ -312,17 +318,18 @@ async def put_sources(request: web.Request) -> web.Response:
         result = await live.apply(candidate, reason=reason, before_swap=save)
     except ConfigError as exc:
         raise BadRequest(str(exc), code="invalid_config") from None
-    await tell_cluster(request.app, {"t": "reload"})
+    await live.on_admin_change.send(Reloaded())
     return _sources_answer(request, changed=list(result.changed))
 
 
 @admin_endpoint
 async def post_reload(request: web.Request) -> web.Response:
+    live = request.app[LIVE_CONFIG]
     try:
-        result = await request.app[LIVE_CONFIG].reload(f"admin: POST /v1/admin/reload from {_client(request)}")
+        result = await live.reload(f"admin: POST /v1/admin/reload from {_client(request)}")
     except ConfigError as exc:
         raise BadRequest(f"{exc} (the running configuration stays)", code="invalid_config") from None
-    await tell_cluster(request.app, {"t": "reload"})
+    await live.on_admin_change.send(Reloaded())
     return web.json_response({"status": "reloaded", **result.to_json()})
 
 
@@ -339,7 +346,7 @@ async def delete_track(request: web.Request) -> web.Response:
     transcoder.purge(track_id)
     registry.remove(track_id)
     log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))
-    await tell_cluster(request.app, {"t": "purge", "id": track_id})
+    await request.app[LIVE_CONFIG].on_admin_change.send(Purged(track_id))
     return web.json_response({"id": track_id, "purged": True})
 
 

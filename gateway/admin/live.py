@@ -55,6 +55,7 @@ from ..sources import SourceSet, build_sources
 from ..sources.fetch import SafeFetcher
 from ..media.catalog import TrackCatalog
 from ..media.service import MediaService
+from .changes import AdminChanges
 
 __all__ = ["LIVE_CONFIG", "LiveConfig", "ReloadResult", "changed_keys", "flatten", "LIVE_PREFIXES"]
 
@@ -113,6 +114,8 @@ class LiveConfig:
         # Without a file, the startup config is the base the overlay goes over.
         self._base = config_to_dict(config) if self.path is None else None
         self.lock = asyncio.Lock()
+        # What the admin API changed here, for whoever must follow (changes.py).
+        self.on_admin_change = AdminChanges()
         self.loaded_at = time.time()
         self.reloads = 0
         self.sources: SourceSet | None = None

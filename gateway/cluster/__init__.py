@@ -4,16 +4,25 @@ Theory of operation
 -------------------
 
 With ``[cluster] redis_url`` empty nothing here runs and the gateway is one
-node alone, exactly as without this package. With it, ``setup_cluster``
-wraps the same cores in one more shell:
+node alone, exactly as without this package. With it, ``create_app`` builds
+this node's ``Cluster`` before the services it joins and passes its pieces
+in, so the same cores get one more shell:
 
 - ``link``: the Redis client (one server or a Redis Cluster), up or down;
   down means degraded (``/healthz``), never an error in a request.
 - ``node``: heartbeats: which nodes are alive, and their URLs and stats.
-- ``tracker`` + ``swarm``: the swarm hub unchanged, its tracker knowing of
-  holders on other nodes, signals relayed through a pub/sub channel per node.
-- ``media``: the media service's flights made by the node holding the
-  track's lock, pulled by the others.
+- ``tracker`` + ``swarm``: the swarm hub unchanged over a ``ClusterTracker``
+  that knows of holders on other nodes; the sockets' ``Federation`` relays
+  signals through a pub/sub channel per node.
+- ``media``: the media service's flights (its ``events_hook``) made by the
+  node holding the track's lock, pulled by the others.
+- ``admin``: admin changes (the live configuration's ``on_admin_change``)
+  told to every node, and the cluster's stats.
+
+Building does no I/O; ``setup_cluster`` adds the lifetime (a ``cleanup_ctx``
+after the media service's and the swarm's) that connects Redis (or starts
+degraded: the link heals by itself), beats, federates and listens, and stops
+them in reverse at shutdown.
 
 ``ZTREAM_NODE_URL`` in the environment overrides ``node_url``: ``ztream
 serve --workers N`` gives each worker its own private port that way.
@@ -32,41 +41,33 @@ from typing import Any
 
 from aiohttp import web
 
+from transcode.ffmpeg import Rendition
+
+from ..admin import AdminChange, LiveConfig
 from ..config import Config
-from ..health import HEALTH
-from ..media import MEDIA
-from ..metrics import METRICS
-from ..swarm import HUB, SOCKETS, TRACKER
-from . import keys
+from ..health import Health
+from ..media import CATALOG, MEDIA
+from ..metrics import Metrics
+from ..swarm import SwarmHub, SwarmSockets
+from . import admin, keys
 from .link import RedisLink
 from .media import TrackOwnership
 from .node import Directory
 from .swarm import SwarmFederation
 from .tracker import ClusterTracker
 
-__all__ = ["CLUSTER", "Cluster", "setup_cluster", "node_url"]
+__all__ = ["CLUSTER", "Cluster", "ClusterTracker", "setup_cluster", "node_id", "node_url", "node_stats"]
 
 log = logging.getLogger("ztream.cluster")
 
 
-class Cluster:
-    """This node's part of the cluster: what ``setup_cluster`` built."""
-
-    def __init__(self, node_id: str, url: str, link: RedisLink, directory: Directory,
-                 federation: SwarmFederation, ownership: TrackOwnership) -> None:
-        self.node_id = node_id
-        self.url = url
-        self.link = link
-        self.directory = directory
-        self.federation = federation
-        self.ownership = ownership
-
-    async def broadcast(self, payload: dict[str, Any]) -> bool:
-        """Tell every node (admin changes, reloads); False when Redis is down."""
-        return await self.link.publish(keys.BROADCAST, json.dumps({**payload, "node": self.node_id}))
-
-
-CLUSTER = web.AppKey("cluster", Cluster)
+def node_id(config: Config) -> str:
+    """This node's name: ``cluster.node_id`` (with the worker's number under ``--workers N``), or a random one."""
+    name = config.cluster.node_id or secrets.token_hex(8)
+    worker = os.environ.get("ZTREAM_WORKER", "")
+    if worker and config.cluster.node_id:
+        name = f"{name}-{worker.split('/')[0]}"  # one name per worker of `--workers N`
+    return name
 
 
 def node_url(config: Config) -> str:
@@ -83,71 +84,91 @@ def node_url(config: Config) -> str:
     return f"http://{host}:{config.server.port}"
 
 
-def _node_stats(app: web.Application) -> dict[str, Any]:
-    registry = app[METRICS].registry
+def node_stats(metrics: Metrics, hub: SwarmHub) -> dict[str, Any]:
+    """What this node publishes with its heartbeat (summed by ``GET /v1/admin/stats``)."""
+    registry = metrics.registry
 
     def sample(name: str, labels: dict[str, str] | None = None) -> float:
         return float(registry.get_sample_value(name, labels or {}) or 0.0)
 
     return {
-        "peers_connected": len(app[HUB]),
+        "peers_connected": len(hub),
         "server_bytes": int(sum(sample("ztream_server_bytes_total", {"kind": k}) for k in ("init", "chunk", "stream"))),
         "peer_bytes": int(sample("ztream_peer_bytes_total")),
         "transcodes_running": int(sample("ztream_transcodes_running")),
     }
 
 
-def setup_cluster(app: web.Application, config: Config) -> None:
-    """Make this app a cluster node if ``[cluster] redis_url`` is set; else do nothing."""
-    url = config.cluster.redis_url
-    if not url:
-        return
-    node_id = config.cluster.node_id or secrets.token_hex(8)
-    worker = os.environ.get("ZTREAM_WORKER", "")
-    if worker and config.cluster.node_id:
-        node_id = f"{node_id}-{worker.split('/')[0]}"  # one name per worker of `--workers N`
-    old = app[TRACKER]
-    tracker = ClusterTracker(
-        node_id, upload_slots=old.upload_slots, max_tracks=old.max_tracks, max_chunks=old.max_chunks,
-        max_ranges=old.max_ranges, max_holders=old.max_holders, max_introductions=old.max_introductions,
-        max_want=old.max_want,
-    )
-    # Swapped before any peer joined: the hub's rules stay, its tracker knows more.
-    app[HUB].tracker = tracker
-    app[TRACKER] = tracker
+class Cluster:
+    """This node's part of the cluster, built by ``create_app`` before what it joins.
+
+    ``tracker`` is the one the node's hub (``hub``) was built over; the
+    ``federation`` is for the node's ``SwarmSockets``, ``track_ownership``
+    makes the media service's ``events_hook``. Nothing here does I/O until
+    ``setup_cluster``'s lifetime starts it.
+    """
+
+    def __init__(self, config: Config, *, tracker: ClusterTracker, hub: SwarmHub, health: Health,
+                 metrics: Metrics) -> None:
+        self.node_id = tracker.node_id
+        self.url = node_url(config)
+        self.tracker = tracker
+        self.link = RedisLink(config.cluster.redis_url, health=health, metrics=metrics)
+        self.directory = Directory(self.link, self.node_id, self.url, lambda: node_stats(metrics, hub))
+        self.federation = SwarmFederation(self.link, self.directory, tracker)
+        self.wait_seconds = config.server.chunk_wait_seconds
+
+    def track_ownership(self, rendition: Rendition) -> TrackOwnership:
+        """The one-transcode-per-track lock and puller for a media service of ``rendition``
+        (its ``events_hook`` is the result's ``events``); the caller closes it."""
+        return TrackOwnership(self.link, self.directory, rendition.id, wait_seconds=self.wait_seconds,
+                              extras=rendition.extras)
+
+    async def broadcast(self, payload: dict[str, Any]) -> bool:
+        """Tell every node (admin changes, reloads); False when Redis is down."""
+        return await self.link.publish(keys.BROADCAST, json.dumps({**payload, "node": self.node_id}))
+
+    async def tell(self, change: AdminChange) -> None:
+        """An admin change made here, for the other nodes (nothing with Redis down)."""
+        await self.broadcast(admin.payload_of(change))
+
+    def stats(self) -> dict[str, Any]:
+        """The live nodes' stats, summed: ``GET /v1/admin/stats``'s ``cluster``."""
+        return admin.stats(self.link, self.directory)
+
+
+CLUSTER = web.AppKey("cluster", Cluster)
+
+
+def setup_cluster(app: web.Application, cluster: Cluster, *, sockets: SwarmSockets, live: LiveConfig) -> None:
+    """Hang ``cluster`` on the app, tell it the admin API's changes, and run it while the app runs.
+
+    ``sockets`` are the swarm's (their federation is ``cluster.federation``);
+    the media service and catalog are taken from the app when it starts.
+    """
+    app[CLUSTER] = cluster
+    live.on_admin_change.subscribe(cluster.tell)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        link = RedisLink(url, health=app[HEALTH], metrics=app[METRICS])
+        link, directory, federation = cluster.link, cluster.directory, cluster.federation
         await link.start()
-        me = node_url(config)
-        directory = Directory(link, node_id, me, lambda: _node_stats(app))
         await directory.beat()
         directory.start()
-        federation = SwarmFederation(link, directory, tracker, app[SOCKETS])
-        app[SOCKETS].federation = federation
-        federation.start()
-        media = app[MEDIA]
-        ownership = TrackOwnership(link, directory, media.rendition.id, wait_seconds=config.server.chunk_wait_seconds,
-                                   extras=media.rendition.extras)
-        ownership.service = media
-        media.events_hook = ownership.events
-        app[CLUSTER] = Cluster(node_id, me, link, directory, federation, ownership)
-        from .admin import listen
-
-        listener = asyncio.create_task(listen(app), name="ztream-cluster-broadcast")
-        log.info("cluster node %s at %s (redis %s)", node_id, me, "up" if link.up else "down")
+        federation.start(sockets)
+        listener = asyncio.create_task(
+            admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA]),
+            name="ztream-cluster-broadcast",
+        )
+        log.info("cluster node %s at %s (redis %s)", cluster.node_id, cluster.url, "up" if link.up else "down")
         try:
             yield
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            media.events_hook = None
-            app[SOCKETS].federation = None
             with contextlib.suppress(Exception):
                 await federation.stop()
             await directory.stop()
-            await ownership.close()
             await link.close()
 
     app.cleanup_ctx.append(lifetime)

@@ -5,8 +5,8 @@ Theory of operation
 
 ``MediaService`` keeps its single flight per process; what a flight is made
 from is asked of ``TrackOwnership.events`` (the service's ``events_hook``),
-which yields the same ``InitSegment``/``Cluster`` events a local transcode
-does, from one of three places:
+which yields the same events a local transcode does (gateway/media/events.py)
+and writes nothing itself, from one of three places:
 
 1. **This node transcodes** when it wins the track's lock: one ``EVAL`` sets
    ``ztream:{<track>}:owner:<rendition>`` to ``<node>:<token>`` with a TTL of
@@ -18,8 +18,10 @@ does, from one of three places:
    HTTP from that node's ``node_url``: the manifest, the init segment, then
    chunk after chunk (each request on the owner waits for a live chunk, so
    this follows the running transcode), every piece checked against the
-   owner's SHA-256. The service stores what was pulled as if made here, so
-   the next request is a local hit.
+   owner's SHA-256; then, with extras, the owner's waveform and artwork, and
+   its loudness with ``Finished`` (so the manifests are the same). The
+   service stores what was pulled as if made here, so the next request is a
+   local hit.
 3. **Redis is down** (or the track is one the owner cannot know): this node
    transcodes alone, as a single node does.
 
@@ -28,6 +30,10 @@ An owner that dies mid-transcode stops renewing; its lock expires within
 wins the lock and transcodes from the start, the events it already has being
 skipped (ffmpeg's output is the same bytes for the same input). The
 listeners waiting on that flight see a pause, not an error.
+
+The owner's own error answers (its upstream is bad, say) are this node's
+``Failed`` too, with the owner's status and code; a node that went away is
+no error, only a reason to elect again.
 """
 
 from __future__ import annotations
@@ -43,15 +49,21 @@ from typing import Any
 
 import aiohttp
 
-from transcode.ebml import Cluster, InitSegment
-
-from ..errors import UpstreamTimeout, ZtreamError
 from transcode.analysis import Loudness
 
+from ..errors import UpstreamTimeout, ZtreamError
 from ..media.catalog import Track
+from ..media.events import (
+    ArtworkFound,
+    Cluster,
+    Event,
+    Events,
+    Failed,
+    Finished,
+    InitSegment,
+    WaveformFound,
+)
 from ..media.extras import StoredArtwork
-from ..media.flight import Flight
-from ..media.service import MediaService
 from . import keys
 from .link import RedisLink
 from .node import Directory
@@ -59,9 +71,6 @@ from .node import Directory
 __all__ = ["TrackOwnership", "LOCK_TTL", "RENEW_SECONDS"]
 
 log = logging.getLogger("ztream.cluster")
-
-Event = InitSegment | Cluster
-Events = AsyncGenerator[Event, None]
 
 LOCK_TTL = 6.0
 RENEW_SECONDS = 2.0
@@ -96,6 +105,10 @@ return mine and 1 or 0
 """
 
 
+# What a pull yields before its extras: the owner's init segment and clusters.
+_Media = AsyncGenerator[InitSegment | Cluster, None]
+
+
 class _PullFailed(Exception):
     """The node pulled from went away or answered a server error: elect again."""
 
@@ -117,8 +130,7 @@ def _node_of(value: str) -> str:
 class TrackOwnership:
     def __init__(self, link: RedisLink, directory: Directory, rendition_id: str, *, wait_seconds: float,
                  extras: bool = False) -> None:
-        self.extras = extras
-        self.service: MediaService | None = None  # set by setup_cluster: where pulled extras are stored
+        self.extras = extras  # also pull the owner's waveform, artwork and loudness
         self.link = link
         self.directory = directory
         self.node_id = directory.node_id
@@ -177,9 +189,16 @@ class TrackOwnership:
 
     # -- the hook -------------------------------------------------------------
 
-    async def events(self, flight: Flight, local: Callable[[], Events]) -> Events:
-        """The flight's events, from whichever node makes them (see the module docstring)."""
-        track = flight.track
+    async def events(self, track: Track, local: Callable[[], Events]) -> Events:
+        """The track's events, from whichever node makes them (see the module docstring)."""
+        try:
+            async with contextlib.aclosing(self._events(track, local)) as made:
+                async for event in made:
+                    yield event
+        except ZtreamError as exc:  # the owner's own answer, or no node in time
+            yield Failed(exc)
+
+    async def _events(self, track: Track, local: Callable[[], Events]) -> Events:
         have_init = False
         next_index = 0
         for _round in range(MAX_ROUNDS):
@@ -191,18 +210,20 @@ class TrackOwnership:
                     continue
                 try:
                     async with contextlib.aclosing(self._pull(base, track, have_init, next_index)) as pulled:
-                        async for event in pulled:
-                            if isinstance(event, InitSegment):
+                        async for piece in pulled:
+                            if isinstance(piece, InitSegment):
                                 have_init = True
                             else:
-                                next_index = event.index + 1
-                            yield event
-                    await self._adopt_extras(base, flight)
-                    return
+                                next_index = piece.index + 1
+                            yield piece
+                    ending = await self._pull_extras(base, track)
                 except _PullFailed as exc:
                     log.info("pulling %s from node %s failed (%s); electing again", track.id, verdict.value, exc)
                     await asyncio.sleep(RETRY_SECONDS)
                     continue
+                for found in ending:
+                    yield found
+                return
             renewer = (
                 asyncio.create_task(self._renew(track, verdict.value), name=f"ztream-lock-{track.id}")
                 if verdict.kind == "mine" else None
@@ -215,12 +236,13 @@ class TrackOwnership:
                             if have_init:
                                 continue
                             have_init = True
-                        elif event.index < next_index:
-                            continue  # pulled already, from the node that died
-                        else:
+                        elif isinstance(event, Cluster):
+                            if event.index < next_index:
+                                continue  # pulled already, from the node that died
                             next_index = event.index + 1
                         yield event
-                finished = True
+                        # Only once the service took it: a Finished it refused (no audio) is no success.
+                        finished = isinstance(event, Finished)
             finally:
                 if renewer is not None:
                     renewer.cancel()
@@ -232,26 +254,24 @@ class TrackOwnership:
 
     # -- pulling --------------------------------------------------------------
 
-    async def _adopt_extras(self, base: str, flight: Flight) -> None:
-        """What the owner's transcode measured besides the chunks: its loudness (so this node's
-        manifest is the owner's), its waveform and its artwork, stored here as if made here."""
+    async def _pull_extras(self, base: str, track: Track) -> list[Event]:
+        """What the owner's transcode measured besides the chunks, ending with ``Finished``: its
+        waveform and its artwork, and its loudness (so this node's manifest is the owner's)."""
         if not self.extras:
-            return
-        track, rid = flight.track, self.rendition_id
+            return [Finished()]
+        found: list[Event] = []
         root = f"{base}/v1/tracks/{track.id}"
         manifest = await self._manifest(base, track)
+        loudness = None
         lufs = manifest.get("loudness_lufs")
         if isinstance(lufs, int | float):
             peak = manifest.get("true_peak_db")
-            flight.analysis.loudness = Loudness(float(lufs), float(peak) if isinstance(peak, int | float) else None)
-        store = self.service.extras if self.service is not None else None
-        if store is None or self.service is None:
-            return
+            loudness = Loudness(float(lufs), float(peak) if isinstance(peak, int | float) else None)
         status, body, _ = await self._get(f"{root}/waveform")
         if status == 200:
             waveform = json.loads(body)
             if isinstance(waveform, dict) and waveform.get("complete") is True:
-                store.put_waveform(track.id, rid, waveform)
+                found.append(WaveformFound(waveform))
         status, info, _ = await self._get(root)
         status_art, jpeg, etag = await self._get(f"{root}/artwork")
         if status == 200 and status_art == 200:
@@ -259,9 +279,9 @@ class TrackOwnership:
             width, height = described.get("artwork_width"), described.get("artwork_height")
             if isinstance(width, int) and isinstance(height, int):
                 placeholder = etag.startswith("placeholder-")
-                store.put_artwork(track.id, rid, StoredArtwork(None if placeholder else jpeg, width, height))
-                self.service.catalog.set_artwork_size(track.id, width, height)
-        flight.extras_stored = True
+                found.append(ArtworkFound(StoredArtwork(None if placeholder else jpeg, width, height)))
+        found.append(Finished(loudness))
+        return found
 
     async def _get(self, url: str) -> tuple[int, bytes, str]:
         try:
@@ -301,7 +321,7 @@ class TrackOwnership:
         manifest: dict[str, Any] = json.loads(body)
         return manifest
 
-    async def _pull(self, base: str, track: Track, have_init: bool, next_index: int) -> Events:
+    async def _pull(self, base: str, track: Track, have_init: bool, next_index: int) -> _Media:
         self.pulls += 1
         root = f"{base}/v1/tracks/{track.id}"
         manifest = await self._manifest(base, track)

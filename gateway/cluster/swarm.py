@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 
 Each node keeps its own ``SwarmHub`` (the rules: rates, strikes, relay
-checks) and a ``ClusterTracker``; this shell, hooked into ``SwarmSockets``
-(``Federation``), shares what must be shared through Redis (docs/cluster.md):
+checks) and a ``ClusterTracker``; this shell, given to ``SwarmSockets``
+as their ``Federation``, shares what must be shared through Redis (docs/cluster.md):
 
 - **Holdings**: after a ``have``/``leave``/``slots`` the peer is marked
   dirty; a writer flushes dirty peers every ``FLUSH_SECONDS`` in one pipeline
@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..swarm.hub import Send
@@ -63,11 +64,10 @@ MAX_GONE = 100_000
 
 
 class SwarmFederation:
-    def __init__(self, link: RedisLink, directory: Directory, tracker: ClusterTracker, sockets: SwarmSockets) -> None:
+    def __init__(self, link: RedisLink, directory: Directory, tracker: ClusterTracker) -> None:
         self.link = link
         self.directory = directory
         self.tracker = tracker
-        self.sockets = sockets
         self.node_id = directory.node_id
         self._dirty: dict[str, None] = {}
         self._written: dict[str, set[tuple[str, str]]] = {}
@@ -241,7 +241,8 @@ class SwarmFederation:
 
     # -- receiving ------------------------------------------------------------
 
-    def receive(self, raw: bytes | str) -> None:
+    def receive(self, raw: bytes | str, sockets: SwarmSockets) -> None:
+        """Apply a message from another node; a signal goes to its peer's socket in ``sockets``."""
         try:
             msg = json.loads(raw)
             kind, to, sender, node = msg["t"], str(msg["to"]), str(msg["from"]), str(msg["node"])
@@ -251,29 +252,37 @@ class SwarmFederation:
         now = asyncio.get_running_loop().time()
         if kind == "intro":
             self.tracker.meet(to, sender, node, now)
-        elif kind == "signal" and to in self.sockets.connections:
+        elif kind == "signal" and to in sockets.connections:
             # The sending node checked the introduction and the budget; this
             # side only makes sure its tracker knows the pair, so the answer passes.
             self.tracker.meet(to, sender, node, now)
             self.relayed_in += 1
-            self.sockets.carry_out([Send(to, SignalFrom(sender, str(msg["data"])))], now)
+            sockets.carry_out([Send(to, SignalFrom(sender, str(msg["data"])))], now)
 
-    async def _subscriber(self) -> None:
+    async def _subscriber(self, sockets: SwarmSockets) -> None:
         while True:
             if self.link.up:
                 async for raw in self.link.subscribe(keys.inbox(self.node_id), self._listening.set):
-                    self.receive(raw)
+                    self.receive(raw, sockets)
                 self._listening.clear()
             await asyncio.sleep(0.2)
 
     # -- life -----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, sockets: SwarmSockets) -> None:
+        """Start sharing; what other nodes send this node's peers is carried out on ``sockets``.
+
+        ``sockets`` are the ones this federation is the ``Federation`` of: the
+        two are built apart (the sockets take the federation) and meet here.
+        """
         self.link.on_heal.append(self.resync)
         self.link.on_down.append(self.tracker.drop_shadows)
         self.link.on_down.append(self._listening.clear)
-        for name, run in (("publisher", self._publisher), ("writer", self._writer),
-                          ("refresher", self._refresher), ("subscriber", self._subscriber)):
+        runs: tuple[tuple[str, Callable[[], Coroutine[Any, Any, None]]], ...] = (
+            ("publisher", self._publisher), ("writer", self._writer), ("refresher", self._refresher),
+            ("subscriber", lambda: self._subscriber(sockets)),
+        )
+        for name, run in runs:
             self._tasks.append(asyncio.create_task(run(), name=f"ztream-cluster-{name}"))
 
     async def stop(self) -> None:

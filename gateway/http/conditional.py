@@ -3,7 +3,7 @@ chunk indices and size/depth-bounded JSON.
 
 Handlers pass in header values and sizes and get back a decision; nothing
 here reads a socket or knows aiohttp, so every rule is tested on its own
-(tests/test_conditional.py). The public behaviour is described in
+(tests/unit/gateway/http/test_conditional.py). The public behaviour is described in
 docs/http.md.
 
 Decisions taken where RFC 9110 leaves a choice:

@@ -26,13 +26,15 @@ connection is closed. Refused connections still hold a descriptor until
 answered, so at most ``REFUSING`` of them are kept at once; past that a new
 connection is closed at once, unanswered.
 
-``ConnectionLimits`` is the pure core (counts in, verdict out);
-``GuardedServer`` and ``GuardedRunner`` are the aiohttp shell, and
-``refuse_over_cap`` the middleware that writes the refusals.
+``ConnectionLimits`` is the pure core (counts in, verdict out); ``Guard``
+is told of each connection by ``GuardedRunner``'s server (the hook is in
+gateway/internals/aiohttp.py), and ``refuse_over_cap`` is the middleware
+that writes the refusals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import resource
@@ -44,13 +46,14 @@ from aiohttp import web
 from ..config import ServerConfig
 from ..errors import Overloaded, TooManyRequests, ZtreamError
 from .client_address import TrustedProxies
-from .responses import JsonErrorServer, ZtreamRunner, render_error
+from ..internals.aiohttp import runner_answering_protocol_errors
+from .responses import answer_protocol_error, render_error
 
 __all__ = [
     "CONNECTIONS",
     "ConnectionLimits",
+    "Guard",
     "GuardedRunner",
-    "GuardedServer",
     "SocketCounts",
     "Verdict",
     "fit_open_files",
@@ -154,7 +157,14 @@ class Guard:
         self.trusted = trusted
         self._verdicts: dict[web.RequestHandler, tuple[str, Verdict]] = {}
 
-    def opened(self, handler: web.RequestHandler, peer: str) -> Verdict:
+    def opened(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        """A connection is made (``ConnectionWatch``): count it; close it at once past every margin."""
+        address = transport.get_extra_info("peername")
+        peer = str(address[0]) if isinstance(address, (tuple, list)) and address else "unknown"
+        if self.admit(handler, peer) == "drop":
+            transport.abort()
+
+    def admit(self, handler: web.RequestHandler, peer: str) -> Verdict:
         try:
             exempt = ipaddress.ip_address(peer.split("%", 1)[0]) in self.trusted
         except ValueError:
@@ -180,37 +190,8 @@ class Guard:
 CONNECTIONS = web.AppKey("connections", Guard)
 
 
-class GuardedServer(JsonErrorServer):
-    """The app's protocol factory, counting connections as they open and close."""
-
-    def __init__(self, guard: Guard, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.guard = guard
-
-    def connection_made(self, handler: web.RequestHandler, transport: Any) -> None:
-        super().connection_made(handler, transport)
-        peer = transport.get_extra_info("peername")
-        host = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else "unknown"
-        if self.guard.opened(handler, host) == "drop":
-            transport.abort()
-
-    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
-        self.guard.closed(handler)
-        super().connection_lost(handler, exc)
-
-
-class GuardedRunner(ZtreamRunner):
-    """``ZtreamRunner`` whose server is a ``GuardedServer`` (the app must hold ``CONNECTIONS``)."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        return GuardedServer(
-            self.app[CONNECTIONS],
-            server.request_handler,
-            request_factory=server.request_factory,
-            handler_cancellation=server.handler_cancellation,
-            **server._kwargs,
-        )
+# ``ZtreamRunner`` (protocol errors in JSON) whose connections are counted by the app's ``Guard``.
+GuardedRunner = runner_answering_protocol_errors(answer_protocol_error, watch=lambda app: app.get(CONNECTIONS))
 
 
 @web.middleware

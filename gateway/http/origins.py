@@ -11,6 +11,9 @@ gateway makes (docs/http.md, docs/websocket.md):
   ``import`` the modules, and an oEmbed consumer is by definition elsewhere.
 - **Framing** (``frame_ancestors``): the embed page may be framed by the
   embedding origins and the gateway itself, by anyone with ``*``.
+- **The HTML pages' Content-Security-Policy** (``page_csp``): scripts,
+  styles, media and connections from the gateway only (its public origin and
+  its WebSocket), no inline script, and the framing rule above.
 - **The control WebSocket** (``websocket_allowed``): a browser page may open
   ``/v1/ws`` if its origin is an embedding origin, the gateway's public
   origin, or the origin the request was addressed to (same-origin, whatever
@@ -106,6 +109,34 @@ class OriginPolicy:
         if self.any_origin:
             return None
         return "frame-ancestors " + " ".join(["'self'", *(normalize_origin(o) for o in self.embed_origins)])
+
+    def page_csp(self, *, https_images: bool, frames: bool) -> str:
+        """The ``Content-Security-Policy`` of the gateway's HTML pages (landing, embed, ``/player/``).
+
+        Everything comes from the gateway itself (``'self'`` and its public
+        origin, which differ behind a proxy); ``https_images`` also allows
+        images from any HTTPS host (SoundCloud's artwork CDN), ``frames``
+        allows the gateway's own pages in an ``<iframe>``. Ends with
+        ``frame_ancestors()`` when framing is restricted.
+        """
+        public = urlsplit(self.public_url)
+        ws = f"{'wss' if public.scheme == 'https' else 'ws'}://{public.netloc}"
+        sources = f"'self' {public.scheme}://{public.netloc}"
+        csp = [
+            "default-src 'none'",
+            f"script-src {sources}",
+            f"style-src {sources} 'unsafe-inline'",
+            f"img-src {sources} data:" + (" https:" if https_images else ""),
+            f"media-src {sources} blob:",
+            f"connect-src {sources} {ws}",
+        ]
+        if frames:
+            csp.append(f"frame-src {sources}")
+        csp += ["base-uri 'none'", "form-action 'none'"]
+        ancestors = self.frame_ancestors()
+        if ancestors is not None:
+            csp.append(ancestors)
+        return "; ".join(csp)
 
     def embedders(self) -> list[str]:
         """The origins the embed page talks to with ``postMessage`` (``["*"]``: any)."""

@@ -29,7 +29,7 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -77,17 +77,6 @@ def _render(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
-def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _ws_origin(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    return f"{scheme}://{parts.netloc}"
-
-
 def _iframe_html(src: str, title: str, width: int, height: int) -> str:
     return (
         f'<iframe width="{width}" height="{height}" src="{html.escape(src, quote=True)}" '
@@ -115,25 +104,8 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
     """
     public_url = policy.public_url
     client_dir = CLIENT_DIR.resolve()
-    public_origin = _origin_of(public_url)
 
-    def page_csp() -> str:
-        sources = f"'self' {public_origin}"
-        csp = [
-            "default-src 'none'",
-            f"script-src {sources}",
-            f"style-src {sources} 'unsafe-inline'",
-            f"img-src {sources} data:",
-            f"media-src {sources} blob:",
-            f"connect-src {sources} {_ws_origin(public_url)}",
-            f"frame-src {sources}",
-            "base-uri 'none'",
-            "form-action 'none'",
-        ]
-        frame_ancestors = policy.frame_ancestors()
-        if frame_ancestors is not None:
-            csp.append(frame_ancestors)
-        return "; ".join(csp)
+    csp = policy.page_csp(https_images=False, frames=True)
 
     def template(name: str) -> str:
         return (client_dir / name).read_text(encoding="utf-8")
@@ -143,7 +115,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         return web.Response(
             text=body,
             content_type="text/html",
-            headers={"Cache-Control": "no-cache", "Content-Security-Policy": page_csp() + "; frame-ancestors 'self'"},
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": csp + "; frame-ancestors 'self'"},
         )
 
     @endpoint
@@ -160,7 +132,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         embed_url = f"{public_url}/embed/{quote(track_id)}"
         title = str(track.get("title") or track_id)
         oembed = f"{public_url}/oembed?url={quote(embed_url, safe='')}&format=json"
-        # Tag text (issue 13) is untrusted: _render escapes every value.
+        # Tag text (artist, album, title from the file) is untrusted: _render escapes every value.
         byline = " · ".join(str(track[k]) for k in ("artist", "album") if track.get(k))
         body = _render(
             template("embed.html"),
@@ -181,7 +153,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         return web.Response(
             text=body,
             content_type="text/html",
-            headers={"Cache-Control": "no-cache", "Content-Security-Policy": page_csp()},
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": csp},
         )
 
     @endpoint

@@ -242,28 +242,6 @@ def player_url(public_url: str, url: str, params: dict[str, str]) -> str:
     return f"{public_url}/player/?{query}"
 
 
-def _page_csp(policy: OriginPolicy) -> str:
-    public = urlsplit(policy.public_url)
-    origin = f"{public.scheme}://{public.netloc}"
-    ws = f"{'wss' if public.scheme == 'https' else 'ws'}://{public.netloc}"
-    sources = f"'self' {origin}"
-    csp = [
-        "default-src 'none'",
-        f"script-src {sources}",
-        f"style-src {sources} 'unsafe-inline'",
-        # SoundCloud artwork lives on its CDN; everything else is the gateway's
-        f"img-src {sources} data: https:",
-        f"media-src {sources} blob:",
-        f"connect-src {sources} {ws}",
-        "base-uri 'none'",
-        "form-action 'none'",
-    ]
-    ancestors = policy.frame_ancestors()
-    if ancestors is not None:
-        csp.append(ancestors)
-    return "; ".join(csp)
-
-
 def _client_track(public_url: str, track: TrackJSON) -> dict[str, Any]:
     out: dict[str, Any] = dict(track)
     out["src"] = f"{public_url}/v1/tracks/{quote(str(track['id']))}"
@@ -277,7 +255,8 @@ def setup_player(app: web.Application, *, policy: OriginPolicy, render: Any) -> 
     """
     public_url = policy.public_url
     resolver = PlayerResolver(app, public_url)
-    csp = _page_csp(policy)
+    # SoundCloud's artwork lives on its CDN; the page frames nothing
+    csp = policy.page_csp(https_images=True, frames=False)
 
     def page(status: int, *, title: str, message: str, data: dict[str, Any], url: str) -> web.Response:
         self_url = player_url(public_url, url, {}) if url else f"{public_url}/player/"

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, Unauthorized, ZtreamError
+from ..internals.aiohttp import runner_answering_protocol_errors, sent_bytes
 from . import ORIGINS
 from .conditional import JsonTooDeep, loads_limited
 
@@ -40,16 +41,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def render_error(request: web.Request, exc: ZtreamError) -> web.Response:
     """The contract's JSON answer for ``exc``."""
     headers = request.app[ORIGINS].cors_headers(request)
-    # Duck-typed: an error whose wait is computed when read (a property) and
-    # one that is told it (an attribute) both just have ``retry_after``.
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int) and retry_after > 0:
+    retry_after = exc.retry_after  # read once: a subclass may compute it
+    if retry_after is not None and retry_after > 0:
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = exc.challenge
-    extra = getattr(exc, "headers", None)  # e.g. a 416's Content-Range
-    if isinstance(extra, dict):
-        headers.update(extra)
+    headers.update(exc.headers)  # e.g. a 416's Content-Range
     return web.json_response(exc.to_json(), status=exc.status, headers=headers)
 
 
@@ -100,54 +97,35 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
 #
 # A request line over 8 KiB, a bad header or a malformed Content-Length never
 # reach the router, so neither ``endpoint`` nor a middleware sees them: the
-# protocol layer answers through ``RequestHandler.handle_error``, in plain text.
-# aiohttp has no option to change that renderer; the way in is the protocol
-# factory (``web.Server.__call__``), whose handlers are given a
-# ``handle_error`` that writes the contract's JSON. ``ZtreamRunner`` is an
-# ``AppRunner`` that serves the app through that factory.
+# protocol layer answers them itself, in plain text. ``ZtreamRunner`` is an
+# ``AppRunner`` whose connections answer them with ``answer_protocol_error``,
+# in the contract's JSON; how it hooks into aiohttp (private names) is in
+# gateway/internals/aiohttp.py.
 
 _PROTOCOL_CODES = {400: "bad_request", 413: "body_too_large", 431: "bad_request"}
 
 
-class JsonErrorRequestHandler(web.RequestHandler):
-    # aiohttp's handler has __slots__; without these a per-connection __dict__
-    # (an idle control socket keeps its handler for hours) comes back.
-    __slots__ = ()
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if status >= 500:
-            self.log_exception("error handling request from %s", request.remote, exc_info=exc)
-        else:  # the client's mistake: one line, not a traceback
-            log.debug("bad request from %s: %s %s", request.remote, status, message or exc)
-        if request.writer.output_size > 0:  # as aiohttp: too late for an answer
-            raise ConnectionError("the answer is already partly sent")
-        code = _PROTOCOL_CODES.get(status, "internal" if status >= 500 else "bad_request")
-        detail = "internal server error" if status >= 500 else (message or "the request is malformed")
-        body = json.dumps({"error": code, "detail": detail[:300]})
-        response = web.Response(status=status, text=body, content_type="application/json")
-        response.force_close()
-        return response
+def answer_protocol_error(
+    handler: web.RequestHandler,
+    request: web.BaseRequest,
+    status: int,
+    exc: BaseException | None,
+    message: str | None,
+) -> web.StreamResponse:
+    """The JSON answer to an error aiohttp's protocol layer found (``handler`` is the connection's)."""
+    if status >= 500:
+        handler.log_exception("error handling request from %s", request.remote, exc_info=exc)
+    else:  # the client's mistake: one line, not a traceback
+        log.debug("bad request from %s: %s %s", request.remote, status, message or exc)
+    if sent_bytes(request) > 0:  # as aiohttp: too late for an answer
+        raise ConnectionError("the answer is already partly sent")
+    code = _PROTOCOL_CODES.get(status, "internal" if status >= 500 else "bad_request")
+    detail = "internal server error" if status >= 500 else (message or "the request is malformed")
+    body = json.dumps({"error": code, "detail": detail[:300]})
+    response = web.Response(status=status, text=body, content_type="application/json")
+    response.force_close()
+    return response
 
 
-class JsonErrorServer(web.Server):
-    def __call__(self) -> web.RequestHandler:
-        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class ZtreamRunner(web.AppRunner):
-    """An ``AppRunner`` whose connections answer protocol errors in the JSON shape."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        return JsonErrorServer(
-            server.request_handler,
-            request_factory=server.request_factory,
-            handler_cancellation=server.handler_cancellation,
-            **server._kwargs,
-        )
+# An ``AppRunner`` whose connections answer protocol errors in the JSON shape.
+ZtreamRunner = runner_answering_protocol_errors(answer_protocol_error)

@@ -4,8 +4,10 @@
 - ``service``: ``MediaService``, one transcode per track that any number of
   requests follow, answered from the store once complete;
 - ``flight``: ``Flight``, one transcode as its followers see it;
+- ``events``: what a transcode yields (the service alone stores it);
 - ``transcoding``: ``LocalTranscoder``, this node's own transcode of a flight
-  (input, ffmpeg, extras);
+  as events (input, ffmpeg, extras found);
+- ``upstream``: ``Source`` and its optional capabilities, as protocols;
 - ``store``: ``ChunkStore``, init segments, chunks and manifests on disk;
 - ``types``: the manifest and ``{track}`` JSON shapes.
 

@@ -54,7 +54,7 @@ class Track:
     artwork: str | None = None
     permalink: str | None = None
     preview: bool = False  # a short preview (e.g. SoundCloud's 30 s snippet), not the full track
-    # From the file's own tags (issue 13), once a transcode has read them;
+    # From the file's own tags, once a transcode has read them (TagsFound);
     # cleaned by ``transcode.analysis.clean_text``, never HTML-escaped here.
     album: str | None = None
     track_number: int | None = None

@@ -12,31 +12,28 @@ A wait that ends while the flight is still queued for a transcode slot is 503
 ``overloaded`` with ``Retry-After`` (not the upstream's fault), otherwise 504
 ``chunk_timeout``. ``manifest(complete=...)`` is the manifest of what exists.
 
-What a flight is made from is a stream of ``Events`` (the init segment, then
-clusters): this node's own transcode (``transcoding.LocalTranscoder``) or,
-in a cluster, whatever ``EventsHook`` returns (gateway/cluster/media.py).
+What a flight is made from is a stream of events (events.py): this node's
+own transcode (``transcoding.LocalTranscoder``) or, in a cluster, whatever
+the ``EventsHook`` returns (gateway/cluster/media.py). ``MediaService`` is
+the only writer of a flight's state; this node's own transcode fills
+``analysis`` as it runs (the waveform so far, which ``/waveform`` shows
+until the complete one is stored).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from transcode.analysis import MediaAnalysis
-from transcode.ebml import Cluster, InitSegment
+from transcode.analysis import Loudness, MediaAnalysis
 from transcode.ffmpeg import Rendition
 
 from ..errors import Overloaded, UpstreamTimeout, ZtreamError
 from .catalog import Track
 from .types import ChunkEntry, InitEntry, Manifest
 
-__all__ = ["ARTWORK_HEAD", "MAX_PICTURE_BYTES", "RETRY_AFTER", "Events", "EventsHook", "Flight"]
-
-Events = AsyncGenerator[InitSegment | Cluster, None]
-# A cluster (gateway/cluster/media.py) may make a flight's events elsewhere:
-# hook(flight, local) -> events, where local() is this node's own transcode.
-EventsHook = Callable[["Flight", Callable[[], Events]], Events]
+__all__ = ["ARTWORK_HEAD", "MAX_PICTURE_BYTES", "RETRY_AFTER", "Flight"]
 
 # What a 503 overloaded tells the client to wait, in seconds.
 RETRY_AFTER = 5
@@ -58,8 +55,10 @@ class Flight:
     complete: bool = False
     error: ZtreamError | None = None
     task: asyncio.Task[None] | None = None
-    # Filled by the runner while the transcode runs (tags, waveform, loudness).
+    # Filled by this node's runner while it transcodes (tags, the waveform so far, loudness).
     analysis: MediaAnalysis = field(default_factory=lambda: MediaAnalysis(head_limit=ARTWORK_HEAD))
+    # What the finished transcode measured, for the complete manifest.
+    loudness: Loudness | None = None
     # Set once the waveform and artwork are stored (just before the manifest).
     extras_stored: bool = False
     running: bool = False  # holds a transcode slot (else it waits in the queue)
@@ -95,7 +94,7 @@ class Flight:
         if complete and self.chunks:
             last = self.chunks[-1]
             duration = round(last["start"] + last["duration"], 3)
-        loudness = self.analysis.loudness if complete else None
+        loudness = self.loudness if complete else None
         return {
             "id": self.track.id,
             "rendition": self.rendition.id,

@@ -12,11 +12,16 @@ verified against the hash it was stored with) are still served while the
 failure is remembered, and removed when it is forgotten; any other failure
 (a refused upstream, a full disk) removes its partial chunks at once.
 
-What a flight is made from is this node's own transcode
-(``LocalTranscoder``, transcoding.py: the input prepared, ffmpeg, and with
-extras the tags, waveform, loudness and artwork, stored before the manifest),
-or in a cluster what ``events_hook`` returns (gateway/cluster/media.py). The
-waveform is served live from the flight while it runs.
+What a flight is made from is a stream of events (events.py): this node's
+own transcode (``LocalTranscoder``, transcoding.py: the input prepared,
+ffmpeg, and with extras the tags, artwork, waveform and loudness), or in a
+cluster whatever ``events_hook`` returns (gateway/cluster/media.py: pulled
+from the node that owns the track). Neither writes anything: this service
+alone stores the chunks, the extras, the catalog's tags and artwork size,
+and the manifest. It checks that the media part holds audio before it
+stores any extra, and writes the manifest only once the events have ended
+after ``Finished``, so the extras are always stored before it. The waveform
+is served live from the flight while it runs.
 
 Every read from the store names the SHA-256 the bytes must have (the manifest's
 or the flight's); the store refuses and evicts what does not match, which is a
@@ -41,13 +46,10 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transcode.artwork import placeholder_artwork
-from transcode.ebml import InitSegment
 from transcode.ffmpeg import Rendition
-from transcode.runner import TranscodeFailed, TranscodeTimeout
-from transcode.seekable import SpoolTooLarge
 
 from ..errors import (
     NotAudio,
@@ -55,20 +57,28 @@ from ..errors import (
     Overloaded,
     StorageError,
     TooLarge,
-    UpstreamError,
     UpstreamTimeout,
     ZtreamError,
 )
 from ..metrics import Metrics
 from .catalog import Track, TrackCatalog
+from .events import (
+    ArtworkFound,
+    Cluster,
+    Events,
+    EventsHook,
+    Failed,
+    Finished,
+    InitSegment,
+    TagsFound,
+    WaveformFound,
+)
 from .extras import ExtrasStore
-from .flight import RETRY_AFTER, Events, EventsHook, Flight
+from .flight import RETRY_AFTER, Flight
 from .store import ChunkStore
 from .transcoding import LocalTranscoder
 from .types import Manifest, PieceKind, WaveformJSON
-
-if TYPE_CHECKING:  # sources import the catalog: no import cycle at run time
-    from ..sources.base import Source
+from .upstream import Source
 
 __all__ = ["MediaService"]
 
@@ -98,10 +108,13 @@ class MediaService:
         max_concurrent: int,
         wait_seconds: float,
         extras: ExtrasStore | None = None,
+        events_hook: EventsHook | None = None,
     ) -> None:
+        """``events_hook`` (a cluster's) decides where each flight's events come from; without it,
+        this node transcodes every track itself."""
         self.store = store
         self.extras = extras
-        self.events_hook: EventsHook | None = None
+        self.events_hook = events_hook
         self.catalog = catalog
         self.sources = sources
         self.rendition = rendition
@@ -115,7 +128,7 @@ class MediaService:
         # Failed flights, remembered for ERROR_TTL: their error, and the chunks they stored.
         self._errors: dict[str, tuple[float, Flight]] = {}
         self._closed = False
-        self._local = LocalTranscoder(rendition=rendition, catalog=catalog, metrics=metrics, extras=extras)
+        self._local = LocalTranscoder(rendition=rendition, metrics=metrics)
 
     # -- starting and following -------------------------------------------
 
@@ -170,10 +183,10 @@ class MediaService:
             flight.error = ZtreamError("the gateway is shutting down", code="shutting_down")
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure ends the flight
-            flight.error = self._as_error(exc, flight)
+            flight.error = self._as_error(exc)
             self._remember_failure(flight)
             self.metrics.transcodes.labels("error").inc()
-            level = logging.WARNING if isinstance(exc, ZtreamError | TranscodeFailed) else logging.ERROR
+            level = logging.WARNING if isinstance(exc, ZtreamError) else logging.ERROR
             log.log(level, "transcode %s failed: %s", track.id, flight.error.detail,
                     exc_info=level == logging.ERROR)
         finally:
@@ -181,21 +194,28 @@ class MediaService:
             flight.notify()
 
     async def _pump(self, flight: Flight) -> None:
+        """Store the flight's events as they come; return once they ended after ``Finished``."""
         track, rid = flight.track, self.rendition.id
         source = self.sources.get(track.source)
         if source is None:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
+
         def local() -> Events:
             return self._local.events(flight, source, self.timeout)
 
-        made = local() if self.events_hook is None else self.events_hook(flight, local)
-        # aclosing: leaving the loop early (too long) ends ffmpeg here, not at garbage collection.
+        made = local() if self.events_hook is None else self.events_hook(track, local)
+        finished: Finished | None = None
+        media_done = False
+        # aclosing: leaving the loop early (too long, failed) ends ffmpeg here, not at garbage collection.
         async with contextlib.aclosing(made) as events:
             async for event in events:
+                if finished is not None:
+                    raise RuntimeError(f"the transcode of {track.id} went on after it finished")
                 if isinstance(event, InitSegment):
                     self.store.put_init(track.id, rid, event.data)
                     flight.init = {"size": len(event.data), "sha256": _sha256(event.data)}
-                else:
+                    flight.notify()
+                elif isinstance(event, Cluster):
                     if event.start >= self.max_duration:
                         raise TooLarge(f"the upstream is longer than {self.max_duration:.0f} s")
                     self.store.put_chunk(track.id, rid, event.index, event.data)
@@ -208,9 +228,36 @@ class MediaService:
                             "sha256": _sha256(event.data),
                         }
                     )
-                flight.notify()
-        if flight.init is None or not flight.chunks:
-            raise NotAudio("the upstream holds no audio ffmpeg could decode")
+                    flight.notify()
+                elif isinstance(event, Failed):
+                    raise event.error
+                else:
+                    if not media_done:  # the media part is over: no extra is stored for a track without audio
+                        if flight.init is None or not flight.chunks:
+                            raise NotAudio("the upstream holds no audio ffmpeg could decode")
+                        media_done = True
+                    if isinstance(event, Finished):
+                        finished = event
+                    else:
+                        self._store_extra(track, event)
+        if finished is None:
+            raise RuntimeError(f"the events of {track.id} ended without saying how the transcode went")
+        flight.loudness = finished.loudness
+        if self.rendition.extras:
+            flight.extras_stored = True
+
+    def _store_extra(self, track: Track, event: TagsFound | ArtworkFound | WaveformFound) -> None:
+        """One thing the transcode found besides the chunks, stored (the manifest comes after)."""
+        rid = self.rendition.id
+        if isinstance(event, TagsFound):
+            self.catalog.apply_tags(track.id, event.tags)
+        elif isinstance(event, ArtworkFound):
+            artwork = event.artwork
+            self.catalog.set_artwork_size(track.id, artwork.width, artwork.height)
+            if self.extras is not None:
+                self.extras.put_artwork(track.id, rid, artwork)
+        elif self.extras is not None:
+            self.extras.put_waveform(track.id, rid, event.waveform)
 
     # -- failed flights ----------------------------------------------------
 
@@ -254,18 +301,10 @@ class MediaService:
             log.warning("cannot remove the partial chunks of %s: %s", track_id, exc.detail)
 
     @staticmethod
-    def _as_error(exc: BaseException, flight: Flight) -> ZtreamError:
+    def _as_error(exc: BaseException) -> ZtreamError:
+        """What the flight's followers are told: a transcode's own errors are ``ZtreamError``s already."""
         if isinstance(exc, ZtreamError):
             return exc
-        if isinstance(exc, SpoolTooLarge):
-            return TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
-        if isinstance(exc, TranscodeTimeout):
-            return UpstreamTimeout(str(exc), code="transcode_timeout")
-        if isinstance(exc, TranscodeFailed):
-            reason = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
-            if not flight.chunks:
-                return NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
-            return UpstreamError(f"the transcode failed midway: {reason}", code="transcode_failed")
         return ZtreamError("internal error while transcoding")
 
     # -- what handlers call --------------------------------------------------

@@ -1,21 +1,27 @@
-"""This node's own transcode of a flight's track: input, ffmpeg, extras.
+"""This node's own transcode of a flight's track: input, ffmpeg, extras found.
 
 Theory of operation: ``LocalTranscoder.events(flight, source, timeout)`` is
-the stream of events a flight is made from when this node transcodes it
-(``MediaService`` stores each one before asking for the next; in a cluster
-the hook may pull them from the owner instead, gateway/cluster/media.py). It
-is bounded by ``timeout`` (``transcode.timeout_seconds``); closing it early
-ends ffmpeg, killing its process group.
+the stream of events (``events.py``) a flight is made from when this node
+transcodes it; it writes nothing (``MediaService`` stores each event before
+asking for the next; in a cluster the hook may pull them from the owner
+instead, gateway/cluster/media.py). It is bounded by ``timeout``
+(``transcode.timeout_seconds``); closing it early ends ffmpeg, killing its
+process group.
 
-With extras (issue 13) the same run also yields the file's tags, the
-waveform (growing in ``flight.analysis`` while the transcode runs) and the
-loudness; the input is prepared first (``transcode.seekable``: an MP4 with
-``moov`` at the end is read through one Range request or a bounded spool, a
-library file by path). When the chunks are done the artwork is extracted
-from what is at hand (the first bytes of the input, the spooled or library
-file, a cover.jpg beside it), and the waveform and artwork are stored
-(``ExtrasStore``) and the tags put in the catalog, all before the events
-end, so before ``MediaService`` writes the manifest.
+The input is prepared first (``transcode.seekable``: an MP4 with ``moov``
+at the end is read through one Range request or a bounded spool, a library
+file by path), using what the source can do besides ``open``
+(``gateway/sources/base.py``). With extras the same run also measures the
+file's tags, the waveform (growing in ``flight.analysis`` while the
+transcode runs, which is what ``/waveform`` shows meanwhile) and the
+loudness. When the chunks are done it yields the tags, then looks for the
+artwork in what is at hand (the first bytes of the input, the spooled or
+library file, a cover.jpg beside it) and yields it, then the waveform, then
+``Finished`` with the loudness.
+
+This is the boundary of the ffmpeg side: its failures (``TranscodeFailed``,
+``TranscodeTimeout``, ``SpoolTooLarge``) and the source's ``ZtreamError``s
+become one ``Failed`` event here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -25,22 +31,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from transcode.analysis import MediaAnalysis
 from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork
 from transcode.ffmpeg import Rendition
-from transcode.runner import transcode
+from transcode.runner import TranscodeFailed, TranscodeTimeout, transcode
 from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
 
-from ..errors import NotAudio, TooLarge
+from ..errors import NotAudio, TooLarge, UpstreamError, UpstreamTimeout, ZtreamError
 from ..metrics import Metrics
-from .catalog import Track, TrackCatalog
-from .extras import ExtrasStore, StoredArtwork
-from .flight import MAX_PICTURE_BYTES, Events, Flight
-
-if TYPE_CHECKING:  # sources import the catalog: no import cycle at run time
-    from ..sources.base import Source
+from .catalog import Track
+from .events import ArtworkFound, Events, Failed, Finished, TagsFound, WaveformFound
+from .extras import StoredArtwork
+from .flight import MAX_PICTURE_BYTES, Flight
+from .upstream import BoundedSource, CoverSource, PathSource, Source, TailSource
 
 __all__ = ["LocalTranscoder"]
 
@@ -51,75 +55,73 @@ DEFAULT_SPOOL_BYTES = 200 * 1024 * 1024
 
 
 class LocalTranscoder:
-    """Makes a flight's events here: the input prepared, ffmpeg run, the extras stored."""
+    """Makes a flight's events here: the input prepared, ffmpeg run, the extras found."""
 
-    def __init__(
-        self,
-        *,
-        rendition: Rendition,
-        catalog: TrackCatalog,
-        metrics: Metrics,
-        extras: ExtrasStore | None,
-    ) -> None:
+    def __init__(self, *, rendition: Rendition, metrics: Metrics) -> None:
         self.rendition = rendition
-        self.catalog = catalog
         self.metrics = metrics
-        self.extras = extras
 
     async def events(self, flight: Flight, source: Source, timeout: float) -> Events:
-        """This node's own transcode of the flight's track: its events, then (extras on) its extras stored."""
+        """This node's own transcode of the flight's track, as events (see the module docstring).
+
+        ``flight`` is read, never written: its track, the chunks stored so
+        far (a failure before any is the upstream's, ``NotAudio``) and the
+        ``analysis`` the run fills while it goes.
+        """
         track = flight.track
         extras = self.rendition.extras
         try:
             async with self._prepared(track, source) as prepared:
-                events = transcode(
+                made = transcode(
                     self.rendition, prepared.stream, timeout=timeout, input_path=prepared.path,
                     input_format=prepared.input_format, analysis=flight.analysis if extras else None,
                 )
-                async with contextlib.aclosing(events) as events:
-                    async for event in events:
+                async with contextlib.aclosing(made) as media:
+                    async for event in media:
                         yield event  # MediaService has stored it when this resumes
-                if flight.init is None or not flight.chunks:
-                    raise NotAudio("the upstream holds no audio ffmpeg could decode")
                 if extras:
                     # Inside the block: a spooled file is still there for the artwork.
-                    await self._store_extras(flight, source, prepared)
+                    analysis = flight.analysis
+                    if analysis.tags is not None:
+                        yield TagsFound(analysis.tags)
+                    artwork = await self._find_artwork(track, source, prepared, analysis)
+                    analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
+                    yield ArtworkFound(artwork)
+                    yield WaveformFound(dict(analysis.waveform.json()))
+        except ZtreamError as exc:  # the source's own (refused, gone, too large, ...)
+            error = exc
         except SpoolTooLarge as exc:
-            raise TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})") from None
+            error = TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
+        except TranscodeTimeout as exc:
+            error = UpstreamTimeout(str(exc), code="transcode_timeout")
+        except TranscodeFailed as exc:
+            reason = exc.stderr.splitlines()[-1] if exc.stderr else str(exc)
+            if not flight.chunks:
+                error = NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
+            else:
+                error = UpstreamError(f"the transcode failed midway: {reason}", code="transcode_failed")
+        else:
+            yield Finished(flight.analysis.loudness if extras else None)
+            return
+        yield Failed(error)
 
     @contextlib.asynccontextmanager
     async def _prepared(self, track: Track, source: Source) -> AsyncIterator[PreparedInput]:
         """How ffmpeg gets this track: a pipe, a pipe after a Range request, a spool, or a library file."""
-        path_of = getattr(source, "path_of", None)
-        if callable(path_of):
-            path = str(path_of(track))
+        if isinstance(source, PathSource):
+            path = str(source.path_of(track))
             async with prepare_file(path, lambda: source.open(track)) as prepared:
                 self.metrics.count_input(prepared.mode)
                 yield prepared
             return
-        tail_fetcher = getattr(source, "tail_fetcher", None)
-        fetch_tail = tail_fetcher(track) if callable(tail_fetcher) else None
-        max_bytes = getattr(source, "max_bytes", DEFAULT_SPOOL_BYTES)
+        fetch_tail = source.tail_fetcher(track) if isinstance(source, TailSource) else None
+        max_bytes = source.max_bytes if isinstance(source, BoundedSource) else DEFAULT_SPOOL_BYTES
         async with prepare_input(
             source.open(track), max_bytes=int(max_bytes), fetch_tail=fetch_tail,
             on_spool=self.metrics.spooled_bytes.inc,
         ) as prepared:
             self.metrics.count_input(prepared.mode)
             yield prepared
-
-    async def _store_extras(self, flight: Flight, source: Source, prepared: PreparedInput) -> None:
-        """After the chunks: artwork, waveform and tags stored, so the manifest can follow."""
-        track, rid, analysis = flight.track, self.rendition.id, flight.analysis
-        artwork = await self._find_artwork(track, source, prepared, analysis)
-        # Tags first, the waveform last: a client that sees it complete finds the tags in {track}.
-        if analysis.tags is not None:
-            self.catalog.apply_tags(track.id, analysis.tags)
-        self.catalog.set_artwork_size(track.id, artwork.width, artwork.height)
-        if self.extras is not None:
-            self.extras.put_artwork(track.id, rid, artwork)
-            self.extras.put_waveform(track.id, rid, dict(analysis.waveform.json()))
-        analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
-        flight.extras_stored = True
 
     async def _find_artwork(
         self, track: Track, source: Source, prepared: PreparedInput, analysis: MediaAnalysis
@@ -133,9 +135,8 @@ class LocalTranscoder:
                 )
             elif analysis.head:
                 found = await extract_artwork(binary, data=bytes(analysis.head), max_bytes=MAX_PICTURE_BYTES)
-            cover_beside = getattr(source, "cover_beside", None)
-            if found is None and callable(cover_beside):
-                cover: Path | None = await asyncio.to_thread(cover_beside, track)
+            if found is None and isinstance(source, CoverSource):
+                cover: Path | None = await asyncio.to_thread(source.cover_beside, track)
                 if cover is not None:
                     data = await asyncio.to_thread(_read_bounded, cover, MAX_PICTURE_BYTES)
                     if data is None:

@@ -15,8 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Config, ConfigError
+from ..media.upstream import Source
 from ..metrics import Metrics
-from .base import CountBytes, Source
+from .base import CountBytes
 from .fetch import SafeFetcher
 from .local import LocalSource
 from .soundcloud import SoundCloudDisabled, SoundCloudSource

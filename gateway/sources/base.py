@@ -1,21 +1,12 @@
-"""The one interface every upstream sits behind: open a track's bytes."""
+"""What every source shares. The interface they implement, ``Source`` and its
+optional capabilities, is defined by the media path that uses it
+(``gateway/media/upstream.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import Callable
 
-from ..media.catalog import Track
-
-__all__ = ["Source", "CountBytes"]
+__all__ = ["CountBytes"]
 
 # Called with the size of every piece read from an upstream (for metrics).
 CountBytes = Callable[[int], None]
-
-
-class Source(Protocol):
-    name: str  # the `source` label of ztream_upstream_bytes_total
-
-    def open(self, track: Track) -> AsyncIterator[bytes]:
-        """The track's encoded bytes, streamed; raises ``ZtreamError`` subclasses."""
-        ...

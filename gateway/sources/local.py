@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import Forbidden, NotFound, TooLarge
 from ..media.catalog import Track, track_id_for
+from ..media.upstream import BoundedSource, CoverSource, PathSource
 from .base import CountBytes
 
 __all__ = ["LocalSource", "AUDIO_SUFFIXES"]
@@ -27,7 +28,7 @@ COVER_NAMES = ("cover.jpg", "folder.jpg", "cover.jpeg", "folder.jpeg", "cover.pn
 MAX_FILES = 10_000
 
 
-class LocalSource:
+class LocalSource(PathSource, CoverSource, BoundedSource):
     name = "local"
 
     def __init__(self, dirs: Sequence[str | Path], *, max_bytes: int, count: CountBytes | None = None) -> None:

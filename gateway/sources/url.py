@@ -9,6 +9,7 @@ from transcode.seekable import MAX_MOOV_BYTES, FetchTail
 
 from ..errors import NotAudio, UpstreamError
 from ..media.catalog import Track, track_id_for
+from ..media.upstream import BoundedSource, TailSource
 from .base import CountBytes
 from .fetch import SafeFetcher
 
@@ -27,7 +28,7 @@ def _title_from_url(url: str) -> str:
     return name.replace("_", " ").strip() or urlsplit(url).hostname or url
 
 
-class UrlSource:
+class UrlSource(TailSource, BoundedSource):
     name = "url"
 
     def __init__(self, fetcher: SafeFetcher, *, max_bytes: int, count: CountBytes | None = None) -> None:

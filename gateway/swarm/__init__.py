@@ -13,8 +13,9 @@ Five layers, from pure to I/O (docs/websocket.md is the contract):
   fed events and returning what to send, close and count.
 - ``socket``: the aiohttp handler that pumps frames through the hub.
 
-``setup_swarm(app, config, metrics)`` builds them and hangs the hub, the
-tracker and the sockets on the app.
+``create_app`` builds them (``make_hub``; in a cluster with a
+``ClusterTracker`` and the sockets' ``Federation``, gateway/cluster/) and
+``setup_swarm(app, hub, sockets)`` hangs them on the app.
 """
 
 from __future__ import annotations
@@ -22,19 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from ..config import Config
-from ..metrics import Metrics
-from ..nat.service import NAT
-from .hub import SwarmHub
+from .hub import IceServers, SwarmHub
 from .heartbeat import TICK
-from .socket import SWEEP_SECONDS, SwarmSockets
+from .socket import SWEEP_SECONDS, Federation, SwarmSockets
 from .tracker import Tracker
 
-__all__ = ["HUB", "TRACKER", "SOCKETS", "SwarmHub", "SwarmSockets", "Tracker", "setup_swarm"]
+__all__ = [
+    "HUB", "TRACKER", "SOCKETS", "Federation", "SwarmHub", "SwarmSockets", "Tracker", "make_hub", "setup_swarm",
+]
 
 HUB = web.AppKey("swarm_hub", SwarmHub)
 TRACKER = web.AppKey("tracker", Tracker)
@@ -72,19 +73,21 @@ async def _on_shutdown(app: web.Application) -> None:
     await app[SOCKETS].shutdown()
 
 
-def setup_swarm(app: web.Application, config: Config, metrics: Metrics) -> None:
-    """Hang the tracker, the hub and the sockets on the app, route ``/v1/ws``,
-    tick the hub, close the sockets at shutdown."""
-    tracker = Tracker(upload_slots=config.p2p.upload_slots)
-    # The NAT plan (gateway/nat/) hands each peer its STUN address and TURN credentials.
-    plan = app.get(NAT)
-    ice_servers = plan.for_peer if plan is not None else config.p2p.ice_servers
-    hub = SwarmHub(
+def make_hub(config: Config, tracker: Tracker, *, ice_servers: Callable[[str], IceServers]) -> SwarmHub:
+    """The hub's rules over ``tracker`` (a ``Tracker``, or a cluster node's ``ClusterTracker``).
+
+    ``ice_servers``: what each ``welcome`` carries (the NAT plan's, gateway/nat/).
+    """
+    return SwarmHub(
         tracker, new_id=lambda: secrets.token_urlsafe(16), ice_servers=ice_servers,
         min_listeners=config.p2p.min_listeners,
     )
-    sockets = SwarmSockets(hub, config, metrics)
-    app[TRACKER] = tracker
+
+
+def setup_swarm(app: web.Application, hub: SwarmHub, sockets: SwarmSockets) -> None:
+    """Hang the tracker, the hub and the sockets (built by ``create_app``) on the app,
+    route ``/v1/ws``, tick the hub, close the sockets at shutdown."""
+    app[TRACKER] = hub.tracker
     app[HUB] = hub
     app[SOCKETS] = sockets
     app.router.add_get("/v1/ws", sockets.handle, allow_head=False)

@@ -283,14 +283,15 @@ class Federation(Protocol):
 class SwarmSockets:
     """The open connections by peer id, and the carrying out of the hub's outputs."""
 
-    def __init__(self, hub: SwarmHub, config: Config, metrics: Metrics) -> None:
+    def __init__(self, hub: SwarmHub, config: Config, metrics: Metrics, *, federation: Federation | None = None) -> None:
         self.hub = hub
         self.config = config
         self.connections: dict[str, Connection] = {}
         self.heartbeats: HeartbeatWheel[Connection] = HeartbeatWheel()
         # Pings in flight: the loop holds tasks only weakly.
         self._pings: set[asyncio.Task[None]] = set()
-        self.federation: Federation | None = None
+        # A cluster node's shell around the hub (gateway/cluster/swarm.py); None: one node alone.
+        self.federation = federation
         self.per_client = SocketCounts(config.server.max_sockets_per_client)
         self._metrics: dict[str, Counter | Gauge | Histogram] = {
             PEERS_CONNECTED: metrics.peers_connected,

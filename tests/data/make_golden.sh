@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerate the small golden files that tests/test_ebml.py reads.
+# Regenerate the small golden files that tests/unit/transcode/test_ebml.py reads.
 #
 #   opus-live.webm      ffmpeg's live WebM/Opus, as the transcoder makes it
 #                       (Segment of unknown size, Clusters of known size,
@@ -11,7 +11,7 @@
 #                       the Clusters
 #   flac-live.mka       Matroska with a codec that is not Opus (A_FLAC)
 #
-# The expected values in tests/test_ebml.py were checked against mkvinfo;
+# The expected values in tests/unit/transcode/test_ebml.py were checked against mkvinfo;
 # update them if these files change. Needs ffmpeg and mkvmerge (mkvtoolnix).
 set -eu
 cd "$(dirname "$0")"

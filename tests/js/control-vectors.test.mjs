@@ -1,5 +1,5 @@
 // client/control-protocol.js against tests/vectors/control/messages.json, the
-// vectors gateway/swarm/codec.py passes too (tests/test_swarm_messages.py).
+// vectors gateway/swarm/codec.py passes too (tests/unit/protocol/test_messages.py).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";

@@ -1,6 +1,6 @@
 // Runs the steps of tests/vectors/p2p/cases.json against client/p2p.js; shared
 // by tests/js/p2p-vectors.test.mjs and tests/vectors/p2p/generate.mjs.
-// tests/test_peer_core.py is the same runner for peer/core.py.
+// tests/unit/peer/test_core.py is the same runner for peer/core.py.
 import { createHash } from "node:crypto";
 
 import { P2PCore } from "../../client/p2p.js";

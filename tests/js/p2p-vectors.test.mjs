@@ -1,5 +1,5 @@
 // client/p2p.js against the shared P2P vectors (tests/vectors/p2p/); peer/core.py
-// runs the same ones in tests/test_peer_core.py.
+// runs the same ones in tests/unit/peer/test_core.py.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";

@@ -1,5 +1,5 @@
 // The shared scheduler vectors (tests/vectors/scheduler/*.json) against
-// client/scheduler.js; tests/test_peer_scheduler.py runs the same files
+// client/scheduler.js; tests/unit/peer/test_scheduler.py runs the same files
 // against peer/scheduler.py, so both follow the same rules step by step.
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -36,3 +36,9 @@ class RateLimited(Overloaded):
     def retry_after(self) -> int:
         """Whole seconds until SoundCloud may be asked again (at least 1)."""
         return max(1, math.ceil(self._retry_at - self._clock()))
+
+    @retry_after.setter
+    def retry_after(self, value: int | None) -> None:
+        # A wait told later counts from now (the base class may set it).
+        if value is not None:
+            self._retry_at = self._clock() + value

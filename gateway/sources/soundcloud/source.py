@@ -20,6 +20,7 @@ import httpx
 from ...config import SoundCloudConfig
 from ...errors import Forbidden, NotFound, UpstreamError, ZtreamError
 from ...media.catalog import Track, track_id_for
+from ...media.upstream import BoundedSource
 from ..base import CountBytes
 from ..fetch import SafeFetcher
 from ..hls_follow import FollowPolicy, HlsFollower, Target
@@ -73,7 +74,7 @@ class _MediaPolicy(FollowPolicy):
         return Forbidden("SoundCloud refused its own signed media URL", code="soundcloud_media_refused")
 
 
-class SoundCloudSource:
+class SoundCloudSource(BoundedSource):
     name = "soundcloud"
 
     def __init__(

@@ -1,7 +1,7 @@
 // Writes cases.json: the scenarios below, each step's `expect` being what
 // client/p2p.js answers. Run `node tests/vectors/p2p/generate.mjs` after a
 // deliberate change of the rules, read the diff of cases.json, and make
-// peer/core.py agree (tests/test_peer_core.py). constants.json is written
+// peer/core.py agree (tests/unit/peer/test_core.py). constants.json is written
 // by hand: both suites compare it with their defaults.
 import { writeFileSync } from "node:fs";
 

@@ -1,0 +1,235 @@
+"""The browser P2P world: listeners behind NAT routers, the gateway on the public side.
+
+``World`` builds a ``NatTopology`` (bench/nat.py) with a ``NamespacedGateway``
+on its public namespace; ``Browser`` runs one Chromium per listener namespace,
+each listener a page in its own context on a test page served at the gateway's
+origin; ``firefox_listener`` does the same with Firefox ESR. The browser tests
+(tests/system/browser/, tests/system/cluster/test_browsers.py) and
+``ztream bench browsers`` share them, so the benchmark measures exactly what the
+tests pin.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.browser import CHROMIUM_ARGS, ErrorLog, require_chromium, until
+from bench.firefox import Firefox, PulseAudio, require_firefox
+from bench.nat import PUBLIC_ADDRESS, NatTopology
+from bench.netns import NamespacedGateway, require_netns
+
+PORT = 8000
+PUBLIC_URL = f"http://{PUBLIC_ADDRESS}:{PORT}"
+# No --allow-loopback-in-peer-connection and no permissions: what a listener's browser does.
+NAT_ARGS = [
+    f"--unsafely-treat-insecure-origin-as-secure={PUBLIC_URL}",
+    f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE {PUBLIC_ADDRESS}",
+]
+
+SERVER_LEAD = 10.0  # seconds from the server after a start (scheduler.serverLead)
+PAGE_PATH = "/__test/listener.html"
+
+RECORDER = """
+window.appended = [];
+window.chunks = [];
+window.bad = [];
+window.finished = false;
+const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
+const append = SourceBuffer.prototype.appendBuffer;
+SourceBuffer.prototype.appendBuffer = function (data) {
+  const bytes = data instanceof ArrayBuffer ? data.slice(0) : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+  const entry = { size: bytes.byteLength, sha256: null };
+  window.appended.push(entry);
+  crypto.subtle.digest("SHA-256", bytes).then((h) => { entry.sha256 = hex(h); });
+  return append.call(this, data);
+};
+document.addEventListener("chunk", (e) => window.chunks.push(e.detail), true);
+document.addEventListener("badchunk", (e) => window.bad.push(e.detail), true);
+document.addEventListener("finish", () => { window.finished = true; }, true);
+"""
+
+
+# A seeder that crawls: every PIECE it sends is lost (requests, HAVEs and CHOKEs still go).
+CRAWL = """
+const send = RTCDataChannel.prototype.send;
+RTCDataChannel.prototype.send = function (data) {
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+  if (bytes[1] === 3) return;
+  return send.call(this, data);
+};
+"""
+
+
+def listener_page(track_url: str, attrs: str = "", script: str = "", then: Sequence[str] = ()) -> str:
+    """The test page; ``then``: track URLs after ``track_url`` (a playlist of <ztream-track>s)."""
+    playlist = "".join(f'<ztream-track src="{url}"></ztream-track>' for url in [track_url, *then]) if then else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>listener</title>
+<script>{RECORDER}{script}</script>
+<script type="module" src="/client/ztream-player.js"></script>
+</head><body>
+<ztream-player id="p" src="{track_url}" peer-stats {attrs}>{playlist}</ztream-player>
+</body></html>"""
+
+
+class World:
+    """A NAT topology with the gateway on its public namespace."""
+
+    def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2, nat: Any = "eim",
+                 **overrides: Any) -> None:
+        require_netns()
+        self.topology = NatTopology(count, nat)
+        self.homes = [listener.ns for listener in self.topology.listeners]
+        try:
+            self.gw = NamespacedGateway(self.topology.public, tmp_path, audio_dir, port=PORT,
+                                        server={"host": PUBLIC_ADDRESS}, **overrides)
+            self.gw.url = PUBLIC_URL
+            self.gw.start()
+        except BaseException:
+            self.topology.close()
+            raise
+
+    @property
+    def chromium_args(self) -> list[str]:
+        """Chromium flags for a listener of this world (tests/system/cluster/test_browsers.py has several origins)."""
+        return NAT_ARGS
+
+    def close(self) -> None:
+        try:
+            self.gw.stop()
+        finally:
+            self.topology.close()
+
+
+def tone_track(gw: NamespacedGateway) -> dict[str, Any]:
+    tracks = json.loads(gw.get("/v1/tracks"))["tracks"]
+    track: dict[str, Any] = next(t for t in tracks if t["title"].startswith("tone"))
+    return track
+
+
+def manifest(gw: NamespacedGateway, track_id: str) -> dict[str, Any]:
+    """The complete manifest (a fresh gateway transcodes on the first request)."""
+    for _ in range(100):
+        m: dict[str, Any] = json.loads(gw.get(f"/v1/tracks/{track_id}/manifest"))
+        if m["complete"]:
+            return m
+        time.sleep(0.1)
+    raise AssertionError("the transcode did not complete")
+
+
+def server_bytes(gw: NamespacedGateway) -> float:
+    return sum(v for k, v in gw.metrics().items() if k.startswith("ztream_server_bytes_total"))
+
+
+def metric(gw: NamespacedGateway, name: str) -> float:
+    return gw.metrics().get(name, 0.0)
+
+
+class Browser:
+    """One Chromium per listener namespace (behind its own NAT); one context (profile) per listener."""
+
+    def __init__(self, pw: Any, world: World, tmp_path: Path, log: ErrorLog) -> None:
+        self.pw = pw
+        self.world = world
+        self.gw = world.gw
+        self.tmp_path = tmp_path
+        self.log = log
+        self.browsers: dict[int, Any] = {}
+
+    async def __aenter__(self) -> Browser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for browser in self.browsers.values():
+            await browser.close()
+
+    async def at(self, home: int) -> Any:
+        if home not in self.browsers:
+            wrapper = self.world.homes[home].chromium_wrapper(self.tmp_path, require_chromium())
+            self.browsers[home] = await self.pw.chromium.launch(
+                executable_path=wrapper, headless=True, args=[*CHROMIUM_ARGS, *self.world.chromium_args]
+            )
+        return self.browsers[home]
+
+    async def listener(self, track_id: str, attrs: str = "", script: str = "", home: int = 0,
+                       gw: NamespacedGateway | None = None, then: Sequence[str] = ()) -> Any:
+        # No microphone/camera: host candidates stay hidden behind mDNS names.
+        # local-network-access (not a media permission): the test page is
+        # fulfilled by Playwright, so Chromium cannot place it and would refuse
+        # its WebSocket to the gateway (ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+        # ``gw``: the gateway whose origin the page is on (default the world's one).
+        # ``then``: track ids to play after ``track_id`` (a playlist).
+        url = (gw or self.gw).url
+        browser = await self.at(home)
+        context = await browser.new_context(permissions=["local-network-access"])
+        html = listener_page(f"{url}/v1/tracks/{track_id}", attrs, script, [f"{url}/v1/tracks/{t}" for t in then])
+
+        async def serve(route: Any) -> None:
+            await route.fulfill(status=200, content_type="text/html", body=html)
+
+        await context.route(url + PAGE_PATH, serve)
+        page = await context.new_page()
+        self.log.watch(page)
+        await page.goto(url + PAGE_PATH)
+        await until(page, "document.getElementById('p').manifest !== null && document.getElementById('p').p2p !== null")
+        return page
+
+
+async def p2p(page: Any) -> dict[str, Any]:
+    info: dict[str, Any] = await page.evaluate("document.getElementById('p').p2p")
+    return info
+
+
+async def play(page: Any) -> None:
+    await page.evaluate("document.getElementById('p').play()")
+
+
+async def check_audio(page: Any, m: dict[str, Any], *, whole: bool = True) -> None:
+    """Every buffer appended is the init segment or a manifest chunk, and (``whole``) every chunk was appended."""
+    await until(page, "window.appended.every((e) => e.sha256 !== null)", timeout=5)
+    appended = await page.evaluate("window.appended.map((e) => e.sha256)")
+    chunk_hashes = {c["sha256"] for c in m["chunks"]}
+    allowed = chunk_hashes | {m["init"]["sha256"]}
+    assert appended and all(h in allowed for h in appended), "a buffer that is not in the manifest was appended"
+    if whole:
+        assert chunk_hashes <= set(appended), "not every chunk was appended"
+
+
+async def seeded(page: Any, m: dict[str, Any]) -> None:
+    """Wait until a listener holds (and announced) every chunk."""
+    n = len(m["chunks"])
+    await until(page, f"(document.getElementById('p').p2p?.held ?? 0) >= {n}", timeout=20)
+
+
+# A plain-http gateway address is a secure context for Firefox only by this pref
+# (the older "...whitelist" name does nothing); nothing else is changed from
+# Firefox's defaults: mDNS host-candidate hiding stays on.
+FIREFOX_PREFS = {"dom.securecontext.allowlist": PUBLIC_ADDRESS}
+
+
+@asynccontextmanager
+async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: int,
+                           attrs: str = "") -> AsyncIterator[Firefox]:
+    """A Firefox page in listener ``home``'s namespace, on the gateway's origin, the player loaded."""
+    require_firefox()
+    pulse = PulseAudio(tmp_path / f"pulse-{home}")
+    ff: Firefox | None = None
+    try:
+        ff = await Firefox.launch(tmp_path / f"ff-{home}", pulse, prefix=world.homes[home].exec_prefix,
+                                  prefs=FIREFOX_PREFS)
+        url = world.gw.url + PAGE_PATH
+        await ff.route(url, listener_page(f"{world.gw.url}/v1/tracks/{track_id}", attrs))
+        await ff.goto(url)
+        await ff.until("isSecureContext", timeout=5)
+        await ff.until("document.getElementById('p')?.manifest != null && document.getElementById('p').p2p !== null",
+                       timeout=20)
+        yield ff
+    finally:
+        if ff is not None:
+            await ff.close()
+        pulse.close()

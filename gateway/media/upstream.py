@@ -1,0 +1,64 @@
+"""What the media path needs of an upstream: ``Source``, and what some sources can do besides.
+
+The media path defines this interface and the sources (``gateway/sources/``)
+implement it, so the transcode can check a capability at run time without
+importing the sources. Every source is a ``Source``: it opens a track's
+bytes. Some can do more, which helps the transcode prepare its input
+(``transcoding.py``); each capability is a protocol of its own, declared by
+the sources that have it and checked with ``isinstance``:
+
+- ``PathSource``: the track is a file ffmpeg may open by path (it can seek,
+  so an MP4 with its ``moov`` at the end needs no spool);
+- ``TailSource``: the upstream can be asked for its tail (one Range request
+  for that ``moov``);
+- ``BoundedSource``: no track of the source is larger than ``max_bytes``,
+  which bounds the spool too;
+- ``CoverSource``: a picture may sit beside the track (a library folder's
+  ``cover.jpg``), used when the file has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from transcode.seekable import FetchTail
+
+from .catalog import Track
+
+__all__ = ["BoundedSource", "CoverSource", "PathSource", "Source", "TailSource"]
+
+
+class Source(Protocol):
+    name: str  # the `source` label of ztream_upstream_bytes_total
+
+    def open(self, track: Track) -> AsyncIterator[bytes]:
+        """The track's encoded bytes, streamed; raises ``ZtreamError`` subclasses."""
+        ...
+
+
+@runtime_checkable
+class PathSource(Protocol):
+    def path_of(self, track: Track) -> Path:
+        """The track's file, checked again; raises ``ZtreamError`` subclasses."""
+        ...
+
+
+@runtime_checkable
+class TailSource(Protocol):
+    def tail_fetcher(self, track: Track) -> FetchTail:
+        """``fetch_tail(offset)``: the upstream's bytes from ``offset`` to its end."""
+        ...
+
+
+@runtime_checkable
+class BoundedSource(Protocol):
+    max_bytes: int
+
+
+@runtime_checkable
+class CoverSource(Protocol):
+    def cover_beside(self, track: Track) -> Path | None:
+        """A picture beside the track's file, if there is one (blocking: call it in a thread)."""
+        ...

@@ -1,0 +1,63 @@
+"""The browser P2P world (bench/world.py): the browser tests and ``ztream bench browsers`` build the same one.
+
+Here too what only the tests use: metrics read from the namespaced gateway
+until they reach a value, and the TURN secret of the relay tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.netns import NamespacedGateway
+from bench.world import (
+    CRAWL,
+    FIREFOX_PREFS,
+    NAT_ARGS,
+    PAGE_PATH,
+    PORT,
+    PUBLIC_URL,
+    RECORDER,
+    SERVER_LEAD,
+    Browser,
+    World,
+    check_audio,
+    firefox_listener,
+    listener_page,
+    manifest,
+    metric,
+    p2p,
+    play,
+    seeded,
+    server_bytes,
+    tone_track,
+)
+
+__all__ = [
+    "CRAWL", "FIREFOX_PREFS", "NAT_ARGS", "PAGE_PATH", "PORT", "PUBLIC_URL", "RECORDER", "SERVER_LEAD", "Browser",
+    "World", "check_audio", "firefox_listener", "listener_page", "manifest", "metric", "p2p", "play", "seeded",
+    "server_bytes", "tone_track", "TURN_SECRET", "metric_sum", "until_metric",
+]
+
+TURN_SECRET = "test-turn-secret"
+
+
+def metric_sum(gw: NamespacedGateway, name: str) -> float:
+    """A sample, or with ``{labels}`` the sum of every series that has those labels."""
+    if "{" not in name:
+        return metric(gw, name)
+    family, _, wanted = name.partition("{")
+    labels = set(wanted.rstrip("}").split(","))
+    return sum(v for k, v in gw.metrics().items()
+               if k.partition("{")[0] == family and labels <= set(k.partition("{")[2].rstrip("}").split(",")))
+
+
+async def until_metric(gw: NamespacedGateway, name: str, at_least: float, timeout: float = 12.0) -> float:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await asyncio.to_thread(metric_sum, gw, name)
+        if value >= at_least:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"{name} = {value}, expected >= {at_least}")
+        await asyncio.sleep(0.5)
