@@ -111,7 +111,7 @@ class Metrics:
             self.upstream_bytes.labels(source)
         for result in ("ok", "error"):
             self.transcodes.labels(result)
-        for result in ("ok", "ignored", "rate_limited"):
+        for result in ("ok", "ignored", "rate_limited", "malformed"):
             self.stun_requests.labels(result)
         for local in ("host", "srflx", "prflx", "relay"):
             for remote in ("host", "srflx", "prflx", "relay"):
