@@ -27,7 +27,7 @@ from transcode.ffmpeg import find_ffmpeg
 
 __all__ = [
     "LOOPBACK_ZTREAM", "ROOT", "UPSTREAM_SERVER", "ZTREAM", "GatewayProcess", "MissingTool", "Proc", "base_config",
-    "ffmpeg_bin", "free_port", "get", "make_audio", "restrict_ice_to_loopback", "start_gateway", "to_toml", "wait_http",
+    "ffmpeg_bin", "free_port", "get", "make_audio", "restrict_ice_to_loopback", "start_gateway", "terminate", "to_toml", "wait_http",
     "workspace",
 ]
 
@@ -68,6 +68,17 @@ def get(url: str, data: bytes | None = None) -> bytes:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     with urllib.request.urlopen(req, timeout=120) as r:
         return bytes(r.read())
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """End a helper server (coturn, PulseAudio, redis-server): SIGTERM, then SIGKILL after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 class Proc:

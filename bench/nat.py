@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench.harness import MissingTool
+from bench.harness import MissingTool, terminate
 from bench.netns import IP, NetNamespace
 
 __all__ = ["NatTopology", "Listener", "Coturn", "PUBLIC_ADDRESS", "PUBLIC_ADDRESS6", "TOPOLOGIES", "Topology",
@@ -224,10 +224,4 @@ class Coturn:
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        terminate(self.proc)

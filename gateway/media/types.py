@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
+from protocol.manifest import ChunkEntry, InitEntry
+
 __all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "TrackJSON", "WaveformJSON"]
 
 # Where a track comes from: the ``source`` of a ``Track`` and of ``{track}``,
@@ -20,19 +22,6 @@ SourceKind = Literal["url", "local", "soundcloud"]
 PieceKind = Literal["init", "chunk"]
 # The ``kind`` label of ``ztream_server_bytes_total``: how audio left the gateway.
 ServedKind = Literal["init", "chunk", "stream"]
-
-
-class InitEntry(TypedDict):
-    size: int
-    sha256: str
-
-
-class ChunkEntry(TypedDict):
-    index: int
-    start: float
-    duration: float
-    size: int
-    sha256: str
 
 
 class Manifest(TypedDict):
