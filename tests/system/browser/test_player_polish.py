@@ -98,3 +98,24 @@ async def test_landing_rows_player_title_and_quiet_waveform(gateway_factory: Any
         finally:
             await browser.close()
     log.assert_clean()
+
+
+async def test_embed_opened_as_a_page_is_a_centred_player(gateway_factory: Any, library: Path) -> None:
+    """The share link /embed/ID in a browser window: one card in the middle, not the frame's layout stretched."""
+    require_chromium()
+    gw = gateway_factory(library)
+    tid = sorted(gw.library_ids)[0]
+    log = ErrorLog()
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = log.watch(await browser.new_page(viewport={"width": 1200, "height": 800}))
+            await page.goto(f"{gw.url}/embed/{tid}")
+            await until(page, "document.getElementById('player').shadowRoot?.querySelector('.title')?.textContent")
+            box = await page.evaluate("""() => { const r = document.getElementById('player').getBoundingClientRect();
+                return {left: r.left, right: innerWidth - r.right, top: r.top, bottom: innerHeight - r.bottom, height: r.height}; }""")
+            assert abs(box["left"] - box["right"]) < 2 and abs(box["top"] - box["bottom"]) < 2, box
+            assert box["height"] < 300 and box["left"] > 100, box
+        finally:
+            await browser.close()
+    log.assert_clean()
