@@ -24,4 +24,7 @@ test("placeholderArt: initials of artist and title, a stable gradient per track"
   assert.deepEqual(placeholderArt("Night Drive", "Band"), a);
   assert.match(a.background, /^linear-gradient\(135deg, hsl\(\d+ 62% 46%\), hsl\(\d+ 70% 28%\)\)$/);
   assert.notEqual(placeholderArt("Other", "Band").background, a.background);
+  // the same hues as the server's placeholder JPEG (tests/unit/transcode/test_placeholder.py)
+  assert.equal(a.background, "linear-gradient(135deg, hsl(284 62% 46%), hsl(7 70% 28%))");
+  assert.equal(placeholderArt("night_drive").background, "linear-gradient(135deg, hsl(56 62% 46%), hsl(145 70% 28%))");
 });
