@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.async_api import async_playwright
@@ -116,6 +117,30 @@ async def test_embed_opened_as_a_page_is_a_centred_player(gateway_factory: Any, 
                 return {left: r.left, right: innerWidth - r.right, top: r.top, bottom: innerHeight - r.bottom, height: r.height}; }""")
             assert abs(box["left"] - box["right"]) < 2 and abs(box["top"] - box["bottom"]) < 2, box
             assert box["height"] < 300 and box["left"] > 100, box
+        finally:
+            await browser.close()
+    log.assert_clean()
+
+
+async def test_player_visual_background_is_the_tracks_gradient(gateway_factory: Any, library: Path) -> None:
+    """/player/?visual=true of a track without a picture: the background is a gradient, not a flat square."""
+    require_chromium()
+    gw = gateway_factory(library)
+    tid = sorted(gw.library_ids)[0]
+    log = ErrorLog()
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = log.watch(await browser.new_page(viewport={"width": 800, "height": 400}))
+            await page.goto(f"{gw.url}/player/?url={quote(f'{gw.url}/v1/tracks/{tid}', safe='')}&visual=true")
+            await until(page, "(() => { const i = document.querySelector('.art'); return !i.hidden && i.complete && i.naturalWidth > 0; })()")
+            spread = await page.evaluate("""() => { const i = document.querySelector('.art');
+                const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;
+                const ctx = c.getContext('2d'); ctx.drawImage(i, 0, 0);
+                const a = ctx.getImageData(5, 5, 1, 1).data, b = ctx.getImageData(c.width - 6, c.height - 6, 1, 1).data;
+                return Math.abs(a[0] - b[0]) + Math.abs(a[1] - b[1]) + Math.abs(a[2] - b[2]); }""")
+            assert spread > 40, spread
+            assert await page.evaluate("getComputedStyle(document.querySelector('.art')).position") == "absolute"
         finally:
             await browser.close()
     log.assert_clean()
