@@ -452,7 +452,9 @@ class MediaService:
             stored = self.extras.get_artwork(track.id, rid) if self.extras is not None else None
         if stored is not None and stored.jpeg is not None:
             return stored.jpeg, stored.etag, True
-        placeholder = await asyncio.to_thread(placeholder_artwork, self.rendition.binary)
+        # The track's own gradient, from its tags (as the list's placeholder draws it).
+        known = self.catalog.get(track.id) or track
+        placeholder = await asyncio.to_thread(placeholder_artwork, self.rendition.binary, known.title, known.artist)
         return placeholder, "placeholder-" + _sha256(placeholder)[:24], stored is not None
 
     def purge(self, track_id: str) -> None:

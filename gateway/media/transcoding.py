@@ -34,6 +34,7 @@ from pathlib import Path
 
 from transcode.analysis import MediaAnalysis
 from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork
+from transcode.duration import InputInfo
 from transcode.ffmpeg import Rendition
 from transcode.runner import EncoderFailed, TranscodeFailed, TranscodeTimeout, transcode
 from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
@@ -44,7 +45,7 @@ from .catalog import Track
 from .events import ArtworkFound, Events, Failed, Finished, TagsFound, WaveformFound
 from .extras import StoredArtwork
 from .flight import MAX_PICTURE_BYTES, Flight
-from .upstream import BoundedSource, CoverSource, PathSource, Source, TailSource
+from .upstream import BoundedSource, CoverSource, PathSource, SizedStream, Source, TailSource
 
 __all__ = ["LocalTranscoder"]
 
@@ -65,16 +66,18 @@ class LocalTranscoder:
         """This node's own transcode of the flight's track, as events (see the module docstring).
 
         ``flight`` is read, never written: its track, the chunks stored so
-        far (a failure before any is the upstream's, ``NotAudio``) and the
-        ``analysis`` the run fills while it goes.
+        far (a failure before any is the upstream's, ``NotAudio``), and the
+        ``analysis`` and ``input`` (what the probe says of its length) the run
+        fills while it goes.
         """
         track = flight.track
         extras = self.rendition.extras
         try:
-            async with self._prepared(track, source) as prepared:
+            async with self._prepared(track, source, flight.input) as prepared:
                 made = transcode(
                     self.rendition, prepared.stream, timeout=timeout, input_path=prepared.path,
                     input_format=prepared.input_format, analysis=flight.analysis if extras else None,
+                    input_info=flight.input,
                 )
                 async with contextlib.aclosing(made) as media:
                     async for event in media:
@@ -94,7 +97,7 @@ class LocalTranscoder:
             yield Finished(flight.analysis.loudness if extras else None)
 
     @contextlib.asynccontextmanager
-    async def _prepared(self, track: Track, source: Source) -> AsyncIterator[PreparedInput]:
+    async def _prepared(self, track: Track, source: Source, flight_input: InputInfo) -> AsyncIterator[PreparedInput]:
         """How ffmpeg gets this track: a pipe, a pipe after a Range request, a spool, or a library file."""
         if isinstance(source, PathSource):
             path = str(source.path_of(track))
@@ -104,11 +107,15 @@ class LocalTranscoder:
             return
         fetch_tail = source.tail_fetcher(track) if isinstance(source, TailSource) else None
         max_bytes = source.max_bytes if isinstance(source, BoundedSource) else DEFAULT_SPOOL_BYTES
+        opened = source.open(track)
         async with prepare_input(
-            source.open(track), max_bytes=int(max_bytes), fetch_tail=fetch_tail,
+            opened, max_bytes=int(max_bytes), fetch_tail=fetch_tail,
             on_spool=self.metrics.spooled_bytes.inc,
         ) as prepared:
             self.metrics.count_input(prepared.mode)
+            if prepared.path is None and isinstance(opened, SizedStream):
+                # ffmpeg reads a pipe: it cannot know the size, the upstream said it.
+                flight_input.size = opened.size
             yield prepared
 
     async def _find_artwork(

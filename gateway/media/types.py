@@ -31,6 +31,10 @@ class Manifest(TypedDict):
     bitrate: int
     complete: bool
     duration: float | None  # known once complete
+    # The duration expected from the input's header (or its size and bit rate)
+    # while the transcode runs, the decoded one once complete; None if unknown.
+    expected_duration: float | None
+    duration_estimated: bool  # expected_duration is an estimate (complete is false)
     init: InitEntry | None  # None only before the init segment exists
     chunks: list[ChunkEntry]
     # EBU R128 integrated loudness (LUFS) and true peak (dBTP), measured by the
