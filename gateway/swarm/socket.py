@@ -232,6 +232,12 @@ class Connection:
                 self.request.transport.abort()
 
 
+def client_address(request: web.Request) -> str | None:
+    """The client's address: the TCP peer's (the lead points this at the one
+    client-address helper, which honours ``server.trusted_proxies``)."""
+    return request.remote
+
+
 class Federation(Protocol):
     """What a cluster shell (gateway/cluster/swarm.py) adds around the hub; none: one node alone."""
 
@@ -368,7 +374,7 @@ class SwarmSockets:
     def _open(self, ws: web.WebSocketResponse, request: web.Request) -> Connection:
         """A new peer: its connection, and the hub's greeting queued on it."""
         now = asyncio.get_running_loop().time()
-        peer, outputs = self.hub.open(now)
+        peer, outputs = self.hub.open(now, client_address(request))
         conn = Connection(peer, ws, request)
         self.connections[peer] = conn
         # Drawn per socket: sockets opened together are not all pinged in
