@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal, TypeGuard
 
 from protocol.codec import parse_signal_data, signal_data
+from protocol.limits import MAX_SOURCES
 from protocol.messages import (
     Description,
     Error,
@@ -409,6 +410,9 @@ class P2PCore:
         # cumulative counters of this side; the player's are passed to tick()
         self.up_bytes = 0
         self.verify_failures = 0
+        # Verified bytes per neighbour since the last report (stats ``sources``):
+        # the tracker's evidence of who delivers.
+        self.sources: dict[str, int] = {}
         self.reported = dict.fromkeys(_COUNTS, 0)
         self.last_report: _Report | None = None
         self.pending_startup: float | None = None
@@ -553,6 +557,11 @@ class P2PCore:
             for nb in list(self.neighbours.values()):
                 self._ask(nb, track, rendition, out, now)
         return out
+
+    def delivered_by(self, peer: str, nbytes: int) -> None:
+        """``nbytes`` from ``peer`` passed their SHA-256 check: named in the next report's ``sources``."""
+        if nbytes > 0:
+            self.sources[peer] = self.sources.get(peer, 0) + nbytes
 
     def chunk_added(self, index: int, now: float) -> list[Effect]:
         """We now hold chunk ``index`` (from the server, the cache or a verified peer)."""
@@ -1217,6 +1226,9 @@ class P2PCore:
             self.reported[k] += delta[k]
         self.pending_startup = None
         self.last_report = _Report(delta, startup)
+        # The neighbours that delivered most, as many as a report may name.
+        named = sorted(self.sources.items(), key=lambda kv: -kv[1])[:MAX_SOURCES]
+        self.sources = {}
         msg = Stats(
             p2p_down_bytes=delta["down"],
             p2p_up_bytes=delta["up"],
@@ -1224,5 +1236,6 @@ class P2PCore:
             stalls=delta["stalls"],
             startup_seconds=startup,
             verify_failures=delta["failures"],
+            sources=tuple((peer, clamp(n)) for peer, n in named),
         )
         self._send_control(out, msg, now)

@@ -73,6 +73,7 @@ from protocol.codec import encode, parse_server, signal_data
 from protocol.messages import (
     Description,
     Error,
+    Have,
     IceCandidate,
     Introduce,
     PeerMessage,
@@ -81,10 +82,11 @@ from protocol.messages import (
     Pong,
     ProtocolError,
     Signal,
+    SignalFrom,
     Want,
     Welcome,
 )
-from protocol.values import Json
+from protocol.values import ChunkSet, Json
 from protocol.wire import T_CHOKE, T_LOOKUP
 
 from .cache import ChunkCache
@@ -531,6 +533,7 @@ class PeerNode:
         else:
             self.report.chunks_peer += 1
             self.report.p2p_down_bytes += len(data)
+            self.core.delivered_by(source, len(data))
         if self.playing.cache is not None and source != CACHE:
             with contextlib.suppress(OSError):
                 self.playing.cache.write(index, data)
@@ -716,6 +719,11 @@ class PeerNode:
     def _send_control(self, message: PeerMessage) -> None:
         if self._ws is None or self._ws.closed or self.vanished:
             return
+        if self.faults.liar:
+            if isinstance(message, Have):
+                message = Have(message.track, message.rendition, ChunkSet(), complete=True, replace=message.replace)
+            elif isinstance(message, (Want, Introduce)):
+                return
         if isinstance(message, Want):
             if self.faults.drops_want(self.position):
                 self.report.wants_dropped += 1
@@ -760,6 +768,8 @@ class PeerNode:
                     log.info("%s: gateway refused a message: %s", self.options.name, message)
             elif isinstance(message, Peers) and self.leaving:
                 continue
+            elif isinstance(message, SignalFrom) and self.faults.liar:
+                continue  # a liar answers no offer
             elif isinstance(message, Peers) and message.for_type == "introduce" and message.peers:
                 self.report.introduced += 1
             self._apply(self.core.on_control(message, self.clock.real()))
