@@ -353,6 +353,8 @@ class PeerNode:
                 if nb is not None:
                     if not nb.open:
                         self.report.connect_failures += 1
+                        # Not connected directly: TURN credentials are asked for (docs/p2p.md).
+                        self._apply(self.core.need_relay(self.clock.real()))
                     # A banned sender's connection closes a moment later, so that
                     # what it had already queued arrives and is counted
                     # (``discarded``), never used: a benchmark accounts for every bad chunk.
@@ -803,7 +805,9 @@ class PeerNode:
             pc.on("datachannel", on_channel)
 
     def _new_pc(self, nb: Neighbour) -> RTCPeerConnection:
-        servers = [server for s in self.ice_servers if (server := ice_server(s)) is not None]
+        # The core's current list: the welcome's, and TURN once asked for.
+        servers = [server for s in (() if self.loopback else self.core.ice_servers)
+                   if (server := ice_server(s)) is not None]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         nb.pc = pc
 
