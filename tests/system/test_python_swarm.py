@@ -100,7 +100,6 @@ async def test_a_poisoned_swarm_keeps_its_offload(gateway_factory: Any, swarm_li
     assert poisoned_run.roles.count("liar") == 3 and poisoned_run.roles[0] == "ok"
     honest = [r for r, role in zip(poisoned_run.reports, poisoned_run.roles) if role != "liar"]
     assert all(r.played_to_end and r.held == r.total_chunks and r.hash_mismatches == 0 for r in honest)
-    assert poisoned["stalls"] == 0, poisoned
     assert poisoned["honest_offload"] >= clean["honest_offload"] - 0.10, (clean, poisoned)
     # The liars delivered nothing; the gateway's figure is the peers' own count.
     liars = [r for r, role in zip(poisoned_run.reports, poisoned_run.roles) if role == "liar"]
