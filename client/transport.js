@@ -648,6 +648,7 @@ export class P2PAgent {
     /** @type {Array<{peer: string, outcome: string, seconds: number}>} */
     this.outcomes = [];
     this.core = new P2PCore(settings);
+    this.core.needsRelay = relay; // TURN only: credentials asked at welcome, before any dial
     this.RTC = RTCPeerConnectionImpl;
     /** @type {Map<string, PeerLink>} */
     this.links = new Map(); // peer id -> PeerLink
@@ -814,6 +815,8 @@ export class P2PAgent {
             if (!cache?.has(this.session.trackId, this.session.rendition, i)) this.apply(this.core.chunkDropped(i));
           }
         }
+        // verified (the player checked its SHA-256): evidence for the tracker of who delivers
+        if (detail.source === "peer" && typeof detail.peer === "string") this.core.deliveredBy(detail.peer, detail.bytes ?? 0);
         this.apply(this.core.chunkAdded(detail.index, now));
         break;
       }
@@ -916,6 +919,8 @@ export class P2PAgent {
     c[key] = (c[key] ?? 0) + 1;
     const ends = pair ? { local: pair.local, remote: pair.remote } : {};
     if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, ...ends, seconds: clock() - link.openedAt });
+    // A direct connection failed: TURN credentials are asked for now (docs/p2p.md).
+    if (outcome === "failed" || outcome === "timeout") this.apply(this.core.needRelay(clock()));
   }
 
   /** Bytes a neighbour delivered, counted as relayed when its connection is; the

@@ -163,12 +163,13 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
     # One node alone, or one node of a cluster: decided here, once; each piece
     # is built with its collaborators and nothing is swapped afterwards.
     cluster: Cluster | None = None
+    turn = plan.turn_for if plan.has_turn else None
     if config.cluster.redis_url:
         tracker = ClusterTracker(node_id(config), upload_slots=config.p2p.upload_slots)
-        hub = make_hub(config, tracker, ice_servers=plan.for_peer)
+        hub = make_hub(config, tracker, ice_servers=plan.for_peer, turn=turn)
         cluster = Cluster(config, tracker=tracker, hub=hub, health=health, metrics=metrics)
     else:
-        hub = make_hub(config, Tracker(upload_slots=config.p2p.upload_slots), ice_servers=plan.for_peer)
+        hub = make_hub(config, Tracker(upload_slots=config.p2p.upload_slots), ice_servers=plan.for_peer, turn=turn)
     sockets = SwarmSockets(hub, config, metrics, federation=cluster.federation if cluster is not None else None)
     setup_swarm(app, hub, sockets)
     if cluster is not None:

@@ -193,7 +193,8 @@ class TurnConfig(_Section):
     # coturn use-auth-secret: per-peer credentials minted from the shared secret (docs/p2p.md).
     urls: tuple[Annotated[StrictStr, AfterValidator(_turn_url)], ...] = ()
     secret: Annotated[StrictStr, Field(repr=False)] = ""
-    ttl_seconds: Annotated[StrictInt, Field(ge=60, le=7 * 86400)] = 86400
+    # Minutes, not days: a peer renews over its control socket while it lives.
+    ttl_seconds: Annotated[StrictInt, Field(ge=60, le=3600)] = 600
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> TurnConfig:

@@ -389,7 +389,7 @@ class SwarmSockets:
     def _open(self, ws: web.WebSocketResponse, request: web.Request) -> Connection:
         """A new peer: its connection, and the hub's greeting queued on it."""
         now = asyncio.get_running_loop().time()
-        peer, outputs = self.hub.open(now)
+        peer, outputs = self.hub.open(now, request_client(request))
         conn = Connection(peer, ws, request)
         self.connections[peer] = conn
         # Drawn per socket: sockets opened together are not all pinged in
