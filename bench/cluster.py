@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness import free_port, terminate
+
 __all__ = ["RedisServer", "RedisSetup", "NginxEdge", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +46,6 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SHIPPED_CONF = ROOT / "deploy" / "nginx" / "ztream.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bindable(port: int) -> bool:
@@ -121,12 +117,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            terminate(self.proc)
             self.proc = None
 
 

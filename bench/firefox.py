@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import MissingTool
+from bench.harness import MissingTool, terminate
 
 __all__ = ["PulseAudio", "Firefox", "require_firefox", "FIREFOX"]
 
@@ -67,13 +67,7 @@ class PulseAudio:
             time.sleep(0.05)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        terminate(self.proc)
         if self.proc.stderr:
             self.proc.stderr.close()
 

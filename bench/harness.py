@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from transcode.ffmpeg import find_ffmpeg
 
 __all__ = [
     "LOOPBACK_ZTREAM", "ROOT", "UPSTREAM_SERVER", "ZTREAM", "GatewayProcess", "MissingTool", "Proc", "base_config",
-    "ffmpeg_bin", "free_port", "get", "make_audio", "restrict_ice_to_loopback", "start_gateway", "to_toml", "wait_http",
+    "ffmpeg_bin", "free_port", "get", "make_audio", "restrict_ice_to_loopback", "start_gateway", "terminate", "to_toml", "wait_http",
     "workspace",
 ]
 
@@ -68,6 +68,17 @@ def get(url: str, data: bytes | None = None) -> bytes:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     with urllib.request.urlopen(req, timeout=120) as r:
         return bytes(r.read())
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """End a helper server (coturn, PulseAudio, redis-server): SIGTERM, then SIGKILL after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 class Proc:
@@ -218,11 +229,12 @@ class GatewayProcess:
         with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
             return bool(r.status == 200)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, args: Sequence[str] = ()) -> None:
+        """Run ``ztream serve --config <file> *args`` and wait for ``/healthz``."""
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         with self.log_path.open("ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
-                [*self.command_prefix, *ZTREAM, "serve", "--config", str(self.config_path)],
+                [*self.command_prefix, *ZTREAM, "serve", "--config", str(self.config_path), *args],
                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
             )
         deadline = time.monotonic() + timeout

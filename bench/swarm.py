@@ -7,7 +7,8 @@ every ``--arrival`` seconds, playing at ``--speed`` times real time. Peers
 that have played to the end keep seeding until every peer is done. With
 ``--churn P`` a share P of the peers leaves mid-track (half of them closing
 their connections, half going silent, as a frozen machine does); with
-``--bad-peers K``, K peers serve corrupt chunks. With ``--tracks N`` every
+``--bad-peers K``, K peers serve corrupt chunks; with ``--liars L``, L peers
+lie to the tracker (claim the whole track, serve nothing, answer no offer). With ``--tracks N`` every
 peer plays a playlist of N generated tracks, one after the other (churners
 leave in a track drawn at random); ``--overlay on|off`` turns the neighbour
 overlay (lookups among neighbours before the tracker, docs/wire.md) on or
@@ -25,7 +26,9 @@ the first).
 the gateway's ``/metrics`` (growth of ``ztream_server_bytes_total`` and
 ``ztream_peer_bytes_total`` over the run) are printed beside them as a
 cross-check. The baseline of the same run is the server-only cost: every
-peer fetching the whole track from the gateway.
+peer fetching the whole track from the gateway. ``honest_offload`` is the
+offload over the peers that are not liars (a liar takes everything from the
+server by its own choice; what matters is what it costs everyone else).
 
 Everything runs on loopback. Figures are printed, never asserted.
 """
@@ -103,6 +106,13 @@ class SwarmResult:
         total = self.server_bytes + self.peer_bytes
         return self.peer_bytes / total if total else 0.0
 
+    @property
+    def honest_offload(self) -> float:
+        honest = [r for r, role in zip(self.reports, self.roles) if role != "liar"]
+        peer = sum(r.p2p_down_bytes for r in honest)
+        total = peer + sum(r.http_down_bytes for r in honest)
+        return peer / total if total else 0.0
+
     def summary(self) -> dict[str, Any]:
         startups = sorted(r.startup_seconds * 1000 for r in self.reports if r.startup_seconds is not None)
         later = sorted(t * 1000 for r in self.reports for t in r.track_startups[1:])
@@ -118,6 +128,8 @@ class SwarmResult:
             "server_bytes": self.server_bytes,
             "peer_bytes": self.peer_bytes,
             "offload": round(self.offload, 4),
+            "honest_offload": round(self.honest_offload, 4),
+            "liars": self.roles.count("liar"),
             "stalls": sum(r.stalls for r in self.reports),
             "startup_p50_ms": round(statistics.median(startups), 1) if startups else None,
             "startup_p95_ms": pct(0.95),
@@ -150,18 +162,25 @@ class SwarmResult:
         return out
 
 
-def plan_roles(peers: int, churn: float, bad_peers: int, rng: random.Random) -> list[str]:
-    """Which peers are "bad" (corrupt chunks), "close"/"vanish" churners, or "ok".
+def plan_roles(peers: int, churn: float, bad_peers: int, rng: random.Random, liars: int = 0) -> list[str]:
+    """Which peers are "bad" (corrupt chunks), "liar"s (claim everything, serve
+    nothing), "close"/"vanish" churners, or "ok".
 
     The first peer is always a good one that stays (it is the swarm's first
-    seed); bad peers are spread over the arrivals; churners are drawn among
-    the remaining ones, alternating between closing and vanishing.
+    seed); bad peers are spread over the arrivals, then liars over the rest;
+    churners are drawn among the remaining ones, alternating between closing
+    and vanishing.
     """
     roles = ["ok"] * peers
     if peers > 1 and bad_peers > 0:
         k = min(bad_peers, peers - 1)
         for j in range(k):
             roles[1 + (j * (peers - 1)) // k] = "bad"
+    if liars > 0:
+        ok = [i for i in range(1, peers) if roles[i] == "ok"]
+        k = min(liars, len(ok))
+        for j in range(k):
+            roles[ok[(j * len(ok)) // k]] = "liar"
     free = [i for i in range(1, peers) if roles[i] == "ok"]
     rng.shuffle(free)
     leaving = free[: round(churn * peers)]
@@ -185,6 +204,7 @@ async def run_swarm(
     peer_gateways: Sequence[str] = (),
     overlay: bool = True,
     drop_wants_from: int | None = None,
+    liars: int = 0,
 ) -> SwarmResult:
     """Run one swarm; returns every peer's report (bounded by ``timeout`` real
     seconds). ``track``: one track, or a playlist every peer plays in order.
@@ -203,7 +223,7 @@ async def run_swarm(
                 manifest = await r.json()
             durations.append(sum(c["duration"] for c in manifest["chunks"]))
             track_bytes += manifest["init"]["size"] + sum(c["size"] for c in manifest["chunks"])
-    roles = plan_roles(peers, churn, bad_peers, rng)
+    roles = plan_roles(peers, churn, bad_peers, rng, liars)
     p2p = replace(DEFAULT_P2P_SETTINGS, overlay=overlay)
     before = await asyncio.to_thread(metrics_snapshot, gateway) if with_metrics else None
     clock = VirtualClock(speed)
@@ -226,6 +246,7 @@ async def run_swarm(
                     leave_track=leave_track,
                     vanish=role == "vanish",
                     drop_wants_from=drop_wants_from,
+                    liar=role == "liar",
                 ),
                 p2p=p2p,
                 playlist=tuple(tracks[1:]),
@@ -276,7 +297,8 @@ def print_table(result: SwarmResult) -> None:
     s = result.summary()
     print(f"server-only baseline (every peer from the gateway): {s['server_only_baseline_bytes'] / 1e6:.2f} MB")
     print(f"server bytes {s['server_bytes'] / 1e6:.2f} MB   peer bytes {s['peer_bytes'] / 1e6:.2f} MB   "
-          f"offload {s['offload'] * 100:.1f}% (goal >= 90%)")
+          f"offload {s['offload'] * 100:.1f}% (goal >= 90%)   "
+          f"without the {s['liars']} liars {s['honest_offload'] * 100:.1f}%")
     if "metrics_server_bytes" in s:
         print(f"gateway /metrics: server bytes {s['metrics_server_bytes'] / 1e6:.2f} MB   "
               f"peer bytes {s['metrics_peer_bytes'] / 1e6:.2f} MB   stalls {s['metrics_stalls']}   "
@@ -309,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=8.0, help="playback speed (audio seconds per real second)")
     parser.add_argument("--churn", type=float, default=0.0, help="share of peers that leave mid-track")
     parser.add_argument("--bad-peers", type=int, default=0, help="peers that send corrupt chunks")
+    parser.add_argument("--liars", type=int, default=0, help="peers that claim the whole track and serve nothing")
     parser.add_argument("--minutes", type=float, default=5.0, help="length of each generated track")
     parser.add_argument("--tracks", type=int, default=1, help="tracks in the playlist every peer plays")
     parser.add_argument("--overlay", choices=("on", "off"), default="on",
@@ -360,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(run_swarm(
             gateway, tracks, peers=args.peers, arrival=args.arrival, speed=args.speed, churn=args.churn,
             bad_peers=args.bad_peers, seed=args.seed, timeout=args.timeout, overlay=args.overlay == "on",
+            liars=args.liars,
         ))
         print_table(result)
         if args.json:

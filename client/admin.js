@@ -1,6 +1,7 @@
 // @ts-check
 // The admin page: sign in with the admin token, see live figures with a small
-// self-updating chart, edit the sources, reload the config file, purge a track.
+// self-updating chart, edit the sources, see and search the tracks (state,
+// last error), reload the config file, purge a track.
 // Same-origin only: every request goes to this page's own gateway.
 
 import { ApiError, fetchJson } from "./api.js";
@@ -122,6 +123,7 @@ async function signIn(candidate) {
   renderSources(sources);
   setStatus($("#signin-status"), "");
   showDashboard(true);
+  loadTracks();
 }
 
 $("#signin-form").addEventListener("submit", async (e) => {
@@ -170,7 +172,7 @@ function renderStats(stats) {
   const p2p = stats.p2p;
   if (p2p) {
     const c = p2p.connections;
-    $("#fig-connected").textContent = `${c.host} / ${c.srflx} / ${c.prflx} / ${c.relay}`;
+    $("#fig-connected").textContent = `${c.host} / ${c.srflx} / ${c.prflx} / ${c.relay} / ${c.unknown ?? 0}`;
     $("#fig-failed").textContent = `${c.failed} / ${c.timeout}`;
     $("#fig-alone").textContent = `${p2p.without_neighbours} of ${stats.peers_connected}`;
     $("#fig-relay").textContent = formatBytes(p2p.relay_bytes);
@@ -334,11 +336,107 @@ $("#try-form").addEventListener("submit", async (e) => {
     });
     setStatus(status, `Accepted: track ${body.id} (“${body.title}”).`, "ok");
     $("#try-status").dataset.trackId = body.id;
+    loadTracks();
   } catch (err) {
     if (err instanceof ApiError) setStatus(status, `Refused (${err.status} ${err.code}): ${err.detail}`, "error");
     else setStatus(status, err.message, "error");
   }
 });
+
+// -- the track list ------------------------------------------------------------------
+
+const STATE_NAMES = { ready: "ready", transcoding: "transcoding", failed: "failed", never_played: "never played" };
+let tracksTimer = null;
+
+/** A track's last error as a person reads it: the reason, then the setting that would fix it. */
+export function errorText(error) {
+  if (!error) return "";
+  const detail = error.detail || error.error;
+  return error.setting && !detail.includes(error.setting) ? `${detail} (setting: ${error.setting})` : detail;
+}
+
+function trackRow(t) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = t.id;
+  tr.dataset.state = t.state;
+  const what = document.createElement("td");
+  const title = document.createElement("strong");
+  title.textContent = t.artist ? `${t.artist} — ${t.title}` : t.title;
+  const id = document.createElement("span");
+  id.className = "id";
+  id.textContent = t.listed ? t.id : `${t.id} · not listed`;
+  const where = document.createElement("span");
+  where.className = "where";
+  where.textContent = t.locator;
+  what.append(title, id, where);
+  if (t.error) {
+    const err = document.createElement("span");
+    err.className = "err";
+    err.textContent = errorText(t.error);
+    what.append(err);
+  }
+  const source = document.createElement("td");
+  source.textContent = t.source;
+  const state = document.createElement("td");
+  const badge = document.createElement("span");
+  badge.className = `state ${t.state}`;
+  badge.textContent = STATE_NAMES[t.state] || t.state;
+  state.append(badge);
+  const actions = document.createElement("td");
+  const purge = document.createElement("button");
+  purge.type = "button";
+  purge.className = "ghost";
+  purge.textContent = "Purge";
+  purge.setAttribute("aria-label", `Purge ${t.title}`);
+  purge.addEventListener("click", () => purgeTrack(t.id, $("#tracks-status")));
+  actions.append(purge);
+  tr.append(what, source, state, actions);
+  return tr;
+}
+
+async function loadTracks() {
+  const params = new URLSearchParams();
+  const q = $("#tracks-q").value.trim();
+  const state = $("#tracks-state").value;
+  if (q) params.set("q", q);
+  if (state) params.set("state", state);
+  const query = params.toString();
+  try {
+    const answer = await api(`/v1/admin/tracks${query ? `?${query}` : ""}`);
+    $("#tracks-rows").replaceChildren(...answer.tracks.map(trackRow));
+    const s = answer.states;
+    const shown = answer.tracks.length < answer.matching ? `, first ${answer.tracks.length} shown` : "";
+    const matching = q || state || shown ? ` · ${answer.matching} matching${shown}` : "";
+    $("#tracks-count").textContent =
+      `${answer.registered} registered, ${answer.listed} listed · ${s.ready} ready, ${s.transcoding} transcoding, ` +
+      `${s.failed} failed, ${s.never_played} never played${matching}`;
+  } catch (err) {
+    if (!handleAuthError(err)) setStatus($("#tracks-status"), err.message, "error");
+  }
+}
+
+$("#tracks-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  loadTracks();
+});
+$("#tracks-q").addEventListener("input", () => {
+  clearTimeout(tracksTimer);
+  tracksTimer = setTimeout(loadTracks, 250);
+});
+$("#tracks-state").addEventListener("change", loadTracks);
+
+async function purgeTrack(id, status) {
+  try {
+    await api(`/v1/admin/tracks/${encodeURIComponent(id)}`, { method: "DELETE" });
+    setStatus(status, `Purged ${id}.`, "ok");
+    loadTracks();
+    pollStats();
+    return true;
+  } catch (err) {
+    if (!handleAuthError(err)) setStatus(status, err.message, "error");
+    return false;
+  }
+}
 
 // -- maintenance ---------------------------------------------------------------------
 
@@ -361,13 +459,7 @@ $("#purge-form").addEventListener("submit", async (e) => {
   const id = $("#purge-id").value.trim();
   const status = $("#purge-status");
   if (!id) return;
-  try {
-    await api(`/v1/admin/tracks/${encodeURIComponent(id)}`, { method: "DELETE" });
-    setStatus(status, `Purged ${id}.`, "ok");
-    $("#purge-id").value = "";
-  } catch (err) {
-    if (!handleAuthError(err)) setStatus(status, err.message, "error");
-  }
+  if (await purgeTrack(id, status)) $("#purge-id").value = "";
 });
 
 // -- start ------------------------------------------------------------------------------

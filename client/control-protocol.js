@@ -4,10 +4,10 @@
 // ways are pinned, field by field, by tests/vectors/control/messages.json,
 // which gateway/swarm/codec.py passes too.
 //
-//   parseServerMessage(text) -> {type: "welcome" | "peers" | "signal" | "pong" | "error", ...} | null
-//   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping" | "introduce", ...}) -> text
+//   parseServerMessage(text) -> {type: "welcome" | "peers" | "signal" | "pong" | "error" | "turn", ...} | null
+//   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping" | "introduce" | "turn", ...}) -> text
 //
-// A server frame that is not one of the five, or lacks a field of the right
+// A server frame that is not one of the six, or lacks a field of the right
 // kind, reads as null and is ignored (a newer gateway may send more). Field
 // names stay the wire's (peer_id, ice_servers, in_use...): the parsed
 // message is the frame, checked, with unknown fields dropped.
@@ -20,7 +20,8 @@
  * @typedef {{type: "signal", from: string, data: Record<string, unknown>}} Signal
  * @typedef {{type: "pong"}} Pong
  * @typedef {{type: "error", error: string, detail: string, for?: string}} ErrorMessage
- * @typedef {Welcome | Peers | Signal | Pong | ErrorMessage} ServerMessage
+ * @typedef {{type: "turn", ice_servers: object[], ttl_seconds: number}} TurnServers
+ * @typedef {Welcome | Peers | Signal | Pong | ErrorMessage | TurnServers} ServerMessage
  */
 
 /** `welcome`'s limits, all integers, in wire order. */
@@ -108,8 +109,18 @@ function error(m) {
   return out;
 }
 
+/**
+ * @param {Record<string, any>} m
+ * @returns {TurnServers | null}
+ */
+function turn(m) {
+  if (!Array.isArray(m.ice_servers) || !m.ice_servers.every(isObject)) return null;
+  if (!Number.isInteger(m.ttl_seconds) || m.ttl_seconds <= 0) return null;
+  return { type: "turn", ice_servers: m.ice_servers, ttl_seconds: m.ttl_seconds };
+}
+
 /** @type {Record<string, (m: Record<string, any>) => ServerMessage | null>} */
-const READERS = { welcome, peers, signal, pong: () => ({ type: "pong" }), error };
+const READERS = { welcome, peers, signal, pong: () => ({ type: "pong" }), error, turn };
 
 /**
  * One server → peer text frame, checked; null when it is not a message this client knows.
@@ -177,8 +188,17 @@ function count(v, key) {
   return v;
 }
 
-/** How neighbour connections ended (docs/websocket.md, stats.connections). */
-export const CONNECTION_OUTCOMES = Object.freeze(["host", "srflx", "prflx", "relay", "failed", "timeout"]);
+/**
+ * How neighbour connections ended (docs/websocket.md, stats.connections):
+ * connected, by the selected pair's candidate types "<local>/<remote>"; failed;
+ * timeout. The bare types are older players' (the gateway counts them as unknown).
+ */
+export const CANDIDATE_TYPES = Object.freeze(["host", "srflx", "prflx", "relay", "unknown"]);
+export const CONNECTION_OUTCOMES = Object.freeze([
+  "host", "srflx", "prflx", "relay",
+  ...CANDIDATE_TYPES.flatMap((local) => CANDIDATE_TYPES.map((remote) => `${local}/${remote}`)),
+  "failed", "timeout",
+]);
 
 // {outcome: count}, written in CONNECTION_OUTCOMES order with the zero counts left out.
 /**
@@ -192,6 +212,27 @@ function outcomes(v, key) {
   const out = {};
   for (const k of Object.keys(v)) if (!CONNECTION_OUTCOMES.includes(k)) throw new TypeError(`${key}: unknown outcome ${k.slice(0, 40)}`);
   for (const k of CONNECTION_OUTCOMES) if (v[k] !== undefined && count(v[k], `${key}.${k}`) > 0) out[k] = v[k];
+  return out;
+}
+
+const PEER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** Neighbours named in one report's `sources` (protocol/limits.py MAX_SOURCES). */
+export const MAX_SOURCES = 32;
+
+// {peer id: verified bytes}, in the order given, the zero counts left out.
+/**
+ * @param {unknown} v
+ * @param {string} key
+ * @returns {Record<string, number>}
+ */
+function sources(v, key) {
+  if (!isObject(v) || Object.keys(v).length > MAX_SOURCES) throw new TypeError(`${key}: expected at most ${MAX_SOURCES} peer ids`);
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const [id, n] of Object.entries(v)) {
+    if (!PEER_ID.test(id)) throw new TypeError(`${key}: keys are peer ids`);
+    if (count(n, `${key}.${id}`) > 0) out[id] = n;
+  }
   return out;
 }
 
@@ -266,6 +307,10 @@ export function encodePeerMessage(msg) {
       optional(out, msg, "p2p_relay_down_bytes", count);
       optional(out, msg, "connections", outcomes);
       if (msg.neighbours !== undefined && msg.neighbours !== null) out.neighbours = count(msg.neighbours, "neighbours");
+      if (msg.sources !== undefined) {
+        const named = sources(msg.sources, "sources");
+        if (Object.keys(named).length > 0) out.sources = named;
+      }
       return JSON.stringify(out);
     }
     case "slots":
@@ -278,6 +323,8 @@ export function encodePeerMessage(msg) {
     }
     case "ping":
       return '{"type":"ping"}';
+    case "turn":
+      return '{"type":"turn"}';
     case "introduce": {
       /** @type {Record<string, unknown>} */
       const out = { type: "introduce", track: name(msg.track, "track"), rendition: name(msg.rendition, "rendition"), peer_id: name(msg.peer_id, "peer_id") };

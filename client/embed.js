@@ -30,6 +30,8 @@ if (color) player.style.setProperty("--ztream-accent", color);
 if (params.get("autoplay") === "1") player.play().catch(() => {});
 
 const inFrame = window.parent !== window;
+// Opened as a page (the share link), not framed: a centred player card, not one stretched over the window.
+document.documentElement.classList.toggle("standalone", !inFrame);
 let parentOrigin = null;
 let lastError = null;
 

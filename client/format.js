@@ -85,3 +85,51 @@ export function seekKey(key, { position, duration, step = 5, page = 10 }) {
       return null;
   }
 }
+
+/**
+ * Waveform peaks as both players draw them: magnitudes (0..1, non-finite as 0)
+ * scaled so that the loudest is 1. A quiet track (peaks around 0.05) then
+ * fills the bar like a loud one instead of drawing a flat dotted line; all
+ * silence stays 0.
+ * @param {ArrayLike<unknown> | null | undefined} peaks
+ * @returns {number[]}
+ */
+export function scalePeaks(peaks) {
+  if (!peaks || !(peaks.length > 0)) return [];
+  const values = Array.from(peaks, (p) => {
+    const v = Math.abs(Number(p));
+    return Number.isFinite(v) ? v : 0;
+  });
+  let max = 0;
+  for (const v of values) if (v > max) max = v;
+  return max > 0 ? values.map((v) => Math.min(1, v / max)) : values.map(() => 0);
+}
+
+/**
+ * The placeholder artwork of a track without a picture: the initials of its
+ * artist and title (or title alone), and a two-colour diagonal gradient whose
+ * hues come from a hash of the text, so that each track has its own and
+ * keeps it.
+ * @param {string | null | undefined} title
+ * @param {string | null | undefined} [artist]
+ * @returns {{initials: string, background: string}}
+ */
+export function placeholderArt(title, artist = "") {
+  const words = (/** @type {unknown} */ s) => String(s || "").split(/[\s_\-—–.,:;/()[\]]+/u).filter((w) => /\p{L}|\p{N}/u.test(w));
+  const first = (/** @type {string} */ w) => Array.from(w.match(/[\p{L}\p{N}]/u)?.[0] ?? "")[0] ?? "";
+  const t = words(title);
+  const a = words(artist);
+  let initials = a.length && t.length ? first(a[0]) + first(t[0]) : t.slice(0, 2).map(first).join("");
+  initials = (initials || "♪").toLocaleUpperCase();
+  let hash = 2166136261; // FNV-1a over the text: stable across sessions
+  for (const ch of `${artist || ""}\u0000${title || ""}`) {
+    hash ^= ch.codePointAt(0) ?? 0;
+    hash = Math.imul(hash, 16777619) >>> 0;
+  }
+  const hue = hash % 360;
+  const hue2 = (hue + 40 + ((hash >>> 9) % 60)) % 360;
+  return {
+    initials,
+    background: `linear-gradient(135deg, hsl(${hue} 62% 46%), hsl(${hue2} 70% 28%))`,
+  };
+}

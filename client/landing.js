@@ -2,15 +2,16 @@
 // The landing page: library and recent tracks, a URL field, the player and
 // the code to embed the current track.
 
-import { fetchJson } from "./api.js";
+import { ApiError, fetchJson } from "./api.js";
 import "./ztream-player.js";
-import { formatTime } from "./format.js";
+import { formatTime, placeholderArt } from "./format.js";
 import { componentSnippet, iframeSnippet, oembedUrl, trackUrl, widgetSnippet } from "./snippets.js";
 
 const $ = (sel) => document.querySelector(sel);
 const publicUrl = (/** @type {HTMLMetaElement | null} */ (document.querySelector('meta[name="ztream-public-url"]'))?.content || location.origin).replace(/\/+$/, "");
 const player = $("#main-player");
 const PLAY_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5.14v13.72a1 1 0 0 0 1.5.86l11-6.86a1 1 0 0 0 0-1.72l-11-6.86A1 1 0 0 0 8 5.14z"/></svg>';
+const PAUSE_ICON = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 5h3.5v14H7zM13.5 5H17v14h-3.5z"/></svg>';
 
 let tracks = [];
 let current = null;
@@ -31,41 +32,52 @@ function api(path, options = {}) {
 
 function renderTracks() {
   const list = $("#tracks");
+  const playing = Boolean(current) && !player.paused;
   list.replaceChildren(
     ...tracks.map((t) => {
       const li = document.createElement("li");
       li.dataset.id = t.id;
-      if (current?.id === t.id) li.setAttribute("aria-current", "true");
+      const isCurrent = current?.id === t.id;
+      if (isCurrent) li.setAttribute("aria-current", "true");
+      const name = t.title || t.id;
       const b = document.createElement("button");
       b.className = "p";
       b.type = "button";
-      b.innerHTML = PLAY_ICON;
-      b.setAttribute("aria-label", `Play ${t.title || t.id}`);
-      b.addEventListener("click", () => playTrack(t));
+      // The playing row's button pauses it (and says so); any other plays its track.
+      const pauses = isCurrent && playing;
+      b.innerHTML = pauses ? PAUSE_ICON : PLAY_ICON;
+      b.dataset.state = pauses ? "playing" : "paused";
+      b.setAttribute("aria-label", `${pauses ? "Pause" : "Play"} ${name}`);
+      b.addEventListener("click", () => (pauses ? player.pause() : isCurrent ? player.play().catch(() => {}) : playTrack(t)));
       const title = document.createElement("span");
       title.className = "t";
-      title.textContent = t.artist ? `${t.artist} — ${t.title}` : t.title || t.id;
+      title.textContent = t.artist ? `${t.artist} — ${t.title}` : name;
       const source = document.createElement("span");
       source.className = "s";
       source.textContent = t.source;
       const d = document.createElement("span");
       d.className = "d";
-      d.textContent = Number.isFinite(t.duration) ? formatTime(t.duration) : "";
-      li.append(b);
+      // Unknown until transcoded once: a dash keeps the column (and the rows) aligned.
+      d.textContent = Number.isFinite(t.duration) ? formatTime(t.duration) : "–:––";
       // The artwork only of tracks transcoded once (duration known): asking
-      // for another's would start its transcode just to draw a list.
+      // for another's would start its transcode just to draw a list. The
+      // others get the placeholder in the same box, so the rows line up.
+      const art = document.createElement("span");
+      art.className = "thumb";
+      art.setAttribute("aria-hidden", "true");
+      const look = placeholderArt(t.title, t.artist);
+      art.style.background = look.background;
+      art.textContent = look.initials;
       if (t.artwork_url && Number.isFinite(t.duration)) {
-        const art = document.createElement("img");
-        art.src = t.artwork_url;
-        art.alt = "";
-        art.width = 32;
-        art.height = 32;
-        art.loading = "lazy";
-        art.style.borderRadius = "4px";
-        art.style.objectFit = "cover";
-        li.append(art);
+        const img = document.createElement("img");
+        img.src = t.artwork_url;
+        img.alt = "";
+        img.width = 36;
+        img.height = 36;
+        img.loading = "lazy";
+        art.append(img);
       }
-      li.append(title, source, d);
+      li.append(b, art, title, source, d);
       return li;
     }),
   );
@@ -98,7 +110,9 @@ function playTrack(track, { autoplay = true } = {}) {
   $("#empty-player").hidden = true;
   player.hidden = false;
   $("#startup").textContent = "";
-  player.setAttribute("title-override", track.artist ? `${track.artist} — ${track.title}` : track.title || "");
+  // No title-override: the player shows the track's own title and artist
+  // (apart), and the file's tags once the first transcode has read them.
+  player.removeAttribute("title-override");
   player.src = trackUrl(publicUrl, track.id);
   if (autoplay) player.play().catch(() => {});
   renderEmbed(track);
@@ -106,6 +120,22 @@ function playTrack(track, { autoplay = true } = {}) {
   history.replaceState(null, "", `#${encodeURIComponent(track.id)}`);
 }
 
+/**
+ * What to tell the person who pasted a link that failed: the gateway's reason
+ * and, where a configuration key would fix it, that key.
+ * @param {unknown} err
+ */
+function addFailure(err) {
+  if (err instanceof ApiError) {
+    const reason = err.detail || err.message;
+    return err.setting && !reason.includes(err.setting) ? `${reason} (setting: ${err.setting})` : reason;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+// Registering a link proves nothing (a 404 or an HTML page registers too):
+// the manifest answers once the first chunk exists, or with the reason, so
+// "Added" is said, and the track listed here, only after it answered.
 $("#add-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = $("#url");
@@ -121,11 +151,13 @@ $("#add-form").addEventListener("submit", async (e) => {
   setStatus(status, "Fetching…");
   try {
     const track = await api("/v1/tracks", { method: "POST", body: JSON.stringify({ url }) });
+    setStatus(status, `Checking “${track.title || track.id}”…`);
+    await api(`/v1/tracks/${encodeURIComponent(track.id)}/manifest`);
     setStatus(status, `Added “${track.title || track.id}”.`);
     if (!tracks.some((t) => t.id === track.id)) tracks = [...tracks, track];
     playTrack(track);
   } catch (err) {
-    setStatus(status, err.message, true);
+    setStatus(status, `Cannot play this link: ${addFailure(err)}`, true);
   } finally {
     button.disabled = false;
   }
@@ -172,6 +204,17 @@ for (const copy of document.querySelectorAll(".copy")) {
 player.addEventListener("startup", (e) => {
   $("#startup").textContent = `started in ${Math.round(e.detail.seconds * 1000)} ms`;
 });
+for (const name of ["play", "pause", "ended"]) player.addEventListener(name, () => renderTracks());
+// The first transcode has read the file's tags: the list shows them too.
+player.addEventListener("trackinfo", (e) => {
+  const t = tracks.find((x) => x.id === current?.id);
+  const info = /** @type {CustomEvent} */ (e).detail?.track;
+  if (t && info) {
+    Object.assign(t, { title: info.title, artist: info.artist, duration: info.duration });
+    if (current) Object.assign(current, { title: info.title, artist: info.artist });
+    renderTracks();
+  }
+});
 player.addEventListener("ready", (e) => {
   const t = tracks.find((x) => x.id === current?.id);
   if (t && e.detail.track?.duration != null && t.duration == null) {
@@ -182,5 +225,8 @@ player.addEventListener("ready", (e) => {
 
 await loadTracks();
 const wanted = decodeURIComponent(location.hash.slice(1));
-const initial = tracks.find((t) => t.id === wanted);
+let initial = tracks.find((t) => t.id === wanted);
+// A link added here a moment ago is not listed until its transcode completes:
+// the page's own #id still finds it.
+if (!initial && /^[A-Za-z0-9_-]{1,128}$/.test(wanted)) initial = await api(`/v1/tracks/${wanted}`).catch(() => null);
 if (initial) playTrack(initial, { autoplay: false });

@@ -249,7 +249,16 @@ export class P2PCore {
     /** @type {string | null} */
     this.peerId = null;
     /** @type {object[]} */
-    this.iceServers = [];
+    this.iceServers = []; // the welcome's, then the TURN entries asked for (turn)
+    /** @type {object[]} */
+    this.welcomeIce = [];
+    // TURN on request (docs/p2p.md): asked by a peer that needs a relay, renewed
+    // halfway through the credentials' life while the socket lives.
+    this.needsRelay = false; // set by the shell of a p2p="relay" player: ask at welcome
+    /** @type {{servers: object[], renewAt: number, asking: boolean, unavailable: boolean, retryAt: number}} */
+    this.turn = { servers: [], renewAt: Infinity, asking: false, unavailable: false, retryAt: -Infinity };
+    /** @type {Map<string, number>} */
+    this.sources = new Map(); // peer id -> verified bytes since the last report (stats.sources)
     this.uploadSlots = this.settings.uploadSlots;
     this.statsInterval = this.settings.statsInterval;
     this.connected = false; // welcomed on the current control socket
@@ -292,7 +301,33 @@ export class P2PCore {
   controlClosed() {
     this.connected = false;
     this.want.outstanding = false;
+    this.turn.asking = false;
     return [];
+  }
+
+  /**
+   * A neighbour connection could not be made directly (or the player allows
+   * only relayed ones): ask for TURN credentials unless held, asked or refused.
+   * @param {number} now
+   * @returns {Effect[]}
+   */
+  needRelay(now) {
+    /** @type {Effect[]} */
+    const out = [];
+    const t = this.turn;
+    if (!this.connected || t.asking || t.unavailable || t.servers.length > 0 || now < t.retryAt) return out;
+    t.asking = true;
+    this.sendControl(out, { type: "turn" }, now);
+    return out;
+  }
+
+  /**
+   * `bytes` from neighbour `peer` passed their SHA-256 check: named in the next report's `sources`.
+   * @param {string} peer
+   * @param {number} bytes
+   */
+  deliveredBy(peer, bytes) {
+    if (bytes > 0) this.sources.set(peer, (this.sources.get(peer) ?? 0) + bytes);
   }
 
   /**
@@ -308,7 +343,16 @@ export class P2PCore {
     switch (msg.type) {
       case "welcome": {
         this.peerId = String(msg.peer_id);
-        this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+        this.welcomeIce = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
+        this.iceServers = [...this.welcomeIce, ...this.turn.servers];
+        this.turn.asking = false;
+        if (this.needsRelay || this.turn.servers.length > 0) {
+          // Credentials name the peer id: a new socket asks afresh, before any dial.
+          this.turn.servers = [];
+          this.iceServers = this.welcomeIce.slice();
+          this.connected = true;
+          out.push(...this.needRelay(now));
+        }
         /** @type {Record<string, number>} */
         const limits = msg.limits && typeof msg.limits === "object" ? msg.limits : {};
         if (Number.isInteger(limits.upload_slots) && limits.upload_slots > 0) this.uploadSlots = limits.upload_slots;
@@ -327,6 +371,14 @@ export class P2PCore {
           this.flushTracker(out, now);
           this.maybeWant(out, now);
         }
+        break;
+      }
+      case "turn": {
+        const ttl = msg.ttl_seconds;
+        this.turn.asking = false;
+        this.turn.servers = msg.ice_servers;
+        this.turn.renewAt = now + ttl / 2;
+        this.iceServers = [...this.welcomeIce, ...this.turn.servers];
         break;
       }
       case "peers":
@@ -349,6 +401,10 @@ export class P2PCore {
           this.lastReport = null;
         } else if (msg.for === "want") {
           this.want.outstanding = false;
+        } else if (msg.for === "turn") {
+          this.turn.asking = false;
+          if (msg.error === "no_turn") this.turn.unavailable = true;
+          else this.turn.retryAt = now + this.settings.maxWantInterval;
         }
         break;
       default:
@@ -750,6 +806,11 @@ export class P2PCore {
         this.sendControl(out, { type: "slots", in_use: inUse }, now);
       }
       this.maybeStats(out, now, totals);
+      if (this.turn.servers.length > 0 && now >= this.turn.renewAt && !this.turn.asking) {
+        this.turn.asking = true;
+        this.turn.renewAt = Infinity;
+        this.sendControl(out, { type: "turn" }, now);
+      }
       if (now - this.lastSentAt >= st.keepalive) this.sendControl(out, { type: "ping" }, now);
     }
     return out;
@@ -1385,18 +1446,22 @@ export class P2PCore {
     for (const k of keys) this.reported[k] += delta[k];
     this.pendingStartup = null;
     this.lastReport = { ...delta, startup };
-    this.sendControl(
-      out,
-      {
-        type: "stats",
-        p2p_down_bytes: delta.down,
-        p2p_up_bytes: delta.up,
-        http_down_bytes: delta.http,
-        stalls: delta.stalls,
-        startup_seconds: startup,
-        verify_failures: delta.failures,
-      },
-      now,
-    );
+    /** @type {Record<string, any>} */
+    const report = {
+      type: "stats",
+      p2p_down_bytes: delta.down,
+      p2p_up_bytes: delta.up,
+      http_down_bytes: delta.http,
+      stalls: delta.stalls,
+      startup_seconds: startup,
+      verify_failures: delta.failures,
+    };
+    if (this.sources.size > 0) {
+      // the neighbours that delivered most, as many as a report may name (32)
+      const named = [...this.sources].sort((a, b) => b[1] - a[1]).slice(0, 32);
+      report.sources = Object.fromEntries(named.map(([peer, n]) => [peer, clamp(n)]));
+      this.sources.clear();
+    }
+    this.sendControl(out, report, now);
   }
 }

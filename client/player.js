@@ -173,7 +173,9 @@ export class PlayerCore extends EventTarget {
     const m = s.manifest;
     if (m?.complete && Number.isFinite(m.duration)) return m.duration;
     const known = s.scheduler ? s.scheduler.knownEnd() : 0;
-    const declared = s.track?.duration ?? m?.duration;
+    // A first transcode's manifest says the length expected from the input's
+    // probe (`expected_duration`, an estimate) before the track has one.
+    const declared = s.track?.duration ?? m?.duration ?? m?.expected_duration;
     if (Number.isFinite(declared) && declared > 0) return Math.max(declared, known);
     if (known > 0) return known;
     const d = this.audio.duration;

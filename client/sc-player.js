@@ -15,7 +15,7 @@
 // carries nothing, goes to "*" while the parent's origin is still unknown.
 
 import "./ztream-player.js";
-import { formatTime, seekKey, spokenTime } from "./format.js";
+import { formatTime, scalePeaks, seekKey, spokenTime } from "./format.js";
 import {
   EVENTS,
   WidgetSession,
@@ -177,9 +177,7 @@ async function loadPeaks(track) {
     const r = await fetch(new URL(url, publicUrl));
     const json = r.ok ? await r.json() : null;
     if (json && Array.isArray(json.peaks) && json.peaks.length > 0 && json.peaks.length <= 100000) {
-      const values = json.peaks.map((p) => (Number.isFinite(p) ? Math.abs(p) : 0));
-      const max = Math.max(...values) || 1;
-      out = values.map((v) => v / max);
+      out = scalePeaks(json.peaks);
     }
   } catch {
     out = null; // drawn as a flat bar

@@ -44,7 +44,7 @@
 // and ::part(root | play-button | title | seek | time | volume | playlist).
 
 import { sharedCache } from "./cache.js";
-import { formatTime, rangeFractions, seekKey, spokenTime } from "./format.js";
+import { formatTime, rangeFractions, scalePeaks, seekKey, spokenTime } from "./format.js";
 import { controlUrl } from "./p2p.js";
 import { PlayerCore, normalizeGain, prefetchTrack, waveformBars } from "./player.js";
 import { shouldPrefetchNext } from "./scheduler.js";
@@ -1007,7 +1007,8 @@ export class ZtreamPlayer extends HTMLElement {
     const playedTo = Number.isFinite(total) && total > 0 ? t / total : 0;
     const ranges = rangeFractions(this.core.bufferedRanges, total).map((p) => [p.left, p.left + p.width]);
     const step = 3 * ratio; // a 2 px bar and a 1 px gap
-    const bars = waveformBars(wave, total, Math.max(1, Math.floor(w / step)));
+    // Scaled as /player/ draws it: the loudest peak fills the bar (a quiet track is not a flat line).
+    const bars = waveformBars({ ...wave, peaks: scalePeaks(wave.peaks) }, total, Math.max(1, Math.floor(w / step)));
     ctx.clearRect(0, 0, w, h);
     const mid = h / 2;
     for (const bar of bars) {

@@ -14,6 +14,7 @@ place (``gateway.http.responses.render_error``)::
     ├── NotAudio (415 upstream_not_audio)
     ├── RangeNotSatisfiable (416 range_not_satisfiable)
     ├── Unsupported (501 not_implemented)
+    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets; Retry-After)
     ├── Overloaded (503 overloaded, with Retry-After)
     ├── StorageError (503 storage_unavailable)
     │   └── StorageFull (507 storage_full)
@@ -23,10 +24,12 @@ place (``gateway.http.responses.render_error``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 __all__ = [
     "SETTINGS",
+    "without_addresses",
     "ZtreamError",
     "BadRequest",
     "Unauthorized",
@@ -36,6 +39,7 @@ __all__ = [
     "NotAudio",
     "Unsupported",
     "Overloaded",
+    "TooManyRequests",
     "RangeNotSatisfiable",
     "StorageError",
     "StorageFull",
@@ -93,7 +97,7 @@ class ZtreamError(Exception):
         self.headers: dict[str, str] = dict(headers) if headers is not None else {}
 
     def to_json(self) -> dict[str, str]:
-        body = {"error": self.code, "detail": self.detail}
+        body = {"error": self.code, "detail": without_addresses(self.detail)}
         if self.setting:
             body["setting"] = self.setting
         return body
@@ -157,6 +161,14 @@ class Overloaded(ZtreamError):
     retry_after = 5
 
 
+class TooManyRequests(ZtreamError):
+    """One client asks for more than its share (RFC 6585 4): 429 with ``Retry-After`` (5 s unless told otherwise)."""
+
+    status = 429
+    code = "rate_limited"
+    retry_after = 5
+
+
 class StorageError(ZtreamError):
     """The chunk store's disk failed (an I/O error): what is stored may still be served."""
 
@@ -180,3 +192,14 @@ class UpstreamError(ZtreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+# ffmpeg names its contexts "[mov,mp4,m4a @ 0x562d1c0a2b40]"; Python reprs say
+# "at 0x7f3a...". A memory address tells a client nothing and an attacker
+# something about the process's layout (ASLR): it never leaves in an answer.
+_ADDRESS = re.compile(r"(?: @| at)? 0x[0-9a-fA-F]{8,16}\b")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` without the memory addresses ffmpeg and Python reprs put in messages."""
+    return _ADDRESS.sub("", text)

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal, TypeGuard
 
 from protocol.codec import parse_signal_data, signal_data
+from protocol.limits import MAX_SOURCES
 from protocol.messages import (
     Description,
     Error,
@@ -74,6 +75,8 @@ from protocol.messages import (
     SignalFrom,
     Slots,
     Stats,
+    Turn,
+    TurnServers,
     Want,
     Welcome,
 )
@@ -409,6 +412,18 @@ class P2PCore:
         # cumulative counters of this side; the player's are passed to tick()
         self.up_bytes = 0
         self.verify_failures = 0
+        # Verified bytes per neighbour since the last report (stats ``sources``):
+        # the tracker's evidence of who delivers.
+        self.sources: dict[str, int] = {}
+        # TURN on request (docs/p2p.md), as the browser's: the welcome's servers
+        # plus the TURN entries asked for, renewed halfway through their life.
+        self.welcome_ice: tuple[dict[str, Json], ...] = ()
+        self.needs_relay = False  # ask at welcome (a relay-only peer)
+        self.turn_servers: tuple[dict[str, Json], ...] = ()
+        self._turn_renew_at = math.inf
+        self._turn_asking = False
+        self._turn_unavailable = False
+        self._turn_retry_at = -math.inf
         self.reported = dict.fromkeys(_COUNTS, 0)
         self.last_report: _Report | None = None
         self.pending_startup: float | None = None
@@ -421,14 +436,33 @@ class P2PCore:
         """The control socket closed: a new one brings a new welcome and peer id."""
         self.connected = False
         self.want.outstanding = False
+        self._turn_asking = False
         return []
+
+    def need_relay(self, now: float) -> list[Effect]:
+        """A direct connection failed (or only relays are allowed): ask for TURN
+        credentials unless held, asked or refused (``client/p2p.js`` ``needRelay``)."""
+        out: list[Effect] = []
+        if (not self.connected or self._turn_asking or self._turn_unavailable or self.turn_servers
+                or now < self._turn_retry_at):
+            return out
+        self._turn_asking = True
+        self._send_control(out, Turn(), now)
+        return out
 
     def on_control(self, msg: ServerMessage, now: float) -> list[Effect]:
         """One message from the control socket (``protocol.codec.parse_server``'s)."""
         out: list[Effect] = []
         if isinstance(msg, Welcome):
             self.peer_id = msg.peer_id
-            self.ice_servers = msg.ice_servers
+            self.welcome_ice = msg.ice_servers
+            self._turn_asking = False
+            if self.needs_relay or self.turn_servers:
+                # Credentials name the peer id: a new socket asks afresh, before any dial.
+                self.turn_servers = ()
+                self.connected = True
+                out.extend(self.need_relay(now))
+            self.ice_servers = self.welcome_ice + self.turn_servers
             slots = msg.limits.upload_slots
             if slots is not None and slots > 0:
                 self.upload_slots = slots
@@ -448,6 +482,11 @@ class P2PCore:
                 self.introducing.clear()
                 self._flush_tracker(out, now)
                 self._maybe_want(out, now)
+        elif isinstance(msg, TurnServers):
+            self._turn_asking = False
+            self.turn_servers = msg.ice_servers
+            self._turn_renew_at = now + msg.ttl_seconds / 2
+            self.ice_servers = self.welcome_ice + self.turn_servers
         elif isinstance(msg, Peers):
             if msg.for_type == "introduce":
                 self._on_introduced(msg, now, out)
@@ -468,6 +507,12 @@ class P2PCore:
                 self.last_report = None
             elif msg.for_type == "want":
                 self.want.outstanding = False
+            elif msg.for_type == "turn":
+                self._turn_asking = False
+                if msg.code == "no_turn":
+                    self._turn_unavailable = True
+                else:
+                    self._turn_retry_at = now + self.settings.max_want_interval
         return out
 
     # ---- session (one track's rendition) -------------------------------------
@@ -553,6 +598,11 @@ class P2PCore:
             for nb in list(self.neighbours.values()):
                 self._ask(nb, track, rendition, out, now)
         return out
+
+    def delivered_by(self, peer: str, nbytes: int) -> None:
+        """``nbytes`` from ``peer`` passed their SHA-256 check: named in the next report's ``sources``."""
+        if nbytes > 0:
+            self.sources[peer] = self.sources.get(peer, 0) + nbytes
 
     def chunk_added(self, index: int, now: float) -> list[Effect]:
         """We now hold chunk ``index`` (from the server, the cache or a verified peer)."""
@@ -748,6 +798,10 @@ class P2PCore:
                 self._slots_at = now
                 self._send_control(out, Slots(in_use), now)
             self._maybe_stats(out, now, totals or {})
+            if self.turn_servers and now >= self._turn_renew_at and not self._turn_asking:
+                self._turn_asking = True
+                self._turn_renew_at = math.inf
+                self._send_control(out, Turn(), now)
             if now - self.last_sent_at >= st.keepalive:
                 self._send_control(out, Ping(), now)
         return out
@@ -1217,6 +1271,9 @@ class P2PCore:
             self.reported[k] += delta[k]
         self.pending_startup = None
         self.last_report = _Report(delta, startup)
+        # The neighbours that delivered most, as many as a report may name.
+        named = sorted(self.sources.items(), key=lambda kv: -kv[1])[:MAX_SOURCES]
+        self.sources = {}
         msg = Stats(
             p2p_down_bytes=delta["down"],
             p2p_up_bytes=delta["up"],
@@ -1224,5 +1281,6 @@ class P2PCore:
             stalls=delta["stalls"],
             startup_seconds=startup,
             verify_failures=delta["failures"],
+            sources=tuple((peer, clamp(n)) for peer, n in named),
         )
         self._send_control(out, msg, now)

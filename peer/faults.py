@@ -1,8 +1,8 @@
 """What a benchmark makes a headless peer do wrong, and the accounting of it.
 
 ``Faults`` are the misbehaviours a swarm benchmark gives some of its peers
-(none by default, as ``ztream peer`` runs): serving corrupt chunks, leaving
-at an audio position (closing everything, or going silent as a frozen
+(none by default, as ``ztream peer`` runs): serving corrupt chunks, lying to
+the tracker (claiming the whole track, serving nothing), leaving at an audio position (closing everything, or going silent as a frozen
 machine would), and a tracker unreachable for ``want`` from a playlist
 position on. The decisions are here; ``peer/node.py`` carries them out.
 
@@ -29,6 +29,9 @@ class Faults:
     # From this playlist position on, the control socket drops our ``want``
     # frames: the tracker is unreachable for lookups.
     drop_wants_from: int | None = None
+    # A liar: claims every chunk of what it plays (``have`` complete) and serves
+    # nothing: it answers no offer and asks nobody (its ``want`` frames dropped).
+    liar: bool = False
 
     def leaves(self, track_position: int, audio_position: float) -> bool:
         """Whether the peer leaves now, at ``audio_position`` of playlist track ``track_position``."""

@@ -73,6 +73,7 @@ from protocol.codec import encode, parse_server, signal_data
 from protocol.messages import (
     Description,
     Error,
+    Have,
     IceCandidate,
     Introduce,
     PeerMessage,
@@ -81,10 +82,11 @@ from protocol.messages import (
     Pong,
     ProtocolError,
     Signal,
+    SignalFrom,
     Want,
     Welcome,
 )
-from protocol.values import Json
+from protocol.values import ChunkSet, Json
 from protocol.wire import T_CHOKE, T_LOOKUP
 
 from .cache import ChunkCache
@@ -351,6 +353,8 @@ class PeerNode:
                 if nb is not None:
                     if not nb.open:
                         self.report.connect_failures += 1
+                        # Not connected directly: TURN credentials are asked for (docs/p2p.md).
+                        self._apply(self.core.need_relay(self.clock.real()))
                     # A banned sender's connection closes a moment later, so that
                     # what it had already queued arrives and is counted
                     # (``discarded``), never used: a benchmark accounts for every bad chunk.
@@ -531,6 +535,7 @@ class PeerNode:
         else:
             self.report.chunks_peer += 1
             self.report.p2p_down_bytes += len(data)
+            self.core.delivered_by(source, len(data))
         if self.playing.cache is not None and source != CACHE:
             with contextlib.suppress(OSError):
                 self.playing.cache.write(index, data)
@@ -716,6 +721,11 @@ class PeerNode:
     def _send_control(self, message: PeerMessage) -> None:
         if self._ws is None or self._ws.closed or self.vanished:
             return
+        if self.faults.liar:
+            if isinstance(message, Have):
+                message = Have(message.track, message.rendition, ChunkSet(), complete=True, replace=message.replace)
+            elif isinstance(message, (Want, Introduce)):
+                return
         if isinstance(message, Want):
             if self.faults.drops_want(self.position):
                 self.report.wants_dropped += 1
@@ -760,6 +770,8 @@ class PeerNode:
                     log.info("%s: gateway refused a message: %s", self.options.name, message)
             elif isinstance(message, Peers) and self.leaving:
                 continue
+            elif isinstance(message, SignalFrom) and self.faults.liar:
+                continue  # a liar answers no offer
             elif isinstance(message, Peers) and message.for_type == "introduce" and message.peers:
                 self.report.introduced += 1
             self._apply(self.core.on_control(message, self.clock.real()))
@@ -793,7 +805,9 @@ class PeerNode:
             pc.on("datachannel", on_channel)
 
     def _new_pc(self, nb: Neighbour) -> RTCPeerConnection:
-        servers = [server for s in self.ice_servers if (server := ice_server(s)) is not None]
+        # The core's current list: the welcome's, and TURN once asked for.
+        servers = [server for s in (() if self.loopback else self.core.ice_servers)
+                   if (server := ice_server(s)) is not None]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         nb.pc = pc
 

@@ -26,12 +26,17 @@ negative, NaN or infinite, or absurd (``> MAX_REPORT_BYTES`` bytes,
 ``> MAX_REPORT_STALLS`` stalls or verify failures, ``startup_seconds >
 MAX_STARTUP_SECONDS``) is refused whole with ``bad_stats``. ``connections``
 (neighbour connection outcomes since the last report) is an object whose keys
-are among ``CONNECTION_OUTCOMES`` (connected via ``host`` / ``srflx`` /
-``prflx`` / ``relay``, ``failed``, ``timeout``), each a count; another key
+are among ``CONNECTION_OUTCOMES`` (connected, by the selected pair's candidate
+types ``<local>/<remote>``, each ``host`` / ``srflx`` / ``prflx`` / ``relay`` /
+``unknown``; ``failed``; ``timeout``; older players' bare types), each a count; another key
 or value is ``bad_stats`` too. ``p2p_relay_down_bytes`` is the part of
 ``p2p_down_bytes`` that came over TURN-relayed connections (docs/p2p.md);
 ``neighbours`` the number of open neighbour connections now (absent: not
-said).
+said); ``sources`` an object of at most ``MAX_SOURCES`` peer ids, each with
+the verified bytes received from that neighbour since the last report (its
+values counted like the byte counts; another key or value is ``bad_stats``).
+``turn`` (peer → server) has no field; the server's ``turn`` carries
+``ice_servers`` (a list of objects) and ``ttl_seconds``.
 '''
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from .limits import (
     MAX_REPORT_STALLS,
     MAX_SIGNAL_BYTES,
     MAX_SLOTS_IN_USE,
+    MAX_SOURCES,
     MAX_STARTUP_SECONDS,
     MAX_WANT,
 )
@@ -73,6 +79,8 @@ from .messages import (
     SignalFrom,
     Slots,
     Stats,
+    Turn,
+    TurnServers,
     Want,
     Welcome,
 )
@@ -178,7 +186,7 @@ def _parse_connections(value: object) -> tuple[tuple[str, int], ...]:
         raise ProtocolError("bad_stats", "connections: expected an object", "stats")
     for key, n in value.items():
         if key not in CONNECTION_OUTCOMES:
-            raise ProtocolError("bad_stats", f"connections: {key[:40]!r} is not one of {', '.join(CONNECTION_OUTCOMES)}", "stats")
+            raise ProtocolError("bad_stats", f"connections: {key[:40]!r} is not failed, timeout nor local/remote candidate types", "stats")
         if not _is_int(n) or not 0 <= n <= MAX_REPORT_STALLS:
             raise ProtocolError("bad_stats", f"connections.{key}: expected 0..{MAX_REPORT_STALLS}", "stats")
     return tuple((key, value[key]) for key in CONNECTION_OUTCOMES if value.get(key))
@@ -205,7 +213,24 @@ def _parse_stats(body: dict[str, object]) -> Stats:
     neighbours = body.get("neighbours")
     if neighbours is not None and (not _is_int(neighbours) or not 0 <= neighbours <= MAX_REPORT_STALLS):
         raise ProtocolError("bad_stats", f"neighbours: expected 0..{MAX_REPORT_STALLS} or null", "stats")
-    return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, **counts)
+    sources = _parse_sources(body.get("sources"))
+    return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, sources=sources, **counts)
+
+
+def _parse_sources(value: object) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or len(value) > MAX_SOURCES:
+        raise ProtocolError("bad_stats", f"sources: expected an object of at most {MAX_SOURCES} peer ids", "stats")
+    out: list[tuple[str, int]] = []
+    for peer_id, n in value.items():
+        if not _PEER_ID.fullmatch(peer_id):
+            raise ProtocolError("bad_stats", "sources: keys are peer ids", "stats")
+        if not _is_int(n) or not 0 <= n <= MAX_REPORT_BYTES:
+            raise ProtocolError("bad_stats", f"sources.{peer_id}: expected 0..{MAX_REPORT_BYTES}", "stats")
+        if n:
+            out.append((peer_id, n))
+    return tuple(out)
 
 
 def _parse_slots(body: dict[str, object]) -> Slots:
@@ -244,6 +269,7 @@ _PARSERS: dict[str, Callable[[dict[str, object]], PeerMessage]] = {
     "leave": _parse_leave,
     "ping": _parse_ping,
     "introduce": _parse_introduce,
+    "turn": lambda body: Turn(),
 }
 
 
@@ -297,8 +323,11 @@ def encode(message: PeerMessage) -> str:
             if message.startup_seconds is not None and message.startup_seconds.is_integer():
                 # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
                 startup = int(message.startup_seconds)
-            # neighbours: written only when known (null and absent mean the same).
-            known = {} if message.neighbours is None else {"neighbours": message.neighbours}
+            # neighbours: written only when known (null and absent mean the same);
+            # sources only when there are some.
+            known: dict[str, object] = {} if message.neighbours is None else {"neighbours": message.neighbours}
+            if message.sources:
+                known["sources"] = dict(message.sources)
             return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
                              "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
                              "stalls": message.stalls, "startup_seconds": startup,
@@ -317,6 +346,8 @@ def encode(message: PeerMessage) -> str:
         case Introduce():
             return _compact({"type": "introduce", "track": message.track, "rendition": message.rendition,
                              "peer_id": message.peer_id, "chunks": list(message.chunks)})
+        case Turn():
+            return '{"type":"turn"}'
 
 
 # -- render: server -> peer ----------------------------------------------------
@@ -356,6 +387,9 @@ def render(message: ServerMessage) -> str:
             if message.for_type is not None:
                 body["for"] = message.for_type
             return json.dumps(body)
+        case TurnServers():
+            return json.dumps({"type": "turn", "ice_servers": list(message.ice_servers),
+                               "ttl_seconds": message.ttl_seconds})
 
 
 # -- parse_server: server -> peer (the Python peer's side) ---------------------
@@ -422,12 +456,23 @@ def _parse_error(body: dict[str, object]) -> Error:
     return Error(_str(body, "error", "error"), _str(body, "detail", "error"), for_type)
 
 
+def _parse_turn_servers(body: dict[str, object]) -> TurnServers:
+    ice = body.get("ice_servers")
+    if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
+        raise ProtocolError("bad_field", "ice_servers: expected a list of objects", "turn")
+    ttl = body.get("ttl_seconds")
+    if not _is_int(ttl) or ttl <= 0:
+        raise ProtocolError("bad_field", "ttl_seconds: expected a positive integer", "turn")
+    return TurnServers(tuple(ice), ttl)
+
+
 _SERVER_PARSERS: dict[str, Callable[[dict[str, object]], ServerMessage]] = {
     "welcome": _parse_welcome,
     "peers": _parse_peers,
     "signal": _parse_signal_from,
     "pong": lambda body: Pong(),
     "error": _parse_error,
+    "turn": _parse_turn_servers,
 }
 
 

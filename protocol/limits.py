@@ -41,6 +41,9 @@ __all__ = [
     "MAX_RANGES",
     "MAX_TRACKS",
     "MAX_WANT",
+    "MAX_SOURCES",
+    "TURN_PER_SECOND",
+    "TURN_BURST",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -60,6 +63,13 @@ STRIKES = 50
 STRIKES_PER_SECOND = 1.0
 IDLE_TIMEOUT = 600
 MAX_SLOTS_IN_USE = 1000
+
+# Neighbours named in one report's ``sources``: more than anyone keeps open.
+MAX_SOURCES = 32
+# TURN credentials asked (``turn``), per client address: a burst for a household,
+# then one every 10 s (a socket renews every few minutes).
+TURN_PER_SECOND = 0.1
+TURN_BURST = 10
 
 MAX_REPORT_BYTES = 1 << 30  # 1 GiB in one ~5 s report is ~1.7 Gbit/s of audio: a lie
 MAX_REPORT_STALLS = 1000

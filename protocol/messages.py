@@ -18,16 +18,19 @@ The messages, in brief (docs/websocket.md has every field and rule)::
                      signal  {from, data}      "from" is the sender's real id
                      pong    {}
                      error   {error, detail, for?}   "for": the refused type
+                     turn    {ice_servers, ttl_seconds}   relay credentials, asked for
     peer -> server   have    {track, rendition, chunks?, ranges?, complete?, replace?}
                      want    {track, rendition, chunks?}
                      signal  {to, data}        data: an object, <= 32 KiB as JSON
                      stats   {p2p_down_bytes?, p2p_up_bytes?, http_down_bytes?,
                               stalls?, startup_seconds?, verify_failures?,
-                              p2p_relay_down_bytes?, connections?, neighbours?}
+                              p2p_relay_down_bytes?, connections?, neighbours?,
+                              sources?}   sources: {peer_id: verified bytes}
                      slots   {in_use}
                      leave   {track, rendition?}
                      ping    {}
                      introduce {track, rendition, peer_id, chunks?}   a holder a neighbour named
+                     turn    {}        TURN credentials, for a peer that needs a relay
 
 ``ProtocolError`` is a refused frame, carrying the wire error code; the codec
 raises it and the hub answers it with an ``error``.
@@ -55,17 +58,21 @@ __all__ = [
     "Want",
     "Signal",
     "Stats",
+    "CANDIDATE_TYPES",
     "CONNECTION_OUTCOMES",
+    "LEGACY_OUTCOMES",
     "Slots",
     "Leave",
     "Ping",
     "Introduce",
+    "Turn",
     "Limits",
     "Welcome",
     "Peers",
     "SignalFrom",
     "Pong",
     "Error",
+    "TurnServers",
     "Description",
     "IceCandidate",
     "Refusal",
@@ -110,10 +117,16 @@ class Signal:
     data_json: str  # ``data`` re-serialized (strict, compact JSON), ready to relay
 
 
-# How a neighbour connection ended up: connected, by the type of the selected
-# candidate pair (relay when either side is relayed, else the remote side's
-# type), or not at all (ICE failed; never opened within connectTimeout).
-CONNECTION_OUTCOMES = ("host", "srflx", "prflx", "relay", "failed", "timeout")
+# How a neighbour connection ended up: connected, by the candidate types of
+# the selected pair as the reporting player saw them, "<local>/<remote>"
+# ("unknown" for an end the browser did not say), or not at all (ICE failed;
+# never opened within connectTimeout). The four bare types come from players
+# older than the pairs (the pair's type only, "host" sometimes a default):
+# accepted, counted as unknown.
+CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay", "unknown")
+LEGACY_OUTCOMES = ("host", "srflx", "prflx", "relay")
+CONNECTION_PAIRS = tuple(f"{local}/{remote}" for local in CANDIDATE_TYPES for remote in CANDIDATE_TYPES)
+CONNECTION_OUTCOMES = (*LEGACY_OUTCOMES, *CONNECTION_PAIRS, "failed", "timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,9 @@ class Stats:
     # (outcome, count) pairs, counts > 0, in CONNECTION_OUTCOMES order.
     connections: tuple[tuple[str, int], ...] = ()
     neighbours: int | None = None
+    # (peer id, verified bytes received from it since the last report), counts > 0,
+    # in the order written: the evidence the tracker ranks holders by.
+    sources: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +173,13 @@ class Introduce:
     chunks: tuple[int, ...] = ()  # the chunks needed, as in ``want``: the holder must hold one
 
 
-PeerMessage = Have | Want | Signal | Stats | Slots | Leave | Ping | Introduce
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Ask for TURN credentials: the peer needs a relay (docs/p2p.md). Answered
+    with ``TurnServers``, or an ``error`` (``no_turn``, ``rate_limited``)."""
+
+
+PeerMessage = Have | Want | Signal | Stats | Slots | Leave | Ping | Introduce | Turn
 
 
 # -- server -> peer ------------------------------------------------------------
@@ -223,7 +245,16 @@ class Error:
     for_type: str | None = None
 
 
-ServerMessage = Welcome | Peers | SignalFrom | Pong | Error
+@dataclass(frozen=True, slots=True)
+class TurnServers:
+    """The answer to ``turn``: ``ice_servers`` entries with credentials valid
+    ``ttl_seconds`` from now; the peer asks again before they end."""
+
+    ice_servers: tuple[dict[str, Json], ...]
+    ttl_seconds: int
+
+
+ServerMessage = Welcome | Peers | SignalFrom | Pong | Error | TurnServers
 
 
 # -- signaling payloads (a signal's data, between peers) -------------------------
@@ -262,7 +293,7 @@ SignalData = Description | IceCandidate | Refusal
 
 _TYPES: dict[type, str] = {
     Have: "have", Want: "want", Signal: "signal", Stats: "stats", Slots: "slots", Leave: "leave", Ping: "ping",
-    Introduce: "introduce",
+    Introduce: "introduce", Turn: "turn", TurnServers: "turn",
     Welcome: "welcome", Peers: "peers", SignalFrom: "signal", Pong: "pong", Error: "error",
 }
 

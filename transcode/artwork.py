@@ -19,13 +19,19 @@ faststart ``moov`` sit at the start) or the spooled/local file.
 3. *Scale*: those bytes alone, decoded and scaled down, never up, to fit
    500x500, written as baseline JPEG with bitexact flags.
 
-``placeholder_artwork(binary)`` is the neutral picture for tracks without one,
-made by ffmpeg once per process.
+``placeholder_artwork(binary, title, artist)`` is the picture of a track
+without one: a diagonal two-colour gradient whose hues come from the track's
+artist and title (``placeholder_colours``, the same hash and colours as the
+client's ``placeholderArt`` in client/format.js, which adds the initials where
+it draws one), so a track keeps its colours from the list to the player, and
+the ``/player/`` background with ``visual=true`` looks intended, not broken.
+Made by ffmpeg (``geq``, no font needed), kept for the last few hundred tracks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import colorsys
 import contextlib
 import functools
 import os
@@ -204,14 +210,36 @@ async def extract_artwork(
     return Artwork(jpeg=jpeg, width=size[0], height=size[1])
 
 
-@functools.lru_cache(maxsize=4)
-def placeholder_artwork(binary: str) -> bytes:
-    """A neutral 500x500 JPEG (dark slate), made by ffmpeg once per process and binary."""
+def placeholder_colours(title: str | None, artist: str | None = None) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The gradient's two RGB colours: FNV-1a over ``artist\0title``, as client/format.js does."""
+    h = 2166136261
+    for ch in f"{artist or ''}\u0000{title or ''}":
+        h ^= ord(ch)
+        h = (h * 16777619) & 0xFFFFFFFF
+    hue = h % 360
+    hue2 = (hue + 40 + ((h >> 9) % 60)) % 360
+
+    def rgb(hue: int, saturation: float, lightness: float) -> tuple[int, int, int]:
+        r, g, b = colorsys.hls_to_rgb(hue / 360, lightness, saturation)
+        return round(r * 255), round(g * 255), round(b * 255)
+
+    return rgb(hue, 0.62, 0.46), rgb(hue2, 0.70, 0.28)
+
+
+@functools.lru_cache(maxsize=256)
+def placeholder_artwork(binary: str, title: str | None = None, artist: str | None = None) -> bytes:
+    """A 500x500 JPEG: the track's diagonal gradient (``placeholder_colours``), top left to bottom right."""
     side = ARTWORK_SIZE
+    (r0, g0, b0), (r1, g1, b1) = placeholder_colours(title, artist)
+
+    def channel(a: int, b: int) -> str:
+        return f"{a}+({b - a})*(X+Y)/(W+H)"
+
+    gradient = f"format=rgb24,geq=r='{channel(r0, r1)}':g='{channel(g0, g1)}':b='{channel(b0, b1)}',format=yuvj420p"
     out = subprocess.run(
         [binary, "-hide_banner", "-nostdin", "-loglevel", "error",
-         "-f", "lavfi", "-i", f"color=c=0x2f343b:s={side}x{side}:d=1",
-         "-frames:v", "1", "-vf", "format=yuvj420p", "-c:v", "mjpeg", "-q:v", "3",
+         "-f", "lavfi", "-i", f"color=c=black:s={side}x{side}:d=1",
+         "-frames:v", "1", "-vf", gradient, "-c:v", "mjpeg", "-q:v", "3",
          "-fflags", "+bitexact", "-flags", "+bitexact", "-f", "image2pipe", "pipe:1"],
         capture_output=True, timeout=30, check=True,
     ).stdout

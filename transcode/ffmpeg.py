@@ -206,7 +206,10 @@ def build_argv(
     )
     compiled = stream.compile(cmd=binary)
     # Global options first: after the output file ffmpeg may ignore them.
-    argv = [compiled[0], "-hide_banner", "-nostdin", "-loglevel", "error", *compiled[1:]]
+    # level+info: the input dump (its duration and bit rate, transcode/duration.py)
+    # comes at info level; every line carries its level, so the runner keeps
+    # only the error lines for messages. -nostats: no progress lines.
+    argv = [compiled[0], "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", *compiled[1:]]
     if extras:
         argv += [
             # No -map: the same automatic choice of audio stream as the WebM output.

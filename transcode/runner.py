@@ -3,8 +3,9 @@
 The runner only pumps pipes: one task writes the source into ffmpeg's stdin
 while this generator reads stdout through the rendition's splitter (EBML for
 WebM, ``fmp4.FragmentSplitter`` for fMP4), so neither pipe
-can fill up and deadlock the other. stderr is kept, bounded, for the error
-message. ffmpeg runs in its own process group, killed on every way out of the
+can fill up and deadlock the other. stderr's error lines are kept, bounded,
+for the error message; its input dump says how long the input is
+(``duration.FFmpegLog``). ffmpeg runs in its own process group, killed on every way out of the
 generator: normal end, error, timeout, ``aclose()`` and task cancellation.
 
 Two additions, both off unless asked for:
@@ -31,6 +32,7 @@ import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from .analysis import MAX_METADATA_BYTES, BoundedText, MediaAnalysis, parse_ffmetadata, parse_loudness
+from .duration import FFmpegLog, InputInfo
 from .ebml import Cluster, ClusterSplitter, EbmlError, InitSegment
 from .ffmpeg import PCM_PIPE, TAGS_PIPE, Rendition, file_input_argv
 from .fmp4 import Fmp4Error, Fragment, FragmentSplitter
@@ -166,6 +168,15 @@ async def _read_stderr(stream: asyncio.StreamReader, keep: bytearray, limit: int
             del keep[: len(keep) - limit]
 
 
+async def _read_log(stream: asyncio.StreamReader, log: FFmpegLog) -> None:
+    while True:
+        piece = await stream.read(4096)
+        if not piece:
+            log.finish()
+            return
+        log.feed(piece)
+
+
 async def _pump_into(stream: asyncio.StreamReader, sink: BoundedText | None, feed: object = None) -> None:
     """Read ``stream`` to EOF (so its writer never blocks), into ``sink`` and/or ``feed(piece)``."""
     while True:
@@ -292,6 +303,7 @@ async def transcode(
     input_path: str | None = None,
     input_format: str | None = None,
     analysis: MediaAnalysis | None = None,
+    input_info: InputInfo | None = None,
 ) -> AsyncGenerator[InitSegment | Cluster, None]:
     """Run ffmpeg over ``source``; yield the init segment, then each cluster.
 
@@ -300,7 +312,9 @@ async def transcode(
     rendition that has extras, ``analysis`` (or a private one) receives the
     tags, waveform and loudness; they are complete once this generator ends
     without an error. ``analysis.head_limit`` keeps that many first bytes of
-    a piped source.
+    a piped source. ``input_info`` receives the input's duration and bit
+    rate from ffmpeg's input dump as soon as it has probed the input
+    (``transcode/duration.py``), before the first cluster.
 
     A caller that stops early should ``aclose()`` it (``contextlib.aclosing``):
     that is what kills ffmpeg at once rather than whenever the generator is
@@ -342,16 +356,16 @@ async def transcode(
     if callable(on_spawn):
         on_spawn(proc.pid)
     assert proc.stdout is not None and proc.stderr is not None
-    stderr = bytearray()
+    ffmpeg_log = FFmpegLog(input_info, limit=STDERR_LIMIT)
     if source is not None:
         feeder = asyncio.create_task(_feed(proc, source, analysis))
     else:
         feeder = asyncio.create_task(asyncio.sleep(0))
-    stderr_task = asyncio.create_task(_read_stderr(proc.stderr, stderr))
+    stderr_task = asyncio.create_task(_read_log(proc.stderr, ffmpeg_log))
     splitter = _Splitter(rendition.container)
 
     def stderr_text() -> str:
-        return clean_stderr(stderr.decode("utf-8", "replace"))
+        return clean_stderr(ffmpeg_log.errors())
 
     try:
         while True:
@@ -383,7 +397,7 @@ async def transcode(
             raise feeder.exception()  # type: ignore[misc]
         await asyncio.wait({stderr_task}, timeout=1.0)
         if returncode != 0:
-            raise failure(f"ffmpeg exited with status {returncode}", stderr.decode("utf-8", "replace"))
+            raise failure(f"ffmpeg exited with status {returncode}", ffmpeg_log.errors())
         try:
             events = splitter.feed_eof()
         except (EbmlError, Fmp4Error) as exc:

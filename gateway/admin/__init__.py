@@ -29,6 +29,7 @@ from .api import (
     delete_track,
     get_sources,
     get_stats,
+    get_tracks,
     post_reload,
     put_sources,
 )
@@ -56,6 +57,7 @@ def setup_admin(app: web.Application, *, stats: Mapping[str, StatsSection] | Non
     app.router.add_get("/v1/admin/sources", get_sources, allow_head=False)
     app.router.add_put("/v1/admin/sources", put_sources)
     app.router.add_post("/v1/admin/reload", post_reload)
+    app.router.add_get("/v1/admin/tracks", get_tracks, allow_head=False)
     app.router.add_delete("/v1/admin/tracks/{id}", delete_track)
     app.router.add_get("/v1/admin/stats", get_stats, allow_head=False)
 

@@ -7,8 +7,10 @@ can turn the API on, off, or change the token.
 - Authentication: ``Authorization: Bearer <token>``, compared in constant time
   (``hmac.compare_digest``). No or malformed header: 401 ``unauthorized``; a
   wrong token: 403 ``forbidden``. After ``MAX_FAILURES`` wrong tokens within
-  ``FAILURE_WINDOW`` seconds from one address, that address gets 429 with
-  ``Retry-After`` until the window has passed, right token or not.
+  ``FAILURE_WINDOW`` seconds from one client address, that address gets 429
+  with ``Retry-After`` until the window has passed, right token or not;
+  other addresses are not affected. The address is the one the trusted proxy
+  forwarded for (``server.trusted_proxies``, ``http/client_address.py``).
 - Admin answers carry no CORS headers and the preflight of ``/v1/*`` does not
   allow ``Authorization``: the API is for the same-origin admin page and for
   tools like curl, never for a third-party page.
@@ -25,7 +27,7 @@ can turn the API on, off, or change the token.
   (``live.py``). The HTTP contract of these routes is in docs/http.md.
 
 Routes: ``GET /admin``; ``GET|PUT /v1/admin/sources``; ``POST /v1/admin/reload``;
-``DELETE /v1/admin/tracks/{id}``; ``GET /v1/admin/stats``.
+``GET /v1/admin/tracks``; ``DELETE /v1/admin/tracks/{id}``; ``GET /v1/admin/stats``.
 """
 
 from __future__ import annotations
@@ -37,17 +39,21 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 
 from ..config import SECRET_KEYS, Config, ConfigError, config_from_dict, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
+from ..http.api import listed_tracks
+from ..http.client_address import request_client
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
-from ..media.catalog import is_track_id
+from ..media.catalog import Track, is_track_id
+from ..media.service import MediaService
 from ..metrics import METRICS, SERVER_KINDS
+from ..nat.stun import RESULTS as STUN_RESULTS
 from ..swarm import HUB
 from .changes import Purged, Reloaded
 from .live import LIVE_CONFIG, LiveConfig, flatten
@@ -62,6 +68,8 @@ __all__ = [
     "put_sources",
     "post_reload",
     "delete_track",
+    "get_tracks",
+    "track_state",
     "get_stats",
     "MAX_FAILURES",
     "FAILURE_WINDOW",
@@ -73,6 +81,11 @@ MAX_BODY = 16 * 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
 SOURCE_SECTIONS = ("url", "local", "soundcloud")
+# GET /v1/admin/tracks: rows per answer by default and at most; records looked at.
+TRACKS_LIMIT = 200
+MAX_TRACKS = 1_000_000
+TrackState = Literal["ready", "transcoding", "failed", "never_played"]
+TRACK_STATES: tuple[TrackState, ...] = get_args(TrackState)
 
 # The admin page: no inline script or style, nothing from elsewhere, never framed.
 PAGE_CSP = "; ".join([
@@ -164,8 +177,12 @@ def sources_view(config: Config) -> dict[str, Any]:
 def _stats(app: web.Application) -> dict[str, Any]:
     registry = app[METRICS].registry
 
+    samples = [s for metric in registry.collect() for s in metric.samples]
+
     def sample(name: str, labels: dict[str, str] | None = None) -> float:
-        return float(registry.get_sample_value(name, labels or {}) or 0.0)
+        """One series' value; with ``labels`` that name only some of its labels, the sum over the rest."""
+        wanted = (labels or {}).items()
+        return float(sum(s.value for s in samples if s.name == name and wanted <= s.labels.items()))
 
     server = sum(sample("ztream_server_bytes_total", {"kind": k}) for k in SERVER_KINDS)
     peer = sample("ztream_peer_bytes_total")
@@ -181,7 +198,9 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "server_bytes": int(server),
         "peer_bytes": int(peer),
         "offload": round(peer / (peer + server), 4) if peer + server > 0 else None,
-        "tracks": len(app[CATALOG].recent(limit=1_000_000)),
+        # What GET /v1/tracks lists (the admin's track list has every registered one).
+        "tracks": len(listed_tracks(app)),
+        "tracks_registered": len(app[CATALOG].recent(limit=MAX_TRACKS)),
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
         # Why offload is low (docs/p2p.md): the same figures as the dashboard row.
         "p2p": _p2p_figures(sample),
@@ -195,14 +214,15 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
         outcome: int(sample("ztream_p2p_connections_total", {"result": result, "candidate": candidate}))
         for outcome, result, candidate in (
             ("host", "connected", "host"), ("srflx", "connected", "srflx"), ("prflx", "connected", "prflx"),
-            ("relay", "connected", "relay"), ("failed", "failed", "none"), ("timeout", "timeout", "none"),
+            ("relay", "connected", "relay"), ("unknown", "connected", "unknown"),
+            ("failed", "failed", "none"), ("timeout", "timeout", "none"),
         )
     }
     return {
         "connections": connections,
         "without_neighbours": int(sample("ztream_peers_without_neighbours")),
         "relay_bytes": int(sample("ztream_peer_relay_bytes_total")),
-        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in ("ok", "ignored", "rate_limited")},
+        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in STUN_RESULTS},
     }
 
 
@@ -210,7 +230,9 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    # Behind a trusted proxy, the address it forwarded for: one client's
+    # wrong tokens never lock out another (nor the operator).
+    return request_client(request)
 
 
 def _check_token(request: web.Request) -> None:
@@ -376,6 +398,60 @@ async def delete_track(request: web.Request) -> web.Response:
     log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))
     await request.app[LIVE_CONFIG].on_admin_change.send(Purged(track_id))
     return web.json_response({"id": track_id, "purged": True})
+
+
+def track_state(track: Track, media: MediaService) -> TrackState:
+    """``transcoding`` while a transcode runs; else ``failed`` when the last one failed,
+    ``ready`` once one completed, ``never_played`` before any."""
+    if media.flight(track) is not None:
+        return "transcoding"
+    if track.error_code is not None:
+        return "failed"
+    return "ready" if track.listed else "never_played"
+
+
+def _matches(track: Track, words: list[str]) -> bool:
+    text = " ".join(filter(None, (track.id, track.title, track.artist, track.album, track.locator))).lower()
+    return all(word in text for word in words)
+
+
+@admin_endpoint
+async def get_tracks(request: web.Request) -> web.Response:
+    query = request.query
+    words = query.get("q", "").lower().split()
+    state = query.get("state", "")
+    if state and state not in TRACK_STATES:
+        raise BadRequest(f"state: expected one of {', '.join(TRACK_STATES)}", code="bad_request")
+    try:
+        limit = int(query.get("limit", TRACKS_LIMIT))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= TRACKS_LIMIT:
+        raise BadRequest(f"limit: expected a whole number from 1 to {TRACKS_LIMIT}", code="bad_request")
+    media = request.app[MEDIA]
+    public = {t.id for t in listed_tracks(request.app)}
+    counts: dict[TrackState, int] = dict.fromkeys(TRACK_STATES, 0)
+    rows: list[dict[str, Any]] = []
+    for track in request.app[CATALOG].recent(limit=MAX_TRACKS):
+        current = track_state(track, media)
+        counts[current] += 1
+        if (state and current != state) or not _matches(track, words):
+            continue
+        rows.append({
+            **track.public(),
+            "locator": track.locator,
+            "created": track.created,
+            "state": current,
+            "listed": track.id in public,
+            "error": track.error_json(),
+        })
+    return web.json_response({
+        "tracks": rows[:limit],
+        "matching": len(rows),
+        "registered": sum(counts.values()),
+        "listed": len(public),
+        "states": counts,
+    })
 
 
 @admin_endpoint

@@ -31,7 +31,7 @@ from . import ORIGINS
 from .conditional import ChunkIndexError, Full, Partial, Unsatisfiable, evaluate_range, none_match, parse_chunk_index
 from .responses import endpoint, read_json, render_error
 
-__all__ = ["routes", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]
+__all__ = ["routes", "listed_tracks", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]
 
 log = logging.getLogger("ztream.http")
 
@@ -194,16 +194,28 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+def listed_tracks(app: web.Application) -> list[Track]:
+    """What ``GET /v1/tracks`` lists: the library as it is now (each file registered),
+    then the newest URL and SoundCloud tracks whose transcode has completed once.
+
+    A registered URL is not listed before that: registering checks only the
+    URL, and a link that answers 404, an HTML page or a file that is not
+    audio must not reach every visitor's list. The admin's count is this list's.
+    """
+    catalog = app[CATALOG]
+    library = app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in app else []
+    tracks: list[Track] = []
+    for found in library:
+        catalog.add(found)
+        tracks.append(catalog.get(found.id) or found)
+    tracks.extend(t for t in catalog.recent(listed=True) if t.source != "local")
+    return tracks
+
+
 @routes.get("/v1/tracks")
 @endpoint
 async def list_tracks(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
-    library = request.app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in request.app else []
-    tracks: list[TrackJSON] = []
-    for found in library:
-        catalog.add(found)
-        tracks.append((catalog.get(found.id) or found).public(_base(request)))
-    tracks.extend(t.public(_base(request)) for t in catalog.recent() if t.source != "local")
+    tracks: list[TrackJSON] = [t.public(_base(request)) for t in listed_tracks(request.app)]
     return web.json_response({"tracks": tracks}, headers=cors_headers(request))
 
 

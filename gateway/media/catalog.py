@@ -4,6 +4,11 @@ A track id is a hash of the source's identity (the normalized URL, the
 library file's path), so the same upstream always gets the same id, across
 restarts and across gateways. Registered tracks persist beside the chunk
 store but are never evicted with it: a tiny record per track.
+
+Registering a URL proves nothing about it (a 404, an HTML page, a file that
+is not audio all register), so a track is *listed* (``GET /v1/tracks``) only
+once a transcode of it has completed; the last failed transcode's error is
+kept on the record for the admin's track list until a transcode succeeds.
 """
 
 from __future__ import annotations
@@ -62,6 +67,21 @@ class Track:
     # The size of the stored artwork (the placeholder's when the file has none).
     artwork_width: int | None = None
     artwork_height: int | None = None
+    # Set by the first complete transcode, never unset: the public list shows only such tracks.
+    listed: bool = False
+    # The last failed transcode's error (``ZtreamError.to_json()``'s fields); cleared by a success.
+    error_code: str | None = None
+    error_detail: str | None = None
+    error_setting: str | None = None
+
+    def error_json(self) -> dict[str, str] | None:
+        """The last failed transcode's error in the contract's shape, None when the last one did not fail."""
+        if self.error_code is None:
+            return None
+        body = {"error": self.error_code, "detail": self.error_detail or ""}
+        if self.error_setting:
+            body["setting"] = self.error_setting
+        return body
 
     def public(self, base_url: str = "") -> TrackJSON:
         """The ``{track}`` object of the HTTP contract; ``base_url`` prefixes its own URLs."""
@@ -109,6 +129,8 @@ class TrackCatalog:
         raw = self._db.get(("track", track_id))
         if not isinstance(raw, dict):
             return None
+        if "listed" not in raw:  # a record from before listing waited for a transcode: its duration says one ended
+            raw = {**raw, "listed": raw.get("duration") is not None}
         track = self._memory[track_id] = Track(**raw)
         return track
 
@@ -130,6 +152,18 @@ class TrackCatalog:
         track = self.get(track_id)
         if track is not None and track.duration != duration:
             self.put(replace(track, duration=round(duration, 3)))
+
+    def mark_transcoded(self, track_id: str) -> None:
+        """A transcode of the track completed: list it, and forget an earlier failure."""
+        track = self.get(track_id)
+        if track is not None and (not track.listed or track.error_code is not None):
+            self.put(replace(track, listed=True, error_code=None, error_detail=None, error_setting=None))
+
+    def mark_failed(self, track_id: str, code: str, detail: str, setting: str | None = None) -> None:
+        """A transcode of the track failed: remember why (a listed track stays listed)."""
+        track = self.get(track_id)
+        if track is not None and (track.error_code, track.error_detail, track.error_setting) != (code, detail, setting):
+            self.put(replace(track, error_code=code, error_detail=detail, error_setting=setting))
 
     def apply_tags(self, track_id: str, tags: Tags) -> None:
         """Fill the track's fields from the file's own tags.
@@ -164,12 +198,14 @@ class TrackCatalog:
         if track is not None and (track.artwork_width, track.artwork_height) != (width, height):
             self.put(replace(track, artwork_width=width, artwork_height=height))
 
-    def recent(self, source: SourceKind | None = None, limit: int = 100) -> list[Track]:
+    def recent(self, source: SourceKind | None = None, limit: int = 100, *, listed: bool | None = None) -> list[Track]:
+        """The newest ``limit`` tracks, of ``source`` if given; ``listed=True``: only the listed ones."""
         tracks = []
         for key in self._db.iterkeys():
             if isinstance(key, tuple) and key[0] == "track":
                 track = self.get(key[1])
-                if track is not None and (source is None or track.source == source):
+                if (track is not None and (source is None or track.source == source)
+                        and (listed is None or track.listed == listed)):
                     tracks.append(track)
         tracks.sort(key=lambda t: t.created, reverse=True)
         return tracks[:limit]

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from transcode.analysis import Loudness, MediaAnalysis
+from transcode.duration import InputInfo
 from transcode.ffmpeg import Rendition
 
 from ..errors import Overloaded, UpstreamTimeout, ZtreamError
@@ -57,6 +58,8 @@ class Flight:
     task: asyncio.Task[None] | None = None
     # Filled by this node's runner while it transcodes (tags, the waveform so far, loudness).
     analysis: MediaAnalysis = field(default_factory=lambda: MediaAnalysis(head_limit=ARTWORK_HEAD))
+    # What ffmpeg's probe of the input says of its length (the expected duration while it runs).
+    input: InputInfo = field(default_factory=InputInfo)
     # What the finished transcode measured, for the complete manifest.
     loudness: Loudness | None = None
     # Set once the waveform and artwork are stored (just before the manifest).
@@ -95,6 +98,11 @@ class Flight:
             last = self.chunks[-1]
             duration = round(last["start"] + last["duration"], 3)
         loudness = self.loudness if complete else None
+        expected = duration if complete else self.input.expected_duration()
+        if not complete and expected is not None and self.chunks:
+            # Never less than what is transcoded already (a short estimate is wrong).
+            last = self.chunks[-1]
+            expected = max(expected, round(last["start"] + last["duration"], 3))
         return {
             "id": self.track.id,
             "rendition": self.rendition.id,
@@ -102,6 +110,8 @@ class Flight:
             "bitrate": self.rendition.bitrate,
             "complete": complete,
             "duration": duration,
+            "expected_duration": expected,
+            "duration_estimated": not complete and expected is not None,
             "init": self.init,
             "chunks": list(self.chunks),
             "loudness_lufs": loudness.loudness_lufs if loudness is not None else None,

@@ -176,6 +176,7 @@ class MediaService:
             self.store.put_manifest(track.id, rid, manifest)
             if manifest["duration"] is not None:  # always, since the flight has chunks
                 self.catalog.set_duration(track.id, manifest["duration"])
+            self.catalog.mark_transcoded(track.id)
             flight.complete = True
             self.metrics.transcodes.labels("ok").inc()
             self.metrics.transcode_seconds.observe(time.monotonic() - started)
@@ -185,6 +186,7 @@ class MediaService:
         except BaseException as exc:  # noqa: BLE001 - every failure ends the flight
             flight.error = self._as_error(exc)
             self._remember_failure(flight)
+            self._record_failure(track, flight.error)
             self.metrics.transcodes.labels("error").inc()
             level = logging.WARNING if isinstance(exc, ZtreamError) else logging.ERROR
             log.log(level, "transcode %s failed: %s", track.id, flight.error.detail,
@@ -273,6 +275,13 @@ class MediaService:
             self._drop_partial(track_id)
         self._errors[track_id] = (time.monotonic(), flight)
         asyncio.get_running_loop().call_later(ERROR_TTL, self._forget, track_id, flight)
+
+    def _record_failure(self, track: Track, error: ZtreamError) -> None:
+        """Keep the error on the track's record (the admin's track list shows it); never fails the flight more."""
+        try:
+            self.catalog.mark_failed(track.id, error.code, error.detail, error.setting)
+        except Exception as exc:  # noqa: BLE001 - the catalog's disk failing must not hide the transcode's error
+            log.warning("cannot record the failure of %s: %r", track.id, exc)
 
     def _failed(self, track_id: str) -> Flight | None:
         """The failed flight of ``track_id`` still remembered, if any."""
@@ -443,7 +452,9 @@ class MediaService:
             stored = self.extras.get_artwork(track.id, rid) if self.extras is not None else None
         if stored is not None and stored.jpeg is not None:
             return stored.jpeg, stored.etag, True
-        placeholder = await asyncio.to_thread(placeholder_artwork, self.rendition.binary)
+        # The track's own gradient, from its tags (as the list's placeholder draws it).
+        known = self.catalog.get(track.id) or track
+        placeholder = await asyncio.to_thread(placeholder_artwork, self.rendition.binary, known.title, known.artist)
         return placeholder, "placeholder-" + _sha256(placeholder)[:24], stored is not None
 
     def purge(self, track_id: str) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from transcode.analysis import MediaAnalysis
 from transcode.artwork import ARTWORK_SIZE, ArtworkRefused, extract_artwork
+from transcode.duration import InputInfo
 from transcode.ffmpeg import Rendition
 from transcode.runner import EncoderFailed, TranscodeFailed, TranscodeTimeout, transcode
 from transcode.seekable import PreparedInput, SpoolTooLarge, prepare_file, prepare_input
@@ -44,7 +45,7 @@ from .catalog import Track
 from .events import ArtworkFound, Events, Failed, Finished, TagsFound, WaveformFound
 from .extras import StoredArtwork
 from .flight import MAX_PICTURE_BYTES, Flight
-from .upstream import BoundedSource, CoverSource, PathSource, Source, TailSource
+from .upstream import BoundedSource, CoverSource, PathSource, SizedStream, Source, TailSource
 
 __all__ = ["LocalTranscoder"]
 
@@ -65,16 +66,18 @@ class LocalTranscoder:
         """This node's own transcode of the flight's track, as events (see the module docstring).
 
         ``flight`` is read, never written: its track, the chunks stored so
-        far (a failure before any is the upstream's, ``NotAudio``) and the
-        ``analysis`` the run fills while it goes.
+        far (a failure before any is the upstream's, ``NotAudio``), and the
+        ``analysis`` and ``input`` (what the probe says of its length) the run
+        fills while it goes.
         """
         track = flight.track
         extras = self.rendition.extras
         try:
-            async with self._prepared(track, source) as prepared:
+            async with self._prepared(track, source, flight.input) as prepared:
                 made = transcode(
                     self.rendition, prepared.stream, timeout=timeout, input_path=prepared.path,
                     input_format=prepared.input_format, analysis=flight.analysis if extras else None,
+                    input_info=flight.input,
                 )
                 async with contextlib.aclosing(made) as media:
                     async for event in media:
@@ -88,28 +91,13 @@ class LocalTranscoder:
                     analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
                     yield ArtworkFound(artwork)
                     yield WaveformFound(dict(analysis.waveform.json()))
-        except ZtreamError as exc:  # the source's own (refused, gone, too large, ...)
-            error = exc
-        except SpoolTooLarge as exc:
-            error = TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
-        except TranscodeTimeout as exc:
-            error = UpstreamTimeout(str(exc), code="transcode_timeout")
-        except EncoderFailed as exc:
-            # The input decoded; our encoder refused the audio: not the upstream's fault.
-            error = ZtreamError(f"the Opus encoder failed on the decoded audio: {exc.reason}", code="encoder_failed")
-        except TranscodeFailed as exc:
-            reason = exc.reason
-            if not flight.chunks:
-                error = NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
-            else:
-                error = UpstreamError(f"the transcode failed midway: {reason}", code="transcode_failed")
+        except (ZtreamError, SpoolTooLarge, TranscodeFailed) as exc:
+            yield Failed(error_of(exc, chunks_so_far=bool(flight.chunks)))
         else:
             yield Finished(flight.analysis.loudness if extras else None)
-            return
-        yield Failed(error)
 
     @contextlib.asynccontextmanager
-    async def _prepared(self, track: Track, source: Source) -> AsyncIterator[PreparedInput]:
+    async def _prepared(self, track: Track, source: Source, flight_input: InputInfo) -> AsyncIterator[PreparedInput]:
         """How ffmpeg gets this track: a pipe, a pipe after a Range request, a spool, or a library file."""
         if isinstance(source, PathSource):
             path = str(source.path_of(track))
@@ -119,11 +107,15 @@ class LocalTranscoder:
             return
         fetch_tail = source.tail_fetcher(track) if isinstance(source, TailSource) else None
         max_bytes = source.max_bytes if isinstance(source, BoundedSource) else DEFAULT_SPOOL_BYTES
+        opened = source.open(track)
         async with prepare_input(
-            source.open(track), max_bytes=int(max_bytes), fetch_tail=fetch_tail,
+            opened, max_bytes=int(max_bytes), fetch_tail=fetch_tail,
             on_spool=self.metrics.spooled_bytes.inc,
         ) as prepared:
             self.metrics.count_input(prepared.mode)
+            if prepared.path is None and isinstance(opened, SizedStream):
+                # ffmpeg reads a pipe: it cannot know the size, the upstream said it.
+                flight_input.size = opened.size
             yield prepared
 
     async def _find_artwork(
@@ -159,3 +151,23 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
     with path.open("rb") as f:
         data = f.read(limit + 1)
     return data if len(data) <= limit else None
+
+
+def error_of(exc: ZtreamError | SpoolTooLarge | TranscodeFailed, *, chunks_so_far: bool) -> ZtreamError:
+    """What a client is told of a failed transcode: the one mapping of ffmpeg's side to the contract.
+
+    A decoder's failure before any chunk is the upstream's (``NotAudio``);
+    after some, the transcode failed midway; an encoder's failure is ours.
+    """
+    if isinstance(exc, ZtreamError):  # the source's own (refused, gone, too large, ...)
+        return exc
+    if isinstance(exc, SpoolTooLarge):
+        return TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
+    if isinstance(exc, TranscodeTimeout):
+        return UpstreamTimeout(str(exc), code="transcode_timeout")
+    if isinstance(exc, EncoderFailed):
+        # The input decoded; our encoder refused the audio: not the upstream's fault.
+        return ZtreamError(f"the Opus encoder failed on the decoded audio: {exc.reason}", code="encoder_failed")
+    if not chunks_so_far:
+        return NotAudio(f"the upstream is not audio ffmpeg can decode: {exc.reason}")
+    return UpstreamError(f"the transcode failed midway: {exc.reason}", code="transcode_failed")

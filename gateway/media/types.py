@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
+from protocol.manifest import ChunkEntry, InitEntry
+
 __all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "RenditionJSON", "TrackJSON", "WaveformJSON"]
 
 # Where a track comes from: the ``source`` of a ``Track`` and of ``{track}``,
@@ -22,22 +24,9 @@ PieceKind = Literal["init", "chunk"]
 ServedKind = Literal["init", "chunk", "stream"]
 
 
-class InitEntry(TypedDict):
-    size: int
-    sha256: str
-
-
 class RenditionJSON(TypedDict):
     name: str  # the value of ``?rendition=``: "webm" (the default), "fmp4-opus", "fmp4-aac"
     mime: str  # what a player gives ``MediaSource.isTypeSupported``
-
-
-class ChunkEntry(TypedDict):
-    index: int
-    start: float
-    duration: float
-    size: int
-    sha256: str
 
 
 class Manifest(TypedDict):
@@ -47,6 +36,10 @@ class Manifest(TypedDict):
     bitrate: int
     complete: bool
     duration: float | None  # known once complete
+    # The duration expected from the input's header (or its size and bit rate)
+    # while the transcode runs, the decoded one once complete; None if unknown.
+    expected_duration: float | None
+    duration_estimated: bool  # expected_duration is an estimate (complete is false)
     init: InitEntry | None  # None only before the init segment exists
     chunks: list[ChunkEntry]
     # EBU R128 integrated loudness (LUFS) and true peak (dBTP), measured by the

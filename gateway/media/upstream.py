@@ -15,11 +15,16 @@ the sources that have it and checked with ``isinstance``:
   which bounds the spool too;
 - ``CoverSource``: a picture may sit beside the track (a library folder's
   ``cover.jpg``), used when the file has none.
+
+What ``open`` returns may also say the upstream's size (``SizedStream``, from
+its Content-Length) once its first bytes have arrived: with the bit rate
+ffmpeg finds, that is the expected duration of an input whose header does
+not say it (transcode/duration.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -27,7 +32,7 @@ from transcode.seekable import FetchTail
 
 from .catalog import Track
 
-__all__ = ["BoundedSource", "CoverSource", "PathSource", "Source", "TailSource"]
+__all__ = ["BoundedSource", "CoverSource", "PathSource", "SizedStream", "Source", "TailSource"]
 
 
 class Source(Protocol):
@@ -62,3 +67,29 @@ class CoverSource(Protocol):
     def cover_beside(self, track: Track) -> Path | None:
         """A picture beside the track's file, if there is one (blocking: call it in a thread)."""
         ...
+
+
+class SizedStream:
+    """A source's bytes, with the size the upstream declared (``None`` until known, or if it declared none).
+
+    ``size`` is set by the source (its Content-Length) before the first piece is yielded.
+    """
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+        self._pieces: AsyncGenerator[bytes, None] | None = None
+
+    def attach(self, pieces: AsyncGenerator[bytes, None]) -> SizedStream:
+        self._pieces = pieces
+        return self
+
+    def __aiter__(self) -> SizedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        assert self._pieces is not None
+        return await anext(self._pieces)
+
+    async def aclose(self) -> None:
+        if self._pieces is not None:
+            await self._pieces.aclose()

@@ -1,14 +1,19 @@
-"""The gateway's NAT traversal, wired: the STUN responder on UDP and the
-``ice_servers`` each peer gets in its ``welcome`` (docs/p2p.md).
+"""The gateway's NAT traversal, wired: the STUN responder on UDP, the
+``ice_servers`` each peer gets in its ``welcome``, and the TURN credentials a
+peer that needs a relay asks for (docs/p2p.md).
 
 ``IcePlan`` decides what a peer is told, and is pure but for the wall clock
 it reads for TURN expiry:
 
-- ``p2p.ice_servers`` set: exactly those (an operator's own STUN/TURN);
-  otherwise the built-in responder, ``stun:<public_url host>:<port>``, once
-  it is listening (a port that could not be bound is not advertised);
-- ``[p2p.turn]`` set: one more entry, the TURN URLs with credentials minted
-  for this peer (``turn_credentials``; coturn's ``use-auth-secret``).
+- ``for_peer``, the welcome's: ``p2p.ice_servers`` set: exactly those (an
+  operator's own STUN/TURN); otherwise the built-in responder,
+  ``stun:<public_url host>:<port>``, once it is listening (a port that could
+  not be bound is not advertised). Never credentials of ``[p2p.turn]``.
+- ``turn_for``, the answer to a ``turn`` request (rate limited per client by
+  the hub): the TURN URLs with credentials minted for this peer
+  (``turn_credentials``; coturn's ``use-auth-secret``), valid
+  ``p2p.turn.ttl_seconds`` (minutes): the peer asks again while its socket
+  lives, and a closed socket's credentials soon run out.
 
 ``setup_nat(app, config, metrics)`` hangs the plan on the app (``NAT``) and
 starts and stops the responder with the app.
@@ -26,6 +31,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..metrics import Metrics
+from .stun import RESULTS
 from .turn import turn_credentials
 from .udp import start_stun
 
@@ -62,11 +68,17 @@ class IcePlan:
         servers: list[dict[str, Any]] = [dict(s) for s in p2p.ice_servers]
         if not servers and self.stun_url is not None:
             servers.append({"urls": [self.stun_url]})
-        if p2p.turn.urls:
-            servers.append(dict(turn_credentials(
-                list(p2p.turn.urls), p2p.turn.secret, peer_id, now=self.wall(), ttl_seconds=p2p.turn.ttl_seconds,
-            )))
         return tuple(servers)
+
+    @property
+    def has_turn(self) -> bool:
+        return bool(self.config.p2p.turn.urls)
+
+    def turn_for(self, peer_id: str) -> tuple[tuple[dict[str, Any], ...], int]:
+        """TURN credentials for ``peer_id`` (it asked: it needs a relay), and their lifetime."""
+        turn = self.config.p2p.turn
+        entry = turn_credentials(list(turn.urls), turn.secret, peer_id, now=self.wall(), ttl_seconds=turn.ttl_seconds)
+        return (dict(entry),), turn.ttl_seconds
 
 
 NAT = web.AppKey("nat", IcePlan)
@@ -76,7 +88,7 @@ def setup_nat(app: web.Application, config: Config, metrics: Metrics) -> IcePlan
     """The plan on ``app[NAT]``; the STUN responder runs while the app does."""
     plan = IcePlan(config)
     app[NAT] = plan
-    counts = {result: metrics.stun_requests.labels(result) for result in ("ok", "ignored", "rate_limited")}
+    counts = {result: metrics.stun_requests.labels(result) for result in RESULTS}
 
     async def responder(app: web.Application) -> AsyncIterator[None]:
         port = stun_port(config)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from urllib.parse import unquote, urlsplit
 
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
 
 from ..errors import NotAudio, UpstreamError
 from ..media.catalog import Track, track_id_for
-from ..media.upstream import BoundedSource, TailSource
+from ..media.upstream import BoundedSource, SizedStream, TailSource
 from .base import CountBytes
 from .fetch import SafeFetcher
 
@@ -50,11 +50,17 @@ class UrlSource(TailSource, BoundedSource):
             title=_title_from_url(normalized),
         )
 
-    async def open(self, track: Track) -> AsyncIterator[bytes]:
+    def open(self, track: Track) -> SizedStream:
+        """The upstream's body; its ``size`` is the Content-Length (for the expected duration)."""
+        sized = SizedStream()
+        return sized.attach(self._body(track, sized))
+
+    async def _body(self, track: Track, sized: SizedStream) -> AsyncGenerator[bytes, None]:
         async with self.fetcher.stream(track.locator, max_bytes=self.max_bytes) as response:
             ctype = response.headers.get("content-type", "").lower()
             if ctype.startswith(_NOT_AUDIO):
                 raise NotAudio(f"the upstream answered {ctype.split(';')[0]}, not audio")
+            sized.size = response.content_length
             async for piece in response.aiter_bytes():
                 if self._count is not None:
                     self._count(len(piece))

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from ..config import Config
 from .heartbeat import TICK
-from .hub import IceServers, SwarmHub
+from .hub import IceServers, SwarmHub, TurnGrant
 from .socket import SWEEP_SECONDS, Federation, SwarmSockets
 from .tracker import Tracker
 
@@ -73,14 +73,18 @@ async def _on_shutdown(app: web.Application) -> None:
     await app[SOCKETS].shutdown()
 
 
-def make_hub(config: Config, tracker: Tracker, *, ice_servers: Callable[[str], IceServers]) -> SwarmHub:
+def make_hub(
+    config: Config, tracker: Tracker, *, ice_servers: Callable[[str], IceServers],
+    turn: Callable[[str], TurnGrant] | None = None,
+) -> SwarmHub:
     """The hub's rules over ``tracker`` (a ``Tracker``, or a cluster node's ``ClusterTracker``).
 
-    ``ice_servers``: what each ``welcome`` carries (the NAT plan's, gateway/nat/).
+    ``ice_servers``: what each ``welcome`` carries; ``turn``: the credentials a
+    peer asking for a relay gets (None: no TURN). Both the NAT plan's, gateway/nat/.
     """
     return SwarmHub(
         tracker, new_id=lambda: secrets.token_urlsafe(16), ice_servers=ice_servers,
-        min_listeners=config.p2p.min_listeners,
+        min_listeners=config.p2p.min_listeners, turn=turn,
     )
 
 

@@ -12,7 +12,8 @@ and a cluster shell could carry out the same outputs elsewhere.
 Inputs (``now`` is seconds on any monotonic clock; peer ids come from the
 injected ``new_id``)::
 
-    open(now)                      -> (peer_id, outputs)   a socket was accepted
+    open(now, address)             -> (peer_id, outputs)   a socket was accepted
+                                                (address: the client's)
     receive(peer, message, now)    -> outputs   a text frame, as codec.parse
                                                 made it (a message, or the
                                                 ProtocolError it raised)
@@ -51,7 +52,8 @@ Rules (docs/websocket.md is the contract):
   ``reason`` (``not_a_holder``: the neighbour who named it was wrong;
   ``busy``: not now). A refusal is an answer, not a strike: the asker only
   repeated what a neighbour said.
-- Stats accepted become ``Count``s of ``ztream_peer_bytes_total``,
+- Stats accepted become ``Count``s (credited as far as corroborated, see
+  "Honest metrics" below) of ``ztream_peer_bytes_total``,
   ``ztream_playback_stalls_total``, ``ztream_chunk_verify_failures_total``,
   ``ztream_peer_relay_bytes_total`` (the TURN-relayed part of the peer
   bytes), ``ztream_p2p_connections_total{result,candidate}`` (one per
@@ -61,7 +63,28 @@ Rules (docs/websocket.md is the contract):
   (``bad_stats`` by the parser, or over its rate) counts nothing.
   ``ztream_peers_connected`` moves by one on ``open`` and ``close``.
 - ICE servers: each ``welcome`` carries ``ice_servers(peer_id)`` (the
-  gateway's STUN address and per-peer TURN credentials, see gateway/nat/).
+  gateway's STUN address, see gateway/nat/); never TURN credentials.
+- TURN: only a peer that needs a relay asks (``turn``); the answer is
+  ``turn(peer_id)`` (credentials valid minutes, gateway/nat/turn.py), or the
+  error ``no_turn`` (none configured; no strike). Asking is rate limited per
+  client *address* (``TURN_PER_SECOND``, ``TURN_BURST``): past it,
+  ``rate_limited`` (a strike). The peer renews by asking again while its
+  socket lives; a closed socket's credentials simply run out.
+- Honest metrics: a report moves the metrics only as far as something
+  corroborates it, so one socket moves the offload figure by no more than
+  its own listening could (docs/metrics.md). Peer bytes are credited from a
+  per-peer *listening budget* (``LISTEN_BYTES_PER_SECOND``, up to
+  ``LISTEN_BURST_BYTES``): what a report claims past it waits (up to the
+  burst) and is credited as the budget refills, so an honest peer's total
+  arrives whole, late at worst, and a forger's is bounded by time.
+  Connection outcomes are credited one per introduction the peer took part
+  in (``want``/``introduce`` answers, either side), plus a small allowance
+  (``CONNECTIONS_BURST``, refilled ``CONNECTIONS_PER_SECOND``) for what
+  this node did not see; the rest is dropped.
+- Evidence for the tracker: a report's ``sources`` (verified bytes per
+  neighbour) credit those neighbours in the tracker (``Tracker.credit``):
+  only neighbours the tracker introduced to the reporter, and in all no
+  more than the report's credited peer bytes.
 - Privacy: with ``min_listeners`` N, a ``want`` is answered with no peers
   (and introduces no one) until N peers hold or ask for that track: nobody
   learns a stranger's address in a swarm of two (docs/p2p.md).
@@ -98,6 +121,8 @@ from protocol.limits import (
     STATS_PER_SECOND,
     STRIKES,
     STRIKES_PER_SECOND,
+    TURN_BURST,
+    TURN_PER_SECOND,
 )
 from protocol.messages import (
     Error,
@@ -115,6 +140,8 @@ from protocol.messages import (
     SignalFrom,
     Slots,
     Stats,
+    Turn,
+    TurnServers,
     Want,
     Welcome,
     type_of,
@@ -124,7 +151,21 @@ from protocol.values import BadChunks, Candidate
 from .bucket import TokenBucket
 from .tracker import Tracker, TrackerError
 
-__all__ = ["SwarmHub", "Send", "Close", "Count", "Observe", "Output", "CLOSE_GOING_AWAY"]
+__all__ = ["SwarmHub", "Send", "Close", "Count", "Observe", "Output", "CLOSE_GOING_AWAY",
+           "LISTEN_BYTES_PER_SECOND", "LISTEN_BURST_BYTES", "CONNECTIONS_BURST", "CONNECTIONS_PER_SECOND"]
+
+# What one listener can plausibly download from peers: 64 kB/s is four times a
+# 128 kbit/s rendition (fetching ahead), and the burst a whole long track.
+LISTEN_BYTES_PER_SECOND = 64_000
+LISTEN_BURST_BYTES = 16 * 1024 * 1024
+# Connection outcomes credited beyond the introductions seen here (a cluster's
+# other nodes introduce too): a few, then one every 30 s.
+CONNECTIONS_BURST = 8
+CONNECTIONS_PER_SECOND = 1 / 30
+# Introductions remembered per peer for crediting its connection outcomes.
+MAX_INTRODUCTIONS_CREDITED = 256
+# Client addresses whose TURN budget is remembered; past it the oldest is forgotten.
+MAX_TURN_CLIENTS = 65_536
 
 # RFC 6455 7.4.1: the endpoint is going away (server shutdown).
 CLOSE_GOING_AWAY = 1001
@@ -171,9 +212,27 @@ VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
 STARTUP_SECONDS = "ztream_startup_seconds"
 PEER_RELAY_BYTES = "ztream_peer_relay_bytes_total"
 P2P_CONNECTIONS = "ztream_p2p_connections_total"
+
+
+def connection_labels(outcome: str) -> tuple[tuple[str, str], ...]:
+    """``ztream_p2p_connections_total``'s labels for one reported outcome
+    (``CONNECTION_OUTCOMES``): ``result``; ``local`` and ``remote``, the
+    selected pair's candidate types; ``candidate``, the pair's type (``relay``
+    when either end is relayed, else the remote end's). ``none`` for a
+    connection that never connected, ``unknown`` where the player could not say."""
+    if outcome in ("failed", "timeout"):
+        local = remote = candidate = "none"
+        result = outcome
+    else:
+        result = "connected"
+        local, _, remote = outcome.partition("/") if "/" in outcome else ("unknown", "", "unknown")
+        candidate = "relay" if "relay" in (local, remote) else remote
+    return (("result", result), ("candidate", candidate), ("local", local), ("remote", remote))
 ALONE = "ztream_peers_without_neighbours"
 
 IceServers = Sequence[dict[str, Any]]
+# What ``turn(peer_id)`` gives: the TURN entries and how long they stay valid (s).
+TurnGrant = tuple[IceServers, int]
 
 
 class _Peer:
@@ -184,10 +243,12 @@ class _Peer:
     peer holds none (four buckets are a third of the hub's cost per socket).
     """
 
-    __slots__ = ("id", "_messages", "_stats", "_signal_bytes", "_strikes", "closing", "alone")
+    __slots__ = ("id", "address", "_messages", "_stats", "_signal_bytes", "_strikes", "closing", "alone",
+                 "_listen", "backlog", "intros", "_connections")
 
-    def __init__(self, peer_id: str, now: float) -> None:
+    def __init__(self, peer_id: str, now: float, address: str | None = None) -> None:
         self.id = peer_id
+        self.address = address
         self._messages: TokenBucket | None = None
         self._stats: TokenBucket | None = None
         self._signal_bytes: TokenBucket | None = None
@@ -195,6 +256,22 @@ class _Peer:
         self.closing = False
         # Its last stats said it had no neighbour open (counted in ALONE).
         self.alone = False
+        self._listen: TokenBucket | None = None
+        # Peer bytes reported past the listening budget, credited as it refills.
+        self.backlog = 0
+        # Introductions it took part in, not yet matched by a reported connection outcome.
+        self.intros = 0
+        self._connections: TokenBucket | None = None
+
+    def listen(self, now: float) -> TokenBucket:
+        if self._listen is None:
+            self._listen = TokenBucket(LISTEN_BYTES_PER_SECOND, LISTEN_BURST_BYTES, now)
+        return self._listen
+
+    def connections(self, now: float) -> TokenBucket:
+        if self._connections is None:
+            self._connections = TokenBucket(CONNECTIONS_PER_SECOND, CONNECTIONS_BURST, now)
+        return self._connections
 
     def messages(self, now: float) -> TokenBucket:
         if self._messages is None:
@@ -225,7 +302,8 @@ class SwarmHub:
     the peer id (per-peer TURN credentials; it may read the wall clock, the
     only input that is not passed in); ``new_id()`` mints peer ids
     (``secrets.token_urlsafe(16)`` in the gateway, a counter in tests);
-    ``min_listeners``: see "Privacy" above.
+    ``min_listeners``: see "Privacy" above; ``turn(peer_id)``: TURN
+    credentials for a peer that asks (None: no TURN server configured).
     """
 
     def __init__(
@@ -235,8 +313,12 @@ class SwarmHub:
         new_id: Callable[[], str],
         ice_servers: Iterable[dict[str, Any]] | Callable[[str], IceServers] = (),
         min_listeners: int = 0,
+        turn: Callable[[str], TurnGrant] | None = None,
     ) -> None:
         self.tracker = tracker
+        self._turn = turn
+        # Client address -> its budget of TURN requests (oldest first).
+        self._turn_budgets: dict[str, TokenBucket] = {}
         self._new_id = new_id
         if callable(ice_servers):
             self._ice_servers: Callable[[str], IceServers] = ice_servers
@@ -273,8 +355,9 @@ class SwarmHub:
 
     # -- connection events ---------------------------------------------------
 
-    def open(self, now: float) -> tuple[str, list[Output]]:
-        """A new socket: a fresh id, registered with the tracker, and its welcome.
+    def open(self, now: float, address: str | None = None) -> tuple[str, list[Output]]:
+        """A new socket from client ``address``: a fresh id, registered with the
+        tracker (which groups peers by address), and its welcome.
 
         The ``Origin`` was checked before the upgrade (a refused page never
         gets this far), so the hub trusts no one beyond its own connection.
@@ -285,8 +368,8 @@ class SwarmHub:
                 break
         else:
             raise RuntimeError("the peer id generator keeps returning ids in use")
-        self._peers[peer_id] = _Peer(peer_id, now)
-        self.tracker.join(peer_id, now)
+        self._peers[peer_id] = _Peer(peer_id, now, address)
+        self.tracker.join(peer_id, now, address)
         welcome = Welcome(peer_id, tuple(self._ice_servers(peer_id)), self.limits)
         return peer_id, [Count(PEERS_CONNECTED, (), 1), Send(peer_id, welcome)]
 
@@ -309,6 +392,10 @@ class SwarmHub:
             if p is not None and not p.closing:
                 p.closing = True
                 out.append(Close(peer_id, CLOSE_IDLE, "idle"))
+        # A budget refilled to its burst is what a new one would be: forget it.
+        full = TURN_BURST / TURN_PER_SECOND
+        for address in [a for a, b in self._turn_budgets.items() if now - b.stamp >= full]:
+            del self._turn_budgets[address]
         return out
 
     def shutdown(self) -> list[Output]:
@@ -354,6 +441,7 @@ class SwarmHub:
                         tracker.want(peer, message.track, message.rendition, message.chunks, now, limit=0)
                         return [Send(peer, Peers(message.track, message.rendition, ()))]
                     found = tracker.want(peer, message.track, message.rendition, message.chunks, now)
+                    self._introduced(p, [c.peer_id for c in found])
                     return [Send(peer, Peers(message.track, message.rendition, tuple(found)))]
                 case Signal():
                     return self._relay(p, message, now)
@@ -366,10 +454,38 @@ class SwarmHub:
                 case Ping():
                     return [Send(peer, Pong())]
                 case Introduce():
-                    return [Send(peer, self._introduce(peer, message, now))]
+                    answer = self._introduce(peer, message, now)
+                    self._introduced(p, [c.peer_id for c in answer.peers])
+                    return [Send(peer, answer)]
+                case Turn():
+                    return self._turn_request(p, now)
         except (TrackerError, BadChunks) as exc:
             return self._refuse(p, exc.code, exc.detail, type_of(message), now)
         return []
+
+    def _introduced(self, p: _Peer, others: Sequence[str]) -> None:
+        """Each introduction may become one connection outcome on each side."""
+        for other in others:
+            p.intros = min(p.intros + 1, MAX_INTRODUCTIONS_CREDITED)
+            q = self._peers.get(other)
+            if q is not None:
+                q.intros = min(q.intros + 1, MAX_INTRODUCTIONS_CREDITED)
+
+    def _turn_request(self, p: _Peer, now: float) -> list[Output]:
+        if self._turn is None:
+            # Not a strike: asking was reasonable, the answer is just no.
+            return [Send(p.id, Error("no_turn", "this gateway has no TURN server", "turn"))]
+        key = p.address if p.address is not None else p.id
+        budget = self._turn_budgets.pop(key, None)
+        if budget is None:
+            budget = TokenBucket(TURN_PER_SECOND, TURN_BURST, now)
+            while len(self._turn_budgets) >= MAX_TURN_CLIENTS:
+                del self._turn_budgets[next(iter(self._turn_budgets))]
+        self._turn_budgets[key] = budget  # moved to the young end
+        if not budget.take(now):
+            return self._refuse(p, "rate_limited", "too many TURN credentials asked from this address", "turn", now)
+        servers, ttl = self._turn(p.id)
+        return [Send(p.id, TurnServers(tuple(servers), ttl))]
 
     def _enough_listeners(self, peer: str, track: str, rendition: str) -> bool:
         # Whoever holds the track, and the asker (a fresh listener holds nothing yet).
@@ -422,25 +538,63 @@ class SwarmHub:
             return self._refuse(p, "rate_limited", f"stats about every {STATS_INTERVAL} s, not faster", "stats", now)
         # Upload and HTTP bytes are validated but not counted: the server
         # counts what it serves itself, and an upload is someone's download.
+        credited = self._listened(p, stats.p2p_down_bytes, now)
         out: list[Output] = [
             Count(metric, (), n)
             for metric, n in (
-                (PEER_BYTES, stats.p2p_down_bytes),
+                (PEER_BYTES, credited),
                 (STALLS, stats.stalls),
                 (VERIFY_FAILURES, stats.verify_failures),
             )
             if n
         ]
-        # The relayed part of p2p_down_bytes: TURN moved that egress, it did not remove it.
-        relay = min(stats.p2p_relay_down_bytes, stats.p2p_down_bytes)
+        # The relayed part of the credited bytes: TURN moved that egress, it did not remove it.
+        relay = min(stats.p2p_relay_down_bytes, credited)
         if relay:
             out.append(Count(PEER_RELAY_BYTES, (), relay))
+        # The neighbours named as sources have shown what they hold, as far as
+        # this report is believed and only those the tracker introduced.
+        evidence = credited
+        for source, n in stats.sources:
+            if evidence <= 0:
+                break
+            if source != p.id and self.tracker.introduced(p.id, source):
+                self.tracker.credit(source, min(n, evidence), now)
+                evidence -= min(n, evidence)
         for outcome, n in stats.connections:
-            result, candidate = (outcome, "none") if outcome in ("failed", "timeout") else ("connected", outcome)
-            out.append(Count(P2P_CONNECTIONS, (("result", result), ("candidate", candidate)), n))
+            n = self._connections_credited(p, n, now)
+            if not n:
+                continue
+            out.append(Count(P2P_CONNECTIONS, connection_labels(outcome), n))
         if stats.neighbours is not None and (stats.neighbours == 0) != p.alone:
             p.alone = not p.alone
             out.append(Count(ALONE, (), 1 if p.alone else -1))
         if stats.startup_seconds is not None:
             out.append(Observe(STARTUP_SECONDS, (), stats.startup_seconds))
         return out
+
+    @staticmethod
+    def _listened(p: _Peer, reported: int, now: float) -> int:
+        """The peer bytes of this report believed now: the backlog and the
+        report, as far as the listening budget goes; the rest waits (bounded)."""
+        claimed = p.backlog + reported
+        if not claimed:
+            return 0
+        budget = p.listen(now)
+        budget.take(now, 0)  # refill to now
+        credited = min(claimed, int(budget.tokens))
+        budget.tokens -= credited
+        p.backlog = min(claimed - credited, LISTEN_BURST_BYTES)
+        return credited
+
+    @staticmethod
+    def _connections_credited(p: _Peer, n: int, now: float) -> int:
+        """Of ``n`` reported outcomes, those an introduction (or the allowance) vouches for."""
+        from_intros = min(n, p.intros)
+        p.intros -= from_intros
+        rest = n - from_intros
+        allowance = p.connections(now)
+        allowance.take(now, 0)
+        extra = min(rest, int(allowance.tokens))
+        allowance.tokens -= extra
+        return from_intros + extra

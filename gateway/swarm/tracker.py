@@ -29,9 +29,32 @@ State:
 ``want(asker, track, rendition, needed, now)`` answers up to ``limit`` (5)
 candidates: holders of that swarm, never the asker, with a free upload slot,
 that hold at least one of the ``needed`` chunks (any chunk at all when
-``needed`` is empty), ordered most recently seen first, then by how many of
-the needed chunks they hold, then by id (so the answer is deterministic). Each
-candidate returned is introduced to the asker.
+``needed`` is empty). Each candidate returned is introduced to the asker.
+
+Trust: a holding is a claim, and anyone can claim ``complete: true``. So the
+answer is chosen by what holders have *shown*, and spread so that no one
+source of claims fills it (docs/p2p.md, "Tracker trust"):
+
+- **Evidence**: ``credit(holder, n, now)`` records ``n`` verified bytes that
+  a leecher says it received from the holder (the hub calls it from a
+  ``stats`` report's ``sources``, only for a pair the tracker introduced, and
+  within the reporter's own listening budget). A holder that has delivered is
+  *proven*; one that has not yet is *on probation*; one offered
+  ``SINK_OFFERS`` times or more, the first of them ``SINK_SECONDS`` ago or
+  more, with no delivery since, has *sunk* (it claims what it does not
+  serve, or serves nobody). A delivery lifts it again.
+- **Order**: proven first, then on probation, then sunk; within a tier most
+  recently seen first, then by how many of the needed chunks they hold, then
+  by id (so the answer is deterministic).
+  So a claim is believed only as far as the holder has shown it: an unproven
+  one is offered after every proven one, a refuted one after everyone.
+- **Diversity**: each peer has an address *group* (its client address's
+  IPv4 /24 or IPv6 /64, given at ``join``; none: a group of its own). No group
+  takes more than a fair share of an answer (``ceil(limit / groups among the
+  eligible)``), except the asker's own group: listeners behind one NAT share
+  an address and are each other's best peers.
+- The places the cap left empty are filled in the same order from what it
+  held back: a swarm of one address still gets a full answer.
 
 Bounds, so that no peer can make the tracker grow without limit: at most
 ``max_tracks`` swarms per peer, chunk indices in ``0 .. max_chunks - 1``, at
@@ -53,13 +76,36 @@ too fragmented (``ChunkSet`` raises it too)::
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from protocol.limits import MAX_CANDIDATES, MAX_CHUNKS, MAX_HOLDERS, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
 from protocol.values import BadChunks, Candidate, ChunkSet
 
-__all__ = ["Tracker", "TrackerError", "UnknownPeer", "TooManyTracks"]
+__all__ = ["Tracker", "TrackerError", "UnknownPeer", "TooManyTracks", "address_group",
+           "SINK_OFFERS", "SINK_SECONDS"]
+
+# Offered this many times, the first this long ago (two stats intervals and
+# more: a delivery is reported within one), with no delivery since: sunk.
+SINK_OFFERS = 3
+SINK_SECONDS = 15.0
+
+
+def address_group(address: str | None) -> str | None:
+    """The group an address counts in for diversity: its IPv4 /24 or IPv6 /64
+    (one household, one small network); None for no address or one unreadable."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 class TrackerError(ValueError):
@@ -91,6 +137,13 @@ class _Peer:
     id: str
     last_seen: float
     in_use: int = 0
+    # Its address group (``address_group``); None: a group of its own.
+    group: str | None = None
+    # Verified bytes leechers said it delivered (``credit``).
+    delivered: int = 0
+    # Offers (answers it was in) since its last delivery, the first at ``first_unanswered``.
+    unanswered: int = 0
+    first_unanswered: float = 0.0
     # swarm key -> holding; insertion order is announce order.
     holdings: dict[tuple[str, str], _Holding] = field(default_factory=dict)
     # Introduced peers, as an ordered set (dict keys): oldest first.
@@ -136,11 +189,31 @@ class Tracker:
     def __len__(self) -> int:
         return len(self._peers)
 
-    def join(self, peer: str, now: float) -> None:
-        """Register a new peer with no holdings and no slot in use."""
+    def join(self, peer: str, now: float, address: str | None = None) -> None:
+        """Register a new peer with no holdings and no slot in use; ``address``
+        (its client address) places it in a group for diversity."""
         if peer in self._peers:
             raise ValueError(f"peer {peer!r} already joined")
-        self._peers[peer] = _Peer(peer, now)
+        self._peers[peer] = _Peer(peer, now, group=address_group(address))
+
+    def credit(self, peer: str, delivered: int, now: float) -> None:
+        """A leecher received ``delivered`` verified bytes from ``peer``: it has
+        shown what it holds. No error if unknown (it may have left since)."""
+        p = self._peers.get(peer)
+        if p is None or delivered <= 0:
+            return
+        p.delivered += delivered
+        p.unanswered = 0
+
+    def delivered(self, peer: str) -> int:
+        """The verified bytes leechers said ``peer`` delivered."""
+        return self._get(peer).delivered
+
+    def sunk(self, peer: str, now: float) -> bool:
+        """Whether ``peer`` was offered ``SINK_OFFERS`` times, the first
+        ``SINK_SECONDS`` ago or more, and delivered nothing since."""
+        p = self._get(peer)
+        return p.unanswered >= SINK_OFFERS and now - p.first_unanswered >= SINK_SECONDS
 
     def touch(self, peer: str, now: float) -> None:
         """The peer was seen (it sent a message): it counts as recent again."""
@@ -272,7 +345,7 @@ class Tracker:
                 raise BadChunks(f"chunk index {i} is not within 0..{self.max_chunks - 1}")
         asker.last_seen = now
         key = (track, rendition)
-        found: list[tuple[float, Candidate]] = []
+        found: list[tuple[int, float, Candidate, _Peer]] = []
         for holder_id in self._swarms.get(key, ()):
             if holder_id == peer:
                 continue
@@ -283,13 +356,52 @@ class Tracker:
             held = tuple(needed) if holding.complete else holding.chunks.among(needed)
             if needed and not held:
                 continue
-            found.append((holder.last_seen, Candidate(holder_id, held, holding.complete)))
+            found.append((self._tier(holder, now), holder.last_seen, Candidate(holder_id, held, holding.complete), holder))
         # Ties in recency go to whoever holds more of what is needed, then to
         # the smaller id, so that the answer never depends on dict order.
-        found.sort(key=lambda f: (-f[0], -len(f[1].chunks), f[1].peer_id))
-        chosen = [c for _seen, c in found[:limit]]
-        for candidate in chosen:
-            self._introduce(asker, self._peers[candidate.peer_id])
+        found.sort(key=lambda f: (f[0], -f[1], -len(f[2].chunks), f[2].peer_id))
+        chosen = self._choose(asker, found, limit)
+        for holder in chosen:
+            self._introduce(asker, holder)
+            if holder.unanswered == 0:
+                holder.first_unanswered = now
+            holder.unanswered += 1
+        by_id = {f[3].id: f[2] for f in found}
+        return [by_id[h.id] for h in chosen]
+
+    def _tier(self, holder: _Peer, now: float) -> int:
+        """0 proven (delivered, not sunk since), 1 on probation, 2 sunk."""
+        if holder.unanswered >= SINK_OFFERS and now - holder.first_unanswered >= SINK_SECONDS:
+            return 2
+        return 0 if holder.delivered else 1
+
+    def _choose(self, asker: _Peer, found: list[tuple[int, float, Candidate, _Peer]], limit: int) -> list[_Peer]:
+        """Up to ``limit`` of ``found`` (in order), by the diversity cap of "Trust" (module docstring)."""
+        if limit <= 0:
+            return []
+        groups = {f[3].group if f[3].group is not None else f[3].id for f in found}
+        share = max(1, math.ceil(limit / max(1, len(groups))))
+        taken: dict[str, int] = {}
+        chosen: list[_Peer] = []
+        held_back: list[_Peer] = []
+        for _tier, _seen, _c, holder in found:
+            if len(chosen) >= limit:
+                break
+            group = holder.group
+            over_share = group is not None and group != asker.group and taken.get(group, 0) >= share
+            if over_share:
+                held_back.append(holder)
+                continue
+            if group is not None:
+                taken[group] = taken.get(group, 0) + 1
+            chosen.append(holder)
+        for holder in held_back:
+            if len(chosen) >= limit:
+                break
+            chosen.append(holder)
+        # The answer stays in the order of ``found``.
+        rank = {f[3].id: i for i, f in enumerate(found)}
+        chosen.sort(key=lambda h: rank[h.id])
         return chosen
 
     def introduce(

@@ -22,7 +22,7 @@ for (const v of vectors.cases.filter((c) => c.ok)) {
 
 test("every server message type has a vector", () => {
   assert.deepEqual(new Set(vectors.server.filter((v) => v.ok).map((v) => v.fields.type)),
-    new Set(["welcome", "peers", "signal", "pong", "error"]));
+    new Set(["welcome", "peers", "signal", "pong", "error", "turn"]));
 });
 
 test("a holding given as chunks and ranges is merged like the tracker's ChunkSet", () => {

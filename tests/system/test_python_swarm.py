@@ -43,6 +43,8 @@ def test_plan_roles() -> None:
     assert roles[0] == "ok"
     assert roles.count("bad") == 2 and roles.count("close") + roles.count("vanish") == 3
     assert plan_roles(1, 0.5, 3, random.Random(1)) == ["ok"]
+    roles = plan_roles(10, 0.0, 0, random.Random(3), liars=3)
+    assert roles[0] == "ok" and roles.count("liar") == 3
 
 
 async def test_small_swarm(gateway_factory: Any, swarm_library: Path) -> None:
@@ -84,3 +86,22 @@ async def test_corrupting_and_vanishing_peers_cause_no_stall(gateway_factory: An
             assert report.played_to_end, (role, report)
     assert s["metrics_verify_failures"] == s["verify_failures"]
     assert s["metrics_stalls"] == 0
+
+
+async def test_a_poisoned_swarm_keeps_its_offload(gateway_factory: Any, swarm_library: Path) -> None:
+    # 10 peers, 3 of them liars (claim the whole track, serve nothing, answer no
+    # offer): the honest peers' offload stays within 10 points of a clean swarm's.
+    gw = gateway_factory(library=swarm_library)
+    track = gw.library_ids[0]
+    warm(gw.url, track)
+    clean = (await run_swarm(gw.url, track, peers=10, arrival=0.3, speed=12, timeout=60, seed=7)).summary()
+    poisoned_run = await run_swarm(gw.url, track, peers=10, arrival=0.3, speed=12, timeout=60, seed=7, liars=3)
+    poisoned = poisoned_run.summary()
+    assert poisoned_run.roles.count("liar") == 3 and poisoned_run.roles[0] == "ok"
+    honest = [r for r, role in zip(poisoned_run.reports, poisoned_run.roles) if role != "liar"]
+    assert all(r.played_to_end and r.held == r.total_chunks and r.hash_mismatches == 0 for r in honest)
+    assert poisoned["honest_offload"] >= clean["honest_offload"] - 0.10, (clean, poisoned)
+    # The liars delivered nothing; the gateway's figure is the peers' own count.
+    liars = [r for r, role in zip(poisoned_run.reports, poisoned_run.roles) if role == "liar"]
+    assert all(r.p2p_up_bytes == 0 for r in liars)
+    assert poisoned["metrics_peer_bytes"] == poisoned["peer_bytes"]

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support.audio import decoded_seconds
-from transcode.artwork import jpeg_size
+from transcode.artwork import jpeg_size, placeholder_artwork
 from transcode.ffmpeg import find_ffmpeg
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -221,15 +221,18 @@ async def test_artwork_scaled_placeholder_refused_and_beside_library_file(gw: An
         etag = r.headers["etag"]
         again = await client.get(f"{gw.url}/v1/tracks/{cover['id']}/artwork", headers={"If-None-Match": etag})
         assert again.status_code == 304 and again.content == b""
-        placeholder = None
+        placeholders = []
         for name in ("comments.flac", "hugeart.mp3"):  # none; refused (64 megapixels), not decoded
             track = await register(client, gw, f"{upstream}/plain/{name}")
             r = await client.get(f"{gw.url}/v1/tracks/{track['id']}/artwork")
             assert r.status_code == 200 and jpeg_size(r.content) == (500, 500), name
             assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
-            assert placeholder in (None, r.content) and r.content != (await client.get(
-                f"{gw.url}/v1/tracks/{cover['id']}/artwork")).content
-            placeholder = r.content
+            assert r.content != (await client.get(f"{gw.url}/v1/tracks/{cover['id']}/artwork")).content
+            # The placeholder is the track's own gradient, from its tags as they are once transcoded.
+            got = (await client.get(f"{gw.url}/v1/tracks/{track['id']}")).json()
+            assert r.content == placeholder_artwork(FF, got["title"], got.get("artist")), name
+            placeholders.append(r.content)
+        assert placeholders[0] != placeholders[1]
         song = await library_track(client, gw, "song")
         r = await client.get(f"{gw.url}/v1/tracks/{song['id']}/artwork")
         assert jpeg_size(r.content) == (300, 200)  # cover.jpg beside the file, never scaled up

@@ -117,3 +117,55 @@ async def test_sign_in_add_an_allowed_host_and_see_it_take_effect(gateway_factor
             errors.assert_clean()
         finally:
             await browser.close()
+
+
+async def test_the_track_list_shows_states_and_errors_searches_and_purges(gateway_factory: Any, upstream: Any) -> None:
+    require_chromium()
+    gw = await asyncio.to_thread(gateway_factory, admin={"token": TOKEN}, **{"sources.url": {"allow_hosts": [upstream.host]}})
+    missing = upstream.song.replace("/audio/song.mp3", "/missing")
+    async with aiohttp.ClientSession() as session:
+        ids = {}
+        for url in (missing, upstream.song):
+            async with session.post(f"{gw.url}/v1/tracks", json={"url": url}) as r:
+                ids[url] = (await r.json())["id"]
+        async with session.get(f"{gw.url}/v1/tracks/{ids[missing]}/manifest") as r:
+            assert r.status == 404
+        while True:
+            async with session.get(f"{gw.url}/v1/tracks/{ids[upstream.song]}/manifest") as r:
+                if (await r.json())["complete"]:
+                    break
+            await asyncio.sleep(0.1)
+        async with session.get(f"{gw.url}/v1/tracks") as r:
+            public = len((await r.json())["tracks"])
+    errors = ErrorLog()
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = errors.watch(await browser.new_page())
+            await page.goto(f"{gw.url}/admin")
+            await page.fill("#token", TOKEN)
+            await page.click("#signin-button")
+            row = f"#tracks-rows tr[data-id='{ids[missing]}']"
+            await until(page, f"!!document.querySelector(\"{row}\")")
+            # The count is what /v1/tracks lists (the library and the song), not every record.
+            await until(page, f"document.querySelector('#fig-tracks').textContent === '{public}'")
+            assert public == 4
+            assert await page.get_attribute(row, "data-state") == "failed"
+            assert "HTTP 404" in await text(page, f"{row} .err")
+            assert "not listed" in await text(page, f"{row} .id")
+            song_row = f"#tracks-rows tr[data-id='{ids[upstream.song]}']"
+            assert await page.get_attribute(song_row, "data-state") == "ready"
+            assert "1 failed" in await text(page, "#tracks-count")
+
+            await page.fill("#tracks-q", "song")
+            await until(page, "document.querySelectorAll('#tracks-rows tr').length === 1")
+            assert await page.locator(song_row).count() == 1
+            await page.fill("#tracks-q", "")
+            await page.select_option("#tracks-state", "failed")
+            await until(page, "document.querySelectorAll('#tracks-rows tr').length === 1")
+            await page.click(f"{row} button")
+            await until(page, "document.querySelector('#tracks-status').textContent.includes('Purged')")
+            await until(page, "document.querySelectorAll('#tracks-rows tr').length === 0")
+            errors.assert_clean()
+        finally:
+            await browser.close()

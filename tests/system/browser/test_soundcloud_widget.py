@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import async_playwright
 
+from tests.support.audio import make_audio
 from tests.support.browser import (
     ErrorLog,
     HostSite,
@@ -34,6 +35,7 @@ from tests.support.browser import (
     until,
 )
 from tests.support.paths import ROOT
+from tests.support.upstream import Upstream
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -138,6 +140,7 @@ def player_src(gateway_url: str, url: str, query: str = "") -> str:
 
 def tone_ids(gateway: Any) -> list[str]:
     """The library's 20 s tracks."""
+    import urllib.error
     import urllib.request
 
     with urllib.request.urlopen(f"{gateway.url}/v1/tracks", timeout=10) as r:
@@ -564,3 +567,72 @@ async def test_layouts_keyboard_and_screenshots(gateway: Any) -> None:
         finally:
             await browser.close()
     log.assert_clean()
+
+
+async def test_get_duration_after_ready_is_the_whole_track_on_a_first_play(gateway_factory: Any, tmp_path: Path) -> None:
+    """Never played, its upstream stalled after ~6 s of a 30 s MP3: getDuration at ready says ~30 s, not 6 s,
+    and a seek past what is transcoded waits for it."""
+    require_chromium()
+    upstream = Upstream({"long.mp3": make_audio(tmp_path / "long.mp3", 30, freq=440, fmt="mp3")})
+    upstream.stall = asyncio.Event()
+    upstream.stall_after = 100_000  # of 480 kB at 128 kb/s: ~6 s
+    runner, port = await serve_on_loopback(upstream.app)
+    try:
+        # min_bytes_per_second 0: the stall is this test's doing, not a slow upstream to give up on
+        url_source = {"allow_hosts": [f"127.0.0.1:{port}"], "min_bytes_per_second": 0}
+        gateway = await asyncio.to_thread(gateway_factory, **{"sources.url": url_source})
+        src = player_src(gateway.url, f"http://127.0.0.1:{port}/audio/long.mp3")
+        script = """
+          const w = new TestWidget(document.getElementById("a"));
+          window.widgets.a = w;
+          window.track("a", w, ["ready", "seek", "playProgress"]);
+        """
+        log = LiveEdgeLog()
+        async with HostSite({"": host_page({"a": src}, script)}) as host, async_playwright() as pw:
+            browser = await launch(pw)
+            try:
+                page = log.watch(await browser.new_page())
+                # not "load": that waits for the frame's artwork, which waits for the transcode's end
+                await page.goto(host.url("/"), wait_until="domcontentloaded")
+                await count(page, "a", "ready")
+                ask = "(m) => window.widgets.a.get(m)"
+                duration = await page.evaluate(ask, "getDuration")
+                sound = await page.evaluate(ask, "getCurrentSound")
+                # the transcode is still held at ~6 s: what the frame said is the estimate
+                manifest_url = f"{gateway.url}/v1/tracks/{sound['ztream_id']}/manifest"
+                manifest = await asyncio.to_thread(_get_json, manifest_url)
+                assert manifest["complete"] is False and manifest["duration_estimated"] is True
+                done = manifest["chunks"][-1]["start"] + manifest["chunks"][-1]["duration"]
+                assert done < 10, manifest
+                assert 28_500 < duration < 31_500, duration
+                assert 28_500 < sound["duration"] < 31_500, sound
+
+                # a seek into the part not transcoded yet waits for it, then plays from there
+                await page.evaluate("window.widgets.a.send('play'); window.widgets.a.send('seekTo', 20000)")
+                await asyncio.sleep(0.5)
+                assert await page.evaluate("window.count('a', 'seek')") == 0  # not there yet
+                upstream.stall.set()
+                await count(page, "a", "seek")
+                assert await page.evaluate("window.last('a', 'seek').currentPosition") >= 19_500
+                await until(page, "window.widgets.a.get('getPosition').then((p) => p > 20500)")
+                await asyncio.sleep(1.0)  # 24 s of MP3 at ~100x real time
+                manifest = await asyncio.to_thread(_get_json, manifest_url)
+                assert manifest["complete"] is True and manifest["duration_estimated"] is False
+                assert abs(manifest["expected_duration"] - 30) < 0.2
+            finally:
+                await browser.close()
+        log.assert_clean()
+    finally:
+        upstream.stall.set()
+        await runner.cleanup()
+
+
+def _get_json(url: str) -> Any:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise AssertionError(e.read()) from None

@@ -21,6 +21,7 @@ from protocol.messages import (
     Signal,
     Slots,
     Stats,
+    Turn,
     Want,
     type_of,
 )
@@ -44,7 +45,8 @@ def fields(message: PeerMessage) -> dict[str, Any]:
                     "http_down_bytes": message.http_down_bytes, "stalls": message.stalls,
                     "startup_seconds": message.startup_seconds, "verify_failures": message.verify_failures,
                     "p2p_relay_down_bytes": message.p2p_relay_down_bytes, "connections": dict(message.connections),
-                    **({} if message.neighbours is None else {"neighbours": message.neighbours})}
+                    **({} if message.neighbours is None else {"neighbours": message.neighbours}),
+                    **({"sources": dict(message.sources)} if message.sources else {})}
         case Slots():
             return {"in_use": message.in_use}
         case Leave():
@@ -54,6 +56,8 @@ def fields(message: PeerMessage) -> dict[str, Any]:
         case Introduce():
             return {"track": message.track, "rendition": message.rendition, "peer_id": message.peer_id,
                     "chunks": list(message.chunks)}
+        case Turn():
+            return {}
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=lambda c: c["name"])
@@ -85,6 +89,6 @@ def test_server_to_peer(case: dict[str, Any]) -> None:
 
 def test_every_message_type_has_a_vector() -> None:
     assert {c["type"] for c in VECTORS["cases"] if c["ok"]} == {
-        "have", "want", "signal", "stats", "slots", "leave", "ping", "introduce"}
+        "have", "want", "signal", "stats", "slots", "leave", "ping", "introduce", "turn"}
     assert {c["fields"]["type"] for c in VECTORS["server"] if c["ok"]} == {
-        "welcome", "peers", "signal", "pong", "error"}
+        "welcome", "peers", "signal", "pong", "error", "turn"}

@@ -515,6 +515,69 @@ async def test_stats(admin_gateway: Any, audio_dir: Path) -> None:
     await ws.close()
 
 
+async def test_track_list_states_errors_search_and_counts_match_the_listing(
+    admin_gateway: Any, upstream: Any
+) -> None:
+    gw = await admin_gateway(**{"sources.url": {"allow_hosts": [upstream.host]}})
+    base = f"http://{upstream.host}"
+    missing = (await post_url(gw, f"{base}/missing"))[1]["id"]
+    html = (await post_url(gw, f"{base}/html"))[1]["id"]
+    song = (await post_url(gw, upstream.song))[1]["id"]
+
+    async def public() -> list[str]:
+        return [t["id"] for t in (await gw.get("/v1/tracks"))[1]["tracks"]]
+
+    async def tracks(query: str = "") -> dict[str, Any]:
+        status, body = await gw.admin("GET", f"/v1/admin/tracks{query}")
+        assert status == 200, body
+        return dict(body)
+
+    # Registered but never played: in the admin's list, not in the public one; the counts agree.
+    body = await tracks()
+    rows = {t["id"]: t for t in body["tracks"]}
+    assert {rows[t]["state"] for t in (missing, html, song)} == {"never_played"}
+    assert not any(rows[t]["listed"] for t in (missing, html, song))
+    assert body["registered"] == 6 and body["listed"] == len(await public()) == 3
+    stats = (await gw.admin("GET", "/v1/admin/stats"))[1]
+    assert stats["tracks"] == len(await public()) == 3 and stats["tracks_registered"] == 6
+
+    assert (await gw.client.get(f"/v1/tracks/{missing}/manifest")).status == 404
+    assert (await gw.client.get(f"/v1/tracks/{html}/manifest")).status == 415
+    await fetch_all(gw, song)
+    body = await tracks()
+    rows = {t["id"]: t for t in body["tracks"]}
+    assert rows[missing]["state"] == "failed" and rows[missing]["error"]["error"] == "upstream_not_found"
+    assert "HTTP 404" in rows[missing]["error"]["detail"]
+    assert rows[html]["state"] == "failed" and rows[html]["error"]["error"] == "upstream_not_audio"
+    assert rows[song]["state"] == "ready" and rows[song]["error"] is None and rows[song]["listed"]
+    assert rows[song]["locator"] == upstream.song
+    assert body["states"] == {"ready": 1, "transcoding": 0, "failed": 2, "never_played": 3}
+    assert body["listed"] == len(await public()) == 4 == (await gw.admin("GET", "/v1/admin/stats"))[1]["tracks"]
+
+    # Search (every word, any field) and the state filter.
+    assert [t["id"] for t in (await tracks("?q=SONG"))["tracks"]] == [song]
+    assert [t["id"] for t in (await tracks(f"?q={missing[:6]}"))["tracks"]] == [missing]
+    assert {t["id"] for t in (await tracks("?state=failed"))["tracks"]} == {missing, html}
+    limited = await tracks("?limit=2")
+    assert len(limited["tracks"]) == 2 and limited["matching"] == 6
+    for bad in ("?state=gone", "?limit=0", "?limit=x", "?limit=201"):
+        status, err = await gw.admin("GET", f"/v1/admin/tracks{bad}")
+        assert status == 400 and err["error"] == "bad_request", bad
+    assert (await gw.admin("GET", "/v1/admin/tracks", headers={}))[0] == 401
+
+    # A transcode running shows as such; purging a failed one removes it from the list.
+    upstream.gate = asyncio.Event()
+    other = (await post_url(gw, upstream.song + "?again"))[1]["id"]
+    task = asyncio.create_task(gw.client.get(f"/v1/tracks/{other}/manifest"))
+    while upstream.hits["song.mp3"] < 2:
+        await asyncio.sleep(0.02)
+    assert {t["id"]: t["state"] for t in (await tracks())["tracks"]}[other] == "transcoding"
+    upstream.gate.set()
+    assert (await task).status == 200
+    assert (await gw.admin("DELETE", f"/v1/admin/tracks/{missing}"))[0] == 200
+    assert missing not in {t["id"] for t in (await tracks())["tracks"]}
+
+
 # -- TOML written by the admin API ------------------------------------------------------------
 
 

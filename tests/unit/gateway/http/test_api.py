@@ -210,6 +210,39 @@ async def test_broken_upstreams_give_clear_errors_and_cache_nothing(make_gateway
     assert manifest["complete"]
 
 
+async def test_a_registered_url_is_listed_only_once_its_transcode_completed(make_gateway: Any, upstream: Any) -> None:
+    client = await make_gateway(**{"sources.url": {"allow_hosts": [f"127.0.0.1:{upstream.port}"]}})
+
+    async def listed() -> set[str]:
+        return {t["id"] for t in (await (await client.get("/v1/tracks")).json())["tracks"] if t["source"] == "url"}
+
+    broken = {}
+    for path in ("/missing", "/html", "/random"):
+        r = await post_url(client, upstream.base + path)
+        assert r.status == 201
+        broken[path] = (await r.json())["id"]
+    good = (await (await post_url(client, f"{upstream.base}/audio/song.mp3")).json())["id"]
+    # Registered (each answers GET /v1/tracks/{id}), but nothing has played: nothing listed.
+    for tid in [*broken.values(), good]:
+        assert (await client.get(f"/v1/tracks/{tid}")).status == 200
+    assert await listed() == set()
+    for path, tid in broken.items():
+        r = await client.get(f"/v1/tracks/{tid}/manifest")
+        assert r.status in (404, 415), (path, await r.text())
+    assert await listed() == set()
+    # The first chunk is not enough: listed once the transcode completed.
+    upstream.gate = asyncio.Event()
+    first = asyncio.create_task(client.get(f"/v1/tracks/{good}/manifest"))
+    while not upstream.hits["song.mp3"]:
+        await asyncio.sleep(0.02)
+    assert await listed() == set()
+    upstream.gate.set()
+    assert (await first).status == 200
+    manifest, _, _ = await fetch_all(client, good)
+    assert manifest["complete"]
+    assert await listed() == {good}
+
+
 async def test_duration_limit(make_gateway: Any, audio_dir: Path) -> None:
     client = await make_gateway(**{"sources.url": {"max_duration_seconds": 5}})
     tid = track_id_for("local", str((audio_dir / "tone_a.flac").resolve()))

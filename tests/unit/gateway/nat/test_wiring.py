@@ -22,6 +22,7 @@ from aioice import stun
 
 from gateway.config import ConfigError
 from gateway.nat.service import IcePlan, stun_port
+from protocol.limits import TURN_BURST
 
 # make_gateway is test_control's fixture (a bare app, no sources); pytest finds it by name here.
 from tests.unit.gateway.swarm.test_control_socket import connect
@@ -107,21 +108,54 @@ async def test_a_stun_port_in_use_is_not_advertised_and_the_gateway_serves(make_
         assert (await gw.get("/healthz")).status == 200
 
 
-async def test_turn_credentials_are_minted_per_peer(make_gateway: Any) -> None:
+async def test_turn_credentials_are_minted_per_peer_on_request(make_gateway: Any) -> None:
     port = free_udp_port()
     urls = ["turn:198.18.0.1:3478?transport=udp"]
     gw = await make_gateway(library=None, p2p={"stun_port": port}, **{"p2p.turn": {"urls": urls, "secret": "s3cret", "ttl_seconds": 600}})
     a, b = await connect(gw), await connect(gw)
+    credentials = []
     for peer in (a, b):
-        stun_entry, turn = peer.welcome["ice_servers"]
-        assert stun_entry == {"urls": [f"stun:127.0.0.1:{port}"]}
+        # The welcome never carries credentials: only a peer that needs a relay asks.
+        assert peer.welcome["ice_servers"] == [{"urls": [f"stun:127.0.0.1:{port}"]}]
+        answer = await peer.ask({"type": "turn"})
+        assert answer["type"] == "turn" and answer["ttl_seconds"] == 600
+        (turn,) = answer["ice_servers"]
         assert turn["urls"] == urls
         expiry, _, who = turn["username"].partition(":")
         assert who == peer.id
         assert abs(int(expiry) - (time.time() + 600)) < 5
         expected = base64.b64encode(hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()).decode()
         assert turn["credential"] == expected
-    assert a.welcome["ice_servers"][1]["credential"] != b.welcome["ice_servers"][1]["credential"]
+        credentials.append(turn["credential"])
+    assert credentials[0] != credentials[1]
+
+
+async def test_turn_requests_in_a_burst_are_refused_past_the_limit(make_gateway: Any) -> None:
+    gw = await make_gateway(library=None, p2p={"stun_port": 0},
+                            **{"p2p.turn": {"urls": ["turn:198.18.0.1:3478"], "secret": "s3cret"}})
+    # 20 sockets from one address, each asking once, then again: the address has one budget.
+    peers = [await connect(gw) for _ in range(20)]
+    answers = [await p.ask({"type": "turn"}) for p in peers] + [await p.ask({"type": "turn"}) for p in peers[:5]]
+    granted = [a for a in answers if a["type"] == "turn"]
+    refused = [a for a in answers if a.get("error") == "rate_limited" and a.get("for") == "turn"]
+    assert len(granted) == TURN_BURST and len(refused) == len(answers) - TURN_BURST
+    assert all(g["ttl_seconds"] <= 3600 for g in granted)
+
+
+async def test_no_turn_server_is_said_without_a_strike(make_gateway: Any) -> None:
+    gw = await make_gateway(library=None, p2p={"stun_port": 0})
+    p = await connect(gw)
+    for _ in range(60):  # more than the strikes a peer has: none is taken
+        assert (await p.ask({"type": "turn"}))["error"] == "no_turn"
+    assert await p.ask({"type": "ping"}) == {"type": "pong"}
+
+
+def test_turn_credentials_live_minutes_by_default(make_config: Any) -> None:
+    config = make_config(**{"p2p.turn": {"urls": ["turn:x:3478"], "secret": "s"}})
+    assert config.p2p.turn.ttl_seconds == 600
+    servers, ttl = IcePlan(config, wall=lambda: 1_700_000_000.0).turn_for("peerA")
+    assert ttl == 600 and servers[0]["username"] == "1700000600:peerA"
+    assert IcePlan(config).for_peer("peerA") == ()  # no STUN listening, and never TURN
 
 
 @pytest.mark.parametrize(
@@ -131,6 +165,7 @@ async def test_turn_credentials_are_minted_per_peer(make_gateway: Any) -> None:
         ({"secret": "s"}, "p2p.turn"),
         ({"urls": ["stun:x:3478"], "secret": "s"}, "p2p.turn.urls[0]"),
         ({"urls": ["turn:x"], "secret": "s", "ttl_seconds": 10}, "p2p.turn.ttl_seconds"),
+        ({"urls": ["turn:x"], "secret": "s", "ttl_seconds": 86400}, "p2p.turn.ttl_seconds"),
     ],
 )
 def test_bad_turn_config_names_the_key(make_config: Any, turn: dict[str, Any], key: str) -> None:
@@ -170,20 +205,22 @@ async def test_connection_outcomes_reach_the_metrics(make_gateway: Any) -> None:
     gw = await make_gateway(library=None, p2p={"stun_port": 0})
     p = await connect(gw)
     await p.send({"type": "stats", "p2p_down_bytes": 5000, "p2p_relay_down_bytes": 2000,
-                  "connections": {"srflx": 2, "relay": 1, "failed": 1, "timeout": 3}})
+                  "connections": {"srflx/prflx": 2, "host/relay": 1, "failed": 1, "timeout": 3,
+                                  "srflx": 1}})  # a bare type: an older player's, its ends unknown
     await p.send({"type": "stats", "connections": {"lan": 1}})  # refused whole, after its rate: counted nothing
     deadline = asyncio.get_running_loop().time() + 2
     while True:
         text = await (await gw.get("/metrics")).text()
-        if 'ztream_p2p_connections_total{candidate="srflx",result="connected"} 2.0' in text:
+        if 'ztream_p2p_connections_total{candidate="prflx",local="srflx",remote="prflx",result="connected"} 2.0' in text:
             break
         assert asyncio.get_running_loop().time() < deadline, text
         await asyncio.sleep(0.05)
     for line in (
-        'ztream_p2p_connections_total{candidate="relay",result="connected"} 1.0',
-        'ztream_p2p_connections_total{candidate="host",result="connected"} 0.0',
-        'ztream_p2p_connections_total{candidate="none",result="failed"} 1.0',
-        'ztream_p2p_connections_total{candidate="none",result="timeout"} 3.0',
+        'ztream_p2p_connections_total{candidate="relay",local="host",remote="relay",result="connected"} 1.0',
+        'ztream_p2p_connections_total{candidate="unknown",local="unknown",remote="unknown",result="connected"} 1.0',
+        'ztream_p2p_connections_total{candidate="host",local="host",remote="host",result="connected"} 0.0',
+        'ztream_p2p_connections_total{candidate="none",local="none",remote="none",result="failed"} 1.0',
+        'ztream_p2p_connections_total{candidate="none",local="none",remote="none",result="timeout"} 3.0',
         "ztream_peer_relay_bytes_total 2000.0",
         "ztream_peer_bytes_total 5000.0",
     ):

@@ -478,9 +478,10 @@ async def test_vectors_over_the_socket(gw: TestClient) -> None:
                 answers.append(body)
             if case["ok"]:
                 # A valid frame may draw an answer of its own (peers, pong), or
-                # a refusal by the tracker (a signal to a stranger); never a
-                # protocol error.
-                assert all(a["type"] in ("peers", "pong") or a.get("error") == "not_introduced" for a in answers), case
+                # a refusal by the tracker (a signal to a stranger) or for want
+                # of a TURN server (this gateway has none); never a protocol error.
+                assert all(a["type"] in ("peers", "pong") or a.get("error") in ("not_introduced", "no_turn")
+                           for a in answers), case
             else:
                 assert [a["error"] for a in answers] == [case["error"]], case["name"]
         await p.ws.close()
