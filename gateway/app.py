@@ -36,11 +36,14 @@ from .health import HEALTH, Health
 from .http import ORIGINS, OriginPolicy
 from .http.api import STREAMS, end_streams, not_found, routes
 from .http.extras import routes as extras_routes
+from .http.listing import LISTING, Listing
 from .http.pages import setup_pages
+from .http.registration import REGISTRATIONS, RegistrationLimiter
 from .http.responses import ZtreamRunner
 from .media import CATALOG, MEDIA, STORE
 from .media.catalog import TrackCatalog
 from .media.extras import ExtrasStore, extras_bound
+from .media.fairness import SlotLimits
 from .media.service import MediaService
 from .media.store import ChunkStore
 from .media.types import TrackJSON
@@ -74,7 +77,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     store = ChunkStore(
         cache_dir / "chunks", config.cache.max_bytes, on_corruption=lambda _key: metrics.store_corruptions.inc()
     )
-    catalog = TrackCatalog(cache_dir / "tracks")
+    catalog = await loop.run_in_executor(
+        None, lambda: TrackCatalog(cache_dir / "tracks", max_tracks=config.cache.max_tracks,
+                                   max_bytes=config.cache.max_track_bytes))
     extras = ExtrasStore(cache_dir / "extras", extras_bound(config.cache.max_bytes))
     metrics.track_cache_bytes(store.volume)
 
@@ -101,6 +106,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         wait_seconds=config.server.chunk_wait_seconds,
         extras=extras,
         events_hook=ownership.events if ownership is not None else None,
+        slot_limits=SlotLimits(
+            max_concurrent=config.transcode.max_concurrent,
+            reserved=config.transcode.reserved_slots,
+            per_client=config.transcode.max_per_client,
+            per_host=config.transcode.max_per_host,
+        ),
+        min_speed=config.transcode.min_speed,
+        speed_grace=config.transcode.speed_grace_seconds,
     )
     app[STORE] = store
     app[CATALOG] = catalog
@@ -141,6 +154,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app[STREAMS] = set()
+    app[LISTING] = Listing()
+    app[REGISTRATIONS] = RegistrationLimiter(config.server.registrations_per_minute, config.server.registrations_per_hour)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_stop_work)
     app.add_routes(routes)

@@ -13,8 +13,10 @@ place (``gateway.http.responses.render_error``)::
     ├── TooLarge (413 upstream_too_large)
     ├── NotAudio (415 upstream_not_audio)
     ├── RangeNotSatisfiable (416 range_not_satisfiable)
+    ├── UnsupportedMediaType (415 json_required)
     ├── Unsupported (501 not_implemented)
     ├── Overloaded (503 overloaded, with Retry-After)
+    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets; Retry-After)
     ├── StorageError (503 storage_unavailable)
     │   └── StorageFull (507 storage_full)
     └── UpstreamError (502 upstream_failed)
@@ -36,6 +38,8 @@ __all__ = [
     "NotAudio",
     "Unsupported",
     "Overloaded",
+    "TooManyRequests",
+    "UnsupportedMediaType",
     "RangeNotSatisfiable",
     "StorageError",
     "StorageFull",
@@ -55,6 +59,12 @@ SETTINGS = {
     "upstream_too_slow": "sources.url.min_bytes_per_second",
     "transcode_timeout": "transcode.timeout_seconds",
     "chunk_timeout": "server.chunk_wait_seconds",
+    "transcode_too_slow": "transcode.min_speed",
+    "too_many_transcodes": "transcode.max_per_client",
+    "upstream_host_busy": "transcode.max_per_host",
+    "too_many_registrations": "server.registrations_per_minute",
+    "registration_quota": "server.registrations_per_hour",
+    "catalog_full": "cache.max_tracks",
 }
 
 
@@ -132,6 +142,14 @@ class NotAudio(ZtreamError):
     code = "upstream_not_audio"
 
 
+class UnsupportedMediaType(ZtreamError):
+    """A state-changing request whose body is not declared ``application/json``
+    (a cross-origin form or ``text/plain`` post cannot set that type without a preflight)."""
+
+    status = 415
+    code = "json_required"
+
+
 class Unsupported(ZtreamError):
     """A well-formed request for something the gateway does not do (an oEmbed format)."""
 
@@ -154,6 +172,14 @@ class Overloaded(ZtreamError):
 
     status = 503
     code = "overloaded"
+    retry_after = 5
+
+
+class TooManyRequests(ZtreamError):
+    """One client asks for more than its share (RFC 6585 4): 429 with ``Retry-After`` (5 s unless told otherwise)."""
+
+    status = 429
+    code = "rate_limited"
     retry_after = 5
 
 

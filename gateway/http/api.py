@@ -24,11 +24,14 @@ from ..health import HEALTH
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track
 from ..media.service import MediaService
-from ..media.types import PieceKind, ServedKind, TrackJSON
+from ..media.types import PieceKind, ServedKind
 from ..metrics import METRICS
-from ..sources import FETCH_SOURCES, LOCAL_SOURCE
+from ..sources import LOCAL_SOURCE
 from . import ORIGINS
 from .conditional import ChunkIndexError, Full, Partial, Unsatisfiable, evaluate_range, none_match, parse_chunk_index
+from .listing import LISTING, Listing
+from .registration import register_url
+from .requester import request_client
 from .responses import endpoint, read_json, render_error
 
 __all__ = ["routes", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]
@@ -74,7 +77,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
         index = parse_chunk_index(request.match_info["n"])
     except ChunkIndexError as exc:
         raise BadRequest(str(exc), code="bad_chunk_index") from None
-    data, sha, complete = await request.app[MEDIA].chunk(_track(request), index)
+    data, sha, complete = await request.app[MEDIA].chunk(_track(request), index, client=request_client(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk")
 
 
@@ -187,14 +190,10 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks")
 @endpoint
 async def list_tracks(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
-    library = request.app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in request.app else []
-    tracks: list[TrackJSON] = []
-    for found in library:
-        catalog.add(found)
-        tracks.append((catalog.get(found.id) or found).public(_base(request)))
-    tracks.extend(t.public(_base(request)) for t in catalog.recent() if t.source != "local")
-    return web.json_response({"tracks": tracks}, headers=cors_headers(request))
+    local = request.app[LOCAL_SOURCE] if LOCAL_SOURCE in request.app else None
+    listing = request.app[LISTING] if LISTING in request.app else Listing()
+    body = await listing.body(local, request.app[CATALOG], _base(request))
+    return web.Response(body=body, content_type="application/json", headers=cors_headers(request))
 
 
 @routes.post("/v1/tracks")
@@ -206,15 +205,7 @@ async def add_track(request: web.Request) -> web.Response:
     url = body["url"].strip()
     if len(url) > 4096:
         raise BadRequest("the URL is too long", code="bad_url")
-    source = None
-    for candidate in request.app[FETCH_SOURCES]:
-        if candidate.accepts(url):
-            source = candidate
-            break
-    if source is None:
-        raise BadRequest("no configured source takes this URL", code="bad_url")
-    track = await source.register(url)
-    track, created = request.app[CATALOG].add(track)
+    track, created = await register_url(request.app, url, request_client(request))
     return web.json_response(track.public(_base(request)), status=201 if created else 200, headers=cors_headers(request))
 
 
@@ -227,7 +218,7 @@ async def get_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
-    manifest = await request.app[MEDIA].manifest(_track(request))
+    manifest = await request.app[MEDIA].manifest(_track(request), client=request_client(request))
     cache = "public, max-age=300" if manifest["complete"] else LIVE
     return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
@@ -235,7 +226,7 @@ async def get_manifest(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/init")
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
-    data, sha, complete = await request.app[MEDIA].init(_track(request))
+    data, sha, complete = await request.app[MEDIA].init(_track(request), client=request_client(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="init")
 
 
@@ -244,6 +235,7 @@ async def get_init(request: web.Request) -> web.StreamResponse:
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
     media = request.app[MEDIA]
+    client = request_client(request)
     headers = {"Content-Type": WEBM, "Cache-Control": "no-cache", **cors_headers(request)}
     cached = media.cached_manifest(track)
     status, length = 200, None
@@ -256,11 +248,11 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
         if isinstance(decision, Partial):
             status, length = 206, decision.length
             headers["Content-Range"] = decision.content_range
-            pieces = _range_pieces(media, track, sizes, decision)
+            pieces = _range_pieces(media, track, sizes, decision, client)
         else:
-            pieces = _pieces(media.stream(track))
+            pieces = _pieces(media.stream(track, client=client))
     else:
-        pieces = _pieces(media.stream(track))
+        pieces = _pieces(media.stream(track, client=client))
     # The first piece is awaited before the status goes out, so upstream
     # and store errors still get their JSON answer.
     try:
@@ -319,7 +311,7 @@ async def _pieces(stream: AsyncGenerator[tuple[PieceKind, bytes], None]) -> Asyn
 
 
 async def _range_pieces(
-    media: MediaService, track: Track, sizes: list[int], part: Partial
+    media: MediaService, track: Track, sizes: list[int], part: Partial, client: str
 ) -> AsyncGenerator[bytes, None]:
     """The bytes ``part`` of a complete track's stream; only the pieces it overlaps are read."""
     offset = 0
@@ -327,7 +319,10 @@ async def _range_pieces(
         if offset > part.end:
             return
         if offset + size > part.start:
-            data = (await media.init(track))[0] if number == 0 else (await media.chunk(track, number - 1))[0]
+            if number == 0:
+                data = (await media.init(track, client=client))[0]
+            else:
+                data = (await media.chunk(track, number - 1, client=client))[0]
             yield data[max(part.start - offset, 0) : part.end - offset + 1]
         offset += size
 
