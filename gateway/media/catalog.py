@@ -274,8 +274,8 @@ class TrackCatalog:
         self._memory.pop(track_id, None)
         self._bytes -= self._sizes.pop(track_id, 0)
         self._remote.pop(track_id, None)
-        self._unplayed.pop(track_id, None)
-        self._db.delete(("played", track_id))
+        if self._unplayed.pop(track_id, False) is not None:  # it may have a "played" mark
+            self._db.delete(("played", track_id))
         self.version += 1
         return bool(self._db.delete(("track", track_id)))
 
