@@ -256,7 +256,9 @@ class MediaService:
                     return
                 produced = flight.chunks[-1]["start"] + flight.chunks[-1]["duration"] if flight.chunks else 0.0
                 held = time.monotonic() - held_since
-                if flight.media_done or not behind_realtime(
+                # Only this node's own transcode is judged: a pull from another node follows
+                # that node's transcode, which its own gateway judges.
+                if not flight.made_here or flight.media_done or not behind_realtime(
                         produced=produced, held=held, grace=self.speed_grace, min_speed=self.min_speed):
                     continue
                 pump.cancel()
@@ -279,6 +281,7 @@ class MediaService:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
 
         def local() -> Events:
+            flight.made_here = True
             return self._local.events(flight, source, self.timeout)
 
         made = local() if self.events_hook is None else self.events_hook(track, local)
