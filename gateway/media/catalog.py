@@ -192,14 +192,20 @@ class TrackCatalog:
             return existing, False
         if not track.created:
             track = replace(track, created=time.time())
-        self.make_room(_record_bytes(asdict(track)))
+        self.make_room(_record_bytes(asdict(track)), required=track.source != "local")
         self.put(track)
         return track, True
 
-    def make_room(self, size: int) -> None:
-        """Evict the oldest never-played tracks until one more record of ``size`` bytes fits."""
+    def make_room(self, size: int, *, required: bool = True) -> None:
+        """Evict the oldest never-played tracks until one more record of ``size`` bytes fits.
+
+        A library track (``required=False``) is added even when nothing is
+        left to evict: the library is bounded by its own scan limit.
+        """
         while len(self._sizes) + 1 > self.max_tracks or self._bytes + size > self.max_bytes:
             if not self._unplayed:
+                if not required:
+                    return
                 raise Overloaded(
                     f"the track catalog is full ({len(self._sizes)} tracks, every one played or in the library)",
                     code="catalog_full", retry_after=60)
