@@ -2,12 +2,13 @@
 
 Theory of operation: the library is walked in a worker thread, at most once
 per ``LIBRARY_TTL`` seconds however many requests ask (one walk at a time;
-the others wait for it), and only files not seen by the previous walk are
-registered. The library part of the answer (up to 10,000 tracks) is encoded
-once, in a worker thread, and kept until the walk or a library track's
-record changes (``TrackCatalog.version`` is checked only for the library's
-records through the ``Track`` objects themselves). The registered part is at
-most 100 records read from the catalog's index, encoded on each request.
+the others wait for it), and at once when a live change replaced the
+library source; only files not seen by the previous walk are registered.
+The library part of the answer (up to 10,000 tracks) is encoded once, in a
+worker thread, and kept while the catalog hands out the very same ``Track``
+objects (records are immutable: a changed record, tags applied, is a new
+object). The registered part is at most 100 records read from the catalog's
+index, encoded on each request.
 So a request costs the loop a few hundred microseconds whatever the size of
 the library or of the catalog, and ``/healthz`` stays fast beside any number
 of listings.
@@ -38,6 +39,7 @@ class Listing:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._walked_at = -LIBRARY_TTL
+        self._walked: LocalSource | None = None  # the source of the last walk
         self._library_ids: list[str] = []
         self._known: set[str] = set()
         self._local_key: tuple[str, list[Track]] | None = None
@@ -48,7 +50,8 @@ class Listing:
         if local is None:
             return []
         async with self._lock:
-            if time.monotonic() - self._walked_at < LIBRARY_TTL:
+            # A live change replaces the source (other directories): walk the new one at once.
+            if local is self._walked and time.monotonic() - self._walked_at < LIBRARY_TTL:
                 return self._library_ids
             found = await asyncio.to_thread(local.scan)
             for track in found:
@@ -57,6 +60,7 @@ class Listing:
             self._library_ids = [t.id for t in found]
             self._known = set(self._library_ids)
             self._walked_at = time.monotonic()
+            self._walked = local
             return self._library_ids
 
     async def body(self, local: LocalSource | None, catalog: TrackCatalog, base: str) -> bytes:

@@ -128,8 +128,6 @@ class TrackCatalog:
         self._bytes = 0
         self._remote: dict[str, None] = {}
         self._unplayed: dict[str, None] = {}
-        # Bumped by every change: a listing built from an older version is stale.
-        self.version = 0
         self._load()
 
     def _load(self) -> None:
@@ -217,7 +215,6 @@ class TrackCatalog:
         self._index(track.id, track.source, _record_bytes(raw), played=track.id not in self._unplayed
                     and track.id in self._sizes)
         self._remember(track)
-        self.version += 1
 
     def mark_played(self, track_id: str) -> None:
         """A transcode of ``track_id`` completed: it is never evicted to make room."""
@@ -282,7 +279,6 @@ class TrackCatalog:
         self._remote.pop(track_id, None)
         if self._unplayed.pop(track_id, False) is not None:  # it may have a "played" mark
             self._db.delete(("played", track_id))
-        self.version += 1
         return bool(self._db.delete(("track", track_id)))
 
     def close(self) -> None:
