@@ -26,8 +26,23 @@ listener can be reached only through a mapping it opened itself.
   only TURN (a relay in the public namespace) connects.
 
 Listeners' namespaces have a default route through their router; the public
-namespace has no route into any LAN. The gateway and coturn bind 198.18.0.1.
-Every namespace is deleted by ``close()``. Requires root and iptables.
+namespace has no route into any LAN. Every namespace is deleted by
+``close()``. Requires root and iptables.
+
+How the public side is wired is the topology (``kind``), a parameter of the
+same tests:
+
+- ``bridge``: as drawn above; the gateway binds 198.18.0.1, the address on
+  the interface its answers leave by.
+- ``vip``: 198.18.0.1 is a service address on the public namespace's
+  loopback (a load balancer's VIP, anycast, a host with several interfaces);
+  each router's WAN is its own link (198.18.(100+i).2, the public side
+  .1), and the public namespace routes between them. The gateway binds the
+  wildcard, so an answer sent without a chosen source would leave from
+  198.18.(100+i).1 and the router would drop it.
+- ``dualstack``: the bridge, plus IPv6: 2001:db8:18::1/64 on the bridge, each
+  home a routed prefix 2001:db8:19:i::/64 behind its router's stateful
+  firewall (no NAT for IPv6); the gateway binds the dual-stack wildcard.
 """
 
 from __future__ import annotations
@@ -42,12 +57,20 @@ from typing import Literal
 from bench.harness import MissingTool
 from bench.netns import IP, NetNamespace
 
-__all__ = ["NatTopology", "Listener", "Coturn", "PUBLIC_ADDRESS", "require_nat"]
+__all__ = ["NatTopology", "Listener", "Coturn", "PUBLIC_ADDRESS", "PUBLIC_ADDRESS6", "TOPOLOGIES", "Topology",
+           "require_nat"]
 
 PUBLIC_ADDRESS = "198.18.0.1"
+# IPv6 documentation prefixes (RFC 3849), only inside the test's namespaces.
+PUBLIC_PREFIX6 = "2001:db8:18::"
+PUBLIC_ADDRESS6 = f"{PUBLIC_PREFIX6}1"
+HOME_PREFIX6 = "2001:db8:19:"
 IPTABLES = shutil.which("iptables") or "/usr/sbin/iptables"
+IP6TABLES = shutil.which("ip6tables") or "/usr/sbin/ip6tables"
 
 Nat = Literal["eim", "symmetric"]
+Topology = Literal["bridge", "vip", "dualstack"]
+TOPOLOGIES: tuple[Topology, ...] = ("bridge", "vip", "dualstack")
 
 
 def require_nat() -> None:
@@ -67,27 +90,45 @@ class Listener:
     lan_address: str
     wan_address: str
     nat: Nat
+    address6: str | None = None  # the listener's IPv6 address (``dualstack``)
 
 
 class NatTopology:
-    """A public namespace and ``count`` listeners, each behind its own NAT router."""
+    """A public namespace and ``count`` listeners, each behind its own NAT router,
+    wired as ``kind`` (``TOPOLOGIES``; see the module docstring)."""
 
-    def __init__(self, count: int, nat: Nat | list[Nat] = "eim") -> None:
+    def __init__(self, count: int, nat: Nat | list[Nat] = "eim", kind: Topology = "bridge") -> None:
         require_nat()
         kinds = nat if isinstance(nat, list) else [nat] * count
+        self.kind = kind
         self.public = NetNamespace("zpub")
         self.listeners: list[Listener] = []
         self._spaces: list[NetNamespace] = [self.public]
         try:
             pub = self.public.name
-            _run(IP, "-n", pub, "link", "add", "br0", "type", "bridge")
-            _run(IP, "-n", pub, "addr", "add", f"{PUBLIC_ADDRESS}/24", "dev", "br0")
-            _run(IP, "-n", pub, "link", "set", "br0", "up")
-            for i, kind in enumerate(kinds, start=1):
-                self.listeners.append(self._add_listener(i, kind))
+            if kind == "vip":
+                # The public address is a service address on loopback; the namespace
+                # routes between the homes' links like an ISP's core.
+                _run(IP, "-n", pub, "addr", "add", f"{PUBLIC_ADDRESS}/32", "dev", "lo")
+                _run(IP, "netns", "exec", pub, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            else:
+                _run(IP, "-n", pub, "link", "add", "br0", "type", "bridge")
+                _run(IP, "-n", pub, "addr", "add", f"{PUBLIC_ADDRESS}/24", "dev", "br0")
+                if kind == "dualstack":
+                    _run(IP, "-n", pub, "addr", "add", f"{PUBLIC_ADDRESS6}/64", "dev", "br0", "nodad")
+                    _run(IP, "netns", "exec", pub, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+                _run(IP, "-n", pub, "link", "set", "br0", "up")
+            for i, nat_kind in enumerate(kinds, start=1):
+                self.listeners.append(self._add_listener(i, nat_kind))
         except BaseException:
             self.close()
             raise
+
+    @property
+    def gateway_host(self) -> str:
+        """The address the gateway binds here: the public one on the bridge, the
+        wildcard where the host has several (as a multi-homed server does)."""
+        return {"bridge": PUBLIC_ADDRESS, "vip": "0.0.0.0", "dualstack": ""}[self.kind]
 
     def _add_listener(self, i: int, kind: Nat) -> Listener:
         pub = self.public.name
@@ -95,12 +136,22 @@ class NatTopology:
         self._spaces.append(router)
         home = NetNamespace("zln")
         self._spaces.append(home)
-        wan, lan, host = f"198.18.0.{10 + i}", f"198.19.{i}.1", f"198.19.{i}.2"
-        # WAN: a veth from the router to the public bridge.
+        lan, host = f"198.19.{i}.1", f"198.19.{i}.2"
         _run(IP, "-n", pub, "link", "add", f"p{i}", "type", "veth", "peer", "name", "wan", "netns", router.name)
-        _run(IP, "-n", pub, "link", "set", f"p{i}", "master", "br0", "up")
-        _run(IP, "-n", router.name, "addr", "add", f"{wan}/24", "dev", "wan")
-        _run(IP, "-n", router.name, "link", "set", "wan", "up")
+        if self.kind == "vip":
+            # WAN: the home's own point-to-point link to the public namespace.
+            wan, isp = f"198.18.{100 + i}.2", f"198.18.{100 + i}.1"
+            _run(IP, "-n", pub, "addr", "add", f"{isp}/24", "dev", f"p{i}")
+            _run(IP, "-n", pub, "link", "set", f"p{i}", "up")
+            _run(IP, "-n", router.name, "addr", "add", f"{wan}/24", "dev", "wan")
+            _run(IP, "-n", router.name, "link", "set", "wan", "up")
+            _run(IP, "-n", router.name, "route", "add", "default", "via", isp)
+        else:
+            # WAN: a veth from the router to the public bridge.
+            wan = f"198.18.0.{10 + i}"
+            _run(IP, "-n", pub, "link", "set", f"p{i}", "master", "br0", "up")
+            _run(IP, "-n", router.name, "addr", "add", f"{wan}/24", "dev", "wan")
+            _run(IP, "-n", router.name, "link", "set", "wan", "up")
         # LAN: a veth from the router to the listener's own namespace.
         _run(IP, "-n", router.name, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", home.name)
         _run(IP, "-n", router.name, "addr", "add", f"{lan}/24", "dev", "lan")
@@ -116,7 +167,24 @@ class NatTopology:
         _run(*inside, IPTABLES, *masquerade)
         for chain in ("INPUT", "FORWARD"):
             _run(*inside, IPTABLES, "-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
-        return Listener(home, router, host, wan, kind)
+        address6 = self._add_ipv6(i, router, home) if self.kind == "dualstack" else None
+        return Listener(home, router, host, wan, kind, address6)
+
+    def _add_ipv6(self, i: int, router: NetNamespace, home: NetNamespace) -> str:
+        """Routed IPv6 for home ``i`` (no NAT: a prefix of its own behind the
+        router's stateful firewall, which drops what the home did not open)."""
+        wan6, prefix = f"{PUBLIC_PREFIX6}{10 + i:x}", f"{HOME_PREFIX6}{i:x}::"
+        _run(IP, "-n", router.name, "addr", "add", f"{wan6}/64", "dev", "wan", "nodad")
+        _run(IP, "-n", router.name, "addr", "add", f"{prefix}1/64", "dev", "lan", "nodad")
+        _run(IP, "-n", router.name, "-6", "route", "add", "default", "via", PUBLIC_ADDRESS6)
+        _run(IP, "-n", home.name, "addr", "add", f"{prefix}2/64", "dev", "eth0", "nodad")
+        _run(IP, "-n", home.name, "-6", "route", "add", "default", "via", f"{prefix}1")
+        _run(IP, "-n", self.public.name, "-6", "route", "add", f"{prefix}/64", "via", wan6)
+        inside = [IP, "netns", "exec", router.name]
+        _run(*inside, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+        for chain in ("INPUT", "FORWARD"):
+            _run(*inside, IP6TABLES, "-A", chain, "-i", "wan", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
+        return f"{prefix}2"
 
     def close(self) -> None:
         for space in reversed(self._spaces):

@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.browser import CHROMIUM_ARGS, ErrorLog, require_chromium, until
 from bench.firefox import Firefox, PulseAudio, require_firefox
-from bench.nat import PUBLIC_ADDRESS, NatTopology
+from bench.nat import PUBLIC_ADDRESS, NatTopology, Topology
 from bench.netns import NamespacedGateway, require_netns
 
 PORT = 8000
@@ -78,16 +78,17 @@ def listener_page(track_url: str, attrs: str = "", script: str = "", then: Seque
 
 
 class World:
-    """A NAT topology with the gateway on its public namespace."""
+    """A NAT topology (``kind``: bench.nat.TOPOLOGIES) with the gateway on its public namespace."""
 
     def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2, nat: Any = "eim",
-                 **overrides: Any) -> None:
+                 kind: Topology = "bridge", **overrides: Any) -> None:
         require_netns()
-        self.topology = NatTopology(count, nat)
+        self.topology = NatTopology(count, nat, kind)
         self.homes = [listener.ns for listener in self.topology.listeners]
         try:
+            server = {"host": self.topology.gateway_host, "public_url": PUBLIC_URL}
             self.gw = NamespacedGateway(self.topology.public, tmp_path, audio_dir, port=PORT,
-                                        server={"host": PUBLIC_ADDRESS}, **overrides)
+                                        server=server, **overrides)
             self.gw.url = PUBLIC_URL
             self.gw.start()
         except BaseException:

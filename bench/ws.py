@@ -424,7 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     redis_server: Any = None
     try:
         port = free_port()
-        config = f'[server]\nport = {port}\n[cache]\ndir = "{work / "cache"}"\n'
+        # Every socket comes from this one machine: the per-client caps of a
+        # public gateway would refuse all but 64; the process cap still fits ulimit -n.
+        config = (f'[server]\nport = {port}\nmax_sockets_per_client = 1000000\n'
+                  f'max_connections_per_client = 1000000\nmax_connections = 1000000\n'
+                  f'[cache]\ndir = "{work / "cache"}"\n')
         extra: list[str] = []
         redis_url = ""
         if args.workers > 1:

@@ -170,7 +170,7 @@ function renderStats(stats) {
   const p2p = stats.p2p;
   if (p2p) {
     const c = p2p.connections;
-    $("#fig-connected").textContent = `${c.host} / ${c.srflx} / ${c.prflx} / ${c.relay}`;
+    $("#fig-connected").textContent = `${c.host} / ${c.srflx} / ${c.prflx} / ${c.relay} / ${c.unknown ?? 0}`;
     $("#fig-failed").textContent = `${c.failed} / ${c.timeout}`;
     $("#fig-alone").textContent = `${p2p.without_neighbours} of ${stats.peers_connected}`;
     $("#fig-relay").textContent = formatBytes(p2p.relay_bytes);

@@ -177,8 +177,17 @@ function count(v, key) {
   return v;
 }
 
-/** How neighbour connections ended (docs/websocket.md, stats.connections). */
-export const CONNECTION_OUTCOMES = Object.freeze(["host", "srflx", "prflx", "relay", "failed", "timeout"]);
+/**
+ * How neighbour connections ended (docs/websocket.md, stats.connections):
+ * connected, by the selected pair's candidate types "<local>/<remote>"; failed;
+ * timeout. The bare types are older players' (the gateway counts them as unknown).
+ */
+export const CANDIDATE_TYPES = Object.freeze(["host", "srflx", "prflx", "relay", "unknown"]);
+export const CONNECTION_OUTCOMES = Object.freeze([
+  "host", "srflx", "prflx", "relay",
+  ...CANDIDATE_TYPES.flatMap((local) => CANDIDATE_TYPES.map((remote) => `${local}/${remote}`)),
+  "failed", "timeout",
+]);
 
 // {outcome: count}, written in CONNECTION_OUTCOMES order with the zero counts left out.
 /**

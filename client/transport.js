@@ -179,14 +179,23 @@ export class ControlSocket {
   }
 }
 
+const CANDIDATE_TYPES = ["host", "srflx", "prflx", "relay"];
+// At `connected` a browser may not have selected a pair yet (getStats shows
+// none): it is asked again this often, this many times, before the pair's
+// types are reported as "unknown".
+const PAIR_POLL_MS = 250;
+const PAIR_POLLS = 20;
+
+/** @typedef {{local: string, remote: string}} CandidatePair */
+
 /**
- * The type of the candidate pair an RTCPeerConnection uses, from getStats():
- * "relay" when either side is relayed (TURN), else the remote side's type
- * ("host", "srflx", "prflx"); null when no pair is selected.
+ * The candidate types of the pair an RTCPeerConnection uses, from getStats():
+ * `{local, remote}`, each "host", "srflx", "prflx", "relay" or "unknown" (a
+ * type the browser does not say); null while no pair is selected.
  * @param {RTCPeerConnection} pc
- * @returns {Promise<string | null>}
+ * @returns {Promise<CandidatePair | null>}
  */
-export async function selectedCandidateType(pc) {
+export async function selectedPair(pc) {
   const report = await pc.getStats();
   /** @type {any} */
   let pair = null;
@@ -200,12 +209,30 @@ export async function selectedCandidateType(pc) {
     });
   }
   if (!pair) return null;
-  const local = report.get(pair.localCandidateId);
-  const remote = report.get(pair.remoteCandidateId);
-  const types = [local?.candidateType, remote?.candidateType];
-  if (types.includes("relay")) return "relay";
-  const type = remote?.candidateType ?? local?.candidateType;
-  return ["host", "srflx", "prflx"].includes(type) ? type : null;
+  const typeOf = (/** @type {string} */ id) => {
+    const type = report.get(id)?.candidateType;
+    return CANDIDATE_TYPES.includes(type) ? type : "unknown";
+  };
+  return { local: typeOf(pair.localCandidateId), remote: typeOf(pair.remoteCandidateId) };
+}
+
+/**
+ * One word for a pair: "relay" when either end is relayed (TURN), else the remote end's type.
+ * @param {CandidatePair} pair
+ * @returns {string}
+ */
+export function pairType(pair) {
+  return pair.local === "relay" || pair.remote === "relay" ? "relay" : pair.remote;
+}
+
+/**
+ * The type of the pair an RTCPeerConnection uses (`pairType`), null while none is selected.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<string | null>}
+ */
+export async function selectedCandidateType(pc) {
+  const pair = await selectedPair(pc);
+  return pair ? pairType(pair) : null;
 }
 
 /**
@@ -216,8 +243,9 @@ export async function selectedCandidateType(pc) {
  * Survival: ICE "disconnected" gets ICE_GRACE_SECONDS, then one ICE restart
  * (the offerer's; the answerer answers it), then as long again before the
  * link fails; "failed" after the link had connected gets the same single
- * restart. Outcome: `onConnected(candidateType)` once, when ICE first
- * connects; `failure` says "failed" when ICE failed before that.
+ * restart. Outcome: `onConnected(candidateType, {local, remote})` once, when
+ * ICE first connects and the selected pair is known (`learnPair`);
+ * `failure` says "failed" when ICE failed before that.
  * `relay: true` is iceTransportPolicy "relay": TURN candidates only, so no
  * peer ever learns this listener's address. `close()` delivers what was
  * already given to `send` first (CLOSE_GRACE_SECONDS at most).
@@ -226,7 +254,7 @@ export class PeerLink {
   /**
    * @param {{role: "offerer" | "answerer", iceServers?: object[], relay?: boolean, label: string,
    *   onSignal: (data: object) => void, onOpen: () => void, onFrame: (data: Uint8Array) => void, onClose: () => void,
-   *   onConnected?: (candidateType: string | null) => void, RTCPeerConnectionImpl?: any, graceSeconds?: number}} options
+   *   onConnected?: (candidateType: string, pair: CandidatePair) => void, RTCPeerConnectionImpl?: any, graceSeconds?: number}} options
    */
   constructor({ role, iceServers = [], relay = false, label, onSignal, onOpen, onFrame, onClose, onConnected = () => {}, RTCPeerConnectionImpl = null, graceSeconds = ICE_GRACE_SECONDS }) {
     this.label = label;
@@ -239,8 +267,9 @@ export class PeerLink {
     this.graceSeconds = graceSeconds;
     this.connected = false; // ICE connected at least once
     /** @type {string | null} */
-    this.candidate = null; // the selected pair's type, once known
-    /** @type {string | null} */
+    this.candidate = null; // the selected pair's type (pairType), once known
+    /** @type {CandidatePair | null} */
+    this.pair = null; // its {local, remote} candidate types, once known
     this.failure = null; // "failed" when ICE failed before ever connecting
     this.restarted = false;
     /** @type {ReturnType<typeof setTimeout> | null} */
@@ -252,6 +281,7 @@ export class PeerLink {
     this.drainTimer = null;
     /** @type {RTCDataChannel | null} */
     this.dc = null;
+    this.opened = false; // the channel opened (onOpen was called)
     /** @type {Uint8Array<ArrayBuffer>[]} */
     this.queue = [];
     this.remoteSet = false;
@@ -302,13 +332,7 @@ export class PeerLink {
       this.graceTimer = null;
       if (!this.connected) {
         this.connected = true;
-        selectedCandidateType(this.pc)
-          .catch(() => /** @type {string | null} */ (null))
-          .then((type) => {
-            if (this.closed) return;
-            this.candidate = type ?? "host";
-            this.onConnected(this.candidate);
-          });
+        this.learnPair();
       }
       return;
     }
@@ -344,6 +368,25 @@ export class PeerLink {
     }
   }
 
+  /**
+   * The selected pair's candidate types, then `onConnected`: asked of
+   * getStats until a pair is selected (PAIR_POLLS times, PAIR_POLL_MS apart),
+   * "unknown" for both ends if none ever is; nothing once the link closed.
+   */
+  async learnPair() {
+    /** @type {CandidatePair | null} */
+    let pair = null;
+    for (let i = 0; i < PAIR_POLLS && !this.closed; i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, PAIR_POLL_MS));
+      pair = this.closed ? null : await selectedPair(this.pc).catch(() => /** @type {CandidatePair | null} */ (null));
+      if (pair) break;
+    }
+    if (this.closed) return;
+    this.pair = pair ?? { local: "unknown", remote: "unknown" };
+    this.candidate = pairType(this.pair);
+    this.onConnected(this.candidate, this.pair);
+  }
+
   /** One ICE restart: the offerer makes a new offer; both wait one more grace period. */
   restart() {
     this.restarted = true;
@@ -366,17 +409,31 @@ export class PeerLink {
     this.dc = dc;
     dc.binaryType = "arraybuffer";
     dc.bufferedAmountLowThreshold = BUFFER_LOW;
-    dc.onopen = () => {
+    // The channel opens once, by whichever says so first: its `open` event, a
+    // channel handed over open already (the answerer's, from ondatachannel),
+    // or a message. A browser may deliver the neighbour's first frames before
+    // `open` (and one handed over open need not fire it again); the core
+    // ignores frames of a neighbour that has not opened, and the first frame is
+    // the neighbour's HAVE, sent once: dropped, nothing would ever be asked of it.
+    const opened = () => {
+      if (this.opened) return;
+      this.opened = true;
       if (!this.closed) this.onOpen();
       this.flush();
     };
-    dc.onmessage = (/** @type {MessageEvent} */ e) => {
+    dc.onopen = () => {
+      opened();
+      this.flush();
+    };
+    dc.onmessage = (e) => {
       if (this.closed) return;
+      opened();
       // text frames are not part of the protocol: an empty frame fails decoding
       this.onFrame(e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : new Uint8Array(0));
     };
     dc.onbufferedamountlow = () => this.flush();
     dc.onclose = () => this.fail();
+    if (dc.readyState === "open") opened();
   }
 
   /**
@@ -693,7 +750,7 @@ export class P2PAgent {
 
   /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */
   info() {
-    const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, restarted: l.restarted }));
+    const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, pair: l.pair, restarted: l.restarted }));
     return { ...this.core.info(), stored: this.store.map.size, links, outcomes: this.outcomes.slice(), relay: this.relay };
   }
 
@@ -842,17 +899,23 @@ export class P2PAgent {
   }
 
   /**
-   * One connection's outcome: "host" | "srflx" | "prflx" | "relay" | "failed" | "timeout".
+   * One connection's outcome: connected (the pair's type: "host" | "srflx" |
+   * "prflx" | "relay" | "unknown", with both ends' types in `pair`), or
+   * "failed" | "timeout". Reported in `stats.connections` under
+   * "<local>/<remote>" for a connection, the outcome otherwise.
    * @param {string} peer
    * @param {PeerLink} link
    * @param {string} outcome
+   * @param {CandidatePair | null} [pair]
    */
-  noteOutcome(peer, link, outcome) {
+  noteOutcome(peer, link, outcome, pair = null) {
     if (link.outcome) return;
     link.outcome = outcome;
+    const key = pair ? `${pair.local}/${pair.remote}` : outcome;
     const c = this.pending.connections;
-    c[outcome] = (c[outcome] ?? 0) + 1;
-    if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, seconds: clock() - link.openedAt });
+    c[key] = (c[key] ?? 0) + 1;
+    const ends = pair ? { local: pair.local, remote: pair.remote } : {};
+    if (this.outcomes.length < 256) this.outcomes.push({ peer, outcome, ...ends, seconds: clock() - link.openedAt });
   }
 
   /** Bytes a neighbour delivered, counted as relayed when its connection is; the
@@ -913,9 +976,9 @@ export class P2PAgent {
         iceServers: this.core.iceServers,
         relay: this.relay,
         RTCPeerConnectionImpl: this.RTC,
-        onConnected: (candidate) => {
+        onConnected: (candidate, pair) => {
           if (this.links.get(peer) !== link) return;
-          this.noteOutcome(peer, link, candidate);
+          this.noteOutcome(peer, link, candidate, pair);
           // Bytes that came before the selected pair's type was known.
           if (candidate === "relay") this.pending.relayBytes += link.unattributedBytes ?? 0;
           link.unattributedBytes = 0;

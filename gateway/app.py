@@ -35,11 +35,20 @@ from .demo import ensure_demo_library
 from .health import HEALTH, Health
 from .http import ORIGINS, OriginPolicy
 from .http.api import STREAMS, end_streams, not_found, routes
+from .http.client_address import TRUSTED_PROXIES, TrustedProxies
+from .http.connections import (
+    CONNECTIONS,
+    ConnectionLimits,
+    Guard,
+    GuardedRunner,
+    fit_open_files,
+    refuse_over_cap,
+    runner_options,
+)
 from .http.extras import routes as extras_routes
 from .http.listing import LISTING, Listing
 from .http.pages import setup_pages
 from .http.registration import REGISTRATIONS, RegistrationLimiter
-from .http.responses import ZtreamRunner
 from .media import CATALOG, MEDIA, STORE
 from .media.catalog import TrackCatalog
 from .media.extras import ExtrasStore, extras_bound
@@ -145,7 +154,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
                overrides: dict[str, Any] | None = None) -> web.Application:
     """The app for ``config``; ``config_path`` is the file it came from (reloads re-read it),
     ``overrides`` the command line's settings (``--host``, ``--port``), which reloads keep."""
-    app = web.Application(client_max_size=64 * 1024)
+    # refuse_over_cap: a connection over a cap gets its JSON refusal (http/connections.py).
+    app = web.Application(client_max_size=64 * 1024, middlewares=[refuse_over_cap])
     metrics, health, live = Metrics(), Health(), LiveConfig(config, config_path, overrides=overrides)
     app[CONFIG] = config
     app[LIVE_CONFIG] = live
@@ -154,6 +164,10 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
     # One origin policy for CORS, the embed page's framing and the control socket.
     app[ORIGINS] = OriginPolicy(config.server.embed_origins, config.public_url)
     app[STREAMS] = set()
+    # Whose X-Forwarded-For is believed: every per-client limit and log line asks request_client().
+    app[TRUSTED_PROXIES] = TrustedProxies(config.server.trusted_proxies)
+    limits = ConnectionLimits(total=config.server.max_connections, per_client=config.server.max_connections_per_client)
+    app[CONNECTIONS] = Guard(limits, app[TRUSTED_PROXIES])
     app[LISTING] = Listing()
     app[REGISTRATIONS] = RegistrationLimiter(config.server.registrations_per_minute, config.server.registrations_per_hour)
     app.cleanup_ctx.append(_services)
@@ -182,7 +196,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
 
     setup_pages(app, policy=app[ORIGINS], get_track=get_track)
     setup_admin(app, stats={"cluster": cluster.stats} if cluster is not None else None)
-    app.router.add_route("*", "/{tail:.*}", not_found)
+    # [\s\S], not ".": a path with an encoded newline (%0a) is a path too, and gets the JSON 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", not_found)
     return app
 
 
@@ -198,7 +213,12 @@ async def serve(app: web.Application, host: str, port: int, *, sockets: list[soc
 
     ``sockets`` (bound already: a worker of ``ztream serve --workers N``) replace ``host:port``.
     """
-    runner = ZtreamRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+    server = app[CONFIG].server
+    # Checked at start: a cap the open-file limit cannot hold would fail with EMFILE instead of a refusal.
+    app[CONNECTIONS].limits.total = fit_open_files(server.max_connections)
+    runner = GuardedRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **runner_options(server)
+    )
     await runner.setup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ source sections one level up (``config.url``, ``config.local``,
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,6 +80,14 @@ def _origin(value: str) -> str:
     return value
 
 
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR") from None
+    return value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
@@ -113,6 +122,17 @@ class ServerConfig(_Section):
     registrations_per_hour: Count = 300
     # Requests that wait for a chunk of a running transcode give up after this.
     chunk_wait_seconds: Seconds = 30.0
+    # Proxies whose X-Forwarded-For / Forwarded is believed (gateway/http/client_address.py).
+    trusted_proxies: tuple[Annotated[StrictStr, AfterValidator(_cidr)], ...] = ()
+    # A connection that has not sent a whole request head this long after it
+    # opened, or after its last answer, is closed (slowloris, idle keep-alive).
+    idle_timeout_seconds: Seconds = 10.0
+    # Open connections of the whole process (clamped under the open-file limit at start).
+    max_connections: Annotated[StrictInt, Field(ge=1)] = 10_000
+    # Open TCP connections from one peer address (a trusted proxy is exempt).
+    max_connections_per_client: Annotated[StrictInt, Field(ge=1)] = 256
+    # Open control sockets (/v1/ws) of one client address (the forwarded one behind a trusted proxy).
+    max_sockets_per_client: Annotated[StrictInt, Field(ge=1)] = 64
 
 
 class CacheConfig(_Section):

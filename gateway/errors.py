@@ -15,8 +15,8 @@ place (``gateway.http.responses.render_error``)::
     ├── RangeNotSatisfiable (416 range_not_satisfiable)
     ├── UnsupportedMediaType (415 json_required)
     ├── Unsupported (501 not_implemented)
+    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets, too_many_registrations, registration_quota, too_many_transcodes; Retry-After)
     ├── Overloaded (503 overloaded, with Retry-After)
-    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets; Retry-After)
     ├── StorageError (503 storage_unavailable)
     │   └── StorageFull (507 storage_full)
     └── UpstreamError (502 upstream_failed)
@@ -25,10 +25,12 @@ place (``gateway.http.responses.render_error``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 __all__ = [
     "SETTINGS",
+    "without_addresses",
     "ZtreamError",
     "BadRequest",
     "Unauthorized",
@@ -103,7 +105,7 @@ class ZtreamError(Exception):
         self.headers: dict[str, str] = dict(headers) if headers is not None else {}
 
     def to_json(self) -> dict[str, str]:
-        body = {"error": self.code, "detail": self.detail}
+        body = {"error": self.code, "detail": without_addresses(self.detail)}
         if self.setting:
             body["setting"] = self.setting
         return body
@@ -206,3 +208,14 @@ class UpstreamError(ZtreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+# ffmpeg names its contexts "[mov,mp4,m4a @ 0x562d1c0a2b40]"; Python reprs say
+# "at 0x7f3a...". A memory address tells a client nothing and an attacker
+# something about the process's layout (ASLR): it never leaves in an answer.
+_ADDRESS = re.compile(r"(?: @| at)? 0x[0-9a-fA-F]{8,16}\b")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` without the memory addresses ffmpeg and Python reprs put in messages."""
+    return _ADDRESS.sub("", text)

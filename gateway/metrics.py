@@ -85,8 +85,8 @@ class Metrics:
         )
         self.p2p_connections = Counter(
             "ztream_p2p_connections",
-            "Neighbour connections, as players report: connected (by candidate type), failed, timeout",
-            ["result", "candidate"],
+            "Neighbour connections, as players report: connected (by the selected pair's candidate types), failed, timeout",
+            ["result", "candidate", "local", "remote"],
             registry=r,
         )
         self.peer_relay_bytes = Counter(
@@ -111,12 +111,15 @@ class Metrics:
             self.upstream_bytes.labels(source)
         for result in ("ok", "error"):
             self.transcodes.labels(result)
-        for result in ("ok", "ignored", "rate_limited"):
+        for result in ("ok", "ignored", "rate_limited", "malformed"):
             self.stun_requests.labels(result)
-        for candidate in ("host", "srflx", "prflx", "relay"):
-            self.p2p_connections.labels("connected", candidate)
+        for local in ("host", "srflx", "prflx", "relay"):
+            for remote in ("host", "srflx", "prflx", "relay"):
+                pair_type = "relay" if "relay" in (local, remote) else remote
+                self.p2p_connections.labels("connected", pair_type, local, remote)
+        self.p2p_connections.labels("connected", "unknown", "unknown", "unknown")
         for result in ("failed", "timeout"):
-            self.p2p_connections.labels(result, "none")
+            self.p2p_connections.labels(result, "none", "none", "none")
         self._inputs = {mode: self.transcode_inputs.labels(mode) for mode in INPUT_MODES}
 
     def count_input(self, mode: str) -> None:

@@ -26,8 +26,9 @@ negative, NaN or infinite, or absurd (``> MAX_REPORT_BYTES`` bytes,
 ``> MAX_REPORT_STALLS`` stalls or verify failures, ``startup_seconds >
 MAX_STARTUP_SECONDS``) is refused whole with ``bad_stats``. ``connections``
 (neighbour connection outcomes since the last report) is an object whose keys
-are among ``CONNECTION_OUTCOMES`` (connected via ``host`` / ``srflx`` /
-``prflx`` / ``relay``, ``failed``, ``timeout``), each a count; another key
+are among ``CONNECTION_OUTCOMES`` (connected, by the selected pair's candidate
+types ``<local>/<remote>``, each ``host`` / ``srflx`` / ``prflx`` / ``relay`` /
+``unknown``; ``failed``; ``timeout``; older players' bare types), each a count; another key
 or value is ``bad_stats`` too. ``p2p_relay_down_bytes`` is the part of
 ``p2p_down_bytes`` that came over TURN-relayed connections (docs/p2p.md);
 ``neighbours`` the number of open neighbour connections now (absent: not
@@ -178,7 +179,7 @@ def _parse_connections(value: object) -> tuple[tuple[str, int], ...]:
         raise ProtocolError("bad_stats", "connections: expected an object", "stats")
     for key, n in value.items():
         if key not in CONNECTION_OUTCOMES:
-            raise ProtocolError("bad_stats", f"connections: {key[:40]!r} is not one of {', '.join(CONNECTION_OUTCOMES)}", "stats")
+            raise ProtocolError("bad_stats", f"connections: {key[:40]!r} is not failed, timeout nor local/remote candidate types", "stats")
         if not _is_int(n) or not 0 <= n <= MAX_REPORT_STALLS:
             raise ProtocolError("bad_stats", f"connections.{key}: expected 0..{MAX_REPORT_STALLS}", "stats")
     return tuple((key, value[key]) for key in CONNECTION_OUTCOMES if value.get(key))

@@ -55,7 +55,9 @@ __all__ = [
     "Want",
     "Signal",
     "Stats",
+    "CANDIDATE_TYPES",
     "CONNECTION_OUTCOMES",
+    "LEGACY_OUTCOMES",
     "Slots",
     "Leave",
     "Ping",
@@ -110,10 +112,16 @@ class Signal:
     data_json: str  # ``data`` re-serialized (strict, compact JSON), ready to relay
 
 
-# How a neighbour connection ended up: connected, by the type of the selected
-# candidate pair (relay when either side is relayed, else the remote side's
-# type), or not at all (ICE failed; never opened within connectTimeout).
-CONNECTION_OUTCOMES = ("host", "srflx", "prflx", "relay", "failed", "timeout")
+# How a neighbour connection ended up: connected, by the candidate types of
+# the selected pair as the reporting player saw them, "<local>/<remote>"
+# ("unknown" for an end the browser did not say), or not at all (ICE failed;
+# never opened within connectTimeout). The four bare types come from players
+# older than the pairs (the pair's type only, "host" sometimes a default):
+# accepted, counted as unknown.
+CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay", "unknown")
+LEGACY_OUTCOMES = ("host", "srflx", "prflx", "relay")
+CONNECTION_PAIRS = tuple(f"{local}/{remote}" for local in CANDIDATE_TYPES for remote in CANDIDATE_TYPES)
+CONNECTION_OUTCOMES = (*LEGACY_OUTCOMES, *CONNECTION_PAIRS, "failed", "timeout")
 
 
 @dataclass(frozen=True, slots=True)

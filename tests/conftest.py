@@ -130,18 +130,6 @@ async def make_gateway(tmp_path: Path, audio_dir: Path) -> AsyncIterator[Any]:
 # CI run everything.
 _SLOW_MARKS = ("async_playwright", "NetNamespace", "puppeteer", "redis-server", "turnserver")
 
-# Real browsers exchanging chunks over WebRTC through the NAT namespaces: ICE,
-# DTLS and SCTP set-up times swing with the load on a shared 2-core machine,
-# and a test whose listeners meet a few seconds late takes its bytes from the
-# server and fails. Such a test gets one rerun (pytest-rerunfailures prints an
-# `R` and the first failure's report, so a flake stays visible); failing
-# twice fails the suite.
-_BROWSER_P2P_MODULES = tuple(
-    str(Path(__file__).parent / module)
-    for module in ("system/browser/test_p2p", "system/browser/test_overlay", "system/cluster/test_browsers")
-)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     sources: dict[str, bool] = {}
     for item in items:
@@ -154,5 +142,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             sources[path] = any(mark in text for mark in _SLOW_MARKS)
         if sources[path]:
             item.add_marker(pytest.mark.slow)
-        if path.startswith(_BROWSER_P2P_MODULES):
-            item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))

@@ -7,8 +7,10 @@ can turn the API on, off, or change the token.
 - Authentication: ``Authorization: Bearer <token>``, compared in constant time
   (``hmac.compare_digest``). No or malformed header: 401 ``unauthorized``; a
   wrong token: 403 ``forbidden``. After ``MAX_FAILURES`` wrong tokens within
-  ``FAILURE_WINDOW`` seconds from one address, that address gets 429 with
-  ``Retry-After`` until the window has passed, right token or not.
+  ``FAILURE_WINDOW`` seconds from one client address, that address gets 429
+  with ``Retry-After`` until the window has passed, right token or not;
+  other addresses are not affected. The address is the one the trusted proxy
+  forwarded for (``server.trusted_proxies``, ``http/client_address.py``).
 - Admin answers carry no CORS headers and the preflight of ``/v1/*`` does not
   allow ``Authorization``: the API is for the same-origin admin page and for
   tools like curl, never for a third-party page.
@@ -43,11 +45,13 @@ from aiohttp import web
 
 from ..config import SECRET_KEYS, Config, ConfigError, config_from_dict, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
+from ..http.client_address import request_client
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import is_track_id
 from ..metrics import METRICS, SERVER_KINDS
+from ..nat.stun import RESULTS as STUN_RESULTS
 from ..swarm import HUB
 from .changes import Purged, Reloaded
 from .live import LIVE_CONFIG, LiveConfig, flatten
@@ -164,8 +168,12 @@ def sources_view(config: Config) -> dict[str, Any]:
 def _stats(app: web.Application) -> dict[str, Any]:
     registry = app[METRICS].registry
 
+    samples = [s for metric in registry.collect() for s in metric.samples]
+
     def sample(name: str, labels: dict[str, str] | None = None) -> float:
-        return float(registry.get_sample_value(name, labels or {}) or 0.0)
+        """One series' value; with ``labels`` that name only some of its labels, the sum over the rest."""
+        wanted = (labels or {}).items()
+        return float(sum(s.value for s in samples if s.name == name and wanted <= s.labels.items()))
 
     server = sum(sample("ztream_server_bytes_total", {"kind": k}) for k in SERVER_KINDS)
     peer = sample("ztream_peer_bytes_total")
@@ -195,14 +203,15 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
         outcome: int(sample("ztream_p2p_connections_total", {"result": result, "candidate": candidate}))
         for outcome, result, candidate in (
             ("host", "connected", "host"), ("srflx", "connected", "srflx"), ("prflx", "connected", "prflx"),
-            ("relay", "connected", "relay"), ("failed", "failed", "none"), ("timeout", "timeout", "none"),
+            ("relay", "connected", "relay"), ("unknown", "connected", "unknown"),
+            ("failed", "failed", "none"), ("timeout", "timeout", "none"),
         )
     }
     return {
         "connections": connections,
         "without_neighbours": int(sample("ztream_peers_without_neighbours")),
         "relay_bytes": int(sample("ztream_peer_relay_bytes_total")),
-        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in ("ok", "ignored", "rate_limited")},
+        "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in STUN_RESULTS},
     }
 
 
@@ -210,7 +219,9 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    # Behind a trusted proxy, the address it forwarded for: one client's
+    # wrong tokens never lock out another (nor the operator).
+    return request_client(request)
 
 
 def _check_token(request: web.Request) -> None:

@@ -28,10 +28,10 @@ from ..media.types import PieceKind, ServedKind
 from ..metrics import METRICS
 from ..sources import LOCAL_SOURCE
 from . import ORIGINS
+from .client_address import request_client
 from .conditional import ChunkIndexError, Full, Partial, Unsatisfiable, evaluate_range, none_match, parse_chunk_index
 from .listing import LISTING, Listing
 from .registration import register_url
-from .requester import request_client
 from .responses import endpoint, read_json, render_error
 
 __all__ = ["routes", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]

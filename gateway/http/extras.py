@@ -24,8 +24,8 @@ from aiohttp import web
 from ..media import MEDIA
 from . import ORIGINS
 from .api import _track  # the same lookup and 404 as the core track routes
+from .client_address import request_client
 from .conditional import none_match
-from .requester import request_client
 from .responses import endpoint
 
 __all__ = ["routes"]

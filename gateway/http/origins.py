@@ -28,7 +28,35 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-__all__ = ["OriginPolicy", "ANY_ORIGIN"]
+__all__ = ["OriginPolicy", "ANY_ORIGIN", "normalize_origin"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(origin: str) -> str:
+    """An origin as one comparable string: ``https://Good.Example:443/`` -> ``https://good.example``.
+
+    Browsers send ``Origin`` in this form already; an operator's config may
+    not (capitals, a trailing slash, the default port). Both sides of every
+    origin comparison go through it, CORS and the control socket alike.
+    Anything that is not an ``http(s)`` origin is only trimmed and lowered
+    (``null`` stays ``null``, and matches nothing configured).
+    """
+    origin = origin.strip().rstrip("/")
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return origin.lower()
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return origin.lower()
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
 
 # Readable by every page. A shared constant: copy before adding to it.
 ANY_ORIGIN: dict[str, str] = {"Access-Control-Allow-Origin": "*"}
@@ -51,9 +79,9 @@ class OriginPolicy:
         self.public_url = public_url.rstrip("/")
         self.any_origin = "*" in self.embed_origins
         # Browsers send origins in lower case without a slash; the config may not.
-        self._normalized = frozenset(o.rstrip("/").lower() for o in self.embed_origins)
+        self._normalized = frozenset(normalize_origin(o) for o in self.embed_origins)
         public = urlsplit(self.public_url)
-        self._public_origin = f"{public.scheme}://{public.netloc}".lower()
+        self._public_origin = normalize_origin(f"{public.scheme}://{public.netloc}")
 
     # -- CORS ---------------------------------------------------------------
 
@@ -68,8 +96,8 @@ class OriginPolicy:
             return {"Vary": "Origin"}
         if self.any_origin:
             allow = "*"
-        elif origin in self.embed_origins:
-            allow = origin
+        elif normalize_origin(origin) in self._normalized:
+            allow = origin  # as the browser sent it: it compares it with its own, exactly
         else:
             return {"Vary": "Origin"}
         return {"Vary": "Origin", "Access-Control-Allow-Origin": allow, "Access-Control-Expose-Headers": _EXPOSE}
@@ -80,7 +108,7 @@ class OriginPolicy:
         """The embed page's CSP ``frame-ancestors`` directive; ``None``: anyone may frame it."""
         if self.any_origin:
             return None
-        return "frame-ancestors " + " ".join(["'self'", *self.embed_origins])
+        return "frame-ancestors " + " ".join(["'self'", *(normalize_origin(o) for o in self.embed_origins)])
 
     def page_csp(self, *, https_images: bool, frames: bool) -> str:
         """The ``Content-Security-Policy`` of the gateway's HTML pages (landing, embed, ``/player/``).
@@ -112,7 +140,7 @@ class OriginPolicy:
 
     def embedders(self) -> list[str]:
         """The origins the embed page talks to with ``postMessage`` (``["*"]``: any)."""
-        return ["*"] if self.any_origin else list(self.embed_origins)
+        return ["*"] if self.any_origin else [normalize_origin(o) for o in self.embed_origins]
 
     # -- the control WebSocket ------------------------------------------------
 
@@ -121,10 +149,10 @@ class OriginPolicy:
         gateway reached as ``host`` (the request's ``Host``)."""
         if self.any_origin:
             return True
-        origin = origin.strip().rstrip("/").lower()
+        origin = normalize_origin(origin)
         if origin in self._normalized or origin == self._public_origin:
             return True
         if host:
             parts = urlsplit(origin)
-            return parts.scheme in ("http", "https") and parts.netloc == host.lower()
+            return parts.scheme in ("http", "https") and origin == normalize_origin(f"{parts.scheme}://{host}")
         return False

@@ -205,7 +205,10 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
     async def client_file(request: web.Request) -> web.StreamResponse:
         rel = request.match_info["path"]
         parts = rel.split("/")
-        if not rel or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
+        # A NUL or any control character never names a client file (and NUL makes the OS call fail).
+        if not rel or not rel.isprintable() or any(
+            p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts
+        ):
             raise NotFound(f"no client file {rel!r}", code="not_found")
         path = (client_dir / rel).resolve()
         if not path.is_relative_to(client_dir) or not path.is_file():

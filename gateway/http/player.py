@@ -42,9 +42,9 @@ from ..media.types import TrackJSON
 from ..sources import FETCH_SOURCES, FETCHER
 from ..sources.playlists import fetch_playlist, looks_like_playlist_url
 from . import ORIGINS
+from .client_address import request_client
 from .origins import OriginPolicy
 from .registration import charge_registration, check_registration, register_url
-from .requester import request_client
 from .responses import endpoint
 
 __all__ = ["setup_player", "dropin_oembed", "is_dropin_url", "Resolved", "PLAYER_HEIGHT", "VISUAL_HEIGHT", "SET_HEIGHT"]

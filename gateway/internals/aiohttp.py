@@ -7,13 +7,17 @@ Sections are independent; each lists the names it relies on.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-__all__ = ["NO_REQUESTS", "ProtocolErrorAnswer", "runner_answering_protocol_errors", "sent_bytes", "shed_http_state"]
+__all__ = [
+    "NO_REQUESTS", "ConnectionWatch", "ProtocolErrorAnswer", "runner_answering_protocol_errors", "sent_bytes",
+    "shed_http_state",
+]
 
 
 # -- answering aiohttp's own protocol errors (gateway/http/responses.py) ----------
@@ -31,7 +35,9 @@ __all__ = ["NO_REQUESTS", "ProtocolErrorAnswer", "runner_answering_protocol_erro
 # ``Server.request_factory``, ``Server.handler_cancellation``;
 # ``RequestHandler.handle_error(request, status, exc, message)``,
 # ``RequestHandler.log_exception``, ``RequestHandler.__slots__``;
-# ``BaseRequest.writer.output_size``.
+# ``BaseRequest.writer.output_size``. With a ``watch``: the handler's calls to
+# its manager ``Server.connection_made(handler, transport)`` (once the TCP
+# connection is made) and ``Server.connection_lost(handler, exc)``.
 
 # Given the connection's handler (for its ``log_exception``), the request and
 # what aiohttp would have answered (status, exception, message): the answer.
@@ -40,11 +46,22 @@ ProtocolErrorAnswer = Callable[
 ]
 
 
-def runner_answering_protocol_errors(answer: ProtocolErrorAnswer) -> type[web.AppRunner]:
+class ConnectionWatch(Protocol):
+    """Told of every connection of a runner's server as it opens and closes (the connection caps)."""
+
+    def opened(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None: ...
+
+    def closed(self, handler: web.RequestHandler) -> None: ...
+
+
+def runner_answering_protocol_errors(
+    answer: ProtocolErrorAnswer, watch: Callable[[web.Application], ConnectionWatch | None] | None = None
+) -> type[web.AppRunner]:
     """An ``AppRunner`` class whose connections answer protocol errors with ``answer``.
 
     Everything else is aiohttp's: the runner's own server is made, then
     copied into one whose per-connection handlers override ``handle_error``.
+    ``watch(app)``, when given, is the app's ``ConnectionWatch`` (or None).
     """
 
     class Handler(web.RequestHandler):
@@ -62,18 +79,33 @@ def runner_answering_protocol_errors(answer: ProtocolErrorAnswer) -> type[web.Ap
             return answer(self, request, status, exc, message)
 
     class Server(web.Server):
+        watcher: ConnectionWatch | None = None
+
         def __call__(self) -> web.RequestHandler:
             return Handler(self, loop=self._loop, **self._kwargs)
+
+        def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+            super().connection_made(handler, transport)
+            if self.watcher is not None:
+                self.watcher.opened(handler, transport)
+
+        def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+            if self.watcher is not None:
+                self.watcher.closed(handler)
+            super().connection_lost(handler, exc)
 
     class Runner(web.AppRunner):
         async def _make_server(self) -> web.Server:
             server = await super()._make_server()
-            return Server(
+            made = Server(
                 server.request_handler,
                 request_factory=server.request_factory,
                 handler_cancellation=server.handler_cancellation,
                 **server._kwargs,
             )
+            if watch is not None:
+                made.watcher = watch(self.app)
+            return made
 
     return Runner
 

@@ -88,25 +88,10 @@ class LocalTranscoder:
                     analysis.head = bytearray()  # up to ARTWORK_HEAD bytes: not kept past the transcode
                     yield ArtworkFound(artwork)
                     yield WaveformFound(dict(analysis.waveform.json()))
-        except ZtreamError as exc:  # the source's own (refused, gone, too large, ...)
-            error = exc
-        except SpoolTooLarge as exc:
-            error = TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
-        except TranscodeTimeout as exc:
-            error = UpstreamTimeout(str(exc), code="transcode_timeout")
-        except EncoderFailed as exc:
-            # The input decoded; our encoder refused the audio: not the upstream's fault.
-            error = ZtreamError(f"the Opus encoder failed on the decoded audio: {exc.reason}", code="encoder_failed")
-        except TranscodeFailed as exc:
-            reason = exc.reason
-            if not flight.chunks:
-                error = NotAudio(f"the upstream is not audio ffmpeg can decode: {reason}")
-            else:
-                error = UpstreamError(f"the transcode failed midway: {reason}", code="transcode_failed")
+        except (ZtreamError, SpoolTooLarge, TranscodeFailed) as exc:
+            yield Failed(error_of(exc, chunks_so_far=bool(flight.chunks)))
         else:
             yield Finished(flight.analysis.loudness if extras else None)
-            return
-        yield Failed(error)
 
     @contextlib.asynccontextmanager
     async def _prepared(self, track: Track, source: Source) -> AsyncIterator[PreparedInput]:
@@ -159,3 +144,23 @@ def _read_bounded(path: Path, limit: int) -> bytes | None:
     with path.open("rb") as f:
         data = f.read(limit + 1)
     return data if len(data) <= limit else None
+
+
+def error_of(exc: ZtreamError | SpoolTooLarge | TranscodeFailed, *, chunks_so_far: bool) -> ZtreamError:
+    """What a client is told of a failed transcode: the one mapping of ffmpeg's side to the contract.
+
+    A decoder's failure before any chunk is the upstream's (``NotAudio``);
+    after some, the transcode failed midway; an encoder's failure is ours.
+    """
+    if isinstance(exc, ZtreamError):  # the source's own (refused, gone, too large, ...)
+        return exc
+    if isinstance(exc, SpoolTooLarge):
+        return TooLarge(f"the upstream needs seeking and is over the spool's bound ({exc})")
+    if isinstance(exc, TranscodeTimeout):
+        return UpstreamTimeout(str(exc), code="transcode_timeout")
+    if isinstance(exc, EncoderFailed):
+        # The input decoded; our encoder refused the audio: not the upstream's fault.
+        return ZtreamError(f"the Opus encoder failed on the decoded audio: {exc.reason}", code="encoder_failed")
+    if not chunks_so_far:
+        return NotAudio(f"the upstream is not audio ffmpeg can decode: {exc.reason}")
+    return UpstreamError(f"the transcode failed midway: {exc.reason}", code="transcode_failed")

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..metrics import Metrics
+from .stun import RESULTS
 from .turn import turn_credentials
 from .udp import start_stun
 
@@ -76,7 +77,7 @@ def setup_nat(app: web.Application, config: Config, metrics: Metrics) -> IcePlan
     """The plan on ``app[NAT]``; the STUN responder runs while the app does."""
     plan = IcePlan(config)
     app[NAT] = plan
-    counts = {result: metrics.stun_requests.labels(result) for result in ("ok", "ignored", "rate_limited")}
+    counts = {result: metrics.stun_requests.labels(result) for result in RESULTS}
 
     async def responder(app: web.Application) -> AsyncIterator[None]:
         port = stun_port(config)

@@ -22,7 +22,9 @@ address is a target for reflection attacks):
   four, a datagram of at most ``MAX_REQUEST_BYTES``, attributes that parse
   (a FINGERPRINT, when present, must match). Indications, responses, other
   methods, RFC 3489 requests without the cookie and anything that does not
-  parse get no answer at all (``ignored``).
+  parse get no answer at all (``ignored``; ``malformed`` when the header is
+  a Binding request's but an attribute trips the parser, e.g. a PRIORITY of
+  two bytes).
 - The answer is the smallest one the RFC allows: the header and one
   XOR-MAPPED-ADDRESS (32 bytes for IPv4, 44 for IPv6), plus FINGERPRINT only
   when the request carried one. No SOFTWARE, no echoed attributes. Browsers
@@ -47,8 +49,8 @@ from aioice import stun
 
 __all__ = ["StunAnswer", "StunResponder", "StunResult", "RESULTS"]
 
-StunResult = Literal["ok", "ignored", "rate_limited"]
-RESULTS: tuple[StunResult, ...] = ("ok", "ignored", "rate_limited")
+StunResult = Literal["ok", "ignored", "rate_limited", "malformed"]
+RESULTS: tuple[StunResult, ...] = ("ok", "ignored", "rate_limited", "malformed")
 
 MAGIC_COOKIE = 0x2112A442
 HEADER_BYTES = 20
@@ -97,6 +99,11 @@ class StunResponder:
             address = ipaddress.ip_address(source[0])
         except ValueError:  # a bad FINGERPRINT, a truncated attribute, a bad address
             return StunAnswer("ignored")
+        except Exception:
+            # The parser trips on attacker bytes in other ways too (struct.error
+            # for a PRIORITY or FINGERPRINT of 2 bytes, ...): counted, dropped,
+            # never a traceback per datagram in the log.
+            return StunAnswer("malformed")
         host = str(address.ipv4_mapped) if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped else str(address)
         answer = stun.Message(
             message_method=stun.Method.BINDING,

@@ -31,7 +31,15 @@ project's tree (``gateway/errors.py``)::
     Content-Length or body over max_bytes  -> TooLarge
     connect/read/DNS timeouts              -> UpstreamTimeout
     a body slower than min_bytes_per_second -> UpstreamTimeout (upstream_too_slow)
+    a Content-Encoding other than identity -> UpstreamError (upstream_encoding)
     connection, TLS and protocol errors    -> UpstreamError
+
+Bodies are never decoded. The fetcher asks for ``Accept-Encoding:
+identity``; an upstream that answers with ``gzip``, ``br``, ``deflate`` or
+anything else anyway is refused before a byte of the body is read, since a
+decoder turns 1 MB of gzip into 1 GB and audio gains nothing from it. So what
+one fetch holds at once is one read of the raw body (at most 64 KiB, httpcore's
+read size) plus the connection's buffers, whatever the upstream sends.
 """
 
 from __future__ import annotations
@@ -191,6 +199,18 @@ def _content_length(headers: httpx.Headers) -> int | None:
     return length if length >= 0 else None
 
 
+def _refuse_encoding(headers: httpx.Headers, host: str) -> None:
+    """Raise unless the body is sent as it is (no Content-Encoding, or identity)."""
+    encodings = [e.strip().lower() for e in ",".join(headers.get_list("content-encoding")).split(",")]
+    if any(e not in ("", "identity") for e in encodings):
+        shown = ", ".join(e for e in encodings if e)[:60]
+        raise UpstreamError(
+            f"upstream host {host!r} sent a compressed body (Content-Encoding: {shown}); "
+            "only identity is accepted",
+            code="upstream_encoding",
+        )
+
+
 def _map_httpx_error(exc: Exception, host: str) -> ZtreamError:
     """Translate an httpx exception raised while talking to ``host``."""
     log.debug("upstream %s failed: %r", host, exc)
@@ -232,7 +252,7 @@ class UpstreamResponse:
         self.bytes_read = 0
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives (content-decoded, if the upstream encoded it).
+        """Yield the body as it arrives (never decoded: see ``upstream_encoding``).
 
         Raises:
             TooLarge: as soon as the running total exceeds ``max_bytes``; the
@@ -241,8 +261,12 @@ class UpstreamResponse:
                 window of ``RATE_WINDOW`` seconds spent waiting brought less
                 than the minimum rate.
             UpstreamError: the connection failed or broke the protocol,
-                e.g. it closed before Content-Length bytes arrived.
+                e.g. it closed before Content-Length bytes arrived;
+                ``upstream_encoding`` for a body sent with a Content-Encoding
+                other than identity (refused before reading it).
         """
+        # Before any read: httpx would decode a compressed body whole, chunk by chunk, unbounded.
+        _refuse_encoding(self.headers, self._host)
         chunks = self._response.aiter_bytes()
         loop = asyncio.get_running_loop()
         wanted = self._min_rate * RATE_WINDOW
@@ -523,6 +547,7 @@ class SafeFetcher:
             raise NotFound(f"upstream host {parsed.host!r} answered HTTP {status}", code="upstream_not_found")
         if status >= 400:
             raise UpstreamError(f"upstream host {parsed.host!r} answered HTTP {status}", code="upstream_status")
+        _refuse_encoding(response.headers, parsed.host)
         length = _content_length(response.headers)
         if length is not None and length > max_bytes:
             raise TooLarge(f"upstream body from {parsed.host!r} is {length} bytes, over {max_bytes}",

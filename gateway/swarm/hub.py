@@ -171,6 +171,22 @@ VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
 STARTUP_SECONDS = "ztream_startup_seconds"
 PEER_RELAY_BYTES = "ztream_peer_relay_bytes_total"
 P2P_CONNECTIONS = "ztream_p2p_connections_total"
+
+
+def connection_labels(outcome: str) -> tuple[tuple[str, str], ...]:
+    """``ztream_p2p_connections_total``'s labels for one reported outcome
+    (``CONNECTION_OUTCOMES``): ``result``; ``local`` and ``remote``, the
+    selected pair's candidate types; ``candidate``, the pair's type (``relay``
+    when either end is relayed, else the remote end's). ``none`` for a
+    connection that never connected, ``unknown`` where the player could not say."""
+    if outcome in ("failed", "timeout"):
+        local = remote = candidate = "none"
+        result = outcome
+    else:
+        result = "connected"
+        local, _, remote = outcome.partition("/") if "/" in outcome else ("unknown", "", "unknown")
+        candidate = "relay" if "relay" in (local, remote) else remote
+    return (("result", result), ("candidate", candidate), ("local", local), ("remote", remote))
 ALONE = "ztream_peers_without_neighbours"
 
 IceServers = Sequence[dict[str, Any]]
@@ -436,8 +452,7 @@ class SwarmHub:
         if relay:
             out.append(Count(PEER_RELAY_BYTES, (), relay))
         for outcome, n in stats.connections:
-            result, candidate = (outcome, "none") if outcome in ("failed", "timeout") else ("connected", outcome)
-            out.append(Count(P2P_CONNECTIONS, (("result", result), ("candidate", candidate)), n))
+            out.append(Count(P2P_CONNECTIONS, connection_labels(outcome), n))
         if stats.neighbours is not None and (stats.neighbours == 0) != p.alone:
             p.alone = not p.alone
             out.append(Count(ALONE, (), 1 if p.alone else -1))

@@ -21,6 +21,9 @@ docs/cluster.md): no queue and no task while idle, nothing of the last frame
 in the receive loop, no HTTP state once upgraded (``shed_http_state``), no
 timer of its own (the heartbeat wheel).
 
+- Per client address (the forwarded one behind a trusted proxy): at most
+  ``server.max_sockets_per_client`` open sockets; one more is refused
+  before the upgrade with 429 ``too_many_sockets``.
 - Size: frames over 64 KiB make aiohttp close the socket with 1009.
 - ``Origin``: checked before the upgrade. Allowed: no ``Origin`` at all
   (non-browser peers, such as ``ztream peer``), any when
@@ -56,8 +59,10 @@ from protocol.limits import MAX_MESSAGE_BYTES
 from protocol.messages import PeerMessage, ProtocolError, ServerMessage
 
 from ..config import Config
-from ..errors import BadRequest, Forbidden
+from ..errors import BadRequest, Forbidden, TooManyRequests
 from ..http import ORIGINS
+from ..http.client_address import request_client
+from ..http.connections import SocketCounts
 from ..http.responses import render_error
 from ..internals.aiohttp import shed_http_state
 from ..metrics import Metrics
@@ -260,6 +265,7 @@ class SwarmSockets:
         self._pings: set[asyncio.Task[None]] = set()
         # A cluster node's shell around the hub (gateway/cluster/swarm.py); None: one node alone.
         self.federation = federation
+        self.per_client = SocketCounts(config.server.max_sockets_per_client)
         self._metrics: dict[str, Counter | Gauge | Histogram] = {
             PEERS_CONNECTED: metrics.peers_connected,
             PEER_BYTES: metrics.peer_bytes,
@@ -324,7 +330,22 @@ class SwarmSockets:
             task.exception()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """``GET /v1/ws``: upgrade, greet, then frames → hub → outputs until closed."""
+        """``GET /v1/ws``: at most ``server.max_sockets_per_client`` open per client address."""
+        client = request_client(request)
+        if not self.per_client.take(client):
+            # debug: a flood of refusals must not become a flood of log lines.
+            log.debug("control socket from %s refused: %d open", client, self.per_client.of(client))
+            return render_error(request, TooManyRequests(
+                f"this address has {self.per_client.per_client} control sockets open already",
+                code="too_many_sockets", retry_after=5,
+            ))
+        try:
+            return await self._handle(request)
+        finally:
+            self.per_client.release(client)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Upgrade, greet, then frames → hub → outputs until closed."""
         origin = request.headers.get("Origin")
         if origin is not None and not request.app[ORIGINS].websocket_allowed(origin, request.host):
             return render_error(

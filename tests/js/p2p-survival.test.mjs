@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { PeerLink, P2PAgent, selectedCandidateType } from "../../client/transport.js";
+import { PeerLink, P2PAgent, selectedCandidateType, selectedPair } from "../../client/transport.js";
 import { FakePlayer, FakeWS } from "./helpers/fakes.mjs";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -173,9 +173,10 @@ test("outcomes reach the next stats report: connected by type, timed out, with t
   agent.tick();
   const reports = ws.sent.filter((m) => m.type === "stats");
   assert.equal(reports.length, 1, JSON.stringify(ws.sent));
-  assert.deepEqual(reports[0].connections, { relay: 1, timeout: 1 });
+  assert.deepEqual(reports[0].connections, { "host/relay": 1, timeout: 1 });
   assert.equal(reports[0].neighbours, 1 - (agent.links.has("a") ? 0 : 1));
-  assert.deepEqual(agent.info().outcomes.map((o) => [o.peer, o.outcome]), [["a", "relay"], ["b", "timeout"]]);
+  assert.deepEqual(agent.info().outcomes.map((o) => [o.peer, o.outcome, o.local, o.remote]),
+    [["a", "relay", "host", "relay"], ["b", "timeout", undefined, undefined]]);
   // reported once: the next report carries none
   player.stats.httpBytes = 2000;
   await sleep(20);
@@ -183,4 +184,56 @@ test("outcomes reach the next stats report: connected by type, timed out, with t
   const next = ws.sent.filter((m) => m.type === "stats").at(-1);
   assert.equal(next.connections, undefined);
   agent.destroy();
+});
+
+test("both ends' candidate types of the selected pair; a type the browser does not say is unknown", async () => {
+  const pc = new FakeRTC({});
+  pc.types = ["srflx", "prflx"];
+  assert.deepEqual(await selectedPair(pc), { local: "srflx", remote: "prflx" });
+  pc.types = [undefined, "srflx"];
+  assert.deepEqual(await selectedPair(pc), { local: "unknown", remote: "srflx" });
+  pc.getStats = async () => new Map([["p", { type: "candidate-pair", state: "in-progress" }]]);
+  assert.equal(await selectedPair(pc), null);
+});
+
+test("connected before a pair is selected: the pair is reported once getStats has one, never a default", async () => {
+  const { l, pc, events } = link("offerer");
+  let calls = 0;
+  pc.getStats = async () => {
+    calls += 1;
+    return calls < 3 ? new Map() : stats("prflx", "srflx");
+  };
+  const seen = [];
+  l.onConnected = (type, pair) => seen.push([type, pair]);
+  pc.set("connected");
+  await sleep(100);
+  assert.deepEqual(seen, [], "nothing reported while no pair is selected");
+  assert.equal(l.candidate, null);
+  await sleep(600);
+  assert.deepEqual(seen, [["srflx", { local: "prflx", remote: "srflx" }]]);
+  assert.deepEqual(l.pair, { local: "prflx", remote: "srflx" });
+  assert.equal(calls, 3);
+  assert.deepEqual(events.connected, []);
+  l.close();
+});
+
+test("a pair never selected is reported as unknown at both ends; a closed link reports nothing", async () => {
+  const { l, pc } = link("offerer");
+  pc.getStats = async () => new Map();
+  const seen = [];
+  l.onConnected = (type, pair) => seen.push([type, pair]);
+  pc.set("connected");
+  await sleep(20 * 250 + 300);
+  assert.deepEqual(seen, [["unknown", { local: "unknown", remote: "unknown" }]]);
+
+  const other = link("offerer");
+  other.pc.getStats = async () => new Map();
+  const none = [];
+  other.l.onConnected = (type) => none.push(type);
+  other.pc.set("connected");
+  await sleep(50);
+  other.l.close();
+  await sleep(600);
+  assert.deepEqual(none, []);
+  l.close();
 });

@@ -423,3 +423,52 @@ test("ControlSocket reconnects with back-off after a drop", async () => {
   await new Promise((resolve) => setTimeout(resolve, 30));
   assert.equal(FakeWS.all.length, 2, "no reconnect once closed");
 });
+
+// A browser may dispatch a neighbour's first frames before the channel's
+// `open` event (the channel is open by then). The seeder sends its HAVE once,
+// as its first frame: dropped, the leecher would never ask it for anything.
+async function dialled() {
+  const { player, agent } = agentWithSeeder();
+  player.start(10);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  ws.receive({ type: "peers", track: "trk", rendition: "r1", peers: [{ peer_id: "s", chunks: [5], complete: true }] });
+  const pc = FakeRTC.all[0];
+  await flush();
+  ws.receive({ type: "signal", from: "s", data: { sdp: { type: "answer", sdp: "answer-sdp" } } });
+  await flush();
+  return { player, agent, pc };
+}
+
+test("the neighbour's HAVE dispatched before the open event is kept, and the neighbour is asked", async () => {
+  const { player, agent, pc } = await dialled();
+  pc.dc.readyState = "open"; // open, its open event not dispatched yet
+  pc.dc.receive({ type: "have", ranges: [[0, 9]] });
+  assert.equal(player.scheduler.peers.get("s")?.have.size, 10, "the seeder's HAVE was dropped");
+  assert.deepEqual(pc.dc.sent, [{ type: "have", ranges: [] }], "ours went out");
+  pc.dc.onopen(); // the late open event changes nothing
+  assert.deepEqual(pc.dc.sent, [{ type: "have", ranges: [] }]);
+  agent.fetch("s", 5).catch(() => {});
+  assert.deepEqual(pc.dc.sent.at(-1), { type: "request", index: 5 });
+  agent.destroy();
+});
+
+test("an answerer's channel handed over open opens the neighbour without an open event", async () => {
+  const { player, agent } = agentWithSeeder();
+  player.start(10);
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  ws.receive({ type: "peers", track: "trk", rendition: "r1", peers: [] });
+  ws.receive({ type: "signal", from: "l", data: { sdp: { type: "offer", sdp: "offer-sdp" } } });
+  assert.equal(FakeRTC.all.length, 1);
+  const pc = FakeRTC.all[0];
+  const dc = new FakeDC(channelLabel("trk", "r1"));
+  dc.readyState = "open";
+  pc.ondatachannel({ channel: dc });
+  assert.deepEqual(dc.sent, [{ type: "have", ranges: [] }]);
+  dc.receive({ type: "have", ranges: [[0, 3]] });
+  assert.equal(player.scheduler.peers.get("l")?.have.size, 4);
+  agent.destroy();
+});

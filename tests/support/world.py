@@ -7,6 +7,7 @@ until they reach a value, and the TURN secret of the relay tests.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bench.netns import NamespacedGateway
 from bench.world import (
@@ -35,7 +36,7 @@ from bench.world import (
 __all__ = [
     "CRAWL", "FIREFOX_PREFS", "NAT_ARGS", "PAGE_PATH", "PORT", "PUBLIC_URL", "RECORDER", "SERVER_LEAD", "Browser",
     "World", "check_audio", "firefox_listener", "listener_page", "manifest", "metric", "p2p", "play", "seeded",
-    "server_bytes", "tone_track", "TURN_SECRET", "metric_sum", "until_metric",
+    "server_bytes", "tone_track", "TURN_SECRET", "assert_pair_ends", "metric_sum", "until_metric",
 ]
 
 TURN_SECRET = "test-turn-secret"
@@ -61,3 +62,12 @@ async def until_metric(gw: NamespacedGateway, name: str, at_least: float, timeou
         if loop.time() > deadline:
             raise AssertionError(f"{name} = {value}, expected >= {at_least}")
         await asyncio.sleep(0.5)
+
+
+def assert_pair_ends(info: dict[str, Any]) -> None:
+    """A listener behind its own NAT connected to one behind another: its end of the
+    selected pair is its host (mDNS-hidden), server- or peer-reflexive candidate, the
+    other end reflexive (a host pair cannot cross two NATs); both known."""
+    ends = [(o.get("local"), o.get("remote")) for o in info["outcomes"] if o["outcome"] not in ("failed", "timeout")]
+    assert ends, info["outcomes"]
+    assert all(local in ("host", "srflx", "prflx") and remote in ("srflx", "prflx") for local, remote in ends), ends

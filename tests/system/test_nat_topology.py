@@ -14,33 +14,35 @@ from collections.abc import Iterator
 import pytest
 from aioice import stun
 
-from gateway.nat.udp import start_stun
-from tests.support.nat import PUBLIC_ADDRESS, NatTopology
+from gateway.nat.udp import start_stun, stun_socket
+from tests.support.nat import PUBLIC_ADDRESS, PUBLIC_ADDRESS6, TOPOLOGIES, NatTopology
 from tests.support.netns import require_netns
 
 pytestmark = [pytest.mark.timeout(60)]
 
 
-@pytest.fixture
-def topology() -> Iterator[NatTopology]:
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> Iterator[NatTopology]:
     require_netns()
-    topo = NatTopology(2, nat=["eim", "symmetric"])
+    topo = NatTopology(2, nat=["eim", "symmetric"], kind=request.param)
     yield topo
     topo.close()
 
 
-def mapped_addresses(listener_ns: object, ports: list[int]) -> list[tuple[str, int]]:
+def mapped_addresses(listener_ns: object, ports: list[int], server: str = PUBLIC_ADDRESS) -> list[tuple[str, int]]:
     """From one UDP socket inside a listener, ask each STUN port what it sees."""
 
     def ask() -> list[tuple[str, int]]:
         out = []
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("0.0.0.0", 0))
+        family = socket.AF_INET6 if ":" in server else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(3)
             for port in ports:
                 request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
-                s.sendto(bytes(request), (PUBLIC_ADDRESS, port))
-                reply = stun.parse_message(s.recv(2048))
+                s.sendto(bytes(request), (server, port))
+                data, source = s.recvfrom(2048)
+                assert source[0] == server, f"answered from {source[0]}, asked at {server}"
+                reply = stun.parse_message(data)
                 out.append(reply.attributes["XOR-MAPPED-ADDRESS"])
         return out
 
@@ -50,9 +52,10 @@ def mapped_addresses(listener_ns: object, ports: list[int]) -> list[tuple[str, i
 async def test_eim_keeps_the_mapping_symmetric_does_not_and_lans_are_unreachable(topology: NatTopology) -> None:
     loop = asyncio.get_running_loop()
     results: list[str] = []
-    # Two responders in the public namespace, bound from a thread inside it:
+    # Two responders in the public namespace, bound as the gateway binds there
+    # (the wildcard where it has several addresses), from a thread inside it:
     # the sockets keep the namespace they were made in.
-    socks = topology.public.run_inside(lambda: [_udp_socket(PUBLIC_ADDRESS) for _ in range(2)])
+    socks = topology.public.run_inside(lambda: [stun_socket(topology.gateway_host, 0) for _ in range(2)])
     transports = [await start_stun("", 0, results.append, sock=sock) for sock in socks]
     ports = [s.getsockname()[1] for s in socks]
     try:
@@ -62,6 +65,10 @@ async def test_eim_keeps_the_mapping_symmetric_does_not_and_lans_are_unreachable
         b = await loop.run_in_executor(None, mapped_addresses, symmetric.ns, ports)
         assert b[0][0] == b[1][0] == symmetric.wan_address and b[0][1] != b[1][1]
         assert results.count("ok") == 4
+        if topology.kind == "dualstack":
+            # IPv6: no NAT, the home's own address, answered from the one asked
+            six = await loop.run_in_executor(None, mapped_addresses, eim.ns, ports, PUBLIC_ADDRESS6)
+            assert six[0] == six[1] and six[0][0] == eim.address6
         # The public side cannot open anything towards a listener's LAN, nor its router.
         def probe() -> bool:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -77,9 +84,3 @@ async def test_eim_keeps_the_mapping_symmetric_does_not_and_lans_are_unreachable
         for t in transports:
             t.close()
 
-
-def _udp_socket(host: str) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((host, 0))
-    s.setblocking(False)
-    return s

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.media.service import MediaService
+from gateway.media.transcoding import error_of
 from tests.support.gateway import fetch_all, post_url
 from tests.support.upstream import Upstream
 from transcode.ebml import Cluster, InitSegment
@@ -204,13 +204,9 @@ async def test_an_encoder_failure_is_reported_as_such(tmp_path: Path) -> None:
             pass
     assert "0x" not in info.value.stderr and info.value.reason.startswith("[libopus]"), info.value.stderr
 
-    class NoChunks:
-        chunks: list[Any] = []
-
-    error = MediaService._as_error(info.value, NoChunks())  # type: ignore[arg-type]
+    error = error_of(info.value, chunks_so_far=False)
     assert (error.status, error.code) == (500, "encoder_failed")
     assert "Opus encoder" in error.detail and "44100" in error.detail
     # A decoder's failure stays the input's.
-    not_audio = MediaService._as_error(TranscodeFailed("x", "[mp3] Header missing\npipe:0: Invalid data"),
-                                       NoChunks())  # type: ignore[arg-type]
+    not_audio = error_of(TranscodeFailed("x", "[mp3] Header missing\npipe:0: Invalid data"), chunks_so_far=False)
     assert not_audio.code == "upstream_not_audio"

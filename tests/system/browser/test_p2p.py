@@ -37,7 +37,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.support.browser import ErrorLog, until
-from tests.support.nat import PUBLIC_ADDRESS, Coturn
+from tests.support.nat import PUBLIC_ADDRESS, TOPOLOGIES, Coturn, Topology
 from tests.support.netns import require_netns
 from tests.support.world import (
     CRAWL,
@@ -45,9 +45,11 @@ from tests.support.world import (
     TURN_SECRET,
     Browser,
     World,
+    assert_pair_ends,
     check_audio,
     manifest,
     metric,
+    metric_sum,
     p2p,
     play,
     seeded,
@@ -61,8 +63,9 @@ pytestmark = [pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def world(tmp_path: Path, audio_dir: Path) -> Iterator[World]:
-    w = World(tmp_path, audio_dir)
+def world(request: pytest.FixtureRequest, tmp_path: Path, audio_dir: Path) -> Iterator[World]:
+    """The bridge topology, or the one a test names (``indirect`` parametrisation)."""
+    w = World(tmp_path, audio_dir, kind=getattr(request, "param", "bridge"))
     try:
         yield w
     finally:
@@ -98,8 +101,9 @@ async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_pa
     rest_bytes = sum(c["size"] for i, c in starts.items() if i not in lead)
     grown = after - before
     from_server_later = [c for c in chunks if c["source"] == "server" and c["index"] not in lead]
-    print(f"\nsecond listener: server bytes {grown:.0f} (lead {lead_bytes}, rest {rest_bytes}); "
-          f"later chunks from the server: {len(from_server_later)}; stats {stats}; readout {readout!r}")
+    print(f"\nsecond listener ({world.topology.kind}): server bytes {grown:.0f} (lead {lead_bytes}, rest {rest_bytes}); "
+          f"later chunks from the server: {len(from_server_later)}; stats {stats}; readout {readout!r}; "
+          f"pairs {[(o['outcome'], o.get('local'), o.get('remote'), round(o['seconds'], 3)) for o in info1['outcomes'] + info2['outcomes']]}")
     assert stats["stalls"] == 0
     assert stats["httpBytes"] == grown, "the gateway counted other bytes than the player fetched"
     assert grown - lead_bytes <= 0.2 * rest_bytes, (grown, lead_bytes, rest_bytes, chunks)
@@ -111,7 +115,13 @@ async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_pa
     assert {o["outcome"] for o in info2["outcomes"]} <= {"srflx", "prflx"}, info2["outcomes"]
     assert info2["outcomes"], "no connection outcome recorded"
     await until_metric(gw, 'ztream_stun_requests_total{result="ok"}', 2)
-    await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 1)
+    # Each end reports the selected pair's candidate types as its getStats shows them:
+    # across two NATs never a host pair, never a guess.
+    for info in (info1, info2):
+        assert_pair_ends(info)
+    await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 2)
+    for impossible in ('candidate="host"', 'local="unknown"', 'remote="unknown"'):
+        assert metric_sum(gw, f'ztream_p2p_connections_total{{result="connected",{impossible}}}') == 0, impossible
     # the reports reach the metrics (stats every ~5 s), start-up times too
     await until_metric(gw, "ztream_peer_bytes_total", stats["peerBytes"])
     await until_metric(gw, "ztream_startup_seconds_count", 2)
@@ -309,9 +319,11 @@ async def test_symmetric_nat_connects_through_coturn(tmp_path: Path, audio_dir: 
         world.close()
 
 
-async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path: Path, audio_dir: Path) -> None:
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path: Path, audio_dir: Path,
+                                                                       kind: Topology) -> None:
     """Five listeners, each behind its own NAT, joining 3 s apart, shipped defaults: 0 stalls, peers carry the rest."""
-    world = World(tmp_path, audio_dir, count=5)
+    world = World(tmp_path, audio_dir, count=5, kind=kind)
     try:
         gw = world.gw
         tid = tone_track(gw)["id"]
@@ -335,7 +347,7 @@ async def test_five_staggered_listeners_behind_nat_share_without_stalls(tmp_path
         total = m["init"]["size"] + sum(c["size"] for c in m["chunks"])
         lead = m["init"]["size"] + sum(c["size"] for c in m["chunks"] if c["start"] < SERVER_LEAD)
         ceiling = (4 * (total - lead)) / (5 * total)
-        print(f"\nfive behind NAT: offload {peer / (peer + http):.0%} (ceiling {ceiling:.0%}); "
+        print(f"\nfive behind NAT ({kind}): offload {peer / (peer + http):.0%} (ceiling {ceiling:.0%}); "
               f"stalls {[s['stalls'] for s in stats]}; outcomes {[[o['outcome'] for o in i['outcomes']] for i in infos]}")
         assert all(s["stalls"] == 0 for s in stats), stats
         assert all(s["peerBytes"] > 0 for s in stats[1:]), stats

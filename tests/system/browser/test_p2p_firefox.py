@@ -35,6 +35,7 @@ from tests.support.world import (
     SERVER_LEAD,
     Browser,
     World,
+    assert_pair_ends,
     check_audio,
     firefox_listener,
     manifest,
@@ -76,6 +77,8 @@ def assert_took_the_rest(m: dict[str, Any], stats: dict[str, Any], chunks: list[
     assert seeder_info["upBytes"] >= stats["peerBytes"]
     assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
     assert info["outcomes"] and {o["outcome"] for o in info["outcomes"]} <= {"srflx", "prflx"}, info["outcomes"]
+    assert_pair_ends(info)
+    assert_pair_ends(seeder_info)
 
 
 async def test_chromium_seeds_firefox_leeches(tmp_path: Path, audio_dir: Path) -> None:

@@ -73,11 +73,12 @@ def socket_memory(port: int) -> tuple[int, int]:
     return total(f"( sport = :{port} )", 2), total(f"( dport = :{port} )", 1)
 
 
-def open_reader(port: int, path: str) -> socket.socket:
+def open_reader(port: int, path: str, source: str = "127.0.0.1") -> socket.socket:
     """A reader that takes the headers and a few bytes, then stops reading."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(30)
+    sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert sock.recv(16)
@@ -99,7 +100,10 @@ def test_slow_stream_readers_cost_bounded_memory(gateway_factory: Any, long_libr
     try:
         while len(readers) < READERS:
             for _ in range(25):
-                readers.append(open_reader(gw.port, f"/v1/tracks/{tid}/stream"))
+                # Listeners from 30 addresses: one address is capped at
+                # server.max_connections_per_client, and 300 listeners are not one client.
+                source = f"127.0.2.{len(readers) % 30 + 1}"
+                readers.append(open_reader(gw.port, f"/v1/tracks/{tid}/stream", source))
             time.sleep(1.5)  # let the queues fill
             user = max(rss_bytes(pid) - baseline, 0)
             sent, received = socket_memory(gw.port)

@@ -170,20 +170,22 @@ async def test_connection_outcomes_reach_the_metrics(make_gateway: Any) -> None:
     gw = await make_gateway(library=None, p2p={"stun_port": 0})
     p = await connect(gw)
     await p.send({"type": "stats", "p2p_down_bytes": 5000, "p2p_relay_down_bytes": 2000,
-                  "connections": {"srflx": 2, "relay": 1, "failed": 1, "timeout": 3}})
+                  "connections": {"srflx/prflx": 2, "host/relay": 1, "failed": 1, "timeout": 3,
+                                  "srflx": 1}})  # a bare type: an older player's, its ends unknown
     await p.send({"type": "stats", "connections": {"lan": 1}})  # refused whole, after its rate: counted nothing
     deadline = asyncio.get_running_loop().time() + 2
     while True:
         text = await (await gw.get("/metrics")).text()
-        if 'ztream_p2p_connections_total{candidate="srflx",result="connected"} 2.0' in text:
+        if 'ztream_p2p_connections_total{candidate="prflx",local="srflx",remote="prflx",result="connected"} 2.0' in text:
             break
         assert asyncio.get_running_loop().time() < deadline, text
         await asyncio.sleep(0.05)
     for line in (
-        'ztream_p2p_connections_total{candidate="relay",result="connected"} 1.0',
-        'ztream_p2p_connections_total{candidate="host",result="connected"} 0.0',
-        'ztream_p2p_connections_total{candidate="none",result="failed"} 1.0',
-        'ztream_p2p_connections_total{candidate="none",result="timeout"} 3.0',
+        'ztream_p2p_connections_total{candidate="relay",local="host",remote="relay",result="connected"} 1.0',
+        'ztream_p2p_connections_total{candidate="unknown",local="unknown",remote="unknown",result="connected"} 1.0',
+        'ztream_p2p_connections_total{candidate="host",local="host",remote="host",result="connected"} 0.0',
+        'ztream_p2p_connections_total{candidate="none",local="none",remote="none",result="failed"} 1.0',
+        'ztream_p2p_connections_total{candidate="none",local="none",remote="none",result="timeout"} 3.0',
         "ztream_peer_relay_bytes_total 2000.0",
         "ztream_peer_bytes_total 5000.0",
     ):
