@@ -46,10 +46,13 @@ from .http.connections import (
     runner_options,
 )
 from .http.extras import routes as extras_routes
+from .http.listing import LISTING, Listing
 from .http.pages import setup_pages
+from .http.registration import REGISTRATIONS, RegistrationLimiter
 from .media import CATALOG, MEDIA, RENDITIONS, STORE
 from .media.catalog import TrackCatalog
 from .media.extras import ExtrasStore, extras_bound
+from .media.fairness import SlotLimits
 from .media.renditions import Renditions
 from .media.service import MediaService
 from .media.store import ChunkStore
@@ -84,7 +87,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     store = ChunkStore(
         cache_dir / "chunks", config.cache.max_bytes, on_corruption=lambda _key: metrics.store_corruptions.inc()
     )
-    catalog = TrackCatalog(cache_dir / "tracks")
+    catalog = await loop.run_in_executor(
+        None, lambda: TrackCatalog(cache_dir / "tracks", max_tracks=config.cache.max_tracks,
+                                   max_bytes=config.cache.max_track_bytes))
     extras = ExtrasStore(cache_dir / "extras", extras_bound(config.cache.max_bytes))
     metrics.track_cache_bytes(store.volume)
 
@@ -99,6 +104,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     # In a cluster a flight's events may come from the node owning the track.
     cluster = app.get(CLUSTER)
     ownership = cluster.track_ownership(rendition) if cluster is not None else None
+    slot_limits = SlotLimits(
+        max_concurrent=config.transcode.max_concurrent,
+        reserved=config.transcode.reserved_slots,
+        per_client=config.transcode.max_per_client,
+        per_host=config.transcode.max_per_host,
+    )
     media = MediaService(
         store=store,
         catalog=catalog,
@@ -111,6 +122,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         wait_seconds=config.server.chunk_wait_seconds,
         extras=extras,
         events_hook=ownership.events if ownership is not None else None,
+        slot_limits=slot_limits,
+        min_speed=config.transcode.min_speed,
+        speed_grace=config.transcode.speed_grace_seconds,
     )
 
     def other_rendition(name: str) -> MediaService:
@@ -128,6 +142,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             max_duration=config.url.max_duration_seconds,
             max_concurrent=config.transcode.max_concurrent,
             wait_seconds=config.server.chunk_wait_seconds,
+            # The same shares per client and upstream host, counted per rendition.
+            slot_limits=slot_limits,
+            min_speed=config.transcode.min_speed,
+            speed_grace=config.transcode.speed_grace_seconds,
         )
 
     renditions = Renditions(media, other_rendition)
@@ -176,6 +194,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
     app[TRUSTED_PROXIES] = TrustedProxies(config.server.trusted_proxies)
     limits = ConnectionLimits(total=config.server.max_connections, per_client=config.server.max_connections_per_client)
     app[CONNECTIONS] = Guard(limits, app[TRUSTED_PROXIES])
+    app[LISTING] = Listing()
+    app[REGISTRATIONS] = RegistrationLimiter(config.server.registrations_per_minute, config.server.registrations_per_hour)
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_stop_work)
     app.add_routes(routes)

@@ -115,6 +115,11 @@ class ServerConfig(_Section):
     port: Annotated[StrictInt, Field(ge=0, le=65535)] = 8000
     public_url: StrictStr = ""  # empty: http://{host}:{port}
     embed_origins: tuple[Annotated[StrictStr, AfterValidator(_origin)], ...] = ("*",)
+    # Tracks one client (an address; a /64 for IPv6) may register (POST /v1/tracks,
+    # /player/ URLs and each playlist entry): a burst of this many, refilled evenly
+    # over a minute, and at most this many an hour. 0: no limit.
+    registrations_per_minute: Count = 30
+    registrations_per_hour: Count = 300
     # Requests that wait for a chunk of a running transcode give up after this.
     chunk_wait_seconds: Seconds = 30.0
     # Proxies whose X-Forwarded-For / Forwarded is believed (gateway/http/client_address.py).
@@ -133,6 +138,10 @@ class ServerConfig(_Section):
 class CacheConfig(_Section):
     dir: StrictStr = "~/.cache/ztream"
     max_bytes: Count = 2_000_000_000
+    # The track catalog's bounds (records and their bytes); past either, the
+    # oldest URL/SoundCloud tracks that never played are evicted.
+    max_tracks: Annotated[StrictInt, Field(ge=1)] = 100_000
+    max_track_bytes: Annotated[StrictInt, Field(ge=1)] = 64 * 1024 * 1024
 
 
 class TranscodeConfig(_Section):
@@ -141,6 +150,17 @@ class TranscodeConfig(_Section):
     chunk_seconds: Annotated[float, Field(strict=True, ge=0.5, le=10)] = 2.0
     timeout_seconds: Seconds = 600.0
     max_concurrent: Count = 4
+    # Of max_concurrent, slots only library tracks and already-cached tracks use
+    # (URL and SoundCloud registrations can never take them all).
+    reserved_slots: Count = 1
+    # Running plus waiting transcodes one client (an address; a /64 for IPv6)
+    # started, and of URL tracks on one upstream host. 0: no limit.
+    max_per_client: Count = 2
+    max_per_host: Count = 2
+    # A transcode that, past the grace, produced less than this many seconds
+    # of audio per second of holding a slot loses it. 0 turns the check off.
+    min_speed: Annotated[float, Field(strict=True, ge=0)] = 1.0
+    speed_grace_seconds: Seconds = 10.0
 
 
 class UrlSourceConfig(_Section):

@@ -13,8 +13,9 @@ place (``gateway.http.responses.render_error``)::
     ├── TooLarge (413 upstream_too_large)
     ├── NotAudio (415 upstream_not_audio)
     ├── RangeNotSatisfiable (416 range_not_satisfiable)
+    ├── UnsupportedMediaType (415 json_required)
     ├── Unsupported (501 not_implemented)
-    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets; Retry-After)
+    ├── TooManyRequests (429 rate_limited, too_many_connections, too_many_sockets, too_many_registrations, registration_quota, too_many_transcodes; Retry-After)
     ├── Overloaded (503 overloaded, with Retry-After)
     ├── StorageError (503 storage_unavailable)
     │   └── StorageFull (507 storage_full)
@@ -40,6 +41,7 @@ __all__ = [
     "Unsupported",
     "Overloaded",
     "TooManyRequests",
+    "UnsupportedMediaType",
     "RangeNotSatisfiable",
     "StorageError",
     "StorageFull",
@@ -59,6 +61,12 @@ SETTINGS = {
     "upstream_too_slow": "sources.url.min_bytes_per_second",
     "transcode_timeout": "transcode.timeout_seconds",
     "chunk_timeout": "server.chunk_wait_seconds",
+    "transcode_too_slow": "transcode.min_speed",
+    "too_many_transcodes": "transcode.max_per_client",
+    "upstream_host_busy": "transcode.max_per_host",
+    "too_many_registrations": "server.registrations_per_minute",
+    "registration_quota": "server.registrations_per_hour",
+    "catalog_full": "cache.max_tracks",
 }
 
 
@@ -134,6 +142,14 @@ class TooLarge(ZtreamError):
 class NotAudio(ZtreamError):
     status = 415
     code = "upstream_not_audio"
+
+
+class UnsupportedMediaType(ZtreamError):
+    """A state-changing request whose body is not declared ``application/json``
+    (a cross-origin form or ``text/plain`` post cannot set that type without a preflight)."""
+
+    status = 415
+    code = "json_required"
 
 
 class Unsupported(ZtreamError):

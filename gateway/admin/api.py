@@ -45,7 +45,7 @@ from aiohttp import web
 
 from ..config import SECRET_KEYS, Config, ConfigError, config_from_dict, config_to_dict, read_overlay
 from ..errors import BadRequest, Forbidden, NotFound, Unauthorized, ZtreamError
-from ..http.api import listed_tracks
+from ..http.api import library_tracks, listed_tracks
 from ..http.client_address import request_client
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
@@ -174,7 +174,7 @@ def sources_view(config: Config) -> dict[str, Any]:
     return tables
 
 
-def _stats(app: web.Application) -> dict[str, Any]:
+def _stats(app: web.Application, listed: int) -> dict[str, Any]:
     registry = app[METRICS].registry
 
     samples = [s for metric in registry.collect() for s in metric.samples]
@@ -199,8 +199,8 @@ def _stats(app: web.Application) -> dict[str, Any]:
         "peer_bytes": int(peer),
         "offload": round(peer / (peer + server), 4) if peer + server > 0 else None,
         # What GET /v1/tracks lists (the admin's track list has every registered one).
-        "tracks": len(listed_tracks(app)),
-        "tracks_registered": len(app[CATALOG].recent(limit=MAX_TRACKS)),
+        "tracks": listed,
+        "tracks_registered": len(app[CATALOG]),
         "config": {"loaded_at": live.loaded_at, "reloads": live.reloads},
         # Why offload is low (docs/p2p.md): the same figures as the dashboard row.
         "p2p": _p2p_figures(sample),
@@ -429,10 +429,10 @@ async def get_tracks(request: web.Request) -> web.Response:
     if not 1 <= limit <= TRACKS_LIMIT:
         raise BadRequest(f"limit: expected a whole number from 1 to {TRACKS_LIMIT}", code="bad_request")
     media = request.app[MEDIA]
-    public = {t.id for t in listed_tracks(request.app)}
+    public = {t.id for t in await listed_tracks(request.app)}
     counts: dict[TrackState, int] = dict.fromkeys(TRACK_STATES, 0)
     rows: list[dict[str, Any]] = []
-    for track in request.app[CATALOG].recent(limit=MAX_TRACKS):
+    for track in [*await library_tracks(request.app), *request.app[CATALOG].recent(limit=MAX_TRACKS)]:
         current = track_state(track, media)
         counts[current] += 1
         if (state and current != state) or not _matches(track, words):
@@ -456,7 +456,7 @@ async def get_tracks(request: web.Request) -> web.Response:
 
 @admin_endpoint
 async def get_stats(request: web.Request) -> web.Response:
-    return web.json_response(_stats(request.app))
+    return web.json_response(_stats(request.app, len(await listed_tracks(request.app))))
 
 
 async def admin_page(request: web.Request) -> web.StreamResponse:

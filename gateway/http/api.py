@@ -24,14 +24,18 @@ from ..health import HEALTH
 from ..media import CATALOG, RENDITIONS, STORE
 from ..media.catalog import Track
 from ..media.service import MediaService
-from ..media.types import PieceKind, ServedKind, TrackJSON
+from ..media.types import PieceKind, ServedKind
 from ..metrics import METRICS
-from ..sources import FETCH_SOURCES, LOCAL_SOURCE
+from ..sources import LOCAL_SOURCE
+from ..sources.local import LocalSource
 from . import ORIGINS
+from .client_address import request_client
 from .conditional import ChunkIndexError, Full, Partial, Unsatisfiable, evaluate_range, none_match, parse_chunk_index
+from .listing import LISTING, Listing
+from .registration import register_url
 from .responses import endpoint, read_json, render_error
 
-__all__ = ["routes", "listed_tracks", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]
+__all__ = ["routes", "library_tracks", "listed_tracks", "cors_headers", "not_found", "STREAMS", "STREAM_SNDBUF", "end_streams"]
 
 log = logging.getLogger("ztream.http")
 
@@ -74,7 +78,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
     except ChunkIndexError as exc:
         raise BadRequest(str(exc), code="bad_chunk_index") from None
     media = _media(request)
-    data, sha, complete = await media.chunk(_track(request), index)
+    data, sha, complete = await media.chunk(_track(request), index, client=request_client(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk", media=media)
 
 
@@ -194,29 +198,28 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-def listed_tracks(app: web.Application) -> list[Track]:
-    """What ``GET /v1/tracks`` lists: the library as it is now (each file registered),
-    then the newest URL and SoundCloud tracks whose transcode has completed once.
+def _listing(app: web.Application) -> tuple[Listing, LocalSource | None]:
+    return (app[LISTING] if LISTING in app else Listing()), (app[LOCAL_SOURCE] if LOCAL_SOURCE in app else None)
 
-    A registered URL is not listed before that: registering checks only the
-    URL, and a link that answers 404, an HTML page or a file that is not
-    audio must not reach every visitor's list. The admin's count is this list's.
-    """
-    catalog = app[CATALOG]
-    library = app[LOCAL_SOURCE].scan() if LOCAL_SOURCE in app else []
-    tracks: list[Track] = []
-    for found in library:
-        catalog.add(found)
-        tracks.append(catalog.get(found.id) or found)
-    tracks.extend(t for t in catalog.recent(listed=True) if t.source != "local")
-    return tracks
+
+async def listed_tracks(app: web.Application) -> list[Track]:
+    """What ``GET /v1/tracks`` lists (the admin's count is this list's)."""
+    listing, local = _listing(app)
+    return await listing.listed(local, app[CATALOG])
+
+
+async def library_tracks(app: web.Application) -> list[Track]:
+    """The library's tracks, as the listing's last walk found them."""
+    listing, local = _listing(app)
+    return await listing.library(local, app[CATALOG])
 
 
 @routes.get("/v1/tracks")
 @endpoint
 async def list_tracks(request: web.Request) -> web.Response:
-    tracks: list[TrackJSON] = [t.public(_base(request)) for t in listed_tracks(request.app)]
-    return web.json_response({"tracks": tracks}, headers=cors_headers(request))
+    listing, local = _listing(request.app)
+    body = await listing.body(local, request.app[CATALOG], _base(request))
+    return web.Response(body=body, content_type="application/json", headers=cors_headers(request))
 
 
 @routes.post("/v1/tracks")
@@ -228,15 +231,7 @@ async def add_track(request: web.Request) -> web.Response:
     url = body["url"].strip()
     if len(url) > 4096:
         raise BadRequest("the URL is too long", code="bad_url")
-    source = None
-    for candidate in request.app[FETCH_SOURCES]:
-        if candidate.accepts(url):
-            source = candidate
-            break
-    if source is None:
-        raise BadRequest("no configured source takes this URL", code="bad_url")
-    track = await source.register(url)
-    track, created = request.app[CATALOG].add(track)
+    track, created = await register_url(request.app, url, request_client(request))
     return web.json_response(track.public(_base(request)), status=201 if created else 200, headers=cors_headers(request))
 
 
@@ -249,7 +244,8 @@ async def get_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
-    manifest = await request.app[RENDITIONS].manifest(_track(request), request.query.get("rendition"))
+    manifest = await request.app[RENDITIONS].manifest(
+        _track(request), request.query.get("rendition"), client=request_client(request))
     cache = "public, max-age=300" if manifest["complete"] else LIVE
     return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
@@ -258,7 +254,7 @@ async def get_manifest(request: web.Request) -> web.Response:
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
     media = _media(request)
-    data, sha, complete = await media.init(_track(request))
+    data, sha, complete = await media.init(_track(request), client=request_client(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="init", media=media)
 
 
@@ -267,6 +263,7 @@ async def get_init(request: web.Request) -> web.StreamResponse:
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
     media = _media(request)
+    client = request_client(request)
     headers = {"Content-Type": _content_type(media), "Cache-Control": "no-cache", **cors_headers(request)}
     cached = media.cached_manifest(track)
     status, length = 200, None
@@ -279,11 +276,11 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
         if isinstance(decision, Partial):
             status, length = 206, decision.length
             headers["Content-Range"] = decision.content_range
-            pieces = _range_pieces(media, track, sizes, decision)
+            pieces = _range_pieces(media, track, sizes, decision, client)
         else:
-            pieces = _pieces(media.stream(track))
+            pieces = _pieces(media.stream(track, client=client))
     else:
-        pieces = _pieces(media.stream(track))
+        pieces = _pieces(media.stream(track, client=client))
     # The first piece is awaited before the status goes out, so upstream
     # and store errors still get their JSON answer.
     try:
@@ -342,7 +339,7 @@ async def _pieces(stream: AsyncGenerator[tuple[PieceKind, bytes], None]) -> Asyn
 
 
 async def _range_pieces(
-    media: MediaService, track: Track, sizes: list[int], part: Partial
+    media: MediaService, track: Track, sizes: list[int], part: Partial, client: str
 ) -> AsyncGenerator[bytes, None]:
     """The bytes ``part`` of a complete track's stream; only the pieces it overlaps are read."""
     offset = 0
@@ -350,7 +347,10 @@ async def _range_pieces(
         if offset > part.end:
             return
         if offset + size > part.start:
-            data = (await media.init(track))[0] if number == 0 else (await media.chunk(track, number - 1))[0]
+            if number == 0:
+                data = (await media.init(track, client=client))[0]
+            else:
+                data = (await media.chunk(track, number - 1, client=client))[0]
             yield data[max(part.start - offset, 0) : part.end - offset + 1]
         offset += size
 

@@ -35,14 +35,16 @@ from xml.sax.saxutils import escape as xml_escape
 
 from aiohttp import web
 
-from ..errors import BadRequest, NotFound, Unsupported, ZtreamError
+from ..errors import BadRequest, NotFound, TooManyRequests, Unsupported, ZtreamError
 from ..media import CATALOG
 from ..media.catalog import Track, is_track_id
 from ..media.types import TrackJSON
 from ..sources import FETCH_SOURCES, FETCHER
 from ..sources.playlists import fetch_playlist, looks_like_playlist_url
 from . import ORIGINS
+from .client_address import request_client
 from .origins import OriginPolicy
+from .registration import charge_registration, check_registration, register_url
 from .responses import endpoint
 
 __all__ = ["setup_player", "dropin_oembed", "is_dropin_url", "Resolved", "PLAYER_HEIGHT", "VISUAL_HEIGHT", "SET_HEIGHT"]
@@ -139,7 +141,8 @@ class PlayerResolver:
         self.public_url = public_url
         self.cache = _PlaylistCache()
 
-    async def resolve(self, url: str) -> Resolved:
+    async def resolve(self, url: str, client: str) -> Resolved:
+        """What ``url`` plays; any track it registers is on ``client``'s (an address's) share."""
         url = url.strip()
         if not url:
             raise BadRequest("the url parameter is required", code="bad_request")
@@ -156,17 +159,17 @@ class PlayerResolver:
             return Resolved("track", track.title, (track.public(self.public_url),), track.permalink)
         inner = self._inner_player_url(url)
         if inner is not None:
-            return await self.resolve(inner)
+            return await self.resolve(inner, client)
         now = time.monotonic()
         cached = self.cache.get(url, now)
         if cached is not None:
             return cached
         if is_soundcloud_set_url(url):
-            resolved = await self._soundcloud_set(url)
+            resolved = await self._soundcloud_set(url, client)
         elif looks_like_playlist_url(url):
-            resolved = await self._playlist(url)
+            resolved = await self._playlist(url, client)
         else:
-            track = await self._register(url)
+            track = await self._register(url, client)
             return Resolved("track", track.title, (track.public(self.public_url),), track.permalink)
         self.cache.put(url, resolved, now)
         return resolved
@@ -187,22 +190,22 @@ class PlayerResolver:
             raise BadRequest("a /player/ URL needs a url parameter (not another /player/ URL)", code="bad_url")
         return inner
 
-    async def _register(self, url: str) -> Track:
-        """As ``POST /v1/tracks`` does: the first configured source that takes the URL."""
-        for source in self.app[FETCH_SOURCES]:
-            if source.accepts(url):
-                track: Track = await source.register(url)
-                track, _ = self.app[CATALOG].add(track)
-                return track
-        raise BadRequest("no configured source takes this URL", code="bad_url")
+    async def _register(self, url: str, client: str) -> Track:
+        """As ``POST /v1/tracks`` does, on ``client``'s share of registrations."""
+        track, _ = await register_url(self.app, url, client)
+        return track
 
-    async def _playlist(self, url: str) -> Resolved:
+    async def _playlist(self, url: str, client: str) -> Resolved:
         entries = await fetch_playlist(self.app[FETCHER], url)
         tracks: list[TrackJSON] = []
         first_error: ZtreamError | None = None
         for entry in entries[:MAX_TRACKS]:
             try:
-                track = await self._register(entry.url)
+                track = await self._register(entry.url, client)
+            except TooManyRequests as exc:
+                # The client's share is spent: the entries so far are the playlist.
+                first_error = first_error or exc
+                break
             except ZtreamError as exc:
                 # one entry on a forbidden host does not sink the others
                 first_error = first_error or exc
@@ -216,15 +219,21 @@ class PlayerResolver:
             raise first_error
         return Resolved("playlist", _title_of_playlist(url), tuple(tracks))
 
-    async def _soundcloud_set(self, url: str) -> Resolved:
+    async def _soundcloud_set(self, url: str, client: str) -> Resolved:
         source = next((s for s in self.app[FETCH_SOURCES] if s.accepts(url)), None)
         register_set = getattr(source, "register_set", None)
         if register_set is None:
             if source is not None and getattr(source, "name", None) != "soundcloud":
                 await source.register(url)  # SoundCloudDisabled: its clear 403
             raise BadRequest("this gateway's SoundCloud source does not resolve sets", code="soundcloud_not_a_track")
+        # A set is SoundCloud's own list, not URLs of the client's choosing: it costs one registration.
+        check_registration(self.app, client)
         title, permalink, found = await register_set(url)
-        tracks = [self.app[CATALOG].add(t)[0].public(self.public_url) for t in found[:MAX_SET_TRACKS]]
+        catalog = self.app[CATALOG]
+        found = found[:MAX_SET_TRACKS]
+        if any(catalog.get(t.id) is None for t in found):
+            charge_registration(self.app, client)
+        tracks = [catalog.add(t)[0].public(self.public_url) for t in found]
         if not tracks:
             raise NotFound("this SoundCloud set has no playable track", code="soundcloud_not_found")
         return Resolved("playlist", title, tuple(tracks), permalink)
@@ -285,7 +294,7 @@ def setup_player(app: web.Application, *, policy: OriginPolicy, render: Any) -> 
         if request.query.get("format") == "json":
             return await player_json(request)
         try:
-            resolved = await resolver.resolve(url)
+            resolved = await resolver.resolve(url, request_client(request))
         except ZtreamError as exc:
             error = exc.to_json()
             return page(exc.status, title="Cannot play this", message=_message(exc), url=url,
@@ -300,7 +309,7 @@ def setup_player(app: web.Application, *, policy: OriginPolicy, render: Any) -> 
 
     @endpoint
     async def player_json(request: web.Request) -> web.Response:
-        resolved = await resolver.resolve(request.query.get("url", ""))
+        resolved = await resolver.resolve(request.query.get("url", ""), request_client(request))
         answer = {
             "kind": resolved.kind,
             "title": resolved.title,
@@ -377,7 +386,7 @@ async def dropin_oembed(request: web.Request, resolver: PlayerResolver) -> web.R
         inner = dict(parse_qsl(urlsplit(url).query))
         target = inner.get("url", "")
         params = {**{k: v for k, v in inner.items() if k in _PASSED_PARAMS}, **params}
-    resolved = await resolver.resolve(target)
+    resolved = await resolver.resolve(target, request_client(request))
     visual = params.get("visual", "").lower() in ("true", "1")
     default_height = VISUAL_HEIGHT if visual else SET_HEIGHT if resolved.kind == "playlist" else PLAYER_HEIGHT
     height = min(default_height, maxheight) if maxheight is not None else default_height

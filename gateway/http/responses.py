@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import BadRequest, Unauthorized, ZtreamError
+from ..errors import BadRequest, Unauthorized, UnsupportedMediaType, ZtreamError
 from ..internals.aiohttp import runner_answering_protocol_errors, sent_bytes
 from . import ORIGINS
 from .conditional import JsonTooDeep, loads_limited
@@ -74,10 +74,16 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     Raises ``BadRequest`` ``body_too_large`` over ``max_bytes`` (decided from
     ``Content-Length`` before reading when there is one, and by reading at
     most one byte more otherwise) and ``bad_json`` for anything that does not
-    decode.
+    decode. Before reading, a body not declared ``application/json`` (or
+    ``application/*+json``) is 415 ``json_required``: a page of another origin
+    can post a form or ``text/plain`` without asking, but not JSON, so a
+    state-changing request can never come from a hidden cross-origin form.
     """
     if request.content_length is not None and request.content_length > max_bytes:
         raise BadRequest("the body is too large", code="body_too_large")
+    mime = request.content_type
+    if mime != "application/json" and not (mime.startswith("application/") and mime.endswith("+json")):
+        raise UnsupportedMediaType(f"the body must be JSON, sent as Content-Type: application/json (not {mime})")
     raw = await request.content.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise BadRequest("the body is too large", code="body_too_large")

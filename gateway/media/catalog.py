@@ -3,12 +3,23 @@
 A track id is a hash of the source's identity (the normalized URL, the
 library file's path), so the same upstream always gets the same id, across
 restarts and across gateways. Registered tracks persist beside the chunk
-store but are never evicted with it: a tiny record per track.
+store, not evicted with it.
+
+The catalog is bounded (``cache.max_tracks`` records, ``cache.max_track_bytes``
+of their text): a new record that would pass either bound first evicts the
+oldest URL/SoundCloud tracks that never played (no transcode of theirs ever
+completed: ``mark_played``); library tracks and played tracks are never
+evicted, and when only they are left a new registration is refused (503
+``catalog_full``). What stays in memory is bounded too: an index of every
+record (id, size; the never-played and the non-library ones in the order
+they were registered, so ``recent`` reads only what it returns) and the
+``MEMORY_TRACKS`` most recently used records.
 
 Registering a URL proves nothing about it (a 404, an HTML page, a file that
 is not audio all register), so a track is *listed* (``GET /v1/tracks``) only
-once a transcode of it has completed; the last failed transcode's error is
-kept on the record for the admin's track list until a transcode succeeds.
+once a transcode of it has completed (``mark_transcoded``, which also marks
+it played); the last failed transcode's error is kept on the record for the
+admin's track list until a transcode succeeds.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +36,7 @@ import diskcache
 
 from transcode.analysis import Tags
 
+from ..errors import Overloaded
 from .types import SourceKind, TrackJSON
 
 __all__ = ["Track", "TrackCatalog", "track_id_for", "is_track_id"]
@@ -35,6 +48,15 @@ _TRACK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 _T = TypeVar("_T")
+
+# Records kept decoded in memory, most recently used first out last.
+MEMORY_TRACKS = 20_000
+# What one record costs beyond its strings (keys, numbers, the index entry).
+RECORD_OVERHEAD = 256
+
+
+def _record_bytes(raw: dict[str, object]) -> int:
+    return RECORD_OVERHEAD + sum(len(v) for v in raw.values() if isinstance(v, str))
 
 
 def track_id_for(source: SourceKind, identity: str) -> str:
@@ -116,37 +138,114 @@ class Track:
 
 
 class TrackCatalog:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, max_tracks: int = 100_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40)
-        # Every request looks its track up; records are tiny, keep them all.
-        self._memory: dict[str, Track] = {}
+        self.max_tracks = max_tracks
+        self.max_bytes = max_bytes
+        self._memory: OrderedDict[str, Track] = OrderedDict()
+        # Every record's size; the non-library ones and the never-played ones, oldest first.
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
+        self._remote: dict[str, None] = {}
+        self._unplayed: dict[str, None] = {}
+        self._load()
+
+    def _load(self) -> None:
+        """The index, read once at start (one pass over the records)."""
+        found: list[tuple[float, str, str, int]] = []
+        played = {key[1] for key in self._db.iterkeys() if isinstance(key, tuple) and key[0] == "played"}
+        for key in self._db.iterkeys():
+            if not (isinstance(key, tuple) and key[0] == "track"):
+                continue
+            raw = self._db.get(key)
+            if isinstance(raw, dict):
+                found.append((float(raw.get("created") or 0.0), key[1], str(raw.get("source")), _record_bytes(raw)))
+        for _created, track_id, source, size in sorted(found):
+            self._index(track_id, source, size, played=track_id in played)
+
+    def _index(self, track_id: str, source: str, size: int, *, played: bool) -> None:
+        self._bytes += size - self._sizes.get(track_id, 0)
+        self._sizes[track_id] = size
+        if source != "local":
+            self._remote.setdefault(track_id, None)
+            if not played:
+                self._unplayed.setdefault(track_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    @property
+    def bytes(self) -> int:
+        """The records' size as the bound counts it."""
+        return self._bytes
+
+    def _remember(self, track: Track) -> None:
+        self._memory[track.id] = track
+        self._memory.move_to_end(track.id)
+        while len(self._memory) > MEMORY_TRACKS:
+            self._memory.popitem(last=False)
 
     def get(self, track_id: str) -> Track | None:
         track = self._memory.get(track_id)
         if track is not None:
+            self._memory.move_to_end(track_id)
             return track
+        if track_id not in self._sizes:
+            return None  # the index knows every record: no disk read for an unknown id
         raw = self._db.get(("track", track_id))
         if not isinstance(raw, dict):
             return None
         if "listed" not in raw:  # a record from before listing waited for a transcode: its duration says one ended
             raw = {**raw, "listed": raw.get("duration") is not None}
-        track = self._memory[track_id] = Track(**raw)
+        track = Track(**raw)
+        self._remember(track)
         return track
 
     def add(self, track: Track) -> tuple[Track, bool]:
-        """Register ``track`` unless its id is known; returns (track, created)."""
+        """Register ``track`` unless its id is known; returns (track, created).
+
+        A new record first makes room (``make_room``): 503 ``catalog_full``
+        when nothing can be evicted for it.
+        """
         existing = self.get(track.id)
         if existing is not None:
             return existing, False
         if not track.created:
             track = replace(track, created=time.time())
+        self.make_room(_record_bytes(asdict(track)), required=track.source != "local")
         self.put(track)
         return track, True
 
+    def make_room(self, size: int, *, required: bool = True) -> None:
+        """Evict the oldest never-played tracks until one more record of ``size`` bytes fits.
+
+        A library track (``required=False``) is added even when nothing is
+        left to evict: the library is bounded by its own scan limit.
+        """
+        while len(self._sizes) + 1 > self.max_tracks or self._bytes + size > self.max_bytes:
+            if not self._unplayed:
+                if not required:
+                    return
+                raise Overloaded(
+                    f"the track catalog is full ({len(self._sizes)} tracks, every one played or in the library)",
+                    code="catalog_full", retry_after=60)
+            self.remove(next(iter(self._unplayed)))
+
     def put(self, track: Track) -> None:
-        self._db.set(("track", track.id), asdict(track))
-        self._memory[track.id] = track
+        raw = asdict(track)
+        self._db.set(("track", track.id), raw)
+        self._index(track.id, track.source, _record_bytes(raw), played=track.id not in self._unplayed
+                    and track.id in self._sizes)
+        self._remember(track)
+
+    def mark_played(self, track_id: str) -> None:
+        """A transcode of ``track_id`` completed: it is never evicted to make room."""
+        if self._unplayed.pop(track_id, False) is None:
+            self._db.set(("played", track_id), True)
+
+    def played(self, track_id: str) -> bool:
+        return track_id in self._sizes and track_id not in self._unplayed
 
     def set_duration(self, track_id: str, duration: float) -> None:
         track = self.get(track_id)
@@ -154,7 +253,9 @@ class TrackCatalog:
             self.put(replace(track, duration=round(duration, 3)))
 
     def mark_transcoded(self, track_id: str) -> None:
-        """A transcode of the track completed: list it, and forget an earlier failure."""
+        """A transcode of the track completed: list it, forget an earlier failure, and
+        never evict it to make room for registrations (``mark_played``)."""
+        self.mark_played(track_id)
         track = self.get(track_id)
         if track is not None and (not track.listed or track.error_code is not None):
             self.put(replace(track, listed=True, error_code=None, error_detail=None, error_setting=None))
@@ -199,19 +300,24 @@ class TrackCatalog:
             self.put(replace(track, artwork_width=width, artwork_height=height))
 
     def recent(self, source: SourceKind | None = None, limit: int = 100, *, listed: bool | None = None) -> list[Track]:
-        """The newest ``limit`` tracks, of ``source`` if given; ``listed=True``: only the listed ones."""
-        tracks = []
-        for key in self._db.iterkeys():
-            if isinstance(key, tuple) and key[0] == "track":
-                track = self.get(key[1])
-                if (track is not None and (source is None or track.source == source)
-                        and (listed is None or track.listed == listed)):
-                    tracks.append(track)
-        tracks.sort(key=lambda t: t.created, reverse=True)
-        return tracks[:limit]
+        """The most recently registered URL and SoundCloud tracks (of ``source``), newest first;
+        ``listed=True``: only the listed ones."""
+        tracks: list[Track] = []
+        for track_id in reversed(self._remote):
+            track = self.get(track_id)
+            if (track is not None and (source is None or track.source == source)
+                    and (listed is None or track.listed == listed)):
+                tracks.append(track)
+                if len(tracks) >= limit:
+                    break
+        return tracks
 
     def remove(self, track_id: str) -> bool:
         self._memory.pop(track_id, None)
+        self._bytes -= self._sizes.pop(track_id, 0)
+        self._remote.pop(track_id, None)
+        if self._unplayed.pop(track_id, False) is not None:  # it may have a "played" mark
+            self._db.delete(("played", track_id))
         return bool(self._db.delete(("track", track_id)))
 
     def close(self) -> None:

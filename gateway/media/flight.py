@@ -65,6 +65,8 @@ class Flight:
     # Set once the waveform and artwork are stored (just before the manifest).
     extras_stored: bool = False
     running: bool = False  # holds a transcode slot (else it waits in the queue)
+    media_done: bool = False  # every chunk is out (only extras and the manifest remain)
+    made_here: bool = False  # this node's own transcode makes the events (not a pull from another node)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -62,10 +62,11 @@ class Renditions:
     def made(self) -> list[MediaService]:
         return list(self._services.values())
 
-    async def manifest(self, track: Track, name: str | None) -> Manifest:
-        """The rendition's manifest as served: with ``renditions`` and, for fMP4, the default's loudness."""
+    async def manifest(self, track: Track, name: str | None, *, client: str | None = None) -> Manifest:
+        """The rendition's manifest as served: with ``renditions`` and, for fMP4, the default's loudness.
+        ``client`` is who asked, for the transcode slots' shares (``MediaService.manifest``)."""
         service = self.service(name)
-        manifest: Manifest = {**await service.manifest(track)}  # a copy: the store keeps its own
+        manifest: Manifest = {**await service.manifest(track, client=client)}  # a copy: the store keeps its own
         manifest["renditions"] = RENDITION_LIST
         if service is not self.default and manifest["loudness_lufs"] is None:
             measured = self.default.cached_manifest(track)

@@ -27,10 +27,17 @@ Every read from the store names the SHA-256 the bytes must have (the manifest's
 or the flight's); the store refuses and evicts what does not match, which is a
 miss here, so the track is transcoded again (bit-exact, same hashes).
 
-Slots are queued fairly (FIFO, ``asyncio.Semaphore``): at most
-``max_concurrent`` transcodes run and at most as many more wait; a new track
-past that, or a request whose track is still waiting for a slot when its wait
-ends, gets 503 ``overloaded`` with ``Retry-After``, never a 504.
+Slots are shared fairly (fairness.py): at most ``max_concurrent`` transcodes
+run; one client (address, IPv6 /64) and one upstream host hold at most
+their share of the running and waiting ones (429 ``too_many_transcodes``,
+503 ``upstream_host_busy``); library tracks and tracks already in the store
+wait in their own queue, go first and alone may take the reserved slots; each
+queue holds at most ``max_concurrent``. A new track past that, or a request
+whose track is still waiting for a slot when its wait ends, gets 503
+``overloaded`` with ``Retry-After``, never a 504. A transcode that falls
+behind real time once its grace is over (an upstream trickling just fast
+enough to pass the fetcher's own floor) loses its slot: 504
+``transcode_too_slow``.
 
 When every follower has gone the transcode still runs to its end: finishing
 (at ~100x real time) is cheaper than fetching the upstream again later. It is
@@ -47,6 +54,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from transcode.artwork import placeholder_artwork
 from transcode.ffmpeg import Rendition
@@ -57,6 +65,7 @@ from ..errors import (
     Overloaded,
     StorageError,
     TooLarge,
+    TooManyRequests,
     UpstreamTimeout,
     ZtreamError,
 )
@@ -74,6 +83,7 @@ from .events import (
     WaveformFound,
 )
 from .extras import ExtrasStore
+from .fairness import Claim, SlotBook, SlotLimits, behind_realtime, client_group
 from .flight import RETRY_AFTER, Flight
 from .store import ChunkStore
 from .transcoding import LocalTranscoder
@@ -86,6 +96,8 @@ log = logging.getLogger("ztream.transcoder")
 
 # A failed transcode's error is answered again for this long before retrying.
 ERROR_TTL = 20.0
+# How often a running transcode's speed is checked against real time.
+SPEED_CHECK_SECONDS = 1.0
 
 
 def _sha256(data: bytes) -> str:
@@ -109,6 +121,9 @@ class MediaService:
         wait_seconds: float,
         extras: ExtrasStore | None = None,
         events_hook: EventsHook | None = None,
+        slot_limits: SlotLimits | None = None,
+        min_speed: float = 0.0,
+        speed_grace: float = 10.0,
     ) -> None:
         """``events_hook`` (a cluster's) decides where each flight's events come from; without it,
         this node transcodes every track itself."""
@@ -123,7 +138,11 @@ class MediaService:
         self.max_duration = max_duration
         self.wait_seconds = wait_seconds
         self.max_concurrent = max_concurrent
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self.min_speed = min_speed
+        self.speed_grace = speed_grace
+        self._slots = SlotBook(slot_limits or SlotLimits(max_concurrent=max_concurrent))
+        # Set when the flight of that track may run (its claim holds a slot).
+        self._admitted: dict[str, asyncio.Event] = {}
         self._flights: dict[str, Flight] = {}
         # Failed flights, remembered for ERROR_TTL: their error, and the chunks they stored.
         self._errors: dict[str, tuple[float, Flight]] = {}
@@ -139,7 +158,13 @@ class MediaService:
         """The tasks of the transcodes running now (a live config change waits for them to retire a fetcher)."""
         return [f.task for f in self._flights.values() if f.task is not None]
 
-    def _start(self, track: Track) -> Flight:
+    def _claim(self, track: Track, client: str | None) -> Claim:
+        host = urlsplit(track.locator).hostname if track.source == "url" else None
+        privileged = track.source == "local" or self.cached_manifest(track) is not None
+        return Claim(key=track.id, client=client_group(client), host=host, privileged=privileged)
+
+    def _start(self, track: Track, client: str | None = None) -> Flight:
+        """The flight of ``track``, started (on behalf of ``client``, an address) if none runs."""
         flight = self._flights.get(track.id)
         if flight is not None:
             return flight
@@ -148,29 +173,51 @@ class MediaService:
         failed = self._failed(track.id)
         if failed is not None and failed.error is not None:
             raise failed.error
-        # A new track waits behind at most max_concurrent others, then is refused.
-        queued = sum(1 for f in self._flights.values() if not f.running)
-        if queued >= self.max_concurrent:
+        claim = self._claim(track, client)
+        refusal = self._slots.refusal(claim)
+        if refusal == "too_many_transcodes":
+            raise TooManyRequests(
+                f"this client already has {self._slots.limits.per_client} transcodes running or waiting;"
+                " try again once one has finished", code="too_many_transcodes", retry_after=RETRY_AFTER)
+        if refusal == "upstream_host_busy":
             raise Overloaded(
-                f"{self.max_concurrent} transcodes are running and {queued} waiting; try again shortly",
+                f"{self._slots.limits.per_host} transcodes from {claim.host} are running or waiting;"
+                " try again shortly", code="upstream_host_busy", retry_after=RETRY_AFTER)
+        if refusal == "overloaded":
+            running, waiting = len(self._slots.running), len(self._slots.waiting())
+            raise Overloaded(
+                f"{running} transcodes are running and {waiting} waiting; try again shortly",
                 retry_after=RETRY_AFTER,
             )
         flight = Flight(track=track, rendition=self.rendition)
         self._flights[track.id] = flight
+        admitted = self._admitted[track.id] = asyncio.Event()
+        if self._slots.add(claim):
+            admitted.set()
         flight.task = asyncio.create_task(self._run(flight), name=f"transcode {track.id}")
         return flight
+
+    def _release(self, track_id: str) -> None:
+        self._admitted.pop(track_id, None)
+        for claim in self._slots.release(track_id):
+            event = self._admitted.get(claim.key)
+            if event is not None:
+                event.set()
 
     async def _run(self, flight: Flight) -> None:
         track, rid = flight.track, self.rendition.id
         started = time.monotonic()
         try:
-            async with self._slots:
+            try:
+                await self._admitted[track.id].wait()
                 flight.running = True
                 self.metrics.transcodes_running.inc()
                 try:
-                    await self._pump(flight)
+                    await self._pump_in_time(flight)
                 finally:
                     self.metrics.transcodes_running.dec()
+            finally:
+                self._release(track.id)
             manifest = flight.manifest(complete=True)
             # Written last: its presence is what makes the track complete.
             self.store.put_manifest(track.id, rid, manifest)
@@ -195,6 +242,38 @@ class MediaService:
             self._flights.pop(track.id, None)
             flight.notify()
 
+    async def _pump_in_time(self, flight: Flight) -> None:
+        """``_pump``, ended with 504 ``transcode_too_slow`` if it falls behind real time."""
+        if self.min_speed <= 0:
+            await self._pump(flight)
+            return
+        pump = asyncio.ensure_future(self._pump(flight))
+        held_since = time.monotonic()
+        try:
+            while True:
+                done, _ = await asyncio.wait({pump}, timeout=SPEED_CHECK_SECONDS)
+                if done:
+                    pump.result()
+                    return
+                produced = flight.chunks[-1]["start"] + flight.chunks[-1]["duration"] if flight.chunks else 0.0
+                held = time.monotonic() - held_since
+                # Only this node's own transcode is judged: a pull from another node follows
+                # that node's transcode, which its own gateway judges.
+                if not flight.made_here or flight.media_done or not behind_realtime(
+                        produced=produced, held=held, grace=self.speed_grace, min_speed=self.min_speed):
+                    continue
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                raise UpstreamTimeout(
+                    f"the upstream is slower than real time: {produced:.1f} s of audio in {held:.0f} s",
+                    code="transcode_too_slow")
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+
     async def _pump(self, flight: Flight) -> None:
         """Store the flight's events as they come; return once they ended after ``Finished``."""
         track, rid = flight.track, self.rendition.id
@@ -203,6 +282,7 @@ class MediaService:
             raise NotFound(f"the {track.source} source is not configured", code="source_disabled")
 
         def local() -> Events:
+            flight.made_here = True
             return self._local.events(flight, source, self.timeout)
 
         made = local() if self.events_hook is None else self.events_hook(track, local)
@@ -238,7 +318,7 @@ class MediaService:
                     if not media_done:  # the media part is over: no extra is stored for a track without audio
                         if flight.init is None or not flight.chunks:
                             raise NotAudio("the upstream holds no audio ffmpeg could decode")
-                        media_done = True
+                        media_done = flight.media_done = True
                     if isinstance(event, Finished):
                         finished = event
                     else:
@@ -322,12 +402,12 @@ class MediaService:
     def cached_manifest(self, track: Track) -> Manifest | None:
         return self.store.get_manifest(track.id, self.rendition.id)
 
-    async def manifest(self, track: Track) -> Manifest:
+    async def manifest(self, track: Track, *, client: str | None = None) -> Manifest:
         """The complete manifest, or the live one once the first chunk exists."""
         cached = self.cached_manifest(track)
         if cached is not None:
             return cached
-        flight = self._start(track)
+        flight = self._start(track, client)
         await flight.wait(lambda: bool(flight.chunks), self.wait_seconds)
         if flight.error is not None:
             raise flight.error
@@ -336,7 +416,7 @@ class MediaService:
             return cached
         return flight.manifest(complete=flight.complete)
 
-    async def init(self, track: Track) -> tuple[bytes, str, bool]:
+    async def init(self, track: Track, *, client: str | None = None) -> tuple[bytes, str, bool]:
         """(init segment, sha256, complete)."""
         rid = self.rendition.id
         manifest = self.cached_manifest(track)
@@ -353,7 +433,7 @@ class MediaService:
             if data is not None:
                 return data, failed.init["sha256"], False
         self.metrics.cache_misses.inc()
-        flight = self._start(track)
+        flight = self._start(track, client)
         await flight.wait(lambda: flight.init is not None, self.wait_seconds)
         if flight.init is None:
             raise flight.error or NotAudio("the transcode produced no init segment")
@@ -362,7 +442,7 @@ class MediaService:
             raise StorageError("the init segment was evicted or damaged while transcoding", code="evicted")
         return data, flight.init["sha256"], flight.complete
 
-    async def chunk(self, track: Track, index: int) -> tuple[bytes, str, bool]:
+    async def chunk(self, track: Track, index: int, *, client: str | None = None) -> tuple[bytes, str, bool]:
         """(chunk bytes, sha256, complete); waits, bounded, for a live chunk."""
         rid = self.rendition.id
         manifest = self.cached_manifest(track)
@@ -383,7 +463,7 @@ class MediaService:
                 if data is not None:
                     return data, sha, False
         self.metrics.cache_misses.inc()
-        flight = self._start(track)
+        flight = self._start(track, client)
         await flight.wait(lambda: len(flight.chunks) > index, self.wait_seconds)
         if len(flight.chunks) <= index:
             if flight.error is not None:
@@ -395,24 +475,26 @@ class MediaService:
             raise StorageError("the chunk was evicted or damaged while transcoding", code="evicted")
         return data, sha, flight.complete
 
-    async def stream(self, track: Track) -> AsyncGenerator[tuple[PieceKind, bytes], None]:
+    async def stream(
+        self, track: Track, *, client: str | None = None
+    ) -> AsyncGenerator[tuple[PieceKind, bytes], None]:
         """("init" | "chunk", bytes) from the start, following a live transcode.
 
         A generator, not just an iterator: a caller that stops early must
         ``aclose()`` it, so its wait on a live flight ends at once.
         """
-        data, _, _ = await self.init(track)
+        data, _, _ = await self.init(track, client=client)
         yield "init", data
         index = 0
         while True:
             try:
-                data, _, _ = await self.chunk(track, index)
+                data, _, _ = await self.chunk(track, index, client=client)
             except NotFound:
                 return
             yield "chunk", data
             index += 1
 
-    async def waveform(self, track: Track) -> tuple[WaveformJSON, bool]:
+    async def waveform(self, track: Track, *, client: str | None = None) -> tuple[WaveformJSON, bool]:
         """(the waveform, complete): stored once complete, else the running transcode's so far."""
         rid = self.rendition.id
         if not self.rendition.extras:
@@ -421,7 +503,7 @@ class MediaService:
         if stored is not None:
             return _waveform_json(stored), True
         # Not stored: a transcode (a new one even if the chunks are cached) makes it.
-        flight = self._start(track)
+        flight = self._start(track, client)
         await flight.wait(lambda: bool(flight.chunks), self.wait_seconds)
         if flight.error is not None:
             raise flight.error
@@ -432,7 +514,7 @@ class MediaService:
         live["complete"] = False  # complete means stored
         return live, False
 
-    async def artwork(self, track: Track) -> tuple[bytes, str, bool]:
+    async def artwork(self, track: Track, *, client: str | None = None) -> tuple[bytes, str, bool]:
         """(JPEG, ETag, known): the file's artwork, or the placeholder.
 
         ``known`` is False while the transcode that finds it still runs (or
@@ -442,7 +524,7 @@ class MediaService:
         rid = self.rendition.id
         stored = self.extras.get_artwork(track.id, rid) if self.extras is not None else None
         if stored is None and self.rendition.extras:
-            flight = self._start(track)
+            flight = self._start(track, client)
             try:
                 await flight.wait(lambda: flight.extras_stored, self.wait_seconds)
             except UpstreamTimeout:

@@ -75,7 +75,9 @@ async def test_a_gzip_bomb_is_refused_and_rss_stays_bounded(
 ) -> None:
     assert len(bomb) < 1_200_000  # ~1 MB on the wire, 1 GiB decoded
     gw: GatewayProcess = gateway_factory(
-        library=None, sources__url={"allow_hosts": [f"127.0.0.1:{bomb_upstream}"], "max_bytes": 200_000_000}
+        library=None, sources__url={"allow_hosts": [f"127.0.0.1:{bomb_upstream}"], "max_bytes": 200_000_000},
+        # Four bombs at once from one client and one host: the fair-slot shares would refuse two of them.
+        transcode={"max_per_client": 0, "max_per_host": 0},
     )
     assert gw.proc is not None
     async with aiohttp.ClientSession() as session:

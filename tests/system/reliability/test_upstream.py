@@ -53,7 +53,10 @@ def start_gateway(tmp_path: Path, audio_dir: Path, upstream_port: int) -> Gatewa
     url = {"allow_hosts": [f"127.0.0.1:{upstream_port}"], "read_timeout": 3.0}
     overrides = {
         "sources.url": {**url, **MIN_RATE},
-        "transcode": {"max_concurrent": 4},
+        # Every slot open to one client and one host: this test is about the fetcher's own floor
+        # (test_fair_slots.py covers the shares and the speed rule, which would end the crawl first).
+        "transcode": {"max_concurrent": 4, "reserved_slots": 0, "max_per_client": 0, "max_per_host": 0,
+                      "min_speed": 0.0},
         "server": {"chunk_wait_seconds": 12.0},
     }
     (tmp_path / "with-key").mkdir()

@@ -122,16 +122,23 @@ async def test_read_json_is_bounded_and_depth_safe() -> None:
         return web.json_response({"got": await read_json(request, 1000)})
 
     client = await _serve(echo=echo)
+    json_type = {"Content-Type": "application/json"}
     try:
-        r = await client.post("/echo", data=b'{"a": [1, 2]}')
+        r = await client.post("/echo", data=b'{"a": [1, 2]}', headers=json_type)
         assert r.status == 200 and await r.json() == {"got": {"a": [1, 2]}}
+        # Only a body declared JSON is read: a form or text/plain is what a cross-origin page posts unasked.
+        for content_type in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"):
+            r = await client.post("/echo", data=b'{"a": [1, 2]}', headers={"Content-Type": content_type})
+            assert r.status == 415 and (await r.json())["error"] == "json_required", content_type
+        r = await client.post("/echo", data=b'{"a": 1}', headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status == 200
         for body, code in [
             (b"[" * 999, "bad_json"),  # deeper than the decoder's stack: input, not a crash
             (b"\xff\xfe", "bad_json"),
             (b"", "bad_json"),
             (b" " * 1001, "body_too_large"),
         ]:
-            r = await client.post("/echo", data=body)
+            r = await client.post("/echo", data=body, headers=json_type)
             assert r.status == 400 and (await r.json())["error"] == code, body[:10]
 
         # Without Content-Length the reader still stops one byte past the limit.
@@ -139,7 +146,7 @@ async def test_read_json_is_bounded_and_depth_safe() -> None:
             for _ in range(100):
                 yield b"x" * 100
 
-        r = await client.post("/echo", data=chunks())
+        r = await client.post("/echo", data=chunks(), headers=json_type)
         assert r.status == 400 and (await r.json())["error"] == "body_too_large"
     finally:
         await client.close()

@@ -1,4 +1,8 @@
-"""When 503 ``overloaded`` starts, as docs/config.md says: max_concurrent running and as many waiting."""
+"""When 503 ``overloaded`` starts, as docs/config.md says: max_concurrent running and as many waiting.
+
+The per-client and per-host shares and the reserved slot are
+tests/unit/gateway/media/test_fairness.py's and tests/system/reliability/test_fair_slots.py's.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,8 @@ async def test_overloaded_starts_past_max_concurrent_running_and_as_many_waiting
 ) -> None:
     port, _release = hanging
     client = await make_gateway(
-        transcode={"max_concurrent": 2},
+        # One client, one host, URL tracks only: the shares and the reserved slot off, so this is the queue's rule.
+        transcode={"max_concurrent": 2, "reserved_slots": 0, "max_per_client": 0, "max_per_host": 0, "min_speed": 0.0},
         server={"chunk_wait_seconds": 30.0},
         **{"sources.url": {"allow_hosts": [f"127.0.0.1:{port}"], "min_bytes_per_second": 0, "read_timeout": 60.0}},
     )
