@@ -21,7 +21,14 @@
 //   manifest every second and by asking the server for the live edge.
 // - When every chunk up to the end is buffered, endOfStream() leads the
 //   element to `ended`.
-// - Where MSE cannot play WebM/Opus, the element gets `<audio src=.../stream>`.
+// - The media path (media-path.js): ManagedMediaSource where the page has
+//   one that takes the rendition, else MediaSource, else `<audio
+//   src=.../stream>`; `mode` says which ("managed-mse", "mse", "stream").
+//   With ManagedMediaSource the element gets `disableRemotePlayback` (else
+//   it never opens), no new fetch starts between `endstreaming` and
+//   `startstreaming` (unless the buffer runs nearly dry while playing), and
+//   ranges the browser removes itself (`bufferedchange`) are forgotten by
+//   the scheduler, which fetches them again when the playhead needs them.
 // - Start-up time: from the first `play` to the first `playing` after a
 //   load, in seconds (`startupSeconds`, and a `startup` event).
 //
@@ -38,6 +45,8 @@
 // schedule at once.
 
 import { ApiError, fetchJson } from "./api.js";
+import { within } from "./deadline.js";
+import { chooseMediaPath, mayFetch } from "./media-path.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
 /**
@@ -45,18 +54,25 @@ import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArra
  * @typedef {{index: number | "init", data: ArrayBuffer}} QueueItem a chunk (or the init segment) to append
  * @typedef {{
  *   trackUrl: string, trackId: string, abort: AbortController, track: any, manifest: any,
- *   scheduler: Scheduler | null, mode: "mse" | "stream" | null, mediaSource: MediaSource | null,
+ *   scheduler: Scheduler | null, mode: import("./media-path.js").MediaPathMode | null, mediaSource: MediaSource | null,
  *   sourceBuffer: SourceBuffer | null, objectUrl: string | null, queue: QueueItem[],
  *   controllers: Map<number, AbortController>, prefetch: Map<number, Promise<ArrayBuffer>>,
  *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
  *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
+ *   streaming?: boolean,
  * }} Session one load: `track` and `manifest` are the gateway's JSON
  */
 
 export const MIME = 'audio/webm; codecs="opus"';
 
+// How long a load waits on the persistent cache (its open, a manifest, the
+// init segment) before it goes on without it: the cache may never answer
+// (WebKit, a page in the back/forward cache holding a transaction).
+const CACHE_WAIT_MS = 2000;
+
+/** Whether this page can play `mime` through a Media Source (managed or not). */
 export function mseSupported(mime = MIME) {
-  return typeof MediaSource !== "undefined" && typeof MediaSource.isTypeSupported === "function" && MediaSource.isTypeSupported(mime);
+  return chooseMediaPath(globalThis, mime).mode !== "stream";
 }
 
 const now = () => performance.now() / 1000;
@@ -309,10 +325,10 @@ export class PlayerCore extends EventTarget {
    * @param {Session} s
    */
   async open(s) {
-    this.cache = await this.cachePromise;
+    this.cache = await within(this.cachePromise, CACHE_WAIT_MS, null);
     const signal = s.abort.signal;
     const useMse = mseSupported();
-    const cached = this.cache ? await this.cache.getManifest(s.trackId) : null;
+    const cached = this.cache ? await within(this.cache.getManifest(s.trackId), CACHE_WAIT_MS, null) : null;
     let early = null;
     if (this.wholeTrackCached(s.trackId, cached?.manifest)) {
       // Every byte of a complete manifest is here: play from the cache at
@@ -356,13 +372,14 @@ export class PlayerCore extends EventTarget {
     if (s.closed) return;
     this.emit("loaded", { track: s.track, manifest: s.manifest });
 
-    if (!useMse) {
+    const path = chooseMediaPath(globalThis, s.manifest.mime || MIME);
+    if (path.mode === "stream") {
       s.mode = "stream";
       this.audio.src = `${s.trackUrl}/stream`;
       this.emit("durationchange", { duration: this.duration });
       return;
     }
-    s.mode = "mse";
+    s.mode = path.mode;
     s.scheduler = new Scheduler(this.settings);
     s.scheduler.setManifest(s.manifest);
     if (this.cache) s.scheduler.setCached(this.cache.indices(s.trackId, s.manifest.rendition));
@@ -370,7 +387,8 @@ export class PlayerCore extends EventTarget {
     if (early) s.prefetch.set(0, early.first);
     this.emit("session", { trackId: s.trackId, manifest: s.manifest });
 
-    s.mediaSource = new MediaSource();
+    s.mediaSource = new path.MediaSource();
+    if (path.mode === "managed-mse") this.followManagedSource(s);
     s.objectUrl = URL.createObjectURL(s.mediaSource);
     const opened = once(s.mediaSource, "sourceopen");
     this.audio.src = s.objectUrl;
@@ -379,6 +397,12 @@ export class PlayerCore extends EventTarget {
     s.sourceBuffer = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
     s.sourceBuffer.addEventListener("updateend", () => this.onUpdateEnd(s));
     s.sourceBuffer.addEventListener("error", () => this.failMedia(s));
+    // A ManagedSourceBuffer's own removals (memory pressure): forget them, fetch again when needed.
+    s.sourceBuffer.addEventListener("bufferedchange", () => {
+      if (s.closed || s.failed || s.sourceBuffer.updating) return;
+      this.reconcile(s);
+      this.tick(s);
+    });
     this.updateDuration(s);
 
     const init = await this.loadInit(s, early?.init);
@@ -388,6 +412,22 @@ export class PlayerCore extends EventTarget {
     s.timer = setInterval(() => this.tick(s), this.tickSeconds * 1000);
     if (!s.manifest.complete) this.schedulePoll(s, 0);
     this.tick(s);
+  }
+
+  /**
+   * ManagedMediaSource: remote playback off (it never opens otherwise), and
+   * fetching only while the browser says it wants data.
+   * @param {Session} s
+   */
+  followManagedSource(s) {
+    this.audio.disableRemotePlayback = true;
+    s.mediaSource.addEventListener("startstreaming", () => {
+      s.streaming = true;
+      this.tick(s);
+    });
+    s.mediaSource.addEventListener("endstreaming", () => {
+      s.streaming = false;
+    });
   }
 
   /**
@@ -409,7 +449,7 @@ export class PlayerCore extends EventTarget {
   async loadInit(s, earlyInit) {
     const rendition = s.manifest.rendition;
     if (this.cache) {
-      const data = await this.cache.get(s.trackId, rendition, "init");
+      const data = await within(this.cache.get(s.trackId, rendition, "init"), CACHE_WAIT_MS, null);
       if (data) return data;
     }
     const data = await (earlyInit ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/init`, s.abort.signal));
@@ -432,8 +472,26 @@ export class PlayerCore extends EventTarget {
     const t = now();
     const playhead = this.audio.currentTime;
     for (const req of s.scheduler.expired({ now: t, playhead })) s.controllers.get(req.index)?.abort();
-    for (const req of s.scheduler.next({ now: t, playhead })) this.startRequest(s, req);
+    if (this.mayFetchNow(s, playhead)) {
+      for (const req of s.scheduler.next({ now: t, playhead })) this.startRequest(s, req);
+    }
     this.maybeEnd(s);
+  }
+
+  /**
+   * @param {Session} s
+   * @param {number} playhead
+   * @returns {boolean}
+   */
+  mayFetchNow(s, playhead) {
+    if (s.mode !== "managed-mse") return true;
+    return mayFetch({
+      managed: true,
+      streaming: s.streaming,
+      playing: !this.audio.paused,
+      ahead: s.scheduler.bufferedAhead(playhead),
+      emergencyAhead: s.scheduler.settings.emergencyAhead,
+    });
   }
 
   /**
