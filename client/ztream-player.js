@@ -534,8 +534,9 @@ export class ZtreamPlayer extends HTMLElement {
   get startupSeconds() {
     return this.core.startupSeconds;
   }
+  /** The core's byte counts and stalls, and `rendition`: the id of the rendition playing (null before a load). */
   get stats() {
-    return { ...this.core.stats };
+    return { ...this.core.stats, rendition: this.core.manifest?.rendition ?? null };
   }
   get live() {
     return this.core.live;
@@ -552,7 +553,7 @@ export class ZtreamPlayer extends HTMLElement {
   get bufferedRanges() {
     return this.core.bufferedRanges;
   }
-  /** "mse" or "stream" (the <audio src=.../stream> fallback). */
+  /** The media path (media-path.js): "managed-mse", "mse" or "stream" (the <audio src=.../stream> fallback); null before a load. */
   get mode() {
     return this.core.mode;
   }

@@ -1,0 +1,138 @@
+"""The player in a real WebKit (WebKitGTK through WebDriver, tests/support/webkit.py).
+
+WebKitGTK has ``MediaSource`` and ``ManagedMediaSource`` (the player takes
+the managed one, as on Safari), IndexedDB and no ``RTCPeerConnection``
+(Debian builds it without WebRTC): so every page here also checks that a
+page without WebRTC plays from the server and the cache, with no P2P agent
+and no control socket. Waits are on states, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.support.browser import HostSite
+from tests.support.webkit import ERRORS, WebKit, webkit
+
+pytestmark = [pytest.mark.timeout(120)]
+
+PLAYER = "document.getElementById('player')"
+
+
+def tone_id(gateway: Any) -> str:
+    """A 20 s track of the library."""
+    with urllib.request.urlopen(f"{gateway.url}/v1/tracks", timeout=10) as r:
+        tracks = json.loads(r.read())["tracks"]
+    for t in tracks:
+        if t["title"].startswith("tone") and t["id"] in gateway.library_ids:
+            return str(t["id"])
+    raise AssertionError("no 20 s track in the library")
+
+
+async def plays(browser: WebKit, player: str, *, beyond: float = 1.5) -> dict[str, Any]:
+    """Wait until ``player`` plays past ``beyond`` seconds; its mode, stats and P2P state."""
+    await browser.until(f"{player} && {player}.currentTime > {beyond}")
+    t0 = await browser.value(f"{player}.currentTime")
+    await browser.until(f"{player}.currentTime > {t0} + 0.5")
+    state: dict[str, Any] = await browser.value(
+        f"({{mode: {player}.mode, stats: {player}.stats, p2p: {player}.p2p, paused: {player}.paused,"
+        f" status: {player}.shadowRoot.querySelector('.status').textContent,"
+        " errors: window.__errors || [], webrtc: typeof RTCPeerConnection})"
+    )
+    return state
+
+
+def assert_server_only(state: dict[str, Any]) -> None:
+    """Played through ManagedMediaSource, without WebRTC and with no P2P agent (so no control socket)."""
+    assert state["mode"] == "managed-mse", state
+    assert state["webrtc"] == "undefined"
+    assert state["p2p"] is None
+    assert state["stats"]["peerBytes"] == 0
+    assert state["errors"] == [] and state["status"] == "", state
+
+
+async def test_embed_page_plays_through_managed_media_source(gateway: Any) -> None:
+    """/embed/{id}?autoplay=1: ManagedMediaSource, time advances, bytes from the server, no errors."""
+    tid = tone_id(gateway)
+    async with webkit() as browser:
+        await browser.goto(f"{gateway.url}/embed/{tid}?autoplay=1")
+        await browser.run(ERRORS)
+        state = await plays(browser, PLAYER)
+        assert_server_only(state)
+        assert state["stats"]["httpBytes"] > 0
+        assert state["stats"]["rendition"]
+        assert await browser.value(f"{PLAYER}.audio.disableRemotePlayback") is True
+
+
+async def test_soundcloud_player_page_plays(gateway: Any) -> None:
+    """/player/?url=<track>: the drop-in page's engine plays through ManagedMediaSource."""
+    tid = tone_id(gateway)
+    url = f"{gateway.url}/v1/tracks/{tid}"
+    async with webkit() as browser:
+        await browser.goto(f"{gateway.url}/player/?url={quote(url, safe='')}&auto_play=true")
+        await browser.run(ERRORS)
+        engine = "document.getElementById('engine')"
+        await browser.until(f"{engine} && {engine}.ready")
+        if await browser.value(f"{engine}.paused"):
+            await browser.run("document.querySelector('.play').click(); return true;")
+        state = await plays(browser, engine)
+        assert_server_only(state)
+
+
+async def test_widget_api_events_arrive(gateway: Any) -> None:
+    """A host page on another origin drives the embed with widget.js: READY, PLAY, PLAY_PROGRESS, PAUSE."""
+    tid = tone_id(gateway)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>a blog</title></head><body>
+<iframe id="f" src="{gateway.url}/embed/{tid}" width="600" height="166" allow="autoplay" style="border:0"></iframe>
+<script type="module">
+  import {{ Widget }} from "{gateway.url}/client/widget.js";
+  window.log = [];
+  const w = new Widget(document.getElementById("f"));
+  window.w = w;
+  for (const name of Object.keys(Widget.Events)) w.bind(Widget.Events[name], (data) => window.log.push({{ name, data }}));
+  window.count = (name) => window.log.filter((e) => e.name === name).length;
+  window.last = (name) => window.log.filter((e) => e.name === name).at(-1)?.data;
+</script></body></html>"""
+    async with HostSite({"": page}) as host, webkit() as browser:
+        await browser.goto(host.url("/"))
+        await browser.run(ERRORS)
+        await browser.until("window.count && window.count('READY') >= 1")
+        await browser.run("window.w.play(); return true;")
+        await browser.until("window.count('PLAY') >= 1 && window.count('PLAY_PROGRESS') >= 3")
+        await browser.until("window.last('PLAY_PROGRESS').currentPosition > 1000")
+        progress = await browser.value("window.log.filter((e) => e.name === 'PLAY_PROGRESS').map((e) => e.data.currentPosition)")
+        assert progress == sorted(progress) and progress[-1] > progress[0]
+        await browser.run("window.w.pause(); return true;")
+        await browser.until("window.count('PAUSE') >= 1")
+        assert await browser.value("window.count('ERROR')") == 0
+        assert await browser.value("window.__errors") == []
+
+
+async def test_cache_serves_a_second_play(gateway: Any) -> None:
+    """Once a track is in IndexedDB, loading the page again (same tab: the
+    previous page may sit in WebKit's back/forward cache) plays it from the
+    cache, with no byte from the server; three times in a row."""
+    tid = tone_id(gateway)
+    embed = f"{gateway.url}/embed/{tid}?autoplay=1"
+    async with webkit() as browser:
+        await browser.goto(embed)
+        await plays(browser, PLAYER)
+        # every chunk of the (complete) manifest is kept
+        await browser.until(
+            f"(async () => {{ const p = {PLAYER}; const m = p.manifest; const c = await p.core.cachePromise;"
+            " return Boolean(m && m.complete && c && c.has(m.id ?? p.core.session.trackId, m.rendition, 'init')"
+            " && c.indices(p.core.session.trackId, m.rendition).length === m.chunks.length); })()"
+        )
+        for _ in range(3):
+            await browser.goto(embed)
+            await browser.run(ERRORS)
+            state = await plays(browser, PLAYER)
+            assert state["mode"] == "managed-mse" and state["errors"] == [], state
+            assert state["stats"]["cacheBytes"] > 0, state
+            assert state["stats"]["httpBytes"] == 0, state
