@@ -164,10 +164,11 @@ test("suspend closes the database and misses; resume opens it again and re-reads
 
 test("resume that does not answer in time leaves the cache closed", async () => {
   const fake = fakeIdb();
-  const cache = await ChunkCache.open({ idb: fake.idb, timeoutMs: 30 });
+  const cache = await ChunkCache.open({ idb: fake.idb, timeoutMs: 1000 });
   cache.suspend();
   const stuck = fakeIdb({ answerAfterMs: null });
   cache.reopen.idb = stuck.idb;
+  cache.reopen.timeoutMs = 30;
   assert.equal(await cache.resume(), false);
   assert.equal(cache.db, null);
 });
