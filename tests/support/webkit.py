@@ -65,7 +65,8 @@ class WebDriverError(RuntimeError):
 class WebKit:
     """One Xvfb display, one WebKitWebDriver, one browser session."""
 
-    def __init__(self) -> None:
+    def __init__(self, args: list[str] | None = None) -> None:
+        self.args = BROWSER_ARGS if args is None else args
         self.tmp = Path(tempfile.mkdtemp(prefix="ztream-webkit-"))
         self.xvfb: subprocess.Popen[bytes] | None = None
         self.driver: subprocess.Popen[bytes] | None = None
@@ -113,7 +114,7 @@ class WebKit:
             raise WebDriverError("WebKitWebDriver did not start")
         caps = {
             "capabilities": {
-                "alwaysMatch": {"webkitgtk:browserOptions": {"binary": MINIBROWSER, "args": BROWSER_ARGS}},
+                "alwaysMatch": {"webkitgtk:browserOptions": {"binary": MINIBROWSER, "args": self.args}},
             },
         }
         value = await self._call("POST", "/session", caps)
@@ -166,6 +167,20 @@ class WebKit:
             await asyncio.sleep(interval)
         raise AssertionError(f"timed out after {timeout} s waiting for {expression!r} (last: {last!r})")
 
+    async def click(self, css: str, *, shadow_host: str | None = None) -> None:
+        """A WebDriver element click (a user gesture for the page) on ``css``, inside ``shadow_host``'s shadow root if given."""
+        sid = self.session
+        if shadow_host is None:
+            found = await self._call("POST", f"/session/{sid}/element", {"using": "css selector", "value": css})
+        else:
+            host = await self._call("POST", f"/session/{sid}/element", {"using": "css selector", "value": shadow_host})
+            host_id = next(iter(host.values()))
+            root = await self._call("GET", f"/session/{sid}/element/{host_id}/shadow")
+            root_id = next(iter(root.values()))
+            found = await self._call("POST", f"/session/{sid}/shadow/{root_id}/element", {"using": "css selector", "value": css})
+        element = next(iter(found.values()))
+        await self._call("POST", f"/session/{sid}/element/{element}/click", {})
+
     async def stop(self) -> None:
         if self.http is not None:
             if self.session:
@@ -184,8 +199,9 @@ class WebKit:
 
 
 @contextlib.asynccontextmanager
-async def webkit() -> AsyncIterator[WebKit]:
-    browser = WebKit()
+async def webkit(args: list[str] | None = None) -> AsyncIterator[WebKit]:
+    """A started WebKit; ``args``: MiniBrowser's arguments instead of BROWSER_ARGS."""
+    browser = WebKit(args)
     try:
         await browser.start()
         yield browser

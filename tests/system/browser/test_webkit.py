@@ -136,3 +136,28 @@ async def test_cache_serves_a_second_play(gateway: Any) -> None:
             assert state["mode"] == "managed-mse" and state["errors"] == [], state
             assert state["stats"]["cacheBytes"] > 0, state
             assert state["stats"]["httpBytes"] == 0, state
+
+
+async def test_autoplay_refused_shows_the_play_button_then_media_session(gateway: Any) -> None:
+    """Autoplay denied: no silent failure (the button is marked, the status says
+    so); a press plays, and the Media Session then has the track's title,
+    artwork and playing state."""
+    tid = tone_id(gateway)
+    async with webkit(["--automation", "--autoplay-policy=deny"]) as browser:
+        await browser.goto(f"{gateway.url}/embed/{tid}?autoplay=1")
+        await browser.run(ERRORS)
+        await browser.until(f"{PLAYER}.hasAttribute('needs-play')")
+        refused = await browser.value(
+            f"({{paused: {PLAYER}.paused, status: {PLAYER}.shadowRoot.querySelector('.status').textContent}})"
+        )
+        assert refused == {"paused": True, "status": "Press play to listen"}
+        await browser.click(".play", shadow_host="#player")
+        state = await plays(browser, PLAYER)
+        assert_server_only(state)
+        session = await browser.value(
+            "({title: navigator.mediaSession.metadata.title, artwork: navigator.mediaSession.metadata.artwork.map((a) => a.src),"
+            f" state: navigator.mediaSession.playbackState, marked: {PLAYER}.hasAttribute('needs-play')}})"
+        )
+        assert session["title"] == await browser.value(f"{PLAYER}.track.title")
+        assert session["artwork"] == [await browser.value(f"{PLAYER}.track.artwork_url")]
+        assert session["state"] == "playing" and session["marked"] is False
