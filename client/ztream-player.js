@@ -121,6 +121,19 @@ button:focus-visible, .seek:focus-visible, input:focus-visible, .playlist button
 :host([playing]) .play .icon-pause { display: block; }
 /* autoplay refused: the button to press, unmistakably */
 :host([needs-play]) .play { box-shadow: 0 0 0 4px var(--_bg), 0 0 0 7px var(--_accent); }
+/* Phones and narrow frames (from 320 px): every control a 44 px touch
+   target (:host makes these win over the rules below) */
+@media (pointer: coarse), (max-width: 480px) {
+  :host .mute { width: 44px; height: 44px; }
+  :host .seek { height: 44px; }
+  :host .playlist button { min-height: 44px; align-items: center; }
+}
+/* Too narrow for the seek bar beside the button (a player in a card on a
+   320 px phone): the controls take a row of their own */
+@container (max-width: 300px) {
+  :host .play { grid-row: auto; }
+  :host .controls { grid-column: 1 / -1; }
+}
 .spinner {
   position: absolute;
   inset: -4px;
