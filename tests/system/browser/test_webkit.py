@@ -161,3 +161,49 @@ async def test_autoplay_refused_shows_the_play_button_then_media_session(gateway
         assert session["title"] == await browser.value(f"{PLAYER}.track.title")
         assert session["artwork"] == [await browser.value(f"{PLAYER}.track.artwork_url")]
         assert session["state"] == "playing" and session["marked"] is False
+
+
+async def test_managed_source_streaming_and_removals(gateway: Any) -> None:
+    """Between `endstreaming` and `startstreaming` no fetch starts (a seek
+    waits); ranges removed from the ManagedSourceBuffer are fetched again
+    when the playhead needs them. The streaming events are dispatched by the
+    test, and the removal is the page's own `remove()` (its `updateend` and
+    the managed buffer's `bufferedchange` both reconcile): WebKitGTK decides
+    its own by its memory and power state, which a test does not control."""
+    tid = tone_id(gateway)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>host</title>
+<script>
+  window.chunks = [];
+  document.addEventListener("chunk", (e) => window.chunks.push(e.detail.index), true);
+</script>
+<script type="module" src="{gateway.url}/client/ztream-player.js"></script>
+</head><body>
+<ztream-player id="player" src="{gateway.url}/v1/tracks/{tid}" buffer-ahead="6" emergency-ahead="2"></ztream-player>
+</body></html>"""
+    session = f"{PLAYER}.core.session"
+    async with HostSite({"": page}) as host, webkit() as browser:
+        await browser.goto(host.url("/"))
+        await browser.run(ERRORS)
+        await browser.until(f"{PLAYER}.ready && {PLAYER}.mode === 'managed-mse' && {PLAYER}.live === false")
+        await browser.until(f"{session}.scheduler.bufferedAhead(0) >= 6 && {session}.controllers.size === 0")
+        # the browser says it has enough: a seek past the buffer fetches nothing
+        await browser.run(f"{session}.mediaSource.dispatchEvent(new Event('endstreaming')); return true;")
+        before = await browser.value("window.chunks.length")
+        await browser.run(f"{PLAYER}.seek(12); return true;")
+        await browser.run("return new Promise((r) => setTimeout(r, 1500));")
+        assert await browser.value("window.chunks.length") == before
+        assert await browser.value(f"{session}.controllers.size") == 0
+        # it wants data again: the chunks at 12 s come
+        await browser.run(f"{session}.mediaSource.dispatchEvent(new Event('startstreaming')); return true;")
+        await browser.until(f"{session}.scheduler.bufferedAhead(12) >= 4")
+        # the first seconds are removed from the buffer (as the browser may do under memory pressure)
+        await browser.until(f"!{session}.sourceBuffer.updating")
+        await browser.run(f"{session}.sourceBuffer.remove(0, 6); return true;")
+        await browser.until(f"!{session}.scheduler.buffered.has(0)")
+        again = await browser.value("window.chunks.length")
+        await browser.run(f"{PLAYER}.seek(0); return true;")
+        await browser.until(f"window.chunks.slice({again}).includes(0) && {session}.scheduler.bufferedAhead(0) >= 4")
+        await browser.run(f"{PLAYER}.play(); return true;")
+        await browser.until(f"{PLAYER}.currentTime > 1")
+        assert await browser.value("window.__errors") == []
