@@ -29,6 +29,8 @@
 //   `startstreaming` (unless the buffer runs nearly dry while playing), and
 //   ranges the browser removes itself (`bufferedchange`) are forgotten by
 //   the scheduler, which fetches them again when the playhead needs them.
+//   If the element refuses the ManagedMediaSource before anything played,
+//   the session starts again on a plain MediaSource (`mediapath` event).
 // - Start-up time: from the first `play` to the first `playing` after a
 //   load, in seconds (`startupSeconds`, and a `startup` event).
 //
@@ -387,31 +389,87 @@ export class PlayerCore extends EventTarget {
     if (early) s.prefetch.set(0, early.first);
     this.emit("session", { trackId: s.trackId, manifest: s.manifest });
 
+    await this.attach(s, path, early?.init);
+  }
+
+  /**
+   * Give the element a Media Source of `path`'s class, its SourceBuffer and
+   * the init segment, then start scheduling.
+   * @param {Session} s
+   * @param {import("./media-path.js").MediaPath} path
+   * @param {Promise<ArrayBuffer> | undefined} earlyInit
+   */
+  async attach(s, path, earlyInit) {
+    s.mode = path.mode;
     s.mediaSource = new path.MediaSource();
     if (path.mode === "managed-mse") this.followManagedSource(s);
     s.objectUrl = URL.createObjectURL(s.mediaSource);
     const opened = once(s.mediaSource, "sourceopen");
     this.audio.src = s.objectUrl;
     await opened;
-    if (s.closed) return;
-    s.sourceBuffer = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
-    s.sourceBuffer.addEventListener("updateend", () => this.onUpdateEnd(s));
-    s.sourceBuffer.addEventListener("error", () => this.failMedia(s));
+    if (s.closed || s.failed) return;
+    const sb = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
+    s.sourceBuffer = sb;
+    sb.addEventListener("updateend", () => {
+      if (s.sourceBuffer === sb) this.onUpdateEnd(s);
+    });
+    sb.addEventListener("error", () => {
+      if (s.sourceBuffer === sb) this.failMedia(s);
+    });
     // A ManagedSourceBuffer's own removals (memory pressure): forget them, fetch again when needed.
-    s.sourceBuffer.addEventListener("bufferedchange", () => {
-      if (s.closed || s.failed || s.sourceBuffer.updating) return;
+    sb.addEventListener("bufferedchange", () => {
+      if (s.closed || s.failed || s.sourceBuffer !== sb || sb.updating) return;
       this.reconcile(s);
       this.tick(s);
     });
     this.updateDuration(s);
 
-    const init = await this.loadInit(s, early?.init);
-    if (s.closed) return;
+    const init = await this.loadInit(s, earlyInit);
+    if (s.closed || s.failed || s.sourceBuffer !== sb) return;
     s.queue.unshift({ index: "init", data: init });
     this.pump(s);
+    clearInterval(s.timer);
     s.timer = setInterval(() => this.tick(s), this.tickSeconds * 1000);
     if (!s.manifest.complete) this.schedulePoll(s, 0);
     this.tick(s);
+  }
+
+  /**
+   * The element refused a ManagedMediaSource before anything played
+   * (WebKitGTK, now and then on a reload in the same tab: "source not
+   * supported" before the first append, where a MediaSource plays): start
+   * the session again on a plain MediaSource, once, if the page has one that
+   * takes the type. False when that does not apply.
+   * @param {Session} s
+   * @returns {boolean}
+   */
+  fallBackFromManaged(s) {
+    if (s.mode !== "managed-mse" || s.closed || this.audio.currentTime > 0) return false;
+    const plain = chooseMediaPath({ MediaSource: globalThis.MediaSource }, s.manifest.mime || MIME);
+    if (plain.mode !== "mse") return false;
+    clearInterval(s.timer);
+    s.timer = null;
+    for (const c of s.controllers.values()) c.abort();
+    s.controllers.clear();
+    s.queue.length = 0;
+    s.appending = null;
+    s.sourceBuffer = null;
+    if (s.objectUrl) URL.revokeObjectURL(s.objectUrl);
+    s.objectUrl = null;
+    s.scheduler.setBuffered(new Set());
+    s.scheduler.inflight.clear(); // the aborted requests are not failures to back off from
+    // A play asked for and not started yet: the failed load rejected it; ask again.
+    const resume = this.playStartedAt !== null && this.startupSeconds === null;
+    this.emit("mediapath", { mode: plain.mode, from: s.mode });
+    this.attach(s, plain, undefined).then(
+      () => {
+        if (resume && !s.closed && !s.failed && this.audio.paused) this.audio.play().catch(() => {});
+      },
+      (err) => {
+        if (!s.closed) this.fail(err);
+      },
+    );
+    return true;
   }
 
   /**
@@ -786,6 +844,7 @@ export class PlayerCore extends EventTarget {
    */
   failMedia(s) {
     if (s.failed) return;
+    if (this.fallBackFromManaged(s)) return;
     s.failed = true;
     clearInterval(s.timer);
     clearTimeout(s.pollTimer);

@@ -133,7 +133,10 @@ async def test_cache_serves_a_second_play(gateway: Any) -> None:
             await browser.goto(embed)
             await browser.run(ERRORS)
             state = await plays(browser, PLAYER)
-            assert state["mode"] == "managed-mse" and state["errors"] == [], state
+            # Reloaded in the same tab, WebKitGTK now and then refuses the
+            # ManagedMediaSource before the first append (about 1 load in 30
+            # here); the player then plays on a plain MediaSource.
+            assert state["mode"] in ("managed-mse", "mse") and state["errors"] == [], state
             assert state["stats"]["cacheBytes"] > 0, state
             assert state["stats"]["httpBytes"] == 0, state
 
