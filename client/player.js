@@ -61,7 +61,7 @@ import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArra
  *   controllers: Map<number, AbortController>, prefetch: Map<number, Promise<ArrayBuffer>>,
  *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
  *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
- *   streaming?: boolean,
+ *   streaming?: boolean, attaching?: Promise<void>, supersede?: () => void, opened?: boolean,
  * }} Session one load: `track` and `manifest` are the gateway's JSON
  */
 
@@ -389,7 +389,13 @@ export class PlayerCore extends EventTarget {
     if (early) s.prefetch.set(0, early.first);
     this.emit("session", { trackId: s.trackId, manifest: s.manifest });
 
-    await this.attach(s, path, early?.init);
+    s.attaching = this.attach(s, path, early?.init);
+    // a fallback to another Media Source replaces the attaching under way
+    for (let done = null; done !== s.attaching; ) {
+      done = s.attaching;
+      await done;
+    }
+    s.opened = true;
   }
 
   /**
@@ -401,14 +407,19 @@ export class PlayerCore extends EventTarget {
    */
   async attach(s, path, earlyInit) {
     s.mode = path.mode;
-    s.mediaSource = new path.MediaSource();
+    const ms = new path.MediaSource();
+    s.mediaSource = ms;
     if (path.mode === "managed-mse") this.followManagedSource(s);
-    s.objectUrl = URL.createObjectURL(s.mediaSource);
-    const opened = once(s.mediaSource, "sourceopen");
+    s.objectUrl = URL.createObjectURL(ms);
+    const opened = once(ms, "sourceopen");
+    /** @type {Promise<void>} */
+    const superseded = new Promise((resolve) => {
+      s.supersede = resolve;
+    });
     this.audio.src = s.objectUrl;
-    await opened;
-    if (s.closed || s.failed) return;
-    const sb = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
+    await Promise.race([opened, superseded]);
+    if (s.closed || s.failed || s.mediaSource !== ms) return;
+    const sb = ms.addSourceBuffer(s.manifest.mime || MIME);
     s.sourceBuffer = sb;
     sb.addEventListener("updateend", () => {
       if (s.sourceBuffer === sb) this.onUpdateEnd(s);
@@ -461,12 +472,14 @@ export class PlayerCore extends EventTarget {
     // A play asked for and not started yet: the failed load rejected it; ask again.
     const resume = this.playStartedAt !== null && this.startupSeconds === null;
     this.emit("mediapath", { mode: plain.mode, from: s.mode });
-    this.attach(s, plain, undefined).then(
+    s.supersede?.();
+    s.attaching = this.attach(s, plain, undefined);
+    s.attaching.then(
       () => {
         if (resume && !s.closed && !s.failed && this.audio.paused) this.audio.play().catch(() => {});
       },
       (err) => {
-        if (!s.closed) this.fail(err);
+        if (!s.closed && s.opened) this.fail(err); // else load() rejects and says so
       },
     );
     return true;
