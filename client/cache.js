@@ -15,6 +15,8 @@
 // chunk stays valid for as long as it is kept. The size cap counts chunk bytes; when a put would
 // pass it, the least recently used chunks go first (`planEviction`, pure).
 
+import { within } from "./deadline.js";
+
 const DB_NAME = "ztream";
 const DB_VERSION = 1;
 export const DEFAULT_MAX_BYTES = 200 * 1024 * 1024;
@@ -57,38 +59,74 @@ function done(tx) {
   });
 }
 
+/** How long opening the cache may take before the player goes on without it (ms). */
+export const OPEN_TIMEOUT_MS = 1500;
+
+/**
+ * Open the database and read the chunks' records: `{db, records}`.
+ * @param {IDBFactory} idb
+ * @param {string} name
+ */
+async function openDatabase(idb, name) {
+  const request = idb.open(name, DB_VERSION);
+  request.onupgradeneeded = () => {
+    const db = request.result;
+    if (!db.objectStoreNames.contains("chunks")) db.createObjectStore("chunks");
+    if (!db.objectStoreNames.contains("meta")) {
+      db.createObjectStore("meta", { keyPath: "key" }).createIndex("lastUsed", "lastUsed");
+    }
+    if (!db.objectStoreNames.contains("manifests")) db.createObjectStore("manifests", { keyPath: "id" });
+  };
+  const db = await promisify(request);
+  try {
+    const tx = db.transaction("meta", "readonly");
+    const records = await promisify(tx.objectStore("meta").getAll());
+    db.onversionchange = () => db.close();
+    return { db, records };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
 export class ChunkCache {
   /**
    * Open (or create) the cache; resolves to null where IndexedDB is missing
-   * or refused (private modes, sandboxed frames), so callers simply go
-   * without a persistent cache.
+   * or refused (private modes, sandboxed frames), or does not answer within
+   * `timeoutMs` (WebKit: a page kept in the back/forward cache that still
+   * held a transaction left the next page's open pending for good), so
+   * callers simply go without a persistent cache. A database that opens
+   * after the deadline is closed again.
+   * @param {{name?: string, maxBytes?: number, timeoutMs?: number, idb?: IDBFactory | null}} [options]
+   *   idb: the IndexedDB factory (globalThis.indexedDB)
    */
-  static async open({ name = DB_NAME, maxBytes = DEFAULT_MAX_BYTES } = {}) {
-    if (typeof indexedDB === "undefined") return null;
+  static async open({ name = DB_NAME, maxBytes = DEFAULT_MAX_BYTES, timeoutMs = OPEN_TIMEOUT_MS, idb = null } = {}) {
+    const factory = idb ?? (typeof indexedDB === "undefined" ? null : indexedDB);
+    if (!factory) return null;
+    let opening;
     try {
-      const request = indexedDB.open(name, DB_VERSION);
-      request.onupgradeneeded = () => {
-        const db = request.result;
-        if (!db.objectStoreNames.contains("chunks")) db.createObjectStore("chunks");
-        if (!db.objectStoreNames.contains("meta")) {
-          db.createObjectStore("meta", { keyPath: "key" }).createIndex("lastUsed", "lastUsed");
-        }
-        if (!db.objectStoreNames.contains("manifests")) db.createObjectStore("manifests", { keyPath: "id" });
-      };
-      const db = await promisify(request);
-      const cache = new ChunkCache(db, maxBytes);
-      const tx = db.transaction("meta", "readonly");
-      const all = await promisify(tx.objectStore("meta").getAll());
-      for (const m of all) cache.meta.set(m.key, m);
-      db.onversionchange = () => db.close();
-      return cache;
+      opening = openDatabase(factory, name);
     } catch {
       return null;
     }
+    const opened = await within(opening, timeoutMs, null, (late) => late?.db.close());
+    if (!opened) return null;
+    const cache = new ChunkCache(opened.db, maxBytes, { name, idb: factory, timeoutMs });
+    for (const m of opened.records) cache.meta.set(m.key, m);
+    return cache;
   }
 
-  constructor(db, maxBytes) {
+  /**
+   * @param {IDBDatabase} db
+   * @param {number} maxBytes
+   * @param {{name?: string, idb?: IDBFactory | null, timeoutMs?: number}} [reopen] how to open it again after suspend()
+   */
+  constructor(db, maxBytes, { name = DB_NAME, idb = null, timeoutMs = OPEN_TIMEOUT_MS } = {}) {
+    /** @type {IDBDatabase | null} null while suspended: every call then answers "not cached" */
     this.db = db;
+    this.reopen = { name, idb, timeoutMs };
+    /** @type {Promise<boolean> | null} */
+    this.resuming = null;
     this.maxBytes = maxBytes;
     this.meta = new Map(); // key -> {key, rendition, index, size, lastUsed}
     this.clock = Date.now();
@@ -124,7 +162,7 @@ export class ChunkCache {
   async get(track, rendition, index) {
     const key = chunkKey(track, rendition, index);
     const m = this.meta.get(key);
-    if (!m) return null;
+    if (!m || !this.db) return null;
     try {
       const tx = this.db.transaction(["chunks", "meta"], "readwrite");
       const data = await promisify(tx.objectStore("chunks").get(key));
@@ -148,7 +186,7 @@ export class ChunkCache {
   async put(track, rendition, index, data) {
     const key = chunkKey(track, rendition, index);
     const size = data.byteLength;
-    if (size > this.maxBytes) return false;
+    if (size > this.maxBytes || !this.db) return false;
     const others = [...this.meta.values()].filter((m) => m.key !== key);
     const victims = planEviction(others, { maxBytes: this.maxBytes, incoming: size });
     const record = { key, track, rendition, index, size, lastUsed: this.tick() };
@@ -171,6 +209,7 @@ export class ChunkCache {
 
   /** The cached `{track, manifest}` of a track id, or null. */
   async getManifest(trackId) {
+    if (!this.db) return null;
     try {
       const tx = this.db.transaction("manifests", "readonly");
       const rec = await promisify(tx.objectStore("manifests").get(trackId));
@@ -182,6 +221,7 @@ export class ChunkCache {
 
   /** Keep a track's manifest (complete ones only are worth a replay). */
   async putManifest(trackId, { track, manifest }) {
+    if (!this.db) return false;
     try {
       const tx = this.db.transaction("manifests", "readwrite");
       tx.objectStore("manifests").put({ id: trackId, track, manifest, savedAt: Date.now() });
@@ -194,6 +234,7 @@ export class ChunkCache {
 
   /** Forget everything. */
   async clear() {
+    if (!this.db) return;
     const tx = this.db.transaction(["chunks", "meta", "manifests"], "readwrite");
     for (const s of ["chunks", "meta", "manifests"]) tx.objectStore(s).clear();
     await done(tx);
@@ -201,14 +242,74 @@ export class ChunkCache {
   }
 
   close() {
-    this.db.close();
+    this.db?.close();
+    this.db = null;
+  }
+
+  /**
+   * The page is hidden (pagehide): close the database, so that a page kept
+   * in the back/forward cache holds no connection or transaction that the
+   * next page's open would wait behind. Until resume() every read misses
+   * and every write is refused.
+   */
+  suspend() {
+    this.resuming = null;
+    this.close();
+  }
+
+  /**
+   * The page is shown again from the back/forward cache (pageshow): open the
+   * database again (bounded like open()) and re-read what it holds, which
+   * another page may have changed meanwhile. Resolves true once open.
+   * @returns {Promise<boolean>}
+   */
+  resume() {
+    if (this.db) return Promise.resolve(true);
+    if (this.resuming) return this.resuming;
+    const { name, idb, timeoutMs } = this.reopen;
+    const factory = idb ?? (typeof indexedDB === "undefined" ? null : indexedDB);
+    if (!factory) return Promise.resolve(false);
+    const attempt = (async () => {
+      let opening;
+      try {
+        opening = openDatabase(factory, name);
+      } catch {
+        return false;
+      }
+      const opened = await within(opening, timeoutMs, null, (late) => late?.db.close());
+      if (!opened || this.resuming !== attempt) {
+        if (opened) opened.db.close();
+        return false;
+      }
+      this.db = opened.db;
+      this.meta.clear();
+      for (const m of opened.records) this.meta.set(m.key, m);
+      this.resuming = null;
+      return true;
+    })();
+    this.resuming = attempt;
+    return attempt;
   }
 }
 
+/** @type {Promise<ChunkCache | null> | null} */
 let shared = null;
 
-/** One cache per page, opened on first use (null where IndexedDB is unavailable). */
+/**
+ * One cache per page, opened on first use (null where IndexedDB is
+ * unavailable or did not answer in time). It is closed when the page is
+ * hidden and opened again when the page comes back from the back/forward
+ * cache.
+ */
 export function sharedCache(options) {
-  if (!shared) shared = ChunkCache.open(options);
+  if (!shared) {
+    shared = ChunkCache.open(options);
+    globalThis.addEventListener?.("pagehide", () => {
+      shared?.then((cache) => cache?.suspend());
+    });
+    globalThis.addEventListener?.("pageshow", (event) => {
+      if (/** @type {PageTransitionEvent} */ (event).persisted) shared?.then((cache) => cache?.resume());
+    });
+  }
   return shared;
 }

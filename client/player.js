@@ -25,6 +25,16 @@
 //   (rendition.js); its URLs carry `?rendition=` unless it is the default.
 //   Where MSE takes none, the element gets `<audio src=.../stream>` of the
 //   first rendition the element can play.
+// - The media path (media-path.js): ManagedMediaSource where the page has
+//   one that takes the rendition, else MediaSource, else `<audio
+//   src=.../stream>`; `mode` says which ("managed-mse", "mse", "stream").
+//   With ManagedMediaSource the element gets `disableRemotePlayback` (else
+//   it never opens), no new fetch starts between `endstreaming` and
+//   `startstreaming` (unless the buffer runs nearly dry while playing), and
+//   ranges the browser removes itself (`bufferedchange`) are forgotten by
+//   the scheduler, which fetches them again when the playhead needs them.
+//   If the element refuses the ManagedMediaSource before anything played,
+//   the session starts again on a plain MediaSource (`mediapath` event).
 // - Start-up time: from the first `play` to the first `playing` after a
 //   load, in seconds (`startupSeconds`, and a `startup` event).
 //
@@ -42,6 +52,8 @@
 
 import { ApiError, fetchJson } from "./api.js";
 import { RENDITIONS, pickRendition, renditionQuery } from "./rendition.js";
+import { within } from "./deadline.js";
+import { chooseMediaPath, mayFetch } from "./media-path.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
 
 /**
@@ -49,18 +61,25 @@ import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArra
  * @typedef {{index: number | "init", data: ArrayBuffer}} QueueItem a chunk (or the init segment) to append
  * @typedef {{
  *   trackUrl: string, trackId: string, query: string, abort: AbortController, track: any, manifest: any,
- *   scheduler: Scheduler | null, mode: "mse" | "stream" | null, mediaSource: MediaSource | null,
+ *   scheduler: Scheduler | null, mode: import("./media-path.js").MediaPathMode | null, mediaSource: MediaSource | null,
  *   sourceBuffer: SourceBuffer | null, objectUrl: string | null, queue: QueueItem[],
  *   controllers: Map<number, AbortController>, prefetch: Map<number, Promise<ArrayBuffer>>,
  *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
  *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
+ *   streaming?: boolean, attaching?: Promise<void>, supersede?: () => void, opened?: boolean,
  * }} Session one load: `track` and `manifest` are the gateway's JSON; `query` selects the rendition
  */
 
 export const MIME = 'audio/webm; codecs="opus"';
 
+// How long a load waits on the persistent cache (its open, a manifest, the
+// init segment) before it goes on without it: the cache may never answer
+// (WebKit, a page in the back/forward cache holding a transaction).
+const CACHE_WAIT_MS = 2000;
+
+/** Whether this page can play `mime` through a Media Source (managed or not). */
 export function mseSupported(mime = MIME) {
-  return typeof MediaSource !== "undefined" && typeof MediaSource.isTypeSupported === "function" && MediaSource.isTypeSupported(mime);
+  return chooseMediaPath(globalThis, mime).mode !== "stream";
 }
 
 const now = () => performance.now() / 1000;
@@ -316,14 +335,14 @@ export class PlayerCore extends EventTarget {
    * @param {Session} s
    */
   async open(s) {
-    this.cache = await this.cachePromise;
+    this.cache = await within(this.cachePromise, CACHE_WAIT_MS, null);
     const signal = s.abort.signal;
     const picked = pickRendition(mseSupported);
     const useMse = picked !== null;
     const canPlay = (/** @type {string} */ mime) => typeof this.audio.canPlayType === "function" && this.audio.canPlayType(mime) !== "";
     const rendition = picked ?? pickRendition(canPlay) ?? RENDITIONS[0];
     s.query = renditionQuery(rendition.name);
-    let cached = this.cache ? await this.cache.getManifest(s.trackId) : null;
+    let cached = this.cache ? await within(this.cache.getManifest(s.trackId), CACHE_WAIT_MS, null) : null;
     if (cached?.manifest?.mime && cached.manifest.mime !== rendition.mime) cached = null; // another rendition's
     let early = null;
     if (this.wholeTrackCached(s.trackId, cached?.manifest)) {
@@ -368,13 +387,14 @@ export class PlayerCore extends EventTarget {
     if (s.closed) return;
     this.emit("loaded", { track: s.track, manifest: s.manifest });
 
-    if (!useMse) {
+    const path = chooseMediaPath(globalThis, s.manifest.mime || MIME);
+    if (path.mode === "stream") {
       s.mode = "stream";
       this.audio.src = `${s.trackUrl}/stream${s.query}`;
       this.emit("durationchange", { duration: this.duration });
       return;
     }
-    s.mode = "mse";
+    s.mode = path.mode;
     s.scheduler = new Scheduler(this.settings);
     s.scheduler.setManifest(s.manifest);
     if (this.cache) s.scheduler.setCached(this.cache.indices(s.trackId, s.manifest.rendition));
@@ -382,24 +402,116 @@ export class PlayerCore extends EventTarget {
     if (early) s.prefetch.set(0, early.first);
     this.emit("session", { trackId: s.trackId, manifest: s.manifest });
 
-    s.mediaSource = new MediaSource();
-    s.objectUrl = URL.createObjectURL(s.mediaSource);
-    const opened = once(s.mediaSource, "sourceopen");
+    s.attaching = this.attach(s, path, early?.init);
+    // a fallback to another Media Source replaces the attaching under way
+    for (let done = null; done !== s.attaching; ) {
+      done = s.attaching;
+      await done;
+    }
+    s.opened = true;
+  }
+
+  /**
+   * Give the element a Media Source of `path`'s class, its SourceBuffer and
+   * the init segment, then start scheduling.
+   * @param {Session} s
+   * @param {import("./media-path.js").MediaPath} path
+   * @param {Promise<ArrayBuffer> | undefined} earlyInit
+   */
+  async attach(s, path, earlyInit) {
+    s.mode = path.mode;
+    const ms = new path.MediaSource();
+    s.mediaSource = ms;
+    if (path.mode === "managed-mse") this.followManagedSource(s);
+    s.objectUrl = URL.createObjectURL(ms);
+    const opened = once(ms, "sourceopen");
+    /** @type {Promise<void>} */
+    const superseded = new Promise((resolve) => {
+      s.supersede = resolve;
+    });
     this.audio.src = s.objectUrl;
-    await opened;
-    if (s.closed) return;
-    s.sourceBuffer = s.mediaSource.addSourceBuffer(s.manifest.mime || MIME);
-    s.sourceBuffer.addEventListener("updateend", () => this.onUpdateEnd(s));
-    s.sourceBuffer.addEventListener("error", () => this.failMedia(s));
+    await Promise.race([opened, superseded]);
+    if (s.closed || s.failed || s.mediaSource !== ms) return;
+    const sb = ms.addSourceBuffer(s.manifest.mime || MIME);
+    s.sourceBuffer = sb;
+    sb.addEventListener("updateend", () => {
+      if (s.sourceBuffer === sb) this.onUpdateEnd(s);
+    });
+    sb.addEventListener("error", () => {
+      if (s.sourceBuffer === sb) this.failMedia(s);
+    });
+    // A ManagedSourceBuffer's own removals (memory pressure): forget them, fetch again when needed.
+    sb.addEventListener("bufferedchange", () => {
+      if (s.closed || s.failed || s.sourceBuffer !== sb || sb.updating) return;
+      this.reconcile(s);
+      this.tick(s);
+    });
     this.updateDuration(s);
 
-    const init = await this.loadInit(s, early?.init);
-    if (s.closed) return;
+    const init = await this.loadInit(s, earlyInit);
+    if (s.closed || s.failed || s.sourceBuffer !== sb) return;
     s.queue.unshift({ index: "init", data: init });
     this.pump(s);
+    clearInterval(s.timer);
     s.timer = setInterval(() => this.tick(s), this.tickSeconds * 1000);
     if (!s.manifest.complete) this.schedulePoll(s, 0);
     this.tick(s);
+  }
+
+  /**
+   * The element refused a ManagedMediaSource before anything played
+   * (WebKitGTK, now and then on a reload in the same tab: "source not
+   * supported" before the first append, where a MediaSource plays): start
+   * the session again on a plain MediaSource, once, if the page has one that
+   * takes the type. False when that does not apply.
+   * @param {Session} s
+   * @returns {boolean}
+   */
+  fallBackFromManaged(s) {
+    if (s.mode !== "managed-mse" || s.closed || this.audio.currentTime > 0) return false;
+    const plain = chooseMediaPath({ MediaSource: globalThis.MediaSource }, s.manifest.mime || MIME);
+    if (plain.mode !== "mse") return false;
+    clearInterval(s.timer);
+    s.timer = null;
+    for (const c of s.controllers.values()) c.abort();
+    s.controllers.clear();
+    s.queue.length = 0;
+    s.appending = null;
+    s.sourceBuffer = null;
+    if (s.objectUrl) URL.revokeObjectURL(s.objectUrl);
+    s.objectUrl = null;
+    s.scheduler.setBuffered(new Set());
+    s.scheduler.inflight.clear(); // the aborted requests are not failures to back off from
+    // A play asked for and not started yet: the failed load rejected it; ask again.
+    const resume = this.playStartedAt !== null && this.startupSeconds === null;
+    this.emit("mediapath", { mode: plain.mode, from: s.mode });
+    s.supersede?.();
+    s.attaching = this.attach(s, plain, undefined);
+    s.attaching.then(
+      () => {
+        if (resume && !s.closed && !s.failed && this.audio.paused) this.audio.play().catch(() => {});
+      },
+      (err) => {
+        if (!s.closed && s.opened) this.fail(err); // else load() rejects and says so
+      },
+    );
+    return true;
+  }
+
+  /**
+   * ManagedMediaSource: remote playback off (it never opens otherwise), and
+   * fetching only while the browser says it wants data.
+   * @param {Session} s
+   */
+  followManagedSource(s) {
+    this.audio.disableRemotePlayback = true;
+    s.mediaSource.addEventListener("startstreaming", () => {
+      s.streaming = true;
+      this.tick(s);
+    });
+    s.mediaSource.addEventListener("endstreaming", () => {
+      s.streaming = false;
+    });
   }
 
   /**
@@ -421,7 +533,7 @@ export class PlayerCore extends EventTarget {
   async loadInit(s, earlyInit) {
     const rendition = s.manifest.rendition;
     if (this.cache) {
-      const data = await this.cache.get(s.trackId, rendition, "init");
+      const data = await within(this.cache.get(s.trackId, rendition, "init"), CACHE_WAIT_MS, null);
       if (data) return data;
     }
     const data = await (earlyInit ?? fetchBytes(this.fetchImpl, `${s.trackUrl}/init${s.query}`, s.abort.signal));
@@ -444,8 +556,26 @@ export class PlayerCore extends EventTarget {
     const t = now();
     const playhead = this.audio.currentTime;
     for (const req of s.scheduler.expired({ now: t, playhead })) s.controllers.get(req.index)?.abort();
-    for (const req of s.scheduler.next({ now: t, playhead })) this.startRequest(s, req);
+    if (this.mayFetchNow(s, playhead)) {
+      for (const req of s.scheduler.next({ now: t, playhead })) this.startRequest(s, req);
+    }
     this.maybeEnd(s);
+  }
+
+  /**
+   * @param {Session} s
+   * @param {number} playhead
+   * @returns {boolean}
+   */
+  mayFetchNow(s, playhead) {
+    if (s.mode !== "managed-mse") return true;
+    return mayFetch({
+      managed: true,
+      streaming: s.streaming,
+      playing: !this.audio.paused,
+      ahead: s.scheduler.bufferedAhead(playhead),
+      emergencyAhead: s.scheduler.settings.emergencyAhead,
+    });
   }
 
   /**
@@ -740,6 +870,7 @@ export class PlayerCore extends EventTarget {
    */
   failMedia(s) {
     if (s.failed) return;
+    if (this.fallBackFromManaged(s)) return;
     s.failed = true;
     clearInterval(s.timer);
     clearTimeout(s.pollTimer);

@@ -381,6 +381,13 @@ engine.addEventListener("chunk", () => {
 engine.addEventListener("durationchange", () => loadProgress());
 engine.addEventListener("waiting", () => setStatus("Buffering…"));
 engine.addEventListener("playing", () => setStatus(""));
+// The browser refused to start without a gesture (auto_play on a phone): the
+// hidden engine cannot show it, so this page does, on its own button.
+engine.addEventListener("autoplayblocked", () => {
+  setStatus("Press play to listen");
+  ui.main.classList.add("needs-play");
+});
+engine.addEventListener("play", () => ui.main.classList.remove("needs-play"));
 engine.addEventListener("error", (e) => {
   const { detail } = /** @type {CustomEvent} */ (/** @type {unknown} */ (e)); // the player's error event
   setStatus(detail?.setting ? `Cannot play this track: ${detail.detail}` : "Cannot play this track", true);

@@ -59,13 +59,39 @@ export const CLOSE_GRACE_SECONDS = 1;
 // load that failed, or that plays without MSE and so brings no session).
 export const LOAD_WAIT_SECONDS = 5;
 
+/** @type {boolean | null} whether an RTCPeerConnection could be made in this page (asked once) */
+let webrtcWorks = null;
+
+/**
+ * Whether an RTCPeerConnection can be made here: the constructor exists and
+ * does not throw (some browsers, extensions and enterprise policies leave
+ * the name defined but make it throw). Asked once per page; without it the
+ * player plays from the server and the cache, and no control socket opens.
+ * @param {any} [RTC] the constructor (globalThis.RTCPeerConnection)
+ * @returns {boolean}
+ */
+export function webrtcUsable(RTC = globalThis.RTCPeerConnection) {
+  if (typeof RTC !== "function") return false;
+  if (RTC === globalThis.RTCPeerConnection && webrtcWorks !== null) return webrtcWorks;
+  let works = false;
+  try {
+    const pc = new RTC({ iceServers: [] });
+    works = true;
+    pc.close();
+  } catch {
+    /* no WebRTC here */
+  }
+  if (RTC === globalThis.RTCPeerConnection) webrtcWorks = works;
+  return works;
+}
+
 /** Whether this browser and page can take part: WebRTC, WebSocket and WebCrypto (secure context). */
 export function p2pSupported() {
   return (
-    typeof RTCPeerConnection === "function" &&
     typeof WebSocket === "function" &&
     Boolean(globalThis.crypto?.subtle) &&
-    globalThis.isSecureContext !== false
+    globalThis.isSecureContext !== false &&
+    webrtcUsable()
   );
 }
 

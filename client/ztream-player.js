@@ -30,7 +30,14 @@
 // progress, volumechange, durationchange, error ({error, detail}), chunk
 // ({index, source: "server" | "cache" | "peer", peer, bytes}), badchunk
 // ({index, peer}: a chunk from a peer failed its SHA-256 check), waveform
-// ({length, complete}: the waveform loaded or grew).
+// ({length, complete}: the waveform loaded or grew), autoplayblocked (the
+// browser refused to start playing without a gesture: the play button is
+// highlighted, attribute `needs-play`, until the listener presses it).
+//
+// Media Session: the player that played last owns the page's
+// navigator.mediaSession: title, artist and artwork for lock screens and
+// notifications; play, pause, seek (to, back, forward) and, in a playlist,
+// next/previous from headsets and lock screens (media-session.js).
 //
 // The seek bar is the track's waveform (GET {track}.waveform_url) once it
 // loads, drawn on a canvas: played part in the accent colour, buffered part
@@ -45,6 +52,7 @@
 
 import { sharedCache } from "./cache.js";
 import { formatTime, rangeFractions, scalePeaks, seekKey, spokenTime } from "./format.js";
+import { positionState, seekTarget, sessionActions, sessionMetadata } from "./media-session.js";
 import { controlUrl } from "./p2p.js";
 import { PlayerCore, normalizeGain, prefetchTrack, waveformBars } from "./player.js";
 import { shouldPrefetchNext } from "./scheduler.js";
@@ -111,6 +119,21 @@ button:focus-visible, .seek:focus-visible, input:focus-visible, .playlist button
 .play svg { width: 24px; height: 24px; fill: currentColor; }
 .play .icon-pause, :host([playing]) .play .icon-play { display: none; }
 :host([playing]) .play .icon-pause { display: block; }
+/* autoplay refused: the button to press, unmistakably */
+:host([needs-play]) .play { box-shadow: 0 0 0 4px var(--_bg), 0 0 0 7px var(--_accent); }
+/* Phones and narrow frames (from 320 px): every control a 44 px touch
+   target (:host makes these win over the rules below) */
+@media (pointer: coarse), (max-width: 480px) {
+  :host .mute { width: 44px; height: 44px; }
+  :host .seek { height: 44px; }
+  :host .playlist button { min-height: 44px; align-items: center; }
+}
+/* Too narrow for the seek bar beside the button (a player in a card on a
+   320 px phone): the controls take a row of their own */
+@container (max-width: 300px) {
+  :host .play { grid-row: auto; }
+  :host .controls { grid-column: 1 / -1; }
+}
 .spinner {
   position: absolute;
   inset: -4px;
@@ -331,6 +354,9 @@ const TEMPLATE = `
 
 const VOLUME_KEY = "ztream-volume";
 
+/** @type {ZtreamPlayer | null} the player the page's Media Session controls: the last one that played */
+let sessionOwner = null;
+
 function readStoredVolume() {
   try {
     const v = Number(localStorage.getItem(VOLUME_KEY));
@@ -441,6 +467,7 @@ export class ZtreamPlayer extends HTMLElement {
         this.childObserver?.disconnect();
         this.agent?.destroy();
         this.agent = null;
+        this.releaseMediaSession();
         this.setWave(null, null);
         cancelAnimationFrame(this.raf);
         this.raf = 0;
@@ -469,6 +496,7 @@ export class ZtreamPlayer extends HTMLElement {
     const current = this.tracks[this.index]?.src;
     this.tracks = valid.map((t) => ({ ...t, meta: null }));
     this.renderPlaylist();
+    if (sessionOwner === this) this.claimMediaSession();
     if (valid.length === 0) return;
     const keep = valid.findIndex((t) => t.src === current);
     if (keep >= 0 && !force) {
@@ -534,8 +562,9 @@ export class ZtreamPlayer extends HTMLElement {
   get startupSeconds() {
     return this.core.startupSeconds;
   }
+  /** The core's byte counts and stalls, and `rendition`: the id of the rendition playing (null before a load). */
   get stats() {
-    return { ...this.core.stats };
+    return { ...this.core.stats, rendition: this.core.manifest?.rendition ?? null };
   }
   get live() {
     return this.core.live;
@@ -552,7 +581,7 @@ export class ZtreamPlayer extends HTMLElement {
   get bufferedRanges() {
     return this.core.bufferedRanges;
   }
-  /** "mse" or "stream" (the <audio src=.../stream> fallback). */
+  /** The media path (media-path.js): "managed-mse", "mse" or "stream" (the <audio src=.../stream> fallback); null before a load. */
   get mode() {
     return this.core.mode;
   }
@@ -575,7 +604,7 @@ export class ZtreamPlayer extends HTMLElement {
       this.wantPlay = false;
       this.setBuffering();
       if (err?.name === "NotAllowedError") {
-        this.setStatus("Press play to listen");
+        this.autoplayRefused();
         return;
       }
       if (err?.name === "AbortError") return;
@@ -653,13 +682,14 @@ export class ZtreamPlayer extends HTMLElement {
           this.core.seek(this.pendingSeek);
           this.pendingSeek = null;
         }
+        this.updateMediaSession();
         this.fire("ready", { track, duration: this.duration, index });
         if (this.wantPlay) {
           this.audio.play().catch((err) => {
             if (this.loading !== loading) return; // interrupted by the next track's load
             this.wantPlay = false;
             this.setBuffering();
-            if (err?.name === "NotAllowedError") this.setStatus("Press play to listen");
+            if (err?.name === "NotAllowedError") this.autoplayRefused();
           });
         }
       },
@@ -799,6 +829,7 @@ export class ZtreamPlayer extends HTMLElement {
     core.addEventListener("progress", () => this.renderBuffered());
     core.addEventListener("durationchange", () => {
       this.renderTime();
+      this.updatePositionState();
       const entry = this.tracks[this.index];
       const d = this.duration;
       if (entry?.meta && !core.live && Number.isFinite(d) && entry.meta.duration !== d) {
@@ -822,6 +853,12 @@ export class ZtreamPlayer extends HTMLElement {
   onAudioState(name) {
     const { audio } = this;
     if (name === "play" || name === "playing") this.errorState = null;
+    if (name === "play") {
+      this.toggleAttribute("needs-play", false);
+      this.claimMediaSession();
+    } else if (name === "pause" || name === "seeked" || name === "playing") {
+      this.updateMediaSession();
+    }
     this.toggleAttribute("playing", !audio.paused);
     this.ui.play.setAttribute("aria-label", audio.paused ? "Play" : "Pause");
     if (name === "volumechange") this.syncVolume();
@@ -855,6 +892,96 @@ export class ZtreamPlayer extends HTMLElement {
     this.setStatus(message, true);
     if (!this.ready) this.ui.title.textContent = this.tracks[this.index]?.title || "Unavailable";
     this.fire("error", setting ? { error: code, detail, setting } : { error: code, detail });
+  }
+
+  /** The browser would not start playing without a gesture: say so, and point at the button. */
+  autoplayRefused() {
+    this.toggleAttribute("needs-play", true);
+    this.setStatus("Press play to listen");
+    this.fire("autoplayblocked", { index: this.index });
+  }
+
+  // ---- Media Session: lock screens, notifications, headsets ---------------------
+
+  /** This player started playing: the page's Media Session now controls it. */
+  claimMediaSession() {
+    const ms = globalThis.navigator?.mediaSession;
+    if (!ms) return;
+    sessionOwner = this;
+    const { on, off } = sessionActions({ tracks: this.tracks.length });
+    for (const action of on) this.setSessionAction(ms, action, (details) => this.onSessionAction(action, details ?? {}));
+    for (const action of off) this.setSessionAction(ms, action, null);
+    this.updateMediaSession();
+  }
+
+  /**
+   * @param {MediaSession} ms
+   * @param {string} action
+   * @param {MediaSessionActionHandler | null} handler
+   */
+  setSessionAction(ms, action, handler) {
+    try {
+      ms.setActionHandler(/** @type {MediaSessionAction} */ (action), handler);
+    } catch {
+      /* an action this browser does not know */
+    }
+  }
+
+  /**
+   * @param {string} action
+   * @param {MediaSessionActionDetails | {}} details
+   */
+  onSessionAction(action, details) {
+    if (action === "play") this.play().catch(() => {});
+    else if (action === "pause") this.pause();
+    else if (action === "nexttrack") this.next();
+    else if (action === "previoustrack") this.previous();
+    else {
+      const t = seekTarget(action, details, { position: this.audio.currentTime, duration: this.duration });
+      if (t !== null) this.seek(t);
+    }
+  }
+
+  /** Title, artist and artwork, the playback state and the position, if this player owns the session. */
+  updateMediaSession() {
+    const ms = globalThis.navigator?.mediaSession;
+    if (!ms || sessionOwner !== this) return;
+    const entry = this.tracks[this.index];
+    const meta = sessionMetadata(entry?.meta ?? this.core.track, entry?.title);
+    const key = JSON.stringify(meta);
+    if (key !== this.sessionMetaKey && typeof MediaMetadata === "function") {
+      this.sessionMetaKey = key;
+      try {
+        ms.metadata = new MediaMetadata(meta);
+      } catch {
+        /* an artwork URL it does not take */
+      }
+    }
+    ms.playbackState = this.audio.paused ? "paused" : "playing";
+    this.updatePositionState();
+  }
+
+  updatePositionState() {
+    const ms = globalThis.navigator?.mediaSession;
+    if (!ms || sessionOwner !== this || typeof ms.setPositionState !== "function") return;
+    const state = positionState({ duration: this.duration, position: this.audio.currentTime, rate: this.audio.playbackRate });
+    try {
+      ms.setPositionState(state ?? undefined);
+    } catch {
+      /* a position the browser disagrees with: the next update fixes it */
+    }
+  }
+
+  /** Removed from the page: leave the Media Session to nobody. */
+  releaseMediaSession() {
+    const ms = globalThis.navigator?.mediaSession;
+    if (!ms || sessionOwner !== this) return;
+    sessionOwner = null;
+    const { on, off } = sessionActions({ tracks: 2 });
+    for (const action of [...on, ...off]) this.setSessionAction(ms, action, null);
+    ms.metadata = null;
+    ms.playbackState = "none";
+    this.sessionMetaKey = null;
   }
 
   // ---- rendering ---------------------------------------------------------------
@@ -978,6 +1105,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.ui.title.textContent = entry.title || track.title || "Untitled";
     this.ui.artist.textContent = track.artist || "";
     this.renderPlaylist();
+    this.updateMediaSession();
     this.fire("trackinfo", { track });
   }
 

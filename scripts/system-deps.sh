@@ -6,10 +6,12 @@
 # iproute2/iptables for the network-namespace topologies, and the servers the
 # cluster, NAT and load tests start themselves (redis, nginx, coturn, wrk),
 # and the encoders and muxers of other tools whose files the gateway must play
-# (sox, lame, flac, vorbis-tools, opus-tools; mkvtoolnix above). GPAC (MP4Box)
-# is not packaged in Debian 12, so no test depends on it; GStreamer's mp4mux
-# (gstreamer1.0-tools + plugins-good) is the second fMP4 muxer the fMP4
-# splitter is tested against.
+# (sox, lame, flac, vorbis-tools, opus-tools; mkvtoolnix above), and a real
+# WebKit: WebKitGTK's WebDriver (webkit2gtk-driver, with MiniBrowser) under
+# Xvfb, with GStreamer's bad plugins (without them WebKitGTK's MSE takes no
+# type and AAC does not decode). GPAC (MP4Box) is not packaged in Debian 12,
+# so no test depends on it; GStreamer's mp4mux (gstreamer1.0-tools +
+# plugins-good) is the second fMP4 muxer the fMP4 splitter is tested against.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
@@ -33,6 +35,9 @@ command -v oggenc >/dev/null || need+=(vorbis-tools)
 command -v opusenc >/dev/null || need+=(opus-tools)
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 [ -e /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstisomp4.so ] || need+=(gstreamer1.0-plugins-good)
+command -v WebKitWebDriver >/dev/null || need+=(webkit2gtk-driver)
+command -v Xvfb >/dev/null || need+=(xvfb xauth)
+dpkg -s gstreamer1.0-plugins-bad >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-bad)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -356,6 +356,84 @@ async def test_fallback_to_audio_stream_without_mse(gateway: Any) -> None:
     log.assert_clean()
 
 
+async def test_plays_from_the_server_when_webrtc_throws(gateway: Any) -> None:
+    """An RTCPeerConnection that throws (a policy, an extension): the player plays
+    from the server with no error, no P2P agent and no control socket."""
+    require_chromium()
+    tid = long_ids(gateway)[0]
+    page_html = host_page(gateway.url, f'<ztream-player id="p" src="{track_url(gateway, tid)}"></ztream-player>')
+    blocked = """
+      window.__sockets = 0;
+      const NativeSocket = window.WebSocket;
+      window.WebSocket = class extends NativeSocket {
+        constructor(...args) { super(...args); window.__sockets += 1; }
+      };
+      window.RTCPeerConnection = function RTCPeerConnection() {
+        throw new DOMException("WebRTC is blocked here", "NotSupportedError");
+      };
+    """
+    log = ErrorLog()
+    async with HostSite({"": page_html}) as host, async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = await new_page(browser, log)
+            await page.add_init_script(blocked)
+            await page.goto(host.url("/"))
+            await wait_event(page, "ready")
+            await page.evaluate("document.getElementById('p').play()")
+            await page.wait_for_function("document.getElementById('p').currentTime > 1.5", timeout=WAIT)
+            state = await page.evaluate(
+                """() => { const p = document.getElementById('p');
+                   return {mode: p.mode, p2p: p.p2p, stats: p.stats, sockets: window.__sockets,
+                           errors: window.seen('error').length}; }"""
+            )
+            assert state["mode"] == "mse"
+            assert state["p2p"] is None and state["sockets"] == 0
+            assert state["stats"]["httpBytes"] > 0 and state["stats"]["peerBytes"] == 0
+            assert state["errors"] == 0
+        finally:
+            await browser.close()
+    log.assert_clean()
+
+
+async def test_managed_source_refused_falls_back_to_media_source(gateway: Any) -> None:
+    """A ManagedMediaSource is taken first (remote playback off); when the
+    element refuses it before anything played (seen in WebKitGTK on reloads),
+    the player starts again on a plain MediaSource and still plays."""
+    require_chromium()
+    tid = long_ids(gateway)[0]
+    page_html = host_page(gateway.url, f'<ztream-player id="p" src="{track_url(gateway, tid)}"></ztream-player>')
+    managed = """
+      window.__managed = 0;
+      window.ManagedMediaSource = class ManagedMediaSource extends MediaSource {
+        constructor() { super(); window.__managed += 1; }
+        addSourceBuffer(type) {
+          const sb = super.addSourceBuffer(type);
+          setTimeout(() => sb.dispatchEvent(new Event("error")), 0);
+          return sb;
+        }
+      };
+    """
+    log = ErrorLog()
+    async with HostSite({"": page_html}) as host, async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = await new_page(browser, log)
+            await page.add_init_script(managed)
+            await page.goto(host.url("/"))
+            await page.evaluate("document.getElementById('p').play()")
+            await page.wait_for_function("document.getElementById('p').currentTime > 1.5", timeout=WAIT)
+            state = await page.evaluate(
+                """() => { const p = document.getElementById('p');
+                   return {mode: p.mode, managed: window.__managed, remote: p.audio.disableRemotePlayback,
+                           errors: window.seen('error').length}; }"""
+            )
+            assert state == {"mode": "mse", "managed": 1, "remote": True, "errors": 0}
+        finally:
+            await browser.close()
+    log.assert_clean()
+
+
 async def test_landing_page_lists_plays_and_embeds(gateway_factory: Any, tmp_path: Path) -> None:
     """The landing page lists the library, takes a pasted URL, plays it and shows the embed code."""
     require_chromium()
