@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from transcode.ffmpeg import find_ffmpeg, make_rendition
+from transcode.ffmpeg import Rendition, find_ffmpeg, make_rendition
 
 from .admin import LIVE_CONFIG, LiveConfig, setup_admin
 from .cluster import CLUSTER, Cluster, ClusterTracker, node_id, setup_cluster
@@ -51,6 +51,7 @@ from .http.pages import setup_pages
 from .http.registration import REGISTRATIONS, RegistrationLimiter
 from .media import CATALOG, MEDIA, RENDITIONS, STORE
 from .media.catalog import TrackCatalog
+from .media.events import EventsHook
 from .media.extras import ExtrasStore, extras_bound
 from .media.fairness import SlotLimits
 from .media.renditions import Renditions
@@ -110,43 +111,34 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         per_client=config.transcode.max_per_client,
         per_host=config.transcode.max_per_host,
     )
-    media = MediaService(
-        store=store,
-        catalog=catalog,
-        sources=sources.mapping(),
-        rendition=rendition,
-        metrics=metrics,
-        timeout=config.transcode.timeout_seconds,
-        max_duration=config.url.max_duration_seconds,
-        max_concurrent=config.transcode.max_concurrent,
-        wait_seconds=config.server.chunk_wait_seconds,
-        extras=extras,
-        events_hook=ownership.events if ownership is not None else None,
-        slot_limits=slot_limits,
-        min_speed=config.transcode.min_speed,
-        speed_grace=config.transcode.speed_grace_seconds,
-    )
-
-    def other_rendition(name: str) -> MediaService:
-        # Asked for by a listener whose MSE does not take WebM/Opus: made here,
-        # without extras (the default rendition's transcode has them).
+    def media_service(rendition: Rendition, *, extras: ExtrasStore | None = None,
+                      events_hook: EventsHook | None = None) -> MediaService:
+        # Every rendition's service: the same store, catalog, sources and limits
+        # (the shares per client and upstream host are counted per rendition).
         return MediaService(
             store=store,
             catalog=catalog,
             sources=sources.mapping(),
-            rendition=make_rendition(
-                binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds, kind=name
-            ),
+            rendition=rendition,
             metrics=metrics,
             timeout=config.transcode.timeout_seconds,
             max_duration=config.url.max_duration_seconds,
             max_concurrent=config.transcode.max_concurrent,
             wait_seconds=config.server.chunk_wait_seconds,
-            # The same shares per client and upstream host, counted per rendition.
             slot_limits=slot_limits,
             min_speed=config.transcode.min_speed,
             speed_grace=config.transcode.speed_grace_seconds,
+            extras=extras,
+            events_hook=events_hook,
         )
+
+    media = media_service(rendition, extras=extras, events_hook=ownership.events if ownership is not None else None)
+
+    def other_rendition(name: str) -> MediaService:
+        # Asked for by a listener whose MSE does not take WebM/Opus: made here,
+        # without extras (the default rendition's transcode has them).
+        return media_service(make_rendition(
+            binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds, kind=name))
 
     renditions = Renditions(media, other_rendition)
     app[STORE] = store
