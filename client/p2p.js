@@ -375,10 +375,19 @@ export class P2PCore {
       }
       case "turn": {
         const ttl = msg.ttl_seconds;
+        const first = this.turn.servers.length === 0;
         this.turn.asking = false;
         this.turn.servers = msg.ice_servers;
         this.turn.renewAt = now + ttl / 2;
         this.iceServers = [...this.welcomeIce, ...this.turn.servers];
+        if (first) {
+          // A relay makes every dial that failed worth one more try, now: a
+          // listener behind a symmetric NAT would otherwise wait retryCooldown
+          // after its first failure, which is most of a short track.
+          this.cooldown.clear();
+          this.want.nextAt = now;
+          this.maybeWant(out, now);
+        }
         break;
       }
       case "peers":

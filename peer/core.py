@@ -483,10 +483,17 @@ class P2PCore:
                 self._flush_tracker(out, now)
                 self._maybe_want(out, now)
         elif isinstance(msg, TurnServers):
+            first = not self.turn_servers
             self._turn_asking = False
             self.turn_servers = msg.ice_servers
             self._turn_renew_at = now + msg.ttl_seconds / 2
             self.ice_servers = self.welcome_ice + self.turn_servers
+            if first:
+                # A relay makes every dial that failed worth one more try, now
+                # (client/p2p.js: the same rule).
+                self.cooldown.clear()
+                self.want.next_at = now
+                self._maybe_want(out, now)
         elif isinstance(msg, Peers):
             if msg.for_type == "introduce":
                 self._on_introduced(msg, now, out)

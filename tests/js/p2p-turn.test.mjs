@@ -53,3 +53,23 @@ test("stats name the neighbours that delivered verified bytes", () => {
   const [next] = controls(c.tick(20, { peerBytes: 4600 }), "stats");
   assert.equal(next.sources, undefined);
 });
+
+test("a neighbour that could not be reached directly is dialled again as soon as TURN credentials come", () => {
+  const c = new P2PCore();
+  c.onControl(welcome(), 0);
+  c.startSession({ track: "t", rendition: "r", chunks: [0, 1, 2], held: [] }, 0);
+  const dial = c.onControl({ type: "peers", track: "t", rendition: "r", peers: [{ peer_id: "a", chunks: [0, 1, 2], complete: true }] }, 1);
+  assert.ok(dial.some((e) => e.kind === "open" && e.peer === "a"));
+  // ICE failed (a symmetric NAT): cooled down for retryCooldown, and the relay asked for
+  c.channelClosed("a", 6);
+  assert.equal(c.neighbours.has("a"), false);
+  assert.deepEqual(controls(c.needRelay(6), "turn"), [{ type: "turn" }]);
+  const granted = c.onControl({ type: "turn", ice_servers: [TURN], ttl_seconds: 600 }, 7);
+  // Not retryCooldown (30 s) later: it looks for holders now (an overlay round, or a want).
+  assert.equal(controls(granted, "introduce").length + controls(granted, "want").length, 1, JSON.stringify(granted));
+  const again = c.onControl({ type: "peers", track: "t", rendition: "r", peers: [{ peer_id: "a", chunks: [0, 1, 2], complete: true }] }, 8);
+  assert.ok(again.some((e) => e.kind === "open" && e.peer === "a"), again);
+  // A renewal is not a new relay: nothing is dialled again for it.
+  const renewed = c.onControl({ type: "turn", ice_servers: [TURN], ttl_seconds: 600 }, 310);
+  assert.deepEqual([...controls(renewed, "want"), ...controls(renewed, "introduce")], []);
+});

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from peer.core import Control, Effect, P2PCore
-from protocol.messages import Error, Limits, Stats, Turn, TurnServers, Welcome
+from peer.core import Control, Effect, Open, P2PCore
+from protocol.messages import Error, Introduce, Limits, Peers, Stats, Turn, TurnServers, Want, Welcome
+from protocol.values import Candidate
 
 STUN = {"urls": "stun:example"}
 TURN = {"urls": ["turn:198.51.100.1:3478"], "username": "600:me", "credential": "x"}
@@ -58,3 +59,20 @@ def test_stats_name_the_neighbours_that_delivered() -> None:
     assert isinstance(stats, Stats) and stats.sources == (("b", 3000), ("a", 1500))
     (later,) = controls(c.tick(20, {"peerBytes": 4600}), Stats)
     assert isinstance(later, Stats) and later.sources == ()
+
+
+def test_a_neighbour_not_reached_directly_is_dialled_again_once_turn_comes() -> None:
+    c = P2PCore()
+    c.on_control(welcome(), 0)
+    c.start_session("t", "r", [0, 1, 2], 0)
+    holder = Peers("t", "r", (Candidate("a", (0, 1, 2), True),))
+    assert any(isinstance(e, Open) and e.peer == "a" for e in c.on_control(holder, 1))
+    c.channel_closed("a", 6)  # ICE failed: cooled down for retry_cooldown
+    assert controls(c.need_relay(6), Turn) == [Turn()]
+    granted = c.on_control(TurnServers((TURN,), 600), 7)
+    # Not retry_cooldown (30 s) later: it looks for holders now (an overlay round, or a want).
+    assert len(controls(granted, Introduce)) + len(controls(granted, Want)) == 1, granted
+    assert any(isinstance(e, Open) and e.peer == "a" for e in c.on_control(holder, 8))
+    # A renewal is not a new relay.
+    renewed = c.on_control(TurnServers((TURN,), 600), 310)
+    assert controls(renewed, Introduce) + controls(renewed, Want) == []
