@@ -2,7 +2,7 @@
 // The control WebSocket's (/v1/ws) messages, as the browser reads and writes
 // them: pure, no socket. docs/websocket.md is the contract; the frames both
 // ways are pinned, field by field, by tests/vectors/control/messages.json,
-// which gateway/swarm/codec.py passes too.
+// which protocol/codec.py passes too.
 //
 //   parseServerMessage(text) -> {type: "welcome" | "peers" | "signal" | "pong" | "error" | "turn", ...} | null
 //   encodePeerMessage({type: "have" | "want" | "signal" | "stats" | "slots" | "leave" | "ping" | "introduce" | "turn", ...}) -> text

@@ -4,7 +4,7 @@
 // One binary DataChannel per neighbour and track, labelled
 // "ztream/1/<track>/<rendition>". Each frame: u8 version, u8 type, then
 // big-endian unsigned fields. Chunks travel as PIECEs of at most 16 KiB, a
-// size every browser's SCTP stack accepts (RFC 8831). peer/wire.py is the
+// size every browser's SCTP stack accepts (RFC 8831). protocol/wire.py is the
 // same format; tests/vectors/wire/vectors.json is shared by both sides.
 //
 //   HAVE    t=1  u32 n, n x (u32 first, u32 last)   inclusive ranges; replaces the last HAVE
@@ -124,7 +124,7 @@ export function encode(msg) {
   if (msg.type === "piece") {
     const data = msg.data;
     if (data.length === 0 || data.length > PIECE_SIZE) throw new WireError("piece payload empty or over 16 KiB");
-    // offset and total are u32 fields like the index: whole, never wrapped (peer/wire.py checks the same)
+    // offset and total are u32 fields like the index: whole, never wrapped (protocol/wire.py checks the same)
     const offset = checkIndex(msg.offset), total = checkIndex(msg.total);
     if (!(total > 0 && total <= MAX_CHUNK_SIZE) || offset + data.length > total) {
       throw new WireError("piece outside its chunk");
