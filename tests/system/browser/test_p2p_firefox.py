@@ -73,7 +73,11 @@ def assert_took_the_rest(m: dict[str, Any], stats: dict[str, Any], chunks: list[
                          info: dict[str, Any], seeder_info: dict[str, Any]) -> None:
     """The leecher got the bytes after the server lead from its one neighbour, the
     seeder, over a server-reflexive (NAT-mapped) connection, and counted them right."""
-    assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
+    # At most one chunk after the lead may come from the server (the first, when the
+    # scheduler needs it before the peer connection is up): an fMP4 track has only
+    # 5 chunks after the lead, so that one is 20 % of the rest.
+    largest = max(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
+    assert stats["peerBytes"] >= min(0.8 * rest_bytes(m), rest_bytes(m) - largest), (stats, rest_bytes(m))
     assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
     assert seeder_info["upBytes"] >= stats["peerBytes"]
     assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
