@@ -113,10 +113,11 @@ def tone_track(gw: NamespacedGateway) -> dict[str, Any]:
     return track
 
 
-def manifest(gw: NamespacedGateway, track_id: str) -> dict[str, Any]:
-    """The complete manifest (a fresh gateway transcodes on the first request)."""
+def manifest(gw: NamespacedGateway, track_id: str, rendition: str = "") -> dict[str, Any]:
+    """The complete manifest (a fresh gateway transcodes on the first request); ``rendition``: of that one."""
+    query = f"?rendition={rendition}" if rendition else ""
     for _ in range(100):
-        m: dict[str, Any] = json.loads(gw.get(f"/v1/tracks/{track_id}/manifest"))
+        m: dict[str, Any] = json.loads(gw.get(f"/v1/tracks/{track_id}/manifest{query}"))
         if m["complete"]:
             return m
         time.sleep(0.1)
@@ -215,8 +216,9 @@ FIREFOX_PREFS = {"dom.securecontext.allowlist": PUBLIC_ADDRESS}
 
 @asynccontextmanager
 async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: int,
-                           attrs: str = "") -> AsyncIterator[Firefox]:
-    """A Firefox page in listener ``home``'s namespace, on the gateway's origin, the player loaded."""
+                           attrs: str = "", script: str = "") -> AsyncIterator[Firefox]:
+    """A Firefox page in listener ``home``'s namespace, on the gateway's origin, the player loaded;
+    ``script``: run in the page before the player (as ``Browser.listener``'s)."""
     require_firefox()
     pulse = PulseAudio(tmp_path / f"pulse-{home}")
     ff: Firefox | None = None
@@ -224,7 +226,7 @@ async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: in
         ff = await Firefox.launch(tmp_path / f"ff-{home}", pulse, prefix=world.homes[home].exec_prefix,
                                   prefs=FIREFOX_PREFS)
         url = world.gw.url + PAGE_PATH
-        await ff.route(url, listener_page(f"{world.gw.url}/v1/tracks/{track_id}", attrs))
+        await ff.route(url, listener_page(f"{world.gw.url}/v1/tracks/{track_id}", attrs, script))
         await ff.goto(url)
         await ff.until("isSecureContext", timeout=5)
         await ff.until("document.getElementById('p')?.manifest != null && document.getElementById('p').p2p !== null",

@@ -84,4 +84,9 @@ for await (const line of lines) {
     out({ id: cmd.id, ok: false, error: String(err?.message || err) });
   }
 }
-await browser.close();
+// browser.close() settles within a second, but node then stayed up (stdin's
+// handle keeps its loop alive): 15 s of every Firefox test went to
+// Firefox.close()'s wait. Exit once the browser is closed (bounded: puppeteer
+// kills a browser still running when node exits).
+await Promise.race([browser.close(), new Promise((resolve) => setTimeout(resolve, 10000))]);
+process.exit(0);

@@ -1,5 +1,10 @@
 """The player in Firefox ESR: plays, seeks and ends; survives a media error.
 
+It plays the WebM/Opus rendition, and each fMP4 rendition through MSE: the
+page makes Firefox's MSE take only that rendition's type (Firefox ESR 153
+takes both fMP4 types and WebM/Opus), as tests/system/browser/test_fmp4.py
+does in Chromium.
+
 Firefox is Debian's firefox-esr driven by puppeteer-core (bench/firefox.py),
 with a PulseAudio null sink as its audio output. The page is on another
 origin than the gateway (a loopback host site), as an embedding site's is.
@@ -14,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import HostSite
+from tests.support.browser import RENDITION_MIMES, HostSite, only_mse_type
 from tests.support.firefox import Firefox, PulseAudio, require_firefox
 
 pytestmark = [pytest.mark.timeout(150)]
@@ -38,9 +43,9 @@ for (const name of ["ready", "play", "pause", "finish", "error", "seek"]) {
 """
 
 
-def page(gateway_url: str, track_id: str, corrupt_append: int = 0) -> str:
+def page(gateway_url: str, track_id: str, corrupt_append: int = 0, script: str = "") -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ff</title>
-<script>window.corruptAppend = {corrupt_append};{RECORDER}</script>
+<script>window.corruptAppend = {corrupt_append};{RECORDER}{script}</script>
 <script type="module" src="{gateway_url}/client/ztream-player.js"></script></head>
 <body><ztream-player id="p" src="{gateway_url}/v1/tracks/{track_id}"></ztream-player></body></html>"""
 
@@ -57,12 +62,22 @@ async def firefox(tmp_path: Path) -> AsyncIterator[Firefox]:
         pulse.close()
 
 
-async def test_firefox_plays_seeks_and_ends_without_a_false_stall(gateway_factory: Any, firefox: Firefox) -> None:
+@pytest.mark.parametrize("rendition", ["webm", *RENDITION_MIMES])
+async def test_firefox_plays_seeks_and_ends_without_a_false_stall(gateway_factory: Any, firefox: Firefox,
+                                                                   rendition: str) -> None:
     gw = gateway_factory()
     track = gw.library_ids[1]  # tone_a.flac, 20 s (ids are sorted by path: short.flac first)
-    async with HostSite({"play.html": page(gw.url, track)}) as site:
+    mime = RENDITION_MIMES.get(rendition)
+    script = only_mse_type(mime) if mime else ""
+    async with HostSite({"play.html": page(gw.url, track, script=script)}) as site:
         await firefox.goto(site.url("/play.html"))
         await firefox.until("customElements.get('ztream-player') && document.getElementById('p').ready")
+        chosen = await firefox.evaluate(
+            "({mode: document.getElementById('p').mode, mime: document.getElementById('p').manifest.mime})"
+        )
+        assert chosen["mode"] == "mse", chosen
+        if mime:
+            assert chosen["mime"] == mime, chosen
         await firefox.evaluate("document.getElementById('p').play()")
         await firefox.until("document.getElementById('p').currentTime > 1", timeout=20)
         await firefox.evaluate("document.getElementById('p').seek(15)")
@@ -71,6 +86,14 @@ async def test_firefox_plays_seeks_and_ends_without_a_false_stall(gateway_factor
             "({stalls: document.getElementById('p').stats.stalls, t: document.getElementById('p').currentTime,"
             " d: document.getElementById('p').duration, events: window.events})"
         )
+        fetched = await firefox.evaluate(
+            "performance.getEntriesByType('resource').map((e) => e.name).filter((u) => u.includes('/v1/tracks/'))"
+        )
+    media = [u for u in fetched if any(f"/{p}" in u for p in ("init", "chunks/", "manifest", "stream"))]
+    # Every media request names the rendition chosen (none for the default, WebM/Opus).
+    assert media and all(("?rendition=" in u) == bool(mime) for u in media), media
+    if mime:
+        assert all(u.endswith(f"?rendition={rendition}") for u in media), media
     assert abs(state["t"] - 20.0) < 0.5 and abs(state["d"] - 20.0) < 0.5, state
     assert ["error", None] not in state["events"] and not [e for e in state["events"] if e[0] == "error"], state
     # Firefox fires `waiting` just before `ended`: that is the end, not a stall.

@@ -9,33 +9,19 @@ fragments.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support.browser import ErrorLog, HostSite, launch, require_chromium, until
-from tests.support.world import Browser, World, check_audio, p2p, play, seeded, tone_track
+from tests.support.browser import RENDITION_MIMES as MIMES
+from tests.support.browser import ErrorLog, HostSite, launch, only_mse_type, require_chromium, until
+from tests.support.world import Browser, World, check_audio, manifest, p2p, play, seeded, tone_track
 
 from .test_player import WAIT, host_page, long_ids, new_page, track_url, wait_event
 
 pytestmark = [pytest.mark.timeout(120)]
-
-MIMES = {"fmp4-opus": 'audio/mp4; codecs="Opus"', "fmp4-aac": 'audio/mp4; codecs="mp4a.40.2"'}
-
-
-def only(mime: str) -> str:
-    """An init script: this page's MSE takes ``mime`` and nothing else."""
-    return f"""
-const taken = {json.dumps(mime)};
-const asks = MediaSource.isTypeSupported.bind(MediaSource);
-MediaSource.isTypeSupported = (type) => type === taken && asks(type);
-window.audioRequests = [];
-"""
-
 
 @pytest.mark.parametrize("rendition", list(MIMES))
 async def test_fmp4_rendition_plays_through_mse(gateway: Any, rendition: str) -> None:
@@ -49,7 +35,7 @@ async def test_fmp4_rendition_plays_through_mse(gateway: Any, rendition: str) ->
             page = await new_page(browser, log)
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url) if "/v1/tracks/" in r.url else None)
-            await page.add_init_script(only(MIMES[rendition]))
+            await page.add_init_script(only_mse_type(MIMES[rendition]))
             await page.goto(host.url("/"))
             await wait_event(page, "ready")
             await page.wait_for_function("document.getElementById('p').live === false", timeout=WAIT)
@@ -87,16 +73,10 @@ async def test_fmp4_chunks_go_peer_to_peer(world: World, tmp_path: Path) -> None
     """Two listeners of the fMP4/Opus rendition behind their NATs: the second gets chunks from the first."""
     gw = world.gw
     tid = tone_track(gw)["id"]
-    query = "?rendition=fmp4-opus"
-    m: dict[str, Any] = json.loads(gw.get(f"/v1/tracks/{tid}/manifest{query}"))
-    for _ in range(100):
-        if m["complete"]:
-            break
-        await asyncio.sleep(0.1)
-        m = json.loads(gw.get(f"/v1/tracks/{tid}/manifest{query}"))
+    m = manifest(gw, tid, "fmp4-opus")
     assert m["mime"] == MIMES["fmp4-opus"]
     log = ErrorLog()
-    script = only(MIMES["fmp4-opus"])
+    script = only_mse_type(MIMES["fmp4-opus"])
     async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
         first = await b.listener(tid, script=script)
         assert await first.evaluate("document.getElementById('p').manifest.rendition") == m["rendition"]

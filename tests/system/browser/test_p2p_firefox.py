@@ -18,7 +18,8 @@ is served at the gateway's own origin by request interception (the driver's
 
 Asserted on the bytes the leecher's player took from its peer (its stats and
 ``chunk`` events), the SHA-256 of every buffer it appended against the
-manifest, and 0 stalls.
+manifest, and 0 stalls. Chromium to Firefox also with the fMP4/Opus
+rendition: both pages' MSE take only its type (tests/system/browser/test_fmp4.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support.browser import ErrorLog, until
+from tests.support.browser import RENDITION_MIMES, ErrorLog, only_mse_type, until
 from tests.support.firefox import Firefox
 from tests.support.world import (
     SERVER_LEAD,
@@ -72,7 +73,11 @@ def assert_took_the_rest(m: dict[str, Any], stats: dict[str, Any], chunks: list[
                          info: dict[str, Any], seeder_info: dict[str, Any]) -> None:
     """The leecher got the bytes after the server lead from its one neighbour, the
     seeder, over a server-reflexive (NAT-mapped) connection, and counted them right."""
-    assert stats["peerBytes"] >= 0.8 * rest_bytes(m), (stats, rest_bytes(m))
+    # At most one chunk after the lead may come from the server (the first, when the
+    # scheduler needs it before the peer connection is up): an fMP4 track has only
+    # 5 chunks after the lead, so that one is 20 % of the rest.
+    largest = max(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
+    assert stats["peerBytes"] >= min(0.8 * rest_bytes(m), rest_bytes(m) - largest), (stats, rest_bytes(m))
     assert sum(c["bytes"] for c in chunks if c["source"] == "peer") == stats["peerBytes"]
     assert seeder_info["upBytes"] >= stats["peerBytes"]
     assert [n["id"] for n in info["neighbours"]] == [seeder_info["peerId"]]
@@ -81,25 +86,30 @@ def assert_took_the_rest(m: dict[str, Any], stats: dict[str, Any], chunks: list[
     assert_pair_ends(seeder_info)
 
 
-async def test_chromium_seeds_firefox_leeches(tmp_path: Path, audio_dir: Path) -> None:
+@pytest.mark.parametrize("rendition", ["webm", "fmp4-opus"])
+async def test_chromium_seeds_firefox_leeches(tmp_path: Path, audio_dir: Path, rendition: str) -> None:
     """Chromium behind one NAT holds the track; Firefox behind another gets the rest of it from Chromium."""
     world = World(tmp_path, audio_dir)
     try:
         gw = world.gw
         tid = tone_track(gw)["id"]
-        m = manifest(gw, tid)
+        mime = RENDITION_MIMES.get(rendition)
+        m = manifest(gw, tid, rendition if mime else "")
+        script = only_mse_type(mime) if mime else ""
         log = ErrorLog()
         async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
-            seeder = await b.listener(tid, home=0)
+            seeder = await b.listener(tid, home=0, script=script)
             await play(seeder)
             await seeded(seeder, m)
-            async with firefox_listener(world, tmp_path, tid, home=1) as ff:
+            async with firefox_listener(world, tmp_path, tid, home=1, script=script) as ff:
+                playing = await ff.evaluate("document.getElementById('p').manifest.rendition")
+                assert playing == m["rendition"] == await seeder.evaluate("document.getElementById('p').manifest.rendition")
                 await play(ff)
                 stats, chunks, info = await leeched(ff, m)
                 errors = page_errors(ff)
             seeder_info = await p2p(seeder)
         from_peer = [c["index"] for c in chunks if c["source"] == "peer"]
-        print(f"\nChromium -> Firefox: stats {stats}; chunks from the peer {from_peer}; outcomes {info['outcomes']}; "
+        print(f"\nChromium -> Firefox ({rendition}): stats {stats}; chunks from the peer {from_peer}; outcomes {info['outcomes']}; "
               f"Chromium sent {seeder_info['upBytes']}")
         assert stats["stalls"] == 0, stats
         assert_took_the_rest(m, stats, chunks, info, seeder_info)
