@@ -74,6 +74,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path, audio_dir: Path) -> It
         w.close()
 
 
+@pytest.mark.parametrize("world", TOPOLOGIES, indirect=True)
 async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_path: Path) -> None:
     """After its first ~10 s from the server, the second listener gets (nearly) everything from the first."""
     gw = world.gw
