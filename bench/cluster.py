@@ -8,8 +8,10 @@ the same run:
    vs the same swarm spread over the three nodes (goal: within 2 points);
 2. **signal relay**: p50/p99 of a ``signal`` from one peer to another, both
    on one node vs on two nodes (through Redis pub/sub);
-3. **cached chunk requests/s** through the shipped deploy/nginx/ztream.conf
-   vs nginx serving the same bytes as a static file (``wrk``; goal >= 0.8x);
+3. **the edge** (bench/edge.py): a cached chunk through the shipped
+   deploy/nginx/ztream.conf vs nginx serving the same bytes as a static file,
+   requests/s and nginx's CPU per request (goal >= 0.8x), and the requests a
+   cold chunk asked for by 30 listeners at once makes to the nodes (goal 1);
 4. **workers**: cached chunk requests/s of ``ztream serve --workers 2`` vs
    one process (``wrk``; goal >= 1.7x on 2 cores).
 
