@@ -11,8 +11,8 @@ what is wrong with it.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
