@@ -368,6 +368,17 @@ class LiveService:
             index = chunk.index + 1
             self._station(track, name, client)  # a touch: a /stream listener keeps the ingest up
 
+    async def stop(self, track_id: str) -> None:
+        """Stop every ingest of ``track_id`` now (an admin purge); its edges stay remembered."""
+        self._always.discard(track_id)
+        tasks = [station.task for key, station in self._stations.items() if key[0] == track_id]
+        for key in [key for key in self._failed if key[0] == track_id]:
+            del self._failed[key]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+
     def running(self) -> dict[tuple[str, str], LiveIngest]:
         return {key: station.ingest for key, station in self._stations.items()}
 
