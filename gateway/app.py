@@ -170,8 +170,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     log.info("ffmpeg %s (%s), rendition %s", binary, rendition.version, rendition.id)
     for declared, track in zip(config.live.stations, stations, strict=True):
-        if declared.mode == "always":
-            await live.start_always(track)
+        live.declare(track, always=declared.mode == "always")
     # Everything built so far lives as long as the app: keep it out of the
     # garbage collector's full passes, which otherwise tax every request.
     gc.freeze()

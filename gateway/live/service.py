@@ -115,6 +115,7 @@ class LiveService:
         self._failed: dict[tuple[str, str], tuple[float, ZtreamError]] = {}
         self._edges: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._always: set[str] = set()
+        self._declared: set[str] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self.chunk_wait = 3 * config.chunk_seconds + 2.0
@@ -133,13 +134,13 @@ class LiveService:
 
     # -- starting and stopping ------------------------------------------------------
 
-    def keep_always(self, track: Track) -> None:
-        """A declared ``always`` station: its ingest never idles out (started by ``start_always``)."""
-        self._always.add(track.id)
-
-    async def start_always(self, track: Track) -> None:
-        self.keep_always(track)
-        self._station(track, DEFAULT_RENDITION, None)
+    def declare(self, track: Track, *, always: bool) -> None:
+        """A station of ``[[live.stations]]``: the operator's, so no upstream host share applies to it;
+        ``always``: it ingests from now on and never idles out."""
+        self._declared.add(track.id)
+        if always:
+            self._always.add(track.id)
+            self._station(track, DEFAULT_RENDITION, None)
 
     def _station(self, track: Track, name: str, client: str | None) -> _Station:
         """The running station of ``track`` in rendition ``name``, started for ``client`` if none runs."""
@@ -169,8 +170,8 @@ class LiveService:
         source = self._sources().get(track.source)
         if not isinstance(source, LiveSource):
             raise NotFound(f"the {track.source} source cannot play live tracks", code="source_disabled")
-        claim = Claim(key=f"{track.id}/{name}", client=client_group(client),
-                      host=urlsplit(track.locator).hostname if track.source == "url" else None)
+        host = urlsplit(track.locator).hostname if track.source == "url" and track.id not in self._declared else None
+        claim = Claim(key=f"{track.id}/{name}", client=client_group(client), host=host)
         refusal = self._book.refusal(claim)
         if refusal == "too_many_transcodes":
             raise TooManyRequests(
@@ -371,6 +372,7 @@ class LiveService:
     async def stop(self, track_id: str) -> None:
         """Stop every ingest of ``track_id`` now (an admin purge); its edges stay remembered."""
         self._always.discard(track_id)
+        self._declared.discard(track_id)
         tasks = [station.task for key, station in self._stations.items() if key[0] == track_id]
         for key in [key for key in self._failed if key[0] == track_id]:
             del self._failed[key]
