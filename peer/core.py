@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal, TypeGuard
 
 from protocol.codec import parse_signal_data, signal_data
+from protocol.limits import MAX_LIVE_LATENCY_SECONDS as MAX_LIVE_LATENCY
 from protocol.limits import MAX_SOURCES
 from protocol.messages import (
     Description,
@@ -427,6 +428,8 @@ class P2PCore:
         self.reported = dict.fromkeys(_COUNTS, 0)
         self.last_report: _Report | None = None
         self.pending_startup: float | None = None
+        # A live listener's distance from the upstream now (note_live_latency), sent with every report.
+        self.live_latency: float | None = None
         self.urgent_stats = False
         self._stats_at = -math.inf
 
@@ -681,6 +684,11 @@ class P2PCore:
             self.pending_startup = seconds
             self.urgent_stats = True
         return []
+
+    def note_live_latency(self, seconds: float | None) -> None:
+        """The latency of the live track playing now (None: not live), said in each report
+        as ``live_latency_seconds`` (within what the gateway accepts)."""
+        self.live_latency = None if seconds is None or not _finite(seconds) else min(max(0.0, seconds), MAX_LIVE_LATENCY)
 
     # ---- neighbours (the transport's events) ---------------------------------
 
@@ -1289,5 +1297,6 @@ class P2PCore:
             startup_seconds=startup,
             verify_failures=delta["failures"],
             sources=tuple((peer, clamp(n)) for peer, n in named),
+            live_latency_seconds=self.live_latency,
         )
         self._send_control(out, msg, now)

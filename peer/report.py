@@ -53,6 +53,10 @@ class PeerReport:
     introduced: int = 0  # introductions the server answered with the peer
     lookups: int = 0  # LOOKUPs sent to neighbours
     lookup_ahead_failures: int = 0  # next-track manifests that could not be read ahead
+    live: bool = False  # the track was live
+    live_latencies: list[float] = field(default_factory=list)  # seconds from upstream to playhead, one a second
+    live_jumps: int = 0  # jumps back to the edge (too far behind)
+    live_skipped: int = 0  # chunks that left the window before they arrived
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
