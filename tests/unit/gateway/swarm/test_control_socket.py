@@ -344,8 +344,9 @@ async def test_valid_stats_change_the_metrics(gw: TestClient) -> None:
     p = await connect(gw)
     before = await metrics(gw)
     await p.send({"type": "stats", "p2p_down_bytes": 123456, "p2p_up_bytes": 999, "http_down_bytes": 5000,
-                  "stalls": 2, "startup_seconds": 0.3, "verify_failures": 1})
-    await p.send({"type": "stats", "p2p_down_bytes": 44, "stalls": 0, "startup_seconds": None})
+                  "stalls": 2, "startup_seconds": 0.3, "verify_failures": 1, "live_latency_seconds": 3.5})
+    await p.send({"type": "stats", "p2p_down_bytes": 44, "stalls": 0, "startup_seconds": None,
+                  "live_latency_seconds": None})
     assert await p.ask({"type": "ping"}) == {"type": "pong"}  # both handled, no error
     after = await metrics(gw)
     assert after["ztream_peer_bytes_total"] - before["ztream_peer_bytes_total"] == 123500
@@ -353,6 +354,8 @@ async def test_valid_stats_change_the_metrics(gw: TestClient) -> None:
     assert after["ztream_chunk_verify_failures_total"] - before["ztream_chunk_verify_failures_total"] == 1
     assert after["ztream_startup_seconds_count"] - before["ztream_startup_seconds_count"] == 1
     assert after["ztream_startup_seconds_sum"] - before["ztream_startup_seconds_sum"] == pytest.approx(0.3)
+    assert after["ztream_live_latency_seconds_count"] - before["ztream_live_latency_seconds_count"] == 1
+    assert after["ztream_live_latency_seconds_sum"] - before["ztream_live_latency_seconds_sum"] == pytest.approx(3.5)
     # Upload and HTTP bytes are validated but counted server-side, not from reports.
     assert after["ztream_server_bytes_total"] == before["ztream_server_bytes_total"]
 
@@ -379,6 +382,8 @@ BAD_STATS = [
     ("startup_seconds", "-1"),
     ("startup_seconds", '"0.5"'),
     ("startup_seconds", "true"),
+    ("live_latency_seconds", "-0.5"),
+    ("live_latency_seconds", "601"),
     ("verify_failures", "-1"),
     ("verify_failures", "1.5"),
 ]
