@@ -105,6 +105,7 @@ class LiveTrack:
     offset: float = 0.0  # seconds into it
     rate: float = 1.0
     held: set[int] = field(default_factory=set)
+    source_of: dict[int, str] = field(default_factory=dict)  # held index -> SERVER or the peer it came from
     learnt: dict[int, float] = field(default_factory=dict)  # index -> when first heard of
     inflight: dict[int, Fetch] = field(default_factory=dict)
     failures: dict[int, set[str]] = field(default_factory=dict)  # index -> sources that failed it
@@ -182,6 +183,7 @@ class LiveTrack:
         """Chunk ``index`` arrived, verified (``seconds``: how long a server fetch took)."""
         self.inflight.pop(index, None)
         self.held.add(index)
+        self.source_of[index] = source
         self.failures.pop(index, None)
         if source == SERVER and seconds is not None and seconds >= 0:
             # An edge request waits for the cut: only a plain fetch measures the server.
@@ -261,6 +263,10 @@ class LiveTrack:
         return max(0.0, ahead) / max(self.rate, EPSILON)
 
     # ---- playback --------------------------------------------------------------
+
+    def playing_from(self) -> str | None:
+        """Where the chunk playing came from: ``SERVER``, a peer id, or None."""
+        return self.source_of.get(self.current) if self.current is not None else None
 
     def distance(self) -> float:
         """Seconds of audio from the playhead to the end of the newest chunk known."""
@@ -356,6 +362,7 @@ class LiveTrack:
 
     def drop(self, index: int) -> None:
         self.held.discard(index)
+        self.source_of.pop(index, None)
         if self.window and index < self.window[0]:
             self.entries.pop(index, None)
             self.learnt.pop(index, None)

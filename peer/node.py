@@ -125,7 +125,7 @@ log = logging.getLogger("ztream.peer")
 MANIFEST_REFRESH = 1.0  # real seconds between re-reads of a live manifest
 HOUSEKEEPING = 0.05  # real seconds between two runs of the core's tick
 MAX_TICK = 0.05  # real seconds the play loop sleeps at most
-LIVE_SAMPLE = 1.0  # real seconds between two latency samples of a live track
+LIVE_SAMPLE = 0.5  # real seconds between two latency samples of a live track
 HTTP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 BAN_GRACE = 1.0  # real seconds between banning a neighbour and closing its connection
@@ -388,9 +388,12 @@ class PeerNode:
                     grace = BAN_GRACE if e.peer in self.core.banned else NOTICE_GRACE if self._switching else 0.0
                     self._close(nb, "closed by the core", grace=grace)
 
-    def _totals(self) -> dict[str, int]:
+    def _totals(self) -> dict[str, float]:
         r = self.report
-        return {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes, "stalls": r.stalls}
+        totals: dict[str, float] = {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes, "stalls": r.stalls}
+        if self.live is not None and self.live.latency is not None:
+            totals["liveLatency"] = self.live.latency  # a value, not a count
+        return totals
 
     def _send_frame(self, peer: str, frame: bytes) -> None:
         nb = self.neighbours.get(peer)
@@ -489,10 +492,11 @@ class PeerNode:
             self.report.stalled_seconds = lt.stalled_seconds
             self.report.live_jumps = lt.jumps
             self.report.live_skipped = lt.skipped
-            self.core.note_live_latency(lt.latency)
             if state is LiveState.PLAYING and lt.latency is not None and real - sampled >= LIVE_SAMPLE:
                 sampled = real
-                self.report.live_latencies.append(round(lt.latency, 3))
+                source = lt.playing_from()
+                self.report.live_samples.append(
+                    (round(now, 3), round(lt.latency, 3), "server" if source == LIVE_SERVER else "peer"))
             played = 0.0 if lt.started_at is None else now - lt.started_at
             if self.faults.leaves(self.position, played):
                 await self._leave()
