@@ -24,7 +24,12 @@ are pure functions of what the caller knows, with no clock of their own
   closer play at ``RATE_SLOW`` (a buffer builds up again); past
   ``max(JUMP_FACTOR * target, target + JUMP_MARGIN)`` jump so as to be
   ``target`` behind again (``Jump(to=target)``): catching up at 3 % would
-  take minutes.
+  take minutes. While ``recovering`` (the caller's: for ``RECOVER_SECONDS``
+  after playback resumed from a stall) it jumps as soon as it is more than
+  ``PACE_TOLERANCE`` further behind than ``target``: a source that comes back
+  often sends what it held meanwhile in one burst, which would leave every
+  listener that many seconds further behind; the stall was a gap already, so
+  the jump adds none.
 - ``elected_fetcher(self_id, neighbour_ids, index)``: of a listener and its
   neighbours, the one that fetches chunk ``index`` from the server as soon
   as it exists: the smallest FNV-1a 32-bit hash of ``"<id>:<index>"``
@@ -55,6 +60,7 @@ __all__ = [
     "JUMP_FACTOR",
     "JUMP_MARGIN",
     "PACE_TOLERANCE",
+    "RECOVER_SECONDS",
     "RATE_FAST",
     "RATE_SLOW",
     "Jump",
@@ -75,6 +81,7 @@ RATE_SLOW = 0.97  # too close to the edge: let the buffer grow again
 PACE_TOLERANCE = 1.0
 JUMP_FACTOR = 3.0
 JUMP_MARGIN = 3.0  # seconds: a small target does not make every wobble a jump
+RECOVER_SECONDS = 5.0  # after a stall, this long, a listener behind its target jumps back to it
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -122,10 +129,13 @@ def start_index(entries: Sequence[Mapping[str, object]], behind_seconds: float) 
     return int(_number(entries[0]["index"]))
 
 
-def pace_action(distance: float, target: float) -> PaceAction:
+def pace_action(distance: float, target: float, recovering: bool = False) -> PaceAction:
     """What the player does to stay ``target`` seconds behind the edge's end,
-    being ``distance`` behind it now."""
-    if distance > max(JUMP_FACTOR * target, target + JUMP_MARGIN):
+    being ``distance`` behind it now; ``recovering``: it resumed from a stall
+    less than ``RECOVER_SECONDS`` ago."""
+    if distance > max(JUMP_FACTOR * target, target + JUMP_MARGIN) or (
+        recovering and distance > target + PACE_TOLERANCE
+    ):
         return Jump(target)
     if distance > target + PACE_TOLERANCE:
         return Rate(RATE_FAST)

@@ -121,6 +121,7 @@ class LiveTrack:
     _last: float | None = None
     _paced_at: float = -math.inf
     _retry_at: dict[int, float] = field(default_factory=dict)
+    _recover_until: float = -math.inf
 
     def __post_init__(self) -> None:
         self.http_seconds = self.settings.http_estimate
@@ -303,11 +304,14 @@ class LiveTrack:
             return self.state
         if now - self._paced_at >= self.settings.pace_interval:
             self._paced_at = now
-            self._pace()
+            self._pace(now < self._recover_until)
         if self.state is LiveState.STALLED:
             self.stalled_seconds += dt
             if self._step(0.0) is None:
                 self.state = LiveState.PLAYING
+                # back from a stall: a burst from the upstream may have put us far behind
+                self._recover_until = now + live.RECOVER_SECONDS
+                self._paced_at = -math.inf
         else:
             left = self._step(dt * self.rate)
             if left is not None:
@@ -335,9 +339,9 @@ class LiveTrack:
                 return move
             self.current, self.offset = nxt, 0.0
 
-    def _pace(self) -> None:
+    def _pace(self, recovering: bool) -> None:
         assert self.current is not None
-        action = live.pace_action(self.distance(), self.behind)
+        action = live.pace_action(self.distance(), self.behind, recovering)
         if isinstance(action, live.Jump):
             self.rate = 1.0
             target = live.start_index([{"index": i, "duration": self._duration(i)} for i in self.window], action.to)

@@ -37,9 +37,9 @@ def test_start_index(case: dict[str, Any]) -> None:
     assert live.start_index(case["entries"], case["behindSeconds"]) == case["expect"]
 
 
-@pytest.mark.parametrize("case", VECTORS["paceAction"], ids=lambda c: f"{c['latency']}-{c['target']}")
+@pytest.mark.parametrize("case", VECTORS["paceAction"], ids=lambda c: f"{c['latency']}-{c['target']}-{c.get('recovering', False)}")
 def test_pace_action(case: dict[str, Any]) -> None:
-    action = live.pace_action(case["latency"], case["target"])
+    action = live.pace_action(case["latency"], case["target"], case.get("recovering", False))
     match action:
         case Rate():
             assert set(case["expect"]) == {"rate"} and close(action.rate, case["expect"]["rate"])

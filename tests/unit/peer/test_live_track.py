@@ -145,3 +145,24 @@ def test_chunks_that_left_the_window_are_skipped() -> None:
     t.ready = True
     t.advance(T0 + 100)
     assert t.current == FIRST + 100 and t.skipped == 3
+
+
+def test_back_from_a_stall_far_behind_it_jumps_to_the_target() -> None:
+    """A source that returns with a burst leaves the listener seconds further behind:
+    the first pace decision after the stall jumps back to the target distance."""
+    t = LiveTrack()
+    t.manifest(manifest(FIRST, FIRST + 59), T0)
+    t.received(FIRST + 57, SERVER, T0)
+    t.ready = True
+    t.advance(T0)
+    assert t.advance(T0 + 1.5) is LiveState.STALLED
+    # the source came back with 6 s at once
+    t.manifest(manifest(FIRST, FIRST + 65), T0 + 2)
+    t.held.update(range(FIRST + 58, FIRST + 66))
+    assert t.advance(T0 + 2.0) is LiveState.PLAYING
+    t.advance(T0 + 2.1)
+    assert t.jumps == 1 and t.current == FIRST + 63
+    # later, the same distance is only caught up with
+    t.current = FIRST + 61
+    t.advance(T0 + 10)
+    assert t.jumps == 1 and t.rate == live.RATE_FAST
