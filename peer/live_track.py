@@ -36,7 +36,8 @@ Playback is real time (a live track cannot be played faster): the playhead is
 a chunk and an offset into it, moved by ``rate`` (``live.pace_action``, decided
 once a second, on the distance behind the end of the newest chunk known)
 and stopped at the first chunk not held (a stall). A jump lands on
-``live.start_index`` of the window with the target distance.
+``live.start_index`` of the window with the target distance, once that chunk
+is here (a jump into a stall would add a gap).
 """
 
 from __future__ import annotations
@@ -300,11 +301,10 @@ class LiveTrack:
             if self.ready and self.current in self.held:
                 self.state = LiveState.PLAYING
                 self.started_at = now
+                # a start is a resume too: the window may have grown while the first chunks came
+                self._recover_until = now + live.RECOVER_SECONDS
             self._measure(now)
             return self.state
-        if now - self._paced_at >= self.settings.pace_interval:
-            self._paced_at = now
-            self._pace(now < self._recover_until)
         if self.state is LiveState.STALLED:
             self.stalled_seconds += dt
             if self._step(0.0) is None:
@@ -318,6 +318,10 @@ class LiveTrack:
                 self.state = LiveState.STALLED
                 self.stalls += 1
                 self.stalled_seconds += left / max(self.rate, EPSILON)
+        # The time since the last call was played at the old rate; decide for what follows.
+        if self.state is LiveState.PLAYING and now - self._paced_at >= self.settings.pace_interval:
+            self._paced_at = now
+            self._pace(now < self._recover_until)
         self._measure(now)
         return self.state
 
@@ -343,11 +347,16 @@ class LiveTrack:
         assert self.current is not None
         action = live.pace_action(self.distance(), self.behind, recovering)
         if isinstance(action, live.Jump):
-            self.rate = 1.0
             target = live.start_index([{"index": i, "duration": self._duration(i)} for i in self.window], action.to)
-            if target is not None and target > self.current:
+            if target is not None and target > self.current and target in self.held:
                 self.current, self.offset = target, 0.0
                 self.jumps += 1
+                self.rate = 1.0
+            else:
+                # not there yet (it is fetched like any chunk ahead): no jump into a stall;
+                # meanwhile catch up, and decide again soon
+                self.rate = live.RATE_FAST
+                self._paced_at = -math.inf if target is not None and target in self.inflight else self._paced_at
         else:
             self.rate = action.rate
 

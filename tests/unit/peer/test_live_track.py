@@ -116,14 +116,15 @@ def test_far_behind_it_jumps_and_slightly_behind_it_plays_faster() -> None:
     t.held.update(range(FIRST, FIRST + 60))
     t.ready = True
     t.current = FIRST + 40  # 20 s behind
+    t.advance(T0 - 10)
     t.advance(T0)
-    t.advance(T0 + 0.1)
     assert t.jumps == 1 and t.current == FIRST + 57 and t.rate == 1.0
-    t.current = FIRST + 54  # 6 s behind: faster
-    t.advance(T0 + 0.2)
-    assert t.rate == live.RATE_FAST
+    t.advance(T0 + 6)  # plays on (to the edge: a stall)
+    t.state, t.current, t.offset = LiveState.PLAYING, FIRST + 54, 0.0  # 6 s behind, well after the start
+    t.advance(T0 + 6)  # no time passes: only the pace decision
+    assert t.rate == live.RATE_FAST and t.jumps == 1
     t.current, t.offset = FIRST + 59, 0.5  # half a second: slower
-    t.advance(T0 + 0.3)
+    t.advance(T0 + 6)
     assert t.rate == live.RATE_SLOW
 
 
@@ -158,11 +159,17 @@ def test_back_from_a_stall_far_behind_it_jumps_to_the_target() -> None:
     assert t.advance(T0 + 1.5) is LiveState.STALLED
     # the source came back with 6 s at once
     t.manifest(manifest(FIRST, FIRST + 65), T0 + 2)
-    t.held.update(range(FIRST + 58, FIRST + 66))
+    t.held.update(range(FIRST + 58, FIRST + 63))
     assert t.advance(T0 + 2.0) is LiveState.PLAYING
     t.advance(T0 + 2.1)
+    # where it would land is not here yet: no jump into a stall, catching up meanwhile
+    assert t.jumps == 0 and t.rate == live.RATE_FAST
+    t.held.update(range(FIRST + 63, FIRST + 66))
+    t.advance(T0 + 3.2)
     assert t.jumps == 1 and t.current == FIRST + 63
     # later, the same distance is only caught up with
-    t.current = FIRST + 61
-    t.advance(T0 + 10)
+    t.manifest(manifest(FIRST, FIRST + 75), T0 + 7)
+    t.held.update(range(FIRST + 66, FIRST + 76))
+    t.current, t.offset = FIRST + 66, 0.0
+    t.advance(T0 + 7.3)
     assert t.jumps == 1 and t.rate == live.RATE_FAST
