@@ -126,6 +126,7 @@ MANIFEST_REFRESH = 1.0  # real seconds between re-reads of a live manifest
 HOUSEKEEPING = 0.05  # real seconds between two runs of the core's tick
 MAX_TICK = 0.05  # real seconds the play loop sleeps at most
 LIVE_SAMPLE = 0.5  # real seconds between two latency samples of a live track
+LIVE_TICK = 0.1  # real seconds the live play loop sleeps at most
 HTTP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 BAN_GRACE = 1.0  # real seconds between banning a neighbour and closing its connection
@@ -476,7 +477,7 @@ class PeerNode:
         if self.playing.init is None:
             self._spawn(self._fetch_init())
         started = self.clock.real()
-        sampled = 0.0
+        sampled = evicted = 0.0
         while not self._stopped.is_set():
             real = self.clock.real()
             if self.options.live_seconds is not None and real - started >= self.options.live_seconds:
@@ -506,14 +507,17 @@ class PeerNode:
             neighbours = [p for p, nb in self.neighbours.items() if nb.open and not nb.closed]
             for req in lt.next(now, self.peer_id, neighbours):
                 self._dispatch_live(req)
-            for index in lt.evictable():
-                lt.drop(index)
-                self.playing.chunks.pop(index, None)
-                self.playing.hashes.pop(index, None)
-                self._apply(self.core.chunk_dropped(index))
+            if real - evicted >= 1.0:
+                evicted = real
+                for index in lt.evictable():
+                    lt.drop(index)
+                    self.playing.chunks.pop(index, None)
+                    self.playing.hashes.pop(index, None)
+                    self._apply(self.core.chunk_dropped(index))
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), MAX_TICK)
+                # Woken by every arrival, HAVE and failure; the tick only moves the playhead.
+                await asyncio.wait_for(self._wake.wait(), LIVE_TICK)
         self.report.played_to_end = True  # a live track has no end: listened as long as asked
 
     def _live_peer_have(self, peer: str, have: Sequence[int]) -> None:
