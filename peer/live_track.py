@@ -71,6 +71,7 @@ class LiveSettings:
     max_peer_wait: float = 2.0  # and at most this long
     pace_interval: float = 1.0  # seconds between two pace decisions
     edge_poll: bool = True  # the elected fetcher asks for the chunk after the edge
+    choke_backoff: float = 0.1  # seconds before asking a neighbour that choked a chunk again
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class LiveTrack:
     _paced_at: float = -math.inf
     _retry_at: dict[int, float] = field(default_factory=dict)
     _recover_until: float = -math.inf
+    _busy_until: dict[tuple[int, str], float] = field(default_factory=dict)  # (index, peer) -> when to ask again
 
     def __post_init__(self) -> None:
         self.http_seconds = self.settings.http_estimate
@@ -201,6 +203,14 @@ class LiveTrack:
             # reconnect (the next index jumps), so ask again a chunk later
             self._retry_at[index] = now + (self.chunk_seconds if req is not None and req.ahead else 0.25)
 
+    def choked(self, index: int, peer: str, now: float) -> None:
+        """``peer`` will not send ``index`` now (all its upload slots are busy: every
+        neighbour wants the newest chunk at once): ask it again a moment later."""
+        req = self.inflight.get(index)
+        if req is not None and req.source == peer:
+            del self.inflight[index]
+        self._busy_until[(index, peer)] = now + self.settings.choke_backoff
+
     def expired(self, now: float) -> list[Fetch]:
         """Peer requests past their deadline: given up (the shell cancels them)."""
         out = [req for req in self.inflight.values() if req.source != SERVER and now >= req.deadline]
@@ -226,7 +236,8 @@ class LiveTrack:
             until = self.until_needed(index)
             failed = self.failures.get(index, set())
             holders = [p for p in nbrs if index in self.peers.get(p, ()) and p not in failed
-                       and busy.get(p, 0) < self.settings.request_slots]
+                       and busy.get(p, 0) < self.settings.request_slots
+                       and now >= self._busy_until.get((index, p), -math.inf)]
             if holders and until - self.http_seconds > self.settings.min_peer_window:
                 # the least busy holder, then by id: deterministic
                 peer = min(holders, key=lambda p: (busy.get(p, 0), p))
@@ -375,6 +386,8 @@ class LiveTrack:
 
     def drop(self, index: int) -> None:
         self.held.discard(index)
+        for key in [k for k in self._busy_until if k[0] <= index]:
+            del self._busy_until[key]
         self.source_of.pop(index, None)
         if self.window and index < self.window[0]:
             self.entries.pop(index, None)

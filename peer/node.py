@@ -351,7 +351,10 @@ class PeerNode:
                 if e.reason == "choked":
                     self.report.chokes_received += 1
                 if self.live is not None:
-                    self.live.failed(e.index, e.peer, time.time())
+                    if e.reason == "choked":
+                        self.live.choked(e.index, e.peer, time.time())
+                    else:
+                        self.live.failed(e.index, e.peer, time.time())
                     self._wake.set()
                     continue
                 req = self.playing.sched.inflight.get(e.index)

@@ -173,3 +173,16 @@ def test_back_from_a_stall_far_behind_it_jumps_to_the_target() -> None:
     t.current, t.offset = FIRST + 66, 0.0
     t.advance(T0 + 7.3)
     assert t.jumps == 1 and t.rate == live.RATE_FAST
+
+
+def test_a_choked_request_is_asked_again_a_moment_later() -> None:
+    t = LiveTrack()
+    t.manifest(manifest(FIRST, FIRST + 59), T0)
+    t.received(FIRST + 57, SERVER, T0)
+    t.peer_holds("nb", [FIRST + 58])
+    (req,) = [r for r in t.next(T0, "me", ["nb"]) if r.index == FIRST + 58]
+    assert req.source == "nb"
+    t.choked(FIRST + 58, "nb", T0 + 0.01)  # its upload slots are all busy
+    assert [r for r in t.next(T0 + 0.05, "me", ["nb"]) if r.index == FIRST + 58] == []
+    (again,) = [r for r in t.next(T0 + 0.12, "me", ["nb"]) if r.index == FIRST + 58]
+    assert again.source == "nb"
