@@ -1,7 +1,7 @@
 """Any http(s) URL, fetched through the SSRF-safe fetcher.
 
-Registering a URL asks the upstream once for its headers (the body is not
-read): an answer with ``icy-*`` headers (Icecast, SHOUTcast) or an audio type
+Registering a new URL asks the upstream once for its headers (``probe_live``,
+the body is not read): an answer with ``icy-*`` headers (Icecast, SHOUTcast) or an audio type
 with no length is endless, a live track (docs/live.md), named after its
 ``icy-name`` when it says one. An upstream that cannot be asked at
 registration registers as a file, as it always did: the transcode reports
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
@@ -89,24 +90,26 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
     async def register(self, url: str) -> Track:
         """Validate ``url`` (scheme, host policy, resolved address) and name its track."""
         normalized = await self.fetcher.check_url(url)
-        live, station = await self._probe(normalized)
         return Track(
             id=track_id_for("url", normalized),
             source="url",
             locator=normalized,
-            title=station or _title_from_url(normalized),
-            live=live,
+            title=_title_from_url(normalized),
         )
 
-    async def _probe(self, url: str) -> tuple[bool, str | None]:
-        """(live, icy-name) from the upstream's answer headers; (False, None) when it cannot be asked."""
+    async def probe_live(self, track: Track) -> Track:
+        """``track``, live (named after its ``icy-name``) if the upstream's answer headers say it is endless.
+
+        One request whose body is not read; an upstream that cannot be asked is a file, as before.
+        """
         try:
-            async with self.fetcher.open(url, max_bytes=0, headers={"Icy-MetaData": "1"}) as response:
-                live = is_live_answer(response.status, response.headers)
-                return live, _station_name(response.headers) if live else None
+            async with self.fetcher.open(track.locator, max_bytes=0, headers={"Icy-MetaData": "1"}) as response:
+                if not is_live_answer(response.status, response.headers):
+                    return track
+                return replace(track, live=True, title=_station_name(response.headers) or track.title)
         except ZtreamError as exc:
-            log.info("registering %s as a file: its headers could not be read (%s)", url, exc.detail)
-            return False, None
+            log.info("registering %s as a file: its headers could not be read (%s)", track.locator, exc.detail)
+            return track
 
     async def open_live(self, track: Track) -> AsyncGenerator[bytes | NowPlaying, None]:
         """One connection to a live upstream: its audio, ICY metadata stripped into ``NowPlaying``."""
