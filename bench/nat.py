@@ -80,7 +80,7 @@ from bench.harness import MissingTool, terminate
 from bench.netns import IP, NetNamespace
 
 __all__ = ["NatTopology", "Listener", "Coturn", "NETWORKS", "PUBLIC_ADDRESS", "PUBLIC_ADDRESS6", "TOPOLOGIES",
-           "Topology", "require_nat"]
+           "Topology", "pair_ends", "require_nat"]
 
 PUBLIC_ADDRESS = "198.18.0.1"
 # IPv6 documentation prefixes (RFC 3849), only inside the test's namespaces.
@@ -97,6 +97,24 @@ TOPOLOGIES: tuple[Topology, ...] = ("bridge", "vip", "dualstack", "office", "two
 # its router's address on the public bridge.
 NETWORKS: dict[str, tuple[str, str]] = {"isp-a": ("198.18.16.0/20", "198.18.0.2"),
                                         "isp-b": ("198.18.32.0/20", "198.18.0.3")}
+
+REFLEXIVE = frozenset({"srflx", "prflx"})
+
+
+def pair_ends(kind: Topology) -> tuple[frozenset[str], frozenset[str]]:
+    """The candidate types (local, remote) each end of a direct connection between two
+    of ``kind``'s listeners can report for its selected pair (``getStats``).
+
+    Across NATs the remote end is always reflexive: a host address behind another
+    router is unreachable (and hidden behind an mDNS name no other LAN resolves); the
+    local end is the host the packets leave from or a reflexive one. In the office
+    both ends are hosts on one LAN (their mDNS names resolve there; peer-reflexive
+    when a check arrives before the name is resolved), never server-reflexive: the
+    router does not hairpin.
+    """
+    if kind == "office":
+        return frozenset({"host", "prflx"}), frozenset({"host", "prflx"})
+    return frozenset({"host"}) | REFLEXIVE, REFLEXIVE
 
 
 def require_nat() -> None:

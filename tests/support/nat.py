@@ -9,8 +9,9 @@ from bench.nat import (
     Listener,
     NatTopology,
     Topology,
+    pair_ends,
     require_nat,
 )
 
 __all__ = ["NETWORKS", "PUBLIC_ADDRESS", "PUBLIC_ADDRESS6", "TOPOLOGIES", "Coturn", "Listener", "NatTopology",
-           "Topology", "require_nat"]
+           "Topology", "pair_ends", "require_nat"]
