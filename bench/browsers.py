@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the generated track")
     parser.add_argument("--firefox-at", type=int, default=2, help="which listener (0-based) is Firefox")
     parser.add_argument("--only", choices=["both", "chromium", "firefox"], default="both")
-    parser.add_argument("--timeout", type=float, default=600.0, help="bound on the whole run, seconds")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="bound on the whole run, seconds (default 600 per topology)")
     args = parser.parse_args(argv)
     if not 2 <= args.listeners <= 8:
         parser.error("--listeners must be 2..8 (one network namespace and browser each)")
@@ -326,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--firefox-at must name one of the listeners")
     if not 0 < args.stagger <= 30 or not SERVER_LEAD < args.seconds <= 300:
         parser.error("--stagger must be in (0, 30] and --seconds in (10, 300]")
+    if args.timeout is None:
+        args.timeout = 600.0 * (len(TOPOLOGIES) if args.topology == "all" else 1)
     try:
         scenarios = asyncio.run(asyncio.wait_for(run(args), args.timeout))
     except TimeoutError:
