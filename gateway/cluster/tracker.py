@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from protocol.limits import MAX_CANDIDATES
 from protocol.values import BadChunks, Candidate, ChunkSet
@@ -44,7 +45,7 @@ class RemoteHolding:
 
 
 class ClusterTracker(Tracker):
-    def __init__(self, node_id: str, **kwargs: int) -> None:
+    def __init__(self, node_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.node_id = node_id
         self.shadows: dict[str, str] = {}  # peer id -> node id
@@ -134,5 +135,5 @@ class ClusterTracker(Tracker):
             return False
         if not self._shadow(theirs, node, now):
             return False
-        self._introduce(self._peers[ours], self._peers[theirs])
+        self._introduce(self._peers[ours], self._peers[theirs], now)
         return True
