@@ -62,8 +62,10 @@ def scopes(metrics: dict[str, float]) -> dict[str, float]:
 def run(tmp_path: Path, library: Path, *, networks: bool) -> dict[str, Any]:
     """One run; the peers' reports, each with the network of the listener it ran at, and the scopes counted."""
     tmp_path.mkdir()
-    configured: dict[str, Any] = {"p2p__networks": world_networks()} if networks else {}
-    world = World(tmp_path, library, count=6, kind="two-isps", **configured)
+    # World configures the topology's networks; an empty table: none.
+    world = World(tmp_path, library, count=6, kind="two-isps", **({} if networks else {"p2p__networks": {}}))
+    if networks:
+        assert world.gw.config["p2p.networks"] == world_networks()
     procs: list[subprocess.Popen[str]] = []
     try:
         gw = world.gw
