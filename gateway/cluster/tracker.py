@@ -27,6 +27,7 @@ from typing import Any
 from protocol.limits import MAX_CANDIDATES
 from protocol.values import BadChunks, Candidate, ChunkSet
 
+from ..swarm.networks import UNKNOWN_PLACE, Place
 from ..swarm.tracker import Tracker, TrackerError
 
 __all__ = ["ClusterTracker", "RemoteHolding"]
@@ -42,6 +43,8 @@ class RemoteHolding:
     complete: bool
     in_use: int
     age: float  # seconds since it was last seen
+    # Its LAN and network as its own node classified them (nearness works across nodes).
+    place: Place = UNKNOWN_PLACE
 
 
 class ClusterTracker(Tracker):
@@ -98,14 +101,18 @@ class ClusterTracker(Tracker):
 
     # -- what the shell feeds in ---------------------------------------------
 
-    def _shadow(self, peer: str, node: str, last_seen: float) -> bool:
+    def _shadow(self, peer: str, node: str, last_seen: float, place: Place = UNKNOWN_PLACE) -> bool:
         if peer in self._peers:
             if peer not in self.shadows:
                 return False  # one of ours: Redis only echoes what we wrote
             self.shadows[peer] = node
-            self._peers[peer].last_seen = max(self._peers[peer].last_seen, last_seen)
+            shadow = self._peers[peer]
+            shadow.last_seen = max(shadow.last_seen, last_seen)
+            if place != UNKNOWN_PLACE:
+                shadow.place = place
             return True
         self.join(peer, last_seen)
+        self._peers[peer].place = place
         self.shadows[peer] = node
         return True
 
@@ -115,7 +122,7 @@ class ClusterTracker(Tracker):
         for h in holders:
             if h.node == self.node_id or h.age > ttl:
                 continue
-            if not self._shadow(h.peer, h.node, now - h.age):
+            if not self._shadow(h.peer, h.node, now - h.age, h.place):
                 continue
             seen.add(h.peer)
             try:
