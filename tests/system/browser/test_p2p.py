@@ -290,6 +290,23 @@ async def two_listeners(world: World, tmp_path: Path) -> tuple[dict[str, Any], d
     return stats, info, m
 
 
+async def test_office_listeners_share_without_any_ice_server(tmp_path: Path, audio_dir: Path) -> None:
+    """Listeners on one LAN behind one router need no STUN: with no ICE server at all
+    (``p2p.stun_port = 0``) they connect host to host by their mDNS names, and the second
+    gets the rest of the track from the first."""
+    world = World(tmp_path, audio_dir, kind="office", p2p__stun_port=0)
+    try:
+        stats, info, m = await two_listeners(world, tmp_path)
+        rest = sum(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
+        print(f"\noffice, no ICE server: {stats}; outcomes {info['outcomes']}")
+        assert stats["stalls"] == 0
+        assert stats["peerBytes"] >= 0.8 * rest, (stats, rest)
+        assert_pair_ends(info, "office")
+        assert metric_sum(world.gw, 'ztream_stun_requests_total{result="ok"}') == 0, "a STUN responder answered"
+    finally:
+        world.close()
+
+
 async def test_symmetric_nat_without_turn_shares_nothing(tmp_path: Path, audio_dir: Path) -> None:
     """Per-destination mappings make the STUN address useless: no pair connects, the server serves all, no stall."""
     world = World(tmp_path, audio_dir, nat="symmetric")
