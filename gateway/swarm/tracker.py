@@ -178,7 +178,8 @@ class _Peer:
     # Introduced peers -> when first introduced; oldest (least recently re-introduced) first.
     introduced: dict[str, float] = field(default_factory=dict)
     # The introduced peers that delivered this one verified bytes (``credit(..., to=)``).
-    served_by: set[str] = field(default_factory=set)
+    # None until the first: an empty set is 216 bytes, and most idle peers never download.
+    served_by: set[str] | None = None
 
 
 class Tracker:
@@ -246,6 +247,8 @@ class Tracker:
         p.unanswered = 0
         leecher = self._peers.get(to) if to is not None else None
         if leecher is not None and peer in leecher.introduced:
+            if leecher.served_by is None:
+                leecher.served_by = set()
             leecher.served_by.add(peer)
 
     def delivered(self, peer: str) -> int:
@@ -276,7 +279,8 @@ class Tracker:
             q = self._peers.get(other)
             if q is not None:
                 q.introduced.pop(peer, None)
-                q.served_by.discard(peer)
+                if q.served_by is not None:
+                    q.served_by.discard(peer)
 
     def expire(self, now: float, ttl: float) -> list[str]:
         """Remove every peer not seen for more than ``ttl`` seconds; returns their ids."""
@@ -424,7 +428,8 @@ class Tracker:
         if scope(asker.place, holder.place) not in NEAR_SCOPES or self._tier(holder, now) == 2:
             return False
         since = asker.introduced.get(holder.id)
-        return since is None or now - since < NEAR_TRIAL_SECONDS or holder.id in asker.served_by
+        return (since is None or now - since < NEAR_TRIAL_SECONDS
+                or (asker.served_by is not None and holder.id in asker.served_by))
 
     def near_holders(self, peer: str, track: str, rendition: str, needed: Sequence[int], now: float) -> list[str]:
         """The holders a ``want`` of ``needed`` would find near ``peer`` (eligible
@@ -548,8 +553,10 @@ class Tracker:
             while len(x.introduced) > self.max_introductions:
                 oldest = next(iter(x.introduced))
                 del x.introduced[oldest]
-                x.served_by.discard(oldest)
+                if x.served_by is not None:
+                    x.served_by.discard(oldest)
                 other = self._peers.get(oldest)
                 if other is not None:
                     other.introduced.pop(x.id, None)
-                    other.served_by.discard(x.id)
+                    if other.served_by is not None:
+                        other.served_by.discard(x.id)
