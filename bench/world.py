@@ -89,6 +89,10 @@ class World:
         require_netns()
         self.topology = NatTopology(count, nat, kind)
         self.homes = [listener.ns for listener in self.topology.listeners]
+        if kind == "two-isps":
+            # The gateway knows the two access networks, as their operator would
+            # configure them (docs/config.md, [p2p.networks]); ``p2p__networks={}`` says it does not.
+            overrides.setdefault("p2p__networks", self.topology.networks)
         try:
             server = {"host": self.topology.gateway_host, "public_url": PUBLIC_URL}
             self.gw = NamespacedGateway(self.topology.public, tmp_path, audio_dir, port=PORT,

@@ -703,6 +703,7 @@ class PeerNode:
         else:
             self.report.chunks_peer += 1
             self.report.p2p_down_bytes += len(data)
+            self.report.p2p_sources[source] = self.report.p2p_sources.get(source, 0) + len(data)
             self.core.delivered_by(source, len(data))
         if self.playing.cache is not None and source != CACHE:
             with contextlib.suppress(OSError):

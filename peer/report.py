@@ -21,6 +21,8 @@ class PeerReport:
     http_down_bytes: int = 0
     p2p_down_bytes: int = 0
     p2p_up_bytes: int = 0
+    # Verified bytes by the neighbour (peer id) they came from, over the whole run.
+    p2p_sources: dict[str, int] = field(default_factory=dict)
     stalls: int = 0
     stalled_seconds: float = 0.0
     startup_seconds: float | None = None  # real seconds from play to sound

@@ -44,9 +44,10 @@ TURN_SECRET = "test-turn-secret"
 
 
 def metric_sum(gw: NamespacedGateway, name: str) -> float:
-    """A sample, or with ``{labels}`` the sum of every series that has those labels."""
+    """The sum of a family's series (``ztream_peer_bytes_total``: every ``scope``), or
+    with ``{labels}`` of every series that has those labels."""
     if "{" not in name:
-        return metric(gw, name)
+        return sum(v for k, v in gw.metrics().items() if k.partition("{")[0] == name)
     family, _, wanted = name.partition("{")
     labels = set(wanted.rstrip("}").split(","))
     return sum(v for k, v in gw.metrics().items()
