@@ -24,6 +24,13 @@
  * @typedef {Welcome | Peers | Signal | Pong | ErrorMessage | TurnServers} ServerMessage
  */
 
+/**
+ * The largest chunk index (u32 on the wire; protocol/limits.py MAX_INDEX): a
+ * live track's indices grow for ever (docs/live.md), so an index is bounded
+ * by this, and only the NUMBER of chunks in a message by max_chunks.
+ */
+export const MAX_INDEX = 0xffffffff;
+
 /** `welcome`'s limits, all integers, in wire order. */
 export const LIMIT_KEYS = Object.freeze([
   "max_message_bytes", "messages_per_second", "burst", "max_tracks", "max_chunks", "max_ranges",
@@ -39,7 +46,7 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
  * @param {unknown} v
  * @returns {v is number}
  */
-const isIndex = (v) => Number.isInteger(v);
+const isIndex = (v) => Number.isInteger(v) && /** @type {number} */ (v) >= 0 && /** @type {number} */ (v) <= MAX_INDEX;
 
 // The readers take the parsed JSON object (any: what the wire sent) and
 // return the message, or null when a field is missing or of the wrong kind.
@@ -254,6 +261,12 @@ const flag = (v, key) => {
   return v;
 };
 
+/** @type {(v: unknown, key: string) => number} */
+const latency = (v, key) => {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected seconds (a number ≥ 0)`);
+  return v;
+};
+
 /** @type {(v: unknown, key: string) => number | null} */
 const seconds = (v, key) => {
   if (v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new TypeError(`${key}: expected a number or null`);
@@ -306,6 +319,7 @@ export function encodePeerMessage(msg) {
       optional(out, msg, "verify_failures", count);
       optional(out, msg, "p2p_relay_down_bytes", count);
       optional(out, msg, "connections", outcomes);
+      optional(out, msg, "live_latency_seconds", latency);
       if (msg.neighbours !== undefined && msg.neighbours !== null) out.neighbours = count(msg.neighbours, "neighbours");
       if (msg.sources !== undefined) {
         const named = sources(msg.sources, "sources");
