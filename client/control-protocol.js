@@ -261,9 +261,12 @@ const flag = (v, key) => {
   return v;
 };
 
+/** The largest `stats.live_latency_seconds` (protocol/limits.py). */
+export const MAX_LIVE_LATENCY = 600;
+
 /** @type {(v: unknown, key: string) => number} */
 const latency = (v, key) => {
-  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new TypeError(`${key}: expected seconds (a number ≥ 0)`);
+  if (typeof v !== "number" || !(v >= 0 && v <= MAX_LIVE_LATENCY)) throw new TypeError(`${key}: expected 0..${MAX_LIVE_LATENCY}`);
   return v;
 };
 
@@ -319,11 +322,14 @@ export function encodePeerMessage(msg) {
       optional(out, msg, "verify_failures", count);
       optional(out, msg, "p2p_relay_down_bytes", count);
       optional(out, msg, "connections", outcomes);
-      optional(out, msg, "live_latency_seconds", latency);
       if (msg.neighbours !== undefined && msg.neighbours !== null) out.neighbours = count(msg.neighbours, "neighbours");
       if (msg.sources !== undefined) {
         const named = sources(msg.sources, "sources");
         if (Object.keys(named).length > 0) out.sources = named;
+      }
+      // a live track's latency now (docs/live.md): written when known
+      if (msg.live_latency_seconds !== undefined && msg.live_latency_seconds !== null) {
+        out.live_latency_seconds = latency(msg.live_latency_seconds, "live_latency_seconds");
       }
       return JSON.stringify(out);
     }

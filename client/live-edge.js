@@ -9,33 +9,40 @@
 // `index` (never repeats for a track) and `duration`; `edge` is the newest
 // chunk's index. A listener
 //
+// - reports its latency (`liveLatency`): from the gateway's receipt of the
+//   audio playing (the chunk's `wall` plus the offset into it) to now;
 // - starts `start_behind_seconds` behind the end of the newest chunk:
 //   `startIndex` walks back from the newest chunk until the chunks from there
 //   on hold at least that much audio (the whole window when it holds less);
-// - keeps that distance while it plays (`paceAction`): within
-//   `PACE_BAND` seconds of the target it plays at 1.0; further behind at
-//   `FAST_RATE`, nearer the edge at `SLOW_RATE` (a 3 % change is not heard
-//   as a pitch change on speech or music), and more than `JUMP_FACTOR` times
-//   the target behind it jumps back to the target;
+// - keeps that distance while it plays (`paceAction`, given its distance
+//   behind the newest chunk's end): within `PACE_TOLERANCE` of the target it
+//   plays at 1.0; further behind at `RATE_FAST`, nearer the edge at
+//   `RATE_SLOW` (the element keeps the pitch; 3 % is not heard as a tempo
+//   change on speech or music); past max(`JUMP_FACTOR` × target, target +
+//   `JUMP_MARGIN`) it jumps back to the target (catching up at 3 % would
+//   take minutes);
 // - takes a new chunk from the server at once only when it is its
 //   neighbourhood's elected fetcher for that chunk (`electedFetcher`: the
 //   smallest FNV-1a 32-bit hash of `${peerId}:${index}` among itself and its
 //   open neighbours, ties by the smaller id), else waits up to
-//   `peer_wait_seconds` for a neighbour to offer it (`liveFetchDelay`), then
-//   asks the server. An elected fetcher thus serves about 1/(d+1) of the
-//   chunks in a neighbourhood of d neighbours, and HTTP fetches per chunk
-//   stay near n/(d+1) (p2p-media-loader's live design).
+//   `peer_wait_seconds` from the moment it learnt of the chunk for a
+//   neighbour to offer it, never so long that the server could no longer
+//   deliver it in time (`liveFetchDelay`), then asks the server. An elected
+//   fetcher thus serves about 1/(d+1) of the chunks in a neighbourhood of d
+//   neighbours, and HTTP fetches per chunk stay near n/(d+1)
+//   (p2p-media-loader's live design).
 
-/** Seconds around the target distance within which the rate is 1.0. */
-export const PACE_BAND = 1.0;
+/** Seconds either side of the target within which the rate is 1.0. A 1 s
+ * chunk appears in the manifest up to a poll after it was cut: a distance
+ * measured to the newest chunk saw-tooths by about a second. */
+export const PACE_TOLERANCE = 1.0;
 /** Playback rate while too far behind the edge. */
-export const FAST_RATE = 1.03;
-/** Playback rate while too near the edge. */
-export const SLOW_RATE = 0.97;
-/** A listener more than this many times the target behind jumps back to the target. */
+export const RATE_FAST = 1.03;
+/** Playback rate while too near the edge (the buffer builds up again). */
+export const RATE_SLOW = 0.97;
+/** A listener past max(JUMP_FACTOR × target, target + JUMP_MARGIN) behind jumps back to the target. */
 export const JUMP_FACTOR = 3;
-/** Chunk indices are u32 on the wire (protocol/limits.py MAX_INDEX). */
-export const MAX_INDEX = 0xffffffff;
+export const JUMP_MARGIN = 3;
 
 /**
  * @typedef {{index: number, duration: number}} LiveEntry a live manifest's chunk, as far as these rules need it
@@ -78,15 +85,14 @@ export function startIndex(entries, behindSeconds) {
 /**
  * What to do about the distance to the edge: `{rate}` to play at, or
  * `{jumpTo}`: the distance (seconds behind the edge) to jump to.
- * @param {number} latency seconds between the playhead and the live edge
+ * @param {number} latency seconds the playhead is behind the end of the newest chunk known
  * @param {number} target the distance to keep (start_behind_seconds)
  * @returns {PaceAction}
  */
 export function paceAction(latency, target) {
-  if (!Number.isFinite(latency) || !Number.isFinite(target) || target <= 0) return { rate: 1 };
-  if (latency > JUMP_FACTOR * target) return { jumpTo: target };
-  if (latency > target + PACE_BAND) return { rate: FAST_RATE };
-  if (latency < target - PACE_BAND) return { rate: SLOW_RATE };
+  if (latency > Math.max(JUMP_FACTOR * target, target + JUMP_MARGIN)) return { jumpTo: target };
+  if (latency > target + PACE_TOLERANCE) return { rate: RATE_FAST };
+  if (latency < target - PACE_TOLERANCE) return { rate: RATE_SLOW };
   return { rate: 1 };
 }
 
@@ -113,16 +119,28 @@ export function electedFetcher(selfId, neighbourIds, index) {
 }
 
 /**
- * How long (seconds) after a new chunk is known a listener waits for a
- * neighbour to offer it before asking the server: 0 for the elected
- * fetcher, and for a listener without neighbours or without an id yet (no
- * one else would fetch it); `peerWaitSeconds` for the others.
- * @param {{selfId: string | null, neighbourIds: Iterable<string>, index: number, peerWaitSeconds: number}} args
+ * Seconds to wait still before fetching a new chunk from the server: 0 for
+ * its elected fetcher; else what is left of `peerWait` (the manifest's
+ * `peer_wait_seconds`) after `waited` (seconds since the chunk became known),
+ * and never more than `untilNeeded - httpSeconds` (the playhead reaches the
+ * chunk in `untilNeeded` seconds; a server fetch takes about `httpSeconds`).
+ * @param {{elected: boolean, peerWait: number, waited: number, untilNeeded: number, httpSeconds: number}} args
  * @returns {number}
  */
-export function liveFetchDelay({ selfId, neighbourIds, index, peerWaitSeconds }) {
-  const ids = [...neighbourIds];
-  if (selfId === null || ids.length === 0) return 0;
-  if (electedFetcher(selfId, ids, index) === selfId) return 0;
-  return Math.max(0, Number.isFinite(peerWaitSeconds) ? peerWaitSeconds : 0);
+export function liveFetchDelay({ elected, peerWait, waited, untilNeeded, httpSeconds }) {
+  if (elected) return 0;
+  return Math.max(0, Math.min(peerWait - waited, untilNeeded - httpSeconds));
+}
+
+/**
+ * What `stats.live_latency_seconds` reports: from the gateway's receipt of
+ * the audio playing (`wall` of its chunk plus the playhead's `offset` into
+ * it) to `now` on the same clock; never negative (a clock a little ahead).
+ * @param {number} now
+ * @param {number} wall
+ * @param {number} offset
+ * @returns {number}
+ */
+export function liveLatency(now, wall, offset) {
+  return Math.max(0, now - (wall + offset));
 }

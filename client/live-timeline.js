@@ -26,7 +26,7 @@
 //   clocks are taken as equal. The figure is what `stats.live_latency_seconds`
 //   reports and what the pace rules (paceAction) keep near the target.
 
-import { startIndex } from "./live-edge.js";
+import { liveLatency, startIndex } from "./live-edge.js";
 
 /** Clock samples kept for the median. */
 export const SKEW_SAMPLES = 16;
@@ -129,7 +129,7 @@ export class LiveTimeline {
   latency(playhead, now) {
     const p = this.chunkAt(playhead);
     if (!p || p.wall === null) return null;
-    return now - this.skew() - (p.wall + (playhead - p.start));
+    return liveLatency(now - this.skew(), p.wall, playhead - p.start);
   }
 
   /**

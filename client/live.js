@@ -15,6 +15,8 @@
 //   (elected fetcher, `peer_wait_seconds`), fed that timeline's window;
 // - the station's state as the last manifest said (`starting`, `live`,
 //   `reconnecting`), its title and name, and the latency last measured;
+// - the live edge request (scheduler rule 6) only while `live`: after a
+//   reconnect the next index is not the old edge + 1;
 // - the polling pace: every `chunk_seconds` while live; while the source is
 //   reconnecting, backed off (doubling from `chunk_seconds`) up to
 //   `RECONNECT_POLL_MAX` seconds, short enough to be back at the edge
@@ -23,14 +25,23 @@
 //
 // `read(manifest, now, wallNow)` takes each manifest read (and says what
 // changed for the page), `pace(playhead, wallNow, playing)` says what to do
-// about the distance to the edge (paceAction, live-edge.js): a rate to play
-// at, or a position to jump to.
+// about the distance to the edge (paceAction, live-edge.js, given the
+// latency measured: the timeline's estimate of the same distance, which
+// moves with the clock rather than by whole chunks as manifests come): a rate
+// to play at, or a position to jump to. One rule is the browser's own:
+// nearer the edge than `HOLD_FRACTION` of the target (the buffer ran dry at
+// the edge: the source paused and came back, and playback resumes with each
+// chunk as it comes) it holds (rate 0) until that much lies between it and
+// the edge again, rather than stall again at every chunk's arrival; the
+// headless peer plays no audio and needs no such rule.
 
 import { paceAction } from "./live-edge.js";
 import { LiveTimeline } from "./live-timeline.js";
 import { Scheduler } from "./scheduler.js";
 
 export const RECONNECT_POLL_MAX = 2;
+/** Nearer the edge than this fraction of the target, the player holds (rate 0). */
+export const HOLD_FRACTION = 0.5;
 export const ERROR_POLL_MAX = 8;
 
 /**
@@ -133,7 +144,8 @@ export class LiveFollower {
     this.reconnectPolls = state === "reconnecting" ? this.reconnectPolls + 1 : 0;
     this.timeline.update(manifest, wallNow);
     this.scheduler.setManifest(this.timeline.manifest(), { now });
-    this.scheduler.setLive({ peerWait: this.peerWait, followEdge: state !== "reconnecting" });
+    // the edge's next index is known only while live: a new session's first one is not edge + 1
+    this.scheduler.setLive({ peerWait: this.peerWait, followEdge: state === "live" });
     const title = text(manifest.title);
     const station = text(manifest.station);
     /** @type {Array<"state" | "title" | "station">} */
@@ -205,6 +217,7 @@ export class LiveFollower {
     const latency = this.timeline.latency(playhead, wallNow);
     if (latency !== null) this.latency = latency;
     if (!playing || latency === null) return { rate: 1 };
+    if (latency < HOLD_FRACTION * this.behind) return { rate: 0 };
     const action = paceAction(latency, this.behind);
     if ("jumpTo" in action) {
       // to `jumpTo` behind the edge, on the timeline; never past what is placed

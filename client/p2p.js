@@ -108,6 +108,7 @@
 //   (`live_latency_seconds`, a value, not a count: never added back).
 
 import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./protocol.js";
+import { MAX_LIVE_LATENCY } from "./control-protocol.js";
 
 /**
  * @typedef {import("./control-protocol.js").ServerMessage} ServerMessage
@@ -1485,7 +1486,7 @@ export class P2PCore {
     };
     // a live track's latency now (docs/live.md), rounded to the millisecond
     const latency = totals.liveLatency;
-    if (typeof latency === "number" && Number.isFinite(latency) && latency >= 0) report.live_latency_seconds = Math.round(latency * 1000) / 1000;
+    if (typeof latency === "number" && Number.isFinite(latency)) report.live_latency_seconds = Math.min(MAX_LIVE_LATENCY, Math.max(0, Math.round(latency * 1000) / 1000));
     if (this.sources.size > 0) {
       // the neighbours that delivered most, as many as a report may name (32)
       const named = [...this.sources].sort((a, b) => b[1] - a[1]).slice(0, 32);

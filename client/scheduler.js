@@ -54,7 +54,7 @@
 //      Rules 2, 3 and the deadlines are unchanged: the start-up lead and
 //      emergency mode still go to the server.
 
-import { liveFetchDelay } from "./live-edge.js";
+import { electedFetcher, liveFetchDelay } from "./live-edge.js";
 
 /** Default settings; every one can be overridden in the constructor. */
 export const DEFAULT_SETTINGS = Object.freeze({
@@ -516,7 +516,7 @@ export class Scheduler {
         }
         if (holders.length > 0) continue; // wait for a slot: there is time
         if (now < this.peerWaitUntil) continue; // peers are being looked for: there is time
-        if (now < this.liveWaitUntil(i)) continue; // 7. the elected neighbour fetches it
+        if (this.liveWait(c, { now, playhead }) > 0) continue; // 7. the elected neighbour fetches it
       }
 
       // 5. server
@@ -529,7 +529,7 @@ export class Scheduler {
       const edgeStart = this.knownEnd();
       const wanted = edgeStart < playhead + s.bufferAhead && this.bufferedAhead(playhead) < s.liveEdgeAhead;
       const retryOk = (this.retryAt.get(edge) ?? -Infinity) <= now;
-      const mine = !this.live || (this.live.followEdge && (this.emergency || this.liveDelay(edge) === 0));
+      const mine = !this.live || (this.live.followEdge && (this.emergency || this.elected(edge)));
       if (wanted && mine && retryOk && !this.inflight.has(edge) && !this.buffered.has(edge) && serverFree()) {
         out.push(this.start(new Request(edge, SERVER, null, true)));
       }
@@ -565,23 +565,32 @@ export class Scheduler {
   // ---- internals ---------------------------------------------------------
 
   /**
-   * Rule 7: until when a new live chunk waits for a neighbour (-Infinity: it does not).
-   * @param {number} index
+   * Rule 7: seconds a new live chunk still waits for a neighbour (0: it does not).
+   * @param {Chunk} c
+   * @param {{now: number, playhead: number}} when
    * @returns {number}
    */
-  liveWaitUntil(index) {
-    if (!this.live) return -Infinity;
-    const delay = this.liveDelay(index);
-    const seen = this.seenAt.get(index);
-    return delay > 0 && seen !== undefined ? seen + delay : -Infinity;
+  liveWait(c, { now, playhead }) {
+    const seen = this.seenAt.get(c.index);
+    if (!this.live || seen === undefined) return 0;
+    return liveFetchDelay({
+      elected: this.elected(c.index),
+      peerWait: this.live.peerWait,
+      waited: now - seen,
+      untilNeeded: c.start - playhead,
+      httpSeconds: this.settings.emergencyAhead, // what emergency mode keeps for the server
+    });
   }
 
   /**
+   * Rule 7: whether this listener fetches chunk `index` from the server first
+   * (elected among its neighbours; alone, or before its id is known, it is).
    * @param {number} index
-   * @returns {number}
+   * @returns {boolean}
    */
-  liveDelay(index) {
-    return liveFetchDelay({ selfId: this.selfId, neighbourIds: this.peers.keys(), index, peerWaitSeconds: this.live ? this.live.peerWait : 0 });
+  elected(index) {
+    if (this.selfId === null || this.peers.size === 0) return true;
+    return electedFetcher(this.selfId, this.peers.keys(), index) === this.selfId;
   }
 
   /**
