@@ -23,7 +23,7 @@ from gateway.swarm import HUB, SOCKETS, TRACKER
 from gateway.swarm import socket as swarm_socket
 from gateway.swarm.bucket import TokenBucket
 from protocol.codec import parse as parse_message
-from protocol.limits import IDLE_TIMEOUT
+from protocol.limits import IDLE_TIMEOUT, STATS_BURST
 from protocol.messages import ProtocolError
 from tests.support.paths import TESTS
 
@@ -465,11 +465,18 @@ def test_vectors(case: dict[str, Any]) -> None:
 async def test_vectors_over_the_socket(gw: TestClient) -> None:
     """The same verdicts from the live server, paced under the rate limits."""
     cases = load_vectors()
-    for start in range(0, len(cases), 20):
-        # A fresh connection per 20 cases: the refusals stay well under the
-        # strikes allowed, and the valid stats under their own rate.
+    # A fresh connection per batch: at most 20 cases, so the refusals stay well
+    # under the strikes allowed, and at most STATS_BURST stats frames, so the
+    # valid ones stay under their own rate.
+    batches: list[list[dict[str, Any]]] = [[]]
+    for case in cases:
+        stats = [c for c in batches[-1] if '"stats"' in c["text"]]
+        if len(batches[-1]) == 20 or ('"stats"' in case["text"] and len(stats) == STATS_BURST):
+            batches.append([])
+        batches[-1].append(case)
+    for batch in batches:
         p = await connect(gw)
-        for case in cases[start : start + 20]:
+        for case in batch:
             await p.send(case["text"])
             # A barrier: the answer to this want comes after any answer to the case.
             await p.send({"type": "want", "track": "barrier", "rendition": "barrier"})
