@@ -193,6 +193,25 @@ export class LiveFollower {
   }
 
   /**
+   * Where on the player's timeline to start, given the clock: the chunk
+   * `startIndex` chose is `start_behind_seconds` behind the edge's end when
+   * the manifest was read; the start-up since (and the newest chunk's age at
+   * that read) would add to that, so the start moves into the chunk by as
+   * much as the latency measured exceeds the target (at most to the target
+   * behind the end of what is placed).
+   * @param {number} wallNow local UNIX time (seconds)
+   * @returns {number}
+   */
+  startPosition(wallNow) {
+    const first = this.timeline.placed.values().next().value;
+    if (!first) return 0;
+    const latency = this.timeline.latency(first.start, wallNow);
+    if (latency === null) return first.start;
+    const hi = Math.max(first.start, this.timeline.end - this.chunkSeconds);
+    return Math.min(hi, Math.max(first.start, first.start + latency - this.behind));
+  }
+
+  /**
    * A seek asked for by the page: within the window, never past the
    * distance the listener keeps from the edge.
    * @param {number} t

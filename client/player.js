@@ -479,6 +479,8 @@ export class PlayerCore extends EventTarget {
     const init = await this.loadInit(s, earlyInit);
     if (s.closed || s.failed || s.sourceBuffer !== sb) return;
     s.queue.unshift({ index: "init", data: init, epoch: s.live ? s.live.initEpoch(s.manifest) : undefined });
+    // live: start exactly the target behind the edge, the time the load took included
+    if (s.live && !this.audio.currentTime) this.audio.currentTime = s.live.startPosition(Date.now() / 1000);
     this.pump(s);
     clearInterval(s.timer);
     s.timer = setInterval(() => this.tick(s), this.tickSeconds * 1000);

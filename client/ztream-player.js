@@ -1098,6 +1098,10 @@ export class ZtreamPlayer extends HTMLElement {
 
   /** Fetch the waveform; while the transcode runs, again every 1.5 s until it is complete. */
   async loadWaveform(src, track) {
+    if (track?.live === true) {
+      this.setWave(null, src); // a live track has no waveform: no seek bar to draw it on
+      return;
+    }
     let url;
     try {
       url = new URL(track?.waveform_url || `${src}/waveform`, src).href;

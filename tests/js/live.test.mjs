@@ -228,3 +228,12 @@ test("rule 6 live: only the elected fetcher of the next index asks for the live 
   const alone = liveScheduler({ peers: [] });
   assert.ok(alone.next({ now: 10, playhead: 0.5 }).some((r) => r.live));
 });
+
+test("the start moves into the chunk by the time the load took", () => {
+  const f = new LiveFollower(live(BASE, BASE + 9));
+  f.read(live(BASE, BASE + 9), 0, T0 + 10);
+  // placed BASE+7 (wall T0+7) at 0: at T0+10.6 it is 3.6 s old, 0.6 s more than the target
+  assert.ok(Math.abs(f.startPosition(T0 + 10.6) - 0.6) < 1e-6);
+  assert.equal(f.startPosition(T0 + 9.5), 0); // younger than the target: its start
+  assert.equal(f.startPosition(T0 + 30), 2); // never past the newest chunk's start
+});
