@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import async_playwright
 
 from tests.support.browser import ErrorLog, HostSite, launch, require_chromium, until
+from tests.support.firefox import Firefox, PulseAudio, require_firefox
 from tests.support.radio import Radio
 
 pytestmark = [pytest.mark.timeout(150)]
@@ -186,6 +187,44 @@ async def test_late_listener_plays_at_the_edge_shows_the_title_and_rides_a_pause
     print(f"latency at the edge {min(latencies):.2f}..{max(latencies):.2f} s; played on {back:.1f} s after the source's return")
 
 
+def widget_page(gateway_url: str, track_id: str) -> str:
+    return f"""<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>a blog</title></head>
+<body><iframe id="f" src="{gateway_url}/embed/{track_id}?autoplay=1" width="600" height="166" allow="autoplay"></iframe>
+<script type="module">
+  import {{ Widget }} from "{gateway_url}/client/widget.js";
+  window.log = [];
+  const w = new Widget(document.getElementById("f"));
+  for (const name of Object.keys(Widget.Events)) w.bind(Widget.Events[name], (data) => window.log.push({{ name, data }}));
+  window.ask = (method) => new Promise((resolve) => w[method](resolve));
+  window.last = (name) => window.log.filter((e) => e.name === name).at(-1)?.data;
+</script></body></html>"""
+
+
+async def test_widget_reports_a_live_track(gateway_factory: Any, radio: tuple[Radio, str]) -> None:
+    require_chromium()
+    station, host = radio
+    gw = gateway_factory(library=None, **{"sources.url": {"allow_hosts": [host]}})
+    tid = (await asyncio.to_thread(register, gw.url, f"http://{host}/radio.mp3"))["id"]
+    await window_of(gw.url, tid, 4)
+    log = ChunkErrors()
+    async with HostSite({"blog": widget_page(gw.url, tid)}) as site, async_playwright() as pw:
+        browser = await launch(pw)
+        page = log.watch(await browser.new_page())
+        await page.goto(site.url("/blog"))
+        await until(page, "window.last && window.last('READY') && window.last('PLAY_PROGRESS')", 30)
+        ready = await page.evaluate("window.last('READY')")
+        assert ready["live"] is True and ready["duration"] == 0, ready
+        assert await page.evaluate("window.ask('getDuration')") == 0
+        state = await until(page, "(async () => { const s = await window.ask('getLiveState'); return s && s.latencySeconds != null && s; })()", 20)
+        assert state["state"] == "live" and state["station"] == "Loopback Radio" and state["title"] == "Artist - First Song", state
+        assert 1.0 < state["latencySeconds"] < 6.0, state
+        station.title = "Artist - Third Song"
+        await until(page, "window.last('TITLE_CHANGE')?.title === 'Artist - Third Song'", 15)
+        assert (await page.evaluate("window.last('LIVE_CHANGE')"))["title"] == "Artist - Third Song"
+        await browser.close()
+    log.assert_clean()
+
+
 async def test_two_listeners_share_the_edge(gateway_factory: Any, radio: tuple[Radio, str]) -> None:
     require_chromium()
     _station, host = radio
@@ -229,9 +268,7 @@ async def test_two_listeners_share_the_edge(gateway_factory: Any, radio: tuple[R
 
 
 @pytest.fixture
-async def firefox(tmp_path: Any) -> AsyncIterator[Any]:
-    from tests.support.firefox import Firefox, PulseAudio, require_firefox
-
+async def firefox(tmp_path: Any) -> AsyncIterator[Firefox]:
     require_firefox()
     pulse = PulseAudio(tmp_path / "pulse")
     ff = await Firefox.launch(tmp_path / "ff-home", pulse)
@@ -243,7 +280,7 @@ async def firefox(tmp_path: Any) -> AsyncIterator[Any]:
 
 
 async def test_firefox_plays_at_the_edge_and_rides_a_pause(gateway_factory: Any, radio: tuple[Radio, str],
-                                                           firefox: Any) -> None:
+                                                           firefox: Firefox) -> None:
     station, host = radio
     gw = gateway_factory(library=None, **{"sources.url": {"allow_hosts": [host]}})
     tid = (await asyncio.to_thread(register, gw.url, f"http://{host}/radio.mp3"))["id"]
