@@ -66,6 +66,16 @@ export function isLiveManifest(manifest) {
 }
 
 /**
+ * Whether a live manifest has something to play: an init segment and a chunk
+ * (an ingest that is starting has neither yet).
+ * @param {LiveManifest} manifest
+ * @returns {boolean}
+ */
+export function liveStarted(manifest) {
+  return Boolean(manifest.init) && Array.isArray(manifest.chunks) && manifest.chunks.length > 0;
+}
+
+/**
  * @param {unknown} v
  * @param {number} fallback
  * @param {number} lo

@@ -58,7 +58,7 @@ import { RENDITIONS, pickRendition, renditionQuery } from "./rendition.js";
 import { within } from "./deadline.js";
 import { chooseMediaPath, mayFetch } from "./media-path.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
-import { LiveFollower, isLiveManifest } from "./live.js";
+import { LiveFollower, isLiveManifest, liveStarted } from "./live.js";
 
 /**
  * @typedef {import("./scheduler.js").Request} Request
@@ -76,6 +76,10 @@ import { LiveFollower, isLiveManifest } from "./live.js";
  */
 
 export const MIME = 'audio/webm; codecs="opus"';
+
+// How long a load waits for a live station's first chunk (an ingest that
+// starts connects to the upstream and starts ffmpeg first).
+const LIVE_START_WAIT_MS = 30_000;
 
 // How long a load waits on the persistent cache (its open, a manifest, the
 // init segment) before it goes on without it: the cache may never answer
@@ -404,6 +408,12 @@ export class PlayerCore extends EventTarget {
       if (s.manifest.complete) this.cache?.putManifest(s.trackId, { track: s.track, manifest: s.manifest });
     }
     if (s.closed) return;
+    if (isLiveManifest(s.manifest) && !liveStarted(s.manifest)) {
+      // live: this listener started the station's ingest; its first chunk is seconds away
+      early = null; // its init request may have come too early (404)
+      await this.waitForLiveStart(s);
+      if (s.closed) return;
+    }
     this.emit("loaded", { track: s.track, manifest: s.manifest });
 
     const path = chooseMediaPath(globalThis, s.manifest.mime || MIME);
@@ -878,6 +888,23 @@ export class PlayerCore extends EventTarget {
   }
 
   /**
+   * Read the manifest of a live track whose ingest is starting until it has
+   * an init segment and a chunk (every `chunk_seconds`, for at most
+   * LIVE_START_WAIT_MS); throws when it never comes.
+   * @param {Session} s
+   */
+  async waitForLiveStart(s) {
+    const step = Math.min(5, Math.max(0.25, Number(s.manifest.chunk_seconds) || 1)) * 1000;
+    const deadline = Date.now() + LIVE_START_WAIT_MS;
+    while (!liveStarted(s.manifest)) {
+      if (Date.now() > deadline) throw new ApiError(504, "live_not_started", "the station sent no audio in time");
+      await new Promise((resolve) => setTimeout(resolve, step));
+      if (s.closed) return;
+      s.manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest${s.query}`, s.abort.signal);
+    }
+  }
+
+  /**
    * Make `s.queue[0]` a live item that can be appended now, with the
    * SourceBuffer's `timestampOffset` set to where it goes; false when none
    * can be yet (its chunk not placed: a live edge chunk before the manifest
@@ -951,7 +978,11 @@ export class PlayerCore extends EventTarget {
       this.emit("livejump", { from: playhead, to: pace.seekTo, latency: s.live.latency });
       this.audio.currentTime = pace.seekTo;
     }
-    if (this.audio.playbackRate !== pace.rate) this.audio.playbackRate = pace.rate;
+    try {
+      if (this.audio.playbackRate !== pace.rate) this.audio.playbackRate = pace.rate;
+    } catch {
+      /* a rate this browser refuses (0 on an engine that takes no hold): it plays on at the old one */
+    }
   }
 
   /**

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { LiveTimeline, SKEW_SAMPLES } from "../../client/live-timeline.js";
-import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, isLiveManifest, liveSchedulerSettings } from "../../client/live.js";
+import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, isLiveManifest, liveSchedulerSettings, liveStarted } from "../../client/live.js";
 import { SERVER, Scheduler } from "../../client/scheduler.js";
 import { electedFetcher } from "../../client/live-edge.js";
 
@@ -236,4 +236,10 @@ test("the start moves into the chunk by the time the load took", () => {
   assert.ok(Math.abs(f.startPosition(T0 + 10.6) - 0.6) < 1e-6);
   assert.equal(f.startPosition(T0 + 9.5), 0); // younger than the target: its start
   assert.equal(f.startPosition(T0 + 30), 2); // never past the newest chunk's start
+});
+
+test("liveStarted: an init segment and a chunk", () => {
+  assert.equal(liveStarted(live(BASE, BASE + 1)), true);
+  assert.equal(liveStarted({ ...live(BASE, BASE + 1), init: null }), false);
+  assert.equal(liveStarted(live(BASE, BASE - 1)), false);
 });
