@@ -31,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -65,6 +65,7 @@ MAX_EDGES = 10_000
 # Listeners counted per station (beyond, the gauge says this many).
 MAX_LISTENERS = 100_000
 REAP_SECONDS = 1.0
+CLOSE_SECONDS = 5.0
 
 @dataclass
 class _Station:
@@ -76,6 +77,15 @@ class _Station:
     always: bool
     last_touch: float
     listeners: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    waiting: int = 0  # requests waiting on the ingest now: listeners too
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
 
 
 class LiveService:
@@ -232,6 +242,8 @@ class LiveService:
                 station.listeners.popitem(last=False)
             if key[1] == DEFAULT_RENDITION and not station.task.done():
                 self.metrics.live_listeners.labels(key[0]).set(len(station.listeners))
+            if station.waiting:
+                station.last_touch = now
             if not station.always and now - station.last_touch > self.config.idle_seconds:
                 log.info("live %s (%s): no listener for %.0f s, ingest stopped", key[0], key[1], now - station.last_touch)
                 station.task.cancel()
@@ -272,7 +284,8 @@ class LiveService:
         name = rendition or DEFAULT_RENDITION
         station = self._station(track, name, client)
         ingest = station.ingest
-        await ingest.wait(lambda: ingest.window.edge is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
+        with station.busy():
+            await ingest.wait(lambda: ingest.window.edge is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
         if ingest.error is not None and ingest.window.edge is None:
             raise ingest.error
         return self._manifest(track, self.rendition(name), ingest)
@@ -284,7 +297,8 @@ class LiveService:
         ingest = station.ingest
         window = ingest.window
         if epoch is None:
-            await ingest.wait(lambda: window.init() is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
+            with station.busy():
+                await ingest.wait(lambda: window.init() is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
         found = window.init(epoch)
         if found is not None:
             return found.data, found.sha256
@@ -302,7 +316,8 @@ class LiveService:
         window = ingest.window
         place = window.place(index)
         if place == "soon":
-            await ingest.wait(lambda: window.place(index) != "soon", self.chunk_wait)
+            with station.busy():
+                await ingest.wait(lambda: window.place(index) != "soon", self.chunk_wait)
             place = window.place(index)
         found = window.get(index)
         if found is not None:
@@ -331,7 +346,8 @@ class LiveService:
                     edge = window.edge
                     return edge is not None and edge >= want
 
-                ready = await ingest.wait(arrived, self.chunk_wait)
+                with station.busy():
+                    ready = await ingest.wait(arrived, self.chunk_wait)
                 if not ready:
                     if ingest.done:
                         return
@@ -363,6 +379,8 @@ class LiveService:
             tasks.append(self._reaper)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            # Bounded: shutdown must not hang on an upstream that will not close.
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+            if pending:
+                log.warning("%d live ingests did not end within %.0f s of shutdown", len(pending), CLOSE_SECONDS)
