@@ -24,6 +24,13 @@
  * @typedef {Welcome | Peers | Signal | Pong | ErrorMessage | TurnServers} ServerMessage
  */
 
+/**
+ * The largest chunk index (u32 on the wire; protocol/limits.py MAX_INDEX): a
+ * live track's indices grow for ever (docs/live.md), so an index is bounded
+ * by this, and only the NUMBER of chunks in a message by max_chunks.
+ */
+export const MAX_INDEX = 0xffffffff;
+
 /** `welcome`'s limits, all integers, in wire order. */
 export const LIMIT_KEYS = Object.freeze([
   "max_message_bytes", "messages_per_second", "burst", "max_tracks", "max_chunks", "max_ranges",
@@ -39,7 +46,7 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
  * @param {unknown} v
  * @returns {v is number}
  */
-const isIndex = (v) => Number.isInteger(v);
+const isIndex = (v) => Number.isInteger(v) && /** @type {number} */ (v) >= 0 && /** @type {number} */ (v) <= MAX_INDEX;
 
 // The readers take the parsed JSON object (any: what the wire sent) and
 // return the message, or null when a field is missing or of the wrong kind.
@@ -254,6 +261,15 @@ const flag = (v, key) => {
   return v;
 };
 
+/** The largest `stats.live_latency_seconds` (protocol/limits.py). */
+export const MAX_LIVE_LATENCY = 600;
+
+/** @type {(v: unknown, key: string) => number} */
+const latency = (v, key) => {
+  if (typeof v !== "number" || !(v >= 0 && v <= MAX_LIVE_LATENCY)) throw new TypeError(`${key}: expected 0..${MAX_LIVE_LATENCY}`);
+  return v;
+};
+
 /** @type {(v: unknown, key: string) => number | null} */
 const seconds = (v, key) => {
   if (v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new TypeError(`${key}: expected a number or null`);
@@ -310,6 +326,10 @@ export function encodePeerMessage(msg) {
       if (msg.sources !== undefined) {
         const named = sources(msg.sources, "sources");
         if (Object.keys(named).length > 0) out.sources = named;
+      }
+      // a live track's latency now (docs/live.md): written when known
+      if (msg.live_latency_seconds !== undefined && msg.live_latency_seconds !== null) {
+        out.live_latency_seconds = latency(msg.live_latency_seconds, "live_latency_seconds");
       }
       return JSON.stringify(out);
     }

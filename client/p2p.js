@@ -104,8 +104,11 @@
 // - Stats: every `statsInterval` seconds (sooner after a verify failure or the
 //   start-up time became known, at most once a second) the counts since the
 //   last report; a report the server refused (`rate_limited`) is added back.
+//   On a live track the report also carries the latency at that moment
+//   (`live_latency_seconds`, a value, not a count: never added back).
 
 import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./protocol.js";
+import { MAX_LIVE_LATENCY } from "./control-protocol.js";
 
 /**
  * @typedef {import("./control-protocol.js").ServerMessage} ServerMessage
@@ -128,13 +131,14 @@ import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./
  *   askedAt: number, answeredAt: number, noticed: boolean, badHolders: number, goodHolders: number,
  * }} Neighbour
  * @typedef {{
- *   track: string, rendition: string, chunks: Set<number>, maxIndex: number, complete: boolean, held: Set<number>,
+ *   track: string, rendition: string, chunks: Set<number>, maxIndex: number, minIndex: number, complete: boolean, held: Set<number>,
  *   added: Set<number>, fullHave: boolean, wireDirty: boolean, announcedComplete: boolean, startedAt: number,
  *   answered: boolean, knownAt: number,
  * }} Session
  * @typedef {{active: boolean, until: number, found: number, asked: Set<string>, answered: number}} Round
  * @typedef {{down: number, up: number, http: number, stalls: number, failures: number}} Counts
- * @typedef {{httpBytes?: number, peerBytes?: number, stalls?: number}} Totals the player's cumulative counters
+ * @typedef {{httpBytes?: number, peerBytes?: number, stalls?: number, liveLatency?: number | null}} Totals the player's cumulative
+ *   counters, and a live track's current latency (seconds; stats.live_latency_seconds)
  */
 
 export const DEFAULT_P2P_SETTINGS = Object.freeze({
@@ -208,16 +212,28 @@ function maxOf(values) {
 }
 
 /**
- * Every index of inclusive ranges, bounded to [0, limit), ascending and once
- * each: overlapping ranges (a hostile HAVE) cost no more than `limit`.
+ * @param {Iterable<number>} values
+ * @returns {number} the smallest, 0 when there is none
+ */
+function minOf(values) {
+  let m = Infinity;
+  for (const v of values) if (v < m) m = v;
+  return Number.isFinite(m) ? m : 0;
+}
+
+/**
+ * Every index of inclusive ranges, bounded to [floor, limit), ascending and
+ * once each: overlapping ranges (a hostile HAVE) cost no more than `limit -
+ * floor` (a live window's indices are large, its span small).
  * @param {ReadonlyArray<readonly [number, number] | number[]>} ranges
  * @param {number} limit
+ * @param {number} [floor]
  * @returns {number[]}
  */
-export function expandRanges(ranges, limit) {
+export function expandRanges(ranges, limit, floor = 0) {
   const sorted = ranges.filter(([first]) => first < limit).sort((a, b) => a[0] - b[0]);
   const out = [];
-  let next = 0; // first index not yet listed
+  let next = floor; // first index not yet listed
   for (const [first, last] of sorted) {
     const end = Math.min(last, limit - 1);
     for (let i = Math.max(first, next); i <= end; i++) out.push(i);
@@ -446,6 +462,7 @@ export class P2PCore {
       rendition,
       chunks: new Set(chunks),
       maxIndex: maxOf(chunks),
+      minIndex: minOf(chunks),
       complete: Boolean(complete),
       held: new Set(held),
       added: new Set(), // held since the last tracker announcement
@@ -479,6 +496,7 @@ export class P2PCore {
     const grew = top > s.maxIndex;
     s.chunks = new Set(chunks);
     s.maxIndex = Math.max(s.maxIndex, top);
+    s.minIndex = minOf(chunks);
     s.complete = Boolean(complete);
     if (grew) {
       // neighbours' announcements are clamped to what the manifest lists: re-read them
@@ -948,7 +966,8 @@ export class P2PCore {
    */
   peerHaveEffect(nb) {
     const limit = (this.session ? this.session.maxIndex + 1 : 0) + this.settings.liveSlack;
-    return { kind: "peerHave", peer: nb.id, have: expandRanges(/** @type {Array<[number, number]>} */ (nb.ranges), limit) };
+    const floor = this.session ? this.session.minIndex : 0; // a live window's oldest chunk
+    return { kind: "peerHave", peer: nb.id, have: expandRanges(/** @type {Array<[number, number]>} */ (nb.ranges), limit, floor) };
   }
 
   /**
@@ -1465,6 +1484,9 @@ export class P2PCore {
       startup_seconds: startup,
       verify_failures: delta.failures,
     };
+    // a live track's latency now (docs/live.md), rounded to the millisecond
+    const latency = totals.liveLatency;
+    if (typeof latency === "number" && Number.isFinite(latency)) report.live_latency_seconds = Math.min(MAX_LIVE_LATENCY, Math.max(0, Math.round(latency * 1000) / 1000));
     if (this.sources.size > 0) {
       // the neighbours that delivered most, as many as a report may name (32)
       const named = [...this.sources].sort((a, b) => b[1] - a[1]).slice(0, 32);

@@ -1059,9 +1059,9 @@ export class P2PAgent {
   // ---- time -----------------------------------------------------------------------
 
   totals() {
-    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number}} */
+    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number, liveLatencySeconds?: number | null}} */
     const st = this.player.stats ?? {};
-    return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0 };
+    return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0, liveLatency: st.liveLatencySeconds ?? null };
   }
 
   tick() {
@@ -1074,6 +1074,7 @@ export class P2PAgent {
   /** Tell the scheduler how long to wait for peers; wake the player when that ends. */
   updateWait() {
     const now = clock();
+    this.player.scheduler?.setSelf?.(this.core.peerId); // a live track's election (scheduler rule 7)
     const until = this.core.waitUntil(now);
     this.player.scheduler?.setPeerWait?.(until);
     if (this.lastWait > now && until <= now) this.player.kick?.();

@@ -32,7 +32,17 @@
 // ({index, peer}: a chunk from a peer failed its SHA-256 check), waveform
 // ({length, complete}: the waveform loaded or grew), autoplayblocked (the
 // browser refused to start playing without a gesture: the play button is
-// highlighted, attribute `needs-play`, until the listener presses it).
+// highlighted, attribute `needs-play`, until the listener presses it),
+// livechange ({state, title, station}: a live track's state, now-playing
+// title or station name changed), titlechange ({title, station}: a live
+// track's now-playing title changed).
+//
+// A live track (a radio station, docs/live.md) plays at the live edge: the
+// badge says LIVE, there is no seek bar nor times (attribute `live-stream`),
+// the title is what the station says is playing and the second line its
+// name, and the status says "Reconnecting…" while the station's source is
+// away. `liveInfo` is {state, title, station, latency} (null for a track);
+// `duration` is Infinity.
 //
 // Media Session: the player that played last owns the page's
 // navigator.mediaSession: title, artist and artwork for lock screens and
@@ -77,6 +87,7 @@ const STYLE = `
   contain: content;
 }
 :host([hidden]) { display: none; }
+:host([live-stream]) .seek, :host([live-stream]) .time { display: none; }
 * { box-sizing: border-box; }
 .root {
   display: grid;
@@ -569,6 +580,10 @@ export class ZtreamPlayer extends HTMLElement {
   get live() {
     return this.core.live;
   }
+  /** A live track's {state, title, station, latency}, or null for a track. */
+  get liveInfo() {
+    return this.core.liveInfo;
+  }
   /** The P2P side: {peerId, neighbours, held, banned, upBytes, verifyFailures, ...}, or null when off. */
   get p2p() {
     return this.agent ? this.agent.info() : null;
@@ -674,6 +689,7 @@ export class ZtreamPlayer extends HTMLElement {
         this.ready = true;
         this.ui.title.textContent = entry.title || track.title || "Untitled";
         this.ui.artist.textContent = track.artist || "";
+        this.renderLive();
         this.renderPlaylist();
         this.renderTime();
         this.applyVolume();
@@ -848,6 +864,28 @@ export class ZtreamPlayer extends HTMLElement {
       this.applyVolume();
     });
     core.addEventListener("error", (e) => this.showError(detailOf(e).error, detailOf(e).detail, detailOf(e).setting));
+    core.addEventListener("live", (e) => {
+      const { state, title, station, changed } = detailOf(e);
+      this.renderLive();
+      this.updateMediaSession();
+      this.fire("livechange", { state, title, station });
+      if (changed.includes("title")) this.fire("titlechange", { title, station });
+    });
+  }
+
+  /** A live track: LIVE, no seek bar, the now-playing title over the station's name, "Reconnecting…". */
+  renderLive() {
+    const info = this.core.liveInfo;
+    this.toggleAttribute("live-stream", Boolean(info));
+    if (!info) return;
+    const entry = this.tracks[this.index];
+    this.ui.badge.hidden = false;
+    const name = info.station || entry?.title || entry?.meta?.title || "";
+    this.ui.title.textContent = info.title || name || "Live";
+    this.ui.artist.textContent = info.title ? name : "";
+    const reconnecting = "Reconnecting…";
+    if (info.state === "reconnecting" && !this.errorState) this.setStatus(reconnecting);
+    else if (this.ui.status.textContent === reconnecting) this.setStatus("");
   }
 
   onAudioState(name) {
@@ -947,7 +985,11 @@ export class ZtreamPlayer extends HTMLElement {
     const ms = globalThis.navigator?.mediaSession;
     if (!ms || sessionOwner !== this) return;
     const entry = this.tracks[this.index];
-    const meta = sessionMetadata(entry?.meta ?? this.core.track, entry?.title);
+    const live = this.core.liveInfo;
+    // a live track: what the station plays now, by the station
+    const meta = live?.title
+      ? sessionMetadata({ ...(entry?.meta ?? this.core.track), title: live.title, artist: live.station ?? "" })
+      : sessionMetadata(entry?.meta ?? this.core.track, entry?.title);
     const key = JSON.stringify(meta);
     if (key !== this.sessionMetaKey && typeof MediaMetadata === "function") {
       this.sessionMetaKey = key;
@@ -1056,6 +1098,10 @@ export class ZtreamPlayer extends HTMLElement {
 
   /** Fetch the waveform; while the transcode runs, again every 1.5 s until it is complete. */
   async loadWaveform(src, track) {
+    if (track?.live === true) {
+      this.setWave(null, src); // a live track has no waveform: no seek bar to draw it on
+      return;
+    }
     let url;
     try {
       url = new URL(track?.waveform_url || `${src}/waveform`, src).href;
@@ -1104,6 +1150,7 @@ export class ZtreamPlayer extends HTMLElement {
     entry.meta = { ...entry.meta, ...track };
     this.ui.title.textContent = entry.title || track.title || "Untitled";
     this.ui.artist.textContent = track.artist || "";
+    this.renderLive();
     this.renderPlaylist();
     this.updateMediaSession();
     this.fire("trackinfo", { track });
