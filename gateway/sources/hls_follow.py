@@ -244,7 +244,29 @@ class HlsFollower:
             yield data
 
     async def _media_playlist(self, text: str, url: str) -> hls.MediaPlaylist:
-        """Parse the playlist; a master playlist's first variant is fetched in its place."""
+        """The media playlist to play whole: a complete one with segments."""
+        playlist = await self._resolve_media(text, url)
+        if not playlist.complete:
+            raise UpstreamError("live HLS playlists (no EXT-X-ENDLIST) are not supported", code="hls_live")
+        if not playlist.segments:
+            raise NotAudio("the HLS playlist lists no segments", code="hls_empty")
+        return playlist
+
+    async def media_playlist(self, text: str, url: str) -> hls.MediaPlaylist:
+        """Parse ``text`` (fetched from ``url``); a master playlist's first variant is fetched in its place.
+
+        Live or complete, empty or not: the caller judges. Raises NotAudio
+        (``hls_encrypted``), UpstreamError (``hls_bad_playlist``), what the
+        policy's errors say for a variant that answers an error status or is
+        over the playlist limit, ``policy.refused()`` for a variant refused
+        with 401/403, and the fetcher's errors.
+        """
+        try:
+            return await self._resolve_media(text, url)
+        except _Refused:
+            raise self.policy.refused() from None
+
+    async def _resolve_media(self, text: str, url: str) -> hls.MediaPlaylist:
         playlist = await self._parse(text, url)
         if isinstance(playlist, hls.MasterPlaylist):
             variant = playlist.variants[0].uri
@@ -255,10 +277,6 @@ class HlsFollower:
                 playlist = await self._parse(text, response.url)
             if isinstance(playlist, hls.MasterPlaylist):
                 raise UpstreamError("the HLS variant is another master playlist", code="hls_bad_playlist")
-        if not playlist.complete:
-            raise UpstreamError("live HLS playlists (no EXT-X-ENDLIST) are not supported", code="hls_live")
-        if not playlist.segments:
-            raise NotAudio("the HLS playlist lists no segments", code="hls_empty")
         return playlist
 
     async def _parse(self, text: str, url: str) -> hls.MediaPlaylist | hls.MasterPlaylist:
