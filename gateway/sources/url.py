@@ -8,11 +8,14 @@ registered and by the answer's content type when it is opened:
 * a file or stream of audio: its body goes to ffmpeg as it arrives;
 * an HLS playlist (RFC 8216: a ``.m3u8`` path, or an HLS content type): the
   playlist is fetched at registration, so that a broken or encrypted one is
-  refused before any track exists, and at open time the generic
+  refused before any track exists. A complete one (``#EXT-X-ENDLIST``, or a
+  VOD playlist) is a file: at open time the generic
   :class:`~gateway.sources.hls_follow.HlsFollower` fetches its init
   sections and segments, in order, to ffmpeg's stdin (ffmpeg is never given
   a URL). MPEG-TS, fMP4 and packed AAC/MP3 segments all reach ffmpeg as one
-  continuous stream of their container;
+  continuous stream of their container. Any other is live (``Track.live``):
+  ``open_live`` follows the playlist at its edge, new segments only, and
+  its ``#EXTINF`` titles as ``NowPlaying`` (``HlsFollower.follow_live``);
 * a station file (``.m3u``, ``.pls``, or a ``.m3u8`` that holds no ``#EXT-X-``
   tag): the file is fetched at registration and its first entry that passes
   the URL checks is registered in its place (a station's entries are
@@ -22,14 +25,14 @@ registered and by the answer's content type when it is opened:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import unquote, urlsplit
 
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
 
-from ..errors import BadRequest, NotAudio, UpstreamError, ZtreamError
+from ..errors import BadRequest, NotAudio, Unsupported, UpstreamError, ZtreamError
 from ..media.catalog import Track, track_id_for
-from ..media.upstream import BoundedSource, SizedStream, TailSource
+from ..media.upstream import BoundedSource, LiveSource, NowPlaying, SizedStream, TailSource
 from . import hls
 from .base import CountBytes
 from .fetch import SafeFetcher
@@ -58,6 +61,11 @@ def looks_like_station_url(url: str) -> bool:
     return urlsplit(url).path.lower().endswith((".m3u", ".pls"))
 
 
+def _is_hls_locator(locator: str) -> bool:
+    """A track's URL is HLS: a ``.m3u8``, or a station file's path (registered as a track only when it held HLS)."""
+    return looks_like_hls_url(locator) or looks_like_station_url(locator)
+
+
 def _title_from_url(url: str) -> str:
     path = urlsplit(url).path.rstrip("/")
     parts = [unquote(p) for p in path.split("/") if p]
@@ -69,7 +77,7 @@ def _title_from_url(url: str) -> str:
     return name.replace("_", " ").strip() or urlsplit(url).hostname or url
 
 
-class UrlSource(TailSource, BoundedSource):
+class UrlSource(TailSource, BoundedSource, LiveSource):
     name = "url"
 
     def __init__(self, fetcher: SafeFetcher, *, max_bytes: int, count: CountBytes | None = None) -> None:
@@ -89,9 +97,11 @@ class UrlSource(TailSource, BoundedSource):
         master playlist), and so is a station file, whose first entry that
         passes the checks is the track.
 
+        A live HLS playlist (no ``#EXT-X-ENDLIST``) makes a live track.
+
         Raises: the fetcher's refusals (``bad_url``, ``host_not_allowed``,
         ``upstream_forbidden``...); for HLS ``hls_bad_playlist``,
-        ``hls_encrypted``, ``hls_empty``, ``hls_live``; for a station file
+        ``hls_encrypted``, ``hls_empty``; for a station file
         ``playlist_bad`` or the first entry's refusal.
         """
         normalized = await self.fetcher.check_url(url)
@@ -99,8 +109,9 @@ class UrlSource(TailSource, BoundedSource):
             return await self._register_listed(normalized)
         return self._track(normalized)
 
-    def _track(self, url: str, title: str | None = None) -> Track:
-        return Track(id=track_id_for("url", url), source="url", locator=url, title=title or _title_from_url(url))
+    def _track(self, url: str, title: str | None = None, *, live: bool = False) -> Track:
+        return Track(id=track_id_for("url", url), source="url", locator=url, title=title or _title_from_url(url),
+                     live=live)
 
     async def _register_listed(self, url: str) -> Track:
         """An HLS playlist or a station file: fetched once to know which."""
@@ -108,11 +119,11 @@ class UrlSource(TailSource, BoundedSource):
         limit = hls.MAX_PLAYLIST_CHARS if looks_like_hls_url(url) else MAX_PLAYLIST_BYTES
         text, final_url = await fetch_playlist_text(self.fetcher, url, max_bytes=limit)
         if is_hls(text):
-            await self._check_hls(text, final_url)
-            return self._track(url)
+            return self._track(url, live=await self._hls_is_live(text, final_url))
         entries = parse_playlist(text, final_url)
         first_error: ZtreamError | None = None
         for entry in entries[:MAX_STATION_ENTRIES]:
+            live = False
             try:
                 normalized = await self.fetcher.check_url(entry.url)
                 if looks_like_station_url(normalized):
@@ -122,22 +133,25 @@ class UrlSource(TailSource, BoundedSource):
                         self.fetcher, normalized, max_bytes=hls.MAX_PLAYLIST_CHARS)
                     if not is_hls(entry_text):
                         continue
-                    await self._check_hls(entry_text, entry_url)
+                    live = await self._hls_is_live(entry_text, entry_url)
             except ZtreamError as exc:
                 first_error = first_error or exc
                 continue
-            return self._track(normalized, entry.title)
+            return self._track(normalized, entry.title, live=live)
         if first_error is not None:
             raise first_error
         raise BadRequest("the station file lists no stream the gateway can play", code="playlist_bad")
 
-    async def _check_hls(self, text: str, url: str) -> None:
-        """Refuse an HLS playlist that cannot play (at registration, before any track exists)."""
+    async def _hls_is_live(self, text: str, url: str) -> bool:
+        """Whether an HLS playlist is live; refuses one that cannot play (before any track exists).
+
+        A live playlist with no segment yet is a station about to start: it is
+        live, and its ingest waits for segments.
+        """
         playlist = await self._hls.media_playlist(text, url)
-        if not playlist.segments:
+        if playlist.complete and not playlist.segments:
             raise NotAudio("the HLS playlist lists no segments", code="hls_empty")
-        if not playlist.complete:
-            raise UpstreamError("live HLS playlists (no EXT-X-ENDLIST) are not supported", code="hls_live")
+        return not playlist.complete
 
     def open(self, track: Track) -> SizedStream:
         """The upstream's body; its ``size`` is the Content-Length (for the expected duration).
@@ -148,8 +162,7 @@ class UrlSource(TailSource, BoundedSource):
         return sized.attach(self._body(track, sized))
 
     async def _body(self, track: Track, sized: SizedStream) -> AsyncGenerator[bytes, None]:
-        # A station file's path is registered as a track only when it held HLS.
-        if not (looks_like_hls_url(track.locator) or looks_like_station_url(track.locator)):
+        if not _is_hls_locator(track.locator):
             async with self.fetcher.stream(track.locator, max_bytes=self.max_bytes) as response:
                 ctype = response.headers.get("content-type", "").lower()
                 if not looks_like_playlist(response.url, ctype):
@@ -168,6 +181,16 @@ class UrlSource(TailSource, BoundedSource):
 
         async for piece in self._hls.follow(resolve):
             yield piece
+
+    def open_live(self, track: Track) -> AsyncIterator[bytes | NowPlaying]:
+        """One connection to a live track's upstream: a live HLS playlist followed at its edge.
+
+        Raises Unsupported for a live track of another kind (the Icecast reader
+        is not part of this source yet).
+        """
+        if _is_hls_locator(track.locator):
+            return self._hls.follow_live(track.locator)
+        raise Unsupported("this live upstream is not an HLS playlist", code="not_implemented")
 
     def tail_fetcher(self, track: Track, *, max_bytes: int = MAX_MOOV_BYTES) -> FetchTail:
         """``fetch_tail(offset)`` for ``transcode.seekable.prepare_input``: one Range request.

@@ -50,8 +50,8 @@ def _hls_args(kind: str, out: Path, *, segment_seconds: float, live: bool) -> li
         fmt = "mp3" if ext == "mp3" else "adts"
         args = ["-f", "segment", "-segment_format", fmt, "-segment_time", str(segment_seconds),
                 "-segment_list", str(out), "-segment_list_type", "m3u8"]
-        if live:
-            args += ["-segment_list_size", "5", "-segment_wrap", "50"]
+        if live:  # +live: no #EXT-X-ENDLIST until the stream ends
+            args += ["-segment_list_size", "5", "-segment_list_flags", "+live", "-segment_wrap", "50"]
         return [*args, str(out.parent / f"seg%03d.{ext}")]
     args = ["-f", "hls", "-hls_time", str(segment_seconds)]
     if kind.startswith("fmp4"):

@@ -173,3 +173,20 @@ async def test_player_takes_an_m3u_served_as_audio_mpegurl(gw: Any, site: HlsSit
     assert r.status == 200, await r.text()
     body = await r.json()
     assert body["kind"] == "playlist" and [t["id"] for t in body["tracks"]] == [track_id_for("url", song)]
+
+
+# -- live HLS ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("segments", [1, 0])
+async def test_a_live_playlist_registers_a_live_track(gw: Any, site: HlsSite, segments: int) -> None:
+    """No #EXT-X-ENDLIST: a live track (with no segment yet: a station about to start)."""
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", "#EXT-X-MEDIA-SEQUENCE:40"]
+    lines += ["#EXTINF:2.0,", "/files/ts-aac/index0.ts"] * segments
+    site.documents["radio/index.m3u8"] = (("\n".join(lines) + "\n").encode(), "application/vnd.apple.mpegurl")
+    r = await post_url(gw, site.url("radio/index.m3u8"))
+    assert r.status == 201
+    track = await r.json()
+    assert track["live"] is True and track["title"] == "radio" and track["duration"] is None
+    vod = await post_url(gw, site.url("files/ts-aac/index.m3u8"))
+    assert "live" not in await vod.json()
