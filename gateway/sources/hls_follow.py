@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -188,7 +188,7 @@ class HlsFollower:
                          self.policy.name, progress.next_segment)
                 fresh = True
 
-    async def follow_live(self, url: str, *, start_seconds: float = 0.0) -> AsyncIterator[bytes | NowPlaying]:
+    async def follow_live(self, url: str, *, start_seconds: float = 0.0) -> AsyncGenerator[bytes | NowPlaying, None]:
         """One connection to the live HLS playlist at ``url``: new segments as they appear, titles between.
 
         A master playlist's first variant is chosen once and reloaded alone.

@@ -2,44 +2,94 @@
 
 Theory of operation
 -------------------
-A URL names one of three things, told apart by its path when it is
-registered and by the answer's content type when it is opened:
+A URL names one of four things, told apart when it is registered (by its
+path, else by the headers of one request whose body is not read) and again
+by the answer's content type when it is opened:
 
-* a file or stream of audio: its body goes to ffmpeg as it arrives;
-* an HLS playlist (RFC 8216: a ``.m3u8`` path, or an HLS content type): the
-  playlist is fetched at registration, so that a broken or encrypted one is
-  refused before any track exists. A complete one (``#EXT-X-ENDLIST``, or a
-  VOD playlist) is a file: at open time the generic
-  :class:`~gateway.sources.hls_follow.HlsFollower` fetches its init
-  sections and segments, in order, to ffmpeg's stdin (ffmpeg is never given
-  a URL). MPEG-TS, fMP4 and packed AAC/MP3 segments all reach ffmpeg as one
-  continuous stream of their container. Any other is live (``Track.live``):
-  ``open_live`` follows the playlist at its edge, new segments only, and
-  its ``#EXTINF`` titles as ``NowPlaying`` (``HlsFollower.follow_live``);
-* a station file (``.m3u``, ``.pls``, or a ``.m3u8`` that holds no ``#EXT-X-``
-  tag): the file is fetched at registration and its first entry that passes
-  the URL checks is registered in its place (a station's entries are
-  mirrors of one stream), with the entry's title. The entry may be an HLS
-  playlist, not another station file (one level, no loops).
+* a file of audio: its body goes to ffmpeg as it arrives;
+* an endless stream (Icecast, SHOUTcast): an answer with ``icy-*`` headers,
+  or an audio type with no length, is a live track (docs/live.md), named
+  after its ``icy-name`` when it says one; ``open_live`` reads it with
+  ``Icy-MetaData: 1`` and strips the metadata into ``NowPlaying``. An
+  upstream that cannot be asked at registration registers as a file, as it
+  always did: the transcode reports what is wrong with it;
+* an HLS playlist (RFC 8216: a ``.m3u8`` path, or a playlist content type
+  whose text has ``#EXT-X-`` tags): the playlist is fetched at
+  registration, so that a broken or encrypted one is refused before any
+  track exists. A complete one (``#EXT-X-ENDLIST``, or a VOD playlist) is a
+  file: at open time the generic :class:`~gateway.sources.hls_follow.HlsFollower`
+  fetches its init sections and segments, in order, to ffmpeg's stdin
+  (ffmpeg is never given a URL). MPEG-TS, fMP4 and packed AAC/MP3 segments
+  all reach ffmpeg as one continuous stream of their container. Any other
+  is live: ``open_live`` follows the playlist at its edge, new segments
+  only, with its ``#EXTINF`` titles as ``NowPlaying``
+  (``HlsFollower.follow_live``);
+* a station file (``.m3u``, ``.pls``, a playlist content type without
+  ``#EXT-X-`` tags): the file is fetched at registration and its first
+  entry that registers is the track in its place (a station's entries are
+  mirrors of one stream): a file, an Icecast stream or an HLS playlist, not
+  another station file (one level, no loops).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from urllib.parse import unquote, urlsplit
 
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
 
-from ..errors import BadRequest, NotAudio, Unsupported, UpstreamError, ZtreamError
+from ..errors import BadRequest, NotAudio, UpstreamError, ZtreamError
 from ..media.catalog import Track, track_id_for
 from ..media.upstream import BoundedSource, LiveSource, NowPlaying, SizedStream, TailSource
 from . import hls
 from .base import CountBytes
 from .fetch import SafeFetcher
 from .hls_follow import HlsFollower, Target, looks_like_playlist
+from .icy import IcyDemuxer, IcyError, parse_metaint
 from .playlists import MAX_PLAYLIST_BYTES, fetch_playlist_text, is_hls, parse_playlist
 
-__all__ = ["MAX_STATION_ENTRIES", "UrlSource", "looks_like_hls_url", "looks_like_station_url"]
+__all__ = [
+    "LIVE_RATE_WINDOW", "MAX_STATION_ENTRIES", "UrlSource", "is_live_answer", "looks_like_hls_url",
+    "looks_like_station_url",
+]
+
+log = logging.getLogger("ztream.sources")
+
+# Playlists served with audio/* types: never a stream of audio themselves.
+_PLAYLIST_TYPES = ("audio/mpegurl", "audio/x-mpegurl", "audio/x-scpls", "application/vnd.apple.mpegurl",
+                   "application/x-mpegurl", "application/pls+xml")
+# A live upstream has no total size; what bounds it is its rate (the fetcher's
+# minimum, judged over this long so that a source pausing a few seconds rides
+# through) and each read's timeout.
+LIVE_RATE_WINDOW = 30.0
+LIVE_MAX_BYTES = 1 << 62
+# How much of an icy-name becomes the title.
+MAX_STATION_NAME = 200
+
+
+def is_live_answer(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an upstream's answer is an endless stream: ``icy-*`` headers, or audio with no length."""
+    if status >= 400:
+        return False
+    names = [name.lower() for name in headers]
+    if any(name.startswith("icy-") for name in names):
+        return True
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    audio = ctype.startswith("audio/") or ctype == "application/ogg"
+    return audio and ctype not in _PLAYLIST_TYPES and "content-length" not in names
+
+
+def _station_name(headers: Mapping[str, str]) -> str | None:
+    raw = headers.get("icy-name", "")
+    # Header values arrive as Latin-1; Icecast sends UTF-8 bytes in them.
+    try:
+        raw = raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    name = "".join(ch for ch in raw if ch.isprintable()).strip()
+    return name[:MAX_STATION_NAME] or None
 
 # Content types that are certainly not audio; anything else goes to ffmpeg,
 # which is the real judge (upstreams often say application/octet-stream).
@@ -93,11 +143,11 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
     async def register(self, url: str) -> Track:
         """Validate ``url`` (scheme, host policy, resolved address) and name its track.
 
-        A plain URL is not fetched. An HLS playlist is (its variant too, for a
-        master playlist), and so is a station file, whose first entry that
-        passes the checks is the track.
-
-        A live HLS playlist (no ``#EXT-X-ENDLIST``) makes a live track.
+        A ``.m3u8``, ``.m3u`` or ``.pls`` path is fetched as a playlist; any
+        other URL is asked once for its headers (body unread): endless audio
+        is a live track, a playlist content type is fetched as a playlist. An
+        HLS playlist without ``#EXT-X-ENDLIST`` is a live track; a station
+        file's first entry that registers is the track.
 
         Raises: the fetcher's refusals (``bad_url``, ``host_not_allowed``,
         ``upstream_forbidden``...); for HLS ``hls_bad_playlist``,
@@ -105,42 +155,52 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
         ``playlist_bad`` or the first entry's refusal.
         """
         normalized = await self.fetcher.check_url(url)
-        if looks_like_station_url(normalized) or looks_like_hls_url(normalized):
-            return await self._register_listed(normalized)
-        return self._track(normalized)
+        return await self._register(normalized, title=None, nested=False)
 
     def _track(self, url: str, title: str | None = None, *, live: bool = False) -> Track:
         return Track(id=track_id_for("url", url), source="url", locator=url, title=title or _title_from_url(url),
                      live=live)
 
-    async def _register_listed(self, url: str) -> Track:
-        """An HLS playlist or a station file: fetched once to know which."""
+    async def _register(self, url: str, *, title: str | None, nested: bool) -> Track:
+        """``url`` (checked) as a track; ``nested`` for a station file's entry, which may not be another."""
+        if not (looks_like_station_url(url) or looks_like_hls_url(url)):
+            live, station, playlist = await self._probe(url)
+            if not playlist:
+                return self._track(url, station or title, live=live)
         # A station file is kilobytes; an HLS VOD playlist may list thousands of segments.
-        limit = hls.MAX_PLAYLIST_CHARS if looks_like_hls_url(url) else MAX_PLAYLIST_BYTES
+        limit = MAX_PLAYLIST_BYTES if looks_like_station_url(url) else hls.MAX_PLAYLIST_CHARS
         text, final_url = await fetch_playlist_text(self.fetcher, url, max_bytes=limit)
         if is_hls(text):
-            return self._track(url, live=await self._hls_is_live(text, final_url))
+            return self._track(url, title, live=await self._hls_is_live(text, final_url))
+        if nested:
+            raise BadRequest("a station file's entry is another station file", code="playlist_bad")
         entries = parse_playlist(text, final_url)
         first_error: ZtreamError | None = None
         for entry in entries[:MAX_STATION_ENTRIES]:
-            live = False
             try:
                 normalized = await self.fetcher.check_url(entry.url)
-                if looks_like_station_url(normalized):
-                    continue  # a station file naming another one: one level only
-                if looks_like_hls_url(normalized):
-                    entry_text, entry_url = await fetch_playlist_text(
-                        self.fetcher, normalized, max_bytes=hls.MAX_PLAYLIST_CHARS)
-                    if not is_hls(entry_text):
-                        continue
-                    live = await self._hls_is_live(entry_text, entry_url)
+                return await self._register(normalized, title=entry.title, nested=True)
             except ZtreamError as exc:
                 first_error = first_error or exc
-                continue
-            return self._track(normalized, entry.title, live=live)
         if first_error is not None:
             raise first_error
         raise BadRequest("the station file lists no stream the gateway can play", code="playlist_bad")
+
+    async def _probe(self, url: str) -> tuple[bool, str | None, bool]:
+        """(live, icy-name, playlist) from the upstream's answer headers; all False when it cannot be asked.
+
+        ``playlist``: the answer has a playlist content type (HLS or a station file).
+        """
+        try:
+            async with self.fetcher.open(url, max_bytes=0, headers={"Icy-MetaData": "1"}) as response:
+                ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                if response.status < 400 and (ctype in _PLAYLIST_TYPES or looks_like_hls_url(response.url)):
+                    return False, None, True
+                live = is_live_answer(response.status, response.headers)
+                return live, _station_name(response.headers) if live else None, False
+        except ZtreamError as exc:
+            log.info("registering %s as a file: its headers could not be read (%s)", url, exc.detail)
+            return False, None, False
 
     async def _hls_is_live(self, text: str, url: str) -> bool:
         """Whether an HLS playlist is live; refuses one that cannot play (before any track exists).
@@ -182,15 +242,40 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
         async for piece in self._hls.follow(resolve):
             yield piece
 
-    def open_live(self, track: Track) -> AsyncIterator[bytes | NowPlaying]:
-        """One connection to a live track's upstream: a live HLS playlist followed at its edge.
+    async def open_live(self, track: Track) -> AsyncGenerator[bytes | NowPlaying, None]:
+        """One connection to a live upstream: a live HLS playlist followed at its edge, or a stream's
+        audio with its ICY metadata stripped into ``NowPlaying``."""
+        if not _is_hls_locator(track.locator):
+            async with self.fetcher.stream(track.locator, max_bytes=LIVE_MAX_BYTES, headers={"Icy-MetaData": "1"},
+                                           rate_window=LIVE_RATE_WINDOW) as response:
+                ctype = response.headers.get("content-type", "").lower()
+                if not looks_like_playlist(response.url, ctype):
+                    async with contextlib.aclosing(self._icy(response.headers, response.aiter_bytes())) as items:
+                        async for item in items:
+                            yield item
+                    return
+            # A playlist content type on a path that did not say so (registered by its headers).
+        async with contextlib.aclosing(self._hls.follow_live(track.locator)) as live:
+            async for item in live:
+                yield item
 
-        Raises Unsupported for a live track of another kind (the Icecast reader
-        is not part of this source yet).
-        """
-        if _is_hls_locator(track.locator):
-            return self._hls.follow_live(track.locator)
-        raise Unsupported("this live upstream is not an HLS playlist", code="not_implemented")
+    async def _icy(self, headers: Mapping[str, str], body: AsyncIterator[bytes]) -> AsyncGenerator[bytes | NowPlaying, None]:
+        ctype = headers.get("content-type", "").lower()
+        if ctype.startswith(_NOT_AUDIO):
+            raise NotAudio(f"the upstream answered {ctype.split(';')[0]}, not audio")
+        try:
+            metaint = parse_metaint(headers.get("icy-metaint"))
+        except IcyError as exc:
+            raise UpstreamError(str(exc), code="upstream_bad_metadata") from None
+        demuxer = IcyDemuxer(metaint) if metaint is not None else None
+        async for piece in body:
+            if self._count is not None:
+                self._count(len(piece))
+            if demuxer is None:
+                yield piece
+                continue
+            for item in demuxer.feed(piece):
+                yield item
 
     def tail_fetcher(self, track: Track, *, max_bytes: int = MAX_MOOV_BYTES) -> FetchTail:
         """``fetch_tail(offset)`` for ``transcode.seekable.prepare_input``: one Range request.
