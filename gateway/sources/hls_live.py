@@ -24,7 +24,9 @@ The first playlist starts near its live edge: its last segments covering
 ``start_seconds`` (default: the last segment alone), since a gateway that
 ingests a radio wants what is on air, not the oldest segment the window
 still holds. Each later playlist yields only segments past the last one
-handed on. A connection ends when the playlist ends (``#EXT-X-ENDLIST``),
+handed on. A playlist that has ended already when a connection starts
+gives nothing (the ingest retries, with back-off, until the stream is back).
+A connection ends when the playlist ends (``#EXT-X-ENDLIST``),
 when it restarts (the sequence goes back, or the segment last handed on now
 has another URI: the encoder started again), and before an init section
 that changes (fMP4: a second ``moov`` cannot follow the first into one
@@ -139,6 +141,10 @@ class LiveCursor:
         segments = playlist.segments
         events: list[Event] = []
         if self.next_sequence is None:
+            if playlist.complete:
+                # Over before this connection joined: replaying its last segment
+                # at every reconnect would loop it; wait for the stream to return.
+                return [Ended("endlist")]
             start = self._edge_start(playlist)
         else:
             if self._restarted(playlist):

@@ -8,6 +8,9 @@ independent ffmpeg and measured.
 
 from __future__ import annotations
 
+import asyncio
+import io
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from gateway.media import CATALOG
 from gateway.media.catalog import track_id_for
 from tests.support.audio import decoded_seconds, make_audio
 from tests.support.gateway import fetch_all, post_url
-from tests.support.hls import VOD_KINDS, HlsSite, write_vod
+from tests.support.hls import VOD_KINDS, HlsSite, LiveHls, write_vod
 
 SECONDS = 7.0
 
@@ -190,3 +193,58 @@ async def test_a_live_playlist_registers_a_live_track(gw: Any, site: HlsSite, se
     assert track["live"] is True and track["title"] == "radio" and track["duration"] is None
     vod = await post_url(gw, site.url("files/ts-aac/index.m3u8"))
     assert "live" not in await vod.json()
+
+
+async def closes_within(gw: Any, seconds: float) -> None:
+    """Close the gateway; if it hangs, fail with every task's stack (an ingest that ignored its cancel)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await gw.close()
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            print(task, file=stacks)
+            task.print_stack(limit=40, file=stacks)
+        raise AssertionError(f"the gateway did not close within {seconds} s:\n{stacks.getvalue()}") from None
+
+
+@pytest.mark.parametrize("kind", ["ts-aac", "fmp4-aac"])
+async def test_live_hls_is_served_at_its_edge(make_gateway: Any, tmp_path: Path, kind: str) -> None:
+    """ffmpeg writes live HLS in real time; the gateway ingests it into its live window, titles and all."""
+    site = await HlsSite(tmp_path / "site").start()
+    encoder = LiveHls(tmp_path / "site" / kind, kind, seconds=40, segment_seconds=1.0)
+    gw: Any = None
+    try:
+        await encoder.start()
+        await asyncio.sleep(6.0)  # the playlist's window is full (5 segments): a listener joins at its edge
+        gw = await make_gateway(**{"sources.url": {"allow_hosts": [f"127.0.0.1:{site.port}"]}})
+        listed = [int(n) for n in re.findall(r"^index(\d+)\.\w+$", encoder.playlist.read_text(), re.M)]
+        r = await post_url(gw, site.url(f"files/{kind}/index.m3u8"))
+        assert r.status == 201
+        track = await r.json()
+        assert track["live"] is True
+        manifest = await (await gw.get(f"/v1/tracks/{track['id']}/manifest")).json()
+        assert manifest["live"] is True and manifest["complete"] is False and manifest["state"] == "live"
+        first_edge = manifest["edge"]
+        await asyncio.sleep(4.0)
+        manifest = await (await gw.get(f"/v1/tracks/{track['id']}/manifest")).json()
+        chunks = manifest["chunks"]
+        assert manifest["edge"] >= first_edge + 2  # the ingest follows the playlist as it grows
+        assert [c["index"] for c in chunks] == list(range(chunks[0]["index"], manifest["edge"] + 1))
+        init = await (await gw.get(f"/v1/tracks/{track['id']}/init")).read()
+        data = [await (await gw.get(f"/v1/tracks/{track['id']}/chunks/{c['index']}")).read() for c in chunks]
+        heard = decoded_seconds(init + b"".join(data))
+        assert abs(heard - sum(c["duration"] for c in chunks)) < 0.2
+        # Joined at the edge: the first segment fetched was the newest listed when the track was posted
+        # (or one after it), not the playlist's oldest, 4 s behind; then every segment once, in order.
+        fetched = sorted(int(n[len(f"files/{kind}/index"):].split(".")[0]) for n in site.hits
+                         if re.fullmatch(rf"files/{kind}/index\d+\.\w+", n))
+        assert len(listed) == 5 and listed[-1] <= fetched[0] <= listed[-1] + 1, (listed, fetched)
+        assert fetched == list(range(fetched[0], fetched[-1] + 1))
+        assert all(site.hits[n] == 1 for n in site.hits if not n.endswith(".m3u8"))
+        assert 3.0 <= heard <= 12.0, heard  # ffmpeg probes a few seconds of MPEG-TS before its first output
+    finally:
+        if gw is not None:
+            await closes_within(gw, 30.0)  # the ingest ends before its upstream does
+        await encoder.stop()
+        await site.close()

@@ -89,6 +89,8 @@ def test_endlist_ends_after_the_last_segments() -> None:
     cursor.update(live(0, 3), now=0.0)
     events = cursor.update(live(1, 4, endlist=True), now=2.0)
     assert fetched(events) == ["seg3.ts", "seg4.ts"] and events[-1] == Ended("endlist")
+    # A connection that finds it ended already fetches nothing (no last segment replayed at each retry).
+    assert LiveCursor().update(live(1, 4, endlist=True), now=9.0) == [Ended("endlist")]
 
 
 def test_titles_change_before_their_segment() -> None:
