@@ -122,6 +122,7 @@ class HlsSite:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.documents: dict[str, tuple[bytes, str]] = {}
+        self.headers: dict[str, dict[str, str]] = {}  # path -> extra answer headers (icy-name...)
         self.hits: Counter[str] = Counter()
         self.base = ""
         self.port = 0
@@ -146,7 +147,7 @@ class HlsSite:
         self.hits[path] += 1
         if path in self.documents:
             body, ctype = self.documents[path]
-            return web.Response(body=body, headers={"Content-Type": ctype})
+            return web.Response(body=body, headers={"Content-Type": ctype, **self.headers.get(path, {})})
         if path.startswith("files/"):
             file = (self.root / path.removeprefix("files/")).resolve()
             if file.is_relative_to(self.root.resolve()) and file.is_file():

@@ -132,6 +132,19 @@ async def test_pls_station_file_skips_refused_entries(gw: Any, site: HlsSite) ->
     assert track["id"] == track_id_for("url", song) and track["title"] == "Here"
 
 
+async def test_station_file_naming_an_icecast_stream_registers_it_live(gw: Any, site: HlsSite) -> None:
+    """A station file's entry is registered as itself: an answer with icy-* headers is a live station."""
+    site.documents["mount"] = (b"\xff\xfb" * 100, "audio/mpeg")
+    site.headers["mount"] = {"icy-name": "Radio Loopback", "icy-br": "128"}
+    site.documents["station.pls"] = (f"[playlist]\nFile1={site.url('mount')}\nTitle1=(#1 - 3/100) x\n".encode(),
+                                     "audio/x-scpls")
+    r = await post_url(gw, site.url("station.pls"))
+    assert r.status == 201
+    track = await r.json()
+    assert track["live"] is True and track["title"] == "Radio Loopback"  # the stream's name over the file's
+    assert track["id"] == track_id_for("url", site.url("mount"))
+
+
 async def test_station_file_naming_an_hls_stream(gw: Any, site: HlsSite) -> None:
     hls_url = site.url("files/fmp4-aac/index.m3u8")
     site.documents["hls.m3u"] = (f"{hls_url}\n".encode(), "audio/x-mpegurl")
