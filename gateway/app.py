@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from transcode.ffmpeg import Rendition, find_ffmpeg, make_rendition
+from transcode.ffmpeg import Rendition, find_ffmpeg, make_live_rendition, make_rendition
 
 from .admin import LIVE_CONFIG, LiveConfig, setup_admin
 from .cluster import CLUSTER, Cluster, ClusterTracker, node_id, setup_cluster
@@ -143,15 +143,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds, kind=name))
 
     renditions = Renditions(media, other_rendition)
-    live_default = await loop.run_in_executor(
-        None, lambda: make_rendition(binary, bitrate=config.transcode.bitrate, chunk_seconds=config.live.chunk_seconds))
+    live_default = await loop.run_in_executor(None, lambda: make_live_rendition(
+        binary, bitrate=config.transcode.bitrate, chunk_seconds=config.live.chunk_seconds))
 
     def live_rendition(name: str) -> Rendition:
-        # Files' argv with the live chunk length: the same encoder, a shorter cut.
+        # Files' argv with the live chunk length and short probing: the same encoder, a shorter cut.
         if name == live_default.name:
             return live_default
-        return make_rendition(binary, bitrate=config.transcode.bitrate, chunk_seconds=config.live.chunk_seconds,
-                              kind=name)
+        return make_live_rendition(binary, bitrate=config.transcode.bitrate,
+                                   chunk_seconds=config.live.chunk_seconds, kind=name)
 
     live = LiveService(config=config.live, renditions=live_rendition, sources=lambda: media.sources,
                        metrics=metrics, slot_limits=slot_limits)
@@ -170,8 +170,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     log.info("ffmpeg %s (%s), rendition %s", binary, rendition.version, rendition.id)
     for declared, track in zip(config.live.stations, stations, strict=True):
-        if declared.mode == "always":
-            await live.start_always(track)
+        live.declare(track, always=declared.mode == "always")
     # Everything built so far lives as long as the app: keep it out of the
     # garbage collector's full passes, which otherwise tax every request.
     gc.freeze()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -119,14 +119,14 @@ async def register_url(app: web.Application, url: str, client: str) -> tuple[Tra
         raise BadRequest("no configured source takes this URL", code="bad_url")
     track: Track = await source.register(url)
     catalog = app[CATALOG]
-    known = catalog.get(track.id)
-    if known is not None:
-        if track.live and not known.live:
-            # Registered as a file before (by an older gateway, or while the
-            # station was down): it is a station now, never a recording.
-            known = replace(known, live=True, title=track.title)
-            catalog.put(known)
-        return known, False
+    if catalog.get(track.id) is not None:
+        return catalog.add(track)
+    probe_live = getattr(source, "probe_live", None)
+    if probe_live is not None:
+        # A new URL: one look at its answer's headers tells a station from a file (docs/live.md).
+        track = await probe_live(track)
+        if catalog.get(track.id) is not None:  # registered meanwhile
+            return catalog.add(track)
     # Checked again: other registrations of this client ran while the source resolved the URL.
     check_registration(app, client)
     charge_registration(app, client)

@@ -34,8 +34,9 @@ import time
 from collections.abc import AsyncGenerator, Callable
 
 from transcode.ebml import Cluster, InitSegment
-from transcode.ffmpeg import Rendition
+from transcode.ffmpeg import Rendition, pipe_input_format
 from transcode.runner import TranscodeFailed, transcode
+from transcode.sniff import SNIFF_BYTES, sniff_format
 
 from ..errors import NotAudio, UpstreamError, ZtreamError
 from ..media.catalog import Track
@@ -50,6 +51,8 @@ log = logging.getLogger("ztream.live")
 FIRST_BACKOFF = 0.5
 # The runner's wall-time bound, which an ingest must not have (ten years).
 NO_TIMEOUT = 10 * 365 * 86400.0
+# Closing an upstream connection never takes longer than this.
+CLOSE_SECONDS = 5.0
 
 
 class LiveIngest:
@@ -142,28 +145,40 @@ class LiveIngest:
         self.window.begin(self._now())
         first_byte: list[float] = []
         made = 0
+        items = self.source.open_live(self.track)
 
-        async def upstream() -> AsyncGenerator[bytes, None]:
-            items = self.source.open_live(self.track)
-            try:
-                async for item in items:
-                    if isinstance(item, NowPlaying):
-                        title = item.title or None
-                        if title != self.title:
-                            self.title = title
-                            self.notify()
-                        continue
-                    if not first_byte:
-                        first_byte.append(self._now())
-                    yield item
-            finally:
-                # Closed here, not at garbage collection: that ends the upstream connection.
-                aclose = getattr(items, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+        def take(item: bytes | NowPlaying) -> bytes | None:
+            if isinstance(item, NowPlaying):
+                title = item.title or None
+                if title != self.title:
+                    self.title = title
+                    self.notify()
+                return None
+            if not first_byte:
+                first_byte.append(self._now())
+            return item
+
+        async def upstream(head: bytes) -> AsyncGenerator[bytes, None]:
+            if head:
+                yield head
+            async for item in items:
+                data = take(item)
+                if data:
+                    yield data
 
         try:
-            events = transcode(self.rendition, upstream(), timeout=NO_TIMEOUT)
+            # The first bytes say which demuxer to name (transcode/sniff.py): a probe
+            # would wait seconds for more of a real-time upstream.
+            head = bytearray()
+            async for item in items:
+                data = take(item)
+                if data:
+                    head += data
+                    if len(head) >= SNIFF_BYTES:
+                        break
+            found = sniff_format(bytes(head))
+            rendition = pipe_input_format(self.rendition, found) if found else self.rendition
+            events = transcode(rendition, upstream(bytes(head)), timeout=NO_TIMEOUT)
             async with contextlib.aclosing(events) as media:
                 async for event in media:
                     if isinstance(event, InitSegment):
@@ -182,6 +197,13 @@ class LiveIngest:
             self._session_failed(NotAudio(f"the live upstream is not audio ffmpeg can decode: {exc.reason}")
                                  if not made else UpstreamError(f"the live transcode failed: {exc.reason}",
                                                                 code="transcode_failed"))
+        finally:
+            # Closed here, not at garbage collection: that ends the upstream connection.
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_SECONDS):
+                        await aclose()
         return made
 
     def _session_failed(self, error: ZtreamError) -> None:

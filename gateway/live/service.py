@@ -31,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -65,6 +65,7 @@ MAX_EDGES = 10_000
 # Listeners counted per station (beyond, the gauge says this many).
 MAX_LISTENERS = 100_000
 REAP_SECONDS = 1.0
+CLOSE_SECONDS = 5.0
 
 @dataclass
 class _Station:
@@ -76,6 +77,15 @@ class _Station:
     always: bool
     last_touch: float
     listeners: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    waiting: int = 0  # requests waiting on the ingest now: listeners too
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
 
 
 class LiveService:
@@ -105,6 +115,7 @@ class LiveService:
         self._failed: dict[tuple[str, str], tuple[float, ZtreamError]] = {}
         self._edges: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._always: set[str] = set()
+        self._declared: set[str] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self.chunk_wait = 3 * config.chunk_seconds + 2.0
@@ -123,13 +134,13 @@ class LiveService:
 
     # -- starting and stopping ------------------------------------------------------
 
-    def keep_always(self, track: Track) -> None:
-        """A declared ``always`` station: its ingest never idles out (started by ``start_always``)."""
-        self._always.add(track.id)
-
-    async def start_always(self, track: Track) -> None:
-        self.keep_always(track)
-        self._station(track, DEFAULT_RENDITION, None)
+    def declare(self, track: Track, *, always: bool) -> None:
+        """A station of ``[[live.stations]]``: the operator's, so no upstream host share applies to it;
+        ``always``: it ingests from now on and never idles out."""
+        self._declared.add(track.id)
+        if always:
+            self._always.add(track.id)
+            self._station(track, DEFAULT_RENDITION, None)
 
     def _station(self, track: Track, name: str, client: str | None) -> _Station:
         """The running station of ``track`` in rendition ``name``, started for ``client`` if none runs."""
@@ -159,8 +170,8 @@ class LiveService:
         source = self._sources().get(track.source)
         if not isinstance(source, LiveSource):
             raise NotFound(f"the {track.source} source cannot play live tracks", code="source_disabled")
-        claim = Claim(key=f"{track.id}/{name}", client=client_group(client),
-                      host=urlsplit(track.locator).hostname if track.source == "url" else None)
+        host = urlsplit(track.locator).hostname if track.source == "url" and track.id not in self._declared else None
+        claim = Claim(key=f"{track.id}/{name}", client=client_group(client), host=host)
         refusal = self._book.refusal(claim)
         if refusal == "too_many_transcodes":
             raise TooManyRequests(
@@ -232,6 +243,8 @@ class LiveService:
                 station.listeners.popitem(last=False)
             if key[1] == DEFAULT_RENDITION and not station.task.done():
                 self.metrics.live_listeners.labels(key[0]).set(len(station.listeners))
+            if station.waiting:
+                station.last_touch = now
             if not station.always and now - station.last_touch > self.config.idle_seconds:
                 log.info("live %s (%s): no listener for %.0f s, ingest stopped", key[0], key[1], now - station.last_touch)
                 station.task.cancel()
@@ -272,7 +285,8 @@ class LiveService:
         name = rendition or DEFAULT_RENDITION
         station = self._station(track, name, client)
         ingest = station.ingest
-        await ingest.wait(lambda: ingest.window.edge is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
+        with station.busy():
+            await ingest.wait(lambda: ingest.window.edge is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
         if ingest.error is not None and ingest.window.edge is None:
             raise ingest.error
         return self._manifest(track, self.rendition(name), ingest)
@@ -284,7 +298,8 @@ class LiveService:
         ingest = station.ingest
         window = ingest.window
         if epoch is None:
-            await ingest.wait(lambda: window.init() is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
+            with station.busy():
+                await ingest.wait(lambda: window.init() is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
         found = window.init(epoch)
         if found is not None:
             return found.data, found.sha256
@@ -302,7 +317,8 @@ class LiveService:
         window = ingest.window
         place = window.place(index)
         if place == "soon":
-            await ingest.wait(lambda: window.place(index) != "soon", self.chunk_wait)
+            with station.busy():
+                await ingest.wait(lambda: window.place(index) != "soon", self.chunk_wait)
             place = window.place(index)
         found = window.get(index)
         if found is not None:
@@ -331,7 +347,8 @@ class LiveService:
                     edge = window.edge
                     return edge is not None and edge >= want
 
-                ready = await ingest.wait(arrived, self.chunk_wait)
+                with station.busy():
+                    ready = await ingest.wait(arrived, self.chunk_wait)
                 if not ready:
                     if ingest.done:
                         return
@@ -352,6 +369,18 @@ class LiveService:
             index = chunk.index + 1
             self._station(track, name, client)  # a touch: a /stream listener keeps the ingest up
 
+    async def stop(self, track_id: str) -> None:
+        """Stop every ingest of ``track_id`` now (an admin purge); its edges stay remembered."""
+        self._always.discard(track_id)
+        self._declared.discard(track_id)
+        tasks = [station.task for key, station in self._stations.items() if key[0] == track_id]
+        for key in [key for key in self._failed if key[0] == track_id]:
+            del self._failed[key]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+
     def running(self) -> dict[tuple[str, str], LiveIngest]:
         return {key: station.ingest for key, station in self._stations.items()}
 
@@ -363,6 +392,8 @@ class LiveService:
             tasks.append(self._reaper)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            # Bounded: shutdown must not hang on an upstream that will not close.
+            _, pending = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+            if pending:
+                log.warning("%d live ingests did not end within %.0f s of shutdown", len(pending), CLOSE_SECONDS)

@@ -2,20 +2,22 @@
 
 Theory of operation
 -------------------
-A URL names one of four things, told apart when it is registered (by its
-path, else by the headers of one request whose body is not read) and again
-by the answer's content type when it is opened:
+Registering a URL fetches nothing but a station file; a *new* track is then
+looked at once (``probe_live``, before it joins the catalog; a known URL
+costs nothing). A URL names one of four things, told apart by its path,
+else by the headers of one request whose body is not read, and again by the
+answer's content type when it is opened:
 
 * a file of audio: its body goes to ffmpeg as it arrives;
 * an endless stream (Icecast, SHOUTcast): an answer with ``icy-*`` headers,
   or an audio type with no length, is a live track (docs/live.md), named
   after its ``icy-name`` when it says one; ``open_live`` reads it with
   ``Icy-MetaData: 1`` and strips the metadata into ``NowPlaying``. An
-  upstream that cannot be asked at registration registers as a file, as it
-  always did: the transcode reports what is wrong with it;
+  upstream that cannot be asked registers as a file, as it always did: the
+  transcode reports what is wrong with it;
 * an HLS playlist (RFC 8216: a ``.m3u8`` path, or a playlist content type
-  whose text has ``#EXT-X-`` tags): the playlist is fetched at
-  registration, so that a broken or encrypted one is refused before any
+  whose text has ``#EXT-X-`` tags): the playlist is fetched by
+  ``probe_live``, so that a broken or encrypted one is refused before any
   track exists. A complete one (``#EXT-X-ENDLIST``, or a VOD playlist) is a
   file: at open time the generic :class:`~gateway.sources.hls_follow.HlsFollower`
   fetches its init sections and segments, in order, to ffmpeg's stdin
@@ -24,11 +26,11 @@ by the answer's content type when it is opened:
   is live: ``open_live`` follows the playlist at its edge, new segments
   only, with its ``#EXTINF`` titles as ``NowPlaying``
   (``HlsFollower.follow_live``);
-* a station file (``.m3u``, ``.pls``, a playlist content type without
-  ``#EXT-X-`` tags): the file is fetched at registration and its first
-  entry that registers is the track in its place (a station's entries are
-  mirrors of one stream): a file, an Icecast stream or an HLS playlist, not
-  another station file (one level, no loops).
+* a station file (``.m3u``, ``.pls``; a ``.m3u8`` or a playlist content type
+  without ``#EXT-X-`` tags): the file is fetched and its first entry that
+  passes the URL checks is the track in its place (a station's entries are
+  mirrors of one stream), looked at as any new URL: a file, an Icecast
+  stream or an HLS playlist, not another station file (one level, no loops).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
@@ -143,48 +146,78 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
     async def register(self, url: str) -> Track:
         """Validate ``url`` (scheme, host policy, resolved address) and name its track.
 
-        A ``.m3u8``, ``.m3u`` or ``.pls`` path is fetched as a playlist; any
-        other URL is asked once for its headers (body unread): endless audio
-        is a live track, a playlist content type is fetched as a playlist. An
-        HLS playlist without ``#EXT-X-ENDLIST`` is a live track; a station
-        file's first entry that registers is the track.
+        Nothing is fetched but a station file (``.m3u``, ``.pls``): its track is
+        its first entry that passes the URL checks (not another station file),
+        with the entry's title; or the file's own URL when it holds HLS. A new
+        track is then looked at once by :meth:`probe_live`.
 
         Raises: the fetcher's refusals (``bad_url``, ``host_not_allowed``,
-        ``upstream_forbidden``...); for HLS ``hls_bad_playlist``,
-        ``hls_encrypted``, ``hls_empty``; for a station file
-        ``playlist_bad`` or the first entry's refusal.
+        ``upstream_forbidden``...); for a station file ``playlist_bad`` or
+        the first entry's refusal.
         """
         normalized = await self.fetcher.check_url(url)
-        return await self._register(normalized, title=None, nested=False)
+        if looks_like_station_url(normalized):
+            return await self._station(normalized)
+        return self._track(normalized)
 
-    def _track(self, url: str, title: str | None = None, *, live: bool = False) -> Track:
-        return Track(id=track_id_for("url", url), source="url", locator=url, title=title or _title_from_url(url),
-                     live=live)
+    def _track(self, url: str, title: str | None = None) -> Track:
+        return Track(id=track_id_for("url", url), source="url", locator=url, title=title or _title_from_url(url))
 
-    async def _register(self, url: str, *, title: str | None, nested: bool) -> Track:
-        """``url`` (checked) as a track; ``nested`` for a station file's entry, which may not be another."""
-        if not (looks_like_station_url(url) or looks_like_hls_url(url)):
-            live, station, playlist = await self._probe(url)
-            if not playlist:
-                return self._track(url, station or title, live=live)
-        # A station file is kilobytes; an HLS VOD playlist may list thousands of segments.
-        limit = MAX_PLAYLIST_BYTES if looks_like_station_url(url) else hls.MAX_PLAYLIST_CHARS
-        text, final_url = await fetch_playlist_text(self.fetcher, url, max_bytes=limit)
+    async def _station(self, url: str) -> Track:
+        """A station file's track: its first entry that passes the checks, or its own URL if it is HLS."""
+        text, final_url = await fetch_playlist_text(self.fetcher, url, max_bytes=MAX_PLAYLIST_BYTES)
         if is_hls(text):
-            return self._track(url, title, live=await self._hls_is_live(text, final_url))
-        if nested:
-            raise BadRequest("a station file's entry is another station file", code="playlist_bad")
-        entries = parse_playlist(text, final_url)
+            return self._track(url)
+        return await self._first_entry(text, final_url, resolve=False)
+
+    async def _first_entry(self, text: str, url: str, *, resolve: bool) -> Track:
+        """The track of the first of a station file's entries that passes the URL checks.
+
+        ``resolve``: look at the entry too (:meth:`probe_live`'s work, one level).
+        """
         first_error: ZtreamError | None = None
-        for entry in entries[:MAX_STATION_ENTRIES]:
+        for entry in parse_playlist(text, url)[:MAX_STATION_ENTRIES]:
             try:
                 normalized = await self.fetcher.check_url(entry.url)
-                return await self._register(normalized, title=entry.title, nested=True)
+                if looks_like_station_url(normalized):
+                    raise BadRequest("a station file's entry is another station file", code="playlist_bad")
+                track = self._track(normalized, entry.title)
+                return await self._look(track, nested=True) if resolve else track
             except ZtreamError as exc:
                 first_error = first_error or exc
         if first_error is not None:
             raise first_error
         raise BadRequest("the station file lists no stream the gateway can play", code="playlist_bad")
+
+    async def probe_live(self, track: Track) -> Track:
+        """A new track's upstream, looked at once, before it joins the catalog.
+
+        A ``.m3u8`` (or a station file that held HLS) is fetched and parsed: an
+        HLS playlist that cannot play is refused here, one without
+        ``#EXT-X-ENDLIST`` is live, and a ``.m3u8`` without ``#EXT-X-`` tags is a
+        station file, whose first usable entry is the track instead. Any other
+        URL is asked once for its headers (the body is not read): ``icy-*``
+        headers or audio with no length make it live (named after its
+        ``icy-name``), a playlist content type is fetched as above, and an
+        upstream that cannot be asked is a file, as before.
+
+        Raises: for HLS ``hls_bad_playlist``, ``hls_encrypted``, ``hls_empty``;
+        ``playlist_bad``; the fetcher's errors for a playlist it fetches.
+        """
+        return await self._look(track, nested=False)
+
+    async def _look(self, track: Track, *, nested: bool) -> Track:
+        url = track.locator
+        if not (looks_like_station_url(url) or looks_like_hls_url(url)):
+            live, station, playlist = await self._probe(url)
+            if not playlist:
+                return replace(track, live=live, title=station or track.title)
+        text, final_url = await fetch_playlist_text(self.fetcher, url, max_bytes=hls.MAX_PLAYLIST_CHARS)
+        if is_hls(text):
+            return replace(track, live=await self._hls_is_live(text, final_url))
+        if nested:
+            raise BadRequest("a station file's entry is another station file", code="playlist_bad")
+        return await self._first_entry(text, final_url, resolve=True)
 
     async def _probe(self, url: str) -> tuple[bool, str | None, bool]:
         """(live, icy-name, playlist) from the upstream's answer headers; all False when it cannot be asked.

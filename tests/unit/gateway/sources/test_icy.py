@@ -72,3 +72,23 @@ def test_bad_metaint_is_refused(value: str) -> None:
 def test_metaint_parses() -> None:
     assert parse_metaint(None) is None
     assert parse_metaint(" 16000 ") == 16000
+
+
+@pytest.mark.parametrize(("status", "headers", "live"), [
+    (200, {"content-type": "audio/mpeg", "icy-name": "Radio"}, True),
+    (200, {"content-type": "audio/mpeg", "icy-metaint": "16000", "content-length": "5"}, True),
+    (200, {"content-type": "audio/ogg"}, True),
+    (200, {"content-type": "application/ogg"}, True),
+    (200, {"content-type": "audio/mpeg", "content-length": "123456"}, False),
+    (200, {"content-type": "audio/mpegurl"}, False),
+    (200, {"content-type": "audio/x-scpls"}, False),
+    (200, {"content-type": "application/octet-stream"}, False),
+    (200, {"content-type": "text/html"}, False),
+    (404, {"content-type": "audio/mpeg", "icy-name": "Radio"}, False),
+])
+def test_a_live_answer_is_told_by_its_headers(status: int, headers: dict[str, str], live: bool) -> None:
+    import httpx
+
+    from gateway.sources.url import is_live_answer
+
+    assert is_live_answer(status, httpx.Headers(headers)) is live
