@@ -63,7 +63,7 @@ from .media.types import TrackJSON
 from .metrics import METRICS, Metrics
 from .nat.service import setup_nat
 from .sources import FETCH_SOURCES, FETCHER, LOCAL_SOURCE, build_sources
-from .swarm import SwarmSockets, Tracker, make_hub, setup_swarm
+from .swarm import SwarmSockets, Tracker, make_hub, make_networks, setup_swarm
 
 __all__ = ["create_app", "serve", "SHUTDOWN_GRACE"]
 
@@ -216,12 +216,22 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
     # is built with its collaborators and nothing is swapped afterwards.
     cluster: Cluster | None = None
     turn = plan.turn_for if plan.has_turn else None
+    # Where each listener is (its LAN, its network): the tracker prefers candidates near the asker.
+    networks, asn_database = make_networks(config)
+    if asn_database is not None:
+        database = asn_database
+
+        async def close_asn_database(_app: web.Application) -> None:
+            database.close()
+
+        app.on_cleanup.append(close_asn_database)
     if config.cluster.redis_url:
-        tracker = ClusterTracker(node_id(config), upload_slots=config.p2p.upload_slots)
+        tracker = ClusterTracker(node_id(config), upload_slots=config.p2p.upload_slots, networks=networks)
         hub = make_hub(config, tracker, ice_servers=plan.for_peer, turn=turn)
         cluster = Cluster(config, tracker=tracker, hub=hub, health=health, metrics=metrics)
     else:
-        hub = make_hub(config, Tracker(upload_slots=config.p2p.upload_slots), ice_servers=plan.for_peer, turn=turn)
+        hub = make_hub(config, Tracker(upload_slots=config.p2p.upload_slots, networks=networks),
+                       ice_servers=plan.for_peer, turn=turn)
     sockets = SwarmSockets(hub, config, metrics, federation=cluster.federation if cluster is not None else None)
     setup_swarm(app, hub, sockets)
     if cluster is not None:

@@ -203,6 +203,12 @@ class SoundCloudConfig(_Section):
         return self
 
 
+def _network_name(value: str) -> str:
+    if not 1 <= len(value) <= 64 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in value):
+        raise ValueError(f"{value!r} is not a network name (1..64 of A-Z a-z 0-9 - _ .)")
+    return value
+
+
 def _turn_url(value: str) -> str:
     if not value.startswith(("turn:", "turns:")):
         raise ValueError(f"{value!r} is not a turn: or turns: URL")
@@ -231,6 +237,24 @@ class P2PConfig(_Section):
     # No introductions until a track has at least this many listeners (privacy).
     min_listeners: Annotated[StrictInt, Field(ge=0, le=1000)] = 0
     turn: TurnConfig = TurnConfig()
+    # Network name -> its prefixes: the tracker prefers candidates in the asker's network.
+    networks: dict[Annotated[StrictStr, AfterValidator(_network_name)],
+                   tuple[Annotated[StrictStr, AfterValidator(_cidr)], ...]] = Field(default_factory=dict)
+    # A MaxMind DB file of autonomous systems (GeoLite2-ASN, DB-IP ASN Lite): networks
+    # the prefixes do not name. Empty: none. Read once at start, never downloaded.
+    asn_database: StrictStr = ""
+
+    @field_validator("networks")
+    @classmethod
+    def _one_name_per_prefix(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        seen: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}
+        for name, cidrs in value.items():
+            for cidr in cidrs:
+                net = ipaddress.ip_network(cidr, strict=False)
+                if seen.get(net, name) != name:
+                    raise ValueError(f"{cidr} is listed under both {seen[net]!r} and {name!r}")
+                seen[net] = name
+        return value
 
 
 class LiveStationConfig(_Section):

@@ -20,13 +20,15 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["METRICS", "Metrics", "SERVER_KINDS", "UPSTREAM_SOURCES"]
+__all__ = ["METRICS", "Metrics", "SERVER_KINDS", "UPSTREAM_SOURCES", "PEER_SCOPES"]
 
 # `_created` series double the output and no query here uses them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 SERVER_KINDS = ("init", "chunk", "stream")
 UPSTREAM_SOURCES = ("url", "soundcloud", "local")
+# How near a peer's source was (gateway/swarm/networks.py), nearest first.
+PEER_SCOPES = ("same_lan", "same_network", "other", "unknown")
 # transcode.seekable's modes: piped, piped after a Range request for the moov, spooled, a library file by path.
 INPUT_MODES = ("pipe", "range", "spool", "file")
 
@@ -40,7 +42,8 @@ class Metrics:
             "ztream_server_bytes", "Audio bytes the gateway sent to listeners", ["kind"], registry=r
         )
         self.peer_bytes = Counter(
-            "ztream_peer_bytes", "Audio bytes listeners report they received from peers", registry=r
+            "ztream_peer_bytes", "Audio bytes listeners report they received from peers, by how near the source was",
+            ["scope"], registry=r,
         )
         self.upstream_bytes = Counter(
             "ztream_upstream_bytes", "Bytes fetched from upstreams", ["source"], registry=r
@@ -130,6 +133,8 @@ class Metrics:
         self.server_bytes_by_kind = {kind: self.server_bytes.labels(kind) for kind in SERVER_KINDS}
         for source in UPSTREAM_SOURCES:
             self.upstream_bytes.labels(source)
+        for name in PEER_SCOPES:
+            self.peer_bytes.labels(name)
         for result in ("ok", "error"):
             self.transcodes.labels(result)
         for state in ("starting", "live", "reconnecting"):

@@ -53,7 +53,7 @@ from ..live import LIVE
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track, is_track_id
 from ..media.service import MediaService
-from ..metrics import METRICS, SERVER_KINDS
+from ..metrics import METRICS, PEER_SCOPES, SERVER_KINDS
 from ..nat.stun import RESULTS as STUN_RESULTS
 from ..swarm import HUB
 from .changes import Purged, Reloaded
@@ -223,6 +223,8 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
         "connections": connections,
         "without_neighbours": int(sample("ztream_peers_without_neighbours")),
         "relay_bytes": int(sample("ztream_peer_relay_bytes_total")),
+        # How near the peers' sources were (docs/p2p.md, "Same network first").
+        "peer_bytes_by_scope": {s: int(sample("ztream_peer_bytes_total", {"scope": s})) for s in PEER_SCOPES},
         "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in STUN_RESULTS},
     }
 

@@ -196,15 +196,23 @@ def stun_binding(port: int) -> None:
 
 
 async def report_peer_stats(base: str) -> None:
-    """One listener's validated stats report over the control socket."""
+    """Two listeners: a holder, and one introduced to it whose validated stats
+    report names it as the source of part of its peer bytes."""
+    url = base.replace("http", "ws") + "/v1/ws"
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(base.replace("http", "ws") + "/v1/ws") as ws:
+        async with session.ws_connect(url) as holder, session.ws_connect(url) as ws:
+            source = (await holder.receive_json(timeout=10))["peer_id"]
             welcome = await ws.receive_json(timeout=10)
             assert welcome["type"] == "welcome"
+            await holder.send_json({"type": "have", "track": "t", "rendition": "r", "complete": True})
+            await ws.send_json({"type": "want", "track": "t", "rendition": "r", "chunks": [0]})
+            answer = await ws.receive_json(timeout=10)
+            assert [p["peer_id"] for p in answer["peers"]] == [source], answer
             await ws.send_json({"type": "stats", "p2p_down_bytes": 3_000_000, "p2p_up_bytes": 1_000_000,
                                 "http_down_bytes": 500_000, "stalls": 2, "startup_seconds": 0.12,
                                 "verify_failures": 1, "p2p_relay_down_bytes": 1_000_000, "neighbours": 0,
-                                "connections": {"srflx": 2, "relay": 1, "timeout": 1}})
+                                "connections": {"srflx": 2, "relay": 1, "timeout": 1},
+                                "sources": {source: 2_000_000}})
             with pytest.raises(asyncio.TimeoutError):
                 msg = await ws.receive_json(timeout=1.0)  # no error comes back
                 raise AssertionError(msg)
