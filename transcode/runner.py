@@ -373,7 +373,11 @@ async def transcode(
             if remaining <= 0:
                 raise TranscodeTimeout(f"transcode exceeded {timeout:.0f} s")
             try:
-                data = await asyncio.wait_for(proc.stdout.read(READ_SIZE), remaining)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the
+                # read's data and drops a cancel that arrives as the read completes,
+                # so an endless (live) transcode would outlive its cancelled task.
+                async with asyncio.timeout(remaining):
+                    data = await proc.stdout.read(READ_SIZE)
             except TimeoutError:
                 raise TranscodeTimeout(f"transcode exceeded {timeout:.0f} s") from None
             if not data:
@@ -385,7 +389,8 @@ async def transcode(
             for event in events:
                 yield event
         try:
-            returncode = await asyncio.wait_for(proc.wait(), max(0.1, deadline - loop.time()))
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                returncode = await proc.wait()
         except TimeoutError:
             raise TranscodeTimeout(f"transcode exceeded {timeout:.0f} s") from None
         # The source's failure explains ffmpeg's, so it wins. After a clean

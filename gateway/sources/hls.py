@@ -56,6 +56,7 @@ __all__ = [
     "MAX_PLAYLIST_CHARS",
     "MAX_SEGMENTS",
     "MAX_SEGMENT_SECONDS",
+    "MAX_TITLE_CHARS",
     "MasterPlaylist",
     "MediaPlaylist",
     "MediaRequest",
@@ -76,6 +77,7 @@ MAX_SEGMENTS = 20_000  # 11 hours of 2-second segments, 55 of SoundCloud's 10-se
 MAX_ATTRIBUTE_TAGS = 4_096  # EXT-X-MAP / EXT-X-KEY / EXT-X-STREAM-INF lines
 MAX_SEGMENT_SECONDS = 86_400.0  # one #EXTINF or #EXT-X-TARGETDURATION
 MAX_DIGITS = 15  # byte offsets and lengths, BANDWIDTH: below 10**15 (a petabyte)
+MAX_TITLE_CHARS = 300  # an #EXTINF title is kept to this many characters
 _SCHEMES = frozenset({"http", "https"})
 
 
@@ -118,6 +120,9 @@ class Segment:
     duration: float
     byterange: ByteRange | None = None
     init: InitSection | None = None
+    # The #EXTINF title (after the comma), at most MAX_TITLE_CHARS; live
+    # radio playlists put what is playing there.
+    title: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +296,7 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
     playlist_type: str | None = None
     init: InitSection | None = None
     duration: float | None = None
+    title: str | None = None
     byterange_text: str | None = None
     stream_inf: dict[str, str] | None = None
     # Where the previous sub-range of each URI ended: EXT-X-BYTERANGE
@@ -306,7 +312,9 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
                 if attribute_tags > MAX_ATTRIBUTE_TAGS:
                     raise PlaylistError(f"the playlist has over {MAX_ATTRIBUTE_TAGS} EXT-X-MAP/KEY/STREAM-INF tags")
             if tag == "#EXTINF":
-                duration = _number(tag, value.split(",", 1)[0])
+                seconds, _, text = value.partition(",")
+                duration = _number(tag, seconds)
+                title = " ".join(text.split())[:MAX_TITLE_CHARS] or None
             elif tag == "#EXT-X-BYTERANGE":
                 byterange_text = value
             elif tag == "#EXT-X-TARGETDURATION":
@@ -360,8 +368,9 @@ def parse_playlist(text: str, base_url: str) -> MediaPlaylist | MasterPlaylist:
             range_ends[uri] = byterange.end
         if len(segments) >= MAX_SEGMENTS:
             raise PlaylistError(f"the playlist lists over {MAX_SEGMENTS} segments")
-        segments.append(Segment(uri=uri, duration=duration, byterange=byterange, init=init))
+        segments.append(Segment(uri=uri, duration=duration, byterange=byterange, init=init, title=title))
         duration = None
+        title = None
         byterange_text = None
 
     if variants:

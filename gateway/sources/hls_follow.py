@@ -33,21 +33,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import Forbidden, NotAudio, NotFound, UpstreamError, ZtreamError
+from ..errors import Forbidden, NotAudio, NotFound, UpstreamError, UpstreamTimeout, ZtreamError
+from ..media.upstream import NowPlaying
 from . import hls
 from .base import CountBytes
 from .fetch import SafeFetcher, UpstreamResponse
+from .hls_live import Ended, Fetch, LiveCursor, Skipped, Title
 
 __all__ = [
     "FollowPolicy",
     "HlsFollower",
+    "MAX_LIVE_SEGMENT_BYTES",
     "MAX_RENEWALS",
     "PLAYLIST_MAX_BYTES",
     "Resolve",
@@ -59,6 +62,9 @@ log = logging.getLogger("ztream.hls")
 
 MAX_RENEWALS = 3  # re-resolutions of an expired media URL per follow
 PLAYLIST_MAX_BYTES = hls.MAX_PLAYLIST_CHARS  # one playlist document
+# One segment of a live stream: a live stream has no total, each piece is bounded
+# (10 s of 320 kbit/s audio is 400 KB; a video variant's segment a few MB).
+MAX_LIVE_SEGMENT_BYTES = 16 * 1024 * 1024
 
 _PLAYLIST_TYPES = frozenset({"application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl",
                              "audio/x-mpegurl"})
@@ -182,6 +188,82 @@ class HlsFollower:
                          self.policy.name, progress.next_segment)
                 fresh = True
 
+    async def follow_live(self, url: str, *, start_seconds: float = 0.0) -> AsyncGenerator[bytes | NowPlaying, None]:
+        """One connection to the live HLS playlist at ``url``: new segments as they appear, titles between.
+
+        A master playlist's first variant is chosen once and reloaded alone.
+        The playlist is reloaded on the schedule of :class:`hls_live.LiveCursor`,
+        which starts near the live edge (``start_seconds`` of it; 0: the last
+        segment) and hands on each segment once, whole, with its init section
+        first. Ends (returns) when the playlist ends, restarts or changes its
+        init section: the caller opens it again. A segment that answers
+        404/410 left the window before it was fetched and is skipped.
+
+        Nothing bounds the total: each playlist is at most
+        ``playlist_max_bytes``, each segment ``MAX_LIVE_SEGMENT_BYTES``, each
+        body is held to the fetcher's minimum rate.
+
+        Raises: UpstreamTimeout (``upstream_too_slow``) for a playlist that
+        brings nothing new for ``hls_live.STALL_TARGETS`` target durations;
+        ``policy.refused()`` on 401/403; the errors of :meth:`media_playlist`
+        and ``policy.status_error`` for the playlist's own statuses.
+        """
+        loop = asyncio.get_running_loop()
+        cursor = LiveCursor(start_seconds=start_seconds)
+        playlist_url = url
+        try:
+            while True:
+                self.policy.before_request()
+                async with self._fetcher.open(playlist_url, max_bytes=self.playlist_max_bytes) as response:
+                    self._status(response)
+                    text = (await self._read(response, self.playlist_max_bytes)).decode("utf-8", "replace")
+                    final_url = response.url
+                parsed = await self._parse(text, final_url)
+                if isinstance(parsed, hls.MasterPlaylist):
+                    if playlist_url != url:
+                        raise UpstreamError("the HLS variant is another master playlist", code="hls_bad_playlist")
+                    playlist_url = parsed.variants[0].uri
+                    continue
+                for event in cursor.update(parsed, loop.time()):
+                    if isinstance(event, Fetch):
+                        data = await self._live_piece(event.request)
+                        if data is not None:
+                            yield data
+                    elif isinstance(event, Title):
+                        yield NowPlaying(event.text)
+                    elif isinstance(event, Skipped):
+                        log.info("live HLS %s: %d segments left the window unfetched", final_url, event.count)
+                    elif isinstance(event, Ended):
+                        log.info("live HLS %s ended this connection: %s", final_url, event.reason)
+                        return
+                now = loop.time()
+                if cursor.stalled(now):
+                    raise UpstreamTimeout(
+                        f"{self.policy.name}'s live HLS playlist brought no new segment for over "
+                        f"{cursor.stall_seconds:.0f} s", code="upstream_too_slow")
+                await asyncio.sleep(max(0.0, cursor.next_load_at() - now))
+        except _Refused:
+            raise self.policy.refused() from None
+
+    async def _live_piece(self, request: hls.MediaRequest) -> bytes | None:
+        """A live init section or segment, whole; None for one already gone from the server."""
+        self.policy.before_request()
+        byterange = request.byterange
+        headers = {"Range": byterange.header()} if byterange is not None else None
+        async with self._fetcher.open(request.uri, max_bytes=MAX_LIVE_SEGMENT_BYTES, headers=headers) as response:
+            if response.status in (404, 410) and request.kind == "segment":
+                log.info("live HLS segment %s is gone already; skipped", response.url)
+                return None
+            self._status(response)
+            data = await self._read(response, MAX_LIVE_SEGMENT_BYTES)
+            status = response.status
+        if byterange is not None:
+            if status != 206:
+                data = data[byterange.offset : byterange.end]
+            if len(data) != byterange.length:
+                raise UpstreamError("an HLS byte range came back short", code="hls_bad_range")
+        return data
+
     # -- one target -----------------------------------------------------------------
 
     def _remaining(self, progress: _Progress) -> int:
@@ -244,7 +326,29 @@ class HlsFollower:
             yield data
 
     async def _media_playlist(self, text: str, url: str) -> hls.MediaPlaylist:
-        """Parse the playlist; a master playlist's first variant is fetched in its place."""
+        """The media playlist to play whole: a complete one with segments."""
+        playlist = await self._resolve_media(text, url)
+        if not playlist.complete:
+            raise UpstreamError("live HLS playlists (no EXT-X-ENDLIST) are not supported", code="hls_live")
+        if not playlist.segments:
+            raise NotAudio("the HLS playlist lists no segments", code="hls_empty")
+        return playlist
+
+    async def media_playlist(self, text: str, url: str) -> hls.MediaPlaylist:
+        """Parse ``text`` (fetched from ``url``); a master playlist's first variant is fetched in its place.
+
+        Live or complete, empty or not: the caller judges. Raises NotAudio
+        (``hls_encrypted``), UpstreamError (``hls_bad_playlist``), what the
+        policy's errors say for a variant that answers an error status or is
+        over the playlist limit, ``policy.refused()`` for a variant refused
+        with 401/403, and the fetcher's errors.
+        """
+        try:
+            return await self._resolve_media(text, url)
+        except _Refused:
+            raise self.policy.refused() from None
+
+    async def _resolve_media(self, text: str, url: str) -> hls.MediaPlaylist:
         playlist = await self._parse(text, url)
         if isinstance(playlist, hls.MasterPlaylist):
             variant = playlist.variants[0].uri
@@ -255,10 +359,6 @@ class HlsFollower:
                 playlist = await self._parse(text, response.url)
             if isinstance(playlist, hls.MasterPlaylist):
                 raise UpstreamError("the HLS variant is another master playlist", code="hls_bad_playlist")
-        if not playlist.complete:
-            raise UpstreamError("live HLS playlists (no EXT-X-ENDLIST) are not supported", code="hls_live")
-        if not playlist.segments:
-            raise NotAudio("the HLS playlist lists no segments", code="hls_empty")
         return playlist
 
     async def _parse(self, text: str, url: str) -> hls.MediaPlaylist | hls.MasterPlaylist:
