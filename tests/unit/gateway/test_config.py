@@ -44,6 +44,10 @@ def test_no_file_means_defaults_with_the_demo_library() -> None:
         ({"sources": {"ftp": {}}}, "sources.ftp"),
         ({"nonsense": {}}, "nonsense"),
         ({"p2p": {"ice_servers": [{"url": "x"}]}}, "p2p.ice_servers"),
+        ({"p2p": {"upload": "optin"}}, "p2p.upload"),
+        ({"p2p": {"upload": True}}, "p2p.upload"),
+        ({"p2p": {"upload_kbps": -1}}, "p2p.upload_kbps"),
+        ({"p2p": {"upload_kbps": 1.5}}, "p2p.upload_kbps"),
     ],
 )
 def test_bad_values_name_their_key(data: dict[str, Any], key: str) -> None:
