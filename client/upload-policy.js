@@ -186,3 +186,50 @@ export class UploadBudget {
     return now + -this.tokens / this.rate;
   }
 }
+
+/**
+ * Bytes for people: "0 B", "950 B", "12 kB", "1.2 MB", "3.4 GB" (SI, as file managers show them).
+ * @param {number} bytes
+ * @returns {string}
+ */
+export function formatBytes(bytes) {
+  const n = Math.max(0, Math.floor(Number(bytes) || 0));
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = n / 1000;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u += 1;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
+}
+
+/**
+ * @typedef {{mode: "hidden" | "prompt" | "sharing" | "stopped", text: string, action: "share" | "stop" | null, actionLabel: string}} ShareView
+ */
+
+/**
+ * What the player shows of its sharing: nothing (no decision yet, or "off"
+ * rules it out), the opt-in prompt, what it shares and a way to stop, or
+ * that it does not share and a way to start.
+ * @param {Decision | null} decision
+ * @param {{upBytes?: number, kbps?: number | null}} [facts] bytes uploaded so far, the cap
+ * @returns {ShareView}
+ */
+export function shareView(decision, { upBytes = 0, kbps = null } = {}) {
+  if (!decision || !decision.canShare) return { mode: "hidden", text: "", action: null, actionLabel: "" };
+  const cap = kbps && kbps > 0 ? ` (at most ${kbps} kbit/s)` : "";
+  if (decision.ask) {
+    const note = decision.reason === "metered" ? " You seem to be on a metered connection." : "";
+    return {
+      mode: "prompt",
+      text: `Share what you play with other listeners? Your browser would upload parts of this audio to them${cap}, and they would see your IP address.${note}`,
+      action: "share",
+      actionLabel: "Share",
+    };
+  }
+  if (decision.share) return { mode: "sharing", text: `Sharing: ${formatBytes(upBytes)} sent`, action: "stop", actionLabel: "Stop sharing" };
+  const why = decision.reason === "metered" ? " (metered connection)" : "";
+  return { mode: "stopped", text: `Not sharing${why}`, action: "share", actionLabel: "Share" };
+}
