@@ -26,14 +26,22 @@ export const CHOICE_KEY = "ztream-upload";
 const STYLE = `
 .share-line { display: inline-flex; align-items: baseline; gap: 6px; color: var(--_muted); font-size: 11px; white-space: nowrap; }
 .share-line[hidden], .share-prompt[hidden] { display: none; }
+.share-live { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 .share-line button, .share-prompt button {
   font: inherit; color: var(--_accent); background: none; border: 0; padding: 0; cursor: pointer; text-decoration: underline;
+  white-space: nowrap; flex: none;
 }
+/* While asking, the prompt takes the seek bar's place (the play button stays):
+   the player's height does not change, so an iframe of the usual 166 px holds it. */
+.root.share-asking .controls { display: none; }
 .share-prompt {
-  grid-column: 1 / -1; display: flex; flex-wrap: wrap; align-items: center; gap: 6px 12px;
-  margin: 2px 0 0; padding: 8px 10px; border: var(--_border); border-radius: 6px; font-size: 12px;
+  display: flex; align-items: center; gap: 4px 10px; min-width: 0;
+  padding: 4px 8px; border: var(--_border); border-radius: 6px; font-size: 11px; line-height: 1.3;
 }
-.share-prompt p { margin: 0; flex: 1 1 16em; }
+.share-prompt p { margin: 0; flex: 1 1 auto; min-width: 0; }
+@container (max-width: 300px) { .share-prompt { grid-column: 1 / -1; } }
+/* narrow: the line goes under the title rather than squeezing it */
+@container (max-width: 460px) { .head:has(.share-line:not([hidden])) { flex-wrap: wrap; row-gap: 0; } .share-line { flex-basis: 100%; } }
 .share-prompt .share-yes {
   color: var(--_accent-fg); background: var(--_accent); border-radius: 4px; padding: 4px 12px; text-decoration: none; font-weight: 600;
 }
@@ -128,12 +136,24 @@ export class ShareControl {
     (rootEl ?? root).insertBefore(this.prompt, root.querySelector(".playlist"));
     // announced once when the prompt appears (a live region present from the start)
     this.live = document.createElement("span");
-    this.live.className = "sr-only";
+    this.live.className = "share-live";
     this.live.setAttribute("aria-live", "polite");
     (rootEl ?? root).append(this.live);
     this.yes.addEventListener("click", () => this.choose("share"));
     this.no.addEventListener("click", () => this.choose("stop"));
     this.lineButton.addEventListener("click", () => this.choose(this.decision?.share ? "stop" : "share"));
+  }
+
+  /**
+   * Show the line and the prompt elsewhere: a page that hides the player and
+   * draws its own interface around it (/player/), and styles `.share-line`,
+   * `.share-prompt` and `.share-live` itself.
+   * @param {Element} linePlace
+   * @param {Element} promptPlace
+   */
+  mount(linePlace, promptPlace) {
+    linePlace.append(this.line);
+    promptPlace.append(this.prompt, this.live);
   }
 
   /**
@@ -191,6 +211,7 @@ export class ShareControl {
     const prompting = view.mode === "prompt";
     if (prompting && this.prompt.hidden) this.live.textContent = view.text;
     this.prompt.hidden = !prompting;
+    this.prompt.parentElement?.classList.toggle("share-asking", prompting);
     if (prompting && this.promptText.textContent !== view.text) this.promptText.textContent = view.text;
     this.line.hidden = view.mode !== "sharing" && view.mode !== "stopped";
     this.line.dataset.mode = view.mode;

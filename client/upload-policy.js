@@ -219,12 +219,12 @@ export function formatBytes(bytes) {
  */
 export function shareView(decision, { upBytes = 0, kbps = null } = {}) {
   if (!decision || !decision.canShare) return { mode: "hidden", text: "", action: null, actionLabel: "" };
-  const cap = kbps && kbps > 0 ? ` (at most ${kbps} kbit/s)` : "";
   if (decision.ask) {
-    const note = decision.reason === "metered" ? " You seem to be on a metered connection." : "";
+    const cap = kbps && kbps > 0 ? `up to ${kbps} kbit/s of your upload` : "some of your upload";
+    const note = decision.reason === "metered" ? " (You seem to be on a metered connection.)" : "";
     return {
       mode: "prompt",
-      text: `Share what you play with other listeners? Your browser would upload parts of this audio to them${cap}, and they would see your IP address.${note}`,
+      text: `Share this audio with other listeners? It uses ${cap}, and they see your IP address.${note}`,
       action: "share",
       actionLabel: "Share",
     };

@@ -96,8 +96,8 @@ async def test_opt_in_prompt_nobody_served_before_yes_then_shared_and_stopped(tm
             assert info["uploading"] is False and info["upBytes"] == 0
             assert asked["prompt"] and asked["role"] == "group" and asked["line"] is None
             assert asked["buttons"] == ["Share", "Not now"]
-            assert asked["label"] and asked["label"].startswith("Share what you play with other listeners?")
-            assert "IP address" in asked["label"] and "1000 kbit/s" in asked["label"]
+            assert asked["label"] and asked["label"].startswith("Share this audio with other listeners?")
+            assert "IP address" in asked["label"] and "up to 1000 kbit/s" in asked["label"]
 
             # Nobody answered: a second listener gets every byte from the server.
             before = await asyncio.to_thread(server_bytes, gw)
