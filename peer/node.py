@@ -163,7 +163,8 @@ class PeerOptions:
     # The listener's upload choice (peer/upload.py): running a peer is saying
     # "share"; "stop" (``--no-upload``) downloads only. The gateway's
     # ``p2p.upload = "off"`` applies whatever this says; the cap
-    # (``p2p.upload_kbps``, or ``p2p.upload_kbps`` here where stricter) always.
+    # (``p2p.upload_kbps``, or ``p2p.upload_kbps`` here where stricter) always,
+    # in the peer's own time: at ``speed`` N, N times as many bytes a real second.
     upload: Literal["share", "stop"] = "share"
 
 
@@ -290,6 +291,12 @@ class PeerNode:
         share = decide_upload(operator=welcome.upload, choice=self.options.upload).share
         self._apply(self.core.set_upload(share, self.clock.real()))
         self._apply(self.core.on_control(welcome, self.clock.real()))
+        if self.clock.speed != 1 and self.core.budget.kbps > 0:
+            # A peer playing N times faster than real time is a listener
+            # simulated N times faster: its uplink (the cap) too, as audio is
+            # (a benchmark's swarm at 12x models listeners capped at the
+            # gateway's kbit/s in their own time, not at a twelfth of it).
+            self.core.budget.set_cap(self.core.budget.kbps * self.clock.speed)
         self.ice_servers = () if self.loopback else self.core.ice_servers
         if self.options.cache_dir is not None:
             self.playing.open_cache(self.options.cache_dir)

@@ -184,21 +184,22 @@ async def _seed_then_listen(gw: Any, track: str, seeders: list[Any], listener_op
 
 
 async def test_python_peer_keeps_the_upload_cap_and_the_no_upload_choice(gateway_factory: Any, minute_library: Path) -> None:
-    """``p2p.upload_kbps`` caps what a seeder sends (real seconds); a ``--no-upload`` peer serves no one."""
+    """``p2p.upload_kbps`` caps what a seeder sends (in its own time: at 10x speed, ten times the
+    bytes a real second); a ``--no-upload`` peer serves no one."""
     from peer.node import PeerOptions
 
     restrict_ice_to_loopback()
-    kbps = 160
+    kbps = 16  # at speed 10: 160 kbit/s of real time
     gw = gateway_factory(library=minute_library, p2p={"upload_kbps": kbps})
     track = gw.library_ids[0]
     capped = PeerOptions(speed=10, seed_only=True, linger=None, name="capped")
     refuser = PeerOptions(speed=10, seed_only=True, linger=None, name="refuser", upload="stop")
     report, (seed, refused), elapsed = await _seed_then_listen(
         gw, track, [capped, refuser], PeerOptions(speed=10, linger=0, name="listener"))
-    rate = kbps * 1000 / 8
+    rate = kbps * 10 * 1000 / 8  # bytes a real second
     manifest = warm(gw, track)
     biggest = max(c["size"] for c in manifest["chunks"])
-    print(f"\ncap {kbps} kbit/s: the seeder sent {seed.p2p_up_bytes} B while the listener ran {elapsed:.1f} s "
+    print(f"\ncap {kbps} kbit/s at 10x: the seeder sent {seed.p2p_up_bytes} B while the listener ran {elapsed:.1f} s "
           f"(bound {rate * (elapsed + 2) + biggest:.0f} B); the listener took {report.p2p_down_bytes} B from peers, "
           f"{report.http_down_bytes} B from the server")
     assert report.played_to_end and report.hash_mismatches == 0
