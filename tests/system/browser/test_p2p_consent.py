@@ -12,6 +12,10 @@ no media permissions, the 20 s tone track (2 s chunks; a listener's first
 - ``p2p.upload_kbps``: a seeder uploads no faster than the cap, measured as
   bytes sent over time in the seeder's page, while a listener whose page says
   ``data-upload="off"`` holds the whole track and serves no one.
+- A metered connection (``navigator.connection.saveData``, as Chromium
+  exposes it; set by the test page) does not upload until the listener
+  presses "Share"; this one on loopback, a third-party page embedding the
+  player.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support.browser import ErrorLog, until
+from tests.support.browser import ErrorLog, HostSite, launch, require_chromium, until
 from tests.support.netns import require_netns
 from tests.support.world import (
     SERVER_LEAD,
@@ -206,3 +210,30 @@ async def test_upload_cap_holds_and_a_page_with_upload_off_serves_no_one(tmp_pat
         log.assert_clean()
     finally:
         world.close()
+
+
+async def test_metered_connection_does_not_upload_until_the_listener_says_share(gateway: Any) -> None:
+    require_chromium()
+    tid = gateway.library_ids[0]
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>host</title>
+<script>Object.defineProperty(navigator, "connection", {{value: {{saveData: true, type: "wifi"}}, configurable: true}});</script>
+<script type="module" src="{gateway.url}/client/ztream-player.js"></script></head>
+<body><ztream-player id="p" src="{gateway.url}/v1/tracks/{tid}"></ztream-player></body></html>"""
+    log = ErrorLog()
+    async with HostSite({"": html}) as host, async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = log.watch(await browser.new_page())
+            await page.goto(host.url("/"))
+            await until(page, f"!{SHARE}.querySelector('.share-line').hidden", timeout=20)
+            state = await _share_state(page)
+            info = await page.evaluate("document.getElementById('p').p2p")
+            assert info["uploading"] is False and info["operator"]["upload"] == "on"
+            assert not state["prompt"] and state["line"] == "Not sharing (metered connection)Share"
+            assert state["lineButton"] == "Share with other listeners"
+            await page.locator("ztream-player .share-toggle").click()
+            await until(page, "document.getElementById('p').p2p.uploading === true", timeout=5)
+            assert (await _share_state(page))["line"].startswith("Sharing: ")
+        finally:
+            await browser.close()
+    log.assert_clean()
