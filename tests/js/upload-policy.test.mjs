@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { POLICIES, UploadBudget, decideUpload, metered, policyOf, stricter, stricterCap } from "../../client/upload-policy.js";
+import { POLICIES, UploadBudget, decideUpload, formatBytes, metered, policyOf, shareView, stricter, stricterCap } from "../../client/upload-policy.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../vectors/upload/cases.json", import.meta.url)));
 
@@ -85,4 +85,19 @@ test("the cap holds over any window: rate × (window + burst) plus one chunk", (
   const total = sent.length * 24000;
   assert.ok(total / 60 <= rate * 1.05 + (rate * 2 + 24000) / 60, `${total / 60} B/s`);
   assert.ok(total / 60 >= rate * 0.95, `${total / 60} B/s: the cap is not a brake beyond itself`);
+});
+
+test("what the player shows: nothing, the prompt, what it sent, or that it does not share", () => {
+  assert.equal(shareView(null).mode, "hidden");
+  assert.equal(shareView(decideUpload({ operator: "off" })).mode, "hidden", "off: nothing to offer");
+  const ask = shareView(decideUpload({ operator: "opt-in" }), { kbps: 1000 });
+  assert.equal(ask.mode, "prompt");
+  assert.equal(ask.text, "Share this audio with other listeners? It uses up to 1000 kbit/s of your upload, and they see your IP address.");
+  assert.match(shareView(decideUpload({ operator: "opt-in", metered: true }), { kbps: 0 }).text, /some of your upload.*metered connection/);
+  assert.deepEqual(shareView(decideUpload({ operator: "on" }), { upBytes: 177027 }),
+    { mode: "sharing", text: "Sharing: 177 kB sent", action: "stop", actionLabel: "Stop sharing" });
+  assert.deepEqual(shareView(decideUpload({ operator: "on", metered: true })),
+    { mode: "stopped", text: "Not sharing (metered connection)", action: "share", actionLabel: "Share" });
+  assert.equal(shareView(decideUpload({ operator: "on", choice: "stop" })).text, "Not sharing");
+  assert.deepEqual([0, 999, 1000, 9949, 177027, 1234567, 3.4e9].map(formatBytes), ["0 B", "999 B", "1.0 kB", "9.9 kB", "177 kB", "1.2 MB", "3.4 GB"]);
 });
