@@ -26,9 +26,13 @@ from bench.netns import NamespacedGateway, require_netns
 PORT = 8000
 PUBLIC_URL = f"http://{PUBLIC_ADDRESS}:{PORT}"
 # No --allow-loopback-in-peer-connection and no permissions: what a listener's browser does.
+# The resolver rule keeps the browsers off any real name server; it must leave
+# ``*.local`` alone: Chromium resolves peers' mDNS host candidates through the same
+# resolver, and without that exception listeners on one LAN (``office``) never
+# connect (every dial timed out, 0% from peers).
 NAT_ARGS = [
     f"--unsafely-treat-insecure-origin-as-secure={PUBLIC_URL}",
-    f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE {PUBLIC_ADDRESS}",
+    f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.local, EXCLUDE {PUBLIC_ADDRESS}",
 ]
 
 SERVER_LEAD = 10.0  # seconds from the server after a start (scheduler.serverLead)
@@ -85,6 +89,10 @@ class World:
         require_netns()
         self.topology = NatTopology(count, nat, kind)
         self.homes = [listener.ns for listener in self.topology.listeners]
+        if kind == "two-isps":
+            # The gateway knows the two access networks, as their operator would
+            # configure them (docs/config.md, [p2p.networks]); ``p2p__networks={}`` says it does not.
+            overrides.setdefault("p2p__networks", self.topology.networks)
         try:
             server = {"host": self.topology.gateway_host, "public_url": PUBLIC_URL}
             self.gw = NamespacedGateway(self.topology.public, tmp_path, audio_dir, port=PORT,

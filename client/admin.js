@@ -176,6 +176,12 @@ function renderStats(stats) {
     $("#fig-failed").textContent = `${c.failed} / ${c.timeout}`;
     $("#fig-alone").textContent = `${p2p.without_neighbours} of ${stats.peers_connected}`;
     $("#fig-relay").textContent = formatBytes(p2p.relay_bytes);
+    const s = p2p.peer_bytes_by_scope;
+    if (s) {
+      const known = s.same_lan + s.same_network + s.other;
+      const near = known > 0 ? formatShare((s.same_lan + s.same_network) / known) : "–";
+      $("#fig-scope").textContent = `${near} (${[s.same_lan, s.same_network, s.other, s.unknown].map(formatBytes).join(" / ")})`;
+    }
     $("#fig-stun").textContent = `${p2p.stun.ok} / ${p2p.stun.ignored} / ${p2p.stun.rate_limited}`;
   }
   const carried = samples.offload.at(-1);

@@ -49,10 +49,11 @@ from ..http.api import library_tracks, listed_tracks
 from ..http.client_address import request_client
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
+from ..live import LIVE
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track, is_track_id
 from ..media.service import MediaService
-from ..metrics import METRICS, SERVER_KINDS
+from ..metrics import METRICS, PEER_SCOPES, SERVER_KINDS
 from ..nat.stun import RESULTS as STUN_RESULTS
 from ..swarm import HUB
 from .changes import Purged, Reloaded
@@ -222,6 +223,8 @@ def _p2p_figures(sample: Any) -> dict[str, Any]:
         "connections": connections,
         "without_neighbours": int(sample("ztream_peers_without_neighbours")),
         "relay_bytes": int(sample("ztream_peer_relay_bytes_total")),
+        # How near the peers' sources were (docs/p2p.md, "Same network first").
+        "peer_bytes_by_scope": {s: int(sample("ztream_peer_bytes_total", {"scope": s})) for s in PEER_SCOPES},
         "stun": {r: int(sample("ztream_stun_requests_total", {"result": r})) for r in STUN_RESULTS},
     }
 
@@ -393,6 +396,8 @@ async def delete_track(request: web.Request) -> web.Response:
     transcoder = request.app[MEDIA]
     if transcoder.flight(track) is not None:
         raise Conflict("the track is being transcoded; purge it once that ends", code="transcode_running")
+    if track.live and LIVE in request.app:
+        await request.app[LIVE].stop(track_id)
     transcoder.purge(track_id)
     registry.remove(track_id)
     log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))

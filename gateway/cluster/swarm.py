@@ -42,6 +42,7 @@ from protocol.limits import IDLE_TIMEOUT
 from protocol.messages import Have, Leave, PeerMessage, ServerMessage, SignalFrom, Slots, Want
 
 from ..swarm.hub import Send
+from ..swarm.networks import UNKNOWN_PLACE, Place
 from ..swarm.socket import SwarmSockets
 from . import keys
 from .link import RedisLink
@@ -62,6 +63,20 @@ OUTBOX = 10_000
 # signals arrive on that inbox).
 SUBSCRIBE_WAIT_SECONDS = 10.0
 MAX_GONE = 100_000
+# A `want` reads at most this many holders of the swarm from Redis, drawn at
+# random (HRANDFIELD): all of a swarm this size or smaller, a fair sample of a
+# bigger one. Reading the whole hash made a want's cost grow with the swarm
+# (1.3 s of Redis for 100,000 holders, docs/cluster.md, Capacity); the tracker
+# offers at most MAX_CANDIDATES of them anyway.
+HOLDERS_SAMPLE = 256
+
+
+def _place(entry: dict[str, Any]) -> Place:
+    """A holder's place from its Redis entry (``l``, ``w``); unknown when absent (an older node's) or odd."""
+    lan, network = entry.get("l"), entry.get("w")
+    if not isinstance(lan, str) or not 0 < len(lan) <= 64:
+        return UNKNOWN_PLACE
+    return Place(lan, network if isinstance(network, str) and 0 < len(network) <= 80 else None)
 
 
 class SwarmFederation:
@@ -86,20 +101,20 @@ class SwarmFederation:
         if not isinstance(message, Want) or not self.link.up:
             return
         track, rendition = message.track, message.rendition
-        raw = await self.link.call(lambda c: c.hgetall(keys.holders(track, rendition)))
-        if raw is None:
+        flat = await self.link.call(lambda c: c.hrandfield(keys.holders(track, rendition), HOLDERS_SAMPLE, True))
+        if flat is None:
             return
         wall = time.time()
         holdings: list[RemoteHolding] = []
         dead: list[str] = []
-        for field, value in raw.items():
+        for field, value in zip(flat[::2], flat[1::2], strict=True):
             holder = field.decode() if isinstance(field, bytes) else str(field)
             try:
                 entry = json.loads(value)
                 node = str(entry["n"])
                 holding = RemoteHolding(
                     holder, node, tuple((int(a), int(b)) for a, b in entry["r"]), bool(entry["c"]),
-                    int(entry["u"]), max(0.0, wall - float(entry["s"])),
+                    int(entry["u"]), max(0.0, wall - float(entry["s"])), _place(entry),
                 )
             except (ValueError, KeyError, TypeError):
                 dead.append(holder)
@@ -172,8 +187,15 @@ class SwarmFederation:
         holding, complete = held
         in_use = self.tracker.upload_slots - self.tracker.free_slots(peer)
         seen = wall - (mono - self.tracker.last_seen(peer))
-        return json.dumps({"n": self.node_id, "r": holding.ranges(), "c": complete, "u": in_use, "s": round(seen, 3)},
-                          separators=(",", ":"))
+        entry: dict[str, Any] = {"n": self.node_id, "r": holding.ranges(), "c": complete, "u": in_use,
+                                 "s": round(seen, 3)}
+        place = self.tracker.place(peer)
+        if place.lan is not None:
+            # Its LAN (public address or /64) and network: nearness across nodes (docs/cluster.md).
+            entry["l"] = place.lan
+            if place.network is not None:
+                entry["w"] = place.network
+        return json.dumps(entry, separators=(",", ":"))
 
     async def flush(self) -> bool:
         """Write the dirty peers' holdings and delete the gone ones; False if Redis failed."""

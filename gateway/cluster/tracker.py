@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from protocol.limits import MAX_CANDIDATES
 from protocol.values import BadChunks, Candidate, ChunkSet
 
+from ..swarm.networks import UNKNOWN_PLACE, Place
 from ..swarm.tracker import Tracker, TrackerError
 
 __all__ = ["ClusterTracker", "RemoteHolding"]
@@ -41,10 +43,12 @@ class RemoteHolding:
     complete: bool
     in_use: int
     age: float  # seconds since it was last seen
+    # Its LAN and network as its own node classified them (nearness works across nodes).
+    place: Place = UNKNOWN_PLACE
 
 
 class ClusterTracker(Tracker):
-    def __init__(self, node_id: str, **kwargs: int) -> None:
+    def __init__(self, node_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.node_id = node_id
         self.shadows: dict[str, str] = {}  # peer id -> node id
@@ -97,14 +101,18 @@ class ClusterTracker(Tracker):
 
     # -- what the shell feeds in ---------------------------------------------
 
-    def _shadow(self, peer: str, node: str, last_seen: float) -> bool:
+    def _shadow(self, peer: str, node: str, last_seen: float, place: Place = UNKNOWN_PLACE) -> bool:
         if peer in self._peers:
             if peer not in self.shadows:
                 return False  # one of ours: Redis only echoes what we wrote
             self.shadows[peer] = node
-            self._peers[peer].last_seen = max(self._peers[peer].last_seen, last_seen)
+            shadow = self._peers[peer]
+            shadow.last_seen = max(shadow.last_seen, last_seen)
+            if place != UNKNOWN_PLACE:
+                shadow.place = place
             return True
         self.join(peer, last_seen)
+        self._peers[peer].place = place
         self.shadows[peer] = node
         return True
 
@@ -114,11 +122,11 @@ class ClusterTracker(Tracker):
         for h in holders:
             if h.node == self.node_id or h.age > ttl:
                 continue
-            if not self._shadow(h.peer, h.node, now - h.age):
+            if not self._shadow(h.peer, h.node, now - h.age, h.place):
                 continue
             seen.add(h.peer)
             try:
-                chunks = ChunkSet.from_ranges(h.ranges, max_chunks=self.max_chunks, max_ranges=self.max_ranges)
+                chunks = ChunkSet.from_ranges(h.ranges, max_index=self.max_index, max_ranges=self.max_ranges)
                 last_seen = self._peers[h.peer].last_seen
                 self.announce(h.peer, track, rendition, chunks, now, complete=h.complete, replace=True)
                 self._peers[h.peer].last_seen = last_seen  # announce stamps now; the shadow keeps its age
@@ -134,5 +142,5 @@ class ClusterTracker(Tracker):
             return False
         if not self._shadow(theirs, node, now):
             return False
-        self._introduce(self._peers[ours], self._peers[theirs])
+        self._introduce(self._peers[ours], self._peers[theirs], now)
         return True

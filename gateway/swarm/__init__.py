@@ -27,14 +27,16 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from ..config import Config
+from ..config import Config, ConfigError
 from .heartbeat import TICK
 from .hub import IceServers, SwarmHub, TurnGrant
+from .networks import AsnDatabase, Networks
 from .socket import SWEEP_SECONDS, Federation, SwarmSockets
 from .tracker import Tracker
 
 __all__ = [
-    "HUB", "TRACKER", "SOCKETS", "Federation", "SwarmHub", "SwarmSockets", "Tracker", "make_hub", "setup_swarm",
+    "HUB", "TRACKER", "SOCKETS", "Federation", "Networks", "SwarmHub", "SwarmSockets", "Tracker", "make_hub",
+    "make_networks", "setup_swarm",
 ]
 
 HUB = web.AppKey("swarm_hub", SwarmHub)
@@ -71,6 +73,21 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 
 async def _on_shutdown(app: web.Application) -> None:
     await app[SOCKETS].shutdown()
+
+
+def make_networks(config: Config) -> tuple[Networks, AsnDatabase | None]:
+    """The tracker's classifier from ``[p2p.networks]`` and ``p2p.asn_database``,
+    and the database opened (to close at shutdown; None without one).
+
+    Raises ``ConfigError`` naming ``p2p.asn_database`` when that file cannot be read.
+    """
+    database = None
+    if config.p2p.asn_database:
+        try:
+            database = AsnDatabase(config.p2p.asn_database)
+        except ValueError as exc:
+            raise ConfigError(f"p2p.asn_database: {exc}") from None
+    return Networks(config.p2p.networks, database.asn if database is not None else None), database
 
 
 def make_hub(

@@ -58,8 +58,8 @@ Rules (docs/websocket.md is the contract):
   ``ztream_peer_relay_bytes_total`` (the TURN-relayed part of the peer
   bytes), ``ztream_p2p_connections_total{result,candidate}`` (one per
   reported connection outcome), the gauge ``ztream_peers_without_neighbours``
-  (peers whose last report said ``neighbours: 0``) and an ``Observe`` of
-  ``ztream_startup_seconds``; a report refused
+  (peers whose last report said ``neighbours: 0``) and ``Observe``s of
+  ``ztream_startup_seconds`` and ``ztream_live_latency_seconds``; a report refused
   (``bad_stats`` by the parser, or over its rate) counts nothing.
   ``ztream_peers_connected`` moves by one on ``open`` and ``close``.
 - ICE servers: each ``welcome`` carries ``ice_servers(peer_id)`` (the
@@ -85,6 +85,13 @@ Rules (docs/websocket.md is the contract):
   neighbour) credit those neighbours in the tracker (``Tracker.credit``):
   only neighbours the tracker introduced to the reporter, and in all no
   more than the report's credited peer bytes.
+- Scope: the credited peer bytes are counted by how near their source was
+  to the reporter (``ztream_peer_bytes_total{scope}``, networks.py): each
+  named source's bytes, in the report's order and in all no more than what
+  was credited, at the scope of the two peers' places (the source's as the
+  tracker has it, or as it was when it left: the last ``MAX_DEPARTED``
+  peers closed are remembered); a source never introduced to the reporter,
+  and the bytes no source accounts for, count as ``unknown``.
 - Privacy: with ``min_listeners`` N, a ``want`` is answered with no peers
   (and introduces no one) until N peers hold or ask for that track: nobody
   learns a stranger's address in a swarm of two (docs/p2p.md).
@@ -149,6 +156,7 @@ from protocol.messages import (
 from protocol.values import BadChunks, Candidate
 
 from .bucket import TokenBucket
+from .networks import SCOPES, UNKNOWN_PLACE, Place, scope
 from .tracker import Tracker, TrackerError
 
 __all__ = ["SwarmHub", "Send", "Close", "Count", "Observe", "Output", "CLOSE_GOING_AWAY",
@@ -166,6 +174,9 @@ CONNECTIONS_PER_SECOND = 1 / 30
 MAX_INTRODUCTIONS_CREDITED = 256
 # Client addresses whose TURN budget is remembered; past it the oldest is forgotten.
 MAX_TURN_CLIENTS = 65_536
+# Places of peers that left, for the scope of bytes reported after a source
+# closed (a report comes every 5 s): about 100 bytes each.
+MAX_DEPARTED = 4096
 
 # RFC 6455 7.4.1: the endpoint is going away (server shutdown).
 CLOSE_GOING_AWAY = 1001
@@ -210,6 +221,7 @@ PEER_BYTES = "ztream_peer_bytes_total"
 STALLS = "ztream_playback_stalls_total"
 VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
 STARTUP_SECONDS = "ztream_startup_seconds"
+LIVE_LATENCY_SECONDS = "ztream_live_latency_seconds"
 PEER_RELAY_BYTES = "ztream_peer_relay_bytes_total"
 P2P_CONNECTIONS = "ztream_p2p_connections_total"
 
@@ -335,6 +347,8 @@ class SwarmHub:
             self._ice_servers = lambda _peer: fixed
         self.min_listeners = min_listeners
         self._peers: dict[str, _Peer] = {}
+        # Peer id -> its place, for the last MAX_DEPARTED peers closed (oldest first).
+        self._departed: dict[str, Place] = {}
         self.limits = Limits(
             max_message_bytes=MAX_MESSAGE_BYTES,
             messages_per_second=MESSAGES_PER_SECOND,
@@ -387,6 +401,11 @@ class SwarmHub:
         p = self._peers.pop(peer, None)
         if p is None:
             return []
+        place = self.tracker.place(peer)
+        if place != UNKNOWN_PLACE:
+            self._departed[peer] = place
+            while len(self._departed) > MAX_DEPARTED:
+                del self._departed[next(iter(self._departed))]
         self.tracker.remove(peer)
         out: list[Output] = [Count(PEERS_CONNECTED, (), -1)]
         if p.alone:
@@ -549,14 +568,13 @@ class SwarmHub:
         # counts what it serves itself, and an upload is someone's download.
         credited = self._listened(p, stats.p2p_down_bytes, now)
         out: list[Output] = [
-            Count(metric, (), n)
-            for metric, n in (
-                (PEER_BYTES, credited),
-                (STALLS, stats.stalls),
-                (VERIFY_FAILURES, stats.verify_failures),
-            )
-            if n
+            Count(PEER_BYTES, (("scope", name),), n) for name, n in self._scopes(p, stats, credited).items() if n
         ]
+        out.extend(
+            Count(metric, (), n)
+            for metric, n in ((STALLS, stats.stalls), (VERIFY_FAILURES, stats.verify_failures))
+            if n
+        )
         # The relayed part of the credited bytes: TURN moved that egress, it did not remove it.
         relay = min(stats.p2p_relay_down_bytes, credited)
         if relay:
@@ -568,7 +586,7 @@ class SwarmHub:
             if evidence <= 0:
                 break
             if source != p.id and self.tracker.introduced(p.id, source):
-                self.tracker.credit(source, min(n, evidence), now)
+                self.tracker.credit(source, min(n, evidence), now, to=p.id)
                 evidence -= min(n, evidence)
         for outcome, n in stats.connections:
             n = self._connections_credited(p, n, now)
@@ -580,6 +598,27 @@ class SwarmHub:
             out.append(Count(ALONE, (), 1 if p.alone else -1))
         if stats.startup_seconds is not None:
             out.append(Observe(STARTUP_SECONDS, (), stats.startup_seconds))
+        if stats.live_latency_seconds is not None:
+            out.append(Observe(LIVE_LATENCY_SECONDS, (), stats.live_latency_seconds))
+        return out
+
+    def _scopes(self, p: _Peer, stats: Stats, credited: int) -> dict[str, int]:
+        """The ``credited`` bytes of a report by scope (module docstring, "Scope")."""
+        out = dict.fromkeys(SCOPES, 0)
+        here = self.tracker.place(p.id)
+        left = credited
+        for source, n in stats.sources:
+            if left <= 0:
+                break
+            take = min(n, left)
+            left -= take
+            if source != p.id and self.tracker.introduced(p.id, source):
+                out[scope(here, self.tracker.place(source))] += take
+            elif source in self._departed:
+                out[scope(here, self._departed[source])] += take
+            else:
+                out["unknown"] += take
+        out["unknown"] += left
         return out
 
     @staticmethod

@@ -56,8 +56,27 @@ source of claims fills it (docs/p2p.md, "Tracker trust"):
 - The places the cap left empty are filled in the same order from what it
   held back: a swarm of one address still gets a full answer.
 
+Nearness: bytes between two listeners of one network never cross a transit
+link, and between two behind one NAT never leave the building. Each peer has
+a *place* (``networks.Place``: its LAN, its network, from its client address
+at ``join``, classified by the ``Networks`` given), and each holder a scope
+relative to the asker (``networks.scope``: ``same_lan``, ``same_network``,
+``other``, ``unknown``). A holder is *near* when it is in the asker's LAN or
+network, is not sunk, and has not failed *this asker*: introduced to it
+``NEAR_TRIAL_SECONDS`` ago or more without delivering it anything (two
+listeners behind one carrier-grade NAT share an address but often cannot
+reach each other; they must not be cut off from everyone else).
+
+- When the asker has a near holder, the answer holds near holders only
+  (same LAN first, then same network; within each, the trust order above;
+  sunk ones last), and an ``introduce`` of a holder that is not near is
+  refused (``busy``): neighbours would otherwise name far holders through
+  the overlay. Only near ones are offered, so the bytes stay near.
+- When it has none, the answer is chosen exactly as it was without
+  networks: trust order, diversity cap.
+
 Bounds, so that no peer can make the tracker grow without limit: at most
-``max_tracks`` swarms per peer, chunk indices in ``0 .. max_chunks - 1``, at
+``max_tracks`` swarms per peer, chunk indices in ``0 .. max_index`` (a u32), at
 most ``max_ranges`` runs in one holding, at most ``max_holders`` holders per
 swarm (the least recently seen holder makes room for a new one), at most
 ``max_introductions`` introductions per peer (the oldest is forgotten), at
@@ -81,16 +100,24 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from protocol.limits import MAX_CANDIDATES, MAX_CHUNKS, MAX_HOLDERS, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
+from protocol.limits import MAX_CANDIDATES, MAX_HOLDERS, MAX_INDEX, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
 from protocol.values import BadChunks, Candidate, ChunkSet
 
+from .networks import UNKNOWN_PLACE, Networks, Place, scope
+
 __all__ = ["Tracker", "TrackerError", "UnknownPeer", "TooManyTracks", "address_group",
-           "SINK_OFFERS", "SINK_SECONDS"]
+           "SINK_OFFERS", "SINK_SECONDS", "NEAR_TRIAL_SECONDS", "NEAR_SCOPES"]
 
 # Offered this many times, the first this long ago (two stats intervals and
 # more: a delivery is reported within one), with no delivery since: sunk.
 SINK_OFFERS = 3
 SINK_SECONDS = 15.0
+# A near holder introduced to an asker this long ago that delivered it nothing
+# no longer keeps far holders from it: the server's lead (10 s) plus a stats
+# interval and more, so an honest pair has had time to show a delivery.
+NEAR_TRIAL_SECONDS = 20.0
+NEAR_SCOPES = ("same_lan", "same_network")
+_SCOPE_RANK = {"same_lan": 0, "same_network": 1}
 
 
 def address_group(address: str | None) -> str | None:
@@ -139,6 +166,8 @@ class _Peer:
     in_use: int = 0
     # Its address group (``address_group``); None: a group of its own.
     group: str | None = None
+    # Its LAN and network (``Networks.place``), for nearness.
+    place: Place = UNKNOWN_PLACE
     # Verified bytes leechers said it delivered (``credit``).
     delivered: int = 0
     # Offers (answers it was in) since its last delivery, the first at ``first_unanswered``.
@@ -146,8 +175,11 @@ class _Peer:
     first_unanswered: float = 0.0
     # swarm key -> holding; insertion order is announce order.
     holdings: dict[tuple[str, str], _Holding] = field(default_factory=dict)
-    # Introduced peers, as an ordered set (dict keys): oldest first.
-    introduced: dict[str, None] = field(default_factory=dict)
+    # Introduced peers -> when first introduced; oldest (least recently re-introduced) first.
+    introduced: dict[str, float] = field(default_factory=dict)
+    # The introduced peers that delivered this one verified bytes (``credit(..., to=)``).
+    # None until the first: an empty set is 216 bytes, and most idle peers never download.
+    served_by: set[str] | None = None
 
 
 class Tracker:
@@ -162,21 +194,23 @@ class Tracker:
         *,
         upload_slots: int = 4,
         max_tracks: int = MAX_TRACKS,
-        max_chunks: int = MAX_CHUNKS,
+        max_index: int = MAX_INDEX,
         max_ranges: int = MAX_RANGES,
         max_holders: int = MAX_HOLDERS,
         max_introductions: int = MAX_INTRODUCTIONS,
         max_want: int = MAX_WANT,
+        networks: Networks | None = None,
     ) -> None:
         if upload_slots < 1:
             raise ValueError("upload_slots must be at least 1")
         self.upload_slots = upload_slots
         self.max_tracks = max_tracks
-        self.max_chunks = max_chunks
+        self.max_index = max_index
         self.max_ranges = max_ranges
         self.max_holders = max_holders
         self.max_introductions = max_introductions
         self.max_want = max_want
+        self.networks = networks if networks is not None else Networks()
         self._peers: dict[str, _Peer] = {}
         # swarm key -> ids of its holders (an ordered set: dict keys).
         self._swarms: dict[tuple[str, str], dict[str, None]] = {}
@@ -191,19 +225,31 @@ class Tracker:
 
     def join(self, peer: str, now: float, address: str | None = None) -> None:
         """Register a new peer with no holdings and no slot in use; ``address``
-        (its client address) places it in a group for diversity."""
+        (its client address) places it in a group for diversity and in a
+        LAN and network for nearness."""
         if peer in self._peers:
             raise ValueError(f"peer {peer!r} already joined")
-        self._peers[peer] = _Peer(peer, now, group=address_group(address))
+        self._peers[peer] = _Peer(peer, now, group=address_group(address), place=self.networks.place(address))
 
-    def credit(self, peer: str, delivered: int, now: float) -> None:
-        """A leecher received ``delivered`` verified bytes from ``peer``: it has
-        shown what it holds. No error if unknown (it may have left since)."""
+    def place(self, peer: str) -> Place:
+        """Where ``peer`` is (``UNKNOWN_PLACE`` for a peer unknown, or of unknown address)."""
+        p = self._peers.get(peer)
+        return p.place if p is not None else UNKNOWN_PLACE
+
+    def credit(self, peer: str, delivered: int, now: float, to: str | None = None) -> None:
+        """A leecher (``to``, when known) received ``delivered`` verified bytes
+        from ``peer``: it has shown what it holds. No error if unknown (it may
+        have left since)."""
         p = self._peers.get(peer)
         if p is None or delivered <= 0:
             return
         p.delivered += delivered
         p.unanswered = 0
+        leecher = self._peers.get(to) if to is not None else None
+        if leecher is not None and peer in leecher.introduced:
+            if leecher.served_by is None:
+                leecher.served_by = set()
+            leecher.served_by.add(peer)
 
     def delivered(self, peer: str) -> int:
         """The verified bytes leechers said ``peer`` delivered."""
@@ -233,6 +279,8 @@ class Tracker:
             q = self._peers.get(other)
             if q is not None:
                 q.introduced.pop(peer, None)
+                if q.served_by is not None:
+                    q.served_by.discard(peer)
 
     def expire(self, now: float, ttl: float) -> list[str]:
         """Remove every peer not seen for more than ``ttl`` seconds; returns their ids."""
@@ -275,9 +323,9 @@ class Tracker:
         """
         p = self._get(peer)
         if not isinstance(chunks, ChunkSet):
-            chunks = ChunkSet.of(chunks, max_chunks=self.max_chunks, max_ranges=self.max_ranges)
-        elif chunks.runs and chunks.runs[-1][1] >= self.max_chunks:
-            raise BadChunks(f"chunk index {chunks.runs[-1][1]} is not within 0..{self.max_chunks - 1}")
+            chunks = ChunkSet.of(chunks, max_index=self.max_index, max_ranges=self.max_ranges)
+        elif chunks.runs and chunks.runs[-1][1] > self.max_index:
+            raise BadChunks(f"chunk index {chunks.runs[-1][1]} is not within 0..{self.max_index}")
         key = (track, rendition)
         holding = p.holdings.get(key)
         if holding is None or replace:
@@ -341,8 +389,8 @@ class Tracker:
         if len(needed) > self.max_want:
             raise BadChunks(f"at most {self.max_want} chunks per want")
         for i in needed:
-            if not 0 <= i < self.max_chunks:
-                raise BadChunks(f"chunk index {i} is not within 0..{self.max_chunks - 1}")
+            if not 0 <= i <= self.max_index:
+                raise BadChunks(f"chunk index {i} is not within 0..{self.max_index}")
         asker.last_seen = now
         key = (track, rendition)
         found: list[tuple[int, float, Candidate, _Peer]] = []
@@ -360,14 +408,44 @@ class Tracker:
         # Ties in recency go to whoever holds more of what is needed, then to
         # the smaller id, so that the answer never depends on dict order.
         found.sort(key=lambda f: (f[0], -f[1], -len(f[2].chunks), f[2].peer_id))
+        if any(self._near(asker, f[3], now) for f in found):
+            # Near holders only: same LAN, then same network, each in trust
+            # order, the sunk ones (never near) after them.
+            found = [f for f in found if self._near(asker, f[3], now)
+                     or (f[0] == 2 and scope(asker.place, f[3].place) in NEAR_SCOPES)]
+            found.sort(key=lambda f: (f[0] == 2, _SCOPE_RANK[scope(asker.place, f[3].place)]))
         chosen = self._choose(asker, found, limit)
         for holder in chosen:
-            self._introduce(asker, holder)
+            self._introduce(asker, holder, now)
             if holder.unanswered == 0:
                 holder.first_unanswered = now
             holder.unanswered += 1
         by_id = {f[3].id: f[2] for f in found}
         return [by_id[h.id] for h in chosen]
+
+    def _near(self, asker: _Peer, holder: _Peer, now: float) -> bool:
+        """Whether ``holder`` is near ``asker`` (module docstring, "Nearness")."""
+        if scope(asker.place, holder.place) not in NEAR_SCOPES or self._tier(holder, now) == 2:
+            return False
+        since = asker.introduced.get(holder.id)
+        return (since is None or now - since < NEAR_TRIAL_SECONDS
+                or (asker.served_by is not None and holder.id in asker.served_by))
+
+    def near_holders(self, peer: str, track: str, rendition: str, needed: Sequence[int], now: float) -> list[str]:
+        """The holders a ``want`` of ``needed`` would find near ``peer`` (eligible
+        by the rules of ``want``), in no particular order."""
+        asker = self._get(peer)
+        key = (track, rendition)
+        out = []
+        for holder_id in self._swarms.get(key, ()):
+            holder = self._peers[holder_id]
+            if holder_id == peer or holder.in_use >= self.upload_slots or not self._near(asker, holder, now):
+                continue
+            holding = holder.holdings[key]
+            if needed and not holding.complete and not holding.chunks.among(needed):
+                continue
+            out.append(holder_id)
+        return out
 
     def _tier(self, holder: _Peer, now: float) -> int:
         """0 proven (delivered, not sunk since), 1 on probation, 2 sunk."""
@@ -421,7 +499,10 @@ class Tracker:
         held = tuple(needed) if holding.complete else holding.chunks.among(needed)
         if h.in_use >= self.upload_slots or (needed and not held):
             return "busy"
-        self._introduce(asker, h)
+        if not self._near(asker, h, now) and self.near_holders(peer, track, rendition, needed, now):
+            # As a want answer would not offer it: the asker has holders nearer.
+            return "busy"
+        self._introduce(asker, h, now)
         return Candidate(holder, held, holding.complete)
 
     def introduced(self, a: str, b: str) -> bool:
@@ -463,14 +544,19 @@ class Tracker:
         if not swarm:
             del self._swarms[key]
 
-    def _introduce(self, a: _Peer, b: _Peer) -> None:
+    def _introduce(self, a: _Peer, b: _Peer, now: float) -> None:
         for x, y in ((a, b), (b, a)):
-            # Re-introducing refreshes the pair (moves it to the young end).
-            x.introduced.pop(y.id, None)
-            x.introduced[y.id] = None
+            # Re-introducing refreshes the pair (moves it to the young end) but
+            # keeps when it was first made: a near holder's trial runs from there.
+            since = x.introduced.pop(y.id, now)
+            x.introduced[y.id] = since
             while len(x.introduced) > self.max_introductions:
                 oldest = next(iter(x.introduced))
                 del x.introduced[oldest]
+                if x.served_by is not None:
+                    x.served_by.discard(oldest)
                 other = self._peers.get(oldest)
                 if other is not None:
                     other.introduced.pop(x.id, None)
+                    if other.served_by is not None:
+                        other.served_by.discard(x.id)

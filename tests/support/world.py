@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bench.nat import Topology, pair_ends
 from bench.netns import NamespacedGateway
 from bench.world import (
     CRAWL,
@@ -43,9 +44,10 @@ TURN_SECRET = "test-turn-secret"
 
 
 def metric_sum(gw: NamespacedGateway, name: str) -> float:
-    """A sample, or with ``{labels}`` the sum of every series that has those labels."""
+    """The sum of a family's series (``ztream_peer_bytes_total``: every ``scope``), or
+    with ``{labels}`` of every series that has those labels."""
     if "{" not in name:
-        return metric(gw, name)
+        return sum(v for k, v in gw.metrics().items() if k.partition("{")[0] == name)
     family, _, wanted = name.partition("{")
     labels = set(wanted.rstrip("}").split(","))
     return sum(v for k, v in gw.metrics().items()
@@ -64,10 +66,16 @@ async def until_metric(gw: NamespacedGateway, name: str, at_least: float, timeou
         await asyncio.sleep(0.5)
 
 
-def assert_pair_ends(info: dict[str, Any]) -> None:
-    """A listener behind its own NAT connected to one behind another: its end of the
-    selected pair is its host (mDNS-hidden), server- or peer-reflexive candidate, the
-    other end reflexive (a host pair cannot cross two NATs); both known."""
-    ends = [(o.get("local"), o.get("remote")) for o in info["outcomes"] if o["outcome"] not in ("failed", "timeout")]
+def assert_pair_ends(info: dict[str, Any], kind: Topology = "bridge") -> None:
+    """A listener connected to another of topology ``kind``: each connection's outcome and
+    its end of the selected pair are what that topology allows (``bench.nat.pair_ends``:
+    across NATs the remote end reflexive, a host pair cannot cross two NATs; in the
+    office host pairs on the LAN, never server-reflexive), both ends known."""
+    local_types, remote_types = pair_ends(kind)
+    connected = [o for o in info["outcomes"] if o["outcome"] not in ("failed", "timeout")]
+    ends = [(o.get("local"), o.get("remote")) for o in connected]
     assert ends, info["outcomes"]
-    assert all(local in ("host", "srflx", "prflx") and remote in ("srflx", "prflx") for local, remote in ends), ends
+    assert all(local in local_types and remote in remote_types for local, remote in ends), (kind, ends)
+    # the pair's `candidate`: relay when either end is relayed, else the remote end's type
+    assert all(o["outcome"] == ("relay" if "relay" in (o.get("local"), o.get("remote")) else o.get("remote"))
+               for o in connected), connected

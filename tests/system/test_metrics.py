@@ -152,7 +152,7 @@ def test_promtool_accepts_config_and_rules() -> None:
     subprocess.run(["promtool", "check", "config", str(PROM_DIR / "prometheus.yml")], check=True, capture_output=True)
     out = subprocess.run(["promtool", "check", "rules", str(PROM_DIR / "alerts.yml")], check=True,
                          capture_output=True, text=True).stdout
-    assert "4 rules found" in out
+    assert "6 rules found" in out
 
 
 async def test_promtool_accepts_live_metrics(make_gateway: Any, audio_dir: Path) -> None:
@@ -196,15 +196,23 @@ def stun_binding(port: int) -> None:
 
 
 async def report_peer_stats(base: str) -> None:
-    """One listener's validated stats report over the control socket."""
+    """Two listeners: a holder, and one introduced to it whose validated stats
+    report names it as the source of part of its peer bytes."""
+    url = base.replace("http", "ws") + "/v1/ws"
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(base.replace("http", "ws") + "/v1/ws") as ws:
+        async with session.ws_connect(url) as holder, session.ws_connect(url) as ws:
+            source = (await holder.receive_json(timeout=10))["peer_id"]
             welcome = await ws.receive_json(timeout=10)
             assert welcome["type"] == "welcome"
+            await holder.send_json({"type": "have", "track": "t", "rendition": "r", "complete": True})
+            await ws.send_json({"type": "want", "track": "t", "rendition": "r", "chunks": [0]})
+            answer = await ws.receive_json(timeout=10)
+            assert [p["peer_id"] for p in answer["peers"]] == [source], answer
             await ws.send_json({"type": "stats", "p2p_down_bytes": 3_000_000, "p2p_up_bytes": 1_000_000,
                                 "http_down_bytes": 500_000, "stalls": 2, "startup_seconds": 0.12,
                                 "verify_failures": 1, "p2p_relay_down_bytes": 1_000_000, "neighbours": 0,
-                                "connections": {"srflx": 2, "relay": 1, "timeout": 1}})
+                                "connections": {"srflx": 2, "relay": 1, "timeout": 1},
+                                "sources": {source: 2_000_000}})
             with pytest.raises(asyncio.TimeoutError):
                 msg = await ws.receive_json(timeout=1.0)  # no error comes back
                 raise AssertionError(msg)
@@ -270,7 +278,10 @@ def test_every_dashboard_query_runs_on_real_prometheus(gateway: Any, prometheus:
         time.sleep(0.5)
     # Every panel but the two instantaneous gauges (nothing runs any more)
     # must show the traffic above.
-    quiet = {"Transcodes running", "Peers connected", "Listeners with no neighbour"}
+    # The live row shows nothing without a live station (tests/system/test_live_icecast.py has one).
+    quiet = {"Transcodes running", "Peers connected", "Listeners with no neighbour", "Live listeners by station",
+             "Live ingests by state", "Live reconnects per minute", "Live latency (upstream to playback)",
+             "Live egress: server vs peers"}
     values: dict[str, list[float]] = {}
     for title, expr in dashboard_exprs():
         q = urllib.parse.quote(substitute(expr))

@@ -6,9 +6,12 @@ gateway on the "public" namespace at 198.18.0.1 with its shipped defaults:
 its built-in STUN responder on the HTTP port's number is the only ICE
 server. No page is granted microphone or camera (real listeners never are),
 so Chromium hides host candidates behind mDNS names and only
-server-reflexive (or relayed) candidates can connect (docs/p2p.md). The
-gateway is plain http on a non-loopback address, so Chromium is told to treat
-that origin as secure (WebCrypto needs it).
+server-reflexive (or relayed) candidates can connect (docs/p2p.md), except
+between listeners on one LAN (the ``office`` topology: one router, no
+hairpinning), whose mDNS names resolve there: host to host. How the public
+side is wired (``bench.nat.TOPOLOGIES``) is a parameter of the tests that
+measure sharing. The gateway is plain http on a non-loopback address, so
+Chromium is told to treat that origin as secure (WebCrypto needs it).
 
 One Chromium per listener namespace (Playwright drives it over its pipe from
 outside, ``bench.netns``); each listener is a page in its own browser context
@@ -37,7 +40,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.support.browser import ErrorLog, until
-from tests.support.nat import PUBLIC_ADDRESS, TOPOLOGIES, Coturn, Topology
+from tests.support.nat import PUBLIC_ADDRESS, TOPOLOGIES, Coturn, Topology, pair_ends
 from tests.support.netns import require_netns
 from tests.support.world import (
     CRAWL,
@@ -112,17 +115,22 @@ async def test_second_listener_gets_the_rest_from_the_first(world: World, tmp_pa
     assert info1["upBytes"] >= stats["peerBytes"]
     assert [n["id"] for n in info2["neighbours"]] == [info1["peerId"]]
     assert readout.startswith("from peers: ") and readout != "from peers: 0%"
-    # Through the NATs, by the address the gateway's STUN responder reported (or one learnt from it).
-    assert {o["outcome"] for o in info2["outcomes"]} <= {"srflx", "prflx"}, info2["outcomes"]
     assert info2["outcomes"], "no connection outcome recorded"
     await until_metric(gw, 'ztream_stun_requests_total{result="ok"}', 2)
-    # Each end reports the selected pair's candidate types as its getStats shows them:
-    # across two NATs never a host pair, never a guess.
+    # Each end reports the selected pair's candidate types as its getStats shows them,
+    # never a guess: across two NATs by the address the gateway's STUN responder
+    # reported (or one learnt from it), never a host pair; in the office host to host
+    # on the LAN, never by the router's public address (it does not hairpin).
     for info in (info1, info2):
-        assert_pair_ends(info)
+        assert_pair_ends(info, world.topology.kind)
     await until_metric(gw, 'ztream_p2p_connections_total{result="connected"}', 2)
-    for impossible in ('candidate="host"', 'local="unknown"', 'remote="unknown"'):
-        assert metric_sum(gw, f'ztream_p2p_connections_total{{result="connected",{impossible}}}') == 0, impossible
+    local_types, remote_types = pair_ends(world.topology.kind)
+    every = ("host", "srflx", "prflx", "relay", "unknown")
+    impossible = [f'local="{t}"' for t in every if t not in local_types]
+    impossible += [f'remote="{t}"' for t in every if t not in remote_types]
+    impossible += [f'candidate="{t}"' for t in every if t not in remote_types]
+    for label in impossible:
+        assert metric_sum(gw, f'ztream_p2p_connections_total{{result="connected",{label}}}') == 0, label
     # the reports reach the metrics (stats every ~5 s), start-up times too
     await until_metric(gw, "ztream_peer_bytes_total", stats["peerBytes"])
     await until_metric(gw, "ztream_startup_seconds_count", 2)
@@ -280,6 +288,23 @@ async def two_listeners(world: World, tmp_path: Path) -> tuple[dict[str, Any], d
         await check_audio(second, m)
     log.assert_clean()
     return stats, info, m
+
+
+async def test_office_listeners_share_without_any_ice_server(tmp_path: Path, audio_dir: Path) -> None:
+    """Listeners on one LAN behind one router need no STUN: with no ICE server at all
+    (``p2p.stun_port = 0``) they connect host to host by their mDNS names, and the second
+    gets the rest of the track from the first."""
+    world = World(tmp_path, audio_dir, kind="office", p2p={"stun_port": 0})
+    try:
+        stats, info, m = await two_listeners(world, tmp_path)
+        rest = sum(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)
+        print(f"\noffice, no ICE server: {stats}; outcomes {info['outcomes']}")
+        assert stats["stalls"] == 0
+        assert stats["peerBytes"] >= 0.8 * rest, (stats, rest)
+        assert_pair_ends(info, "office")
+        assert metric_sum(world.gw, 'ztream_stun_requests_total{result="ok"}') == 0, "a STUN responder answered"
+    finally:
+        world.close()
 
 
 async def test_symmetric_nat_without_turn_shares_nothing(tmp_path: Path, audio_dir: Path) -> None:

@@ -511,6 +511,8 @@ async def test_stats(admin_gateway: Any, audio_dir: Path) -> None:
     assert stats["peers_connected"] == 1 and stats["transcodes_total"] == 1
     assert stats["cache_bytes"] > 0 and stats["server_bytes"] > 0 and stats["peer_bytes"] == 1000
     assert stats["offload"] == pytest.approx(1000 / (1000 + stats["server_bytes"]), abs=1e-4)
+    # No source named: where those bytes came from is not known.
+    assert stats["p2p"]["peer_bytes_by_scope"] == {"same_lan": 0, "same_network": 0, "other": 0, "unknown": 1000}
     assert SECRET not in json.dumps(stats)
     await ws.close()
 

@@ -37,6 +37,9 @@ from protocol.messages import (
 )
 from protocol.values import Candidate, ChunkSet
 
+# Bytes no source accounts for (these reports name none).
+UNKNOWN = (("scope", "unknown"),)
+
 T, R = "t1", "r1"
 
 
@@ -215,10 +218,10 @@ def test_stats_counts_and_observes() -> None:
     p = opened(hub)
     out = hub.receive(p, Stats(p2p_down_bytes=1000, p2p_up_bytes=5, http_down_bytes=7, stalls=2,
                                verify_failures=1, startup_seconds=0.25), 0.0)
-    assert out == [Count(PEER_BYTES, (), 1000), Count(STALLS, (), 2), Count(VERIFY_FAILURES, (), 1),
+    assert out == [Count(PEER_BYTES, UNKNOWN, 1000), Count(STALLS, (), 2), Count(VERIFY_FAILURES, (), 1),
                    Observe(STARTUP_SECONDS, (), 0.25)]
     # Zeros count nothing; no startup, no observation.
-    assert hub.receive(p, Stats(p2p_down_bytes=44), 0.0) == [Count(PEER_BYTES, (), 44)]
+    assert hub.receive(p, Stats(p2p_down_bytes=44), 0.0) == [Count(PEER_BYTES, UNKNOWN, 44)]
     assert hub.receive(p, Stats(), 0.0) == []
 
 
@@ -232,10 +235,10 @@ def test_bad_or_too_frequent_stats_count_nothing() -> None:
         out = hub.receive(p, exc, 0.0)
     assert out == [Send(p, Error("bad_stats", "stalls: expected 0..1000", "stats"))]
     for _ in range(STATS_BURST):
-        assert hub.receive(p, Stats(p2p_down_bytes=1), 0.0) == [Count(PEER_BYTES, (), 1)]
+        assert hub.receive(p, Stats(p2p_down_bytes=1), 0.0) == [Count(PEER_BYTES, UNKNOWN, 1)]
     out = hub.receive(p, Stats(p2p_down_bytes=1), 0.0)
     assert out == [Send(p, Error("rate_limited", "stats about every 5 s, not faster", "stats"))]
-    assert hub.receive(p, Stats(p2p_down_bytes=1), 2.0) == [Count(PEER_BYTES, (), 1)]  # 0.5/s refilled
+    assert hub.receive(p, Stats(p2p_down_bytes=1), 2.0) == [Count(PEER_BYTES, UNKNOWN, 1)]  # 0.5/s refilled
 
 
 def test_tracker_errors_are_refused_with_the_type() -> None:
