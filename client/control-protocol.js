@@ -14,7 +14,8 @@
 
 /**
  * The server's messages, as `parseServerMessage` returns them.
- * @typedef {{type: "welcome", peer_id: string, ice_servers: object[], limits: Record<string, number>}} Welcome
+ * @typedef {{type: "welcome", peer_id: string, ice_servers: object[], limits: Record<string, number>, upload?: string}} Welcome
+ *   `upload`: the operator's upload policy (p2p.upload: "on", "opt-in", "off"), absent from older gateways
  * @typedef {{peer_id: string, chunks: number[], complete: boolean}} PeerHolding
  * @typedef {{type: "peers", track: string, rendition: string, peers: PeerHolding[], for?: string, peer_id?: string, reason?: string}} Peers
  * @typedef {{type: "signal", from: string, data: Record<string, unknown>}} Signal
@@ -34,7 +35,7 @@ export const MAX_INDEX = 0xffffffff;
 /** `welcome`'s limits, all integers, in wire order. */
 export const LIMIT_KEYS = Object.freeze([
   "max_message_bytes", "messages_per_second", "burst", "max_tracks", "max_chunks", "max_ranges",
-  "max_want", "max_candidates", "max_signal_bytes", "upload_slots", "stats_interval", "idle_timeout",
+  "max_want", "max_candidates", "max_signal_bytes", "upload_slots", "stats_interval", "idle_timeout", "upload_kbps",
 ]);
 
 /**
@@ -67,7 +68,13 @@ function welcome(m) {
     if (!Number.isInteger(v) || v < 0) return null;
     limits[key] = v;
   }
-  return { type: "welcome", peer_id: m.peer_id, ice_servers: m.ice_servers, limits };
+  /** @type {Welcome} */
+  const out = { type: "welcome", peer_id: m.peer_id, ice_servers: m.ice_servers, limits };
+  if (m.upload !== undefined && m.upload !== null) {
+    if (typeof m.upload !== "string") return null;
+    out.upload = m.upload;
+  }
+  return out;
 }
 
 /**

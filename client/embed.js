@@ -9,7 +9,9 @@
 // Query parameters: ?autoplay=1 starts playing once the track is loaded (if
 // the browser allows it); ?color=ff5500 sets the accent colour; ?p2p=off or
 // ?p2p=relay is rendered by the gateway as the player's p2p attribute (it
-// must be there before the player starts its P2P agent, docs/p2p.md).
+// must be there before the player starts its P2P agent, docs/p2p.md), and
+// ?upload=on|opt-in|off as its data-upload attribute (only stricter than the
+// gateway's p2p.upload).
 
 import "./ztream-player.js";
 import { EVENTS, event, originAllowed, parseColor, parseCommand, reply, volumeFraction } from "./widget-protocol.js";

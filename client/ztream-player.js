@@ -17,7 +17,10 @@
 // WebCrypto are available), normalize (a target loudness in LUFS, e.g. "-14":
 // the element's volume is scaled by the manifest's loudness, see
 // normalizeGain in player.js; off by default), peer-stats (show a small "from peers: N%"
-// readout; off by default, and so in embeds), data-test-corrupt (TEST ONLY:
+// readout; off by default, and so in embeds), data-upload ("on" | "opt-in" |
+// "off": whether this listener uploads to other listeners; only stricter
+// than the gateway's p2p.upload; see share-control.js, which shows the opt-in
+// prompt, the bytes shared and a Stop sharing button), data-test-corrupt (TEST ONLY:
 // this player seeds corrupted chunks; so does `window.__ztreamTest = {corrupt:
 // true}`). Properties and methods: play(),
 // pause(), toggle(), seek(seconds), next(), previous(), select(index),
@@ -66,6 +69,7 @@ import { positionState, seekTarget, sessionActions, sessionMetadata } from "./me
 import { controlUrl } from "./p2p.js";
 import { PlayerCore, normalizeGain, prefetchTrack, waveformBars } from "./player.js";
 import { shouldPrefetchNext } from "./scheduler.js";
+import { ShareControl } from "./share-control.js";
 import { P2PAgent, p2pSupported } from "./transport.js";
 
 const STYLE = `
@@ -445,6 +449,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.ready = false;
     this.errorState = null;
     this.agent = null;
+    this.share = new ShareControl(this, root); // the opt-in prompt, bytes shared, stop/start
     // The listener's volume; the element's is this times the normalisation gain.
     this.userVolume = 1;
     this.gain = 1;
@@ -478,6 +483,7 @@ export class ZtreamPlayer extends HTMLElement {
         this.childObserver?.disconnect();
         this.agent?.destroy();
         this.agent = null;
+        this.share.attach(null);
         this.releaseMediaSession();
         this.setWave(null, null);
         cancelAnimationFrame(this.raf);
@@ -733,9 +739,16 @@ export class ZtreamPlayer extends HTMLElement {
     if (this.agent && this.agent.url === url) return;
     this.agent?.destroy();
     this.agent = null;
+    this.share.attach(null);
     if (!url) return;
     const corrupt = this.hasAttribute("data-test-corrupt") || globalThis.__ztreamTest?.corrupt === true;
-    this.agent = new P2PAgent(this.core, { url, relay: this.getAttribute("p2p") === "relay", settings: corrupt ? { corrupt: true } : {} });
+    this.agent = new P2PAgent(this.core, {
+      url,
+      relay: this.getAttribute("p2p") === "relay",
+      settings: corrupt ? { corrupt: true } : {},
+      decideUpload: (operator) => this.share.decide(operator),
+    });
+    this.share.attach(this.agent);
   }
 
   /** Scheduler settings from attributes: buffer-ahead="30" emergency-ahead="4" (seconds). */
