@@ -78,7 +78,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
     except ChunkIndexError as exc:
         raise BadRequest(str(exc), code="bad_chunk_index") from None
     media = _media(request)
-    data, sha, complete = await media.chunk(_track(request), index, client=request_client(request))
+    data, sha, complete = await media.chunk(await _track(request), index, client=request_client(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk", media=media)
 
 
@@ -106,9 +106,11 @@ def _base(request: web.Request) -> str:
     return request.app[ORIGINS].public_url
 
 
-def _track(request: web.Request) -> Track:
+async def _track(request: web.Request) -> Track:
     track_id = request.match_info["id"]
-    track = request.app[CATALOG].get(track_id)
+    catalog = request.app[CATALOG]
+    # get first: the hot path stays a dict look-up; find asks the cluster for an id not known here.
+    track = catalog.get(track_id) or await catalog.find(track_id)
     if track is None:
         raise NotFound(f"no track {track_id!r}", code="track_not_found")
     return track
@@ -238,14 +240,14 @@ async def add_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}")
 @endpoint
 async def get_track(request: web.Request) -> web.Response:
-    return web.json_response(_track(request).public(_base(request)), headers=cors_headers(request))
+    return web.json_response((await _track(request)).public(_base(request)), headers=cors_headers(request))
 
 
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
     manifest = await request.app[RENDITIONS].manifest(
-        _track(request), request.query.get("rendition"), client=request_client(request))
+        await _track(request), request.query.get("rendition"), client=request_client(request))
     cache = "public, max-age=300" if manifest["complete"] else LIVE
     return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
@@ -254,14 +256,14 @@ async def get_manifest(request: web.Request) -> web.Response:
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
     media = _media(request)
-    data, sha, complete = await media.init(_track(request), client=request_client(request))
+    data, sha, complete = await media.init(await _track(request), client=request_client(request))
     return await _send_audio(request, data, etag=sha, complete=complete, kind="init", media=media)
 
 
 @routes.get("/v1/tracks/{id}/stream")
 @endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
-    track = _track(request)
+    track = await _track(request)
     media = _media(request)
     client = request_client(request)
     headers = {"Content-Type": _content_type(media), "Cache-Control": "no-cache", **cors_headers(request)}
