@@ -304,5 +304,6 @@ class CatalogSync:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.link.up and self.pending:
-            with contextlib.suppress(ConnectionError):
+            # What is left unwritten is written back at the next start (Redis lacks it), at time 0.
+            with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(self._flush(), 2.0)
