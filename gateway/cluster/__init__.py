@@ -162,7 +162,16 @@ def setup_cluster(app: web.Application, cluster: Cluster, *, sockets: SwarmSocke
         await directory.beat()
         directory.start()
         federation.start(sockets)
-        cluster.catalog.start(app[CATALOG])
+        catalog, media = app[CATALOG], app[MEDIA]
+
+        def purge(track_id: str) -> None:
+            # A purge made on another node while Redis was away reaches this one as its record's
+            # removal only (the broadcast was lost): the chunks go with the record.
+            track = catalog.get(track_id)
+            if track is None or media.flight(track) is None:
+                media.purge(track_id)
+
+        cluster.catalog.start(catalog, purge=purge)
         listener = asyncio.create_task(
             admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA]),
             name="ztream-cluster-broadcast",

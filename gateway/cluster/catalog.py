@@ -43,6 +43,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..media.catalog import CatalogChange, HeldHere, Removed, Stored, Track, TrackCatalog, track_of
@@ -75,6 +76,10 @@ return r
 """
 
 
+def _nothing(_track_id: str) -> None:
+    return None
+
+
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
@@ -92,6 +97,8 @@ class CatalogSync:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.catalog: TrackCatalog | None = None
+        # What a removal seen in Redis also drops here besides the record: the track's chunks.
+        self._purge: Callable[[str], None] = _nothing
         self.writes = 0
         self.reads = 0
 
@@ -175,6 +182,7 @@ class CatalogSync:
             record = merge(record, mine)
         if record is None or not record.alive:
             if catalog.get(track_id) is not None:
+                self._purge(track_id)  # first: it asks the catalog whether the track is being made
                 catalog.drop(track_id)
             return
         track = track_of(record.fields())
@@ -293,9 +301,11 @@ class CatalogSync:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
-    def start(self, catalog: TrackCatalog) -> None:
-        """Keep ``catalog`` (built with this as its ``shared``) in step with the cluster's."""
+    def start(self, catalog: TrackCatalog, *, purge: Callable[[str], None] = _nothing) -> None:
+        """Keep ``catalog`` (built with this as its ``shared``) in step with the cluster's;
+        ``purge(track_id)`` drops the chunks of a track removed on another node."""
         self.catalog = catalog
+        self._purge = purge
         self._task = asyncio.create_task(self._run(catalog), name="ztream-cluster-catalog")
 
     async def stop(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+import redis as sync_redis
 
 from tests.support.cluster import RedisServer, RedisSetup, start_node, wait_nodes
 from tests.support.gateway import GatewayProcess
@@ -221,7 +223,7 @@ async def test_registrations_while_redis_is_away(
     base = f"http://127.0.0.1:{server.port}/audio"
     try:
         for name in ("n1", "n2"):
-            nodes.append(start_node(tmp_path, name, None, redis_server.url, **allow))
+            nodes.append(start_node(tmp_path, name, None, redis_server.url, admin={"token": TOKEN}, **allow))
         wait_nodes(redis_server.url, 2, cluster=False)
         n1, n2 = nodes
         async with aiohttp.ClientSession() as session:
@@ -253,11 +255,39 @@ async def test_registrations_while_redis_is_away(
                     return await status_of(session, f"{gw.url}/v1/tracks/{track}") == 200
                 await until(known, 5.0, f"{track} on {gw.url}")
             # One catalog again: Redis holds every registration, even the ones made while it was away.
-            import redis as sync_redis
-
             client = sync_redis.Redis.from_url(redis_server.url)
             for track in (before, on_n1, on_n2):
                 assert client.get(f"ztream:{{{track}}}:track") is not None, track
+
+            # Redis unreachable for a while but keeping its data (a partition, here a stopped process):
+            # the nodes find the same catalog when it answers again and write only what changed meanwhile.
+            assert redis_server.proc is not None
+            epoch = client.get("ztream:{catalog}:epoch")
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                for gw in nodes:
+                    wait_health(gw, {"status": "degraded", "reason": "redis", "reasons": ["redis"]})
+                # n2 played `before` (its chunks are on n2); n1 purges it now.
+                async with session.delete(f"{n1.url}/v1/admin/tracks/{before}", headers=AUTH) as r:
+                    assert r.status == 200, await r.text()
+                async with session.post(f"{n2.url}/v1/tracks", json={"url": f"{base}/other.mp3?again"}) as r:
+                    assert r.status == 201, await r.text()
+                    partitioned = str((await r.json())["id"])
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            for gw in nodes:
+                wait_health(gw, {"status": "ok"})
+
+            async def settled() -> bool:
+                return (await status_of(session, f"{n1.url}/v1/tracks/{partitioned}") == 200
+                        and await status_of(session, f"{n2.url}/v1/tracks/{before}") == 404)
+            await until(settled, 5.0, "the changes made during the partition")
+            # The purge reached n2's chunks too (its broadcast was lost): registered again, it is made again.
+            assert up.hits["song.mp3"] == 1
+            await register(n2, "song.mp3")
+            status, _ = await read(session, f"{n2.url}/v1/tracks/{before}/stream")
+            assert status == 200 and up.hits["song.mp3"] == 2
+            assert client.get("ztream:{catalog}:epoch") == epoch
             client.close()
     finally:
         await server.close()
