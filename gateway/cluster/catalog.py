@@ -95,6 +95,7 @@ class CatalogSync:
         self._announced: set[str] = set()  # library files told for the current epoch
         self._held: set[str] = set()  # every library file found here
         self._wake = asyncio.Event()
+        self._writing: set[str] = set()  # being written by ``written`` (the writer leaves them)
         self._task: asyncio.Task[None] | None = None
         self.catalog: TrackCatalog | None = None
         # What a removal seen in Redis also drops here besides the record: the track's chunks.
@@ -153,6 +154,8 @@ class CatalogSync:
     async def _flush(self) -> bool:
         """Write every pending change; False when Redis went away meanwhile."""
         for track_id, record in list(self.pending.items()):
+            if track_id in self._writing:
+                continue  # a registration writes it itself now (``written``)
             written = await self._write(track_id, record)
             if written is None:
                 return False
@@ -265,11 +268,15 @@ class CatalogSync:
         """Write ``track_id``'s pending change now (a registration is answered once every node can
         find it); the writer's next round would do the same, merging twice is harmless."""
         record = self.pending.get(track_id)
-        if record is None or not self.link.up:
+        if record is None or not self.link.up or track_id in self._writing:
             return
-        with contextlib.suppress(TimeoutError):
-            if await asyncio.wait_for(self._write(track_id, record), 2.0) and self.pending.get(track_id) is record:
-                del self.pending[track_id]
+        self._writing.add(track_id)
+        try:
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(self._write(track_id, record), 2.0) and self.pending.get(track_id) is record:
+                    del self.pending[track_id]
+        finally:
+            self._writing.discard(track_id)
 
     async def holders(self, track_id: str) -> list[str]:
         """The nodes whose library holds the track's file (sorted; dead ones included)."""
