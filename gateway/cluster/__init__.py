@@ -121,7 +121,7 @@ class Cluster:
         self.directory = Directory(self.link, self.node_id, self.url, lambda: node_stats(metrics, hub))
         self.federation = SwarmFederation(self.link, self.directory, tracker)
         # The node's TrackCatalog is built with catalog.told and catalog.lookup (gateway/app.py).
-        self.catalog = CatalogSync(self.link, self.node_id)
+        self.catalog = CatalogSync(self.link, self.node_id, alive=self.directory.alive)
         self.wait_seconds = config.server.chunk_wait_seconds
 
     def track_ownership(self, rendition: Rendition, *, can_make: Callable[[Track], bool]) -> TrackOwnership:

@@ -85,9 +85,12 @@ def _text(raw: Any) -> str:
 
 
 class CatalogSync:
-    def __init__(self, link: RedisLink, node_id: str) -> None:
+    def __init__(self, link: RedisLink, node_id: str, *, alive: Callable[[str], bool] = lambda _node: True) -> None:
         self.link = link
         self.node_id = node_id
+        self.alive = alive  # whether a node is alive (the directory's heartbeats)
+        # Library tracks of other nodes: track id -> the nodes holding the file, from the records read.
+        self._elsewhere: dict[str, tuple[str, ...]] = {}
         self.pending: dict[str, Record] = {}
         self.revision = 0  # the index read up to here
         self.epoch: str | None = None  # the catalog's, when this node last joined it
@@ -183,6 +186,7 @@ class CatalogSync:
         mine = self.pending.get(track_id)
         if mine is not None:
             record = merge(record, mine)
+        self._note_holders(track_id, record)
         if record is None or not record.alive:
             if catalog.get(track_id) is not None:
                 self._purge(track_id)  # first: it asks the catalog whether the track is being made
@@ -200,6 +204,17 @@ class CatalogSync:
 
     async def _forget(self, gone: list[str]) -> None:
         await self.link.call(lambda c: c.zrem(keys.CATALOG_INDEX, *gone))
+
+    def _note_holders(self, track_id: str, record: Record | None) -> None:
+        holders = tuple(n for n in record.holders() if n != self.node_id) if record is not None and record.alive else ()
+        if holders:
+            self._elsewhere[track_id] = holders
+        else:
+            self._elsewhere.pop(track_id, None)
+
+    def library_elsewhere(self) -> list[str]:
+        """The library tracks held by another live node (``GET /v1/tracks`` lists them too)."""
+        return [t for t, nodes in self._elsewhere.items() if any(self.alive(n) for n in nodes)]
 
     async def _poll(self, catalog: TrackCatalog) -> None:
         """Store every record changed since the last revision read."""
@@ -261,6 +276,7 @@ class CatalogSync:
         record = await self._record(track_id)
         if record is None or not record.alive:
             return None
+        self._note_holders(track_id, record)
         track = track_of(record.fields())
         return (track, bool(record.values.get("played"))) if track is not None else None
 

@@ -204,6 +204,9 @@ class SharedCatalog(Protocol):
     async def written(self, track_id: str) -> None:
         """Returns once the changes made here to ``track_id`` are shared (or cannot be now)."""
 
+    def library_elsewhere(self) -> list[str]:
+        """The ids of library tracks whose file another live node holds."""
+
 
 class TrackCatalog:
     def __init__(self, directory: Path, *, max_tracks: int = 100_000, max_bytes: int = 64 * 1024 * 1024,
@@ -328,6 +331,13 @@ class TrackCatalog:
         (at once alone, or with Redis down): a registration is answered once any node can serve it."""
         if self._shared is not None:
             await self._shared.written(track_id)
+
+    def library_elsewhere(self) -> list[Track]:
+        """Library tracks of the cluster's other live nodes (none alone), sorted by their path."""
+        if self._shared is None:
+            return []
+        found = [t for t in map(self.get, self._shared.library_elsewhere()) if t is not None and t.source == "local"]
+        return sorted(found, key=lambda t: t.locator)
 
     def apply(self, track: Track, played: bool) -> None:
         """Keep another node's version of ``track`` (told to no subscriber). Room is made as for a

@@ -152,6 +152,8 @@ async def test_library_file_on_one_node(nodes: list[GatewayProcess], tmp_path: P
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{n1.url}/v1/tracks/{track}") as r:
                 described = await r.json()
+            # n2 lists n1's library as n1 does.
+            assert await listed_ids(session, n2) == set(n1.library_ids) == await listed_ids(session, n1)
             async with session.get(f"{n2.url}/v1/tracks/{track}") as r:
                 assert r.status == 200 and same(await r.json(), n2) == same(described, n1)
             # n2 has no such file: it pulls the track from n1, which makes it.
@@ -171,6 +173,7 @@ async def test_library_file_on_one_node(nodes: list[GatewayProcess], tmp_path: P
             assert status == 200 and again == stream
             other = next(i for i in n1.library_ids if i != track)
             await asyncio.sleep(6)  # n1's heartbeat is older than NODE_TTL: not alive
+            assert await listed_ids(session, n2) == set()  # nobody alive has those files
             async with session.get(f"{n2.url}/v1/tracks/{other}/manifest") as r:
                 assert r.status == 404 and (await r.json())["error"] == "upstream_not_found", await r.text()
     finally:

@@ -40,6 +40,9 @@ class Shared:
     async def written(self, track_id: str) -> None:
         return None
 
+    def library_elsewhere(self) -> list[str]:
+        return [t for t, (track, _) in self.known.items() if track.source == "local"]
+
 
 def test_changes_are_told_with_the_fields_they_set(tmp_path: Path) -> None:
     shared = Shared()
@@ -88,6 +91,14 @@ async def test_other_nodes_tracks_are_kept_without_telling_and_found_on_a_miss(t
     catalog.apply(unplayed[1], False)
     assert catalog.get(unplayed[0].id) is None and len(catalog) == 2
     assert catalog.drop(remote.id) and catalog.get(remote.id) is None
+    # Another node's library tracks, once known here, sorted by path.
+    b, a = _track("b", 6.0, "local"), _track("a", 7.0, "local")
+    shared.known.update({b.id: (b, True), a.id: (a, True)})
+    assert catalog.library_elsewhere() == []  # not known here yet
+    catalog.apply(b, True)
+    catalog.apply(a, True)
+    assert catalog.library_elsewhere() == [a, b]
+    assert TrackCatalog(tmp_path / "alone").library_elsewhere() == []
     assert shared.changes == []
 
 
