@@ -139,17 +139,21 @@ class CatalogSync:
             stored = decode(raw)
             merged = merge(stored, record)
             if stored is not None and merged == stored:
-                return True
+                # Nothing new, but the index is bumped all the same: an earlier write of this change
+                # may have set the record and been cut off before its bump.
+                return await self._bump(track_id)
             expire = "0" if merged.alive else str(TOMBSTONE_TTL)
             done = await self._cas(key, _text(raw) if raw is not None else "", encode(merged), expire)
             if done is None:
                 return None
             if int(done) == 1:
-                bumped = await self.link.call(
-                    lambda c: c.eval(_BUMP, 2, keys.CATALOG_INDEX, keys.CATALOG_REVISION, track_id))
                 self.writes += 1
-                return None if bumped is None else True
+                return await self._bump(track_id)
         return False
+
+    async def _bump(self, track_id: str) -> bool | None:
+        bumped = await self.link.call(lambda c: c.eval(_BUMP, 2, keys.CATALOG_INDEX, keys.CATALOG_REVISION, track_id))
+        return None if bumped is None else True
 
     async def _cas(self, key: str, old: str, new: str, expire: str) -> Any:
         return await self.link.call(lambda c: c.eval(_CAS, 1, key, old, new, expire))
@@ -188,6 +192,7 @@ class CatalogSync:
             record = merge(record, mine)
         self._note_holders(track_id, record)
         if record is None or not record.alive:
+            self._announced.discard(track_id)  # a library file found again is told again
             if catalog.get(track_id) is not None:
                 self._purge(track_id)  # first: it asks the catalog whether the track is being made
                 catalog.drop(track_id)
