@@ -313,3 +313,72 @@ async def test_firefox_plays_at_the_edge_and_rides_a_pause(gateway_factory: Any,
     errors = [e for e in firefox.errors() if "/chunks/" not in json.dumps(e)]
     assert not errors, errors
     print(f"Firefox: latency at the edge {min(latencies):.2f}..{max(latencies):.2f} s")
+
+
+@pytest.fixture(scope="module")
+def icecast(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.support.icecast import start_icecast
+
+    server = start_icecast(tmp_path_factory.mktemp("icecast"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.timeout(240)
+async def test_icecast_listeners_join_at_different_times_and_ride_a_source_restart(
+        gateway_factory: Any, icecast: Any) -> None:
+    """A real Icecast mount (icecast2 fed by ffmpeg in real time): two Chromium
+    listeners joining 10 s apart each start near the edge (not where the
+    ingest began), both see the title set through Icecast's admin API, and
+    both play on, on the same page, when the source stops and comes back on
+    the same mount (the gateway reconnects: same track, new indices)."""
+    require_chromium()
+    source = icecast.source("edge.mp3", codec="mp3", seconds=180)
+    icecast.set_title("edge.mp3", "Icecast - One")
+    gw = gateway_factory(library=None, **{"sources.url": {"allow_hosts": [f"127.0.0.1:{icecast.port}"]}})
+    tid = (await asyncio.to_thread(register, gw.url, icecast.url("edge.mp3")))["id"]
+
+    log = ChunkErrors()
+    async with HostSite({"live": page_html(gw.url, tid, p2p=True)}) as site, async_playwright() as pw:
+        browser = await launch(pw)
+        pages, joined = [], []
+        for wait in (6, 10):
+            m = await window_of(gw.url, tid, wait + sum(c["duration"] for c in joined[-1]["chunks"]) if joined else wait)
+            joined.append(m)
+            page = log.watch(await browser.new_page())
+            await page.goto(site.url("/live"))
+            await until(page, "window.seen('playing').length > 0 && document.getElementById('p').liveInfo?.latency != null", 30)
+            pages.append(page)
+        for page, m in zip(pages, joined, strict=True):
+            first = min(e["detail"]["index"] for e in await page.evaluate("window.seen('chunk')"))
+            assert first >= m["edge"] - 4, (first, m["edge"], m["chunks"][0]["index"])
+        for page in pages:
+            await until(page, "document.getElementById('p').liveInfo.title === 'Icecast - One'", 15)
+        icecast.set_title("edge.mp3", "Icecast - Two")
+        for page in pages:
+            await until(page, "window.seen('titlechange').some((e) => e.detail.title === 'Icecast - Two')", 20)
+
+        # the source stops and comes back on the same mount
+        played = [(await p.evaluate(STATE))["t"] for p in pages]
+        source.stop()
+        await asyncio.to_thread(icecast.wait_mount, "edge.mp3", 15, up=False)
+        await asyncio.sleep(2)
+        icecast.source("edge.mp3", codec="mp3", seconds=120)
+        for page in pages:
+            await page.evaluate("window.backAt = performance.now()")
+        for page, t in zip(pages, played, strict=True):
+            await until(page, f"document.getElementById('p').currentTime > {t} + 5 && document.getElementById('p').liveInfo.state === 'live'", 40)
+        # how long after the mount was up again each played on (its first `playing` since)
+        again = [await p.evaluate("(window.seen('playing').find((e) => e.t > window.backAt)?.t ?? window.backAt) - window.backAt") / 1000
+                 for p in pages]
+        assert all(a < 10 for a in again), again
+        for page in pages:
+            await until(page, "document.getElementById('p').liveInfo.latency < 6", 15)
+            assert await page.evaluate("window.seen('error').length") == 0
+        states = [await p.evaluate(STATE) for p in pages]
+        await browser.close()
+    log.assert_clean()
+    print(f"Icecast: playing again {[round(a, 1) for a in again]} s after the mount was up again; "
+          f"latencies {[round(s['live']['latency'], 2) for s in states]}; stalls {[s['stats']['stalls'] for s in states]}")
