@@ -51,8 +51,9 @@ def test_a_neighbour_that_holds_a_chunk_is_asked_with_a_deadline_the_server_can_
     assert reqs[1].deadline == approx(T0 + 1.0 - 0.5) and reqs[2].deadline == approx(T0 + 2.0 - 0.5)
     assert t.expired(T0 + 0.4) == []
     assert [r.index for r in t.expired(T0 + 0.51)] == [FIRST + 58]
-    # the neighbour failed it: next time the server (its delay is spent)
-    assert t.next(T0 + 0.51, "me", ["nb"]) == [Fetch(FIRST + 58, SERVER)]
+    # the neighbour failed it: the server, once the peer wait is spent
+    assert t.next(T0 + 0.6, "me", ["nb"]) == []
+    assert t.next(T0 + 0.71, "me", ["nb"]) == [Fetch(FIRST + 58, SERVER)]
 
 
 def test_a_new_chunk_the_listener_is_not_elected_for_waits_for_a_peer_then_the_server() -> None:
