@@ -25,7 +25,7 @@ are pure functions of what the caller knows, with no clock of their own
   ``max(JUMP_FACTOR * target, target + JUMP_MARGIN)`` jump so as to be
   ``target`` behind again (``Jump(to=target)``): catching up at 3 % would
   take minutes. While ``recovering`` (the caller's: for ``RECOVER_SECONDS``
-  after playback started, or resumed from a stall) it jumps as soon as it is more than
+  after playback resumed from a stall) it jumps as soon as it is more than
   ``PACE_TOLERANCE`` further behind than ``target``: a source that comes back
   often sends what it held meanwhile in one burst, which would leave every
   listener that many seconds further behind; the stall was a gap already, so
@@ -131,8 +131,9 @@ def start_index(entries: Sequence[Mapping[str, object]], behind_seconds: float) 
 
 def pace_action(distance: float, target: float, recovering: bool = False) -> PaceAction:
     """What the player does to stay ``target`` seconds behind the edge's end,
-    being ``distance`` behind it now; ``recovering``: it started, or resumed
-    from a stall, less than ``RECOVER_SECONDS`` ago."""
+    being ``distance`` behind it now; ``recovering``: it resumed from a stall
+    less than ``RECOVER_SECONDS`` ago (not at the start: a jump there would skip
+    what the listener has just begun to hear)."""
     if distance > max(JUMP_FACTOR * target, target + JUMP_MARGIN) or (
         recovering and distance > target + PACE_TOLERANCE
     ):
