@@ -8,8 +8,10 @@ the same run:
    vs the same swarm spread over the three nodes (goal: within 2 points);
 2. **signal relay**: p50/p99 of a ``signal`` from one peer to another, both
    on one node vs on two nodes (through Redis pub/sub);
-3. **cached chunk requests/s** through the shipped deploy/nginx/ztream.conf
-   vs nginx serving the same bytes as a static file (``wrk``; goal >= 0.8x);
+3. **the edge** (bench/edge.py): a cached chunk through the shipped
+   deploy/nginx/ztream.conf vs nginx serving the same bytes as a static file,
+   requests/s and nginx's CPU per request (goal >= 0.8x), and the requests a
+   cold chunk asked for by 30 listeners at once makes to the nodes (goal 1);
 4. **workers**: cached chunk requests/s of ``ztream serve --workers 2`` vs
    one process (``wrk``; goal >= 1.7x on 2 cores).
 
@@ -25,8 +27,6 @@ import asyncio
 import json
 import logging
 import os
-import re
-import resource
 import shutil
 import socket
 import statistics
@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import free_port, terminate
+from bench.edge import static_locations
+from bench.harness import TICK, cpu_seconds, free_port, terminate, tree_pids, wrk_measured
 
 __all__ = ["RedisServer", "RedisSetup", "NginxEdge", "main"]
 
@@ -185,17 +186,24 @@ class NginxEdge:
             elif line.strip().startswith("listen ") and "EDIT" in line:
                 lines.append(f"    listen 127.0.0.1:{self.port};\n")
                 if static is not None:
-                    lines.append(f"    location /static/ {{ alias {static}/; }}\n")
+                    lines.append(static_locations(static))
             else:
                 lines.append(line.replace("/var/cache/nginx/ztream", str(self.dir / "cache")))
         (self.dir / "ztream.conf").write_text("".join(lines))
         user = "user root root;\n" if os.geteuid() == 0 else ""
         d = self.dir
-        log = f"access_log {d}/access.log;" if access_log else "access_log off;"
+        # With access_log off, only the requests nginx passed to a node are logged
+        # (bench/edge.py counts them), so the log costs the measured hits nothing.
+        log = (f"access_log {d}/access.log;" if access_log
+               else f"access_log {d}/upstream.log ztream_edge if=$ztream_upstream_used;")
         (d / "nginx.conf").write_text(
             f"{user}worker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
             "events { worker_connections 4096; }\n"
-            f"http {{\n {log}\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n"
+            # Debian's stock http block: sendfile, tcp_nopush; the shipped config goes inside it.
+            "http {\n sendfile on;\n tcp_nopush on;\n"
+            ' log_format ztream_edge "$uri $status $upstream_cache_status $upstream_addr";\n'
+            " map $upstream_addr $ztream_upstream_used { '' 0; default 1; }\n"
+            f" {log}\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n"
             f" fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n"
             f" include {d}/ztream.conf;\n}}\n"
         )
@@ -228,55 +236,14 @@ class NginxEdge:
 
 
 def _wrk(url: str, seconds: int, conns: int, threads: int = 2) -> float:
-    return _wrk_measured(url, seconds, conns, threads)[0]
-
-
-def _wrk_measured(url: str, seconds: int, conns: int, threads: int = 2) -> tuple[float, float]:
-    """(requests/s, CPU seconds wrk itself used): wrk shares the cores with what it measures."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    if match is None:
-        raise RuntimeError(f"wrk printed no rate: {out}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return float(match.group(1)), cpu
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _tree_pids(pid: int) -> list[int]:
-    """``pid`` and its descendants (``--workers``: the parent and its worker processes)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                todo.extend(int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split())
-        except OSError:
-            continue
-    return out
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
+    return wrk_measured(url, seconds, conns, threads)[0]
 
 
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat: other load shows here."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
-    return (sum(values) - idle) / _TICK, sum(values) / _TICK
+    return (sum(values) - idle) / TICK, sum(values) / TICK
 
 
 def _worker_share(redis_url: str) -> dict[str, float]:
@@ -325,13 +292,13 @@ def measure_workers(work: Path, up_port: int, track_url: str, redis_url: str,
             for _ in range(8):  # every worker has it cached (pulled once, then local)
                 get(chunk_url)
             _wrk(chunk_url, 2, conns, threads)  # warm-up
-            pids = _tree_pids(proc.p.pid)
+            pids = tree_pids(proc.p.pid)
             shares_before = _worker_share(redis_url)
-            gw_before, (busy_before, total_before) = _cpu_seconds(pids), _machine_busy()
+            gw_before, (busy_before, total_before) = cpu_seconds(pids), _machine_busy()
             redis_before = _redis_commands(redis_url)
-            rps, wrk_cpu = _wrk_measured(chunk_url, seconds, conns, threads)
+            rps, wrk_cpu = wrk_measured(chunk_url, seconds, conns, threads)
             redis_per_s = (_redis_commands(redis_url) - redis_before) / seconds
-            gw_cpu = _cpu_seconds(pids) - gw_before
+            gw_cpu = cpu_seconds(pids) - gw_before
             busy_after, total_after = _machine_busy()
             shares = {k: v - shares_before.get(k, 0.0) for k, v in _worker_share(redis_url).items()}
             # Our own counter is one of these; the rest is other processes (here: the other helpers' load).
@@ -433,6 +400,28 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _edge(work: Path, node_url: str, node_ports: list[int], track: str, manifest: dict[str, Any],
+          args: argparse.Namespace, servers: list[Any]) -> dict[str, float]:
+    from bench.edge import measure_misses, measure_rates, print_edge
+    from bench.harness import get
+
+    index = min(5, len(manifest["chunks"]) - 1)
+    chunk = get(f"{node_url}/v1/tracks/{track}/chunks/{index}")
+    (work / "static").mkdir(exist_ok=True)
+    (work / "static" / "chunk.webm").write_bytes(chunk)
+    edge = NginxEdge(work, node_ports, static=work / "static", workers=1, access_log=False)
+    edge.start()
+    servers.append(edge)
+    assert edge.proc is not None
+    cached = f"/v1/tracks/{track}/chunks/{index}"
+    get(edge.url + cached)
+    workers = [p for p in tree_pids(edge.proc.pid) if p != edge.proc.pid]
+    rates = measure_rates(edge.url, cached, workers, seconds=args.seconds, rounds=args.edge_rounds)
+    cold = [f"/v1/tracks/{track}/chunks/{i}" for i in range(len(manifest["chunks"])) if i != index][:10]
+    misses = measure_misses(edge.url, edge.dir / "upstream.log", cold, listeners=30)
+    return print_edge(rates, misses, len(chunk), args.edge_rounds, args.seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ztream bench cluster")
     parser.add_argument("--peers", type=int, default=12)
@@ -442,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", type=int, default=200)
     parser.add_argument("--skip-swarm", action="store_true", help="leave out the aiortc swarm (the slowest part)")
     parser.add_argument("--only-workers", action="store_true", help="only --workers 2 vs one process")
+    parser.add_argument("--only-edge", action="store_true", help="only the nginx edge (one node, no Redis needed)")
+    parser.add_argument("--edge-rounds", type=int, default=5, help="interleaved wrk rounds per edge variant")
     parser.add_argument("--wrk-threads", type=int, default=1,
                         help="wrk threads for the workers part (1: wrk takes as little of the 2 cores as it can)")
     parser.add_argument("--wrk-connections", type=int, default=32)
@@ -469,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = RedisServer(work)
         redis_server.start()
         servers.append(redis_server)
+        if args.only_edge:
+            proc, url, port = _node(work, "n1", up_port, "")
+            procs.append(proc)
+            track = _register(url, track_url)
+            print(json.dumps(_edge(work, url, [port], track, _complete(url, track), args, servers)))
+            return 0
         if args.only_workers:
             results = measure_workers(work, up_port, track_url, redis_server.url, args.seconds,
                                       args.wrk_connections, args.wrk_threads)
@@ -510,23 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(difference {abs(one['offload'] - spread['offload']) * 100:.1f} points, goal <= 2)", flush=True)
 
         # 3. nginx: cached chunk through the shipped config vs the same bytes as a static file
-        index = min(5, len(manifest["chunks"]) - 1)
-        from bench.harness import get
-
-        chunk = get(f"{urls[0]}/v1/tracks/{track}/chunks/{index}")
-        (work / "static").mkdir()
-        (work / "static" / "chunk.webm").write_bytes(chunk)
-        edge = NginxEdge(work, [p for _, _, p in nodes], static=work / "static", workers=1, access_log=False)
-        edge.start()
-        servers.append(edge)
-        cached_url = f"{edge.url}/v1/tracks/{track}/chunks/{index}"
-        get(cached_url)
-        get(cached_url)
-        static_rps = _wrk(f"{edge.url}/static/chunk.webm", args.seconds, 32)
-        cached_rps = _wrk(cached_url, args.seconds, 32)
-        print(f"cached chunk via nginx    {cached_rps:9.0f} req/s   static file {static_rps:9.0f} req/s   "
-              f"ratio {cached_rps / static_rps:.2f} (goal >= 0.8; {len(chunk)} B, nginx 1 worker, wrk -c32)",
-              flush=True)
+        edge_figures = _edge(work, urls[0], [p for _, _, p in nodes], track, manifest, args, servers)
 
         # 4. --workers 2 vs 1 (the cluster nodes stopped first: the cores are the workers')
         for p, _, _ in nodes:
@@ -536,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         print_workers(results, args.wrk_connections, args.wrk_threads)
         rates = {w: r["rps"] for w, r in results.items()}
         print(json.dumps({"relay_p50_ms_one": _pct(same, .5) * 1000, "relay_p50_ms_two": _pct(across, .5) * 1000,
-                          "relay_p99_ms_two": _pct(across, .99) * 1000, "nginx_ratio": cached_rps / static_rps,
+                          "relay_p99_ms_two": _pct(across, .99) * 1000, **edge_figures,
                           "workers_ratio": rates[2] / rates[1],
                           "relay_mean_ms_two": statistics.mean(across) * 1000}))
         return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -26,6 +28,10 @@ from gateway.media.catalog import track_id_for
 from transcode.ffmpeg import find_ffmpeg
 
 __all__ = [
+    "TICK",
+    "cpu_seconds",
+    "tree_pids",
+    "wrk_measured",
     "LOOPBACK_ZTREAM", "ROOT", "UPSTREAM_SERVER", "ZTREAM", "GatewayProcess", "MissingTool", "Proc", "base_config",
     "ffmpeg_bin", "free_port", "get", "make_audio", "restrict_ice_to_loopback", "start_gateway", "terminate", "to_toml", "wait_http",
     "workspace",
@@ -262,3 +268,47 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# -- measuring processes under load ------------------------------------------------------
+
+
+def wrk_measured(url: str, seconds: int, conns: int, threads: int = 2) -> tuple[float, float]:
+    """(requests/s, CPU seconds wrk itself used): wrk shares the cores with what it measures."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    match = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no rate: {out}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(match.group(1)), cpu
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (``--workers``: the parent and its worker processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo.extend(int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK

@@ -79,9 +79,9 @@ def open_fds(pid: int) -> int:
 
 
 def _tree(pid: int) -> list[int]:
-    from bench.cluster import _tree_pids
+    from bench.harness import tree_pids
 
-    return _tree_pids(pid)
+    return tree_pids(pid)
 
 
 def tree_rss(pid: int) -> int:
@@ -362,9 +362,9 @@ async def announce_load(url: str, peers: int, rate: float, seconds: float, track
 
 
 def _cpu(pid: int) -> float:
-    from bench.cluster import _cpu_seconds
+    from bench.harness import cpu_seconds
 
-    return _cpu_seconds(_tree(pid))
+    return cpu_seconds(_tree(pid))
 
 
 def _gauge_sum(url: str, redis_url: str) -> int:

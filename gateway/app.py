@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from transcode.ffmpeg import Rendition, find_ffmpeg, make_rendition
+from transcode.ffmpeg import Rendition, find_ffmpeg, make_live_rendition, make_rendition
 
 from .admin import LIVE_CONFIG, LiveConfig, setup_admin
 from .cluster import CLUSTER, Cluster, ClusterTracker, node_id, setup_cluster
@@ -49,6 +49,8 @@ from .http.extras import routes as extras_routes
 from .http.listing import LISTING, Listing
 from .http.pages import setup_pages
 from .http.registration import REGISTRATIONS, RegistrationLimiter
+from .live import LIVE, LiveService
+from .live.stations import register_stations
 from .media import CATALOG, MEDIA, RENDITIONS, STORE
 from .media.catalog import TrackCatalog
 from .media.events import EventsHook
@@ -141,6 +143,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             binary, bitrate=config.transcode.bitrate, chunk_seconds=config.transcode.chunk_seconds, kind=name))
 
     renditions = Renditions(media, other_rendition)
+    live_default = await loop.run_in_executor(None, lambda: make_live_rendition(
+        binary, bitrate=config.transcode.bitrate, chunk_seconds=config.live.chunk_seconds))
+
+    def live_rendition(name: str) -> Rendition:
+        # Files' argv with the live chunk length and short probing: the same encoder, a shorter cut.
+        if name == live_default.name:
+            return live_default
+        return make_live_rendition(binary, bitrate=config.transcode.bitrate,
+                                   chunk_seconds=config.live.chunk_seconds, kind=name)
+
+    live = LiveService(config=config.live, renditions=live_rendition, sources=lambda: media.sources,
+                       metrics=metrics, slot_limits=slot_limits)
+    app[LIVE] = live
+    stations = register_stations(catalog, config.live)
     app[STORE] = store
     app[CATALOG] = catalog
     app[FETCHER] = sources.fetcher
@@ -153,12 +169,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         fetch_sources=fetch_sources, demo_dir=demo_dir,
     )
     log.info("ffmpeg %s (%s), rendition %s", binary, rendition.version, rendition.id)
+    for declared, track in zip(config.live.stations, stations, strict=True):
+        live.declare(track, always=declared.mode == "always")
     # Everything built so far lives as long as the app: keep it out of the
     # garbage collector's full passes, which otherwise tax every request.
     gc.freeze()
     try:
         yield
     finally:
+        await live.close()
         await renditions.close()
         if ownership is not None:
             await ownership.close()  # its HTTP session, once no flight pulls through it
@@ -232,6 +251,8 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
 
 async def _stop_work(app: web.Application) -> None:
     """First step of shutdown: no transcode (ffmpeg) and no /stream answer outlives it."""
+    if LIVE in app:
+        await app[LIVE].close()
     if RENDITIONS in app:
         await app[RENDITIONS].close()
     elif MEDIA in app:

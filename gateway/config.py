@@ -18,7 +18,7 @@ import ipaddress
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -257,6 +257,43 @@ class P2PConfig(_Section):
         return value
 
 
+class LiveStationConfig(_Section):
+    """A station declared by the operator (docs/live.md): registered at start-up as a live track."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    url: Annotated[StrictStr, AfterValidator(_http_url)]
+    # "always": ingest from start-up, listeners or not; "on-demand": with the first listener.
+    mode: Literal["always", "on-demand"] = "on-demand"
+
+
+class LiveConfig(_Section):
+    # Chunk length of live renditions: short, for latency at the edge.
+    chunk_seconds: Annotated[float, Field(strict=True, ge=0.5, le=10)] = 1.0
+    # The manifest's sliding window; older chunks are dropped (410 gone).
+    window_seconds: Annotated[float, Field(strict=True, ge=5, le=3600)] = 60.0
+    # An ingest stops this long after the last listener's request.
+    idle_seconds: Seconds = 30.0
+    # How far behind the newest chunk's end a player starts (told in the manifest).
+    start_behind_seconds: Annotated[float, Field(strict=True, ge=0, le=60)] = 3.0
+    # Live ingests running at once; more are refused (503).
+    max_stations: Annotated[StrictInt, Field(ge=1, le=1000)] = 16
+    # The longest wait between two attempts to reopen a dropped upstream.
+    reconnect_max_seconds: Seconds = 10.0
+    stations: tuple[LiveStationConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _window_holds_chunks(self) -> LiveConfig:
+        if self.window_seconds < 3 * self.chunk_seconds:
+            raise ValueError("window_seconds must hold at least 3 chunks (3 x chunk_seconds)")
+        if self.start_behind_seconds >= self.window_seconds:
+            raise ValueError("start_behind_seconds must be under window_seconds")
+        if len(self.stations) > self.max_stations:
+            raise ValueError(f"{len(self.stations)} stations declared, max_stations is {self.max_stations}")
+        if len({station.url for station in self.stations}) != len(self.stations):
+            raise ValueError("two stations have the same url")
+        return self
+
+
 class AdminConfig(_Section):
     token: Annotated[StrictStr, Field(repr=False)] = ""
 
@@ -288,6 +325,7 @@ class Config(_Section):
     p2p: P2PConfig = P2PConfig()
     admin: AdminConfig = AdminConfig()
     cluster: ClusterConfig = ClusterConfig()
+    live: LiveConfig = LiveConfig()
 
     @property
     def public_url(self) -> str:
@@ -319,6 +357,7 @@ class _Document(_Section):
     p2p: P2PConfig = P2PConfig()
     admin: AdminConfig = AdminConfig()
     cluster: ClusterConfig = ClusterConfig()
+    live: LiveConfig = LiveConfig()
 
 
 # Keys whose values are never shown: not in errors, logs or admin answers.
@@ -335,6 +374,7 @@ _TABLES = {
     "p2p": "p2p",
     "admin": "admin",
     "cluster": "cluster",
+    "live": "live",
 }
 
 
@@ -410,6 +450,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         p2p=doc.p2p,
         admin=doc.admin,
         cluster=doc.cluster,
+        live=doc.live,
     )
 
 

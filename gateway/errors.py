@@ -134,6 +134,13 @@ class NotFound(ZtreamError):
     code = "not_found"
 
 
+class Gone(ZtreamError):
+    """410: a live chunk or init segment that has left the window; it will never be served again."""
+
+    status = 410
+    code = "gone"
+
+
 class TooLarge(ZtreamError):
     status = 413
     code = "upstream_too_large"

@@ -105,6 +105,27 @@ class Metrics:
         self.redis_outages = Counter(
             "ztream_redis_outages", "Times this cluster node lost Redis and carried on alone", registry=r
         )
+        # Live radio (docs/live.md).
+        self.live_listeners = Gauge(
+            "ztream_live_listeners",
+            "Client groups that requested a live station in the last 10 s (station: its track id)",
+            ["station"], registry=r,
+        )
+        self.live_ingests = Gauge("ztream_live_ingests", "Live ingests running now, by state", ["state"], registry=r)
+        self.live_reconnects = Counter(
+            "ztream_live_reconnects", "Times a live ingest lost its upstream and started reconnecting", registry=r
+        )
+        self.live_latency_seconds = Histogram(
+            "ztream_live_latency_seconds",
+            "Distance from a live chunk's arrival from the upstream to its playback, as reported by players",
+            buckets=(0.5, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 60),
+            registry=r,
+        )
+        self.live_server_bytes = Counter(
+            "ztream_live_server_bytes",
+            "The part of ztream_server_bytes that was live tracks' init segments, chunks and streams",
+            registry=r,
+        )
         # Touch every fixed label value so the series exist from the start and
         # rate() has a zero to start from.
         # Labelled children looked up once: .labels() costs a lock and a dict
@@ -116,6 +137,8 @@ class Metrics:
             self.peer_bytes.labels(name)
         for result in ("ok", "error"):
             self.transcodes.labels(result)
+        for state in ("starting", "live", "reconnecting"):
+            self.live_ingests.labels(state)
         for result in ("ok", "ignored", "rate_limited", "malformed"):
             self.stun_requests.labels(result)
         for local in ("host", "srflx", "prflx", "relay"):

@@ -5,8 +5,10 @@ first track it lists) or a track's address on it (``.../v1/tracks/ID``,
 ``.../embed/ID``). The peer plays the track against a virtual clock (real
 time, or ``--speed`` times faster), seeds what it holds while it plays and,
 by default, afterwards until interrupted (``--linger S`` to leave S seconds
-after the end). It prints a line of progress every few seconds and a report
-at the end (one JSON line with ``--json``).
+after the end). A live track (docs/live.md) it follows at the edge, in real
+time, until interrupted or for ``--live-seconds``. It prints a line of
+progress every few seconds and a report at the end (one JSON line with
+``--json``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ async def _progress(node: PeerNode, every: float) -> None:
         await asyncio.sleep(every)
         r = node.report
         p = node.playing.playback
-        print(f"[{node.peer_id[:8]}] {p.state.value:8} {p.position:7.1f} s   server {r.chunks_server:4d} "
+        state, where = p.state.value, f"{p.position:7.1f} s"
+        if node.live is not None:  # a live track: its state and latency instead of a position
+            latency = node.live.latency
+            state, where = node.live.state.value, "live " + ("   -  " if latency is None else f"{latency:4.1f} s")
+        print(f"[{node.peer_id[:8]}] {state:8} {where}   server {r.chunks_server:4d} "
               f"peers {r.chunks_peer:4d} cache {r.chunks_cache:4d}   up {r.p2p_up_bytes / 1000:8.0f} KB   "
               f"neighbours {sum(1 for n in node.neighbours.values() if n.open)}   stalls {r.stalls}",
               flush=True)
@@ -87,6 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not play: seed the cached chunks (fetching the rest from the server once)")
     parser.add_argument("--linger", type=float, default=None,
                         help="seconds to keep seeding after the end (default: until interrupted)")
+    parser.add_argument("--live-seconds", type=float, default=None,
+                        help="a live track: seconds to listen (default: until interrupted)")
     parser.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines (0: none)")
     parser.add_argument("--json", action="store_true", help="print the final report as one JSON line")
 
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ztream peer: {exc}", file=sys.stderr)
         return 2
     options = PeerOptions(speed=args.speed, cache_dir=args.cache, seed_only=args.seed_only, linger=args.linger,
-                          name="peer")
+                          name="peer", live_seconds=args.live_seconds)
     node = PeerNode(base, track, clock=VirtualClock(args.speed), options=options)
     try:
         report = asyncio.run(_run(node, args.progress))

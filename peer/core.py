@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal, TypeGuard
 
 from protocol.codec import parse_signal_data, signal_data
+from protocol.limits import MAX_LIVE_LATENCY_SECONDS as MAX_LIVE_LATENCY
 from protocol.limits import MAX_SOURCES
 from protocol.messages import (
     Description,
@@ -278,11 +279,21 @@ def to_ranges(indices: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def expand_ranges(ranges: Iterable[Sequence[int]], limit: int) -> list[int]:
-    """Every index of inclusive ranges, bounded to [0, limit), ascending and once
-    each: overlapping ranges (a hostile HAVE) cost no more than ``limit``."""
+def _live_latency(value: object) -> float | None:
+    """A live track's latency now (``totals["liveLatency"]``) as a report says it:
+    to the millisecond, within what the gateway accepts (a larger value would have
+    the whole report refused); None when not live."""
+    if not _finite(value) or value < 0:
+        return None
+    return min(round(value * 1000) / 1000, MAX_LIVE_LATENCY)
+
+
+def expand_ranges(ranges: Iterable[Sequence[int]], limit: int, floor: int = 0) -> list[int]:
+    """Every index of inclusive ranges, bounded to [floor, limit), ascending and once
+    each: overlapping ranges (a hostile HAVE) cost no more than ``limit - floor``
+    (a live window's indices are large, its span small)."""
     out: list[int] = []
-    nxt = 0  # first index not yet listed
+    nxt = floor  # first index not yet listed
     for first, last in sorted((r for r in ranges if r[0] < limit), key=lambda r: r[0]):
         end = min(last, limit - 1)
         out.extend(range(max(first, nxt), end + 1))
@@ -315,6 +326,7 @@ class _Session:
     max_index: int
     complete: bool
     held: dict[int, None]  # insertion-ordered set
+    min_index: int = 0  # the manifest's oldest chunk: a live window's floor
     added: dict[int, None] = field(default_factory=dict)  # held since the last tracker announcement
     full_have: bool = True  # announce the whole holding (replace) next
     wire_dirty: bool = False  # neighbours need a new HAVE
@@ -550,6 +562,7 @@ class P2PCore:
             rendition=rendition,
             chunks=chunk_set,
             max_index=_max_of(chunk_set),
+            min_index=min(chunk_set, default=0),
             complete=bool(complete),
             held=dict.fromkeys(held),
             started_at=now,
@@ -571,6 +584,7 @@ class P2PCore:
         grew = top > s.max_index
         s.chunks = chunk_set
         s.max_index = max(s.max_index, top)
+        s.min_index = min(chunk_set, default=0)
         s.complete = bool(complete)
         if grew:
             # neighbours' announcements are clamped to what the manifest lists: re-read them
@@ -773,7 +787,7 @@ class P2PCore:
 
     # ---- time -------------------------------------------------------------------
 
-    def tick(self, now: float, totals: Mapping[str, int] | None = None) -> list[Effect]:
+    def tick(self, now: float, totals: Mapping[str, float] | None = None) -> list[Effect]:
         """Periodic work: tracker and neighbour announcements, wants, connection
         timeouts, slot and stats reports, keepalive. ``totals``: the player's
         cumulative counters ``{httpBytes, peerBytes, stalls}``."""
@@ -832,7 +846,7 @@ class P2PCore:
                 until = max(until, nb.since + st.connect_timeout)
         return until if until > now else -math.inf
 
-    def flush_stats(self, now: float, totals: Mapping[str, int] | None = None) -> list[Effect]:
+    def flush_stats(self, now: float, totals: Mapping[str, float] | None = None) -> list[Effect]:
         """Report the counts not yet reported now, whatever the interval (the peer goes away)."""
         out: list[Effect] = []
         if self.connected:
@@ -896,7 +910,8 @@ class P2PCore:
 
     def _peer_have_effect(self, nb: _Neighbour) -> PeerHave:
         limit = (self.session.max_index + 1 if self.session is not None else 0) + self.settings.live_slack
-        return PeerHave(nb.id, tuple(expand_ranges(nb.ranges or [], limit)))
+        floor = self.session.min_index if self.session is not None else 0  # a live window's oldest chunk
+        return PeerHave(nb.id, tuple(expand_ranges(nb.ranges or [], limit, floor)))
 
     def _have_frame(self) -> bytes:
         held = self.session.held if self.session is not None else {}
@@ -1252,7 +1267,7 @@ class P2PCore:
         nb.serving_cancelled = False
         out.append(Serve(nb.id, nb.serving))
 
-    def _maybe_stats(self, out: list[Effect], now: float, totals: Mapping[str, int], force: bool = False) -> None:
+    def _maybe_stats(self, out: list[Effect], now: float, totals: Mapping[str, float], force: bool = False) -> None:
         due = now - self._stats_at >= self.stats_interval
         urgent = self.urgent_stats and now - self._stats_at >= self.settings.urgent_stats_gap
         if not due and not urgent and not force:
@@ -1289,5 +1304,6 @@ class P2PCore:
             startup_seconds=startup,
             verify_failures=delta["failures"],
             sources=tuple((peer, clamp(n)) for peer, n in named),
+            live_latency_seconds=_live_latency(totals.get("liveLatency")),
         )
         self._send_control(out, msg, now)

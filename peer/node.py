@@ -60,6 +60,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -108,6 +109,8 @@ from .core import (
     Serve,
 )
 from .faults import NO_FAULTS, Faults
+from .live_track import SERVER as LIVE_SERVER
+from .live_track import Fetch, LiveSettings, LiveState, LiveTrack
 from .manifest import Manifest
 from .playback import State
 from .player import Track, sha256
@@ -122,10 +125,13 @@ log = logging.getLogger("ztream.peer")
 MANIFEST_REFRESH = 1.0  # real seconds between re-reads of a live manifest
 HOUSEKEEPING = 0.05  # real seconds between two runs of the core's tick
 MAX_TICK = 0.05  # real seconds the play loop sleeps at most
+LIVE_SAMPLE = 0.5  # real seconds between two latency samples of a live track
+LIVE_TICK = 0.1  # real seconds the live play loop sleeps at most
 HTTP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 BAN_GRACE = 1.0  # real seconds between banning a neighbour and closing its connection
 NOTICE_GRACE = 0.5  # real seconds a connection left for another track stays up, so that the notice arrives
+MANIFEST_SOON = 0.2  # real seconds between a live manifest re-read and one that a neighbour's HAVE asks for
 STATS_RETRY = 2.1  # real seconds before a refused last report is sent again (the bucket refills one per 2 s)
 
 
@@ -159,6 +165,8 @@ class PeerOptions:
     name: str = ""
     # The tracks played after the first one, in order (a playlist).
     playlist: tuple[str, ...] = ()
+    # A live track: real seconds to listen before leaving; None: until ``stop()``.
+    live_seconds: float | None = None
 
 
 class PeerNode:
@@ -210,6 +218,8 @@ class PeerNode:
         self._stalls_before = 0  # stalls of the tracks already played
         self._stalled_before = 0.0
         self._switching = False  # starting the next playlist track
+        self.live: LiveTrack | None = None  # the track playing is live (its manifest says so)
+        self._manifest_soon = False  # a neighbour announced a chunk past our manifest's edge
         loopback = self.options.loopback_only
         self.loopback = is_loopback_url(self.gateway) if loopback is None else loopback
 
@@ -291,8 +301,9 @@ class PeerNode:
 
     def _start_session(self) -> None:
         self._in_session = True
+        chunks = self.live.wanted() if self.live is not None else self.playing.hashes
         self._apply(self.core.start_session(
-            self.playing.id, self.playing.rendition, self.playing.hashes, self.clock.real(),
+            self.playing.id, self.playing.rendition, chunks, self.clock.real(),
             complete=self.playing.complete, held=sorted(self.playing.chunks),
         ))
 
@@ -312,6 +323,14 @@ class PeerNode:
             return
         self.report.rendition = t.rendition
         self.report.total_chunks = len(manifest["chunks"])  # of the track playing
+        if manifest.get("live") and self.live is None and self.position == 0:
+            self.live = LiveTrack(LiveSettings(request_slots=self.core.settings.request_slots))
+        if self.live is not None:
+            self.live.manifest(manifest, time.time())
+            self.report.live = True
+            if self._in_session:
+                self._apply(self.core.update_manifest(self.live.wanted(), self.clock.real()))
+            return
         if self._in_session:
             self._apply(self.core.update_manifest(t.hashes, self.clock.real(), complete=t.complete))
 
@@ -331,10 +350,22 @@ class PeerNode:
             elif isinstance(e, Reject):
                 if e.reason == "choked":
                     self.report.chokes_received += 1
+                if self.live is not None:
+                    if e.reason == "choked":
+                        self.live.choked(e.index, e.peer, time.time())
+                    else:
+                        self.live.failed(e.index, e.peer, time.time())
+                    self._wake.set()
+                    continue
                 req = self.playing.sched.inflight.get(e.index)
                 if req is not None and req.source == e.peer:
                     self.playing.sched.failed(e.index, self.clock.now())
                     self._wake.set()
+            elif isinstance(e, PeerHave) and self.live is not None:
+                self._live_peer_have(e.peer, e.have)
+            elif isinstance(e, PeerGone) and self.live is not None:
+                self.live.peer_gone(e.peer)
+                self._wake.set()
             elif isinstance(e, PeerHave):
                 if not self.leaving:
                     self.playing.sched.set_peer(e.peer, e.have, self.core.settings.request_slots)
@@ -361,9 +392,12 @@ class PeerNode:
                     grace = BAN_GRACE if e.peer in self.core.banned else NOTICE_GRACE if self._switching else 0.0
                     self._close(nb, "closed by the core", grace=grace)
 
-    def _totals(self) -> dict[str, int]:
+    def _totals(self) -> dict[str, float]:
         r = self.report
-        return {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes, "stalls": r.stalls}
+        totals: dict[str, float] = {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes, "stalls": r.stalls}
+        if self.live is not None and self.live.latency is not None:
+            totals["liveLatency"] = self.live.latency  # a value, not a count
+        return totals
 
     def _send_frame(self, peer: str, frame: bytes) -> None:
         nb = self.neighbours.get(peer)
@@ -399,6 +433,9 @@ class PeerNode:
     # ---- playing -----------------------------------------------------------
 
     async def _play(self) -> None:
+        if self.live is not None:
+            await self._play_live()
+            return
         if self.playing.init is None:
             self._spawn(self._fetch_init())
         self.playing.sched.seek(0.0)
@@ -431,6 +468,134 @@ class PeerNode:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
+
+    # ---- a live track ------------------------------------------------------
+
+    async def _play_live(self) -> None:
+        """Listen at the edge (``peer.live_track``) for ``live_seconds``, or until stopped."""
+        lt = self.live
+        assert lt is not None
+        if self.clock.speed != 1:
+            raise PeerError("a live track plays in real time: speed 1")
+        if self.playing.init is None:
+            self._spawn(self._fetch_init())
+        started = self.clock.real()
+        sampled = evicted = 0.0
+        while not self._stopped.is_set():
+            real = self.clock.real()
+            if self.options.live_seconds is not None and real - started >= self.options.live_seconds:
+                break
+            now = time.time()
+            lt.ready = self.playing.init is not None
+            state = lt.advance(now)
+            if self.report.startup_seconds is None and lt.started_at is not None:
+                self.report.startup_seconds = real - self._play_started
+                self.report.track_startups.append(self.report.startup_seconds)
+                self.core.note_startup(self.report.startup_seconds)
+            self.report.stalls = lt.stalls
+            self.report.stalled_seconds = lt.stalled_seconds
+            self.report.live_jumps = lt.jumps
+            self.report.live_skipped = lt.skipped
+            if state is LiveState.PLAYING and lt.latency is not None and real - sampled >= LIVE_SAMPLE:
+                sampled = real
+                source = lt.playing_from()
+                self.report.live_samples.append(
+                    (round(now, 3), round(lt.latency, 3), "server" if source == LIVE_SERVER else "peer"))
+            played = 0.0 if lt.started_at is None else now - lt.started_at
+            if self.faults.leaves(self.position, played):
+                await self._leave()
+                return
+            for req in lt.expired(now):
+                self._expire(req)
+            neighbours = [p for p, nb in self.neighbours.items() if nb.open and not nb.closed]
+            for req in lt.next(now, self.peer_id, neighbours):
+                self._dispatch_live(req)
+            if real - evicted >= 1.0:
+                evicted = real
+                for index in lt.evictable():
+                    lt.drop(index)
+                    self.playing.chunks.pop(index, None)
+                    self.playing.hashes.pop(index, None)
+                    self._apply(self.core.chunk_dropped(index))
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                # Woken by every arrival, HAVE and failure; the tick only moves the playhead.
+                await asyncio.wait_for(self._wake.wait(), LIVE_TICK)
+        self.report.played_to_end = True  # a live track has no end: listened as long as asked
+
+    def _live_peer_have(self, peer: str, have: Sequence[int]) -> None:
+        lt = self.live
+        assert lt is not None
+        if self.leaving:
+            return
+        lt.peer_holds(peer, have)
+        if lt.edge is not None and have and have[-1] > lt.edge:
+            # the neighbour has a chunk our manifest does not list yet: it exists,
+            # and we re-read the manifest soon to check it against its hash
+            now = time.time()
+            for index in have:
+                if index > lt.edge:
+                    lt.heard(index, now)
+            self._manifest_soon = True
+        self._wake.set()
+
+    def _dispatch_live(self, req: Fetch) -> None:
+        lt = self.live
+        assert lt is not None
+        if req.source == LIVE_SERVER:
+            self._spawn(self._fetch_live_chunk(req))
+            return
+        effects = self.core.request(req.source, req.index, self.clock.real())
+        if effects is None:  # not an open neighbour (any more), or asked already
+            lt.failed(req.index, req.source, time.time())
+            return
+        self._apply(effects)
+
+    async def _fetch_live_chunk(self, req: Fetch) -> None:
+        assert self._session is not None and self.live is not None
+        url = f"{self.gateway}/v1/tracks/{self.playing.id}/chunks/{req.index}"
+        data: bytes | None = None
+        etag = ""
+        began = time.time()
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
+                if r.status == 200:
+                    data = await r.read()
+                    etag = r.headers.get("ETag", "").strip('"')
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.info("%s: live chunk %d from the server: %s", self.options.name, req.index, exc)
+        lt = self.live
+        if lt is None or lt.inflight.get(req.index) is not req:
+            return
+        if data is not None:
+            self.report.http_down_bytes += len(data)
+            # The chunk after the edge is not in our manifest yet: the server's ETag is its SHA-256.
+            expected = lt.hash_of(req.index) or etag
+            if sha256(data) == expected:
+                self.playing.hashes[req.index] = expected
+                self._deliver_live(req.index, data, LIVE_SERVER, None if req.ahead else time.time() - began)
+                if req.ahead:
+                    self._manifest_soon = True
+                return
+            log.warning("%s: live chunk %d from the server does not match its hash", self.options.name, req.index)
+        lt.failed(req.index, LIVE_SERVER, time.time())
+        self._wake.set()
+
+    def _deliver_live(self, index: int, data: bytes, source: str, seconds: float | None = None) -> None:
+        lt = self.live
+        assert lt is not None
+        if index in lt.held:
+            return
+        self.playing.chunks[index] = data
+        lt.received(index, source, time.time(), seconds)
+        if source == LIVE_SERVER:
+            self.report.chunks_server += 1
+        else:
+            self.report.chunks_peer += 1
+            self.report.p2p_down_bytes += len(data)
+            self.core.delivered_by(source, len(data))
+        self._apply(self.core.chunk_added(index, self.clock.real()))
+        self._wake.set()
 
     # ---- a playlist ------------------------------------------------------
 
@@ -517,13 +682,16 @@ class PeerNode:
                 return
             self._apply(effects)
 
-    def _expire(self, req: Request) -> None:
+    def _expire(self, req: Request | Fetch) -> None:
         self.report.expired += 1
         if req.source not in (SERVER, CACHE):
             self._apply(self.core.cancel(req.source, req.index))
 
     def _deliver(self, index: int, data: bytes, source: str) -> None:
         """A verified chunk: buffer it, cache it, announce it."""
+        if self.live is not None:
+            self._deliver_live(index, data, source)
+            return
         if index in self.playing.sched.buffered:
             return
         self.playing.chunks[index] = data
@@ -646,7 +814,10 @@ class PeerNode:
                 continue
             self._apply(self.core.tick(self.clock.real(), self._totals()))
             real = self.clock.real()
-            if self.playing.manifest and not self.playing.complete and real - self._last_manifest >= MANIFEST_REFRESH:
+            refresh = self.live.chunk_seconds if self.live is not None else MANIFEST_REFRESH
+            soon = self._manifest_soon and real - self._last_manifest >= MANIFEST_SOON
+            if self.playing.manifest and not self.playing.complete and (real - self._last_manifest >= refresh or soon):
+                self._manifest_soon = False
                 self._last_manifest = real
                 self._spawn(self._refresh_manifest())
 

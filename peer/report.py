@@ -55,6 +55,12 @@ class PeerReport:
     introduced: int = 0  # introductions the server answered with the peer
     lookups: int = 0  # LOOKUPs sent to neighbours
     lookup_ahead_failures: int = 0  # next-track manifests that could not be read ahead
+    live: bool = False  # the track was live
+    # While a live track played, twice a second: (UNIX time, seconds from the upstream to
+    # the playhead, "server" or "peer": where the chunk playing came from).
+    live_samples: list[tuple[float, float, str]] = field(default_factory=list)
+    live_jumps: int = 0  # jumps back to the edge (too far behind)
+    live_skipped: int = 0  # chunks that left the window before they arrived
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -17,7 +17,9 @@ format, field by field, is docs/websocket.md.
 
 Unknown extra fields are ignored; ``track`` and ``rendition`` are 1..128
 characters of ``A-Z a-z 0-9 . _ ~ : -``; chunk indices are integers in
-``0 .. max_chunks - 1``; ranges ``[first, last]`` are inclusive.
+``0 .. MAX_INDEX`` (a u32: a live track's indices grow for as long as it is on
+the air); a list holds at most ``MAX_CHUNKS`` of them (``MAX_WANT`` in a
+``want`` or ``introduce``); ranges ``[first, last]`` are inclusive.
 
 Error codes raised here: ``bad_json`` (not JSON), ``not_an_object``,
 ``unknown_type``, ``bad_field``, ``bad_stats``. A stats report with any value
@@ -34,7 +36,10 @@ or value is ``bad_stats`` too. ``p2p_relay_down_bytes`` is the part of
 ``neighbours`` the number of open neighbour connections now (absent: not
 said); ``sources`` an object of at most ``MAX_SOURCES`` peer ids, each with
 the verified bytes received from that neighbour since the last report (its
-values counted like the byte counts; another key or value is ``bad_stats``).
+values counted like the byte counts; another key or value is ``bad_stats``);
+``live_latency_seconds`` a live listener's distance from the upstream's bytes
+to its playback (a number in ``0 .. MAX_LIVE_LATENCY_SECONDS`` or null, absent:
+not playing live).
 ``turn`` (peer → server) has no field; the server's ``turn`` carries
 ``ice_servers`` (a list of objects) and ``ttl_seconds``.
 '''
@@ -50,6 +55,8 @@ from typing import TypeGuard, TypeVar
 
 from .limits import (
     MAX_CHUNKS,
+    MAX_INDEX,
+    MAX_LIVE_LATENCY_SECONDS,
     MAX_REPORT_BYTES,
     MAX_REPORT_STALLS,
     MAX_SIGNAL_BYTES,
@@ -115,8 +122,8 @@ def _index_list(value: object, key: str, kind: str, max_len: int) -> list[int]:
     if len(value) > max_len:
         raise ProtocolError("bad_field", f"{key}: at most {max_len} entries", kind)
     for i in value:
-        if not _is_int(i) or not 0 <= i < MAX_CHUNKS:
-            raise ProtocolError("bad_field", f"{key}: chunk indices are integers in 0..{MAX_CHUNKS - 1}", kind)
+        if not _is_int(i) or not 0 <= i <= MAX_INDEX:
+            raise ProtocolError("bad_field", f"{key}: chunk indices are integers in 0..{MAX_INDEX}", kind)
     return value
 
 
@@ -201,20 +208,32 @@ def _parse_stats(body: dict[str, object]) -> Stats:
         if not 0 <= value <= limit:
             raise ProtocolError("bad_stats", f"{key}: expected 0..{limit}", "stats")
         counts[key] = value
-    startup = body.get("startup_seconds")
-    if startup is not None:
-        if not (_is_int(startup) or isinstance(startup, float)):
-            raise ProtocolError("bad_stats", "startup_seconds: expected a number or null", "stats")
-        # NaN fails both comparisons, so it is refused here as well.
-        if not (math.isfinite(startup) and 0 <= startup <= MAX_STARTUP_SECONDS):
-            raise ProtocolError("bad_stats", f"startup_seconds: expected 0..{MAX_STARTUP_SECONDS:g}", "stats")
-        startup = float(startup)
+    startup = _seconds(body, "startup_seconds", MAX_STARTUP_SECONDS)
+    latency = _seconds(body, "live_latency_seconds", MAX_LIVE_LATENCY_SECONDS)
     connections = _parse_connections(body.get("connections"))
     neighbours = body.get("neighbours")
     if neighbours is not None and (not _is_int(neighbours) or not 0 <= neighbours <= MAX_REPORT_STALLS):
         raise ProtocolError("bad_stats", f"neighbours: expected 0..{MAX_REPORT_STALLS} or null", "stats")
     sources = _parse_sources(body.get("sources"))
-    return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, sources=sources, **counts)
+    return Stats(startup_seconds=startup, connections=connections, neighbours=neighbours, sources=sources,
+                 live_latency_seconds=latency, **counts)
+
+
+def _seconds(body: dict[str, object], key: str, limit: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not (_is_int(value) or isinstance(value, float)):
+        raise ProtocolError("bad_stats", f"{key}: expected a number or null", "stats")
+    # NaN fails both comparisons, so it is refused here as well.
+    if not (math.isfinite(value) and 0 <= value <= limit):
+        raise ProtocolError("bad_stats", f"{key}: expected 0..{limit:g}", "stats")
+    return float(value)
+
+
+def _number(value: float | None) -> float | int | None:
+    # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
+    return int(value) if value is not None and value.is_integer() else value
 
 
 def _parse_sources(value: object) -> tuple[tuple[str, int], ...]:
@@ -319,18 +338,16 @@ def encode(message: PeerMessage) -> str:
         case Signal():
             return f'{{"type":"signal","to":{json.dumps(message.to)},"data":{message.data_json}}}'
         case Stats():
-            startup: float | int | None = message.startup_seconds
-            if message.startup_seconds is not None and message.startup_seconds.is_integer():
-                # JSON has one number type: 600.0 is written 600, as JavaScript writes it.
-                startup = int(message.startup_seconds)
-            # neighbours: written only when known (null and absent mean the same);
-            # sources only when there are some.
+            # neighbours and live_latency_seconds: written only when known (null
+            # and absent mean the same); sources only when there are some.
             known: dict[str, object] = {} if message.neighbours is None else {"neighbours": message.neighbours}
             if message.sources:
                 known["sources"] = dict(message.sources)
+            if message.live_latency_seconds is not None:
+                known["live_latency_seconds"] = _number(message.live_latency_seconds)
             return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
                              "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
-                             "stalls": message.stalls, "startup_seconds": startup,
+                             "stalls": message.stalls, "startup_seconds": _number(message.startup_seconds),
                              "verify_failures": message.verify_failures,
                              "p2p_relay_down_bytes": message.p2p_relay_down_bytes,
                              "connections": dict(message.connections), **known})

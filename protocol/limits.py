@@ -36,6 +36,8 @@ __all__ = [
     "CLOSE_POLICY",
     "MAX_CANDIDATES",
     "MAX_CHUNKS",
+    "MAX_INDEX",
+    "MAX_LIVE_LATENCY_SECONDS",
     "MAX_HOLDERS",
     "MAX_INTRODUCTIONS",
     "MAX_RANGES",
@@ -74,6 +76,9 @@ TURN_BURST = 10
 MAX_REPORT_BYTES = 1 << 30  # 1 GiB in one ~5 s report is ~1.7 Gbit/s of audio: a lie
 MAX_REPORT_STALLS = 1000
 MAX_STARTUP_SECONDS = 600.0
+# A live listener's distance from the upstream (stats.live_latency_seconds):
+# ten minutes is far behind any live window (live.window_seconds).
+MAX_LIVE_LATENCY_SECONDS = 600.0
 
 # RFC 6455 7.4.1: 1008 policy violation (out of strikes). Beyond RFC 6455's
 # codes: 4000 for a peer silent past idle_timeout.
@@ -83,8 +88,14 @@ CLOSE_IDLE = 4000
 # -- the tracker's bounds --------------------------------------------------------
 
 # 100 000 chunks of 2 s is 55 hours of audio: far past the longest upstream
-# allowed (sources.url.max_duration_seconds), and it bounds every index.
+# allowed (sources.url.max_duration_seconds). A COUNT bound: the most chunk
+# indices or runs one message may list (welcome's ``max_chunks``).
 MAX_CHUNKS = 100_000
+# The largest chunk index: a u32, as the DataChannel wire format carries it.
+# A live track's indices grow for as long as it is on the air and never repeat
+# (a session starts at twice the seconds since 2026-01-01, docs/live.md), so
+# they are far past MAX_CHUNKS: only the count of indices is bounded by that.
+MAX_INDEX = 2**32 - 1
 # Runs ("ranges") in one holding. An LRU cache with holes fragments a holding;
 # 256 runs still cover any realistic pattern and bound memory per holding.
 MAX_RANGES = 256

@@ -144,6 +144,9 @@ class Stats:
     # (peer id, verified bytes received from it since the last report), counts > 0,
     # in the order written: the evidence the tracker ranks holders by.
     sources: tuple[tuple[str, int], ...] = ()
+    # A live listener's distance, in seconds, from the upstream's bytes to its
+    # playback now (docs/live.md); None: not playing a live track.
+    live_latency_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

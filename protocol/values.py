@@ -14,7 +14,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .limits import MAX_CHUNKS, MAX_RANGES
+from .limits import MAX_INDEX, MAX_RANGES
 
 __all__ = ["BadChunks", "Candidate", "ChunkSet", "Json"]
 
@@ -23,7 +23,7 @@ Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 
 
 class BadChunks(ValueError):
-    """Chunk indices refused: out of ``0 .. max_chunks - 1``, or more runs than
+    """Chunk indices refused: out of ``0 .. max_index``, or more runs than
     ``max_ranges``; ``code`` is the wire error code."""
 
     code = "bad_field"
@@ -45,19 +45,19 @@ class ChunkSet:
     runs: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def of(cls, indices: Iterable[int], *, max_chunks: int = MAX_CHUNKS, max_ranges: int = MAX_RANGES) -> ChunkSet:
+    def of(cls, indices: Iterable[int], *, max_index: int = MAX_INDEX, max_ranges: int = MAX_RANGES) -> ChunkSet:
         """From chunk indices (any order, duplicates allowed); raises ``BadChunks``."""
-        return cls.from_ranges(((i, i) for i in indices), max_chunks=max_chunks, max_ranges=max_ranges)
+        return cls.from_ranges(((i, i) for i in indices), max_index=max_index, max_ranges=max_ranges)
 
     @classmethod
     def from_ranges(
-        cls, ranges: Iterable[tuple[int, int]], *, max_chunks: int = MAX_CHUNKS, max_ranges: int = MAX_RANGES
+        cls, ranges: Iterable[tuple[int, int]], *, max_index: int = MAX_INDEX, max_ranges: int = MAX_RANGES
     ) -> ChunkSet:
         """From inclusive runs ``(first, last)`` (any order, overlaps allowed); raises ``BadChunks``."""
         pairs = []
         for first, last in ranges:
-            if not 0 <= first <= last < max_chunks:
-                raise BadChunks(f"chunk range [{first}, {last}] is not within 0..{max_chunks - 1}")
+            if not 0 <= first <= last <= max_index:
+                raise BadChunks(f"chunk range [{first}, {last}] is not within 0..{max_index}")
             pairs.append((first, last))
         return cls(_merge(pairs, max_ranges))
 

@@ -38,6 +38,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from .limits import MAX_INDEX
+
 __all__ = [
     "VERSION",
     "PIECE_SIZE",
@@ -66,7 +68,6 @@ VERSION = 1
 PIECE_SIZE = 16 * 1024
 MAX_CHUNK_SIZE = 4 * 1024 * 1024  # a 2 s Opus cluster is ~25 KB; anything near this is hostile
 MAX_RANGES = 4096
-MAX_INDEX = 0xFFFFFFFF
 MAX_HOLDERS = 16  # ids in one HOLDERS at most
 
 T_HAVE, T_REQUEST, T_PIECE, T_CANCEL, T_CHOKE, T_LOOKUP, T_HOLDERS = 1, 2, 3, 4, 5, 6, 7

@@ -4,7 +4,8 @@
 # Firefox ESR (with PulseAudio for a null audio sink) for the browser tests,
 # Prometheus for the dashboard queries, node for the client's unit tests,
 # iproute2/iptables for the network-namespace topologies, and the servers the
-# cluster, NAT and load tests start themselves (redis, nginx, coturn, wrk),
+# cluster, NAT, load and live-radio tests start themselves (redis, nginx,
+# coturn, wrk, icecast2),
 # and the encoders and muxers of other tools whose files the gateway must play
 # (sox, lame, flac, vorbis-tools, opus-tools; mkvtoolnix above), and a real
 # WebKit: WebKitGTK's WebDriver (webkit2gtk-driver, with MiniBrowser) under
@@ -28,6 +29,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v turnserver >/dev/null || need+=(coturn)
 command -v wrk >/dev/null || need+=(wrk)
+command -v icecast2 >/dev/null || [ -x /usr/bin/icecast2 ] || need+=(icecast2)
 command -v sox >/dev/null || need+=(sox)
 command -v lame >/dev/null || need+=(lame)
 command -v flac >/dev/null || need+=(flac)

@@ -128,7 +128,8 @@ async def make_gateway(tmp_path: Path, audio_dir: Path) -> AsyncIterator[Any]:
 # are marked `slow` by what their module drives, so that `make test-fast`
 # (pytest -m "not slow") gives a quick subset while working. `make test` and
 # CI run everything.
-_SLOW_MARKS = ("async_playwright", "NetNamespace", "puppeteer", "redis-server", "turnserver", "tests.support.webkit")
+_SLOW_MARKS = ("async_playwright", "NetNamespace", "puppeteer", "redis-server", "turnserver", "tests.support.webkit",
+               "tests.support.icecast")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     sources: dict[str, bool] = {}

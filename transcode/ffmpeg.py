@@ -48,7 +48,7 @@ import functools
 import hashlib
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ffmpeg as ffmpeg_python
 
@@ -57,6 +57,9 @@ __all__ = [
     "find_ffmpeg",
     "ffmpeg_version",
     "make_rendition",
+    "make_live_rendition",
+    "pipe_input_format",
+    "LIVE_INPUT_OPTIONS",
     "FFmpegNotFound",
     "PCM_PIPE",
     "TAGS_PIPE",
@@ -305,3 +308,38 @@ def make_rendition(
         container=spec.container,
         analysis_argv=tuple(analysis),
     )
+
+
+# A live input is read as it arrives: ffmpeg's default probing (up to 5 s of
+# input, 5 MB) would hold the first chunk back by the seconds an upstream
+# takes to send them after its burst. 64 KiB and 0.5 s find the stream of an
+# MP3, AAC (ADTS) or Ogg upstream.
+LIVE_INPUT_OPTIONS = ("-probesize", "65536", "-analyzeduration", "500000")
+
+
+def make_live_rendition(binary: str, *, bitrate: int, chunk_seconds: float, kind: str = DEFAULT_RENDITION) -> Rendition:
+    """The rendition of a live track: ``make_rendition``'s argv with ``LIVE_INPUT_OPTIONS`` before its input.
+
+    Its id hashes the file rendition's id and those options, so live chunks never share an id with files.
+    """
+    base = make_rendition(binary, bitrate=bitrate, chunk_seconds=chunk_seconds, kind=kind)
+    argv = list(base.argv)
+    at = argv.index("-protocol_whitelist")
+    argv[at:at] = LIVE_INPUT_OPTIONS
+    rid = hashlib.sha256("\n".join([base.id, "live", *LIVE_INPUT_OPTIONS]).encode()).hexdigest()[:12]
+    return replace(base, id=rid, argv=tuple(argv))
+
+
+def pipe_input_format(rendition: Rendition, input_format: str) -> Rendition:
+    """``rendition`` reading ``pipe:0`` as ``input_format`` (``-f``) instead of probing it.
+
+    The output's bytes do not depend on how the same input was demuxed, so the id is kept.
+    """
+    if not input_format.isalnum():
+        raise ValueError(f"not a demuxer name: {input_format!r}")
+    argv = list(rendition.argv)
+    at = argv.index("-i")
+    if argv[at + 1] != "pipe:0":
+        raise ValueError("argv does not read pipe:0")
+    argv[at:at] = ["-f", input_format]
+    return replace(rendition, argv=tuple(argv))

@@ -49,6 +49,7 @@ from ..http.api import library_tracks, listed_tracks
 from ..http.client_address import request_client
 from ..http.pages import CLIENT_DIR
 from ..http.responses import Handler, endpoint, read_json, render_error
+from ..live import LIVE
 from ..media import CATALOG, MEDIA, STORE
 from ..media.catalog import Track, is_track_id
 from ..media.service import MediaService
@@ -395,6 +396,8 @@ async def delete_track(request: web.Request) -> web.Response:
     transcoder = request.app[MEDIA]
     if transcoder.flight(track) is not None:
         raise Conflict("the track is being transcoded; purge it once that ends", code="transcode_running")
+    if track.live and LIVE in request.app:
+        await request.app[LIVE].stop(track_id)
     transcoder.purge(track_id)
     registry.remove(track_id)
     log.info("admin: track %s (%s) purged by %s", track_id, track.source, _client(request))

@@ -63,6 +63,12 @@ OUTBOX = 10_000
 # signals arrive on that inbox).
 SUBSCRIBE_WAIT_SECONDS = 10.0
 MAX_GONE = 100_000
+# A `want` reads at most this many holders of the swarm from Redis, drawn at
+# random (HRANDFIELD): all of a swarm this size or smaller, a fair sample of a
+# bigger one. Reading the whole hash made a want's cost grow with the swarm
+# (1.3 s of Redis for 100,000 holders, docs/cluster.md, Capacity); the tracker
+# offers at most MAX_CANDIDATES of them anyway.
+HOLDERS_SAMPLE = 256
 
 
 def _place(entry: dict[str, Any]) -> Place:
@@ -95,13 +101,13 @@ class SwarmFederation:
         if not isinstance(message, Want) or not self.link.up:
             return
         track, rendition = message.track, message.rendition
-        raw = await self.link.call(lambda c: c.hgetall(keys.holders(track, rendition)))
-        if raw is None:
+        flat = await self.link.call(lambda c: c.hrandfield(keys.holders(track, rendition), HOLDERS_SAMPLE, True))
+        if flat is None:
             return
         wall = time.time()
         holdings: list[RemoteHolding] = []
         dead: list[str] = []
-        for field, value in raw.items():
+        for field, value in zip(flat[::2], flat[1::2], strict=True):
             holder = field.decode() if isinstance(field, bytes) else str(field)
             try:
                 entry = json.loads(value)

@@ -126,7 +126,7 @@ class ClusterTracker(Tracker):
                 continue
             seen.add(h.peer)
             try:
-                chunks = ChunkSet.from_ranges(h.ranges, max_chunks=self.max_chunks, max_ranges=self.max_ranges)
+                chunks = ChunkSet.from_ranges(h.ranges, max_index=self.max_index, max_ranges=self.max_ranges)
                 last_seen = self._peers[h.peer].last_seen
                 self.announce(h.peer, track, rendition, chunks, now, complete=h.complete, replace=True)
                 self._peers[h.peer].last_seen = last_seen  # announce stamps now; the shadow keeps its age

@@ -21,6 +21,9 @@ from aiohttp import web
 
 from ..errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable, ZtreamError
 from ..health import HEALTH
+from ..live import LIVE
+from ..live.service import LiveService
+from ..live.window import MAX_INDEX
 from ..media import CATALOG, RENDITIONS, STORE
 from ..media.catalog import Track
 from ..media.service import MediaService
@@ -42,7 +45,9 @@ log = logging.getLogger("ztream.http")
 WRITE_PIECE = 64 * 1024
 MAX_JSON_BODY = 16 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
-LIVE = "no-cache"
+NO_CACHE = "no-cache"
+# A live track's manifest and current init change: players poll them about once a chunk.
+LIVE_SHORT = "public, max-age=1"
 
 # The kernel send buffer of one /stream connection. Left alone, Linux
 # autotunes it up to tcp_wmem's 4 MiB and a stalled reader pins ~2.8 MB of
@@ -74,12 +79,23 @@ def cors_headers(request: web.Request) -> dict[str, str]:
 @endpoint
 async def get_chunk(request: web.Request) -> web.StreamResponse:
     try:
-        index = parse_chunk_index(request.match_info["n"])
+        index = parse_chunk_index(request.match_info["n"], max_digits=10)
     except ChunkIndexError as exc:
         raise BadRequest(str(exc), code="bad_chunk_index") from None
+    track = _track(request)
+    if not track.live and len(request.match_info["n"]) > 9:
+        raise BadRequest("the chunk index has more than 9 digits", code="bad_chunk_index")
+    if track.live:
+        if index > MAX_INDEX:
+            raise BadRequest(f"chunk index {index} is past {MAX_INDEX}", code="bad_chunk_index")
+        live = _live(request)
+        name = request.query.get("rendition")
+        data, sha = await live.chunk(track, index, name, client=request_client(request))
+        return await _send_audio(request, data, etag=sha, complete=False, kind="chunk",
+                                 content_type=_live_type(live, name), cache=IMMUTABLE, live=True)
     media = _media(request)
-    data, sha, complete = await media.chunk(_track(request), index, client=request_client(request))
-    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk", media=media)
+    data, sha, complete = await media.chunk(track, index, client=request_client(request))
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="chunk", content_type=_content_type(media))
 
 
 @routes.route("OPTIONS", "/v1/{tail:.*}")
@@ -124,14 +140,24 @@ def _content_type(media: MediaService) -> str:
     return media.rendition.mime.split(";", 1)[0]
 
 
+def _live(request: web.Request) -> LiveService:
+    return request.app[LIVE]
+
+
+def _live_type(live: LiveService, name: str | None) -> str:
+    return live.rendition(name).mime.split(";", 1)[0]
+
+
 async def _send_audio(
-    request: web.Request, data: bytes, *, etag: str, complete: bool, kind: ServedKind, media: MediaService
+    request: web.Request, data: bytes, *, etag: str, complete: bool, kind: ServedKind, content_type: str,
+    cache: str | None = None, live: bool = False,
 ) -> web.StreamResponse:
+    """``cache`` overrides the Cache-Control ``complete`` implies (a live chunk is immutable, its track never complete)."""
     tag = f'"{etag}"'
     headers = {
-        "Content-Type": _content_type(media),
+        "Content-Type": content_type,
         "ETag": tag,
-        "Cache-Control": IMMUTABLE if complete else LIVE,
+        "Cache-Control": cache or (IMMUTABLE if complete else NO_CACHE),
         "X-Ztream-Complete": "1" if complete else "0",
         "Accept-Ranges": "bytes",
         **cors_headers(request),
@@ -139,7 +165,11 @@ async def _send_audio(
     # If-None-Match is evaluated before Range (RFC 9110 13.2.2).
     if none_match(request.headers.get("If-None-Match"), tag):
         return web.Response(status=304, headers=headers)
-    counter = request.app[METRICS].server_bytes_by_kind[kind] if request.method != "HEAD" else None
+    counter: Any = None
+    if request.method != "HEAD":
+        counter = request.app[METRICS].server_bytes_by_kind[kind]
+        if live:
+            counter = _Both(counter, request.app[METRICS].live_server_bytes)
     decision = _range(request, len(data), tag)
     if isinstance(decision, Partial):
         headers["Content-Range"] = decision.content_range
@@ -159,6 +189,17 @@ def _range(request: web.Request, total: int, etag: str | None) -> Full | Partial
             f"no byte of the range {header[:100]!r} is within the {total} bytes", content_range=decision.content_range
         )
     return decision
+
+
+class _Both:
+    """Two counters incremented together (a live chunk's bytes count in the total and in the live part)."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self._counters = (first, second)
+
+    def inc(self, amount: float) -> None:
+        for counter in self._counters:
+            counter.inc(amount)
 
 
 class _CountedResponse(web.Response):
@@ -244,30 +285,63 @@ async def get_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
+    track = _track(request)
+    if track.live:
+        live = await _live(request).manifest(track, request.query.get("rendition"), client=request_client(request))
+        return web.json_response(live, headers={"Cache-Control": LIVE_SHORT, **cors_headers(request)})
     manifest = await request.app[RENDITIONS].manifest(
-        _track(request), request.query.get("rendition"), client=request_client(request))
-    cache = "public, max-age=300" if manifest["complete"] else LIVE
+        track, request.query.get("rendition"), client=request_client(request))
+    cache = "public, max-age=300" if manifest["complete"] else NO_CACHE
     return web.json_response(manifest, headers={"Cache-Control": cache, **cors_headers(request)})
 
 
 @routes.get("/v1/tracks/{id}/init")
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
+    track = _track(request)
+    if track.live:
+        epoch = _epoch(request)
+        live, name = _live(request), request.query.get("rendition")
+        data, sha = await live.init(track, name, epoch, client=request_client(request))
+        # An epoch's init never changes; "the current one" does.
+        return await _send_audio(request, data, etag=sha, complete=False, kind="init", content_type=_live_type(live, name),
+                                 cache=IMMUTABLE if epoch is not None else LIVE_SHORT, live=True)
     media = _media(request)
-    data, sha, complete = await media.init(_track(request), client=request_client(request))
-    return await _send_audio(request, data, etag=sha, complete=complete, kind="init", media=media)
+    data, sha, complete = await media.init(track, client=request_client(request))
+    return await _send_audio(request, data, etag=sha, complete=complete, kind="init", content_type=_content_type(media))
+
+
+def _epoch(request: web.Request) -> int | None:
+    raw = request.query.get("epoch")
+    if raw is None:
+        return None
+    try:
+        epoch = parse_chunk_index(raw, max_digits=10)
+    except ChunkIndexError as exc:
+        raise BadRequest(f"epoch: {exc}", code="bad_epoch") from None
+    if epoch > MAX_INDEX:
+        raise BadRequest(f"epoch {epoch} is past {MAX_INDEX}", code="bad_epoch")
+    return epoch
 
 
 @routes.get("/v1/tracks/{id}/stream")
 @endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
     track = _track(request)
-    media = _media(request)
     client = request_client(request)
-    headers = {"Content-Type": _content_type(media), "Cache-Control": "no-cache", **cors_headers(request)}
-    cached = media.cached_manifest(track)
     status, length = 200, None
     pieces: AsyncGenerator[bytes, None]
+    counter: Any = request.app[METRICS].server_bytes_by_kind["stream"]
+    if track.live:
+        live, name = _live(request), request.query.get("rendition")
+        headers = {"Content-Type": _live_type(live, name), "Cache-Control": NO_CACHE, **cors_headers(request)}
+        pieces = _pieces(live.stream(track, name, client=client))
+        counter = _Both(counter, request.app[METRICS].live_server_bytes)
+        return await _stream_answer(request, track, pieces, status=status, length=length, headers=headers,
+                                    counter=counter)
+    media = _media(request)
+    headers = {"Content-Type": _content_type(media), "Cache-Control": NO_CACHE, **cors_headers(request)}
+    cached = media.cached_manifest(track)
     if cached is not None and cached["init"] is not None:  # complete: its size is known, Range works
         sizes = [cached["init"]["size"], *(c["size"] for c in cached["chunks"])]
         length = sum(sizes)
@@ -281,6 +355,13 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
             pieces = _pieces(media.stream(track, client=client))
     else:
         pieces = _pieces(media.stream(track, client=client))
+    return await _stream_answer(request, track, pieces, status=status, length=length, headers=headers, counter=counter)
+
+
+async def _stream_answer(
+    request: web.Request, track: Track, pieces: AsyncGenerator[bytes, None], *, status: int, length: int | None,
+    headers: dict[str, str], counter: Any,
+) -> web.StreamResponse:
     # The first piece is awaited before the status goes out, so upstream
     # and store errors still get their JSON answer.
     try:
@@ -295,7 +376,6 @@ async def get_stream(request: web.Request) -> web.StreamResponse:
         await pieces.aclose()
         await response.prepare(request)
         return response
-    counter = request.app[METRICS].server_bytes_by_kind["stream"]
     streams = request.app[STREAMS] if STREAMS in request.app else set()
     transport = _cap_send_buffer(request)
     await response.prepare(request)

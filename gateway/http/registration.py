@@ -121,6 +121,12 @@ async def register_url(app: web.Application, url: str, client: str) -> tuple[Tra
     catalog = app[CATALOG]
     if catalog.get(track.id) is not None:
         return catalog.add(track)
+    probe_live = getattr(source, "probe_live", None)
+    if probe_live is not None:
+        # A new URL: one look at its answer's headers tells a station from a file (docs/live.md).
+        track = await probe_live(track)
+        if catalog.get(track.id) is not None:  # registered meanwhile
+            return catalog.add(track)
     # Checked again: other registrations of this client ran while the source resolved the URL.
     check_registration(app, client)
     charge_registration(app, client)

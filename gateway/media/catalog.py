@@ -95,6 +95,10 @@ class Track:
     error_code: str | None = None
     error_detail: str | None = None
     error_setting: str | None = None
+    # An endless upstream (an Icecast/SHOUTcast mount, a live HLS playlist, a
+    # declared station): served from a sliding window of chunks at the live
+    # edge (docs/live.md), never transcoded as a file nor kept as a recording.
+    live: bool = False
 
     def error_json(self) -> dict[str, str] | None:
         """The last failed transcode's error in the contract's shape, None when the last one did not fail."""
@@ -134,6 +138,8 @@ class Track:
             out["preview"] = True
         if self.source != "local":
             out["url"] = self.locator
+        if self.live:
+            out["live"] = True
         return out
 
 

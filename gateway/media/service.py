@@ -168,6 +168,9 @@ class MediaService:
         flight = self._flights.get(track.id)
         if flight is not None:
             return flight
+        if track.live:
+            # Served by the live service (gateway/live/) only: never transcoded as a file, never recorded.
+            raise NotFound("a live track has no file transcode (no waveform, no recording)", code="live_track")
         if self._closed:
             raise ZtreamError("the gateway is shutting down", code="shutting_down")
         failed = self._failed(track.id)
@@ -499,6 +502,8 @@ class MediaService:
         rid = self.rendition.id
         if not self.rendition.extras:
             raise NotFound("this gateway computes no waveforms", code="waveform_not_found")
+        if track.live:
+            raise NotFound("a live track has no waveform", code="waveform_not_found")
         stored = self.extras.get_waveform(track.id, rid) if self.extras is not None else None
         if stored is not None:
             return _waveform_json(stored), True
@@ -523,7 +528,7 @@ class MediaService:
         """
         rid = self.rendition.id
         stored = self.extras.get_artwork(track.id, rid) if self.extras is not None else None
-        if stored is None and self.rendition.extras:
+        if stored is None and self.rendition.extras and not track.live:
             flight = self._start(track, client)
             try:
                 await flight.wait(lambda: flight.extras_stored, self.wait_seconds)

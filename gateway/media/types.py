@@ -12,7 +12,10 @@ from typing import Literal, NotRequired, TypedDict
 
 from protocol.manifest import ChunkEntry, InitEntry
 
-__all__ = ["SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "RenditionJSON", "TrackJSON", "WaveformJSON"]
+__all__ = [
+    "SourceKind", "PieceKind", "ServedKind", "InitEntry", "ChunkEntry", "Manifest", "RenditionJSON", "TrackJSON",
+    "WaveformJSON", "LiveState", "LiveInitEntry", "LiveChunkEntry", "LiveManifest",
+]
 
 # Where a track comes from: the ``source`` of a ``Track`` and of ``{track}``,
 # the key of the media service's source mapping, the ``source`` label of
@@ -67,6 +70,7 @@ class TrackJSON(TypedDict):
     permalink: NotRequired[str]
     preview: NotRequired[bool]
     url: NotRequired[str]  # the upstream URL; never sent for local files
+    live: NotRequired[bool]  # only present (true) for a live track (docs/live.md)
 
 
 class WaveformJSON(TypedDict):
@@ -77,3 +81,52 @@ class WaveformJSON(TypedDict):
     peaks: list[float]
     duration: float  # seconds the peaks cover (grows while the transcode runs)
     complete: bool
+
+
+# What a live ingest is doing: "starting" until its first chunk, "live" while
+# chunks come, "reconnecting" while it waits to open the upstream again.
+LiveState = Literal["starting", "live", "reconnecting"]
+
+
+class LiveInitEntry(TypedDict):
+    size: int
+    sha256: str
+    epoch: int  # the ingest session whose init segment this is (GET .../init?epoch=N)
+
+
+class LiveChunkEntry(TypedDict):
+    index: int  # never repeats for a track id (docs/live.md#indices)
+    start: float  # seconds on the session's timeline
+    duration: float
+    size: int
+    sha256: str
+    wall: float  # the gateway's UNIX time when the chunk's first sample arrived from the upstream
+    epoch: int  # the init segment the chunk decodes with
+
+
+class LiveManifest(TypedDict):
+    """``GET /v1/tracks/{id}/manifest`` of a live track (docs/live.md): the window, oldest first."""
+
+    id: str
+    rendition: str
+    mime: str
+    bitrate: int
+    live: Literal[True]
+    complete: Literal[False]
+    duration: None
+    expected_duration: None
+    duration_estimated: Literal[False]
+    loudness_lufs: None
+    true_peak_db: None
+    epoch: int  # the current init segment's epoch
+    init: LiveInitEntry | None  # None only before the first session's init segment
+    chunks: list[LiveChunkEntry]
+    edge: int | None  # the newest chunk's index; None before the first chunk
+    state: LiveState
+    title: str | None  # now playing (ICY StreamTitle, HLS metadata)
+    station: str | None  # the declared name or the upstream's icy-name
+    window_seconds: float
+    chunk_seconds: float
+    start_behind_seconds: float
+    peer_wait_seconds: float  # how long a listener that is not the elected fetcher waits for a peer
+    renditions: NotRequired[list[RenditionJSON]]

@@ -16,6 +16,12 @@ the sources that have it and checked with ``isinstance``:
 - ``CoverSource``: a picture may sit beside the track (a library folder's
   ``cover.jpg``), used when the file has none.
 
+An endless upstream (an Icecast mount, a live HLS playlist) is a
+``LiveSource``: ``open_live`` yields its encoded bytes and, between them,
+``NowPlaying`` when the upstream names what it plays. The live ingest
+(``gateway/live/``) reads it for as long as listeners want it, and opens it
+again after a drop; nothing bounds its total size, only its rate.
+
 What ``open`` returns may also say the upstream's size (``SizedStream``, from
 its Content-Length) once its first bytes have arrived: with the bit rate
 ffmpeg finds, that is the expected duration of an input whose header does
@@ -25,6 +31,7 @@ not say it (transcode/duration.py).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -32,7 +39,9 @@ from transcode.seekable import FetchTail
 
 from .catalog import Track
 
-__all__ = ["BoundedSource", "CoverSource", "PathSource", "SizedStream", "Source", "TailSource"]
+__all__ = [
+    "BoundedSource", "CoverSource", "LiveSource", "NowPlaying", "PathSource", "SizedStream", "Source", "TailSource",
+]
 
 
 class Source(Protocol):
@@ -66,6 +75,26 @@ class BoundedSource(Protocol):
 class CoverSource(Protocol):
     def cover_beside(self, track: Track) -> Path | None:
         """A picture beside the track's file, if there is one (blocking: call it in a thread)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NowPlaying:
+    """What a live upstream says it is playing now (ICY ``StreamTitle``, HLS metadata); "" when it cleared it."""
+
+    title: str
+
+
+@runtime_checkable
+class LiveSource(Protocol):
+    def open_live(self, track: Track) -> AsyncIterator[bytes | NowPlaying]:
+        """One connection to a live upstream: its encoded bytes, and ``NowPlaying`` when the title changes.
+
+        Ends when the upstream ends its stream (the ingest opens it again,
+        with back-off); raises ``ZtreamError`` subclasses when it cannot be
+        opened or fails midway. Bounded by a byte rate and an idle time, never
+        by a total size. Closing the iterator (``aclose``) closes the connection.
+        """
         ...
 
 

@@ -240,11 +240,13 @@ class UpstreamResponse:
     content_length: int | None
     bytes_read: int
 
-    def __init__(self, response: httpx.Response, parsed: ParsedURL, max_bytes: int, min_rate: int = 0) -> None:
+    def __init__(self, response: httpx.Response, parsed: ParsedURL, max_bytes: int, min_rate: int = 0,
+                 rate_window: float = RATE_WINDOW) -> None:
         self._response = response
         self._host = parsed.host
         self._max_bytes = max_bytes
         self._min_rate = min_rate
+        self._rate_window = rate_window
         self.url = parsed.url
         self.status = response.status_code
         self.headers = response.headers
@@ -258,7 +260,7 @@ class UpstreamResponse:
             TooLarge: as soon as the running total exceeds ``max_bytes``; the
                 chunk that crossed the limit is not yielded.
             UpstreamTimeout: a read timed out, or (``upstream_too_slow``) a
-                window of ``RATE_WINDOW`` seconds spent waiting brought less
+                window of ``rate_window`` seconds spent waiting brought less
                 than the minimum rate.
             UpstreamError: the connection failed or broke the protocol,
                 e.g. it closed before Content-Length bytes arrived;
@@ -269,7 +271,8 @@ class UpstreamResponse:
         _refuse_encoding(self.headers, self._host)
         chunks = self._response.aiter_bytes()
         loop = asyncio.get_running_loop()
-        wanted = self._min_rate * RATE_WINDOW
+        window = self._rate_window
+        wanted = self._min_rate * window
         waited = 0.0  # seconds spent waiting on the upstream in this window
         got = 0  # bytes it brought in this window
         try:
@@ -277,7 +280,7 @@ class UpstreamResponse:
                 started = loop.time()
                 try:
                     if wanted:
-                        async with asyncio.timeout(RATE_WINDOW - waited):
+                        async with asyncio.timeout(window - waited):
                             chunk = await anext(chunks)
                     else:
                         chunk = await anext(chunks)
@@ -285,7 +288,7 @@ class UpstreamResponse:
                     return
                 except TimeoutError:
                     raise UpstreamTimeout(
-                        f"upstream host {self._host!r} sent {got} bytes in {RATE_WINDOW:.0f} s, "
+                        f"upstream host {self._host!r} sent {got} bytes in {window:.0f} s, "
                         f"under the minimum of {self._min_rate} bytes per second",
                         code="upstream_too_slow",
                     ) from None
@@ -385,7 +388,8 @@ class SafeFetcher:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, url: str, *, max_bytes: int, headers: Mapping[str, str] | None = None
+        self, url: str, *, max_bytes: int, headers: Mapping[str, str] | None = None,
+        rate_window: float = RATE_WINDOW,
     ) -> AsyncIterator[UpstreamResponse]:
         """Open ``url`` (following redirects) and yield the final response.
 
@@ -398,12 +402,13 @@ class SafeFetcher:
         Raises (before yielding): BadRequest, Forbidden, NotFound,
         UpstreamError, UpstreamTimeout, and TooLarge when Content-Length
         exceeds ``max_bytes``. While reading, see
-        :meth:`UpstreamResponse.aiter_bytes`.
+        :meth:`UpstreamResponse.aiter_bytes`; ``rate_window`` is how long the
+        minimum rate is judged over (a live upstream may pause a few seconds).
         """
         response, parsed = await self._open(url, headers)
         try:
             self._accept(response, parsed, max_bytes)
-            yield UpstreamResponse(response, parsed, max_bytes, self._min_rate)
+            yield UpstreamResponse(response, parsed, max_bytes, self._min_rate, rate_window)
         finally:
             await self._close(response, parsed)
 

@@ -58,8 +58,8 @@ Rules (docs/websocket.md is the contract):
   ``ztream_peer_relay_bytes_total`` (the TURN-relayed part of the peer
   bytes), ``ztream_p2p_connections_total{result,candidate}`` (one per
   reported connection outcome), the gauge ``ztream_peers_without_neighbours``
-  (peers whose last report said ``neighbours: 0``) and an ``Observe`` of
-  ``ztream_startup_seconds``; a report refused
+  (peers whose last report said ``neighbours: 0``) and ``Observe``s of
+  ``ztream_startup_seconds`` and ``ztream_live_latency_seconds``; a report refused
   (``bad_stats`` by the parser, or over its rate) counts nothing.
   ``ztream_peers_connected`` moves by one on ``open`` and ``close``.
 - ICE servers: each ``welcome`` carries ``ice_servers(peer_id)`` (the
@@ -221,6 +221,7 @@ PEER_BYTES = "ztream_peer_bytes_total"
 STALLS = "ztream_playback_stalls_total"
 VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
 STARTUP_SECONDS = "ztream_startup_seconds"
+LIVE_LATENCY_SECONDS = "ztream_live_latency_seconds"
 PEER_RELAY_BYTES = "ztream_peer_relay_bytes_total"
 P2P_CONNECTIONS = "ztream_p2p_connections_total"
 
@@ -588,6 +589,8 @@ class SwarmHub:
             out.append(Count(ALONE, (), 1 if p.alone else -1))
         if stats.startup_seconds is not None:
             out.append(Observe(STARTUP_SECONDS, (), stats.startup_seconds))
+        if stats.live_latency_seconds is not None:
+            out.append(Observe(LIVE_LATENCY_SECONDS, (), stats.live_latency_seconds))
         return out
 
     def _scopes(self, p: _Peer, stats: Stats, credited: int) -> dict[str, int]:

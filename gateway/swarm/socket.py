@@ -69,6 +69,7 @@ from ..metrics import Metrics
 from .heartbeat import IDLE, HeartbeatWheel, ticks
 from .hub import (
     ALONE,
+    LIVE_LATENCY_SECONDS,
     P2P_CONNECTIONS,
     PEER_BYTES,
     PEER_RELAY_BYTES,
@@ -272,6 +273,7 @@ class SwarmSockets:
             STALLS: metrics.stalls,
             VERIFY_FAILURES: metrics.verify_failures,
             STARTUP_SECONDS: metrics.startup_seconds,
+            LIVE_LATENCY_SECONDS: metrics.live_latency_seconds,
             P2P_CONNECTIONS: metrics.p2p_connections,
             ALONE: metrics.peers_without_neighbours,
             PEER_RELAY_BYTES: metrics.peer_relay_bytes,

@@ -76,7 +76,7 @@ reach each other; they must not be cut off from everyone else).
   networks: trust order, diversity cap.
 
 Bounds, so that no peer can make the tracker grow without limit: at most
-``max_tracks`` swarms per peer, chunk indices in ``0 .. max_chunks - 1``, at
+``max_tracks`` swarms per peer, chunk indices in ``0 .. max_index`` (a u32), at
 most ``max_ranges`` runs in one holding, at most ``max_holders`` holders per
 swarm (the least recently seen holder makes room for a new one), at most
 ``max_introductions`` introductions per peer (the oldest is forgotten), at
@@ -100,7 +100,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from protocol.limits import MAX_CANDIDATES, MAX_CHUNKS, MAX_HOLDERS, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
+from protocol.limits import MAX_CANDIDATES, MAX_HOLDERS, MAX_INDEX, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
 from protocol.values import BadChunks, Candidate, ChunkSet
 
 from .networks import UNKNOWN_PLACE, Networks, Place, scope
@@ -194,7 +194,7 @@ class Tracker:
         *,
         upload_slots: int = 4,
         max_tracks: int = MAX_TRACKS,
-        max_chunks: int = MAX_CHUNKS,
+        max_index: int = MAX_INDEX,
         max_ranges: int = MAX_RANGES,
         max_holders: int = MAX_HOLDERS,
         max_introductions: int = MAX_INTRODUCTIONS,
@@ -205,7 +205,7 @@ class Tracker:
             raise ValueError("upload_slots must be at least 1")
         self.upload_slots = upload_slots
         self.max_tracks = max_tracks
-        self.max_chunks = max_chunks
+        self.max_index = max_index
         self.max_ranges = max_ranges
         self.max_holders = max_holders
         self.max_introductions = max_introductions
@@ -323,9 +323,9 @@ class Tracker:
         """
         p = self._get(peer)
         if not isinstance(chunks, ChunkSet):
-            chunks = ChunkSet.of(chunks, max_chunks=self.max_chunks, max_ranges=self.max_ranges)
-        elif chunks.runs and chunks.runs[-1][1] >= self.max_chunks:
-            raise BadChunks(f"chunk index {chunks.runs[-1][1]} is not within 0..{self.max_chunks - 1}")
+            chunks = ChunkSet.of(chunks, max_index=self.max_index, max_ranges=self.max_ranges)
+        elif chunks.runs and chunks.runs[-1][1] > self.max_index:
+            raise BadChunks(f"chunk index {chunks.runs[-1][1]} is not within 0..{self.max_index}")
         key = (track, rendition)
         holding = p.holdings.get(key)
         if holding is None or replace:
@@ -389,8 +389,8 @@ class Tracker:
         if len(needed) > self.max_want:
             raise BadChunks(f"at most {self.max_want} chunks per want")
         for i in needed:
-            if not 0 <= i < self.max_chunks:
-                raise BadChunks(f"chunk index {i} is not within 0..{self.max_chunks - 1}")
+            if not 0 <= i <= self.max_index:
+                raise BadChunks(f"chunk index {i} is not within 0..{self.max_index}")
         asker.last_seen = now
         key = (track, rendition)
         found: list[tuple[int, float, Candidate, _Peer]] = []

@@ -16,6 +16,9 @@ class Upstream:
     def __init__(self, audio: dict[str, Path]) -> None:
         self.audio = {name: path.read_bytes() for name, path in audio.items()}
         self.hits: Counter[str] = Counter()
+        # A new URL's registration looks at its headers once (``Icy-MetaData: 1``, the
+        # body unread: is it a station?); counted apart, so that ``hits`` are the fetches.
+        self.probes: Counter[str] = Counter()
         self.gate: asyncio.Event | None = None  # when set, audio waits for it
         self.stall: asyncio.Event | None = None  # with stall_after: the rest of the audio waits for it
         self.stall_after: int | None = None
@@ -28,9 +31,12 @@ class Upstream:
         self.app.router.add_get("/redirect", self.redirect)
         self.app.router.add_get("/chunked/{name}", self.chunked)
 
+    def _count(self, request: web.Request, name: str) -> None:
+        (self.probes if request.headers.get("Icy-MetaData") else self.hits)[name] += 1
+
     async def serve_audio(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        self.hits[name] += 1
+        self._count(request, name)
         if name not in self.audio:
             raise web.HTTPNotFound()
         if self.gate is not None:
@@ -49,7 +55,7 @@ class Upstream:
     async def chunked(self, request: web.Request) -> web.StreamResponse:
         """No Content-Length: only the streaming byte limit can stop it."""
         name = request.match_info["name"]
-        self.hits["chunked/" + name] += 1
+        self._count(request, "chunked/" + name)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -60,17 +66,17 @@ class Upstream:
         return response
 
     async def html(self, request: web.Request) -> web.Response:
-        self.hits["html"] += 1
+        self._count(request, "html")
         return web.Response(text="<html><body>not audio</body></html>" * 50, content_type="text/html")
 
     async def random(self, request: web.Request) -> web.Response:
-        self.hits["random"] += 1
+        self._count(request, "random")
         return web.Response(body=os.urandom(200_000), content_type="application/octet-stream")
 
     async def short(self, request: web.Request) -> web.StreamResponse:
         """Promises the whole file, sends a third, then hangs up."""
         data = self.audio[request.match_info["name"]]
-        self.hits["short"] += 1
+        self._count(request, "short")
         response = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
         response.content_length = len(data)
         await response.prepare(request)
@@ -80,9 +86,9 @@ class Upstream:
         return response
 
     async def missing(self, request: web.Request) -> web.Response:
-        self.hits["missing"] += 1
+        self._count(request, "missing")
         raise web.HTTPNotFound()
 
     async def redirect(self, request: web.Request) -> web.Response:
-        self.hits["redirect"] += 1
+        self._count(request, "redirect")
         raise web.HTTPFound(request.query["to"])

@@ -76,5 +76,6 @@ def assert_pair_ends(info: dict[str, Any], kind: Topology = "bridge") -> None:
     ends = [(o.get("local"), o.get("remote")) for o in connected]
     assert ends, info["outcomes"]
     assert all(local in local_types and remote in remote_types for local, remote in ends), (kind, ends)
-    # the pair's `candidate` is the remote end's type (relay aside)
-    assert all(o["outcome"] == o.get("remote") for o in connected), connected
+    # the pair's `candidate`: relay when either end is relayed, else the remote end's type
+    assert all(o["outcome"] == ("relay" if "relay" in (o.get("local"), o.get("remote")) else o.get("remote"))
+               for o in connected), connected

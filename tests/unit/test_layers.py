@@ -38,7 +38,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("gateway.netpolicy",),  # the address policy: the fetcher's, and the config's check of allow-lists
     ("gateway.config",),
     ("gateway.media",),
-    ("gateway.sources",),  # upstreams make the media layer's Track and implement its Source protocol
+    # Upstreams make the media layer's Track and implement its Source protocol;
+    # live ingests read them through that protocol only.
+    ("gateway.sources", "gateway.live"),
     ("gateway.nat",),
     ("gateway.http",),
     ("gateway.swarm",),

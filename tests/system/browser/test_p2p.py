@@ -294,7 +294,7 @@ async def test_office_listeners_share_without_any_ice_server(tmp_path: Path, aud
     """Listeners on one LAN behind one router need no STUN: with no ICE server at all
     (``p2p.stun_port = 0``) they connect host to host by their mDNS names, and the second
     gets the rest of the track from the first."""
-    world = World(tmp_path, audio_dir, kind="office", p2p__stun_port=0)
+    world = World(tmp_path, audio_dir, kind="office", p2p={"stun_port": 0})
     try:
         stats, info, m = await two_listeners(world, tmp_path)
         rest = sum(c["size"] for c in m["chunks"] if c["start"] >= SERVER_LEAD)

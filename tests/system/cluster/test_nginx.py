@@ -63,3 +63,31 @@ async def test_cold_chunk_once_then_hits(gateway: GatewayProcess, edge: NginxEdg
             assert r.status == 200 and len(await r.read()) > 0
         async with session.ws_connect(f"{edge.url}/v1/ws") as ws:
             assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+
+
+async def test_each_rendition_its_own_cache_entry(gateway: GatewayProcess, edge: NginxEdge) -> None:
+    """A chunk of an fMP4 rendition is other bytes than the WebM chunk of the same index: the
+    edge keys its cache by path and rendition, so neither is answered with the other's bytes,
+    while other query noise still shares one entry."""
+    track = gateway.library_ids[0]
+    async with aiohttp.ClientSession() as session:
+        async def fetch(query: str) -> tuple[bytes, str]:
+            async with session.get(f"{edge.url}/v1/tracks/{track}/chunks/2{query}") as r:
+                assert r.status == 200, (query, r.status, await r.text())
+                return await r.read(), r.headers["Content-Type"]
+
+        async def hashes(rendition: str) -> str:
+            async with session.get(f"{gateway.url}/v1/tracks/{track}/manifest?rendition={rendition}") as r:
+                manifest: dict[str, Any] = await r.json()
+            return str(manifest["chunks"][2]["sha256"])
+
+        webm, webm_type = await fetch("")
+        aac, aac_type = await fetch("?rendition=fmp4-aac")
+        opus, _ = await fetch("?rendition=fmp4-opus&noise=1")
+        again, _ = await fetch("?rendition=webm")
+        assert hashlib.sha256(webm).hexdigest() == await hashes("webm") == hashlib.sha256(again).hexdigest()
+        assert hashlib.sha256(aac).hexdigest() == await hashes("fmp4-aac")
+        assert hashlib.sha256(opus).hexdigest() == await hashes("fmp4-opus")
+        assert (webm_type, aac_type) == ("audio/webm", "audio/mp4")
+        async with session.get(f"{edge.url}/v1/tracks/{track}/chunks/2?rendition=fmp4-aac&other=2") as r:
+            assert r.headers["X-Cache-Status"] == "HIT" and await r.read() == aac

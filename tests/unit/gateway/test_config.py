@@ -44,12 +44,28 @@ def test_no_file_means_defaults_with_the_demo_library() -> None:
         ({"sources": {"ftp": {}}}, "sources.ftp"),
         ({"nonsense": {}}, "nonsense"),
         ({"p2p": {"ice_servers": [{"url": "x"}]}}, "p2p.ice_servers"),
+        ({"live": {"chunk_seconds": 0.1}}, "live.chunk_seconds"),
+        ({"live": {"window_seconds": 5.0, "chunk_seconds": 2.0}}, "live"),
+        ({"live": {"start_behind_seconds": 60.0}}, "live"),
+        ({"live": {"stations": [{"name": "a", "url": "ftp://x/"}]}}, "live.stations[0].url"),
+        ({"live": {"stations": [{"name": "a", "url": "http://x/", "mode": "sometimes"}]}}, "live.stations[0].mode"),
+        ({"live": {"max_stations": 1, "stations": [{"name": "a", "url": "http://x/"},
+                                                   {"name": "b", "url": "http://y/"}]}}, "live"),
     ],
 )
 def test_bad_values_name_their_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)
     assert str(info.value).startswith(key)
+
+
+def test_live_stations_are_typed() -> None:
+    config = config_from_dict({"live": {"stations": [
+        {"name": "One", "url": "http://radio.example/one.mp3", "mode": "always"},
+        {"name": "Two", "url": "https://radio.example/two.ogg"},
+    ]}})
+    assert [(s.name, s.mode) for s in config.live.stations] == [("One", "always"), ("Two", "on-demand")]
+    assert config.live.chunk_seconds == 1.0 and config.live.window_seconds == 60.0
 
 
 def test_every_bad_key_is_named_and_list_items_by_index() -> None:

@@ -46,7 +46,9 @@ def fields(message: PeerMessage) -> dict[str, Any]:
                     "startup_seconds": message.startup_seconds, "verify_failures": message.verify_failures,
                     "p2p_relay_down_bytes": message.p2p_relay_down_bytes, "connections": dict(message.connections),
                     **({} if message.neighbours is None else {"neighbours": message.neighbours}),
-                    **({"sources": dict(message.sources)} if message.sources else {})}
+                    **({"sources": dict(message.sources)} if message.sources else {}),
+                    **({} if message.live_latency_seconds is None
+                       else {"live_latency_seconds": message.live_latency_seconds})}
         case Slots():
             return {"in_use": message.in_use}
         case Leave():

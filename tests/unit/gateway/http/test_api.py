@@ -128,6 +128,8 @@ async def test_url_track_registers_idempotently_and_plays(make_gateway: Any, ups
     manifest, init, chunks = await fetch_all(client, t1["id"])
     assert abs(decoded_seconds(init + b"".join(chunks)) - 12.0) < 0.3
     assert upstream.hits["song.mp3"] == 1
+    # One look at the headers when the URL was new (a station or a file?), none when it was known.
+    assert upstream.probes["song.mp3"] == 1
     listed = {t["id"] for t in (await (await client.get("/v1/tracks")).json())["tracks"]}
     assert t1["id"] in listed
 

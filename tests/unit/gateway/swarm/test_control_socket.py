@@ -23,7 +23,7 @@ from gateway.swarm import HUB, SOCKETS, TRACKER
 from gateway.swarm import socket as swarm_socket
 from gateway.swarm.bucket import TokenBucket
 from protocol.codec import parse as parse_message
-from protocol.limits import IDLE_TIMEOUT
+from protocol.limits import IDLE_TIMEOUT, STATS_BURST
 from protocol.messages import ProtocolError
 from tests.support.paths import TESTS
 
@@ -345,8 +345,9 @@ async def test_valid_stats_change_the_metrics(gw: TestClient) -> None:
     p = await connect(gw)
     before = await metrics(gw)
     await p.send({"type": "stats", "p2p_down_bytes": 123456, "p2p_up_bytes": 999, "http_down_bytes": 5000,
-                  "stalls": 2, "startup_seconds": 0.3, "verify_failures": 1})
-    await p.send({"type": "stats", "p2p_down_bytes": 44, "stalls": 0, "startup_seconds": None})
+                  "stalls": 2, "startup_seconds": 0.3, "verify_failures": 1, "live_latency_seconds": 3.5})
+    await p.send({"type": "stats", "p2p_down_bytes": 44, "stalls": 0, "startup_seconds": None,
+                  "live_latency_seconds": None})
     assert await p.ask({"type": "ping"}) == {"type": "pong"}  # both handled, no error
     after = await metrics(gw)
     assert after["ztream_peer_bytes_total"] - before["ztream_peer_bytes_total"] == 123500
@@ -354,6 +355,8 @@ async def test_valid_stats_change_the_metrics(gw: TestClient) -> None:
     assert after["ztream_chunk_verify_failures_total"] - before["ztream_chunk_verify_failures_total"] == 1
     assert after["ztream_startup_seconds_count"] - before["ztream_startup_seconds_count"] == 1
     assert after["ztream_startup_seconds_sum"] - before["ztream_startup_seconds_sum"] == pytest.approx(0.3)
+    assert after["ztream_live_latency_seconds_count"] - before["ztream_live_latency_seconds_count"] == 1
+    assert after["ztream_live_latency_seconds_sum"] - before["ztream_live_latency_seconds_sum"] == pytest.approx(3.5)
     # Upload and HTTP bytes are validated but counted server-side, not from reports.
     assert after["ztream_server_bytes_total"] == before["ztream_server_bytes_total"]
 
@@ -380,6 +383,8 @@ BAD_STATS = [
     ("startup_seconds", "-1"),
     ("startup_seconds", '"0.5"'),
     ("startup_seconds", "true"),
+    ("live_latency_seconds", "-0.5"),
+    ("live_latency_seconds", "601"),
     ("verify_failures", "-1"),
     ("verify_failures", "1.5"),
 ]
@@ -466,11 +471,18 @@ def test_vectors(case: dict[str, Any]) -> None:
 async def test_vectors_over_the_socket(gw: TestClient) -> None:
     """The same verdicts from the live server, paced under the rate limits."""
     cases = load_vectors()
-    for start in range(0, len(cases), 20):
-        # A fresh connection per 20 cases: the refusals stay well under the
-        # strikes allowed, and the valid stats under their own rate.
+    # A fresh connection per batch: at most 20 cases, so the refusals stay well
+    # under the strikes allowed, and at most STATS_BURST stats frames, so the
+    # valid ones stay under their own rate.
+    batches: list[list[dict[str, Any]]] = [[]]
+    for case in cases:
+        stats = [c for c in batches[-1] if '"stats"' in c["text"]]
+        if len(batches[-1]) == 20 or ('"stats"' in case["text"] and len(stats) == STATS_BURST):
+            batches.append([])
+        batches[-1].append(case)
+    for batch in batches:
         p = await connect(gw)
-        for case in cases[start : start + 20]:
+        for case in batch:
             await p.send(case["text"])
             # A barrier: the answer to this want comes after any answer to the case.
             await p.send({"type": "want", "track": "barrier", "rendition": "barrier"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.swarm.tracker import TooManyTracks, Tracker, UnknownPeer
-from protocol.limits import MAX_CHUNKS
+from protocol.limits import MAX_INDEX
 from protocol.values import BadChunks, Candidate, ChunkSet
 
 T, R = "track1", "rend1"
@@ -40,9 +40,10 @@ def test_chunkset_merges_runs() -> None:
 
 
 def test_chunkset_bounds() -> None:
-    ChunkSet.of([0, MAX_CHUNKS - 1])
+    # A live track's indices are far past any count of chunks: up to a u32.
+    assert ChunkSet.of([0, 100_000, MAX_INDEX]).runs == ((0, 0), (100_000, 100_000), (MAX_INDEX, MAX_INDEX))
     with pytest.raises(BadChunks):
-        ChunkSet.of([MAX_CHUNKS])
+        ChunkSet.of([MAX_INDEX + 1])
     with pytest.raises(BadChunks):
         ChunkSet.of([-1])
     with pytest.raises(BadChunks):
@@ -229,7 +230,7 @@ def test_track_cap() -> None:
 
 
 def test_chunk_bounds_and_fragmentation_change_nothing() -> None:
-    t = tracker("a", "b", max_chunks=100, max_ranges=3)
+    t = tracker("a", "b", max_index=99, max_ranges=3)
     t.announce("a", T, R, [0, 2, 4], 1.0)
     with pytest.raises(BadChunks):
         t.announce("a", T, R, [100], 2.0)

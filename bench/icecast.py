@@ -1,0 +1,212 @@
+"""A real Icecast server on loopback, fed in real time by ffmpeg: the live-radio upstream of tests and benchmarks.
+
+``start_icecast(work)`` writes an icecast2 config of its own into ``work``
+(a free loopback port, its own passwords, logs in ``work``) and starts
+Debian's ``icecast2`` with it. Icecast refuses to run as root: as root the
+config carries ``<changeowner>`` to ``nobody``/``nogroup``, and ``work`` is
+made traversable and its log directory writable for that user
+(/work/shared/notes/live-radio.md). ``Icecast.source(mount)`` starts an
+``ffmpeg -re`` source (a tone, MP3, Ogg/Opus or AAC, always bounded by
+``-t``); ``pause``/``resume`` SIGSTOP/SIGCONT it (the mount stays up, silent),
+``stop`` ends it (the mount disappears: 404 until a source returns).
+``set_title`` changes the mount's now-playing title through the admin API,
+as a station's playout does. Everything started is stopped by ``close``.
+
+bench never imports tests; tests/support/icecast.py re-exports this.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from base64 import b64encode
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .harness import ffmpeg_bin, free_port
+
+__all__ = ["Icecast", "IcecastSource", "start_icecast", "icecast_binary", "CODECS"]
+
+# codec -> (ffmpeg encoder options, container, content type)
+CODECS: dict[str, tuple[list[str], str, str]] = {
+    "mp3": (["-c:a", "libmp3lame", "-b:a", "128k"], "mp3", "audio/mpeg"),
+    "opus": (["-c:a", "libopus", "-b:a", "96k"], "ogg", "audio/ogg"),
+    "aac": (["-c:a", "aac", "-b:a", "128k"], "adts", "audio/aac"),
+}
+
+
+def icecast_binary() -> str:
+    found = shutil.which("icecast2") or ("/usr/bin/icecast2" if Path("/usr/bin/icecast2").exists() else None)
+    if found is None:
+        raise RuntimeError("icecast2 is not installed (scripts/system-deps.sh installs it)")
+    return found
+
+
+@dataclass
+class IcecastSource:
+    """One ffmpeg feeding one mount in real time."""
+
+    mount: str
+    proc: subprocess.Popen[bytes]
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@dataclass
+class Icecast:
+    port: int
+    password: str
+    work: Path
+    proc: subprocess.Popen[bytes]
+    sources: list[IcecastSource] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, mount: str) -> str:
+        return f"{self.base}/{mount.lstrip('/')}"
+
+    def source(self, mount: str, *, codec: str = "mp3", seconds: float = 600.0, freq: int = 440,
+               wait: bool = True) -> IcecastSource:
+        """An ``ffmpeg -re`` tone source on ``mount`` (``live.mp3``), bounded by ``seconds``."""
+        options, container, content_type = CODECS[codec]
+        # A slow tremolo, so that the encoded frames differ from one another.
+        tone = f"0.3*sin(2*PI*{freq}*t)*(0.6+0.4*sin(2*PI*0.5*t))"
+        argv = [
+            ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+            "-f", "lavfi", "-i", f"aevalsrc={tone}|{tone}:s=48000:c=stereo",
+            *options, "-content_type", content_type, "-f", container, "-t", str(seconds),
+            f"icecast://source:{self.password}@127.0.0.1:{self.port}/{mount.lstrip('/')}",
+        ]
+        with (self.work / f"source-{mount.strip('/').replace('/', '_')}.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+        source = IcecastSource(mount, proc)
+        self.sources.append(source)
+        if wait:
+            self.wait_mount(mount)
+        return source
+
+    def mount_up(self, mount: str) -> bool:
+        request = urllib.request.Request(self.url(mount))
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                response.read(1)
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_mount(self, mount: str, timeout: float = 15.0, *, up: bool = True) -> None:
+        deadline = time.monotonic() + timeout
+        while self.mount_up(mount) != up:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"icecast mount {mount} not {'up' if up else 'down'} after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def set_title(self, mount: str, title: str) -> None:
+        """The mount's now-playing title (what listeners asking ``Icy-MetaData: 1`` get), via the admin API."""
+        query = urllib.parse.urlencode({"mount": "/" + mount.lstrip("/"), "mode": "updinfo", "song": title})
+        request = urllib.request.Request(f"{self.base}/admin/metadata?{query}")
+        token = b64encode(f"admin:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.stop()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _config(port: int, password: str, work: Path, as_root: bool) -> str:
+    owner = "<changeowner><user>nobody</user><group>nogroup</group></changeowner>" if as_root else ""
+    return f"""<icecast>
+  <location>loopback</location><admin>icecast@localhost</admin>
+  <limits>
+    <clients>500</clients><sources>20</sources><queue-size>524288</queue-size>
+    <client-timeout>30</client-timeout><header-timeout>15</header-timeout><source-timeout>10</source-timeout>
+    <burst-on-connect>1</burst-on-connect><burst-size>65535</burst-size>
+  </limits>
+  <authentication>
+    <source-password>{password}</source-password><relay-password>{password}</relay-password>
+    <admin-user>admin</admin-user><admin-password>{password}</admin-password>
+  </authentication>
+  <hostname>127.0.0.1</hostname>
+  <listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>
+  <fileserve>1</fileserve>
+  <paths>
+    <basedir>/usr/share/icecast2</basedir><logdir>{work / "log"}</logdir>
+    <webroot>/usr/share/icecast2/web</webroot><adminroot>/usr/share/icecast2/admin</adminroot>
+  </paths>
+  <logging><accesslog>access.log</accesslog><errorlog>error.log</errorlog><loglevel>3</loglevel></logging>
+  <security><chroot>0</chroot>{owner}</security>
+</icecast>
+"""
+
+
+def start_icecast(work: Path, *, timeout: float = 15.0) -> Icecast:
+    """Icecast on a free loopback port, its files in ``work``; call ``close()`` (or use it in a ``with``-less
+    try/finally) to stop it and its sources."""
+    work.mkdir(parents=True, exist_ok=True)
+    as_root = os.geteuid() == 0
+    logs = work / "log"
+    logs.mkdir(exist_ok=True)
+    if as_root:
+        # nobody must reach and write its log directory.
+        work.chmod(0o755)
+        for parent in work.parents:
+            if parent == Path("/"):
+                break
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+        logs.chmod(0o777)
+    port = free_port()
+    password = secrets.token_hex(8)
+    config = work / "icecast.xml"
+    config.write_text(_config(port, password, work, as_root), encoding="utf-8")
+    if as_root:
+        config.chmod(0o644)
+    with (work / "icecast.out").open("ab") as out:
+        proc = subprocess.Popen([icecast_binary(), "-c", str(config)], stdout=out, stderr=out,
+                                stdin=subprocess.DEVNULL)
+    server = Icecast(port, password, work, proc)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{server.base}/status-json.xsl", timeout=1) as response:
+                response.read()
+            return server
+        except (urllib.error.URLError, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                server.close()
+                text = (work / "icecast.out").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"icecast2 did not start: {text}") from None
+            time.sleep(0.1)

@@ -1,0 +1,184 @@
+"""Listening at the live edge: the rules the headless peer and the browser share.
+
+Theory of operation
+-------------------
+A live track's manifest is a sliding window of chunks, oldest first, whose
+newest entry is the *edge* (the live contract, docs/live.md). A listener
+plays a small distance behind the edge's end and keeps it; a new chunk at
+the edge is wanted by every listener within the same second, so the swarm
+elects who fetches it over HTTP and the others take it from a peer. These
+are pure functions of what the caller knows, with no clock of their own
+(times are arguments), rule for rule the same as ``client/live-edge.js``;
+``tests/vectors/live-edge.json`` pins both.
+
+- ``start_index(entries, behind)``: where a listener joining now starts:
+  walking back from the edge, the first chunk at which at least ``behind``
+  seconds of audio (the entries' durations, so a reconnect that restarted
+  the timeline does not matter) lie between its start and the edge's end.
+  An empty window has no start (None); a window shorter than ``behind``
+  starts at its oldest chunk.
+- ``pace_action(distance, target)``: how to keep the distance (the
+  playhead's, in seconds, behind the end of the newest chunk known) at
+  ``target`` (the manifest's ``start_behind_seconds``): within
+  ``PACE_TOLERANCE`` of it play at 1x; further behind play at ``RATE_FAST``;
+  closer play at ``RATE_SLOW`` (a buffer builds up again); past
+  ``max(JUMP_FACTOR * target, target + JUMP_MARGIN)`` jump so as to be
+  ``target`` behind again (``Jump(to=target)``): catching up at 3 % would
+  take minutes. While ``recovering`` (the caller's: for ``RECOVER_SECONDS``
+  after playback started, or resumed from a stall) it jumps as soon as it is more than
+  ``PACE_TOLERANCE`` further behind than ``target``: a source that comes back
+  often sends what it held meanwhile in one burst, which would leave every
+  listener that many seconds further behind; the stall was a gap already, so
+  the jump adds none.
+- ``elected_fetcher(self_id, neighbour_ids, index)``: of a listener and its
+  neighbours, the one that fetches chunk ``index`` from the server as soon
+  as it exists: the smallest FNV-1a 32-bit hash of ``"<id>:<index>"``
+  (UTF-8), ties by the smaller id. Each listener decides alone, from what it
+  sees; the listener with the smallest hash of a connected group is elected
+  in its own view, so at least one fetches, and HTTP fetches per chunk are
+  about n / (d + 1) for n listeners of degree d. The hash changes with the
+  index, so the fetching is spread over the listeners.
+- ``live_fetch_delay(...)``: how long a listener waits, from the moment it
+  learnt of a new chunk, before it takes that chunk from the server: 0 when
+  elected; otherwise ``peer_wait`` (the manifest's ``peer_wait_seconds``)
+  less what it has waited already, and never so long that the server could
+  not deliver it before it is needed (``until_needed - http_seconds``).
+  Taking it from a peer meanwhile is the scheduler's ordinary path; the
+  emergency path to the server is unchanged.
+- ``live_latency(now, wall, offset)``: what ``stats.live_latency_seconds``
+  reports: the gateway's ``wall`` of the chunk playing (when its first
+  sample arrived from the upstream) plus ``offset``, the playhead's position
+  within it, against ``now`` on the same clock; never negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "JUMP_FACTOR",
+    "JUMP_MARGIN",
+    "PACE_TOLERANCE",
+    "RECOVER_SECONDS",
+    "RATE_FAST",
+    "RATE_SLOW",
+    "Jump",
+    "PaceAction",
+    "Rate",
+    "elected_fetcher",
+    "fnv1a32",
+    "live_fetch_delay",
+    "live_latency",
+    "pace_action",
+    "start_index",
+]
+
+RATE_FAST = 1.03  # behind: catch up, gently (pitch is kept by the browsers)
+RATE_SLOW = 0.97  # too close to the edge: let the buffer grow again
+# A 1 s chunk appears in the manifest up to a poll later than it was cut, so
+# the measured distance saw-tooths by about a second around the true one.
+PACE_TOLERANCE = 1.0
+JUMP_FACTOR = 3.0
+JUMP_MARGIN = 3.0  # seconds: a small target does not make every wobble a jump
+RECOVER_SECONDS = 5.0  # after a stall, this long, a listener behind its target jumps back to it
+
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Play at ``rate`` (1.0, ``RATE_FAST`` or ``RATE_SLOW``)."""
+
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    """Seek so as to be ``to`` seconds behind the end of the newest chunk."""
+
+    to: float
+
+
+PaceAction = Rate | Jump
+
+
+def fnv1a32(text: str) -> int:
+    """FNV-1a, 32 bits, of ``text`` as UTF-8."""
+    h = _FNV_OFFSET
+    for byte in text.encode():
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def start_index(entries: Sequence[Mapping[str, object]], behind_seconds: float) -> int | None:
+    """The index of the chunk a listener joining now starts at; None for an empty window.
+
+    ``entries`` are the manifest's ``chunks`` (oldest first; ``index`` and
+    ``duration`` are read).
+    """
+    if not entries:
+        return None
+    ahead = 0.0
+    for entry in reversed(entries):
+        ahead += _number(entry["duration"])
+        # A hair of tolerance: durations are sums of float frame lengths.
+        if ahead >= behind_seconds - 1e-9:
+            return int(_number(entry["index"]))
+    return int(_number(entries[0]["index"]))
+
+
+def pace_action(distance: float, target: float, recovering: bool = False) -> PaceAction:
+    """What the player does to stay ``target`` seconds behind the edge's end,
+    being ``distance`` behind it now; ``recovering``: it started, or resumed
+    from a stall, less than ``RECOVER_SECONDS`` ago."""
+    if distance > max(JUMP_FACTOR * target, target + JUMP_MARGIN) or (
+        recovering and distance > target + PACE_TOLERANCE
+    ):
+        return Jump(target)
+    if distance > target + PACE_TOLERANCE:
+        return Rate(RATE_FAST)
+    if distance < target - PACE_TOLERANCE:
+        return Rate(RATE_SLOW)
+    return Rate(1.0)
+
+
+def elected_fetcher(self_id: str, neighbour_ids: Iterable[str], index: int) -> str:
+    """The id, among ``self_id`` and ``neighbour_ids``, that fetches chunk ``index`` over HTTP."""
+    best = self_id
+    best_hash = fnv1a32(f"{self_id}:{index}")
+    for peer in neighbour_ids:
+        h = fnv1a32(f"{peer}:{index}")
+        if h < best_hash or (h == best_hash and peer < best):
+            best, best_hash = peer, h
+    return best
+
+
+def live_fetch_delay(
+    *, elected: bool, peer_wait: float, waited: float, until_needed: float, http_seconds: float
+) -> float:
+    """Seconds to wait still before fetching a new chunk from the server.
+
+    ``elected``: this listener is the chunk's elected fetcher; ``peer_wait``:
+    the manifest's ``peer_wait_seconds``; ``waited``: seconds since the
+    listener learnt of the chunk (the manifest or a neighbour's HAVE);
+    ``until_needed``: seconds until the playhead reaches it; ``http_seconds``:
+    what a server fetch takes (the listener's estimate).
+    """
+    if elected:
+        return 0.0
+    return max(0.0, min(peer_wait - waited, until_needed - http_seconds))
+
+
+def live_latency(now: float, wall: float, offset: float) -> float:
+    """The distance, in seconds, from the upstream's bytes to the playback:
+    ``now`` against the playing chunk's ``wall`` plus the playhead's ``offset``
+    into it (same clock); clamped at 0 (a clock a little ahead of the gateway's)."""
+    return max(0.0, now - (wall + offset))
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)

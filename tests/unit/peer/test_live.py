@@ -1,0 +1,136 @@
+"""peer/live.py against tests/vectors/live-edge.json, which client/live-edge.js runs too,
+and the properties the rules are for."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from peer import live
+from peer.live import Jump, Rate
+from tests.support.paths import TESTS
+
+VECTORS = json.loads((TESTS / "vectors" / "live-edge.json").read_text())
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=0, abs_tol=1e-9)
+
+
+def test_constants() -> None:
+    for name, value in VECTORS["constants"].items():
+        assert getattr(live, name) == value, name
+
+
+@pytest.mark.parametrize(("text", "expected"), VECTORS["fnv1a32"])
+def test_fnv1a32(text: str, expected: int) -> None:
+    assert live.fnv1a32(text) == expected
+
+
+@pytest.mark.parametrize("case", VECTORS["startIndex"], ids=lambda c: c["name"])
+def test_start_index(case: dict[str, Any]) -> None:
+    assert live.start_index(case["entries"], case["behindSeconds"]) == case["expect"]
+
+
+@pytest.mark.parametrize("case", VECTORS["paceAction"], ids=lambda c: f"{c['latency']}-{c['target']}-{c.get('recovering', False)}")
+def test_pace_action(case: dict[str, Any]) -> None:
+    action = live.pace_action(case["latency"], case["target"], case.get("recovering", False))
+    match action:
+        case Rate():
+            assert set(case["expect"]) == {"rate"} and close(action.rate, case["expect"]["rate"])
+        case Jump():
+            assert set(case["expect"]) == {"jumpTo"} and close(action.to, case["expect"]["jumpTo"])
+
+
+@pytest.mark.parametrize("case", VECTORS["electedFetcher"], ids=lambda c: c["name"])
+def test_elected_fetcher(case: dict[str, Any]) -> None:
+    assert live.elected_fetcher(case["selfId"], case["neighbourIds"], case["index"]) == case["expect"]
+    # The order the neighbours are listed in does not matter.
+    assert live.elected_fetcher(case["selfId"], reversed(case["neighbourIds"]), case["index"]) == case["expect"]
+
+
+@pytest.mark.parametrize("case", VECTORS["liveFetchDelay"], ids=str)
+def test_live_fetch_delay(case: dict[str, Any]) -> None:
+    a = case["args"]
+    delay = live.live_fetch_delay(elected=a["elected"], peer_wait=a["peerWait"], waited=a["waited"],
+                                  until_needed=a["untilNeeded"], http_seconds=a["httpSeconds"])
+    assert close(delay, case["expect"])
+
+
+@pytest.mark.parametrize("case", VECTORS["liveLatency"], ids=str)
+def test_live_latency(case: dict[str, Any]) -> None:
+    assert close(live.live_latency(case["now"], case["wall"], case["offset"]), case["expect"])
+
+
+def test_every_rule_has_vectors() -> None:
+    assert {k for k in VECTORS if k not in ("about", "constants")} == {
+        "fnv1a32", "startIndex", "paceAction", "electedFetcher", "liveFetchDelay", "liveLatency"}
+
+
+def test_the_fetching_is_spread_over_a_neighbourhood() -> None:
+    """Everyone in a full mesh of 5 agrees on one fetcher per chunk, and each
+    is elected for about a fifth of the chunks."""
+    rng = random.Random(7)
+    ids = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789_-") for _ in range(22)) for _ in range(5)]
+    first = 2 * 29_000_000
+    counts: Counter[str] = Counter()
+    for index in range(first, first + 5000):
+        views = {live.elected_fetcher(me, [p for p in ids if p != me], index) for me in ids}
+        assert len(views) == 1
+        counts[views.pop()] += 1
+    assert set(counts) == set(ids)
+    assert all(800 <= n <= 1200 for n in counts.values()), counts
+
+
+def test_a_ring_fetches_about_n_over_d_plus_1() -> None:
+    """Listeners in a ring (degree 2) each deciding from its own neighbours:
+    someone always fetches, and the HTTP fetches per chunk stay well under n."""
+    rng = random.Random(11)
+    n = 60
+    ids = [f"peer{rng.randrange(10**9)}" for _ in range(n)]
+    fetches = []
+    for index in range(1000, 1400):
+        elected = [me for k, me in enumerate(ids)
+                   if live.elected_fetcher(me, [ids[k - 1], ids[(k + 1) % n]], index) == me]
+        assert elected
+        fetches.append(len(elected))
+    mean = sum(fetches) / len(fetches)
+    # A local minimum of a random ring: n / 3 on average (n / (d + 1), d = 2).
+    assert n / 3 - 3 < mean < n / 3 + 3, mean
+
+
+def test_start_index_never_starts_ahead_of_behind() -> None:
+    """The audio from the start chunk to the edge's end is at least ``behind``
+    (when the window has that much), and starting one chunk later would not be."""
+    rng = random.Random(3)
+    for _ in range(200):
+        durations = [rng.uniform(0.5, 2.5) for _ in range(rng.randrange(1, 40))]
+        entries = [{"index": 100 + k, "start": 0.0, "duration": d} for k, d in enumerate(durations)]
+        behind = rng.uniform(0, 20)
+        index = live.start_index(entries, behind)
+        assert index is not None
+        ahead = sum(durations[index - 100:])
+        if sum(durations) >= behind:
+            assert ahead >= behind - 1e-9
+            assert ahead - durations[index - 100] < behind
+        else:
+            assert index == 100
+
+
+def test_pace_keeps_the_distance() -> None:
+    """A player that follows pace_action from far behind or too close ends within
+    the tolerance of the target and stays there."""
+    for distance in (0.0, 1.0, 5.0, 8.9, 40.0):
+        d = distance
+        for _ in range(600):  # ten minutes, a decision a second
+            match live.pace_action(d, 3.0):
+                case Jump(to):
+                    d = to
+                case Rate(rate):
+                    d -= rate - 1.0  # one second of wall time at that rate
+        assert abs(d - 3.0) <= live.PACE_TOLERANCE + 0.05, (distance, d)
