@@ -103,13 +103,14 @@ async def check_bystanders(x: Peer, y: Peer) -> None:
 
 
 async def metrics(client: TestClient) -> dict[str, float]:
+    """Each ``ztream_`` sample name with the sum of its series (``ztream_peer_bytes_total``: every ``scope``)."""
     text = await (await client.get("/metrics")).text()
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith("ztream_") and not sample.labels.get("le")
-    }
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("ztream_") and not sample.labels.get("le"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
 
 
 async def wait_for_gauge(client: TestClient, value: float) -> None:
