@@ -109,7 +109,7 @@ class ClusterWorld(World):
     def chromium_args(self) -> list[str]:
         origins = ",".join(node.url for node in self.nodes)
         return [f"--unsafely-treat-insecure-origin-as-secure={origins}",
-                f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE {PUBLIC_ADDRESS}"]
+                f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.local, EXCLUDE {PUBLIC_ADDRESS}"]
 
     def close(self) -> None:
         try:
