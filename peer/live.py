@@ -49,6 +49,13 @@ are pure functions of what the caller knows, with no clock of their own
   not deliver it before it is needed (``until_needed - http_seconds``).
   Taking it from a peer meanwhile is the scheduler's ordinary path; the
   emergency path to the server is unchanged.
+- ``delta_after(held)`` and ``merge_delta(held, delta)``: live polls after
+  the first read ask ``manifest?after=N`` (docs/live.md), N the newest index
+  held (None: nothing held, read the whole window); the answer lists only
+  the chunks past N, plus the window's ``first`` index, and the merge makes
+  the whole window again (the held chunks from ``first`` to ``edge``, then
+  the delta's), so that what reads it sees whole windows. A delta without
+  ``first`` (a gateway that answered the whole window) is taken whole.
 - ``live_latency(now, wall, offset)``: what ``stats.live_latency_seconds``
   reports: the gateway's ``wall`` of the chunk playing (when its first
   sample arrived from the upstream) plus ``offset``, the playhead's position
@@ -57,8 +64,10 @@ are pure functions of what the caller knows, with no clock of their own
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "JUMP_FACTOR",
@@ -70,12 +79,14 @@ __all__ = [
     "Jump",
     "PaceAction",
     "Rate",
+    "delta_after",
     "elected_fetcher",
     "election_hash",
     "fmix32",
     "fnv1a32",
     "live_fetch_delay",
     "live_latency",
+    "merge_delta",
     "pace_action",
     "start_index",
 ]
@@ -174,6 +185,36 @@ def elected_fetcher(self_id: str, neighbour_ids: Iterable[str], index: int) -> s
         if h < best_hash or (h == best_hash and peer < best):
             best, best_hash = peer, h
     return best
+
+
+def delta_after(held: Mapping[str, object] | None) -> int | None:
+    """The ``after`` of the next live poll: the newest chunk index ``held`` lists, None when it lists none."""
+    chunks = held.get("chunks") if held is not None else None
+    if not isinstance(chunks, list) or not chunks:
+        return None
+    return max(int(_number(c["index"])) for c in chunks)
+
+
+def merge_delta(held: Mapping[str, Any] | None, delta: Mapping[str, Any]) -> dict[str, Any]:
+    """The window again from a delta read (``manifest?after=N``) and the window ``held``.
+
+    The delta's fields, with ``chunks`` the held ones from the delta's
+    ``first`` to its ``edge`` and the delta's own, oldest first (an index in
+    both: the delta's). ``first`` absent: the delta is taken whole; ``None``:
+    the window is empty.
+    """
+    if "first" not in delta or held is None or not isinstance(held.get("chunks"), list):
+        return dict(delta)
+    first, edge = delta["first"], delta.get("edge")
+    by_index: dict[int, Any] = {}
+    if isinstance(first, int):
+        top = edge if isinstance(edge, int) else math.inf
+        for c in held["chunks"]:
+            if first <= int(c["index"]) <= top:
+                by_index[int(c["index"])] = c
+    for c in delta["chunks"]:
+        by_index[int(c["index"])] = c
+    return {**delta, "chunks": [by_index[i] for i in sorted(by_index)]}
 
 
 def live_fetch_delay(

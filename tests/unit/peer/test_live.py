@@ -170,3 +170,39 @@ def test_pace_keeps_the_distance() -> None:
                 case Rate(rate):
                     d -= rate - 1.0  # one second of wall time at that rate
         assert abs(d - 3.0) <= live.PACE_TOLERANCE + 0.05, (distance, d)
+
+
+def _window(first: int, last: int, **extra: Any) -> dict[str, Any]:
+    chunks = [{"index": i, "duration": 1.0, "sha256": f"h{i}"} for i in range(first, last + 1)]
+    return {"live": True, "rendition": "webm", "chunks": chunks, "first": chunks[0]["index"] if chunks else None,
+            "edge": chunks[-1]["index"] if chunks else None, **extra}
+
+
+def _delta_of(full: dict[str, Any], after: int) -> dict[str, Any]:
+    """What the gateway answers to ``manifest?after=N`` for the window ``full`` (docs/live.md)."""
+    return {**full, "chunks": [c for c in full["chunks"] if c["index"] > after]}
+
+
+def test_delta_after_is_the_newest_index_held() -> None:
+    assert live.delta_after(None) is None and live.delta_after({"chunks": []}) is None
+    assert live.delta_after({"chunks": [{"index": 7}, {"index": 9}, {"index": 8}]}) == 9
+
+
+def test_merging_deltas_gives_the_window_a_whole_read_gives() -> None:
+    """Sliding, polls missed, away longer than the window, a reconnect's jump in indices, a window gone."""
+    reconnect = _window(240, 259)
+    reconnect["chunks"] += _window(900, 902)["chunks"]
+    reconnect["edge"] = 902
+    windows = [_window(0, 59), _window(1, 60), _window(1, 60), _window(5, 64), _window(200, 259), reconnect,
+               _window(1, 0, state="starting"), _window(1000, 1003)]
+    held = windows[0]
+    for w in windows[1:]:
+        after = live.delta_after(held)
+        held = live.merge_delta(held, w if after is None else _delta_of(w, after))
+        assert held == w
+
+
+def test_a_delta_without_first_is_taken_whole() -> None:
+    w = _window(3, 62)
+    del w["first"]
+    assert live.merge_delta(_window(0, 59), w) == w
