@@ -23,6 +23,13 @@
 //   within a few seconds of the source's return; after failed reads
 //   (gateway away), doubling up to `ERROR_POLL_MAX` seconds.
 //
+// Polls after the first read are deltas (`manifest?after=N`, docs/live.md):
+// `deltaAfter(held)` is the newest index held (null: read the whole window),
+// and `mergeLiveManifest(held, delta)` makes the window again from what was
+// held and what the delta lists, so that everything downstream (the
+// follower, the hash checks) sees whole windows. A full 60 s window is ~12 kB
+// per poll, a delta a few hundred bytes.
+//
 // `read(manifest, now, wallNow)` takes each manifest read (and says what
 // changed for the page), `pace(playhead, wallNow, playing)` says what to do
 // about the distance to the edge (paceAction, live-edge.js, given the
@@ -50,6 +57,7 @@ export const ERROR_POLL_MAX = 8;
  * @typedef {{index: number, start?: number, duration: number, wall?: number | null, epoch?: number, sha256?: string}} LiveEntry
  * @typedef {{
  *   live?: unknown, chunks: LiveEntry[], epoch?: number, init?: {epoch?: number} | null, edge?: number | null,
+ *   first?: number | null,
  *   state?: unknown, title?: unknown, station?: unknown, chunk_seconds?: unknown,
  *   start_behind_seconds?: unknown, peer_wait_seconds?: unknown,
  * }} LiveManifest the fields of a live manifest this module reads
@@ -73,6 +81,43 @@ export function isLiveManifest(manifest) {
  */
 export function liveStarted(manifest) {
   return Boolean(manifest.init) && Array.isArray(manifest.chunks) && manifest.chunks.length > 0;
+}
+
+/**
+ * The `after` of the next live poll: the newest chunk index held, or null
+ * (nothing held yet: read the whole window).
+ * @param {{chunks?: ReadonlyArray<{index: number}>} | null | undefined} held
+ * @returns {number | null}
+ */
+export function deltaAfter(held) {
+  const chunks = held?.chunks;
+  if (!Array.isArray(chunks) || chunks.length === 0) return null;
+  let newest = chunks[0].index;
+  for (const c of chunks) if (c.index > newest) newest = c.index;
+  return newest;
+}
+
+/**
+ * The window again from a delta read (`manifest?after=N`) and the window
+ * held: the delta's fields, with `chunks` the held ones still in the window
+ * (from the delta's `first` to its `edge`) and the delta's own, oldest first
+ * (an index in both: the delta's). A delta without `first` (a gateway that
+ * answered the whole window) is taken whole; `first: null` is an empty
+ * window.
+ * @template {{chunks: ReadonlyArray<{index: number}>, first?: number | null, edge?: number | null}} M
+ * @param {{chunks?: ReadonlyArray<{index: number}>} | null | undefined} held
+ * @param {M} delta
+ * @returns {M}
+ */
+export function mergeLiveManifest(held, delta) {
+  if (!("first" in delta) || !held || !Array.isArray(held.chunks)) return delta;
+  const first = typeof delta.first === "number" ? delta.first : null;
+  const edge = typeof delta.edge === "number" ? delta.edge : Infinity;
+  /** @type {Map<number, M["chunks"][number]>} */
+  const byIndex = new Map();
+  if (first !== null) for (const c of held.chunks) if (c.index >= first && c.index <= edge) byIndex.set(c.index, c);
+  for (const c of delta.chunks) byIndex.set(c.index, c);
+  return { ...delta, chunks: [...byIndex.values()].sort((a, b) => a.index - b.index) };
 }
 
 /**

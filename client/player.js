@@ -58,7 +58,7 @@ import { RENDITIONS, pickRendition, renditionQuery } from "./rendition.js";
 import { within } from "./deadline.js";
 import { chooseMediaPath, mayFetch } from "./media-path.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
-import { LiveFollower, isLiveManifest, liveStarted } from "./live.js";
+import { LiveFollower, deltaAfter, isLiveManifest, liveStarted, mergeLiveManifest } from "./live.js";
 
 /**
  * @typedef {import("./scheduler.js").Request} Request
@@ -869,9 +869,13 @@ export class PlayerCore extends EventTarget {
     if (s.closed || s.polling || !s.live) return;
     s.polling = true;
     try {
-      const manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest${s.query}`, s.abort.signal);
+      // a delta: only the chunks past the newest held (docs/live.md), merged into the window held
+      const after = deltaAfter(s.manifest);
+      const query = after === null ? s.query : `${s.query ? `${s.query}&` : "?"}after=${after}`;
+      const answer = await readJson(this.fetchImpl, `${s.trackUrl}/manifest${query}`, s.abort.signal);
       if (s.closed) return;
-      if (manifest.rendition !== s.manifest.rendition || !isLiveManifest(manifest)) return; // another encoding: ignore
+      if (answer.rendition !== s.manifest.rendition || !isLiveManifest(answer)) return; // another encoding: ignore
+      const manifest = mergeLiveManifest(s.manifest, answer);
       s.manifest = manifest;
       const change = s.live.read(manifest, now(), Date.now() / 1000);
       this.reconcile(s);

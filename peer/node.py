@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import math
 import time
@@ -90,6 +91,7 @@ from protocol.messages import (
 from protocol.values import ChunkSet, Json
 from protocol.wire import T_CHOKE, T_LOOKUP
 
+from . import live
 from .cache import ChunkCache
 from .clock import VirtualClock
 from .core import (
@@ -326,10 +328,19 @@ class PeerNode:
     async def _get_manifest(self) -> None:
         assert self._session is not None
         url = f"{self.gateway}/v1/tracks/{self.playing.id}/manifest"
+        # Live: after the first (whole) read, a delta of the chunks past the newest held (docs/live.md).
+        after = live.delta_after(self.playing.manifest) if self.live is not None else None
+        if after is not None:
+            url += f"?after={after}"
         async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
             if r.status != 200:
                 raise PeerError(f"GET {url}: {r.status} {(await r.text())[:200]}")
-            manifest = await r.json()
+            body = await r.read()
+        self.report.manifest_reads += 1
+        self.report.manifest_bytes += len(body)
+        manifest = json.loads(body)
+        if after is not None:
+            manifest = live.merge_delta(self.playing.manifest, manifest)
         self._set_manifest(manifest)
 
     def _set_manifest(self, manifest: Manifest) -> None:

@@ -17,6 +17,23 @@ test("fnv1a32 hashes UTF-8 like the twin", () => {
   for (const [text, hash] of vectors.fnv1a32) assert.equal(edge.fnv1a32(text), hash, text);
 });
 
+test("fmix32 and electionHash like the twin", () => {
+  for (const [h, out] of vectors.fmix32) assert.equal(edge.fmix32(h), out, String(h));
+  for (const [id, index, hash] of vectors.electionHash) assert.equal(edge.electionHash(id, index), hash, `${id}:${index}`);
+});
+
+test("electionFairness: no pair of listeners splits consecutive chunks worse than maxShare", () => {
+  const { first, count, maxShare, pairs } = vectors.electionFairness;
+  assert.equal(pairs.length, 200);
+  let worst = 0;
+  for (const [a, b] of pairs) {
+    let wins = 0;
+    for (let index = first; index < first + count; index++) if (edge.electedFetcher(a, [b], index) === a) wins++;
+    worst = Math.max(worst, wins / count, 1 - wins / count);
+  }
+  assert.ok(worst <= maxShare, String(worst));
+});
+
 for (const v of vectors.startIndex) {
   test(`startIndex: ${v.name}`, () => {
     assert.equal(edge.startIndex(v.entries, v.behindSeconds), v.expect);

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { LiveTimeline, SKEW_SAMPLES } from "../../client/live-timeline.js";
-import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, isLiveManifest, liveSchedulerSettings, liveStarted } from "../../client/live.js";
+import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, deltaAfter, isLiveManifest, liveSchedulerSettings, liveStarted, mergeLiveManifest } from "../../client/live.js";
 import { SERVER, Scheduler } from "../../client/scheduler.js";
 import { electedFetcher } from "../../client/live-edge.js";
 
@@ -242,4 +242,67 @@ test("liveStarted: an init segment and a chunk", () => {
   assert.equal(liveStarted(live(BASE, BASE + 1)), true);
   assert.equal(liveStarted({ ...live(BASE, BASE + 1), init: null }), false);
   assert.equal(liveStarted(live(BASE, BASE - 1)), false);
+});
+
+/** What the gateway answers to `manifest?after=N` for the window `full` (docs/live.md). */
+function deltaOf(full, after) {
+  return { ...full, chunks: full.chunks.filter((c) => c.index > after), first: full.chunks.length ? full.chunks[0].index : null };
+}
+
+test("deltaAfter: the newest index held, null when nothing is (the first read is whole)", () => {
+  assert.equal(deltaAfter(null), null);
+  assert.equal(deltaAfter({ chunks: [] }), null);
+  assert.equal(deltaAfter(live(BASE, BASE + 9)), BASE + 9);
+  assert.equal(deltaAfter({ chunks: [{ index: 7 }, { index: 9 }, { index: 8 }] }), 9);
+});
+
+test("merging deltas gives the window a whole read gives: sliding, polls missed, a reconnect's jump, a window gone", () => {
+  const full = (m) => ({ ...m, first: m.chunks.length ? m.chunks[0].index : null });
+  const windows = [
+    live(BASE, BASE + 59), // the first read, whole
+    live(BASE + 1, BASE + 60), // one new chunk, one gone
+    live(BASE + 1, BASE + 60), // nothing new: an empty delta
+    live(BASE + 5, BASE + 64), // polls missed
+    live(BASE + 200, BASE + 259), // away longer than the window: after is below it, the whole window comes
+    { ...live(BASE + 240, BASE + 259), chunks: [...live(BASE + 240, BASE + 259).chunks, ...live(BASE + 900, BASE + 902).chunks] }, // a reconnect: indices jump
+    { ...live(BASE, BASE), chunks: [], edge: null, state: "starting" }, // a restarted gateway, window empty
+    live(BASE + 1000, BASE + 1003),
+  ].map(full);
+  let held = windows[0];
+  for (const w of windows.slice(1)) {
+    const after = deltaAfter(held);
+    const delta = after === null ? w : deltaOf(w, after);
+    held = mergeLiveManifest(held, delta);
+    assert.deepEqual(held, w);
+  }
+});
+
+test("a delta without first (a gateway that answered the whole window) is taken whole", () => {
+  const w = live(BASE + 3, BASE + 62);
+  assert.deepEqual(mergeLiveManifest(live(BASE, BASE + 59), w), w);
+});
+
+test("a delta is a few hundred bytes where the window is twelve kB", () => {
+  const sha = "ab".repeat(32);
+  const w = live(BASE, BASE + 59);
+  for (const c of w.chunks) Object.assign(c, { sha256: sha, size: 14_600, wall: c.wall + 0.123456 });
+  const full = JSON.stringify({ ...w, first: BASE });
+  const delta = JSON.stringify(deltaOf({ ...w, first: BASE }, BASE + 58));
+  assert.ok(full.length > 10_000 && delta.length < 1_000, `${full.length} ${delta.length}`);
+});
+
+test("the follower fed merged deltas places the chunks it places fed whole windows", () => {
+  const a = new LiveFollower(live(BASE, BASE + 59));
+  const b = new LiveFollower(live(BASE, BASE + 59));
+  let held = { ...live(BASE, BASE + 59), first: BASE };
+  a.read(held, 0, T0 + 60);
+  b.read(held, 0, T0 + 60);
+  for (let k = 1; k <= 80; k++) {
+    const w = { ...live(BASE + k, BASE + 59 + k), first: BASE + k };
+    held = mergeLiveManifest(held, deltaOf(w, /** @type {number} */ (deltaAfter(held))));
+    a.read(held, k, T0 + 60 + k);
+    b.read(w, k, T0 + 60 + k);
+  }
+  assert.deepEqual(a.timeline.manifest(), b.timeline.manifest());
+  assert.equal(a.timeline.last, BASE + 139);
 });

@@ -238,6 +238,7 @@ async def test_two_listeners_share_the_edge(gateway_factory: Any, radio: tuple[R
         pages = []
         for _ in range(2):
             page = log.watch(await browser.new_page())
+            await page.add_init_script("performance.setResourceTimingBufferSize(10000)")
             await page.goto(site.url("/live"))
             await until(page, "window.seen('playing').length > 0", 30)
             pages.append(page)
@@ -252,8 +253,15 @@ async def test_two_listeners_share_the_edge(gateway_factory: Any, radio: tuple[R
             for e in (await page.evaluate("window.seen('chunk')"))[k:]:
                 got.setdefault(e["detail"]["index"], []).append(e["detail"]["source"])
         states = [await p.evaluate(STATE) for p in pages]
+        manifests = [await p.evaluate(
+            "performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.includes('/manifest'))")
+            for p in pages]
         await browser.close()
 
+    # the first manifest read is whole, the polls after it deltas (docs/live.md)
+    for urls in manifests:
+        assert "after=" not in urls[0] and len(urls) >= 15, urls
+        assert sum("after=" in u for u in urls[1:]) >= 0.9 * (len(urls) - 1), urls
     both = {i: s for i, s in got.items() if len(s) == 2}
     assert len(both) >= 15, got
     server = sum(s.count("server") for s in both.values())
@@ -263,7 +271,9 @@ async def test_two_listeners_share_the_edge(gateway_factory: Any, radio: tuple[R
     for st in states:
         assert st["stats"]["stalls"] == 0 and st["live"]["latency"] < 5, st
     log.assert_clean()
+    shares = [sum(1 for s in got.values() if len(s) == 2 and s[k] == "server") for k in range(2)]
     print(f"{len(both)} chunks: {server / len(both):.2f} server fetches per chunk, {peer} from the peer; "
+          f"server fetches by listener {shares}; manifest reads {[len(u) for u in manifests]}; "
           f"latencies {[round(st['live']['latency'], 2) for st in states]}")
 
 

@@ -20,9 +20,10 @@ def manifest(first: int, last: int, *, wall0: float = T0, behind: float = 3.0, w
             "peer_wait_seconds": wait, "chunk_seconds": 1.0, "state": "live"}
 
 
-def other_than(me: str, index: int) -> str:
-    """A neighbour id that wins the election of ``index`` against ``me``."""
-    return next(p for p in (f"n{k}" for k in range(1000)) if live.elected_fetcher(me, [p], index) == p)
+def other_than(me: str, *indices: int) -> str:
+    """A neighbour id that wins the elections of ``indices`` against ``me``."""
+    return next(p for p in (f"n{k}" for k in range(1000))
+                if all(live.elected_fetcher(me, [p], index) == p for index in indices))
 
 
 def loser_to(me: str, index: int) -> str:
@@ -64,7 +65,7 @@ def test_a_new_chunk_the_listener_is_not_elected_for_waits_for_a_peer_then_the_s
     t.ready = True
     t.advance(T0)
     new = FIRST + 60
-    winner = other_than("me", new)
+    winner = other_than("me", new, new + 1)  # the chunk after the edge too: the winner asks for it
     t.manifest(manifest(FIRST + 1, new), T0 + 1)
     assert t.next(T0 + 1, "me", [winner]) == []
     assert t.next(T0 + 1.69, "me", [winner]) == []
