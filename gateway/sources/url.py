@@ -35,12 +35,14 @@ answer's content type when it is opened:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
+from transcode.finite import HEAD_BYTES, declares_finite
 from transcode.seekable import MAX_MOOV_BYTES, FetchTail
 
 from ..errors import BadRequest, NotAudio, UpstreamError, ZtreamError
@@ -48,7 +50,7 @@ from ..media.catalog import Track, track_id_for
 from ..media.upstream import BoundedSource, LiveSource, NowPlaying, SizedStream, TailSource
 from . import hls
 from .base import CountBytes
-from .fetch import SafeFetcher
+from .fetch import SafeFetcher, UpstreamResponse
 from .hls_follow import HlsFollower, Target, looks_like_playlist
 from .icy import IcyDemuxer, IcyError, parse_metaint
 from .playlists import MAX_PLAYLIST_BYTES, fetch_playlist_text, is_hls, parse_playlist
@@ -70,6 +72,9 @@ LIVE_RATE_WINDOW = 30.0
 LIVE_MAX_BYTES = 1 << 62
 # How much of an icy-name becomes the title.
 MAX_STATION_NAME = 200
+# How long registration waits for the first bytes of an audio answer with no
+# length and no icy-* header, to see whether they declare a finite file.
+HEAD_SECONDS = 5.0
 
 
 def is_live_answer(status: int, headers: Mapping[str, str]) -> bool:
@@ -225,15 +230,33 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
         ``playlist``: the answer has a playlist content type (HLS or a station file).
         """
         try:
-            async with self.fetcher.open(url, max_bytes=0, headers={"Icy-MetaData": "1"}) as response:
+            async with self.fetcher.open(url, max_bytes=1 << 20, headers={"Icy-MetaData": "1"}) as response:
                 ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 if response.status < 400 and (ctype in _PLAYLIST_TYPES or looks_like_hls_url(response.url)):
                     return False, None, True
                 live = is_live_answer(response.status, response.headers)
+                if live and not any(name.lower().startswith("icy-") for name in response.headers):
+                    live = not await self._head_declares_finite(response)
                 return live, _station_name(response.headers) if live else None, False
         except ZtreamError as exc:
             log.info("registering %s as a file: its headers could not be read (%s)", url, exc.detail)
             return False, None, False
+
+    async def _head_declares_finite(self, response: UpstreamResponse) -> bool:
+        """Whether an answer with no length is a file after all: its first bytes say how long it is
+        (transcode/finite.py), or the whole body is shorter than those bytes."""
+        head = b""
+        try:
+            async with asyncio.timeout(HEAD_SECONDS):
+                async for piece in response.aiter_bytes():
+                    if self._count is not None:
+                        self._count(len(piece))
+                    head += piece
+                    if len(head) >= HEAD_BYTES:
+                        return declares_finite(head[:HEAD_BYTES])
+        except (TimeoutError, ZtreamError):
+            return declares_finite(head)
+        return True  # the body ended: nothing endless about it
 
     async def _hls_is_live(self, text: str, url: str) -> bool:
         """Whether an HLS playlist is live; refuses one that cannot play (before any track exists).
