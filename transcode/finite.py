@@ -38,7 +38,7 @@ def declares_finite(head: bytes) -> bool:
         if head[4] & 0x7F != 0:
             return False
         info = head[8:26]
-        total = ((info[13] & 0x0F) << 32) | struct.unpack_from(">I", info, 14)[0]
+        total: int = ((info[13] & 0x0F) << 32) | int(struct.unpack_from(">I", info, 14)[0])
         return total > 0
     if head[:3] == b"ID3":
         return True
