@@ -45,6 +45,8 @@ export const RATE_SLOW = 0.97;
 /** A listener past max(JUMP_FACTOR × target, target + JUMP_MARGIN) behind jumps back to the target. */
 export const JUMP_FACTOR = 3;
 export const JUMP_MARGIN = 3;
+/** After playback resumed from a stall, this long, a listener behind its target jumps back to it. */
+export const RECOVER_SECONDS = 5.0;
 
 /**
  * @typedef {{index: number, duration: number}} LiveEntry a live manifest's chunk, as far as these rules need it
@@ -111,13 +113,22 @@ export function startIndex(entries, behindSeconds) {
 
 /**
  * What to do about the distance to the edge: `{rate}` to play at, or
- * `{jumpTo}`: the distance (seconds behind the edge) to jump to.
+ * `{jumpTo}`: the distance (seconds behind the edge) to jump to. While
+ * `recovering` (playback resumed from a stall less than `RECOVER_SECONDS`
+ * ago; not at the start, where a jump would skip what the listener has just
+ * begun to hear) it jumps as soon as it is more than `PACE_TOLERANCE` further
+ * behind than `target`: a source that comes back often sends what it held in
+ * one burst, which would otherwise leave every listener that far behind for
+ * minutes.
  * @param {number} latency seconds the playhead is behind the end of the newest chunk known
  * @param {number} target the distance to keep (start_behind_seconds)
+ * @param {boolean} [recovering]
  * @returns {PaceAction}
  */
-export function paceAction(latency, target) {
-  if (latency > Math.max(JUMP_FACTOR * target, target + JUMP_MARGIN)) return { jumpTo: target };
+export function paceAction(latency, target, recovering = false) {
+  if (latency > Math.max(JUMP_FACTOR * target, target + JUMP_MARGIN) || (recovering && latency > target + PACE_TOLERANCE)) {
+    return { jumpTo: target };
+  }
   if (latency > target + PACE_TOLERANCE) return { rate: RATE_FAST };
   if (latency < target - PACE_TOLERANCE) return { rate: RATE_SLOW };
   return { rate: 1 };

@@ -42,7 +42,7 @@
 // the edge again, rather than stall again at every chunk's arrival; the
 // headless peer plays no audio and needs no such rule.
 
-import { paceAction } from "./live-edge.js";
+import { RECOVER_SECONDS, paceAction } from "./live-edge.js";
 import { LiveTimeline } from "./live-timeline.js";
 import { Scheduler } from "./scheduler.js";
 
@@ -183,6 +183,17 @@ export class LiveFollower {
     this.latency = null;
     this.failures = 0; // manifest reads failed in a row
     this.reconnectPolls = 0; // reads in a row that said "reconnecting"
+    /** @type {number | null} local UNIX time playback last resumed from a stall */
+    this.resumedAt = null;
+  }
+
+  /**
+   * Playback resumed from a stall (not the first start): for RECOVER_SECONDS
+   * the pace rules jump back to the target distance rather than creep.
+   * @param {number} wallNow local UNIX time (seconds)
+   */
+  resumed(wallNow) {
+    this.resumedAt = wallNow;
   }
 
   /**
@@ -292,7 +303,8 @@ export class LiveFollower {
     if (latency !== null) this.latency = latency;
     if (!playing || latency === null) return { rate: 1 };
     if (latency < HOLD_FRACTION * this.behind) return { rate: 0 };
-    const action = paceAction(latency, this.behind);
+    const recovering = this.resumedAt !== null && wallNow - this.resumedAt < RECOVER_SECONDS;
+    const action = paceAction(latency, this.behind, recovering);
     if ("jumpTo" in action) {
       // to `jumpTo` behind the edge, on the timeline; never past what is placed
       const to = Math.min(playhead + latency - action.jumpTo, this.timeline.end - Math.min(this.behind, this.chunkSeconds));

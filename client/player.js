@@ -165,6 +165,7 @@ export class PlayerCore extends EventTarget {
     this.session = null;
     /** @type {{httpBytes: number, cacheBytes: number, peerBytes: number, stalls: number, liveLatencySeconds?: number | null}} */
     this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, stalls: 0 };
+    this.stalled = false; // a stall counted and playback not yet resumed (a live track then catches up: live.js)
     /** @type {number | null} */
     this.startupSeconds = null;
     /** @type {number | null} */
@@ -1021,11 +1022,16 @@ export class PlayerCore extends EventTarget {
           this.startupSeconds = now() - this.playStartedAt;
           this.emit("startup", { seconds: this.startupSeconds });
         }
+        if (this.stalled) s?.live?.resumed(Date.now() / 1000);
+        this.stalled = false;
         break;
       case "waiting":
         // Firefox fires `waiting` just before `ended`: at the end of a stream
         // that was ended, running dry is the end, not a stall.
-        if (this.startupSeconds !== null && !this.audio.seeking && !this.atEnd(s)) this.stats.stalls += 1;
+        if (this.startupSeconds !== null && !this.audio.seeking && !this.atEnd(s)) {
+          this.stats.stalls += 1;
+          this.stalled = true;
+        }
         if (s) this.tick(s);
         break;
       case "seeking":

@@ -42,7 +42,7 @@ for (const v of vectors.startIndex) {
 
 test("paceAction keeps the distance like the twin", () => {
   for (const v of vectors.paceAction) {
-    const got = edge.paceAction(v.latency, v.target);
+    const got = edge.paceAction(v.latency, v.target, v.recovering ?? false);
     assert.deepEqual(Object.keys(got), Object.keys(v.expect), JSON.stringify(v));
     for (const k of Object.keys(v.expect)) assert.ok(close(got[k], v.expect[k]), JSON.stringify({ v, got }));
   }

@@ -154,6 +154,16 @@ test("pace: a rate, a jump back to the target, a hold right at the edge; nothing
   assert.equal(f.clampSeek(-5), 0);
 });
 
+test("pace: resumed from a stall, a listener more than the tolerance behind jumps back, for RECOVER_SECONDS only", () => {
+  const f = new LiveFollower(live(BASE, BASE + 9));
+  f.read(live(BASE, BASE + 9), 0, T0 + 10);
+  assert.deepEqual(f.pace(0.5, T0 + 12, true), { rate: 1.03 }); // 4.5 s behind, not recovering: creeps
+  f.resumed(T0 + 11);
+  const p = f.pace(0.5, T0 + 12, true);
+  assert.ok("seekTo" in p && Math.abs(p.seekTo - (0.5 + 4.5 - 3)) < 1e-6, JSON.stringify(p));
+  assert.deepEqual(f.pace(0.5, T0 + 16.5, true), { rate: 1.03 }, "5 s after resuming it creeps again");
+});
+
 // ---- scheduler rule 7 ------------------------------------------------------------
 
 /** A scheduler in live mode with the window placed at 0.. and `n` neighbours. */
