@@ -49,7 +49,7 @@ from typing import Any
 
 from ..metrics import PEER_SCOPES
 
-__all__ = ["Place", "Networks", "AsnDatabase", "SCOPES", "UNKNOWN_PLACE", "scope", "lan_key"]
+__all__ = ["Place", "Networks", "AsnDatabase", "SCOPES", "UNKNOWN_PLACE", "scope", "lan_key", "parse_address"]
 
 # ``ztream_peer_bytes_total{scope}``'s values, nearest first.
 SCOPES = PEER_SCOPES
@@ -80,7 +80,8 @@ def scope(a: Place, b: Place) -> str:
     return "other"
 
 
-def _parse(address: str | None) -> _Address | None:
+def parse_address(address: str | None) -> _Address | None:
+    """An address as the network layer sees it (zone dropped, IPv4-mapped IPv6 as IPv4); None if unreadable."""
     if not address:
         return None
     try:
@@ -94,7 +95,7 @@ def _parse(address: str | None) -> _Address | None:
 
 def lan_key(address: str | None) -> str | None:
     """The LAN key of a client address: the IPv4 address, or the IPv6 /64; None if unreadable."""
-    ip = _parse(address)
+    ip = parse_address(address)
     if ip is None:
         return None
     if ip.version == 4:
@@ -132,7 +133,7 @@ class Networks:
 
     def place(self, address: str | None) -> Place:
         """Where a client at ``address`` is; ``UNKNOWN_PLACE`` for no address or one unreadable."""
-        ip = _parse(address)
+        ip = parse_address(address)
         if ip is None:
             return UNKNOWN_PLACE
         return Place(lan_key(str(ip)), self.network(ip))

@@ -103,7 +103,7 @@ from dataclasses import dataclass, field
 from protocol.limits import MAX_CANDIDATES, MAX_HOLDERS, MAX_INDEX, MAX_INTRODUCTIONS, MAX_RANGES, MAX_TRACKS, MAX_WANT
 from protocol.values import BadChunks, Candidate, ChunkSet
 
-from .networks import UNKNOWN_PLACE, Networks, Place, scope
+from .networks import UNKNOWN_PLACE, Networks, Place, parse_address, scope
 
 __all__ = ["Tracker", "TrackerError", "UnknownPeer", "TooManyTracks", "address_group",
            "SINK_OFFERS", "SINK_SECONDS", "NEAR_TRIAL_SECONDS", "NEAR_SCOPES"]
@@ -123,14 +123,9 @@ _SCOPE_RANK = {"same_lan": 0, "same_network": 1}
 def address_group(address: str | None) -> str | None:
     """The group an address counts in for diversity: its IPv4 /24 or IPv6 /64
     (one household, one small network); None for no address or one unreadable."""
-    if not address:
+    ip = parse_address(address)
+    if ip is None:
         return None
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     prefix = 24 if ip.version == 4 else 64
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
