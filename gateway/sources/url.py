@@ -78,12 +78,12 @@ HEAD_SECONDS = 5.0
 
 
 def is_live_answer(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an upstream's answer is an endless stream: ``icy-*`` headers, or audio with no length.
+    """Whether an upstream's answer looks endless by its headers: ``icy-*`` headers, or audio with no length.
 
-    "No length" is a body that runs until the connection closes (no
-    ``Content-Length`` and not chunked), as Icecast and SHOUTcast send: a file
-    server that chunks a file it streams (a proxy, a slow generator) is not a
-    station unless it says so with ``icy-*`` headers.
+    Audio with no length may still be a file sent chunked (a proxy, a slow
+    generator): without ``icy-*`` headers, registration then reads its first
+    bytes (:func:`transcode.finite.declares_finite`). How the body is framed
+    says nothing: an HTTP/1.1 proxy in front of a station chunks it too.
     """
     if status >= 400:
         return False
@@ -92,8 +92,7 @@ def is_live_answer(status: int, headers: Mapping[str, str]) -> bool:
         return True
     ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     audio = ctype.startswith("audio/") or ctype == "application/ogg"
-    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-    return audio and ctype not in _PLAYLIST_TYPES and "content-length" not in names and not chunked
+    return audio and ctype not in _PLAYLIST_TYPES and "content-length" not in names
 
 
 def _station_name(headers: Mapping[str, str]) -> str | None:
