@@ -40,7 +40,11 @@ Per scenario it prints a row per listener and the totals:
   ``same_network`` (another home of the same access network, ``two-isps``),
   ``other``; from the players' own ``chunk`` events (each names the peer it
   came from). ``within_network`` is the share of the first two: for
-  ``two-isps`` the goal is 80% or more. Where the gateway labels
+  ``two-isps`` the goal is 80% or more. ``within_network_ceiling``: the most
+  that can stay within a network in this order, every listener after the
+  first getting the same bytes from peers, when a listener whose network
+  has no earlier listener can only get them from another network (1 - k/(N-1),
+  k such listeners: 80% for six listeners alternating between two networks). Where the gateway labels
   ``ztream_peer_bytes_total`` with ``scope`` (``[p2p.networks]`` configured),
   its own split is printed beside.
 
@@ -118,6 +122,11 @@ class Scenario:
         offload = peer / (peer + server) if peer + server else 0.0
         scoped = sum(scopes.values())
         within = (scopes["same_lan"] + scopes["same_network"]) / scoped if scoped else None
+        # The most that can stay within a network in this order: a listener whose
+        # network has no earlier listener can only get its peer bytes from another.
+        first_of_network = sum(1 for i, r in enumerate(self.rows)
+                               if i > 0 and r.network not in {q.network for q in self.rows[:i]})
+        within_ceiling = 1 - first_of_network / (len(self.rows) - 1) if len(self.rows) > 1 else None
         return {
             "scenario": self.name,
             "topology": self.topology,
@@ -138,6 +147,7 @@ class Scenario:
             "pairs": dict(sorted(pairs.items())),
             "scopes": scopes,
             "within_network": round(within, 4) if within is not None else None,
+            "within_network_ceiling": round(within_ceiling, 4) if within_ceiling is not None else None,
             "gateway_scopes": self.gateway_scopes,
             "wall_s": round(self.wall_s, 1),
             "rows": [asdict(r) for r in self.rows],
@@ -277,7 +287,9 @@ def print_scenario(s: Scenario) -> None:
     print(f"selected pairs: {pairs}; outcomes {summary['outcomes']}")
     scopes = ", ".join(f"{scope} {n / 1000:.0f} KB" for scope, n in summary["scopes"].items())
     goal = " (goal >= 80% in two-isps)" if s.topology == "two-isps" else ""
-    print(f"peer bytes by sender: {scopes}; within the network {'-' if within is None else f'{within:.1%}'}{goal}")
+    most = summary["within_network_ceiling"]
+    print(f"peer bytes by sender: {scopes}; within the network {'-' if within is None else f'{within:.1%}'}"
+          f"{'' if most is None else f' (at most {most:.0%} in this order)'}{goal}")
     if s.gateway_scopes:
         print("gateway ztream_peer_bytes_total by scope: "
               + ", ".join(f"{scope} {n / 1000:.0f} KB" for scope, n in sorted(s.gateway_scopes.items())))

@@ -111,6 +111,9 @@ class LiveResult:
             "verify_failures": sum(r.verify_failures for r in rs),
             "hash_mismatches": sum(r.hash_mismatches for r in rs),
             "never_started": sum(1 for r in rs if r.startup_seconds is None),
+            # live polls: deltas (manifest?after=N) after each listener's first, whole, read
+            "manifest_bytes_per_read": round(sum(r.manifest_bytes for r in rs) / reads)
+            if (reads := sum(r.manifest_reads for r in rs)) else None,
         }
         if self.before is not None and self.after is not None:
             grown = {k: self.after.get(k, 0.0) - self.before.get(k, 0.0) for k in self.after}

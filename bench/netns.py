@@ -50,7 +50,7 @@ IP = shutil.which("ip") or "/usr/sbin/ip"
 # Added to bench.browser.CHROMIUM_ARGS for WebRTC between pages on loopback.
 WEBRTC_ARGS = [
     "--allow-loopback-in-peer-connection",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.local, EXCLUDE 127.0.0.1",
 ]
 
 T = TypeVar("T")

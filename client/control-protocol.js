@@ -14,7 +14,8 @@
 
 /**
  * The server's messages, as `parseServerMessage` returns them.
- * @typedef {{type: "welcome", peer_id: string, ice_servers: object[], limits: Record<string, number>}} Welcome
+ * @typedef {{type: "welcome", peer_id: string, ice_servers: object[], limits: Record<string, number>, upload?: string}} Welcome
+ *   `upload`: the operator's upload policy (p2p.upload: "on", "opt-in", "off"), absent from older gateways
  * @typedef {{peer_id: string, chunks: number[], complete: boolean}} PeerHolding
  * @typedef {{type: "peers", track: string, rendition: string, peers: PeerHolding[], for?: string, peer_id?: string, reason?: string}} Peers
  * @typedef {{type: "signal", from: string, data: Record<string, unknown>}} Signal
@@ -24,10 +25,17 @@
  * @typedef {Welcome | Peers | Signal | Pong | ErrorMessage | TurnServers} ServerMessage
  */
 
+/**
+ * The largest chunk index (u32 on the wire; protocol/limits.py MAX_INDEX): a
+ * live track's indices grow for ever (docs/live.md), so an index is bounded
+ * by this, and only the NUMBER of chunks in a message by max_chunks.
+ */
+export const MAX_INDEX = 0xffffffff;
+
 /** `welcome`'s limits, all integers, in wire order. */
 export const LIMIT_KEYS = Object.freeze([
   "max_message_bytes", "messages_per_second", "burst", "max_tracks", "max_chunks", "max_ranges",
-  "max_want", "max_candidates", "max_signal_bytes", "upload_slots", "stats_interval", "idle_timeout",
+  "max_want", "max_candidates", "max_signal_bytes", "upload_slots", "stats_interval", "idle_timeout", "upload_kbps",
 ]);
 
 /**
@@ -39,7 +47,7 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
  * @param {unknown} v
  * @returns {v is number}
  */
-const isIndex = (v) => Number.isInteger(v);
+const isIndex = (v) => Number.isInteger(v) && /** @type {number} */ (v) >= 0 && /** @type {number} */ (v) <= MAX_INDEX;
 
 // The readers take the parsed JSON object (any: what the wire sent) and
 // return the message, or null when a field is missing or of the wrong kind.
@@ -60,7 +68,13 @@ function welcome(m) {
     if (!Number.isInteger(v) || v < 0) return null;
     limits[key] = v;
   }
-  return { type: "welcome", peer_id: m.peer_id, ice_servers: m.ice_servers, limits };
+  /** @type {Welcome} */
+  const out = { type: "welcome", peer_id: m.peer_id, ice_servers: m.ice_servers, limits };
+  if (m.upload !== undefined && m.upload !== null) {
+    if (typeof m.upload !== "string") return null;
+    out.upload = m.upload;
+  }
+  return out;
 }
 
 /**
@@ -254,6 +268,15 @@ const flag = (v, key) => {
   return v;
 };
 
+/** The largest `stats.live_latency_seconds` (protocol/limits.py). */
+export const MAX_LIVE_LATENCY = 600;
+
+/** @type {(v: unknown, key: string) => number} */
+const latency = (v, key) => {
+  if (typeof v !== "number" || !(v >= 0 && v <= MAX_LIVE_LATENCY)) throw new TypeError(`${key}: expected 0..${MAX_LIVE_LATENCY}`);
+  return v;
+};
+
 /** @type {(v: unknown, key: string) => number | null} */
 const seconds = (v, key) => {
   if (v !== null && (typeof v !== "number" || !Number.isFinite(v))) throw new TypeError(`${key}: expected a number or null`);
@@ -310,6 +333,10 @@ export function encodePeerMessage(msg) {
       if (msg.sources !== undefined) {
         const named = sources(msg.sources, "sources");
         if (Object.keys(named).length > 0) out.sources = named;
+      }
+      // a live track's latency now (docs/live.md): written when known
+      if (msg.live_latency_seconds !== undefined && msg.live_latency_seconds !== null) {
+        out.live_latency_seconds = latency(msg.live_latency_seconds, "live_latency_seconds");
       }
       return JSON.stringify(out);
     }

@@ -9,7 +9,9 @@
 // Query parameters: ?autoplay=1 starts playing once the track is loaded (if
 // the browser allows it); ?color=ff5500 sets the accent colour; ?p2p=off or
 // ?p2p=relay is rendered by the gateway as the player's p2p attribute (it
-// must be there before the player starts its P2P agent, docs/p2p.md).
+// must be there before the player starts its P2P agent, docs/p2p.md), and
+// ?upload=on|opt-in|off as its data-upload attribute (only stricter than the
+// gateway's p2p.upload).
 
 import "./ztream-player.js";
 import { EVENTS, event, originAllowed, parseColor, parseCommand, reply, volumeFraction } from "./widget-protocol.js";
@@ -53,7 +55,16 @@ function position() {
 }
 
 function readyData() {
-  return { duration: ms(player.duration), title: player.track?.title ?? "", id: body.dataset.trackId };
+  const data = { duration: ms(player.duration), title: player.track?.title ?? "", id: body.dataset.trackId };
+  return player.liveInfo ? { ...data, live: true } : data;
+}
+
+/** A live track's state for the host, or null (a track). */
+function liveState() {
+  const info = player.liveInfo;
+  if (!info) return null;
+  const latency = Number.isFinite(info.latency) ? Math.round(info.latency * 1000) / 1000 : null;
+  return { state: info.state, title: info.title, station: info.station, latencySeconds: latency };
 }
 
 window.addEventListener("message", (e) => {
@@ -95,6 +106,9 @@ window.addEventListener("message", (e) => {
     case "isPaused":
       post(reply(cmd.id, player.paused));
       break;
+    case "getLiveState":
+      post(reply(cmd.id, liveState()));
+      break;
     default:
       break;
   }
@@ -113,6 +127,8 @@ player.addEventListener("timeupdate", () => {
   if (!player.paused) post(event(EVENTS.PLAY_PROGRESS, position()));
 });
 player.addEventListener("finish", () => post(event(EVENTS.FINISH, position())));
+player.addEventListener("livechange", (e) => post(event(EVENTS.LIVE_CHANGE, /** @type {CustomEvent} */ (/** @type {unknown} */ (e)).detail)));
+player.addEventListener("titlechange", (e) => post(event(EVENTS.TITLE_CHANGE, /** @type {CustomEvent} */ (/** @type {unknown} */ (e)).detail)));
 player.addEventListener("error", (e) => {
   const { detail } = /** @type {CustomEvent} */ (/** @type {unknown} */ (e)); // the player's error event
   lastError = { error: detail?.error ?? "error", detail: detail?.detail ?? "" };

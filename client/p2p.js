@@ -101,11 +101,24 @@
 //   server requests because peers are being looked for (tracker not answered
 //   yet, connections still opening). It is only ever a bound in time: the
 //   scheduler's own deadlines and emergency mode still go to the server.
+// - Upload (upload-policy.js): a listener that does not share (`upload: false`,
+//   or `setUpload(false)` when the listener stops or never said yes) still
+//   dials holders and downloads from them, but announces nothing to the
+//   tracker (an announcement made before is withdrawn: `have` replace, empty),
+//   sends its neighbours an empty HAVE (so they keep the link), chokes every
+//   REQUEST, never names itself in HOLDERS and sends no departure notice.
+//   A sharing listener keeps the upload cap (`uploadKbps`, or the welcome's
+//   `limits.upload_kbps` where stricter): a chunk starts being served only
+//   while the UploadBudget allows; a queued request waits for `tick`.
 // - Stats: every `statsInterval` seconds (sooner after a verify failure or the
 //   start-up time became known, at most once a second) the counts since the
 //   last report; a report the server refused (`rate_limited`) is added back.
+//   On a live track the report also carries the latency at that moment
+//   (`live_latency_seconds`, a value, not a count: never added back).
 
 import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./protocol.js";
+import { MAX_LIVE_LATENCY } from "./control-protocol.js";
+import { UploadBudget, stricterCap } from "./upload-policy.js";
 
 /**
  * @typedef {import("./control-protocol.js").ServerMessage} ServerMessage
@@ -128,13 +141,14 @@ import { Reassembler, WireError, decode, encode, splitChunk, toRanges } from "./
  *   askedAt: number, answeredAt: number, noticed: boolean, badHolders: number, goodHolders: number,
  * }} Neighbour
  * @typedef {{
- *   track: string, rendition: string, chunks: Set<number>, maxIndex: number, complete: boolean, held: Set<number>,
+ *   track: string, rendition: string, chunks: Set<number>, maxIndex: number, minIndex: number, complete: boolean, held: Set<number>,
  *   added: Set<number>, fullHave: boolean, wireDirty: boolean, announcedComplete: boolean, startedAt: number,
- *   answered: boolean, knownAt: number,
+ *   answered: boolean, knownAt: number, shown: boolean,
  * }} Session
  * @typedef {{active: boolean, until: number, found: number, asked: Set<string>, answered: number}} Round
  * @typedef {{down: number, up: number, http: number, stalls: number, failures: number}} Counts
- * @typedef {{httpBytes?: number, peerBytes?: number, stalls?: number}} Totals the player's cumulative counters
+ * @typedef {{httpBytes?: number, peerBytes?: number, stalls?: number, liveLatency?: number | null}} Totals the player's cumulative
+ *   counters, and a live track's current latency (seconds; stats.live_latency_seconds)
  */
 
 export const DEFAULT_P2P_SETTINGS = Object.freeze({
@@ -166,6 +180,9 @@ export const DEFAULT_P2P_SETTINGS = Object.freeze({
   maxDirectory: 64, // candidates remembered per track (the oldest is forgotten)
   maxBadHolders: 8, // suggestions of one neighbour refused as not holders, beyond those introduced, before it counts as a bad chunk
   overlay: true, // ask neighbours before the tracker (false: the tracker only)
+  upload: true, // announce and serve what is held (false: download only; setUpload changes it)
+  uploadKbps: 0, // upload cap in kbit/s (0: none); the welcome's limits.upload_kbps applies where stricter
+  uploadBurst: 2, // seconds of the cap a burst may take
   corrupt: false, // TEST ONLY: flip a byte in every chunk served (a bad seeder)
 });
 
@@ -208,16 +225,28 @@ function maxOf(values) {
 }
 
 /**
- * Every index of inclusive ranges, bounded to [0, limit), ascending and once
- * each: overlapping ranges (a hostile HAVE) cost no more than `limit`.
+ * @param {Iterable<number>} values
+ * @returns {number} the smallest, 0 when there is none
+ */
+function minOf(values) {
+  let m = Infinity;
+  for (const v of values) if (v < m) m = v;
+  return Number.isFinite(m) ? m : 0;
+}
+
+/**
+ * Every index of inclusive ranges, bounded to [floor, limit), ascending and
+ * once each: overlapping ranges (a hostile HAVE) cost no more than `limit -
+ * floor` (a live window's indices are large, its span small).
  * @param {ReadonlyArray<readonly [number, number] | number[]>} ranges
  * @param {number} limit
+ * @param {number} [floor]
  * @returns {number[]}
  */
-export function expandRanges(ranges, limit) {
+export function expandRanges(ranges, limit, floor = 0) {
   const sorted = ranges.filter(([first]) => first < limit).sort((a, b) => a[0] - b[0]);
   const out = [];
-  let next = 0; // first index not yet listed
+  let next = floor; // first index not yet listed
   for (const [first, last] of sorted) {
     const end = Math.min(last, limit - 1);
     for (let i = Math.max(first, next); i <= end; i++) out.push(i);
@@ -261,6 +290,8 @@ export class P2PCore {
     this.sources = new Map(); // peer id -> verified bytes since the last report (stats.sources)
     this.uploadSlots = this.settings.uploadSlots;
     this.statsInterval = this.settings.statsInterval;
+    this.uploading = this.settings.upload; // announce and serve (setUpload)
+    this.budget = new UploadBudget(this.settings.uploadKbps, this.settings.uploadBurst);
     this.connected = false; // welcomed on the current control socket
     /** @type {Session | null} */
     this.session = null;
@@ -357,11 +388,13 @@ export class P2PCore {
         const limits = msg.limits && typeof msg.limits === "object" ? msg.limits : {};
         if (Number.isInteger(limits.upload_slots) && limits.upload_slots > 0) this.uploadSlots = limits.upload_slots;
         if (Number.isFinite(limits.stats_interval) && limits.stats_interval > 0) this.statsInterval = limits.stats_interval;
+        if (Number.isInteger(limits.upload_kbps)) this.budget.setCap(stricterCap(this.settings.uploadKbps, limits.upload_kbps));
         this.connected = true;
         this.slots.reported = 0; // a new connection starts at 0 in use
         this.lastSentAt = now;
         if (this.session) {
           this.session.fullHave = true;
+          this.session.shown = false; // a new socket: the tracker knows nothing of us
           this.want.outstanding = false;
           this.want.nextAt = now;
           this.want.interval = this.settings.wantInterval;
@@ -435,7 +468,7 @@ export class P2PCore {
     /** @type {Effect[]} */
     const out = [];
     const old = this.session;
-    if (old && this.settings.overlay && this.peerId !== null && (old.track !== track || old.rendition !== rendition)) {
+    if (old && this.uploading && this.settings.overlay && this.peerId !== null && (old.track !== track || old.rendition !== rendition)) {
       // where we go, told to the neighbours we leave: they can introduce us to whoever asks
       const frame = encode({ type: "holders", track, rendition, peers: [this.peerId] });
       for (const nb of this.neighbours.values()) if (nb.state === "open") out.push({ kind: "send", peer: nb.id, frame });
@@ -446,6 +479,7 @@ export class P2PCore {
       rendition,
       chunks: new Set(chunks),
       maxIndex: maxOf(chunks),
+      minIndex: minOf(chunks),
       complete: Boolean(complete),
       held: new Set(held),
       added: new Set(), // held since the last tracker announcement
@@ -455,6 +489,7 @@ export class P2PCore {
       startedAt: now,
       answered: false, // the tracker answered a want of this session
       knownAt: -Infinity, // when a lookup round last found the overlay exhausted (every answer in, nobody new)
+      shown: false, // a holding was announced to the tracker on this socket (withdrawn when sharing stops)
     };
     this.want = { outstanding: false, sentAt: -Infinity, nextAt: now, interval: this.settings.wantInterval };
     if (this.connected) {
@@ -479,6 +514,7 @@ export class P2PCore {
     const grew = top > s.maxIndex;
     s.chunks = new Set(chunks);
     s.maxIndex = Math.max(s.maxIndex, top);
+    s.minIndex = minOf(chunks);
     s.complete = Boolean(complete);
     if (grew) {
       // neighbours' announcements are clamped to what the manifest lists: re-read them
@@ -569,6 +605,36 @@ export class P2PCore {
     const out = [];
     if (!this.settings.overlay) return out;
     for (const nb of this.neighbours.values()) this.ask(nb, track, rendition, out, now);
+    return out;
+  }
+
+  /**
+   * The listener shares (true) or not (false) from now on (upload-policy.js
+   * decides). Stopping withdraws the tracker announcement, sends the open
+   * neighbours an empty HAVE and chokes their queued requests (a chunk being
+   * read still goes); starting announces the whole holding again.
+   * @param {boolean} on
+   * @param {number} now
+   * @returns {Effect[]}
+   */
+  setUpload(on, now) {
+    /** @type {Effect[]} */
+    const out = [];
+    if (on === this.uploading) return out;
+    this.uploading = on;
+    if (!on) {
+      for (const nb of this.neighbours.values()) {
+        for (const index of nb.uploads) out.push({ kind: "send", peer: nb.id, frame: encode({ type: "choke", index }) });
+        nb.uploads = [];
+      }
+    }
+    const s = this.session;
+    if (!s) return out;
+    s.fullHave = true;
+    s.wireDirty = false;
+    const frame = this.haveFrame();
+    for (const nb of this.neighbours.values()) if (nb.state === "open") out.push({ kind: "send", peer: nb.id, frame });
+    this.flushTracker(out, now);
     return out;
   }
 
@@ -761,9 +827,10 @@ export class P2PCore {
         const bytes = this.settings.corrupt ? corruptCopy(data) : data;
         for (const piece of splitChunk(index, bytes)) out.push({ kind: "send", peer, frame: encode(piece) });
         this.upBytes += bytes.length;
+        this.budget.spend(bytes.length, now);
       }
     }
-    this.pump(nb, out);
+    this.pump(nb, out, now);
     return out;
   }
 
@@ -799,11 +866,14 @@ export class P2PCore {
     for (const nb of this.neighbours.values()) {
       for (const [key, at] of [...nb.lookups]) if (now - at > st.wantTimeout) nb.lookups.delete(key);
     }
+    // requests the upload cap held back
+    for (const nb of this.neighbours.values()) this.pump(nb, out, now);
     const s = this.session;
     if (s && s.wireDirty) {
       s.wireDirty = false;
-      const frame = this.haveFrame();
-      for (const nb of this.neighbours.values()) if (nb.state === "open") out.push({ kind: "send", peer: nb.id, frame });
+      // a listener that does not share has nothing new to tell
+      const frame = this.uploading ? this.haveFrame() : null;
+      if (frame) for (const nb of this.neighbours.values()) if (nb.state === "open") out.push({ kind: "send", peer: nb.id, frame });
     }
     if (this.connected) {
       this.flushTracker(out, now);
@@ -863,6 +933,8 @@ export class P2PCore {
       verifyFailures: this.verifyFailures,
       slotsInUse: this.slotsInUse(),
       uploadSlots: this.uploadSlots,
+      uploading: this.uploading,
+      uploadKbps: this.budget.kbps,
     };
   }
 
@@ -948,14 +1020,15 @@ export class P2PCore {
    */
   peerHaveEffect(nb) {
     const limit = (this.session ? this.session.maxIndex + 1 : 0) + this.settings.liveSlack;
-    return { kind: "peerHave", peer: nb.id, have: expandRanges(/** @type {Array<[number, number]>} */ (nb.ranges), limit) };
+    const floor = this.session ? this.session.minIndex : 0; // a live window's oldest chunk
+    return { kind: "peerHave", peer: nb.id, have: expandRanges(/** @type {Array<[number, number]>} */ (nb.ranges), limit, floor) };
   }
 
   /**
    * @returns {Uint8Array<ArrayBuffer>}
    */
   haveFrame() {
-    const held = this.session ? [...this.session.held] : [];
+    const held = this.session && this.uploading ? [...this.session.held] : [];
     return encode({ type: "have", ranges: toRanges(held).slice(0, this.settings.maxWireRanges) });
   }
 
@@ -966,19 +1039,30 @@ export class P2PCore {
   flushTracker(out, now) {
     const s = this.session;
     if (!s || !this.connected) return;
-    const complete = this.holdsAll();
     const base = { type: "have", track: s.track, rendition: s.rendition };
+    if (!this.uploading) {
+      // nothing announced; what was, withdrawn (an empty holding removes the track)
+      s.added.clear();
+      if (s.fullHave && s.shown) this.sendControl(out, { ...base, ranges: [], complete: false, replace: true }, now);
+      s.fullHave = false;
+      s.shown = false;
+      s.announcedComplete = false;
+      return;
+    }
+    const complete = this.holdsAll();
     if (s.fullHave) {
       s.fullHave = false;
       s.added.clear();
       s.announcedComplete = complete;
       // an empty holding is worth announcing only to replace an older one
       this.sendControl(out, { ...base, ranges: toRanges([...s.held]).slice(0, this.settings.maxTrackerRanges), complete, replace: true }, now);
+      s.shown = true;
     } else if (s.added.size > 0 || (complete && !s.announcedComplete)) {
       const ranges = toRanges([...s.added]).slice(0, this.settings.maxTrackerRanges);
       s.added.clear();
       s.announcedComplete = complete;
       this.sendControl(out, { ...base, ranges, complete }, now);
+      s.shown = true;
     }
   }
 
@@ -1230,7 +1314,7 @@ export class P2PCore {
     const found = new Set();
     const s = this.session;
     if (s && s.track === track && s.rendition === rendition) {
-      if (s.held.size > 0 && this.peerId !== null) found.add(this.peerId);
+      if (s.held.size > 0 && this.uploading && this.peerId !== null) found.add(this.peerId);
       for (const nb of this.neighbours.values()) if (nb.id !== except && nb.ranges && nb.ranges.length > 0) found.add(nb.id);
     }
     const dir = this.directory.get(swarmKey(track, rendition));
@@ -1391,21 +1475,23 @@ export class P2PCore {
   onRequest(nb, index, out, now) {
     const s = this.session;
     const choke = () => out.push({ kind: "send", peer: nb.id, frame: encode({ type: "choke", index }) });
-    if (!s || !s.held.has(index)) return choke();
+    if (!s || !this.uploading || !s.held.has(index)) return choke();
     if (nb.serving === index || nb.uploads.includes(index)) return; // asked twice: once is enough
     const served = nb.serving !== null || nb.uploads.length > 0;
     if (!served && this.slotsInUse() >= this.uploadSlots) return choke();
     if (nb.uploads.length >= this.settings.maxQueued) return choke();
     nb.uploads.push(index);
-    this.pump(nb, out);
+    this.pump(nb, out, now);
   }
 
   /**
+   * Serve `nb`'s next queued request, if none is being read and the upload cap allows.
    * @param {Neighbour} nb
    * @param {Effect[]} out
+   * @param {number} now
    */
-  pump(nb, out) {
-    if (nb.serving !== null || nb.uploads.length === 0) return;
+  pump(nb, out, now) {
+    if (nb.serving !== null || nb.uploads.length === 0 || !this.budget.canStart(now)) return;
     nb.serving = /** @type {number} */ (nb.uploads.shift());
     nb.servingCancelled = false;
     out.push({ kind: "serve", peer: nb.id, index: nb.serving });
@@ -1465,6 +1551,9 @@ export class P2PCore {
       startup_seconds: startup,
       verify_failures: delta.failures,
     };
+    // a live track's latency now (docs/live.md), rounded to the millisecond
+    const latency = totals.liveLatency;
+    if (typeof latency === "number" && Number.isFinite(latency)) report.live_latency_seconds = Math.min(MAX_LIVE_LATENCY, Math.max(0, Math.round(latency * 1000) / 1000));
     if (this.sources.size > 0) {
       // the neighbours that delivered most, as many as a report may name (32)
       const named = [...this.sources].sort((a, b) => b[1] - a[1]).slice(0, 32);

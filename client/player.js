@@ -21,6 +21,9 @@
 //   manifest every second and by asking the server for the live edge.
 // - When every chunk up to the end is buffered, endOfStream() leads the
 //   element to `ended`.
+// - A live track (the manifest says `live`: a radio station, docs/live.md)
+//   plays at the edge: live.js (and live-timeline.js, live-edge.js) say how;
+//   the hooks here are marked "live".
 // - The rendition (WebM/Opus, Opus or AAC in fMP4) is the first MSE takes
 //   (rendition.js); its URLs carry `?rendition=` unless it is the default.
 //   Where MSE takes none, the element gets `<audio src=.../stream>` of the
@@ -55,10 +58,11 @@ import { RENDITIONS, pickRendition, renditionQuery } from "./rendition.js";
 import { within } from "./deadline.js";
 import { chooseMediaPath, mayFetch } from "./media-path.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
+import { LiveFollower, deltaAfter, isLiveManifest, liveStarted, mergeLiveManifest } from "./live.js";
 
 /**
  * @typedef {import("./scheduler.js").Request} Request
- * @typedef {{index: number | "init", data: ArrayBuffer}} QueueItem a chunk (or the init segment) to append
+ * @typedef {{index: number | "init", data: ArrayBuffer, epoch?: number}} QueueItem a chunk (or the init segment, of a live `epoch`) to append
  * @typedef {{
  *   trackUrl: string, trackId: string, query: string, abort: AbortController, track: any, manifest: any,
  *   scheduler: Scheduler | null, mode: import("./media-path.js").MediaPathMode | null, mediaSource: MediaSource | null,
@@ -67,10 +71,15 @@ import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArra
  *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
  *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
  *   streaming?: boolean, attaching?: Promise<void>, supersede?: () => void, opened?: boolean,
+ *   live?: LiveFollower | null, liveEpoch?: number | null, liveInitLoading?: number | null,
  * }} Session one load: `track` and `manifest` are the gateway's JSON; `query` selects the rendition
  */
 
 export const MIME = 'audio/webm; codecs="opus"';
+
+// How long a load waits for a live station's first chunk (an ingest that
+// starts connects to the upstream and starts ffmpeg first).
+const LIVE_START_WAIT_MS = 30_000;
 
 // How long a load waits on the persistent cache (its open, a manifest, the
 // init segment) before it goes on without it: the cache may never answer
@@ -154,6 +163,7 @@ export class PlayerCore extends EventTarget {
     this.peers = null;
     /** @type {Session | null} */
     this.session = null;
+    /** @type {{httpBytes: number, cacheBytes: number, peerBytes: number, stalls: number, liveLatencySeconds?: number | null}} */
     this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, stalls: 0 };
     /** @type {number | null} */
     this.startupSeconds = null;
@@ -190,6 +200,7 @@ export class PlayerCore extends EventTarget {
     const s = this.session;
     if (!s) return NaN;
     const m = s.manifest;
+    if (s.live || isLiveManifest(m)) return Infinity; // live: no end to seek to
     if (m?.complete && Number.isFinite(m.duration)) return m.duration;
     const known = s.scheduler ? s.scheduler.knownEnd() : 0;
     // A first transcode's manifest says the length expected from the input's
@@ -209,6 +220,16 @@ export class PlayerCore extends EventTarget {
   /** True while the manifest is not complete (the transcode still runs). */
   get live() {
     return Boolean(this.session?.manifest && !this.session.manifest.complete);
+  }
+
+  /**
+   * A live track's state, or null for a track: `{state: "starting" | "live" |
+   * "reconnecting", title, station, latency}` (latency: seconds behind the
+   * gateway's receipt of the audio, null until known).
+   * @returns {import("./live.js").LiveInfo | null}
+   */
+  get liveInfo() {
+    return this.session?.live?.info() ?? null;
   }
 
   /** Buffered time ranges as [[start, end], ...]. */
@@ -288,7 +309,8 @@ export class PlayerCore extends EventTarget {
   seek(seconds) {
     const d = this.duration;
     let t = Math.max(0, Number(seconds) || 0);
-    if (Number.isFinite(d)) t = Math.min(t, Math.max(0, d - 0.05));
+    if (this.session?.live) t = this.session.live.clampSeek(t); // live: never into the future
+    else if (Number.isFinite(d)) t = Math.min(t, Math.max(0, d - 0.05));
     this.audio.currentTime = t;
   }
 
@@ -312,6 +334,7 @@ export class PlayerCore extends EventTarget {
     clearInterval(s.timer);
     clearTimeout(s.pollTimer);
     if (s.objectUrl) URL.revokeObjectURL(s.objectUrl);
+    if (s.live) this.audio.playbackRate = 1;
     this.session = null;
     this.audio.removeAttribute("src");
     try {
@@ -385,6 +408,12 @@ export class PlayerCore extends EventTarget {
       if (s.manifest.complete) this.cache?.putManifest(s.trackId, { track: s.track, manifest: s.manifest });
     }
     if (s.closed) return;
+    if (isLiveManifest(s.manifest) && !liveStarted(s.manifest)) {
+      // live: this listener started the station's ingest; its first chunk is seconds away
+      early = null; // its init request may have come too early (404)
+      await this.waitForLiveStart(s);
+      if (s.closed) return;
+    }
     this.emit("loaded", { track: s.track, manifest: s.manifest });
 
     const path = chooseMediaPath(globalThis, s.manifest.mime || MIME);
@@ -395,11 +424,19 @@ export class PlayerCore extends EventTarget {
       return;
     }
     s.mode = path.mode;
-    s.scheduler = new Scheduler(this.settings);
-    s.scheduler.setManifest(s.manifest);
-    if (this.cache) s.scheduler.setCached(this.cache.indices(s.trackId, s.manifest.rendition));
+    if (isLiveManifest(s.manifest)) {
+      // live: the follower places the window on the player's timeline
+      s.live = new LiveFollower(s.manifest, this.settings);
+      s.scheduler = s.live.scheduler;
+      const change = s.live.read(s.manifest, now(), Date.now() / 1000);
+      if (change) this.emit("live", { ...s.live.info(), changed: change.changed });
+    } else {
+      s.scheduler = new Scheduler(this.settings);
+      s.scheduler.setManifest(s.manifest);
+    }
+    if (this.cache && !s.live) s.scheduler.setCached(this.cache.indices(s.trackId, s.manifest.rendition));
     s.scheduler.seek(this.audio.currentTime || 0);
-    if (early) s.prefetch.set(0, early.first);
+    if (early && !s.live) s.prefetch.set(0, early.first);
     this.emit("session", { trackId: s.trackId, manifest: s.manifest });
 
     s.attaching = this.attach(s, path, early?.init);
@@ -434,6 +471,7 @@ export class PlayerCore extends EventTarget {
     if (s.closed || s.failed || s.mediaSource !== ms) return;
     const sb = ms.addSourceBuffer(s.manifest.mime || MIME);
     s.sourceBuffer = sb;
+    if (s.live) sb.mode = "sequence"; // live: each chunk goes where the follower placed it
     sb.addEventListener("updateend", () => {
       if (s.sourceBuffer === sb) this.onUpdateEnd(s);
     });
@@ -450,7 +488,9 @@ export class PlayerCore extends EventTarget {
 
     const init = await this.loadInit(s, earlyInit);
     if (s.closed || s.failed || s.sourceBuffer !== sb) return;
-    s.queue.unshift({ index: "init", data: init });
+    s.queue.unshift({ index: "init", data: init, epoch: s.live ? s.live.initEpoch(s.manifest) : undefined });
+    // live: start exactly the target behind the edge, the time the load took included
+    if (s.live && !this.audio.currentTime) this.audio.currentTime = s.live.startPosition(Date.now() / 1000);
     this.pump(s);
     clearInterval(s.timer);
     s.timer = setInterval(() => this.tick(s), this.tickSeconds * 1000);
@@ -532,7 +572,7 @@ export class PlayerCore extends EventTarget {
    */
   async loadInit(s, earlyInit) {
     const rendition = s.manifest.rendition;
-    if (this.cache) {
+    if (this.cache && !s.live) {
       const data = await within(this.cache.get(s.trackId, rendition, "init"), CACHE_WAIT_MS, null);
       if (data) return data;
     }
@@ -542,7 +582,7 @@ export class PlayerCore extends EventTarget {
     if (expected && (await sha256(data)) !== expected) {
       throw new ApiError(0, "bad_init", "the server's init segment does not match the manifest");
     }
-    this.cache?.put(s.trackId, rendition, "init", data.slice(0));
+    if (!s.live) this.cache?.put(s.trackId, rendition, "init", data.slice(0));
     return data;
   }
 
@@ -556,6 +596,7 @@ export class PlayerCore extends EventTarget {
     const t = now();
     const playhead = this.audio.currentTime;
     for (const req of s.scheduler.expired({ now: t, playhead })) s.controllers.get(req.index)?.abort();
+    if (s.live) this.paceLive(s, playhead);
     if (this.mayFetchNow(s, playhead)) {
       for (const req of s.scheduler.next({ now: t, playhead })) this.startRequest(s, req);
     }
@@ -647,7 +688,7 @@ export class PlayerCore extends EventTarget {
       }
       this.stats.peerBytes += data.byteLength;
     }
-    if (this.cache) {
+    if (this.cache && !s.live) {
       this.cache.put(s.trackId, rendition, req.index, data.slice(0)).then((/** @type {boolean} */ ok) => {
         if (ok && !s.closed) s.scheduler.addCached(req.index);
       });
@@ -664,9 +705,11 @@ export class PlayerCore extends EventTarget {
     const sb = s.sourceBuffer;
     if (s.closed || s.failed || !sb || sb.updating || s.queue.length === 0) return;
     if (s.mediaSource.readyState === "closed") return;
+    if (s.live && !this.placeLive(s)) return;
     const item = s.queue[0];
     try {
       sb.appendBuffer(item.data);
+      if (s.live && item.index === "init") s.liveEpoch = item.epoch ?? null;
       s.appending = item;
       s.queue.shift();
     } catch (err) {
@@ -740,6 +783,10 @@ export class PlayerCore extends EventTarget {
   updateDuration(s) {
     const ms = s.mediaSource;
     if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating) return;
+    if (s.live) {
+      this.liveSeekable(s);
+      return;
+    }
     let target = this.duration;
     if (!Number.isFinite(target) || target <= 0) return;
     const ranges = rangesToArray(s.sourceBuffer.buffered);
@@ -774,7 +821,7 @@ export class PlayerCore extends EventTarget {
    * @param {Session} s
    * @param {number} [delaySeconds]
    */
-  schedulePoll(s, delaySeconds = this.pollSeconds) {
+  schedulePoll(s, delaySeconds = s.live ? s.live.pollDelay() : this.pollSeconds) {
     if (s.closed || s.manifest.complete || s.polling) return;
     clearTimeout(s.pollTimer);
     s.pollTimer = setTimeout(() => this.poll(s), delaySeconds * 1000);
@@ -784,6 +831,7 @@ export class PlayerCore extends EventTarget {
    * @param {Session} s
    */
   async poll(s) {
+    if (s.live) return this.pollLive(s);
     if (s.closed || s.manifest.complete || s.polling) return;
     s.polling = true;
     try {
@@ -809,6 +857,151 @@ export class PlayerCore extends EventTarget {
     } finally {
       s.polling = false;
       if (!s.closed && !s.manifest.complete) this.schedulePoll(s);
+    }
+  }
+
+  // ---- live (live.js decides; this is its shell) --------------------------
+
+  /**
+   * @param {Session} s
+   */
+  async pollLive(s) {
+    if (s.closed || s.polling || !s.live) return;
+    s.polling = true;
+    try {
+      // a delta: only the chunks past the newest held (docs/live.md), merged into the window held
+      const after = deltaAfter(s.manifest);
+      const query = after === null ? s.query : `${s.query ? `${s.query}&` : "?"}after=${after}`;
+      const answer = await readJson(this.fetchImpl, `${s.trackUrl}/manifest${query}`, s.abort.signal);
+      if (s.closed) return;
+      if (answer.rendition !== s.manifest.rendition || !isLiveManifest(answer)) return; // another encoding: ignore
+      const manifest = mergeLiveManifest(s.manifest, answer);
+      s.manifest = manifest;
+      const change = s.live.read(manifest, now(), Date.now() / 1000);
+      this.reconcile(s);
+      if (change) this.emit("live", { ...s.live.info(), changed: change.changed });
+      this.emit("manifest", { manifest });
+      this.pump(s);
+      this.tick(s);
+    } catch {
+      if (!s.closed) s.live.readFailed(); // gateway away for a moment: again, backed off
+    } finally {
+      s.polling = false;
+      if (!s.closed) this.schedulePoll(s);
+    }
+  }
+
+  /**
+   * Read the manifest of a live track whose ingest is starting until it has
+   * an init segment and a chunk (every `chunk_seconds`, for at most
+   * LIVE_START_WAIT_MS); throws when it never comes.
+   * @param {Session} s
+   */
+  async waitForLiveStart(s) {
+    const step = Math.min(5, Math.max(0.25, Number(s.manifest.chunk_seconds) || 1)) * 1000;
+    const deadline = Date.now() + LIVE_START_WAIT_MS;
+    while (!liveStarted(s.manifest)) {
+      if (Date.now() > deadline) throw new ApiError(504, "live_not_started", "the station sent no audio in time");
+      await new Promise((resolve) => setTimeout(resolve, step));
+      if (s.closed) return;
+      s.manifest = await readJson(this.fetchImpl, `${s.trackUrl}/manifest${s.query}`, s.abort.signal);
+    }
+  }
+
+  /**
+   * Make `s.queue[0]` a live item that can be appended now, with the
+   * SourceBuffer's `timestampOffset` set to where it goes; false when none
+   * can be yet (its chunk not placed: a live edge chunk before the manifest
+   * lists it; or its epoch's init segment still to come).
+   * @param {Session} s
+   * @returns {boolean}
+   */
+  placeLive(s) {
+    const last = s.live.timeline.last;
+    for (let k = 0; k < s.queue.length; k++) {
+      const item = s.queue[k];
+      if (item.index === "init") {
+        s.queue.unshift(...s.queue.splice(k, 1));
+        return true;
+      }
+      const at = s.live.placement(item.index);
+      if (!at) {
+        if (last !== null && item.index <= last) {
+          // left the window (or came before the chunk joined at): never played
+          s.queue.splice(k--, 1);
+          s.scheduler.evicted(item.index);
+        }
+        continue;
+      }
+      if (at.epoch !== s.liveEpoch) {
+        this.loadLiveInit(s, at.epoch);
+        return false;
+      }
+      s.queue.unshift(...s.queue.splice(k, 1));
+      s.sourceBuffer.timestampOffset = at.start;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Fetch the init segment of a new live epoch (the source came back in
+   * another format) and put it first in the queue.
+   * @param {Session} s
+   * @param {number} epoch
+   */
+  loadLiveInit(s, epoch) {
+    if (s.liveInitLoading === epoch) return;
+    s.liveInitLoading = epoch;
+    const url = `${s.trackUrl}/init${s.query ? `${s.query}&` : "?"}epoch=${epoch}`;
+    fetchBytes(this.fetchImpl, url, s.abort.signal).then(
+      (data) => {
+        s.liveInitLoading = null;
+        if (s.closed) return;
+        this.stats.httpBytes += data.byteLength;
+        s.queue.unshift({ index: "init", data, epoch });
+        this.pump(s);
+      },
+      () => {
+        s.liveInitLoading = null; // the next pump asks again
+        if (!s.closed) setTimeout(() => this.pump(s), 1000);
+      },
+    );
+  }
+
+  /**
+   * Keep the distance to the edge (rate or jump) and note the latency.
+   * @param {Session} s
+   * @param {number} playhead
+   */
+  paceLive(s, playhead) {
+    const playing = !this.audio.paused && this.startupSeconds !== null;
+    const pace = s.live.pace(playhead, Date.now() / 1000, playing);
+    this.stats.liveLatencySeconds = s.live.latency;
+    if ("seekTo" in pace) {
+      this.emit("livejump", { from: playhead, to: pace.seekTo, latency: s.live.latency });
+      this.audio.currentTime = pace.seekTo;
+    }
+    try {
+      if (this.audio.playbackRate !== pace.rate) this.audio.playbackRate = pace.rate;
+    } catch {
+      /* a rate this browser refuses (0 on an engine that takes no hold): it plays on at the old one */
+    }
+  }
+
+  /**
+   * A live Media Source has no end: duration +Infinity and, where the page
+   * has it, the window as the seekable range.
+   * @param {Session} s
+   */
+  liveSeekable(s) {
+    const ms = s.mediaSource;
+    try {
+      if (ms.duration !== Infinity) ms.duration = Infinity;
+      const first = s.live.timeline.placed.values().next().value;
+      if (first && typeof ms.setLiveSeekableRange === "function") ms.setLiveSeekableRange(first.start, Math.max(first.start, s.live.timeline.end));
+    } catch {
+      /* an append raced with it: the next updateend sets it */
     }
   }
 

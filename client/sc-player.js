@@ -69,6 +69,14 @@ const engine = /** @type {import("./ztream-player.js").ZtreamPlayer} */ (documen
 engine.hidden = true;
 engine.setAttribute("preload", "none"); // nothing loads before start_track is chosen
 engine.id = "engine";
+// ?upload=: the page's upload policy (only stricter than the gateway's). The
+// engine is hidden, so its sharing control (share-control.js) is shown here:
+// the line beside the "from listeners" readout, the opt-in prompt over the stage.
+if (options.upload) engine.setAttribute("data-upload", options.upload);
+const consent = document.createElement("div");
+consent.className = "consent";
+$(".stage").append(consent);
+engine.share.mount(ui.share.parentElement ?? ui.main, consent);
 for (const t of tracks) {
   const el = document.createElement("ztream-track");
   el.setAttribute("src", t.src);

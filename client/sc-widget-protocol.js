@@ -23,6 +23,7 @@
 // widget-protocol.js's (exported here too, for sc-player.js).
 
 import { originAllowed, originOf, parseColor } from "./widget-protocol.js";
+import { policyOf } from "./upload-policy.js";
 
 export { originAllowed, parseColor };
 
@@ -287,6 +288,9 @@ export function playerOptions(search) {
     visual: flag("visual", false),
     showTeaser: flag("show_teaser", true),
     startTrack: Number.isInteger(start) && start >= 0 && start <= MAX_SKIP_INDEX ? start : 0,
+    // Ztream's own: the page's upload policy ("on" | "opt-in" | "off"; only
+    // stricter than the gateway's; anything else reads as "off"), null: not said
+    upload: policyOf(p.get("upload")),
   };
 }
 

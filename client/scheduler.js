@@ -44,6 +44,17 @@
 //      as soon as the transcoder has produced it (or 404 past the end).
 //      With more buffered, re-reading the manifest is enough and costs no
 //      404 at the end of the track.
+//   7. A live track (`setLive`; live-edge.js has the rules and docs/live.md
+//      the why): a new chunk no neighbour holds yet goes to the server at once
+//      only from this neighbourhood's elected fetcher (or a listener alone, or
+//      one whose id is not known yet); the others wait `peerWait` seconds from
+//      the moment the chunk became known (`setManifest(manifest, {now})`) for a
+//      neighbour to announce it, then ask the server. The live edge request
+//      (rule 6) is made only by the elected fetcher of the chunk it asks for.
+//      Rules 2, 3 and the deadlines are unchanged: the start-up lead and
+//      emergency mode still go to the server.
+
+import { electedFetcher, liveFetchDelay } from "./live-edge.js";
 
 /** Default settings; every one can be overridden in the constructor. */
 export const DEFAULT_SETTINGS = Object.freeze({
@@ -67,6 +78,9 @@ export const SERVER = "server";
 export const CACHE = "cache";
 
 const EPSILON = 1e-3;
+
+/** How long a chunk's first sighting is remembered (a live window is bounded). */
+const MAX_SEEN = 4096;
 
 /**
  * @typedef {{index: number, start: number, duration: number}} Chunk a manifest entry
@@ -215,20 +229,49 @@ export class Scheduler {
     /** @type {Map<number, number>} */
     this.retryAt = new Map(); // index -> time before which the server is not asked again
     this.peerWaitUntil = -Infinity; // peers are being looked for until then
+    /** @type {{peerWait: number, followEdge: boolean} | null} live rules (rule 7), null for a track */
+    this.live = null;
+    /** @type {string | null} this listener's peer id (rule 7's election) */
+    this.selfId = null;
+    /** @type {Map<number, number>} */
+    this.seenAt = new Map(); // index -> `now` when a live manifest first listed it
   }
 
   // ---- events in ---------------------------------------------------------
 
   /**
    * A (new version of the) manifest: `{chunks: [{index, start, duration}], complete}`.
+   * `now`: when it was read (a live track's rule 7 counts the wait from then).
    * @param {Manifest} manifest
+   * @param {{now?: number}} [when]
    */
-  setManifest(manifest) {
+  setManifest(manifest, { now = 0 } = {}) {
     this.chunks = [...manifest.chunks]
       .map(({ index, start, duration }) => ({ index, start, duration }))
       .sort((a, b) => a.index - b.index);
     this.byIndex = new Map(this.chunks.map((c) => [c.index, c]));
     this.complete = Boolean(manifest.complete);
+    for (const c of this.chunks) if (!this.seenAt.has(c.index)) this.seenAt.set(c.index, now);
+    while (this.seenAt.size > MAX_SEEN) this.seenAt.delete(/** @type {number} */ (this.seenAt.keys().next().value));
+  }
+
+  /**
+   * Follow a live track's rules (rule 7): non-elected listeners wait
+   * `peerWait` seconds for a neighbour before asking the server for a new
+   * chunk; `followEdge` false: no live edge request (rule 6) at all (the
+   * source is reconnecting: the next index is not known). null: a track.
+   * @param {{peerWait: number, followEdge?: boolean} | null} live
+   */
+  setLive(live) {
+    this.live = live ? { peerWait: Math.max(0, Number(live.peerWait) || 0), followEdge: live.followEdge !== false } : null;
+  }
+
+  /**
+   * This listener's peer id (the tracker's welcome), for rule 7's election.
+   * @param {string | null} id
+   */
+  setSelf(id) {
+    this.selfId = id;
   }
 
   /**
@@ -473,6 +516,7 @@ export class Scheduler {
         }
         if (holders.length > 0) continue; // wait for a slot: there is time
         if (now < this.peerWaitUntil) continue; // peers are being looked for: there is time
+        if (this.liveWait(c, { now, playhead }) > 0) continue; // 7. the elected neighbour fetches it
       }
 
       // 5. server
@@ -485,7 +529,8 @@ export class Scheduler {
       const edgeStart = this.knownEnd();
       const wanted = edgeStart < playhead + s.bufferAhead && this.bufferedAhead(playhead) < s.liveEdgeAhead;
       const retryOk = (this.retryAt.get(edge) ?? -Infinity) <= now;
-      if (wanted && retryOk && !this.inflight.has(edge) && !this.buffered.has(edge) && serverFree()) {
+      const mine = !this.live || (this.live.followEdge && (this.emergency || this.elected(edge)));
+      if (wanted && mine && retryOk && !this.inflight.has(edge) && !this.buffered.has(edge) && serverFree()) {
         out.push(this.start(new Request(edge, SERVER, null, true)));
       }
     }
@@ -518,6 +563,35 @@ export class Scheduler {
   }
 
   // ---- internals ---------------------------------------------------------
+
+  /**
+   * Rule 7: seconds a new live chunk still waits for a neighbour (0: it does not).
+   * @param {Chunk} c
+   * @param {{now: number, playhead: number}} when
+   * @returns {number}
+   */
+  liveWait(c, { now, playhead }) {
+    const seen = this.seenAt.get(c.index);
+    if (!this.live || seen === undefined) return 0;
+    return liveFetchDelay({
+      elected: this.elected(c.index),
+      peerWait: this.live.peerWait,
+      waited: now - seen,
+      untilNeeded: c.start - playhead,
+      httpSeconds: this.settings.emergencyAhead, // what emergency mode keeps for the server
+    });
+  }
+
+  /**
+   * Rule 7: whether this listener fetches chunk `index` from the server first
+   * (elected among its neighbours; alone, or before its id is known, it is).
+   * @param {number} index
+   * @returns {boolean}
+   */
+  elected(index) {
+    if (this.selfId === null || this.peers.size === 0) return true;
+    return electedFetcher(this.selfId, this.peers.keys(), index) === this.selfId;
+  }
 
   /**
    * @param {Request} req

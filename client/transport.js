@@ -17,11 +17,16 @@
 // that the neighbours are told where this listener goes (LOAD_WAIT_SECONDS),
 // and links close only once what was sent on them left (CLOSE_GRACE_SECONDS).
 // `lookupAhead(track, rendition)` asks the neighbours about a playlist's
-// next track ahead of time.
+// next track ahead of time. Whether this listener uploads: at every welcome,
+// before the core reads it, `decideUpload({upload, uploadKbps})` (the
+// operator's policy and cap from the welcome) answers (by default the
+// operator's policy alone: upload-policy.js); `setUpload(on)` changes it
+// later (the listener said yes, or stopped).
 
 import { encodePeerMessage, parseServerMessage } from "./control-protocol.js";
 import { P2PCore } from "./p2p.js";
 import { channelLabel } from "./protocol.js";
+import { decideUpload } from "./upload-policy.js";
 
 /**
  * @typedef {import("./p2p.js").Effect} Effect
@@ -655,14 +660,16 @@ export class P2PAgent {
   /**
    * @param {import("./player.js").PlayerCore} player
    * @param {{url?: string, settings?: object, relay?: boolean, tickSeconds?: number, maxStoreBytes?: number,
-   *   loadWaitSeconds?: number, WebSocketImpl?: any, RTCPeerConnectionImpl?: any}} options
+   *   loadWaitSeconds?: number, WebSocketImpl?: any, RTCPeerConnectionImpl?: any,
+   *   decideUpload?: ((operator: {upload: string | null, uploadKbps: number | null}) => boolean) | null}} options
    *   url: the control socket's URL (ws(s)://gateway/v1/ws; see controlUrl in p2p.js)
    *   settings: P2PCore settings (corrupt: TEST ONLY, a bad seeder)
    *   tickSeconds: how often the core's periodic work runs
    *   maxStoreBytes: chunk bytes kept in memory for seeding (beyond: the IndexedDB cache)
    *   loadWaitSeconds: how long an unloaded session waits for the next one (LOAD_WAIT_SECONDS)
+   *   decideUpload: whether to upload, asked at each welcome (default: the operator's policy)
    */
-  constructor(player, { url, settings = {}, relay = false, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, loadWaitSeconds = LOAD_WAIT_SECONDS, WebSocketImpl = null, RTCPeerConnectionImpl = null } = {}) {
+  constructor(player, { url, settings = {}, relay = false, tickSeconds = 0.25, maxStoreBytes = 64 * 1024 * 1024, loadWaitSeconds = LOAD_WAIT_SECONDS, WebSocketImpl = null, RTCPeerConnectionImpl = null, decideUpload: decide = null } = {}) {
     this.player = player;
     this.url = url;
     this.relay = relay; // TURN only: iceTransportPolicy "relay" (the embed's p2p="relay")
@@ -688,9 +695,17 @@ export class P2PAgent {
     this.parked = null; // timer: the player unloaded the session to load another track
     this.lastWait = -Infinity;
     this.destroyed = false;
+    this.decideUpload = decide ?? ((/** @type {{upload: string | null}} */ op) => decideUpload({ operator: op.upload }).share);
+    /** @type {{upload: string | null, uploadKbps: number | null} | null} the last welcome's policy and cap */
+    this.operator = null;
     this.socket = new ControlSocket(url, {
       WebSocketImpl,
       onMessage: (msg) => {
+        if (msg.type === "welcome") {
+          // decided before the core reads the welcome, which announces what is held
+          this.operator = { upload: msg.upload ?? null, uploadKbps: msg.limits.upload_kbps ?? null };
+          this.apply(this.core.setUpload(Boolean(this.decideUpload(this.operator)), clock()));
+        }
         this.apply(this.core.onControl(msg, clock()));
         this.updateWait();
       },
@@ -775,10 +790,19 @@ export class P2PAgent {
     return effects.filter((e) => e.kind === "send").length;
   }
 
+  /**
+   * Upload (true) or not (false) from now on: the listener said yes, or stopped.
+   * @param {boolean} on
+   */
+  setUpload(on) {
+    if (this.destroyed) return;
+    this.apply(this.core.setUpload(Boolean(on), clock()));
+  }
+
   /** A summary: peer id, neighbours, chunks held, bytes sent, verify failures. */
   info() {
     const links = [...this.links.entries()].map(([peer, l]) => ({ peer, connected: l.connected, candidate: l.candidate, pair: l.pair, restarted: l.restarted }));
-    return { ...this.core.info(), stored: this.store.map.size, links, outcomes: this.outcomes.slice(), relay: this.relay };
+    return { ...this.core.info(), stored: this.store.map.size, links, outcomes: this.outcomes.slice(), relay: this.relay, operator: this.operator };
   }
 
   destroy() {
@@ -1059,9 +1083,9 @@ export class P2PAgent {
   // ---- time -----------------------------------------------------------------------
 
   totals() {
-    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number}} */
+    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number, liveLatencySeconds?: number | null}} */
     const st = this.player.stats ?? {};
-    return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0 };
+    return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0, liveLatency: st.liveLatencySeconds ?? null };
   }
 
   tick() {
@@ -1074,6 +1098,7 @@ export class P2PAgent {
   /** Tell the scheduler how long to wait for peers; wake the player when that ends. */
   updateWait() {
     const now = clock();
+    this.player.scheduler?.setSelf?.(this.core.peerId); // a live track's election (scheduler rule 7)
     const until = this.core.waitUntil(now);
     this.player.scheduler?.setPeerWait?.(until);
     if (this.lastWait > now && until <= now) this.player.kick?.();

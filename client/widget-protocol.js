@@ -24,6 +24,9 @@ export const EVENTS = Object.freeze({
   SEEK: "seek",
   PLAY_PROGRESS: "playProgress",
   ERROR: "error",
+  // a live track (docs/live.md): {state, title, station} when one changed; {title, station}
+  LIVE_CHANGE: "liveChange",
+  TITLE_CHANGE: "titleChange",
 });
 
 /** @type {Set<unknown>} */
@@ -39,7 +42,8 @@ export const METHODS = Object.freeze({
   seekTo: "number", // milliseconds
   setVolume: "number", // 0..100
   getPosition: "getter",
-  getDuration: "getter",
+  getDuration: "getter", // 0 for a live track
+  getLiveState: "getter", // {state, title, station, latencySeconds} of a live track, else null
   getVolume: "getter",
   isPaused: "getter",
 });

@@ -8,10 +8,15 @@
 //   w.bind(Widget.Events.PLAY_PROGRESS, ({ currentPosition }) => ...);
 //
 // Methods: play(), pause(), toggle(), seekTo(ms), setVolume(0..100),
-// getPosition(cb), getDuration(cb), getVolume(cb), isPaused(cb),
-// bind(event, cb), unbind(event), destroy().
-// Events: READY, PLAY, PAUSE, FINISH, SEEK, PLAY_PROGRESS ({currentPosition,
-// relativePosition, loadedProgress}, positions in ms), ERROR ({error, detail}).
+// getPosition(cb), getDuration(cb) (0 for a live track, as SoundCloud's for a
+// stream), getVolume(cb), isPaused(cb), getLiveState(cb) ({state: "starting" |
+// "live" | "reconnecting", title, station, latencySeconds} for a live track,
+// null otherwise), bind(event, cb), unbind(event), destroy().
+// Events: READY ({duration, title, id, live}), PLAY, PAUSE, FINISH, SEEK,
+// PLAY_PROGRESS ({currentPosition, relativePosition, loadedProgress},
+// positions in ms), ERROR ({error, detail}); for a live track LIVE_CHANGE
+// ({state, title, station}) and TITLE_CHANGE ({title, station}: the
+// now-playing title changed).
 // Names may be given as Widget.Events.X, "X" or the value ("playProgress").
 //
 // Messages are accepted only from the iframe's own window and from the
@@ -70,6 +75,11 @@ export class Widget {
   }
   getDuration(callback) {
     this.ask("getDuration", callback);
+  }
+
+  /** @param {(value: any) => void} callback */
+  getLiveState(callback) {
+    this.ask("getLiveState", callback);
   }
   getVolume(callback) {
     this.ask("getVolume", callback);

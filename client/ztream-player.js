@@ -17,7 +17,10 @@
 // WebCrypto are available), normalize (a target loudness in LUFS, e.g. "-14":
 // the element's volume is scaled by the manifest's loudness, see
 // normalizeGain in player.js; off by default), peer-stats (show a small "from peers: N%"
-// readout; off by default, and so in embeds), data-test-corrupt (TEST ONLY:
+// readout; off by default, and so in embeds), data-upload ("on" | "opt-in" |
+// "off": whether this listener uploads to other listeners; only stricter
+// than the gateway's p2p.upload; see share-control.js, which shows the opt-in
+// prompt, the bytes shared and a Stop sharing button), data-test-corrupt (TEST ONLY:
 // this player seeds corrupted chunks; so does `window.__ztreamTest = {corrupt:
 // true}`). Properties and methods: play(),
 // pause(), toggle(), seek(seconds), next(), previous(), select(index),
@@ -32,7 +35,17 @@
 // ({index, peer}: a chunk from a peer failed its SHA-256 check), waveform
 // ({length, complete}: the waveform loaded or grew), autoplayblocked (the
 // browser refused to start playing without a gesture: the play button is
-// highlighted, attribute `needs-play`, until the listener presses it).
+// highlighted, attribute `needs-play`, until the listener presses it),
+// livechange ({state, title, station}: a live track's state, now-playing
+// title or station name changed), titlechange ({title, station}: a live
+// track's now-playing title changed).
+//
+// A live track (a radio station, docs/live.md) plays at the live edge: the
+// badge says LIVE, there is no seek bar nor times (attribute `live-stream`),
+// the title is what the station says is playing and the second line its
+// name, and the status says "Reconnecting…" while the station's source is
+// away. `liveInfo` is {state, title, station, latency} (null for a track);
+// `duration` is Infinity.
 //
 // Media Session: the player that played last owns the page's
 // navigator.mediaSession: title, artist and artwork for lock screens and
@@ -56,6 +69,7 @@ import { positionState, seekTarget, sessionActions, sessionMetadata } from "./me
 import { controlUrl } from "./p2p.js";
 import { PlayerCore, normalizeGain, prefetchTrack, waveformBars } from "./player.js";
 import { shouldPrefetchNext } from "./scheduler.js";
+import { ShareControl } from "./share-control.js";
 import { P2PAgent, p2pSupported } from "./transport.js";
 
 const STYLE = `
@@ -77,6 +91,7 @@ const STYLE = `
   contain: content;
 }
 :host([hidden]) { display: none; }
+:host([live-stream]) .seek, :host([live-stream]) .time { display: none; }
 * { box-sizing: border-box; }
 .root {
   display: grid;
@@ -434,6 +449,7 @@ export class ZtreamPlayer extends HTMLElement {
     this.ready = false;
     this.errorState = null;
     this.agent = null;
+    this.share = new ShareControl(this, root); // the opt-in prompt, bytes shared, stop/start
     // The listener's volume; the element's is this times the normalisation gain.
     this.userVolume = 1;
     this.gain = 1;
@@ -467,6 +483,7 @@ export class ZtreamPlayer extends HTMLElement {
         this.childObserver?.disconnect();
         this.agent?.destroy();
         this.agent = null;
+        this.share.attach(null);
         this.releaseMediaSession();
         this.setWave(null, null);
         cancelAnimationFrame(this.raf);
@@ -568,6 +585,10 @@ export class ZtreamPlayer extends HTMLElement {
   }
   get live() {
     return this.core.live;
+  }
+  /** A live track's {state, title, station, latency}, or null for a track. */
+  get liveInfo() {
+    return this.core.liveInfo;
   }
   /** The P2P side: {peerId, neighbours, held, banned, upBytes, verifyFailures, ...}, or null when off. */
   get p2p() {
@@ -674,6 +695,7 @@ export class ZtreamPlayer extends HTMLElement {
         this.ready = true;
         this.ui.title.textContent = entry.title || track.title || "Untitled";
         this.ui.artist.textContent = track.artist || "";
+        this.renderLive();
         this.renderPlaylist();
         this.renderTime();
         this.applyVolume();
@@ -717,9 +739,16 @@ export class ZtreamPlayer extends HTMLElement {
     if (this.agent && this.agent.url === url) return;
     this.agent?.destroy();
     this.agent = null;
+    this.share.attach(null);
     if (!url) return;
     const corrupt = this.hasAttribute("data-test-corrupt") || globalThis.__ztreamTest?.corrupt === true;
-    this.agent = new P2PAgent(this.core, { url, relay: this.getAttribute("p2p") === "relay", settings: corrupt ? { corrupt: true } : {} });
+    this.agent = new P2PAgent(this.core, {
+      url,
+      relay: this.getAttribute("p2p") === "relay",
+      settings: corrupt ? { corrupt: true } : {},
+      decideUpload: (operator) => this.share.decide(operator),
+    });
+    this.share.attach(this.agent);
   }
 
   /** Scheduler settings from attributes: buffer-ahead="30" emergency-ahead="4" (seconds). */
@@ -848,6 +877,28 @@ export class ZtreamPlayer extends HTMLElement {
       this.applyVolume();
     });
     core.addEventListener("error", (e) => this.showError(detailOf(e).error, detailOf(e).detail, detailOf(e).setting));
+    core.addEventListener("live", (e) => {
+      const { state, title, station, changed } = detailOf(e);
+      this.renderLive();
+      this.updateMediaSession();
+      this.fire("livechange", { state, title, station });
+      if (changed.includes("title")) this.fire("titlechange", { title, station });
+    });
+  }
+
+  /** A live track: LIVE, no seek bar, the now-playing title over the station's name, "Reconnecting…". */
+  renderLive() {
+    const info = this.core.liveInfo;
+    this.toggleAttribute("live-stream", Boolean(info));
+    if (!info) return;
+    const entry = this.tracks[this.index];
+    this.ui.badge.hidden = false;
+    const name = info.station || entry?.title || entry?.meta?.title || "";
+    this.ui.title.textContent = info.title || name || "Live";
+    this.ui.artist.textContent = info.title ? name : "";
+    const reconnecting = "Reconnecting…";
+    if (info.state === "reconnecting" && !this.errorState) this.setStatus(reconnecting);
+    else if (this.ui.status.textContent === reconnecting) this.setStatus("");
   }
 
   onAudioState(name) {
@@ -947,7 +998,11 @@ export class ZtreamPlayer extends HTMLElement {
     const ms = globalThis.navigator?.mediaSession;
     if (!ms || sessionOwner !== this) return;
     const entry = this.tracks[this.index];
-    const meta = sessionMetadata(entry?.meta ?? this.core.track, entry?.title);
+    const live = this.core.liveInfo;
+    // a live track: what the station plays now, by the station
+    const meta = live?.title
+      ? sessionMetadata({ ...(entry?.meta ?? this.core.track), title: live.title, artist: live.station ?? "" })
+      : sessionMetadata(entry?.meta ?? this.core.track, entry?.title);
     const key = JSON.stringify(meta);
     if (key !== this.sessionMetaKey && typeof MediaMetadata === "function") {
       this.sessionMetaKey = key;
@@ -1056,6 +1111,10 @@ export class ZtreamPlayer extends HTMLElement {
 
   /** Fetch the waveform; while the transcode runs, again every 1.5 s until it is complete. */
   async loadWaveform(src, track) {
+    if (track?.live === true) {
+      this.setWave(null, src); // a live track has no waveform: no seek bar to draw it on
+      return;
+    }
     let url;
     try {
       url = new URL(track?.waveform_url || `${src}/waveform`, src).href;
@@ -1104,6 +1163,7 @@ export class ZtreamPlayer extends HTMLElement {
     entry.meta = { ...entry.meta, ...track };
     this.ui.title.textContent = entry.title || track.title || "Untitled";
     this.ui.artist.textContent = track.artist || "";
+    this.renderLive();
     this.renderPlaylist();
     this.updateMediaSession();
     this.fire("trackinfo", { track });

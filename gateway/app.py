@@ -52,7 +52,7 @@ from .http.registration import REGISTRATIONS, RegistrationLimiter
 from .live import LIVE, LiveService
 from .live.stations import register_stations
 from .media import CATALOG, MEDIA, RENDITIONS, STORE
-from .media.catalog import TrackCatalog
+from .media.catalog import Track, TrackCatalog
 from .media.events import EventsHook
 from .media.extras import ExtrasStore, extras_bound
 from .media.fairness import SlotLimits
@@ -90,9 +90,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     store = ChunkStore(
         cache_dir / "chunks", config.cache.max_bytes, on_corruption=lambda _key: metrics.store_corruptions.inc()
     )
+    # In a cluster the catalog is a replica of the one in Redis: its changes go
+    # there, and an id it does not know is looked up there.
+    cluster = app.get(CLUSTER)
+    shared = cluster.catalog if cluster is not None else None
     catalog = await loop.run_in_executor(
         None, lambda: TrackCatalog(cache_dir / "tracks", max_tracks=config.cache.max_tracks,
-                                   max_bytes=config.cache.max_track_bytes))
+                                   max_bytes=config.cache.max_track_bytes, shared=shared))
     extras = ExtrasStore(cache_dir / "extras", extras_bound(config.cache.max_bytes))
     metrics.track_cache_bytes(store.volume)
 
@@ -104,9 +108,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     for track in sources.local.scan():
         catalog.add(track)
     fetch_sources: list[Any] = sources.fetch_order()
-    # In a cluster a flight's events may come from the node owning the track.
-    cluster = app.get(CLUSTER)
-    ownership = cluster.track_ownership(rendition) if cluster is not None else None
+    # In a cluster a flight's events may come from the node owning the track
+    # (or, for a library file this node lacks, from one that has it).
+    live_config = app[LIVE_CONFIG]
+
+    def can_make(track: Track) -> bool:
+        current = live_config.sources.local if live_config.sources is not None else sources.local
+        return track.source != "local" or current.has(track)
+
+    ownership = cluster.track_ownership(rendition, can_make=can_make) if cluster is not None else None
     slot_limits = SlotLimits(
         max_concurrent=config.transcode.max_concurrent,
         reserved=config.transcode.reserved_slots,
@@ -239,7 +249,7 @@ def create_app(config: Config, *, config_path: str | Path | None = None,
         setup_cluster(app, cluster, sockets=sockets, live=live)
 
     async def get_track(track_id: str) -> TrackJSON | None:
-        track = app[CATALOG].get(track_id)
+        track = await app[CATALOG].find(track_id)
         return track.public(app[ORIGINS].public_url) if track is not None else None
 
     setup_pages(app, policy=app[ORIGINS], get_track=get_track)

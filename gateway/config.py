@@ -229,6 +229,16 @@ class TurnConfig(_Section):
         return self
 
 
+def _upload_policy(value: str) -> str:
+    if value not in UPLOAD_POLICIES:
+        raise ValueError(f"{value!r} is not one of " + ", ".join(repr(p) for p in UPLOAD_POLICIES))
+    return value
+
+
+# Listeners' upload policy (docs/p2p.md, "Listeners' consent"), strictest last.
+UPLOAD_POLICIES = ("on", "opt-in", "off")
+
+
 class P2PConfig(_Section):
     ice_servers: tuple[Annotated[dict[str, Any], AfterValidator(_ice_server)], ...] = ()
     upload_slots: Annotated[StrictInt, Field(ge=1)] = 4
@@ -236,6 +246,10 @@ class P2PConfig(_Section):
     stun_port: Annotated[StrictInt, Field(ge=-1, le=65535)] = -1
     # No introductions until a track has at least this many listeners (privacy).
     min_listeners: Annotated[StrictInt, Field(ge=0, le=1000)] = 0
+    # Whether listeners upload: "on", "opt-in" (each listener is asked first), "off".
+    upload: Annotated[StrictStr, AfterValidator(_upload_policy)] = "on"
+    # Each listener's upload cap in kbit/s (0: none); a home uplink keeps most of its room.
+    upload_kbps: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 1000
     turn: TurnConfig = TurnConfig()
     # Network name -> its prefixes: the tracker prefers candidates in the asker's network.
     networks: dict[Annotated[StrictStr, AfterValidator(_network_name)],

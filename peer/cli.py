@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -97,15 +98,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a live track: seconds to listen (default: until interrupted)")
     parser.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines (0: none)")
     parser.add_argument("--json", action="store_true", help="print the final report as one JSON line")
+    parser.add_argument("--no-upload", action="store_true",
+                        help="download only: announce nothing, serve no one (docs/p2p.md, listeners' consent)")
+    parser.add_argument("--upload-kbps", type=int, default=0,
+                        help="upload cap in kbit/s; the gateway's p2p.upload_kbps applies where stricter (default: the gateway's)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one peer as ``args`` say; the exit status."""
     from .clock import VirtualClock
+    from .core import DEFAULT_P2P_SETTINGS
     from .node import PeerError, PeerNode, PeerOptions
 
     if not args.speed > 0:
         print("ztream peer: --speed must be positive", file=sys.stderr)
+        return 2
+    if args.upload_kbps < 0:
+        print("ztream peer: --upload-kbps must not be negative", file=sys.stderr)
         return 2
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
@@ -116,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ztream peer: {exc}", file=sys.stderr)
         return 2
     options = PeerOptions(speed=args.speed, cache_dir=args.cache, seed_only=args.seed_only, linger=args.linger,
-                          name="peer", live_seconds=args.live_seconds)
+                          name="peer", live_seconds=args.live_seconds, upload="stop" if args.no_upload else "share",
+                          p2p=replace(DEFAULT_P2P_SETTINGS, upload_kbps=args.upload_kbps))
     node = PeerNode(base, track, clock=VirtualClock(args.speed), options=options)
     try:
         report = asyncio.run(_run(node, args.progress))

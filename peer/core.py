@@ -102,6 +102,8 @@ from protocol.wire import (
     split_chunk,
 )
 
+from .upload import UploadBudget, stricter_cap
+
 __all__ = [
     "P2PSettings",
     "DEFAULT_P2P_SETTINGS",
@@ -161,6 +163,9 @@ class P2PSettings:
     max_directory: int = 64  # candidates remembered per track (the oldest is forgotten)
     max_bad_holders: int = 8  # suggestions of one neighbour refused as not holders, beyond those introduced, before it counts as a bad chunk
     overlay: bool = True  # ask neighbours before the tracker (False: the tracker only)
+    upload: bool = True  # announce and serve what is held (False: download only; set_upload changes it)
+    upload_kbps: float = 0  # upload cap in kbit/s (0: none); the welcome's limits.upload_kbps applies where stricter
+    upload_burst: float = 2  # seconds of the cap a burst may take
     corrupt: bool = False  # TEST ONLY: flip a byte in every chunk served (a bad seeder)
 
     @classmethod
@@ -334,6 +339,7 @@ class _Session:
     started_at: float = 0.0
     answered: bool = False  # the tracker answered a want of this session
     known_at: float = -math.inf  # when a lookup round last found the overlay exhausted (every answer in, nobody new)
+    shown: bool = False  # a holding was announced to the tracker on this socket (withdrawn when sharing stops)
 
 
 @dataclass(slots=True)
@@ -408,6 +414,8 @@ class P2PCore:
         self.ice_servers: tuple[dict[str, Json], ...] = ()
         self.upload_slots = settings.upload_slots
         self.stats_interval = settings.stats_interval
+        self.uploading = settings.upload  # announce and serve (set_upload)
+        self.budget = UploadBudget(settings.upload_kbps, settings.upload_burst)
         self.connected = False  # welcomed on the current control socket
         self.session: _Session | None = None
         self.neighbours: dict[str, _Neighbour] = {}
@@ -481,11 +489,14 @@ class P2PCore:
             interval = msg.limits.stats_interval
             if interval is not None and interval > 0:
                 self.stats_interval = interval
+            if msg.limits.upload_kbps is not None:
+                self.budget.set_cap(stricter_cap(self.settings.upload_kbps, msg.limits.upload_kbps))
             self.connected = True
             self._slots_reported = 0  # a new connection starts at 0 in use
             self.last_sent_at = now
             if self.session is not None:
                 self.session.full_have = True
+                self.session.shown = False  # a new socket: the tracker knows nothing of us
                 self.want.outstanding = False
                 self.want.next_at = now
                 self.want.interval = self.settings.want_interval
@@ -550,7 +561,7 @@ class P2PCore:
         those we can serve). Ends the previous session."""
         out: list[Effect] = []
         old = self.session
-        if (old is not None and self.settings.overlay and self.peer_id is not None
+        if (old is not None and self.uploading and self.settings.overlay and self.peer_id is not None
                 and (old.track, old.rendition) != (track, rendition)):
             # where we go, told to the neighbours we leave: they can introduce us to whoever asks
             frame = encode(Holders(track, rendition, (self.peer_id,)))
@@ -618,6 +629,29 @@ class P2PCore:
         if self.settings.overlay:
             for nb in list(self.neighbours.values()):
                 self._ask(nb, track, rendition, out, now)
+        return out
+
+    def set_upload(self, on: bool, now: float) -> list[Effect]:
+        """The peer shares (True) or not (False) from now on (``peer/upload.py``
+        decides). Stopping withdraws the tracker announcement, sends the open
+        neighbours an empty HAVE and chokes their queued requests (a chunk being
+        read still goes); starting announces the whole holding again."""
+        out: list[Effect] = []
+        if on == self.uploading:
+            return out
+        self.uploading = on
+        if not on:
+            for nb in self.neighbours.values():
+                out.extend(Send(nb.id, encode(Choke(index))) for index in nb.uploads)
+                nb.uploads = []
+        s = self.session
+        if s is None:
+            return out
+        s.full_have = True
+        s.wire_dirty = False
+        frame = self._have_frame()
+        out.extend(Send(nb.id, frame) for nb in self.neighbours.values() if nb.state == "open")
+        self._flush_tracker(out, now)
         return out
 
     def delivered_by(self, peer: str, nbytes: int) -> None:
@@ -729,7 +763,7 @@ class P2PCore:
             nb.ranges = list(msg.ranges)
             out.append(self._peer_have_effect(nb))
         elif isinstance(msg, Request):
-            self._on_request(nb, msg.index, out)
+            self._on_request(nb, msg.index, out, now)
         elif isinstance(msg, Piece):
             if msg.index in nb.cancelled:
                 if msg.offset + len(msg.data) >= msg.total:
@@ -778,7 +812,8 @@ class P2PCore:
                 sent = corrupt_copy(data) if self.settings.corrupt else data
                 out.extend(Send(peer, encode(piece)) for piece in split_chunk(index, sent))
                 self.up_bytes += len(sent)
-        self._pump(nb, out)
+                self.budget.spend(len(sent), now)
+        self._pump(nb, out, now)
         return out
 
     def slots_in_use(self) -> int:
@@ -805,11 +840,15 @@ class P2PCore:
             for key, at in list(nb.lookups.items()):
                 if now - at > st.want_timeout:
                     del nb.lookups[key]
+        # requests the upload cap held back
+        for nb in self.neighbours.values():
+            self._pump(nb, out, now)
         s = self.session
         if s is not None and s.wire_dirty:
             s.wire_dirty = False
-            frame = self._have_frame()
-            out.extend(Send(nb.id, frame) for nb in self.neighbours.values() if nb.state == "open")
+            if self.uploading:  # a peer that does not share has nothing new to tell
+                frame = self._have_frame()
+                out.extend(Send(nb.id, frame) for nb in self.neighbours.values() if nb.state == "open")
         if self.connected:
             self._flush_tracker(out, now)
             self._maybe_want(out, now)
@@ -875,6 +914,8 @@ class P2PCore:
             "verifyFailures": self.verify_failures,
             "slotsInUse": self.slots_in_use(),
             "uploadSlots": self.upload_slots,
+            "uploading": self.uploading,
+            "uploadKbps": self.budget.kbps,
         }
 
     # ---- internals ----------------------------------------------------------------
@@ -914,12 +955,21 @@ class P2PCore:
         return PeerHave(nb.id, tuple(expand_ranges(nb.ranges or [], limit, floor)))
 
     def _have_frame(self) -> bytes:
-        held = self.session.held if self.session is not None else {}
+        held = self.session.held if self.session is not None and self.uploading else {}
         return encode(Have(tuple(to_ranges(held)[: self.settings.max_wire_ranges])))
 
     def _flush_tracker(self, out: list[Effect], now: float) -> None:
         s = self.session
         if s is None or not self.connected:
+            return
+        if not self.uploading:
+            # nothing announced; what was, withdrawn (an empty holding removes the track)
+            s.added.clear()
+            if s.full_have and s.shown:
+                self._send_control(out, TrackerHave(s.track, s.rendition, ChunkSet(()), False, replace=True), now)
+            s.full_have = False
+            s.shown = False
+            s.announced_complete = False
             return
         complete = self.holds_all()
         limit = self.settings.max_tracker_ranges
@@ -930,11 +980,13 @@ class P2PCore:
             s.announced_complete = complete
             held = ChunkSet(tuple(to_ranges(s.held)[:limit]))
             self._send_control(out, TrackerHave(s.track, s.rendition, held, complete, replace=True), now)
+            s.shown = True
         elif s.added or (complete and not s.announced_complete):
             added = ChunkSet(tuple(to_ranges(s.added)[:limit]))
             s.added.clear()
             s.announced_complete = complete
             self._send_control(out, TrackerHave(s.track, s.rendition, added, complete), now)
+            s.shown = True
 
     def _maybe_want(self, out: list[Effect], now: float) -> None:
         s = self.session
@@ -1113,7 +1165,7 @@ class P2PCore:
         found: dict[str, None] = {}
         s = self.session
         if s is not None and (s.track, s.rendition) == (track, rendition):
-            if s.held and self.peer_id is not None:
+            if s.held and self.uploading and self.peer_id is not None:
                 found[self.peer_id] = None
             for nb in self.neighbours.values():
                 if nb.id != except_ and nb.ranges:
@@ -1241,13 +1293,13 @@ class P2PCore:
         out.append(Open(sender, "answerer"))
         out.append(Rtc(sender, data))
 
-    def _on_request(self, nb: _Neighbour, index: int, out: list[Effect]) -> None:
+    def _on_request(self, nb: _Neighbour, index: int, out: list[Effect], now: float) -> None:
         s = self.session
 
         def choke() -> None:
             out.append(Send(nb.id, encode(Choke(index))))
 
-        if s is None or index not in s.held:
+        if s is None or not self.uploading or index not in s.held:
             return choke()
         if nb.serving == index or index in nb.uploads:
             return None  # asked twice: once is enough
@@ -1257,11 +1309,12 @@ class P2PCore:
         if len(nb.uploads) >= self.settings.max_queued:
             return choke()
         nb.uploads.append(index)
-        self._pump(nb, out)
+        self._pump(nb, out, now)
         return None
 
-    def _pump(self, nb: _Neighbour, out: list[Effect]) -> None:
-        if nb.serving is not None or not nb.uploads:
+    def _pump(self, nb: _Neighbour, out: list[Effect], now: float) -> None:
+        """Serve ``nb``'s next queued request, if none is being read and the upload cap allows."""
+        if nb.serving is not None or not nb.uploads or not self.budget.can_start(now):
             return
         nb.serving = nb.uploads.pop(0)
         nb.serving_cancelled = False

@@ -72,6 +72,7 @@ class LiveSettings:
     pace_interval: float = 1.0  # seconds between two pace decisions
     edge_poll: bool = True  # the elected fetcher asks for the chunk after the edge
     choke_backoff: float = 0.1  # seconds before asking a neighbour that choked a chunk again
+    safety: float = 0.3  # seconds added to the server's delivery time when judging what is still in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,17 +239,19 @@ class LiveTrack:
             holders = [p for p in nbrs if index in self.peers.get(p, ()) and p not in failed
                        and busy.get(p, 0) < self.settings.request_slots
                        and now >= self._busy_until.get((index, p), -math.inf)]
-            if holders and until - self.http_seconds > self.settings.min_peer_window:
+            # what the server needs to deliver in time, with a margin for a busy loop
+            server_time = self.http_seconds + self.settings.safety
+            if holders and until - server_time > self.settings.min_peer_window:
                 # the least busy holder, then by id: deterministic
                 peer = min(holders, key=lambda p: (busy.get(p, 0), p))
-                window = min(self.settings.max_peer_wait, until - self.http_seconds)
+                window = min(self.settings.max_peer_wait, until - server_time)
                 req = Fetch(index, peer, now + max(self.settings.min_peer_window, window))
                 busy[peer] = busy.get(peer, 0) + 1
             else:
                 elected = live.elected_fetcher(self_id, nbrs, index) == self_id
                 delay = live.live_fetch_delay(elected=elected or SERVER in failed, peer_wait=self.peer_wait,
                                               waited=now - self.learnt.get(index, now), until_needed=until,
-                                              http_seconds=self.http_seconds)
+                                              http_seconds=server_time)
                 if delay > 0 or servers >= self.settings.server_parallel or now < self._retry_at.get(index, -math.inf):
                     continue
                 req = Fetch(index, SERVER)
@@ -312,8 +315,6 @@ class LiveTrack:
             if self.ready and self.current in self.held:
                 self.state = LiveState.PLAYING
                 self.started_at = now
-                # a start is a resume too: the window may have grown while the first chunks came
-                self._recover_until = now + live.RECOVER_SECONDS
             self._measure(now)
             return self.state
         if self.state is LiveState.STALLED:

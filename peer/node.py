@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import math
 import time
@@ -90,6 +91,7 @@ from protocol.messages import (
 from protocol.values import ChunkSet, Json
 from protocol.wire import T_CHOKE, T_LOOKUP
 
+from . import live
 from .cache import ChunkCache
 from .clock import VirtualClock
 from .core import (
@@ -117,6 +119,7 @@ from .player import Track, sha256
 from .report import PeerReport
 from .rtc import Neighbour, aiortc_candidate, ice_server
 from .scheduler import CACHE, DEFAULT_SETTINGS, SERVER, Request, Settings
+from .upload import decide_upload
 
 __all__ = ["PeerNode", "PeerOptions", "PeerError", "is_loopback_url"]
 
@@ -165,6 +168,12 @@ class PeerOptions:
     name: str = ""
     # The tracks played after the first one, in order (a playlist).
     playlist: tuple[str, ...] = ()
+    # The listener's upload choice (peer/upload.py): running a peer is saying
+    # "share"; "stop" (``--no-upload``) downloads only. The gateway's
+    # ``p2p.upload = "off"`` applies whatever this says; the cap
+    # (``p2p.upload_kbps``, or ``p2p.upload_kbps`` here where stricter) always,
+    # in the peer's own time: at ``speed`` N, N times as many bytes a real second.
+    upload: Literal["share", "stop"] = "share"
     # A live track: real seconds to listen before leaving; None: until ``stop()``.
     live_seconds: float | None = None
 
@@ -290,7 +299,16 @@ class PeerNode:
         self.peer_id = self.report.peer_id = welcome.peer_id
         self._control_started = True
         self._spawn(self._write_control())
+        # decided before the core reads the welcome, which announces what is held
+        share = decide_upload(operator=welcome.upload, choice=self.options.upload).share
+        self._apply(self.core.set_upload(share, self.clock.real()))
         self._apply(self.core.on_control(welcome, self.clock.real()))
+        if self.clock.speed != 1 and self.core.budget.kbps > 0:
+            # A peer playing N times faster than real time is a listener
+            # simulated N times faster: its uplink (the cap) too, as audio is
+            # (a benchmark's swarm at 12x models listeners capped at the
+            # gateway's kbit/s in their own time, not at a twelfth of it).
+            self.core.budget.set_cap(self.core.budget.kbps * self.clock.speed)
         self.ice_servers = () if self.loopback else self.core.ice_servers
         if self.options.cache_dir is not None:
             self.playing.open_cache(self.options.cache_dir)
@@ -310,10 +328,19 @@ class PeerNode:
     async def _get_manifest(self) -> None:
         assert self._session is not None
         url = f"{self.gateway}/v1/tracks/{self.playing.id}/manifest"
+        # Live: after the first (whole) read, a delta of the chunks past the newest held (docs/live.md).
+        after = live.delta_after(self.playing.manifest) if self.live is not None else None
+        if after is not None:
+            url += f"?after={after}"
         async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
             if r.status != 200:
                 raise PeerError(f"GET {url}: {r.status} {(await r.text())[:200]}")
-            manifest = await r.json()
+            body = await r.read()
+        self.report.manifest_reads += 1
+        self.report.manifest_bytes += len(body)
+        manifest = json.loads(body)
+        if after is not None:
+            manifest = live.merge_delta(self.playing.manifest, manifest)
         self._set_manifest(manifest)
 
     def _set_manifest(self, manifest: Manifest) -> None:

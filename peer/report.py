@@ -60,6 +60,8 @@ class PeerReport:
     # the playhead, "server" or "peer": where the chunk playing came from).
     live_samples: list[tuple[float, float, str]] = field(default_factory=list)
     live_jumps: int = 0  # jumps back to the edge (too far behind)
+    manifest_reads: int = 0  # re-reads of the playing track's manifest (live: deltas after the first)
+    manifest_bytes: int = 0  # their JSON bytes (decompressed)
     live_skipped: int = 0  # chunks that left the window before they arrived
 
     def as_dict(self) -> dict[str, object]:

@@ -380,8 +380,11 @@ def render(message: ServerMessage) -> str:
     match message:
         case Welcome():
             limits = {f.name: v for f in fields(message.limits) if (v := getattr(message.limits, f.name)) is not None}
-            return json.dumps({"type": "welcome", "peer_id": message.peer_id,
-                               "ice_servers": list(message.ice_servers), "limits": limits})
+            welcome: dict[str, object] = {"type": "welcome", "peer_id": message.peer_id,
+                                          "ice_servers": list(message.ice_servers), "limits": limits}
+            if message.upload is not None:
+                welcome["upload"] = message.upload
+            return json.dumps(welcome)
         case Peers():
             answer: dict[str, object] = {
                 "type": "peers", "track": message.track, "rendition": message.rendition,
@@ -435,7 +438,10 @@ def _parse_welcome(body: dict[str, object]) -> Welcome:
         if not _is_int(value) or value < 0:
             raise ProtocolError("bad_field", f"limits.{f.name}: expected an integer", "welcome")
         values[f.name] = value
-    return Welcome(peer_id, tuple(ice), Limits(**values))
+    upload = body.get("upload")
+    if upload is not None and not isinstance(upload, str):
+        raise ProtocolError("bad_field", "upload: expected a string", "welcome")
+    return Welcome(peer_id, tuple(ice), Limits(**values), upload)
 
 
 def _parse_peers(body: dict[str, object]) -> Peers:

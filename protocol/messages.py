@@ -205,6 +205,7 @@ class Limits:
     upload_slots: int | None = None
     stats_interval: int | None = None
     idle_timeout: int | None = None
+    upload_kbps: int | None = None  # p2p.upload_kbps: each listener's upload cap (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,10 @@ class Welcome:
     peer_id: str
     ice_servers: tuple[dict[str, Json], ...]  # p2p.ice_servers, as configured
     limits: Limits
+    # p2p.upload: "on", "opt-in" or "off" (docs/p2p.md, "Listeners' consent");
+    # None: not said (an older gateway), read as "on". Any other string a newer
+    # gateway may send is read by the peers as the strictest, "off".
+    upload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

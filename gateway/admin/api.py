@@ -390,7 +390,7 @@ async def post_reload(request: web.Request) -> web.Response:
 async def delete_track(request: web.Request) -> web.Response:
     track_id = request.match_info["id"]
     registry = request.app[CATALOG]
-    track = registry.get(track_id) if is_track_id(track_id) else None
+    track = await registry.find(track_id) if is_track_id(track_id) else None
     if track is None:
         raise NotFound(f"no track {track_id!r}", code="track_not_found")
     transcoder = request.app[MEDIA]

@@ -16,6 +16,8 @@ in, so the same cores get one more shell:
   signals through a pub/sub channel per node.
 - ``media``: the media service's flights (its ``events_hook``) made by the
   node holding the track's lock, pulled by the others.
+- ``catalog`` + ``records``: one catalog: each node's track catalog a
+  replica of the records in Redis, its changes merged into them.
 - ``admin``: admin changes (the live configuration's ``on_admin_change``)
   told to every node, and the cluster's stats.
 
@@ -36,7 +38,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,9 +49,11 @@ from ..admin import AdminChange, LiveConfig
 from ..config import Config
 from ..health import Health
 from ..media import CATALOG, MEDIA
+from ..media.catalog import Track
 from ..metrics import Metrics
 from ..swarm import SwarmHub, SwarmSockets
 from . import admin, keys
+from .catalog import CatalogSync
 from .link import RedisLink
 from .media import TrackOwnership
 from .node import Directory
@@ -116,13 +120,16 @@ class Cluster:
         self.link = RedisLink(config.cluster.redis_url, health=health, metrics=metrics)
         self.directory = Directory(self.link, self.node_id, self.url, lambda: node_stats(metrics, hub))
         self.federation = SwarmFederation(self.link, self.directory, tracker)
+        # The node's TrackCatalog is built with catalog.told and catalog.lookup (gateway/app.py).
+        self.catalog = CatalogSync(self.link, self.node_id, alive=self.directory.alive)
         self.wait_seconds = config.server.chunk_wait_seconds
 
-    def track_ownership(self, rendition: Rendition) -> TrackOwnership:
+    def track_ownership(self, rendition: Rendition, *, can_make: Callable[[Track], bool]) -> TrackOwnership:
         """The one-transcode-per-track lock and puller for a media service of ``rendition``
-        (its ``events_hook`` is the result's ``events``); the caller closes it."""
+        (its ``events_hook`` is the result's ``events``); ``can_make(track)`` is False for a library
+        track whose file is not on this node. The caller closes it."""
         return TrackOwnership(self.link, self.directory, rendition.id, wait_seconds=self.wait_seconds,
-                              extras=rendition.extras)
+                              extras=rendition.extras, can_make=can_make, holders=self.catalog.holders)
 
     async def broadcast(self, payload: dict[str, Any]) -> bool:
         """Tell every node (admin changes, reloads); False when Redis is down."""
@@ -155,6 +162,16 @@ def setup_cluster(app: web.Application, cluster: Cluster, *, sockets: SwarmSocke
         await directory.beat()
         directory.start()
         federation.start(sockets)
+        catalog, media = app[CATALOG], app[MEDIA]
+
+        def purge(track_id: str) -> None:
+            # A purge made on another node while Redis was away reaches this one as its record's
+            # removal only (the broadcast was lost): the chunks go with the record.
+            track = catalog.get(track_id)
+            if track is None or media.flight(track) is None:
+                media.purge(track_id)
+
+        cluster.catalog.start(catalog, purge=purge)
         listener = asyncio.create_task(
             admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA]),
             name="ztream-cluster-broadcast",
@@ -166,6 +183,7 @@ def setup_cluster(app: web.Application, cluster: Cluster, *, sockets: SwarmSocke
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            await cluster.catalog.stop()
             with contextlib.suppress(Exception):
                 await federation.stop()
             await directory.stop()

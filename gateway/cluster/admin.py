@@ -21,7 +21,7 @@ from typing import Any
 
 from ..admin import AdminChange, LiveConfig, Purged, Reloaded
 from ..config import ConfigError
-from ..media.catalog import TrackCatalog
+from ..media.catalog import TrackCatalog, is_track_id
 from ..media.service import MediaService
 from . import keys
 from .link import RedisLink
@@ -68,10 +68,13 @@ async def apply_broadcast(node_id: str, raw: bytes | str, *, live: LiveConfig, c
             pass  # logged by LiveConfig.reload; the running configuration stays
     elif kind == "purge":
         track_id = str(msg.get("id", ""))
+        if not is_track_id(track_id):
+            return
         track = catalog.get(track_id)
-        if track is not None and media.flight(track) is None:
+        # The shared catalog may have dropped the record already: the chunks go all the same.
+        if track is None or media.flight(track) is None:
             media.purge(track_id)
-            catalog.remove(track_id)
+            catalog.drop(track_id)
             log.info("track %s purged on node %s's word", track_id, node)
 
 

@@ -12,7 +12,10 @@ contain a brace that would change the tag.
 
 from __future__ import annotations
 
-__all__ = ["PREFIX", "nodes", "holders", "owner", "fence", "done", "inbox", "BROADCAST"]
+__all__ = [
+    "PREFIX", "nodes", "holders", "owner", "fence", "done", "inbox", "BROADCAST",
+    "track", "CATALOG_INDEX", "CATALOG_REVISION", "CATALOG_EPOCH",
+]
 
 PREFIX = "ztream"
 
@@ -21,6 +24,13 @@ PREFIX = "ztream"
 NODES = f"{PREFIX}:nodes"
 # Every node subscribes here too: admin changes and reloads.
 BROADCAST = f"{PREFIX}:broadcast"
+# The shared catalog (gateway/cluster/catalog.py): ZSET track id -> the revision
+# of its last change, the revision counter, and a random name drawn by the first
+# node that found the catalog empty (a new one means Redis lost its data). One
+# hash tag: the script that bumps a revision touches the first two at once.
+CATALOG_INDEX = f"{PREFIX}:{{catalog}}:index"
+CATALOG_REVISION = f"{PREFIX}:{{catalog}}:revision"
+CATALOG_EPOCH = f"{PREFIX}:{{catalog}}:epoch"
 
 
 def nodes() -> str:
@@ -45,6 +55,11 @@ def fence(track: str, rendition: str) -> str:
 def done(track: str, rendition: str) -> str:
     """STRING node id, EX DONE_TTL: a node whose store holds the finished track."""
     return f"{PREFIX}:{{{track}}}:done:{rendition}"
+
+
+def track(track: str) -> str:
+    """STRING: the track's catalog record (gateway/cluster/records.py), JSON; a removed track's with an EX."""
+    return f"{PREFIX}:{{{track}}}:track"
 
 
 def inbox(node: str) -> str:

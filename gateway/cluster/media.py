@@ -25,6 +25,11 @@ and writes nothing itself, from one of three places:
 3. **Redis is down** (or the track is one the owner cannot know): this node
    transcodes alone, as a single node does.
 
+A library track whose file this node does not have (``can_make``) never
+takes the lock: it is pulled from the node making it, or, when none is, from
+a live node whose library holds the file (the shared catalog's ``holders``);
+asking that node for the manifest starts its transcode there.
+
 An owner that dies mid-transcode stops renewing; its lock expires within
 ``LOCK_TTL``, and a puller whose connection broke elects again: one of them
 wins the lock and transcodes from the start, the events it already has being
@@ -43,7 +48,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +56,7 @@ import aiohttp
 
 from transcode.analysis import Loudness
 
-from ..errors import UpstreamTimeout, ZtreamError
+from ..errors import NotFound, UpstreamTimeout, ZtreamError
 from ..media.catalog import Track
 from ..media.events import (
     ArtworkFound,
@@ -81,12 +86,13 @@ RETRY_SECONDS = 0.5
 MAX_ROUNDS = 120
 NODE_HEADER = "X-Ztream-Node"
 
-# KEYS: owner, fence, done; ARGV: node, ttl ms, ignore done ("1"/"0").
+# KEYS: owner, fence, done; ARGV: node, ttl ms, ignore done ("1"/"0"), may take the lock ("1"/"0").
 _ACQUIRE = """
 local d = redis.call('GET', KEYS[3])
 if d and ARGV[3] == '0' and d ~= ARGV[1] then return {'done', d} end
 local o = redis.call('GET', KEYS[1])
 if o and string.sub(o, 1, #ARGV[1] + 1) ~= ARGV[1] .. ':' then return {'owner', o} end
+if ARGV[4] == '0' then return {'none', ''} end
 local t = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
 return {'mine', ARGV[1] .. ':' .. t}
@@ -115,7 +121,7 @@ class _PullFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Verdict:
-    kind: str  # "mine" | "remote" | "alone"
+    kind: str  # "mine" | "remote" | "alone" | "none" (nobody makes it, and this node may not)
     value: str = ""  # "mine": the lock's value; "remote": the node to pull from
 
 
@@ -127,9 +133,20 @@ def _node_of(value: str) -> str:
     return value.rsplit(":", 1)[0]
 
 
+def _always(_track: Track) -> bool:
+    return True
+
+
+async def _nobody(_track_id: str) -> list[str]:
+    return []
+
+
 class TrackOwnership:
     def __init__(self, link: RedisLink, directory: Directory, rendition_id: str, *, wait_seconds: float,
-                 extras: bool = False) -> None:
+                 extras: bool = False, can_make: Callable[[Track], bool] = _always,
+                 holders: Callable[[str], Awaitable[list[str]]] = _nobody) -> None:
+        self.can_make = can_make  # False: a library file this node does not have
+        self.holders = holders  # the nodes whose library has a track's file
         self.extras = extras  # also pull the owner's waveform, artwork and loudness
         self.link = link
         self.directory = directory
@@ -153,10 +170,10 @@ class TrackOwnership:
 
     # -- the lock -------------------------------------------------------------
 
-    async def _elect(self, track: Track, *, ignore_done: bool = False) -> _Verdict:
+    async def _elect(self, track: Track, *, ignore_done: bool = False, acquire: bool = True) -> _Verdict:
         rid = self.rendition_id
         lock_keys = (keys.owner(track.id, rid), keys.fence(track.id, rid), keys.done(track.id, rid))
-        args = (self.node_id, int(LOCK_TTL * 1000), "1" if ignore_done else "0")
+        args = (self.node_id, int(LOCK_TTL * 1000), "1" if ignore_done else "0", "1" if acquire else "0")
         result = await self.link.call(lambda c: c.eval(_ACQUIRE, 3, *lock_keys, *args))
         if result is None:
             return _Verdict("alone")
@@ -164,10 +181,22 @@ class TrackOwnership:
         if kind == "mine":
             self.locks += 1
             return _Verdict("mine", value)
+        if kind == "none":
+            return _Verdict("none")
         node = value if kind == "done" else _node_of(value)
         if kind == "done" and not self.directory.alive(node):
-            return await self._elect(track, ignore_done=True) if not ignore_done else _Verdict("alone")
+            if ignore_done:
+                return _Verdict("alone")
+            return await self._elect(track, ignore_done=True, acquire=acquire)
         return _Verdict("remote", node)
+
+    async def _holder(self, track: Track) -> str | None:
+        """A live node, other than this one, whose library holds ``track``'s file (the same one for
+        every asker, so that one node makes it)."""
+        found = [n for n in await self.holders(track.id) if n != self.node_id and self.directory.alive(n)]
+        if not found:
+            return None
+        return found[int(hashlib.sha256(track.id.encode()).hexdigest(), 16) % len(found)]
 
     async def _renew(self, track: Track, value: str) -> None:
         key = keys.owner(track.id, self.rendition_id)
@@ -202,7 +231,16 @@ class TrackOwnership:
         have_init = False
         next_index = 0
         for _round in range(MAX_ROUNDS):
-            verdict = await self._elect(track)
+            here = self.can_make(track)
+            verdict = await self._elect(track, acquire=here)
+            if verdict.kind == "none":
+                holder = await self._holder(track)
+                if holder is None:
+                    raise NotFound("no live node of the cluster has this library file", code="upstream_not_found")
+                verdict = _Verdict("remote", holder)
+            elif verdict.kind == "alone" and not here:
+                raise UpstreamTimeout("this library file is on another node, and Redis is down",
+                                      code="cluster_unavailable")
             if verdict.kind == "remote":
                 base = self.directory.url_of(verdict.value)
                 if base is None:

@@ -82,7 +82,7 @@ async def get_chunk(request: web.Request) -> web.StreamResponse:
         index = parse_chunk_index(request.match_info["n"], max_digits=10)
     except ChunkIndexError as exc:
         raise BadRequest(str(exc), code="bad_chunk_index") from None
-    track = _track(request)
+    track = await _track(request)
     if not track.live and len(request.match_info["n"]) > 9:
         raise BadRequest("the chunk index has more than 9 digits", code="bad_chunk_index")
     if track.live:
@@ -122,9 +122,11 @@ def _base(request: web.Request) -> str:
     return request.app[ORIGINS].public_url
 
 
-def _track(request: web.Request) -> Track:
+async def _track(request: web.Request) -> Track:
     track_id = request.match_info["id"]
-    track = request.app[CATALOG].get(track_id)
+    catalog = request.app[CATALOG]
+    # get first: the hot path stays a dict look-up; find asks the cluster for an id not known here.
+    track = catalog.get(track_id) or await catalog.find(track_id)
     if track is None:
         raise NotFound(f"no track {track_id!r}", code="track_not_found")
     return track
@@ -279,13 +281,13 @@ async def add_track(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}")
 @endpoint
 async def get_track(request: web.Request) -> web.Response:
-    return web.json_response(_track(request).public(_base(request)), headers=cors_headers(request))
+    return web.json_response((await _track(request)).public(_base(request)), headers=cors_headers(request))
 
 
 @routes.get("/v1/tracks/{id}/manifest")
 @endpoint
 async def get_manifest(request: web.Request) -> web.Response:
-    track = _track(request)
+    track = await _track(request)
     if track.live:
         after = _index_param(request, "after", "bad_after")
         live = await _live(request).manifest(track, request.query.get("rendition"), client=request_client(request),
@@ -303,7 +305,7 @@ async def get_manifest(request: web.Request) -> web.Response:
 @routes.get("/v1/tracks/{id}/init")
 @endpoint
 async def get_init(request: web.Request) -> web.StreamResponse:
-    track = _track(request)
+    track = await _track(request)
     if track.live:
         epoch = _epoch(request)
         live, name = _live(request), request.query.get("rendition")
@@ -337,7 +339,7 @@ def _index_param(request: web.Request, name: str, code: str) -> int | None:
 @routes.get("/v1/tracks/{id}/stream")
 @endpoint
 async def get_stream(request: web.Request) -> web.StreamResponse:
-    track = _track(request)
+    track = await _track(request)
     client = request_client(request)
     status, length = 200, None
     pieces: AsyncGenerator[bytes, None]

@@ -53,14 +53,14 @@ def _answer(request: web.Request, body: bytes, content_type: str, etag: str, fin
 @routes.get("/v1/tracks/{id}/artwork")
 @endpoint
 async def get_artwork(request: web.Request) -> web.Response:
-    jpeg, etag, known = await request.app[MEDIA].artwork(_track(request), client=request_client(request))
+    jpeg, etag, known = await request.app[MEDIA].artwork(await _track(request), client=request_client(request))
     return _answer(request, jpeg, "image/jpeg", etag, known)
 
 
 @routes.get("/v1/tracks/{id}/waveform")
 @endpoint
 async def get_waveform(request: web.Request) -> web.Response:
-    waveform, complete = await request.app[MEDIA].waveform(_track(request), client=request_client(request))
+    waveform, complete = await request.app[MEDIA].waveform(await _track(request), client=request_client(request))
     body = json.dumps(waveform, separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
     return _answer(request, body, "application/json", etag, complete)

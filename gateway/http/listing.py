@@ -64,9 +64,12 @@ class Listing:
             return self._library_ids
 
     async def library(self, local: LocalSource | None, catalog: TrackCatalog) -> list[Track]:
-        """The library's tracks, as the last walk found them."""
+        """The library's tracks, as the last walk found them, then (in a cluster) those only
+        other nodes hold: every node lists the same library."""
         ids = await self._library(local, catalog)
-        return [t for t in (catalog.get(i) for i in ids) if t is not None]
+        own = [t for t in (catalog.get(i) for i in ids) if t is not None]
+        mine = set(ids)
+        return [*own, *(t for t in catalog.library_elsewhere() if t.id not in mine)]
 
     async def listed(self, local: LocalSource | None, catalog: TrackCatalog) -> list[Track]:
         """What ``GET /v1/tracks`` lists: the library, then the newest listed URL and SoundCloud tracks."""

@@ -64,6 +64,9 @@ _MIME = {
 
 # The embed page's ?p2p= values ("" = the default: direct connections allowed).
 _EMBED_P2P = frozenset({"", "off", "relay"})
+# ?upload=: the page's upload policy ("" = the operator's, p2p.upload); it can
+# only make the operator's stricter (client/upload-policy.js).
+_EMBED_UPLOAD = frozenset({"", "on", "opt-in", "off"})
 
 GetTrack = Callable[[str], Awaitable[TrackJSON | None]]
 
@@ -126,6 +129,9 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
         p2p = request.query.get("p2p", "")
         if p2p not in _EMBED_P2P:
             raise BadRequest("p2p must be \"off\" or \"relay\"", code="bad_request")
+        upload = request.query.get("upload", "")
+        if upload not in _EMBED_UPLOAD:
+            raise BadRequest("upload must be \"on\", \"opt-in\" or \"off\"", code="bad_request")
         track = await get_track(track_id) if is_track_id(track_id) else None
         if track is None:
             raise NotFound(f"no track {track_id!r}", code="track_not_found")
@@ -148,6 +154,7 @@ def setup_pages(app: web.Application, *, policy: OriginPolicy, get_track: GetTra
                 "public_url": public_url,
                 "origins": json.dumps(policy.embedders()),
                 "peer_mode": p2p,  # placeholders are [a-z_]+
+                "upload": upload,
             },
         )
         return web.Response(

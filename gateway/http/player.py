@@ -153,7 +153,7 @@ class PlayerResolver:
             raise BadRequest("url must be an http(s) URL", code="bad_url")
         own = self._own_track(url)
         if own is not None:
-            track = self.app[CATALOG].get(own)
+            track = await self.app[CATALOG].find(own)
             if track is None:
                 raise NotFound(f"no track {own!r}", code="track_not_found")
             return Resolved("track", track.title, (track.public(self.public_url),), track.permalink)
@@ -234,6 +234,8 @@ class PlayerResolver:
         if any(catalog.get(t.id) is None for t in found):
             charge_registration(self.app, client)
         tracks = [catalog.add(t)[0].public(self.public_url) for t in found]
+        for t in found:
+            await catalog.shared(t.id)
         if not tracks:
             raise NotFound("this SoundCloud set has no playable track", code="soundcloud_not_found")
         return Resolved("playlist", title, tuple(tracks), permalink)

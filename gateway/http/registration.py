@@ -119,7 +119,7 @@ async def register_url(app: web.Application, url: str, client: str) -> tuple[Tra
         raise BadRequest("no configured source takes this URL", code="bad_url")
     track: Track = await source.register(url)
     catalog = app[CATALOG]
-    if catalog.get(track.id) is not None:
+    if catalog.get(track.id) is not None or await catalog.find(track.id) is not None:
         return catalog.add(track)
     probe_live = getattr(source, "probe_live", None)
     if probe_live is not None:
@@ -130,4 +130,6 @@ async def register_url(app: web.Application, url: str, client: str) -> tuple[Tra
     # Checked again: other registrations of this client ran while the source resolved the URL.
     check_registration(app, client)
     charge_registration(app, client)
-    return catalog.add(track)
+    added = catalog.add(track)
+    await catalog.shared(track.id)  # answered once every node of a cluster can serve it
+    return added

@@ -15,6 +15,14 @@ record (id, size; the never-played and the non-library ones in the order
 they were registered, so ``recent`` reads only what it returns) and the
 ``MEMORY_TRACKS`` most recently used records.
 
+Every change is told to whoever subscribed (``subscribe``, and a cluster
+node's ``SharedCatalog`` from the start): ``Stored`` with the fields it set,
+``Removed``, and ``HeldHere`` for a library file this node found. A cluster
+node shares them through Redis (gateway/cluster/catalog.py) and stores what
+other nodes changed with ``apply`` and ``drop``, which tell nobody; ``find``
+asks the cluster for an id this node does not know yet, ``shared`` waits for
+a registration to be known to the other nodes.
+
 Registering a URL proves nothing about it (a 404, an HTML page, a file that
 is not audio all register), so a track is *listed* (``GET /v1/tracks``) only
 once a transcode of it has completed (``mark_transcoded``, which also marks
@@ -28,9 +36,10 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import diskcache
 
@@ -39,7 +48,10 @@ from transcode.analysis import Tags
 from ..errors import Overloaded
 from .types import SourceKind, TrackJSON
 
-__all__ = ["Track", "TrackCatalog", "track_id_for", "is_track_id"]
+__all__ = [
+    "Track", "TrackCatalog", "track_id_for", "is_track_id", "track_of",
+    "CatalogChange", "Stored", "Removed", "HeldHere", "SharedCatalog",
+]
 
 # What a track id may look like in a URL. Ours are 16 hex digits; the wider
 # pattern is what every route checks before a look-up, so nothing odd (paths,
@@ -143,8 +155,71 @@ class Track:
         return out
 
 
+_TRACK_FIELDS = frozenset(f.name for f in fields(Track))
+
+
+def track_of(values: dict[str, Any]) -> Track | None:
+    """A ``Track`` from a record's fields (unknown ones ignored: another node may run a newer
+    version); None when the required ones are missing or of the wrong kind."""
+    known = {k: v for k, v in values.items() if k in _TRACK_FIELDS}
+    try:
+        track = Track(**known)
+    except TypeError:
+        return None
+    if not (isinstance(track.id, str) and is_track_id(track.id) and isinstance(track.locator, str)
+            and isinstance(track.title, str)):
+        return None
+    return track
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A track was registered or changed here: ``fields`` are what was set (``played`` among them)."""
+
+    track_id: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A track was dropped here (purged, or evicted to make room)."""
+
+    track_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HeldHere:
+    """This node's library holds the file of a (local) track."""
+
+    track_id: str
+
+
+CatalogChange = Stored | Removed | HeldHere
+
+
+@runtime_checkable
+class SharedCatalog(Protocol):
+    """The cluster's catalog, as this node's sees it (gateway/cluster/catalog.py implements it)."""
+
+    def told(self, change: CatalogChange) -> None:
+        """A change made here (called in order, synchronously)."""
+
+    async def lookup(self, track_id: str) -> tuple[Track, bool] | None:
+        """What the cluster knows of an id this node does not: the track and whether it was played."""
+
+    async def written(self, track_id: str) -> None:
+        """Returns once the changes made here to ``track_id`` are shared (or cannot be now)."""
+
+    def library_elsewhere(self) -> list[str]:
+        """The ids of library tracks whose file another live node holds."""
+
+
 class TrackCatalog:
-    def __init__(self, directory: Path, *, max_tracks: int = 100_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, directory: Path, *, max_tracks: int = 100_000, max_bytes: int = 64 * 1024 * 1024,
+                 shared: SharedCatalog | None = None) -> None:
+        # A cluster node's sync hears every change, those made while the node starts included.
+        self._subscribers: list[Callable[[CatalogChange], None]] = [shared.told] if shared is not None else []
+        self._shared = shared
         directory.mkdir(parents=True, exist_ok=True)
         self._db = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**40)
         self.max_tracks = max_tracks
@@ -181,6 +256,23 @@ class TrackCatalog:
     def __len__(self) -> int:
         return len(self._sizes)
 
+    def __iter__(self) -> Iterator[str]:
+        """Every track id (a copy: the catalog may change while the caller goes through them)."""
+        return iter(list(self._sizes))
+
+    def subscribe(self, subscriber: Callable[[CatalogChange], None]) -> None:
+        """Call ``subscriber`` with every change made here from now on (not those ``apply``/``drop`` make)."""
+        self._subscribers.append(subscriber)
+
+    def _tell(self, change: CatalogChange) -> None:
+        for subscriber in self._subscribers:
+            subscriber(change)
+
+    def fields(self, track_id: str) -> dict[str, Any] | None:
+        """Everything known of a track: its fields and ``played``."""
+        track = self.get(track_id)
+        return {**asdict(track), "played": self.played(track_id)} if track is not None else None
+
     @property
     def bytes(self) -> int:
         """The records' size as the bound counts it."""
@@ -216,18 +308,66 @@ class TrackCatalog:
         """
         existing = self.get(track.id)
         if existing is not None:
+            if track.source == "local":
+                self._tell(HeldHere(track.id))
             return existing, False
         if not track.created:
             track = replace(track, created=time.time())
         self.make_room(_record_bytes(asdict(track)), required=track.source != "local")
-        self.put(track)
+        self._store(track)
+        self._tell(Stored(track.id, {**asdict(track), "played": False}))
+        if track.source == "local":
+            self._tell(HeldHere(track.id))
         return track, True
 
-    def make_room(self, size: int, *, required: bool = True) -> None:
+    async def find(self, track_id: str) -> Track | None:
+        """``get``, or else what the cluster knows of the id (kept here from then on)."""
+        track = self.get(track_id)
+        if track is not None or self._shared is None or not is_track_id(track_id):
+            return track
+        found = await self._shared.lookup(track_id)
+        if found is None or found[0].id != track_id:
+            return None
+        if self.get(track_id) is None:  # not applied meanwhile by the catalog's own sync
+            self.apply(*found)
+        return self.get(track_id)
+
+    async def shared(self, track_id: str) -> None:
+        """Returns once this node's changes to ``track_id`` are known to the cluster's other nodes
+        (at once alone, or with Redis down): a registration is answered once any node can serve it."""
+        if self._shared is not None:
+            await self._shared.written(track_id)
+
+    def library_elsewhere(self) -> list[Track]:
+        """Library tracks of the cluster's other live nodes (none alone), sorted by their path."""
+        if self._shared is None:
+            return []
+        found = [t for t in map(self.get, self._shared.library_elsewhere()) if t is not None and t.source == "local"]
+        return sorted(found, key=lambda t: t.locator)
+
+    def apply(self, track: Track, played: bool) -> None:
+        """Keep another node's version of ``track`` (told to no subscriber). Room is made as for a
+        registration, but a record the cluster holds is never refused."""
+        current = self.get(track.id)
+        if current is None:
+            self.make_room(_record_bytes(asdict(track)), required=False, tell=False)
+        if current != track:
+            self._store(track)
+        if played and not self.played(track.id):
+            self._unplayed.pop(track.id, None)
+            self._db.set(("played", track.id), True)
+
+    def drop(self, track_id: str) -> bool:
+        """Forget a track another node removed (told to no subscriber)."""
+        return self._remove(track_id)
+
+    def make_room(self, size: int, *, required: bool = True, tell: bool = True) -> None:
         """Evict the oldest never-played tracks until one more record of ``size`` bytes fits.
 
         A library track (``required=False``) is added even when nothing is
-        left to evict: the library is bounded by its own scan limit.
+        left to evict: the library is bounded by its own scan limit. With
+        ``tell=False`` (room for another node's record) the evictions are this
+        node's alone: the cluster's catalog keeps them.
         """
         while len(self._sizes) + 1 > self.max_tracks or self._bytes + size > self.max_bytes:
             if not self._unplayed:
@@ -236,9 +376,22 @@ class TrackCatalog:
                 raise Overloaded(
                     f"the track catalog is full ({len(self._sizes)} tracks, every one played or in the library)",
                     code="catalog_full", retry_after=60)
-            self.remove(next(iter(self._unplayed)))
+            victim = next(iter(self._unplayed))
+            if tell:
+                self.remove(victim)
+            else:
+                self._remove(victim)
 
     def put(self, track: Track) -> None:
+        """Store ``track`` (a changed version of a known one, or a new one), telling the fields that changed."""
+        before = self.get(track.id)
+        self._store(track)
+        old = asdict(before) if before is not None else {}
+        changed = {k: v for k, v in asdict(track).items() if k not in old or old[k] != v}
+        if changed:
+            self._tell(Stored(track.id, changed))
+
+    def _store(self, track: Track) -> None:
         raw = asdict(track)
         self._db.set(("track", track.id), raw)
         self._index(track.id, track.source, _record_bytes(raw), played=track.id not in self._unplayed
@@ -249,6 +402,7 @@ class TrackCatalog:
         """A transcode of ``track_id`` completed: it is never evicted to make room."""
         if self._unplayed.pop(track_id, False) is None:
             self._db.set(("played", track_id), True)
+            self._tell(Stored(track_id, {"played": True}))
 
     def played(self, track_id: str) -> bool:
         return track_id in self._sizes and track_id not in self._unplayed
@@ -319,6 +473,14 @@ class TrackCatalog:
         return tracks
 
     def remove(self, track_id: str) -> bool:
+        """Drop a track (a purge, an eviction), telling the subscribers."""
+        known = track_id in self._sizes
+        removed = self._remove(track_id)
+        if known:
+            self._tell(Removed(track_id))
+        return removed
+
+    def _remove(self, track_id: str) -> bool:
         self._memory.pop(track_id, None)
         self._bytes -= self._sizes.pop(track_id, 0)
         self._remote.pop(track_id, None)

@@ -66,6 +66,16 @@ class LocalSource(PathSource, CoverSource, BoundedSource):
                         return tracks
         return tracks
 
+    def has(self, track: Track) -> bool:
+        """Whether this library holds ``track``'s file (another node's library track may not be here)."""
+        if track.source != "local":
+            return False
+        try:
+            real = Path(track.locator).resolve()
+        except (OSError, RuntimeError):
+            return False
+        return self._inside(real) and real.is_file()
+
     def _check(self, locator: str) -> Path:
         real = Path(locator).resolve()
         if not self._inside(real):

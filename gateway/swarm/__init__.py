@@ -102,6 +102,7 @@ def make_hub(
     return SwarmHub(
         tracker, new_id=lambda: secrets.token_urlsafe(16), ice_servers=ice_servers,
         min_listeners=config.p2p.min_listeners, turn=turn,
+        upload=config.p2p.upload, upload_kbps=config.p2p.upload_kbps,
     )
 
 

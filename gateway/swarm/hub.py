@@ -315,7 +315,12 @@ class SwarmHub:
     only input that is not passed in); ``new_id()`` mints peer ids
     (``secrets.token_urlsafe(16)`` in the gateway, a counter in tests);
     ``min_listeners``: see "Privacy" above; ``turn(peer_id)``: TURN
-    credentials for a peer that asks (None: no TURN server configured).
+    credentials for a peer that asks (None: no TURN server configured);
+    ``upload`` and ``upload_kbps``: the listeners' upload policy and cap,
+    told in every ``welcome`` (``p2p.upload``, ``p2p.upload_kbps``; None: not
+    said). The gateway cannot check that a listener keeps them: the policy
+    is the listener's own promise, and a chunk is only ever served by a
+    listener who chose to (docs/p2p.md, "Listeners' consent").
     """
 
     def __init__(
@@ -326,8 +331,11 @@ class SwarmHub:
         ice_servers: Iterable[dict[str, Any]] | Callable[[str], IceServers] = (),
         min_listeners: int = 0,
         turn: Callable[[str], TurnGrant] | None = None,
+        upload: str | None = None,
+        upload_kbps: int | None = None,
     ) -> None:
         self.tracker = tracker
+        self._upload = upload
         self._turn = turn
         # Client address -> its budget of TURN requests (oldest first).
         self._turn_budgets: dict[str, TokenBucket] = {}
@@ -354,6 +362,7 @@ class SwarmHub:
             upload_slots=tracker.upload_slots,
             stats_interval=STATS_INTERVAL,
             idle_timeout=IDLE_TIMEOUT,
+            upload_kbps=upload_kbps,
         )
 
     @property
@@ -384,7 +393,7 @@ class SwarmHub:
             raise RuntimeError("the peer id generator keeps returning ids in use")
         self._peers[peer_id] = _Peer(peer_id, now, address)
         self.tracker.join(peer_id, now, address)
-        welcome = Welcome(peer_id, tuple(self._ice_servers(peer_id)), self.limits)
+        welcome = Welcome(peer_id, tuple(self._ice_servers(peer_id)), self.limits, self._upload)
         return peer_id, [Count(PEERS_CONNECTED, (), 1), Send(peer_id, welcome)]
 
     def close(self, peer: str, now: float) -> list[Output]:

@@ -472,3 +472,54 @@ test("an answerer's channel handed over open opens the neighbour without an open
   assert.equal(player.scheduler.peers.get("l")?.have.size, 4);
   agent.destroy();
 });
+
+test("upload policy: opt-in announces nothing until the listener says yes; off by the operator is kept; the cap comes from the welcome", async () => {
+  const { player, agent } = agentWithSeeder();
+  player.start(4);
+  player.emit("chunk", { index: 0, source: "server", bytes: 3, data: new Uint8Array([1, 2, 3]).buffer });
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: { upload_kbps: 640 }, upload: "opt-in" });
+  assert.deepEqual(ws.take().map((m) => m.type), ["want"], "no have: the listener was not asked yet");
+  assert.deepEqual(agent.info().operator, { upload: "opt-in", uploadKbps: 640 });
+  assert.equal(agent.info().uploading, false);
+  assert.equal(agent.info().uploadKbps, 640);
+  // a neighbour that dials us gets an empty HAVE, and CHOKE for what it asks
+  ws.receive({ type: "signal", from: "l", data: { sdp: { type: "offer", sdp: "o" } } });
+  await flush();
+  const pc = FakeRTC.all[0];
+  const dc = new FakeDC(channelLabel("trk", "r1"));
+  pc.ondatachannel({ channel: dc });
+  dc.open();
+  assert.deepEqual(dc.sent, [{ type: "have", ranges: [] }]);
+  dc.receive({ type: "have", ranges: [] });
+  dc.receive({ type: "request", index: 0 });
+  assert.deepEqual(dc.sent.at(-1), { type: "choke", index: 0 });
+  // the listener says yes: the holding is announced, to the tracker and the neighbour
+  agent.setUpload(true);
+  assert.deepEqual(ws.take("have"), [{ type: "have", track: "trk", rendition: "r1", ranges: [[0, 0]], complete: false, replace: true }]);
+  assert.deepEqual(dc.sent.at(-1), { type: "have", ranges: [[0, 0]] });
+  // and stops: withdrawn
+  agent.setUpload(false);
+  assert.deepEqual(ws.take("have"), [{ type: "have", track: "trk", rendition: "r1", ranges: [], complete: false, replace: true }]);
+  agent.destroy();
+
+  // a decider that says no whatever the operator says: a new socket's welcome announces nothing
+  const second = agentWithSeeder({ decideUpload: () => false });
+  second.player.start(2);
+  const ws2 = FakeWS.all[0];
+  ws2.open();
+  ws2.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  assert.deepEqual(ws2.take().map((m) => m.type), ["want"]);
+  second.agent.destroy();
+
+  // by default the operator decides: "on" (or nothing said) uploads
+  const third = agentWithSeeder();
+  third.player.start(2);
+  third.player.emit("chunk", { index: 1, source: "server", bytes: 1, data: new Uint8Array([9]).buffer });
+  const ws3 = FakeWS.all[0];
+  ws3.open();
+  ws3.receive({ type: "welcome", peer_id: "me", ice_servers: [], limits: {} });
+  assert.deepEqual(ws3.take().map((m) => m.type), ["have", "want"]);
+  third.agent.destroy();
+});

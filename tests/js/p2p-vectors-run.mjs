@@ -81,6 +81,7 @@ export function runStep(c, step) {
       return Number.isFinite(until) ? until : null;
     }
     case "lookup": return effects(c.lookup(step.target, now));
+    case "setUpload": return effects(c.setUpload(step.upload, now));
     case "info": return c.info();
     default: throw new Error(`unknown step ${step.on}`);
   }

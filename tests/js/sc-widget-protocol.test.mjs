@@ -171,6 +171,9 @@ test("query parameters with SoundCloud's meanings", () => {
   assert.equal(playerOptions("?start_track=-1").startTrack, 0);
   assert.equal(playerOptions("?start_track=1e9").startTrack, 0);
   assert.equal(playerOptions("?auto_play=maybe").autoPlay, false);
+  assert.equal(d.upload, null);
+  assert.equal(playerOptions("?upload=opt-in").upload, "opt-in");
+  assert.equal(playerOptions("?upload=whatever").upload, "off", "an unknown policy is the strictest");
   assert.equal(parseColor("f50"), "#f50");
   assert.equal(parseColor("red"), null);
   assert.equal(parseColor("#12345g"), null);

@@ -17,8 +17,11 @@ import {
   volumeFraction,
 } from "../../client/widget-protocol.js";
 
-test("the seven events of the design", () => {
-  assert.deepEqual(Object.keys(EVENTS).sort(), ["ERROR", "FINISH", "PAUSE", "PLAY", "PLAY_PROGRESS", "READY", "SEEK"]);
+test("the seven events of the design, and a live track's two", () => {
+  assert.deepEqual(Object.keys(EVENTS).sort(), ["ERROR", "FINISH", "LIVE_CHANGE", "PAUSE", "PLAY", "PLAY_PROGRESS", "READY", "SEEK", "TITLE_CHANGE"]);
+  assert.equal(eventName("TITLE_CHANGE"), "titleChange");
+  assert.equal(parseFromEmbed(event("liveChange", { state: "reconnecting", title: null, station: "R" }))?.event, "liveChange");
+  assert.deepEqual(parseCommand(command("getLiveState", undefined, 4)), { method: "getLiveState", value: undefined, id: 4 });
   assert.equal(eventName("PLAY_PROGRESS"), "playProgress");
   assert.equal(eventName("playProgress"), "playProgress");
   assert.equal(eventName("READY"), "ready");

@@ -159,6 +159,70 @@ async def test_aiortc_peer_fetches_from_aiortc_peer(gateway_factory: Any, minute
     assert second.chunks_cache == n and second.http_down_bytes == 0 and second.p2p_down_bytes == 0
 
 
+async def _seed_then_listen(gw: Any, track: str, seeders: list[Any], listener_options: Any) -> tuple[Any, list[Any], float]:
+    """Seeders (``PeerOptions``) fetch the whole track, then one listener plays it: its report,
+    the seeders' reports, and the real seconds the listener ran."""
+    from peer.node import PeerNode
+
+    manifest = warm(gw, track)
+    clock = VirtualClock(10)
+    stop = asyncio.Event()
+    nodes = [PeerNode(gw.url, track, clock=clock, options=o) for o in seeders]
+    tasks = [asyncio.create_task(n.run(stop)) for n in nodes]
+    async with asyncio.timeout(20):
+        while any(n.report.chunks_server < len(manifest["chunks"]) for n in nodes):
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # announced to the tracker
+    started = time.monotonic()
+    async with asyncio.timeout(40):
+        report = await PeerNode(gw.url, track, clock=clock, options=listener_options).run()
+    elapsed = time.monotonic() - started
+    stop.set()
+    async with asyncio.timeout(15):
+        seeded = [await t for t in tasks]
+    return report, seeded, elapsed
+
+
+async def test_python_peer_keeps_the_upload_cap_and_the_no_upload_choice(gateway_factory: Any, minute_library: Path) -> None:
+    """``p2p.upload_kbps`` caps what a seeder sends (in its own time: at 10x speed, ten times the
+    bytes a real second); a ``--no-upload`` peer serves no one."""
+    from peer.node import PeerOptions
+
+    restrict_ice_to_loopback()
+    kbps = 16  # at speed 10: 160 kbit/s of real time
+    gw = gateway_factory(library=minute_library, p2p={"upload_kbps": kbps})
+    track = gw.library_ids[0]
+    capped = PeerOptions(speed=10, seed_only=True, linger=None, name="capped")
+    refuser = PeerOptions(speed=10, seed_only=True, linger=None, name="refuser", upload="stop")
+    report, (seed, refused), elapsed = await _seed_then_listen(
+        gw, track, [capped, refuser], PeerOptions(speed=10, linger=0, name="listener"))
+    rate = kbps * 10 * 1000 / 8  # bytes a real second
+    manifest = warm(gw, track)
+    biggest = max(c["size"] for c in manifest["chunks"])
+    print(f"\ncap {kbps} kbit/s at 10x: the seeder sent {seed.p2p_up_bytes} B while the listener ran {elapsed:.1f} s "
+          f"(bound {rate * (elapsed + 2) + biggest:.0f} B); the listener took {report.p2p_down_bytes} B from peers, "
+          f"{report.http_down_bytes} B from the server")
+    assert report.played_to_end and report.hash_mismatches == 0
+    assert refused.p2p_up_bytes == 0
+    assert 0 < seed.p2p_up_bytes <= rate * (elapsed + 2) + biggest
+    assert 0 < report.p2p_down_bytes <= seed.p2p_up_bytes
+    # at speed 10 the listener wanted the minute in ~6 s: far more than the cap allows
+    assert report.http_down_bytes > sum(c["size"] for c in manifest["chunks"]) / 2
+
+
+async def test_python_peer_follows_the_gateways_upload_off(gateway_factory: Any, minute_library: Path) -> None:
+    from peer.node import PeerOptions
+
+    restrict_ice_to_loopback()
+    gw = gateway_factory(library=minute_library, p2p={"upload": "off"})
+    track = gw.library_ids[0]
+    report, (seed,), _elapsed = await _seed_then_listen(
+        gw, track, [PeerOptions(speed=10, seed_only=True, linger=None, name="seed")],
+        PeerOptions(speed=10, linger=0, name="listener"))
+    assert report.played_to_end and report.p2p_down_bytes == 0 and seed.p2p_up_bytes == 0
+    assert report.links_opened == 0  # nobody announced anything: the tracker named no one
+
+
 def test_ztream_peer_command(gateway_factory: Any, minute_library: Path) -> None:
     gw = gateway_factory(library=minute_library)
     track = gw.library_ids[0]

@@ -550,7 +550,11 @@ async def test_layouts_keyboard_and_screenshots(gateway: Any) -> None:
                     assert await page.get_attribute("main .play", "aria-label") == "Play"
                     await page.keyboard.press("Enter")
                     await until(page, "document.querySelector('.play').getAttribute('aria-label') === 'Pause'")
+                    # the sharing line (what this listener sends, and a way to stop) comes with the P2P agent's welcome
+                    await until(page, "document.querySelector('.share-line') && !document.querySelector('.share-line').hidden")
                     await page.keyboard.press("Tab")  # the title link
+                    await page.keyboard.press("Tab")
+                    assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == "Stop sharing with other listeners"
                     await page.keyboard.press("Tab")
                     assert await page.evaluate("document.activeElement.getAttribute('role')") == "slider"
                     await page.keyboard.press("ArrowRight")

@@ -66,7 +66,8 @@ class NamespacedRedis(RedisServer):
 class ClusterWorld(World):
     """A NAT topology with ``len(PORTS)`` gateway nodes and their Redis on its public namespace."""
 
-    def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2) -> None:
+    def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2,
+                 libraries: tuple[Path | None, ...] | None = None) -> None:
         require_netns()
         self.topology = NatTopology(count, "eim")
         self.homes = [listener.ns for listener in self.topology.listeners]
@@ -78,8 +79,9 @@ class ClusterWorld(World):
             for i, port in enumerate(PORTS, 1):
                 sub = tmp_path / f"n{i}"
                 sub.mkdir()
+                library = audio_dir if libraries is None else libraries[i - 1]
                 node = NamespacedGateway(
-                    self.topology.public, sub, audio_dir, port=port, server={"host": PUBLIC_ADDRESS},
+                    self.topology.public, sub, library, port=port, server={"host": PUBLIC_ADDRESS},
                     cluster={"redis_url": f"redis://127.0.0.1:{REDIS_PORT}/0", "node_id": f"n{i}"},
                 )
                 node.url = f"http://{PUBLIC_ADDRESS}:{port}"
@@ -107,7 +109,7 @@ class ClusterWorld(World):
     def chromium_args(self) -> list[str]:
         origins = ",".join(node.url for node in self.nodes)
         return [f"--unsafely-treat-insecure-origin-as-secure={origins}",
-                f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE {PUBLIC_ADDRESS}"]
+                f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.local, EXCLUDE {PUBLIC_ADDRESS}"]
 
     def close(self) -> None:
         try:
@@ -181,3 +183,25 @@ async def test_listeners_on_two_nodes_exchange_chunks(cluster_world: ClusterWorl
     # the second listener's report of what peers carried reaches its own node's metrics
     await until_metric(n2, "ztream_peer_bytes_total", stats["peerBytes"])
     log.assert_clean()
+
+
+async def test_a_listener_plays_through_a_node_that_never_saw_the_track(tmp_path: Path, audio_dir: Path) -> None:
+    """The library is node 1's alone, and node 2 is never told of the track: its listener plays it all the
+    same (node 2 finds the track in the shared catalog and pulls it from node 1, which holds the file)."""
+    world = ClusterWorld(tmp_path, audio_dir, libraries=(audio_dir, None))
+    try:
+        n1, n2 = world.nodes
+        tid = tone_track(n1)["id"]
+        log = ErrorLog()
+        async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b:
+            listener = await b.listener(tid, home=1, gw=n2)
+            await play(listener)
+            await until(listener, "window.finished", timeout=60)
+            stats = await listener.evaluate("document.getElementById('p').stats")
+            m = manifest(n2, tid)
+            await check_audio(listener, m)
+        assert stats["stalls"] == 0, stats
+        assert [c["sha256"] for c in manifest(n1, tid)["chunks"]] == [c["sha256"] for c in m["chunks"]]
+        log.assert_clean()
+    finally:
+        world.close()

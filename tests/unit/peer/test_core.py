@@ -203,6 +203,8 @@ def run_step(core: P2PCore, step: dict[str, Any]) -> Any:
         return until if math.isfinite(until) else None
     if on == "lookup":
         return as_json(core.lookup(step["target"]["track"], step["target"]["rendition"], now))
+    if on == "setUpload":
+        return as_json(core.set_upload(step["upload"], now))
     if on == "info":
         return core.info()
     raise AssertionError(f"unknown step {on}")

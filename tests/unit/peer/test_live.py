@@ -32,6 +32,41 @@ def test_fnv1a32(text: str, expected: int) -> None:
     assert live.fnv1a32(text) == expected
 
 
+@pytest.mark.parametrize(("h", "expected"), VECTORS["fmix32"])
+def test_fmix32(h: int, expected: int) -> None:
+    assert live.fmix32(h) == expected
+
+
+@pytest.mark.parametrize(("peer_id", "index", "expected"), VECTORS["electionHash"])
+def test_election_hash(peer_id: str, index: int, expected: int) -> None:
+    assert live.election_hash(peer_id, index) == expected
+
+
+def _shares(pairs: list[list[str]], first: int, count: int, elect: Any) -> list[float]:
+    """Each pair's first id's share of the elections over ``count`` indices from ``first``."""
+    return [sum(1 for n in range(first, first + count) if elect(a, [b], n) == a) / count for a, b in pairs]
+
+
+def test_the_election_is_fair_between_two_listeners() -> None:
+    """electionFairness: no pair of listeners splits consecutive chunks worse than maxShare."""
+    fair = VECTORS["electionFairness"]
+    shares = _shares(fair["pairs"], fair["first"], fair["count"], live.elected_fetcher)
+    assert len(shares) == 200
+    worst = max(max(s, 1 - s) for s in shares)
+    assert worst <= fair["maxShare"], worst
+
+
+def test_plain_fnv_was_not_fair() -> None:
+    """Why fmix32: FNV-1a of "<id>:<index>" alone splits some of the same pairs worse than 80/20."""
+    fair = VECTORS["electionFairness"]
+
+    def plain(self_id: str, others: list[str], index: int) -> str:
+        return min([self_id, *others], key=lambda i: (live.fnv1a32(f"{i}:{index}"), i))
+
+    shares = _shares(fair["pairs"], fair["first"], fair["count"], plain)
+    assert sum(1 for s in shares if max(s, 1 - s) > fair["maxShare"]) >= 10
+
+
 @pytest.mark.parametrize("case", VECTORS["startIndex"], ids=lambda c: c["name"])
 def test_start_index(case: dict[str, Any]) -> None:
     assert live.start_index(case["entries"], case["behindSeconds"]) == case["expect"]
@@ -69,7 +104,8 @@ def test_live_latency(case: dict[str, Any]) -> None:
 
 def test_every_rule_has_vectors() -> None:
     assert {k for k in VECTORS if k not in ("about", "constants")} == {
-        "fnv1a32", "startIndex", "paceAction", "electedFetcher", "liveFetchDelay", "liveLatency"}
+        "fnv1a32", "fmix32", "electionHash", "startIndex", "paceAction", "electedFetcher", "electionFairness",
+        "liveFetchDelay", "liveLatency"}
 
 
 def test_the_fetching_is_spread_over_a_neighbourhood() -> None:
@@ -134,3 +170,39 @@ def test_pace_keeps_the_distance() -> None:
                 case Rate(rate):
                     d -= rate - 1.0  # one second of wall time at that rate
         assert abs(d - 3.0) <= live.PACE_TOLERANCE + 0.05, (distance, d)
+
+
+def _window(first: int, last: int, **extra: Any) -> dict[str, Any]:
+    chunks = [{"index": i, "duration": 1.0, "sha256": f"h{i}"} for i in range(first, last + 1)]
+    return {"live": True, "rendition": "webm", "chunks": chunks, "first": chunks[0]["index"] if chunks else None,
+            "edge": chunks[-1]["index"] if chunks else None, **extra}
+
+
+def _delta_of(full: dict[str, Any], after: int) -> dict[str, Any]:
+    """What the gateway answers to ``manifest?after=N`` for the window ``full`` (docs/live.md)."""
+    return {**full, "chunks": [c for c in full["chunks"] if c["index"] > after]}
+
+
+def test_delta_after_is_the_newest_index_held() -> None:
+    assert live.delta_after(None) is None and live.delta_after({"chunks": []}) is None
+    assert live.delta_after({"chunks": [{"index": 7}, {"index": 9}, {"index": 8}]}) == 9
+
+
+def test_merging_deltas_gives_the_window_a_whole_read_gives() -> None:
+    """Sliding, polls missed, away longer than the window, a reconnect's jump in indices, a window gone."""
+    reconnect = _window(240, 259)
+    reconnect["chunks"] += _window(900, 902)["chunks"]
+    reconnect["edge"] = 902
+    windows = [_window(0, 59), _window(1, 60), _window(1, 60), _window(5, 64), _window(200, 259), reconnect,
+               _window(1, 0, state="starting"), _window(1000, 1003)]
+    held = windows[0]
+    for w in windows[1:]:
+        after = live.delta_after(held)
+        held = live.merge_delta(held, w if after is None else _delta_of(w, after))
+        assert held == w
+
+
+def test_a_delta_without_first_is_taken_whole() -> None:
+    w = _window(3, 62)
+    del w["first"]
+    assert live.merge_delta(_window(0, 59), w) == w

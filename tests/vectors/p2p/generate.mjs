@@ -293,6 +293,33 @@ const scenarios = [
     { on: "lookup", now: 1.7, target: { track: "next", rendition: R } },
     { on: "startSession", now: 2, session: { track: "next", rendition: R, chunks: [0, 1], complete: true, held: [] } },
   ] },
+  { name: "upload off: downloads from peers, announces nothing, sends an empty HAVE, chokes every request, names nobody but others", settings: { upload: false }, steps: [
+    welcome(), session(4, [0, 1]), peers(["p1"], 0.1), open("p1", 0.2), have("p1", [[0, 3]], 0.3),
+    { on: "request", peer: "p1", index: 2, now: 0.4 }, frame("p1", { type: "request", index: 0 }, 0.5),
+    { on: "chunkAdded", index: 2, now: 0.6 }, tick(0.7), frame("p1", { type: "lookup", track: T, rendition: R }, 0.8),
+    { on: "startSession", now: 1, session: { track: "next", rendition: R, chunks: [0, 1], complete: true, held: [] } },
+    { on: "info", now: 1 },
+  ] },
+  { name: "upload stopped and started: the announcement withdrawn and made again, neighbours told, queued requests choked", steps: [
+    welcome(), session(4, [0, 1, 2, 3]), ...dialled("p", [], 0.1),
+    frame("p", { type: "request", index: 0 }, 1), frame("p", { type: "request", index: 1 }, 1),
+    { on: "setUpload", upload: false, now: 1.1 }, { on: "served", peer: "p", index: 0, data_hex: "0a0b", now: 1.2 },
+    frame("p", { type: "request", index: 2 }, 1.3), { on: "setUpload", upload: false, now: 1.4 }, tick(1.5),
+    { on: "setUpload", upload: true, now: 2 }, frame("p", { type: "request", index: 2 }, 2.1), { on: "info", now: 2.1 },
+  ] },
+  { name: "upload off from the start, then on: the first announcement is the whole holding", settings: { upload: false }, steps: [
+    welcome(), session(3, [0, 1, 2]), { on: "setUpload", upload: true, now: 1 }, { on: "controlClosed", now: 2 },
+    { on: "setUpload", upload: false, now: 2.5 }, welcome("me2", {}, 3), { on: "setUpload", upload: true, now: 4 },
+  ] },
+  { name: "upload cap: a chunk starts while the budget lasts, the next waits for tick until the debt is paid", settings: { uploadKbps: 8, uploadBurst: 1 }, steps: [
+    welcome("me", { upload_kbps: 16 }), session(4, [0, 1, 2, 3]), ...dialled("p", [], 0),
+    frame("p", { type: "request", index: 0 }, 1), frame("p", { type: "request", index: 1 }, 1),
+    { on: "served", peer: "p", index: 0, data_pattern: 3000, now: 1 }, tick(2), tick(2.9), tick(3.1),
+    { on: "served", peer: "p", index: 1, data_pattern: 100, now: 3.2 }, frame("p", { type: "request", index: 2 }, 3.3), { on: "info", now: 3.3 },
+  ] },
+  { name: "upload cap: the welcome's applies where stricter", steps: [
+    welcome("me", { upload_kbps: 8 }), { on: "info", now: 0 }, welcome("me", { upload_kbps: 0 }, 1), { on: "info", now: 1 },
+  ] },
   { name: "a frame of an unknown type (a newer peer's) is ignored, not a ban", steps: [
     welcome(), session(5), ...dialled("p", [[0, 4]]), { on: "frame", peer: "p", now: 1, hex: "010900000001" }, { on: "info", now: 1 },
   ] },

@@ -183,3 +183,22 @@ async def test_page_errors_keep_their_cors(make_gateway: Any) -> None:
     r = await client.options("/v1/tracks", headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"})
     assert r.status == 403 and (await r.json())["error"] == "origin_forbidden"
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_embed_passes_the_upload_policy_to_the_player(make_gateway: Any) -> None:
+    """/embed/{id}?upload=on|opt-in|off becomes the player's data-upload; anything else is a clear 400."""
+    import re
+
+    client = await make_gateway()
+    tracks = (await (await client.get("/v1/tracks")).json())["tracks"]
+    tid = tracks[0]["id"]
+    for value in ("on", "opt-in", "off", ""):
+        r = await client.get(f"/embed/{tid}?upload={value}")
+        assert r.status == 200
+        player = re.search(r"<ztream-player [^>]*>", await r.text())
+        assert player and f'data-upload="{value}"' in player.group(0), player
+    r = await client.get(f"/embed/{tid}")
+    assert 'data-upload=""' in await r.text()
+    for bad in ("yes", "OFF", "opt-in%22%20onclick%3D%22x"):
+        r = await client.get(f"/embed/{tid}?upload={bad}")
+        assert r.status == 400 and (await r.json())["error"] == "bad_request", bad

@@ -124,3 +124,37 @@ async def test_the_manifest_is_gzipped_when_asked(station: tuple[Station, str, i
     r = await client.get(f"/v1/tracks/{tid}/manifest", headers={"Accept-Encoding": "gzip"})
     assert r.status == 200 and r.headers.get("Content-Encoding") == "gzip"
     assert (await r.json())["live"] is True
+
+
+async def test_the_manifest_delta(station: tuple[Station, str, int], make_gateway: Any) -> None:
+    """``?after=N``: the same fields, only the chunks past N; below the window, the whole window; bad N: 400."""
+    _, url, port = station
+    client = await make_gateway(library=None, **{"sources.url": {"allow_hosts": [f"127.0.0.1:{port}"]}})
+    tid = (await (await post_url(client, url)).json())["id"]
+    full = await (await client.get(f"/v1/tracks/{tid}/manifest")).json()
+    while len(full["chunks"]) < 3:
+        await asyncio.sleep(0.25)
+        full = await (await client.get(f"/v1/tracks/{tid}/manifest")).json()
+    first, edge = full["first"], full["edge"]
+    assert first == full["chunks"][0]["index"]
+    # The newest index held: no chunk, or only the newer ones, and every other field.
+    r = await client.get(f"/v1/tracks/{tid}/manifest?after={edge}")
+    assert r.status == 200 and r.headers["Cache-Control"] == "public, max-age=1"
+    delta = await r.json()
+    assert set(delta) == set(full) and delta["first"] >= first
+    assert all(c["index"] > edge for c in delta["chunks"])
+    # One behind the edge: the edge chunk as the whole read lists it.
+    delta = await (await client.get(f"/v1/tracks/{tid}/manifest?after={edge - 1}")).json()
+    assert delta["chunks"][0] == full["chunks"][-1]
+    # Below the window (0, or long ago): the whole window.
+    for after in (0, first - 1):
+        delta = await (await client.get(f"/v1/tracks/{tid}/manifest?after={after}")).json()
+        # (the window only grows here: 60 s of it are not yet made)
+        assert delta["chunks"][0]["index"] == delta["first"] == first and len(delta["chunks"]) >= len(full["chunks"])
+    # Past the edge: nothing (the edge cannot have moved 1000 chunks on meanwhile).
+    assert (await (await client.get(f"/v1/tracks/{tid}/manifest?after={edge + 1000}")).json())["chunks"] == []
+    for bad in ("-1", "x", "", "1e3", " 5", "+5", "4294967296", "12345678901"):
+        r = await client.get(f"/v1/tracks/{tid}/manifest", params={"after": bad})
+        assert r.status == 400 and (await r.json())["error"] == "bad_after", bad
+    # The largest index is fine.
+    assert (await client.get(f"/v1/tracks/{tid}/manifest?after=4294967295")).status == 200

@@ -103,13 +103,14 @@ async def check_bystanders(x: Peer, y: Peer) -> None:
 
 
 async def metrics(client: TestClient) -> dict[str, float]:
+    """Each ``ztream_`` sample name with the sum of its series (``ztream_peer_bytes_total``: every ``scope``)."""
     text = await (await client.get("/metrics")).text()
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name.startswith("ztream_") and not sample.labels.get("le")
-    }
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("ztream_") and not sample.labels.get("le"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
 
 
 async def wait_for_gauge(client: TestClient, value: float) -> None:
@@ -123,9 +124,11 @@ async def wait_for_gauge(client: TestClient, value: float) -> None:
 
 async def test_welcome(make_gateway: Any) -> None:
     ice = [{"urls": "stun:127.0.0.1:3478"}]
-    gw = await make_gateway(library=None, p2p={"ice_servers": ice, "upload_slots": 3})
+    gw = await make_gateway(library=None, p2p={"ice_servers": ice, "upload_slots": 3, "upload": "opt-in", "upload_kbps": 640})
     a, b = await connect(gw), await connect(gw)
-    assert set(a.welcome) == {"type", "peer_id", "ice_servers", "limits"}
+    assert set(a.welcome) == {"type", "peer_id", "ice_servers", "limits", "upload"}
+    # the listeners' upload policy and cap (p2p.upload, p2p.upload_kbps)
+    assert a.welcome["upload"] == "opt-in" and a.welcome["limits"]["upload_kbps"] == 640
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", a.id) and a.id != b.id
     assert a.welcome["ice_servers"] == ice
     limits = a.welcome["limits"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mmdb_writer import MMDBWriter
@@ -12,6 +14,7 @@ from netaddr import IPSet
 from gateway.config import ConfigError, config_from_dict
 from gateway.swarm import make_networks
 from gateway.swarm.networks import UNKNOWN_PLACE, AsnDatabase, Networks, Place, lan_key, scope
+from tests.unit.gateway.swarm.test_control_socket import Peer, connect
 
 PREFIXES = {
     "isp-a": ["203.0.113.0/24", "2001:db8:a::/48"],
@@ -130,3 +133,36 @@ def test_an_unreadable_database_stops_the_gateway(tmp_path: Path) -> None:
 def test_bad_networks_name_the_key(networks: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"p2p": {"networks": networks}})
+
+
+async def test_a_gateway_counts_bytes_by_scope_from_its_database(make_gateway: Any, tmp_path: Path) -> None:
+    """Through the whole gateway: config file, client addresses forwarded by a trusted
+    proxy, the ASN database, the tracker's choice and the metric's scope."""
+    path = write_asn_database(tmp_path / "asn.mmdb", {
+        "192.0.2.0/24": {"autonomous_system_number": 64501},
+        "198.51.100.0/24": {"autonomous_system_number": 64502},
+    })
+    gw = await make_gateway(library=None, server={"trusted_proxies": ["127.0.0.1/32"]},
+                            p2p={"stun_port": 0, "asn_database": str(path)})
+
+    async def listener(address: str) -> Peer:
+        return await connect(gw, headers={"X-Forwarded-For": address})
+
+    far, near, me = await listener("198.51.100.1"), await listener("192.0.2.20"), await listener("192.0.2.10")
+    for holder in (far, near):
+        await holder.send({"type": "have", "track": "t", "rendition": "r", "complete": True})
+    answer = await me.ask({"type": "want", "track": "t", "rendition": "r", "chunks": [0]})
+    assert [p["peer_id"] for p in answer["peers"]] == [near.id]  # the same AS only
+    await me.send({"type": "stats", "p2p_down_bytes": 5000, "sources": {near.id: 3000, far.id: 2000}})
+    prefix = 'ztream_peer_bytes_total{scope="'
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        text = await (await gw.get("/metrics")).text()
+        lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(prefix))
+        if float(lines[prefix + 'same_network"}']):
+            break
+        assert asyncio.get_running_loop().time() < deadline, lines
+        await asyncio.sleep(0.05)
+    # The far holder was never introduced to `me`: its claimed share is unknown.
+    assert {k[len(prefix):-2]: float(v) for k, v in lines.items()} == {
+        "same_lan": 0, "same_network": 3000, "other": 0, "unknown": 2000}
