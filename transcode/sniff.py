@@ -12,9 +12,15 @@ ffmpeg's probe to the rest:
   with the stream's header pages);
 - ``mp3``: an ID3v2 tag at the start, or two MPEG audio frames in a row
   (a frame header, and another where its length says);
-- ``aac``: two ADTS frames in a row.
+- ``aac``: two ADTS frames in a row;
+- ``mpegts``: MPEG-TS packets (the ``0x47`` sync byte every 188 bytes), what
+  a live HLS playlist's segments are most often. Checked before the frame
+  search, which an ADTS or MP3 stream carried *inside* TS packets can fool
+  (a TS stream named ``aac`` made ffmpeg decode nothing at all).
 
-Returns None otherwise (too few bytes, or nothing certain).
+Returns None otherwise (too few bytes, or nothing certain). An ISO-BMFF
+stream (fMP4 segments: ``ftyp``, ``styp``, ``moof`` first) is None too, for
+the same reason, and ffmpeg's probe knows it from its first box.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ __all__ = ["sniff_format", "SNIFF_BYTES"]
 
 # What sniff_format looks at, at most: enough for a frame of any of those.
 SNIFF_BYTES = 16 * 1024
+
+# MPEG-TS (ISO/IEC 13818-1): 188-byte packets, each starting with the sync byte 0x47.
+_TS_PACKET = 188
+# The box types an ISO-BMFF stream (MP4, an fMP4 segment) starts with.
+_BMFF_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moof", b"sidx"})
 
 # Bit rates (kbit/s) of MPEG-1 layer III and of MPEG-2/2.5 layer III; sample rates (Hz).
 _MP3_BITRATES = {
@@ -81,6 +92,10 @@ def sniff_format(head: bytes) -> str | None:
     head = head[:SNIFF_BYTES]
     if head.startswith(b"OggS"):
         return "ogg"
+    if len(head) >= 3 * _TS_PACKET and all(head[i] == 0x47 for i in range(0, 3 * _TS_PACKET, _TS_PACKET)):
+        return "mpegts"
+    if head[4:8] in _BMFF_FIRST_BOXES:
+        return None
     if head.startswith(b"ID3"):
         return "mp3"
     if _two_frames(head, _adts_frame_length, 6):

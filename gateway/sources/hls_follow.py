@@ -203,7 +203,7 @@ class HlsFollower:
         ``playlist_max_bytes``, each segment ``MAX_LIVE_SEGMENT_BYTES``, each
         body is held to the fetcher's minimum rate.
 
-        Raises: UpstreamTimeout (``upstream_too_slow``) for a playlist that
+        Raises: UpstreamTimeout (``hls_stalled``) for a playlist that
         brings nothing new for ``hls_live.STALL_TARGETS`` target durations;
         ``policy.refused()`` on 401/403; the errors of :meth:`media_playlist`
         and ``policy.status_error`` for the playlist's own statuses.
@@ -240,7 +240,7 @@ class HlsFollower:
                 if cursor.stalled(now):
                     raise UpstreamTimeout(
                         f"{self.policy.name}'s live HLS playlist brought no new segment for over "
-                        f"{cursor.stall_seconds:.0f} s", code="upstream_too_slow")
+                        f"{cursor.stall_seconds:.0f} s", code="hls_stalled")
                 await asyncio.sleep(max(0.0, cursor.next_load_at() - now))
         except _Refused:
             raise self.policy.refused() from None

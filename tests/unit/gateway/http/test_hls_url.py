@@ -261,3 +261,40 @@ async def test_live_hls_is_served_at_its_edge(make_gateway: Any, tmp_path: Path,
             await closes_within(gw, 30.0)  # the ingest ends before its upstream does
         await encoder.stop()
         await site.close()
+
+
+async def test_live_hls_titles_reach_the_manifest(gw: Any, site: HlsSite, hls_root: Path) -> None:
+    """The #EXTINF title of the segment being ingested becomes the manifest's now-playing title."""
+    if not (hls_root / "long").exists():
+        write_vod(hls_root / "long", "ts-aac", 40.0)  # 2 s segments of one stream
+    names = sorted((p.name for p in (hls_root / "long").glob("*.ts")), key=lambda n: int(n[5:-3]))
+    ctype = "application/vnd.apple.mpegurl"
+
+    def playlist(newest: int) -> bytes:
+        first = max(0, newest - 2)
+        lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        for n in range(first, newest + 1):
+            lines += [f'#EXTINF:2.0,title="Song {n // 3}",artist="Band"', f"/files/long/{names[n]}"]
+        return ("\n".join(lines) + "\n").encode()
+
+    async def on_air() -> None:  # a segment every 2 s, a new song every third
+        for newest in range(1, len(names)):
+            site.documents["station/live.m3u8"] = (playlist(newest), ctype)
+            await asyncio.sleep(2.0)
+
+    site.documents["station/live.m3u8"] = (playlist(0), ctype)
+    track = await (await post_url(gw, site.url("station/live.m3u8"))).json()
+    assert track["live"] is True and track["title"] == "station"
+    mover = asyncio.create_task(on_air())
+    try:
+        titles: list[str] = []
+        async with asyncio.timeout(40):
+            while len(titles) < 2:
+                manifest = await (await gw.get(f"/v1/tracks/{track['id']}/manifest")).json()
+                if manifest.get("title") and manifest["title"] not in titles:
+                    titles.append(manifest["title"])
+                await asyncio.sleep(0.2)
+    finally:
+        mover.cancel()
+    first_song = int(titles[0].removeprefix("Band - Song "))
+    assert titles == [f"Band - Song {first_song}", f"Band - Song {first_song + 1}"]

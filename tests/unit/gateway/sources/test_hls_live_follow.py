@@ -4,7 +4,7 @@
 piece by piece (each segment once, in order, the init section once), decoded
 by an independent ffmpeg, and the upstream's request log shows the reload
 cadence. A killed encoder leaves a frozen playlist: the follow ends with
-``upstream_too_slow``.
+``hls_stalled``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ async def test_an_encoder_gone_without_endlist_is_a_stall(site: HlsSite, followe
                 await follow()
     finally:
         await encoder.stop()
-    assert info.value.code == "upstream_too_slow"
+    assert info.value.code == "hls_stalled"
     # Counted from the last new segment (just before the kill), declared at a reload after it.
     assert MIN_STALL_SECONDS - 1.5 < loop.time() - killed < MIN_STALL_SECONDS + 2.0
 
