@@ -50,6 +50,7 @@ from transcode.ffmpeg import Rendition
 from ..admin import AdminChange, LiveConfig
 from ..config import Config
 from ..health import Health
+from ..live import LIVE
 from ..media import CATALOG, MEDIA
 from ..media.catalog import Track
 from ..metrics import Metrics
@@ -183,7 +184,8 @@ def setup_cluster(app: web.Application, cluster: Cluster, *, sockets: SwarmSocke
 
         cluster.catalog.start(catalog, purge=purge)
         listener = asyncio.create_task(
-            admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA]),
+            admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA],
+                         stations=app.get(LIVE)),
             name="ztream-cluster-broadcast",
         )
         log.info("cluster node %s at %s (redis %s)", cluster.node_id, cluster.url, "up" if link.up else "down")
