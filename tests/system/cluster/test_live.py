@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.audio import decoded_seconds
 from tests.support.cluster import RedisSetup, start_node, wait_nodes
 from tests.support.gateway import GatewayProcess
 from tests.support.icecast import Icecast, start_icecast
@@ -83,7 +84,7 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
     mount = "cluster.mp3"
     icecast.source(mount, seconds=300)
     sections: dict[str, Any] = {"sources.url": {"allow_hosts": [f"127.0.0.1:{icecast.port}"]},
-                                "live": {"reconnect_max_seconds": 1.0}}
+                                "live": {"reconnect_max_seconds": 1.0, "idle_seconds": 4.0}}
     for name in ("n1", "n2"):
         nodes.append(start_node(tmp_path, name, None, redis_setup.url, **sections))
     wait_nodes(redis_setup.url, 2, cluster=redis_setup.cluster)
@@ -126,6 +127,18 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
         assert await metric(session, n2, "ztream_live_following") == 1
         assert await live_ingests(session, n1) == 1 and await live_ingests(session, n2) == 1
 
+        # n1's own listener leaves: n2's copy keeps n1's ingest up (no restart: the same one Icecast listener).
+        last = (await manifest(session, n2, track))["edge"]
+        for _ in range(16):  # 8 s, twice idle_seconds
+            await asyncio.sleep(0.5)
+            edge = (await manifest(session, n2, track))["edge"]
+            assert edge >= last
+            last = edge
+        assert last >= m2["edge"] + 6
+        assert icecast_listeners(icecast, mount) == 1
+        assert await metric(session, n1, "ztream_live_following") == 0
+        assert await live_ingests(session, n1) == 1
+
         # The owner dies. A listener polling n2 keeps getting new chunks, indices growing.
         before = (await manifest(session, n2, track))["edge"]
         assert n1.proc is not None
@@ -158,6 +171,18 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
             assert r.status == 200 and hashlib.sha256(await r.read()).hexdigest() == newest["sha256"]
         async with session.get(f"{n2.url}/v1/tracks/{track}/init?epoch={newest['epoch']}") as r:
             assert r.status == 200
+        # The new owner's chunks decode as the audio they list, with their epoch's init segment.
+        fresh = [c for c in taken["chunks"] if c["index"] > before]
+        assert len({c["epoch"] for c in fresh}) == 1
+        async with session.get(f"{n2.url}/v1/tracks/{track}/init?epoch={fresh[0]['epoch']}") as r:
+            media = await r.read()
+        for entry in fresh:
+            async with session.get(f"{n2.url}/v1/tracks/{track}/chunks/{entry['index']}") as r:
+                media += await r.read()
+        assert abs(decoded_seconds(media) - sum(c["duration"] for c in fresh)) < 0.1
+        print(f"epoch {'kept' if fresh[0]['epoch'] == m1['epoch'] else 'changed'} by the takeover; "
+              f"first index after it {fresh[0]['index']} (the copied edge {before}, "
+              f"+{fresh[0]['index'] - before})")
         assert await metric(session, n2, "ztream_live_takeovers_total") == 1
         assert await metric(session, n2, "ztream_live_following") == 0
         deadline = time.monotonic() + 10
