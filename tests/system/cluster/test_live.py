@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.support.audio import decoded_seconds
-from tests.support.cluster import RedisSetup, start_node, wait_nodes
+from tests.support.cluster import RedisServer, RedisSetup, start_node, wait_nodes
 from tests.support.gateway import GatewayProcess
 from tests.support.icecast import Icecast, start_icecast
 
@@ -189,3 +189,70 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
         while icecast_listeners(icecast, mount) != 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         assert icecast_listeners(icecast, mount) == 1  # n2's own connection, the dead owner's gone
+
+
+def health(gw: GatewayProcess) -> str:
+    with urllib.request.urlopen(f"{gw.url}/healthz", timeout=5) as r:
+        return str(json.load(r)["status"])
+
+
+async def test_redis_away_each_node_ingests_and_back_one_ingest_again(
+        icecast: Icecast, nodes: list[GatewayProcess], tmp_path: Path) -> None:
+    mount = "split.mp3"
+    icecast.source(mount, seconds=300)
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    sections: dict[str, Any] = {"sources.url": {"allow_hosts": [f"127.0.0.1:{icecast.port}"]},
+                                "live": {"reconnect_max_seconds": 1.0}}
+    try:
+        for name in ("n1", "n2"):
+            nodes.append(start_node(tmp_path, name, None, redis_server.url, **sections))
+        wait_nodes(redis_server.url, 2, cluster=False)
+        n1, n2 = nodes
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{n1.url}/v1/tracks", json={"url": icecast.url(mount)}) as r:
+                assert r.status == 201, await r.text()
+                track = (await r.json())["id"]
+            await manifest(session, n2, track)  # known on n2 (the shared catalog) before Redis goes
+            await asyncio.sleep(1)
+            assert icecast_listeners(icecast, mount) == 1
+            # n2 stops following (no listener), then Redis goes away and both nodes have listeners.
+            redis_server.stop()
+            deadline = time.monotonic() + 15
+            while {health(n1), health(n2)} != {"degraded"} and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert {health(n1), health(n2)} == {"degraded"}
+            for _ in range(12):  # n1 keeps its ingest; n2's listener makes one of its own
+                for gw in (n1, n2):
+                    assert (await manifest(session, gw, track))["edge"] is not None
+                await asyncio.sleep(0.5)
+            assert icecast_listeners(icecast, mount) == 2
+            # Redis back (empty): one of the two holds the lock, the other stops its ingest and follows.
+            redis_server.start()
+            back = time.monotonic()
+            one = None
+            m1 = m2 = {"edge": None}
+            while time.monotonic() - back < 30:
+                for gw in (n1, n2):
+                    await manifest(session, gw, track)
+                if one is None and icecast_listeners(icecast, mount) == 1:
+                    one = time.monotonic() - back
+                if one is not None:
+                    following = [await metric(session, gw, "ztream_live_following") for gw in (n1, n2)]
+                    m1, m2 = await manifest(session, n1, track), await manifest(session, n2, track)
+                    if sorted(following) == [0, 1] and m1["chunks"][-1] == m2["chunks"][-1]:
+                        break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError(f"not one ingest again: {icecast_listeners(icecast, mount)} Icecast listeners, "
+                                     f"n1 edge {m1['edge']}, n2 edge {m2['edge']}")
+            print(f"\none ingest again {one:.1f} s after Redis came back; the copy caught up "
+                  f"{time.monotonic() - back:.1f} s after")
+            assert icecast_listeners(icecast, mount) == 1
+            for gw in (n1, n2):
+                edges = [(await manifest(session, gw, track))["edge"]]
+                await asyncio.sleep(2.5)
+                edges.append((await manifest(session, gw, track))["edge"])
+                assert edges[1] > edges[0]
+    finally:
+        redis_server.stop()
