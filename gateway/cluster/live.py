@@ -295,8 +295,8 @@ class LiveOwnership:
                 init = window.init(epoch) or await self._init(root, name, epoch)
                 window.add_copy(LiveChunk(index, float(entry["start"]), float(entry["duration"]), data,
                                           entry["sha256"], float(entry["wall"]), epoch), init)
-                ingest.notify()
             early.clear()
+            # Told once the whole batch is in: a first manifest here lists the owner's window, not its oldest chunk.
             state = manifest.get("state")
             title = manifest.get("title")
             ingest.relayed(state if state in _STATES else "live", title if isinstance(title, str) else None)
