@@ -274,7 +274,9 @@ class LiveOwnership:
         early: dict[int, bytes] = {}  # the chunk the last wait brought
         while True:
             wait = MANIFEST_SECONDS if window.edge is not None else FIRST_MANIFEST_SECONDS
-            status, body, _ = await self._get(f"{root}/manifest", name, wait)
+            # Only what is past this window (a node that knows ``after`` lists no more; one that does not, all).
+            since = {"after": str(window.last_edge)} if window.last_edge is not None else {}
+            status, body, _ = await self._get(f"{root}/manifest", name, wait, **since)
             if status != 200:
                 raise self._refused(status, body)
             manifest: dict[str, Any] = json.loads(body)
