@@ -13,9 +13,9 @@ places:
    TTL of ``LOCK_TTL``, the token drawn from the station's fencing counter.
    While the ingest runs, the lock is renewed every ``RENEW_SECONDS`` (only
    if it still holds our token). A renewal that finds another node's token
-   (this node was cut off longer than the TTL) ends the local ingest: the
-   station stops here, and the next listener's request follows the new
-   owner. At the end (no listener here any more, an admin purge, a gave-up
+   (this node was cut off longer than the TTL) ends the local ingest, and
+   the station follows the new owner (2), past the newest index it has. At
+   the end (no listener here any more, an admin purge, a gave-up
    upstream) the lock is released.
 2. **Another node holds it**: the owner's window is copied over HTTP from
    its ``node_url``: its manifest, each chunk past this window's newest
@@ -29,7 +29,7 @@ places:
    any node has listeners. The owner's state and title are relayed.
 3. **Redis is down**: this node ingests alone, as a single node does, and
    tries the lock every ``RENEW_SECONDS``: once Redis answers it holds the
-   lock, or, if another node took it meanwhile, its own ingest ends (as in 1).
+   lock, or, if another node took it meanwhile, it follows that node (as in 1).
 
 **The owner dies**: a follower's request fails (refused, reset, a server
 error or a timeout); its state turns ``reconnecting`` and it elects again
@@ -201,13 +201,18 @@ class LiveOwnership:
                 if followed:
                     self.metrics.live_takeovers.inc()
                     log.info("live %s: took over the station's ingest", ingest.track.id)
-                await self._local(ingest, local, _Hold(verdict.value if verdict.kind == "mine" else None))
-                return
+                if not await self._local(ingest, local, _Hold(verdict.value if verdict.kind == "mine" else None)):
+                    return
+                # Another node holds the lock now: its window is copied into this one, past what it has.
+                ingest.done = False
+                ingest.relayed("reconnecting", ingest.title)
+                followed = True
         finally:
             ingest.done = True
             ingest.notify()
 
-    async def _local(self, ingest: LiveIngest, local: Callable[[], Awaitable[None]], hold: _Hold) -> None:
+    async def _local(self, ingest: LiveIngest, local: Callable[[], Awaitable[None]], hold: _Hold) -> bool:
+        """Run the local ingest while this node holds the lock; True if another node took it meanwhile."""
         async def ingesting() -> None:
             await local()
 
@@ -215,6 +220,7 @@ class LiveOwnership:
         keeper = asyncio.create_task(self._keep(ingest, hold), name=f"ztream-live-lock-{ingest.track.id}")
         try:
             await asyncio.wait({run, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            lost = not run.done()
         finally:
             for task in (run, keeper):
                 task.cancel()
@@ -223,6 +229,7 @@ class LiveOwnership:
                     await task
             if hold.value is not None:
                 await asyncio.shield(self._release(ingest, hold.value))
+        return lost
 
     async def _follow_once(self, node: str, ingest: LiveIngest) -> bool:
         """Copy ``node``'s window until it goes away (True: elect again) or refuses the station (False)."""

@@ -29,9 +29,9 @@ NOW = ORIGIN + 10_000.0
 class Owner:
     """The owning node's live routes over a window this test feeds; ``refuse`` answers every manifest so."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float = NOW) -> None:
         self.window = LiveWindow(60.0)
-        self.window.begin(NOW)
+        self.window.begin(start)
         self.window.add_init(b"init-segment")
         self.changed = asyncio.Event()
         self.refuse: tuple[int, str] | None = None
@@ -87,7 +87,7 @@ class Lock:
         self.calls += 1
         if "INCR" in script:
             return [b"mine", b"me:2"] if self.free else [b"owner", b"owner-node:1"]
-        return 1
+        return 1 if self.free else 0  # renew, release: ours while free
 
 
 class Link:
@@ -189,3 +189,38 @@ async def test_the_owners_refusal_is_the_followers_error(owner: tuple[Owner, Tes
         await hook.close()
     assert isinstance(ingest.error, ZtreamError) and ingest.error.code == "upstream_not_audio"
     assert ingest.error.status == 415 and ingest.done
+
+
+async def test_an_owner_that_lost_its_lock_follows_the_new_owner_past_its_own_edge() -> None:
+    fake = Owner(start=NOW + 200)  # took the station after this node had begun: its indices are past ours
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    lock, metrics = Lock(), Metrics()
+    lock.free = True
+    hook, ingest = follower(str(server.make_url("")).rstrip("/"), lock, metrics)
+    runs: list[int] = []
+
+    async def local() -> None:
+        runs.append(ingest.window.begin(NOW + 100))
+        ingest.window.add_init(b"init-segment")
+        ingest.window.add_chunk(start=0.0, duration=1.0, data=b"mine", wall=NOW + 100)
+        ingest.relayed("live", None)
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(hook.run(ingest, local))
+    try:
+        await until(lambda: bool(runs))
+        mine = ingest.window.edge
+        assert mine == runs[0] and metrics.live_following._value.get() == 0
+        lock.free = False  # another node's token now: the renewal fails, the election names it
+        fake.add(3)
+        await until(lambda: ingest.window.edge == fake.window.edge)
+        assert [c.index for c in ingest.window.chunks] == [mine] + [c.index for c in fake.window.chunks]
+        assert not ingest.done and ingest.state == "live" and metrics.live_following._value.get() == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await hook.close()
+        await server.close()
+    assert ingest.done
