@@ -258,3 +258,36 @@ async def test_redis_away_each_node_ingests_and_back_one_ingest_again(
                 assert edges[1] > edges[0]
     finally:
         redis_server.stop()
+
+
+async def test_a_declared_always_station_is_ingested_by_one_node(
+        icecast: Icecast, nodes: list[GatewayProcess], tmp_path: Path) -> None:
+    mount = "always.mp3"
+    icecast.source(mount, seconds=300)
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    try:
+        for name in ("n1", "n2"):
+            (tmp_path / name).mkdir()
+            gw = GatewayProcess(tmp_path / name, None, {
+                "cluster": {"redis_url": redis_server.url, "node_id": name},
+                "sources.url": {"allow_hosts": [f"127.0.0.1:{icecast.port}"]}})
+            with gw.config_path.open("a") as config:
+                config.write(f'[[live.stations]]\nname = "Always"\nurl = "{icecast.url(mount)}"\nmode = "always"\n')
+            gw.start()
+            nodes.append(gw)
+        wait_nodes(redis_server.url, 2, cluster=False)
+        # No listener anywhere: each node starts the station before its Redis link is up, then one keeps
+        # the ingest and the other follows it.
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                following = [await metric(session, gw, "ztream_live_following") for gw in nodes]
+                if sorted(following) == [0, 1] and icecast_listeners(icecast, mount) == 1:
+                    break
+                await asyncio.sleep(0.5)
+            assert sorted(following) == [0, 1], following
+            assert icecast_listeners(icecast, mount) == 1
+            assert [await live_ingests(session, gw) for gw in nodes] == [1, 1]
+    finally:
+        redis_server.stop()
