@@ -1,4 +1,4 @@
-"""A live station in a cluster: two gateway processes, a real redis-server (or a 3-master Redis Cluster) and a
+"""A live station in a cluster: two or three gateway processes, a real redis-server (or a 3-master Redis Cluster) and a
 real Icecast fed by ffmpeg in real time. One ingest in the whole cluster, the other node copying the owner's
 window with the same indices and hashes, and the owner SIGKILLed: the other node takes the station over."""
 
@@ -85,10 +85,16 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
     icecast.source(mount, seconds=300)
     sections: dict[str, Any] = {"sources.url": {"allow_hosts": [f"127.0.0.1:{icecast.port}"]},
                                 "live": {"reconnect_max_seconds": 1.0, "idle_seconds": 4.0}}
-    for name in ("n1", "n2"):
+    for name in ("n1", "n2", "n3"):
         nodes.append(start_node(tmp_path, name, None, redis_setup.url, **sections))
-    wait_nodes(redis_setup.url, 2, cluster=redis_setup.cluster)
-    n1, n2 = nodes
+    wait_nodes(redis_setup.url, 3, cluster=redis_setup.cluster)
+    n1, n2, n3 = nodes
+
+    async def listen_on_n3() -> None:  # a third node's listener throughout: a second follower
+        while True:
+            await manifest(session, n3, track)
+            await asyncio.sleep(0.5)
+
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{n1.url}/v1/tracks", json={"url": icecast.url(mount)}) as r:
             assert r.status == 201, await r.text()
@@ -96,6 +102,7 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
         # n1's listener starts the station there (its lock); n2's follows n1's ingest.
         first = await manifest(session, n1, track)
         assert first["edge"] is not None and first["state"] == "live"
+        n3_listener = asyncio.create_task(listen_on_n3())
         copied = await manifest(session, n2, track)
         # n2's first answer is n1's window, whole: not its oldest chunk alone.
         assert copied["state"] == "live" and copied["chunks"][0] == first["chunks"][0]
@@ -127,6 +134,7 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
         assert icecast_listeners(icecast, mount) == 1
         assert await metric(session, n1, "ztream_live_following") == 0
         assert await metric(session, n2, "ztream_live_following") == 1
+        assert await metric(session, n3, "ztream_live_following") == 1
         assert await live_ingests(session, n1) == 1 and await live_ingests(session, n2) == 1
 
         # n1's own listener leaves: n2's copy keeps n1's ingest up (no restart: the same one Icecast listener).
@@ -185,12 +193,22 @@ async def test_a_station_is_ingested_once_and_moves_when_its_owner_dies(
         print(f"epoch {'kept' if fresh[0]['epoch'] == m1['epoch'] else 'changed'} by the takeover; "
               f"first index after it {fresh[0]['index']} (the copied edge {before}, "
               f"+{fresh[0]['index'] - before})")
-        assert await metric(session, n2, "ztream_live_takeovers_total") == 1
-        assert await metric(session, n2, "ztream_live_following") == 0
+        # One of n2 and n3 took the station over, the other copies it.
+        assert [await metric(session, gw, "ztream_live_takeovers_total") for gw in (n2, n3)] in ([1, 0], [0, 1])
+        assert sorted([await metric(session, gw, "ztream_live_following") for gw in (n2, n3)]) == [0, 1]
+        deadline = time.monotonic() + 10
+        while True:
+            m2, m3 = await manifest(session, n2, track), await manifest(session, n3, track)
+            if m2["chunks"][-1] == m3["chunks"][-1]:
+                break
+            assert time.monotonic() < deadline, (m2["chunks"][-1], m3["chunks"][-1])
+            await asyncio.sleep(0.1)
+        assert not n3_listener.done()
+        n3_listener.cancel()
         deadline = time.monotonic() + 10
         while icecast_listeners(icecast, mount) != 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        assert icecast_listeners(icecast, mount) == 1  # n2's own connection, the dead owner's gone
+        assert icecast_listeners(icecast, mount) == 1  # the new owner's connection, the dead owner's gone
 
 
 def health(gw: GatewayProcess) -> str:
