@@ -309,3 +309,41 @@ async def test_a_declared_always_station_is_ingested_by_one_node(
             assert [await live_ingests(session, gw) for gw in nodes] == [1, 1]
     finally:
         redis_server.stop()
+
+
+async def test_a_purge_on_a_follower_stops_the_owners_ingest(
+        icecast: Icecast, nodes: list[GatewayProcess], tmp_path: Path) -> None:
+    mount = "purged.mp3"
+    icecast.source(mount, seconds=300)
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    token = "t0ken-" * 6
+    sections: dict[str, Any] = {"sources.url": {"allow_hosts": [f"127.0.0.1:{icecast.port}"]},
+                                "admin": {"token": token}}
+    try:
+        for name in ("n1", "n2"):
+            nodes.append(start_node(tmp_path, name, None, redis_server.url, **sections))
+        wait_nodes(redis_server.url, 2, cluster=False)
+        n1, n2 = nodes
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{n1.url}/v1/tracks", json={"url": icecast.url(mount)}) as r:
+                track = (await r.json())["id"]
+            await manifest(session, n1, track)
+            await manifest(session, n2, track)
+            assert icecast_listeners(icecast, mount) == 1
+            assert await metric(session, n2, "ztream_live_following") == 1
+            async with session.delete(f"{n2.url}/v1/admin/tracks/{track}",
+                                      headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status in (200, 204), await r.text()
+            # The broadcast reaches n1, whose ingest stops at once (not after idle_seconds).
+            deadline = time.monotonic() + 5
+            while icecast_listeners(icecast, mount) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert icecast_listeners(icecast, mount) == 0
+            assert [await live_ingests(session, gw) for gw in nodes] == [0, 0]
+            assert await metric(session, n2, "ztream_live_following") == 0
+            for gw in nodes:
+                async with session.get(f"{gw.url}/v1/tracks/{track}/manifest") as r:
+                    assert r.status == 404
+    finally:
+        redis_server.stop()
