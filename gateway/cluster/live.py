@@ -314,7 +314,9 @@ class LiveOwnership:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             # The owner answers this one as soon as it has made it (or 404 after chunk_wait).
-            status, data, _ = await self._get(f"{root}/chunks/{edge + 1}", name, self.chunk_wait + 5)
+            # Bounded just past the owner's own bound: an owner whose machine vanished (no reset) is left
+            # within about a second of its answer's deadline.
+            status, data, _ = await self._get(f"{root}/chunks/{edge + 1}", name, self.chunk_wait + 1)
             if status == 200:
                 early[edge + 1] = data
             elif status >= 500:

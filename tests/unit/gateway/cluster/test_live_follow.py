@@ -35,6 +35,7 @@ class Owner:
         self.window.add_init(b"init-segment")
         self.changed = asyncio.Event()
         self.refuse: tuple[int, str] | None = None
+        self.hang = False  # a machine gone without a reset: requests get no answer
         self.app = web.Application()
         root = f"/v1/tracks/{TRACK.id}"
         self.app.router.add_get(f"{root}/manifest", self.manifest)
@@ -49,6 +50,8 @@ class Owner:
         self.changed = asyncio.Event()
 
     async def manifest(self, request: web.Request) -> web.Response:
+        while self.hang:
+            await asyncio.sleep(3600)
         if self.refuse is not None:
             status, code = self.refuse
             return web.json_response({"error": code, "detail": "refused"}, status=status)
@@ -70,6 +73,8 @@ class Owner:
                 await asyncio.wait_for(self.changed.wait(), deadline - time.monotonic())
             except TimeoutError:
                 break
+        while self.hang:
+            await asyncio.sleep(3600)
         found = self.window.get(index)
         if found is None:
             return web.json_response({"error": "chunk_not_found", "detail": "no"}, status=404)
@@ -224,3 +229,22 @@ async def test_an_owner_that_lost_its_lock_follows_the_new_owner_past_its_own_ed
         await hook.close()
         await server.close()
     assert ingest.done
+
+
+async def test_an_owner_that_stops_answering_is_left_within_the_chunk_wait(owner: tuple[Owner, TestServer]) -> None:
+    fake, server = owner
+    fake.add(3)
+    lock, metrics = Lock(), Metrics()
+    hook, ingest = follower(str(server.make_url("")).rstrip("/"), lock, metrics)
+    task = asyncio.create_task(hook.run(ingest, lambda: asyncio.sleep(3600)))
+    try:
+        await until(lambda: ingest.window.edge == fake.window.edge)
+        fake.hang = True
+        started = time.monotonic()
+        await until(lambda: ingest.state == "reconnecting", timeout=10)
+        assert time.monotonic() - started < hook.chunk_wait + 1.5
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await hook.close()
