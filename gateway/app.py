@@ -163,8 +163,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         return make_live_rendition(binary, bitrate=config.transcode.bitrate,
                                    chunk_seconds=config.live.chunk_seconds, kind=name)
 
+    # In a cluster one node ingests each station; the others copy its window.
+    live_owner = cluster.live_ownership(chunk_wait=3 * config.live.chunk_seconds + 2.0) if cluster is not None else None
     live = LiveService(config=config.live, renditions=live_rendition, sources=lambda: media.sources,
-                       metrics=metrics, slot_limits=slot_limits)
+                       metrics=metrics, slot_limits=slot_limits,
+                       ingest_hook=live_owner.run if live_owner is not None else None)
     app[LIVE] = live
     stations = register_stations(catalog, config.live)
     app[STORE] = store
@@ -188,6 +191,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await live.close()
+        if live_owner is not None:
+            await live_owner.close()  # its HTTP session, once no station follows through it
         await renditions.close()
         if ownership is not None:
             await ownership.close()  # its HTTP session, once no flight pulls through it

@@ -115,6 +115,16 @@ class Metrics:
         self.live_reconnects = Counter(
             "ztream_live_reconnects", "Times a live ingest lost its upstream and started reconnecting", registry=r
         )
+        self.live_following = Gauge(
+            "ztream_live_following",
+            "Live stations this node serves by copying another cluster node's ingest (counted in ztream_live_ingests too)",
+            registry=r,
+        )
+        self.live_takeovers = Counter(
+            "ztream_live_takeovers",
+            "Live stations this node took over (it followed another node's ingest, then ingested itself)",
+            registry=r,
+        )
         self.live_latency_seconds = Histogram(
             "ztream_live_latency_seconds",
             "Distance from a live chunk's arrival from the upstream to its playback, as reported by players",

@@ -18,6 +18,8 @@ in, so the same cores get one more shell:
   node holding the track's lock, pulled by the others.
 - ``catalog`` + ``records``: one catalog: each node's track catalog a
   replica of the records in Redis, its changes merged into them.
+- ``live``: one ingest per live station (the live service's ``ingest_hook``) on the node
+  holding the station's lock, the owner's window copied by the others.
 - ``admin``: admin changes (the live configuration's ``on_admin_change``)
   told to every node, and the cluster's stats.
 
@@ -48,6 +50,7 @@ from transcode.ffmpeg import Rendition
 from ..admin import AdminChange, LiveConfig
 from ..config import Config
 from ..health import Health
+from ..live import LIVE
 from ..media import CATALOG, MEDIA
 from ..media.catalog import Track
 from ..metrics import Metrics
@@ -55,6 +58,7 @@ from ..swarm import SwarmHub, SwarmSockets
 from . import admin, keys
 from .catalog import CatalogSync
 from .link import RedisLink
+from .live import LiveOwnership
 from .media import TrackOwnership
 from .node import Directory
 from .swarm import SwarmFederation
@@ -123,6 +127,7 @@ class Cluster:
         # The node's TrackCatalog is built with catalog.told and catalog.lookup (gateway/app.py).
         self.catalog = CatalogSync(self.link, self.node_id, alive=self.directory.alive)
         self.wait_seconds = config.server.chunk_wait_seconds
+        self.metrics = metrics
 
     def track_ownership(self, rendition: Rendition, *, can_make: Callable[[Track], bool]) -> TrackOwnership:
         """The one-transcode-per-track lock and puller for a media service of ``rendition``
@@ -130,6 +135,12 @@ class Cluster:
         track whose file is not on this node. The caller closes it."""
         return TrackOwnership(self.link, self.directory, rendition.id, wait_seconds=self.wait_seconds,
                               extras=rendition.extras, can_make=can_make, holders=self.catalog.holders)
+
+    def live_ownership(self, *, chunk_wait: float) -> LiveOwnership:
+        """The one-ingest-per-station lock and follower for the live service (its ``ingest_hook`` is the
+        result's ``run``); ``chunk_wait`` is how long a node holds a request for the chunk past its edge.
+        The caller closes it."""
+        return LiveOwnership(self.link, self.directory, metrics=self.metrics, chunk_wait=chunk_wait)
 
     async def broadcast(self, payload: dict[str, Any]) -> bool:
         """Tell every node (admin changes, reloads); False when Redis is down."""
@@ -173,7 +184,8 @@ def setup_cluster(app: web.Application, cluster: Cluster, *, sockets: SwarmSocke
 
         cluster.catalog.start(catalog, purge=purge)
         listener = asyncio.create_task(
-            admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA]),
+            admin.listen(link, cluster.node_id, live=live, catalog=app[CATALOG], media=app[MEDIA],
+                         stations=app.get(LIVE)),
             name="ztream-cluster-broadcast",
         )
         log.info("cluster node %s at %s (redis %s)", cluster.node_id, cluster.url, "up" if link.up else "down")

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..admin import AdminChange, LiveConfig, Purged, Reloaded
 from ..config import ConfigError
+from ..live.service import LiveService
 from ..media.catalog import TrackCatalog, is_track_id
 from ..media.service import MediaService
 from . import keys
@@ -52,8 +53,9 @@ def stats(link: RedisLink, directory: Directory) -> dict[str, Any]:
 
 
 async def apply_broadcast(node_id: str, raw: bytes | str, *, live: LiveConfig, catalog: TrackCatalog,
-                          media: MediaService) -> None:
-    """Apply another node's admin change here (one of this node's own is ignored)."""
+                          media: MediaService, stations: LiveService | None = None) -> None:
+    """Apply another node's admin change here (one of this node's own is ignored); a purge also stops
+    the track's live ingest or copy here (``stations``)."""
     try:
         msg = json.loads(raw)
         kind, node = str(msg["t"]), str(msg["node"])
@@ -70,6 +72,8 @@ async def apply_broadcast(node_id: str, raw: bytes | str, *, live: LiveConfig, c
         track_id = str(msg.get("id", ""))
         if not is_track_id(track_id):
             return
+        if stations is not None:
+            await stations.stop(track_id)
         track = catalog.get(track_id)
         # The shared catalog may have dropped the record already: the chunks go all the same.
         if track is None or media.flight(track) is None:
@@ -79,13 +83,13 @@ async def apply_broadcast(node_id: str, raw: bytes | str, *, live: LiveConfig, c
 
 
 async def listen(link: RedisLink, node_id: str, *, live: LiveConfig, catalog: TrackCatalog,
-                 media: MediaService) -> None:
+                 media: MediaService, stations: LiveService | None = None) -> None:
     """Apply what other nodes broadcast, for as long as the app runs."""
     while True:
         if link.up:
             async for raw in link.subscribe(keys.BROADCAST):
                 try:
-                    await apply_broadcast(node_id, raw, live=live, catalog=catalog, media=media)
+                    await apply_broadcast(node_id, raw, live=live, catalog=catalog, media=media, stations=stations)
                 except Exception:  # noqa: BLE001 - one bad change must not end the listener
                     log.exception("applying a cluster broadcast failed")
         await asyncio.sleep(0.2)

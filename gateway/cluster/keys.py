@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "PREFIX", "nodes", "holders", "owner", "fence", "done", "inbox", "BROADCAST",
-    "track", "CATALOG_INDEX", "CATALOG_REVISION", "CATALOG_EPOCH",
+    "track", "CATALOG_INDEX", "CATALOG_REVISION", "CATALOG_EPOCH", "live_owner", "live_fence",
 ]
 
 PREFIX = "ztream"
@@ -55,6 +55,16 @@ def fence(track: str, rendition: str) -> str:
 def done(track: str, rendition: str) -> str:
     """STRING node id, EX DONE_TTL: a node whose store holds the finished track."""
     return f"{PREFIX}:{{{track}}}:done:{rendition}"
+
+
+def live_owner(track: str, rendition: str) -> str:
+    """STRING "<node>:<fencing token>", PX = the live lock's TTL: the node ingesting this live station now."""
+    return f"{PREFIX}:{{{track}}}:live-owner:{rendition}"
+
+
+def live_fence(track: str, rendition: str) -> str:
+    """INTEGER: the last fencing token handed out for this station's live lock."""
+    return f"{PREFIX}:{{{track}}}:live-fence:{rendition}"
 
 
 def track(track: str) -> str:

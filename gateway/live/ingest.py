@@ -114,6 +114,14 @@ class LiveIngest:
                 self._on_state(old, state)
             self.notify()
 
+    def relayed(self, state: LiveState, title: str | None) -> None:
+        """What another node's ingest of this station says (a cluster's follower copies its window)."""
+        if state == "live":
+            self.produced = True
+        self.title = title
+        self._set_state(state)
+        self.notify()
+
     # -- the ingest --------------------------------------------------------------
 
     async def run(self) -> None:

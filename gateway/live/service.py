@@ -31,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -48,7 +48,7 @@ from ..metrics import Metrics
 from .ingest import LiveIngest
 from .window import LiveChunk, LiveWindow
 
-__all__ = ["LiveService", "PEER_WAIT_SECONDS", "LISTENER_SECONDS", "ERROR_TTL"]
+__all__ = ["LiveService", "IngestHook", "PEER_WAIT_SECONDS", "LISTENER_SECONDS", "ERROR_TTL"]
 
 log = logging.getLogger("ztream.live")
 
@@ -66,6 +66,10 @@ MAX_EDGES = 10_000
 MAX_LISTENERS = 100_000
 REAP_SECONDS = 1.0
 CLOSE_SECONDS = 5.0
+
+# How a station's ingest runs: given the ingest and its local run, run it (a cluster's hook,
+# gateway/cluster/live.py, runs the local one on the station's owner and copies the owner's window elsewhere).
+IngestHook = Callable[[LiveIngest, Callable[[], Awaitable[None]]], Awaitable[None]]
 
 @dataclass
 class _Station:
@@ -100,9 +104,12 @@ class LiveService:
         metrics: Metrics,
         slot_limits: SlotLimits,
         clock: Callable[[], float] = time.monotonic,
+        ingest_hook: IngestHook | None = None,
     ) -> None:
         """``renditions(name)`` makes the live rendition of that kind (chunk length ``live.chunk_seconds``);
-        ``sources()`` is the current source mapping (a live config change swaps it)."""
+        ``sources()`` is the current source mapping (a live config change swaps it); ``ingest_hook`` (a
+        cluster's) decides where each ingest's chunks come from (without it, this process's ingest)."""
+        self.ingest_hook = ingest_hook
         self.config = config
         self._make_rendition = renditions
         self._renditions: dict[str, Rendition] = {}
@@ -206,7 +213,7 @@ class LiveService:
 
     async def _run(self, key: tuple[str, str], claim_key: str, ingest: LiveIngest) -> None:
         try:
-            await ingest.run()
+            await (ingest.run() if self.ingest_hook is None else self.ingest_hook(ingest, ingest.run))
             if ingest.error is not None:
                 self._failed[key] = (self._clock(), ingest.error)
                 log.warning("live %s: gave up: %s", key[0], ingest.error.detail)

@@ -142,6 +142,26 @@ class LiveWindow:
         self._trim()
         return chunk
 
+    def add_copy(self, chunk: LiveChunk, init: LiveInit) -> bool:
+        """A chunk another node's ingest of the station made (a cluster's follower, gateway/cluster/live.py),
+        kept with its own index, epoch and hash, with ``init`` its epoch's init segment; False (ignored) if
+        it is not past the newest index here. The local session, if any, is over: a chunk of its own needs
+        a new ``begin``."""
+        if self._last_edge is not None and chunk.index <= self._last_edge:
+            return False
+        if chunk.index > MAX_INDEX or chunk.epoch != init.epoch:
+            raise WindowError(f"chunk {chunk.index} of epoch {chunk.epoch} copied with the init of {init.epoch}")
+        self.inits.setdefault(init.epoch, init)
+        self.epoch = init.epoch
+        self._next = self._session_first = None
+        self._session_has_init = False
+        self._last_edge = chunk.index
+        self.chunks.append(chunk)
+        self._by_index[chunk.index] = chunk
+        self._duration += chunk.duration
+        self._trim()
+        return True
+
     def _trim(self) -> None:
         while len(self.chunks) > 1 and (self._duration > self.seconds + 1e-9 or len(self.chunks) > self.max_chunks):
             old = self.chunks.popleft()
