@@ -401,10 +401,16 @@ class LiveService:
         tasks = [station.task for station in self._stations.values()]
         if self._reaper is not None:
             tasks.append(self._reaper)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # Bounded: shutdown must not hang on an upstream that will not close.
-            _, pending = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
-            if pending:
-                log.warning("%d live ingests did not end within %.0f s of shutdown", len(pending), CLOSE_SECONDS)
+        # Cancelled again each second until done: a task may swallow one
+        # cancellation in cleanup code that suppresses it (a bounded wait for
+        # ffmpeg to exit, a pipe drained), and then go on running. Bounded:
+        # shutdown must not hang on an upstream that will not close.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_SECONDS
+        pending = set(tasks)
+        while pending and loop.time() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=min(1.0, deadline - loop.time()))
+        if pending:
+            log.warning("%d live ingests did not end within %.0f s of shutdown", len(pending), CLOSE_SECONDS)
