@@ -36,6 +36,7 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "NotFound",
+    "Gone",
     "TooLarge",
     "NotAudio",
     "Unsupported",

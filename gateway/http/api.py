@@ -287,8 +287,13 @@ async def get_track(request: web.Request) -> web.Response:
 async def get_manifest(request: web.Request) -> web.Response:
     track = _track(request)
     if track.live:
-        live = await _live(request).manifest(track, request.query.get("rendition"), client=request_client(request))
-        return web.json_response(live, headers={"Cache-Control": LIVE_SHORT, **cors_headers(request)})
+        after = _index_param(request, "after", "bad_after")
+        live = await _live(request).manifest(track, request.query.get("rendition"), client=request_client(request),
+                                             after=after)
+        answer = web.json_response(live, headers={"Cache-Control": LIVE_SHORT, **cors_headers(request)})
+        # Polled once a chunk by every listener: gzip when asked (the hashes are hex, half of it saved).
+        answer.enable_compression()
+        return answer
     manifest = await request.app[RENDITIONS].manifest(
         track, request.query.get("rendition"), client=request_client(request))
     cache = "public, max-age=300" if manifest["complete"] else NO_CACHE
@@ -312,16 +317,21 @@ async def get_init(request: web.Request) -> web.StreamResponse:
 
 
 def _epoch(request: web.Request) -> int | None:
-    raw = request.query.get("epoch")
+    return _index_param(request, "epoch", "bad_epoch")
+
+
+def _index_param(request: web.Request, name: str, code: str) -> int | None:
+    """A live index in the query (``?epoch=``, ``?after=``): ASCII digits, at most ``MAX_INDEX``; None if absent."""
+    raw = request.query.get(name)
     if raw is None:
         return None
     try:
-        epoch = parse_chunk_index(raw, max_digits=10)
+        value = parse_chunk_index(raw, max_digits=10)
     except ChunkIndexError as exc:
-        raise BadRequest(f"epoch: {exc}", code="bad_epoch") from None
-    if epoch > MAX_INDEX:
-        raise BadRequest(f"epoch {epoch} is past {MAX_INDEX}", code="bad_epoch")
-    return epoch
+        raise BadRequest(f"{name}: {exc}", code=code) from None
+    if value > MAX_INDEX:
+        raise BadRequest(f"{name} {value} is past {MAX_INDEX}", code=code)
+    return value
 
 
 @routes.get("/v1/tracks/{id}/stream")

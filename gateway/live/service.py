@@ -251,9 +251,10 @@ class LiveService:
 
     # -- what handlers call ------------------------------------------------------------
 
-    def _manifest(self, track: Track, rendition: Rendition, ingest: LiveIngest) -> LiveManifest:
+    def _manifest(self, track: Track, rendition: Rendition, ingest: LiveIngest, after: int | None) -> LiveManifest:
         window = ingest.window
         init = window.init()
+        chunks = window.entries() if after is None else [c.entry() for c in window.chunks if c.index > after]
         return {
             "id": track.id,
             "rendition": rendition.id,
@@ -268,7 +269,8 @@ class LiveService:
             "true_peak_db": None,
             "epoch": window.epoch if window.epoch is not None else 0,
             "init": init.entry() if init is not None else None,
-            "chunks": window.entries(),
+            "chunks": chunks,
+            "first": window.chunks[0].index if window.chunks else None,
             "edge": window.edge,
             "state": ingest.state,
             "title": ingest.title,
@@ -280,8 +282,10 @@ class LiveService:
             "renditions": RENDITION_LIST,
         }
 
-    async def manifest(self, track: Track, rendition: str | None = None, *, client: str | None = None) -> LiveManifest:
-        """The window; a new ingest's first chunk is waited for (bounded), its failure raised."""
+    async def manifest(self, track: Track, rendition: str | None = None, *, client: str | None = None,
+                       after: int | None = None) -> LiveManifest:
+        """The window (with ``after``: only its chunks past that index); a new ingest's first chunk is
+        waited for (bounded), its failure raised."""
         name = rendition or DEFAULT_RENDITION
         station = self._station(track, name, client)
         ingest = station.ingest
@@ -289,7 +293,7 @@ class LiveService:
             await ingest.wait(lambda: ingest.window.edge is not None or ingest.error is not None, FIRST_CHUNK_WAIT)
         if ingest.error is not None and ingest.window.edge is None:
             raise ingest.error
-        return self._manifest(track, self.rendition(name), ingest)
+        return self._manifest(track, self.rendition(name), ingest, after)
 
     async def init(self, track: Track, rendition: str | None = None, epoch: int | None = None, *,
                    client: str | None = None) -> tuple[bytes, str]:

@@ -120,7 +120,8 @@ class LiveManifest(TypedDict):
     true_peak_db: None
     epoch: int  # the current init segment's epoch
     init: LiveInitEntry | None  # None only before the first session's init segment
-    chunks: list[LiveChunkEntry]
+    chunks: list[LiveChunkEntry]  # with ?after=N, only those whose index is past N
+    first: int | None  # the oldest chunk's index in the window (what a player may forget before)
     edge: int | None  # the newest chunk's index; None before the first chunk
     state: LiveState
     title: str | None  # now playing (ICY StreamTitle, HLS metadata)

@@ -41,7 +41,13 @@ MAX_STATION_NAME = 200
 
 
 def is_live_answer(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an upstream's answer is an endless stream: ``icy-*`` headers, or audio with no length."""
+    """Whether an upstream's answer is an endless stream: ``icy-*`` headers, or audio with no length.
+
+    "No length" is a body that runs until the connection closes (no
+    ``Content-Length`` and not chunked), as Icecast and SHOUTcast send: a file
+    server that chunks a file it streams (a proxy, a slow generator) is not a
+    station unless it says so with ``icy-*`` headers.
+    """
     if status >= 400:
         return False
     names = [name.lower() for name in headers]
@@ -49,7 +55,8 @@ def is_live_answer(status: int, headers: Mapping[str, str]) -> bool:
         return True
     ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     audio = ctype.startswith("audio/") or ctype == "application/ogg"
-    return audio and ctype not in _PLAYLIST_TYPES and "content-length" not in names
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+    return audio and ctype not in _PLAYLIST_TYPES and "content-length" not in names and not chunked
 
 
 def _station_name(headers: Mapping[str, str]) -> str | None:

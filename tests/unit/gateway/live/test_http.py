@@ -72,6 +72,13 @@ async def test_a_live_track_answers_the_live_contract(station: tuple[Station, st
     assert set(manifest["chunks"][0]) == {"index", "start", "duration", "size", "sha256", "wall", "epoch"}
     assert manifest["init"]["epoch"] == manifest["epoch"]
     edge = manifest["edge"]
+    assert manifest["first"] == manifest["chunks"][0]["index"]
+    # A delta: only what came after the index a player has.
+    r = await client.get(f"/v1/tracks/{tid}/manifest?after={edge - 1}")
+    delta = await r.json()
+    assert [c["index"] for c in delta["chunks"]][:1] == [edge] and delta["first"] == manifest["first"]
+    r = await client.get(f"/v1/tracks/{tid}/manifest?after=x")
+    assert r.status == 400 and (await r.json())["error"] == "bad_after"
     # Init by epoch: immutable; an epoch no chunk uses: 410; a bad one: 400.
     r = await client.get(f"/v1/tracks/{tid}/init?epoch={manifest['epoch']}")
     assert r.status == 200 and "immutable" in r.headers["Cache-Control"]
@@ -108,3 +115,12 @@ async def test_max_stations_is_a_503(station: tuple[Station, str, int], make_gat
     assert (await client.get(f"/v1/tracks/{first}/manifest")).status == 200
     r = await client.get(f"/v1/tracks/{second}/manifest")
     assert r.status == 503 and (await r.json())["error"] == "live_full" and r.headers["Retry-After"]
+
+
+async def test_the_manifest_is_gzipped_when_asked(station: tuple[Station, str, int], make_gateway: Any) -> None:
+    _, url, port = station
+    client = await make_gateway(library=None, **{"sources.url": {"allow_hosts": [f"127.0.0.1:{port}"]}})
+    tid = (await (await post_url(client, url)).json())["id"]
+    r = await client.get(f"/v1/tracks/{tid}/manifest", headers={"Accept-Encoding": "gzip"})
+    assert r.status == 200 and r.headers.get("Content-Encoding") == "gzip"
+    assert (await r.json())["live"] is True

@@ -78,6 +78,8 @@ def test_metaint_parses() -> None:
     (200, {"content-type": "audio/mpeg", "icy-name": "Radio"}, True),
     (200, {"content-type": "audio/mpeg", "icy-metaint": "16000", "content-length": "5"}, True),
     (200, {"content-type": "audio/ogg"}, True),
+    (200, {"content-type": "audio/wav", "transfer-encoding": "chunked"}, False),
+    (200, {"content-type": "audio/mpeg", "transfer-encoding": "chunked", "icy-br": "128"}, True),
     (200, {"content-type": "application/ogg"}, True),
     (200, {"content-type": "audio/mpeg", "content-length": "123456"}, False),
     (200, {"content-type": "audio/mpegurl"}, False),
