@@ -244,7 +244,7 @@ async def run_live(
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        side = [asyncio.create_task(poll(session))]
+        side: list[asyncio.Task[Any]] = [asyncio.create_task(poll(session))]
         if pause_at is not None:
             side.append(asyncio.create_task(pause_source()))
         if restart_at is not None:
