@@ -580,17 +580,8 @@ class PeerNode:
 
     async def _fetch_live_chunk(self, req: Fetch) -> None:
         assert self._session is not None and self.live is not None
-        url = f"{self.gateway}/v1/tracks/{self.playing.id}/chunks/{req.index}"
-        data: bytes | None = None
-        etag = ""
         began = time.time()
-        try:
-            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
-                if r.status == 200:
-                    data = await r.read()
-                    etag = r.headers.get("ETag", "").strip('"')
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.info("%s: live chunk %d from the server: %s", self.options.name, req.index, exc)
+        data, etag = await self._chunk_from_server(req.index, "live chunk")
         lt = self.live
         if lt is None or lt.inflight.get(req.index) is not req:
             return
@@ -759,18 +750,20 @@ class PeerNode:
             await asyncio.sleep(0.2 * (attempt + 1))
         raise PeerError("could not fetch a valid init segment")
 
-    async def _fetch_chunk(self, req: Request) -> None:
+    async def _chunk_from_server(self, index: int, what: str) -> tuple[bytes | None, str]:
+        """Chunk ``index`` over HTTP and the server's ETag (its SHA-256); None for any failure, logged."""
         assert self._session is not None
-        url = f"{self.gateway}/v1/tracks/{self.playing.id}/chunks/{req.index}"
-        data: bytes | None = None
-        etag = ""
+        url = f"{self.gateway}/v1/tracks/{self.playing.id}/chunks/{index}"
         try:
             async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT)) as r:
                 if r.status == 200:
-                    data = await r.read()
-                    etag = r.headers.get("ETag", "").strip('"')
+                    return await r.read(), r.headers.get("ETag", "").strip('"')
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            log.info("%s: chunk %d from the server: %s", self.options.name, req.index, exc)
+            log.info("%s: %s %d from the server: %s", self.options.name, what, index, exc)
+        return None, ""
+
+    async def _fetch_chunk(self, req: Request) -> None:
+        data, etag = await self._chunk_from_server(req.index, "chunk")
         if self.playing.sched.inflight.get(req.index) is not req:
             return  # given up meanwhile (a seek)
         if data is not None:

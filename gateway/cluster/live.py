@@ -63,6 +63,7 @@ from ..media.types import LiveState
 from ..metrics import Metrics
 from . import keys
 from .link import RedisLink
+from .media import RENEW_LOCK
 from .node import Directory
 
 __all__ = ["LiveOwnership", "LOCK_TTL", "RENEW_SECONDS", "RETRY_SECONDS"]
@@ -86,11 +87,6 @@ if o and string.sub(o, 1, #ARGV[1] + 1) ~= ARGV[1] .. ':' then return {'owner', 
 local t = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
 return {'mine', ARGV[1] .. ':' .. t}
-"""
-# KEYS: owner; ARGV: our value, ttl ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
 """
 # KEYS: owner; ARGV: our value.
 _RELEASE = """
@@ -116,7 +112,7 @@ class _Hold:
 
 def _renewal(owner: str, value: str) -> Callable[[Any], Awaitable[Any]]:
     async def renew(client: Any) -> Any:
-        return await client.eval(_RENEW, 1, owner, value, int(LOCK_TTL * 1000))
+        return await client.eval(RENEW_LOCK, 1, owner, value, int(LOCK_TTL * 1000))
 
     return renew
 

@@ -73,7 +73,7 @@ from . import keys
 from .link import RedisLink
 from .node import Directory
 
-__all__ = ["TrackOwnership", "LOCK_TTL", "RENEW_SECONDS"]
+__all__ = ["TrackOwnership", "LOCK_TTL", "RENEW_SECONDS", "RENEW_LOCK"]
 
 log = logging.getLogger("ztream.cluster")
 
@@ -97,8 +97,8 @@ local t = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. t, 'PX', ARGV[2])
 return {'mine', ARGV[1] .. ':' .. t}
 """
-# KEYS: owner; ARGV: our value, ttl ms.
-_RENEW = """
+# KEYS: owner; ARGV: our value, ttl ms. The live stations' lock (live.py) renews with it too.
+RENEW_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
@@ -202,7 +202,7 @@ class TrackOwnership:
         key = keys.owner(track.id, self.rendition_id)
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            held = await self.link.call(lambda c: c.eval(_RENEW, 1, key, value, int(LOCK_TTL * 1000)))
+            held = await self.link.call(lambda c: c.eval(RENEW_LOCK, 1, key, value, int(LOCK_TTL * 1000)))
             if held == 0:
                 # Our token is no longer the lock's: another node took over (we
                 # were too slow, or Redis lost it). The bytes are the same either
