@@ -50,6 +50,8 @@ export const RECONNECT_POLL_MAX = 2;
 /** Nearer the edge than this fraction of the target, the player holds (rate 0). */
 export const HOLD_FRACTION = 0.5;
 export const ERROR_POLL_MAX = 8;
+/** Seconds between a manifest read and one a neighbour's HAVE asks for (the headless peer's MANIFEST_SOON). */
+export const HAVE_POLL_SPACING = 0.2;
 
 /**
  * @typedef {"starting" | "live" | "reconnecting"} LiveState
@@ -95,6 +97,25 @@ export function deltaAfter(held) {
   let newest = chunks[0].index;
   for (const c of chunks) if (c.index > newest) newest = c.index;
   return newest;
+}
+
+/**
+ * The newest index in a neighbour's `have` past `edge` (the newest chunk the
+ * manifest read lists), or null. Such a chunk exists already (the elected
+ * fetcher had it from the gateway's edge wait): the manifest is read again
+ * at once rather than at the next poll, since a chunk learnt up to a poll
+ * late leaves too little time to take it from a peer (at a 3 s distance a
+ * 1 s chunk is cut 2 s before it plays; polls phased just before each cut
+ * learnt of every chunk ~1 s late, and fetched it from the server).
+ * @param {Iterable<number>} have
+ * @param {number | null | undefined} edge
+ * @returns {number | null}
+ */
+export function heardPastEdge(have, edge) {
+  if (typeof edge !== "number") return null;
+  let heard = null;
+  for (const i of have) if (i > edge && (heard === null || i > heard)) heard = i;
+  return heard;
 }
 
 /**

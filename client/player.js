@@ -58,7 +58,7 @@ import { RENDITIONS, pickRendition, renditionQuery } from "./rendition.js";
 import { within } from "./deadline.js";
 import { chooseMediaPath, mayFetch } from "./media-path.js";
 import { CACHE, SERVER, Scheduler, chunksInRanges, prefetchIndices, rangesToArray } from "./scheduler.js";
-import { LiveFollower, deltaAfter, isLiveManifest, liveStarted, mergeLiveManifest } from "./live.js";
+import { HAVE_POLL_SPACING, LiveFollower, deltaAfter, heardPastEdge, isLiveManifest, liveStarted, mergeLiveManifest } from "./live.js";
 
 /**
  * @typedef {import("./scheduler.js").Request} Request
@@ -71,6 +71,7 @@ import { LiveFollower, deltaAfter, isLiveManifest, liveStarted, mergeLiveManifes
  *   timer: ReturnType<typeof setInterval> | null, pollTimer: ReturnType<typeof setTimeout> | null,
  *   polling: boolean, ended: boolean, closed: boolean, failed: boolean, appending?: QueueItem | null,
  *   streaming?: boolean, attaching?: Promise<void>, supersede?: () => void, opened?: boolean,
+ *   lastPoll?: number, heard?: number,
  *   live?: LiveFollower | null, liveEpoch?: number | null, liveInitLoading?: number | null,
  * }} Session one load: `track` and `manifest` are the gateway's JSON; `query` selects the rendition
  */
@@ -869,6 +870,7 @@ export class PlayerCore extends EventTarget {
   async pollLive(s) {
     if (s.closed || s.polling || !s.live) return;
     s.polling = true;
+    s.lastPoll = now();
     try {
       // a delta: only the chunks past the newest held (docs/live.md), merged into the window held
       const after = deltaAfter(s.manifest);
@@ -888,8 +890,26 @@ export class PlayerCore extends EventTarget {
       if (!s.closed) s.live.readFailed(); // gateway away for a moment: again, backed off
     } finally {
       s.polling = false;
-      if (!s.closed) this.schedulePoll(s);
+      // a neighbour announced a chunk this read did not list yet: read again soon
+      const edge = s.manifest?.edge;
+      const heardMore = s.heard !== undefined && typeof edge === "number" && s.heard > edge;
+      s.heard = undefined; // once per announcement: a neighbour announcing what never comes costs one read
+      if (!s.closed) this.schedulePoll(s, heardMore ? HAVE_POLL_SPACING : undefined);
     }
+  }
+
+  /**
+   * A neighbour's HAVE (the P2P transport): a live chunk past the newest
+   * listed is read from the manifest now (at most every HAVE_POLL_SPACING).
+   * @param {Iterable<number>} have
+   */
+  neighbourHave(have) {
+    const s = this.session;
+    if (!s || s.closed || !s.live || !s.manifest) return;
+    const heard = heardPastEdge(have, s.manifest.edge);
+    if (heard === null) return;
+    s.heard = Math.max(s.heard ?? heard, heard);
+    if (!s.polling) this.schedulePoll(s, Math.max(0, (s.lastPoll ?? -Infinity) + HAVE_POLL_SPACING - now()));
   }
 
   /**

@@ -939,6 +939,7 @@ export class P2PAgent {
           break;
         case "peerHave":
           this.player.scheduler?.setPeer(e.peer, { have: e.have, slots: this.core.settings.requestSlots });
+          this.player.neighbourHave?.(e.have); // live: a chunk the manifest does not list yet
           this.player.kick?.();
           break;
         case "peerGone":

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { LiveTimeline, SKEW_SAMPLES } from "../../client/live-timeline.js";
-import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, deltaAfter, isLiveManifest, liveSchedulerSettings, liveStarted, mergeLiveManifest } from "../../client/live.js";
+import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, deltaAfter, heardPastEdge, isLiveManifest, liveSchedulerSettings, liveStarted, mergeLiveManifest } from "../../client/live.js";
 import { SERVER, Scheduler } from "../../client/scheduler.js";
 import { electedFetcher } from "../../client/live-edge.js";
 
@@ -315,4 +315,13 @@ test("the follower fed merged deltas places the chunks it places fed whole windo
   }
   assert.deepEqual(a.timeline.manifest(), b.timeline.manifest());
   assert.equal(a.timeline.last, BASE + 139);
+});
+
+test("heardPastEdge: the newest index a neighbour holds past the manifest's edge, else null", () => {
+  assert.equal(heardPastEdge([10, 11, 12], 11), 12);
+  assert.equal(heardPastEdge(new Set([14, 12, 13]), 11), 14);
+  assert.equal(heardPastEdge([9, 10, 11], 11), null); // nothing new: no extra read
+  assert.equal(heardPastEdge([], 11), null);
+  assert.equal(heardPastEdge([12], null), null); // no chunk listed yet: the regular polls find the first
+  assert.equal(heardPastEdge([12], undefined), null);
 });

@@ -266,14 +266,11 @@ async def test_two_listeners_share_the_edge(gateway_factory: Any, radio: tuple[R
     assert len(both) >= 15, got
     server = sum(s.count("server") for s in both.values())
     peer = sum(s.count("peer") for s in both.values())
-    # One of the two should fetch each new chunk from the server, the other from it.
-    # In some runs (2 of 5 on this machine) one listener fetched every chunk itself,
-    # as if it did not count the other in the election, and the other took every
-    # other chunk from it: 26-27 server fetches for 19-20 chunks. Not understood yet
-    # (the elected fetcher reads the scheduler's neighbours, which a peer enters with
-    # its first HAVE); until it is, this bound holds what every run showed: at least
-    # half of the copies came from the peer, at most 1.5 server fetches a chunk.
-    assert server / len(both) <= 1.5 and peer >= 0.5 * len(both), (server, peer, len(both))
+    # One of the two fetches each new chunk from the server, the other takes it from it. The
+    # other learns of the chunk from its neighbour's HAVE (it reads the manifest again at once):
+    # with manifest polls alone, phased just before each cut, it learnt of every chunk ~1 s late
+    # and fetched from the server itself (1.3 to 1.4 server fetches a chunk in 2 runs of 5).
+    assert server / len(both) <= 1.2 and peer >= 0.8 * len(both), (server, peer, len(both))
     for st in states:
         assert st["stats"]["stalls"] == 0 and st["live"]["latency"] < 5, st
     log.assert_clean()
