@@ -469,7 +469,15 @@ export class PlayerCore extends EventTarget {
       s.supersede = resolve;
     });
     this.audio.src = s.objectUrl;
+    // The init segment loads while the source opens, and the SourceBuffer is
+    // made only once it is here: a chunk fetched meanwhile (after a fallback,
+    // requests restart at once) waits in the queue behind it, never reaching a
+    // SourceBuffer first ("Found Cluster element before Info").
+    const initLoad = this.loadInit(s, earlyInit);
+    initLoad.catch(() => {}); // superseded or closed: nobody awaits it
     await Promise.race([opened, superseded]);
+    if (s.closed || s.failed || s.mediaSource !== ms) return;
+    const init = await initLoad;
     if (s.closed || s.failed || s.mediaSource !== ms) return;
     const sb = ms.addSourceBuffer(s.manifest.mime || MIME);
     s.sourceBuffer = sb;
@@ -487,9 +495,6 @@ export class PlayerCore extends EventTarget {
       this.tick(s);
     });
     this.updateDuration(s);
-
-    const init = await this.loadInit(s, earlyInit);
-    if (s.closed || s.failed || s.sourceBuffer !== sb) return;
     s.queue.unshift({ index: "init", data: init, epoch: s.live ? s.live.initEpoch(s.manifest) : undefined });
     // live: start exactly the target behind the edge, the time the load took included
     if (s.live && !this.audio.currentTime) this.audio.currentTime = s.live.startPosition(Date.now() / 1000);
@@ -754,7 +759,7 @@ export class PlayerCore extends EventTarget {
    * @param {Session} s
    */
   onUpdateEnd(s) {
-    if (s.closed) return;
+    if (s.closed || !s.sourceBuffer) return;
     // `updating` turns false before `updateend` is dispatched: a chunk that
     // arrived in between may already be appending, and is still `appending`
     if (!s.sourceBuffer.updating) s.appending = null;
@@ -771,6 +776,7 @@ export class PlayerCore extends EventTarget {
    */
   reconcile(s) {
     const sched = s.scheduler;
+    if (!s.sourceBuffer) return; // the init segment still loading (attach): nothing buffered
     const inRanges = chunksInRanges(sched.chunks, rangesToArray(s.sourceBuffer.buffered));
     for (const item of s.queue) if (item.index !== "init") inRanges.add(item.index);
     if (s.appending && s.appending.index !== "init" && s.sourceBuffer.updating) inRanges.add(s.appending.index);
@@ -784,7 +790,7 @@ export class PlayerCore extends EventTarget {
    */
   updateDuration(s) {
     const ms = s.mediaSource;
-    if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating) return;
+    if (!ms || ms.readyState !== "open" || !s.sourceBuffer || s.sourceBuffer.updating) return;
     if (s.live) {
       this.liveSeekable(s);
       return;
@@ -808,7 +814,7 @@ export class PlayerCore extends EventTarget {
    */
   maybeEnd(s) {
     const ms = s.mediaSource;
-    if (!ms || ms.readyState !== "open" || s.sourceBuffer.updating || s.queue.length) return;
+    if (!ms || ms.readyState !== "open" || !s.sourceBuffer || s.sourceBuffer.updating || s.queue.length) return;
     if (!s.scheduler.bufferedToEnd(this.audio.currentTime)) return;
     try {
       ms.endOfStream();

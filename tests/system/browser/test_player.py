@@ -434,6 +434,60 @@ async def test_managed_source_refused_falls_back_to_media_source(gateway: Any) -
     log.assert_clean()
 
 
+async def test_managed_source_fallback_appends_the_init_segment_first(gateway: Any) -> None:
+    """The fallback from a refused ManagedMediaSource aborts the chunk requests in flight
+    and starts them again at once, while its new init segment loads: a chunk that comes
+    back first waits behind it, never reaching the new SourceBuffer first (seen under
+    load: "Found Cluster element before Info", a media error, no playback). Here chunks
+    take 0.6 s, the refusal comes while they are in flight, and the fallback's init
+    segment takes 2 s."""
+    require_chromium()
+    tid = long_ids(gateway)[0]
+    page_html = host_page(gateway.url, f'<ztream-player id="p" src="{track_url(gateway, tid)}"></ztream-player>')
+    # No IndexedDB (as in some browsers' private windows): the fallback fetches its init
+    # segment again rather than read it from the persistent cache.
+    managed = """
+      Object.defineProperty(globalThis, "indexedDB", { value: undefined, configurable: true });
+      window.ManagedMediaSource = class ManagedMediaSource extends MediaSource {
+        addSourceBuffer(type) {
+          const sb = super.addSourceBuffer(type);
+          setTimeout(() => sb.dispatchEvent(new Event("error")), 300);
+          return sb;
+        }
+      };
+    """
+    inits = 0
+
+    async def slow_init(route: Any) -> None:
+        nonlocal inits
+        inits += 1
+        if inits > 1:
+            await asyncio.sleep(2.0)
+        await route.continue_()
+
+    async def slow_chunk(route: Any) -> None:
+        await asyncio.sleep(0.6)
+        await route.continue_()
+
+    log = ErrorLog()
+    async with HostSite({"": page_html}) as host, async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            page = await new_page(browser, log)
+            await page.add_init_script(managed)
+            await page.route("**/init*", slow_init)
+            await page.route("**/chunks/*", slow_chunk)
+            await page.goto(host.url("/"))
+            await page.wait_for_function("document.getElementById('p').mode === 'mse'", timeout=WAIT)
+            await page.evaluate("document.getElementById('p').play()")
+            await page.wait_for_function("document.getElementById('p').currentTime > 1.5", timeout=WAIT)
+            assert await page.evaluate("window.seen('error').length") == 0
+            assert inits == 2
+        finally:
+            await browser.close()
+    log.assert_clean()
+
+
 async def test_landing_page_lists_plays_and_embeds(gateway_factory: Any, tmp_path: Path) -> None:
     """The landing page lists the library, takes a pasted URL, plays it and shows the embed code."""
     require_chromium()
