@@ -48,6 +48,13 @@ export const JUMP_MARGIN = 3;
 /** After playback resumed from a stall, this long, a listener behind its target jumps back to it. */
 export const RECOVER_SECONDS = 5.0;
 
+/** `fetchWait`: an elected fetcher whose hash is under this share of the 32-bit range fetches at once. */
+export const AT_ONCE_SHARE = 0.05;
+/** `fetchWait`: ... as does one with fewer neighbours than this (p2p.js's wantNeighbours: a small swarm). */
+export const SMALL_NEIGHBOURHOOD = 5;
+/** `fetchWait`: the other elected fetchers wait this share of peerWait, from when the chunk was due. */
+export const SOON_FACTOR = 0.4;
+
 /**
  * @typedef {{index: number, duration: number}} LiveEntry a live manifest's chunk, as far as these rules need it
  * @typedef {{rate: number} | {jumpTo: number}} PaceAction
@@ -154,6 +161,28 @@ export function electedFetcher(selfId, neighbourIds, index) {
     }
   }
   return best;
+}
+
+/**
+ * Seconds `selfId` waits for a neighbour before taking chunk `index` from
+ * the server: 0 when it is the chunk's elected fetcher and its
+ * `electionHash` is under `AT_ONCE_SHARE` of the range or it has fewer than
+ * `SMALL_NEIGHBOURHOOD` neighbours; `SOON_FACTOR * peerWait` for the other
+ * elected fetchers (counted from when the chunk was due: the caller's);
+ * `peerWait` for everyone else.
+ * @param {string} selfId
+ * @param {Iterable<string>} neighbourIds
+ * @param {number} index
+ * @param {number} peerWait
+ * @returns {number}
+ */
+export function fetchWait(selfId, neighbourIds, index, peerWait) {
+  const ids = [...neighbourIds];
+  if (electedFetcher(selfId, ids, index) !== selfId) return peerWait;
+  const others = new Set(ids);
+  others.delete(selfId);
+  if (electionHash(selfId, index) < AT_ONCE_SHARE * 2 ** 32 || others.size < SMALL_NEIGHBOURHOOD) return 0;
+  return SOON_FACTOR * peerWait;
 }
 
 /**
