@@ -42,8 +42,12 @@ Rules: ``current`` is the rule before this change (a local minimum of the
 election hash among a listener and its neighbours fetches at once, every
 other listener waits ``peer_wait``); ``under-T`` is the first proposal
 (only local minima whose hash is under ``T`` of the range fetch at once,
-X
-``fetch_now`` as shipped.
+every other listener waits ``peer_wait``); ``tiered`` is ``peer/live.py``'s
+``fetch_wait`` as shipped: the local minima under ``AT_ONCE_SHARE`` (5 %) or
+with fewer than ``SMALL_NEIGHBOURHOOD`` (5) neighbours at once, the other
+local minima ``SOON_FACTOR`` (0.4) x ``peer_wait`` after the chunk is due
+(here: when the previous chunk was learnt of, plus a chunk; the edge request
+then), everyone else ``peer_wait`` after learning of it.
 """
 
 from __future__ import annotations
