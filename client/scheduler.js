@@ -44,13 +44,17 @@
 //      as soon as the transcoder has produced it (or 404 past the end).
 //      With more buffered, re-reading the manifest is enough and costs no
 //      404 at the end of the track.
-//   7. A live track (`setLive`; live-edge.js has the rules and docs/live.md
-//      the why): a new chunk no neighbour holds yet goes to the server at once
-//      only from this neighbourhood's elected fetcher (or a listener alone, or
-//      one whose id is not known yet); the others wait `peerWait` seconds from
-//      the moment the chunk became known (`setManifest(manifest, {now})`) for a
-//      neighbour to announce it, then ask the server. The live edge request
-//      (rule 6) is made only by the elected fetcher of the chunk it asks for.
+//   7. A live track (`setLive`; live-edge.js has the rules and docs/p2p.md
+//      the why): a new chunk no neighbour holds yet waits `fetchWait` before
+//      it goes to the server: 0 for this neighbourhood's elected fetcher with
+//      a low hash or a small neighbourhood (and a listener alone, or one
+//      whose id is not known yet); 0.4 x `peerWait` for another elected
+//      fetcher, from when the chunk was due (`dueAt`: the previous chunk
+//      became known plus its duration); `peerWait` for the others, from the
+//      moment the chunk became known (`setManifest(manifest, {now})`), for a
+//      neighbour to announce it. The live edge request (rule 6) is made by an
+//      elected fetcher of the chunk it asks for: at once with wait 0, else
+//      once its wait from `dueAt` is over and no neighbour announced it.
 //      Rules 2, 3 and the deadlines are unchanged: the start-up lead and
 //      emergency mode still go to the server.
 
