@@ -21,18 +21,24 @@
 //   change on speech or music); past max(`JUMP_FACTOR` × target, target +
 //   `JUMP_MARGIN`) it jumps back to the target (catching up at 3 % would
 //   take minutes);
-// - takes a new chunk from the server at once only when it is its
-//   neighbourhood's elected fetcher for that chunk (`electedFetcher`: the
-//   smallest `electionHash`, murmur3's `fmix32` over the FNV-1a 32-bit hash
-//   of `${peerId}:${index}`, among itself and its open neighbours, ties by
-//   the smaller id; FNV-1a alone mixes the index's digits too little and
-//   split consecutive chunks worse than 80/20 for about one pair in ten), else waits up to
-//   `peer_wait_seconds` from the moment it learnt of the chunk for a
-//   neighbour to offer it, never so long that the server could no longer
-//   deliver it in time (`liveFetchDelay`), then asks the server. An elected
-//   fetcher thus serves about 1/(d+1) of the chunks in a neighbourhood of d
-//   neighbours, and HTTP fetches per chunk stay near n/(d+1)
-//   (p2p-media-loader's live design).
+// - is its neighbourhood's elected fetcher for a new chunk (`electedFetcher`:
+//   the smallest `electionHash`, murmur3's `fmix32` over the FNV-1a 32-bit
+//   hash of `${peerId}:${index}`, among itself and its open neighbours, ties
+//   by the smaller id; FNV-1a alone mixes the index's digits too little and
+//   split consecutive chunks worse than 80/20 for about one pair in ten), or
+//   not. Every elected fetcher fetching at once costs n/(d+1) HTTP fetches
+//   per chunk (n listeners, d neighbours each: ~21 of 200), so `fetchWait`
+//   says how long it waits for a neighbour: 0 when its hash is under
+//   `AT_ONCE_SHARE` of the range or it has fewer than `SMALL_NEIGHBOURHOOD`
+//   neighbours (a small swarm: it is the only fetcher anyway);
+//   `SOON_FACTOR` x `peer_wait_seconds` for another elected fetcher, counted
+//   from when the chunk was due (in a large swarm a low-hash fetcher a few
+//   hops away has delivered it by then); `peer_wait_seconds`, from the
+//   moment it learnt of the chunk, for everyone else. `liveFetchDelay` never
+//   waits so long that the server could no longer deliver in time. The
+//   simulation `ztream bench live-election` (bench/live_election.py,
+//   docs/benchmarks.md) chose the figures: 200 listeners 8.5 fetches per
+//   chunk instead of 21, 2 and 5 unchanged.
 
 /** Seconds either side of the target within which the rate is 1.0. A 1 s
  * chunk appears in the manifest up to a poll after it was cut: a distance
@@ -47,6 +53,13 @@ export const JUMP_FACTOR = 3;
 export const JUMP_MARGIN = 3;
 /** After playback resumed from a stall, this long, a listener behind its target jumps back to it. */
 export const RECOVER_SECONDS = 5.0;
+
+/** `fetchWait`: an elected fetcher whose hash is under this share of the 32-bit range fetches at once. */
+export const AT_ONCE_SHARE = 0.05;
+/** `fetchWait`: ... as does one with fewer neighbours than this (p2p.js's wantNeighbours: a small swarm). */
+export const SMALL_NEIGHBOURHOOD = 5;
+/** `fetchWait`: the other elected fetchers wait this share of peerWait, from when the chunk was due. */
+export const SOON_FACTOR = 0.4;
 
 /**
  * @typedef {{index: number, duration: number}} LiveEntry a live manifest's chunk, as far as these rules need it
@@ -154,6 +167,28 @@ export function electedFetcher(selfId, neighbourIds, index) {
     }
   }
   return best;
+}
+
+/**
+ * Seconds `selfId` waits for a neighbour before taking chunk `index` from
+ * the server: 0 when it is the chunk's elected fetcher and its
+ * `electionHash` is under `AT_ONCE_SHARE` of the range or it has fewer than
+ * `SMALL_NEIGHBOURHOOD` neighbours; `SOON_FACTOR * peerWait` for the other
+ * elected fetchers (counted from when the chunk was due: the caller's);
+ * `peerWait` for everyone else.
+ * @param {string} selfId
+ * @param {Iterable<string>} neighbourIds
+ * @param {number} index
+ * @param {number} peerWait
+ * @returns {number}
+ */
+export function fetchWait(selfId, neighbourIds, index, peerWait) {
+  const ids = [...neighbourIds];
+  if (electedFetcher(selfId, ids, index) !== selfId) return peerWait;
+  const others = new Set(ids);
+  others.delete(selfId);
+  if (electionHash(selfId, index) < AT_ONCE_SHARE * 2 ** 32 || others.size < SMALL_NEIGHBOURHOOD) return 0;
+  return SOON_FACTOR * peerWait;
 }
 
 /**

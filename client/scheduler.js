@@ -44,17 +44,21 @@
 //      as soon as the transcoder has produced it (or 404 past the end).
 //      With more buffered, re-reading the manifest is enough and costs no
 //      404 at the end of the track.
-//   7. A live track (`setLive`; live-edge.js has the rules and docs/live.md
-//      the why): a new chunk no neighbour holds yet goes to the server at once
-//      only from this neighbourhood's elected fetcher (or a listener alone, or
-//      one whose id is not known yet); the others wait `peerWait` seconds from
-//      the moment the chunk became known (`setManifest(manifest, {now})`) for a
-//      neighbour to announce it, then ask the server. The live edge request
-//      (rule 6) is made only by the elected fetcher of the chunk it asks for.
+//   7. A live track (`setLive`; live-edge.js has the rules and docs/p2p.md
+//      the why): a new chunk no neighbour holds yet waits `fetchWait` before
+//      it goes to the server: 0 for this neighbourhood's elected fetcher with
+//      a low hash or a small neighbourhood (and a listener alone, or one
+//      whose id is not known yet); 0.4 x `peerWait` for another elected
+//      fetcher, from when the chunk was due (`dueAt`: the previous chunk
+//      became known plus its duration); `peerWait` for the others, from the
+//      moment the chunk became known (`setManifest(manifest, {now})`), for a
+//      neighbour to announce it. The live edge request (rule 6) is made by an
+//      elected fetcher of the chunk it asks for: at once with wait 0, else
+//      once its wait from `dueAt` is over and no neighbour announced it.
 //      Rules 2, 3 and the deadlines are unchanged: the start-up lead and
 //      emergency mode still go to the server.
 
-import { electedFetcher, liveFetchDelay } from "./live-edge.js";
+import { fetchWait, liveFetchDelay } from "./live-edge.js";
 
 /** Default settings; every one can be overridden in the constructor. */
 export const DEFAULT_SETTINGS = Object.freeze({
@@ -529,7 +533,7 @@ export class Scheduler {
       const edgeStart = this.knownEnd();
       const wanted = edgeStart < playhead + s.bufferAhead && this.bufferedAhead(playhead) < s.liveEdgeAhead;
       const retryOk = (this.retryAt.get(edge) ?? -Infinity) <= now;
-      const mine = !this.live || (this.live.followEdge && (this.emergency || this.elected(edge)));
+      const mine = !this.live || (this.live.followEdge && (this.emergency || this.edgeMine(edge, now)));
       if (wanted && mine && retryOk && !this.inflight.has(edge) && !this.buffered.has(edge) && serverFree()) {
         out.push(this.start(new Request(edge, SERVER, null, true)));
       }
@@ -573,24 +577,59 @@ export class Scheduler {
   liveWait(c, { now, playhead }) {
     const seen = this.seenAt.get(c.index);
     if (!this.live || seen === undefined) return 0;
+    const wait = this.fetchWait(c.index);
+    // an elected fetcher that waits counts from when the chunk was due (it
+    // learns of it at the next poll, up to a second later, unless a
+    // neighbour announces it)
+    const due = wait > 0 && wait < this.live.peerWait ? this.dueAt(c.index) : undefined;
     return liveFetchDelay({
-      elected: this.elected(c.index),
-      peerWait: this.live.peerWait,
-      waited: now - seen,
+      elected: wait === 0,
+      peerWait: wait,
+      waited: now - Math.min(seen, due ?? Infinity),
       untilNeeded: c.start - playhead,
       httpSeconds: this.settings.emergencyAhead, // what emergency mode keeps for the server
     });
   }
 
   /**
-   * Rule 7: whether this listener fetches chunk `index` from the server first
-   * (elected among its neighbours; alone, or before its id is known, it is).
+   * Rule 7: seconds this listener waits for a neighbour before it takes
+   * chunk `index` from the server (`fetchWait`; alone, or before its id is
+   * known, 0).
    * @param {number} index
+   * @returns {number}
+   */
+  fetchWait(index) {
+    const peerWait = this.live ? this.live.peerWait : 0;
+    if (this.selfId === null || this.peers.size === 0) return 0;
+    return fetchWait(this.selfId, this.peers.keys(), index, peerWait);
+  }
+
+  /**
+   * When chunk `index` is due: the previous chunk became known plus its
+   * duration (undefined when that is not known).
+   * @param {number} index
+   * @returns {number | undefined}
+   */
+  dueAt(index) {
+    const seen = this.seenAt.get(index - 1);
+    const prev = this.byIndex.get(index - 1);
+    return seen === undefined || prev === undefined ? undefined : seen + prev.duration;
+  }
+
+  /**
+   * Rule 7 for the live edge request (rule 6): an elected fetcher that
+   * fetches at once asks at once; one that waits asks once its wait from
+   * when the chunk is due is over and no neighbour has announced it.
+   * @param {number} edge the index after the newest listed
+   * @param {number} now
    * @returns {boolean}
    */
-  elected(index) {
-    if (this.selfId === null || this.peers.size === 0) return true;
-    return electedFetcher(this.selfId, this.peers.keys(), index) === this.selfId;
+  edgeMine(edge, now) {
+    const wait = this.fetchWait(edge);
+    if (wait === 0) return true;
+    if (!this.live || wait >= this.live.peerWait) return false;
+    const due = this.dueAt(edge);
+    return due !== undefined && now >= due + wait && this.holders(edge).length === 0;
   }
 
   /**

@@ -153,6 +153,8 @@ def _bench(args: argparse.Namespace) -> int:
         from bench.abuse import main as bench_main
     elif args.what == "live":
         from bench.live import main as bench_main
+    elif args.what == "live-election":
+        from bench.live_election import main as bench_main
     else:  # pragma: no cover - argparse restricts choices
         raise SystemExit(2)
     return int(bench_main(args.rest) or 0)
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     peer_arguments(peer)
     peer.set_defaults(func=_peer)
     bench = sub.add_parser("bench", help="benchmarks that print figures against a same-run baseline")
-    bench.add_argument("what", choices=["transcode", "swarm", "ws", "soak", "media", "browsers", "cluster", "abuse", "live"])
+    bench.add_argument("what", choices=["transcode", "swarm", "ws", "soak", "media", "browsers", "cluster", "abuse", "live",
+                                         "live-election"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)

@@ -23,13 +23,17 @@ seconds, as the manifest's ``wall`` is; the shell passes ``time.time()``):
 The fetch rules are the shared ones (``peer/live.py``): a chunk that a
 neighbour holds is asked of it (at most ``request_slots`` at a time each),
 with a deadline that leaves the server time to deliver; otherwise the
-chunk's elected fetcher takes it from the server at once and every other
-listener waits ``live_fetch_delay`` from the moment it learnt of the chunk
-(the manifest or a neighbour's HAVE) for a neighbour to get it, then takes
-it from the server. The elected fetcher of the chunk after the edge asks the
-server for it before the manifest lists it: the gateway holds that request
-until the chunk is cut (the contract's edge wait), so the swarm hears of a
-new chunk from it first. A chunk that falls out of the window before it
+listener waits ``live.fetch_wait`` for a neighbour to get it, then takes it
+from the server: 0 for the chunk's elected fetcher when its hash is low or
+its neighbourhood small; a short wait, counted from when the chunk was due
+(the previous chunk learnt of, plus its duration), for another elected
+fetcher; ``peer_wait`` from the moment it learnt of the chunk (the manifest
+or a neighbour's HAVE) for everyone else (``live_fetch_delay``). A listener
+that fetches at once asks the server for the chunk after the edge before the
+manifest lists it: the gateway holds that request until the chunk is cut
+(the contract's edge wait), so the swarm hears of a new chunk from it first;
+an elected fetcher that waits asks for it when its wait is over and no
+neighbour has announced it. A chunk that falls out of the window before it
 arrives is skipped; so is a gap in the indices.
 
 Playback is real time (a live track cannot be played faster): the playhead is
@@ -248,9 +252,12 @@ class LiveTrack:
                 req = Fetch(index, peer, now + max(self.settings.min_peer_window, window))
                 busy[peer] = busy.get(peer, 0) + 1
             else:
-                elected = live.elected_fetcher(self_id, nbrs, index) == self_id
-                delay = live.live_fetch_delay(elected=elected or SERVER in failed, peer_wait=self.peer_wait,
-                                              waited=now - self.learnt.get(index, now), until_needed=until,
+                wait = live.fetch_wait(self_id, nbrs, index, self.peer_wait)
+                learnt = self.learnt.get(index, now)
+                if 0 < wait < self.peer_wait:  # an elected fetcher that waits: from when the chunk was due
+                    learnt = min(learnt, self.due_at(index))
+                delay = live.live_fetch_delay(elected=wait == 0 or SERVER in failed, peer_wait=wait,
+                                              waited=now - learnt, until_needed=until,
                                               http_seconds=server_time)
                 if delay > 0 or servers >= self.settings.server_parallel or now < self._retry_at.get(index, -math.inf):
                     continue
@@ -262,11 +269,28 @@ class LiveTrack:
         if (self.settings.edge_poll and ahead is not None and self.state is not LiveState.STARTING
                 and ahead not in self.inflight and ahead not in self.held and servers < self.settings.server_parallel
                 and now >= self._retry_at.get(ahead, -math.inf)
-                and live.elected_fetcher(self_id, nbrs, ahead) == self_id):
+                and self._ahead_mine(ahead, now, self_id, nbrs)):
             req = Fetch(ahead, SERVER, ahead=True)
             self.inflight[ahead] = req
             out.append(req)
         return out
+
+    def due_at(self, index: int) -> float:
+        """When chunk ``index`` is due: the previous chunk was learnt of plus its duration (inf: not known)."""
+        prev = self.learnt.get(index - 1)
+        entry = self.entries.get(index - 1)
+        return math.inf if prev is None or entry is None else prev + entry.duration
+
+    def _ahead_mine(self, ahead: int, now: float, self_id: str, nbrs: list[str]) -> bool:
+        """Whether to ask the server for the chunk after the edge now: at once when
+        ``fetch_wait`` says 0; an elected fetcher that waits once its wait from when
+        the chunk is due is over and no neighbour announced it."""
+        wait = live.fetch_wait(self_id, nbrs, ahead, self.peer_wait)
+        if wait == 0:
+            return True
+        if wait >= self.peer_wait:
+            return False
+        return now >= self.due_at(ahead) + wait and not any(ahead in self.peers.get(p, ()) for p in nbrs)
 
     def until_needed(self, index: int) -> float:
         """Seconds until the playhead reaches chunk ``index`` (0 for the one playing)."""

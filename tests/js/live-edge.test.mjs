@@ -56,6 +56,13 @@ for (const v of vectors.electedFetcher) {
   });
 }
 
+for (const v of vectors.fetchWait) {
+  test(`fetchWait: ${v.name}`, () => {
+    assert.ok(close(edge.fetchWait(v.selfId, v.neighbourIds, v.index, v.peerWait), v.expect));
+    assert.ok(close(edge.fetchWait(v.selfId, [...v.neighbourIds].reverse(), v.index, v.peerWait), v.expect));
+  });
+}
+
 test("liveFetchDelay and liveLatency like the twin", () => {
   for (const v of vectors.liveFetchDelay) assert.ok(close(edge.liveFetchDelay(v.args), v.expect), JSON.stringify(v));
   for (const v of vectors.liveLatency) assert.ok(close(edge.liveLatency(v.now, v.wall, v.offset), v.expect), JSON.stringify(v));

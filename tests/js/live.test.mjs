@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { LiveTimeline, SKEW_SAMPLES } from "../../client/live-timeline.js";
 import { ERROR_POLL_MAX, LiveFollower, RECONNECT_POLL_MAX, deltaAfter, heardPastEdge, isLiveManifest, liveSchedulerSettings, liveStarted, mergeLiveManifest } from "../../client/live.js";
 import { SERVER, Scheduler } from "../../client/scheduler.js";
-import { electedFetcher } from "../../client/live-edge.js";
+import { electedFetcher, fetchWait } from "../../client/live-edge.js";
 
 const BASE = 58_000_000;
 const T0 = 1_796_600_000; // a wall-clock second
@@ -324,4 +324,34 @@ test("heardPastEdge: the newest index a neighbour holds past the manifest's edge
   assert.equal(heardPastEdge([], 11), null);
   assert.equal(heardPastEdge([12], null), null); // no chunk listed yet: the regular polls find the first
   assert.equal(heardPastEdge([12], undefined), null);
+});
+
+/** Five neighbour ids such that `self` is elected for `index` with a hash above AT_ONCE_SHARE (it waits). */
+function fiveSoon(self, index) {
+  for (let k = 0; k < 5000; k++) {
+    const ids = [0, 1, 2, 3, 4].map((j) => `n${k}x${j}`);
+    const w = fetchWait(self, ids, index, 0.7);
+    if (w > 0 && w < 0.7) return ids;
+  }
+  throw new Error("no such neighbours");
+}
+
+test("rule 6/7, a large neighbourhood: an elected fetcher above AT_ONCE_SHARE waits SOON_FACTOR x peerWait from when the chunk is due", () => {
+  const edgeIndex = BASE + 3;
+  const peers = fiveSoon("me", edgeIndex);
+  // the window was listed at 0: chunk BASE + 3 is due at 0 + 1 (BASE + 2 seen at 0, 1 s long)
+  const s = liveScheduler({ peers });
+  s.anchor = -100;
+  assert.ok(!s.next({ now: 1.2, playhead: 0.5 }).some((r) => r.live), "not before due + 0.28");
+  assert.ok(s.next({ now: 1.3, playhead: 0.5 }).some((r) => r.live && r.index === edgeIndex), "then the edge request");
+  // a neighbour announced it: no edge request, it is taken from the neighbour once listed
+  const t = liveScheduler({ peers });
+  t.anchor = -100;
+  t.peerHave(peers[0], [edgeIndex]);
+  assert.ok(!t.next({ now: 1.3, playhead: 0.5 }).some((r) => r.live));
+  // listed late (a poll later): the wait counts from when it was due, not from the listing
+  const u = liveScheduler({ peers });
+  u.anchor = -100;
+  u.setManifest({ chunks: [0, 1, 2, 3].map((k) => ({ index: BASE + k, start: k, duration: 1 })), complete: false }, { now: 1.9 });
+  assert.deepEqual(u.next({ now: 1.9, playhead: 0.5 }).filter((r) => r.index === edgeIndex).map((r) => [r.index, r.source]), [[edgeIndex, SERVER]]);
 });

@@ -89,6 +89,37 @@ def test_elected_fetcher(case: dict[str, Any]) -> None:
     assert live.elected_fetcher(case["selfId"], reversed(case["neighbourIds"]), case["index"]) == case["expect"]
 
 
+@pytest.mark.parametrize("case", VECTORS["fetchWait"], ids=lambda c: c["name"])
+def test_fetch_wait(case: dict[str, Any]) -> None:
+    for nbrs in (case["neighbourIds"], list(reversed(case["neighbourIds"]))):
+        assert close(live.fetch_wait(case["selfId"], nbrs, case["index"], case["peerWait"]), case["expect"])
+
+
+def test_fetch_wait_cuts_the_fetchers_at_once_of_a_large_swarm() -> None:
+    """200 listeners that each dialled 5 earlier ones: the elected fetchers are about
+    n / (d + 1); those that fetch at once (fetch_wait 0) a few, and never none in a
+    swarm of 5 that all see each other."""
+    rng = random.Random(5)
+    n = 200
+    ids = [f"L{rng.randrange(10**12)}" for _ in range(n)]
+    nbrs: list[set[int]] = [set() for _ in range(n)]
+    for i in range(1, n):
+        for j in rng.sample(range(i), min(5, i)):
+            nbrs[i].add(j)
+            nbrs[j].add(i)
+    elected = at_once = 0
+    for index in range(1000, 1100):
+        for i in range(n):
+            others = [ids[j] for j in nbrs[i]]
+            elected += live.elected_fetcher(ids[i], others, index) == ids[i]
+            at_once += live.fetch_wait(ids[i], others, index, 0.7) == 0
+    assert elected / 100 > 15 and at_once / 100 < 10, (elected / 100, at_once / 100)
+    small = ids[:5]
+    for index in range(1000, 1100):
+        waits = [live.fetch_wait(me, [p for p in small if p != me], index, 0.7) for me in small]
+        assert sorted(waits) == [0.0, 0.7, 0.7, 0.7, 0.7]
+
+
 @pytest.mark.parametrize("case", VECTORS["liveFetchDelay"], ids=str)
 def test_live_fetch_delay(case: dict[str, Any]) -> None:
     a = case["args"]
@@ -105,7 +136,7 @@ def test_live_latency(case: dict[str, Any]) -> None:
 def test_every_rule_has_vectors() -> None:
     assert {k for k in VECTORS if k not in ("about", "constants")} == {
         "fnv1a32", "fmix32", "electionHash", "startIndex", "paceAction", "electedFetcher", "electionFairness",
-        "liveFetchDelay", "liveLatency"}
+        "fetchWait", "liveFetchDelay", "liveLatency"}
 
 
 def test_the_fetching_is_spread_over_a_neighbourhood() -> None:
