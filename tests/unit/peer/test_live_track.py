@@ -189,3 +189,42 @@ def test_a_choked_request_is_asked_again_a_moment_later() -> None:
     assert [r for r in t.next(T0 + 0.05, "me", ["nb"]) if r.index == FIRST + 58] == []
     (again,) = [r for r in t.next(T0 + 0.12, "me", ["nb"]) if r.index == FIRST + 58]
     assert again.source == "nb"
+
+
+def waiting_fetcher(index: int) -> tuple[str, list[str]]:
+    """A listener id and five neighbours for which it is the elected fetcher of ``index`` with a
+    hash above ``AT_ONCE_SHARE``: a local minimum in a large swarm, which waits (``fetch_wait``)."""
+    for k in range(1000):
+        me = f"me{k}"
+        if live.election_hash(me, index) < live.AT_ONCE_SHARE * 2**32:
+            continue
+        nbrs = [p for p in (f"n{j}" for j in range(2000)) if live.elected_fetcher(me, [p], index) == me][:5]
+        if len(nbrs) == 5:
+            return me, nbrs
+    raise AssertionError("no such listener")
+
+
+def test_an_elected_fetcher_of_a_large_neighbourhood_asks_for_the_chunk_after_the_edge_after_its_wait() -> None:
+    ahead = FIRST + 60
+    me, nbrs = waiting_fetcher(ahead)
+    assert live.fetch_wait(me, nbrs, ahead, 0.7) == approx(live.SOON_FACTOR * 0.7)
+
+    def track() -> LiveTrack:
+        t = LiveTrack()
+        t.manifest(manifest(FIRST, FIRST + 59), T0)  # the edge learnt at T0: the next chunk is due at T0 + 1
+        for i in (FIRST + 57, FIRST + 58, FIRST + 59):
+            t.received(i, SERVER, T0)
+        t.ready = True
+        t.advance(T0)
+        return t
+
+    t = track()
+    assert [r for r in t.next(T0 + 1.0, me, nbrs) if r.ahead] == []  # due, but a low-hash fetcher may have it
+    assert [r for r in t.next(T0 + 1.0 + 0.27, me, nbrs) if r.ahead] == []
+    assert [r for r in t.next(T0 + 1.0 + 0.29, me, nbrs) if r.ahead] == [Fetch(ahead, SERVER, ahead=True)]
+    # a neighbour announced it meanwhile: no server request for it, it is asked of that neighbour once listed
+    t = track()
+    t.peer_holds(nbrs[0], [ahead])
+    assert [r for r in t.next(T0 + 1.5, me, nbrs) if r.ahead] == []
+    t.manifest(manifest(FIRST + 1, ahead), T0 + 1.5)
+    assert [(r.index, r.source) for r in t.next(T0 + 1.5, me, nbrs) if r.index == ahead] == [(ahead, nbrs[0])]
