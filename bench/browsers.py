@@ -69,7 +69,9 @@ first joined. Per scenario it prints a row per listener and the totals:
   about once a second each, all listeners together); ``start``: each one's
   first chunk minus the window's edge when it pressed play (about -3: it
   starts near the edge, not at the window's start);
-- connection set-up and selected pairs, as above.
+- connection set-up and selected pairs, as above; in the JSON line each
+  listener's ``waits``: when its audio ran dry, where its playhead and
+  buffer were, and its last chunks then (``bench.world.WATCH_STALLS``).
 
 Then one JSON line ``{"bench": "browsers", "live": false|true, "scenarios": [...]}``. Every byte
 stays inside namespaces this bench made; each wait is bounded, the whole run
@@ -343,6 +345,7 @@ class LiveRow:
     outcomes: list[str]
     setup_ms: list[float]
     pairs: list[str] = field(default_factory=list)
+    waits: list[dict[str, Any]] = field(default_factory=list)  # its audio's ``waiting`` events (bench.world.WATCH_STALLS)
 
 
 @dataclass(slots=True)
@@ -429,6 +432,7 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
                 stalls=int(x.stats["stalls"]), latencies=[round(v, 2) for v in x.latencies],
                 start_offset=None if first is None else first - x.edge,
                 sources=[str(c["source"]) for c in x.chunks], outcomes=outcomes, setup_ms=setup_ms, pairs=pairs,
+                waits=x.waits,
             ))
     finally:
         world.close()

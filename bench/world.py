@@ -283,6 +283,15 @@ async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: in
         pulse.close()
 
 
+# Where a listener was when its audio ran dry (a stall): the time, the playhead, the end of what was
+# buffered, and the last chunks it got with when they came (``at``, ms of the page's clock).
+WATCH_STALLS = """(() => { const p = document.getElementById('p'); window.waits = [];
+  document.addEventListener('chunk', (e) => { e.detail.at = Math.round(performance.now()); }, true);
+  p.audio.addEventListener('waiting', () => { const a = p.audio, b = a.buffered;
+    window.waits.push({ at: Math.round(performance.now()), t: a.currentTime, end: b.length ? b.end(b.length - 1) : null,
+      chunks: window.chunks.slice(-4).map((c) => ({ index: c.index, source: c.source, at: c.at })) }); });
+})()"""
+
 LIVE_STATE = """(() => { const p = document.getElementById('p');
   return { latency: p.liveInfo?.latency ?? null, state: p.liveInfo?.state ?? null, stats: p.stats }; })()"""
 
@@ -299,6 +308,7 @@ class LiveListener:
     stats: dict[str, Any] = field(default_factory=dict)  # the player's stats at its end
     chunks: list[dict[str, Any]] = field(default_factory=list)  # its ``chunk`` events (index, source, bytes, peer)
     info: dict[str, Any] = field(default_factory=dict)  # its p2p state at its end (outcomes, upBytes, ...)
+    waits: list[dict[str, Any]] = field(default_factory=list)  # its audio's ``waiting`` events (WATCH_STALLS)
     done: bool = False
 
     @property
@@ -308,9 +318,10 @@ class LiveListener:
 
 
 async def listen_live(b: Browser, stack: AsyncExitStack, track_id: str, *, count: int, stagger: float,
-                      listen: float, each: bool, firefox_at: int | None = None, attrs: str = "") -> list[LiveListener]:
+                      listen: float, each: bool, firefox_at: int | None = None, attrs: str = "",
+                      script: str = "") -> list[LiveListener]:
     """``count`` listeners of live track ``track_id``, listener i in home i, joining ``stagger`` s apart
-    (listener ``firefox_at`` a Firefox, kept open by ``stack``). Each listens ``listen`` s after its own
+    (listener ``firefox_at`` a Firefox, kept open by ``stack``; ``attrs``, ``script``: as ``Browser.listener``'s). Each listens ``listen`` s after its own
     join (``each``) or after the first's; its latency is sampled every second meanwhile, and its stats,
     ``chunk`` events and p2p state read at its end. The pages stay open (serving the others) until
     ``b`` and ``stack`` close."""
@@ -331,6 +342,7 @@ async def listen_live(b: Browser, stack: AsyncExitStack, track_id: str, *, count
                 x.stats = await x.page.evaluate("document.getElementById('p').stats")
                 x.chunks = await x.page.evaluate("window.chunks")
                 x.info = await x.page.evaluate("document.getElementById('p').p2p")
+                x.waits = await x.page.evaluate("window.waits")
                 x.done = True
                 continue
             state = await x.page.evaluate(LIVE_STATE)
@@ -340,11 +352,12 @@ async def listen_live(b: Browser, stack: AsyncExitStack, track_id: str, *, count
     for i in range(count):
         if i == firefox_at:
             page: Any = await stack.enter_async_context(
-                firefox_listener(world, b.tmp_path, track_id, home=i, attrs=attrs))
+                firefox_listener(world, b.tmp_path, track_id, home=i, attrs=attrs, script=script))
             kind = "firefox"
         else:
-            page = await b.listener(track_id, attrs=attrs, home=i)
+            page = await b.listener(track_id, attrs=attrs, script=script, home=i)
             kind = "chromium"
+        await page.evaluate(WATCH_STALLS)
         m = json.loads(await asyncio.to_thread(world.gw.get, f"/v1/tracks/{track_id}/manifest"))
         await play(page)
         if not out:
