@@ -284,11 +284,13 @@ async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: in
 
 
 # Where a listener was when its audio ran dry (a stall): the time, the playhead, the end of what was
-# buffered, and the last chunks it got with when they came (``at``, ms of the page's clock).
+# buffered and every buffered range (a hole at the playhead shows), and the last chunks it got with
+# when they came (``at``, ms of the page's clock).
 WATCH_STALLS = """(() => { const p = document.getElementById('p'); window.waits = [];
   document.addEventListener('chunk', (e) => { e.detail.at = Math.round(performance.now()); }, true);
   p.audio.addEventListener('waiting', () => { const a = p.audio, b = a.buffered;
-    window.waits.push({ at: Math.round(performance.now()), t: a.currentTime, end: b.length ? b.end(b.length - 1) : null,
+    const ranges = []; for (let i = 0; i < b.length; i++) ranges.push([b.start(i), b.end(i)]);
+    window.waits.push({ at: Math.round(performance.now()), t: a.currentTime, end: b.length ? b.end(b.length - 1) : null, ranges,
       chunks: window.chunks.slice(-4).map((c) => ({ index: c.index, source: c.source, at: c.at })) }); });
 })()"""
 
