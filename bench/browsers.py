@@ -48,7 +48,32 @@ Per scenario it prints a row per listener and the totals:
   ``ztream_peer_bytes_total`` with ``scope`` (``[p2p.networks]`` configured),
   its own split is printed beside.
 
-Then one JSON line ``{"bench": "browsers", "scenarios": [...]}``. Every byte
+With ``--live`` the library is a live station instead (``bench.world.live_station``):
+Debian's icecast2 on the public namespace's loopback, fed in real time by
+``ffmpeg -re`` (MP3), registered with the gateway by its URL (docs/live.md; the
+gateway may fetch from ``127.0.0.1``, ``bench.world.LIVE_OVERRIDES``), in the
+``bridge`` topology. Listeners (up to 12) join ``--stagger`` seconds apart
+(``bench.world.listen_live``) and all listen until ``--seconds`` after the
+first joined. Per scenario it prints a row per listener and the totals:
+
+- ``server_per_listener``: the server's bytes (the players' ``httpBytes``,
+  summed) over one listener's bytes (the first's, which listened longest:
+  ``httpBytes`` + ``peerBytes``); the goal is 2.0 or less (with 10 listeners,
+  offload 80% or more);
+- ``offload``, as the file mode counts it; the gateway's own
+  ``ztream_live_server_bytes_total`` and ``ztream_peer_bytes_total`` beside;
+- ``http_fetches_per_chunk``: of every chunk any listener got, how many
+  listeners took it from the server (the players' ``chunk`` events), start-up
+  leads included;
+- stalls; live latency p50/p95 (the players' ``liveInfo.latency``, sampled
+  about once a second each, all listeners together); ``start``: each one's
+  first chunk minus the window's edge when it pressed play (about -3: it
+  starts near the edge, not at the window's start);
+- connection set-up and selected pairs, as above; in the JSON line each
+  listener's ``waits``: when its audio ran dry, where its playhead and
+  buffer were, and its last chunks then (``bench.world.WATCH_STALLS``).
+
+Then one JSON line ``{"bench": "browsers", "live": false|true, "scenarios": [...]}``. Every byte
 stays inside namespaces this bench made; each wait is bounded, the whole run
 by ``--timeout``. Needs root, iproute2, iptables, Chromium (and for the
 second scenario firefox-esr, pulseaudio, node with puppeteer-core): what
@@ -109,14 +134,10 @@ class Scenario:
         peer = sum(r.peer_bytes for r in self.rows)
         server = sum(r.server_bytes for r in self.rows)
         setups = sorted(ms for r in self.rows for ms in r.setup_ms)
-        outcomes: dict[str, int] = {}
-        pairs: dict[str, int] = {}
+        outcomes = tally([r.outcomes for r in self.rows])
+        pairs = tally([r.pairs for r in self.rows])
         scopes = {scope: 0 for scope in SCOPES}
         for r in self.rows:
-            for o in r.outcomes:
-                outcomes[o] = outcomes.get(o, 0) + 1
-            for pair in r.pairs:
-                pairs[pair] = pairs.get(pair, 0) + 1
             for scope, n in r.scopes.items():
                 scopes[scope] += n
         offload = peer / (peer + server) if peer + server else 0.0
@@ -144,7 +165,7 @@ class Scenario:
             "setup_p95_ms": round(percentile(setups, 95), 1) if setups else None,
             "connections": len(setups),
             "outcomes": outcomes,
-            "pairs": dict(sorted(pairs.items())),
+            "pairs": pairs,
             "scopes": scopes,
             "within_network": round(within, 4) if within is not None else None,
             "within_network_ceiling": round(within_ceiling, 4) if within_ceiling is not None else None,
@@ -158,6 +179,23 @@ def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     rank = max(1, -(-len(sorted_values) * p // 100))
     return sorted_values[int(rank) - 1]
+
+
+def links(info: dict[str, Any]) -> tuple[list[str], list[float], list[str]]:
+    """A player's neighbour links (its ``p2p`` state): every outcome, and of the connected ones
+    the set-up time (ms) and the selected pair's candidate types (``local/remote``)."""
+    connected = [o for o in info["outcomes"] if o["outcome"] not in ("failed", "timeout")]
+    return ([o["outcome"] for o in info["outcomes"]], [round(1000 * float(o["seconds"]), 1) for o in connected],
+            [f"{o.get('local')}/{o.get('remote')}" for o in connected])
+
+
+def tally(lists: list[list[str]]) -> dict[str, int]:
+    """How many times each string occurs in the lists (outcomes, pairs), sorted."""
+    out: dict[str, int] = {}
+    for values in lists:
+        for v in values:
+            out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def ceiling(m: dict[str, Any], listeners: int) -> float:
@@ -243,7 +281,7 @@ async def run_scenario(name: str, workdir: Path, library: Path, *, listeners: in
                 stats = await page.evaluate("document.getElementById('p').stats")
                 chunks = await page.evaluate("window.chunks")
                 await check_audio(page, m)  # every appended buffer is a manifest chunk, all of them
-                connected = [o for o in info["outcomes"] if o["outcome"] not in ("failed", "timeout")]
+                outcomes, setup_ms, pairs = links(info)
                 scopes = {scope: 0 for scope in SCOPES}
                 for c in chunks:
                     if c["source"] == "peer":
@@ -251,9 +289,7 @@ async def run_scenario(name: str, workdir: Path, library: Path, *, listeners: in
                 result.rows.append(Row(
                     browser=kind, start_s=round(start, 2), server_bytes=int(stats["httpBytes"]),
                     peer_bytes=int(stats["peerBytes"]), up_bytes=int(info["upBytes"]), stalls=int(stats["stalls"]),
-                    outcomes=[o["outcome"] for o in info["outcomes"]],
-                    setup_ms=[round(1000 * float(o["seconds"]), 1) for o in connected],
-                    pairs=[f"{o.get('local')}/{o.get('remote')}" for o in connected],
+                    outcomes=outcomes, setup_ms=setup_ms, pairs=pairs,
                     network=home.network or home.wan_address, scopes=scopes,
                 ))
         # The players report every ~5 s: the last reports reach the gateway after the end.
@@ -295,20 +331,161 @@ def print_scenario(s: Scenario) -> None:
               + ", ".join(f"{scope} {n / 1000:.0f} KB" for scope, n in sorted(s.gateway_scopes.items())))
 
 
-async def run(args: argparse.Namespace) -> list[Scenario]:
+@dataclass(slots=True)
+class LiveRow:
+    browser: str
+    start_s: float
+    server_bytes: int
+    peer_bytes: int
+    up_bytes: int
+    stalls: int
+    latencies: list[float]  # liveInfo.latency, about once a second while it played
+    start_offset: int | None  # its first chunk's index minus the window's edge when it pressed play
+    sources: list[str]  # "server" or "peer", each chunk it got, in order
+    outcomes: list[str]
+    setup_ms: list[float]
+    pairs: list[str] = field(default_factory=list)
+    waits: list[dict[str, Any]] = field(default_factory=list)  # its audio's ``waiting`` events (bench.world.WATCH_STALLS)
+
+
+@dataclass(slots=True)
+class LiveScenario:
+    name: str
+    listeners: int
+    stagger_s: float
+    listen_s: float
+    rows: list[LiveRow] = field(default_factory=list)
+    chunks: dict[int, list[str]] = field(default_factory=dict)  # index -> where each listener got it
+    gateway: dict[str, float] = field(default_factory=dict)  # live server and peer bytes, /metrics
+    wall_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        peer = sum(r.peer_bytes for r in self.rows)
+        server = sum(r.server_bytes for r in self.rows)
+        one = self.rows[0].server_bytes + self.rows[0].peer_bytes if self.rows else 0  # the longest listener
+        latencies = sorted(x for r in self.rows for x in r.latencies)
+        setups = sorted(ms for r in self.rows for ms in r.setup_ms)
+        fetches = sum(where.count("server") for where in self.chunks.values())
+        return {
+            "scenario": self.name,
+            "track": "live",
+            "listeners": self.listeners,
+            "browsers": [r.browser for r in self.rows],
+            "stagger_s": self.stagger_s,
+            "listen_s": self.listen_s,
+            "server_bytes": server,
+            "peer_bytes": peer,
+            "one_listener_bytes": one,
+            "server_per_listener": round(server / one, 2) if one else None,
+            "offload": round(peer / (peer + server), 4) if peer + server else 0.0,
+            "http_fetches_per_chunk": round(fetches / len(self.chunks), 2) if self.chunks else None,
+            "chunks": len(self.chunks),
+            "stalls": sum(r.stalls for r in self.rows),
+            "latency_p50_s": round(percentile(latencies, 50), 2) if latencies else None,
+            "latency_p95_s": round(percentile(latencies, 95), 2) if latencies else None,
+            "start_offsets": [r.start_offset for r in self.rows],
+            "setup_p50_ms": round(percentile(setups, 50), 1) if setups else None,
+            "setup_p95_ms": round(percentile(setups, 95), 1) if setups else None,
+            "connections": len(setups),
+            "outcomes": tally([r.outcomes for r in self.rows]),
+            "pairs": tally([r.pairs for r in self.rows]),
+            "gateway": self.gateway,
+            "wall_s": round(self.wall_s, 1),
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger: float, seconds: float,
+                            firefox_at: int | None) -> LiveScenario:
+    """``listeners`` browsers (bridge topology) on a live Icecast station (``bench.world.live_station``),
+    joining ``stagger`` s apart, each listening until ``seconds`` after the first joined."""
+    from playwright.async_api import async_playwright
+
+    from bench.browser import ErrorLog
+    from bench.world import LIVE_OVERRIDES, Browser, World, listen_live, live_station, live_window
+
+    result = LiveScenario(name, listeners, stagger, seconds)
+    began = time.monotonic()
+    world = World(workdir, None, count=listeners, **LIVE_OVERRIDES)
+    try:
+        # The source outlasts the run: joins take longer than the stagger on a busy machine.
+        with live_station(world, workdir / "icecast", seconds=seconds + listeners * (stagger + 20) + 120) as (_, tid):
+            await asyncio.to_thread(live_window, world.gw, tid, 4)
+            async with async_playwright() as pw, Browser(pw, world, workdir, ErrorLog()) as b, \
+                    AsyncExitStack() as stack:
+                heard = await listen_live(b, stack, tid, count=listeners, stagger=stagger, listen=seconds, each=False,
+                                          firefox_at=firefox_at)
+            # The players report every ~5 s: the last reports reach the gateway after the end.
+            await asyncio.sleep(6)
+            metrics = await asyncio.to_thread(world.gw.metrics)
+        result.gateway = {"live_server_bytes": metrics.get("ztream_live_server_bytes_total", 0.0),
+                          "peer_bytes": sum(v for k, v in metrics.items()
+                                            if k.partition("{")[0] == "ztream_peer_bytes_total")}
+        for x in heard:
+            outcomes, setup_ms, pairs = links(x.info)
+            first = x.first_index
+            for c in x.chunks:
+                result.chunks.setdefault(int(c["index"]), []).append(str(c["source"]))
+            result.rows.append(LiveRow(
+                browser=x.browser, start_s=x.joined_s, server_bytes=int(x.stats["httpBytes"]),
+                peer_bytes=int(x.stats["peerBytes"]), up_bytes=int(x.info.get("upBytes", 0)),
+                stalls=int(x.stats["stalls"]), latencies=[round(v, 2) for v in x.latencies],
+                start_offset=None if first is None else first - x.edge,
+                sources=[str(c["source"]) for c in x.chunks], outcomes=outcomes, setup_ms=setup_ms, pairs=pairs,
+                waits=x.waits,
+            ))
+    finally:
+        world.close()
+    result.wall_s = time.monotonic() - began
+    return result
+
+
+def print_live(s: LiveScenario) -> None:
+    summary = s.summary()
+    print(f"\n{s.name} on a live Icecast station (MP3, 1 s chunks): {s.listeners} listeners behind NAT (bridge), "
+          f"{s.stagger_s} s apart, each until {s.listen_s:.0f} s after the first joined, shipped defaults")
+    print(f"{'#':>2} {'browser':9} {'start s':>7} {'server KB':>9} {'peer KB':>8} {'up KB':>8} {'from peers':>10} "
+          f"{'stalls':>6} {'lat p50':>7} {'lat p95':>7} {'start':>5}  {'set-up ms':18} pairs (local/remote)")
+    for i, r in enumerate(s.rows):
+        lat = sorted(r.latencies)
+        p50 = f"{percentile(lat, 50):.2f}" if lat else "-"
+        p95 = f"{percentile(lat, 95):.2f}" if lat else "-"
+        share = f"{r.sources.count('peer')}/{len(r.sources)}"
+        setup = ",".join(f"{ms:.0f}" for ms in r.setup_ms) or "-"
+        failed = [o for o in r.outcomes if o in ("failed", "timeout")]
+        print(f"{i:>2} {r.browser:9} {r.start_s:7.1f} {r.server_bytes / 1000:9.0f} {r.peer_bytes / 1000:8.0f} "
+              f"{r.up_bytes / 1000:8.0f} {share:>10} {r.stalls:6} {p50:>7} {p95:>7} "
+              f"{'-' if r.start_offset is None else r.start_offset:>5}  {setup:18} {','.join([*r.pairs, *failed]) or '-'}")
+    print(f"server {summary['server_bytes'] / 1000:.0f} KB = {summary['server_per_listener']} x one listener's "
+          f"{summary['one_listener_bytes'] / 1000:.0f} KB (goal <= 2.0)   offload {summary['offload']:.1%}   "
+          f"HTTP fetches per chunk {summary['http_fetches_per_chunk']} over {summary['chunks']} chunks   "
+          f"stalls {summary['stalls']} (goal 0)")
+    print(f"live latency p50 {summary['latency_p50_s']} s p95 {summary['latency_p95_s']} s   "
+          f"start: first chunk minus the edge at the join {summary['start_offsets']}   "
+          f"set-up p50 {summary['setup_p50_ms']} ms p95 {summary['setup_p95_ms']} ms over "
+          f"{summary['connections']} connection ends   wall {summary['wall_s']} s")
+    pairs = ", ".join(f"{n} x {pair}" for pair, n in summary["pairs"].items()) or "none"
+    gw = s.gateway
+    print(f"selected pairs: {pairs}; outcomes {summary['outcomes']}; gateway /metrics: live server "
+          f"{gw.get('live_server_bytes', 0) / 1000:.0f} KB, peer {gw.get('peer_bytes', 0) / 1000:.0f} KB")
+
+
+async def run(args: argparse.Namespace) -> list[Scenario] | list[LiveScenario]:
     from bench.harness import make_audio
 
+    plan: list[tuple[str, int | None]] = []
+    if args.only in ("both", "chromium"):
+        plan.append(("chromium", None))
+    if args.only in ("both", "firefox"):
+        plan.append(("firefox", args.firefox_at))
+    if args.live:
+        return await run_live(args, plan)
     out: list[Scenario] = []
     with tempfile.TemporaryDirectory(prefix="ztream-bench-browsers-") as tmp:
         root = Path(tmp)
         library = root / "library"
         library.mkdir()
         make_audio(library / "tone_bench.flac", args.seconds)
-        plan: list[tuple[str, int | None]] = []
-        if args.only in ("both", "chromium"):
-            plan.append(("chromium", None))
-        if args.only in ("both", "firefox"):
-            plan.append(("firefox", args.firefox_at))
         topologies = TOPOLOGIES if args.topology == "all" else (args.topology,)
         for topology in topologies:
             for name, firefox_at in plan:
@@ -321,32 +498,55 @@ async def run(args: argparse.Namespace) -> list[Scenario]:
     return out
 
 
+async def run_live(args: argparse.Namespace, plan: list[tuple[str, int | None]]) -> list[LiveScenario]:
+    out: list[LiveScenario] = []
+    with tempfile.TemporaryDirectory(prefix="ztream-bench-browsers-live-") as tmp:
+        for name, firefox_at in plan:
+            workdir = Path(tmp) / name
+            workdir.mkdir()
+            scenario = await run_live_scenario(name, workdir, listeners=args.listeners, stagger=args.stagger,
+                                               seconds=args.seconds, firefox_at=firefox_at)
+            print_live(scenario)
+            out.append(scenario)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ztream bench browsers")
     parser.add_argument("--topology", choices=[*TOPOLOGIES, "all"], default="bridge",
                         help="how the listeners' homes and the gateway are wired (bench/nat.py); all: each in turn")
     parser.add_argument("--listeners", type=int, default=5)
     parser.add_argument("--stagger", type=float, default=3.0, help="seconds between two listeners' starts")
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of the generated track")
+    parser.add_argument("--live", action="store_true",
+                        help="a live Icecast station instead of the generated track (bridge topology only)")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="length of the generated track; --live: how long after the first joined all listen")
     parser.add_argument("--firefox-at", type=int, default=2, help="which listener (0-based) is Firefox")
     parser.add_argument("--only", choices=["both", "chromium", "firefox"], default="both")
     parser.add_argument("--timeout", type=float, default=None,
                         help="bound on the whole run, seconds (default 600 per topology)")
     args = parser.parse_args(argv)
-    if not 2 <= args.listeners <= 8:
-        parser.error("--listeners must be 2..8 (one network namespace and browser each)")
+    most = 12 if args.live else 8
+    if not 2 <= args.listeners <= most:
+        parser.error(f"--listeners must be 2..{most} (one network namespace and browser each)")
     if not 0 <= args.firefox_at < args.listeners:
         parser.error("--firefox-at must name one of the listeners")
-    if not 0 < args.stagger <= 30 or not SERVER_LEAD < args.seconds <= 300:
-        parser.error("--stagger must be in (0, 30] and --seconds in (10, 300]")
+    if not 0 < args.stagger <= 30 or not SERVER_LEAD < args.seconds <= (600 if args.live else 300):
+        parser.error(f"--stagger must be in (0, 30] and --seconds in (10, {600 if args.live else 300}]")
+    if args.live and args.topology != "bridge":
+        parser.error("--live runs in the bridge topology only")
+    if args.live and args.stagger * (args.listeners - 1) >= args.seconds:
+        parser.error("--live: the last listener must join before --seconds")
     if args.timeout is None:
         args.timeout = 600.0 * (len(TOPOLOGIES) if args.topology == "all" else 1)
+        if args.live:
+            args.timeout = (args.seconds + 20 * args.listeners + 120) * (2 if args.only == "both" else 1)
     try:
         scenarios = asyncio.run(asyncio.wait_for(run(args), args.timeout))
     except TimeoutError:
         print(f"ztream bench browsers: not done within --timeout {args.timeout} s", file=sys.stderr)
         return 1
-    print(json.dumps({"bench": "browsers", "scenarios": [s.summary() for s in scenarios]}))
+    print(json.dumps({"bench": "browsers", "live": args.live, "scenarios": [s.summary() for s in scenarios]}))
     return 0
 
 

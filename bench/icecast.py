@@ -11,6 +11,10 @@ made traversable and its log directory writable for that user
 ``stop`` ends it (the mount disappears: 404 until a source returns).
 ``set_title`` changes the mount's now-playing title through the admin API,
 as a station's playout does. Everything started is stopped by ``close``.
+With ``ns`` (a ``bench.netns.NetNamespace``) Icecast and its sources run
+inside that network namespace, on its own loopback (``ip netns exec``), and
+this process reaches them through ``ns.run_inside``: where a namespaced
+gateway (``ztream bench browsers --live``) can fetch from it.
 
 bench never imports tests; tests/support/icecast.py re-exports this.
 """
@@ -29,8 +33,12 @@ import urllib.request
 from base64 import b64encode
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .harness import ffmpeg_bin, free_port
+
+if TYPE_CHECKING:
+    from .netns import NetNamespace
 
 __all__ = ["Icecast", "IcecastSource", "start_icecast", "icecast_binary", "CODECS"]
 
@@ -80,6 +88,7 @@ class Icecast:
     work: Path
     proc: subprocess.Popen[bytes]
     sources: list[IcecastSource] = field(default_factory=list)
+    ns: NetNamespace | None = None  # the network namespace it runs in; None: this process's
 
     @property
     def base(self) -> str:
@@ -100,20 +109,32 @@ class Icecast:
             *options, "-content_type", content_type, "-f", container, "-t", str(seconds),
             f"icecast://source:{self.password}@127.0.0.1:{self.port}/{mount.lstrip('/')}",
         ]
+        prefix = self.ns.exec_prefix if self.ns is not None else []
         with (self.work / f"source-{mount.strip('/').replace('/', '_')}.log").open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
         source = IcecastSource(mount, proc)
         self.sources.append(source)
         if wait:
             self.wait_mount(mount)
         return source
 
+    def _urlopen(self, request: urllib.request.Request | str, timeout: float, read: int = -1) -> tuple[int, bytes]:
+        """Status and body (its first ``read`` bytes) of a request to Icecast, from where Icecast runs;
+        an error status is answered (its connection closed here), not raised."""
+
+        def fetch() -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    return int(response.status), response.read(read)
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return exc.code, b""
+
+        return self.ns.run_inside(fetch) if self.ns is not None else fetch()
+
     def mount_up(self, mount: str) -> bool:
-        request = urllib.request.Request(self.url(mount))
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                response.read(1)
-                return bool(response.status == 200)
+            return self._urlopen(urllib.request.Request(self.url(mount)), 2, read=1)[0] == 200
         except (urllib.error.URLError, OSError):
             return False
 
@@ -130,8 +151,9 @@ class Icecast:
         request = urllib.request.Request(f"{self.base}/admin/metadata?{query}")
         token = b64encode(f"admin:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
+        status, _ = self._urlopen(request, 5)
+        if status != 200:
+            raise RuntimeError(f"icecast refused the title of {mount}: {status}")
 
     def close(self) -> None:
         for source in self.sources:
@@ -171,9 +193,9 @@ def _config(port: int, password: str, work: Path, as_root: bool) -> str:
 """
 
 
-def start_icecast(work: Path, *, timeout: float = 15.0) -> Icecast:
+def start_icecast(work: Path, *, timeout: float = 15.0, ns: NetNamespace | None = None) -> Icecast:
     """Icecast on a free loopback port, its files in ``work``; call ``close()`` (or use it in a ``with``-less
-    try/finally) to stop it and its sources."""
+    try/finally) to stop it and its sources. ``ns``: run it (and its sources) in that network namespace."""
     work.mkdir(parents=True, exist_ok=True)
     as_root = os.geteuid() == 0
     logs = work / "log"
@@ -195,15 +217,16 @@ def start_icecast(work: Path, *, timeout: float = 15.0) -> Icecast:
     if as_root:
         config.chmod(0o644)
     with (work / "icecast.out").open("ab") as out:
-        proc = subprocess.Popen([icecast_binary(), "-c", str(config)], stdout=out, stderr=out,
+        prefix = ns.exec_prefix if ns is not None else []
+        proc = subprocess.Popen([*prefix, icecast_binary(), "-c", str(config)], stdout=out, stderr=out,
                                 stdin=subprocess.DEVNULL)
-    server = Icecast(port, password, work, proc)
+    server = Icecast(port, password, work, proc, ns=ns)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"{server.base}/status-json.xsl", timeout=1) as response:
-                response.read()
-            return server
+            if server._urlopen(f"{server.base}/status-json.xsl", 1)[0] == 200:
+                return server
+            raise OSError("not ready")
         except (urllib.error.URLError, OSError):
             if proc.poll() is not None or time.monotonic() > deadline:
                 server.close()

@@ -29,6 +29,7 @@ Every byte stays on a loopback inside a namespace the test made itself.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -148,6 +149,18 @@ class NamespacedGateway(GatewayProcess):
 
     def get(self, path: str) -> bytes:
         return self.ns.http_get(self.url + path)
+
+    def post_json(self, path: str, body: Any, timeout: float = 20.0) -> Any:
+        """POST ``body`` as JSON from inside the namespace; the answer's JSON."""
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+
+        def post() -> Any:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(request, timeout=timeout) as r:
+                return json.loads(r.read())
+
+        return self.ns.run_inside(post)
 
     def metrics(self) -> dict[str, float]:
         """/metrics as {"name{labels}": value} (samples only)."""

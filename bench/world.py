@@ -6,20 +6,25 @@ each listener a page in its own context on a test page served at the gateway's
 origin; ``firefox_listener`` does the same with Firefox ESR. The browser tests
 (tests/system/browser/, tests/system/cluster/test_browsers.py) and
 ``ztream bench browsers`` share them, so the benchmark measures exactly what the
-tests pin.
+tests pin. ``live_station`` puts a live station on the public side: a real
+Icecast on the public namespace's loopback, fed in real time (MP3), registered
+with the gateway (a World made with ``LIVE_OVERRIDES`` may fetch from it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.browser import CHROMIUM_ARGS, ErrorLog, require_chromium, until
 from bench.firefox import Firefox, PulseAudio, require_firefox
+from bench.icecast import Icecast, start_icecast
 from bench.nat import PUBLIC_ADDRESS, NatTopology, Topology
 from bench.netns import NamespacedGateway, require_netns
 
@@ -36,6 +41,11 @@ NAT_ARGS = [
 ]
 
 SERVER_LEAD = 10.0  # seconds from the server after a start (scheduler.serverLead)
+# A live listener's start-up lead: the chunks of its first ``start_behind_seconds``
+# (3 s of 1 s chunks, docs/live.md) come from the server (docs/p2p.md, "Live: peers carry the edge").
+LIVE_LEAD = 3
+# The gateway may fetch a live station from its own namespace's loopback (``live_station``).
+LIVE_OVERRIDES: dict[str, Any] = {"sources__url": {"allow_hosts": ["127.0.0.1"]}}
 PAGE_PATH = "/__test/listener.html"
 
 RECORDER = """
@@ -84,7 +94,7 @@ def listener_page(track_url: str, attrs: str = "", script: str = "", then: Seque
 class World:
     """A NAT topology (``kind``: bench.nat.TOPOLOGIES) with the gateway on its public namespace."""
 
-    def __init__(self, tmp_path: Path, audio_dir: Path, *, count: int = 2, nat: Any = "eim",
+    def __init__(self, tmp_path: Path, audio_dir: Path | None, *, count: int = 2, nat: Any = "eim",
                  kind: Topology = "bridge", **overrides: Any) -> None:
         require_netns()
         self.topology = NatTopology(count, nat, kind)
@@ -130,6 +140,33 @@ def manifest(gw: NamespacedGateway, track_id: str, rendition: str = "") -> dict[
             return m
         time.sleep(0.1)
     raise AssertionError("the transcode did not complete")
+
+
+@contextmanager
+def live_station(world: World, work: Path, *, seconds: float, mount: str = "live.mp3") -> Iterator[tuple[Icecast, str]]:
+    """Icecast on ``world``'s public namespace (its loopback), an ``ffmpeg -re`` MP3 source of ``seconds``
+    on ``mount``, registered with the gateway: (the server, the live track's id). Stopped on exit."""
+    icecast = start_icecast(work, ns=world.topology.public)
+    try:
+        icecast.source(mount, codec="mp3", seconds=seconds)
+        track = world.gw.post_json("/v1/tracks", {"url": icecast.url(mount)})
+        if not track.get("live"):
+            raise AssertionError(f"the mount was not registered as a live track: {track}")
+        yield icecast, str(track["id"])
+    finally:
+        icecast.close()
+
+
+def live_window(gw: NamespacedGateway, track_id: str, seconds: float, timeout: float = 40.0) -> dict[str, Any]:
+    """A live track's manifest once its window holds ``seconds`` of audio (the first request starts the ingest)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m: dict[str, Any] = json.loads(gw.get(f"/v1/tracks/{track_id}/manifest"))
+        if sum(c["duration"] for c in m["chunks"]) >= seconds:
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the live window never held {seconds} s: {m}")
+        time.sleep(0.5)
 
 
 def server_bytes(gw: NamespacedGateway) -> float:
@@ -244,3 +281,96 @@ async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: in
         if ff is not None:
             await ff.close()
         pulse.close()
+
+
+# Where a listener was when its audio ran dry (a stall): the time, the playhead, the end of what was
+# buffered and every buffered range (a hole at the playhead shows), and the last chunks it got with
+# when they came (``at``, ms of the page's clock).
+WATCH_STALLS = """(() => { const p = document.getElementById('p'); window.waits = [];
+  document.addEventListener('chunk', (e) => { e.detail.at = Math.round(performance.now()); }, true);
+  p.audio.addEventListener('waiting', () => { const a = p.audio, b = a.buffered;
+    const ranges = []; for (let i = 0; i < b.length; i++) ranges.push([b.start(i), b.end(i)]);
+    window.waits.push({ at: Math.round(performance.now()), t: a.currentTime, end: b.length ? b.end(b.length - 1) : null, ranges,
+      chunks: window.chunks.slice(-4).map((c) => ({ index: c.index, source: c.source, at: c.at })) }); });
+})()"""
+
+LIVE_STATE = """(() => { const p = document.getElementById('p');
+  return { latency: p.liveInfo?.latency ?? null, state: p.liveInfo?.state ?? null, stats: p.stats }; })()"""
+
+
+@dataclass
+class LiveListener:
+    """One listener of ``listen_live``: when it joined, what it did, what it got."""
+
+    browser: str
+    page: Any
+    joined_s: float  # seconds after the first listener pressed play
+    edge: int  # the window's newest index when it pressed play
+    latencies: list[float] = field(default_factory=list)  # liveInfo.latency, about once a second while playing
+    stats: dict[str, Any] = field(default_factory=dict)  # the player's stats at its end
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # its ``chunk`` events (index, source, bytes, peer)
+    info: dict[str, Any] = field(default_factory=dict)  # its p2p state at its end (outcomes, upBytes, ...)
+    waits: list[dict[str, Any]] = field(default_factory=list)  # its audio's ``waiting`` events (WATCH_STALLS)
+    done: bool = False
+
+    @property
+    def first_index(self) -> int | None:
+        """The first chunk it got (its start: near ``edge``, not at the window's start)."""
+        return min((int(c["index"]) for c in self.chunks), default=None)
+
+
+async def listen_live(b: Browser, stack: AsyncExitStack, track_id: str, *, count: int, stagger: float,
+                      listen: float, each: bool, firefox_at: int | None = None, attrs: str = "",
+                      script: str = "") -> list[LiveListener]:
+    """``count`` listeners of live track ``track_id``, listener i in home i, joining ``stagger`` s apart
+    (listener ``firefox_at`` a Firefox, kept open by ``stack``; ``attrs``, ``script``: as ``Browser.listener``'s). Each listens ``listen`` s after its own
+    join (``each``) or after the first's; its latency is sampled every second meanwhile, and its stats,
+    ``chunk`` events and p2p state read at its end. The pages stay open (serving the others) until
+    ``b`` and ``stack`` close."""
+    world = b.world
+    for i in range(count):
+        if i != firefox_at:
+            await b.at(i)  # launched first, so that the stagger is the time between starts
+    out: list[LiveListener] = []
+    t0 = 0.0
+
+    async def sample() -> None:
+        now = time.monotonic() - t0
+        for x in out:
+            if x.done:
+                continue
+            end = x.joined_s + listen if each else listen
+            if now >= end:
+                x.stats = await x.page.evaluate("document.getElementById('p').stats")
+                x.chunks = await x.page.evaluate("window.chunks")
+                x.info = await x.page.evaluate("document.getElementById('p').p2p")
+                x.waits = await x.page.evaluate("window.waits")
+                x.done = True
+                continue
+            state = await x.page.evaluate(LIVE_STATE)
+            if state["latency"] is not None:
+                x.latencies.append(float(state["latency"]))
+
+    for i in range(count):
+        if i == firefox_at:
+            page: Any = await stack.enter_async_context(
+                firefox_listener(world, b.tmp_path, track_id, home=i, attrs=attrs, script=script))
+            kind = "firefox"
+        else:
+            page = await b.listener(track_id, attrs=attrs, script=script, home=i)
+            kind = "chromium"
+        await page.evaluate(WATCH_STALLS)
+        m = json.loads(await asyncio.to_thread(world.gw.get, f"/v1/tracks/{track_id}/manifest"))
+        await play(page)
+        if not out:
+            t0 = time.monotonic()
+        out.append(LiveListener(kind, page, round(time.monotonic() - t0, 2), int(m["edge"])))
+        if i < count - 1:
+            began = time.monotonic()
+            while time.monotonic() - began < stagger:
+                await sample()
+                await asyncio.sleep(min(1.0, max(0.0, stagger - (time.monotonic() - began))))
+    while not all(x.done for x in out):
+        await sample()
+        await asyncio.sleep(1.0)
+    return out

@@ -14,6 +14,8 @@ from bench.netns import NamespacedGateway
 from bench.world import (
     CRAWL,
     FIREFOX_PREFS,
+    LIVE_LEAD,
+    LIVE_OVERRIDES,
     NAT_ARGS,
     PAGE_PATH,
     PORT,
@@ -21,10 +23,14 @@ from bench.world import (
     RECORDER,
     SERVER_LEAD,
     Browser,
+    LiveListener,
     World,
     check_audio,
     firefox_listener,
+    listen_live,
     listener_page,
+    live_station,
+    live_window,
     manifest,
     metric,
     p2p,
@@ -35,7 +41,8 @@ from bench.world import (
 )
 
 __all__ = [
-    "CRAWL", "FIREFOX_PREFS", "NAT_ARGS", "PAGE_PATH", "PORT", "PUBLIC_URL", "RECORDER", "SERVER_LEAD", "Browser",
+    "CRAWL", "FIREFOX_PREFS", "LIVE_LEAD", "LIVE_OVERRIDES", "LiveListener", "listen_live", "live_station",
+    "live_window", "NAT_ARGS", "PAGE_PATH", "PORT", "PUBLIC_URL", "RECORDER", "SERVER_LEAD", "Browser",
     "World", "check_audio", "firefox_listener", "listener_page", "manifest", "metric", "p2p", "play", "seeded",
     "server_bytes", "tone_track", "TURN_SECRET", "assert_pair_ends", "metric_sum", "until_metric",
 ]
