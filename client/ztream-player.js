@@ -33,7 +33,7 @@
 // progress, volumechange, durationchange, error ({error, detail}), chunk
 // ({index, source: "server" | "cache" | "peer", peer, bytes}), badchunk
 // ({index, peer}: a chunk from a peer failed its SHA-256 check), waveform
-// ({length, complete}: the waveform loaded or grew), autoplayblocked (the
+// ({length, complete}: the waveform loaded or grew; not for one with no peaks yet), autoplayblocked (the
 // browser refused to start playing without a gesture: the play button is
 // highlighted, attribute `needs-play`, until the listener presses it),
 // livechange ({state, title, station}: a live track's state, now-playing
@@ -1136,7 +1136,8 @@ export class ZtreamPlayer extends HTMLElement {
         this.wave = wave;
         this.ui.seek.classList.toggle("has-wave", wave.peaks.length > 0);
         this.drawWave();
-        this.fire("waveform", { length: wave.length, complete: wave.complete === true });
+        // an answer with no peaks yet (the first chunk is out, its analysis not) is nothing to tell
+        if (wave.length > 0 || wave.complete === true) this.fire("waveform", { length: wave.length, complete: wave.complete === true });
         if (wave.complete === true) {
           // The transcode has ended: {track} now has the file's tags (title, artist).
           if (!Number.isFinite(track?.duration)) this.refreshMeta(src);
