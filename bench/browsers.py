@@ -402,7 +402,7 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
     from playwright.async_api import async_playwright
 
     from bench.browser import ErrorLog
-    from bench.world import LIVE_OVERRIDES, Browser, World, listen_live, live_station, live_window
+    from bench.world import LIVE_OVERRIDES, Browser, World, listen_live, live_station, live_window, series_sum
 
     result = LiveScenario(name, listeners, stagger, seconds)
     began = time.monotonic()
@@ -418,9 +418,8 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
             # The players report every ~5 s: the last reports reach the gateway after the end.
             await asyncio.sleep(6)
             metrics = await asyncio.to_thread(world.gw.metrics)
-        result.gateway = {"live_server_bytes": metrics.get("ztream_live_server_bytes_total", 0.0),
-                          "peer_bytes": sum(v for k, v in metrics.items()
-                                            if k.partition("{")[0] == "ztream_peer_bytes_total")}
+        result.gateway = {"live_server_bytes": series_sum(metrics, "ztream_live_server_bytes_total"),
+                          "peer_bytes": series_sum(metrics, "ztream_peer_bytes_total")}
         for x in heard:
             outcomes, setup_ms, pairs = links(x.info)
             first = x.first_index
@@ -531,8 +530,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--listeners must be 2..{most} (one network namespace and browser each)")
     if not 0 <= args.firefox_at < args.listeners:
         parser.error("--firefox-at must name one of the listeners")
-    if not 0 < args.stagger <= 30 or not SERVER_LEAD < args.seconds <= (600 if args.live else 300):
-        parser.error(f"--stagger must be in (0, 30] and --seconds in (10, {600 if args.live else 300}]")
+    longest = 600 if args.live else 300
+    if not 0 < args.stagger <= 30 or not SERVER_LEAD < args.seconds <= longest:
+        parser.error(f"--stagger must be in (0, 30] and --seconds in (10, {longest}]")
     if args.live and args.topology != "bridge":
         parser.error("--live runs in the bridge topology only")
     if args.live and args.stagger * (args.listeners - 1) >= args.seconds:

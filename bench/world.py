@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +175,22 @@ def server_bytes(gw: NamespacedGateway) -> float:
 
 def metric(gw: NamespacedGateway, name: str) -> float:
     return gw.metrics().get(name, 0.0)
+
+
+def series_sum(metrics: Mapping[str, float], name: str) -> float:
+    """In one /metrics reading, the sum of a family's series (``ztream_peer_bytes_total``:
+    every ``scope``), or with ``{labels}`` of every series that has those labels."""
+    if "{" not in name:
+        return sum(v for k, v in metrics.items() if k.partition("{")[0] == name)
+    family, _, wanted = name.partition("{")
+    labels = set(wanted.rstrip("}").split(","))
+    return sum(v for k, v in metrics.items()
+               if k.partition("{")[0] == family and labels <= set(k.partition("{")[2].rstrip("}").split(",")))
+
+
+def metric_sum(gw: NamespacedGateway, name: str) -> float:
+    """``series_sum`` of the gateway's /metrics now."""
+    return series_sum(gw.metrics(), name)
 
 
 class Browser:

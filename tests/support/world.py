@@ -33,6 +33,7 @@ from bench.world import (
     live_window,
     manifest,
     metric,
+    metric_sum,
     p2p,
     play,
     seeded,
@@ -48,17 +49,6 @@ __all__ = [
 ]
 
 TURN_SECRET = "test-turn-secret"
-
-
-def metric_sum(gw: NamespacedGateway, name: str) -> float:
-    """The sum of a family's series (``ztream_peer_bytes_total``: every ``scope``), or
-    with ``{labels}`` of every series that has those labels."""
-    if "{" not in name:
-        return sum(v for k, v in gw.metrics().items() if k.partition("{")[0] == name)
-    family, _, wanted = name.partition("{")
-    labels = set(wanted.rstrip("}").split(","))
-    return sum(v for k, v in gw.metrics().items()
-               if k.partition("{")[0] == family and labels <= set(k.partition("{")[2].rstrip("}").split(",")))
 
 
 async def until_metric(gw: NamespacedGateway, name: str, at_least: float, timeout: float = 12.0) -> float:
