@@ -419,7 +419,7 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
             await asyncio.sleep(6)
             metrics = await asyncio.to_thread(world.gw.metrics)
         result.gateway = {"live_server_bytes": series_sum(metrics, "ztream_live_server_bytes_total"),
-                          "peer_bytes": series_sum(metrics, "ztream_peer_bytes_total")}
+                          "live_peer_bytes": series_sum(metrics, "ztream_live_peer_bytes_total")}
         for x in heard:
             outcomes, setup_ms, pairs = links(x.info)
             first = x.first_index
@@ -466,7 +466,7 @@ def print_live(s: LiveScenario) -> None:
     pairs = ", ".join(f"{n} x {pair}" for pair, n in summary["pairs"].items()) or "none"
     gw = s.gateway
     print(f"selected pairs: {pairs}; outcomes {summary['outcomes']}; gateway /metrics: live server "
-          f"{gw.get('live_server_bytes', 0) / 1000:.0f} KB, peer {gw.get('peer_bytes', 0) / 1000:.0f} KB")
+          f"{gw.get('live_server_bytes', 0) / 1000:.0f} KB, live peer {gw.get('live_peer_bytes', 0) / 1000:.0f} KB")
 
 
 async def run(args: argparse.Namespace) -> list[Scenario] | list[LiveScenario]:

@@ -22,7 +22,7 @@ Printed, per listener and in total (and with ``--json`` as one last JSON line):
   upstream of ``wall`` and not in it.
 - ``offload``: peer bytes / (peer + server bytes) of audio as the listeners
   counted them, with the gateway's own ``/metrics`` growth beside it
-  (``ztream_server_bytes_total`` against ``ztream_peer_bytes_total``);
+  (``ztream_live_server_bytes_total`` against ``ztream_live_peer_bytes_total``);
 - ``http_fetches_per_chunk``: chunk requests the listeners made of the
   server, per chunk the station produced while they listened (the elected
   fetcher rule aims at about n / (d + 1) for n listeners of d neighbours);
@@ -282,7 +282,7 @@ async def run_live(
 
 def _metrics(gateway: str) -> dict[str, float]:
     snap = metrics_snapshot(gateway)
-    return {"server": snap["server_bytes"], "peer": snap["peer_bytes"]}
+    return {"server": snap["live_server_bytes"], "peer": snap["live_peer_bytes"]}
 
 
 def print_table(result: LiveResult) -> None:

@@ -63,13 +63,16 @@ __all__ = ["main", "run_swarm", "SwarmResult", "metrics_snapshot"]
 
 
 def metrics_snapshot(gateway: str) -> dict[str, float]:
-    """The gateway's P2P counters: server bytes (all kinds), peer bytes, verify failures, stalls."""
+    """The gateway's P2P counters: server bytes (all kinds), peer bytes, their live parts, verify failures, stalls."""
     with urllib.request.urlopen(f"{gateway}/metrics", timeout=10) as r:
         text = r.read().decode()
-    out = {"server_bytes": 0.0, "peer_bytes": 0.0, "verify_failures": 0.0, "stalls": 0.0}
+    out = {"server_bytes": 0.0, "peer_bytes": 0.0, "live_server_bytes": 0.0, "live_peer_bytes": 0.0,
+           "verify_failures": 0.0, "stalls": 0.0}
     names = {
         "ztream_server_bytes_total": "server_bytes",
         "ztream_peer_bytes_total": "peer_bytes",
+        "ztream_live_server_bytes_total": "live_server_bytes",
+        "ztream_live_peer_bytes_total": "live_peer_bytes",
         "ztream_chunk_verify_failures_total": "verify_failures",
         "ztream_playback_stalls_total": "stalls",
     }

@@ -338,6 +338,8 @@ export function encodePeerMessage(msg) {
       if (msg.live_latency_seconds !== undefined && msg.live_latency_seconds !== null) {
         out.live_latency_seconds = latency(msg.live_latency_seconds, "live_latency_seconds");
       }
+      // the part of p2p_down_bytes that was live chunks (docs/live.md): written when some
+      if (msg.p2p_live_down_bytes) out.p2p_live_down_bytes = count(msg.p2p_live_down_bytes, "p2p_live_down_bytes");
       return JSON.stringify(out);
     }
     case "slots":

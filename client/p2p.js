@@ -146,9 +146,10 @@ import { UploadBudget, stricterCap } from "./upload-policy.js";
  *   answered: boolean, knownAt: number, shown: boolean,
  * }} Session
  * @typedef {{active: boolean, until: number, found: number, asked: Set<string>, answered: number}} Round
- * @typedef {{down: number, up: number, http: number, stalls: number, failures: number}} Counts
- * @typedef {{httpBytes?: number, peerBytes?: number, stalls?: number, liveLatency?: number | null}} Totals the player's cumulative
- *   counters, and a live track's current latency (seconds; stats.live_latency_seconds)
+ * @typedef {{down: number, up: number, http: number, stalls: number, failures: number, live: number}} Counts
+ * @typedef {{httpBytes?: number, peerBytes?: number, livePeerBytes?: number, stalls?: number, liveLatency?: number | null}} Totals
+ *   the player's cumulative counters (livePeerBytes: the part of peerBytes that was live chunks), and a live
+ *   track's current latency (seconds; stats.live_latency_seconds)
  */
 
 export const DEFAULT_P2P_SETTINGS = Object.freeze({
@@ -314,7 +315,7 @@ export class P2PCore {
     this.upBytes = 0;
     this.verifyFailures = 0;
     /** @type {Counts} */
-    this.reported = { down: 0, up: 0, http: 0, stalls: 0, failures: 0 };
+    this.reported = { down: 0, up: 0, http: 0, stalls: 0, failures: 0, live: 0 };
     /** @type {(Counts & {startup: number | null}) | null} */
     this.lastReport = null; // the last stats sent, until the next: added back if refused
     /** @type {number | null} */
@@ -439,6 +440,7 @@ export class P2PCore {
           this.reported.http -= r.http;
           this.reported.stalls -= r.stalls;
           this.reported.failures -= r.failures;
+          this.reported.live -= r.live;
           if (r.startup !== null && this.pendingStartup === null) this.pendingStartup = r.startup;
           this.lastReport = null;
         } else if (msg.for === "want") {
@@ -1528,10 +1530,11 @@ export class P2PCore {
       http: totals.httpBytes ?? 0,
       stalls: totals.stalls ?? 0,
       failures: this.verifyFailures,
+      live: totals.livePeerBytes ?? 0,
     };
     const keys = /** @type {Array<keyof Counts>} */ (Object.keys(cur));
     /** @type {Counts} */
-    const delta = { down: 0, up: 0, http: 0, stalls: 0, failures: 0 };
+    const delta = { down: 0, up: 0, http: 0, stalls: 0, failures: 0, live: 0 };
     for (const k of keys) delta[k] = clamp(cur[k] - this.reported[k]);
     const startup = this.pendingStartup;
     const empty = Object.values(delta).every((v) => v === 0) && startup === null;
@@ -1551,6 +1554,7 @@ export class P2PCore {
       startup_seconds: startup,
       verify_failures: delta.failures,
     };
+    if (delta.live > 0) report.p2p_live_down_bytes = Math.min(delta.live, delta.down);
     // a live track's latency now (docs/live.md), rounded to the millisecond
     const latency = totals.liveLatency;
     if (typeof latency === "number" && Number.isFinite(latency)) report.live_latency_seconds = Math.min(MAX_LIVE_LATENCY, Math.max(0, Math.round(latency * 1000) / 1000));

@@ -164,8 +164,9 @@ export class PlayerCore extends EventTarget {
     this.peers = null;
     /** @type {Session | null} */
     this.session = null;
-    /** @type {{httpBytes: number, cacheBytes: number, peerBytes: number, stalls: number, liveLatencySeconds?: number | null}} */
-    this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, stalls: 0 };
+    // livePeerBytes: the part of peerBytes that was live chunks (stats.p2p_live_down_bytes)
+    /** @type {{httpBytes: number, cacheBytes: number, peerBytes: number, livePeerBytes: number, stalls: number, liveLatencySeconds?: number | null}} */
+    this.stats = { httpBytes: 0, cacheBytes: 0, peerBytes: 0, livePeerBytes: 0, stalls: 0 };
     this.stalled = false; // a stall counted and playback not yet resumed (a live track then catches up: live.js)
     /** @type {number | null} */
     this.startupSeconds = null;
@@ -694,6 +695,7 @@ export class PlayerCore extends EventTarget {
         throw new ApiError(0, "bad_chunk", "hash mismatch");
       }
       this.stats.peerBytes += data.byteLength;
+      if (s.live) this.stats.livePeerBytes += data.byteLength;
     }
     if (this.cache && !s.live) {
       this.cache.put(s.trackId, rendition, req.index, data.slice(0)).then((/** @type {boolean} */ ok) => {

@@ -1084,9 +1084,12 @@ export class P2PAgent {
   // ---- time -----------------------------------------------------------------------
 
   totals() {
-    /** @type {{httpBytes?: number, peerBytes?: number, stalls?: number, liveLatencySeconds?: number | null}} */
+    /** @type {{httpBytes?: number, peerBytes?: number, livePeerBytes?: number, stalls?: number, liveLatencySeconds?: number | null}} */
     const st = this.player.stats ?? {};
-    return { httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, stalls: st.stalls ?? 0, liveLatency: st.liveLatencySeconds ?? null };
+    return {
+      httpBytes: st.httpBytes ?? 0, peerBytes: st.peerBytes ?? 0, livePeerBytes: st.livePeerBytes ?? 0,
+      stalls: st.stalls ?? 0, liveLatency: st.liveLatencySeconds ?? null,
+    };
   }
 
   tick() {

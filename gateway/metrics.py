@@ -136,6 +136,11 @@ class Metrics:
             "The part of ztream_server_bytes that was live tracks' init segments, chunks and streams",
             registry=r,
         )
+        self.live_peer_bytes = Counter(
+            "ztream_live_peer_bytes",
+            "The part of ztream_peer_bytes that was live tracks' chunks, as reported (credited like the whole)",
+            registry=r,
+        )
         # Touch every fixed label value so the series exist from the start and
         # rate() has a zero to start from.
         # Labelled children looked up once: .labels() costs a lock and a dict

@@ -390,7 +390,7 @@ class _Known:
 _MAX_DIRECTORY_TRACKS = 16
 
 
-_COUNTS = ("down", "up", "http", "stalls", "failures")
+_COUNTS = ("down", "up", "http", "stalls", "failures", "live")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1335,6 +1335,7 @@ class P2PCore:
             "http": totals.get("httpBytes", 0),
             "stalls": totals.get("stalls", 0),
             "failures": self.verify_failures,
+            "live": totals.get("livePeerBytes", 0),
         }
         delta = {k: clamp(cur[k] - self.reported[k]) for k in _COUNTS}
         startup = self.pending_startup
@@ -1358,5 +1359,6 @@ class P2PCore:
             verify_failures=delta["failures"],
             sources=tuple((peer, clamp(n)) for peer, n in named),
             live_latency_seconds=_live_latency(totals.get("liveLatency")),
+            p2p_live_down_bytes=min(delta["live"], delta["down"]),
         )
         self._send_control(out, msg, now)

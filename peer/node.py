@@ -421,7 +421,8 @@ class PeerNode:
 
     def _totals(self) -> dict[str, float]:
         r = self.report
-        totals: dict[str, float] = {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes, "stalls": r.stalls}
+        totals: dict[str, float] = {"httpBytes": r.http_down_bytes, "peerBytes": r.p2p_down_bytes,
+                                    "livePeerBytes": r.p2p_live_down_bytes, "stalls": r.stalls}
         if self.live is not None and self.live.latency is not None:
             totals["liveLatency"] = self.live.latency  # a value, not a count
         return totals
@@ -611,6 +612,7 @@ class PeerNode:
         else:
             self.report.chunks_peer += 1
             self.report.p2p_down_bytes += len(data)
+            self.report.p2p_live_down_bytes += len(data)
             self.core.delivered_by(source, len(data))
         self._apply(self.core.chunk_added(index, self.clock.real()))
         self._wake.set()

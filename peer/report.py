@@ -20,6 +20,7 @@ class PeerReport:
     rendition: str = ""
     http_down_bytes: int = 0
     p2p_down_bytes: int = 0
+    p2p_live_down_bytes: int = 0  # the part of p2p_down_bytes that was live chunks
     p2p_up_bytes: int = 0
     # Verified bytes by the neighbour (peer id) they came from, over the whole run.
     p2p_sources: dict[str, int] = field(default_factory=dict)

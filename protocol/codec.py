@@ -32,7 +32,8 @@ are among ``CONNECTION_OUTCOMES`` (connected, by the selected pair's candidate
 types ``<local>/<remote>``, each ``host`` / ``srflx`` / ``prflx`` / ``relay`` /
 ``unknown``; ``failed``; ``timeout``; older players' bare types), each a count; another key
 or value is ``bad_stats`` too. ``p2p_relay_down_bytes`` is the part of
-``p2p_down_bytes`` that came over TURN-relayed connections (docs/p2p.md);
+``p2p_down_bytes`` that came over TURN-relayed connections (docs/p2p.md),
+``p2p_live_down_bytes`` the part that was live tracks' chunks (docs/live.md);
 ``neighbours`` the number of open neighbour connections now (absent: not
 said); ``sources`` an object of at most ``MAX_SOURCES`` peer ids, each with
 the verified bytes received from that neighbour since the last report (its
@@ -183,6 +184,7 @@ _STAT_COUNTS = {
     "stalls": MAX_REPORT_STALLS,
     "verify_failures": MAX_REPORT_STALLS,
     "p2p_relay_down_bytes": MAX_REPORT_BYTES,
+    "p2p_live_down_bytes": MAX_REPORT_BYTES,
 }
 
 
@@ -339,12 +341,14 @@ def encode(message: PeerMessage) -> str:
             return f'{{"type":"signal","to":{json.dumps(message.to)},"data":{message.data_json}}}'
         case Stats():
             # neighbours and live_latency_seconds: written only when known (null
-            # and absent mean the same); sources only when there are some.
+            # and absent mean the same); sources and live bytes only when there are some.
             known: dict[str, object] = {} if message.neighbours is None else {"neighbours": message.neighbours}
             if message.sources:
                 known["sources"] = dict(message.sources)
             if message.live_latency_seconds is not None:
                 known["live_latency_seconds"] = _number(message.live_latency_seconds)
+            if message.p2p_live_down_bytes:
+                known["p2p_live_down_bytes"] = message.p2p_live_down_bytes
             return _compact({"type": "stats", "p2p_down_bytes": message.p2p_down_bytes,
                              "p2p_up_bytes": message.p2p_up_bytes, "http_down_bytes": message.http_down_bytes,
                              "stalls": message.stalls, "startup_seconds": _number(message.startup_seconds),

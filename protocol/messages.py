@@ -24,8 +24,9 @@ The messages, in brief (docs/websocket.md has every field and rule)::
                      signal  {to, data}        data: an object, <= 32 KiB as JSON
                      stats   {p2p_down_bytes?, p2p_up_bytes?, http_down_bytes?,
                               stalls?, startup_seconds?, verify_failures?,
-                              p2p_relay_down_bytes?, connections?, neighbours?,
-                              sources?}   sources: {peer_id: verified bytes}
+                              p2p_relay_down_bytes?, p2p_live_down_bytes?,
+                              connections?, neighbours?, sources?,
+                              live_latency_seconds?}   sources: {peer_id: verified bytes}
                      slots   {in_use}
                      leave   {track, rendition?}
                      ping    {}
@@ -147,6 +148,8 @@ class Stats:
     # A live listener's distance, in seconds, from the upstream's bytes to its
     # playback now (docs/live.md); None: not playing a live track.
     live_latency_seconds: float | None = None
+    # The part of p2p_down_bytes that was live tracks' chunks (docs/live.md).
+    p2p_live_down_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

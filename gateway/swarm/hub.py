@@ -223,6 +223,7 @@ VERIFY_FAILURES = "ztream_chunk_verify_failures_total"
 STARTUP_SECONDS = "ztream_startup_seconds"
 LIVE_LATENCY_SECONDS = "ztream_live_latency_seconds"
 PEER_RELAY_BYTES = "ztream_peer_relay_bytes_total"
+LIVE_PEER_BYTES = "ztream_live_peer_bytes_total"
 P2P_CONNECTIONS = "ztream_p2p_connections_total"
 
 
@@ -579,6 +580,11 @@ class SwarmHub:
         relay = min(stats.p2p_relay_down_bytes, credited)
         if relay:
             out.append(Count(PEER_RELAY_BYTES, (), relay))
+        # The live part, as far as the report was believed: live offload is
+        # live peer bytes against ztream_live_server_bytes (docs/live.md).
+        live = min(stats.p2p_live_down_bytes, credited)
+        if live:
+            out.append(Count(LIVE_PEER_BYTES, (), live))
         # The neighbours named as sources have shown what they hold, as far as
         # this report is believed and only those the tracker introduced.
         evidence = credited

@@ -70,6 +70,7 @@ from .heartbeat import IDLE, HeartbeatWheel, ticks
 from .hub import (
     ALONE,
     LIVE_LATENCY_SECONDS,
+    LIVE_PEER_BYTES,
     P2P_CONNECTIONS,
     PEER_BYTES,
     PEER_RELAY_BYTES,
@@ -277,6 +278,7 @@ class SwarmSockets:
             P2P_CONNECTIONS: metrics.p2p_connections,
             ALONE: metrics.peers_without_neighbours,
             PEER_RELAY_BYTES: metrics.peer_relay_bytes,
+            LIVE_PEER_BYTES: metrics.live_peer_bytes,
         }
 
     def carry_out(self, outputs: Iterable[Output], now: float) -> None:

@@ -22,7 +22,16 @@ import pytest
 from playwright.async_api import async_playwright
 
 from tests.support.browser import ErrorLog
-from tests.support.world import LIVE_LEAD, LIVE_OVERRIDES, Browser, World, listen_live, live_station, live_window
+from tests.support.world import (
+    LIVE_LEAD,
+    LIVE_OVERRIDES,
+    Browser,
+    World,
+    listen_live,
+    live_station,
+    live_window,
+    metric_sum,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -61,6 +70,7 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
             log = LiveChunkLog()
             async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b, AsyncExitStack() as stack:
                 listeners = await listen_live(b, stack, tid, count=LISTENERS, stagger=STAGGER, listen=LISTEN, each=True)
+            live_peer = metric_sum(world.gw, "ztream_live_peer_bytes_total")
     finally:
         world.close()
 
@@ -90,4 +100,8 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
         assert len(x.latencies) >= LISTEN - 8, (i, x.latencies)
         assert max(x.latencies) < 6.0, (i, x.latencies)
     assert share >= PEER_SHARE, (later_peer, later_total)
+    # The players said which of their peer bytes were live (stats.p2p_live_down_bytes): the
+    # gateway's live peer bytes, from reports every ~5 s, are some and never more than they got.
+    got = sum(int(x.stats["peerBytes"]) for x in listeners)
+    assert 0 < live_peer <= got, (live_peer, got)
     log.assert_clean()

@@ -48,7 +48,8 @@ def fields(message: PeerMessage) -> dict[str, Any]:
                     **({} if message.neighbours is None else {"neighbours": message.neighbours}),
                     **({"sources": dict(message.sources)} if message.sources else {}),
                     **({} if message.live_latency_seconds is None
-                       else {"live_latency_seconds": message.live_latency_seconds})}
+                       else {"live_latency_seconds": message.live_latency_seconds}),
+                    **({"p2p_live_down_bytes": message.p2p_live_down_bytes} if message.p2p_live_down_bytes else {})}
         case Slots():
             return {"in_use": message.in_use}
         case Leave():

@@ -180,6 +180,13 @@ const scenarios = [
     { on: "flushStats", now: 17.6, totals: { httpBytes: 3001, peerBytes: 600, stalls: 1 } },
     { on: "noteStartup", seconds: -1 }, tick(30, { httpBytes: -5, peerBytes: 2 ** 31, stalls: 1 }),
   ] },
+  { name: "stats: the live part of the peer bytes goes out as p2p_live_down_bytes, only when some", steps: [
+    welcome("me", { stats_interval: 5 }), session(3), tick(0.5, { httpBytes: 1000, peerBytes: 0, livePeerBytes: 0, stalls: 0 }),
+    tick(5.6, { httpBytes: 1000, peerBytes: 600, livePeerBytes: 600, stalls: 0, liveLatency: 3.25 }),
+    tick(11, { httpBytes: 1000, peerBytes: 900, livePeerBytes: 600, stalls: 0 }),
+    { on: "control", now: 11.1, msg: { type: "error", error: "rate_limited", detail: "", for: "stats" } },
+    tick(16.5, { httpBytes: 1000, peerBytes: 1000, livePeerBytes: 700, stalls: 0 }),
+  ] },
   { name: "a keepalive ping when nothing was sent for a while", steps: [
     welcome(), session(2, [0, 1]), tick(59.9), tick(60.1), tick(61),
   ] },

@@ -9,6 +9,7 @@ from gateway.swarm.hub import (
     CONNECTIONS_BURST,
     LISTEN_BURST_BYTES,
     LISTEN_BYTES_PER_SECOND,
+    LIVE_PEER_BYTES,
     P2P_CONNECTIONS,
     PEER_BYTES,
     PEER_RELAY_BYTES,
@@ -59,6 +60,21 @@ def test_an_honest_total_arrives_whole() -> None:
     assert first == LISTEN_BURST_BYTES and counted(out, PEER_RELAY_BYTES) == 1000
     later = sum(counted(hub.receive(p, Stats(), float(t)), PEER_BYTES) for t in range(10, 200, 10))
     assert first + later == 20_000_000
+
+
+def test_live_peer_bytes_are_the_believed_part_of_a_report() -> None:
+    hub = make_hub()
+    p, _ = hub.open(0.0, "198.51.100.1")
+    out = hub.receive(p, Stats(p2p_down_bytes=3000, p2p_live_down_bytes=2000), 0.0)
+    assert counted(out, PEER_BYTES) == 3000 and counted(out, LIVE_PEER_BYTES) == 2000
+    # A live share over the whole report, or over what was believed of it, is cut to that.
+    out = hub.receive(p, Stats(p2p_down_bytes=100, p2p_live_down_bytes=5000), 2.0)
+    assert counted(out, LIVE_PEER_BYTES) == 100
+    liar, _ = hub.open(0.0, "203.0.113.7")
+    live = sum(counted(hub.receive(liar, Stats(p2p_down_bytes=MAX_REPORT_BYTES, p2p_live_down_bytes=MAX_REPORT_BYTES),
+                                   0.0), LIVE_PEER_BYTES) for _ in range(STATS_BURST))
+    assert live <= LISTEN_BURST_BYTES
+    assert counted(hub.receive(p, Stats(p2p_down_bytes=500), 4.0), LIVE_PEER_BYTES) == 0
 
 
 def test_forged_connection_outcomes_are_bounded_by_introductions() -> None:
