@@ -22,11 +22,13 @@ def declared_stations(config: LiveConfig) -> list[Track]:
 
 
 def register_stations(catalog: TrackCatalog, config: LiveConfig) -> list[Track]:
-    """Put the declared stations in the catalog (a record of the same URL becomes live, with the declared name)."""
+    """Put the declared stations in the catalog (a record of the same URL becomes live, with the declared name),
+    listed: the operator's own, like the library's files."""
     registered = []
     for track in declared_stations(config):
         known = catalog.get(track.id)
-        track = replace(known, live=True, title=track.title) if known is not None else replace(track, created=time.time())
+        track = (replace(known, live=True, title=track.title, listed=True) if known is not None
+                 else replace(track, created=time.time(), listed=True))
         catalog.put(track)
         registered.append(track)
     return registered

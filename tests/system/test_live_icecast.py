@@ -54,6 +54,11 @@ async def until(client: Client, track_id: str, ready: Any, timeout: float, what:
         await asyncio.sleep(0.5)
 
 
+async def listed(client: Client) -> dict[str, dict[str, Any]]:
+    """``GET /v1/tracks`` by id."""
+    return {t["id"]: t for t in (await (await client.get("/v1/tracks")).json())["tracks"]}
+
+
 def listeners(icecast: Icecast, mount: str) -> int:
     with urllib.request.urlopen(f"{icecast.base}/status-json.xsl", timeout=5) as response:
         stats = json.loads(response.read().decode("utf-8", "replace"))
@@ -163,12 +168,15 @@ async def test_no_listener_stops_the_ingest(icecast: Icecast, make_gateway: Any)
     icecast.source(mount, seconds=120)
     client = await make_gateway(library=None, **live_sections(icecast, idle_seconds=3.0))
     track_id = (await (await post_url(client, icecast.url(mount))).json())["id"]
+    assert track_id not in await listed(client)  # registered, not yet heard
     await until(client, track_id, lambda m: m["edge"] is not None, 20, "the first chunk")
     service = client.server.app[LIVE]
     assert service.running() and listeners(icecast, mount) == 1
+    assert (await listed(client))[track_id]["live"] is True  # on the air: listed, and stays so
     await asyncio.sleep(6)
     assert not service.running()
     assert listeners(icecast, mount) == 0
+    assert track_id in await listed(client)
     metrics = await (await client.get("/metrics")).text()
     assert f'station="{track_id}"' not in metrics
     # The next listener starts it again, after the old edge.
@@ -207,5 +215,6 @@ async def test_a_declared_always_station_ingests_without_listeners(icecast: Icec
     r = await client.get(f"/v1/tracks/{key[0]}")
     track = await r.json()
     assert track["live"] is True and track["title"] == "Always On"
+    assert (await listed(client))[key[0]]["title"] == "Always On"  # the operator's own: listed from the start
     manifest = await manifest_of(client, key[0])
     assert manifest["station"] == "Always On" and manifest["state"] == "live"
