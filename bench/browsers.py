@@ -358,6 +358,8 @@ class LiveScenario:
     chunks: dict[int, list[str]] = field(default_factory=dict)  # index -> where each listener got it
     gateway: dict[str, float] = field(default_factory=dict)  # live server and peer bytes, /metrics
     wall_s: float = 0.0
+    edge: dict[str, Any] = field(default_factory=dict)  # the ingest's delays (bench.world.EdgeWatch)
+    stalls_at: list[dict[str, Any]] = field(default_factory=list)  # each stall's chunk, and whether it was listed late
 
     def summary(self) -> dict[str, Any]:
         peer = sum(r.peer_bytes for r in self.rows)
@@ -390,6 +392,8 @@ class LiveScenario:
             "outcomes": tally([r.outcomes for r in self.rows]),
             "pairs": tally([r.pairs for r in self.rows]),
             "gateway": self.gateway,
+            "edge": self.edge,
+            "stalls_at": self.stalls_at,
             "wall_s": round(self.wall_s, 1),
             "rows": [asdict(r) for r in self.rows],
         }
@@ -402,7 +406,16 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
     from playwright.async_api import async_playwright
 
     from bench.browser import ErrorLog
-    from bench.world import LIVE_OVERRIDES, Browser, World, listen_live, live_station, live_window, series_sum
+    from bench.world import (
+        LIVE_OVERRIDES,
+        Browser,
+        EdgeWatch,
+        World,
+        listen_live,
+        live_station,
+        live_window,
+        series_sum,
+    )
 
     result = LiveScenario(name, listeners, stagger, seconds)
     began = time.monotonic()
@@ -413,8 +426,9 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
             await asyncio.to_thread(live_window, world.gw, tid, 4)
             async with async_playwright() as pw, Browser(pw, world, workdir, ErrorLog()) as b, \
                     AsyncExitStack() as stack:
-                heard = await listen_live(b, stack, tid, count=listeners, stagger=stagger, listen=seconds, each=False,
-                                          firefox_at=firefox_at)
+                with EdgeWatch(world.gw, tid) as edge:
+                    heard = await listen_live(b, stack, tid, count=listeners, stagger=stagger, listen=seconds,
+                                              each=False, firefox_at=firefox_at)
             # The players report every ~5 s: the last reports reach the gateway after the end.
             await asyncio.sleep(6)
             metrics = await asyncio.to_thread(world.gw.metrics)
@@ -433,10 +447,50 @@ async def run_live_scenario(name: str, workdir: Path, *, listeners: int, stagger
                 sources=[str(c["source"]) for c in x.chunks], outcomes=outcomes, setup_ms=setup_ms, pairs=pairs,
                 waits=x.waits,
             ))
+        result.edge, result.stalls_at = edge_delays(edge, heard)
     finally:
         world.close()
     result.wall_s = time.monotonic() - began
     return result
+
+
+def edge_delays(edge: Any, heard: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ingest's delays (``bench.world.EdgeWatch``: each chunk's listing after its audio's end at the
+    upstream, ``lag``; the upstream's holes, ``gap``), and for each listener's stall the chunk at its
+    playhead with its lag and gap: a stall at a chunk listed late is the ingest's (or the source's), one at
+    a chunk listed in time is delivery's."""
+    chunks = sorted(edge.chunks.values(), key=lambda c: c.index)
+    lags = sorted(c.lag for c in chunks)
+    gaps = sorted(g for c in chunks if (g := edge.gap_before(c.index)) is not None)
+    summary = {
+        "chunks": len(chunks), "poll_errors": edge.errors,
+        "lag_p50_s": round(percentile(lags, 50), 2) if lags else None,
+        "lag_p95_s": round(percentile(lags, 95), 2) if lags else None,
+        "lag_max_s": round(lags[-1], 2) if lags else None,
+        "gap_max_s": round(gaps[-1], 2) if gaps else None,
+        "late_over_1s": sum(1 for x in lags if x > 1.0),
+    }
+    stalls = []
+    for n, x in enumerate(heard):
+        counted = 0
+        for w in x.waits:
+            if w.get("stalls", 0) <= counted or x.first_index is None:
+                continue  # a wait while seeking or before the first sound: the player counts no stall
+            counted = w["stalls"]
+            index = edge.at(x.first_index, float(w["t"]) + 0.01)
+            c = edge.chunks.get(index)
+            got = next((k for k in x.chunks if int(k["index"]) == index), None)
+            gap = edge.gap_before(index)
+            stalls.append({
+                "listener": n, "t": round(float(w["t"]), 2), "buffered_end": w.get("end"), "index": index,
+                # seconds its chunk had been listed at the gateway when the stall began (< 0: listed after)
+                "listed_before_s": None if c is None else round(float(w["unix"]) - c.seen, 2),
+                "lag_s": None if c is None else round(c.lag, 2), "gap_s": None if gap is None else round(gap, 2),
+                # when the listener got that chunk after the stall began, and from where
+                "got_after_s": None if got is None or got.get("unix") is None else round(got["unix"] - w["unix"], 2),
+                "source": None if got is None else got["source"],
+            })
+    return summary, stalls
 
 
 def print_live(s: LiveScenario) -> None:
@@ -465,6 +519,15 @@ def print_live(s: LiveScenario) -> None:
           f"{summary['connections']} connection ends   wall {summary['wall_s']} s")
     pairs = ", ".join(f"{n} x {pair}" for pair, n in summary["pairs"].items()) or "none"
     gw = s.gateway
+    e = s.edge
+    if e:
+        print(f"ingest: {e['chunks']} chunks listed {e['lag_p50_s']} s (p50), {e['lag_p95_s']} s (p95), "
+              f"{e['lag_max_s']} s (max) after their audio's end at the upstream ({e['late_over_1s']} over 1 s); "
+              f"largest hole in the upstream {e['gap_max_s']} s")
+    for st in s.stalls_at:
+        print(f"  stall: listener {st['listener']} at {st['t']} s of its timeline at chunk {st['index']}, which the "
+              f"gateway had listed {st['listed_before_s']} s before ({st['lag_s']} s after its audio's end; upstream "
+              f"hole before it {st['gap_s']} s); it came {st['got_after_s']} s after the stall from {st['source']}")
     print(f"selected pairs: {pairs}; outcomes {summary['outcomes']}; gateway /metrics: live server "
           f"{gw.get('live_server_bytes', 0) / 1000:.0f} KB, live peer {gw.get('live_peer_bytes', 0) / 1000:.0f} KB")
 

@@ -169,6 +169,77 @@ def live_window(gw: NamespacedGateway, track_id: str, seconds: float, timeout: f
         time.sleep(0.5)
 
 
+@dataclass(frozen=True, slots=True)
+class EdgeChunk:
+    """One live chunk as the gateway listed it, and when it was first seen listed."""
+
+    index: int
+    start: float  # media seconds
+    duration: float
+    wall: float  # the gateway's UNIX time of its first sample from the upstream
+    seen: float  # UNIX time a manifest first listed it (polled: up to ``EdgeWatch.every`` late)
+
+    @property
+    def lag(self) -> float:
+        """Seconds from the end of its audio at the upstream to its listing: the ingest's delay."""
+        return self.seen - self.wall - self.duration
+
+
+class EdgeWatch:
+    """A live track's chunks as they appear, polled from inside the gateway's namespace on a
+    thread (same clock as the gateway's ``wall``): shows whether a listener's stall met a chunk
+    the ingest itself listed late, or one that was there in time and reached it late."""
+
+    every = 0.25
+
+    def __init__(self, gw: NamespacedGateway, track_id: str) -> None:
+        import threading
+
+        self.gw, self.track_id = gw, track_id
+        self.chunks: dict[int, EdgeChunk] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="edge-watch", daemon=True)
+
+    def __enter__(self) -> EdgeWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _poll(self) -> None:
+        before: set[int] | None = None  # listed at the first read: when they appeared is unknown
+        while not self._stop.wait(self.every):
+            try:
+                m = json.loads(self.gw.get(f"/v1/tracks/{self.track_id}/manifest"))
+            except (OSError, ValueError):
+                self.errors += 1
+                continue
+            now = time.time()
+            if before is None:
+                before = {c["index"] for c in m.get("chunks", [])}
+            for c in m.get("chunks", []):
+                if c["index"] not in self.chunks and c["index"] not in before and c.get("wall") is not None:
+                    self.chunks[c["index"]] = EdgeChunk(c["index"], c["start"], c["duration"], c["wall"], now)
+
+    def at(self, first: int, played: float) -> int:
+        """The index ``played`` seconds into a player's timeline that began at chunk ``first``
+        (live-timeline.js: chunks placed end to end), as far as the durations are known (else 1 s)."""
+        index, t = first, 0.0
+        while True:
+            d = c.duration if (c := self.chunks.get(index)) is not None else 1.0
+            if played < t + d:
+                return index
+            index, t = index + 1, t + d
+
+    def gap_before(self, index: int) -> float | None:
+        """How much later than the previous chunk's end this chunk's audio began at the upstream."""
+        prev, this = self.chunks.get(index - 1), self.chunks.get(index)
+        return None if prev is None or this is None else this.wall - prev.wall - prev.duration
+
+
 def server_bytes(gw: NamespacedGateway) -> float:
     return sum(v for k, v in gw.metrics().items() if k.startswith("ztream_server_bytes_total"))
 
@@ -301,12 +372,14 @@ async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: in
 
 # Where a listener was when its audio ran dry (a stall): the time, the playhead, the end of what was
 # buffered and every buffered range (a hole at the playhead shows), and the last chunks it got with
-# when they came (``at``, ms of the page's clock).
+# when they came (``at``, ms of the page's clock); ``unix`` (the host's clock, shared by the namespaces)
+# and ``stalls`` (the player's count after it: a ``waiting`` while seeking or starting is no stall).
 WATCH_STALLS = """(() => { const p = document.getElementById('p'); window.waits = [];
-  document.addEventListener('chunk', (e) => { e.detail.at = Math.round(performance.now()); }, true);
+  document.addEventListener('chunk', (e) => { e.detail.at = Math.round(performance.now()); e.detail.unix = Date.now() / 1000; }, true);
   p.audio.addEventListener('waiting', () => { const a = p.audio, b = a.buffered;
     const ranges = []; for (let i = 0; i < b.length; i++) ranges.push([b.start(i), b.end(i)]);
-    window.waits.push({ at: Math.round(performance.now()), t: a.currentTime, end: b.length ? b.end(b.length - 1) : null, ranges,
+    window.waits.push({ at: Math.round(performance.now()), unix: Date.now() / 1000, stalls: p.stats.stalls,
+      t: a.currentTime, end: b.length ? b.end(b.length - 1) : null, ranges,
       chunks: window.chunks.slice(-4).map((c) => ({ index: c.index, source: c.source, at: c.at })) }); });
 })()"""
 
