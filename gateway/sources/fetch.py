@@ -66,6 +66,8 @@ from gateway.errors import (
 )
 from gateway.netpolicy import HostPolicy, ParsedURL, ip_literal, parse_url
 
+from .shoutcast import http_transport
+
 __all__ = ["Resolver", "SafeFetcher", "UpstreamResponse", "system_resolver"]
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,8 @@ class _PinnedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         self._ssl_context = ssl_context
-        self._http = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, retries=0)
+        # Plain http reads SHOUTcast v1's "ICY 200 OK" too (shoutcast.py); https is never SHOUTcast v1.
+        self._http = http_transport(ssl_context)
 
     def _one_off(self) -> httpx.AsyncHTTPTransport:
         return httpx.AsyncHTTPTransport(verify=self._ssl_context, trust_env=False, retries=0)

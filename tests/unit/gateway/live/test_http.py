@@ -158,3 +158,51 @@ async def test_the_manifest_delta(station: tuple[Station, str, int], make_gatewa
         assert r.status == 400 and (await r.json())["error"] == "bad_after", bad
     # The largest index is fine.
     assert (await client.get(f"/v1/tracks/{tid}/manifest?after=4294967295")).status == 200
+
+
+async def test_a_shoutcast_v1_station_plays_live_with_its_title(make_gateway: Any, tmp_path: Path) -> None:
+    """SHOUTcast v1 answers ``ICY 200 OK`` (no HTTP status line), with ``icy-metaint`` blocks."""
+    mp3 = make_audio(tmp_path / "loop.mp3", 10, fmt="mp3").read_bytes()
+    metaint, piece = 8192, 4000
+
+    def block(title: str) -> bytes:
+        text = f"StreamTitle='{title}';".encode()
+        size = -(-len(text) // 16)
+        return bytes([size]) + text.ljust(size * 16, b"\x00")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"ICY 200 OK\r\nicy-notice1:<BR>This stream requires Winamp<BR>\r\nicy-name:Old FM\r\n"
+                     b"icy-genre:Oldies\r\nicy-pub:1\r\nicy-br:128\r\ncontent-type:audio/mpeg\r\n"
+                     b"icy-metaint:%d\r\n\r\n" % metaint)
+        body = bytearray()
+        with contextlib.suppress(ConnectionError):
+            while True:  # the loop at twice real time, a title block every metaint audio bytes
+                for offset in range(0, len(mp3), piece):
+                    body += mp3[offset : offset + piece]
+                    while len(body) >= metaint:
+                        writer.write(bytes(body[:metaint]) + block("Artist - Old Song"))
+                        del body[:metaint]
+                    await writer.drain()
+                    await asyncio.sleep(0.125)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await make_gateway(library=None, **{"sources.url": {"allow_hosts": [f"127.0.0.1:{port}"]}})
+        r = await post_url(client, f"http://127.0.0.1:{port}/;")
+        assert r.status == 201
+        track = await r.json()
+        assert track["live"] is True and track["title"] == "Old FM"
+        manifest: dict[str, Any] = {}
+        for _ in range(100):
+            manifest = await (await client.get(f"/v1/tracks/{track['id']}/manifest")).json()
+            if len(manifest.get("chunks", [])) >= 2 and manifest.get("title"):
+                break
+            await asyncio.sleep(0.2)
+        assert manifest["state"] == "live" and manifest["title"] == "Artist - Old Song", manifest
+        chunk = await client.get(f"/v1/tracks/{track['id']}/chunks/{manifest['edge']}")
+        assert chunk.status == 200 and len(await chunk.read()) == manifest["chunks"][-1]["size"]
+    finally:
+        server.close()
+        await server.wait_closed()

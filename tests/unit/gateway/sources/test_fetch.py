@@ -823,3 +823,62 @@ async def test_open_hands_back_statuses_and_single_hops(
         async with fetcher.open(f"http://127.0.0.1:{canary.port}/", max_bytes=1000, method="POST", body=b"x"):
             pass
     assert canary.connections == 0
+
+
+# -- SHOUTcast v1 (gateway/sources/shoutcast.py) -----------------------------
+
+
+def _shoutcast_v1(first: bytes, rest: bytes) -> Handler:
+    """A SHOUTcast v1 answer: ``first`` and ``rest`` written apart (a status line split across reads)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(first)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(rest)
+        await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("first", [b"ICY 200 OK\r\n", b"IC", b"I"])
+async def test_a_shoutcast_v1_answer_is_read_as_http_1_0(make_fetcher: FetcherFactory, first: bytes) -> None:
+    answer = b"ICY 200 OK\r\nicy-name:Old FM\r\nicy-br:128\r\ncontent-type:audio/mpeg\r\n\r\n" + b"\xff\xfb" * 500
+    raw = await start_raw(_shoutcast_v1(first, answer[len(first):]))
+    try:
+        fetcher = make_fetcher(allow_hosts=[f"127.0.0.1:{raw.port}"])
+        async with fetcher.stream(f"http://127.0.0.1:{raw.port}/;", max_bytes=10_000) as response:
+            assert response.headers["icy-name"] == "Old FM"
+            body = b"".join([piece async for piece in response.aiter_bytes()])
+        assert body == b"\xff\xfb" * 500
+    finally:
+        await raw.close()
+
+
+async def test_only_a_status_line_is_rewritten(make_fetcher: FetcherFactory) -> None:
+    # An HTTP answer whose body begins "ICY " passes as it came; so does a status line that is
+    # neither HTTP nor ICY (refused, as before).
+    body = b"ICY 200 OK\r\n"
+    raw = await start_raw(_shoutcast_v1(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", body))
+    bad = await start_raw(_shoutcast_v1(b"ICE 200 OK\r\n\r\n", b""))
+    try:
+        fetcher = make_fetcher(allow_hosts=[f"127.0.0.1:{raw.port}", f"127.0.0.1:{bad.port}"])
+        _, got = await fetcher.get_bytes(f"http://127.0.0.1:{raw.port}/", max_bytes=100)
+        assert got == body
+        with pytest.raises(UpstreamError):
+            await fetcher.get_bytes(f"http://127.0.0.1:{bad.port}/", max_bytes=100)
+    finally:
+        await raw.close()
+        await bad.close()
+
+
+def test_the_plain_http_pool_is_the_icy_reading_one() -> None:
+    # shoutcast.http_transport replaces httpx's private pool: if httpx renames it, this fails.
+    import httpcore
+
+    from gateway.sources.shoutcast import IcyStatusBackend, http_transport
+
+    transport = http_transport(ssl.create_default_context())
+    assert isinstance(transport._pool, httpcore.AsyncConnectionPool)
+    assert isinstance(transport._pool._network_backend, IcyStatusBackend)
