@@ -10,7 +10,10 @@ made traversable and its log directory writable for that user
 ``-t``); ``pause``/``resume`` SIGSTOP/SIGCONT it (the mount stays up, silent),
 ``stop`` ends it (the mount disappears: 404 until a source returns).
 ``set_title`` changes the mount's now-playing title through the admin API,
-as a station's playout does. Everything started is stopped by ``close``.
+as a station's playout does. ``send(mount, data, seconds)`` is a source of
+given bytes instead (a chained Ogg stream whose tracks name themselves, as a
+playout such as ices or Liquidsoap sends): Icecast's source protocol (a
+``PUT`` with the source password) from a thread, paced to last ``seconds``. Everything started is stopped by ``close``.
 With ``ns`` (a ``bench.netns.NetNamespace``) Icecast and its sources run
 inside that network namespace, on its own loopback (``ip netns exec``), and
 this process reaches them through ``ns.run_inside``: where a namespaced
@@ -25,7 +28,9 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -81,6 +86,41 @@ class IcecastSource:
                 self.proc.wait(5)
 
 
+class _Sender(threading.Thread):
+    """A source connection writing ``data`` to a mount, paced over ``seconds``; ``stop`` ends it."""
+
+    def __init__(self, port: int, password: str, mount: str, data: bytes, content_type: str, seconds: float) -> None:
+        super().__init__(name=f"icecast source {mount}", daemon=True)
+        self.port, self.mount, self.data, self.seconds = port, mount, data, seconds
+        token = b64encode(f"source:{password}".encode()).decode()
+        self.head = (f"PUT /{mount.lstrip('/')} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     f"Authorization: Basic {token}\r\nContent-Type: {content_type}\r\nIce-Public: 0\r\n"
+                     f"Expect: 100-continue\r\n\r\n").encode()
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+                sock.sendall(self.head)
+                answer = sock.recv(4096)
+                if not answer.startswith((b"HTTP/1.1 100", b"HTTP/1.0 200", b"HTTP/1.1 200")):
+                    raise RuntimeError(f"icecast refused the source: {answer[:80]!r}")
+                piece = 4096
+                rate = len(self.data) / self.seconds
+                started = time.monotonic()
+                for offset in range(0, len(self.data), piece):
+                    if self.stopped.wait(max(0.0, started + offset / rate - time.monotonic())):
+                        return
+                    sock.sendall(self.data[offset : offset + piece])
+        except BaseException as exc:  # shown by stop(): a thread's error is otherwise lost
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(10)
+
+
 @dataclass
 class Icecast:
     port: int
@@ -88,6 +128,7 @@ class Icecast:
     work: Path
     proc: subprocess.Popen[bytes]
     sources: list[IcecastSource] = field(default_factory=list)
+    senders: list[_Sender] = field(default_factory=list)
     ns: NetNamespace | None = None  # the network namespace it runs in; None: this process's
 
     @property
@@ -117,6 +158,19 @@ class Icecast:
         if wait:
             self.wait_mount(mount)
         return source
+
+    def send(self, mount: str, data: bytes, *, seconds: float, content_type: str = "audio/ogg") -> None:
+        """A source of ``data`` on ``mount``, its bytes paced to last ``seconds`` (this process's loopback only)."""
+        if self.ns is not None:
+            raise RuntimeError("send() feeds an Icecast on this process's loopback")
+        sender = _Sender(self.port, self.password, mount, data, content_type, seconds)
+        sender.start()
+        self.senders.append(sender)
+        try:
+            self.wait_mount(mount)
+        except TimeoutError:
+            sender.stop()
+            raise RuntimeError(f"the source of {mount} did not start: {sender.error!r}") from None
 
     def _urlopen(self, request: urllib.request.Request | str, timeout: float, read: int = -1) -> tuple[int, bytes]:
         """Status and body (its first ``read`` bytes) of a request to Icecast, from where Icecast runs;
@@ -156,6 +210,8 @@ class Icecast:
             raise RuntimeError(f"icecast refused the title of {mount}: {status}")
 
     def close(self) -> None:
+        for sender in self.senders:
+            sender.stop()
         for source in self.sources:
             source.stop()
         if self.proc.poll() is None:

@@ -12,7 +12,8 @@ answer's content type when it is opened:
 * an endless stream (Icecast, SHOUTcast): an answer with ``icy-*`` headers,
   or an audio type with no length, is a live track (docs/live.md), named
   after its ``icy-name`` when it says one; ``open_live`` reads it with
-  ``Icy-MetaData: 1`` and strips the metadata into ``NowPlaying``. An
+  ``Icy-MetaData: 1`` and strips the metadata into ``NowPlaying`` (an Ogg
+  stream without it: its comment headers' titles, ``ogg_titles.py``). An
   upstream that cannot be asked registers as a file, as it always did: the
   transcode reports what is wrong with it;
 * an HLS playlist (RFC 8216: a ``.m3u8`` path, or a playlist content type
@@ -53,6 +54,7 @@ from .base import CountBytes
 from .fetch import SafeFetcher, UpstreamResponse
 from .hls_follow import HlsFollower, Target, looks_like_playlist
 from .icy import IcyDemuxer, IcyError, parse_metaint
+from .ogg_titles import OggTitles
 from .playlists import MAX_PLAYLIST_BYTES, fetch_playlist_text, is_hls, parse_playlist
 
 __all__ = [
@@ -330,14 +332,22 @@ class UrlSource(TailSource, BoundedSource, LiveSource):
         except IcyError as exc:
             raise UpstreamError(str(exc), code="upstream_bad_metadata") from None
         demuxer = IcyDemuxer(metaint) if metaint is not None else None
+        # Without ICY metadata an Ogg stream names its tracks in its own comment headers.
+        ogg: OggTitles | None = None
+        first = True
         async for piece in body:
             if self._count is not None:
                 self._count(len(piece))
-            if demuxer is None:
-                yield piece
+            if demuxer is not None:
+                for item in demuxer.feed(piece):
+                    yield item
                 continue
-            for item in demuxer.feed(piece):
-                yield item
+            if first and piece:
+                first = False
+                ogg = OggTitles() if piece.startswith(b"OggS") else None
+            yield piece
+            for title in ogg.feed(piece) if ogg is not None else ():
+                yield title
 
     def tail_fetcher(self, track: Track, *, max_bytes: int = MAX_MOOV_BYTES) -> FetchTail:
         """``fetch_tail(offset)`` for ``transcode.seekable.prepare_input``: one Range request.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench.harness import ffmpeg_bin
 from gateway.live import LIVE
 from gateway.live.window import ORIGIN
 from tests.support.audio import decoded_seconds
@@ -129,6 +131,37 @@ async def test_a_mount_is_a_live_track_heard_at_the_edge_with_its_title(
     metrics = await (await client.get("/metrics")).text()
     assert 'ztream_live_ingests{state="live"} 1.0' in metrics
     assert f'ztream_live_listeners{{station="{track_id}"}}' in metrics
+
+
+def opus_part(path: Path, freq: int, seconds: float, **tags: str) -> bytes:
+    """One track of a chained Ogg stream: Ogg/Opus with ``tags`` as its comments."""
+    meta = [arg for key, value in tags.items() for arg in ("-metadata", f"{key}={value}")]
+    subprocess.run([ffmpeg_bin(), "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}",
+                    "-c:a", "libopus", "-b:a", "64k", *meta, "-f", "ogg", str(path)], check=True, timeout=60)
+    return path.read_bytes()
+
+
+async def test_an_ogg_mount_names_its_tracks_from_their_comments(
+        icecast: Icecast, make_gateway: Any, tmp_path: Path) -> None:
+    # A playout's chained Ogg/Opus: each track its own logical stream with its comments; Icecast
+    # sends no ICY metadata for Ogg, so the titles come from the stream itself.
+    mount = "chained.ogg"
+    one = opus_part(tmp_path / "one.ogg", 440, 6, title="One", artist="Artist A")
+    two = opus_part(tmp_path / "two.ogg", 660, 6, title="Two")
+    icecast.send(mount, (one + two) * 5, seconds=60)
+    client = await make_gateway(library=None, **live_sections(icecast))
+    track_id = (await (await post_url(client, icecast.url(mount))).json())["id"]
+    seen: list[str | None] = []
+    deadline = time.monotonic() + 40
+    while not {"Artist A - One", "Two"} <= set(seen):
+        assert time.monotonic() < deadline, f"titles seen: {seen}"
+        manifest = await manifest_of(client, track_id)
+        if manifest["edge"] is not None and (not seen or seen[-1] != manifest["title"]):
+            seen.append(manifest["title"])
+        await asyncio.sleep(0.3)
+    assert None not in seen, seen  # titled from the first chunk on (Icecast sends a listener the headers first)
+    r = await client.get(f"/v1/tracks/{track_id}/chunks/{manifest['edge']}")
+    assert r.status == 200
 
 
 async def test_a_pause_rides_through_and_a_restart_reconnects_with_the_same_id(
