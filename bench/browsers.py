@@ -470,19 +470,21 @@ def edge_delays(edge: Any, heard: list[Any]) -> tuple[dict[str, Any], list[dict[
         "gap_max_s": round(gaps[-1], 2) if gaps else None,
         "late_over_1s": sum(1 for x in lags if x > 1.0),
     }
+    from bench.world import buffered_ahead
+
     stalls = []
     for n, x in enumerate(heard):
-        counted = 0
-        for w in x.waits:
-            if w.get("stalls", 0) <= counted or x.first_index is None:
-                continue  # a wait while seeking or before the first sound: the player counts no stall
-            counted = w["stalls"]
+        for w in x.stalls if x.first_index is not None else []:
             index = edge.at(x.first_index, float(w["t"]) + 0.01)
+            rates = [r for r in x.rates if r["unix"] <= w["unix"]]
             c = edge.chunks.get(index)
             got = next((k for k in x.chunks if int(k["index"]) == index), None)
             gap = edge.gap_before(index)
             stalls.append({
-                "listener": n, "t": round(float(w["t"]), 2), "buffered_end": w.get("end"), "index": index,
+                "listener": n, "t": round(float(w["t"]), 2), "ahead_s": round(buffered_ahead(w), 2), "index": index,
+                # the playback rate then (the pace rules), and how long before it had changed
+                "rate": rates[-1]["rate"] if rates else 1.0,
+                "rate_changed_s": round(w["unix"] - rates[-1]["unix"], 2) if rates else None,
                 # seconds its chunk had been listed at the gateway when the stall began (< 0: listed after)
                 "listed_before_s": None if c is None else round(float(w["unix"]) - c.seen, 2),
                 "lag_s": None if c is None else round(c.lag, 2), "gap_s": None if gap is None else round(gap, 2),
@@ -525,9 +527,10 @@ def print_live(s: LiveScenario) -> None:
               f"{e['lag_max_s']} s (max) after their audio's end at the upstream ({e['late_over_1s']} over 1 s); "
               f"largest hole in the upstream {e['gap_max_s']} s")
     for st in s.stalls_at:
-        print(f"  stall: listener {st['listener']} at {st['t']} s of its timeline at chunk {st['index']}, which the "
-              f"gateway had listed {st['listed_before_s']} s before ({st['lag_s']} s after its audio's end; upstream "
-              f"hole before it {st['gap_s']} s); it came {st['got_after_s']} s after the stall from {st['source']}")
+        print(f"  stall: listener {st['listener']} at {st['t']} s of its timeline, {st['ahead_s']} s buffered ahead, "
+              f"rate {st['rate']} (changed {st['rate_changed_s']} s before); its chunk {st['index']} listed at the "
+              f"gateway {st['listed_before_s']} s before ({st['lag_s']} s after its audio's end, upstream hole before "
+              f"it {st['gap_s']} s), got {st['got_after_s']} s after the stall from {st['source']}")
     print(f"selected pairs: {pairs}; outcomes {summary['outcomes']}; gateway /metrics: live server "
           f"{gw.get('live_server_bytes', 0) / 1000:.0f} KB, live peer {gw.get('live_peer_bytes', 0) / 1000:.0f} KB")
 

@@ -374,8 +374,10 @@ async def firefox_listener(world: World, tmp_path: Path, track_id: str, home: in
 # buffered and every buffered range (a hole at the playhead shows), and the last chunks it got with
 # when they came (``at``, ms of the page's clock); ``unix`` (the host's clock, shared by the namespaces)
 # and ``stalls`` (the player's count after it: a ``waiting`` while seeking or starting is no stall).
-WATCH_STALLS = """(() => { const p = document.getElementById('p'); window.waits = [];
+# ``rates``: every playback rate change (the live pace rules), with its ``unix`` time.
+WATCH_STALLS = """(() => { const p = document.getElementById('p'); window.waits = []; window.rates = [];
   document.addEventListener('chunk', (e) => { e.detail.at = Math.round(performance.now()); e.detail.unix = Date.now() / 1000; }, true);
+  p.audio.addEventListener('ratechange', () => { window.rates.push({ unix: Date.now() / 1000, rate: p.audio.playbackRate }); });
   p.audio.addEventListener('waiting', () => { const a = p.audio, b = a.buffered;
     const ranges = []; for (let i = 0; i < b.length; i++) ranges.push([b.start(i), b.end(i)]);
     window.waits.push({ at: Math.round(performance.now()), unix: Date.now() / 1000, stalls: p.stats.stalls,
@@ -400,12 +402,30 @@ class LiveListener:
     chunks: list[dict[str, Any]] = field(default_factory=list)  # its ``chunk`` events (index, source, bytes, peer)
     info: dict[str, Any] = field(default_factory=dict)  # its p2p state at its end (outcomes, upBytes, ...)
     waits: list[dict[str, Any]] = field(default_factory=list)  # its audio's ``waiting`` events (WATCH_STALLS)
+    rates: list[dict[str, Any]] = field(default_factory=list)  # its playback rate changes (WATCH_STALLS)
     done: bool = False
 
     @property
     def first_index(self) -> int | None:
         """The first chunk it got (its start: near ``edge``, not at the window's start)."""
         return min((int(c["index"]) for c in self.chunks), default=None)
+
+    @property
+    def stalls(self) -> list[dict[str, Any]]:
+        """The ``waits`` the player counted as stalls (not those while seeking or before the first sound)."""
+        out: list[dict[str, Any]] = []
+        for w in self.waits:
+            if w.get("stalls", 0) > (out[-1]["stalls"] if out else 0):
+                out.append(w)
+        return out
+
+
+def buffered_ahead(wait: Mapping[str, Any]) -> float:
+    """Seconds of audio buffered without a hole past the playhead when a ``waiting`` began: about 0
+    when the audio ran dry (a chunk came late); more when the media pipeline stopped with data in hand."""
+    t = float(wait["t"])
+    return max((float(end) - t for start, end in wait.get("ranges", []) if float(start) <= t + 0.05 < float(end)),
+               default=0.0)
 
 
 async def listen_live(b: Browser, stack: AsyncExitStack, track_id: str, *, count: int, stagger: float,
@@ -434,6 +454,7 @@ async def listen_live(b: Browser, stack: AsyncExitStack, track_id: str, *, count
                 x.chunks = await x.page.evaluate("window.chunks")
                 x.info = await x.page.evaluate("document.getElementById('p').p2p")
                 x.waits = await x.page.evaluate("window.waits")
+                x.rates = await x.page.evaluate("window.rates")
                 x.done = True
                 continue
             state = await x.page.evaluate(LIVE_STATE)

@@ -25,6 +25,7 @@ from bench.world import (
     Browser,
     LiveListener,
     World,
+    buffered_ahead,
     check_audio,
     firefox_listener,
     listen_live,
@@ -44,7 +45,7 @@ from bench.world import (
 __all__ = [
     "CRAWL", "FIREFOX_PREFS", "LIVE_LEAD", "LIVE_OVERRIDES", "LiveListener", "listen_live", "live_station",
     "live_window", "NAT_ARGS", "PAGE_PATH", "PORT", "PUBLIC_URL", "RECORDER", "SERVER_LEAD", "Browser",
-    "World", "check_audio", "firefox_listener", "listener_page", "manifest", "metric", "p2p", "play", "seeded",
+    "World", "buffered_ahead", "check_audio", "firefox_listener", "listener_page", "manifest", "metric", "p2p", "play", "seeded",
     "server_bytes", "tone_track", "TURN_SECRET", "assert_pair_ends", "metric_sum", "until_metric",
 ]
 

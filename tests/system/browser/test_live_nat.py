@@ -27,6 +27,7 @@ from tests.support.world import (
     LIVE_OVERRIDES,
     Browser,
     World,
+    buffered_ahead,
     listen_live,
     live_station,
     live_window,
@@ -70,7 +71,11 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
             log = LiveChunkLog()
             async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b, AsyncExitStack() as stack:
                 listeners = await listen_live(b, stack, tid, count=LISTENERS, stagger=STAGGER, listen=LISTEN, each=True)
-            live_peer = metric_sum(world.gw, "ztream_live_peer_bytes_total")
+                # The pages still play (serving each other): the gateway's count first, then the
+                # players' totals, which only grow, so the first can never exceed the second.
+                live_peer = metric_sum(world.gw, "ztream_live_peer_bytes_total")
+                got = sum([int(await x.page.evaluate("document.getElementById('p').stats.peerBytes"))
+                           for x in listeners])
     finally:
         world.close()
 
@@ -92,16 +97,18 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
         assert first is not None, f"listener {i} got no chunk"
         # near the edge it joined (it starts 3 s behind it), not at the window's start
         assert first >= x.edge - 4, (i, first, x.edge)
-        # The goal is 0 (0 in eight runs of nine); the ninth, at load 4-5 on the 2 shared
-        # cores, stopped at one stall of its first listener, alone until the second joined:
-        # 3 s behind the upstream leaves ~2 s of audio to hold a late cut or a late fetch.
-        # One stall a listener is let pass here; more fail (the cause is not traced yet).
+        # The goal is 0 (0 in eight runs of nine). Traced with `ztream bench browsers --live`
+        # (docs/benchmarks.md): every stall seen on these 2 shared cores had 1.6-3.6 s of audio
+        # buffered past the playhead, its chunk in hand 2-3 s before, while other Chromiums
+        # started: the media pipeline starved of CPU, not a late chunk. So a listener may have
+        # one such stall; one where the audio ran dry (a chunk came late) fails.
+        dry = [w for w in x.stalls if buffered_ahead(w) < 0.5]
+        assert not dry, (i, "ran dry", dry, x.chunks[-6:])
         assert x.stats["stalls"] <= 1, (i, x.stats, x.latencies, x.waits)
         assert len(x.latencies) >= LISTEN - 8, (i, x.latencies)
         assert max(x.latencies) < 6.0, (i, x.latencies)
     assert share >= PEER_SHARE, (later_peer, later_total)
     # The players said which of their peer bytes were live (stats.p2p_live_down_bytes): the
     # gateway's live peer bytes, from reports every ~5 s, are some and never more than they got.
-    got = sum(int(x.stats["peerBytes"]) for x in listeners)
     assert 0 < live_peer <= got, (live_peer, got)
     log.assert_clean()
