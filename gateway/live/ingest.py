@@ -5,10 +5,10 @@ opens the upstream (``LiveSource.open_live``), pipes its bytes into ffmpeg
 with the same argv as files (the rendition is made with
 ``live.chunk_seconds``) and feeds what the splitter yields into the window
 (window.py): the init segment, then each chunk, stamped with ``wall``, the
-UNIX time its first sample arrived (the time the chunk came out, less its
-duration, and never before the session's first upstream byte: bytes of an
-upstream's burst at connect arrived together). ``NowPlaying`` items set the
-title. Nothing is stored: the window in memory is all there is.
+UNIX time its first sample arrived: when the upstream byte carrying it came
+(arrivals.py; so a burst after a stall, or at connect, is dated when it
+came, not a chunk before), never after the chunk came out. ``NowPlaying``
+items set the title. Nothing is stored: the window in memory is all there is.
 
 No file limit cuts an ingest (no transcode timeout, no size or duration
 bound); the upstream is bounded by its rate and read timeout in the fetcher.
@@ -42,6 +42,7 @@ from ..errors import NotAudio, UpstreamError, ZtreamError
 from ..media.catalog import Track
 from ..media.types import LiveState
 from ..media.upstream import LiveSource, NowPlaying
+from .arrivals import Arrivals
 from .window import LiveWindow
 
 __all__ = ["LiveIngest", "FIRST_BACKOFF", "NO_TIMEOUT"]
@@ -152,6 +153,7 @@ class LiveIngest:
         self.sessions += 1
         self.window.begin(self._now())
         first_byte: list[float] = []
+        arrivals = Arrivals()
         made = 0
         items = self.source.open_live(self.track)
 
@@ -162,8 +164,10 @@ class LiveIngest:
                     self.title = title
                     self.notify()
                 return None
+            now = self._now()
             if not first_byte:
-                first_byte.append(self._now())
+                first_byte.append(now)
+            arrivals.arrived(len(item), now)
             return item
 
         async def upstream(head: bytes) -> AsyncGenerator[bytes, None]:
@@ -193,7 +197,8 @@ class LiveIngest:
                         self.window.add_init(event.data)
                     elif isinstance(event, Cluster):
                         now = self._now()
-                        wall = max(now - event.duration, first_byte[0] if first_byte else now)
+                        dated = arrivals.dated(event.start, event.start + event.duration)
+                        wall = min(now, dated) if dated is not None else now - event.duration
                         self.window.add_chunk(start=event.start, duration=event.duration, data=event.data, wall=wall)
                         made += 1
                         self.produced = True

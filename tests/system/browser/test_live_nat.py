@@ -1,11 +1,12 @@
-"""A live station heard by real Chromium listeners, each behind its own NAT router.
+"""A live station heard by real Chromium and Firefox listeners, each behind its own NAT router.
 
 The world of the browser P2P tests (``bench.world.World``, the ``bridge``
 topology, the gateway's shipped defaults: its built-in STUN responder, no
 TURN, no media permissions) with a live station on the public side: a real
 Icecast on the public namespace's loopback fed in real time by ``ffmpeg -re``
 (MP3), registered with the gateway as a live track (docs/live.md). Three
-listeners join about 4 s apart and each listens ~25 s (``bench.world.listen_live``,
+listeners (two Chromium, then a Firefox ESR) join about 4 s apart and each
+listens ~25 s (``bench.world.listen_live``,
 what ``ztream bench browsers --live`` runs). Each starts near the edge of the
 window it joined (not at the window's start), plays without a stall about
 3 s behind the upstream, and the later listeners get a real share of the
@@ -37,6 +38,7 @@ from tests.support.world import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 LISTENERS = 3
+FIREFOX_AT = 2  # the last listener is a Firefox: both engines take the edge from each other
 STAGGER = 4.0  # seconds between two listeners' starts
 LISTEN = 25.0  # seconds each listens
 # The later listeners' chunks past their start-up lead that came from a peer. Measured
@@ -70,7 +72,8 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
             live_window(world.gw, tid, 4)  # the ingest runs: a window to join
             log = LiveChunkLog()
             async with async_playwright() as pw, Browser(pw, world, tmp_path, log) as b, AsyncExitStack() as stack:
-                listeners = await listen_live(b, stack, tid, count=LISTENERS, stagger=STAGGER, listen=LISTEN, each=True)
+                listeners = await listen_live(b, stack, tid, count=LISTENERS, stagger=STAGGER, listen=LISTEN, each=True,
+                                              firefox_at=FIREFOX_AT)
                 # The pages still play (serving each other): the gateway's count first, then the
                 # players' totals, which only grow, so the first can never exceed the second.
                 live_peer = metric_sum(world.gw, "ztream_live_peer_bytes_total")
@@ -86,7 +89,8 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
             later_peer += sum(c["source"] == "peer" for c in after_lead)
             later_total += len(after_lead)
     share = later_peer / later_total if later_total else 0.0
-    print(f"\nlive behind NATs: joined at {[x.joined_s for x in listeners]} s, edges {[x.edge for x in listeners]}, "
+    print(f"\nlive behind NATs: {[x.browser for x in listeners]} joined at {[x.joined_s for x in listeners]} s, "
+          f"edges {[x.edge for x in listeners]}, "
           f"first chunks {[x.first_index for x in listeners]}; stalls {[x.stats.get('stalls') for x in listeners]}; "
           f"latency max {[round(max(x.latencies, default=0), 2) for x in listeners]} s; "
           f"chunks from peers after the lead {later_peer}/{later_total} ({share:.0%}); "
@@ -108,6 +112,8 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
         assert len(x.latencies) >= LISTEN - 8, (i, x.latencies)
         assert max(x.latencies) < 6.0, (i, x.latencies)
     assert share >= PEER_SHARE, (later_peer, later_total)
+    firefox = listeners[FIREFOX_AT]
+    assert firefox.browser == "firefox" and any(c["source"] == "peer" for c in firefox.chunks), firefox.chunks
     # The players said which of their peer bytes were live (stats.p2p_live_down_bytes): the
     # gateway's live peer bytes, from reports every ~5 s, are some and never more than they got.
     assert 0 < live_peer <= got, (live_peer, got)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -128,3 +129,51 @@ async def test_cancelling_ends_ffmpeg_and_the_connection(mp3: bytes) -> None:
 
 def test_rendition_chunk_length_is_the_live_one(tmp_path: Path) -> None:
     assert make_rendition(ffmpeg_bin(), bitrate=64000, chunk_seconds=1.0).chunk_seconds == 1.0
+
+
+class StallingStation(LiveSource):
+    """``body`` in real time for ``stall_at`` seconds, nothing for ``stall`` seconds, then what it
+    held at once and the rest in real time again (a playout that froze and caught up)."""
+
+    def __init__(self, body: bytes, *, rate: float, stall_at: float, stall: float) -> None:
+        self.body, self.rate, self.stall_at, self.stall = body, rate, stall_at, stall
+        self.stalled: tuple[float, float] | None = None  # (when it stopped, when it came back)
+
+    async def open_live(self, track: Track) -> AsyncIterator[bytes | NowPlaying]:
+        piece = 4000
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for offset in range(0, len(self.body), piece):
+            media = offset / self.rate
+            # Held from stall_at: what it held comes at once when it is back, then real time again.
+            due = began + (max(media, self.stall_at + self.stall) if media >= self.stall_at else media)
+            if self.stalled is None and media >= self.stall_at:
+                stopped = time.time()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                self.stalled = (stopped, time.time())
+            else:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+            yield self.body[offset : offset + piece]
+
+
+async def test_a_burst_after_a_stall_is_dated_when_it_came(mp3: bytes) -> None:
+    station = StallingStation(mp3 * 2, rate=16_000, stall_at=4.0, stall=3.0)  # 128 kbit/s: real time
+    window = LiveWindow(60.0)
+    ingest = ingest_of(station, window, [])
+    task = asyncio.create_task(ingest.run())
+    try:
+        assert await ingest.wait(lambda: station.stalled is not None and window.edge is not None
+                                 and window.chunks[-1].start >= 8.0, 40)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert station.stalled is not None
+    stopped, back = station.stalled
+    chunks = list(window.chunks)
+    # Cut before the stall: dated before it. Its audio came after: dated after it came back,
+    # though ffmpeg cut the held seconds together, a chunk's time at once (not a chunk before).
+    assert all(c.wall < stopped for c in chunks if c.start + c.duration <= 3.5), [(c.start, c.wall - stopped) for c in chunks]
+    after = [c for c in chunks if c.start >= 4.5]
+    assert after and all(c.wall >= back - 0.05 for c in after), [(c.start, c.wall - back) for c in after]
+    assert [c.wall for c in chunks] == sorted(c.wall for c in chunks)
