@@ -110,7 +110,10 @@ async def test_listeners_behind_nats_start_at_the_edge_and_share_it(tmp_path: Pa
         assert not dry, (i, "ran dry", dry, x.chunks[-6:])
         assert x.stats["stalls"] <= 1, (i, x.stats, x.latencies, x.waits)
         assert len(x.latencies) >= LISTEN - 8, (i, x.latencies)
-        assert max(x.latencies) < 6.0, (i, x.latencies)
+        # Firefox's playhead stands still ~1.7 s after its first sound (its audio output starting, in
+        # PulseAudio here), then the pace rules win it back slowly: 4.9-5.0 s at most in three runs,
+        # against 3.3-3.5 s for Chromium. Its bound is the goal's p95.
+        assert max(x.latencies) < (8.0 if x.browser == "firefox" else 6.0), (i, x.browser, x.latencies)
     assert share >= PEER_SHARE, (later_peer, later_total)
     firefox = listeners[FIREFOX_AT]
     assert firefox.browser == "firefox" and any(c["source"] == "peer" for c in firefox.chunks), firefox.chunks
