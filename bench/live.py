@@ -251,9 +251,13 @@ async def run_live(
             side.append(asyncio.create_task(restart_source()))
         nodes: list[PeerNode] = []
         tasks: list[asyncio.Task[PeerReport]] = []
+        own: list[aiohttp.ClientSession] = []
         for i in range(peers):
+            # Each listener from an address of its own, as listeners are: the gateway's per-client
+            # caps (64 sockets an address) and the tracker's address groups see what they would.
+            own.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(listener_address(i), 0))))
             node = PeerNode(gateway, track, options=PeerOptions(name=f"peer{i:03d}", live_seconds=seconds, linger=0.0),
-                            session=session)
+                            session=own[-1])
             nodes.append(node)
             tasks.append(asyncio.create_task(node.run(), name=node.options.name))
             if i + 1 < peers:
@@ -265,6 +269,8 @@ async def run_live(
             except Exception as exc:  # a listener that failed still counts what it did
                 logging.getLogger("ztream.bench").error("%s failed: %r", node.options.name, exc)
                 reports.append(node.report)
+        for own_session in own:
+            await own_session.close()
         for task in side[1:]:
             if not task.done():
                 task.cancel()
@@ -278,6 +284,11 @@ async def run_live(
     # The chunks that reached the gateway while someone listened.
     chunks = sum(1 for wall in produced.values() if started <= wall <= ended)
     return LiveResult(reports, ended - started, chunks, events, before, after, states)
+
+
+def listener_address(i: int) -> str:
+    """Listener ``i``'s loopback address: 127.0.2.1, 127.0.2.2, ... (250 an octet)."""
+    return f"127.0.{2 + i // 250}.{1 + i % 250}"
 
 
 def _metrics(gateway: str) -> dict[str, float]:
