@@ -292,9 +292,6 @@ async def get_manifest(request: web.Request) -> web.Response:
         after = _index_param(request, "after", "bad_after")
         live = await _live(request).manifest(track, request.query.get("rendition"), client=request_client(request),
                                              after=after)
-        if live["chunks"] and not track.listed:
-            # On the air: its audio played, as a completed transcode shows a file's (GET /v1/tracks).
-            request.app[CATALOG].mark_transcoded(track.id)
         answer = web.json_response(live, headers={"Cache-Control": LIVE_SHORT, **cors_headers(request)})
         # Polled once a chunk by every listener: gzip when asked (the hashes are hex, half of it saved).
         answer.enable_compression()
