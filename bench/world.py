@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -193,8 +194,6 @@ class EdgeWatch:
     every = 0.25
 
     def __init__(self, gw: NamespacedGateway, track_id: str) -> None:
-        import threading
-
         self.gw, self.track_id = gw, track_id
         self.chunks: dict[int, EdgeChunk] = {}
         self.errors = 0

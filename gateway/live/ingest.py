@@ -152,7 +152,6 @@ class LiveIngest:
         """One connection to the upstream, into the window; the number of chunks it made."""
         self.sessions += 1
         self.window.begin(self._now())
-        first_byte: list[float] = []
         arrivals = Arrivals()
         made = 0
         items = self.source.open_live(self.track)
@@ -164,10 +163,7 @@ class LiveIngest:
                     self.title = title
                     self.notify()
                 return None
-            now = self._now()
-            if not first_byte:
-                first_byte.append(now)
-            arrivals.arrived(len(item), now)
+            arrivals.arrived(len(item), self._now())
             return item
 
         async def upstream(head: bytes) -> AsyncGenerator[bytes, None]:

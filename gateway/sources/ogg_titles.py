@@ -121,30 +121,28 @@ class OggTitles:
                 return out
             followed = self._streams.get(serial)
             if flags & _BOS or (followed is not None and not followed.done):  # else only its flags matter
-                self._page(flags, serial, bytes(lacing), bytes(self._buf[lacing_end:end]), out)
-            elif flags & _EOS:
+                self._page(bool(flags & _BOS), serial, bytes(lacing), bytes(self._buf[lacing_end:end]), out)
+            if flags & _EOS:
                 self._streams.pop(serial, None)
             del self._buf[:end]
 
-    def _page(self, flags: int, serial: int, lacing: bytes, body: bytes, out: list[NowPlaying]) -> None:
-        if flags & _BOS:
+    def _page(self, first: bool, serial: int, lacing: bytes, body: bytes, out: list[NowPlaying]) -> None:
+        if first:
             if len(self._streams) >= MAX_STREAMS:
                 self._streams.pop(next(iter(self._streams)))
             self._streams[serial] = _Stream()
-        stream = self._streams.get(serial)
-        if stream is not None and not stream.done:
-            pos = 0
-            for size in lacing:
-                if not stream.done:
-                    stream.packet += body[pos : pos + size]
-                    if len(stream.packet) > MAX_COMMENTS:
-                        stream.done = True
-                    elif size < 255:
-                        self._packet(stream, bytes(stream.packet), out)
-                        stream.packet.clear()
-                pos += size
-        if flags & _EOS:
-            self._streams.pop(serial, None)
+        stream = self._streams[serial]  # feed calls only for a new stream or one still awaited
+        pos = 0
+        for size in lacing:
+            stream.packet += body[pos : pos + size]
+            pos += size
+            if len(stream.packet) > MAX_COMMENTS:
+                stream.done = True
+            elif size < 255:
+                self._packet(stream, bytes(stream.packet), out)
+                stream.packet.clear()
+            if stream.done:
+                break
 
     def _packet(self, stream: _Stream, packet: bytes, out: list[NowPlaying]) -> None:
         stream.packets += 1

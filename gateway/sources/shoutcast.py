@@ -84,8 +84,8 @@ def http_transport(ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
 
     httpx takes no network backend, so its pool is replaced by one built like its own
     (httpx's default limits) with ``IcyStatusBackend``; ``_pool`` is httpx's name for it
-    in the pinned range (pyproject.toml), and tests/unit/gateway/sources/test_shoutcast.py
-    fails if that ever changes.
+    in the pinned range (pyproject.toml), and tests/unit/gateway/sources/test_fetch.py
+    (``test_the_plain_http_pool_is_the_icy_reading_one``) fails if that ever changes.
     """
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, retries=0)
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)

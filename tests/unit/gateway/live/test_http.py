@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from gateway.live import LIVE
 from tests.support.audio import make_audio
 from tests.support.gateway import post_url
+from tests.unit.gateway.sources.test_icy import block
 
 TOKEN = "admin-token-live-9"
 
@@ -165,11 +166,6 @@ async def test_a_shoutcast_v1_station_plays_live_with_its_title(make_gateway: An
     mp3 = make_audio(tmp_path / "loop.mp3", 10, fmt="mp3").read_bytes()
     metaint, piece = 8192, 4000
 
-    def block(title: str) -> bytes:
-        text = f"StreamTitle='{title}';".encode()
-        size = -(-len(text) // 16)
-        return bytes([size]) + text.ljust(size * 16, b"\x00")
-
     handlers: list[asyncio.Task[Any]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -190,7 +186,7 @@ async def test_a_shoutcast_v1_station_plays_live_with_its_title(make_gateway: An
                 for offset in range(0, len(mp3), piece):
                     body += mp3[offset : offset + piece]
                     while len(body) >= metaint:
-                        writer.write(bytes(body[:metaint]) + block("Artist - Old Song"))
+                        writer.write(bytes(body[:metaint]) + block(b"StreamTitle='Artist - Old Song';"))
                         del body[:metaint]
                     await writer.drain()
                     await asyncio.sleep(0.125)
